@@ -1,0 +1,60 @@
+# Assay developer entry points. Everything installs from the repository's own files:
+# Python deps into .venv, the Kubernetes binaries into ~/.cache/assay (built once, reused).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: help deps kube crds check-crds test test-unit test-cluster up down status demo kind-e2e clean
+
+help:
+	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
+	@echo "make test        install everything needed and run the test suite"
+	@echo "make test-unit   only the tests that need no cluster"
+	@echo "make up / down   start / stop the local stack (control plane, node agent, operator)"
+	@echo "make crds        regenerate crds/*.yaml from the models"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+deps: $(STAMP)
+
+kube:
+	@bash hack/build-kube.sh >/dev/null
+
+crds: deps
+	$(BIN)/python hack/gen_crds.py
+
+check-crds: deps
+	$(BIN)/python hack/gen_crds.py --check
+
+test: deps kube
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: deps
+	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
+
+test-cluster: deps kube
+	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
+
+up: deps kube
+	@bash hack/stack.sh up
+
+down:
+	@bash hack/stack.sh down
+
+status:
+	@bash hack/stack.sh status
+
+demo: deps kube
+	@bash hack/demo.sh
+
+kind-e2e: deps
+	@bash hack/kind-e2e.sh
+
+clean: down
+	rm -rf .assay $(VENV)

@@ -1,0 +1,325 @@
+"""Building blocks shared by every Assay custom resource.
+
+Every model here and in the kind modules is the one place a field is declared: the CRD YAML
+(`crds/schema.py`), the REST mappings and the runner all derive from these classes. Python
+names are snake_case, the Kubernetes wire names camelCase.
+
+Validation that JSON Schema cannot say (one field required when another has some value,
+exactly one of two fields) is declared once per model as a `Rule`: the CEL expression that the
+API server runs and the Python predicate that pydantic runs sit side by side, with one message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Callable, ClassVar, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "assay.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+RuleReason = Literal["FieldValueInvalid", "FieldValueRequired", "FieldValueForbidden", "FieldValueDuplicate"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One validation rule, enforced by the API server (CEL) and by pydantic (Python).
+
+    `check` receives the model instance and returns True when the rule holds. It is None only
+    for rules that need the previous object (`oldSelf`), which only the API server has.
+    """
+
+    cel: str
+    message: str
+    check: Optional[Callable[[Any], bool]] = None
+    field_path: Optional[str] = None
+    reason: Optional[RuleReason] = None
+
+    def to_openapi(self) -> dict[str, str]:
+        out = {"rule": self.cel, "message": self.message}
+        if self.field_path:
+            out["fieldPath"] = self.field_path
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+    def error_text(self) -> str:
+        # pydantic reports a model validator's error at the model, so the offending field
+        # goes into the text; the API server gets it from fieldPath instead.
+        if self.field_path:
+            return f"{self.field_path.lstrip('.')}: {self.message}"
+        return self.message
+
+
+def _attach_rules(schema: dict[str, Any], model: type) -> None:
+    rules = getattr(model, "validation_rules", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [rule.to_openapi() for rule in rules]
+
+
+class AssayModel(BaseModel):
+    """Base of every spec-side model: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        json_schema_extra=_attach_rules,
+    )
+
+    validation_rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_validation_rules(self):
+        for rule in type(self).validation_rules:
+            if rule.check is not None and not rule.check(self):
+                raise ValueError(rule.error_text())
+        return self
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The object as Kubernetes stores it: camelCase keys, unset optionals left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class StatusModel(AssayModel):
+    """Base of status models. The operator writes status; a reader tolerates fields it does
+    not know yet, so that an older operator can read a newer one's status during an upgrade."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+def bounded_str(max_length: int, *, min_length: int = 0, pattern: Optional[str] = None) -> Any:
+    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)]
+
+
+# Names and short identifiers. The bounds keep the API server's CEL cost estimate finite for
+# rules that compare or iterate over them, and reject absurd input early.
+Name = bounded_str(253, min_length=1)
+ShortText = bounded_str(1024)
+Url = bounded_str(4096, min_length=1)
+
+
+# --- durations --------------------------------------------------------------------------------
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=64)]
+"""A Go-style duration such as `300ms`, `30s`, `1h30m`."""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Duration string: `parse_duration("1m30s") == 90.0`."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}: expected e.g. 300ms, 30s, 5m, 1h30m")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+
+
+# --- conditions and references ----------------------------------------------------------------
+
+
+class Condition(StatusModel):
+    """The state of one aspect of the resource, as in metav1.Condition."""
+
+    type: bounded_str(316, min_length=1)
+    """Condition type in CamelCase, e.g. `Ready`, `Complete`."""
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    """Machine-readable CamelCase reason for the last transition."""
+    message: str = ""
+    """Human-readable detail about the last transition."""
+    observed_generation: Optional[int] = Field(default=None, ge=0)
+    """The .metadata.generation the condition was set for."""
+    last_transition_time: Optional[datetime] = None
+    """When the status last changed."""
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
+]
+
+
+class SecretRef(AssayModel):
+    """A Secret in the resource's namespace."""
+
+    name: Name
+
+
+class ConfigMapKeyRef(AssayModel):
+    """One key of a ConfigMap in the resource's namespace."""
+
+    name: Name
+    key: bounded_str(253, min_length=1)
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata Assay reads; the API server owns the rest, so it passes through."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    name: Optional[str] = None
+    namespace: Optional[str] = None
+    uid: Optional[str] = None
+    generation: Optional[int] = None
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+
+
+class Resource(BaseModel):
+    """Common envelope of every Assay custom resource (apiVersion, kind, metadata)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    api_version: Literal["assay.dev/v1alpha1"] = API_VERSION
+    metadata: ObjectMeta = ObjectMeta()
+
+    def to_k8s(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --- HTTP assertions and extractions ----------------------------------------------------------
+
+Source = Literal[
+    "response_status",
+    "response_headers",
+    "response_json",
+    "response_xml",
+    "response_text",
+    "response_time",
+    "response_size",
+]
+
+Comparison = Literal[
+    "equal",
+    "empty",
+    "not_empty",
+    "not_equal",
+    "contains",
+    "does_not_contain",
+    "is_a_number",
+    "equal_number",
+    "is_less_than",
+    "is_less_than_or_equal",
+    "is_greater_than",
+    "is_greater_than_or_equal",
+    "has_key",
+    "has_value",
+    "is_null",
+]
+
+SOURCES_WITH_PROPERTY = ("response_headers", "response_json", "response_xml")
+JSON_ONLY_COMPARISONS = ("has_key", "has_value", "is_null")
+COMPARISONS_WITHOUT_VALUE = ("empty", "not_empty", "is_a_number", "is_null")
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+class Assertion(AssayModel):
+    """A success criterion on a response: take `property` of `source`, compare it with `value`."""
+
+    source: Source
+    """Where the checked value comes from. response_time is in milliseconds, response_size in bytes."""
+    property: Optional[bounded_str(1024)] = None
+    """Header name, JSON path or XPath; required for response_headers, response_json and
+    response_xml. An empty string selects the whole document."""
+    comparison: Comparison
+    value: Optional[Union[int, str]] = None
+    """What the property is compared with; not used by empty, not_empty, is_a_number and is_null."""
+
+    validation_rules = (
+        Rule(
+            cel=f"!(self.source in {_cel_list(SOURCES_WITH_PROPERTY)}) || has(self.property)",
+            check=lambda a: a.source not in SOURCES_WITH_PROPERTY or a.property is not None,
+            message="property is required for response_headers, response_json and response_xml",
+            field_path=".property",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel=f"!(self.comparison in {_cel_list(JSON_ONLY_COMPARISONS)}) || self.source == 'response_json'",
+            check=lambda a: a.comparison not in JSON_ONLY_COMPARISONS or a.source == "response_json",
+            message="has_key, has_value and is_null need source response_json",
+            field_path=".comparison",
+        ),
+        Rule(
+            cel=f"self.comparison in {_cel_list(COMPARISONS_WITHOUT_VALUE)} || has(self.value)",
+            check=lambda a: a.comparison in COMPARISONS_WITHOUT_VALUE or a.value is not None,
+            message="value is required for this comparison",
+            field_path=".value",
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+class Variable(AssayModel):
+    """A value extracted from a response into `{{name}}` for the requests that follow."""
+
+    name: bounded_str(256, min_length=1)
+    source: Source
+    property: Optional[bounded_str(1024)] = None
+    """Header name, JSON path or XPath; required for response_headers, response_json and response_xml."""
+
+    validation_rules = (
+        Rule(
+            cel=f"!(self.source in {_cel_list(SOURCES_WITH_PROPERTY)}) || has(self.property)",
+            check=lambda v: v.source not in SOURCES_WITH_PROPERTY or v.property is not None,
+            message="property is required for response_headers, response_json and response_xml",
+            field_path=".property",
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+# List bounds: the API server multiplies a CEL rule's cost by how many times it can run, which
+# is the product of maxItems of the lists around it; unbounded lists make that estimate explode.
+MAX_ASSERTIONS = 50
+MAX_VARIABLES = 50
+MAX_REQUESTS = 100
+
+Assertions = Annotated[list[Assertion], Field(max_length=MAX_ASSERTIONS)]
+Variables = Annotated[list[Variable], Field(max_length=MAX_VARIABLES)]
+
+
+class HttpRequest(AssayModel):
+    """One HTTP request of a flow, with what to extract from and assert on its response."""
+
+    name: Optional[bounded_str(256)] = None
+    """Label for reports; defaults to the method and URL."""
+    method: HttpMethod = "GET"
+    url: Url
+    """Absolute, or relative to the resource's base URL. May contain `{{variables}}`."""
+    headers: dict[str, str] = {}
+    body: Optional[str] = None
+    timeout: Optional[Duration] = None
+    """Overrides the resource-wide request timeout."""
+    extract: Variables = []
+    assertions: Assertions = []
+
+
+class ParameterPool(AssayModel):
+    """Rows of parameters (CSV with a header line); each flow iteration takes the next row."""
+
+    name: bounded_str(253, min_length=1)
+    csv: Optional[str] = None
+    """Inline CSV, header line first."""
+    config_map_ref: Optional[ConfigMapKeyRef] = None
+    """A ConfigMap key holding the CSV, for pools too large to inline."""
+
+    validation_rules = (
+        Rule(
+            cel="has(self.csv) != has(self.configMapRef)",
+            check=lambda p: (p.csv is None) != (p.config_map_ref is None),
+            message="exactly one of csv or configMapRef must be set",
+        ),
+    )

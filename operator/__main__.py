@@ -1,0 +1,55 @@
+"""`python -m assay.operator`: run the Kopf operator for every namespace.
+
+Configuration comes from ASSAY_* environment variables (see settings.py); the cluster from
+the in-cluster service account or $KUBECONFIG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import kopf
+import kubernetes
+
+from . import loadtest  # noqa: F401  (registers the handlers)
+from .settings import get_settings
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, logger, **_):
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    # Kopf posts k8s Events for handler outcomes; errors are worth an Event, chatter is not.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.persistence.finalizer = "assay.dev/operator"
+    logger.info(f"runner image {get_settings().runner_image}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m assay.operator", description=__doc__)
+    parser.add_argument("--namespace", "-n", action="append",
+                        help="watch only these namespaces (default: all)")
+    parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--liveness", default=None,
+                        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--peering", default=None,
+                        help="peering object name for several replicas (default: standalone)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Kubernetes I/O for the handlers: create-if-absent, reads, status patches.
+
+Handlers are sync functions that Kopf runs in its thread pool; the official client is
+configured once at start-up (see __main__.startup)."""
+
+from __future__ import annotations
+
+import kubernetes
+from kubernetes.client.rest import ApiException
+
+from .names import GROUP, VERSION
+
+
+def _api_client() -> kubernetes.client.ApiClient:
+    return kubernetes.client.ApiClient()
+
+
+def to_dict(obj) -> dict:
+    """A client model object as the plain dict the API server sent (camelCase keys)."""
+    return _api_client().sanitize_for_serialization(obj)
+
+
+def create_if_absent(body: dict) -> tuple[dict, bool]:
+    """Create `body` unless an object of that name exists; returns (object, created).
+
+    A 409 means an earlier attempt (a retried handler, a restarted operator) already
+    created it, which is the point: the name is deterministic, so this is idempotent."""
+    kind = body["kind"]
+    namespace = body["metadata"]["namespace"]
+    name = body["metadata"]["name"]
+    if kind == "Job":
+        api = kubernetes.client.BatchV1Api()
+        create, read = api.create_namespaced_job, api.read_namespaced_job
+    elif kind == "ConfigMap":
+        api = kubernetes.client.CoreV1Api()
+        create, read = api.create_namespaced_config_map, api.read_namespaced_config_map
+    else:
+        raise ValueError(f"create_if_absent does not handle {kind}")
+    try:
+        return to_dict(create(namespace, body)), True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return to_dict(read(name, namespace)), False
+
+
+def read_job(namespace: str, name: str) -> dict | None:
+    try:
+        return to_dict(kubernetes.client.BatchV1Api().read_namespaced_job(name, namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def list_job_pods(namespace: str, job_name: str) -> list[dict]:
+    pods = kubernetes.client.CoreV1Api().list_namespaced_pod(
+        namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}")
+    return [to_dict(p) for p in pods.items]
+
+
+def read_custom(plural: str, namespace: str, name: str) -> dict | None:
+    try:
+        return kubernetes.client.CustomObjectsApi().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def patch_status(plural: str, namespace: str, name: str, status: dict) -> None:
+    kubernetes.client.CustomObjectsApi().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, plural, name, {"status": status})

@@ -1,0 +1,114 @@
+"""A LoadTest's status, reconstructed from its Job and the Job's pods.
+
+Pure: it reads the world as dicts and returns the status to write, so a restarted operator
+arrives at the same status from the same world, and tests feed it YAML fixtures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from assay.runner.summary import ShardSummary, merge
+
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+
+
+def _condition(job: dict, type_: str) -> dict | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_ and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def _terminated(pod: dict) -> dict | None:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated")
+        if terminated:
+            return terminated
+    return None
+
+
+def shard_summaries(pods: list[dict]) -> dict[int, ShardSummary]:
+    """The latest finished pod's summary per completion index."""
+    latest: dict[int, tuple[str, ShardSummary]] = {}
+    for pod in pods:
+        terminated = _terminated(pod)
+        if not terminated:
+            continue
+        summary = ShardSummary.from_message(terminated.get("message"))
+        if summary is None:
+            exit_code = terminated.get("exitCode")
+            reason = terminated.get("reason") or "Error"
+            summary = ShardSummary(error=f"runner exited {exit_code} ({reason}) without a summary")
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        index = int(annotations.get(INDEX_ANNOTATION, summary.shard or 0))
+        finished = str(terminated.get("finishedAt") or "")
+        if index not in latest or finished >= latest[index][0]:
+            latest[index] = (finished, summary)
+    return {index: summary for index, (_, summary) in latest.items()}
+
+
+def _phase(job: dict | None, pods: list[dict]) -> tuple[str, str | None]:
+    if job is None:
+        return "Pending", None
+    if cond := _condition(job, "Complete"):
+        return "Succeeded", None
+    if cond := _condition(job, "Failed"):
+        return "Failed", f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".strip(": ")
+    status = job.get("status") or {}
+    running = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
+    if running or status.get("ready") or status.get("succeeded") or status.get("failed"):
+        return "Running", None
+    return "Pending", None
+
+
+def _result(phase: str, summary: ShardSummary) -> str | None:
+    if phase not in TERMINAL_PHASES:
+        return None
+    if phase == "Failed" or summary.error or summary.failures or summary.requests == 0:
+        return "Failed"
+    return "Passed"
+
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def loadtest_status(job: dict | None, pods: list[dict], shards: int, generation: int | None = None) -> dict:
+    phase, message = _phase(job, pods)
+    summaries = shard_summaries(pods)
+    total = merge(summaries.values())
+    job_status = (job or {}).get("status") or {}
+    status: dict = {
+        "phase": phase,
+        "shards": {
+            "total": shards,
+            "active": job_status.get("active", 0) or 0,
+            "succeeded": job_status.get("succeeded", 0) or 0,
+            "failed": job_status.get("failed", 0) or 0,
+        },
+        "startTime": _iso(job_status.get("startTime")),
+        "observedGeneration": generation,
+    }
+    if summaries:
+        figures = {"minMs": total.min_ms, "avgMs": total.avg_ms, "maxMs": total.max_ms}
+        status["summary"] = {
+            "requests": total.requests,
+            "failures": total.failures,
+            **{k: round(v, 3) for k, v in figures.items() if v is not None},
+        }
+    if result := _result(phase, total):
+        status["result"] = result
+        failed = _condition(job or {}, "Failed")
+        status["completionTime"] = _iso(job_status.get("completionTime")
+                                        or (failed or {}).get("lastTransitionTime"))
+        message = message or total.error or (
+            f"{total.failures} of {total.requests} requests failed" if total.failures else None)
+    if message:
+        status["message"] = message
+    return {k: v for k, v in status.items() if v is not None}

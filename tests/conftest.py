@@ -1,0 +1,137 @@
+"""Shared fixtures: the real local control plane, fresh namespaces, the operator process.
+
+The control plane (etcd, kube-apiserver, kube-controller-manager and a node agent, all
+built by hack/) starts once per test session in a temporary folder and stops at the end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load_hack(name: str):
+    spec = importlib.util.spec_from_file_location(f"hack_{name}", REPO / "hack" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+localkube = _load_hack("localkube")
+
+
+@dataclass
+class Cluster:
+    kubeconfig: str
+    bin_dir: Path
+    state_dir: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": self.kubeconfig,
+                "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(self.bin_dir / "kubectl"), *args], input=input, text=True,
+                                capture_output=True, env=self.env, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def api_client(self):
+        import kubernetes
+
+        return kubernetes.config.new_client_from_config(config_file=self.kubeconfig)
+
+    def wait_for(self, what: str, check, timeout: float = 60, interval: float = 0.5):
+        """Poll `check` until it returns something truthy; fail with `what` on timeout."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = check()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Cluster:
+    state_dir = tmp_path_factory.mktemp("localkube")
+    state = localkube.up(state_dir, log=lambda msg: print(msg, file=sys.stderr))
+    cluster = Cluster(kubeconfig=state.kubeconfig, bin_dir=localkube.kube_bin_dir(), state_dir=state_dir)
+    try:
+        crds = sorted(str(p) for p in (REPO / "crds").glob("*.yaml"))
+        if crds:
+            cluster.kubectl("apply", "--server-side", *sum((["-f", c] for c in crds), []))
+            cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                            *sum((["-f", c] for c in crds), []))
+        cluster.wait_for("the node agent's node", lambda: cluster.kubectl(
+            "get", "nodes", "-o", "name", check=False).stdout.strip(), timeout=30)
+        yield cluster
+    finally:
+        localkube.down(state_dir, log=lambda msg: print(msg, file=sys.stderr))
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    cluster.wait_for("the namespace's default service account", lambda: cluster.kubectl(
+        "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+class OperatorProcess:
+    """`python -m assay.operator` as a real process, killable mid-run."""
+
+    def __init__(self, cluster: Cluster, log_path: Path, namespace: str | None = None):
+        self.cluster, self.log_path, self.namespace = cluster, log_path, namespace
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> OperatorProcess:
+        args = [sys.executable, "-m", "assay.operator"]
+        if self.namespace:
+            args += ["--namespace", self.namespace]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd="/",
+                                     env={**self.cluster.env, "ASSAY_RUNNER_IMAGE": "assay/runner:test"})
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def operator(cluster: Cluster, namespace: str, tmp_path: Path):
+    proc = OperatorProcess(cluster, tmp_path / "operator.log", namespace).start()
+    yield proc
+    proc.stop()
+    print(proc.log()[-4000:], file=sys.stderr)

@@ -1,0 +1,66 @@
+"""LoadTest status reconstructed from a Job and its pods."""
+
+import json
+
+from assay.operator.runstatus import loadtest_status
+
+
+def pod(index, phase, message=None, exit_code=0, finished="2026-01-01T00:00:10Z"):
+    status = {"phase": phase}
+    if message is not None or phase in ("Succeeded", "Failed"):
+        status["containerStatuses"] = [{"name": "runner", "state": {"terminated": {
+            "exitCode": exit_code, "message": message, "finishedAt": finished}}}]
+    return {"metadata": {"annotations": {"batch.kubernetes.io/job-completion-index": str(index)}},
+            "status": status}
+
+
+def summary(shard, requests, failures=0, lo=1.0, hi=9.0, total=None):
+    return json.dumps({"shard": shard, "requests": requests, "failures": failures, "min_ms": lo,
+                       "max_ms": hi, "total_ms": total if total is not None else requests * 5.0})
+
+
+def job(conditions=(), **status):
+    return {"status": {"conditions": [{"type": t, "status": "True", **extra} for t, extra in conditions],
+                       **status}}
+
+
+def test_no_job_yet_is_pending():
+    assert loadtest_status(None, [], 2)["phase"] == "Pending"
+
+
+def test_running_while_a_pod_runs():
+    status = loadtest_status(job(active=2, startTime="2026-01-01T00:00:00Z"), [pod(0, "Running")], 2)
+    assert status["phase"] == "Running"
+    assert status["shards"] == {"total": 2, "active": 2, "succeeded": 0, "failed": 0}
+    assert "result" not in status
+
+
+def test_complete_job_merges_shard_summaries_exactly():
+    pods = [pod(0, "Succeeded", summary(0, 30, lo=2.0, hi=8.0, total=120.0)),
+            pod(1, "Succeeded", summary(1, 10, lo=1.0, hi=20.0, total=80.0))]
+    status = loadtest_status(job([("Complete", {})], succeeded=2, completionTime="2026-01-01T00:01:00Z"), pods, 2)
+    assert status["phase"] == "Succeeded" and status["result"] == "Passed"
+    assert status["summary"] == {"requests": 40, "failures": 0, "minMs": 1.0, "avgMs": 5.0, "maxMs": 20.0}
+    assert status["completionTime"] == "2026-01-01T00:01:00Z"
+
+
+def test_failed_requests_fail_the_result_not_the_phase():
+    pods = [pod(0, "Succeeded", summary(0, 10, failures=3))]
+    status = loadtest_status(job([("Complete", {})], succeeded=1), pods, 1)
+    assert (status["phase"], status["result"]) == ("Succeeded", "Failed")
+    assert status["message"] == "3 of 10 requests failed"
+
+
+def test_failed_job_reports_its_reason_and_a_crashed_shard():
+    pods = [pod(0, "Succeeded", summary(0, 5)), pod(1, "Failed", "Traceback ...", exit_code=1)]
+    status = loadtest_status(job([("Failed", {"reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"})], failed=1), pods, 2)
+    assert (status["phase"], status["result"]) == ("Failed", "Failed")
+    assert status["message"].startswith("BackoffLimitExceeded")
+    assert status["summary"]["requests"] == 5
+
+
+def test_latest_pod_per_index_wins():
+    old = pod(0, "Failed", summary(0, 1), finished="2026-01-01T00:00:01Z")
+    new = pod(0, "Succeeded", summary(0, 7), finished="2026-01-01T00:00:05Z")
+    status = loadtest_status(job([("Complete", {})]), [new, old], 1)
+    assert status["summary"]["requests"] == 7
