@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Callable, ClassVar, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "assay.dev"
@@ -95,13 +95,30 @@ class StatusModel(AssayModel):
 
 
 def bounded_str(max_length: int, *, min_length: int = 0, pattern: Optional[str] = None) -> Any:
-    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)]
+    return Annotated[str, StringConstraints(min_length=min_length or None, max_length=max_length, pattern=pattern)]
+
+
+def _no_duplicates(items: list) -> list:
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"duplicate value {item!r}")
+        seen.add(item)
+    return items
+
+
+def unique_list(item: Any, *, min_length: int = 0, max_length: int) -> Any:
+    """A list whose items are distinct, a `set` list to the API server (and to server-side apply)."""
+    return Annotated[
+        list[item],
+        Field(min_length=min_length or None, max_length=max_length, json_schema_extra={"x-kubernetes-list-type": "set"}),
+        AfterValidator(_no_duplicates),
+    ]
 
 
 # Names and short identifiers. The bounds keep the API server's CEL cost estimate finite for
 # rules that compare or iterate over them, and reject absurd input early.
 Name = bounded_str(253, min_length=1)
-ShortText = bounded_str(1024)
 Url = bounded_str(4096, min_length=1)
 
 

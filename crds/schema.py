@@ -102,6 +102,8 @@ class _Converter:
                 continue
             if key == "const":
                 out["enum"] = [value]
+            elif key == "description":
+                out["description"] = unwrap(value)
             elif key == "default":
                 pruned = _prune_empty(value)
                 if self.defaults and pruned is not None:
@@ -110,6 +112,8 @@ class _Converter:
                 out["properties"] = {
                     name: self.convert(prop, f"{path}.{name}") for name, prop in value.items()
                 }
+            elif key == "x-kubernetes-validations":
+                out[key] = [_ordered_rule(rule) for rule in value]
             elif key == "items":
                 out["items"] = self.convert(value, f"{path}[]")
             elif key == "additionalProperties":
@@ -209,6 +213,7 @@ class _Converter:
                 })
             for rule in schema.get("x-kubernetes-validations", []):
                 rules.append({**rule, "rule": f"{guard} || ({rule['rule']})"})
+        rules = [_ordered_rule(rule) for rule in rules]
 
         merged: dict[str, Any] = {
             "type": "object",
@@ -249,6 +254,11 @@ def _prune_empty(value: Any) -> Any:
     if value is None or value == "":
         return None
     return value
+
+
+def _ordered_rule(rule: dict[str, str]) -> dict[str, str]:
+    order = ("rule", "message", "fieldPath", "reason")
+    return {k: rule[k] for k in sorted(rule, key=lambda k: order.index(k) if k in order else len(order))}
 
 
 def _ordered(node: dict[str, Any]) -> dict[str, Any]:
@@ -357,4 +367,10 @@ def build_crd(kind: CrdKind) -> dict[str, Any]:
 
 
 def _doc(model: type) -> str:
-    return inspect.cleandoc(model.__doc__ or "")
+    return unwrap(model.__doc__ or "")
+
+
+def unwrap(text: str) -> str:
+    """Docstring text with each paragraph on one line: kubectl explain wraps it itself."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)

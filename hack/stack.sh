@@ -4,7 +4,7 @@
 #   set -a; . .assay/env; set +a; kubectl get loadtests
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STATE=.assay
+STATE=$(realpath -m "${ASSAY_STATE_DIR:-.assay}")
 PY=.venv/bin/python
 mkdir -p "$STATE/logs"
 
@@ -14,7 +14,7 @@ case "${1:-}" in
   up)
     "$PY" hack/localkube.py up --dir "$STATE"
     BIN=$(bash hack/build-kube.sh)
-    export KUBECONFIG="$PWD/$STATE/kubeconfig" PATH="$BIN:$PATH"
+    export KUBECONFIG="$STATE/kubeconfig" PATH="$BIN:$PATH"
     kubectl apply --server-side -f crds/ >/dev/null
     kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
     pid=$(operator_pid)
@@ -23,7 +23,7 @@ case "${1:-}" in
       echo $! > "$STATE/operator.pid"
     fi
     cat > "$STATE/env" <<ENV
-KUBECONFIG=$PWD/$STATE/kubeconfig
+KUBECONFIG=$STATE/kubeconfig
 PATH=$BIN:\$PATH
 ENV
     echo "stack: up. Use it with:  set -a; . $STATE/env; set +a; kubectl get loadtests -A"
@@ -37,6 +37,7 @@ ENV
       echo "stack: operator stopped"
     fi
     rm -f "$STATE/operator.pid"
+    if [ -f "$STATE/demo-api.pid" ]; then kill "$(cat "$STATE/demo-api.pid")" 2>/dev/null || true; rm -f "$STATE/demo-api.pid"; fi
     if [ -x "$PY" ]; then "$PY" hack/localkube.py down --dir "$STATE"; fi
     rm -f "$STATE/env"
     ;;

@@ -1,0 +1,264 @@
+"""LoadTest: one execution of an HTTP load scenario (XTC load tests, Loadmill load tests)."""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Callable, Literal, Optional
+
+from pydantic import Field
+
+from .common import (
+    MAX_REQUESTS,
+    AssayModel,
+    Conditions,
+    Duration,
+    HttpRequest,
+    ParameterPool,
+    Resource,
+    Rule,
+    StatusModel,
+    Url,
+    bounded_str,
+)
+from .schema import CrdKind, PrinterColumn
+
+MAX_SHARDS = 64
+MAX_FLOWS = 50
+MAX_STAGES = 50
+MAX_POOLS = 20
+MAX_CRITERIA = 20
+
+LoadRequest = HttpRequest
+"""A request of a load-test flow; the same shape as every other Assay HTTP request."""
+
+
+class Stage(AssayModel):
+    """One ramp: move linearly to `target` (virtual users, or iterations per second in the
+    open model) over `duration`."""
+
+    duration: Duration
+    target: float = Field(ge=0)
+
+
+class LoadProfile(AssayModel):
+    """How much load: a closed model keeps `users` virtual users busy; an open model starts
+    flow iterations at `arrivalRate` per second whatever the response times."""
+
+    model: Literal["closed", "open"] = "closed"
+    """closed: a fixed number of virtual users, each starting its next iteration when the last
+    ends; open: iterations start at a fixed rate, however slowly the target answers."""
+    users: int = Field(default=1, ge=1)
+    """Virtual users of the closed model, split across shards."""
+    iterations: Optional[int] = Field(default=None, ge=1)
+    """Flow iterations per virtual user; the run ends when all are done (or `duration` passes)."""
+    duration: Optional[Duration] = None
+    """How long the load is held, after ramp-up."""
+    ramp_up: Duration = "0s"
+    """Time to go from zero to full load."""
+    ramp_down: Duration = "0s"
+    """Time to go from full load to zero at the end."""
+    arrival_rate: Optional[float] = Field(default=None, gt=0)
+    """Open model: flow iterations started per second, across all shards."""
+    max_users: Optional[int] = Field(default=None, ge=1)
+    """Open model: cap on concurrently running iterations."""
+    stages: Annotated[list[Stage], Field(max_length=MAX_STAGES)] = []
+    """Ramps of users (closed) or rate (open) instead of a constant level."""
+
+    validation_rules = (
+        Rule(
+            cel="self.model != 'closed' || has(self.iterations) || has(self.duration)",
+            check=lambda p: p.model != "closed" or p.iterations is not None or p.duration is not None,
+            message="the closed model needs iterations or duration",
+            field_path=".iterations",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="self.model != 'open' || has(self.arrivalRate) || (has(self.stages) && size(self.stages) > 0)",
+            check=lambda p: p.model != "open" or p.arrival_rate is not None or bool(p.stages),
+            message="the open model needs arrivalRate (or stages)",
+            field_path=".arrivalRate",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="self.model != 'open' || has(self.duration)",
+            check=lambda p: p.model != "open" or p.duration is not None,
+            message="the open model needs duration",
+            field_path=".duration",
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+class Flow(AssayModel):
+    """An ordered list of requests that a virtual user runs as one iteration."""
+
+    name: bounded_str(128, min_length=1)
+    weight: int = Field(default=1, ge=1)
+    """Relative share of iterations that run this flow."""
+    think_time: Duration = "0s"
+    """Pause between consecutive requests of the flow."""
+    requests: Annotated[list[LoadRequest], Field(min_length=1, max_length=MAX_REQUESTS)]
+
+
+class LoadParameterPool(ParameterPool):
+    """A parameter pool, for every flow or only the named one."""
+
+    flow: Optional[bounded_str(128)] = None
+    """Only this flow draws from the pool; all flows do when unset."""
+
+
+# --- pass/fail criteria -----------------------------------------------------------------------
+
+LATENCY_METRICS = ("p50", "p90", "p95", "p99", "max", "avg")
+_NUMBER = r"[0-9]+(\.[0-9]+)?"
+_OP = r"(<=|>=|<|>)"
+CRITERION_PATTERN = (
+    rf"^\s*(({'|'.join(LATENCY_METRICS)})\s*{_OP}\s*{_NUMBER}\s*(ms|s)"
+    rf"|error_rate\s*{_OP}\s*{_NUMBER}\s*%?"
+    rf"|rps\s*{_OP}\s*{_NUMBER})\s*$"
+)
+_CRITERION_PARTS = re.compile(r"^\s*(\w+)\s*(<=|>=|<|>)\s*([0-9.]+)\s*(ms|s|%)?\s*$")
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+Criterion = Annotated[str, Field(pattern=CRITERION_PATTERN, max_length=64)]
+
+
+@dataclass(frozen=True)
+class ParsedCriterion:
+    """A criterion in comparable units: milliseconds for latencies, percent for error_rate,
+    requests per second for rps."""
+
+    metric: str
+    operator: str
+    threshold: float
+    text: str
+
+    def passes(self, observed: float) -> bool:
+        return _OPERATORS[self.operator](observed, self.threshold)
+
+
+def parse_criterion(text: str) -> ParsedCriterion:
+    """`parse_criterion("avg <= 2s") == ParsedCriterion("avg", "<=", 2000.0, "avg <= 2s")`."""
+    if not re.fullmatch(CRITERION_PATTERN, text):
+        raise ValueError(f"invalid criterion {text!r}: expected e.g. 'p95 < 300ms', 'error_rate < 1%', 'rps >= 100'")
+    metric, op, number, unit = _CRITERION_PARTS.fullmatch(text).groups()
+    threshold = float(number) * (1000.0 if unit == "s" else 1.0)
+    return ParsedCriterion(metric, op, threshold, text)
+
+
+# --- the resource -----------------------------------------------------------------------------
+
+
+class LoadTestSpec(AssayModel):
+    """What to run and how hard."""
+
+    description: str = ""
+    shards: int = Field(default=1, ge=1, le=MAX_SHARDS)
+    """Runner pods sharing the load; the run is an Indexed Job with this many completions."""
+    base_url: Optional[Url] = None
+    """Prefix for request URLs that are relative."""
+    load: LoadProfile = LoadProfile(iterations=1)
+    """The load profile; by default one virtual user runs each flow once (a smoke run)."""
+    flows: Annotated[list[Flow], Field(min_length=1, max_length=MAX_FLOWS)]
+    parameter_pools: Annotated[list[LoadParameterPool], Field(max_length=MAX_POOLS)] = []
+    criteria: Annotated[list[Criterion], Field(max_length=MAX_CRITERIA)] = []
+    """Pass/fail criteria on the whole run, e.g. `p95 < 300ms`, `error_rate < 1%`, `rps >= 100`.
+    Metrics: p50 p90 p95 p99 max avg (with ms or s), error_rate (percent), rps."""
+    abort_on_error_rate: Optional[float] = Field(default=None, ge=0, le=100)
+    """Abort the run when the error rate (percent) exceeds this."""
+    request_timeout: Duration = "30s"
+    """Timeout of a request that sets none itself."""
+
+    validation_rules = (
+        Rule(
+            cel="self.flows.all(f, self.flows.exists_one(g, g.name == f.name))",
+            check=lambda s: len({f.name for f in s.flows}) == len(s.flows),
+            message="flow names must be unique",
+            field_path=".flows",
+        ),
+        Rule(
+            cel="!has(self.parameterPools)"
+            " || self.parameterPools.all(p, !has(p.flow) || self.flows.exists(f, f.name == p.flow))",
+            check=lambda s: all(p.flow is None or p.flow in {f.name for f in s.flows} for p in s.parameter_pools),
+            message="a parameter pool's flow must name one of spec.flows",
+            field_path=".parameterPools",
+        ),
+        Rule(
+            cel="!has(self.load) || self.load.model != 'closed' || self.load.users >= self.shards",
+            check=lambda s: s.load.model != "closed" or s.load.users >= s.shards,
+            message="the closed model needs at least one virtual user per shard (load.users >= shards)",
+            field_path=".shards",
+        ),
+    )
+
+    def parsed_criteria(self) -> list[ParsedCriterion]:
+        return [parse_criterion(c) for c in self.criteria]
+
+
+class ShardCounts(StatusModel):
+    total: int = 0
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+class LoadSummary(StatusModel):
+    """Totals over all shards; the full report lives in the result store."""
+
+    requests: int = 0
+    failures: int = 0
+    min_ms: float = 0.0
+    avg_ms: float = 0.0
+    max_ms: float = 0.0
+    p95_ms: Optional[float] = None
+
+
+class LoadTestStatus(StatusModel):
+    phase: Optional[Literal["Pending", "Running", "Succeeded", "Failed"]] = None
+    """Where the run is: Succeeded means it ran to the end, whatever the result."""
+    result: Optional[Literal["Passed", "Failed", "Aborted"]] = None
+    """Verdict of a finished run against its criteria."""
+    run_id: Optional[str] = None
+    job_name: Optional[str] = None
+    start_time: Optional[datetime] = None
+    completion_time: Optional[datetime] = None
+    shards: Optional[ShardCounts] = None
+    summary: Optional[LoadSummary] = None
+    failed_criteria: list[str] = []
+    message: Optional[str] = None
+    observed_generation: Optional[int] = None
+    conditions: Conditions = []
+
+
+class LoadTest(Resource):
+    """LoadTest is one execution of an HTTP load scenario: virtual users or an arrival rate,
+    ramps, flows of requests and parameter pools, spread over shards. It runs once; running it
+    again means creating a copy."""
+
+    kind: Literal["LoadTest"] = "LoadTest"
+    spec: LoadTestSpec
+    status: LoadTestStatus = LoadTestStatus()
+
+
+CRD = CrdKind(
+    resource=LoadTest,
+    spec=LoadTestSpec,
+    status=LoadTestStatus,
+    plural="loadtests",
+    singular="loadtest",
+    short_names=("lt", "loadtest"),
+    printer_columns=(
+        PrinterColumn("Phase", "string", ".status.phase"),
+        PrinterColumn("Result", "string", ".status.result"),
+        PrinterColumn("Shards", "integer", ".spec.shards"),
+        PrinterColumn("Requests", "integer", ".status.summary.requests"),
+    ),
+)

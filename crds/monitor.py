@@ -1,0 +1,423 @@
+"""Monitor: a Runscope-style API test (steps and environments), run on schedules or on trigger.
+
+Field names follow the Runscope test, step and environment documents (snake_case there,
+camelCase here), so that the Runscope gateway maps them one to one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import Field
+
+from .common import (
+    AssayModel,
+    Assertions,
+    Comparison,
+    Conditions,
+    HttpMethod,
+    Resource,
+    Rule,
+    SecretRef,
+    StatusModel,
+    Url,
+    Variables,
+    bounded_str,
+)
+from .schema import CrdKind, PrinterColumn
+
+MAX_STEPS = 100
+MAX_CONDITION_STEPS = 50
+MAX_ENVIRONMENTS = 20
+MAX_HISTORY = 20
+
+Header = dict[str, list[str]]
+"""Header (or form field) name to its values, in order."""
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+class BasicAuth(AssayModel):
+    """HTTP basic authentication."""
+
+    auth_type: Literal["basic"]
+    username: str
+    password: Optional[str] = None
+
+
+class OAuth1Auth(AssayModel):
+    """OAuth 1.0a request signing."""
+
+    auth_type: Literal["oauth_1"]
+    consumer_key: str
+    consumer_secret: str
+    access_token: Optional[str] = None
+    token_secret: Optional[str] = None
+    signature_type: Literal["auth_header", "query", "body"] = "auth_header"
+
+
+OAUTH2_REDIRECT_GRANTS = ("authorization_code", "authorization_code_pkce", "implicit")
+
+
+class OAuth2Auth(AssayModel):
+    """OAuth 2.0: a fixed access token, or a grant that obtains one."""
+
+    auth_type: Literal["oauth_2"]
+    access_token: Optional[str] = None
+    token_location: Optional[Literal["query", "auth_header"]] = None
+    grant_type: Optional[
+        Literal[
+            "authorization_code", "authorization_code_pkce", "implicit", "password_credentials", "client_credentials"
+        ]
+    ] = None
+    auth_url: Optional[str] = None
+    """Third-party authorization URL (authorization code and implicit grants)."""
+    access_token_url: Optional[str] = None
+    client_id: Optional[str] = None
+    client_secret: Optional[str] = None
+    code_challenge_method: Optional[Literal["plain", "S256"]] = None
+    code_verifier: Optional[str] = None
+    username: Optional[str] = None
+    password: Optional[str] = None
+    scope: Optional[str] = None
+    state: Optional[str] = None
+    client_authentication: Optional[Literal["basic_auth_header", "body"]] = None
+    refresh_token: Optional[str] = None
+    is_auto_refresh_token: Optional[bool] = None
+
+    validation_rules = (
+        Rule(
+            cel="has(self.accessToken) || has(self.grantType)",
+            check=lambda a: a.access_token is not None or a.grant_type is not None,
+            message="oauth_2 needs accessToken or grantType",
+            field_path=".accessToken",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!has(self.grantType) || has(self.clientId)",
+            check=lambda a: a.grant_type is None or a.client_id is not None,
+            message="clientId is required with grantType",
+            field_path=".clientId",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!has(self.grantType) || self.grantType == 'implicit' || has(self.accessTokenUrl)",
+            check=lambda a: a.grant_type in (None, "implicit") or a.access_token_url is not None,
+            message="accessTokenUrl is required for this grantType",
+            field_path=".accessTokenUrl",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!has(self.grantType)"
+            " || !(self.grantType in ['authorization_code', 'authorization_code_pkce', 'implicit'])"
+            " || has(self.authUrl)",
+            check=lambda a: a.grant_type not in OAUTH2_REDIRECT_GRANTS or a.auth_url is not None,
+            message="authUrl is required for authorization code and implicit grants",
+            field_path=".authUrl",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!has(self.grantType) || self.grantType != 'password_credentials'"
+            " || (has(self.username) && has(self.password))",
+            check=lambda a: a.grant_type != "password_credentials"
+            or (a.username is not None and a.password is not None),
+            message="username and password are required for password_credentials",
+            field_path=".username",
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+class ClientCertificateAuth(AssayModel):
+    """TLS client authentication with the environment's clientCertificate."""
+
+    auth_type: Literal["client_certificate"]
+
+
+Auth = Annotated[
+    Union[BasicAuth, OAuth1Auth, OAuth2Auth, ClientCertificateAuth],
+    Field(discriminator="auth_type", description="Credentials for the request; authType selects which fields apply."),
+]
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+class _StepFields(AssayModel):
+    id: Optional[bounded_str(64)] = None
+    """Stable step id, as the Runscope API reports it."""
+    skipped: bool = False
+    """A skipped step is kept but not run."""
+    note: str = ""
+
+
+class RequestStep(_StepFields):
+    """An HTTP request with assertions and variable extraction."""
+
+    step_type: Literal["request"]
+    method: HttpMethod = "GET"
+    url: Url
+    """May contain query parameters and `{{variables}}`."""
+    body: Optional[str] = None
+    form: Header = {}
+    headers: Header = {}
+    auth: Optional[Auth] = None
+    assertions: Assertions = []
+    variables: Variables = []
+    scripts: list[str] = []
+    """Scripts run after the response arrives."""
+    before_scripts: list[str] = []
+    """Scripts run before the request is sent."""
+
+
+class PauseStep(_StepFields):
+    """Wait before the next step."""
+
+    step_type: Literal["pause"]
+    duration: int = Field(ge=1, le=120)
+    """Seconds to pause, 1 to 120."""
+
+
+class SubtestParam(AssayModel):
+    name: bounded_str(256, min_length=1)
+    value: str = ""
+
+
+class SubtestStep(_StepFields):
+    """Run another test (a Monitor) and wait for its result."""
+
+    step_type: Literal["subtest"]
+    test_uuid: Optional[bounded_str(64)] = None
+    """The other test's id as the Runscope API knows it."""
+    monitor: Optional[bounded_str(253)] = None
+    """The other test by Monitor name, in this namespace."""
+    environment_uuid: Optional[bounded_str(64)] = None
+    bucket_key: Optional[bounded_str(64)] = None
+    params: Annotated[list[SubtestParam], Field(max_length=50)] = []
+    """Variables passed to the subtest at run time."""
+    assertions: Assertions = []
+    variables: Variables = []
+
+    validation_rules = (
+        Rule(
+            cel="has(self.testUuid) || has(self.monitor)",
+            check=lambda s: s.test_uuid is not None or s.monitor is not None,
+            message="a subtest needs testUuid or monitor",
+            field_path=".monitor",
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+class GhostInspectorStep(_StepFields):
+    """Run a Ghost Inspector UI test and wait for its webhook result."""
+
+    step_type: Literal["ghost-inspector"]
+    integration_id: bounded_str(64, min_length=1)
+    """The team's Ghost Inspector integration."""
+    suite_id: Optional[bounded_str(64)] = None
+    test_id: bounded_str(64, min_length=1)
+    is_custom_start_url: bool = False
+    start_url: Optional[Url] = None
+    assertions: Assertions = []
+    variables: Variables = []
+
+    validation_rules = (
+        Rule(
+            # has() first: the flattened step schema cannot default isCustomStartUrl, which
+            # belongs to one step type only.
+            cel="!(has(self.isCustomStartUrl) && self.isCustomStartUrl) || has(self.startUrl)",
+            check=lambda s: not s.is_custom_start_url or s.start_url is not None,
+            message="startUrl is required when isCustomStartUrl is true",
+            field_path=".startUrl",
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+InnerStep = Annotated[
+    Union[RequestStep, PauseStep, SubtestStep, GhostInspectorStep],
+    Field(discriminator="step_type"),
+]
+"""A step inside a condition. Conditions do not nest: a structural schema cannot recurse."""
+
+
+class ConditionStep(_StepFields):
+    """Run the embedded steps only when `leftValue comparison rightValue` holds."""
+
+    step_type: Literal["condition"]
+    left_value: str
+    comparison: Comparison
+    right_value: Optional[str] = None
+    steps: Annotated[list[InnerStep], Field(max_length=MAX_CONDITION_STEPS)] = []
+
+
+Step = Annotated[
+    Union[RequestStep, PauseStep, ConditionStep, SubtestStep, GhostInspectorStep],
+    Field(discriminator="step_type"),
+]
+
+# --- environments -----------------------------------------------------------------------------
+
+
+class RemoteAgent(AssayModel):
+    name: str
+    uuid: bounded_str(64)
+
+
+class Recipient(AssayModel):
+    email: str
+    name: Optional[str] = None
+    id: Optional[str] = None
+
+
+class Emails(AssayModel):
+    """Email notifications after runs."""
+
+    notify_all: bool = False
+    """Notify every team member, not only the recipients."""
+    notify_on: Literal["all", "failures", "threshold", "switch"] = "all"
+    """all: every run; failures: every failed run; threshold: after notifyThreshold failures;
+    switch: after notifyThreshold failures and once more when it passes again."""
+    notify_threshold: Optional[int] = Field(default=None, ge=1, le=10)
+    recipients: Annotated[list[Recipient], Field(max_length=100)] = []
+
+    validation_rules = (
+        Rule(
+            cel="!(self.notifyOn in ['threshold', 'switch']) || has(self.notifyThreshold)",
+            check=lambda e: e.notify_on not in ("threshold", "switch") or e.notify_threshold is not None,
+            message="notifyThreshold is required when notifyOn is threshold or switch",
+            field_path=".notifyThreshold",
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+class Integration(AssayModel):
+    """A third-party service (PagerDuty, Slack, ...) notified of runs."""
+
+    id: str
+    integration_type: Optional[str] = None
+    description: Optional[str] = None
+
+
+class Environment(AssayModel):
+    """Settings a run uses: variables, where it runs, retries and notifications."""
+
+    name: bounded_str(128, min_length=1)
+    id: Optional[bounded_str(64)] = None
+    """Stable environment id, as the Runscope API reports it."""
+    parent_environment_id: Optional[bounded_str(64)] = None
+    """A shared environment this one inherits from."""
+    initial_variables: dict[str, str] = {}
+    regions: Annotated[list[str], Field(max_length=20)] = []
+    """Regions the runs execute in (mapped to node selectors)."""
+    remote_agents: Annotated[list[RemoteAgent], Field(max_length=20)] = []
+    verify_ssl: bool = True
+    preserve_cookies: bool = False
+    """Keep cookies between the steps of a run."""
+    retry_on_failure: bool = False
+    """Run once more right after a failed scheduled run."""
+    stop_on_failure: bool = False
+    """Skip the remaining steps after the first failing one."""
+    script: str = ""
+    """Script run before the first step."""
+    script_library: list[str] = []
+    """Ids of script libraries loaded before the script."""
+    client_certificate: Optional[str] = None
+    """PEM client certificate for client_certificate authentication."""
+    headers: Header = {}
+    """Headers added to every request."""
+    auth: Optional[Auth] = None
+    webhooks: list[str] = []
+    """URLs that receive the result of each run."""
+    emails: Optional[Emails] = None
+    integrations: Annotated[list[Integration], Field(max_length=20)] = []
+
+
+class Trigger(AssayModel):
+    enabled: bool = True
+    """Whether the trigger URL starts runs."""
+
+
+class MonitorSpec(AssayModel):
+    """The steps of the test and the environments it runs in."""
+
+    display_name: Optional[bounded_str(256)] = None
+    """Free-text name shown by the Runscope API; metadata.name when unset."""
+    description: str = ""
+    steps: Annotated[list[Step], Field(max_length=MAX_STEPS)] = []
+    environments: Annotated[list[Environment], Field(max_length=MAX_ENVIRONMENTS)] = []
+    default_environment: Optional[bounded_str(128)] = None
+    """Name of the environment used when a run names none."""
+    trigger: Trigger = Trigger()
+
+    validation_rules = (
+        Rule(
+            cel="!has(self.environments)"
+            " || self.environments.all(e, self.environments.exists_one(f, f.name == e.name))",
+            check=lambda s: len({e.name for e in s.environments}) == len(s.environments),
+            message="environment names must be unique",
+            field_path=".environments",
+        ),
+        Rule(
+            cel="!has(self.defaultEnvironment)"
+            " || (has(self.environments) && self.environments.exists(e, e.name == self.defaultEnvironment))",
+            check=lambda s: s.default_environment is None or s.default_environment in {e.name for e in s.environments},
+            message="defaultEnvironment must name one of spec.environments",
+            field_path=".defaultEnvironment",
+        ),
+    )
+
+    def environment(self, name: Optional[str] = None) -> Optional[Environment]:
+        """The named environment, else the default one, else the first; None if there are none."""
+        wanted = name or self.default_environment
+        for env in self.environments:
+            if env.name == wanted:
+                return env
+        if name is not None:
+            return None
+        return self.environments[0] if self.environments else None
+
+
+class MonitorRun(StatusModel):
+    run_id: str
+    result: Literal["pass", "fail", "working"]
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    environment: Optional[str] = None
+    regions: list[str] = []
+
+
+class MonitorStatus(StatusModel):
+    last_run: Optional[MonitorRun] = None
+    history: Annotated[list[MonitorRun], Field(max_length=MAX_HISTORY)] = []
+    """The most recent runs, newest first; the result store keeps all of them."""
+    trigger_secret_ref: Optional[SecretRef] = None
+    """The Secret holding the trigger token; the token itself never appears in status."""
+    observed_generation: Optional[int] = None
+    conditions: Conditions = []
+
+
+class Monitor(Resource):
+    """Monitor is an API test in the style of Runscope: request, pause, condition, subtest and
+    Ghost Inspector steps, and environments with initial variables, regions, retries and
+    notifications. It runs on Schedules or when its trigger is called."""
+
+    kind: Literal["Monitor"] = "Monitor"
+    spec: MonitorSpec
+    status: MonitorStatus = MonitorStatus()
+
+
+CRD = CrdKind(
+    resource=Monitor,
+    spec=MonitorSpec,
+    status=MonitorStatus,
+    plural="monitors",
+    singular="monitor",
+    short_names=("mon",),
+    printer_columns=(
+        PrinterColumn("Last Result", "string", ".status.lastRun.result"),
+        PrinterColumn("Last Run", "date", ".status.lastRun.startedAt"),
+    ),
+)

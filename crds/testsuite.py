@@ -1,0 +1,113 @@
+"""TestSuite: ordered flows of API requests (Loadmill test suites, VNG provider runs)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field
+
+from .common import (
+    MAX_REQUESTS,
+    AssayModel,
+    Conditions,
+    HttpRequest,
+    ParameterPool,
+    Resource,
+    StatusModel,
+    bounded_str,
+)
+from .schema import CrdKind, PrinterColumn
+
+MAX_FLOWS = 100
+MAX_LABELS = 50
+MAX_HISTORY = 20
+
+
+class SuiteConf(AssayModel):
+    use_cookies: bool = True
+    """Keep cookies between the requests of a flow."""
+
+
+class SuiteFlow(AssayModel):
+    """A flow: requests run in order, sharing extracted variables."""
+
+    id: Optional[bounded_str(64)] = None
+    """Stable flow id, as the Loadmill API reports it."""
+    name: bounded_str(256, min_length=1)
+    description: str = ""
+    ci_enabled: bool = True
+    """The CI toggle: a suite run without forceAllFlows runs only flows that have it on."""
+    labels: Annotated[list[str], Field(max_length=MAX_LABELS)] = []
+    parameters: dict[str, str] = {}
+    """Flow parameters; they override the suite's."""
+    parameter_pool: Optional[ParameterPool] = None
+    stop_on_failure: bool = True
+    """Skip the flow's remaining requests after the first failing one."""
+    requests: Annotated[list[HttpRequest], Field(min_length=1, max_length=MAX_REQUESTS)]
+
+
+class TestSuiteSpec(AssayModel):
+    """The flows of the suite and the parameters they start with."""
+
+    __test__ = False  # a model, not a pytest test class
+
+    description: str = ""
+    labels: Annotated[list[str], Field(max_length=MAX_LABELS)] = []
+    """Labels select flows for a run (Loadmill team labels)."""
+    parameters: dict[str, str] = {}
+    """Default parameter values; a run can override them."""
+    conf: SuiteConf = SuiteConf()
+    flows: Annotated[list[SuiteFlow], Field(min_length=1, max_length=MAX_FLOWS)]
+
+    def ci_flows(self, force_all: bool = False) -> list[SuiteFlow]:
+        """The flows a run executes: those with the CI toggle on, or all with forceAllFlows."""
+        return list(self.flows) if force_all else [f for f in self.flows if f.ci_enabled]
+
+
+class SuiteRun(StatusModel):
+    run_id: str
+    status: Literal["PASSED", "FAILED", "RUNNING"]
+    start_time: Optional[datetime] = None
+    end_time: Optional[datetime] = None
+    progress: Optional[str] = None
+    """Flows finished out of flows run, e.g. `3/4`."""
+    success_rate: Optional[float] = Field(default=None, ge=0, le=100)
+    """Percent of flows that passed."""
+
+
+class TestSuiteStatus(StatusModel):
+    __test__ = False  # a model, not a pytest test class
+
+    last_run: Optional[SuiteRun] = None
+    history: Annotated[list[SuiteRun], Field(max_length=MAX_HISTORY)] = []
+    """The most recent runs, newest first; the result store keeps all of them."""
+    observed_generation: Optional[int] = None
+    conditions: Conditions = []
+
+
+class TestSuite(Resource):
+    """TestSuite is an ordered set of flows of API requests, with extractions, assertions,
+    labels, parameters and CSV parameter pools; flows can be switched off for CI runs. Each run
+    is a suite run made of flow runs. It is also the scenario behind VNG provider runs."""
+
+    __test__ = False  # a model, not a pytest test class
+
+    kind: Literal["TestSuite"] = "TestSuite"
+    spec: TestSuiteSpec
+    status: TestSuiteStatus = TestSuiteStatus()
+
+
+CRD = CrdKind(
+    resource=TestSuite,
+    spec=TestSuiteSpec,
+    status=TestSuiteStatus,
+    plural="testsuites",
+    singular="testsuite",
+    short_names=("ts", "suite"),
+    printer_columns=(
+        PrinterColumn("Last Status", "string", ".status.lastRun.status"),
+        PrinterColumn("Success Rate", "number", ".status.lastRun.successRate"),
+        PrinterColumn("Last Run", "date", ".status.lastRun.startTime"),
+    ),
+)

@@ -1,0 +1,49 @@
+"""`make up` / `make down`: the local stack comes up usable and goes down without leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+REPO = Path(__file__).resolve().parents[2]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_stack_up_serves_loadtests_and_down_leaves_no_process(tmp_path, cluster):
+    # `cluster` only guarantees the binaries are built; this test runs a stack of its own.
+    env = {**os.environ, "ASSAY_STATE_DIR": str(tmp_path / "state")}
+    up = subprocess.run(["bash", "hack/stack.sh", "up"], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=300)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        stack_env = dict(line.split("=", 1) for line in (tmp_path / "state" / "env").read_text().splitlines())
+        kubeconfig = stack_env["KUBECONFIG"]
+        assert Path(kubeconfig).exists()
+        get = subprocess.run([str(cluster.bin_dir / "kubectl"), "--kubeconfig", kubeconfig, "get",
+                              "loadtests", "-A"], capture_output=True, text=True, timeout=60)
+        assert get.returncode == 0, get.stderr
+        pids = json.loads((tmp_path / "state" / "localkube.json").read_text())["pids"]
+        pids["operator"] = int((tmp_path / "state" / "operator.pid").read_text())
+        assert set(pids) >= {"etcd", "kube-apiserver", "kube-controller-manager", "operator"}
+        assert all(alive(pid) for pid in pids.values())
+    finally:
+        down = subprocess.run(["bash", "hack/stack.sh", "down"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    left = {name: pid for name, pid in pids.items() if alive(pid)}
+    assert not left, f"still running after make down: {left}"
+    assert not (tmp_path / "state" / "env").exists()
