@@ -35,13 +35,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--namespace", "-n", action="append",
                         help="watch only these namespaces (default: all)")
     parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--log-format", choices=["full", "plain", "json"], default="full",
+                        help="json suits log collectors (default: full)")
     parser.add_argument("--liveness", default=None,
                         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("--peering", default=None,
                         help="peering object name for several replicas (default: standalone)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Kopf's own configuration prefixes object messages with their namespace/name.
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()],
+                   log_prefix=True)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),

@@ -111,4 +111,24 @@ def loadtest_status(job: dict | None, pods: list[dict], shards: int, generation:
             f"{total.failures} of {total.requests} requests failed" if total.failures else None)
     if message:
         status["message"] = message
+    status["conditions"] = _conditions(status, generation)
     return {k: v for k, v in status.items() if v is not None}
+
+
+def _conditions(status: dict, generation: int | None) -> list[dict] | None:
+    """A `Complete` condition, derived from the status itself so it stays reconstructable:
+    its transition time is the run's completion (or start) time, never "now"."""
+    since = status.get("completionTime") or status.get("startTime")
+    if not since:
+        return None
+    done = "result" in status
+    condition = {
+        "type": "Complete",
+        "status": "True" if done else "False",
+        "reason": status["result"] if done else status["phase"],
+        "message": status.get("message") or ("run finished" if done else "run in progress"),
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return [condition]

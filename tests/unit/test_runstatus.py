@@ -33,6 +33,8 @@ def test_running_while_a_pod_runs():
     assert status["phase"] == "Running"
     assert status["shards"] == {"total": 2, "active": 2, "succeeded": 0, "failed": 0}
     assert "result" not in status
+    assert status["conditions"][0]["status"] == "False"
+    assert status["conditions"][0]["reason"] == "Running"
 
 
 def test_complete_job_merges_shard_summaries_exactly():
@@ -42,6 +44,15 @@ def test_complete_job_merges_shard_summaries_exactly():
     assert status["phase"] == "Succeeded" and status["result"] == "Passed"
     assert status["summary"] == {"requests": 40, "failures": 0, "minMs": 1.0, "avgMs": 5.0, "maxMs": 20.0}
     assert status["completionTime"] == "2026-01-01T00:01:00Z"
+    assert status["conditions"] == [{"type": "Complete", "status": "True", "reason": "Passed",
+                                     "message": "run finished", "lastTransitionTime": "2026-01-01T00:01:00Z"}]
+
+
+def test_status_is_reconstructable_from_the_same_world():
+    world = (job([("Complete", {})], succeeded=1, startTime="2026-01-01T00:00:00Z",
+                 completionTime="2026-01-01T00:00:09Z"), [pod(0, "Succeeded", summary(0, 3))], 1)
+    assert loadtest_status(*world, generation=2) == loadtest_status(*world, generation=2)
+    assert loadtest_status(*world, generation=2)["conditions"][0]["observedGeneration"] == 2
 
 
 def test_failed_requests_fail_the_result_not_the_phase():
@@ -64,3 +75,14 @@ def test_latest_pod_per_index_wins():
     new = pod(0, "Succeeded", summary(0, 7), finished="2026-01-01T00:00:05Z")
     status = loadtest_status(job([("Complete", {})]), [new, old], 1)
     assert status["summary"]["requests"] == 7
+
+
+def test_written_status_fits_the_status_model():
+    from assay.crds import LoadTestStatus
+
+    pods = [pod(0, "Succeeded", summary(0, 4)), pod(1, "Failed", "boom", exit_code=1)]
+    status = loadtest_status(job([("Failed", {"reason": "BackoffLimitExceeded"})], failed=1,
+                                 startTime="2026-01-01T00:00:00Z"), pods, 2, generation=1)
+    parsed = LoadTestStatus.model_validate(status)
+    assert parsed.to_k8s()["summary"]["requests"] == 4
+    assert parsed.phase == "Failed" and parsed.conditions[0].reason == "Failed"
