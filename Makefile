@@ -6,12 +6,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help deps kube crds check-crds test test-unit test-cluster up down status demo kind-e2e clean
+.PHONY: help deps kube browser crds check-crds test test-unit test-cluster up down status demo kind-e2e clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
 	@echo "make test        install everything needed and run the test suite"
 	@echo "make test-unit   only the tests that need no cluster"
+	@echo "make test PYTEST_ARGS='-m \"not slow\"'   skip the long accuracy runs"
 	@echo "make up / down   start / stop the local stack (control plane, node agent, operator)"
 	@echo "make crds        regenerate crds/*.yaml from the models"
 
@@ -26,13 +27,17 @@ deps: $(STAMP)
 kube:
 	@bash hack/build-kube.sh >/dev/null
 
+# Debian's chromium, for the tests that render reports in a real browser.
+browser:
+	@bash hack/install-browser.sh >/dev/null
+
 crds: deps
 	$(BIN)/python hack/gen_crds.py
 
 check-crds: deps
 	$(BIN)/python hack/gen_crds.py --check
 
-test: deps kube
+test: deps kube browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: deps

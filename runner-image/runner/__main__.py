@@ -1,10 +1,19 @@
 """`python -m assay.runner`: the program every run Job executes, and a local CLI.
 
-    python -m assay.runner loadtest --spec FILE [--shard-index N] [--shards N]
-        run one shard of a LoadTest (in a Job pod: the index comes from JOB_COMPLETION_INDEX)
-        and write its summary to the termination message file ($ASSAY_TERMINATION_LOG)
-    python -m assay.runner run FILE.yaml
-        run a LoadTest manifest on this machine, every shard in turn, and print the result
+    python -m assay.runner loadtest --spec FILE [--shard-index N] [--shards N] [--out FILE] [--processes N]
+        run one shard of a LoadTest (in a Job pod: the index comes from JOB_COMPLETION_INDEX),
+        write its metrics JSON (--out, $ASSAY_RESULTS_DIR/shard-<index>.json) and its summary
+        to the termination message file ($ASSAY_TERMINATION_LOG)
+    python -m assay.runner run FILE.yaml [--env NAME] [--junit OUT.xml] [--var k=v ...]
+        run a manifest on this machine and print the result as it goes:
+        - a LoadTest: all its shards at once, with live progress and a final table; --out
+          writes the merged metrics JSON, --processes spreads the load over processes;
+        - a Monitor (Runscope API test): its steps in the environment --env (default: the
+          monitor's default environment); --var overrides variables. Further Monitors in the
+          same file (multi-document YAML) serve as its subtests, by name or metadata.uid;
+        - a TestSuite: its CI-enabled flows; --var overrides parameters.
+        Exit status: 0 passed, 1 failed, 2 the definition is invalid (the message names the
+        field, e.g. spec.steps[2].url).
 """
 
 from __future__ import annotations
@@ -15,9 +24,10 @@ import os
 import sys
 from pathlib import Path
 
-from .loadtest import run_shard
+import yaml
+
 from .manifest import ManifestError, load_manifest, loadtest_spec
-from .summary import ShardSummary, merge
+from .summary import ShardSummary
 
 
 def write_termination_message(text: str) -> None:
@@ -33,31 +43,196 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         write_termination_message(ShardSummary(error=str(exc)).to_message())
         print(f"assay-runner: {exc}", file=sys.stderr)
         return 2
+    from .load import cli as load_cli
+
     index = args.shard_index if args.shard_index is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
     shards = args.shards or int(os.environ.get("ASSAY_SHARDS", spec.shards))
-    print(f"assay-runner: shard {index + 1}/{shards}, run {os.environ.get('ASSAY_RUN_ID', '-')}", flush=True)
-    summary = asyncio.run(run_shard(spec, index, shards))
-    message = summary.to_message()
-    write_termination_message(message)
-    print(message, flush=True)
+    run_id = os.environ.get("ASSAY_RUN_ID", "")
+    print(f"assay-runner: shard {index + 1}/{shards}, run {run_id or '-'}", flush=True)
+    try:
+        metrics = load_cli.run_pod_shard(spec, index, shards, run_id=run_id, processes=args.processes,
+                                         out=args.out, verify_tls=not args.insecure)
+    except load_cli.LoadSpecError as exc:
+        write_termination_message(ShardSummary(shard=index, error=str(exc)).to_message())
+        print(f"assay-runner: {exc}", file=sys.stderr)
+        return 2
+    print(load_cli.table(metrics), flush=True)
+    write_termination_message(ShardSummary.from_metrics(metrics).to_message())
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
+        documents = load_documents(args.file)
+    except ManifestError as exc:
+        print(f"assay-runner: {exc}", file=sys.stderr)
+        return 2
+    kind = documents[0].get("kind", "LoadTest")
+    if kind == "LoadTest":
+        return run_loadtest_manifest(args)
+    if kind == "Monitor":
+        return run_monitor_manifest(documents, args.file, environment=args.env, variables=dict(args.var),
+                                    junit_path=args.junit)
+    if kind == "TestSuite":
+        return run_suite_manifest(documents[0], args.file, parameters=dict(args.var), junit_path=args.junit)
+    print(f"assay-runner: {args.file}: kind {kind!r} cannot be run here (LoadTest, Monitor, TestSuite)",
+          file=sys.stderr)
+    return 2
+
+
+def load_documents(path: str) -> list[dict]:
+    """Every document of a (multi-document) YAML or JSON manifest; each must be a resource."""
+    try:
+        documents = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+    except (OSError, yaml.YAMLError) as exc:
+        raise ManifestError(f"{path}: {exc}") from exc
+    if not documents:
+        raise ManifestError(f"{path}: no document")
+    for index, document in enumerate(documents):
+        if not isinstance(document, dict) or "spec" not in document:
+            raise ManifestError(f"{path}: document {index + 1} is not a custom resource (no 'spec')")
+    return documents
+
+
+def run_loadtest_manifest(args: argparse.Namespace) -> int:
+    try:
         spec = loadtest_spec(load_manifest(args.file), args.file)
     except ManifestError as exc:
         print(f"assay-runner: {exc}", file=sys.stderr)
         return 2
-    results = []
-    for index in range(spec.shards):
-        print(f"shard {index + 1}/{spec.shards} ...", flush=True)
-        results.append(asyncio.run(run_shard(spec, index, spec.shards)))
-    total = merge(results)
-    avg = f"{total.avg_ms:.1f}" if total.avg_ms is not None else "-"
-    print(f"requests {total.requests}  failures {total.failures}  "
-          f"min {total.min_ms or 0:.1f} ms  avg {avg} ms  max {total.max_ms or 0:.1f} ms")
-    return 1 if total.failures or total.requests == 0 else 0
+    from .load import cli as load_cli
+
+    print(f"LoadTest {args.file}: {spec.shards} shard(s), {args.processes} process(es)", file=sys.stderr, flush=True)
+    try:
+        metrics, status = load_cli.run_local(spec, processes=args.processes, out=args.out,
+                                             verify_tls=not args.insecure)
+    except load_cli.LoadSpecError as exc:
+        print(f"assay-runner: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    print(load_cli.table(metrics), flush=True)
+    return status
+
+
+# --- API tests (imported on demand: a load-test pod never loads the API-test engine) ---------
+
+
+def _definition_error(path: str, lines: list[str]) -> int:
+    print(f"assay-runner: {path}: invalid definition", file=sys.stderr)
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
+    return 2
+
+
+def run_monitor_manifest(documents: list[dict], path: str, *, environment: str | None,
+                         variables: dict[str, str], junit_path: str | None) -> int:
+    """Run the file's first Monitor; the file's other Monitors are its subtests."""
+    from .apitest.monitor import UnknownEnvironment, run_monitor
+    from .apitest.report import ProgressPrinter, junit_xml
+    from .apitest.validate import parse_monitor, validate_monitor
+
+    monitors, problems = [], []
+    for index, document in enumerate(documents):
+        if document.get("kind") != "Monitor":
+            problems.append(f"document {index + 1}: kind {document.get('kind')!r}: only Monitors can go with a Monitor")
+            continue
+        name = (document.get("metadata") or {}).get("name") or f"document {index + 1}"
+        try:
+            monitor = parse_monitor(document)
+        except ValueError as exc:
+            problems.extend(f"{name}: {line}" for line in str(exc).splitlines())
+            continue
+        monitors.append(monitor)
+        problems.extend(f"{name}: {line}" for line in validate_monitor(monitor))
+    by_key = {key: m for m in monitors for key in (m.metadata.name, m.metadata.uid) if key}
+    for monitor in monitors:
+        problems.extend(f"{monitor.metadata.name}: {line}" for line in _unresolved_subtests(monitor, by_key, path))
+    if problems:
+        return _definition_error(path, problems)
+    main = monitors[0]
+
+    def resolve(target: str):
+        if target not in by_key:
+            raise LookupError(f"no Monitor {target!r} in {path}")
+        return by_key[target]
+
+    try:
+        result = asyncio.run(run_monitor(main, environment=environment, params=variables, resolve_monitor=resolve,
+                                         on_progress=ProgressPrinter()))
+    except UnknownEnvironment as exc:
+        return _definition_error(path, [f"--env: {exc}"])
+    if junit_path:
+        Path(junit_path).write_text(junit_xml(result))
+    return 0 if result.passed else 1
+
+
+def _unresolved_subtests(monitor, by_key: dict, path: str) -> list[str]:
+    from assay.crds.monitor import ConditionStep, SubtestStep
+
+    problems = []
+    for index, step in enumerate(monitor.spec.steps):
+        inner = [(f"spec.steps[{index}].steps[{j}]", s) for j, s in enumerate(step.steps)] \
+            if isinstance(step, ConditionStep) else [(f"spec.steps[{index}]", step)]
+        for where, candidate in inner:
+            if isinstance(candidate, SubtestStep):
+                target = candidate.monitor or candidate.test_uuid
+                if target not in by_key:
+                    field = "monitor" if candidate.monitor else "testUuid"
+                    problems.append(f"{where}.{field}: no Monitor {target!r} in {path}")
+    return problems
+
+
+def run_suite_manifest(document: dict, path: str, *, parameters: dict[str, str], junit_path: str | None) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("assay.runner.apitest.suite") is None:
+        print("assay-runner: this runner cannot run TestSuites (assay.runner.apitest.suite is missing)",
+              file=sys.stderr)
+        return 2
+    from pydantic import ValidationError
+
+    from assay.crds import TestSuite
+
+    from .apitest import suite as suites
+    from .apitest.report import format_suite, suite_junit_xml
+    from .apitest.validate import format_validation_error
+
+    try:
+        test_suite = TestSuite.model_validate(document)
+    except ValidationError as exc:
+        return _definition_error(path, format_validation_error(exc, prefix=""))
+
+    def progress(message: dict) -> None:
+        if message.get("event") == "flow_finished":
+            mark = "✓" if message.get("status") == "PASSED" else "✗"
+            print(f"{mark} {message.get('description')}  {message.get('status')}  ({message.get('duration')})"
+                  f"  [{message.get('progress')}]", flush=True)
+            if message.get("failure"):
+                print(f"        {message['failure']}", flush=True)
+
+    print(f"Running TestSuite {test_suite.metadata.name or ''}".rstrip(), flush=True)
+    try:
+        result = asyncio.run(suites.run_suite(test_suite, override_parameters=parameters, on_progress=progress))
+    except ValueError as exc:  # SuiteInputError: nothing selected, an unusable parameter pool
+        return _definition_error(path, [str(exc)])
+    print("", flush=True)
+    print(format_suite(result.to_loadmill(), flows=False), flush=True)
+    if junit_path and hasattr(result, "junit_cases"):
+        Path(junit_path).write_text(suite_junit_xml(test_suite.metadata.name or "TestSuite", result.junit_cases()))
+    return 0 if result.passed else 1
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _load_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="FILE", help="LoadTest: write the metrics JSON here")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="LoadTest: generate the load from N processes (default 1)")
+    p.add_argument("--insecure", action="store_true", help="LoadTest: do not verify TLS certificates")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,9 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spec", required=True, help="the LoadTest manifest (YAML or JSON)")
     p.add_argument("--shard-index", type=int, help="default: $JOB_COMPLETION_INDEX")
     p.add_argument("--shards", type=int, help="default: $ASSAY_SHARDS or spec.shards")
+    _load_options(p)
     p.set_defaults(func=cmd_loadtest)
     p = sub.add_parser("run", help="run a manifest on this machine")
     p.add_argument("file")
+    p.add_argument("--env", help="Monitor: the environment to run in (default: the monitor's default)")
+    p.add_argument("--junit", metavar="OUT.xml", help="Monitor or TestSuite: write a JUnit XML report")
+    p.add_argument("--var", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
+                   help="Monitor: a variable, TestSuite: a parameter, overriding the definition (repeatable)")
+    _load_options(p)
     p.set_defaults(func=cmd_run)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,18 +1,31 @@
 """The small summary a runner pod reports through its termination message.
 
-Kubernetes keeps at most 4096 bytes of a termination message, so this carries counts and a
-few latency figures only; full results go to the store. Shard summaries merge exactly for
-counts, min and max; the mean is weighted by request count.
+Kubernetes keeps at most 4096 bytes of a termination message, so this carries counts, errors
+by kind and a compact latency histogram; the full metrics go to the results folder. Shard
+summaries merge exactly for counts, min and max; the mean is weighted by request count; the
+histograms add, so percentiles of the whole run (`p95_ms`) are read from the merged
+histogram, never averaged.
+
+`histogram` is HdrHistogram's base64 V2 encoding of latencies in microseconds (1 µs - 60 s)
+at 2 significant digits (values within 1%): a spread over the whole range encodes to some
+3.3 kB. Should a message still not fit, it falls back to 1 significant digit (within 10%),
+then to no histogram at all (`histogram_digits` says which).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from .load.histogram import Histogram
+    from .load.metrics import ShardMetrics
+
 TERMINATION_MESSAGE_LIMIT = 4096
+SUMMARY_DIGITS = 2
 
 
 class ShardSummary(BaseModel):
@@ -25,10 +38,41 @@ class ShardSummary(BaseModel):
     max_ms: float | None = None
     total_ms: float = Field(0.0, description="sum of latencies, so means merge exactly")
     error: str | None = Field(None, description="why the shard could not run, if it could not")
+    errors: dict[str, int] = Field(default_factory=dict, description="failed requests by kind")
+    histogram: str | None = Field(None, description="base64 HdrHistogram of latencies in µs")
+    histogram_digits: int | None = Field(None, description="significant digits of `histogram`")
+    started_at: float | None = Field(None, description="epoch seconds")
+    finished_at: float | None = Field(None, description="epoch seconds")
+    aborted: bool | None = None
+    abort_reason: str | None = None
 
     @property
     def avg_ms(self) -> float | None:
         return self.total_ms / self.requests if self.requests else None
+
+    @property
+    def p95_ms(self) -> float | None:
+        return self.percentile_ms(95.0)
+
+    def percentile_ms(self, percentile: float) -> float | None:
+        """A latency percentile of the summarised requests, from the histogram."""
+        hist = self.latency_histogram()
+        if hist is None or not hist.total:
+            return None
+        return hist.value_at_percentile(percentile) / 1000.0
+
+    def latency_histogram(self) -> Optional[Histogram]:
+        if not self.histogram:
+            return None
+        from .load.histogram import Histogram
+
+        return Histogram.decode(self.histogram)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(self.finished_at - self.started_at, 0.0)
 
     def record(self, latency_ms: float, ok: bool) -> None:
         self.requests += 1
@@ -37,12 +81,44 @@ class ShardSummary(BaseModel):
         self.min_ms = latency_ms if self.min_ms is None else min(self.min_ms, latency_ms)
         self.max_ms = latency_ms if self.max_ms is None else max(self.max_ms, latency_ms)
 
+    @classmethod
+    def from_metrics(cls, metrics: ShardMetrics) -> ShardSummary:
+        """The termination-message view of a shard's full metrics."""
+        total = metrics.total
+        summary = cls(shard=metrics.shard, requests=total.count, failures=total.error_count,
+                      errors={kind: n for kind, n in total.errors_by_kind().items() if n},
+                      started_at=metrics.started_at, finished_at=metrics.finished_at,
+                      aborted=metrics.aborted or None, abort_reason=metrics.abort_reason)
+        if total.count:
+            hist = total.histogram
+            summary.min_ms = round(hist.min() / 1000.0, 3)
+            summary.max_ms = round(hist.max() / 1000.0, 3)
+            summary.total_ms = round(hist.mean() * total.count / 1000.0, 3)
+            summary._set_histogram(hist, SUMMARY_DIGITS)
+        return summary
+
+    def _set_histogram(self, hist: Histogram, digits: int) -> None:
+        from .load.histogram import Histogram, layout
+
+        compact = Histogram(layout(hist.layout.lowest, hist.layout.highest, digits))
+        compact.add(hist)
+        self.histogram, self.histogram_digits = compact.encode(), digits
+
     def to_message(self) -> str:
         text = self.model_dump_json(exclude_none=True)
-        if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
-            # Only a pathological error text can get here; counts always fit.
-            short = self.model_copy(update={"error": (self.error or "")[:1000]})
+        if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
+            return text
+        short = self.model_copy(update={"error": (self.error or "")[:500] or None,
+                                        "abort_reason": (self.abort_reason or "")[:300] or None})
+        text = short.model_dump_json(exclude_none=True)
+        if len(text.encode()) > TERMINATION_MESSAGE_LIMIT and short.histogram:
+            # Coarser buckets: 1 significant digit always fits (under 1 kB for any spread).
+            hist = short.latency_histogram()
+            short._set_histogram(hist, 1)
             text = short.model_dump_json(exclude_none=True)
+        if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
+            text = short.model_copy(update={"histogram": None, "histogram_digits": None}).model_dump_json(
+                exclude_none=True)
         return text
 
     @classmethod
@@ -57,6 +133,7 @@ class ShardSummary(BaseModel):
 
 def merge(summaries: Iterable[ShardSummary]) -> ShardSummary:
     total = ShardSummary()
+    histogram = None
     for s in summaries:
         total.requests += s.requests
         total.failures += s.failures
@@ -67,4 +144,26 @@ def merge(summaries: Iterable[ShardSummary]) -> ShardSummary:
             total.max_ms = s.max_ms if total.max_ms is None else max(total.max_ms, s.max_ms)
         if s.error and not total.error:
             total.error = s.error
+        for kind, n in s.errors.items():
+            total.errors[kind] = total.errors.get(kind, 0) + n
+        if s.started_at is not None:
+            total.started_at = s.started_at if total.started_at is None else min(total.started_at, s.started_at)
+        if s.finished_at is not None:
+            total.finished_at = s.finished_at if total.finished_at is None else max(total.finished_at, s.finished_at)
+        if s.aborted:
+            total.aborted = True
+            total.abort_reason = total.abort_reason or s.abort_reason
+        part = s.latency_histogram()
+        if part is not None:
+            if histogram is None:
+                histogram = part
+                total.histogram_digits = s.histogram_digits
+            else:
+                # Shards that had to send coarser buckets set the precision of the whole.
+                if part.layout.digits < histogram.layout.digits:
+                    part, histogram = histogram, part
+                histogram.add(part)
+                total.histogram_digits = histogram.layout.digits
+    if histogram is not None:
+        total.histogram = histogram.encode()
     return total

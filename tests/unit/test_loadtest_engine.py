@@ -1,11 +1,12 @@
-"""The first-cut load engine against a real loopback target: exact counts, shard splits."""
-
-import asyncio
+"""The load engine behind `loadtest`/`run` against a real loopback target: exact counts,
+shard splits, and the termination-message summary the operator reads."""
 
 import pytest
 
 from assay.crds.loadtest import LoadTestSpec
-from assay.runner.loadtest import resolve_url, run_shard, share, weighted_order
+from assay.runner.load import run, run_load_shard
+from assay.runner.load.engine import resolve_url
+from assay.runner.load.profile import share, weighted_order
 from assay.runner.summary import ShardSummary, merge
 from tests.support.targets import CountingTarget
 
@@ -38,24 +39,29 @@ def spec(url, users, iterations, weights=(1,), shards=1):
     })
 
 
+def summary_of(s, shard, shards):
+    return ShardSummary.from_metrics(run(run_load_shard(s, shard, shards)))
+
+
 def test_three_shards_send_exactly_the_configured_requests():
     with CountingTarget() as target:
         s = spec(target.url, users=5, iterations=4, weights=(3, 1), shards=3)
-        results = [asyncio.run(run_shard(s, i, 3)) for i in range(3)]
+        results = [summary_of(s, i, 3) for i in range(3)]
     total = merge(results)
     assert target.total == total.requests == 20
     assert [r.requests for r in results] == [8, 8, 4]
     # The mix over all shards is exactly the weights' 3:1.
     assert target.counts[("GET", "/f0")] == 15 and target.counts[("GET", "/f1")] == 5
     assert total.failures == 0 and total.min_ms <= total.avg_ms <= total.max_ms
+    assert total.min_ms <= total.p95_ms <= total.max_ms * 1.01
 
 
 def test_error_statuses_and_refused_connections_count_as_failures():
     with CountingTarget(status=503) as target:
-        result = asyncio.run(run_shard(spec(target.url, 1, 3), 0, 1))
-    assert (result.requests, result.failures) == (3, 3)
-    refused = asyncio.run(run_shard(spec("http://127.0.0.1:9", 1, 2), 0, 1))
-    assert (refused.requests, refused.failures) == (2, 2)
+        result = summary_of(spec(target.url, 1, 3), 0, 1)
+    assert (result.requests, result.failures, result.errors) == (3, 3, {"status": 3})
+    refused = summary_of(spec("http://127.0.0.1:9", 1, 2), 0, 1)
+    assert (refused.requests, refused.failures, refused.errors) == (2, 2, {"connect": 2})
 
 
 def test_summary_survives_the_termination_message_round_trip():

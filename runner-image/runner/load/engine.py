@@ -1,0 +1,506 @@
+"""Running one shard of a LoadTest: virtual users or arrivals, flows, pools, checks, metrics.
+
+    metrics = await run_load_shard(spec, shard, shards, run_id=..., on_progress=print)
+
+The shard takes its share of the profile (profile.py: users or iterations dealt round-robin,
+so S shards together are exactly the one-shard run), its slice of every parameter pool
+(row i goes to shard i % S) and runs until the profile ends, the iterations are done or the
+abort watchdog fires. What it measured comes back as `ShardMetrics` (metrics.py), criteria
+judged on this shard alone (the caller re-judges the merged run).
+
+Per iteration: a flow is chosen by weight (smooth weighted round-robin over the global
+user or iteration number, so the mix is exact, not random), every pool that applies to the
+flow gives its next row, and the flow's requests run in order. Each request renders its
+`{{variables}}` (pool columns and earlier extractions of the same iteration), is sent,
+checked and recorded:
+
+- no response: error kind `connect`, `timeout` or `other` (client.py);
+- status >= 400: `status` - unless the request asserts on response_status itself, in which
+  case its assertions decide (a test may expect a 404);
+- a failed assertion: `assertion`.
+
+Think time follows every request of a flow in the closed model (so a one-request flow
+paces too); in the open model it separates the requests of an iteration, and the arrival
+rate paces the iterations. When the profile ends no new request starts; requests in flight
+complete (or time out), so every request the target saw is counted. An abort stops new
+requests at once and gives those in flight `ABORT_GRACE_SECONDS` before cancelling them.
+
+`on_progress` is called about once a second with a `Progress`: throughput, errors and the
+p95 of the last few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import math
+import os
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urljoin
+
+from assay.crds.common import parse_duration
+from assay.crds.loadtest import LoadParameterPool, LoadRequest, LoadTestSpec
+
+from . import criteria as criteria_module
+from .checks import CompiledAssertion, CompiledExtraction, ResponseView, needs_body
+from .client import (ASSERTION, CONNECT, ERROR_KINDS, OTHER, STATUS, HttpClient, PreparedRequest, RequestError,
+                     encode_request, split_url)
+from .histogram import Histogram
+from .metrics import Recorder, ShardMetrics
+from .profile import ClosedSchedule, OpenSchedule, weighted_order
+from .template import Template
+
+ABORT_GRACE_SECONDS = 2.0
+PROGRESS_WINDOW_SECONDS = 5
+POOLS_DIR_ENV = "ASSAY_POOLS_DIR"
+"""Where a pool's ConfigMap is mounted: `$ASSAY_POOLS_DIR/<configmap>/<key>`."""
+
+_KIND = {kind: i for i, kind in enumerate(ERROR_KINDS)}
+_STATUS, _ASSERTION, _OTHER, _CONNECT = _KIND[STATUS], _KIND[ASSERTION], _KIND[OTHER], _KIND[CONNECT]
+
+
+class LoadSpecError(ValueError):
+    """A spec the engine cannot run (a pool it cannot read, a URL that is not http(s))."""
+
+
+@dataclass
+class Progress:
+    """About once a second, from the running shard."""
+
+    shard: int
+    elapsed_s: float
+    second: int
+    active_users: int
+    requests: int
+    """Requests completed so far."""
+    errors: int
+    window_s: int
+    window_requests: int
+    window_errors: int
+    window_histogram: Histogram
+    """Latencies of the last `window_s` seconds, so processes can merge their windows."""
+
+    @property
+    def rps(self) -> float:
+        return self.window_requests / self.window_s if self.window_s else 0.0
+
+    @property
+    def p95_ms(self) -> Optional[float]:
+        if not self.window_histogram.total:
+            return None
+        return self.window_histogram.value_at_percentile(95.0) / 1000.0
+
+    def line(self) -> str:
+        p95 = f"{self.p95_ms:.1f} ms" if self.p95_ms is not None else "-"
+        return (f"[{self.elapsed_s:6.1f}s] users {self.active_users:5d}  {self.rps:9.1f} req/s  "
+                f"errors {self.window_errors}/{self.window_requests} (total {self.errors})  p95 {p95}")
+
+
+def resolve_url(base_url: Optional[str], url: str) -> str:
+    if base_url and not url.startswith(("http://", "https://", "{{")):
+        return urljoin(base_url.rstrip("/") + "/", url.lstrip("/"))
+    return url
+
+
+# --- the compiled plan ------------------------------------------------------------------------
+
+
+class _Request:
+    """A LoadRequest ready for the hot path: its bytes when nothing is templated."""
+
+    __slots__ = ("name", "index", "method", "timeout", "static", "url", "headers", "body", "keep_body",
+                 "assertions", "extractions", "status_asserted", "checks")
+
+    def __init__(self, request: LoadRequest, index: int, base_url: Optional[str], default_timeout: float):
+        self.name = request.name or f"{request.method} {request.url}"
+        self.index = index
+        self.method = request.method
+        self.timeout = parse_duration(request.timeout) if request.timeout else default_timeout
+        self.url = Template(resolve_url(base_url, request.url))
+        self.headers = [(name, Template(value)) for name, value in request.headers.items()]
+        self.body = Template(request.body) if request.body is not None else None
+        self.assertions = [CompiledAssertion(a) for a in request.assertions]
+        self.extractions = [CompiledExtraction(v) for v in request.extract]
+        self.status_asserted = any(a.source == "response_status" for a in request.assertions)
+        self.keep_body = needs_body(request.assertions, request.extract)
+        self.checks = bool(self.assertions or self.extractions)
+        static = self.url.is_static and all(t.is_static for _, t in self.headers) and (
+            self.body is None or self.body.is_static)
+        self.static = self._render({}) if static else None
+        if static is False:
+            # Catch a URL that can never work now, not once per request.
+            prefix = self.url.static_prefix()
+            if prefix and not prefix.startswith(("http://", "https://")):
+                raise LoadSpecError(f"request {self.name!r}: URL {request.url!r} is not absolute "
+                                    "and the spec has no baseUrl")
+
+    def _render(self, variables: dict[str, str]) -> PreparedRequest:
+        try:
+            origin, target = split_url(self.url.render(variables))
+            headers = [(name, t.render(variables)) for name, t in self.headers]
+            body = self.body.render(variables) if self.body is not None else None
+            return encode_request(self.method, origin, target, headers, body)
+        except ValueError as exc:
+            raise LoadSpecError(f"request {self.name!r}: {exc}") from None
+
+    def prepare(self, variables: dict[str, str]) -> PreparedRequest:
+        return self.static if self.static is not None else self._render(variables)
+
+
+class _Pool:
+    """This shard's rows of a parameter pool, handed out in turn."""
+
+    __slots__ = ("name", "rows", "next")
+
+    def __init__(self, name: str, rows: list[dict[str, str]]):
+        self.name, self.rows, self.next = name, rows, 0
+
+    def draw(self) -> dict[str, str]:
+        row = self.rows[self.next % len(self.rows)]
+        self.next += 1
+        return row
+
+
+class _Flow:
+    __slots__ = ("name", "requests", "think", "pools")
+
+    def __init__(self, name: str, requests: list[_Request], think: float, pools: list[_Pool]):
+        self.name, self.requests, self.think, self.pools = name, requests, think, pools
+
+
+def read_pool_csv(pool: LoadParameterPool) -> str:
+    if pool.csv is not None:
+        return pool.csv
+    ref = pool.config_map_ref
+    folder = os.environ.get(POOLS_DIR_ENV)
+    path = Path(folder, ref.name, ref.key) if folder else None
+    if path is None or not path.is_file():
+        raise LoadSpecError(f"parameter pool {pool.name!r}: ConfigMap {ref.name}/{ref.key} is not mounted "
+                            f"(expected ${POOLS_DIR_ENV}/{ref.name}/{ref.key})")
+    return path.read_text()
+
+
+def pool_rows(text: str) -> list[dict[str, str]]:
+    reader = csv.reader(io.StringIO(text.strip("\n")))
+    rows = [row for row in reader if row and any(cell.strip() for cell in row)]
+    if not rows:
+        return []
+    header = [name.strip() for name in rows[0]]
+    return [{name: (row[i] if i < len(row) else "") for i, name in enumerate(header)} for row in rows[1:]]
+
+
+def shard_slice(rows: list, shard: int, shards: int) -> list:
+    """Row i goes to shard i % shards; a shard left with none (fewer rows than shards)
+    shares all rows rather than running without parameters."""
+    mine = rows[shard::shards]
+    return mine or rows
+
+
+def _compile(spec: LoadTestSpec, shard: int, shards: int) -> tuple[list[_Flow], list[str]]:
+    names: list[str] = []
+    index: dict[str, int] = {}
+    default_timeout = parse_duration(spec.request_timeout)
+    pools = []
+    for pool in spec.parameter_pools:
+        rows = pool_rows(read_pool_csv(pool))
+        if not rows:
+            raise LoadSpecError(f"parameter pool {pool.name!r} has no rows")
+        pools.append((pool.flow, _Pool(pool.name, shard_slice(rows, shard, shards))))
+    flows = []
+    for flow in spec.flows:
+        requests = []
+        for request in flow.requests:
+            name = request.name or f"{request.method} {request.url}"
+            if name not in index:
+                index[name] = len(names)
+                names.append(name)
+            requests.append(_Request(request, index[name], spec.base_url, default_timeout))
+        flows.append(_Flow(flow.name, requests, parse_duration(flow.think_time),
+                           [p for scope, p in pools if scope is None or scope == flow.name]))
+    return flows, names
+
+
+def check_spec(spec: LoadTestSpec) -> None:
+    """Raise LoadSpecError now for what would stop every shard (unreadable pools, bad URLs)."""
+    _compile(spec, 0, 1)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+class _ShardRun:
+    def __init__(self, spec: LoadTestSpec, shard: int, shards: int, run_id: str,
+                 on_progress: Optional[Callable[[Progress], None]], client: HttpClient):
+        if not 0 <= shard < shards:
+            raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
+        self.spec, self.shard, self.shards, self.run_id = spec, shard, shards, run_id
+        self.on_progress = on_progress
+        self.client = client
+        self.flows, self.names = _compile(spec, shard, shards)
+        self.order = weighted_order([flow.weight for flow in spec.flows])
+        self.stopping = False
+        self.aborted = False
+        self.abort_reason: Optional[str] = None
+        self.dropped = 0
+        self._stop = asyncio.Event()
+        threshold = spec.abort_on_error_rate
+        self.watchdog = criteria_module.AbortWatchdog(threshold) if threshold is not None else None
+
+    # -- one request -------------------------------------------------------------------------
+
+    async def _send(self, req: _Request, variables: dict[str, str], due: Optional[float]) -> None:
+        perf = time.perf_counter
+        try:
+            prepared = req.prepare(variables)
+        except LoadSpecError:
+            now = perf()
+            self.recorder.record(req.index, int(now + self.offset), 0, 0, 0, _OTHER)
+            return
+        start = perf()
+        # Open model: the first request of an iteration counts from when it was due.
+        t0 = start if due is None or due > start else due
+        sent = len(prepared.data)
+        received = 0
+        error = -1
+        try:
+            response = await self.client.send(prepared, req.timeout, req.keep_body)
+        except RequestError as exc:
+            end = perf()
+            error = _KIND[exc.kind]
+            if error == _CONNECT:
+                sent = 0
+        else:
+            end = perf()
+            received = response.bytes_received
+            if not req.status_asserted and response.status >= 400:
+                error = _STATUS
+            if req.checks:
+                view = ResponseView(response, (end - t0) * 1000.0)
+                for extraction in req.extractions:
+                    extraction.extract(view, variables)
+                if error < 0:
+                    for assertion in req.assertions:
+                        if not assertion.check(view, variables):
+                            error = _ASSERTION
+                            break
+        self.recorder.record(req.index, int(end + self.offset), int((end - t0) * 1_000_000), sent, received, error)
+
+    async def _iteration(self, flow: _Flow, due: Optional[float], stop_at: float, think_after_last: bool) -> None:
+        variables: dict[str, str] = {}
+        for pool in flow.pools:
+            variables.update(pool.draw())
+        perf = time.perf_counter
+        think = flow.think
+        last = len(flow.requests) - 1
+        for i, req in enumerate(flow.requests):
+            if self.stopping or perf() >= stop_at:
+                return
+            await self._send(req, variables, due if i == 0 else None)
+            if think and (think_after_last or i < last):
+                remaining = stop_at - perf()
+                if remaining <= 0:
+                    return
+                await asyncio.sleep(think if think < remaining else remaining)
+
+    # -- closed model ------------------------------------------------------------------------
+
+    async def _closed_user(self, user: int, windows: list[tuple[float, float]], iterations: Optional[int]) -> None:
+        perf = time.perf_counter
+        rec = self.recorder
+        flows, order, cycle = self.flows, self.order, len(self.order)
+        done = 0
+        for start, stop in windows:
+            delay = self.t0 + start - perf()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.stopping:
+                return
+            stop_at = self.t0 + stop
+            rec.active += 1
+            if rec.active > rec.peak:
+                rec.peak = rec.active
+            try:
+                while not self.stopping and perf() < stop_at and (iterations is None or done < iterations):
+                    await self._iteration(flows[order[(user + done) % cycle]], None, stop_at, True)
+                    done += 1
+            finally:
+                rec.active -= 1
+            if iterations is not None and done >= iterations:
+                return
+
+    async def _closed(self) -> None:
+        schedule = ClosedSchedule.from_profile(self.spec.load)
+        users = schedule.users_of(self.shard, self.shards)
+        await asyncio.gather(*(self._closed_user(k, schedule.windows(k), schedule.iterations) for k in users))
+
+    # -- open model --------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        schedule = OpenSchedule.from_profile(self.spec.load)
+        cap = schedule.max_users_of(self.shard, self.shards)
+        loop = asyncio.get_running_loop()
+        perf = time.perf_counter
+        self.open_end = self.t0 + schedule.end
+        idle: list[asyncio.Future] = []
+        self.backlog: deque[tuple[int, float]] = deque()
+        self.schedule_done = False
+        workers: list[asyncio.Task] = []
+        for number, at in schedule.arrivals(self.shard, self.shards):
+            due = self.t0 + at
+            delay = due - perf()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            if self.stopping:
+                break
+            job = (number, due)
+            while idle:
+                waiter = idle.pop()
+                if not waiter.done():
+                    waiter.set_result(job)
+                    break
+            else:
+                if cap is None or len(workers) < cap:
+                    workers.append(loop.create_task(self._open_worker(job, idle)))
+                else:
+                    self.backlog.append(job)
+        # Iterations still queued when the schedule ends never got a user: dropped.
+        self.schedule_done = True
+        self.dropped += len(self.backlog)
+        self.backlog.clear()
+        for waiter in idle:
+            if not waiter.done():
+                waiter.set_result(None)
+        try:
+            await asyncio.gather(*workers)
+        except asyncio.CancelledError:
+            for task in workers:
+                task.cancel()
+            raise
+
+    async def _open_worker(self, job: Optional[tuple[int, float]], idle: list[asyncio.Future]) -> None:
+        rec = self.recorder
+        loop = asyncio.get_running_loop()
+        flows, order, cycle = self.flows, self.order, len(self.order)
+        while job is not None:
+            number, due = job
+            rec.active += 1
+            if rec.active > rec.peak:
+                rec.peak = rec.active
+            try:
+                await self._iteration(flows[order[number % cycle]], due, self.open_end, False)
+            finally:
+                rec.active -= 1
+            if self.backlog:
+                job = self.backlog.popleft()
+            elif self.schedule_done or self.stopping:
+                job = None
+            else:
+                waiter = loop.create_future()
+                idle.append(waiter)
+                job = await waiter
+
+    # -- ticking, aborting -------------------------------------------------------------------
+
+    def abort(self, reason: str) -> None:
+        if not self.aborted:
+            self.aborted, self.abort_reason = True, reason
+        self.stopping = True
+        self._stop.set()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.recorder.advance(int(now + self.offset))
+        for entry in self.recorder.flush():
+            if self.watchdog is not None and not self.aborted:
+                reason = self.watchdog.observe(entry.total.count, entry.total.error_count)
+                if reason:
+                    self.abort(reason)
+        if self.on_progress is not None:
+            self.on_progress(self.progress(now))
+
+    def progress(self, now: Optional[float] = None) -> Progress:
+        now = time.perf_counter() if now is None else now
+        recent = list(self.recorder.recent)[-PROGRESS_WINDOW_SECONDS:]
+        window = Histogram()
+        for _, stats in recent:
+            window.add(stats.histogram)
+        total = self.recorder.total
+        return Progress(
+            shard=self.shard, elapsed_s=now - self.t0, second=int(now + self.offset),
+            active_users=self.recorder.active, requests=total.count, errors=total.error_count,
+            window_s=len(recent), window_requests=sum(s.count for _, s in recent),
+            window_errors=sum(s.error_count for _, s in recent), window_histogram=window)
+
+    async def _ticker(self) -> None:
+        while True:
+            now = time.perf_counter() + self.offset
+            await asyncio.sleep(math.floor(now) + 1 - now + 0.002)
+            self._tick()
+
+    # -- the whole ---------------------------------------------------------------------------
+
+    async def run(self) -> ShardMetrics:
+        self.offset = time.time() - time.perf_counter()
+        self.t0 = time.perf_counter()
+        self.open_end = math.inf
+        self.recorder = Recorder(self.names, self.t0 + self.offset)
+        ticker = asyncio.create_task(self._ticker())
+        body = asyncio.create_task(self._open() if self.spec.load.model == "open" else self._closed())
+        stopped = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({body, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not body.done():
+                # Aborted: requests in flight get a moment to finish, then are cancelled.
+                done, _ = await asyncio.wait({body}, timeout=ABORT_GRACE_SECONDS)
+                if not done:
+                    body.cancel()
+                    await asyncio.gather(body, return_exceptions=True)
+            if not body.cancelled() and body.exception() is not None:
+                raise body.exception()
+        finally:
+            for task in (ticker, stopped, body):
+                task.cancel()
+            await asyncio.gather(ticker, stopped, body, return_exceptions=True)
+        finished = time.perf_counter()
+        self.recorder.finish(finished + self.offset)
+        metrics = self.recorder.metrics(run_id=self.run_id, shard=self.shard, shards=self.shards,
+                                        finished_at=finished + self.offset, aborted=self.aborted,
+                                        abort_reason=self.abort_reason, dropped_iterations=self.dropped)
+        metrics.criteria = criteria_module.evaluate(self.spec.parsed_criteria(), metrics)
+        if self.on_progress is not None:
+            self.on_progress(self.progress(finished))
+        return metrics
+
+
+async def run_load_shard(spec: LoadTestSpec, shard: int, shards: int, *, run_id: str = "",
+                         on_progress: Optional[Callable[[Progress], None]] = None, verify_tls: bool = True,
+                         ssl_context: Optional[ssl.SSLContext] = None, connect_timeout: float = 10.0) -> ShardMetrics:
+    """Run shard `shard` (0-based) of `shards` of the load test and return what it measured."""
+    client = HttpClient(connect_timeout=connect_timeout, verify_tls=verify_tls, ssl_context=ssl_context)
+    try:
+        return await _ShardRun(spec, shard, shards, run_id, on_progress, client).run()
+    finally:
+        await client.close()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed, asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run(coro):
+    """Run a coroutine to completion on a fresh (uvloop) event loop."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(coro)
+
