@@ -250,7 +250,8 @@ def run_assay(url: str, users: int, duration: int, workdir: Path, *, processes: 
     total = metrics["total"]
     started = _epoch(metrics["startedAt"])
     finished = _epoch(metrics["finishedAt"])
-    return {"tool": label, "command": f"taskset -c {cores} python -m assay.runner run {spec.name} --processes {processes}",
+    command = f"taskset -c {cores} python -m assay.runner run {spec.name} --processes {processes}"
+    return {"tool": label, "command": command,
             "rps": total["count"] / (finished - started), "p99": f"{total['p99Ms']}ms",
             "errors": sum(total["errors"].values()), "requests": total["count"]}
 

@@ -238,3 +238,33 @@ def test_prepared_requests_carry_host_length_and_user_headers():
     assert b"Content-Length" not in prepare("GET", "http://example.test/").data
     with pytest.raises(ValueError):
         prepare("GET", "ftp://example.test/")
+
+
+def test_a_connect_that_hangs_is_a_connect_error_after_the_connect_timeout(run):
+    import socket
+
+    # A listener whose accept queue is full drops further SYNs: the connect hangs.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    time.sleep(0.1)
+    try:
+        with pytest.raises(RequestError) as by_connect_timeout:
+            run(HttpClient(connect_timeout=0.3).request("GET", f"http://127.0.0.1:{port}/", timeout=5))
+        with pytest.raises(RequestError) as by_request_timeout:
+            run(HttpClient(connect_timeout=5).request("GET", f"http://127.0.0.1:{port}/", timeout=0.3))
+    finally:
+        for sock in [listener, *fillers]:
+            sock.close()
+    assert by_connect_timeout.value.kind == "connect" and "timed out after 0.3s" in str(by_connect_timeout.value)
+    assert by_request_timeout.value.kind == "timeout"

@@ -141,6 +141,9 @@ def test_extractions_feed_later_requests_and_assertions_fail_as_assertion_errors
     assert errors["wrong"]["assertion"] == 6
     assert sum(errors["expected 404"].values()) == 0
     assert errors["plain 404"]["status"] == 6
+    # The first error of each kind is kept, to say what went wrong.
+    assert metrics.error_samples == {"assertion": "wrong: response_json path equal /nope",
+                                     "status": "plain 404: HTTP 404"}
 
 
 def test_request_timeouts_are_timeout_errors_and_their_wait_is_recorded():

@@ -184,6 +184,8 @@ def table(metrics: ShardMetrics) -> str:
     lines.append(f"duration {duration:.1f} s" + (f"; errors: {kinds}" if kinds else "; no errors")
                  + (f"; {metrics.dropped_iterations} iterations dropped (max users busy)"
                     if metrics.dropped_iterations else ""))
+    for kind, message in metrics.error_samples.items():
+        lines.append(f"first {kind} error: {message}")
     for result in metrics.criteria:
         lines.append("criterion " + criteria_module.describe(result))
     if metrics.aborted:

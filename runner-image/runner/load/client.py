@@ -213,6 +213,7 @@ class _Connection(asyncio.Protocol):
             self._close()
 
     def eof_received(self):
+        self.closed = True  # not to be taken from the pool again
         return False  # close the transport; connection_lost does the rest
 
     def connection_lost(self, exc):
@@ -354,7 +355,8 @@ class HttpClient:
                 raise RequestError(TIMEOUT, f"request timed out while connecting to {origin.host_header}") from None
             raise RequestError(CONNECT, f"connect to {origin.host_header} timed out after {limit:g}s") from None
         except ssl_module.SSLError as exc:
-            raise RequestError(CONNECT, f"TLS handshake with {origin.host_header} failed: {exc.reason or exc}") from None
+            reason = exc.reason or exc
+            raise RequestError(CONNECT, f"TLS handshake with {origin.host_header} failed: {reason}") from None
         except OSError as exc:
             raise RequestError(CONNECT, f"cannot connect to {origin.host_header}: {exc.strerror or exc}") from None
         self.connections_opened += 1

@@ -37,6 +37,7 @@ import io
 import math
 import os
 import ssl
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -249,6 +250,7 @@ class _ShardRun:
         self.aborted = False
         self.abort_reason: Optional[str] = None
         self.dropped = 0
+        self.error_samples: dict[str, str] = {}
         self._stop = asyncio.Event()
         threshold = spec.abort_on_error_rate
         self.watchdog = criteria_module.AbortWatchdog(threshold) if threshold is not None else None
@@ -259,8 +261,9 @@ class _ShardRun:
         perf = time.perf_counter
         try:
             prepared = req.prepare(variables)
-        except LoadSpecError:
+        except LoadSpecError as exc:
             now = perf()
+            self._sample(OTHER, str(exc))
             self.recorder.record(req.index, int(now + self.offset), 0, 0, 0, _OTHER)
             return
         start = perf()
@@ -276,11 +279,20 @@ class _ShardRun:
             error = _KIND[exc.kind]
             if error == _CONNECT:
                 sent = 0
+            if exc.kind not in self.error_samples:
+                self._sample(exc.kind, f"{req.name}: {exc}")
+        except Exception as exc:  # a client bug must cost one request, not the whole run
+            end = perf()
+            error = _OTHER
+            if OTHER not in self.error_samples:
+                self._sample(OTHER, f"{req.name}: {type(exc).__name__}: {exc}")
         else:
             end = perf()
             received = response.bytes_received
             if not req.status_asserted and response.status >= 400:
                 error = _STATUS
+                if STATUS not in self.error_samples:
+                    self._sample(STATUS, f"{req.name}: HTTP {response.status}")
             if req.checks:
                 view = ResponseView(response, (end - t0) * 1000.0)
                 for extraction in req.extractions:
@@ -289,8 +301,14 @@ class _ShardRun:
                     for assertion in req.assertions:
                         if not assertion.check(view, variables):
                             error = _ASSERTION
+                            if ASSERTION not in self.error_samples:
+                                self._sample(ASSERTION, f"{req.name}: {assertion.text}")
                             break
         self.recorder.record(req.index, int(end + self.offset), int((end - t0) * 1_000_000), sent, received, error)
+
+    def _sample(self, kind: str, message: str) -> None:
+        """The first error of each kind, to tell the user what went wrong, not only how often."""
+        self.error_samples.setdefault(kind, message[:300])
 
     async def _iteration(self, flow: _Flow, due: Optional[float], stop_at: float, think_after_last: bool) -> None:
         variables: dict[str, str] = {}
@@ -423,7 +441,11 @@ class _ShardRun:
                 if reason:
                     self.abort(reason)
         if self.on_progress is not None:
-            self.on_progress(self.progress(now))
+            try:
+                self.on_progress(self.progress(now))
+            except Exception as exc:  # a broken display must not stop the ticks (and the watchdog)
+                print(f"assay-runner: progress callback failed: {exc!r}", file=sys.stderr)
+                self.on_progress = None
 
     def progress(self, now: Optional[float] = None) -> Progress:
         now = time.perf_counter() if now is None else now
@@ -472,7 +494,8 @@ class _ShardRun:
         self.recorder.finish(finished + self.offset)
         metrics = self.recorder.metrics(run_id=self.run_id, shard=self.shard, shards=self.shards,
                                         finished_at=finished + self.offset, aborted=self.aborted,
-                                        abort_reason=self.abort_reason, dropped_iterations=self.dropped)
+                                        abort_reason=self.abort_reason, dropped_iterations=self.dropped,
+                                        error_samples=self.error_samples)
         metrics.criteria = criteria_module.evaluate(self.spec.parsed_criteria(), metrics)
         if self.on_progress is not None:
             self.on_progress(self.progress(finished))

@@ -14,7 +14,7 @@ operator are written against these keys):
      "timeline": [{"second": EPOCH_INT, "requests": {NAME: STATS}, "total": STATS,
                    "activeUsers": n}],
      "criteria": [{"criterion", "observed", "passed"}], "aborted", "abortReason",
-     "droppedIterations"}
+     "droppedIterations", "errorSamples": {KIND: first message}}
     STATS = {"count", "errors": {"status", "timeout", "connect", "assertion", "other"},
              "bytesSent", "bytesReceived", "histogram" (base64 HdrHistogram V2, µs),
              "minMs", "meanMs", "p50Ms", "p90Ms", "p95Ms", "p99Ms", "maxMs"}
@@ -204,6 +204,8 @@ class ShardMetrics:
     abort_reason: Optional[str] = None
     dropped_iterations: int = 0
     """Open model: arrivals that never started because max_users were all busy."""
+    error_samples: dict[str, str] = field(default_factory=dict)
+    """The first error message of each kind, e.g. {"connect": "GET /: cannot connect to ..."}."""
 
     @property
     def duration_s(self) -> Optional[float]:
@@ -231,6 +233,7 @@ class ShardMetrics:
             "aborted": self.aborted,
             "abortReason": self.abort_reason,
             "droppedIterations": self.dropped_iterations,
+            "errorSamples": self.error_samples,
         }
 
     def to_json(self, indent: Optional[int] = None) -> str:
@@ -256,6 +259,7 @@ class ShardMetrics:
             aborted=bool(data.get("aborted")),
             abort_reason=data.get("abortReason"),
             dropped_iterations=int(data.get("droppedIterations") or 0),
+            error_samples=dict(data.get("errorSamples") or {}),
         )
 
 
@@ -306,6 +310,8 @@ def merge(parts: Iterable[ShardMetrics], *, shard: Optional[int] = None, shards:
                 where = f"shard {part.shard}: " if part.shard is not None and len(parts) > 1 else ""
                 out.abort_reason = where + part.abort_reason
         out.dropped_iterations += part.dropped_iterations
+        for kind, message in part.error_samples.items():
+            out.error_samples.setdefault(kind, message)
     out.timeline = [seconds[s] for s in sorted(seconds)]
     for entry in out.timeline:
         for stats in entry.requests.values():

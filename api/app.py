@@ -1,0 +1,57 @@
+"""The gateway application: wiring only. Business rules live in the services, wire formats
+in the routers (one per API family), storage in `store/`, Kubernetes I/O in `kube.py`."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from .auth import Authenticator
+from .errors import install_error_handlers
+from .kube import KubeClient
+from .ops import GatewayMetrics, install_request_metrics, ops_router
+from .routers import ingest, loadmill, oauth, xtc
+from .settings import GatewaySettings
+from .store import Store
+
+
+@dataclass
+class Services:
+    """Everything a router may use, created once per app."""
+
+    settings: GatewaySettings
+    kube: KubeClient
+    store: Store
+    auth: Authenticator
+    metrics: GatewayMetrics
+
+
+def build_services(settings: GatewaySettings) -> Services:
+    kube = KubeClient(settings.kubeconfig)
+    store = Store(settings.store_dir, retention_days=settings.retention_days)
+    return Services(settings=settings, kube=kube, store=store, auth=Authenticator(settings, kube, store),
+                    metrics=GatewayMetrics())
+
+
+def create_app(settings: GatewaySettings, services: Services | None = None) -> FastAPI:
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        services.auth.start()
+        try:
+            yield
+        finally:
+            services.auth.stop()
+            services.store.close()
+
+    app = FastAPI(title="Assay gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.services = services
+    install_error_handlers(app)
+    install_request_metrics(app, services.metrics)
+    app.include_router(ops_router(services.metrics))
+    for family in (oauth, ingest, xtc, loadmill):
+        family.install(app, services)
+    return app

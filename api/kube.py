@@ -1,0 +1,76 @@
+"""Kubernetes I/O for the gateway: the custom resources, namespaces and Secrets it touches.
+
+One client for the process, created from the in-cluster service account or a kubeconfig.
+Plain dicts in and out, as the API server speaks them (camelCase)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes
+from kubernetes.client.rest import ApiException
+
+from assay.crds import GROUP, VERSION
+
+
+class NotFound(LookupError):
+    pass
+
+
+class KubeClient:
+    def __init__(self, kubeconfig: Path | None = None):
+        if kubeconfig:
+            self.api_client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+        else:
+            try:
+                kubernetes.config.load_incluster_config()
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config()
+            self.api_client = kubernetes.client.ApiClient()
+        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
+        self.core = kubernetes.client.CoreV1Api(self.api_client)
+
+    def get(self, plural: str, namespace: str, name: str) -> dict:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(f"{plural}/{name} not found in {namespace}") from exc
+            raise
+
+    def list(self, plural: str, namespace: str | None = None, label_selector: str = "") -> list[dict]:
+        if namespace:
+            out = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural,
+                                                            label_selector=label_selector)
+        else:
+            out = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, label_selector=label_selector)
+        return out["items"]
+
+    def create(self, plural: str, namespace: str, body: dict) -> dict:
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+
+    def patch(self, plural: str, namespace: str, name: str, patch: dict) -> dict:
+        return self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, patch)
+
+    def patch_status(self, plural: str, namespace: str, name: str, status: dict) -> dict:
+        return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name,
+                                                                 {"status": status})
+
+    def delete(self, plural: str, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def namespaces(self, label_selector: str = "") -> list[dict]:
+        items = self.core.list_namespace(label_selector=label_selector).items
+        return [self.api_client.sanitize_for_serialization(ns) for ns in items]
+
+    def namespace(self, name: str) -> dict:
+        try:
+            return self.api_client.sanitize_for_serialization(self.core.read_namespace(name))
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(f"namespace {name} not found") from exc
+            raise

@@ -1,0 +1,1 @@
+"""One router module per API family; each exposes `install(app, services)`."""
