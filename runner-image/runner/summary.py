@@ -10,6 +10,9 @@ histogram, never averaged.
 at 2 significant digits (values within 1%): a spread over the whole range encodes to some
 3.3 kB. Should a message still not fit, it falls back to 1 significant digit (within 10%),
 then to no histogram at all (`histogram_digits` says which).
+
+`judge(merge(summaries), spec.criteria)` evaluates the LoadTest's criteria on the merged
+summaries, as the runner does on the full metrics (percentiles within 1%).
 """
 
 from __future__ import annotations
@@ -74,6 +77,22 @@ class ShardSummary(BaseModel):
             return None
         return max(self.finished_at - self.started_at, 0.0)
 
+    def observe(self, metric: str) -> float | None:
+        """The value of a criterion metric (see assay.crds.loadtest.parse_criterion): p50 p90
+        p95 p99 max avg in ms, error_rate in percent, rps; None without requests."""
+        if not self.requests:
+            return None
+        if metric == "error_rate":
+            return 100.0 * self.failures / self.requests
+        if metric == "rps":
+            duration = self.duration_s
+            return self.requests / duration if duration else None
+        if metric == "avg":
+            return self.avg_ms
+        if metric == "max":
+            return self.max_ms
+        return self.percentile_ms(float(metric[1:]))
+
     def record(self, latency_ms: float, ok: bool) -> None:
         self.requests += 1
         self.failures += 0 if ok else 1
@@ -129,6 +148,21 @@ class ShardSummary(BaseModel):
             return cls.model_validate(json.loads(message))
         except (ValueError, TypeError):
             return None
+
+
+def judge(summary: ShardSummary, criteria: Iterable[str]) -> list[dict]:
+    """Criteria on a (merged) summary, as the metrics JSON writes them:
+    [{"criterion", "observed", "passed"}]. Percentiles come from the 2-digit histogram, so
+    they are within 1% of the full metrics' own."""
+    from assay.crds.loadtest import parse_criterion
+
+    results = []
+    for text in criteria:
+        criterion = parse_criterion(text)
+        observed = summary.observe(criterion.metric)
+        results.append({"criterion": text, "observed": None if observed is None else round(observed, 3),
+                        "passed": observed is not None and criterion.passes(observed)})
+    return results
 
 
 def merge(summaries: Iterable[ShardSummary]) -> ShardSummary:

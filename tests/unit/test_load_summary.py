@@ -8,7 +8,7 @@ import random
 
 from assay.runner.load.histogram import HIGHEST_US, Histogram
 from assay.runner.load.metrics import Recorder
-from assay.runner.summary import TERMINATION_MESSAGE_LIMIT, ShardSummary, merge
+from assay.runner.summary import TERMINATION_MESSAGE_LIMIT, ShardSummary, judge, merge
 
 
 def shard(latencies: list[int], shard: int = 0, errors: int = 0):
@@ -73,3 +73,14 @@ def test_old_summaries_without_histograms_still_merge():
     total = merge([old, new])
     assert total.requests == 6 and total.failures == 1 and total.p95_ms is not None
     assert merge([old]).p95_ms is None
+
+
+def test_criteria_can_be_judged_on_merged_summaries():
+    parts = [shard([10_000] * 90, 0, errors=1), shard([10_000] * 8 + [500_000] * 2, 1)]
+    total = merge(ShardSummary.from_message(ShardSummary.from_metrics(p).to_message()) for p in parts)
+    results = judge(total, ["p95 < 20ms", "p99 < 100ms", "error_rate < 2%", "rps >= 20", "avg < 50ms"])
+    assert [(r["criterion"], r["passed"]) for r in results] == [
+        ("p95 < 20ms", True), ("p99 < 100ms", False), ("error_rate < 2%", True), ("rps >= 20", False),
+        ("avg < 50ms", True)]
+    assert results[3]["observed"] == round(100 / 7, 3)
+    assert judge(ShardSummary(), ["p95 < 1s"]) == [{"criterion": "p95 < 1s", "observed": None, "passed": False}]
