@@ -3,10 +3,13 @@ in the routers (one per API family), storage in `store/`, Kubernetes I/O in `kub
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from .auth import Authenticator
 from .errors import install_error_handlers
@@ -15,6 +18,22 @@ from .ops import GatewayMetrics, install_request_metrics, ops_router
 from .routers import ingest, loadmill, oauth, xtc
 from .settings import GatewaySettings
 from .store import Store
+
+
+log = logging.getLogger("assay.api")
+PURGE_INTERVAL_SECONDS = 3600
+
+
+async def purge_expired_forever(store: Store) -> None:
+    """Retention: hourly is plenty for a limit counted in days, and each purge is resumable."""
+    while True:
+        try:
+            purged = await run_in_threadpool(store.purge_expired)
+            if purged:
+                log.info("retention: purged %d expired runs", purged)
+        except Exception:  # a failed purge must not take the gateway down; the next one retries
+            log.exception("retention: purge failed")
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
 
 @dataclass
@@ -41,9 +60,11 @@ def create_app(settings: GatewaySettings, services: Services | None = None) -> F
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         services.auth.start()
+        purge = asyncio.create_task(purge_expired_forever(services.store))
         try:
             yield
         finally:
+            purge.cancel()
             services.auth.stop()
             services.store.close()
 

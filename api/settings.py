@@ -24,6 +24,8 @@ class GatewaySettings(BaseSettings):
     """Shared with the operator: per-run upload tokens are HMAC(upload_key, run id)."""
     token_ttl_seconds: int = 3600
     authorization_code_ttl_seconds: int = 60
+    upload_max_bytes: int = 256 * 1024 * 1024
+    """The largest single result document a runner may upload."""
     retention_days: int = 90
     """Run records, results and archives older than this are deleted; 0 keeps everything."""
     org_label: str = "assay.dev/org"

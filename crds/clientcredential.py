@@ -7,6 +7,8 @@ it in plain text. As in XTC, credentials cannot be modified: the spec is immutab
 
 from __future__ import annotations
 
+import hashlib
+
 from datetime import datetime
 from typing import Literal, Optional
 
@@ -39,6 +41,16 @@ Scope = Literal[ALL_SCOPES]
 GrantType = Literal["client_credentials", "authorization_code", "static_token"]
 IMMUTABLE_MESSAGE = "ClientCredential spec is immutable; delete and recreate it"
 
+
+
+SECRET_HASH_PREFIX = "sha256:"
+
+
+def hash_secret(secret: str) -> str:
+    """The form of `status.secretHash`, shared by the operator (which writes it) and the
+    gateway (which verifies against it). Secrets are 256 random bits, so a fast unsalted hash
+    is sound: there is no dictionary to try."""
+    return SECRET_HASH_PREFIX + hashlib.sha256(secret.encode()).hexdigest()
 
 class ClientCredentialSpec(AssayModel):
     """Who the client is and what it may do."""
@@ -86,7 +98,7 @@ class ClientCredentialStatus(StatusModel):
     secret_ref: Optional[SecretRef] = None
     """The Secret that holds the generated secret until it has been shown once."""
     secret_hash: Optional[str] = None
-    """A salted hash of the secret, for verifying token requests."""
+    """`sha256:<hex>` of the secret (see `hash_secret`), for verifying token requests."""
     created_at: Optional[datetime] = None
     expires_at: Optional[datetime] = None
     observed_generation: Optional[int] = None

@@ -1,0 +1,157 @@
+"""Result ingest from runner pods: `/internal/v1/runs/...`, not part of any public API family.
+
+    PUT /internal/v1/runs/{run_id}/documents/{name}    store one document of the run
+    GET /internal/v1/runs/{run_id}                     what is stored for the run
+
+Both take `Authorization: Bearer <upload token>`, the HMAC of the run id under the upload key
+(assay.runner.upload.upload_token), so a pod can touch its own run only. The PUT's headers
+are listed in assay.runner.upload; the body is the document. A body is stored only when it
+is complete and matches its declared SHA-256: a gateway or connection dying mid-upload
+leaves nothing behind, and the runner's retry stores it once. Answers: 201 stored, 200 the
+same bytes were stored before, 409 a different document is stored under that name (its
+sha256 in the answer), 400/401/413 as usual. Errors have the default shape
+`{"error", "message"}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from assay.runner.upload import (
+    H_IDEMPOTENCY_KEY,
+    H_KIND,
+    H_LABELS,
+    H_OWNER_NAME,
+    H_OWNER_UID,
+    H_PROJECT,
+    H_SHA256,
+    H_SHARD,
+    H_SHARDS,
+    idempotency_key,
+    upload_token,
+)
+
+from ..errors import ApiError
+from ..store import IngestError, ResultIngest, Upload
+
+PREFIX = "/internal/v1/runs"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def install(app: FastAPI, services) -> None:
+    ingest = ResultIngest(services.store)
+    app.state.ingest = ingest
+    max_bytes = services.settings.upload_max_bytes
+    upload_key = services.settings.upload_key
+    # A crash between a run's last shard and its archives is finished here, before serving.
+    ingest.recover()
+
+    def authorize(request: Request, run_id: str) -> None:
+        if upload_key is None or not upload_key.get_secret_value():
+            raise ApiError(503, "result uploads are not configured on this gateway (ASSAY_UPLOAD_KEY)",
+                           code="uploads_disabled")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        expected = upload_token(upload_key.get_secret_value(), run_id)
+        if scheme.lower() != "bearer" or not token or not hmac.compare_digest(expected, token.strip()):
+            raise ApiError(401, f"a valid upload token for run {run_id} is required", code="unauthorized",
+                           headers={"WWW-Authenticate": 'Bearer realm="assay-ingest"'})
+
+    @app.put(PREFIX + "/{run_id}/documents/{name}", include_in_schema=False)
+    async def put_document(run_id: str, name: str, request: Request):
+        authorize(request, run_id)
+        headers = request.headers
+        sha256 = headers.get(H_SHA256, "").lower()
+        if not _SHA256.match(sha256):
+            raise ApiError(400, f"{H_SHA256} must be the body's hex SHA-256", code="invalid_request")
+        expected_key = idempotency_key(run_id, name, sha256)
+        if H_IDEMPOTENCY_KEY in headers and headers[H_IDEMPOTENCY_KEY] != expected_key:
+            raise ApiError(400, f"{H_IDEMPOTENCY_KEY} does not match the run, name and content",
+                           code="invalid_request")
+        upload = Upload(run_id=run_id, name=name, data=b"", kind=headers.get(H_KIND, ""),
+                        project=headers.get(H_PROJECT, ""), owner_name=headers.get(H_OWNER_NAME, ""),
+                        owner_uid=headers.get(H_OWNER_UID, ""), shards=_int_header(headers, H_SHARDS, 1),
+                        shard=_int_header(headers, H_SHARD, None), labels=_labels(headers.get(H_LABELS)))
+        declared = _int_header(headers, "content-length", None)
+        if declared is not None and declared > max_bytes:
+            raise ApiError(413, f"the document is {declared} bytes; the limit is {max_bytes}", code="too_large")
+
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise ApiError(413, f"the document exceeds the limit of {max_bytes} bytes", code="too_large")
+        except ClientDisconnect:
+            # The runner went away mid-body: nothing was stored, its retry starts over.
+            return JSONResponse({"error": "incomplete_body", "message": "the client disconnected"}, status_code=400)
+        if declared is not None and len(body) != declared:
+            raise ApiError(400, f"received {len(body)} of {declared} bytes", code="incomplete_body")
+        upload.data = bytes(body)
+        del body
+        actual = hashlib.sha256(upload.data).hexdigest()
+        if actual != sha256:
+            raise ApiError(400, f"the body's SHA-256 is {actual}, not the declared {sha256}: "
+                                "truncated or corrupted in transit", code="checksum_mismatch")
+        try:
+            accepted = await run_in_threadpool(ingest.accept, upload)
+        except IngestError as exc:
+            return _ingest_error(exc)
+        return JSONResponse({
+            "runId": run_id,
+            "name": name,
+            "sha256": accepted.document.sha256,
+            "size": accepted.document.size,
+            "created": accepted.created,
+            "idempotencyKey": expected_key,
+            "run": accepted.run.to_dict(),
+            "archives": [a.to_dict() for a in accepted.archives],
+        }, status_code=201 if accepted.created else 200)
+
+    @app.get(PREFIX + "/{run_id}", include_in_schema=False)
+    def get_run(run_id: str, request: Request):
+        authorize(request, run_id)
+        store = services.store
+        run = store.get_run(run_id)
+        documents = store.list_documents(run_id)
+        if run is None and not documents:
+            raise ApiError(404, f"nothing is stored for run {run_id}", code="not_found")
+        return {
+            "runId": run_id,
+            "run": run.to_dict() if run else None,
+            "documents": [d.to_dict() for d in documents],
+            "archives": [a.to_dict() for a in store.list_archives(run_id=run_id)],
+        }
+
+
+def _ingest_error(exc: IngestError) -> JSONResponse:
+    return JSONResponse({"error": exc.code, "message": exc.message, **exc.details}, status_code=exc.status)
+
+
+def _int_header(headers, name: str, default):
+    value = headers.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer, not {value!r}", code="invalid_request") from None
+
+
+def _labels(value: str | None) -> dict:
+    if not value:
+        return {}
+    try:
+        labels = json.loads(value)
+    except ValueError:
+        labels = None
+    if not isinstance(labels, dict):
+        raise ApiError(400, f"{H_LABELS} must be a JSON object", code="invalid_request")
+    return {str(k): str(v) for k, v in labels.items()}

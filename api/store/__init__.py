@@ -1,0 +1,38 @@
+"""The result store on the persistent volume: atomically written files indexed by SQLite.
+
+    Store(root, retention_days=90)      runs, per-project numbers, documents, archives, records
+    RunRecord, ArchiveRecord, DocumentRecord
+    ResultIngest(store)                 what an upload from a runner does (results.py)
+
+See store.py for the layout on disk and the durability rules.
+"""
+
+from .results import Accepted, IngestError, ResultIngest, Upload, run_summary
+from .store import (
+    ARCHIVE_KINDS,
+    FINISHED_STATES,
+    ArchiveRecord,
+    DocumentRecord,
+    RunConflict,
+    RunRecord,
+    Store,
+    StoreError,
+    archive_counter,
+)
+
+__all__ = [
+    "ARCHIVE_KINDS",
+    "FINISHED_STATES",
+    "Accepted",
+    "ArchiveRecord",
+    "DocumentRecord",
+    "IngestError",
+    "ResultIngest",
+    "RunConflict",
+    "RunRecord",
+    "Store",
+    "StoreError",
+    "Upload",
+    "archive_counter",
+    "run_summary",
+]

@@ -1,0 +1,605 @@
+"""The result store: files on the persistent volume, indexed by SQLite on the same volume.
+
+    <root>/index.sqlite3                       the index (WAL, synchronous=FULL)
+    <root>/runs/<run id>/<sha256[:16]>-<name>  a run's documents (shard metrics, results)
+    <root>/runs/<run id>/archives/<kind>-<n>.zip   a run's result / report archive, number n
+    <root>/staging/                            scratch space for archives being built
+
+Durability rules, so that a crash at any instant loses nothing that was acknowledged and
+leaves nothing half-written behind:
+
+* Files are written atomically (files.py) *before* the row that points at them commits; the
+  row is the commit point. A crash in between leaves an unreferenced file, never a row that
+  points at a missing or partial one.
+* A document's file name carries its content hash, so the file a row points at is never
+  rewritten: replacing a document writes a new file, switches the row, then deletes the old.
+* Every read-modify-write of the index is one `BEGIN IMMEDIATE` transaction, which takes
+  SQLite's write lock up front, so threads (FastAPI's pool) and processes never interleave
+  an allocation or a merge.
+* Numbers (XTC load test, result, report numbers) live in `counters` and are never deleted,
+  so a number is allocated once and never reused, even after its run is purged.
+
+One SQLite connection per thread; all are closed by `close()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import files
+
+SCHEMA_VERSION = 1
+FINISHED_STATES = frozenset({"succeeded", "failed"})
+RUN_STATES = ("pending", "running", "succeeded", "failed")
+_STATE_RANK = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2}
+RUN_KINDS = ("LoadTest", "TestSuite", "Monitor")
+ARCHIVE_KINDS = ("result", "report")
+TEMPORARY_MAX_AGE_SECONDS = 3600.0
+
+_SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    project TEXT NOT NULL,
+    owner_name TEXT NOT NULL,
+    owner_uid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    shards INTEGER NOT NULL,
+    shards_received INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, run_id DESC);
+CREATE INDEX IF NOT EXISTS runs_by_project ON runs (project, created_at DESC, run_id DESC);
+CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner_uid, created_at DESC, run_id DESC);
+CREATE INDEX IF NOT EXISTS runs_by_kind ON runs (kind, created_at DESC, run_id DESC);
+CREATE INDEX IF NOT EXISTS runs_by_finished ON runs (finished_at);
+
+CREATE TABLE IF NOT EXISTS counters (
+    project TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    key TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (project, counter, key),
+    UNIQUE (project, counter, number)
+);
+
+CREATE TABLE IF NOT EXISTS documents (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS archives (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    project TEXT NOT NULL,
+    loadtest_uid TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, kind),
+    UNIQUE (project, loadtest_uid, kind, number)
+);
+
+CREATE TABLE IF NOT EXISTS records (
+    collection TEXT NOT NULL,
+    key TEXT NOT NULL,
+    project TEXT,
+    doc TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (collection, key)
+);
+CREATE INDEX IF NOT EXISTS records_by_project ON records (collection, project, created_at);
+
+-- Runs whose rows are deleted but whose folders may not be yet: a purge interrupted
+-- between the two finishes here next time.
+CREATE TABLE IF NOT EXISTS purge_queue (run_id TEXT PRIMARY KEY);
+"""
+
+
+class StoreError(Exception):
+    pass
+
+
+class RunConflict(StoreError):
+    """A run record that contradicts the stored one: another project, kind or owner."""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    kind: str
+    """"LoadTest" | "TestSuite" | "Monitor"."""
+    project: str
+    """The namespace."""
+    owner_name: str
+    owner_uid: str
+    state: str = "pending"
+    """pending | running | succeeded | failed; succeeded and failed are final."""
+    result: str | None = None
+    """passed | failed, once known."""
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    shards: int = 1
+    shards_received: int = 0
+    summary: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    def to_dict(self) -> dict:
+        return {"runId": self.run_id, "kind": self.kind, "project": self.project, "ownerName": self.owner_name,
+                "ownerUid": self.owner_uid, "state": self.state, "result": self.result,
+                "createdAt": self.created_at, "startedAt": self.started_at, "finishedAt": self.finished_at,
+                "shards": self.shards, "shardsReceived": self.shards_received, "summary": self.summary,
+                "labels": self.labels}
+
+
+@dataclass
+class ArchiveRecord:
+    run_id: str
+    project: str
+    loadtest_uid: str
+    kind: str
+    """"result" | "report"."""
+    number: int
+    path: Path
+    size: int
+    sha256: str
+    created_at: float
+
+    def to_dict(self) -> dict:
+        return {"runId": self.run_id, "project": self.project, "loadTestUid": self.loadtest_uid, "kind": self.kind,
+                "number": self.number, "size": self.size, "sha256": self.sha256, "createdAt": self.created_at}
+
+
+@dataclass
+class DocumentRecord:
+    run_id: str
+    name: str
+    path: Path
+    size: int
+    sha256: str
+    created_at: float
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "size": self.size, "sha256": self.sha256, "createdAt": self.created_at}
+
+
+def archive_counter(kind: str, loadtest_uid: str) -> str:
+    """The counter that numbers a load test's archives of one kind (XTC result/report numbers)."""
+    return f"archive/{kind}/{loadtest_uid}"
+
+
+def check_component(value: str, what: str) -> str:
+    """`value` is used as a file name: refuse separators, dot-names and oddities."""
+    if not isinstance(value, str) or not _SAFE_COMPONENT.match(value) or ".." in value:
+        raise ValueError(f"{what} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
+                         f"(up to 200 characters, starting with a letter or digit)")
+    return value
+
+
+def _merge_runs(old: RunRecord, new: RunRecord, now: float) -> RunRecord:
+    for name in ("project", "kind", "owner_uid"):
+        mine, theirs = getattr(old, name), getattr(new, name)
+        if mine and theirs and mine != theirs:
+            raise RunConflict(f"run {old.run_id} belongs to {name} {mine!r}, not {theirs!r}")
+    merged = replace(old, summary=dict(old.summary), labels=dict(old.labels))
+    merged.project = old.project or new.project
+    merged.kind = old.kind or new.kind
+    merged.owner_uid = old.owner_uid or new.owner_uid
+    merged.owner_name = new.owner_name or old.owner_name
+    merged.created_at = min(old.created_at, new.created_at)
+    starts = [t for t in (old.started_at, new.started_at) if t is not None]
+    merged.started_at = min(starts) if starts else None
+    merged.shards = max(old.shards, new.shards)
+    merged.shards_received = max(old.shards_received, new.shards_received)
+    merged.summary.update(new.summary)
+    merged.labels.update(new.labels)
+    # A state only moves forward; among final states the later word wins (a run the gateway
+    # saw complete may still be declared failed by the operator).
+    if _STATE_RANK[new.state] >= _STATE_RANK[old.state] and not (old.finished and not new.finished):
+        merged.state = new.state
+        if new.result is not None:
+            merged.result = new.result
+        if new.finished:
+            merged.finished_at = new.finished_at or old.finished_at or now
+    if merged.finished and merged.finished_at is None:
+        merged.finished_at = now
+    return merged
+
+
+class Store:
+    def __init__(self, root: Path, *, retention_days: int = 90):
+        self.root = Path(root)
+        self.retention_days = retention_days
+        files.ensure_dir(self.root)
+        self.db_path = self.root / "index.sqlite3"
+        self.runs_dir = files.ensure_dir(self.root / "runs")
+        self.staging_dir = files.ensure_dir(self.root / "staging")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        with self._write() as tx:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    tx.execute(statement)
+            version = tx.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.db_path} has schema version {version}; this gateway knows "
+                                 f"up to {SCHEMA_VERSION}: upgrade the gateway")
+            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # --- connections and transactions -------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError("the store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: we say where transactions begin (BEGIN IMMEDIATE).
+            conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+            self._closed = True
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.ProgrammingError:
+                pass
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def _abs(self, relative: str) -> Path:
+        return self.root / relative
+
+    def _rel(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.root))
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / check_component(run_id, "run id")
+
+    # --- numbers ----------------------------------------------------------------------------
+
+    def number_for(self, project: str, counter: str, key: str) -> int:
+        """The number of `key` in (project, counter): allocated on first ask as one more than
+        the highest so far (1, 2, 3, ...), the same number on every later ask."""
+        conn = self._conn()
+        row = conn.execute("SELECT number FROM counters WHERE project=? AND counter=? AND key=?",
+                           (project, counter, key)).fetchone()
+        if row:
+            return row[0]
+        with self._write() as tx:
+            return self._allocate(tx, project, counter, key)
+
+    @staticmethod
+    def _allocate(tx: sqlite3.Connection, project: str, counter: str, key: str) -> int:
+        row = tx.execute("SELECT number FROM counters WHERE project=? AND counter=? AND key=?",
+                         (project, counter, key)).fetchone()
+        if row:
+            return row[0]
+        number = tx.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM counters WHERE project=? AND counter=?",
+                            (project, counter)).fetchone()[0]
+        tx.execute("INSERT INTO counters (project, counter, key, number, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (project, counter, key, number, time.time()))
+        return number
+
+    def key_for_number(self, project: str, counter: str, number: int) -> str | None:
+        row = self._conn().execute("SELECT key FROM counters WHERE project=? AND counter=? AND number=?",
+                                   (project, counter, number)).fetchone()
+        return row[0] if row else None
+
+    # --- runs -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _run_from_row(row: sqlite3.Row) -> RunRecord:
+        return RunRecord(run_id=row["run_id"], kind=row["kind"], project=row["project"],
+                         owner_name=row["owner_name"], owner_uid=row["owner_uid"], state=row["state"],
+                         result=row["result"], created_at=row["created_at"], started_at=row["started_at"],
+                         finished_at=row["finished_at"], shards=row["shards"],
+                         shards_received=row["shards_received"], summary=json.loads(row["summary"]),
+                         labels=json.loads(row["labels"]))
+
+    def upsert_run(self, run: RunRecord) -> RunRecord:
+        """Create the run or merge `run` into the stored one, and return what is stored.
+
+        Merging keeps the first creation time and start, adds summary and labels, takes the
+        larger shard counts, and moves the state forward only (pending → running → succeeded
+        or failed): a finished run never goes back to pending or running. Raises RunConflict
+        when project, kind or owner uid contradict the stored run."""
+        check_component(run.run_id, "run id")
+        if run.state not in _STATE_RANK:
+            raise ValueError(f"run state {run.state!r} is not one of {', '.join(RUN_STATES)}")
+        now = time.time()
+        with self._write() as tx:
+            row = tx.execute("SELECT * FROM runs WHERE run_id=?", (run.run_id,)).fetchone()
+            if row is None:
+                merged = replace(run, summary=dict(run.summary), labels=dict(run.labels))
+                if merged.finished and merged.finished_at is None:
+                    merged.finished_at = now
+            else:
+                merged = _merge_runs(self._run_from_row(row), run, now)
+            tx.execute(
+                "INSERT OR REPLACE INTO runs (run_id, kind, project, owner_name, owner_uid, state, result, "
+                "created_at, started_at, finished_at, shards, shards_received, summary, labels, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (merged.run_id, merged.kind, merged.project, merged.owner_name, merged.owner_uid, merged.state,
+                 merged.result, merged.created_at, merged.started_at, merged.finished_at, merged.shards,
+                 merged.shards_received, json.dumps(merged.summary, sort_keys=True),
+                 json.dumps(merged.labels, sort_keys=True), now))
+        return merged
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return self._run_from_row(row) if row else None
+
+    def list_runs(self, *, project: str | None = None, kind: str | None = None, owner_uid: str | None = None,
+                  since: float | None = None, before: float | None = None, limit: int = 50,
+                  offset: int = 0, state: str | None = None) -> list[RunRecord]:
+        """Runs, newest first (by creation time); `since` and `before` bound the creation time
+        (since <= created_at < before)."""
+        where, args = [], []
+        for column, value in (("project", project), ("kind", kind), ("owner_uid", owner_uid), ("state", state)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(since)
+        if before is not None:
+            where.append("created_at < ?")
+            args.append(before)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY created_at DESC, run_id DESC LIMIT ? OFFSET ?"
+        rows = self._conn().execute(sql, (*args, max(int(limit), 0), max(int(offset), 0))).fetchall()
+        return [self._run_from_row(row) for row in rows]
+
+    # --- documents --------------------------------------------------------------------------
+
+    def _document_from_row(self, row: sqlite3.Row) -> DocumentRecord:
+        return DocumentRecord(run_id=row["run_id"], name=row["name"], path=self._abs(row["path"]),
+                              size=row["size"], sha256=row["sha256"], created_at=row["created_at"])
+
+    def document_info(self, run_id: str, name: str) -> DocumentRecord | None:
+        row = self._conn().execute("SELECT * FROM documents WHERE run_id=? AND name=?", (run_id, name)).fetchone()
+        return self._document_from_row(row) if row else None
+
+    def list_documents(self, run_id: str, *, prefix: str = "") -> list[DocumentRecord]:
+        rows = self._conn().execute("SELECT * FROM documents WHERE run_id=? AND substr(name, 1, ?) = ? ORDER BY name",
+                                    (run_id, len(prefix), prefix)).fetchall()
+        return [self._document_from_row(row) for row in rows]
+
+    def put_document(self, run_id: str, name: str, data: bytes) -> Path:
+        """Store `data` as the run's document `name`, atomically and durably. The same bytes
+        again change nothing; different bytes replace the document."""
+        check_component(name, "document name")
+        sha256 = hashlib.sha256(data).hexdigest()
+        current = self.document_info(run_id, name)
+        if current and current.sha256 == sha256 and current.path.exists():
+            return current.path
+        path = self.run_dir(run_id) / f"{sha256[:16]}-{name}"
+        files.write_atomically(path, data)
+        replaced = None
+        with self._write() as tx:
+            row = tx.execute("SELECT path, sha256 FROM documents WHERE run_id=? AND name=?", (run_id, name)).fetchone()
+            if row is None or row["sha256"] != sha256:
+                if row is not None and row["path"] != self._rel(path):
+                    replaced = self._abs(row["path"])
+                tx.execute("INSERT OR REPLACE INTO documents (run_id, name, path, size, sha256, created_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (run_id, name, self._rel(path), len(data), sha256, time.time()))
+        if replaced is not None:
+            files.discard(replaced)
+        return path
+
+    def get_document(self, run_id: str, name: str) -> bytes | None:
+        info = self.document_info(run_id, name)
+        if info is None:
+            return None
+        try:
+            return info.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    # --- archives ---------------------------------------------------------------------------
+
+    def _archive_from_row(self, row: sqlite3.Row) -> ArchiveRecord:
+        return ArchiveRecord(run_id=row["run_id"], project=row["project"], loadtest_uid=row["loadtest_uid"],
+                             kind=row["kind"], number=row["number"], path=self._abs(row["path"]), size=row["size"],
+                             sha256=row["sha256"], created_at=row["created_at"])
+
+    def get_run_archive(self, run_id: str, kind: str) -> ArchiveRecord | None:
+        row = self._conn().execute("SELECT * FROM archives WHERE run_id=? AND kind=?", (run_id, kind)).fetchone()
+        return self._archive_from_row(row) if row else None
+
+    def add_archive(self, run_id: str, kind: str, source: Path, *, loadtest_uid: str, project: str,
+                    move: bool = False) -> ArchiveRecord:
+        """Register the run's `kind` archive, copied from `source` (and `source` removed with
+        `move=True`). Its number is the next of (project, loadtest_uid, kind), allocated once
+        per run: asking again, concurrently or after a crash, returns the same record."""
+        if kind not in ARCHIVE_KINDS:
+            raise ValueError(f"archive kind {kind!r} is not one of {', '.join(ARCHIVE_KINDS)}")
+        existing = self.get_run_archive(run_id, kind)
+        if existing is None:
+            number = self.number_for(project, archive_counter(kind, loadtest_uid), run_id)
+            folder = self.run_dir(run_id) / "archives"
+            tmp, size, sha256 = files.stage_copy(Path(source), folder)
+            path = folder / f"{kind}-{number}.zip"
+            try:
+                with self._write() as tx:
+                    row = tx.execute("SELECT * FROM archives WHERE run_id=? AND kind=?", (run_id, kind)).fetchone()
+                    if row is None:
+                        # Renamed inside the transaction: a racing writer of the same archive
+                        # waits for our commit and then finds the row instead of renaming over us.
+                        files.commit_staged(tmp, path)
+                        tx.execute("INSERT INTO archives (run_id, kind, project, loadtest_uid, number, path, size, "
+                                   "sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   (run_id, kind, project, loadtest_uid, number, self._rel(path), size, sha256,
+                                    time.time()))
+            finally:
+                files.discard(tmp)
+            existing = self.get_run_archive(run_id, kind)
+        if move:
+            files.discard(Path(source))
+        return existing
+
+    def get_archive(self, project: str, loadtest_uid: str, kind: str, number: int) -> ArchiveRecord | None:
+        row = self._conn().execute(
+            "SELECT * FROM archives WHERE project=? AND loadtest_uid=? AND kind=? AND number=?",
+            (project, loadtest_uid, kind, number)).fetchone()
+        return self._archive_from_row(row) if row else None
+
+    def list_archives(self, *, run_id: str | None = None, loadtest_uid: str | None = None,
+                      project: str | None = None, kind: str | None = None) -> list[ArchiveRecord]:
+        """Archives, oldest number first."""
+        where, args = [], []
+        for column, value in (("run_id", run_id), ("loadtest_uid", loadtest_uid), ("project", project),
+                              ("kind", kind)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM archives" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._conn().execute(sql + " ORDER BY project, loadtest_uid, kind, number", args).fetchall()
+        return [self._archive_from_row(row) for row in rows]
+
+    # --- small JSON records -------------------------------------------------------------------
+
+    def put_record(self, collection: str, key: str, doc: dict, *, project: str | None = None) -> None:
+        """Create or replace the record `key` of `collection` (its creation time is kept)."""
+        now = time.time()
+        with self._write() as tx:
+            tx.execute("INSERT INTO records (collection, key, project, doc, created_at, updated_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection, key) DO UPDATE SET "
+                       "project=excluded.project, doc=excluded.doc, updated_at=excluded.updated_at",
+                       (collection, key, project, json.dumps(doc), now, now))
+
+    def get_record(self, collection: str, key: str) -> dict | None:
+        row = self._conn().execute("SELECT doc FROM records WHERE collection=? AND key=?",
+                                   (collection, key)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list_records(self, collection: str, *, project: str | None = None) -> list[dict]:
+        """The collection's records in creation order."""
+        if project is None:
+            rows = self._conn().execute("SELECT doc FROM records WHERE collection=? ORDER BY created_at, key",
+                                        (collection,)).fetchall()
+        else:
+            rows = self._conn().execute("SELECT doc FROM records WHERE collection=? AND project=? "
+                                        "ORDER BY created_at, key", (collection, project)).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def delete_record(self, collection: str, key: str) -> bool:
+        with self._write() as tx:
+            return tx.execute("DELETE FROM records WHERE collection=? AND key=?", (collection, key)).rowcount > 0
+
+    # --- retention --------------------------------------------------------------------------
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Delete the runs that finished more than `retention_days` ago, with their documents
+        and archives; returns how many runs went. Numbers stay allocated (never reused).
+        Unfinished runs and records are never purged; `retention_days` 0 keeps everything.
+
+        Rows go first, in one transaction, so the API stops showing the run at once; the
+        folders follow. A purge interrupted in between finishes on the next call."""
+        now = time.time() if now is None else now
+        purged = 0
+        if self.retention_days and self.retention_days > 0:
+            cutoff = now - self.retention_days * 86400.0
+            with self._write() as tx:
+                ids = [row[0] for row in tx.execute(
+                    "SELECT run_id FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,))]
+                for run_id in ids:
+                    tx.execute("INSERT OR IGNORE INTO purge_queue (run_id) VALUES (?)", (run_id,))
+                    for table in ("documents", "archives", "runs"):
+                        tx.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+            purged = len(ids)
+        for (run_id,) in self._conn().execute("SELECT run_id FROM purge_queue").fetchall():
+            files.remove_tree(self.runs_dir / run_id)
+            with self._write() as tx:
+                tx.execute("DELETE FROM purge_queue WHERE run_id=?", (run_id,))
+        self.sweep_temporaries(now)
+        return purged
+
+    def sweep_temporaries(self, now: float | None = None, max_age: float = TEMPORARY_MAX_AGE_SECONDS) -> int:
+        """Remove what interrupted writes left behind, once older than `max_age` (younger
+        ones may belong to a write in progress): temporary files, staging folders, and files
+        renamed into place whose index row never committed."""
+        now = time.time() if now is None else now
+        conn = self._conn()
+        referenced = {row[0] for row in conn.execute("SELECT path FROM documents UNION ALL SELECT path FROM archives")}
+        candidates = [*self.staging_dir.iterdir()]
+        for run_dir in self.runs_dir.iterdir():
+            if run_dir.is_dir():
+                candidates += [p for p in run_dir.iterdir() if p.is_file()]
+                if (run_dir / "archives").is_dir():
+                    candidates += list((run_dir / "archives").iterdir())
+        removed = 0
+        for path in candidates:
+            if path.is_file() and self._rel(path) in referenced:
+                continue
+            try:
+                if now - path.stat().st_mtime < max_age:
+                    continue
+            except FileNotFoundError:
+                continue
+            if path.is_dir():
+                files.remove_tree(path)
+            else:
+                files.discard(path)
+            removed += 1
+        return removed
