@@ -12,7 +12,8 @@ import logging
 import kopf
 import kubernetes
 
-from . import loadtest  # noqa: F401  (registers the handlers)
+from . import loadtest, monitor, testsuite  # noqa: F401  (register the handlers)
+from . import clientcredential  # noqa: F401  (registers the handlers)
 from .settings import get_settings
 
 
@@ -27,7 +28,10 @@ def startup(settings: kopf.OperatorSettings, logger, **_):
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.persistence.finalizer = "assay.dev/operator"
-    logger.info(f"runner image {get_settings().runner_image}")
+    ours = get_settings()
+    uploads = f"results upload to {ours.gateway_url}" if ours.uploads_enabled \
+        else "no result uploads (no gateway URL or upload key)"
+    logger.info(f"runner image {ours.runner_image}, {uploads}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,6 +34,9 @@ def create_if_absent(body: dict) -> tuple[dict, bool]:
     elif kind == "ConfigMap":
         api = kubernetes.client.CoreV1Api()
         create, read = api.create_namespaced_config_map, api.read_namespaced_config_map
+    elif kind == "Secret":
+        api = kubernetes.client.CoreV1Api()
+        create, read = api.create_namespaced_secret, api.read_namespaced_secret
     else:
         raise ValueError(f"create_if_absent does not handle {kind}")
     try:
@@ -47,6 +50,21 @@ def create_if_absent(body: dict) -> tuple[dict, bool]:
 def read_job(namespace: str, name: str) -> dict | None:
     try:
         return to_dict(kubernetes.client.BatchV1Api().read_namespaced_job(name, namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def list_jobs(namespace: str, labels: dict[str, str]) -> list[dict]:
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    jobs = kubernetes.client.BatchV1Api().list_namespaced_job(namespace, label_selector=selector)
+    return [to_dict(j) for j in jobs.items]
+
+
+def read_config_map(namespace: str, name: str) -> dict | None:
+    try:
+        return to_dict(kubernetes.client.CoreV1Api().read_namespaced_config_map(name, namespace))
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -69,6 +87,27 @@ def read_custom(plural: str, namespace: str, name: str) -> dict | None:
         raise
 
 
-def patch_status(plural: str, namespace: str, name: str, status: dict) -> None:
-    kubernetes.client.CustomObjectsApi().patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, plural, name, {"status": status})
+def list_custom(plural: str, namespace: str) -> list[dict]:
+    return kubernetes.client.CustomObjectsApi().list_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural)["items"]
+
+
+class Conflict(Exception):
+    """The object changed since it was read: read it again and recompute."""
+
+
+def patch_status(plural: str, namespace: str, name: str, status: dict,
+                 resource_version: str | None = None) -> None:
+    """Merge-patch .status. With `resource_version`, only if the object is still at that
+    version (optimistic concurrency: two handlers computing status from different reads
+    cannot overwrite the newer one with the older one); raises Conflict otherwise."""
+    body: dict = {"status": status}
+    if resource_version is not None:
+        body["metadata"] = {"resourceVersion": resource_version}
+    try:
+        kubernetes.client.CustomObjectsApi().patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, plural, name, body)
+    except ApiException as exc:
+        if exc.status == 409 and resource_version is not None:
+            raise Conflict(f"{plural}/{name} changed since resourceVersion {resource_version}") from exc
+        raise

@@ -15,7 +15,7 @@ from assay.crds.loadtest import LoadTestSpec
 
 from . import kube
 from .names import GROUP, LABEL_KIND, VERSION, job_name_for, run_id_for
-from .runjob import build_runner_job, build_spec_configmap
+from .runjob import build_runner_job, build_spec_configmap, build_upload_secret
 from .runstatus import TERMINAL_PHASES, loadtest_status
 from .settings import get_settings
 
@@ -40,9 +40,14 @@ def start_run(body, spec, name, uid, status, patch, logger, **_):
     run_id = run_id_for(name, uid)
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"],
              "metadata": dict(body["metadata"]), "spec": dict(spec)}
+    settings = get_settings()
     kube.create_if_absent(build_spec_configmap(owner, run_id))
+    if settings.uploads_enabled:
+        kube.create_if_absent(build_upload_secret(owner, run_id, settings))
+    pools = [(pool.config_map_ref.name, pool.config_map_ref.key)
+             for pool in parsed.parameter_pools if pool.config_map_ref]
     _, created = kube.create_if_absent(
-        build_runner_job(owner, run_id, parsed.shards, get_settings(), ["loadtest"]))
+        build_runner_job(owner, run_id, parsed.shards, settings, ["loadtest"], pool_config_maps=pools))
     if created:
         logger.info(f"run {run_id}: started {parsed.shards} shard(s)")
     if status.get("runId") != run_id:
@@ -66,7 +71,8 @@ def mirror_job(body, namespace, type, logger, **_):
     job_name = body["metadata"]["name"]
     pods = kube.list_job_pods(namespace, job_name)
     shards = int(loadtest["spec"].get("shards", 1))
-    new = loadtest_status(dict(body), pods, shards, loadtest["metadata"].get("generation"))
+    new = loadtest_status(dict(body), pods, shards, loadtest["metadata"].get("generation"),
+                          criteria=list(loadtest["spec"].get("criteria") or []))
     new["runId"] = body["metadata"]["labels"].get("assay.dev/run-id", current.get("runId"))
     new["jobName"] = job_name
     if any(current.get(k) != v for k, v in new.items()):

@@ -18,6 +18,15 @@ LABEL_RUN_ID = "assay.dev/run-id"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_APP = "app.kubernetes.io/name"
+LABEL_LOCATION = "assay.dev/location"
+
+# Set by users and the gateway on a TestSuite or Monitor to request a run (see runrequest.py).
+RUN_REQUEST_ANNOTATION = "assay.dev/run-request"
+# On every run Job: what was asked for and when, so the run's status can be rebuilt from it.
+REQUEST_ID_ANNOTATION = "assay.dev/request-id"
+REQUESTED_AT_ANNOTATION = "assay.dev/requested-at"
+LOCATION_ANNOTATION = "assay.dev/location"
+ENVIRONMENT_ANNOTATION = "assay.dev/environment"
 
 MAX_NAME = 63
 
@@ -40,12 +49,36 @@ def run_id_for(name: str, uid: str) -> str:
     return _fit(name, uid.replace("-", "")[:8], limit=52)
 
 
-def job_name_for(run_id: str) -> str:
-    return run_id
+def run_id_for_request(name: str, uid: str, request_id: str) -> str:
+    """The run id of a requested run (TestSuite, Monitor): the owner's name plus ten hex
+    characters of sha256("<uid>/<request id>").
+
+    A repeated or replayed request yields the same id, hence the same Job name, so it never
+    starts a second run; a new request id is a new run. The gateway computes the same id to
+    answer "run started" with the id the run will have."""
+    digest = hashlib.sha256(f"{uid}/{request_id}".encode()).hexdigest()[:10]
+    return _fit(name, digest, limit=52)
+
+
+def job_name_for(run_id: str, location: str | None = None) -> str:
+    """The run's Job; a run in several regions has one Job per region, `<run-id>-<region>`.
+
+    52 characters at most, as run ids: an Indexed Job's pods are named and host-named
+    `<job>-<index>`, which must stay a valid DNS label."""
+    return run_id if location is None else _fit(run_id, location, limit=52)
 
 
 def spec_configmap_name_for(run_id: str) -> str:
     return _fit(run_id, "spec")
+
+
+def upload_secret_name_for(run_id: str) -> str:
+    return _fit(run_id, "upload")
+
+
+def name_label(name: str) -> str:
+    # Label values are limited to 63 characters like names; owners' names may be longer.
+    return name if len(name) <= MAX_NAME else _fit(name, "x")
 
 
 def run_labels(kind: str, name: str, run_id: str) -> dict[str, str]:
@@ -54,7 +87,6 @@ def run_labels(kind: str, name: str, run_id: str) -> dict[str, str]:
         LABEL_COMPONENT: kind.lower(),
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_KIND: kind,
-        # Label values are limited to 63 characters like names; owners' names may be longer.
-        LABEL_NAME: name if len(name) <= MAX_NAME else _fit(name[:40], "x"),
+        LABEL_NAME: name_label(name),
         LABEL_RUN_ID: run_id,
     }

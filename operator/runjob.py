@@ -1,16 +1,32 @@
-"""Pure builders for the objects behind a run: the spec ConfigMap and the runner Job.
+"""Pure builders for the objects behind a run: the spec ConfigMap, the upload Secret and the
+runner Job(s).
 
 They take plain data and return plain dicts, so tests read exactly what the operator sends.
+
+Every runner container gets ASSAY_RUN_ID, ASSAY_SHARDS, ASSAY_PROJECT (the namespace) and
+ASSAY_OWNER_KIND/NAME/UID; when the operator has a gateway URL and an upload key, also
+ASSAY_GATEWAY_URL and ASSAY_UPLOAD_TOKEN, the latter from the run's `<run-id>-upload` Secret
+(the token is HMAC(upload key, run id): it lets the pod upload results of this run only).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 
-from .names import GROUP, VERSION, job_name_for, run_labels, spec_configmap_name_for
+from .names import (
+    GROUP,
+    LABEL_LOCATION,
+    VERSION,
+    job_name_for,
+    run_labels,
+    spec_configmap_name_for,
+    upload_secret_name_for,
+)
 from .settings import OperatorSettings
 
 SPEC_MOUNT = "/etc/assay/run"
+POOLS_MOUNT = "/etc/assay/pools"
 SPEC_FILE = "manifest.json"
 TERMINATION_LOG = "/dev/termination-log"
 
@@ -27,15 +43,28 @@ def owner_reference(owner: dict) -> dict:
     }
 
 
-def build_spec_configmap(owner: dict, run_id: str) -> dict:
-    """The owner's manifest as the runner reads it. A ConfigMap, not an env var, because
-    parameter pools make specs large (up to 1 MiB) and a file is what the CLI reads too."""
-    manifest = {
+def manifest_of(owner: dict) -> dict:
+    """The owner as the runner reads it: kind, name, namespace, uid and spec, no status."""
+    meta = owner["metadata"]
+    return {
         "apiVersion": owner.get("apiVersion", f"{GROUP}/{VERSION}"),
         "kind": owner["kind"],
-        "metadata": {"name": owner["metadata"]["name"], "namespace": owner["metadata"]["namespace"]},
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                     **({"uid": meta["uid"]} if meta.get("uid") else {})},
         "spec": owner["spec"],
     }
+
+
+def build_spec_configmap(owner: dict, run_id: str, extra_files: dict[str, object] | None = None) -> dict:
+    """The owner's manifest as the runner reads it. A ConfigMap, not an env var, because
+    parameter pools make specs large (up to 1 MiB) and a file is what the CLI reads too.
+
+    It is created once per run and never updated, so it is also the run's frozen input: a
+    spec edited while a run starts does not change that run. `extra_files` are further JSON
+    documents beside the manifest (a Monitor's subtests, the run's plan)."""
+    data = {SPEC_FILE: json.dumps(manifest_of(owner), sort_keys=True)}
+    for name, document in (extra_files or {}).items():
+        data[name] = json.dumps(document, sort_keys=True)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -45,18 +74,68 @@ def build_spec_configmap(owner: dict, run_id: str) -> dict:
             "labels": run_labels(owner["kind"], owner["metadata"]["name"], run_id),
             "ownerReferences": [owner_reference(owner)],
         },
-        "data": {SPEC_FILE: json.dumps(manifest, sort_keys=True)},
+        "data": data,
     }
 
 
+def build_upload_secret(owner: dict, run_id: str, settings: OperatorSettings) -> dict:
+    """The run's upload token, for the runner's ASSAY_UPLOAD_TOKEN. Deterministic (an HMAC of
+    the run id), so a re-created Secret holds the same token."""
+    from assay.runner.upload import upload_token
+
+    token = upload_token(settings.upload_key.get_secret_value(), run_id)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": upload_secret_name_for(run_id),
+            "namespace": owner["metadata"]["namespace"],
+            "labels": run_labels(owner["kind"], owner["metadata"]["name"], run_id),
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "data": {"token": base64.b64encode(token.encode()).decode()},
+    }
+
+
+def _run_env(owner: dict, run_id: str, shards: int, settings: OperatorSettings) -> list[dict]:
+    meta = owner["metadata"]
+    env = [
+        {"name": "ASSAY_RUN_ID", "value": run_id},
+        {"name": "ASSAY_SHARDS", "value": str(shards)},
+        {"name": "ASSAY_PROJECT", "value": meta["namespace"]},
+        {"name": "ASSAY_OWNER_KIND", "value": owner["kind"]},
+        {"name": "ASSAY_OWNER_NAME", "value": meta["name"]},
+        {"name": "ASSAY_OWNER_UID", "value": meta["uid"]},
+    ]
+    if settings.uploads_enabled:
+        env += [
+            {"name": "ASSAY_GATEWAY_URL", "value": settings.gateway_url},
+            {"name": "ASSAY_UPLOAD_TOKEN", "valueFrom": {"secretKeyRef": {
+                "name": upload_secret_name_for(run_id), "key": "token"}}},
+        ]
+    return env
+
+
 def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSettings,
-                     runner_args: list[str]) -> dict:
+                     runner_args: list[str], *, location: str | None = None,
+                     node_selector: dict[str, str] | None = None, env: dict[str, str] | None = None,
+                     annotations: dict[str, str] | None = None, run_shards: int | None = None,
+                     pool_config_maps: list[tuple[str, str]] = ()) -> dict:
     """An Indexed Job of `shards` pods, all at once, each running one shard of the run.
 
     A failed shard is not retried (backoffLimit 0): retrying a load shard would send its
-    requests twice and make the counts lie."""
+    requests twice and make the counts lie, and retrying an API test would call the tested
+    API twice. A run placed in a region (`location`, `node_selector`) gets its own Job,
+    `<run-id>-<location>`, because all pods of one Job share one node selector; its pods see
+    the run's shard count (`run_shards`, ASSAY_SHARDS), not the Job's. Parameter pools kept
+    in ConfigMaps (`pool_config_maps`) are mounted, not copied: they may be as large as a
+    ConfigMap can be, and the runner reads only its own shard's rows. They are projected into
+    one folder, `<configmap>/<key>` under ASSAY_POOLS_DIR, so a single mount serves them all."""
     namespace = owner["metadata"]["namespace"]
     labels = run_labels(owner["kind"], owner["metadata"]["name"], run_id)
+    if location is not None:
+        labels[LABEL_LOCATION] = location
     container = {
         "name": "runner",
         "image": settings.runner_image,
@@ -64,8 +143,8 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
         "command": ["python", "-m", "assay.runner"],
         "args": [*runner_args, "--spec", f"{SPEC_MOUNT}/{SPEC_FILE}"],
         "env": [
-            {"name": "ASSAY_RUN_ID", "value": run_id},
-            {"name": "ASSAY_SHARDS", "value": str(shards)},
+            *_run_env(owner, run_id, run_shards or shards, settings),
+            *({"name": k, "value": v} for k, v in (env or {}).items()),
             {"name": "ASSAY_TERMINATION_LOG", "value": TERMINATION_LOG},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
@@ -82,10 +161,20 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
             "capabilities": {"drop": ["ALL"]},
         },
     }
+    volumes = [{"name": "spec", "configMap": {"name": spec_configmap_name_for(run_id)}}]
+    if pool_config_maps:
+        keys_by_map: dict[str, set[str]] = {}
+        for name, key in pool_config_maps:
+            keys_by_map.setdefault(name, set()).add(key)
+        sources = [{"configMap": {"name": name, "items": [{"key": k, "path": f"{name}/{k}"} for k in sorted(keys)]}}
+                   for name, keys in sorted(keys_by_map.items())]
+        volumes.append({"name": "pools", "projected": {"sources": sources}})
+        container["volumeMounts"].append({"name": "pools", "mountPath": POOLS_MOUNT, "readOnly": True})
+        container["env"].append({"name": "ASSAY_POOLS_DIR", "value": POOLS_MOUNT})
     pod_spec = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [{"name": "spec", "configMap": {"name": spec_configmap_name_for(run_id)}}],
+        "volumes": volumes,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,
@@ -95,15 +184,20 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
     }
     if settings.runner_service_account:
         pod_spec["serviceAccountName"] = settings.runner_service_account
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    metadata = {
+        "name": job_name_for(run_id, location),
+        "namespace": namespace,
+        "labels": labels,
+        "ownerReferences": [owner_reference(owner)],
+    }
+    if annotations:
+        metadata["annotations"] = dict(annotations)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": job_name_for(run_id),
-            "namespace": namespace,
-            "labels": labels,
-            "ownerReferences": [owner_reference(owner)],
-        },
+        "metadata": metadata,
         "spec": {
             "completionMode": "Indexed",
             "completions": shards,

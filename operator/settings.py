@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +20,18 @@ class OperatorSettings(BaseSettings):
     # Seconds the Job controller waits before it fails a run that has not finished; a guard
     # against a hung target, not a test duration (that is the spec's).
     run_deadline_seconds: int = 6 * 3600
+    # Result uploads: with both set, every run gets a Secret with its upload token
+    # (HMAC(upload_key, run id), which the gateway checks) and the runner uploads its results.
+    gateway_url: str | None = None
+    """How runner pods reach the gateway, e.g. http://assay-gateway.assay.svc:8000."""
+    upload_key: SecretStr | None = None
+    """Shared with the gateway (its ASSAY_UPLOAD_KEY)."""
+    run_history_limit: int = Field(10, ge=1, le=20)
+    """Runs kept in a TestSuite's or Monitor's status.history; the store keeps all of them."""
+
+    @property
+    def uploads_enabled(self) -> bool:
+        return bool(self.gateway_url and self.upload_key and self.upload_key.get_secret_value())
 
 
 @lru_cache

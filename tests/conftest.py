@@ -135,3 +135,64 @@ def operator(cluster: Cluster, namespace: str, tmp_path: Path):
     yield proc
     proc.stop()
     print(proc.log()[-4000:], file=sys.stderr)
+
+
+class GatewayProcess:
+    """`python -m assay.api` as a real uvicorn process on a free loopback port, with its store
+    in a temporary folder; killable and restartable on the same store."""
+
+    UPLOAD_KEY = "test-upload-key-0123456789abcdef"
+    SIGNING_KEY = "test-token-signing-key-0123456789abcdef"
+
+    def __init__(self, cluster: Cluster, store_dir: Path, log_path: Path):
+        self.cluster, self.store_dir, self.log_path = cluster, store_dir, log_path
+        self.port = localkube.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**self.cluster.env, "ASSAY_STORE_DIR": str(self.store_dir), "ASSAY_PUBLIC_URL": self.url,
+                "ASSAY_UPLOAD_KEY": self.UPLOAD_KEY, "ASSAY_TOKEN_SIGNING_KEY": self.SIGNING_KEY,
+                "ASSAY_KUBECONFIG": self.cluster.kubeconfig}
+
+    def start(self) -> GatewayProcess:
+        import urllib.request
+
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "assay.api", "--port", str(self.port)],
+                                     stdout=log, stderr=subprocess.STDOUT, cwd="/", env=self.env)
+
+        def healthy():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                return urllib.request.urlopen(self.url + "/healthz", timeout=1).status == 200
+            except OSError:
+                return False
+        self.cluster.wait_for("the gateway to answer /healthz", healthy, timeout=30, interval=0.2)
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def gateway(cluster: Cluster, tmp_path: Path):
+    proc = GatewayProcess(cluster, tmp_path / "store", tmp_path / "gateway.log").start()
+    yield proc
+    proc.stop()
+    print(proc.log()[-4000:], file=sys.stderr)

@@ -3,7 +3,17 @@
     python -m assay.runner loadtest --spec FILE [--shard-index N] [--shards N] [--out FILE] [--processes N]
         run one shard of a LoadTest (in a Job pod: the index comes from JOB_COMPLETION_INDEX),
         write its metrics JSON (--out, $ASSAY_RESULTS_DIR/shard-<index>.json) and its summary
-        to the termination message file ($ASSAY_TERMINATION_LOG)
+        to the termination message file ($ASSAY_TERMINATION_LOG); with $ASSAY_GATEWAY_URL,
+        $ASSAY_UPLOAD_TOKEN and $ASSAY_RUN_ID set, upload the metrics to the gateway (exit
+        status 3 when they could not be stored, after ~2 minutes of retries)
+    python -m assay.runner testsuite --spec FILE
+    python -m assay.runner monitor --spec FILE [--subtests FILE]
+        run a TestSuite or a Monitor in a Job pod: the run's options come from
+        $ASSAY_RUN_OPTIONS (JSON), a Monitor's region from $ASSAY_REGION ($ASSAY_AGENT); the
+        full result (suite-run.json, Loadmill shape; monitor-result.json, Runscope shape) is
+        uploaded to $ASSAY_GATEWAY_URL with $ASSAY_UPLOAD_TOKEN when both are set, and a
+        summary goes to the termination message. Exit status: 0 the run finished (passed or
+        not: the summary says which), 2 it could not run
     python -m assay.runner run FILE.yaml [--env NAME] [--junit OUT.xml] [--var k=v ...]
         run a manifest on this machine and print the result as it goes:
         - a LoadTest: all its shards at once, with live progress and a final table; --out
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -57,8 +68,36 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         print(f"assay-runner: {exc}", file=sys.stderr)
         return 2
     print(load_cli.table(metrics), flush=True)
-    write_termination_message(ShardSummary.from_metrics(metrics).to_message())
-    return 0
+    summary = ShardSummary.from_metrics(metrics)
+    upload_error = _upload_shard_metrics(metrics, index, shards)
+    if upload_error:
+        # A lost result must not look like success: the shard fails, and says why.
+        summary.error = f"result upload failed: {upload_error}"[:500]
+        print(f"assay-runner: {summary.error}", file=sys.stderr, flush=True)
+    write_termination_message(summary.to_message())
+    return 3 if upload_error else 0
+
+
+def _upload_shard_metrics(metrics, index: int, shards: int) -> str | None:
+    """Upload the shard's metrics JSON as `shard-<index>.json` when the operator wired a gateway
+    (ASSAY_GATEWAY_URL, ASSAY_UPLOAD_TOKEN, ASSAY_RUN_ID); the error when it could not be
+    stored after the client's retries (~2 minutes), else None."""
+    url, token, run_id = (os.environ.get(f"ASSAY_{name}") for name in ("GATEWAY_URL", "UPLOAD_TOKEN", "RUN_ID"))
+    if not (url and token and run_id):
+        return None
+    from .upload import SHARD_DOCUMENT, UploadClient, UploadError
+
+    name = SHARD_DOCUMENT.format(index=index)
+    meta = {"project": os.environ.get("ASSAY_PROJECT"), "owner_name": os.environ.get("ASSAY_OWNER_NAME"),
+            "owner_uid": os.environ.get("ASSAY_OWNER_UID"), "shards": shards}
+    client = UploadClient(url, run_id, token,
+                          log=lambda message: print(f"assay-runner: {message}", file=sys.stderr, flush=True))
+    try:
+        client.upload(os.environ.get("ASSAY_OWNER_KIND") or "LoadTest", index, name, metrics.to_json().encode(), meta)
+    except UploadError as exc:
+        return str(exc)
+    print(f"assay-runner: uploaded {name} to {url}", flush=True)
+    return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -221,6 +260,171 @@ def run_suite_manifest(document: dict, path: str, *, parameters: dict[str, str],
     return 0 if result.passed else 1
 
 
+# --- TestSuite and Monitor runs in a Job pod ---------------------------------------------------
+#
+# The termination message is a small JSON summary the operator turns into the resource's
+# status (operator/runhistory.py reads exactly these keys); the full result is uploaded.
+
+MESSAGE_TEXT_CHARS = 500
+
+
+def _run_options() -> dict:
+    text = os.environ.get("ASSAY_RUN_OPTIONS") or "{}"
+    try:
+        options = json.loads(text)
+    except ValueError as exc:
+        raise ManifestError(f"ASSAY_RUN_OPTIONS is not JSON: {exc}") from exc
+    if not isinstance(options, dict):
+        raise ManifestError("ASSAY_RUN_OPTIONS must be a JSON object")
+    return options
+
+
+def _text_params(values) -> dict[str, str]:
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (values or {}).items()}
+
+
+def _summary_message(summary: dict) -> str:
+    """The summary as JSON within the termination message's 4096 bytes."""
+    summary = {k: v for k, v in summary.items() if v is not None}
+    for key in ("error", "upload_error"):
+        if isinstance(summary.get(key), str) and len(summary[key]) > MESSAGE_TEXT_CHARS:
+            summary[key] = summary[key][:MESSAGE_TEXT_CHARS - 1] + "…"
+    return json.dumps(summary, separators=(",", ":"), ensure_ascii=False)
+
+
+def _finish(summary: dict, status: int) -> int:
+    write_termination_message(_summary_message(summary))
+    if summary.get("error"):
+        print(f"assay-runner: {summary['error']}", file=sys.stderr, flush=True)
+    return status
+
+
+def _upload_result(kind: str, shard: int, name: str, document: dict) -> str | None:
+    """Upload the run's result document when the operator wired a gateway; the error if the
+    upload failed (the run's summary still reaches the status)."""
+    url, token = os.environ.get("ASSAY_GATEWAY_URL"), os.environ.get("ASSAY_UPLOAD_TOKEN")
+    if not (url and token):
+        return None
+    from .upload import UploadClient, UploadError
+
+    meta = {"project": os.environ.get("ASSAY_PROJECT"), "owner_name": os.environ.get("ASSAY_OWNER_NAME"),
+            "owner_uid": os.environ.get("ASSAY_OWNER_UID"), "shards": os.environ.get("ASSAY_SHARDS", "1")}
+    client = UploadClient(url, os.environ.get("ASSAY_RUN_ID", ""), token,
+                          log=lambda message: print(f"assay-runner: {message}", file=sys.stderr, flush=True))
+    try:
+        client.upload(kind, shard, name, json.dumps(document, sort_keys=True).encode(), meta)
+    except UploadError as exc:
+        return str(exc)
+    print(f"assay-runner: uploaded {name}", flush=True)
+    return None
+
+
+def cmd_testsuite(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from assay.crds import TestSuite
+
+    from .apitest.suite import run_suite
+
+    try:
+        suite = TestSuite.model_validate(load_documents(args.spec)[0])
+        options = _run_options()
+    except (ManifestError, ValidationError) as exc:
+        return _finish({"status": "FAILED", "error": f"{args.spec}: {exc}"}, 2)
+    run_id = os.environ.get("ASSAY_RUN_ID") or None
+
+    def progress(message: dict) -> None:
+        if message.get("event") == "flow_finished":
+            print(f"{message.get('status')} {message.get('description')} ({message.get('duration')})"
+                  f" [{message.get('progress')}]" + (f": {message['failure']}" if message.get("failure") else ""),
+                  flush=True)
+
+    print(f"assay-runner: TestSuite {suite.metadata.name}, run {run_id or '-'}", flush=True)
+    try:
+        result = asyncio.run(run_suite(
+            suite, force_all_flows=bool(options.get("forceAllFlows")),
+            override_parameters=_text_params(options.get("overrideParameters")),
+            additional_description=str(options.get("additionalDescription") or ""),
+            run_id=run_id, on_progress=progress))
+    except ValueError as exc:  # SuiteInputError: nothing selected, an unusable parameter pool
+        return _finish({"status": "FAILED", "error": str(exc)}, 2)
+    finished = result.finished_flow_runs
+    summary = {
+        "status": result.status,
+        "progress": result.progress,
+        "success_rate": round(result.success_rate, 2),
+        "flow_runs": len(result.flow_runs),
+        "passed": sum(1 for f in finished if f.passed),
+        "failed": sum(1 for f in finished if not f.passed),
+        "started_at": result.start_time / 1000 if result.start_time is not None else None,
+        "finished_at": result.end_time / 1000 if result.end_time is not None else None,
+        "upload_error": _upload_result("TestSuite", 0, "suite-run.json", result.to_loadmill()),
+    }
+    print(f"assay-runner: {result.status}, {summary['passed']}/{summary['flow_runs']} flow runs passed", flush=True)
+    return _finish(summary, 0)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from .apitest.monitor import UnknownEnvironment, run_monitor
+    from .apitest.validate import parse_monitor
+
+    region, agent = os.environ.get("ASSAY_REGION") or None, os.environ.get("ASSAY_AGENT") or None
+    base = {"region": region, "agent": agent}
+    try:
+        monitor = parse_monitor(load_documents(args.spec)[0])
+        subtests = []
+        if args.subtests and Path(args.subtests).exists():
+            subtests = [parse_monitor(d) for d in json.loads(Path(args.subtests).read_text())]
+        options = _run_options()
+    except (ManifestError, ValueError) as exc:
+        return _finish({**base, "result": "fail", "error": f"{args.spec}: {exc}"}, 2)
+    by_key = {key: m for m in [monitor, *subtests] for key in (m.metadata.name, m.metadata.uid) if key}
+
+    def resolve(target: str):
+        if target not in by_key:
+            raise LookupError(f"no Monitor {target!r} in this namespace")
+        return by_key[target]
+
+    run_id = os.environ.get("ASSAY_RUN_ID") or None
+    shard = int(os.environ.get("ASSAY_SHARD_INDEX") or os.environ.get("JOB_COMPLETION_INDEX") or 0)
+    shards = int(os.environ.get("ASSAY_SHARDS") or 1)
+    where = f" in {region or agent}" if region or agent else ""
+    print(f"assay-runner: Monitor {monitor.metadata.name}{where}, run {run_id or '-'}", flush=True)
+    try:
+        result = asyncio.run(run_monitor(monitor, environment=options.get("environment"),
+                                         params=_text_params(options.get("params")), resolve_monitor=resolve,
+                                         run_id=run_id))
+    except UnknownEnvironment as exc:
+        return _finish({**base, "result": "fail", "error": str(exc)}, 2)
+    result.region, result.agent = region, agent
+    name = "monitor-result.json" if shards == 1 else f"monitor-result-{shard}.json"
+    summary = {
+        **base,
+        "result": result.result,
+        "environment": result.environment_name,
+        "requests_executed": result.requests_executed,
+        "assertions_passed": result.assertions_passed,
+        "assertions_failed": result.assertions_failed,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "error": result.error,
+        "upload_error": _upload_result("Monitor", shard, name, result.to_runscope()),
+    }
+    print(f"assay-runner: {result.result}, {result.assertions_passed}/{result.assertions_defined} assertions "
+          "passed", flush=True)
+    return _finish(summary, 0)
+
+
+def _add_pod_run_commands(sub) -> None:
+    p = sub.add_parser("testsuite", help="run a TestSuite (inside a Job pod)")
+    p.add_argument("--spec", required=True, help="the TestSuite manifest (YAML or JSON)")
+    p.set_defaults(func=cmd_testsuite)
+    p = sub.add_parser("monitor", help="run a Monitor in one region (inside a Job pod)")
+    p.add_argument("--spec", required=True, help="the Monitor manifest (YAML or JSON)")
+    p.add_argument("--subtests", help="a JSON list of the Monitors its subtests name")
+    p.set_defaults(func=cmd_monitor)
+
+
 def _key_value(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -253,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="Monitor: a variable, TestSuite: a parameter, overriding the definition (repeatable)")
     _load_options(p)
     p.set_defaults(func=cmd_run)
+    _add_pod_run_commands(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -135,3 +135,26 @@ def test_deleting_the_loadtest_removes_its_job_and_pods(cluster, namespace, oper
         import time
         time.sleep(1.5)
         assert target.total == settled
+
+
+def test_configmap_pool_and_criteria_reach_the_run_and_its_status(cluster, namespace, operator):
+    with CountingTarget() as target:
+        cluster.kubectl("create", "configmap", "shoppers", "-n", namespace,
+                        "--from-literal=users.csv=id\n101\n102\n103\n104\n")
+        manifest = json.loads(loadtest_manifest("pooled", target.url, shards=2, users=2, iterations=4))
+        manifest["spec"]["parameterPools"] = [{"name": "shoppers", "configMapRef": {"name": "shoppers", "key": "users.csv"}}]
+        manifest["spec"]["flows"] = [{"name": "browse", "requests": [{"name": "user", "url": "/users/{{id}}"}]}]
+        # The first criterion holds on loopback, the second cannot.
+        manifest["spec"]["criteria"] = ["error_rate < 1%", "rps >= 1000000"]
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+        status = cluster.wait_for("the LoadTest to finish", phase_is(cluster, "pooled", namespace,
+                                                                       "Succeeded", "Failed"), timeout=90)
+        assert status["phase"] == "Succeeded", status
+        assert target.total == status["summary"]["requests"] == 8
+        # Each shard read its own rows of the mounted pool.
+        assert {path for _, path in target.counts} <= {f"/users/{i}" for i in (101, 102, 103, 104)}
+        assert len(target.counts) >= 2
+        assert status["summary"]["p95Ms"] > 0
+        assert status["result"] == "Failed"
+        assert status["failedCriteria"] == ["rps >= 1000000"]
+        assert status["message"].startswith("criteria failed: rps >= 1000000")

@@ -3,6 +3,7 @@
 import json
 
 from assay.operator.runstatus import loadtest_status
+from assay.runner.summary import ShardSummary
 
 
 def pod(index, phase, message=None, exit_code=0, finished="2026-01-01T00:00:10Z"):
@@ -86,3 +87,45 @@ def test_written_status_fits_the_status_model():
     parsed = LoadTestStatus.model_validate(status)
     assert parsed.to_k8s()["summary"]["requests"] == 4
     assert parsed.phase == "Failed" and parsed.conditions[0].reason == "Failed"
+
+
+def shard_with_latencies(shard, latencies_ms, failures=0):
+    """A shard summary as the runner writes it: from a real histogram of the latencies."""
+    from assay.runner.load.histogram import Histogram, layout
+
+    hist = Histogram(layout(1, 60_000_000, 3))
+    for ms in latencies_ms:
+        hist.record(int(ms * 1000))
+    s = ShardSummary(shard=shard, requests=len(latencies_ms), failures=failures,
+                     min_ms=min(latencies_ms), max_ms=max(latencies_ms), total_ms=sum(latencies_ms),
+                     started_at=0.0, finished_at=10.0)
+    s._set_histogram(hist, 2)
+    return s.to_message()
+
+
+def test_p95_comes_from_merged_histograms_not_averaged_percentiles():
+    # Shard 0 is fast, shard 1 slow: the average of their p95s (~105 ms) is not the run's p95.
+    fast = [10.0] * 95 + [11.0] * 5
+    slow = [200.0] * 100
+    pods = [pod(0, "Succeeded", shard_with_latencies(0, fast)), pod(1, "Succeeded", shard_with_latencies(1, slow))]
+    status = loadtest_status(job([("Complete", {})], succeeded=2), pods, 2)
+    assert 198 <= status["summary"]["p95Ms"] <= 202
+
+
+def test_failed_criteria_fail_the_result_and_are_named():
+    pods = [pod(0, "Succeeded", shard_with_latencies(0, [50.0] * 90 + [900.0] * 10))]
+    status = loadtest_status(job([("Complete", {})], succeeded=1), pods, 1,
+                             criteria=["p95 < 300ms", "error_rate < 1%"])
+    assert status["result"] == "Failed"
+    assert status["failedCriteria"] == ["p95 < 300ms"]
+    assert status["message"].startswith("criteria failed: p95 < 300ms (observed 9")
+    passing = loadtest_status(job([("Complete", {})], succeeded=1), pods, 1, criteria=["p95 < 1s"])
+    assert passing["result"] == "Passed" and "failedCriteria" not in passing
+
+
+def test_an_aborted_shard_aborts_the_run():
+    aborted = json.dumps({"shard": 0, "requests": 40, "failures": 30, "total_ms": 40.0, "aborted": True,
+                          "abort_reason": "error rate 75% over 10 s passed the 20% limit"})
+    status = loadtest_status(job([("Complete", {})], succeeded=1), [pod(0, "Succeeded", aborted)], 1)
+    assert status["result"] == "Aborted"
+    assert "error rate 75%" in status["message"]

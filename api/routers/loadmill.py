@@ -1,0 +1,132 @@
+"""The Loadmill REST API (seeds/002) under `/api/v1`: test-suite runs, suite-run and flow-run
+results, load tests from a JSON configuration, flow parameter pools from CSV, team labels.
+
+Authentication is Loadmill's: `Authorization: <token>` with a static API token of a
+ClientCredential that has the `loadmill` scope. A Loadmill account is one namespace: the
+credential's own (a project credential reaches only it; for an org credential it is the
+namespace the credential lives in, if the credential reaches it). Errors are `{"message"}`.
+Request and response shapes are the documented ones; api/README.md lists the mappings and
+what is partial.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from ..auth import Principal, require_static_token
+from ..errors import ApiError
+from ..services import UnsupportedMediaType
+from ..services.loadmill import LoadmillTestService
+from ..services.suites import MAX_ADDITIONAL_DESCRIPTION, SuiteService, text_parameters
+
+PREFIX = "/api/v1"
+ERROR_PREFIXES = ("/api/v1/test", "/api/v1/labels")
+"""/api/v1/tests, /api/v1/test-suites, /api/v1/test-suites-runs and /api/v1/labels; other API
+families (VNG) will live under /api/v1 too, so only these prefixes get Loadmill's errors."""
+CI_ENABLED_FILTER = "CI_enabled"
+
+ParameterValue = Union[str, int, float, bool, None]
+
+
+class RunSuiteBody(BaseModel):
+    """The body of "Run Test Suite". Options Loadmill added later (labels, pool, parallel, ...)
+    are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    additionalDescription: Optional[str] = Field(None, max_length=MAX_ADDITIONAL_DESCRIPTION)
+    overrideParameters: Optional[Union[dict[str, ParameterValue], list[dict[str, ParameterValue]]]] = None
+
+
+def render_error(request: Request, status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+def account_namespaces(services, principal: Principal) -> list[str]:
+    """The Loadmill account of the token, as a one-element list of namespaces."""
+    reachable = services.auth.tenancy.namespaces_for(principal)
+    if principal.namespace in reachable:
+        return [principal.namespace]
+    if len(reachable) == 1:
+        return reachable
+    raise ApiError(403, "this API token does not reach a Loadmill account (its credential's namespace)", "forbidden")
+
+
+def build_router(services) -> APIRouter:
+    suites = SuiteService(services.kube, services.store)
+    tests = LoadmillTestService(services.kube, services.store)
+    router = APIRouter(prefix=PREFIX, tags=["loadmill"])
+    authenticated = require_static_token("loadmill")
+
+    def account(principal: Principal) -> list[str]:
+        return account_namespaces(services, principal)
+
+    @router.post("/test-suites/{id}/run")
+    def run_test_suite(id: str, forceAllFlows: bool = False, body: Optional[RunSuiteBody] = Body(None),
+                       principal: Principal = Depends(authenticated)) -> dict:
+        namespace = account(principal)[0]
+        body = body or RunSuiteBody()
+        run_id = suites.request_run(
+            namespace, id, force_all_flows=forceAllFlows, additional_description=body.additionalDescription or "",
+            override_parameters=text_parameters(body.overrideParameters), requester=principal.credential)
+        return {"testSuiteRunId": run_id}
+
+    @router.get("/test-suites-runs/flows/{id}")
+    def get_flow_run(id: str, principal: Principal = Depends(authenticated)) -> dict:
+        return suites.flow_run(account(principal), id)
+
+    @router.get("/test-suites-runs/{id}")
+    def get_suite_run(id: str, principal: Principal = Depends(authenticated)) -> dict:
+        return suites.suite_run(account(principal), id)
+
+    @router.patch("/test-suites/{suiteId}/flows/{flowId}/pools")
+    async def set_flow_pool(suiteId: str, flowId: str, request: Request,
+                            name: Optional[str] = Query(None, max_length=253),
+                            principal: Principal = Depends(authenticated)) -> Response:
+        media_type, _, params = request.headers.get("content-type", "").partition(";")
+        if media_type.strip().lower() != "text/csv":
+            raise UnsupportedMediaType(f"content-type must be text/csv, not {media_type.strip() or 'missing'!r}")
+        charset = None
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip('"')
+        body = await request.body()
+        await run_in_threadpool(suites.set_flow_pool, account(principal)[0], suiteId, flowId, body, charset,
+                                name or None)
+        return Response(status_code=200)
+
+    @router.post("/tests")
+    def create_load_test(body: Any = Body(...), principal: Principal = Depends(authenticated)) -> dict:
+        # Documented as {"config": {...}}; Loadmill's own clients send the configuration itself.
+        conf = body.get("config") if isinstance(body, dict) and isinstance(body.get("config"), dict) \
+            and "requests" not in body else body
+        return {"testId": tests.create(account(principal)[0], conf)}
+
+    @router.put("/tests/{id}/load")
+    def run_load_test(id: str, principal: Principal = Depends(authenticated)) -> Response:
+        tests.start(account(principal), id)
+        return Response(status_code=200)
+
+    @router.get("/tests/{id}")
+    def get_load_test(id: str, principal: Principal = Depends(authenticated)) -> dict:
+        return tests.view(account(principal), id)
+
+    @router.get("/labels")
+    def team_labels(filter: Optional[str] = Query(None), principal: Principal = Depends(authenticated)) -> dict:
+        if filter not in (None, "", CI_ENABLED_FILTER):
+            raise ApiError(400, f"unknown filter {filter!r}; the only filter is {CI_ENABLED_FILTER}", "invalid_request")
+        return {"teamLabels": suites.labels(account(principal), ci_enabled_only=filter == CI_ENABLED_FILTER)}
+
+    return router
+
+
+def install(app: FastAPI, services) -> None:
+    app.include_router(build_router(services))
+    for prefix in ERROR_PREFIXES:
+        app.state.error_shapes.register(prefix, render_error)

@@ -1,0 +1,286 @@
+"""Latency of the XTC list and status endpoints with a big store behind the gateway.
+
+    .venv/bin/python hack/bench/gateway_list_status.py [--runs 10000] [--loadtests 5] [--n 1000]
+                                                       [--kubeconfig FILE]
+
+What it sets up, all real:
+
+* a control plane: `hack/localkube.py` in a temporary folder (or an existing cluster with
+  `--kubeconfig`), the CRDs applied, a namespace labelled into an organization;
+* a ClientCredential with the LOADTEST_LIST and LOADTEST_STATUS scopes, established by the
+  real operator (started for that, then stopped: the LoadTests are not run);
+* `--loadtests` LoadTest CRs, their status set as a finished two-shard run would leave it;
+* the store, seeded directly through `Store`: `--runs` finished LoadTest runs in the same
+  project (those of the LoadTests above and of many deleted ones), each with a result and a
+  report archive, so the runs, counters and archives tables hold what a busy project's would;
+* the gateway as a real uvicorn process (`python -m assay.api`) on that store.
+
+Then, with httpx from this process, one request at a time (after a warm-up): `--n` calls of
+`GET .../loadTests` and `--n` of `GET .../loadTests/{n}/status` (cycling over the load tests),
+each timed from sending to the last byte. The table shows p50, p99, mean and max in
+milliseconds and requests per second. Each request goes through token verification, the
+tenancy check, a list of LoadTests from the API server and the store queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+ORG = "bench-org"
+PROJECT = "bench"
+UPLOAD_KEY = "bench-upload-key-0123456789abcdef"
+SIGNING_KEY = "bench-token-signing-key-0123456789abcdef"
+SCOPES = "LOADTEST_LIST LOADTEST_STATUS"
+
+
+def _load_localkube():
+    spec = importlib.util.spec_from_file_location("hack_localkube", REPO / "hack" / "localkube.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: str, bin_dir: Path | None):
+        self.kubeconfig = kubeconfig
+        self.binary = str(bin_dir / "kubectl") if bin_dir else shutil.which("kubectl") or "kubectl"
+        self.env = {**os.environ, "KUBECONFIG": kubeconfig}
+        if bin_dir:
+            self.env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([self.binary, *args], input=input, text=True, capture_output=True, env=self.env,
+                                timeout=120)
+        if check and result.returncode != 0:
+            raise SystemExit(f"kubectl {' '.join(args)}: {result.stderr}")
+        return result
+
+    def json(self, *args: str):
+        out = self(*args, "-o", "json", check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def wait_for(what: str, check, timeout: float = 60, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def loadtest(name: str) -> dict:
+    return {"apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": name},
+            "spec": {"description": f"{name} under load", "shards": 2, "baseUrl": "http://127.0.0.1:9",
+                     "load": {"users": 10, "duration": "5m", "rampUp": "30s"},
+                     "flows": [{"name": "browse", "requests": [{"url": "/"}, {"url": "/items"}]}]}}
+
+
+def finished_status(run_id: str) -> dict:
+    return {"phase": "Succeeded", "result": "Passed", "runId": run_id, "jobName": run_id,
+            "startTime": "2024-01-01T00:00:00Z", "completionTime": "2024-01-01T00:05:30Z",
+            "shards": {"total": 2, "active": 0, "succeeded": 2, "failed": 0},
+            "summary": {"requests": 120000, "failures": 12, "minMs": 0.8, "avgMs": 4.2, "maxMs": 310.0}}
+
+
+def setup_cluster(kubectl: Kubectl, names: list[str], log) -> tuple[str, str, dict[str, str]]:
+    crds = sorted(str(p) for p in (REPO / "crds").glob("*.yaml"))
+    kubectl("apply", "--server-side", *sum((["-f", c] for c in crds), []))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", *sum((["-f", c] for c in crds), []))
+    kubectl("delete", "namespace", PROJECT, "--ignore-not-found", "--wait=true")
+    kubectl("create", "namespace", PROJECT)
+    kubectl("label", "namespace", PROJECT, f"assay.dev/org={ORG}")
+    wait_for("the default service account", lambda: kubectl("get", "serviceaccount", "default", "-n", PROJECT,
+                                                             check=False).returncode == 0)
+    kubectl("apply", "-n", PROJECT, "-f", "-", input=json.dumps({
+        "apiVersion": "assay.dev/v1alpha1", "kind": "ClientCredential", "metadata": {"name": "bench"},
+        "spec": {"displayName": "bench", "scopes": SCOPES.split(), "grantTypes": ["client_credentials"]}}))
+    log("starting the operator to establish the credential")
+    operator = subprocess.Popen([sys.executable, "-m", "assay.operator", "--namespace", PROJECT], cwd="/",
+                                env={**kubectl.env, "ASSAY_RUNNER_IMAGE": "assay/runner:bench"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        secret = wait_for("the credential's Secret", lambda: kubectl.json("get", "secret", "bench-secret", "-n",
+                                                                           PROJECT))
+    finally:
+        operator.terminate()
+        operator.wait(15)
+    client_id = base64.b64decode(secret["data"]["client-id"]).decode()
+    client_secret = base64.b64decode(secret["data"]["client-secret"]).decode()
+    uids = {}
+    for name in names:
+        kubectl("apply", "-n", PROJECT, "-f", "-", input=json.dumps(loadtest(name)))
+        uid = kubectl.json("get", "loadtest", name, "-n", PROJECT)["metadata"]["uid"]
+        kubectl("patch", "loadtest", name, "-n", PROJECT, "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": finished_status(f"{name}-{uid[:8]}")}))
+        uids[name] = uid
+    return client_id, client_secret, uids
+
+
+def seed_store(store_dir: Path, runs: int, uids: dict[str, str], log) -> float:
+    sys.path.insert(0, str(REPO))
+    from assay.api.store import RunRecord, Store
+
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-zip-"))
+    store = Store(store_dir, retention_days=0)
+    try:
+        owners = list(uids.items())
+        now = time.time()
+        for index in range(runs):
+            if index < len(owners):
+                name, uid = owners[index]
+                run_id = f"{name}-{uid[:8]}"
+            else:
+                name, uid = f"deleted-{index}", str(uuid.uuid4())
+                run_id = f"deleted-{index}-{uid[:8]}"
+            created = now - (runs - index) * 60
+            store.upsert_run(RunRecord(
+                run_id=run_id, kind="LoadTest", project=PROJECT, owner_name=name, owner_uid=uid, state="succeeded",
+                result="passed", created_at=created, started_at=created, finished_at=created + 330, shards=2,
+                shards_received=2, summary={"requests": 120000, "failures": 12, "errorRatePct": 0.01,
+                                            "throughputRps": 363.6, "meanMs": 4.2, "p95Ms": 11.0}))
+            for kind in ("result", "report"):
+                path = scratch / f"{kind}.zip"
+                with zipfile.ZipFile(path, "w") as archive:
+                    archive.writestr("index.html" if kind == "report" else "manifest.json", f"{run_id} {kind}")
+                store.add_archive(run_id, kind, path, loadtest_uid=uid, project=PROJECT, move=True)
+            if (index + 1) % 2000 == 0:
+                log(f"  seeded {index + 1} runs")
+    finally:
+        store.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return time.perf_counter() - started
+
+
+def start_gateway(store_dir: Path, kubeconfig: str, port: int, log_path: Path) -> subprocess.Popen:
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ASSAY_STORE_DIR": str(store_dir), "ASSAY_PUBLIC_URL": url, "ASSAY_UPLOAD_KEY": UPLOAD_KEY,
+           "ASSAY_TOKEN_SIGNING_KEY": SIGNING_KEY, "ASSAY_KUBECONFIG": kubeconfig, "ASSAY_LOG_FORMAT": "json",
+           "ASSAY_RETENTION_DAYS": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "assay.api", "--port", str(port)], cwd="/", env=env,
+                            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+
+    def healthy():
+        if proc.poll() is not None:
+            raise SystemExit(f"the gateway exited: see {log_path}")
+        try:
+            return httpx.get(url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_for("the gateway", healthy, timeout=60, interval=0.2)
+    return proc
+
+
+def measure(client: httpx.Client, urls: list[str], n: int, warmup: int) -> list[float]:
+    for i in range(warmup):
+        client.get(urls[i % len(urls)]).raise_for_status()
+    samples = []
+    for i in range(n):
+        url = urls[i % len(urls)]
+        started = time.perf_counter()
+        response = client.get(url)
+        response.read()
+        samples.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"GET {url}: {response.status_code} {response.text}")
+    return samples
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10_000, help="runs seeded into the store")
+    parser.add_argument("--loadtests", type=int, default=5, help="LoadTest CRs in the project")
+    parser.add_argument("--n", type=int, default=1000, help="timed requests per endpoint")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--kubeconfig", help="use this cluster instead of starting hack/localkube.py")
+    parser.add_argument("--json", help="also write the numbers here")
+    args = parser.parse_args()
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="assay-bench-gateway-"))
+    localkube = None
+    gateway = None
+    try:
+        if args.kubeconfig:
+            kubeconfig, bin_dir = args.kubeconfig, None
+        else:
+            localkube = _load_localkube()
+            state = localkube.up(work / "localkube", log=log)
+            kubeconfig, bin_dir = state.kubeconfig, localkube.kube_bin_dir()
+        kubectl = Kubectl(kubeconfig, bin_dir)
+        names = [f"checkout-{i}" for i in range(1, args.loadtests + 1)]
+        client_id, client_secret, uids = setup_cluster(kubectl, names, log)
+        log(f"seeding {args.runs} runs with their archives")
+        seed_seconds = seed_store(work / "store", args.runs, uids, log)
+        log(f"  {seed_seconds:.1f}s")
+
+        port = _load_localkube().free_port() if localkube is None else localkube.free_port()
+        gateway = start_gateway(work / "store", kubeconfig, port, work / "gateway.log")
+        url = f"http://127.0.0.1:{port}"
+        token = wait_for("an access token", lambda: (lambda r: r.json().get("access_token") if r.status_code == 200
+                                                     else None)(httpx.post(url + "/oauth/token", data={
+                                                         "client_id": client_id, "client_secret": client_secret,
+                                                         "grant_type": "client_credentials", "scope": SCOPES})))
+        base = f"{url}/public/api/v1/orgs/{ORG}/projects/{PROJECT}/loadTests"
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+            listing = client.get(base).json()
+            numbers = [t["number"] for t in listing["loadTests"]]
+            assert len(numbers) == args.loadtests, listing
+            rows = []
+            for label, urls in (("GET /loadTests", [base]),
+                                ("GET /loadTests/{n}/status", [f"{base}/{n}/status" for n in numbers])):
+                samples = measure(client, urls, args.n, args.warmup)
+                rows.append({"endpoint": label, "requests": len(samples), "p50Ms": percentile(samples, 50),
+                             "p99Ms": percentile(samples, 99), "meanMs": statistics.fmean(samples),
+                             "maxMs": max(samples), "rps": len(samples) / (sum(samples) / 1000)})
+        print(f"\nXTC gateway latency: {args.runs:,} runs and {2 * args.runs:,} archives in the store, "
+              f"{args.loadtests} LoadTests, one request at a time, {args.n} requests each\n")
+        print(f"| {'endpoint':<26} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'mean ms':>7} | "
+              f"{'max ms':>7} | {'req/s':>6} |")
+        print(f"|{'-' * 28}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 8}|")
+        for row in rows:
+            print(f"| {row['endpoint']:<26} | {row['requests']:>8} | {row['p50Ms']:>7.2f} | {row['p99Ms']:>7.2f} | "
+                  f"{row['meanMs']:>7.2f} | {row['maxMs']:>7.2f} | {row['rps']:>6.0f} |")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"runs": args.runs, "loadtests": args.loadtests, "rows": rows},
+                                                  indent=2))
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+            try:
+                gateway.wait(15)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+        if localkube is not None:
+            localkube.down(work / "localkube", log=log)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

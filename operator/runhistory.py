@@ -1,0 +1,326 @@
+"""The status of a resource that runs on request (TestSuite, Monitor): its last run, a short
+history and conditions, rebuilt from the run Jobs and their pods.
+
+Pure: it reads the world as dicts and returns the status to write, so a restarted operator
+arrives at the same status from the same world, and tests feed it plain dicts.
+
+* Every run Job carries its run id (label), its request id and the time it was requested
+  (annotations); a run is the set of Jobs with one run id (one Job, or one per region).
+* The newest `limit` runs, newest first, are the history; `lastRun` is the first of them.
+* A run the status already records as finished is kept as recorded (its pods may be gone);
+  an unfinished one is recomputed from its Jobs and pods. A recorded run whose Jobs were
+  deleted stays in the history; if it had not finished, it is reported failed.
+* Each runner pod reports a small JSON summary in its termination message (written by
+  `python -m assay.runner testsuite|monitor`): TestSuite {"status", "progress",
+  "success_rate", "flow_runs", "passed", "failed", "started_at", "finished_at", "error"};
+  Monitor {"result", "region", "agent", "environment", "requests_executed",
+  "assertions_passed", "assertions_failed", "started_at", "finished_at", "error"}; times are
+  epoch seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .names import (
+    ENVIRONMENT_ANNOTATION,
+    LABEL_LOCATION,
+    LABEL_RUN_ID,
+    REQUEST_ID_ANNOTATION,
+    REQUESTED_AT_ANNOTATION,
+)
+from .runstatus import TERMINAL_PHASES, iso, job_condition, job_phase, terminated_state
+
+COMPLETE = "Complete"
+RUN_REQUEST = "RunRequest"
+OWNED_CONDITIONS = (COMPLETE, RUN_REQUEST)
+MAX_MESSAGE = 1000
+
+
+@dataclass
+class Piece:
+    """One Job of a run (the whole run, or one region of it) as the status needs it."""
+
+    job_name: str
+    location: str | None
+    phase: str
+    failure: str | None
+    summary: dict | None
+    start: str | None
+    end: str | None
+
+
+@dataclass
+class Run:
+    run_id: str
+    request_id: str | None
+    requested_at: str
+    environment: str | None
+    pieces: list[Piece] = field(default_factory=list)
+
+
+def _summary(pods: list[dict]) -> dict | None:
+    """The summary of the Job's latest finished pod, or an error summary if it left none."""
+    latest: tuple[str, dict] | None = None
+    for pod in pods:
+        terminated = terminated_state(pod)
+        if not terminated:
+            continue
+        try:
+            summary = json.loads(terminated.get("message") or "")
+        except ValueError:
+            summary = None
+        if not isinstance(summary, dict):
+            reason = terminated.get("reason") or "Error"
+            summary = {"error": f"runner exited {terminated.get('exitCode')} ({reason}) without a summary"}
+        finished = str(terminated.get("finishedAt") or "")
+        if latest is None or finished >= latest[0]:
+            latest = (finished, summary)
+    return latest[1] if latest else None
+
+
+def _epoch_iso(value) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None
+
+
+def piece_of(job: dict, pods: list[dict]) -> Piece:
+    phase, failure = job_phase(job, pods)
+    summary = _summary(pods)
+    status = job.get("status") or {}
+    failed = job_condition(job, "Failed")
+    end = None
+    if phase in TERMINAL_PHASES:
+        end = iso(status.get("completionTime") or (failed or {}).get("lastTransitionTime"))
+    labels = (job.get("metadata") or {}).get("labels") or {}
+    return Piece(
+        job_name=job["metadata"]["name"],
+        location=labels.get(LABEL_LOCATION),
+        phase=phase,
+        failure=failure,
+        summary=summary,
+        start=_epoch_iso((summary or {}).get("started_at")) or iso(status.get("startTime")),
+        end=_epoch_iso((summary or {}).get("finished_at")) or end,
+    )
+
+
+def group_runs(jobs: list[dict]) -> list[Run]:
+    """The runs behind `jobs`, newest request first (pieces not filled in)."""
+    runs: dict[str, Run] = {}
+    for job in jobs:
+        meta = job.get("metadata") or {}
+        run_id = (meta.get("labels") or {}).get(LABEL_RUN_ID)
+        if not run_id:
+            continue
+        annotations = meta.get("annotations") or {}
+        requested = annotations.get(REQUESTED_AT_ANNOTATION) or iso(meta.get("creationTimestamp")) or ""
+        run = runs.setdefault(run_id, Run(run_id, annotations.get(REQUEST_ID_ANNOTATION), requested,
+                                          annotations.get(ENVIRONMENT_ANNOTATION)))
+        run.requested_at = min(run.requested_at, requested)
+    return sorted(runs.values(), key=lambda r: (r.requested_at, r.run_id), reverse=True)
+
+
+def _short(text: str | None) -> str | None:
+    return text if text is None or len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def _seconds_iso(text: str | None) -> str | None:
+    # Requested-at has microseconds (it orders runs); the status shows whole seconds.
+    return text[:19] + "Z" if text and len(text) >= 19 else text
+
+
+# --- TestSuite ------------------------------------------------------------------------------
+
+
+def suite_run(run: Run) -> tuple[dict, str | None]:
+    """A SuiteRun entry and the message explaining it (None when there is nothing to say)."""
+    piece = run.pieces[0] if run.pieces else None
+    summary = (piece.summary if piece else None) or {}
+    entry: dict = {"runId": run.run_id,
+                   "startTime": (piece.start if piece else None) or _seconds_iso(run.requested_at)}
+    message = None
+    if piece is None or piece.phase not in TERMINAL_PHASES:
+        entry["status"] = "RUNNING"
+    else:
+        ok = piece.phase == "Succeeded" and summary.get("status") == "PASSED" and not summary.get("error")
+        entry["status"] = "PASSED" if ok else "FAILED"
+        entry["endTime"] = piece.end
+        message = summary.get("error") or (piece.failure if piece.phase == "Failed" else None)
+        if not message and not ok:
+            message = f"{summary.get('failed', '?')} of {summary.get('flow_runs', '?')} flow runs failed"
+        if summary.get("upload_error"):
+            message = "; ".join(filter(None, [message, f"result upload failed: {summary['upload_error']}"]))
+    if summary.get("progress"):
+        entry["progress"] = str(summary["progress"])
+    if isinstance(summary.get("success_rate"), (int, float)):
+        entry["successRate"] = round(float(summary["success_rate"]), 2)
+    return {k: v for k, v in entry.items() if v is not None}, _short(message)
+
+
+# --- Monitor --------------------------------------------------------------------------------
+
+
+def monitor_run(run: Run) -> tuple[dict, str | None]:
+    """A MonitorRun entry and the message explaining it: each region's result."""
+    entry: dict = {"runId": run.run_id, "environment": run.environment}
+    locations = [p.location for p in run.pieces if p.location]
+    if locations:
+        entry["regions"] = locations
+    starts = [p.start for p in run.pieces if p.start]
+    entry["startedAt"] = min(starts) if starts else _seconds_iso(run.requested_at)
+    if not run.pieces or any(p.phase not in TERMINAL_PHASES for p in run.pieces):
+        entry["result"] = "working"
+        return {k: v for k, v in entry.items() if v is not None}, None
+    verdicts = []
+    for piece in run.pieces:
+        summary = piece.summary or {}
+        passed = piece.phase == "Succeeded" and summary.get("result") == "pass" and not summary.get("error")
+        why = summary.get("error") or (piece.failure if piece.phase == "Failed" else None)
+        if summary.get("upload_error"):
+            why = "; ".join(filter(None, [why, f"result upload failed: {summary['upload_error']}"]))
+        verdicts.append((piece.location, passed, why))
+    entry["result"] = "pass" if all(v[1] for v in verdicts) else "fail"
+    ends = [p.end for p in run.pieces if p.end]
+    entry["finishedAt"] = max(ends) if ends else None
+    if locations:
+        message = ", ".join(f"{where}: {'pass' if ok else 'fail'}" + (f" ({why})" if why else "")
+                            for where, ok, why in verdicts)
+    else:
+        message = verdicts[0][2] if verdicts else None
+    return {k: v for k, v in entry.items() if v is not None}, _short(message)
+
+
+# --- the status -----------------------------------------------------------------------------
+
+FINISHED = {"PASSED", "FAILED", "pass", "fail"}
+
+
+def _result_of(entry: dict) -> str:
+    return entry.get("status") or entry.get("result") or ""
+
+
+def _started(entry: dict) -> str:
+    return entry.get("startTime") or entry.get("startedAt") or ""
+
+
+@dataclass(frozen=True)
+class RequestState:
+    """What the run-request annotation asks for now: nothing, a run (`run_id`), or nothing
+    usable (`error`). `pending` says why a valid request has not started yet."""
+
+    run_id: str | None = None
+    error: str | None = None
+    pending: str | None = None
+
+
+def history_status(kind: str, jobs: list[dict], pods_by_job: Callable[[str], list[dict]], current: dict,
+                   request: RequestState, *, limit: int, generation: int | None = None,
+                   now: str | None = None) -> dict:
+    """The status of a TestSuite (kind "TestSuite") or Monitor: lastRun, history, conditions.
+
+    `pods_by_job(job name)` is called only for the Jobs of unfinished runs, so a long-lived
+    resource with many finished runs costs one Job list per update."""
+    entry_of = suite_run if kind == "TestSuite" else monitor_run
+    recorded = {e["runId"]: e for e in [current.get("lastRun") or {}, *(current.get("history") or [])]
+                if e.get("runId")}
+    runs = group_runs(jobs)[:limit]
+    jobs_by_run: dict[str, list[dict]] = {}
+    for job in jobs:
+        jobs_by_run.setdefault(job["metadata"]["labels"].get(LABEL_RUN_ID), []).append(job)
+
+    entries: list[tuple[str, dict, str | None]] = []
+    for run in runs:
+        old = recorded.get(run.run_id)
+        if old and _result_of(old) in FINISHED:
+            entries.append((run.requested_at, old, None))
+            continue
+        run_jobs = sorted(jobs_by_run.get(run.run_id, []), key=lambda j: j["metadata"]["name"])
+        run.pieces = [piece_of(job, pods_by_job(job["metadata"]["name"])) for job in run_jobs]
+        entry, message = entry_of(run)
+        entries.append((run.requested_at, entry, message))
+    shown = {e["runId"] for _, e, _ in entries}
+    with_jobs = set(jobs_by_run)
+    for run_id, old in recorded.items():
+        if run_id in shown or run_id in with_jobs:
+            continue
+        if _result_of(old) not in FINISHED:
+            old = {**old, **({"status": "FAILED"} if kind == "TestSuite" else {"result": "fail"})}
+            entries.append((_started(old), old, "the run's Job was deleted before it finished"))
+        else:
+            entries.append((_started(old), old, None))
+    entries.sort(key=lambda item: item[0], reverse=True)
+    entries = entries[:limit]
+
+    status: dict = {"history": [e for _, e, _ in entries], "observedGeneration": generation}
+    if entries:
+        status["lastRun"] = entries[0][1]
+    previous = {c.get("type"): c for c in current.get("conditions") or []}
+    conditions = [c for c in current.get("conditions") or [] if c.get("type") not in OWNED_CONDITIONS]
+    if entries:
+        conditions.append(_complete_condition(entries[0][1], entries[0][2], previous.get(COMPLETE), generation))
+    if request.run_id or request.error:
+        started = request.run_id in shown or request.run_id in with_jobs or request.run_id in recorded
+        conditions.append(_request_condition(request, started, previous.get(RUN_REQUEST), generation, now))
+    status["conditions"] = conditions
+    return {k: v for k, v in status.items() if v is not None}
+
+
+def _complete_condition(last: dict, message: str | None, previous: dict | None, generation: int | None) -> dict:
+    """`Complete` for the last run; its transition time is the run's end (or start) time, so
+    it is rebuilt identically. A finished run's message is kept from when it was computed."""
+    result = _result_of(last)
+    done = result in FINISHED
+    reason = {"PASSED": "Passed", "pass": "Passed", "FAILED": "Failed", "fail": "Failed"}.get(result, "Running")
+    since = (last.get("endTime") or last.get("finishedAt") if done else None) or _started(last)
+    if message is None and done and previous and (previous.get("reason"), previous.get("lastTransitionTime")) \
+            == (reason, since):
+        message = previous.get("message")
+    condition = {
+        "type": COMPLETE,
+        "status": "True" if done else "False",
+        "reason": reason,
+        "message": message or (f"run {last['runId']} finished" if done else f"run {last['runId']} in progress"),
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return {k: v for k, v in condition.items() if v is not None}
+
+
+def _request_condition(request: RequestState, started: bool, previous: dict | None, generation: int | None,
+                       now: str | None) -> dict:
+    """`RunRequest`: True once the requested run exists, False for an unusable request,
+    Unknown while a valid one waits (e.g. for a ConfigMap its parameter pool names)."""
+    if request.error:
+        condition = {"type": RUN_REQUEST, "status": "False", "reason": "InvalidRequest",
+                     "message": _short(request.error)}
+    elif started:
+        condition = {"type": RUN_REQUEST, "status": "True", "reason": "Started",
+                     "message": f"run {request.run_id}"}
+    else:
+        waiting = request.pending
+        if waiting is None and previous and previous.get("reason") == "Pending" \
+                and request.run_id in (previous.get("message") or ""):
+            waiting = previous.get("message")
+        condition = {"type": RUN_REQUEST, "status": "Unknown", "reason": "Pending",
+                     "message": _short(waiting) or f"run {request.run_id} not started yet"}
+    same = previous and all(previous.get(k) == condition[k] for k in ("status", "reason", "message"))
+    since = previous.get("lastTransitionTime") if same else now
+    if since:
+        condition["lastTransitionTime"] = since
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def requested_at_now() -> str:
+    """A request time precise enough to order two runs requested in the same second."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,163 @@
+"""Runs on request (TestSuite, Monitor): start a planned run once, keep the owner's status.
+
+The kind modules turn the owner and its run-request annotation into a `RunPlan`; this module
+creates the run's objects and rebuilds the status, the same way for both kinds:
+
+* start: the spec ConfigMap first, then the upload Secret, then the Job(s), each created only
+  if absent. The ConfigMap also holds the plan (`plan.json`): when it exists already (a
+  retried handler, a restarted operator) the Jobs are built from that plan, not from a spec
+  that may have changed since, so a run is started once and as it was first planned.
+* status: level-based, from the owner's Jobs (runhistory.history_status), written with the
+  owner's resourceVersion so that two handlers never overwrite a newer status with an older
+  one; on a conflict it reads again and recomputes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+
+from . import kube
+from .names import (
+    ENVIRONMENT_ANNOTATION,
+    LABEL_KIND,
+    LABEL_NAME,
+    LOCATION_ANNOTATION,
+    REQUEST_ID_ANNOTATION,
+    REQUESTED_AT_ANNOTATION,
+    name_label,
+)
+from .runhistory import RequestState, history_status, now_iso, requested_at_now
+from .runjob import build_runner_job, build_spec_configmap, build_upload_secret
+from .settings import OperatorSettings
+
+PLAN_FILE = "plan.json"
+CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where one Job of a run goes: a region or a remote agent, as node labels."""
+
+    name: str
+    """Label-safe id, the Job name's suffix: the region, or `agent-<name>`."""
+    node_selector: dict[str, str]
+    env: dict[str, str]
+    """ASSAY_REGION or ASSAY_AGENT, which the runner writes into the result."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run's objects are built from; stored in the spec ConfigMap."""
+
+    run_id: str
+    request_id: str
+    runner_args: list[str]
+    options: dict
+    """The runner's ASSAY_RUN_OPTIONS."""
+    locations: list[Location] = field(default_factory=list)
+    """One Job per location; none: one Job, on any node."""
+    environment: str | None = None
+    requested_at: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunPlan:
+        return cls(**{**data, "locations": [Location(**loc) for loc in data.get("locations") or []]})
+
+
+def build_run_objects(owner: dict, plan: RunPlan, manifest_owner: dict, settings: OperatorSettings,
+                      extra_files: dict[str, object] | None = None) -> tuple[dict, dict | None, list[dict]]:
+    """(spec ConfigMap, upload Secret or None, Jobs) of a planned run. `manifest_owner` is the
+    owner as the runner should see it (parameter pools resolved)."""
+    configmap = build_spec_configmap(manifest_owner, plan.run_id, {PLAN_FILE: plan.to_json(), **(extra_files or {})})
+    secret = build_upload_secret(owner, plan.run_id, settings) if settings.uploads_enabled else None
+    return configmap, secret, build_jobs(owner, plan, settings)
+
+
+def build_jobs(owner: dict, plan: RunPlan, settings: OperatorSettings) -> list[dict]:
+    annotations = {REQUEST_ID_ANNOTATION: plan.request_id, REQUESTED_AT_ANNOTATION: plan.requested_at}
+    if plan.environment is not None:
+        annotations[ENVIRONMENT_ANNOTATION] = plan.environment
+    env = {"ASSAY_RUN_OPTIONS": json.dumps(plan.options, sort_keys=True)}
+    if not plan.locations:
+        return [build_runner_job(owner, plan.run_id, 1, settings, plan.runner_args, env=env, annotations=annotations)]
+    return [
+        build_runner_job(owner, plan.run_id, 1, settings, plan.runner_args, location=loc.name,
+                         node_selector=loc.node_selector, run_shards=len(plan.locations),
+                         env={**env, **loc.env, "ASSAY_SHARD_INDEX": str(index)},
+                         annotations={**annotations, LOCATION_ANNOTATION: loc.name})
+        for index, loc in enumerate(plan.locations)
+    ]
+
+
+def recorded_run_ids(status: dict) -> set[str]:
+    entries = [status.get("lastRun") or {}, *(status.get("history") or [])]
+    return {e["runId"] for e in entries if e.get("runId")}
+
+
+def start_run(owner: dict, plan: RunPlan, manifest_owner: dict, settings: OperatorSettings,
+              logger: logging.Logger, extra_files: dict[str, object] | None = None) -> bool:
+    """Create the run's objects unless they exist; True if this call started the run."""
+    if not plan.requested_at:
+        plan = replace(plan, requested_at=requested_at_now())
+    configmap, secret, _ = build_run_objects(owner, plan, manifest_owner, settings, extra_files)
+    existing, created = kube.create_if_absent(configmap)
+    if not created and PLAN_FILE in (existing.get("data") or {}):
+        plan = RunPlan.from_json(json.loads(existing["data"][PLAN_FILE]))
+    if secret is not None:
+        kube.create_if_absent(secret)
+    started = False
+    for job in build_jobs(owner, plan, settings):
+        _, job_created = kube.create_if_absent(job)
+        started = started or job_created
+    if started:
+        where = f" in {', '.join(loc.name for loc in plan.locations)}" if plan.locations else ""
+        logger.info(f"run {plan.run_id} (request {plan.request_id!r}) started{where}")
+    return started
+
+
+def owner_jobs(kind: str, owner: dict) -> list[dict]:
+    meta = owner["metadata"]
+    selector = {LABEL_KIND: kind, LABEL_NAME: name_label(meta["name"])}
+    return [job for job in kube.list_jobs(meta["namespace"], selector)
+            if any(ref.get("uid") == meta["uid"] and ref.get("controller")
+                   for ref in job["metadata"].get("ownerReferences") or [])]
+
+
+def reconcile_status(kind: str, plural: str, namespace: str, name: str, request_state, settings: OperatorSettings,
+                     logger: logging.Logger, pending: str | None = None) -> dict | None:
+    """Rebuild and write the owner's status; returns it (None if the owner is gone).
+
+    `request_state(owner) -> RequestState` reads the run request (cheap, no I/O)."""
+    for _ in range(CONFLICT_RETRIES):
+        owner = kube.read_custom(plural, namespace, name)
+        if owner is None:
+            return None
+        state: RequestState = request_state(owner)
+        if pending and state.run_id and not state.error:
+            state = RequestState(run_id=state.run_id, pending=pending)
+        current = owner.get("status") or {}
+        new = history_status(kind, owner_jobs(kind, owner), lambda job: kube.list_job_pods(namespace, job),
+                             current, state, limit=settings.run_history_limit,
+                             generation=owner["metadata"].get("generation"), now=now_iso())
+        if all(current.get(k) == v for k, v in new.items()):
+            return new
+        try:
+            kube.patch_status(plural, namespace, name, new, owner["metadata"]["resourceVersion"])
+        except kube.Conflict:
+            continue
+        last, before = new.get("lastRun") or {}, current.get("lastRun") or {}
+        result = last.get("status") or last.get("result")
+        if (last.get("runId"), result) != (before.get("runId"), before.get("status") or before.get("result")):
+            logger.info(f"run {last.get('runId')}: {result}")
+        return new
+    raise kube.Conflict(f"{plural}/{name}: status kept changing under {CONFLICT_RETRIES} attempts")
+
+
+def controller_owner(job: dict, kind: str) -> dict | None:
+    return next((ref for ref in (job.get("metadata") or {}).get("ownerReferences") or []
+                 if ref.get("kind") == kind and ref.get("controller")), None)
