@@ -44,7 +44,7 @@ from pydantic import ValidationError
 from assay.crds.clientcredential import ClientCredentialSpec, hash_secret
 
 from . import kube
-from .names import GROUP, LABEL_KIND, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, VERSION, _fit
+from .names import GROUP, LABEL_KIND, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, VERSION, fit_name
 from .runjob import owner_reference
 
 PLURAL = "clientcredentials"
@@ -68,7 +68,7 @@ def generate_client_secret() -> str:
 
 
 def secret_name_for(credential: str) -> str:
-    return _fit(credential, "secret", limit=253)
+    return fit_name(credential, "secret", limit=253)
 
 
 def build_credential_secret(owner: dict, client_id: str, client_secret: str) -> dict:
@@ -86,7 +86,7 @@ def build_credential_secret(owner: dict, client_id: str, client_secret: str) -> 
             "labels": {
                 LABEL_MANAGED_BY: MANAGED_BY,
                 LABEL_KIND: "ClientCredential",
-                LABEL_NAME: meta["name"] if len(meta["name"]) <= 63 else _fit(meta["name"][:40], "x"),
+                LABEL_NAME: meta["name"] if len(meta["name"]) <= 63 else fit_name(meta["name"][:40], "x"),
                 LABEL_CLIENT_ID: client_id,
             },
             "ownerReferences": [owner_reference(owner)],

@@ -1,6 +1,6 @@
 """Monitor handlers: start a requested monitor run once, mirror its Jobs into the status.
 
-A run is requested with the `assay.dev/run-request` annotation (runrequest.py has the
+A run is requested with the `assay.dev/run-request` annotation (assay.crds.runrequest has the
 contract): a request id, or `{"id", "environment", "params"}` as the gateway's Runscope
 trigger writes it. The run uses the named environment (by name or id; default: the Monitor's
 default environment, else its first).
@@ -33,7 +33,7 @@ from . import kube
 from .names import GROUP, LABEL_KIND, RUN_REQUEST_ANNOTATION, VERSION, run_id_for_request
 from .runhistory import RequestState
 from .runjob import SPEC_MOUNT, manifest_of
-from .runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
+from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
 from .runs import Location, RunPlan, controller_owner, reconcile_status, recorded_run_ids, start_run
 from .settings import get_settings
 

@@ -1,6 +1,6 @@
 """TestSuite handlers: start a requested suite run once, mirror its Job into the status.
 
-A run is requested with the `assay.dev/run-request` annotation (runrequest.py has the
+A run is requested with the `assay.dev/run-request` annotation (assay.crds.runrequest has the
 contract): a request id, or `{"id", "forceAllFlows", "additionalDescription",
 "overrideParameters"}` as the gateway's Loadmill API writes it. The run is one Job,
 `<run-id>`, running `python -m assay.runner testsuite`; its status (`lastRun`, `history`) is
@@ -19,7 +19,7 @@ from assay.crds.testsuite import TestSuiteSpec
 from . import kube
 from .names import GROUP, LABEL_KIND, RUN_REQUEST_ANNOTATION, VERSION, run_id_for_request
 from .runhistory import RequestState
-from .runrequest import InvalidRunRequest, SuiteRunRequest, parse_run_request
+from assay.crds.runrequest import InvalidRunRequest, SuiteRunRequest, parse_run_request
 from .runs import RunPlan, controller_owner, reconcile_status, recorded_run_ids, start_run
 from .settings import get_settings
 

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import copy as copy_module
 import datetime as dt
-import hashlib
 import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from kubernetes.client.rest import ApiException
+
+from assay.crds.runrequest import fit_name
 
 from . import Conflict, NotFound
 
@@ -49,18 +50,8 @@ ANNOTATION_RESERVATION = "assay.dev/number-reservation"
 ANNOTATION_ORIGINAL = "assay.dev/original-name"
 ANNOTATION_COPIED_FROM = "assay.dev/copied-from"
 OWN_PREFIX = "assay.dev/"
-MAX_NAME = 63
 
 
-def fit_name(base: str, suffix: str, limit: int = MAX_NAME) -> str:
-    """`base-suffix` within `limit` characters; a cut base gets a hash so that two long names
-    with one prefix still differ (the operator's rule, names.py `_fit`)."""
-    name = f"{base}-{suffix}"
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha256(base.encode()).hexdigest()[:6]
-    keep = limit - len(suffix) - len(digest) - 2
-    return f"{base[:keep].rstrip('-')}-{digest}-{suffix}"
 
 
 def iso(value: Any) -> Optional[str]:

@@ -4,9 +4,8 @@ set a flow's parameter pool, list labels.
 Asking for a run
     The gateway sets the annotation `assay.dev/run-request` on the TestSuite to
     `{"id": <uuid4>, "forceAllFlows", "additionalDescription", "overrideParameters"}`, the
-    contract of operator/runrequest.py. The operator derives the run id from the suite's uid
-    and the request id (`run_id_for_request`, mirrored here and kept in step by a unit test),
-    so the gateway answers with the run id before the run exists. The annotation holds one
+    contract of assay.crds.runrequest. The operator derives the run id from the suite's uid
+    and the request id with the same `run_id_for_request`, so the gateway answers with the run id before the run exists. The annotation holds one
     request: one replaced before the operator saw it would never run. So a request waits
     (up to `PENDING_WAIT_SECONDS`) until the previous one is in the suite's status (or was
     refused as invalid) and answers 409 with Retry-After if it is not; the patch carries the
@@ -27,7 +26,6 @@ Flow runs
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import time
 import uuid
@@ -40,10 +38,11 @@ from assay.runner.apitest.suite import SuiteInputError, parse_pool_csv
 
 from ..kube import NotFound as KubeNotFound
 from . import Conflict, InvalidInput, NotFound, TooLarge
-from .loadtests import epoch_ms, fit_name
+from assay.crds.runrequest import RUN_REQUEST_ANNOTATION, fit_name, run_id_for_request
+
+from .loadtests import epoch_ms
 
 PLURAL = "testsuites"
-RUN_REQUEST_ANNOTATION = "assay.dev/run-request"
 SUITE_RUN_DOCUMENT = "suite-run.json"
 REQUESTS = "suite-run-requests"
 """Store collection: run id -> the request as the gateway made it (namespace, suite, options)."""
@@ -62,12 +61,6 @@ MAX_ADDITIONAL_DESCRIPTION = 1024
 INDEX_SCAN_RUNS = 50
 CONFLICT_RETRIES = 5
 
-
-def run_id_for_request(name: str, uid: str, request_id: str) -> str:
-    """The run id the operator gives the run of `request_id` (operator/names.py
-    `run_id_for_request`): the suite's name plus ten hex characters of sha256(uid/request id)."""
-    digest = hashlib.sha256(f"{uid}/{request_id}".encode()).hexdigest()[:10]
-    return fit_name(name, digest, limit=52)
 
 
 def label_id(text: str) -> str:
@@ -98,7 +91,7 @@ def text_parameters(values: Any) -> dict[str, str]:
 
 def run_request_value(request_id: str, force_all_flows: bool, additional_description: str,
                       override_parameters: dict[str, str]) -> str:
-    """The annotation value, exactly the JSON operator/runrequest.py SuiteRunRequest reads."""
+    """The annotation value, exactly the JSON assay.crds.runrequest.SuiteRunRequest reads."""
     return json.dumps({"id": request_id, "forceAllFlows": force_all_flows,
                        "additionalDescription": additional_description,
                        "overrideParameters": override_parameters}, sort_keys=True, separators=(",", ":"))

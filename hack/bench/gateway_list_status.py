@@ -20,6 +20,18 @@ Then, with httpx from this process, one request at a time (after a warm-up): `--
 each timed from sending to the last byte. The table shows p50, p99, mean and max in
 milliseconds and requests per second. Each request goes through token verification, the
 tenancy check, a list of LoadTests from the API server and the store queries.
+
+Measured on the 2-core development machine (10,000 runs, 20,000 archives, 5 LoadTests, 1000
+requests each; seeding took 48 s):
+
+| endpoint                  | p50 ms | p99 ms | mean ms | req/s |
+|---------------------------|--------|--------|---------|-------|
+| GET /loadTests            |   5.89 |  23.49 |    7.11 |   141 |
+| GET /loadTests/{n}/status |   4.64 |  13.80 |    5.17 |   193 |
+
+Most of a request is the LoadTest list from the API server; the store's share does not grow
+with the number of runs (every query is on an index: counters by key, archives by
+(project, load test)).
 """
 
 from __future__ import annotations

@@ -23,13 +23,11 @@ from assay.api.services.suites import (
     label_id,
     pending_request,
     requested_id,
-    run_id_for_request,
     run_request_value,
     text_parameters,
     validated_csv,
 )
-from assay.operator.names import run_id_for_request as operator_run_id
-from assay.operator.runrequest import SuiteRunRequest, parse_run_request
+from assay.crds.runrequest import SuiteRunRequest, parse_run_request, run_id_for_request
 
 # The example of https://docs.loadmill.com "Configuration Files", without its built-in
 # function ${__random_chars} (refused, see below).
@@ -166,11 +164,6 @@ def test_iterations_are_passes_over_the_flow_and_failures_fail_at_most_one_each(
 
 # --- the run-request contract with the operator ------------------------------------------------------
 
-
-def test_run_id_is_the_operators():
-    uid = str(uuid.uuid4())
-    for name in ("checkout", "x" * 80):
-        assert run_id_for_request(name, uid, "req-1") == operator_run_id(name, uid, "req-1")
 
 
 def test_the_annotation_is_what_the_operator_reads():

@@ -9,7 +9,7 @@ from assay.operator import monitor as monitor_kind
 from assay.operator import testsuite as suite_kind
 from assay.operator.names import job_name_for, run_id_for_request
 from assay.operator.runhistory import RequestState, history_status
-from assay.operator.runrequest import (
+from assay.crds.runrequest import (
     InvalidRunRequest,
     MonitorRunRequest,
     SuiteRunRequest,

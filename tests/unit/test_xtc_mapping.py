@@ -29,12 +29,10 @@ from assay.api.services.loadtests import (
     copy_root_name,
     creation_order,
     elapsed_seconds,
-    fit_name,
     run_figures,
 )
 from assay.api.settings import GatewaySettings
 from assay.api.store import Store
-from assay.operator.names import _fit as operator_fit
 
 SPEC = {"description": "checkout under load", "shards": 2, "baseUrl": "http://shop.test",
         "load": {"users": 4, "duration": "5m", "rampUp": "30s"},
@@ -122,7 +120,6 @@ def test_copy_names_fit_kubernetes_like_the_operators_names():
     long = "x" * 70
     assert copy_name("checkout", 12) == "checkout-12"
     assert len(copy_name(long, 12)) <= 63 and copy_name(long, 12).endswith("-12")
-    assert fit_name(long, "12") == operator_fit(long, "12")
     assert copy_name("checkout", 12, attempt=1).startswith("checkout-12-")
 
 

@@ -1,4 +1,5 @@
-"""Run requests: how a user, a GitOps tool or the gateway asks for a TestSuite or Monitor run.
+"""Run requests and run ids: the contract between users, the gateway and the operator for how
+a TestSuite or Monitor run is asked for, and how every run is named.
 
 A run is requested by setting the annotation `assay.dev/run-request` on the TestSuite or
 Monitor. Its value is either a plain request id:
@@ -14,7 +15,7 @@ or a JSON object with the id and the run's options:
 
 Every field but `id` is optional; unknown fields are refused. The request id is any string of
 1 to 253 characters the requester chooses (a timestamp, a UUID, a Git commit): the run id is
-derived from the resource's uid and the request id (`names.run_id_for_request`), and the run's
+derived from the resource's uid and the request id (`run_id_for_request`), and the run's
 Job is named after the run id. So
 
 * setting the same id again (a replayed `kubectl annotate`, a GitOps tool re-applying, an
@@ -29,13 +30,45 @@ nothing; the `RunRequest` condition says why, until the annotation changes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
-from .names import RUN_REQUEST_ANNOTATION
+RUN_REQUEST_ANNOTATION = "assay.dev/run-request"
+MAX_NAME = 63
+RUN_ID_LIMIT = 52
+"""Pod names of an Indexed Job are `<job>-<index>-<5 random>`; run ids leave room for that."""
+
+
+def fit_name(base: str, suffix: str, limit: int = MAX_NAME) -> str:
+    """`base-suffix` within `limit` characters; a cut base gets a hash so two long names
+    sharing a prefix still differ."""
+    name = f"{base}-{suffix}"
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(base.encode()).hexdigest()[:6]
+    keep = limit - len(suffix) - len(digest) - 2
+    return f"{base[:keep].rstrip('-')}-{digest}-{suffix}"
+
+
+def run_id_for(name: str, uid: str) -> str:
+    """The run id of a one-shot resource (a LoadTest runs once): its name plus its uid's
+    first eight characters, so a deleted and recreated LoadTest of the same name is a new run."""
+    return fit_name(name, uid.replace("-", "")[:8], limit=RUN_ID_LIMIT)
+
+
+def run_id_for_request(name: str, uid: str, request_id: str) -> str:
+    """The run id of a requested run (TestSuite, Monitor): the owner's name plus ten hex
+    characters of sha256("<uid>/<request id>").
+
+    A repeated or replayed request yields the same id, hence the same Job name, so it never
+    starts a second run; a new request id is a new run. The gateway computes the same id to
+    answer "run started" with the id the run will have."""
+    digest = hashlib.sha256(f"{uid}/{request_id}".encode()).hexdigest()[:10]
+    return fit_name(name, digest, limit=RUN_ID_LIMIT)
 
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=253, strip_whitespace=True)]
 
