@@ -221,6 +221,28 @@ class LoadSummary(StatusModel):
     p95_ms: Optional[float] = None
 
 
+class LoadProgress(StatusModel):
+    """Live figures of a running LoadTest, from its shards' latest reports (every few
+    seconds). Removed when the run finishes: the final figures are in `summary`."""
+
+    requests: int = 0
+    """Requests completed so far, all shards."""
+    errors: int = 0
+    """Failed requests so far, all shards."""
+    rps: float = 0.0
+    """Requests per second over the last few seconds, all running shards."""
+    p95_ms: Optional[float] = None
+    """95th percentile latency (ms) of the requests completed in the last ~5 seconds by the
+    running shards: their latency histograms merged, not the run's p95 so far (that is
+    `summary.p95Ms` once the run has finished). Unset while no request completed in that time."""
+    active_users: int = 0
+    """Virtual users (closed model) or iterations (open model) in flight, all running shards."""
+    shards_reporting: int = 0
+    """Shards whose progress arrived in the last seconds and that are still running."""
+    updated_at: Optional[datetime] = None
+    """When the newest report reached the gateway."""
+
+
 class LoadTestStatus(StatusModel):
     phase: Optional[Literal["Pending", "Running", "Succeeded", "Failed"]] = None
     """Where the run is: Succeeded means it ran to the end, whatever the result."""
@@ -232,6 +254,8 @@ class LoadTestStatus(StatusModel):
     completion_time: Optional[datetime] = None
     shards: Optional[ShardCounts] = None
     summary: Optional[LoadSummary] = None
+    progress: Optional[LoadProgress] = None
+    """While the run is Running: its live figures, refreshed every few seconds."""
     failed_criteria: list[str] = []
     message: Optional[str] = None
     observed_generation: Optional[int] = None

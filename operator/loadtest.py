@@ -1,17 +1,29 @@
-"""LoadTest handlers: start the run once, mirror its Job into the LoadTest status.
+"""LoadTest handlers: start the run once, mirror its Job into the LoadTest status, and show
+the live figures of a running one.
 
 A LoadTest runs exactly once. Starting is idempotent (deterministic names, create-if-absent,
 nothing started for a finished LoadTest); the status is level-based: every event on the run's
 Job recomputes it from the Job and its pods, so a restarted operator catches up on whatever
 happened while it was away.
+
+Live figures: the shards push their progress to the gateway (the runner never touches the
+Kubernetes API), and while a LoadTest is Running a timer reads the merged progress from the
+gateway every few seconds into `status.progress`. The operator stays the only writer of the
+status; the mirror removes `progress` when the run finishes, as the gateway drops it then.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from datetime import datetime, timezone
+
+import httpx
 import kopf
 from pydantic import ValidationError
 
-from assay.crds.loadtest import LoadTestSpec
+from assay.crds.loadtest import LoadProgress, LoadTestSpec
+from assay.runner.upload import upload_token
 
 from . import kube
 from .names import GROUP, LABEL_KIND, VERSION, job_name_for, run_id_for
@@ -20,6 +32,8 @@ from .runstatus import TERMINAL_PHASES, loadtest_status
 from .settings import get_settings
 
 PLURAL = "loadtests"
+PROGRESS_INTERVAL_SECONDS = 3.0
+GATEWAY_TIMEOUT_SECONDS = 2.0
 
 
 def _validated_spec(spec: dict) -> LoadTestSpec:
@@ -75,8 +89,84 @@ def mirror_job(body, namespace, type, logger, **_):
                           criteria=list(loadtest["spec"].get("criteria") or []))
     new["runId"] = body["metadata"]["labels"].get("assay.dev/run-id", current.get("runId"))
     new["jobName"] = job_name
+    if new["phase"] in TERMINAL_PHASES:
+        # Live figures end with the run (`summary` has the final ones). Sent with the final
+        # phase even when this read saw none: a progress tick may have landed since.
+        new["progress"] = None
     if any(current.get(k) != v for k, v in new.items()):
         kube.patch_status(PLURAL, namespace, owner["name"], new)
         if new["phase"] != current.get("phase"):
             logger.info(f"run {new['runId']}: {current.get('phase', '-')} -> {new['phase']}"
                         + (f" ({new['result']})" if new.get("result") else ""))
+
+
+# --- live progress ------------------------------------------------------------------------------
+
+
+def progress_status(answer: dict) -> dict | None:
+    """`status.progress` from the gateway's answer about the run (GET /internal/v1/runs/<id>):
+    its merged progress, or None when there is none (not started, or finished). Every field
+    is present, unset ones as None, so that a merge patch also removes what went away."""
+    merged = (answer.get("progress") or {}).get("merged")
+    if not merged:
+        return None
+    updated = merged.get("updatedAt")
+    progress = LoadProgress(
+        requests=merged.get("requests") or 0, errors=merged.get("errors") or 0, rps=merged.get("rps") or 0.0,
+        p95_ms=merged.get("p95Ms"), active_users=merged.get("activeUsers") or 0,
+        shards_reporting=merged.get("shardsReporting") or 0,
+        updated_at=datetime.fromtimestamp(int(updated), timezone.utc) if updated is not None else None)
+    return progress.model_dump(mode="json", by_alias=True)
+
+
+@functools.cache
+def _gateway() -> httpx.AsyncClient:
+    """One connection pool for every LoadTest's timer. Asynchronous, so that a gateway that
+    does not answer holds no thread of the pool the synchronous handlers run in."""
+    return httpx.AsyncClient(base_url=get_settings().gateway_url, timeout=GATEWAY_TIMEOUT_SECONDS)
+
+
+@kopf.on.cleanup()
+async def close_gateway_client(**_):
+    if _gateway.cache_info().currsize:
+        await _gateway().aclose()
+        _gateway.cache_clear()
+
+
+def _running_with_gateway(status, **_) -> bool:
+    return status.get("phase") == "Running" and get_settings().uploads_enabled
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=PROGRESS_INTERVAL_SECONDS, when=_running_with_gateway)
+async def refresh_progress(name, namespace, uid, meta, status, logger, **_):
+    """Copy the run's merged live progress from the gateway into status.progress. Only while
+    Running (Kopf stops the timer when the filter stops matching); a gateway that does not
+    answer costs this tick only."""
+    if status.get("phase") != "Running":  # the filter matched an older version of the object
+        return
+    run_id = status.get("runId") or run_id_for(name, uid)
+    token = upload_token(get_settings().upload_key.get_secret_value(), run_id)
+    try:
+        response = await _gateway().get(f"/internal/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as exc:
+        logger.debug(f"run {run_id}: no progress from the gateway ({type(exc).__name__}: {exc}); next tick")
+        return
+    if response.status_code != 200:
+        # 404: no shard has reported yet.
+        logger.debug(f"run {run_id}: no progress from the gateway (HTTP {response.status_code}); next tick")
+        return
+    try:
+        progress = progress_status(response.json())
+    except ValueError as exc:
+        logger.debug(f"run {run_id}: the gateway's answer is not the run's ({exc}); next tick")
+        return
+    current = status.get("progress") or {}
+    if progress is None or {k: v for k, v in progress.items() if v is not None} == current:
+        return
+    try:
+        # Only onto the object as this tick saw it: a run that finished meanwhile keeps the
+        # mirror's final status, without live figures written after it.
+        await asyncio.to_thread(kube.patch_status, PLURAL, namespace, name, {"progress": progress},
+                                resource_version=meta["resourceVersion"])
+    except kube.Conflict:
+        logger.debug(f"run {run_id}: the LoadTest changed meanwhile; progress on the next tick")

@@ -28,12 +28,12 @@ import kopf
 from pydantic import ValidationError
 
 from assay.crds.monitor import ConditionStep, Environment, MonitorSpec, SubtestStep
+from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
 
 from . import kube
 from .names import GROUP, LABEL_KIND, RUN_REQUEST_ANNOTATION, VERSION, run_id_for_request
 from .runhistory import RequestState
-from .runjob import SPEC_MOUNT, manifest_of
-from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
+from .runjob import SPEC_MOUNT, manifest_of, owner_of
 from .runs import Location, RunPlan, controller_owner, reconcile_status, recorded_run_ids, start_run
 from .settings import get_settings
 
@@ -136,15 +136,11 @@ def resolve_subtests(owner: dict, monitors: list[dict]) -> list[dict]:
     return [manifest_of(m) for m in found.values() if m["metadata"]["uid"] != owner["metadata"]["uid"]]
 
 
-def _owner(body) -> dict:
-    return {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"]),
-            "spec": dict(body["spec"])}
-
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.field(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RUN_REQUEST_ANNOTATION))
 def run_requested(body, name, namespace, status, logger, **_):
-    owner = _owner(body)
+    owner = owner_of(body)
     settings = get_settings()
     try:
         request = parse_run_request(owner["metadata"].get("annotations"), MonitorRunRequest)

@@ -31,6 +31,12 @@ SPEC_FILE = "manifest.json"
 TERMINATION_LOG = "/dev/termination-log"
 
 
+def owner_of(body) -> dict:
+    """A plain-dict copy of a Kopf body: the owner as the builders take it."""
+    return {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"]),
+            "spec": dict(body["spec"])}
+
+
 def owner_reference(owner: dict) -> dict:
     meta = owner["metadata"]
     return {

@@ -23,7 +23,8 @@ class OperatorSettings(BaseSettings):
     # Result uploads: with both set, every run gets a Secret with its upload token
     # (HMAC(upload_key, run id), which the gateway checks) and the runner uploads its results.
     gateway_url: str | None = None
-    """How runner pods reach the gateway, e.g. http://assay-gateway.assay.svc:8000."""
+    """How runner pods reach the gateway, e.g. http://assay-gateway.assay.svc:8000. The
+    operator reads a running LoadTest's live progress from the same address."""
     upload_key: SecretStr | None = None
     """Shared with the gateway (its ASSAY_UPLOAD_KEY)."""
     run_history_limit: int = Field(10, ge=1, le=20)

@@ -14,12 +14,13 @@ import copy
 import kopf
 from pydantic import ValidationError
 
+from assay.crds.runrequest import InvalidRunRequest, SuiteRunRequest, parse_run_request
 from assay.crds.testsuite import TestSuiteSpec
 
 from . import kube
 from .names import GROUP, LABEL_KIND, RUN_REQUEST_ANNOTATION, VERSION, run_id_for_request
 from .runhistory import RequestState
-from assay.crds.runrequest import InvalidRunRequest, SuiteRunRequest, parse_run_request
+from .runjob import owner_of
 from .runs import RunPlan, controller_owner, reconcile_status, recorded_run_ids, start_run
 from .settings import get_settings
 
@@ -69,15 +70,11 @@ def with_inline_pools(owner: dict) -> dict:
     return resolved
 
 
-def _owner(body) -> dict:
-    return {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"]),
-            "spec": dict(body["spec"])}
-
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.field(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RUN_REQUEST_ANNOTATION))
 def run_requested(body, name, namespace, status, logger, **_):
-    owner = _owner(body)
+    owner = owner_of(body)
     settings = get_settings()
     pending = None
     try:

@@ -96,21 +96,11 @@ def namespace(cluster: Cluster) -> str:
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-class OperatorProcess:
-    """`python -m assay.operator` as a real process, killable mid-run."""
+class ManagedProcess:
+    """A real child process a test can kill (SIGKILL, mid-whatever) or stop gracefully."""
 
-    def __init__(self, cluster: Cluster, log_path: Path, namespace: str | None = None):
-        self.cluster, self.log_path, self.namespace = cluster, log_path, namespace
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> OperatorProcess:
-        args = [sys.executable, "-m", "assay.operator"]
-        if self.namespace:
-            args += ["--namespace", self.namespace]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd="/",
-                                     env={**self.cluster.env, "ASSAY_RUNNER_IMAGE": "assay/runner:test"})
-        return self
+    proc: subprocess.Popen | None = None
+    log_path: Path
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -126,7 +116,33 @@ class OperatorProcess:
                 self.kill()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class OperatorProcess(ManagedProcess):
+    """`python -m assay.operator` as a real process, killable mid-run: watching `namespaces`
+    (one or several), and telling runner pods where `gateway` is when one is given."""
+
+    def __init__(self, cluster: Cluster, log_path: Path, namespaces: str | list[str] | None = None,
+                 gateway: GatewayProcess | None = None):
+        self.cluster, self.log_path, self.gateway = cluster, log_path, gateway
+        self.namespaces = [namespaces] if isinstance(namespaces, str) else list(namespaces or [])
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def namespace(self) -> str | None:
+        return self.namespaces[0] if self.namespaces else None
+
+    def start(self) -> OperatorProcess:
+        args = [sys.executable, "-m", "assay.operator"]
+        for namespace in self.namespaces:
+            args += ["--namespace", namespace]
+        env = {**self.cluster.env, "ASSAY_RUNNER_IMAGE": "assay/runner:test"}
+        if self.gateway:
+            env.update(ASSAY_GATEWAY_URL=self.gateway.url, ASSAY_UPLOAD_KEY=self.gateway.UPLOAD_KEY)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd="/", env=env)
+        return self
 
 
 @pytest.fixture
@@ -137,7 +153,7 @@ def operator(cluster: Cluster, namespace: str, tmp_path: Path):
     print(proc.log()[-4000:], file=sys.stderr)
 
 
-class GatewayProcess:
+class GatewayProcess(ManagedProcess):
     """`python -m assay.api` as a real uvicorn process on a free loopback port, with its store
     in a temporary folder; killable and restartable on the same store."""
 
@@ -173,26 +189,19 @@ class GatewayProcess:
         self.cluster.wait_for("the gateway to answer /healthz", healthy, timeout=30, interval=0.2)
         return self
 
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @pytest.fixture
 def gateway(cluster: Cluster, tmp_path: Path):
     proc = GatewayProcess(cluster, tmp_path / "store", tmp_path / "gateway.log").start()
+    yield proc
+    proc.stop()
+    print(proc.log()[-4000:], file=sys.stderr)
+
+
+@pytest.fixture
+def operator_with_gateway(cluster: Cluster, namespace: str, gateway: GatewayProcess, tmp_path: Path):
+    proc = OperatorProcess(cluster, tmp_path / "operator.log", namespace, gateway=gateway).start()
     yield proc
     proc.stop()
     print(proc.log()[-4000:], file=sys.stderr)

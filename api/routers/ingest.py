@@ -1,9 +1,10 @@
 """Result ingest from runner pods: `/internal/v1/runs/...`, not part of any public API family.
 
     PUT /internal/v1/runs/{run_id}/documents/{name}    store one document of the run
+    PUT /internal/v1/runs/{run_id}/progress/{shard}    a running load shard's latest progress
     GET /internal/v1/runs/{run_id}                     what is stored for the run
 
-Both take `Authorization: Bearer <upload token>`, the HMAC of the run id under the upload key
+All take `Authorization: Bearer <upload token>`, the HMAC of the run id under the upload key
 (assay.runner.upload.upload_token), so a pod can touch its own run only. The PUT's headers
 are listed in assay.runner.upload; the body is the document. A body is stored only when it
 is complete and matches its declared SHA-256: a gateway or connection dying mid-upload
@@ -11,6 +12,13 @@ leaves nothing behind, and the runner's retry stores it once. Answers: 201 store
 same bytes were stored before, 409 a different document is stored under that name (its
 sha256 in the answer), 400/401/413 as usual. Errors have the default shape
 `{"error", "message"}`.
+
+The progress PUT's body is a small JSON object (assay.runner.progress.ShardProgress) that
+replaces the shard's previous one: 204 stored, 409 `run_finished` (the run's final figures
+exist; live ones are dropped when it finishes and not taken after), 400/401/413. The GET
+shows them as `progress`: `{"shards": [each shard's latest report], "merged": all shards
+as one}` (api/store/progress.py says how they merge), or null when there are none. The
+operator reads `merged` into a running LoadTest's `status.progress`.
 """
 
 from __future__ import annotations
@@ -21,10 +29,12 @@ import json
 import re
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from assay.runner.progress import PROGRESS_MAX_BYTES, ShardProgress
 from assay.runner.upload import (
     H_IDEMPOTENCY_KEY,
     H_KIND,
@@ -40,7 +50,8 @@ from assay.runner.upload import (
 )
 
 from ..errors import ApiError
-from ..store import IngestError, ResultIngest, Upload
+from ..store import IngestError, ResultIngest, Upload, merge_progress, shard_view
+from ..store.results import MAX_SHARDS
 
 PREFIX = "/internal/v1/runs"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -115,24 +126,65 @@ def install(app: FastAPI, services) -> None:
             "archives": [a.to_dict() for a in accepted.archives],
         }, status_code=201 if accepted.created else 200)
 
+    @app.put(PREFIX + "/{run_id}/progress/{shard}", include_in_schema=False)
+    async def put_progress(run_id: str, shard: int, request: Request):
+        authorize(request, run_id)
+        if not 0 <= shard < MAX_SHARDS:
+            raise ApiError(400, f"shard must be 0..{MAX_SHARDS - 1}, not {shard}", code="invalid_request")
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > PROGRESS_MAX_BYTES:
+                    raise ApiError(413, f"a progress report is at most {PROGRESS_MAX_BYTES} bytes",
+                                   code="too_large")
+        except ClientDisconnect:
+            return JSONResponse({"error": "incomplete_body", "message": "the client disconnected"}, status_code=400)
+
+        def store_progress() -> bool:
+            try:
+                progress = ShardProgress.model_validate_json(bytes(body))
+                progress.histogram()  # refuse a histogram the merge could not read
+            except ValidationError as exc:
+                raise ApiError(400, "not a shard progress report: " + _validation_errors(exc),
+                               code="invalid_request") from None
+            except ValueError as exc:
+                raise ApiError(400, f"windowHistogram: {exc}", code="invalid_request") from None
+            try:
+                return services.store.put_progress(run_id, shard, progress.model_dump(mode="json", by_alias=True))
+            except ValueError as exc:  # a run id that is not a safe name
+                raise ApiError(400, str(exc), code="invalid_request") from None
+
+        if not await run_in_threadpool(store_progress):
+            raise ApiError(409, f"run {run_id} has finished; its final figures replace the live ones",
+                           code="run_finished")
+        return Response(status_code=204)
+
     @app.get(PREFIX + "/{run_id}", include_in_schema=False)
     def get_run(run_id: str, request: Request):
         authorize(request, run_id)
         store = services.store
         run = store.get_run(run_id)
         documents = store.list_documents(run_id)
-        if run is None and not documents:
+        progress = store.list_progress(run_id)
+        if run is None and not documents and not progress:
             raise ApiError(404, f"nothing is stored for run {run_id}", code="not_found")
         return {
             "runId": run_id,
             "run": run.to_dict() if run else None,
             "documents": [d.to_dict() for d in documents],
             "archives": [a.to_dict() for a in store.list_archives(run_id=run_id)],
+            "progress": {"shards": [shard_view(p) for p in progress], "merged": merge_progress(progress)}
+            if progress else None,
         }
 
 
 def _ingest_error(exc: IngestError) -> JSONResponse:
     return JSONResponse({"error": exc.code, "message": exc.message, **exc.details}, status_code=exc.status)
+
+
+def _validation_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5])
 
 
 def _int_header(headers, name: str, default):

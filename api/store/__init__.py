@@ -3,16 +3,19 @@
     Store(root, retention_days=90)      runs, per-project numbers, documents, archives, records
     RunRecord, ArchiveRecord, DocumentRecord
     ResultIngest(store)                 what an upload from a runner does (results.py)
+    ProgressRecord, merge_progress      a running load test's live figures (progress.py)
 
 See store.py for the layout on disk and the durability rules.
 """
 
+from .progress import merge_progress, shard_view
 from .results import Accepted, IngestError, ResultIngest, Upload, run_summary
 from .store import (
     ARCHIVE_KINDS,
     FINISHED_STATES,
     ArchiveRecord,
     DocumentRecord,
+    ProgressRecord,
     RunConflict,
     RunRecord,
     Store,
@@ -27,6 +30,7 @@ __all__ = [
     "ArchiveRecord",
     "DocumentRecord",
     "IngestError",
+    "ProgressRecord",
     "ResultIngest",
     "RunConflict",
     "RunRecord",
@@ -34,5 +38,7 @@ __all__ = [
     "StoreError",
     "Upload",
     "archive_counter",
+    "merge_progress",
     "run_summary",
+    "shard_view",
 ]

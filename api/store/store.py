@@ -5,6 +5,10 @@
     <root>/runs/<run id>/archives/<kind>-<n>.zip   a run's result / report archive, number n
     <root>/staging/                            scratch space for archives being built
 
+A running load test's live progress (`run_progress`, one row per shard, replaced on every
+report) is the exception to the rules below: it is small, lives only until its run finishes,
+and losing the last report in a crash costs nothing but a few seconds of figures.
+
 Durability rules, so that a crash at any instant loses nothing that was acknowledged and
 leaves nothing half-written behind:
 
@@ -44,6 +48,8 @@ _STATE_RANK = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2}
 RUN_KINDS = ("LoadTest", "TestSuite", "Monitor")
 ARCHIVE_KINDS = ("result", "report")
 TEMPORARY_MAX_AGE_SECONDS = 3600.0
+PROGRESS_MAX_AGE_SECONDS = 86400.0
+"""Progress no shard has updated for this long belongs to a run that died unfinished."""
 
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -115,6 +121,16 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (collection, key)
 );
 CREATE INDEX IF NOT EXISTS records_by_project ON records (collection, project, created_at);
+
+-- The latest progress report of each shard of a running load test, deleted when the run
+-- finishes (upsert_run) or goes quiet for a day (purge_expired).
+CREATE TABLE IF NOT EXISTS run_progress (
+    run_id TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (run_id, shard)
+);
 
 -- Runs whose rows are deleted but whose folders may not be yet: a purge interrupted
 -- between the two finishes here next time.
@@ -192,6 +208,16 @@ class DocumentRecord:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "size": self.size, "sha256": self.sha256, "createdAt": self.created_at}
+
+
+@dataclass
+class ProgressRecord:
+    run_id: str
+    shard: int
+    doc: dict
+    """The shard's report as it sent it (assay.runner.progress.ShardProgress, camelCase keys)."""
+    updated_at: float
+    """When the gateway received it (epoch seconds)."""
 
 
 def archive_counter(kind: str, loadtest_uid: str) -> str:
@@ -383,6 +409,9 @@ class Store:
                  merged.result, merged.created_at, merged.started_at, merged.finished_at, merged.shards,
                  merged.shards_received, json.dumps(merged.summary, sort_keys=True),
                  json.dumps(merged.labels, sort_keys=True), now))
+            if merged.finished:
+                # Live figures are over once the final ones exist.
+                tx.execute("DELETE FROM run_progress WHERE run_id=?", (merged.run_id,))
         return merged
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -517,6 +546,29 @@ class Store:
         rows = self._conn().execute(sql + " ORDER BY project, loadtest_uid, kind, number", args).fetchall()
         return [self._archive_from_row(row) for row in rows]
 
+    # --- live progress ----------------------------------------------------------------------
+
+    def put_progress(self, run_id: str, shard: int, doc: dict, now: float | None = None) -> bool:
+        """Store `doc` as shard `shard`'s latest progress of the run, replacing the previous
+        one. A finished run takes no more progress: returns False and stores nothing (its
+        rows went when it finished, and a late report must not bring them back)."""
+        check_component(run_id, "run id")
+        now = time.time() if now is None else now
+        with self._write() as tx:
+            row = tx.execute("SELECT state FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is not None and row["state"] in FINISHED_STATES:
+                return False
+            tx.execute("INSERT INTO run_progress (run_id, shard, doc, updated_at) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (run_id, shard) DO UPDATE SET doc=excluded.doc, updated_at=excluded.updated_at",
+                       (run_id, int(shard), json.dumps(doc, separators=(",", ":")), now))
+        return True
+
+    def list_progress(self, run_id: str) -> list[ProgressRecord]:
+        """The run's latest progress per shard, by shard."""
+        rows = self._conn().execute("SELECT * FROM run_progress WHERE run_id=? ORDER BY shard", (run_id,)).fetchall()
+        return [ProgressRecord(run_id=row["run_id"], shard=row["shard"], doc=json.loads(row["doc"]),
+                               updated_at=row["updated_at"]) for row in rows]
+
     # --- small JSON records -------------------------------------------------------------------
 
     def put_record(self, collection: str, key: str, doc: dict, *, project: str | None = None) -> None:
@@ -553,11 +605,14 @@ class Store:
         """Delete the runs that finished more than `retention_days` ago, with their documents
         and archives; returns how many runs went. Numbers stay allocated (never reused).
         Unfinished runs and records are never purged; `retention_days` 0 keeps everything.
+        Progress nobody updated for `PROGRESS_MAX_AGE_SECONDS` goes whatever the retention.
 
         Rows go first, in one transaction, so the API stops showing the run at once; the
         folders follow. A purge interrupted in between finishes on the next call."""
         now = time.time() if now is None else now
         purged = 0
+        with self._write() as tx:
+            tx.execute("DELETE FROM run_progress WHERE updated_at < ?", (now - PROGRESS_MAX_AGE_SECONDS,))
         if self.retention_days and self.retention_days > 0:
             cutoff = now - self.retention_days * 86400.0
             with self._write() as tx:

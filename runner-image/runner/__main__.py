@@ -5,7 +5,8 @@
         write its metrics JSON (--out, $ASSAY_RESULTS_DIR/shard-<index>.json) and its summary
         to the termination message file ($ASSAY_TERMINATION_LOG); with $ASSAY_GATEWAY_URL,
         $ASSAY_UPLOAD_TOKEN and $ASSAY_RUN_ID set, upload the metrics to the gateway (exit
-        status 3 when they could not be stored, after ~2 minutes of retries)
+        status 3 when they could not be stored, after ~2 minutes of retries) and, while it
+        runs, push its live progress there every 2 s (progress.py; never failing the run)
     python -m assay.runner testsuite --spec FILE
     python -m assay.runner monitor --spec FILE [--subtests FILE]
         run a TestSuite or a Monitor in a Job pod: the run's options come from
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -55,14 +57,20 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         print(f"assay-runner: {exc}", file=sys.stderr)
         return 2
     from .load import cli as load_cli
+    from .progress import pusher_from_env
 
     index = args.shard_index if args.shard_index is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
     shards = args.shards or int(os.environ.get("ASSAY_SHARDS", spec.shards))
     run_id = os.environ.get("ASSAY_RUN_ID", "")
     print(f"assay-runner: shard {index + 1}/{shards}, run {run_id or '-'}", flush=True)
+    # With a gateway, live progress goes there too, for the operator to show in the status.
+    pusher = pusher_from_env(os.environ, index, log=lambda message: print(f"assay-runner: {message}",
+                                                                          file=sys.stderr, flush=True))
     try:
-        metrics = load_cli.run_pod_shard(spec, index, shards, run_id=run_id, processes=args.processes,
-                                         out=args.out, verify_tls=not args.insecure)
+        with pusher or contextlib.nullcontext():
+            metrics = load_cli.run_pod_shard(spec, index, shards, run_id=run_id, processes=args.processes,
+                                             out=args.out, verify_tls=not args.insecure,
+                                             on_progress=pusher.update if pusher else None)
     except load_cli.LoadSpecError as exc:
         write_termination_message(ShardSummary(shard=index, error=str(exc)).to_message())
         print(f"assay-runner: {exc}", file=sys.stderr)

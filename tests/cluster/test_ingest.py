@@ -28,8 +28,9 @@ def token_for(gateway, run_id: str) -> str:
 
 
 def shard_documents(run_id: str, shards: int = 2, seed: int = 1, pad: int = 0) -> list[bytes]:
-    """The shards' metrics JSON; `pad` trailing spaces make a large body that still parses."""
-    dicts, _ = make_run(run_id=run_id, shards=shards, seconds=3, rate=10, seed=seed,
+    """The shards' metrics JSON; `pad` trailing spaces make a large body that still parses.
+    Runs are dated a minute ago: the gateway's retention purges runs finished long ago."""
+    dicts, _ = make_run(run_id=run_id, shards=shards, seconds=3, rate=10, seed=seed, started=int(time.time()) - 60,
                         criteria=[{"criterion": "p95 < 5s", "observed": 1.0, "passed": True}])
     return [json.dumps(d).encode() + b" " * pad for d in dicts]
 

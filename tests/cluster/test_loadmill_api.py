@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import GatewayProcess, OperatorProcess
+from tests.conftest import OperatorProcess
 from tests.support.http_targets import HttpTarget
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -23,22 +21,6 @@ LOGIN_FLOW = "0b7e3c52-8f8e-4a4b-9a55-6f3d1c2b7a10"
 NIGHTLY_FLOW = "5d2f6a1e-3b9c-4c7d-8e0f-1a2b3c4d5e6f"
 
 
-class LinkedOperator(OperatorProcess):
-    """The operator watching several namespaces, telling runner pods where the gateway is."""
-
-    def __init__(self, cluster, log_path: Path, namespaces: list[str], gateway: GatewayProcess):
-        super().__init__(cluster, log_path)
-        self.namespaces, self.gateway = namespaces, gateway
-
-    def start(self) -> LinkedOperator:
-        args = [sys.executable, "-m", "assay.operator"]
-        for namespace in self.namespaces:
-            args += ["--namespace", namespace]
-        env = {**self.cluster.env, "ASSAY_RUNNER_IMAGE": "assay/runner:test",
-               "ASSAY_GATEWAY_URL": self.gateway.url, "ASSAY_UPLOAD_KEY": self.gateway.UPLOAD_KEY}
-        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, cwd="/",
-                                     env=env)
-        return self
 
 
 @pytest.fixture
@@ -51,7 +33,7 @@ def other_account(cluster, namespace):
 
 @pytest.fixture
 def linked_operator(cluster, namespace, other_account, gateway, tmp_path):
-    proc = LinkedOperator(cluster, tmp_path / "operator.log", [namespace, other_account], gateway).start()
+    proc = OperatorProcess(cluster, tmp_path / "operator.log", [namespace, other_account], gateway).start()
     yield proc
     proc.stop()
     print(proc.log()[-4000:], file=sys.stderr)

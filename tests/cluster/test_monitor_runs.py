@@ -14,7 +14,7 @@ import pytest
 
 from assay.operator.names import run_id_for_request
 from assay.runner.upload import upload_token
-from tests.conftest import REPO, GatewayProcess, OperatorProcess
+from tests.conftest import REPO, GatewayProcess
 from tests.support.targets import CountingTarget
 
 pytestmark = pytest.mark.cluster
@@ -56,28 +56,6 @@ def region_agents(cluster, tmp_path_factory):
         cluster.kubectl("delete", "node", *nodes.values(), "--wait=false", check=False)
 
 
-class GatewayOperator(OperatorProcess):
-    """The operator with result uploads wired to a gateway."""
-
-    def __init__(self, *args, gateway: GatewayProcess, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.gateway = gateway
-
-    def start(self) -> GatewayOperator:
-        args = [sys.executable, "-m", "assay.operator", "--namespace", self.namespace]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd="/", env={
-            **self.cluster.env, "ASSAY_RUNNER_IMAGE": "assay/runner:test",
-            "ASSAY_GATEWAY_URL": self.gateway.url, "ASSAY_UPLOAD_KEY": GatewayProcess.UPLOAD_KEY})
-        return self
-
-
-@pytest.fixture
-def operator_with_gateway(cluster, namespace, gateway, tmp_path):
-    proc = GatewayOperator(cluster, tmp_path / "operator.log", namespace, gateway=gateway).start()
-    yield proc
-    proc.stop()
-    print(proc.log()[-4000:], file=sys.stderr)
 
 
 def monitor_manifest(name: str, url: str, *, regions=(), pause: int = 0) -> str:

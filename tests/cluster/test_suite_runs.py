@@ -13,7 +13,6 @@ import pytest
 
 from assay.operator.names import run_id_for_request
 from assay.runner.upload import upload_token
-from tests.cluster.test_monitor_runs import operator_with_gateway  # noqa: F401  (a fixture)
 from tests.conftest import GatewayProcess
 from tests.support.targets import CountingTarget
 

@@ -8,18 +8,16 @@ from __future__ import annotations
 import base64
 import io
 import json
-import subprocess
 import sys
 import time
 import uuid
 import zipfile
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import GatewayProcess, OperatorProcess
+from tests.conftest import OperatorProcess
 from tests.support.targets import CountingTarget
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -31,22 +29,6 @@ XTC_SCOPES = ("LOADTEST_LIST", "LOADTEST_STATUS", "LOADTEST_DETAILS", "LOADTEST_
 # --- fixtures: projects in an organization, an operator wired to the gateway ------------------------
 
 
-class LinkedOperator(OperatorProcess):
-    """The operator watching several namespaces, telling runner pods where the gateway is."""
-
-    def __init__(self, cluster, log_path: Path, namespaces: list[str], gateway: GatewayProcess):
-        super().__init__(cluster, log_path)
-        self.namespaces, self.gateway = namespaces, gateway
-
-    def start(self) -> LinkedOperator:
-        args = [sys.executable, "-m", "assay.operator"]
-        for namespace in self.namespaces:
-            args += ["--namespace", namespace]
-        env = {**self.cluster.env, "ASSAY_RUNNER_IMAGE": "assay/runner:test",
-               "ASSAY_GATEWAY_URL": self.gateway.url, "ASSAY_UPLOAD_KEY": self.gateway.UPLOAD_KEY}
-        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, cwd="/",
-                                     env=env)
-        return self
 
 
 class Org:
@@ -77,7 +59,7 @@ def org(cluster, namespace):
 
 @pytest.fixture
 def linked_operator(cluster, org, gateway, tmp_path):
-    proc = LinkedOperator(cluster, tmp_path / "operator.log", [org.a, org.b, org.admin], gateway).start()
+    proc = OperatorProcess(cluster, tmp_path / "operator.log", [org.a, org.b, org.admin], gateway).start()
     yield proc
     proc.stop()
     print(proc.log()[-4000:], file=sys.stderr)

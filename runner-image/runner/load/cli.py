@@ -106,8 +106,10 @@ def _child(spec_json: str, units: list[Unit], run_id: str, verify_tls: bool, off
 
 
 def run_processes(spec: LoadTestSpec, plan: list[list[Unit]], *, run_id: str = "", verify_tls: bool = True,
-                  progress_out: Optional[TextIO] = sys.stderr) -> list[ShardMetrics]:
-    """Run `plan` (one list of units per process) and return every unit's metrics."""
+                  progress_out: Optional[TextIO] = sys.stderr,
+                  on_progress: Optional[Callable[[int, Progress], None]] = None) -> list[ShardMetrics]:
+    """Run `plan` (one list of units per process) and return every unit's metrics;
+    `on_progress(unit, progress)` hears every unit's progress, as the printed line does."""
     check_spec(spec)
     units = sum(len(p) for p in plan)
     board = ProgressBoard(units, progress_out) if progress_out is not None else None
@@ -115,6 +117,8 @@ def run_processes(spec: LoadTestSpec, plan: list[list[Unit]], *, run_id: str = "
     def report(i: int, progress: Progress) -> None:
         if board is not None:
             board.update(i, progress)
+        if on_progress is not None:
+            on_progress(i, progress)
 
     if len(plan) == 1:
         return run(_run_units(spec, plan[0], run_id, verify_tls, report))
@@ -205,9 +209,12 @@ def write_json(path: str | Path, metrics: ShardMetrics) -> None:
 
 
 def run_pod_shard(spec: LoadTestSpec, shard: int, shards: int, *, run_id: str = "", processes: int = 1,
-                  out: Optional[str] = None, verify_tls: bool = True) -> ShardMetrics:
-    """Run shard `shard` of `shards` (over `processes` processes) and write its metrics."""
-    parts = run_processes(spec, sub_shards(shard, shards, processes), run_id=run_id, verify_tls=verify_tls)
+                  out: Optional[str] = None, verify_tls: bool = True,
+                  on_progress: Optional[Callable[[int, Progress], None]] = None) -> ShardMetrics:
+    """Run shard `shard` of `shards` (over `processes` processes) and write its metrics;
+    `on_progress(process, progress)` hears each process's progress about once a second."""
+    parts = run_processes(spec, sub_shards(shard, shards, processes), run_id=run_id, verify_tls=verify_tls,
+                          on_progress=on_progress)
     metrics = parts[0] if len(parts) == 1 else merge(parts, shard=shard, shards=shards)
     metrics.shard, metrics.shards, metrics.run_id = shard, shards, run_id
     metrics.criteria = criteria_module.evaluate(spec.parsed_criteria(), metrics)

@@ -1,0 +1,58 @@
+"""A running LoadTest's live figures end to end: shard pods push progress to the real gateway,
+the real operator copies the merged view into status.progress while the run is Running, and
+the final summary replaces it once the run has finished."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from assay.runner.upload import upload_token
+from tests.cluster.test_loadtest_run import get, loadtest_manifest
+from tests.conftest import GatewayProcess
+from tests.support.targets import CountingTarget
+
+pytestmark = pytest.mark.cluster
+
+
+def test_a_running_loadtest_shows_growing_progress_and_finishes_with_the_targets_count(
+        cluster, namespace, gateway, operator_with_gateway):
+    with CountingTarget(delay=0.01) as target:
+        cluster.kubectl("apply", "-n", namespace, "-f", "-",
+                        input=loadtest_manifest("live", target.url, shards=2, users=2, duration="12s"))
+        samples = []  # status.progress seen while the phase was Running
+        deadline = time.monotonic() + 120
+        while True:
+            status = (get(cluster, "loadtest", "live", namespace) or {}).get("status") or {}
+            if status.get("phase") == "Running" and status.get("progress"):
+                samples.append(status["progress"])
+            if status.get("phase") in ("Succeeded", "Failed"):
+                break
+            assert time.monotonic() < deadline, f"the LoadTest did not finish: {status}"
+            time.sleep(0.5)
+
+        requests = [p["requests"] for p in samples]
+        assert len(set(requests)) >= 2 and requests[0] > 0, samples  # it showed up, and grew
+        assert requests == sorted(requests), requests
+        assert max(requests) <= target.total
+        assert any(p["shardsReporting"] == 2 for p in samples), samples  # both shards, merged
+        assert all(p["rps"] > 0 and p["updatedAt"] for p in samples if p["activeUsers"]), samples
+        assert any(p.get("p95Ms", 0) >= 10 for p in samples), samples  # the target's 10 ms delay
+
+        assert status["phase"] == "Succeeded" and status["result"] == "Passed", status
+        assert status["summary"]["requests"] == target.total
+        assert status["summary"]["requests"] >= max(requests)
+        assert "progress" not in status  # the live figures end with the run
+        # The timer's finalizer (Kopf stops a timer before deletion) goes with the Running phase.
+        cluster.wait_for("the LoadTest to lose its finalizer", lambda: not get(
+            cluster, "loadtest", "live", namespace)["metadata"].get("finalizers"), timeout=30)
+
+        run_id = status["runId"]
+        answer = httpx.get(f"{gateway.url}/internal/v1/runs/{run_id}",
+                           headers={"Authorization": f"Bearer {upload_token(GatewayProcess.UPLOAD_KEY, run_id)}"})
+        assert answer.status_code == 200, answer.text
+        stored = answer.json()
+        assert stored["progress"] is None  # dropped when the run finished
+        assert stored["run"]["summary"]["requests"] == target.total
