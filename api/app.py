@@ -51,7 +51,7 @@ def build_services(settings: GatewaySettings) -> Services:
     kube = KubeClient(settings.kubeconfig)
     store = Store(settings.store_dir, retention_days=settings.retention_days)
     return Services(settings=settings, kube=kube, store=store, auth=Authenticator(settings, kube, store),
-                    metrics=GatewayMetrics())
+                    metrics=GatewayMetrics(store))
 
 
 def create_app(settings: GatewaySettings, services: Services | None = None) -> FastAPI:

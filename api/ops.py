@@ -7,18 +7,36 @@ import time
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from .logs import log_fields
 
 log = logging.getLogger("assay.api.access")
 
 
+class RunsByState:
+    """`assay_runs` by kind and state, read from the store at scrape time: the store is the
+    record of runs, so the gauge is right after a restart and across replicas."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def collect(self):
+        family = GaugeMetricFamily("assay_runs", "Runs in the result store by kind and state",
+                                   labels=["kind", "state"])
+        for (kind, state), count in sorted(self.store.count_runs().items()):
+            family.add_metric([kind, state], count)
+        yield family
+
+
 class GatewayMetrics:
     """The gateway's Prometheus metrics, in a registry of its own so that several apps in one
     process (tests) do not collide."""
 
-    def __init__(self) -> None:
+    def __init__(self, store=None) -> None:
         self.registry = CollectorRegistry()
+        if store is not None:
+            self.registry.register(RunsByState(store))
         self.requests = Counter("assay_gateway_requests_total", "HTTP requests handled",
                                 ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram("assay_gateway_request_duration_seconds", "HTTP request latency",

@@ -12,9 +12,18 @@ import logging
 import kopf
 import kubernetes
 
-from . import loadtest, monitor, testsuite  # noqa: F401  (register the handlers)
-from . import clientcredential  # noqa: F401  (registers the handlers)
+from . import clientcredential, loadtest, monitor, testsuite  # noqa: F401  (register the handlers)
 from .settings import get_settings
+
+
+class RoutineSuccessFilter(logging.Filter):
+    """Drops Kopf's "Handler/Timer '…' succeeded." lines: with a Job mirror per event and a
+    progress timer every 3 s per running LoadTest they drown what matters. Failures, retries
+    and our own messages pass; --verbose keeps everything."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.endswith("' succeeded.") and message.startswith(("Handler '", "Timer '")))
 
 
 @kopf.on.startup()
@@ -49,6 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     # Kopf's own configuration prefixes object messages with their namespace/name.
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()],
                    log_prefix=True)
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RoutineSuccessFilter())
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),

@@ -439,6 +439,11 @@ class Store:
         rows = self._conn().execute(sql, (*args, max(int(limit), 0), max(int(offset), 0))).fetchall()
         return [self._run_from_row(row) for row in rows]
 
+    def count_runs(self) -> dict[tuple[str, str], int]:
+        """How many runs there are of each (kind, state), for the gateway's metrics."""
+        rows = self._conn().execute("SELECT kind, state, COUNT(*) AS n FROM runs GROUP BY kind, state").fetchall()
+        return {(row["kind"], row["state"]): row["n"] for row in rows}
+
     # --- documents --------------------------------------------------------------------------
 
     def _document_from_row(self, row: sqlite3.Row) -> DocumentRecord:
