@@ -17,7 +17,6 @@ retry/webhook settings); `to_runscope()` leaves those out.
 from __future__ import annotations
 
 import base64
-import builtins
 import time
 from typing import Any, Iterator, Literal, Optional
 from urllib.parse import parse_qs, urlsplit
@@ -61,7 +60,20 @@ class _ResultModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
 
-class AssertionResult(_ResultModel):
+class _CheckResult(_ResultModel):
+    """An assertion, variable or script outcome: pass or fail, in the result document's shape."""
+
+    # `passed` and `to_runscope` are looked up on the class: the subclasses have a field named
+    # `property`, which hides the builtin decorator in their own bodies.
+    @property
+    def passed(self) -> bool:
+        return self.result == "pass"
+
+    def to_runscope(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class AssertionResult(_CheckResult):
     result: Outcome
     source: str
     property: Optional[str] = None
@@ -71,15 +83,8 @@ class AssertionResult(_ResultModel):
     error: Optional[str] = None
     """Why the assertion failed; None when it passed."""
 
-    @builtins.property  # `property` is a field name here
-    def passed(self) -> bool:
-        return self.result == "pass"
 
-    def to_runscope(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
-class VariableResult(_ResultModel):
+class VariableResult(_CheckResult):
     result: Outcome
     source: str
     property: Optional[str] = None
@@ -87,26 +92,12 @@ class VariableResult(_ResultModel):
     value: Optional[str] = None
     error: Optional[str] = None
 
-    @builtins.property  # `property` is a field name here
-    def passed(self) -> bool:
-        return self.result == "pass"
 
-    def to_runscope(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
-class ScriptResult(_ResultModel):
+class ScriptResult(_CheckResult):
     result: Outcome
     output: str = ""
     """The script's log lines, one per line."""
     error: Optional[str] = None
-
-    @property
-    def passed(self) -> bool:
-        return self.result == "pass"
-
-    def to_runscope(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 class Timings(_ResultModel):
