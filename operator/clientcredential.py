@@ -1,7 +1,7 @@
 """ClientCredential handlers: generate the client id and secret once, keep only a hash.
 
 On create (and on resume, for a credential an earlier operator did not finish) the operator
-generates a client id (`ac_` + 20 URL-safe characters) and a secret (32 random bytes, URL-safe
+generates a client id (`ac_` + 20 lowercase letters and digits) and a secret (32 random bytes, URL-safe
 base64) and writes them ONCE into a Secret `<credential>-secret` owned by the credential (keys
 `client-id`, `client-secret`). Only `sha256:<hex>` of the secret goes into the status, where
 the gateway's index reads it. A plain SHA-256 is the right hash here: the secret is 256
@@ -57,9 +57,15 @@ MAX_SLEEP = 24 * 3600.0  # threading waits overflow on very long timeouts; wake 
 
 # --- pure parts: generation, hashing, builders, status ------------------------------------------
 
+CLIENT_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
 def generate_client_id() -> str:
-    # 15 random bytes are exactly 20 URL-safe base64 characters, no padding, no '.'.
-    return CLIENT_ID_PREFIX + secrets.token_urlsafe(15)
+    """`ac_` + 20 lowercase letters and digits (103 random bits). Not URL-safe base64: the id
+    is also a label value, which must end in a letter or digit, and a random `-` or `_` at
+    the end would make the credential's Secret unwritable for good (the id is never
+    regenerated)."""
+    return CLIENT_ID_PREFIX + "".join(secrets.choice(CLIENT_ID_ALPHABET) for _ in range(20))
 
 
 def generate_client_secret() -> str:

@@ -73,3 +73,14 @@ def test_a_disabled_credential_stays_disabled():
     expired = cc.credential_status(spec(expiresAt="2000-01-01T00:00:00Z"), "ac_abc", "sha256:x", "ci-secret", 1,
                                    NOW, disabled=True)
     assert expired["phase"] == "Expired"
+
+
+def test_client_ids_are_always_valid_label_values():
+    import re
+
+    from assay.operator import clientcredential
+
+    label_value = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+    ids = {clientcredential.generate_client_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert all(label_value.match(i) and len(i) <= 63 and "." not in i for i in ids)
