@@ -8,6 +8,7 @@ import logging
 import os
 import ssl
 import tempfile
+import time
 from typing import Any, Optional
 
 import httpx
@@ -384,6 +385,11 @@ def test_mtls_server_rejects_a_client_without_certificate(session):
         with pytest.raises(REFUSED_BY_SERVER):
             send(session(verify_ssl=False), request("GET", server.url))
         assert server.requests == []
+        # The server records the failed handshake in its own thread, after it has sent the
+        # alert the client just saw: give that thread a moment.
+        deadline = time.monotonic() + 5
+        while not server.tls_failures and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert server.tls_failures
 
 
