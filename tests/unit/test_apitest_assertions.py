@@ -6,7 +6,6 @@ are left out on purpose: a status, a response time or a size is never empty and 
 number, so `empty` cannot pass, `not_empty` cannot fail and `is_a_number` cannot fail for them.
 """
 
-import asyncio
 
 import pytest
 
@@ -14,8 +13,7 @@ from assay.crds import Assertion
 from assay.crds.common import JSON_ONLY_COMPARISONS
 from assay.runner.apitest.assertions import compare, condition_holds, evaluate
 from assay.runner.apitest.extract import as_text, extract
-from assay.runner.apitest.http import Exchange, make_client, send
-from tests.support.http_targets import HttpTarget
+from assay.runner.apitest.http import Exchange
 
 # source -> (path, property) for: a text value, a number, an empty value, a non-number
 CASES = {
@@ -44,22 +42,6 @@ def _params():
             for outcome in ("pass", "fail"):
                 if (source, comparison, outcome) not in IMPOSSIBLE:
                     yield pytest.param(source, comparison, outcome, id=f"{source}-{comparison}-{outcome}")
-
-
-@pytest.fixture(scope="module")
-def fetch():
-    cache: dict[str, Exchange] = {}
-    with HttpTarget() as target:
-        async def get(path):
-            async with make_client() as client:
-                return await send(client, "GET", target.url + path)
-
-        def fetch(path):
-            if path not in cache:
-                cache[path] = asyncio.run(get(path))
-            return cache[path]
-
-        yield fetch
 
 
 def _case(source, comparison, outcome):

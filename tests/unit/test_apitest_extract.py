@@ -1,28 +1,11 @@
 """Extraction from real responses: every source, JSON paths, XPath, and the errors."""
 
-import asyncio
 
 import pytest
 
 from assay.runner.apitest.extract import ExtractionError, as_text, extract, json_path, parse_json_path
-from assay.runner.apitest.http import Exchange, make_client, send
-from tests.support.http_targets import JSON_DOCUMENT, PNG_BYTES, HttpTarget
-
-
-@pytest.fixture(scope="module")
-def fetch():
-    cache: dict[str, Exchange] = {}
-    with HttpTarget() as target:
-        async def get(path):
-            async with make_client() as client:
-                return await send(client, "GET", target.url + path)
-
-        def fetch(path):
-            if path not in cache:
-                cache[path] = asyncio.run(get(path))
-            return cache[path]
-
-        yield fetch
+from assay.runner.apitest.http import Exchange
+from tests.support.http_targets import JSON_DOCUMENT, PNG_BYTES
 
 
 def test_status_time_and_size(fetch):
