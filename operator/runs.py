@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
 
-from . import kube
+from . import kube, runevents
 from .names import (
     ENVIRONMENT_ANNOTATION,
     LABEL_KIND,
@@ -150,6 +150,7 @@ def reconcile_status(kind: str, plural: str, namespace: str, name: str, request_
             kube.patch_status(plural, namespace, name, new, owner["metadata"]["resourceVersion"])
         except kube.Conflict:
             continue
+        runevents.status_written(kind, owner, current, new, logger)
         last, before = new.get("lastRun") or {}, current.get("lastRun") or {}
         result = last.get("status") or last.get("result")
         if (last.get("runId"), result) != (before.get("runId"), before.get("status") or before.get("result")):

@@ -1,0 +1,57 @@
+"""The Runscope API's wire format, shared by its routers: the `{data, meta, error}` envelope
+on every response (errors included), the paths it owns, and buckets as namespaces.
+
+A bucket is a namespace and its key is the namespace's name, so `kubectl get monitors -n
+<bucket key>` shows a bucket's tests. A principal reaches the buckets its credential reaches
+(an org credential: the namespaces of its org, i.e. its Runscope team; a project credential:
+its own namespace); any other key is a 404, whether or not the namespace exists, so a caller
+learns nothing about buckets it cannot use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..auth import Principal
+from ..errors import ApiError
+
+# Paths the Runscope API owns, for its error shape. The root resource ("/") is Runscope's too,
+# but registering "/" would claim every other family's unknown paths; its handler cannot fail.
+ERROR_PREFIXES = ("/account", "/regions", "/buckets", "/teams/", "/team/", "/v1/buckets", "/v1/teams/")
+
+
+def ok(data: Any, status: int = 200, **meta: Any) -> JSONResponse:
+    """A success envelope; `meta` adds to {"status": "success"} (paging, links)."""
+    return JSONResponse({"data": data, "meta": {"status": "success", **meta}, "error": None}, status_code=status)
+
+
+def deleted() -> Response:
+    """204 No Content, as Runscope answers a delete."""
+    return Response(status_code=204)
+
+
+def render_error(request: Request, status: int, code: str, message: str) -> JSONResponse:
+    """Runscope's error envelope: data null, meta.status "error", and the error object."""
+    return JSONResponse(
+        {"data": None, "meta": {"status": "error"}, "error": {"status": status, "code": code, "message": message}},
+        status_code=status,
+    )
+
+
+def install_error_shape(app: FastAPI) -> None:
+    """Idempotent: each Runscope router calls it from its own install()."""
+    if getattr(app.state, "runscope_errors_installed", False):
+        return
+    for prefix in ERROR_PREFIXES:
+        app.state.error_shapes.register(prefix, render_error)
+    app.state.runscope_errors_installed = True
+
+
+def bucket_namespace(services, principal: Principal, bucket_key: str) -> str:
+    """The namespace behind `bucket_key`, if this principal reaches it; else a 404."""
+    if bucket_key in services.auth.tenancy.namespaces_for(principal):
+        return bucket_key
+    raise ApiError(404, f"bucket {bucket_key!r} not found", "not_found")
