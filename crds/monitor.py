@@ -387,6 +387,10 @@ class MonitorRun(StatusModel):
     finished_at: Optional[datetime] = None
     environment: Optional[str] = None
     regions: list[str] = []
+    response_time_ms: Optional[int] = None
+    """Mean response time of the run's requests, in milliseconds."""
+    schedule: Optional[str] = None
+    """The Schedule that started the run; unset for a requested run."""
 
 
 class MonitorStatus(StatusModel):
