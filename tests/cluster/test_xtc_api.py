@@ -5,7 +5,6 @@ project, expired credentials."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import sys
@@ -18,6 +17,9 @@ import httpx
 import pytest
 
 from tests.conftest import OperatorProcess
+from tests.support.credentials import bearer, kubectl_json, make_namespace
+from tests.support.credentials import create_credential as _create_credential
+from tests.support.credentials import request_token as _request_token
 from tests.support.targets import CountingTarget
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -34,14 +36,6 @@ XTC_SCOPES = ("LOADTEST_LIST", "LOADTEST_STATUS", "LOADTEST_DETAILS", "LOADTEST_
 class Org:
     def __init__(self, cluster, name: str, a: str, b: str, admin: str):
         self.cluster, self.name, self.a, self.b, self.admin = cluster, name, a, b, admin
-
-
-def make_namespace(cluster, name: str, labels: dict[str, str]) -> str:
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, *[f"{k}={v}" for k, v in labels.items()])
-    cluster.wait_for(f"namespace {name}'s default service account", lambda: cluster.kubectl(
-        "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0)
-    return name
 
 
 @pytest.fixture
@@ -68,41 +62,12 @@ def linked_operator(cluster, org, gateway, tmp_path):
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def kubectl_json(cluster, *args) -> dict | None:
-    out = cluster.kubectl(*args, "-o", "json", check=False)
-    return json.loads(out.stdout) if out.returncode == 0 else None
-
-
-def create_credential(cluster, namespace: str, name: str, *, scopes=XTC_SCOPES, level: str = "project",
-                      organization: str | None = None, expires_at: datetime | None = None,
-                      grant_types=("client_credentials",)) -> tuple[str, str]:
-    """A ClientCredential, applied and established by the operator; (client id, secret)."""
-    spec = {"displayName": name, "level": level, "scopes": list(scopes), "grantTypes": list(grant_types)}
-    if organization:
-        spec["organization"] = organization
-    if expires_at:
-        spec["expiresAt"] = expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "ClientCredential", "metadata": {"name": name}, "spec": spec}))
-    cred = cluster.wait_for(f"credential {name} to be established", lambda: (lambda c: c if (c or {}).get(
-        "status", {}).get("secretRef") else None)(kubectl_json(cluster, "get", "clientcredential", name, "-n",
-                                                               namespace)), timeout=60, interval=0.3)
-    secret = kubectl_json(cluster, "get", "secret", cred["status"]["secretRef"]["name"], "-n", namespace)
-    client_id = base64.b64decode(secret["data"]["client-id"]).decode()
-    client_secret = base64.b64decode(secret["data"]["client-secret"]).decode()
-    assert client_id == cred["status"]["clientId"]
-    return client_id, client_secret
+def create_credential(cluster, namespace: str, name: str, *, scopes=XTC_SCOPES, **kwargs) -> tuple[str, str]:
+    return _create_credential(cluster, namespace, name, scopes=scopes, **kwargs)
 
 
 def request_token(cluster, gateway, client_id: str, secret: str, scopes=XTC_SCOPES) -> str:
-    """POST /oauth/token as the XTC document's curl does; retried while the gateway's
-    credential index catches up with a credential created a moment ago."""
-    def attempt():
-        response = httpx.post(gateway.url + "/oauth/token", data={
-            "client_id": client_id, "client_secret": secret, "grant_type": "client_credentials",
-            "scope": " ".join(scopes)}, timeout=10)
-        return response.json()["access_token"] if response.status_code == 200 else None
-    return cluster.wait_for("an access token", attempt, timeout=30, interval=0.3)
+    return _request_token(cluster, gateway, client_id, secret, scopes)
 
 
 def loadtest_manifest(name: str, url: str, *, shards: int = 2, users: int = 2, iterations: int = 3,
@@ -119,10 +84,6 @@ def loadtest_manifest(name: str, url: str, *, shards: int = 2, users: int = 2, i
 
 def project_url(gateway, org: str, project: str) -> str:
     return f"{gateway.url}/public/api/v1/orgs/{org}/projects/{project}/loadTests"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_xtc_error(response: httpx.Response, status: int) -> dict:
