@@ -56,6 +56,10 @@ class KubeClient:
         return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name,
                                                                  {"status": status})
 
+    def replace(self, plural: str, namespace: str, name: str, body: dict) -> dict:
+        """PUT the whole object; its metadata.resourceVersion makes a concurrent change a 409."""
+        return self.custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, body)
+
     def delete(self, plural: str, namespace: str, name: str) -> None:
         try:
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
@@ -67,6 +71,10 @@ class KubeClient:
         items = self.core.list_namespace(label_selector=label_selector).items
         return [self.api_client.sanitize_for_serialization(ns) for ns in items]
 
+    def nodes(self, label_selector: str = "") -> list[dict]:
+        items = self.core.list_node(label_selector=label_selector).items
+        return [self.api_client.sanitize_for_serialization(node) for node in items]
+
     def namespace(self, name: str) -> dict:
         try:
             return self.api_client.sanitize_for_serialization(self.core.read_namespace(name))
@@ -74,3 +82,31 @@ class KubeClient:
             if exc.status == 404:
                 raise NotFound(f"namespace {name} not found") from exc
             raise
+
+    def create_namespace(self, name: str, labels: dict[str, str], annotations: dict[str, str]) -> dict:
+        body = {"metadata": {"name": name, "labels": labels, "annotations": annotations}}
+        return self.api_client.sanitize_for_serialization(self.core.create_namespace(body))
+
+    def delete_namespace(self, name: str) -> None:
+        try:
+            self.core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def config_map(self, namespace: str, name: str) -> dict | None:
+        try:
+            return self.api_client.sanitize_for_serialization(self.core.read_namespaced_config_map(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def write_config_map(self, namespace: str, body: dict) -> dict:
+        """Create the ConfigMap, or replace it when body's metadata.resourceVersion is set (409
+        when it changed meanwhile)."""
+        if body["metadata"].get("resourceVersion"):
+            out = self.core.replace_namespaced_config_map(body["metadata"]["name"], namespace, body)
+        else:
+            out = self.core.create_namespaced_config_map(namespace, body)
+        return self.api_client.sanitize_for_serialization(out)

@@ -335,6 +335,27 @@ class Environment(AssayModel):
     integrations: Annotated[list[Integration], Field(max_length=20)] = []
 
 
+SHARED_ENVIRONMENTS_CONFIGMAP = "assay-shared-environments"
+"""The ConfigMap of a namespace holding its shared environments: key = environment id, value =
+the Environment as JSON (camelCase). An environment's parentEnvironmentId names one of them."""
+_MERGED_FIELDS = ("initialVariables", "headers")
+
+
+def inherit_environment(env: dict, parent: Optional[dict]) -> dict:
+    """`env` (camelCase, as stored) over its shared parent: variables and headers merged with the
+    environment's own winning; any other setting the environment leaves empty comes from the
+    parent. Name, id and parentEnvironmentId stay the environment's."""
+    if not parent:
+        return env
+    merged = {k: v for k, v in parent.items() if k not in ("name", "id", "parentEnvironmentId")}
+    for key, value in env.items():
+        if key in _MERGED_FIELDS and isinstance(value, dict):
+            merged[key] = {**(parent.get(key) or {}), **value}
+        elif value not in (None, "", [], {}) or key not in merged:
+            merged[key] = value
+    return merged
+
+
 class Trigger(AssayModel):
     enabled: bool = True
     """Whether the trigger URL starts runs."""

@@ -22,12 +22,14 @@ have no API access. A subtest that does not exist fails its step, as in Runscope
 
 from __future__ import annotations
 
+import json
 import re
 
 import kopf
 from pydantic import ValidationError
 
-from assay.crds.monitor import ConditionStep, Environment, MonitorSpec, SubtestStep
+from assay.crds.monitor import (SHARED_ENVIRONMENTS_CONFIGMAP, ConditionStep, Environment, MonitorSpec,
+                                SubtestStep, inherit_environment)
 from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
 
 from . import kube
@@ -86,6 +88,25 @@ def _spec(owner: dict) -> MonitorSpec:
         raise InvalidRunRequest(f"invalid spec: {exc}") from exc
 
 
+def with_parent_environments(owner: dict, shared: dict | None) -> dict:
+    """The owner with each environment merged over the shared environment its
+    parentEnvironmentId names (`shared` is the SHARED_ENVIRONMENTS_CONFIGMAP ConfigMap). The
+    runner reads the merged spec, so inheritance is settled when the run is planned; a parent
+    that no longer exists leaves the environment as it is."""
+    envs = owner["spec"].get("environments") or []
+    if not any(env.get("parentEnvironmentId") for env in envs):
+        return owner
+    data = (shared or {}).get("data") or {}
+    parents = {}
+    for key, text in data.items():
+        try:
+            parents[key] = json.loads(text)
+        except ValueError:
+            continue
+    merged = [inherit_environment(env, parents.get(env.get("parentEnvironmentId") or "")) for env in envs]
+    return {**owner, "spec": {**owner["spec"], "environments": merged}}
+
+
 def plan_run(owner: dict, request: MonitorRunRequest, requested_at: str = "") -> RunPlan:
     """Raises InvalidRunRequest for an environment the Monitor does not have, or one whose
     regions cannot be node labels."""
@@ -141,6 +162,8 @@ def resolve_subtests(owner: dict, monitors: list[dict]) -> list[dict]:
 @kopf.on.field(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RUN_REQUEST_ANNOTATION))
 def run_requested(body, name, namespace, status, logger, **_):
     owner = owner_of(body)
+    if any(env.get("parentEnvironmentId") for env in owner["spec"].get("environments") or []):
+        owner = with_parent_environments(owner, kube.read_config_map(namespace, SHARED_ENVIRONMENTS_CONFIGMAP))
     settings = get_settings()
     try:
         request = parse_run_request(owner["metadata"].get("annotations"), MonitorRunRequest)

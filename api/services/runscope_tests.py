@@ -1,10 +1,50 @@
-"""Runscope tests as Monitors: a test id is the Monitor's metadata.uid."""
+"""Runscope tests as Monitors: tests, steps, environments, schedules, revisions and triggers.
+
+A test is a Monitor of the bucket's namespace and its id is the Monitor's metadata.uid; step
+and environment ids live in the spec (the gateway assigns them); a schedule is a Schedule
+resource owned by the Monitor, so deleting the test deletes its schedules and, through the
+Monitor's own children, its runs' objects. Shared environments are the bucket's ConfigMap
+SHARED_ENVIRONMENTS_CONFIGMAP; the operator merges a test environment over the parent it names
+when it plans a run. Every change to a test or environment is kept as a revision record.
+
+Writes read the object, change it and replace it with the resourceVersion read, so two
+concurrent changes cannot lose one another: a 409 from the API server means read again.
+
+The trigger id is HMAC(signing key, "runscope-trigger/" + Monitor uid), shaped as a UUID: a
+capability secret nobody stores, so the gateway finds a Monitor from it by computing each
+Monitor's id and comparing in constant time.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+import uuid
+from typing import Any, Callable, Optional
+
+from kubernetes.client.rest import ApiException
+
+from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP, inherit_environment
+from assay.crds.runrequest import RUN_REQUEST_ANNOTATION, run_id_for_request
+
+from ..auth import Principal
+from . import Conflict, InvalidInput, NotFound
+from . import runscope_mapping as mapping
+from .suites import pending_request
 
 PLURAL = "monitors"
+SCHEDULES = "schedules"
+REVISIONS = "runscope-revisions"
+"""Store collection: one record per change of a test or an environment."""
+CREATED_BY_ANNOTATION = "assay.dev/created-by"
+MAX_BUCKET_ENVIRONMENTS = 100
+CONFLICT_RETRIES = 5
+PENDING_WAIT_SECONDS = 10.0
+_PROCESS_KEY = secrets.token_bytes(32)
 
 
 def monitor_by_test_id(kube, namespace: str, test_id: str) -> Optional[dict]:
@@ -16,3 +56,477 @@ def monitor_by_test_id(kube, namespace: str, test_id: str) -> Optional[dict]:
         if monitor.get("metadata", {}).get("uid") == test_id:
             return monitor
     return None
+
+
+def monitor_name_for(display_name: str) -> str:
+    """A DNS-label Monitor name from a Runscope test name: a slug plus a random suffix."""
+    slug = re.sub(r"[^a-z0-9]+", "-", display_name.lower()).strip("-")[:40].strip("-") or "test"
+    return f"{slug}-{uuid.uuid4().hex[:6]}"
+
+
+def trigger_id_for(key: bytes, monitor_uid: str) -> str:
+    digest = hmac.new(key, f"runscope-trigger/{monitor_uid}".encode(), hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16]))
+
+
+def _invalid_from_api(exc: ApiException) -> InvalidInput:
+    try:
+        message = json.loads(exc.body).get("message") or str(exc.reason)
+    except (TypeError, ValueError):
+        message = str(exc.reason)
+    return InvalidInput(message)
+
+
+class RunscopeTests:
+    def __init__(self, kube, store, settings, sleep: Callable[[float], None] = time.sleep):
+        self.kube, self.store, self.settings, self.sleep = kube, store, settings, sleep
+        key = settings.token_signing_key
+        self.trigger_key = key.get_secret_value().encode() if key else _PROCESS_KEY
+        self.public_url = settings.public_url.rstrip("/")
+
+    # --- tests ----------------------------------------------------------------------------
+
+    def monitor(self, namespace: str, test_id: str) -> dict:
+        monitor = monitor_by_test_id(self.kube, namespace, test_id)
+        if monitor is None:
+            raise NotFound(f"test {test_id!r} not found")
+        return monitor
+
+    def monitors(self, namespace: str) -> list[dict]:
+        items = self.kube.list(PLURAL, namespace)
+        return sorted(items, key=lambda m: (m["metadata"].get("creationTimestamp") or "", m["metadata"]["name"]))
+
+    def trigger_url(self, monitor: dict) -> str:
+        return f"{self.public_url}/radar/{trigger_id_for(self.trigger_key, monitor['metadata']['uid'])}/trigger"
+
+    def summary(self, monitor: dict) -> dict:
+        meta, spec = monitor["metadata"], monitor.get("spec") or {}
+        try:
+            created_by = json.loads((meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION) or "null")
+        except ValueError:
+            created_by = None
+        return {
+            "id": meta["uid"],
+            "name": spec.get("displayName") or meta["name"],
+            "description": spec.get("description") or None,
+            "created_at": int(mapping.epoch(meta.get("creationTimestamp")) or 0),
+            "created_by": created_by,
+            "default_environment_id": mapping.default_environment_id(spec),
+            "last_run": mapping.last_run_to_runscope(monitor.get("status") or {}, spec, meta["namespace"], meta["uid"],
+                                                     self.public_url),
+        }
+
+    def detail(self, monitor: dict) -> dict:
+        meta, spec = monitor["metadata"], monitor.get("spec") or {}
+        return {
+            **self.summary(monitor),
+            "steps": [mapping.step_to_runscope(s) for s in spec.get("steps") or []],
+            "environments": [mapping.environment_to_runscope(e, meta["uid"]) for e in spec.get("environments") or []],
+            "schedules": [mapping.schedule_to_runscope(s) for s in self._schedules_of(monitor)],
+            "trigger_url": self.trigger_url(monitor),
+        }
+
+    def list_tests(self, namespace: str, count: int, offset: int) -> list[dict]:
+        return [self.summary(m) for m in self.monitors(namespace)[offset:offset + count]]
+
+    def create_tests(self, namespace: str, body: Any, principal: Principal) -> list[dict]:
+        docs = body if isinstance(body, list) else [body]
+        if not docs:
+            raise InvalidInput("the body must be a test object or a non-empty list of them")
+        specs = [mapping.test_spec_from_runscope(doc) for doc in docs]
+        added = sum(len(s["environments"]) for s in specs)
+        self._check_environment_room(namespace, added)
+        created = []
+        for spec in specs:
+            manifest = {
+                "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
+                "metadata": {"name": monitor_name_for(spec["displayName"]), "annotations": {
+                    CREATED_BY_ANNOTATION: json.dumps(self._author(principal))}},
+                "spec": spec,
+            }
+            try:
+                monitor = self.kube.create(PLURAL, namespace, manifest)
+            except ApiException as exc:
+                if exc.status in (400, 422):
+                    raise _invalid_from_api(exc) from None
+                raise
+            self._revision(namespace, monitor, principal, "radar_test")
+            created.append(monitor)
+        return created
+
+    def modify(self, namespace: str, test_id: str, body: Any, principal: Principal) -> dict:
+        return self.update(namespace, test_id, lambda spec: mapping.modified_spec(spec, body), principal)
+
+    def delete(self, namespace: str, test_id: str) -> None:
+        monitor = self.monitor(namespace, test_id)
+        # Owner references would remove the Schedules too; deleting them first stops their
+        # CronJobs at once rather than when the garbage collector gets there.
+        for schedule in self._schedules_of(monitor):
+            self.kube.delete(SCHEDULES, namespace, schedule["metadata"]["name"])
+        self.kube.delete(PLURAL, namespace, monitor["metadata"]["name"])
+
+    def update(self, namespace: str, test_id: str, change: Callable[[dict], dict], principal: Principal,
+               environment_id: Optional[str] = None) -> dict:
+        """Apply `change(spec) -> spec` to the test and keep a revision; returns the Monitor."""
+        for _ in range(CONFLICT_RETRIES):
+            monitor = self.monitor(namespace, test_id)
+            spec = mapping.validated_spec(change(dict(monitor.get("spec") or {})))
+            body = {**monitor, "spec": spec}
+            try:
+                updated = self.kube.replace(PLURAL, namespace, monitor["metadata"]["name"], body)
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                if exc.status in (400, 422):
+                    raise _invalid_from_api(exc) from None
+                raise
+            if environment_id:
+                self._revision(namespace, updated, principal, "environment", environment_id)
+            else:
+                self._revision(namespace, updated, principal, "radar_test")
+            return updated
+        raise Conflict("the test kept changing while it was being modified; try again", retry_after=1)
+
+    # --- revisions ------------------------------------------------------------------------
+
+    @staticmethod
+    def _author(principal: Principal) -> dict:
+        return {"email": None, "name": principal.credential, "id": principal.client_id}
+
+    def _revision(self, namespace: str, monitor: dict, principal: Principal, item_type: str,
+                  environment_id: Optional[str] = None) -> None:
+        revision = {
+            "uuid": str(uuid.uuid4()), "timestamp": round(time.time(), 2), "item_type": item_type,
+            "author_uuid": principal.client_id, "author_name": principal.credential, "author_email": None,
+            "organization_id": principal.organization, "bucket_key": namespace, "source": "api",
+        }
+        self.store.put_record(REVISIONS, revision["uuid"], {
+            "revision": revision, "testId": monitor["metadata"]["uid"], "environmentId": environment_id,
+            "spec": monitor.get("spec"), "resourceVersion": monitor["metadata"].get("resourceVersion"),
+        }, project=namespace)
+
+    def revisions(self, namespace: str, test_id: str) -> dict:
+        self.monitor(namespace, test_id)
+        records = [r for r in self.store.list_records(REVISIONS, project=namespace) if r.get("testId") == test_id]
+        env_revisions: dict[str, list] = {}
+        for record in records:
+            if record.get("environmentId"):
+                env_revisions.setdefault(record["environmentId"], []).append(record["revision"])
+        return {"test_revisions": [r["revision"] for r in records if not r.get("environmentId")],
+                "env_revisions": env_revisions}
+
+    # --- steps ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _find_step(spec: dict, step_id: str) -> dict:
+        for step in mapping.all_steps(spec.get("steps") or []):
+            if step.get("id") == step_id:
+                return step
+        raise NotFound(f"step {step_id!r} not found")
+
+    def add_step(self, namespace: str, test_id: str, body: Any, principal: Principal) -> dict:
+        step = mapping.step_from_runscope(body)
+        return self.update(namespace, test_id, lambda spec: {**spec, "steps": [*(spec.get("steps") or []), step]},
+                           principal)
+
+    def step(self, namespace: str, test_id: str, step_id: str) -> dict:
+        return mapping.step_to_runscope(self._find_step(self.monitor(namespace, test_id).get("spec") or {}, step_id))
+
+    def modify_step(self, namespace: str, test_id: str, step_id: str, body: Any, principal: Principal) -> dict:
+        if not isinstance(body, dict):
+            raise InvalidInput("a step must be a JSON object")
+
+        def change(spec: dict) -> dict:
+            current = mapping.step_to_runscope(self._find_step(spec, step_id))
+            new = mapping.step_from_runscope({**current, **body, "id": step_id}, keep_id=True)
+            return {**spec, "steps": _replace_step(spec.get("steps") or [], step_id, new)}
+
+        monitor = self.update(namespace, test_id, change, principal)
+        return mapping.step_to_runscope(self._find_step(monitor["spec"], step_id))
+
+    def delete_step(self, namespace: str, test_id: str, step_id: str, principal: Principal) -> None:
+        def change(spec: dict) -> dict:
+            self._find_step(spec, step_id)
+            return {**spec, "steps": _replace_step(spec.get("steps") or [], step_id, None)}
+
+        self.update(namespace, test_id, change, principal)
+
+    def reorder_steps(self, namespace: str, test_id: str, order: Any, principal: Principal) -> list[dict]:
+        monitor = self.update(namespace, test_id,
+                              lambda spec: {**spec, "steps": mapping.reordered_steps(spec.get("steps") or [], order)},
+                              principal)
+        return [mapping.step_to_runscope(s) for s in monitor["spec"].get("steps") or []]
+
+    # --- test environments ----------------------------------------------------------------
+
+    def environments(self, namespace: str, test_id: str) -> list[dict]:
+        monitor = self.monitor(namespace, test_id)
+        return [mapping.environment_to_runscope(e, test_id) for e in monitor["spec"].get("environments") or []]
+
+    def environment(self, namespace: str, test_id: str, env_id: str) -> dict:
+        env = mapping.environment_by_id(self.monitor(namespace, test_id).get("spec") or {}, env_id)
+        if env is None:
+            raise NotFound(f"environment {env_id!r} not found")
+        return mapping.environment_to_runscope(env, test_id)
+
+    def create_environment(self, namespace: str, test_id: str, body: Any, principal: Principal) -> dict:
+        env = mapping.environment_from_runscope(body)
+        self._check_parent(namespace, env)
+        self._check_environment_room(namespace, 1)
+
+        def change(spec: dict) -> dict:
+            return {**spec, "environments": [*(spec.get("environments") or []), env]}
+
+        self.update(namespace, test_id, change, principal, environment_id=env["id"])
+        return mapping.environment_to_runscope(env, test_id)
+
+    def modify_environment(self, namespace: str, test_id: str, env_id: str, body: Any, principal: Principal) -> dict:
+        env = mapping.environment_from_runscope(body, env_id)
+        self._check_parent(namespace, env)
+
+        def change(spec: dict) -> dict:
+            old = mapping.environment_by_id(spec, env_id)
+            if old is None:
+                raise NotFound(f"environment {env_id!r} not found")
+            envs = [env if e.get("id") == env_id else e for e in spec.get("environments") or []]
+            spec = {**spec, "environments": envs}
+            if spec.get("defaultEnvironment") == old["name"]:
+                spec["defaultEnvironment"] = env["name"]
+            return spec
+
+        self.update(namespace, test_id, change, principal, environment_id=env_id)
+        return mapping.environment_to_runscope(env, test_id)
+
+    def delete_environment(self, namespace: str, test_id: str, env_id: str, principal: Principal) -> None:
+        def change(spec: dict) -> dict:
+            old = mapping.environment_by_id(spec, env_id)
+            if old is None:
+                raise NotFound(f"environment {env_id!r} not found")
+            spec = {**spec, "environments": [e for e in spec["environments"] if e.get("id") != env_id]}
+            if spec.get("defaultEnvironment") == old["name"]:
+                spec.pop("defaultEnvironment")
+            return spec
+
+        self.update(namespace, test_id, change, principal, environment_id=env_id)
+
+    def _check_environment_room(self, namespace: str, adding: int) -> None:
+        used = sum(len((m.get("spec") or {}).get("environments") or []) for m in self.kube.list(PLURAL, namespace))
+        used += len(self._shared(namespace)[1])
+        if used + adding > MAX_BUCKET_ENVIRONMENTS:
+            raise InvalidInput(f"a bucket holds at most {MAX_BUCKET_ENVIRONMENTS} environments (test and shared); "
+                               f"this one has {used}")
+
+    def _check_parent(self, namespace: str, env: dict) -> None:
+        parent = env.get("parentEnvironmentId")
+        if parent and parent not in self._shared(namespace)[1]:
+            raise InvalidInput(f"parent_environment_id: the bucket has no shared environment {parent!r}")
+
+    # --- shared environments --------------------------------------------------------------
+
+    def _shared(self, namespace: str) -> tuple[Optional[dict], dict[str, dict]]:
+        config_map = self.kube.config_map(namespace, SHARED_ENVIRONMENTS_CONFIGMAP)
+        envs = {}
+        for key, text in ((config_map or {}).get("data") or {}).items():
+            try:
+                envs[key] = json.loads(text)
+            except ValueError:
+                continue
+        return config_map, envs
+
+    def _write_shared(self, namespace: str, change: Callable[[dict[str, dict]], None]) -> None:
+        for _ in range(CONFLICT_RETRIES):
+            config_map, envs = self._shared(namespace)
+            change(envs)
+            meta = {"name": SHARED_ENVIRONMENTS_CONFIGMAP,
+                    "labels": {"app.kubernetes.io/managed-by": "assay-gateway"}}
+            if config_map:
+                meta["resourceVersion"] = config_map["metadata"]["resourceVersion"]
+            body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+                    "data": {k: json.dumps(v, sort_keys=True) for k, v in envs.items()}}
+            try:
+                self.kube.write_config_map(namespace, body)
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        raise Conflict("the shared environments kept changing; try again", retry_after=1)
+
+    def shared_environments(self, namespace: str) -> list[dict]:
+        envs = self._shared(namespace)[1].values()
+        return [mapping.environment_to_runscope(e, None) for e in sorted(envs, key=lambda e: e["name"])]
+
+    def shared_environment(self, namespace: str, env_id: str) -> dict:
+        env = self._shared(namespace)[1].get(env_id)
+        if env is None:
+            raise NotFound(f"environment {env_id!r} not found")
+        return mapping.environment_to_runscope(env, None)
+
+    def create_shared_environment(self, namespace: str, body: Any) -> dict:
+        env = mapping.environment_from_runscope(body)
+        env.pop("parentEnvironmentId", None)  # applies only to test environments
+        self._check_environment_room(namespace, 1)
+        self._write_shared(namespace, lambda envs: envs.__setitem__(env["id"], env))
+        return mapping.environment_to_runscope(env, None)
+
+    def modify_shared_environment(self, namespace: str, env_id: str, body: Any) -> dict:
+        env = mapping.environment_from_runscope(body, env_id)
+        env.pop("parentEnvironmentId", None)
+
+        def change(envs: dict) -> None:
+            if env_id not in envs:
+                raise NotFound(f"environment {env_id!r} not found")
+            envs[env_id] = env
+
+        self._write_shared(namespace, change)
+        return mapping.environment_to_runscope(env, None)
+
+    def delete_shared_environment(self, namespace: str, env_id: str) -> None:
+        def change(envs: dict) -> None:
+            if envs.pop(env_id, None) is None:
+                raise NotFound(f"environment {env_id!r} not found")
+
+        self._write_shared(namespace, change)
+
+    # --- schedules ------------------------------------------------------------------------
+
+    def _schedules_of(self, monitor: dict) -> list[dict]:
+        meta = monitor["metadata"]
+        return [s for s in self.kube.list(SCHEDULES, meta["namespace"])
+                if (s.get("spec") or {}).get("target") == {"kind": "Monitor", "name": meta["name"]}
+                or any(ref.get("uid") == meta["uid"] for ref in s["metadata"].get("ownerReferences") or [])]
+
+    def _schedule(self, monitor: dict, schedule_id: str) -> dict:
+        for schedule in self._schedules_of(monitor):
+            if schedule["metadata"]["uid"] == schedule_id:
+                return schedule
+        raise NotFound(f"schedule {schedule_id!r} not found")
+
+    def schedules(self, namespace: str, test_id: str) -> list[dict]:
+        return [mapping.schedule_to_runscope(s) for s in self._schedules_of(self.monitor(namespace, test_id))]
+
+    def schedule(self, namespace: str, test_id: str, schedule_id: str) -> dict:
+        return mapping.schedule_to_runscope(self._schedule(self.monitor(namespace, test_id), schedule_id))
+
+    def create_schedule(self, namespace: str, test_id: str, body: Any, *, update_same_environment: bool) -> dict:
+        """v1 always creates; v0 (`update_same_environment`) updates the test's schedule for the
+        same environment when there is one, as Runscope's v0 did for a repeated create."""
+        monitor = self.monitor(namespace, test_id)
+        meta = monitor["metadata"]
+        spec = mapping.schedule_spec_from_runscope(body, meta["name"], monitor.get("spec") or {})
+        if update_same_environment:
+            for existing in self._schedules_of(monitor):
+                if (existing.get("spec") or {}).get("environment") == spec["environment"]:
+                    return self._write_schedule(namespace, existing["metadata"]["name"], spec)
+        manifest = {
+            "apiVersion": "assay.dev/v1alpha1", "kind": "Schedule",
+            "metadata": {"name": monitor_name_for(meta["name"][:40]), "ownerReferences": [{
+                "apiVersion": monitor.get("apiVersion", "assay.dev/v1alpha1"), "kind": "Monitor",
+                "name": meta["name"], "uid": meta["uid"]}]},
+            "spec": spec,
+        }
+        try:
+            return mapping.schedule_to_runscope(self.kube.create(SCHEDULES, namespace, manifest))
+        except ApiException as exc:
+            if exc.status in (400, 422):
+                raise _invalid_from_api(exc) from None
+            raise
+
+    def modify_schedule(self, namespace: str, test_id: str, schedule_id: str, body: Any) -> dict:
+        monitor = self.monitor(namespace, test_id)
+        schedule = self._schedule(monitor, schedule_id)
+        spec = mapping.schedule_spec_from_runscope(body, monitor["metadata"]["name"], monitor.get("spec") or {})
+        # A new spec bumps the Schedule's generation; the operator restarts the interval from now.
+        return self._write_schedule(namespace, schedule["metadata"]["name"], spec)
+
+    def _write_schedule(self, namespace: str, name: str, spec: dict) -> dict:
+        for _ in range(CONFLICT_RETRIES):
+            current = self.kube.get(SCHEDULES, namespace, name)
+            try:
+                return mapping.schedule_to_runscope(self.kube.replace(SCHEDULES, namespace, name,
+                                                                      {**current, "spec": {**current["spec"], **spec}}))
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                if exc.status in (400, 422):
+                    raise _invalid_from_api(exc) from None
+                raise
+        raise Conflict("the schedule kept changing; try again", retry_after=1)
+
+    def delete_schedule(self, namespace: str, test_id: str, schedule_id: str) -> None:
+        schedule = self._schedule(self.monitor(namespace, test_id), schedule_id)
+        self.kube.delete(SCHEDULES, namespace, schedule["metadata"]["name"])
+
+    # --- trigger --------------------------------------------------------------------------
+
+    def monitor_by_trigger_id(self, trigger_id: str) -> Optional[dict]:
+        found = None
+        for monitor in self.kube.list(PLURAL):
+            # No early exit: every trigger call costs the same whatever it matches.
+            if hmac.compare_digest(trigger_id_for(self.trigger_key, monitor["metadata"]["uid"]), trigger_id):
+                found = monitor
+        return found
+
+    def trigger(self, trigger_id: str, params: dict[str, str], environment: Optional[str]) -> dict:
+        monitor = self.monitor_by_trigger_id(trigger_id)
+        if monitor is None or not ((monitor.get("spec") or {}).get("trigger") or {}).get("enabled", True):
+            raise NotFound("trigger not found")
+        namespace, spec = monitor["metadata"]["namespace"], monitor.get("spec") or {}
+        if environment is not None:
+            env = next((e for e in spec.get("environments") or [] if environment in (e.get("id"), e.get("name"))),
+                       None)
+            if env is None:
+                raise InvalidInput(f"runscope_environment: the test has no environment {environment!r}")
+        else:
+            env = mapping.environment_by_id(spec, mapping.default_environment_id(spec) or "")
+        if env and env.get("parentEnvironmentId"):
+            env = inherit_environment(env, self._shared(namespace)[1].get(env["parentEnvironmentId"]))
+        run_id, monitor = self._request_run(monitor, env.get("id") if env else None, params)
+        meta = monitor["metadata"]
+        test_url = f"{self.public_url}/buckets/{namespace}/tests/{meta['uid']}"
+        runs = [{
+            "agent": None, "bucket_key": namespace, "environment_id": env.get("id") if env else None,
+            "environment_name": env.get("name") if env else None, "region": region, "status": "init",
+            "test_id": meta["uid"], "test_name": spec.get("displayName") or meta["name"], "test_run_id": run_id,
+            "test_run_url": f"{test_url}/results/{run_id}", "test_url": test_url,
+            "url": f"{test_url}/results/{run_id}", "variables": params,
+        } for region in ((env or {}).get("regions") or [None])]
+        return {"runs": runs, "runs_started": len(runs), "runs_failed": 0}
+
+    def _request_run(self, monitor: dict, environment: Optional[str], params: dict[str, str]) -> tuple[str, dict]:
+        """Set the run request; waits (up to PENDING_WAIT_SECONDS) for a previous request the
+        operator has not acted on, since the annotation holds one request."""
+        request_id = str(uuid.uuid4())
+        value = json.dumps({"id": request_id, **({"environment": environment} if environment else {}),
+                            "params": params})
+        namespace, name = monitor["metadata"]["namespace"], monitor["metadata"]["name"]
+        deadline = time.monotonic() + PENDING_WAIT_SECONDS
+        while True:
+            if pending_request(monitor) is None:
+                patch = {"metadata": {"resourceVersion": monitor["metadata"]["resourceVersion"],
+                                      "annotations": {RUN_REQUEST_ANNOTATION: value}}}
+                try:
+                    self.kube.patch(PLURAL, namespace, name, patch)
+                    break
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+            if time.monotonic() >= deadline:
+                raise Conflict("the previous run of this test has not started yet; try again shortly", retry_after=2)
+            self.sleep(0.25)
+            monitor = self.kube.get(PLURAL, namespace, name)
+        meta = monitor["metadata"]
+        return run_id_for_request(meta["name"], meta["uid"], request_id), monitor
+
+
+def _replace_step(steps: list[dict], step_id: str, new: Optional[dict]) -> list[dict]:
+    """`steps` with the step `step_id` (top level or embedded) replaced by `new`, or removed."""
+    out = []
+    for step in steps:
+        if step.get("id") == step_id:
+            if new is not None:
+                out.append(new)
+            continue
+        if step.get("stepType") == "condition" and step.get("steps"):
+            step = {**step, "steps": _replace_step(step["steps"], step_id, new)}
+        out.append(step)
+    return out

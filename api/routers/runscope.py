@@ -1,0 +1,255 @@
+"""The Runscope API (seeds/003), part one: the root resource, account, regions, buckets,
+tests, steps, environments (test and shared), schedules, revisions and the trigger URL.
+
+Paths are accepted as the document spells them, with and without `/v1` and with `/tests/` or
+`/test/`; `POST .../schedules` differs between the two versions (services/runscope_tests.py).
+Reads need `api:read` (and `test:read` for tests), changes to tests `test:write`, creating a
+bucket `message:write` and deleting one `bucket:write`, as the document describes the scopes.
+The trigger URL needs no token: its id is the capability. Every answer is Runscope's envelope
+(runscope_wire), errors included.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from ..auth import Principal, require_bearer
+from ..services import InvalidInput
+from ..services.runscope_buckets import RunscopeBuckets
+from ..services.runscope_tests import RunscopeTests
+from .runscope_wire import bucket_namespace, deleted, install_error_shape, ok, render_error
+
+BUCKETS = ("/buckets/{bucket_key}", "/v1/buckets/{bucket_key}")
+TESTS = tuple(f"{bucket}/{tests}/{{test_id}}" for bucket in BUCKETS for tests in ("tests", "test"))
+TRIGGER_PREFIX = "/radar/"
+TRIGGER_CONTROL = "runscope_"
+"""Trigger parameters with this prefix steer the run (runscope_environment); the rest are variables."""
+
+READ = require_bearer("api:read")
+READ_TESTS = require_bearer("api:read", "test:read")
+WRITE_TESTS = require_bearer("test:write")
+
+
+def build_router(services) -> APIRouter:
+    tests = RunscopeTests(services.kube, services.store, services.settings)
+    buckets = RunscopeBuckets(services.kube, services.auth.tenancy, services.settings)
+    public_url = services.settings.public_url.rstrip("/")
+    router = APIRouter(tags=["runscope"])
+
+    def ns(principal: Principal, bucket_key: str) -> str:
+        return bucket_namespace(services, principal, bucket_key)
+
+    def add(method: str, paths: tuple[str, ...], suffix: str, handler: Callable, status: int = 200) -> None:
+        for path in paths:
+            router.add_api_route(path + suffix, handler, methods=[method], status_code=status)
+
+    # --- root, account, regions, buckets -------------------------------------------------
+
+    @router.get("/")
+    def root(principal: Principal = Depends(READ)):
+        return ok({"bucket_list_url": f"{public_url}/buckets", "current_account_url": f"{public_url}/account"})
+
+    @router.get("/account")
+    def account(principal: Principal = Depends(READ)):
+        return ok(buckets.account(principal, with_email="account:email" in principal.scopes))
+
+    @router.get("/regions")
+    def regions(principal: Principal = Depends(READ)):
+        return ok({"regions": buckets.regions()})
+
+    @router.get("/buckets")
+    def bucket_list(principal: Principal = Depends(READ)):
+        return ok(buckets.buckets(principal))
+
+    @router.post("/buckets")
+    def bucket_create(name: Optional[str] = Query(None), team_uuid: Optional[str] = Query(None),
+                      principal: Principal = Depends(require_bearer("message:write"))):
+        return ok(buckets.create(principal, name, team_uuid), status=201)
+
+    def bucket_detail(bucket_key: str, principal: Principal = Depends(READ)):
+        return ok(buckets.bucket(ns(principal, bucket_key)))
+
+    def bucket_delete(bucket_key: str, principal: Principal = Depends(require_bearer("bucket:write"))):
+        buckets.delete(principal, ns(principal, bucket_key))
+        return deleted()
+
+    add("GET", BUCKETS, "", bucket_detail)
+    add("DELETE", BUCKETS, "", bucket_delete)
+
+    # --- tests ---------------------------------------------------------------------------
+
+    def test_list(bucket_key: str, count: int = Query(10, ge=1, le=1000), offset: int = Query(0, ge=0),
+                  principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.list_tests(ns(principal, bucket_key), count, offset))
+
+    def test_create(bucket_key: str, body: Any = Body(None), principal: Principal = Depends(WRITE_TESTS)):
+        created = [tests.detail(m) for m in tests.create_tests(ns(principal, bucket_key), body, principal)]
+        return ok(created if isinstance(body, list) else created[0], status=201)
+
+    def test_detail(bucket_key: str, test_id: str, principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.detail(tests.monitor(ns(principal, bucket_key), test_id)))
+
+    def test_modify(bucket_key: str, test_id: str, body: Any = Body(None), principal: Principal = Depends(WRITE_TESTS)):
+        return ok(tests.detail(tests.modify(ns(principal, bucket_key), test_id, body, principal)))
+
+    def test_delete(bucket_key: str, test_id: str, principal: Principal = Depends(WRITE_TESTS)):
+        tests.delete(ns(principal, bucket_key), test_id)
+        return deleted()
+
+    def test_revisions(bucket_key: str, test_id: str, principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.revisions(ns(principal, bucket_key), test_id))
+
+    for bucket in BUCKETS:
+        for plural in ("tests", "test"):
+            router.add_api_route(f"{bucket}/{plural}", test_list, methods=["GET"])
+            router.add_api_route(f"{bucket}/{plural}", test_create, methods=["POST"])
+    add("GET", TESTS, "", test_detail)
+    add("PUT", TESTS, "", test_modify)
+    add("DELETE", TESTS, "", test_delete)
+    add("GET", TESTS, "/revisions", test_revisions)
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def step_add(bucket_key: str, test_id: str, body: Any = Body(None), principal: Principal = Depends(WRITE_TESTS)):
+        return ok(tests.detail(tests.add_step(ns(principal, bucket_key), test_id, body, principal)), status=201)
+
+    def step_reorder(bucket_key: str, test_id: str, body: Any = Body(None),
+                     principal: Principal = Depends(WRITE_TESTS)):
+        return ok(tests.reorder_steps(ns(principal, bucket_key), test_id, body, principal))
+
+    def step_detail(bucket_key: str, test_id: str, step_id: str, principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.step(ns(principal, bucket_key), test_id, step_id))
+
+    def step_modify(bucket_key: str, test_id: str, step_id: str, body: Any = Body(None),
+                    principal: Principal = Depends(WRITE_TESTS)):
+        return ok(tests.modify_step(ns(principal, bucket_key), test_id, step_id, body, principal))
+
+    def step_delete(bucket_key: str, test_id: str, step_id: str, principal: Principal = Depends(WRITE_TESTS)):
+        tests.delete_step(ns(principal, bucket_key), test_id, step_id, principal)
+        return deleted()
+
+    add("POST", TESTS, "/steps", step_add)
+    add("PUT", TESTS, "/steps", step_reorder)
+    add("GET", TESTS, "/steps/{step_id}", step_detail)
+    add("PUT", TESTS, "/steps/{step_id}", step_modify)
+    add("DELETE", TESTS, "/steps/{step_id}", step_delete)
+
+    # --- test environments ---------------------------------------------------------------
+
+    def env_list(bucket_key: str, test_id: str, principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.environments(ns(principal, bucket_key), test_id))
+
+    def env_create(bucket_key: str, test_id: str, body: Any = Body(None), principal: Principal = Depends(WRITE_TESTS)):
+        return ok(tests.create_environment(ns(principal, bucket_key), test_id, body, principal), status=201)
+
+    def env_detail(bucket_key: str, test_id: str, environment_id: str, principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.environment(ns(principal, bucket_key), test_id, environment_id))
+
+    def env_modify(bucket_key: str, test_id: str, environment_id: str, body: Any = Body(None),
+                   principal: Principal = Depends(WRITE_TESTS)):
+        return ok(tests.modify_environment(ns(principal, bucket_key), test_id, environment_id, body, principal))
+
+    def env_delete(bucket_key: str, test_id: str, environment_id: str, principal: Principal = Depends(WRITE_TESTS)):
+        tests.delete_environment(ns(principal, bucket_key), test_id, environment_id, principal)
+        return deleted()
+
+    add("GET", TESTS, "/environments", env_list)
+    add("POST", TESTS, "/environments", env_create)
+    add("GET", TESTS, "/environments/{environment_id}", env_detail)
+    add("PUT", TESTS, "/environments/{environment_id}", env_modify)
+    add("DELETE", TESTS, "/environments/{environment_id}", env_delete)
+
+    # --- shared environments -------------------------------------------------------------
+
+    def shared_list(bucket_key: str, principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.shared_environments(ns(principal, bucket_key)))
+
+    def shared_create(bucket_key: str, body: Any = Body(None), principal: Principal = Depends(WRITE_TESTS)):
+        return ok(tests.create_shared_environment(ns(principal, bucket_key), body), status=201)
+
+    def shared_detail(bucket_key: str, environment_id: str, principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.shared_environment(ns(principal, bucket_key), environment_id))
+
+    def shared_modify(bucket_key: str, environment_id: str, body: Any = Body(None),
+                      principal: Principal = Depends(WRITE_TESTS)):
+        return ok(tests.modify_shared_environment(ns(principal, bucket_key), environment_id, body))
+
+    def shared_delete(bucket_key: str, environment_id: str, principal: Principal = Depends(WRITE_TESTS)):
+        tests.delete_shared_environment(ns(principal, bucket_key), environment_id)
+        return deleted()
+
+    add("GET", BUCKETS, "/environments", shared_list)
+    add("POST", BUCKETS, "/environments", shared_create)
+    add("GET", BUCKETS, "/environments/{environment_id}", shared_detail)
+    add("PUT", BUCKETS, "/environments/{environment_id}", shared_modify)
+    add("DELETE", BUCKETS, "/environments/{environment_id}", shared_delete)
+
+    # --- schedules -----------------------------------------------------------------------
+
+    def schedule_list(bucket_key: str, test_id: str, principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.schedules(ns(principal, bucket_key), test_id))
+
+    def schedule_creator(v0: bool):
+        def schedule_create(bucket_key: str, test_id: str, body: Any = Body(None),
+                            principal: Principal = Depends(WRITE_TESTS)):
+            return ok(tests.create_schedule(ns(principal, bucket_key), test_id, body, update_same_environment=v0),
+                      status=201)
+        return schedule_create
+
+    def schedule_detail(bucket_key: str, test_id: str, schedule_id: str, principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.schedule(ns(principal, bucket_key), test_id, schedule_id))
+
+    def schedule_modify(bucket_key: str, test_id: str, schedule_id: str, body: Any = Body(None),
+                        principal: Principal = Depends(WRITE_TESTS)):
+        return ok(tests.modify_schedule(ns(principal, bucket_key), test_id, schedule_id, body))
+
+    def schedule_delete(bucket_key: str, test_id: str, schedule_id: str, principal: Principal = Depends(WRITE_TESTS)):
+        tests.delete_schedule(ns(principal, bucket_key), test_id, schedule_id)
+        return deleted()
+
+    add("GET", TESTS, "/schedules", schedule_list)
+    for path in TESTS:
+        router.add_api_route(path + "/schedules", schedule_creator(v0=not path.startswith("/v1/")), methods=["POST"])
+    add("GET", TESTS, "/schedules/{schedule_id}", schedule_detail)
+    add("PUT", TESTS, "/schedules/{schedule_id}", schedule_modify)
+    add("DELETE", TESTS, "/schedules/{schedule_id}", schedule_delete)
+
+    # --- trigger URL ---------------------------------------------------------------------
+
+    @router.api_route(TRIGGER_PREFIX + "{trigger_id}/trigger", methods=["GET", "POST"])
+    async def trigger(trigger_id: str, request: Request):
+        values = dict(request.query_params)
+        if request.method == "POST":
+            values.update(await trigger_body(request))
+        environment = values.pop(TRIGGER_CONTROL + "environment", None)
+        params = {k: v for k, v in values.items() if not k.startswith(TRIGGER_CONTROL)}
+        return ok(await run_in_threadpool(tests.trigger, trigger_id, params, environment or None), status=201)
+
+    return router
+
+
+async def trigger_body(request: Request) -> dict[str, str]:
+    """Variables in a trigger's POST body: a JSON object or a form; values become text."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(raw.decode(errors="replace")))
+    try:
+        document = await request.json()
+    except ValueError:
+        raise InvalidInput("the body must be a JSON object or a form") from None
+    if not isinstance(document, dict):
+        raise InvalidInput("the body must be a JSON object of variables")
+    return {str(k): v if isinstance(v, str) else ("" if v is None else str(v)) for k, v in document.items()}
+
+
+def install(app: FastAPI, services) -> None:
+    install_error_shape(app)
+    app.state.error_shapes.register(TRIGGER_PREFIX, render_error)
+    app.include_router(build_router(services))

@@ -1,0 +1,110 @@
+"""Runscope buckets, the account and regions, on namespaces and nodes.
+
+A bucket is a namespace (key = name) of a team (the org label); its display name is the
+annotation BUCKET_NAME_ANNOTATION and a team's default bucket carries DEFAULT_BUCKET_ANNOTATION,
+which makes it undeletable. Only org credentials create and delete buckets, and only in their
+own team: a project credential is one bucket. The namespace holding the credential itself is
+never deleted through the API, whatever its annotations say.
+
+Regions are the values of the nodes' `topology.kubernetes.io/region` label: where Monitor
+environments can run (operator/monitor.py turns a region into a node selector).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Optional
+
+from kubernetes.client.rest import ApiException
+
+from ..auth import Principal
+from ..errors import ApiError
+from . import InvalidInput
+
+BUCKET_NAME_ANNOTATION = "assay.dev/bucket-name"
+DEFAULT_BUCKET_ANNOTATION = "assay.dev/default-bucket"
+REGION_LABEL = "topology.kubernetes.io/region"
+LOCATION_ANNOTATION = "assay.dev/region-location"
+MAX_BUCKET_NAME = 256
+KEY_LENGTH = 12
+
+
+def new_bucket_key() -> str:
+    """12 lowercase alphanumerics starting with a letter, as Runscope bucket keys look."""
+    alphabet = string.ascii_lowercase + string.digits
+    return secrets.choice(string.ascii_lowercase) + "".join(secrets.choice(alphabet) for _ in range(KEY_LENGTH - 1))
+
+
+def bucket_of(namespace: dict, org_label: str) -> dict:
+    meta = namespace["metadata"]
+    annotations, team = meta.get("annotations") or {}, (meta.get("labels") or {}).get(org_label)
+    return {
+        "auth_token": None,
+        "default": annotations.get(DEFAULT_BUCKET_ANNOTATION) == "true",
+        "key": meta["name"],
+        "name": annotations.get(BUCKET_NAME_ANNOTATION) or meta["name"],
+        "team": {"name": team, "uuid": team} if team else None,
+        "verify_ssl": True,
+    }
+
+
+class RunscopeBuckets:
+    def __init__(self, kube, tenancy, settings):
+        self.kube, self.tenancy, self.org_label = kube, tenancy, settings.org_label
+
+    def buckets(self, principal: Principal) -> list[dict]:
+        reachable = set(self.tenancy.namespaces_for(principal))
+        return [bucket_of(ns, self.org_label) for ns in sorted(self.kube.namespaces(), key=lambda n: n["metadata"]["name"])
+                if ns["metadata"]["name"] in reachable and not ns["metadata"].get("deletionTimestamp")]
+
+    def bucket(self, namespace: str) -> dict:
+        return bucket_of(self.kube.namespace(namespace), self.org_label)
+
+    def create(self, principal: Principal, name: Optional[str], team_uuid: Optional[str]) -> dict:
+        if not name or not name.strip() or len(name) > MAX_BUCKET_NAME:
+            raise InvalidInput(f"name: required, at most {MAX_BUCKET_NAME} characters")
+        if not team_uuid:
+            raise InvalidInput("team_uuid: required")
+        if principal.level != "org" or principal.organization != team_uuid:
+            raise ApiError(403, f"this token cannot create buckets in team {team_uuid!r}", "forbidden")
+        for _ in range(3):
+            try:
+                created = self.kube.create_namespace(new_bucket_key(), {self.org_label: team_uuid},
+                                                     {BUCKET_NAME_ANNOTATION: name})
+                return bucket_of(created, self.org_label)
+            except ApiException as exc:
+                if exc.status != 409:  # 409: the generated key exists; draw another
+                    raise
+        raise ApiError(503, "could not allocate a bucket key; try again", "temporarily_unavailable")
+
+    def delete(self, principal: Principal, namespace: str) -> None:
+        ns = self.kube.namespace(namespace)
+        if (ns["metadata"].get("annotations") or {}).get(DEFAULT_BUCKET_ANNOTATION) == "true":
+            raise InvalidInput("the default bucket of a team cannot be deleted")
+        if principal.level != "org":
+            raise ApiError(403, "only team (organization) tokens delete buckets", "forbidden")
+        if namespace == principal.namespace:
+            raise InvalidInput("the bucket holding this token's credential cannot be deleted through the API")
+        self.kube.delete_namespace(namespace)
+
+    @staticmethod
+    def account(principal: Principal, with_email: bool) -> dict:
+        account = {"name": principal.credential, "uuid": principal.credential_uid,
+                   "teams": [{"uuid": principal.organization, "name": principal.organization}]
+                   if principal.organization else []}
+        if with_email:
+            account["email"] = None  # credentials have no e-mail address
+        return account
+
+    def regions(self) -> list[dict]:
+        regions: dict[str, dict] = {}
+        for node in self.kube.nodes():
+            meta = node["metadata"]
+            code = (meta.get("labels") or {}).get(REGION_LABEL)
+            if code and code not in regions:
+                regions[code] = {"region_code": code,
+                                 "location": (meta.get("annotations") or {}).get(LOCATION_ANNOTATION) or code,
+                                 "service_provider": "Kubernetes", "hostname": meta["name"]}
+        return [regions[code] for code in sorted(regions)]
+
