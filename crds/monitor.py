@@ -422,6 +422,9 @@ class MonitorStatus(StatusModel):
     """The Secret holding the trigger token; the token itself never appears in status."""
     observed_generation: Optional[int] = None
     conditions: Conditions = []
+    notified_runs: Annotated[list[str], Field(max_length=MAX_HISTORY)] = []
+    """Runs whose webhooks and e-mails have been sent (claimed before sending), newest last;
+    the operator sends nothing for a run listed here."""
 
 
 class Monitor(Resource):

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
+import zlib
 
 import kopf
 import kubernetes
 
-from . import clientcredential, loadtest, monitor, testsuite  # noqa: F401  (register the handlers)
+from . import clientcredential, loadtest, monitor, runevents, schedule, testsuite, ticks  # noqa: F401  (register the handlers)
+from . import metrics, peering
 from .settings import get_settings
 
 
@@ -26,21 +30,33 @@ class RoutineSuccessFilter(logging.Filter):
         return not (message.endswith("' succeeded.") and message.startswith(("Handler '", "Timer '")))
 
 
-@kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, logger, **_):
+def load_cluster_config() -> None:
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, logger, **_):
+    load_cluster_config()
     # Kopf posts k8s Events for handler outcomes; errors are worth an Event, chatter is not.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.persistence.finalizer = "assay.dev/operator"
     ours = get_settings()
+    # Kopf's default (60 s) would leave the runs of a killed leader unwatched for a minute.
+    settings.peering.lifetime = ours.peering_lifetime_seconds
     uploads = f"results upload to {ours.gateway_url}" if ours.uploads_enabled \
         else "no result uploads (no gateway URL or upload key)"
     logger.info(f"runner image {ours.runner_image}, {uploads}")
+
+
+def peering_priority(pod_name: str) -> int:
+    """A priority that differs between replicas: Kopf freezes every peer when two share one,
+    and a Deployment gives its pods distinct names, so the name decides which one works."""
+    return zlib.crc32(pod_name.encode()) % 1_000_000 if pod_name else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,6 +70,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("--peering", default=None,
                         help="peering object name for several replicas (default: standalone)")
+    parser.add_argument("--priority", type=int, default=None,
+                        help="peering priority (default: derived from $POD_ID, the pod's name)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus metrics on /metrics at this port (default: $ASSAY_METRICS_PORT)")
     args = parser.parse_args(argv)
     # Kopf's own configuration prefixes object messages with their namespace/name.
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()],
@@ -61,12 +81,21 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:
         for handler in logging.getLogger().handlers:
             handler.addFilter(RoutineSuccessFilter())
+    logging.getLogger().addHandler(metrics.HandlerErrorCounter())
+    metrics_port = args.metrics_port if args.metrics_port is not None else get_settings().metrics_port
+    if metrics_port is not None:
+        metrics.serve(metrics_port)
+    if args.peering is not None:
+        load_cluster_config()
+        peering.ensure_peering_objects(args.peering, args.namespace, logging.getLogger("assay.operator"))
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=args.liveness,
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=args.priority if args.priority is not None else peering_priority(
+            os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}"),
     )
 
 

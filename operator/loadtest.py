@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from assay.crds.loadtest import LoadProgress, LoadTestSpec
 from assay.runner.upload import upload_token
 
-from . import kube
+from . import kube, runevents
 from .names import GROUP, LABEL_KIND, VERSION, job_name_for, run_id_for
 from .runjob import build_runner_job, build_spec_configmap, build_upload_secret
 from .runstatus import TERMINAL_PHASES, loadtest_status
@@ -95,6 +95,7 @@ def mirror_job(body, namespace, type, logger, **_):
         new["progress"] = None
     if any(current.get(k) != v for k, v in new.items()):
         kube.patch_status(PLURAL, namespace, owner["name"], new)
+        runevents.status_written("LoadTest", loadtest, current, new, logger)
         if new["phase"] != current.get("phase"):
             logger.info(f"run {new['runId']}: {current.get('phase', '-')} -> {new['phase']}"
                         + (f" ({new['result']})" if new.get("result") else ""))

@@ -1,15 +1,83 @@
-"""What happens when a TestSuite's or Monitor's status changes: the one place that learns of
-finished runs, whichever path recorded them (a requested run's Jobs, a scheduled batch).
+"""What happens when a TestSuite's, Monitor's or LoadTest's status changes: the one place that
+learns of finished runs, whichever path recorded them (a requested run's Jobs, a scheduled
+batch, a LoadTest's Job).
 
 `status_written(kind, owner, before, after, logger)` is called after every successful status
 write with the owner as read before the write and the status before and after it. It must
 be cheap and must never raise into the caller: a run's outcome is decided before it is called.
+For each run that finished in the write it counts the run in the metrics and, for a Monitor,
+hands the run to the notification workers (notify.py), which never block the caller.
+
+`monitor_seen` is the level-based counterpart: on every Monitor event (including the listing
+a restarted or newly leading operator starts with) it sets the Monitor's gauges from its
+status and hands over finished runs that were never notified.
 """
 
 from __future__ import annotations
 
 import logging
 
+import kopf
+
+from . import metrics, notify
+from .names import GROUP, VERSION
+from .settings import get_settings
+
+SUITE_FINISHED = ("PASSED", "FAILED")
+MONITOR_FINISHED = ("pass", "fail")
+LOADTEST_FINISHED = ("Passed", "Failed", "Aborted")
+
+
+def _entries(status: dict) -> list[dict]:
+    return [e for e in [status.get("lastRun") or {}, *(status.get("history") or [])] if e.get("runId")]
+
+
+def finished_runs(kind: str, before: dict, after: dict) -> list[tuple[str, str, float | None]]:
+    """(run id, result, duration in seconds) of each run finished in `after` but not in `before`."""
+    if kind == "LoadTest":
+        if after.get("result") in LOADTEST_FINISHED and before.get("result") not in LOADTEST_FINISHED:
+            return [(after.get("runId") or "", after["result"],
+                     metrics.seconds_between(after.get("startTime"), after.get("completionTime")))]
+        return []
+    done = SUITE_FINISHED if kind == "TestSuite" else MONITOR_FINISHED
+    result_key = "status" if kind == "TestSuite" else "result"
+    was_done = {e["runId"] for e in _entries(before) if e.get(result_key) in done}
+    found: dict[str, tuple[str, str, float | None]] = {}
+    for entry in _entries(after):
+        run_id = entry["runId"]
+        if entry.get(result_key) in done and run_id not in was_done and run_id not in found:
+            start = entry.get("startTime") or entry.get("startedAt")
+            end = entry.get("endTime") or entry.get("finishedAt")
+            found[run_id] = (run_id, entry[result_key], metrics.seconds_between(start, end))
+    return list(found.values())
+
 
 def status_written(kind: str, owner: dict, before: dict, after: dict, logger: logging.Logger) -> None:
     """Called after a status write; reacts to runs that finished in it."""
+    try:
+        runs = finished_runs(kind, before or {}, after or {})
+        for _, result, duration in runs:
+            metrics.run_finished(kind, result, duration)
+        if kind == "Monitor" and runs:
+            meta = owner["metadata"]
+            notify.notifier().submit(meta["namespace"], meta["name"], [run_id for run_id, _, _ in runs])
+    except Exception as exc:  # noqa: BLE001  (the run's outcome is written; this is bookkeeping)
+        logger.warning(f"after the status write: {type(exc).__name__}: {exc}")
+
+
+@kopf.on.event(GROUP, VERSION, "monitors")
+def monitor_seen(type, body, namespace, name, status, **_):
+    if type == "DELETED":
+        metrics.monitor_deleted(namespace, name)
+        return
+    metrics.monitor_observed(namespace, name, dict(status))
+    if not notify.has_notifications(body.get("spec") or {}):
+        return
+    pending = notify.runs_to_notify(dict(status), not_before=notify.catch_up_since(get_settings()))
+    if pending:
+        notify.notifier().submit(namespace, name, pending)
+
+
+@kopf.on.cleanup()
+def stop_notifications(**_):
+    notify.shutdown()

@@ -14,8 +14,8 @@ arrives at the same status from the same world, and tests feed it plain dicts.
   `python -m assay.runner testsuite|monitor`): TestSuite {"status", "progress",
   "success_rate", "flow_runs", "passed", "failed", "started_at", "finished_at", "error"};
   Monitor {"result", "region", "agent", "environment", "requests_executed",
-  "assertions_passed", "assertions_failed", "started_at", "finished_at", "error"}; times are
-  epoch seconds.
+  "response_time_ms" (mean over the sent requests), "assertions_passed", "assertions_failed",
+  "started_at", "finished_at", "error"}; times are epoch seconds.
 """
 
 from __future__ import annotations
@@ -164,6 +164,13 @@ def suite_run(run: Run) -> tuple[dict, str | None]:
 # --- Monitor --------------------------------------------------------------------------------
 
 
+def _mean_response_time_ms(pieces: list[Piece]) -> int | None:
+    """The regions' mean response times, averaged (each region ran the same requests)."""
+    times = [value for value in ((p.summary or {}).get("response_time_ms") for p in pieces)
+             if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    return round(sum(times) / len(times)) if times else None
+
+
 def monitor_run(run: Run) -> tuple[dict, str | None]:
     """A MonitorRun entry and the message explaining it: each region's result."""
     entry: dict = {"runId": run.run_id, "environment": run.environment}
@@ -184,6 +191,7 @@ def monitor_run(run: Run) -> tuple[dict, str | None]:
             why = "; ".join(filter(None, [why, f"result upload failed: {summary['upload_error']}"]))
         verdicts.append((piece.location, passed, why))
     entry["result"] = "pass" if all(v[1] for v in verdicts) else "fail"
+    entry["responseTimeMs"] = _mean_response_time_ms(run.pieces)
     ends = [p.end for p in run.pieces if p.end]
     entry["finishedAt"] = max(ends) if ends else None
     if locations:

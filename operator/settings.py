@@ -30,6 +30,28 @@ class OperatorSettings(BaseSettings):
     run_history_limit: int = Field(10, ge=1, le=20)
     """Runs kept in a TestSuite's or Monitor's status.history; the store keeps all of them."""
 
+    # Notifications after each Monitor run (notify.py): webhooks and e-mail.
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    webhook_attempts: int = Field(3, ge=1, le=10)
+    """Tries per webhook URL; waits 1 s, 2 s, 4 s, ... between them."""
+    notify_catch_up_seconds: int = Field(900, ge=0)
+    """After a restart or a handover, runs that finished this recently and are not yet in
+    status.notifiedRuns are notified; older ones are left alone."""
+    smtp_host: str | None = None
+    """No host: no e-mail."""
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "assay@localhost"
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    # Operations.
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (also --metrics-port)."""
+    peering_lifetime_seconds: int = Field(10, ge=2, le=300)
+    """With --peering: how long a replica's keep-alive counts; a killed leader is replaced
+    within about this long."""
+
     @property
     def uploads_enabled(self) -> bool:
         return bool(self.gateway_url and self.upload_key and self.upload_key.get_secret_value())

@@ -124,9 +124,13 @@ class OperatorProcess(ManagedProcess):
     (one or several), and telling runner pods where `gateway` is when one is given."""
 
     def __init__(self, cluster: Cluster, log_path: Path, namespaces: str | list[str] | None = None,
-                 gateway: GatewayProcess | None = None):
+                 gateway: GatewayProcess | None = None, *, peering: str | None = None,
+                 priority: int | None = None, metrics_port: int | None = None,
+                 env: dict[str, str] | None = None):
         self.cluster, self.log_path, self.gateway = cluster, log_path, gateway
         self.namespaces = [namespaces] if isinstance(namespaces, str) else list(namespaces or [])
+        self.peering, self.priority, self.metrics_port = peering, priority, metrics_port
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -137,7 +141,13 @@ class OperatorProcess(ManagedProcess):
         args = [sys.executable, "-m", "assay.operator"]
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
-        env = {**self.cluster.env, "ASSAY_RUNNER_IMAGE": "assay/runner:test"}
+        if self.peering:
+            args += ["--peering", self.peering]
+        if self.priority is not None:
+            args += ["--priority", str(self.priority)]
+        if self.metrics_port is not None:
+            args += ["--metrics-port", str(self.metrics_port)]
+        env = {**self.cluster.env, "ASSAY_RUNNER_IMAGE": "assay/runner:test", **self.extra_env}
         if self.gateway:
             env.update(ASSAY_GATEWAY_URL=self.gateway.url, ASSAY_UPLOAD_KEY=self.gateway.UPLOAD_KEY)
         log = open(self.log_path, "ab")

@@ -372,6 +372,13 @@ def cmd_testsuite(args: argparse.Namespace) -> int:
     return _finish(summary, 0)
 
 
+def mean_response_time_ms(result) -> int | None:
+    """The mean response time of the run's sent requests, for the Monitor's status and metrics."""
+    times = [step.response_time_ms for step in result.requests
+             if step.step_type == "request" and step.detail is not None and step.response_time_ms is not None]
+    return round(sum(times) / len(times)) if times else None
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     from .apitest.monitor import UnknownEnvironment, run_monitor
     from .apitest.validate import parse_monitor
@@ -411,6 +418,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         "result": result.result,
         "environment": result.environment_name,
         "requests_executed": result.requests_executed,
+        "response_time_ms": mean_response_time_ms(result),
         "assertions_passed": result.assertions_passed,
         "assertions_failed": result.assertions_failed,
         "started_at": result.started_at,

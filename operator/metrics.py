@@ -1,0 +1,114 @@
+"""The operator's Prometheus metrics, served on /metrics (--metrics-port, ASSAY_METRICS_PORT).
+
+* assay_operator_runs_total{kind,outcome}: finished runs (counted by the replica that wrote
+  the finished status, once per run).
+* assay_operator_run_duration_seconds{kind}: start to finish of those runs.
+* assay_operator_reconcile_errors_total{kind}: handler exceptions, as Kopf reports them.
+* assay_monitor_last_result{namespace,monitor}: 1 the last run passed, 0 it failed;
+  assay_monitor_response_time_seconds: the last run's mean response time;
+  assay_monitor_success_ratio: passed / finished runs in status.history. These three are
+  read from each Monitor's status whenever it changes (so a new leader has them at once) and
+  removed when the Monitor is deleted.
+
+Outcomes are lower case whatever the kind says: passed, failed, aborted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+RUNS = Counter("assay_operator_runs_total", "Finished runs by kind and outcome.", ["kind", "outcome"])
+RUN_DURATION = Histogram("assay_operator_run_duration_seconds", "Duration of finished runs.", ["kind"],
+                         buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600))
+RECONCILE_ERRORS = Counter("assay_operator_reconcile_errors_total",
+                           "Exceptions raised by the operator's handlers.", ["kind"])
+MONITOR_LAST_RESULT = Gauge("assay_monitor_last_result", "1 if the Monitor's last run passed, 0 if it failed.",
+                            ["namespace", "monitor"])
+MONITOR_RESPONSE_TIME = Gauge("assay_monitor_response_time_seconds",
+                              "Mean response time of the Monitor's last run.", ["namespace", "monitor"])
+MONITOR_SUCCESS_RATIO = Gauge("assay_monitor_success_ratio",
+                              "Passed share of the finished runs in the Monitor's status history.",
+                              ["namespace", "monitor"])
+_MONITOR_GAUGES = (MONITOR_LAST_RESULT, MONITOR_RESPONSE_TIME, MONITOR_SUCCESS_RATIO)
+
+OUTCOMES = {"pass": "passed", "fail": "failed"}
+
+
+def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
+    """/metrics on 0.0.0.0:`port`, from a daemon thread."""
+    start_http_server(port, registry=registry)
+
+
+def outcome_of(result: str) -> str:
+    return OUTCOMES.get(result, result.lower())
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds between two RFC 3339 times as the status writes them; None if either is missing."""
+    if not start or not end:
+        return None
+    try:
+        first = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
+        last = dt.datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, (last - first).total_seconds())
+
+
+def run_finished(kind: str, result: str, duration_seconds: float | None) -> None:
+    RUNS.labels(kind=kind, outcome=outcome_of(result)).inc()
+    if duration_seconds is not None:
+        RUN_DURATION.labels(kind=kind).observe(duration_seconds)
+
+
+def monitor_figures(status: dict) -> dict:
+    """The per-Monitor gauges' values from its status: `last_result`, `response_time_seconds`,
+    `success_ratio`, each absent when the status has nothing to say about it."""
+    finished = [e for e in status.get("history") or [] if e.get("result") in OUTCOMES]
+    figures: dict[str, float] = {}
+    if finished:
+        last = finished[0]
+        figures["last_result"] = 1.0 if last["result"] == "pass" else 0.0
+        if isinstance(last.get("responseTimeMs"), (int, float)):
+            figures["response_time_seconds"] = last["responseTimeMs"] / 1000.0
+        figures["success_ratio"] = sum(e["result"] == "pass" for e in finished) / len(finished)
+    return figures
+
+
+def monitor_observed(namespace: str, name: str, status: dict) -> None:
+    figures = monitor_figures(status)
+    for gauge, key in zip(_MONITOR_GAUGES, ("last_result", "response_time_seconds", "success_ratio")):
+        if key in figures:
+            gauge.labels(namespace=namespace, monitor=name).set(figures[key])
+        else:
+            _remove(gauge, namespace, name)
+
+
+def monitor_deleted(namespace: str, name: str) -> None:
+    for gauge in _MONITOR_GAUGES:
+        _remove(gauge, namespace, name)
+
+
+def _remove(gauge: Gauge, namespace: str, name: str) -> None:
+    try:
+        gauge.remove(namespace, name)
+    except KeyError:
+        pass
+
+
+class HandlerErrorCounter(logging.Handler):
+    """Counts Kopf's "Handler '…' failed …" records by the object's kind. Kopf logs every
+    handler exception this way (retried, temporary or permanent), with the object in
+    `record.k8s_ref`, so counting here covers every handler without wrapping each one."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(("Handler '", "Timer '", "Daemon '")) and " failed " in message:
+            kind = (getattr(record, "k8s_ref", None) or {}).get("kind") or "unknown"
+            RECONCILE_ERRORS.labels(kind=kind).inc()

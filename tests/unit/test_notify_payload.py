@@ -1,0 +1,109 @@
+"""What a Monitor run's webhook and e-mail say, webhook retries against a real loopback
+receiver, and the per-Monitor metric figures."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from assay.crds.monitor import Environment
+from assay.operator import mail, metrics
+from assay.operator.notify import result_payload, run_counts
+from assay.operator.runhistory import Piece, Run, monitor_run
+from assay.operator.webhooks import post_result, url_host
+from tests.support.targets import CountingTarget
+
+OWNER = {"metadata": {"name": "health", "namespace": "team-a", "uid": "u-1"}, "spec": {"displayName": "Health"}}
+ENTRY = {"runId": "health-r1", "result": "fail", "environment": "world", "regions": ["us1", "eu1"],
+         "startedAt": "2026-11-23T10:00:00Z", "finishedAt": "2026-11-23T10:00:05Z", "responseTimeMs": 42}
+
+
+def test_the_payload_uses_runscopes_webhook_field_names():
+    env = Environment(name="world", id="env-world", webhooks=["http://127.0.0.1:1/hook"])
+    payload = result_payload(OWNER, ENTRY, env, {"requests_executed": 2, "assertions_failed": 1}, "us1: fail")
+    assert payload["test_id"] == "u-1" and payload["test_name"] == "Health"
+    assert payload["test_run_id"] == "health-r1" and payload["result"] == "fail"
+    assert (payload["environment_uuid"], payload["environment_name"]) == ("env-world", "world")
+    assert payload["bucket_key"] == payload["bucket_name"] == "team-a"
+    assert payload["region"] == "us1" and payload["regions"] == ["us1", "eu1"]
+    assert payload["finished_at"] - payload["started_at"] == 5.0
+    assert payload["requests_executed"] == 2 and payload["assertions_failed"] == 1
+    assert payload["assertions_passed"] is None
+    assert payload["response_time_ms"] == 42
+    assert payload["assay"] == {"namespace": "team-a", "monitor": "health", "message": "us1: fail"}
+    json.dumps(payload)
+
+
+def test_run_counts_add_up_the_pods_summaries_and_skip_pods_without_one():
+    def pod(message):
+        return {"status": {"containerStatuses": [{"state": {"terminated": {"message": message}}}]}}
+    pods = [pod(json.dumps({"requests_executed": 2, "assertions_passed": 3, "assertions_failed": 0})),
+            pod(json.dumps({"requests_executed": 1, "assertions_passed": 1, "assertions_failed": 1})),
+            pod("not json"), {"status": {}}]
+    assert run_counts(pods) == {"requests_executed": 3, "assertions_passed": 4, "assertions_failed": 1}
+
+
+def test_the_mail_names_the_monitor_its_result_and_where_it_ran():
+    payload = result_payload(OWNER, ENTRY, None, {}, "us1: fail (HTTP 500)")
+    message = mail.build_message(payload, ["a@example.com", "b@example.com"], "assay@example.com")
+    assert message["Subject"] == "[Assay] Health failed in world"
+    assert message["To"] == "a@example.com, b@example.com"
+    body = message.get_content()
+    assert "team-a/health" in body and "health-r1" in body and "us1, eu1" in body
+    assert "42 ms" in body and "us1: fail (HTTP 500)" in body
+
+
+def test_url_host_keeps_tokens_out_of_logs():
+    assert url_host("https://hooks.example.com/services/T000/SECRET?token=abc") == "hooks.example.com"
+    assert url_host("http://127.0.0.1:8080/x/secret") == "127.0.0.1:8080"
+    assert url_host("not a url") == "(invalid URL)"
+
+
+def test_a_5xx_is_retried_and_logged_by_host_only(caplog):
+    waits = []
+    with CountingTarget(status=500) as target, caplog.at_level(logging.INFO):
+        ok = post_result(target.url + "/hook/secret-token", {"a": 1}, timeout=2, attempts=3,
+                         logger=logging.getLogger("t"), sleep=waits.append)
+    assert not ok
+    assert target.counts[("POST", "/hook/secret-token")] == 3
+    assert waits == [1.0, 2.0]
+    assert "secret-token" not in caplog.text and "after 3 attempts" in caplog.text
+
+
+def test_a_4xx_is_final_and_a_2xx_delivers_once():
+    with CountingTarget(status=404) as target:
+        assert not post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"),
+                               sleep=lambda s: None)
+        assert target.total == 1
+    with CountingTarget() as target:
+        assert post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"))
+        assert target.total == 1
+
+
+def test_an_unreachable_receiver_is_retried_then_given_up():
+    waits = []
+    assert not post_result("http://127.0.0.1:9/h", {}, timeout=1, attempts=2, logger=logging.getLogger("t"),
+                           sleep=waits.append)
+    assert waits == [1.0]
+
+
+def test_monitor_figures_come_from_the_finished_runs_of_the_history():
+    status = {"history": [{"runId": "r4", "result": "working"},
+                          {"runId": "r3", "result": "fail", "responseTimeMs": 250},
+                          {"runId": "r2", "result": "pass"}, {"runId": "r1", "result": "pass"},
+                          {"runId": "r0", "result": "pass"}]}
+    assert metrics.monitor_figures(status) == {"last_result": 0.0, "response_time_seconds": 0.25,
+                                               "success_ratio": 0.75}
+    assert metrics.monitor_figures({"history": [{"runId": "r1", "result": "working"}]}) == {}
+
+
+def test_the_monitor_run_entry_has_the_regions_mean_response_time():
+    def piece(location, ms):
+        return Piece(job_name=f"j-{location}", location=location, phase="Succeeded", failure=None,
+                     summary={"result": "pass", "response_time_ms": ms}, start=None, end="2026-11-23T10:00:05Z")
+    run = Run(run_id="r1", request_id="x", requested_at="2026-11-23T10:00:00.000000Z", environment="world",
+              pieces=[piece("us1", 40), piece("eu1", 61)])
+    entry, _ = monitor_run(run)
+    assert entry["responseTimeMs"] == 50
+    run.pieces = [piece("us1", None)]
+    assert "responseTimeMs" not in monitor_run(run)[0]

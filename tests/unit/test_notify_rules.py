@@ -1,0 +1,106 @@
+"""Which Monitor runs notify, and whom: Runscope's notifyOn rules over the status history."""
+
+from __future__ import annotations
+
+import pytest
+
+from assay.crds.monitor import Emails
+from assay.operator.notify import (
+    failure_streaks,
+    has_notifications,
+    recipients,
+    runs_to_notify,
+    team_addresses,
+    wants_mail,
+)
+from assay.operator.runevents import finished_runs
+
+
+def history(*results: str) -> list[dict]:
+    """Newest first, as the status keeps it: history("fail", "pass") is r2 fail after r1 pass."""
+    count = len(results)
+    return [{"runId": f"r{count - i}", "result": r, "finishedAt": f"2026-11-23T10:00:{count - i:02d}Z"}
+            for i, r in enumerate(results)]
+
+
+def emails(notify_on: str, threshold: int | None = None, **more) -> Emails:
+    return Emails(notify_on=notify_on, notify_threshold=threshold,
+                  recipients=[{"email": "ops@example.com"}], **more)
+
+
+def test_failure_streaks_count_the_failures_ending_at_the_run_and_just_before_it():
+    runs = history("pass", "fail", "fail", "pass", "fail")  # r5 .. r1
+    assert failure_streaks(runs, "r5") == (0, 2)
+    assert failure_streaks(runs, "r4") == (2, 1)
+    assert failure_streaks(runs, "r3") == (1, 0)
+    assert failure_streaks(runs, "r1") == (1, 0)
+    assert failure_streaks(runs, "r9") == (0, 0)
+
+
+def test_a_running_entry_neither_breaks_nor_counts_in_a_streak():
+    runs = [{"runId": "r4", "result": "working"}, *history("fail", "fail", "pass")]
+    assert failure_streaks(runs, "r3") == (2, 1)
+
+
+@pytest.mark.parametrize("rule, threshold, mailed", [
+    ("all", None, ["r1", "r2", "r3", "r4", "r5", "r6"]),
+    ("failures", None, ["r2", "r3", "r4", "r6"]),
+    ("threshold", 2, ["r3", "r4"]),
+    ("threshold", 1, ["r2", "r3", "r4", "r6"]),
+    ("switch", 2, ["r3", "r5"]),
+    ("switch", 1, ["r2", "r5", "r6"]),
+])
+def test_notify_on_rules_over_a_pass_fail_fail_fail_pass_fail_sequence(rule, threshold, mailed):
+    results = ["pass", "fail", "fail", "fail", "pass", "fail"]  # r1 .. r6
+    got = []
+    for n in range(1, len(results) + 1):
+        runs = history(*reversed(results[:n]))
+        if wants_mail(emails(rule, threshold), runs, f"r{n}"):
+            got.append(f"r{n}")
+    assert got == mailed
+
+
+def test_no_emails_settings_send_no_mail():
+    assert not wants_mail(None, history("fail"), "r1")
+
+
+def test_runs_to_notify_are_finished_unnotified_and_recent_oldest_first():
+    status = {"history": [{"runId": "r4", "result": "working"}, *history("fail", "pass", "pass")],
+              "notifiedRuns": ["r2"]}
+    assert runs_to_notify(status) == ["r1", "r3"]
+    assert runs_to_notify(status, not_before="2026-11-23T10:00:02Z") == ["r3"]
+    assert runs_to_notify({}) == []
+
+
+def test_recipients_add_the_team_only_with_notify_all_and_once_each():
+    team = team_addresses({"metadata": {"annotations": {
+        "assay.dev/team-emails": "lead@example.com, ops@example.com,not-an-address"}}})
+    assert team == ["lead@example.com", "ops@example.com"]
+    assert recipients(emails("all"), team) == ["ops@example.com"]
+    assert recipients(emails("all", notify_all=True), team) == ["ops@example.com", "lead@example.com"]
+    assert team_addresses({"metadata": {}}) == []
+
+
+def test_has_notifications_looks_at_every_environment():
+    assert not has_notifications({"environments": [{"name": "a"}]})
+    assert has_notifications({"environments": [{"name": "a"}, {"name": "b", "webhooks": ["http://x/"]}]})
+    assert has_notifications({"environments": [{"name": "a", "emails": {"notifyOn": "all"}}]})
+    assert not has_notifications({})
+
+
+def test_finished_runs_are_those_that_finished_in_this_write():
+    before = {"lastRun": {"runId": "r2", "result": "working", "startedAt": "2026-11-23T10:00:00Z"},
+              "history": [{"runId": "r2", "result": "working"}, {"runId": "r1", "result": "pass"}]}
+    after = {"lastRun": {"runId": "r2", "result": "fail", "startedAt": "2026-11-23T10:00:00Z",
+                         "finishedAt": "2026-11-23T10:00:07Z"},
+             "history": [{"runId": "r2", "result": "fail", "startedAt": "2026-11-23T10:00:00Z",
+                          "finishedAt": "2026-11-23T10:00:07Z"}, {"runId": "r1", "result": "pass"}]}
+    assert finished_runs("Monitor", before, after) == [("r2", "fail", 7.0)]
+    assert finished_runs("Monitor", after, after) == []
+    suite_after = {"history": [{"runId": "s1", "status": "PASSED", "startTime": "2026-11-23T10:00:00Z",
+                                "endTime": "2026-11-23T10:01:00Z"}]}
+    assert finished_runs("TestSuite", {}, suite_after) == [("s1", "PASSED", 60.0)]
+    load_after = {"runId": "l1", "phase": "Failed", "result": "Aborted", "startTime": "2026-11-23T10:00:00Z",
+                  "completionTime": "2026-11-23T10:00:30Z"}
+    assert finished_runs("LoadTest", {"phase": "Running"}, load_after) == [("l1", "Aborted", 30.0)]
+    assert finished_runs("LoadTest", load_after, load_after) == []
