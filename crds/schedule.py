@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Literal, Optional
 
 from .common import AssayModel, Conditions, Resource, Rule, StatusModel, bounded_str
@@ -19,6 +19,42 @@ INTERVALS: dict[str, str] = {
     "6h": "0 */6 * * *",
     "1d": "0 0 * * *",
 }
+
+
+# Intervals of n minutes (n divides 60) and of n hours (n divides 24), for anchoring.
+_MINUTES = {"1m": 1, "5m": 5, "15m": 15, "30m": 30}
+_HOURS = {"1h": 1, "6h": 6, "1d": 24}
+
+
+def anchored_cron(interval: str, anchor: datetime) -> str:
+    """The cron schedule (UTC) of `interval` counted from `anchor`, so that the first run
+    after a change comes one full interval later; a cron expression is returned as given.
+
+    `5m` anchored at 10:07 runs at minutes 2, 7, 12, ... (`2-59/5 * * * *`); `6h` at 10:07
+    runs at 04:07, 10:07, 16:07 and 22:07."""
+    anchor = anchor.astimezone(timezone.utc) if anchor.tzinfo else anchor
+    minute, hour = anchor.minute, anchor.hour
+    if interval == "1m":
+        return "* * * * *"
+    if interval in _MINUTES:
+        step = _MINUTES[interval]
+        return f"{minute % step}-59/{step} * * * *"
+    if interval == "1h":
+        return f"{minute} * * * *"
+    if interval == "6h":
+        return f"{minute} {hour % 6}-23/6 * * *"
+    if interval == "1d":
+        return f"{minute} {hour} * * *"
+    return interval
+
+
+def interval_seconds(interval: str) -> int | None:
+    """The length of a Runscope interval; None for a cron expression."""
+    if interval in _MINUTES:
+        return _MINUTES[interval] * 60
+    if interval in _HOURS:
+        return _HOURS[interval] * 3600
+    return None
 
 
 def _cron_field(value: str) -> str:
@@ -93,15 +129,23 @@ class ScheduleSpec(AssayModel):
         ),
     )
 
-    def cron_schedule(self) -> str:
-        """The CronJob schedule for `interval`."""
+    def cron_schedule(self, anchor: Optional[datetime] = None) -> str:
+        """The CronJob schedule for `interval`; anchored at `anchor` when given."""
+        if anchor is not None:
+            return anchored_cron(self.interval, anchor)
         return INTERVALS.get(self.interval, self.interval)
 
 
 class ScheduleStatus(StatusModel):
     cron_job_name: Optional[str] = None
+    """The CronJob that runs the target (the first one when its environment has several
+    regions); Schedules with the same timing and region share one."""
+    cron_jobs: list[str] = []
+    """Every CronJob the target runs from, one per region or remote agent."""
     cron_schedule: Optional[str] = None
-    """The schedule the CronJob runs on."""
+    """The schedule the CronJob runs on (UTC)."""
+    anchor_time: Optional[datetime] = None
+    """When the interval started counting: the Schedule's creation or its last change."""
     last_schedule_time: Optional[datetime] = None
     next_run_time: Optional[datetime] = None
     observed_generation: Optional[int] = None

@@ -24,6 +24,8 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_APP = "app.kubernetes.io/name"
 LABEL_LOCATION = "assay.dev/location"
+LABEL_TICK_GROUP = "assay.dev/tick-group"
+"""On a tick CronJob, its ConfigMap, Secret, Jobs and pods: the group they run."""
 
 # On every run Job: what was asked for and when, so the run's status can be rebuilt from it.
 REQUEST_ID_ANNOTATION = "assay.dev/request-id"

@@ -30,6 +30,21 @@ class OperatorSettings(BaseSettings):
     run_history_limit: int = Field(10, ge=1, le=20)
     """Runs kept in a TestSuite's or Monitor's status.history; the store keeps all of them."""
 
+    # Scheduled Monitors run in batches: one tick Job per group of Schedules sharing a cron
+    # schedule and a region, each pod running `tick_chunk` of them concurrently.
+    tick_chunk: int = Field(64, ge=1, le=80)
+    """Members per tick pod; 80 at most so that a pod's per-member results fit its 4096-byte
+    termination message."""
+    tick_concurrency: int = Field(50, ge=1, le=500)
+    """Members one tick pod runs at the same time."""
+    tick_deadline_seconds: int = Field(600, ge=30)
+    """A tick Job running longer is stopped; with concurrencyPolicy Forbid it would hold back
+    the group's next ticks."""
+    tick_starting_deadline_seconds: int = Field(50, ge=10)
+    """A tick the CronJob controller could not start within this many seconds is skipped."""
+    tick_history_limit: int = Field(2, ge=1, le=10)
+    """Finished tick Jobs the CronJob keeps (successful and failed each)."""
+
     # Notifications after each Monitor run (notify.py): webhooks and e-mail.
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
     webhook_attempts: int = Field(3, ge=1, le=10)

@@ -5,7 +5,11 @@
     GET /internal/v1/runs/{run_id}                     what is stored for the run
 
 All take `Authorization: Bearer <upload token>`, the HMAC of the run id under the upload key
-(assay.runner.upload.upload_token), so a pod can touch its own run only. The PUT's headers
+(assay.runner.upload.upload_token), so a pod can touch its own run only. A schedule tick's
+pods, whose run ids are known only when they run, hold their group's token instead
+(assay.runner.batch.group_upload_token: `group:<namespace>/<group>:<HMAC>`): it is accepted
+for Monitor runs of that namespace only (the PUT's X-Assay-Project and X-Assay-Kind, and the
+stored run's project and kind), compared in constant time like the run token. The PUT's headers
 are listed in assay.runner.upload; the body is the document. A body is stored only when it
 is complete and matches its declared SHA-256: a gateway or connection dying mid-upload
 leaves nothing behind, and the runner's retry stores it once. Answers: 201 stored, 200 the
@@ -49,6 +53,8 @@ from assay.runner.upload import (
     upload_token,
 )
 
+from assay.runner.batch import group_upload_token, parse_group_token
+
 from ..errors import ApiError
 from ..store import IngestError, ResultIngest, Upload, merge_progress, shard_view
 from ..store.results import MAX_SHARDS
@@ -70,10 +76,31 @@ def install(app: FastAPI, services) -> None:
             raise ApiError(503, "result uploads are not configured on this gateway (ASSAY_UPLOAD_KEY)",
                            code="uploads_disabled")
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        expected = upload_token(upload_key.get_secret_value(), run_id)
-        if scheme.lower() != "bearer" or not token or not hmac.compare_digest(expected, token.strip()):
-            raise ApiError(401, f"a valid upload token for run {run_id} is required", code="unauthorized",
-                           headers={"WWW-Authenticate": 'Bearer realm="assay-ingest"'})
+        token = token.strip()
+        if scheme.lower() == "bearer" and parse_group_token(token) is not None:
+            if group_allows(request, run_id, token):
+                return
+        else:
+            expected = upload_token(upload_key.get_secret_value(), run_id)
+            if scheme.lower() == "bearer" and token and hmac.compare_digest(expected, token):
+                return
+        raise ApiError(401, f"a valid upload token for run {run_id} is required", code="unauthorized",
+                       headers={"WWW-Authenticate": 'Bearer realm="assay-ingest"'})
+
+    def group_allows(request: Request, run_id: str, token: str) -> bool:
+        """A tick group's token: genuine, and the run a Monitor run of the group's namespace
+        (the upload's X-Assay-Project, and the stored run's project if it exists)."""
+        namespace, group, _ = parse_group_token(token)
+        expected = group_upload_token(upload_key.get_secret_value(), namespace, group)
+        if not hmac.compare_digest(expected.encode(), token.encode()):
+            return False
+        project = request.headers.get(H_PROJECT)
+        if request.method == "PUT" and (project != namespace or request.headers.get(H_KIND) != "Monitor"):
+            return False
+        run = services.store.get_run(run_id)
+        if run is not None:
+            return run.project == namespace and run.kind == "Monitor"
+        return request.method == "PUT"
 
     @app.put(PREFIX + "/{run_id}/documents/{name}", include_in_schema=False)
     async def put_document(run_id: str, name: str, request: Request):

@@ -15,6 +15,8 @@
         uploaded to $ASSAY_GATEWAY_URL with $ASSAY_UPLOAD_TOKEN when both are set, and a
         summary goes to the termination message. Exit status: 0 the run finished (passed or
         not: the summary says which), 2 it could not run
+    python -m assay.runner batch --spec FILE|DIR
+        run this pod's share of a schedule tick: several Monitors at once (batch.py)
     python -m assay.runner run FILE.yaml [--env NAME] [--junit OUT.xml] [--var k=v ...]
         run a manifest on this machine and print the result as it goes:
         - a LoadTest: all its shards at once, with live progress and a final table; --out
@@ -474,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     _load_options(p)
     p.set_defaults(func=cmd_run)
     _add_pod_run_commands(sub)
+    from .batch import add_command as add_batch_command
+
+    add_batch_command(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

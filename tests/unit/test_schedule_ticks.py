@@ -1,0 +1,199 @@
+"""Schedule ticks: the batch runner on a real loopback target, its compact per-member results,
+their recording into Monitor statuses (once, merged across regions, bounded), and the
+group upload token at the gateway's ingest router."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from assay.api.errors import install_error_handlers
+from assay.api.routers import ingest
+from assay.api.store import Store
+from assay.operator.names import run_id_for_request
+from assay.operator.runhistory import RequestState, history_status
+from assay.operator.ticks import outcomes_of, tick_entries, with_scheduled_run
+from assay.runner.batch import (
+    MESSAGE_LIMIT,
+    Outcome,
+    decode_outcomes,
+    encode_outcomes,
+    group_upload_token,
+    tick_of,
+)
+from assay.runner.upload import H_IDEMPOTENCY_KEY, H_KIND, H_OWNER_NAME, H_OWNER_UID, H_PROJECT, H_SHA256, \
+    idempotency_key
+from tests.conftest import REPO
+from tests.support.targets import CountingTarget
+
+MONITOR_UID = "0a1b2c3d-0000-4000-8000-000000000001"
+SCHEDULE_UID = "5c4e0000-0000-4000-8000-000000000002"
+JOB = "assay-tick-1234abcd-29395567"
+
+
+def test_the_tick_is_the_cronjob_controllers_minute_suffix():
+    assert tick_of(JOB) == "29395567"
+    assert tick_of("assay-tick-1234abcd-manual-x7") == "assay-tick-1234abcd-manual-x7"
+
+
+def test_the_largest_chunk_of_worst_case_outcomes_fits_a_termination_message():
+    from assay.operator.settings import OperatorSettings
+
+    largest = OperatorSettings.model_fields["tick_chunk"].metadata[-1].le
+    worst = [Outcome("f" * 8, "e" * 8, False, 99_999, 9_999_999_999, 99_999)] * largest
+    message = encode_outcomes(worst, error="x" * 10_000)
+    assert len(message.encode()) <= MESSAGE_LIMIT
+    assert decode_outcomes(message)[0] == worst
+
+
+def member(name: str, uid: str, url: str, schedule_uid: str = SCHEDULE_UID, environment=None) -> dict:
+    return {"schedule": {"name": f"every-{name}", "uid": schedule_uid}, "environment": environment,
+            "monitor": {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
+                        "metadata": {"name": name, "namespace": "ns", "uid": uid},
+                        "spec": {"steps": [{"stepType": "request", "url": f"{url}/{name}", "assertions": [
+                            {"source": "response_status", "comparison": "equal", "value": 200}]}],
+                            "environments": [{"name": "local"}]}},
+            "subtests": [], "location": None, "locationIndex": 0, "locations": 1}
+
+
+def test_a_batch_pod_runs_only_its_chunk_concurrently_and_reports_each_member(tmp_path):
+    with CountingTarget(delay=0.5) as target:
+        members = [member(f"m{i}", f"{i:08x}-0000-4000-8000-000000000000", target.url) for i in range(5)]
+        members[4]["monitor"]["spec"]["steps"][0]["url"] = "http://127.0.0.1:1/refused"
+        (tmp_path / "members.json").write_text(json.dumps({"group": "g", "namespace": "ns", "chunk": 3,
+                                                           "members": members}))
+        env = {**os.environ, "JOB_COMPLETION_INDEX": "1", "ASSAY_JOB_NAME": JOB,
+               "ASSAY_TERMINATION_LOG": str(tmp_path / "message")}
+        env.pop("ASSAY_GATEWAY_URL", None)
+        done = subprocess.run([sys.executable, "-m", "assay.runner", "batch", "--spec", str(tmp_path)],
+                              env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    outcomes, error = decode_outcomes((tmp_path / "message").read_text())
+    assert error is None
+    # Index 1 of chunks of 3: members 3 and 4 only.
+    assert [o.monitor_uid for o in outcomes] == ["00000003", "00000004"]
+    assert [o.passed for o in outcomes] == [True, False]
+    assert outcomes[0].response_time_ms >= 500
+    assert dict(target.counts) == {("GET", "/m3"): 1}
+
+
+def terminated_pod(index: int, message: str) -> dict:
+    return {"metadata": {"name": f"{JOB}-{index}-abcde",
+                         "annotations": {"batch.kubernetes.io/job-completion-index": str(index)}},
+            "status": {"containerStatuses": [{"state": {"terminated": {
+                "exitCode": 0, "message": message, "finishedAt": "2026-11-23T10:00:09Z"}}}]}}
+
+
+MONITOR = {"metadata": {"name": "health", "uid": MONITOR_UID},
+           "spec": {"environments": [{"name": "local"}, {"name": "prod"}], "defaultEnvironment": "local"}}
+SCHEDULE = {"metadata": {"name": "every-minute", "uid": SCHEDULE_UID}, "spec": {"environment": "prod"}}
+
+
+def entries_for(location: str | None, passed: bool, started: int = 1_763_892_000) -> list[tuple[str, dict]]:
+    job = {"metadata": {"name": JOB, "labels": {"assay.dev/location": location} if location else {}}}
+    message = encode_outcomes([Outcome(MONITOR_UID[:8], SCHEDULE_UID[:8], passed, 42, started, 3)])
+    outcomes, problems = outcomes_of([terminated_pod(0, message)])
+    assert problems == []
+    return tick_entries(job, outcomes, [MONITOR], [SCHEDULE])
+
+
+def test_a_tick_outcome_becomes_a_monitor_run_with_the_schedule_and_the_runners_run_id():
+    ((name, entry),) = entries_for(None, True)
+    assert name == "health"
+    assert entry == {
+        "runId": run_id_for_request("health", MONITOR_UID, f"schedule:{SCHEDULE_UID}:29395567"),
+        "result": "pass", "startedAt": "2025-11-23T10:00:00Z", "finishedAt": "2025-11-23T10:00:03Z",
+        "environment": "prod", "responseTimeMs": 42, "schedule": "every-minute",
+    }
+
+
+def test_a_pod_without_outcomes_is_reported():
+    pod = terminated_pod(0, "")
+    pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = 137
+    assert outcomes_of([pod]) == ([], [f"pod {JOB}-0-abcde: exited 137"])
+
+
+def test_a_run_is_recorded_once_and_the_same_run_from_another_region_merges():
+    ((_, us1),) = entries_for("us1", True)
+    ((_, eu1),) = entries_for("eu1", False)
+    status = with_scheduled_run({}, us1, limit=3)
+    assert status["lastRun"] == status["history"][0] == us1
+    complete = status["conditions"][0]
+    assert (complete["type"], complete["status"], complete["reason"]) == ("Complete", "True", "Passed")
+    assert with_scheduled_run(status, us1, limit=3) is None  # a re-read Job records nothing
+
+    merged = with_scheduled_run(status, eu1, limit=3)
+    assert merged["lastRun"]["regions"] == ["eu1", "us1"] and merged["lastRun"]["result"] == "fail"
+    assert len(merged["history"]) == 1 and merged["conditions"][0]["reason"] == "Failed"
+    assert with_scheduled_run(merged, us1, limit=3) is None
+
+
+def test_history_is_newest_first_bounded_and_an_older_run_does_not_push_into_a_full_one():
+    status: dict = {}
+    for minute in range(4):
+        ((_, entry),) = entries_for(None, True, started=1_763_892_000 + 60 * minute)
+        entry["runId"] = f"run-{minute}"
+        status = with_scheduled_run(status, entry, limit=3)
+    assert [e["runId"] for e in status["history"]] == ["run-3", "run-2", "run-1"]
+    ((_, old),) = entries_for(None, True, started=1_763_892_000 - 600)
+    assert with_scheduled_run(status, old, limit=3) is None
+
+
+def test_the_requested_run_path_keeps_recorded_scheduled_runs():
+    ((_, entry),) = entries_for(None, True)
+    status = with_scheduled_run({}, entry, limit=5)
+    rebuilt = history_status("Monitor", [], lambda _job: [], status, RequestState(), limit=5, generation=1)
+    assert rebuilt["history"] == status["history"] and rebuilt["lastRun"] == entry
+
+
+# --- the group token at the ingest router ---------------------------------------------------
+
+KEY = "k"
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    store = Store(tmp_path / "store")
+    app = FastAPI()
+    install_error_handlers(app)
+    ingest.install(app, SimpleNamespace(store=store, settings=SimpleNamespace(
+        upload_key=SecretStr(KEY), upload_max_bytes=1 << 20)))
+    with TestClient(app) as client:
+        yield client
+    store.close()
+
+
+def put(client, run_id: str, token: str, project: str = "ns", kind: str = "Monitor"):
+    body = json.dumps({"result": "pass", "started_at": 1, "finished_at": 2}).encode()
+    sha = hashlib.sha256(body).hexdigest()
+    return client.put(f"/internal/v1/runs/{run_id}/documents/monitor-result.json", content=body, headers={
+        "Authorization": f"Bearer {token}", H_SHA256: sha, H_IDEMPOTENCY_KEY:
+        idempotency_key(run_id, "monitor-result.json", sha), H_KIND: kind, H_PROJECT: project,
+        H_OWNER_NAME: "health", H_OWNER_UID: MONITOR_UID})
+
+
+def test_a_group_token_uploads_monitor_runs_of_its_own_namespace_only(gateway):
+    token = group_upload_token(KEY, "ns", "assay-tick-1234abcd")
+    assert put(gateway, "health-0123456789", token).status_code == 201
+    assert gateway.get("/internal/v1/runs/health-0123456789",
+                       headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+    other = group_upload_token(KEY, "other", "assay-tick-1234abcd")
+    for answer in (put(gateway, "health-0123456789", other, project="other"),  # someone else's run
+                   put(gateway, "x-1", other, project="ns"),                    # claims a namespace not its own
+                   put(gateway, "x-2", token, kind="LoadTest"),
+                   put(gateway, "x-3", token[:-1] + ("0" if token[-1] != "0" else "1")),
+                   put(gateway, "x-4", group_upload_token("wrong key", "ns", "assay-tick-1234abcd"))):
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"] == "unauthorized"
+    assert gateway.get("/internal/v1/runs/health-0123456789",
+                       headers={"Authorization": f"Bearer {other}"}).status_code == 401
