@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help deps kube browser crds check-crds test test-unit test-cluster up down status demo kind-e2e clean
+.PHONY: help deps kube helm browser crds check-crds test test-unit test-cluster up down status demo kind-e2e clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
@@ -27,6 +27,10 @@ deps: $(STAMP)
 kube:
 	@bash hack/build-kube.sh >/dev/null
 
+# A pinned helm built from its Go module, for the chart tests (tests/cluster/test_chart.py).
+helm:
+	@bash hack/install-helm.sh >/dev/null
+
 # Debian's chromium, for the tests that render reports in a real browser.
 browser:
 	@bash hack/install-browser.sh >/dev/null
@@ -37,13 +41,13 @@ crds: deps
 check-crds: deps
 	$(BIN)/python hack/gen_crds.py --check
 
-test: deps kube browser
+test: deps kube helm browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: deps
 	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
 
-test-cluster: deps kube
+test-cluster: deps kube helm
 	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
 up: deps kube

@@ -1,0 +1,326 @@
+"""The Helm chart: lint-clean, its values schema strict, every rendered manifest accepted by the
+real API server, installable and upgradable with its generated keys kept, and its RBAC
+granting each component exactly the access its code uses."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "assay"
+
+# A minimal stand-in for the Prometheus Operator's CRD: enough for the API server to accept
+# (and validate the shape of) the chart's ServiceMonitor.
+SERVICEMONITOR_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              required: [selector, endpoints]
+              properties:
+                selector: {type: object, x-kubernetes-preserve-unknown-fields: true}
+                namespaceSelector: {type: object, x-kubernetes-preserve-unknown-fields: true}
+                endpoints:
+                  type: array
+                  items:
+                    type: object
+                    properties:
+                      port: {type: string}
+                      path: {type: string}
+                      interval: {type: string}
+"""
+
+# What the code does with the Kubernetes API, per component: (verb, resource, subresource,
+# the code that needs it). The test asks the real API server's authorizer about each one for
+# the chart's service accounts.
+OPERATOR_NEEDS = [
+    *[(verb, f"{plural}.assay.dev", "", "Kopf watches and patches (finalizer, progress); kube.read_custom")
+      for plural in ("loadtests", "testsuites", "monitors", "clientcredentials", "schedules")
+      for verb in ("get", "list", "watch", "patch")],
+    *[("patch", f"{plural}.assay.dev", "status", "kube.patch_status")
+      for plural in ("loadtests", "testsuites", "monitors", "clientcredentials", "schedules")],
+    *[("update", f"{plural}.assay.dev", "finalizers", "blockOwnerDeletion on run children")
+      for plural in ("loadtests", "testsuites", "monitors", "clientcredentials")],
+    ("update", "cronjobs.batch", "finalizers", "blockOwnerDeletion on tick-group children"),
+    ("create", "jobs.batch", "", "kube.create_if_absent(job)"),
+    ("get", "jobs.batch", "", "kube.read_job"),
+    ("list", "jobs.batch", "", "kube.list_jobs; @kopf.on.event jobs"),
+    ("watch", "jobs.batch", "", "@kopf.on.event jobs"),
+    *[(verb, "cronjobs.batch", "", "schedule.py tick CronJobs") for verb in ("create", "get", "list", "update", "delete")],
+    *[(verb, "configmaps", "", "run specs, pools, tick members") for verb in ("create", "get", "update")],
+    ("create", "secrets", "", "upload-token and ClientCredential Secrets"),
+    ("get", "secrets", "", "clientcredential.read_namespaced_secret"),
+    ("list", "pods", "", "kube.list_job_pods"),
+    ("get", "namespaces", "", "notify.py read_namespace"),
+    ("create", "events", "", "Kopf posts handler failures"),
+    *[(verb, "clusterkopfpeerings.kopf.dev", "", "peering.ensure_peering_objects; Kopf keep-alive")
+      for verb in ("create", "get", "list", "watch", "patch")],
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io", "", "Kopf resource observer"),
+]
+OPERATOR_DENIED = [
+    ("list", "secrets", ""), ("delete", "jobs.batch", ""), ("create", "namespaces", ""),
+    ("delete", "loadtests.assay.dev", ""), ("update", "loadtests.assay.dev", ""), ("delete", "configmaps", ""),
+    ("create", "pods", ""), ("create", "clusterroles.rbac.authorization.k8s.io", ""), ("list", "nodes", ""),
+]
+GATEWAY_NEEDS = [
+    ("list", "clientcredentials.assay.dev", "", "auth/watch.py credential index"),
+    ("watch", "clientcredentials.assay.dev", "", "auth/watch.py credential index"),
+    ("list", "namespaces", "", "auth/watch.py tenancy index; KubeClient.namespaces"),
+    ("watch", "namespaces", "", "auth/watch.py tenancy index"),
+    ("get", "namespaces", "", "KubeClient.namespace"),
+    ("create", "namespaces", "", "runscope_buckets.py"),
+    ("delete", "namespaces", "", "runscope_buckets.py"),
+    ("list", "nodes", "", "Runscope regions and agents: KubeClient.nodes"),
+    ("create", "loadtests.assay.dev", "", "services/loadtests.py, services/loadmill.py"),
+    ("get", "loadtests.assay.dev", "", "services/loadmill.py"),
+    ("list", "loadtests.assay.dev", "", "services/loadtests.py, dashboard.py"),
+    ("get", "testsuites.assay.dev", "", "services/suites.py"),
+    ("list", "testsuites.assay.dev", "", "services/suites.py, vng.py, dashboard.py"),
+    ("patch", "testsuites.assay.dev", "", "services/suites.py run-request annotation"),
+    *[(verb, "monitors.assay.dev", "", "services/runscope_tests.py")
+      for verb in ("get", "list", "create", "update", "patch", "delete")],
+    *[(verb, "schedules.assay.dev", "", "services/runscope_tests.py")
+      for verb in ("get", "list", "create", "update", "delete")],
+    *[(verb, "configmaps", "", "Runscope shared environments") for verb in ("get", "create", "update")],
+]
+GATEWAY_DENIED = [
+    ("get", "secrets", ""), ("list", "secrets", ""), ("create", "jobs.batch", ""),
+    ("create", "clientcredentials.assay.dev", ""), ("patch", "loadtests.assay.dev", "status"),
+    ("delete", "loadtests.assay.dev", ""), ("list", "pods", ""), ("delete", "configmaps", ""),
+    ("patch", "monitors.assay.dev", "status"), ("create", "cronjobs.batch", ""),
+]
+
+@pytest.fixture(scope="module")
+def helm(cluster, tmp_path_factory):
+    """Runs the pinned helm (hack/install-helm.sh) against the test cluster, with its own
+    config and cache folders so that nothing of the user's helm setup is read or written."""
+    built = subprocess.run(["bash", str(REPO / "hack" / "install-helm.sh")], capture_output=True,
+                           text=True, timeout=900, check=True)
+    binary = Path(built.stdout.strip().splitlines()[-1]) / "helm"
+    home = tmp_path_factory.mktemp("helm")
+    env = {**cluster.env, "HELM_CONFIG_HOME": str(home / "config"), "HELM_CACHE_HOME": str(home / "cache"),
+           "HELM_DATA_HOME": str(home / "data")}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+    return run
+
+
+def render(helm, namespace: str, *args: str) -> list[dict]:
+    out = helm("template", "assay", str(CHART), "--namespace", namespace, *args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def server_dry_run(cluster, namespace: str, docs: list[dict]) -> str:
+    result = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
+                             input=yaml.safe_dump_all(docs), check=False)
+    assert result.returncode == 0, f"the API server rejected the chart:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def chart_crds(cluster):
+    """The chart's own CRDs (Helm installs crds/ before anything else), established."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CHART / "crds"))
+
+
+def test_lint_is_clean_in_strict_mode(helm):
+    for values in [None, *sorted((CHART / "ci").glob("*-values.yaml"))]:
+        args = ["lint", "--strict", str(CHART)] + (["-f", str(values)] if values else [])
+        result = helm(*args, check=False)
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+        assert "0 chart(s) failed" in result.stdout
+        assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("operator.replicas=-1", "at '/operator/replicas': minimum: got -1, want 1"),
+    ("replicas=-1", "additional properties 'replicas' not allowed"),
+    ("gateway.logFormat=xml", "/gateway/logFormat"),
+    ("keys.uploadKey=short", "/keys/uploadKey"),
+    ("runner.memoryLimit=lots", "/runner/memoryLimit"),
+])
+def test_values_schema_rejects_a_bad_value(helm, setting, message):
+    result = helm("template", "assay", str(CHART), "--set", setting, check=False)
+    assert result.returncode != 0, f"--set {setting} was accepted"
+    assert "don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr
+
+
+def test_default_render_is_accepted_by_the_api_server(cluster, helm, chart_crds, namespace):
+    docs = render(helm, namespace)
+    kinds = sorted(doc["kind"] for doc in docs)
+    assert kinds == sorted(["ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+                            "ClusterRoleBinding", "Deployment", "Deployment", "Service", "PersistentVolumeClaim",
+                            "Secret"])
+    out = server_dry_run(cluster, namespace, docs)
+    for doc in docs:
+        assert f"{doc['metadata']['name']} created (server dry run)" in out, out
+
+
+def test_ingress_and_servicemonitor_render_is_accepted_by_the_api_server(cluster, helm, chart_crds, namespace):
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=SERVICEMONITOR_CRD)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/servicemonitors.monitoring.coreos.com")
+    docs = render(helm, namespace, "-f", str(CHART / "ci" / "ingress-servicemonitor-values.yaml"))
+    [ingress] = by_kind(docs, "Ingress")
+    [monitor] = by_kind(docs, "ServiceMonitor")
+    assert ingress["spec"]["rules"][0]["host"] == "assay.test.example"
+    assert ingress["spec"]["tls"][0]["secretName"] == "assay-tls"
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    [gateway] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-gateway"]
+    env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ASSAY_PUBLIC_URL"] == "https://assay.test.example"
+    out = server_dry_run(cluster, namespace, docs)
+    assert "ingress.networking.k8s.io/assay-gateway created (server dry run)" in out
+    assert "servicemonitor.monitoring.coreos.com/assay-gateway created (server dry run)" in out
+
+
+def test_images_keys_and_security_contexts_are_wired_through_values(helm):
+    docs = render(helm, "assay-system", "--set", "runner.image.repository=registry.example/assay-runner",
+                  "--set", "runner.image.tag=1.2.3", "--set", "operator.image.tag=1.2.3",
+                  "--set", "keys.existingSecret=my-keys")
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    operator, gateway = deployments["assay-operator"], deployments["assay-gateway"]
+    op = operator["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in op["env"]}
+    assert op["image"] == "assay/operator:1.2.3"
+    assert env["ASSAY_RUNNER_IMAGE"]["value"] == "registry.example/assay-runner:1.2.3"
+    assert env["ASSAY_GATEWAY_URL"]["value"] == "http://assay-gateway.assay-system.svc:8000"
+    assert env["ASSAY_UPLOAD_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "my-keys", "key": "upload-key"}
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert operator["spec"]["replicas"] == 2 and "--peering=assay" in op["args"]
+    gw = gateway["spec"]["template"]["spec"]["containers"][0]
+    assert gw["image"] == "assay/gateway:0.1.0"  # no tag given: the chart's appVersion
+    assert gateway["spec"]["replicas"] == 1 and gateway["spec"]["strategy"] == {"type": "Recreate"}
+    assert not by_kind(docs, "Secret"), "with keys.existingSecret the chart makes no Secret"
+    for deployment in (operator, gateway):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+@pytest.fixture
+def release(cluster, helm, chart_crds, namespace):
+    """A real `helm install` into the test namespace. The pods get a node selector no node
+    has: this exercises what Helm and the API server do, not the images (which are not built
+    here), and the node agent leaves them alone."""
+    name = f"a{uuid.uuid4().hex[:8]}"
+    pending = ["--set", "operator.nodeSelector.assay\\.dev/never=scheduled",
+               "--set", "gateway.nodeSelector.assay\\.dev/never=scheduled"]
+    helm("install", name, str(CHART), "--namespace", namespace, *pending)
+    yield name, pending
+    helm("uninstall", name, "--namespace", namespace, check=False)
+    for component in ("operator", "gateway"):
+        cluster.kubectl("delete", "clusterrole,clusterrolebinding", f"{name}-assay-{component}",
+                        "--ignore-not-found", check=False)
+
+
+def secret_keys(cluster, namespace: str, name: str) -> dict[str, str]:
+    out = cluster.kubectl("get", "secret", f"{name}-assay-keys", "-n", namespace, "-o", "yaml").stdout
+    return {k: base64.b64decode(v).decode() for k, v in yaml.safe_load(out)["data"].items()}
+
+
+def test_install_generates_keys_once_and_upgrade_keeps_them(cluster, helm, release, namespace):
+    name, pending = release
+    keys = secret_keys(cluster, namespace, name)
+    assert set(keys) == {"upload-key", "token-signing-key"}
+    assert all(len(value) == 48 for value in keys.values())
+    assert keys["upload-key"] != keys["token-signing-key"]
+    helm("upgrade", name, str(CHART), "--namespace", namespace, *pending,
+         "--set", "gateway.retentionDays=30")
+    assert secret_keys(cluster, namespace, name) == keys
+    deployment = yaml.safe_load(cluster.kubectl("get", "deployment", f"{name}-assay-gateway", "-n", namespace,
+                                                "-o", "yaml").stdout)
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ASSAY_RETENTION_DAYS"] == "30"
+
+
+def can_i(cluster, namespace: str, account: str, verb: str, resource: str, subresource: str) -> bool:
+    args = ["auth", "can-i", verb, resource, "--as", f"system:serviceaccount:{namespace}:{account}",
+            "-n", "elsewhere"]  # a namespace the release is not in: the grants are cluster-wide
+    if subresource:
+        args += ["--subresource", subresource]
+    answer = cluster.kubectl(*args, check=False).stdout.strip()
+    assert answer in ("yes", "no"), f"kubectl auth can-i {verb} {resource}: {answer!r}"
+    return answer == "yes"
+
+
+@pytest.mark.parametrize("component, needs, denied", [
+    ("operator", OPERATOR_NEEDS, OPERATOR_DENIED),
+    ("gateway", GATEWAY_NEEDS, GATEWAY_DENIED),
+])
+def test_rbac_grants_what_the_code_uses_and_no_more(cluster, release, namespace, component, needs, denied):
+    name, _ = release
+    account = f"{name}-assay-{component}"
+    missing = [(verb, resource, sub, why) for verb, resource, sub, why in needs
+               if not can_i(cluster, namespace, account, verb, resource, sub)]
+    assert not missing, f"{component} lacks: {missing}"
+    granted = [(verb, resource, sub) for verb, resource, sub in denied
+               if can_i(cluster, namespace, account, verb, resource, sub)]
+    assert not granted, f"{component} is granted more than it uses: {granted}"
+
+
+def test_crd_check_catches_a_stale_chart_copy_and_reference(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_crds_for_chart", REPO / "hack" / "gen_crds.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    chart_crds = tmp_path / "chart-crds"
+    chart_crds.mkdir()
+    for path in (CHART / "crds").glob("*.yaml"):
+        (chart_crds / path.name).write_text(path.read_text())
+    reference = tmp_path / "README.md"
+    reference.write_text((REPO / "crds" / "README.md").read_text())
+    monkeypatch.setattr(gen, "CHART_CRD_DIR", chart_crds)
+    monkeypatch.setattr(gen, "REFERENCE", reference)
+    assert gen.drift() == ""
+
+    (chart_crds / "loadtests.yaml").write_text((chart_crds / "loadtests.yaml").read_text().replace("maximum: 64", "maximum: 65"))
+    (chart_crds / "widgets.yaml").write_text("kind: CustomResourceDefinition\n")
+    reference.write_text(reference.read_text().replace("| `spec.shards` |", "| `spec.shardz` |"))
+    diff = gen.drift()
+    assert "chart-crds/loadtests.yaml (committed)" in diff
+    assert any(line.startswith("+") and line[1:].strip() == "maximum: 64" for line in diff.splitlines())
+    assert "widgets.yaml: no kind generates this file any more" in diff
+    assert "README.md (committed)" in diff and "+| `spec.shards` |" in diff
