@@ -182,8 +182,8 @@ def test_default_render_is_accepted_by_the_api_server(cluster, helm, chart_crds,
     docs = render(helm, namespace)
     kinds = sorted(doc["kind"] for doc in docs)
     assert kinds == sorted(["ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-                            "ClusterRoleBinding", "Deployment", "Deployment", "Service", "PersistentVolumeClaim",
-                            "Secret"])
+                            "ClusterRoleBinding", "Deployment", "Deployment", "Service", "Service",
+                            "PersistentVolumeClaim", "Secret"])
     out = server_dry_run(cluster, namespace, docs)
     for doc in docs:
         assert f"{doc['metadata']['name']} created (server dry run)" in out, out
@@ -195,16 +195,19 @@ def test_ingress_and_servicemonitor_render_is_accepted_by_the_api_server(cluster
                     "crd/servicemonitors.monitoring.coreos.com")
     docs = render(helm, namespace, "-f", str(CHART / "ci" / "ingress-servicemonitor-values.yaml"))
     [ingress] = by_kind(docs, "Ingress")
-    [monitor] = by_kind(docs, "ServiceMonitor")
+    monitors = {m["metadata"]["name"]: m for m in by_kind(docs, "ServiceMonitor")}
     assert ingress["spec"]["rules"][0]["host"] == "assay.test.example"
     assert ingress["spec"]["tls"][0]["secretName"] == "assay-tls"
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    assert monitors["assay-gateway"]["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    assert monitors["assay-operator"]["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    assert monitors["assay-operator"]["metadata"]["labels"]["release"] == "prometheus"
     [gateway] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-gateway"]
     env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ASSAY_PUBLIC_URL"] == "https://assay.test.example"
     out = server_dry_run(cluster, namespace, docs)
     assert "ingress.networking.k8s.io/assay-gateway created (server dry run)" in out
     assert "servicemonitor.monitoring.coreos.com/assay-gateway created (server dry run)" in out
+    assert "servicemonitor.monitoring.coreos.com/assay-operator created (server dry run)" in out
 
 
 def test_images_keys_and_security_contexts_are_wired_through_values(helm):
@@ -237,6 +240,14 @@ def test_images_keys_and_security_contexts_are_wired_through_values(helm):
             assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert env["ASSAY_METRICS_PORT"]["value"] == "9090"
+    # Every Service selects one Deployment's pods and targets a port its container names.
+    for service in by_kind(docs, "Service"):
+        selector = service["spec"]["selector"].items()
+        [target] = [d for d in deployments.values() if selector <= d["spec"]["template"]["metadata"]["labels"].items()]
+        names = {port["name"]: port["containerPort"] for port in target["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in names, (service["metadata"]["name"], port)
 
 
 @pytest.fixture
