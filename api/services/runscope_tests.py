@@ -41,6 +41,9 @@ SCHEDULES = "schedules"
 REVISIONS = "runscope-revisions"
 """Store collection: one record per change of a test or an environment."""
 CREATED_BY_ANNOTATION = "assay.dev/created-by"
+CREATED_AT_ANNOTATION = "assay.dev/created-at"
+"""Epoch seconds with a fraction: creationTimestamp has whole seconds, too coarse to list the
+tests of one multi-test create in their order."""
 MAX_BUCKET_ENVIRONMENTS = 100
 CONFLICT_RETRIES = 5
 PENDING_WAIT_SECONDS = 10.0
@@ -93,8 +96,7 @@ class RunscopeTests:
         return monitor
 
     def monitors(self, namespace: str) -> list[dict]:
-        items = self.kube.list(PLURAL, namespace)
-        return sorted(items, key=lambda m: (m["metadata"].get("creationTimestamp") or "", m["metadata"]["name"]))
+        return sorted(self.kube.list(PLURAL, namespace), key=_creation_order)
 
     def trigger_url(self, monitor: dict) -> str:
         return f"{self.public_url}/radar/{trigger_id_for(self.trigger_key, monitor['metadata']['uid'])}/trigger"
@@ -141,7 +143,8 @@ class RunscopeTests:
             manifest = {
                 "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
                 "metadata": {"name": monitor_name_for(spec["displayName"]), "annotations": {
-                    CREATED_BY_ANNOTATION: json.dumps(self._author(principal))}},
+                    CREATED_BY_ANNOTATION: json.dumps(self._author(principal)),
+                    CREATED_AT_ANNOTATION: f"{time.time():.6f}"}},
                 "spec": spec,
             }
             try:
@@ -516,6 +519,12 @@ class RunscopeTests:
             monitor = self.kube.get(PLURAL, namespace, name)
         meta = monitor["metadata"]
         return run_id_for_request(meta["name"], meta["uid"], request_id), monitor
+
+
+def _creation_order(monitor: dict) -> tuple:
+    meta = monitor["metadata"]
+    return (meta.get("creationTimestamp") or "", (meta.get("annotations") or {}).get(CREATED_AT_ANNOTATION) or "",
+            meta["name"])
 
 
 def _replace_step(steps: list[dict], step_id: str, new: Optional[dict]) -> list[dict]:
