@@ -189,11 +189,11 @@ def test_default_render_is_accepted_by_the_api_server(cluster, helm, chart_crds,
         assert f"{doc['metadata']['name']} created (server dry run)" in out, out
 
 
-def test_ingress_and_servicemonitor_render_is_accepted_by_the_api_server(cluster, helm, chart_crds, namespace):
+def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_crds, namespace):
     cluster.kubectl("apply", "--server-side", "-f", "-", input=SERVICEMONITOR_CRD)
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                     "crd/servicemonitors.monitoring.coreos.com")
-    docs = render(helm, namespace, "-f", str(CHART / "ci" / "ingress-servicemonitor-values.yaml"))
+    docs = render(helm, namespace, "-f", str(CHART / "ci" / "all-features-values.yaml"))
     [ingress] = by_kind(docs, "Ingress")
     monitors = {m["metadata"]["name"]: m for m in by_kind(docs, "ServiceMonitor")}
     assert ingress["spec"]["rules"][0]["host"] == "assay.test.example"
@@ -204,6 +204,21 @@ def test_ingress_and_servicemonitor_render_is_accepted_by_the_api_server(cluster
     [gateway] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-gateway"]
     env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ASSAY_PUBLIC_URL"] == "https://assay.test.example"
+    assert env["ASSAY_AUTHORIZATION_CODE_TTL_SECONDS"] == "120"
+    [operator] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-operator"]
+    op_env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert op_env["ASSAY_SMTP_HOST"]["value"] == "smtp.test.example" and op_env["ASSAY_SMTP_PORT"]["value"] == "587"
+    assert op_env["ASSAY_SMTP_STARTTLS"]["value"] == "true"
+    assert op_env["ASSAY_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "smtp-credentials", "key": "password"}
+    assert op_env["ASSAY_TICK_CHUNK"]["value"] == "40"
+    # Every ASSAY_* variable the chart sets is a setting the process reads.
+    from assay.api.settings import GatewaySettings
+    from assay.operator.settings import OperatorSettings
+
+    for deployment, settings in ((gateway, GatewaySettings), (operator, OperatorSettings)):
+        names = [e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]]
+        unknown = [n for n in names if n.startswith("ASSAY_") and n[6:].lower() not in settings.model_fields]
+        assert not unknown, f"{deployment['metadata']['name']} sets variables {settings.__name__} does not read: {unknown}"
     out = server_dry_run(cluster, namespace, docs)
     assert "ingress.networking.k8s.io/assay-gateway created (server dry run)" in out
     assert "servicemonitor.monitoring.coreos.com/assay-gateway created (server dry run)" in out
