@@ -107,3 +107,18 @@ def test_the_monitor_run_entry_has_the_regions_mean_response_time():
     assert entry["responseTimeMs"] == 50
     run.pieces = [piece("us1", None)]
     assert "responseTimeMs" not in monitor_run(run)[0]
+
+
+def test_handler_failures_count_as_reconcile_errors_by_kind():
+    counter = metrics.HandlerErrorCounter()
+    before = metrics.RECONCILE_ERRORS.labels(kind="Monitor")._value.get()
+
+    def record(message: str, level=logging.ERROR) -> logging.LogRecord:
+        rec = logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
+        rec.k8s_ref = {"kind": "Monitor"}
+        return rec
+    counter.handle(record("Handler 'run_requested' failed with an exception and will try again in 60 seconds: x"))
+    counter.handle(record("Handler 'run_requested' failed temporarily: y"))
+    counter.handle(record("Handler 'run_requested' succeeded.", logging.INFO))
+    counter.handle(record("something else failed here"))
+    assert metrics.RECONCILE_ERRORS.labels(kind="Monitor")._value.get() - before == 2
