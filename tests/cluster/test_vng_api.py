@@ -109,6 +109,8 @@ def test_consumer_session_forwards_records_and_reports(cluster, namespace, gatew
             assert arrived.header("Authorization") == "Bearer target-secret" and arrived.header("X-Trace") == "t1"
             assert json.loads(arrived.body) == {"self": target.url + "/quotes/1"}
             assert echoed.json()["method"] == "POST"
+            # ... and the target's URLs in its answer are the exposed URL again.
+            assert json.loads(echoed.json()["body"]) == {"self": exposed + "quotes/1"}
 
             midway = vng.get(f"/api/v1/testsessions/{session['id']}/result").json()
             assert midway["result"] == "failed"
