@@ -273,8 +273,8 @@ def release(cluster, helm, chart_crds, namespace):
     name = f"a{uuid.uuid4().hex[:8]}"
     pending = ["--set", "operator.nodeSelector.assay\\.dev/never=scheduled",
                "--set", "gateway.nodeSelector.assay\\.dev/never=scheduled"]
-    helm("install", name, str(CHART), "--namespace", namespace, *pending)
-    yield name, pending
+    notes = helm("install", name, str(CHART), "--namespace", namespace, *pending).stdout
+    yield name, pending, notes
     helm("uninstall", name, "--namespace", namespace, check=False)
     for component in ("operator", "gateway"):
         cluster.kubectl("delete", "clusterrole,clusterrolebinding", f"{name}-assay-{component}",
@@ -287,7 +287,9 @@ def secret_keys(cluster, namespace: str, name: str) -> dict[str, str]:
 
 
 def test_install_generates_keys_once_and_upgrade_keeps_them(cluster, helm, release, namespace):
-    name, pending = release
+    name, pending, notes = release
+    assert f"Gateway:  http://{name}-assay-gateway.{namespace}.svc:8000" in notes
+    assert f"Secret {name}-assay-keys" in notes
     keys = secret_keys(cluster, namespace, name)
     assert set(keys) == {"upload-key", "token-signing-key"}
     assert all(len(value) == 48 for value in keys.values())
@@ -316,7 +318,7 @@ def can_i(cluster, namespace: str, account: str, verb: str, resource: str, subre
     ("gateway", GATEWAY_NEEDS, GATEWAY_DENIED),
 ])
 def test_rbac_grants_what_the_code_uses_and_no_more(cluster, release, namespace, component, needs, denied):
-    name, _ = release
+    name, _, _ = release
     account = f"{name}-assay-{component}"
     missing = [(verb, resource, sub, why) for verb, resource, sub, why in needs
                if not can_i(cluster, namespace, account, verb, resource, sub)]
