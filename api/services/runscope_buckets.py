@@ -55,7 +55,8 @@ class RunscopeBuckets:
 
     def buckets(self, principal: Principal) -> list[dict]:
         reachable = set(self.tenancy.namespaces_for(principal))
-        return [bucket_of(ns, self.org_label) for ns in sorted(self.kube.namespaces(), key=lambda n: n["metadata"]["name"])
+        namespaces = sorted(self.kube.namespaces(), key=lambda n: n["metadata"]["name"])
+        return [bucket_of(ns, self.org_label) for ns in namespaces
                 if ns["metadata"]["name"] in reachable and not ns["metadata"].get("deletionTimestamp")]
 
     def bucket(self, namespace: str) -> dict:

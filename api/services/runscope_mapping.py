@@ -31,7 +31,7 @@ SOURCE_ALIASES = {
     "json": "response_json", "xml": "response_xml", "status_code": "response_status",
     "response_size_bytes": "response_size", "response_time_ms": "response_time", "text": "response_text",
 }
-RESPONSE_ONLY_STEP_FIELDS = ("created_at", "test_id_ref")
+RESPONSE_ONLY_STEP_FIELDS = ("created_at",)
 RESPONSE_ONLY_ENV_FIELDS = ("test_id", "created_at", "exported_at", "version")
 DEFAULT_ENVIRONMENT_NAME = "Test Settings"
 """Runscope gives every new test one environment of this name."""
@@ -84,10 +84,11 @@ def _checks(items: Any, where: str, *, assertions: bool) -> list:
     return out
 
 
-def _auth(value: Any) -> Optional[dict]:
-    if not value:
-        return None
-    return _drop_nulls(value) if isinstance(value, dict) else value
+def _normalise_auth(doc: dict) -> None:
+    """Runscope shows "no authentication" as `{}`; the models want the field absent."""
+    auth = doc.pop("auth", None)
+    if auth:
+        doc["auth"] = _drop_nulls(auth) if isinstance(auth, dict) else auth
 
 
 def step_from_runscope(doc: Any, *, keep_id: bool = False, inner: bool = False) -> dict:
@@ -101,9 +102,7 @@ def step_from_runscope(doc: Any, *, keep_id: bool = False, inner: bool = False) 
     for field in ("headers", "form"):
         if field in step:
             step[field] = _header_lists(step[field], field)
-    if "auth" in step:
-        auth = _auth(step["auth"])
-        step.pop("auth") if auth is None else step.__setitem__("auth", auth)
+    _normalise_auth(step)
     for field, is_assertion in (("assertions", True), ("variables", False)):
         if field in step:
             step[field] = _checks(step[field], field, assertions=is_assertion)
@@ -135,9 +134,7 @@ def environment_from_runscope(doc: Any, env_id: Optional[str] = None) -> dict:
         raise InvalidInput("an environment must be a JSON object")
     env = _drop_nulls({k: v for k, v in doc.items() if k not in RESPONSE_ONLY_ENV_FIELDS})
     env["id"] = env_id or new_id()
-    if "auth" in env:
-        auth = _auth(env["auth"])
-        env.pop("auth") if auth is None else env.__setitem__("auth", auth)
+    _normalise_auth(env)
     if "headers" in env:
         env["headers"] = _header_lists(env["headers"], "headers")
     if isinstance(env.get("emails"), dict):
@@ -295,6 +292,20 @@ def schedule_spec_from_runscope(doc: Any, monitor_name: str, spec: dict) -> dict
         raise InvalidInput("note: must be a string")
     return {"target": {"kind": "Monitor", "name": monitor_name}, "interval": interval, "environment": env_id,
             "note": note}
+
+
+def monitor_manifest(name: str, spec: dict, annotations: dict[str, str]) -> dict:
+    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
+            "metadata": {"name": name, "annotations": annotations}, "spec": spec}
+
+
+def schedule_manifest(name: str, monitor: dict, spec: dict) -> dict:
+    """A Schedule owned by the Monitor: deleting the test deletes its schedules."""
+    meta = monitor["metadata"]
+    owner = {"apiVersion": monitor.get("apiVersion", "assay.dev/v1alpha1"), "kind": "Monitor", "name": meta["name"],
+             "uid": meta["uid"]}
+    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Schedule",
+            "metadata": {"name": name, "ownerReferences": [owner]}, "spec": spec}
 
 
 def schedule_to_runscope(schedule: dict) -> dict:

@@ -140,13 +140,9 @@ class RunscopeTests:
         self._check_environment_room(namespace, added)
         created = []
         for spec in specs:
-            manifest = {
-                "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
-                "metadata": {"name": monitor_name_for(spec["displayName"]), "annotations": {
-                    CREATED_BY_ANNOTATION: json.dumps(self._author(principal)),
-                    CREATED_AT_ANNOTATION: f"{time.time():.6f}"}},
-                "spec": spec,
-            }
+            manifest = mapping.monitor_manifest(monitor_name_for(spec["displayName"]), spec, {
+                CREATED_BY_ANNOTATION: json.dumps(self._author(principal)),
+                CREATED_AT_ANNOTATION: f"{time.time():.6f}"})
             try:
                 monitor = self.kube.create(PLURAL, namespace, manifest)
             except ApiException as exc:
@@ -420,13 +416,7 @@ class RunscopeTests:
             for existing in self._schedules_of(monitor):
                 if (existing.get("spec") or {}).get("environment") == spec["environment"]:
                     return self._write_schedule(namespace, existing["metadata"]["name"], spec)
-        manifest = {
-            "apiVersion": "assay.dev/v1alpha1", "kind": "Schedule",
-            "metadata": {"name": monitor_name_for(meta["name"][:40]), "ownerReferences": [{
-                "apiVersion": monitor.get("apiVersion", "assay.dev/v1alpha1"), "kind": "Monitor",
-                "name": meta["name"], "uid": meta["uid"]}]},
-            "spec": spec,
-        }
+        manifest = mapping.schedule_manifest(monitor_name_for(meta["name"][:40]), monitor, spec)
         try:
             return mapping.schedule_to_runscope(self.kube.create(SCHEDULES, namespace, manifest))
         except ApiException as exc:

@@ -292,7 +292,8 @@ def test_a_triggered_test_runs_with_its_inherited_environment(cluster, namespace
         started = response.json()["data"]
         assert started["runs_started"] == 1 and started["runs_failed"] == 0
         run = started["runs"][0]
-        assert run["test_id"] == test_id and run["environment_id"] == env["id"] and run["variables"] == {"who": "runscope"}
+        assert run["test_id"] == test_id and run["environment_id"] == env["id"]
+        assert run["variables"] == {"who": "runscope"}
 
         def finished():
             monitor = [m for m in kubectl_json(cluster, "get", "monitors", "-n", namespace)["items"]

@@ -10,8 +10,8 @@ from assay.api.services import InvalidInput
 from assay.api.services import runscope_mapping as mapping
 from assay.api.services.runscope_tests import trigger_id_for
 from assay.crds.monitor import MonitorSpec, inherit_environment
-from assay.operator.monitor import plan_run, with_parent_environments
 from assay.crds.runrequest import MonitorRunRequest
+from assay.operator.monitor import plan_run, with_parent_environments
 
 DOCUMENT_REQUEST_STEP = {
     "step_type": "request", "method": "POST", "url": "https://yourapihere.com/example/path",
@@ -150,3 +150,14 @@ def test_a_test_environment_inherits_its_shared_parent_when_the_run_is_planned()
     plan = plan_run(with_parent_environments(owner, shared), MonitorRunRequest(id="r1", environment="c1"))
     assert [loc.name for loc in plan.locations] == ["us1"]
     assert with_parent_environments(owner, None)["spec"]["environments"][0]["regions"] == []
+
+
+def test_a_schedule_is_owned_by_its_monitor():
+    monitor = {"apiVersion": "assay.dev/v1alpha1", "metadata": {"name": "ping-1a2b3c", "uid": "uid-1"}}
+    spec = {"target": {"kind": "Monitor", "name": "ping-1a2b3c"}, "interval": "1m", "environment": "e1", "note": ""}
+    manifest = mapping.schedule_manifest("ping-1a2b3c-9f8e7d", monitor, spec)
+    assert manifest["kind"] == "Schedule" and manifest["spec"] == spec
+    assert manifest["metadata"]["ownerReferences"] == [
+        {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "name": "ping-1a2b3c", "uid": "uid-1"}]
+    assert mapping.schedule_to_runscope({**manifest, "metadata": {**manifest["metadata"], "uid": "s1"}}) == \
+        {"environment_id": "e1", "interval": "1m", "note": "", "id": "s1"}
