@@ -189,6 +189,18 @@ def _environment(owner: dict, name: str | None) -> Environment | None:
     return next((e for e in spec.environments if e.name == name), None) if name else spec.environment(None)
 
 
+def has_something_to_send(owner: dict, run_id: str, mail_enabled: bool) -> bool:
+    """Whether the run's environment posts webhooks or, with mail enabled, wants mail for it."""
+    status = owner.get("status") or {}
+    entry = next((e for e in status.get("history") or [] if e.get("runId") == run_id), None)
+    if entry is None or entry.get("result") not in FINISHED:
+        return False
+    env = _environment(owner, entry.get("environment"))
+    if env is None:
+        return False
+    return bool(env.webhooks) or (mail_enabled and wants_mail(env.emails, status.get("history") or [], run_id))
+
+
 def _complete_message(status: dict, run_id: str) -> str | None:
     if (status.get("lastRun") or {}).get("runId") != run_id:
         return None
@@ -259,9 +271,9 @@ class Notifier:
             entry = next((e for e in status.get("history") or [] if e.get("runId") == run_id), None)
             if run_id in notified or entry is None or entry.get("result") not in FINISHED:
                 return None
-            env = _environment(owner, entry.get("environment"))
-            if env is None or not (env.webhooks or self._mail_wanted(env, status, run_id)):
+            if not has_something_to_send(owner, run_id, bool(self.settings.smtp_host)):
                 return None
+            env = _environment(owner, entry.get("environment"))
             try:
                 kube.patch_status(PLURAL, namespace, name, {"notifiedRuns": (notified + [run_id])[-MAX_HISTORY:]},
                                   owner["metadata"]["resourceVersion"])

@@ -73,7 +73,10 @@ def monitor_seen(type, body, namespace, name, status, **_):
     metrics.monitor_observed(namespace, name, dict(status))
     if not notify.has_notifications(body.get("spec") or {}):
         return
-    pending = notify.runs_to_notify(dict(status), not_before=notify.catch_up_since(get_settings()))
+    settings = get_settings()
+    owner = {"spec": dict(body.get("spec") or {}), "status": dict(status)}
+    pending = [run_id for run_id in notify.runs_to_notify(dict(status), not_before=notify.catch_up_since(settings))
+               if notify.has_something_to_send(owner, run_id, bool(settings.smtp_host))]
     if pending:
         notify.notifier().submit(namespace, name, pending)
 

@@ -8,6 +8,7 @@ from assay.crds.monitor import Emails
 from assay.operator.notify import (
     failure_streaks,
     has_notifications,
+    has_something_to_send,
     recipients,
     runs_to_notify,
     team_addresses,
@@ -104,3 +105,22 @@ def test_finished_runs_are_those_that_finished_in_this_write():
                   "completionTime": "2026-11-23T10:00:30Z"}
     assert finished_runs("LoadTest", {"phase": "Running"}, load_after) == [("l1", "Aborted", 30.0)]
     assert finished_runs("LoadTest", load_after, load_after) == []
+
+
+def test_something_to_send_depends_on_the_runs_environment_and_rule():
+    owner = {"spec": {"environments": [
+        {"name": "quiet"},
+        {"name": "hooked", "webhooks": ["http://127.0.0.1:1/h"]},
+        {"name": "mailed", "emails": {"notifyOn": "failures", "recipients": [{"email": "a@example.com"}]}}]},
+        "status": {"history": [{"runId": "r3", "result": "fail", "environment": "mailed"},
+                               {"runId": "r2", "result": "pass", "environment": "mailed"},
+                               {"runId": "r1", "result": "pass", "environment": "hooked"},
+                               {"runId": "r0", "result": "fail", "environment": "quiet"},
+                               {"runId": "r4", "result": "working", "environment": "hooked"}]}}
+    assert has_something_to_send(owner, "r1", mail_enabled=False)
+    assert has_something_to_send(owner, "r3", mail_enabled=True)
+    assert not has_something_to_send(owner, "r3", mail_enabled=False)
+    assert not has_something_to_send(owner, "r2", mail_enabled=True)
+    assert not has_something_to_send(owner, "r0", mail_enabled=True)
+    assert not has_something_to_send(owner, "r4", mail_enabled=True)
+    assert not has_something_to_send(owner, "r9", mail_enabled=True)
