@@ -20,8 +20,9 @@ coalesces a burst of changes (1,000 Monitors applied at once) into one pass per 
 A CronJob lists every member Schedule as a (non-controller) owner, so the garbage collector
 removes it once all of them are gone, even while the operator is down.
 
-TestSuite targets are not scheduled: their Schedules report Ready=False, reason
-`UnsupportedTarget`.
+TestSuite targets join the same groups (they have no regions: the any-node group of their
+timing), with their parameter pools inlined from their ConfigMaps as a requested run's are;
+the batch runner runs them beside the Monitors.
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ from .names import GROUP, LABEL_APP, LABEL_COMPONENT, LABEL_LOCATION, LABEL_MANA
 from .runjob import TERMINATION_LOG, manifest_of
 from .runs import Location
 from .settings import OperatorSettings, get_settings
+from .testsuite import WaitingFor, with_inline_pools
 
 PLURAL = "schedules"
 MONITORS = "monitors"
+SUITES = "testsuites"
 TICK_PREFIX = "assay-tick"
 TICK_MOUNT = "/etc/assay/tick"
 HASH_ANNOTATION = "assay.dev/config-hash"
@@ -120,10 +123,14 @@ class Placement:
 
 
 def plan_groups(namespace: str, schedules: list[dict], monitors: list[dict], now: dt.datetime,
-                chunk: int) -> tuple[dict[str, Group], dict[str, Placement]]:
+                suites: list[dict] = (), suite_problems: dict[str, str] | None = None,
+                ) -> tuple[dict[str, Group], dict[str, Placement]]:
     """The tick groups the namespace's Schedules need, by CronJob name, and each Schedule's
-    placement, by Schedule uid. Deleted (being deleted) Schedules are in neither."""
+    placement, by Schedule uid. Deleted (being deleted) Schedules are in neither. `suites`
+    have their parameter pools inlined; `suite_problems` names those that could not be."""
     monitors_by_name = {m["metadata"]["name"]: m for m in monitors}
+    suites_by_name = {s["metadata"]["name"]: s for s in suites}
+    suite_problems = suite_problems or {}
     groups: dict[str, Group] = {}
     placements: dict[str, Placement] = {}
     for schedule in sorted(schedules, key=lambda s: s["metadata"]["name"]):
@@ -137,9 +144,9 @@ def plan_groups(namespace: str, schedules: list[dict], monitors: list[dict], now
             placements[meta["uid"]] = Placement(None, anchor, reason="InvalidSpec", problem=str(exc))
             continue
         cron = anchored_cron(spec.interval, anchor)
-        if spec.target.kind != "Monitor":
-            placements[meta["uid"]] = Placement(cron, anchor, reason="UnsupportedTarget",
-                                                problem="only Monitor targets are scheduled")
+        if spec.target.kind == "TestSuite":
+            placements[meta["uid"]] = _place_suite(namespace, schedule, spec, cron, anchor, groups,
+                                                   suites_by_name, suite_problems)
             continue
         monitor = monitors_by_name.get(spec.target.name)
         if monitor is None:
@@ -162,6 +169,7 @@ def plan_groups(namespace: str, schedules: list[dict], monitors: list[dict], now
             group = groups.setdefault(name, Group(name, cron, location))
             group.members.append({
                 "schedule": {"name": meta["name"], "uid": meta["uid"]},
+                "kind": "Monitor",
                 "monitor": manifest_of(monitor),
                 "subtests": subtests,
                 "environment": env.name if env else None,
@@ -174,6 +182,26 @@ def plan_groups(namespace: str, schedules: list[dict], monitors: list[dict], now
             names.append(name)
         placements[meta["uid"]] = Placement(cron, anchor, tuple(names))
     return groups, placements
+
+
+def _place_suite(namespace: str, schedule: dict, spec: ScheduleSpec, cron: str, anchor: dt.datetime,
+                 groups: dict[str, Group], suites_by_name: dict[str, dict],
+                 suite_problems: dict[str, str]) -> Placement:
+    name = spec.target.name
+    if name in suite_problems:
+        return Placement(cron, anchor, reason="Pending", problem=suite_problems[name])
+    suite = suites_by_name.get(name)
+    if suite is None:
+        return Placement(cron, anchor, reason="TargetNotFound",
+                         problem=f"TestSuite {name!r} does not exist in {namespace}")
+    if spec.suspend:
+        return Placement(cron, anchor, reason="Suspended", problem="suspended")
+    meta = schedule["metadata"]
+    group = groups.setdefault(group_name(cron, None), Group(group_name(cron, None), cron, None))
+    group.members.append({"schedule": {"name": meta["name"], "uid": meta["uid"]}, "kind": "TestSuite",
+                          "testSuite": manifest_of(suite), "location": None, "locationIndex": 0, "locations": 1})
+    group.schedules.append(schedule)
+    return Placement(cron, anchor, (group.name,))
 
 
 def _monitor_spec(monitor: dict):
@@ -464,7 +492,15 @@ def reconcile_groups(namespace: str, settings: OperatorSettings | None = None,
     now = now or dt.datetime.now(dt.timezone.utc)
     schedules = kube.list_custom(PLURAL, namespace)
     monitors = kube.list_custom(MONITORS, namespace) if schedules else []
-    groups, placements = plan_groups(namespace, schedules, monitors, now, settings.tick_chunk)
+    wanted_suites = {s["spec"]["target"]["name"] for s in schedules if s["spec"]["target"]["kind"] == "TestSuite"}
+    suites, suite_problems = [], {}
+    for suite in kube.list_custom(SUITES, namespace) if wanted_suites else []:
+        if suite["metadata"]["name"] in wanted_suites:
+            try:
+                suites.append(with_inline_pools(suite))
+            except WaitingFor as exc:
+                suite_problems[suite["metadata"]["name"]] = str(exc)
+    groups, placements = plan_groups(namespace, schedules, monitors, now, suites, suite_problems)
     existing = list_tick_cronjobs(namespace)
     cronjobs: dict[str, dict] = {}
     for name, group in groups.items():
@@ -566,6 +602,9 @@ def schedule_resync(namespace, **_):
 @kopf.on.create(GROUP, VERSION, MONITORS)
 @kopf.on.update(GROUP, VERSION, MONITORS, field="spec")
 @kopf.on.delete(GROUP, VERSION, MONITORS, optional=True)
-def monitor_changed(namespace, **_):
-    # A Monitor's spec is copied into its groups' members: the next tick must run the new one.
+@kopf.on.create(GROUP, VERSION, SUITES)
+@kopf.on.update(GROUP, VERSION, SUITES, field="spec")
+@kopf.on.delete(GROUP, VERSION, SUITES, optional=True)
+def target_changed(namespace, **_):
+    # A target's spec is copied into its groups' members: the next tick must run the new one.
     reconciler.request(namespace)

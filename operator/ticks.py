@@ -1,9 +1,10 @@
-"""Tick Jobs into Monitor statuses: when a schedule tick's Job finishes, each member's run is
-recorded in its Monitor's `status.lastRun` and `history` (newest first, at most
-settings.run_history_limit), with its `Complete` condition, exactly once.
+"""Tick Jobs into Monitor (and TestSuite) statuses: when a schedule tick's Job finishes, each
+member's run is recorded in its owner's `status.lastRun` and `history` (newest first, at most
+settings.run_history_limit), with its `Complete` condition, exactly once. A Monitor run's
+entry is a MonitorRun with `schedule` set; a TestSuite run's a SuiteRun (PASSED/FAILED).
 
 Each tick pod's termination message lists its members' outcomes (assay.runner.batch.Outcome:
-Monitor and Schedule uid prefixes, pass/fail, mean response time, start, duration); the run
+owner and Schedule uid prefixes, pass/fail, mean response time, start, duration); the run
 id is recomputed from the Monitor, the Schedule and the tick (the Job name's suffix), as the
 runner computed it for its upload. Recording is idempotent: a run already in the history
 (from the same location) changes nothing, so re-reading a Job, a repeated event or a
@@ -28,6 +29,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import kopf
+import kubernetes
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from assay.crds.monitor import MonitorSpec
@@ -36,14 +39,15 @@ from assay.runner.batch import UID_PREFIX, Outcome, decode_outcomes, tick_of
 
 from . import kube, runevents
 from .monitor import find_environment
-from .names import LABEL_LOCATION, LABEL_TICK_GROUP, run_id_for_request
+from .names import GROUP, LABEL_LOCATION, LABEL_TICK_GROUP, VERSION, run_id_for_request
 from .runhistory import _complete_condition
 from .runstatus import INDEX_ANNOTATION, TERMINAL_PHASES, job_phase, terminated_state
 from .settings import get_settings
 
-KIND = "Monitor"
 MONITORS = "monitors"
+SUITES = "testsuites"
 SCHEDULES = "schedules"
+PLURALS = {"Monitor": MONITORS, "TestSuite": SUITES}
 CONFLICT_RETRIES = 5
 WRITERS = 8
 REMEMBERED_JOBS = 1000
@@ -88,31 +92,39 @@ def _environment(monitor: dict, schedule: dict) -> str | None:
     return env.name if env else None
 
 
-def tick_entries(job: dict, outcomes: list[Outcome], monitors: list[dict],
-                 schedules: list[dict]) -> list[tuple[str, dict]]:
-    """(Monitor name, MonitorRun entry) for each outcome whose Monitor and Schedule exist."""
+def tick_entries(job: dict, outcomes: list[Outcome], monitors: list[dict], schedules: list[dict],
+                 suites: list[dict] = ()) -> list[tuple[str, str, dict]]:
+    """(kind, owner name, run entry) for each outcome whose owner and Schedule exist."""
     meta = job["metadata"]
     tick = tick_of(meta["name"])
     location = (meta.get("labels") or {}).get(LABEL_LOCATION)
-    monitors_by_uid = {m["metadata"]["uid"][:UID_PREFIX]: m for m in monitors}
+    owners_by_uid = {o["metadata"]["uid"][:UID_PREFIX]: (kind, o)
+                     for kind, owners in (("Monitor", monitors), ("TestSuite", suites)) for o in owners}
     schedules_by_uid = {s["metadata"]["uid"][:UID_PREFIX]: s for s in schedules}
     entries = []
     for outcome in outcomes:
-        monitor, schedule = monitors_by_uid.get(outcome.monitor_uid), schedules_by_uid.get(outcome.schedule_uid)
-        if monitor is None or schedule is None:
+        (kind, owner), schedule = owners_by_uid.get(outcome.owner_uid, (None, None)), \
+            schedules_by_uid.get(outcome.schedule_uid)
+        if owner is None or schedule is None:
             continue
-        mmeta = monitor["metadata"]
+        ometa = owner["metadata"]
+        run_id = run_id_for_request(ometa["name"], ometa["uid"], f"schedule:{schedule['metadata']['uid']}:{tick}")
+        if kind == "TestSuite":
+            entry = {"runId": run_id, "status": "PASSED" if outcome.passed else "FAILED",
+                     "startTime": _iso(outcome.started_at), "endTime": _iso(outcome.started_at + outcome.seconds)}
+            entries.append((kind, ometa["name"], entry))
+            continue
         entry = {
-            "runId": run_id_for_request(mmeta["name"], mmeta["uid"], f"schedule:{schedule['metadata']['uid']}:{tick}"),
+            "runId": run_id,
             "result": "pass" if outcome.passed else "fail",
             "startedAt": _iso(outcome.started_at),
             "finishedAt": _iso(outcome.started_at + outcome.seconds),
-            "environment": _environment(monitor, schedule),
+            "environment": _environment(owner, schedule),
             "regions": [location] if location else None,
             "responseTimeMs": outcome.response_time_ms,
             "schedule": schedule["metadata"]["name"],
         }
-        entries.append((mmeta["name"], {k: v for k, v in entry.items() if v is not None}))
+        entries.append((kind, ometa["name"], {k: v for k, v in entry.items() if v is not None}))
     return entries
 
 
@@ -126,9 +138,18 @@ def _merge(old: dict, new: dict) -> dict:
     return {k: v for k, v in merged.items() if v is not None}
 
 
+def _started(entry: dict) -> str:
+    return entry.get("startedAt") or entry.get("startTime") or ""
+
+
+def _finished(entry: dict) -> bool:
+    return (entry.get("result") or entry.get("status")) in ("pass", "fail", "PASSED", "FAILED")
+
+
 def _message(entry: dict) -> str:
     where = f" in {', '.join(entry['regions'])}" if entry.get("regions") else ""
-    return f"run {entry['runId']} scheduled by {entry.get('schedule')}{where}: {entry['result']}"
+    by = f" scheduled by {entry['schedule']}" if entry.get("schedule") else " (scheduled)"
+    return f"run {entry['runId']}{by}{where}: {entry.get('result') or entry.get('status')}"
 
 
 def with_scheduled_run(status: dict, entry: dict, limit: int, generation: int | None = None) -> dict | None:
@@ -141,15 +162,14 @@ def with_scheduled_run(status: dict, entry: dict, limit: int, generation: int | 
     index = next((i for i, e in enumerate(history) if e.get("runId") == entry["runId"]), None)
     if index is not None:
         old = history[index]
-        if set(entry.get("regions") or []) <= set(old.get("regions") or []) and \
-                old.get("result") in ("pass", "fail"):
+        if set(entry.get("regions") or []) <= set(old.get("regions") or []) and _finished(old):
             return None
-        history[index] = _merge(old, entry) if old.get("result") in ("pass", "fail") else entry
+        history[index] = _merge(old, entry) if _finished(old) else entry
     else:
-        if len(history) >= limit and entry["startedAt"] < min(e.get("startedAt") or "" for e in history):
+        if len(history) >= limit and _started(entry) < min(_started(e) for e in history):
             return None
         history.append(entry)
-    history.sort(key=lambda e: e.get("startedAt") or "", reverse=True)
+    history.sort(key=_started, reverse=True)
     history = history[:limit]
     previous = {c.get("type"): c for c in status.get("conditions") or []}
     message = _message(history[0]) if history[0]["runId"] == entry["runId"] else None
@@ -161,10 +181,44 @@ def with_scheduled_run(status: dict, entry: dict, limit: int, generation: int | 
 # --- I/O -----------------------------------------------------------------------------------
 
 
-def record_run(namespace: str, name: str, entry: dict, limit: int, logger: logging.Logger) -> bool:
-    """Record one run into the Monitor's status; True if this call wrote it."""
+_client: kubernetes.client.CustomObjectsApi | None = None
+
+
+def _custom() -> kubernetes.client.CustomObjectsApi:
+    # One client, hence one connection pool, for the many status writes of a tick: a client
+    # per call would open a TLS connection per call.
+    global _client
+    if _client is None:
+        _client = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient())
+    return _client
+
+
+def _patch_status(plural: str, namespace: str, name: str, status: dict, resource_version: str) -> None:
+    try:
+        _custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {
+            "metadata": {"resourceVersion": resource_version}, "status": status})
+    except ApiException as exc:
+        if exc.status == 409:
+            raise kube.Conflict(f"{plural}/{name} changed since resourceVersion {resource_version}") from exc
+        raise
+
+
+def _read(plural: str, namespace: str, name: str) -> dict | None:
+    try:
+        return _custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def record_run(namespace: str, kind: str, name: str, entry: dict, limit: int, logger: logging.Logger,
+               owner: dict | None = None) -> bool:
+    """Record one run into the owner's status; True if this call wrote it. `owner` is the
+    owner as listed, saving the first read; a conflict reads it again."""
+    plural = PLURALS[kind]
     for _ in range(CONFLICT_RETRIES):
-        owner = kube.read_custom(MONITORS, namespace, name)
+        owner = owner or _read(plural, namespace, name)
         if owner is None:
             return False
         current = owner.get("status") or {}
@@ -172,12 +226,13 @@ def record_run(namespace: str, name: str, entry: dict, limit: int, logger: loggi
         if new is None:
             return False
         try:
-            kube.patch_status(MONITORS, namespace, name, new, owner["metadata"]["resourceVersion"])
+            _patch_status(plural, namespace, name, new, owner["metadata"]["resourceVersion"])
         except kube.Conflict:
+            owner = None
             continue
-        runevents.status_written(KIND, owner, current, new, logger)
+        runevents.status_written(kind, owner, current, new, logger)
         return True
-    raise kube.Conflict(f"{MONITORS}/{name}: status kept changing under {CONFLICT_RETRIES} attempts")
+    raise kube.Conflict(f"{plural}/{name}: status kept changing under {CONFLICT_RETRIES} attempts")
 
 
 _done: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -192,10 +247,14 @@ def record_tick(namespace: str, job: dict, logger: logging.Logger) -> int:
         logger.warning(f"tick {job['metadata']['name']}: {problem}")
     if not outcomes:
         return 0
-    entries = tick_entries(job, outcomes, kube.list_custom(MONITORS, namespace), kube.list_custom(SCHEDULES, namespace))
+    monitors, suites = kube.list_custom(MONITORS, namespace), kube.list_custom(SUITES, namespace)
+    listed = {(kind, o["metadata"]["name"]): o for kind, owners in (("Monitor", monitors), ("TestSuite", suites))
+              for o in owners}
+    entries = tick_entries(job, outcomes, monitors, kube.list_custom(SCHEDULES, namespace), suites)
     limit = get_settings().run_history_limit
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        written = sum(pool.map(lambda item: record_run(namespace, item[0], item[1], limit, logger), entries))
+        written = sum(pool.map(lambda item: record_run(namespace, *item, limit, logger, listed.get(item[:2])),
+                               entries))
     logger.info(f"tick {job['metadata']['name']}: {len(outcomes)} runs, {written} recorded")
     return written
 

@@ -8,11 +8,11 @@ All take `Authorization: Bearer <upload token>`, the HMAC of the run id under th
 (assay.runner.upload.upload_token), so a pod can touch its own run only. A schedule tick's
 pods, whose run ids are known only when they run, hold their group's token instead
 (assay.runner.batch.group_upload_token: `group:<namespace>/<group>:<HMAC>`): it is accepted
-for Monitor runs of that namespace only (the PUT's X-Assay-Project and X-Assay-Kind, and the
-stored run's project and kind), compared in constant time like the run token. The PUT's headers
-are listed in assay.runner.upload; the body is the document. A body is stored only when it
-is complete and matches its declared SHA-256: a gateway or connection dying mid-upload
-leaves nothing behind, and the runner's retry stores it once. Answers: 201 stored, 200 the
+for Monitor and TestSuite runs of that namespace only (the PUT's X-Assay-Project and
+X-Assay-Kind, and the stored run's project and kind), compared in constant time like the
+run token. The PUT's headers are listed in assay.runner.upload; the body is the document.
+A body is stored only when it is complete and matches its declared SHA-256: a gateway or
+connection dying mid-upload leaves nothing behind, and the runner's retry stores it once. Answers: 201 stored, 200 the
 same bytes were stored before, 409 a different document is stored under that name (its
 sha256 in the answer), 400/401/413 as usual. Errors have the default shape
 `{"error", "message"}`.
@@ -60,6 +60,8 @@ from ..store import IngestError, ResultIngest, Upload, merge_progress, shard_vie
 from ..store.results import MAX_SHARDS
 
 PREFIX = "/internal/v1/runs"
+GROUP_KINDS = ("Monitor", "TestSuite")
+"""What a schedule tick runs, hence what its group token may upload."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -88,18 +90,18 @@ def install(app: FastAPI, services) -> None:
                        headers={"WWW-Authenticate": 'Bearer realm="assay-ingest"'})
 
     def group_allows(request: Request, run_id: str, token: str) -> bool:
-        """A tick group's token: genuine, and the run a Monitor run of the group's namespace
+        """A tick group's token: genuine, and the run a Monitor or TestSuite run of the group's namespace
         (the upload's X-Assay-Project, and the stored run's project if it exists)."""
         namespace, group, _ = parse_group_token(token)
         expected = group_upload_token(upload_key.get_secret_value(), namespace, group)
         if not hmac.compare_digest(expected.encode(), token.encode()):
             return False
         project = request.headers.get(H_PROJECT)
-        if request.method == "PUT" and (project != namespace or request.headers.get(H_KIND) != "Monitor"):
+        if request.method == "PUT" and (project != namespace or request.headers.get(H_KIND) not in GROUP_KINDS):
             return False
         run = services.store.get_run(run_id)
         if run is not None:
-            return run.project == namespace and run.kind == "Monitor"
+            return run.project == namespace and run.kind in GROUP_KINDS
         return request.method == "PUT"
 
     @app.put(PREFIX + "/{run_id}/documents/{name}", include_in_schema=False)

@@ -1,5 +1,5 @@
 """`python -m assay.runner batch`: one pod of a schedule tick runs its share of the group's
-Monitors concurrently, in one process.
+Monitors (and TestSuites) concurrently, in one process.
 
 A tick group is every Schedule of a namespace with the same cron schedule and region; the
 operator writes its members to a ConfigMap (`members.json`) and runs them from one CronJob
@@ -7,20 +7,22 @@ whose Jobs are Indexed: pod `i` runs members `[i * chunk, (i + 1) * chunk)`, so 
 ceil(members / chunk) pods, not one per Monitor.
 
     {"group": "<cronjob>", "namespace": "<ns>", "chunk": 64, "members": [
-        {"schedule": {"name", "uid"}, "monitor": <manifest>, "subtests": [<manifest>, ...],
-         "environment": "<name>" | null, "location": "<name>" | null,
-         "locationIndex": 0, "locations": 1}, ...]}
+        {"schedule": {"name", "uid"}, "kind": "Monitor", "monitor": <manifest>,
+         "subtests": [<manifest>, ...], "environment": "<name>" | null,
+         "location": "<name>" | null, "locationIndex": 0, "locations": 1},
+        {"schedule": {...}, "kind": "TestSuite", "testSuite": <manifest, pools inlined>, ...}]}
 
-Each member's run id is `run_id_for_request(monitor, monitor uid, "schedule:<schedule
+Each member's run id is `run_id_for_request(owner, owner uid, "schedule:<schedule
 uid>:<tick>")`, the tick being the suffix of the Job's name (the CronJob controller names
 its Jobs `<cronjob>-<minutes since the epoch>`; the pod reads the name from its
 `batch.kubernetes.io/job-name` label, $ASSAY_JOB_NAME). A replayed tick therefore has the
 same run ids, and neither the operator nor the result store records it twice.
 
-Each member's Runscope-shaped result is uploaded like a requested Monitor run's
-(`monitor-result.json`, `monitor-result-<i>.json` for region i of several) when
+Each member's result is uploaded like a requested run's (a Monitor's Runscope-shaped
+`monitor-result.json`, `monitor-result-<i>.json` for region i of several; a TestSuite's
+Loadmill-shaped `suite-run.json`) when
 $ASSAY_GATEWAY_URL and $ASSAY_UPLOAD_TOKEN are set; the token is the group's
-(`group_upload_token`), valid for Monitor runs of its namespace only. The termination message
+(`group_upload_token`), valid for Monitor and TestSuite runs of its namespace only. The termination message
 is a compact line per member (`encode_outcomes`), which the operator records into each
 Monitor's status.
 """
@@ -56,8 +58,13 @@ def tick_of(job_name: str) -> str:
     return tail if head and tail.isdigit() else job_name
 
 
+def owner_of(member: dict) -> dict:
+    """The member's Monitor or TestSuite manifest."""
+    return member["testSuite"] if member.get("kind") == "TestSuite" else member["monitor"]
+
+
 def member_run_id(member: dict, tick: str) -> str:
-    meta = member["monitor"]["metadata"]
+    meta = owner_of(member)["metadata"]
     return run_id_for_request(meta["name"], meta["uid"], f"schedule:{member['schedule']['uid']}:{tick}")
 
 
@@ -91,8 +98,8 @@ def parse_group_token(token: str) -> tuple[str, str, str] | None:
 class Outcome:
     """One member's finished run, small enough for ~90 of them in a termination message."""
 
-    monitor_uid: str
-    """The Monitor's uid prefix (UID_PREFIX characters)."""
+    owner_uid: str
+    """The Monitor's (TestSuite's) uid prefix (UID_PREFIX characters)."""
     schedule_uid: str
     passed: bool
     response_time_ms: int | None
@@ -102,14 +109,14 @@ class Outcome:
     """Duration, whole seconds."""
 
     def to_json(self) -> list:
-        return [self.monitor_uid, self.schedule_uid, "p" if self.passed else "f",
+        return [self.owner_uid, self.schedule_uid, "p" if self.passed else "f",
                 self.response_time_ms if self.response_time_ms is not None else -1, self.started_at, self.seconds]
 
     @classmethod
     def from_json(cls, item) -> Outcome | None:
         try:
-            monitor_uid, schedule_uid, verdict, ms, started, seconds = item
-            return cls(str(monitor_uid), str(schedule_uid), verdict == "p", None if int(ms) < 0 else int(ms),
+            owner_uid, schedule_uid, verdict, ms, started, seconds = item
+            return cls(str(owner_uid), str(schedule_uid), verdict == "p", None if int(ms) < 0 else int(ms),
                        int(started), int(seconds))
         except (TypeError, ValueError):
             return None
@@ -157,6 +164,7 @@ def _mean_response_ms(result) -> int | None:
 
 
 def _upload(member: dict, run_id: str, document: dict, namespace: str) -> str | None:
+    """Upload the member's result when the operator wired a gateway; the error if it failed."""
     url, token = os.environ.get("ASSAY_GATEWAY_URL"), os.environ.get("ASSAY_UPLOAD_TOKEN")
     if not (url and token):
         return None
@@ -164,12 +172,16 @@ def _upload(member: dict, run_id: str, document: dict, namespace: str) -> str | 
 
     locations = int(member.get("locations") or 1)
     index = int(member.get("locationIndex") or 0)
-    name = "monitor-result.json" if locations == 1 else f"monitor-result-{index}.json"
-    meta = member["monitor"]["metadata"]
+    kind = member.get("kind") or "Monitor"
+    if kind == "TestSuite":
+        name = "suite-run.json"
+    else:
+        name = "monitor-result.json" if locations == 1 else f"monitor-result-{index}.json"
+    meta = owner_of(member)["metadata"]
     client = UploadClient(url, run_id, token, retry_for=UPLOAD_RETRY_SECONDS,
                           log=lambda message: print(f"assay-runner: {run_id}: {message}", file=sys.stderr, flush=True))
     try:
-        client.upload("Monitor", index, name, json.dumps(document, sort_keys=True).encode(),
+        client.upload(kind, index, name, json.dumps(document, sort_keys=True).encode(),
                       {"project": namespace, "owner_name": meta["name"], "owner_uid": meta["uid"],
                        "shards": locations})
     except UploadError as exc:
@@ -177,36 +189,53 @@ def _upload(member: dict, run_id: str, document: dict, namespace: str) -> str | 
     return None
 
 
-async def run_member(member: dict, tick: str, namespace: str) -> Outcome:
-    """Run one member as `python -m assay.runner monitor` runs a requested one; any failure
-    of its own (an invalid manifest, an unknown environment) fails this member only."""
+async def _run_monitor(member: dict, run_id: str) -> tuple[bool, int | None, float | None, float | None, dict]:
     from .apitest.monitor import run_monitor
     from .apitest.validate import parse_monitor
 
-    meta = member["monitor"]["metadata"]
+    monitor = parse_monitor(member["monitor"])
+    subtests = [parse_monitor(m) for m in member.get("subtests") or []]
+    by_key = {key: m for m in [monitor, *subtests] for key in (m.metadata.name, m.metadata.uid) if key}
+
+    def resolve(target: str):
+        if target not in by_key:
+            raise LookupError(f"no Monitor {target!r} in this namespace")
+        return by_key[target]
+
+    result = await run_monitor(monitor, environment=member.get("environment"), resolve_monitor=resolve,
+                               run_id=run_id)
+    result.region, result.agent = os.environ.get("ASSAY_REGION") or None, os.environ.get("ASSAY_AGENT") or None
+    return (result.passed and not result.error, _mean_response_ms(result), result.started_at, result.finished_at,
+            result.to_runscope())
+
+
+async def _run_suite(member: dict, run_id: str) -> tuple[bool, int | None, float | None, float | None, dict]:
+    from assay.crds import TestSuite
+
+    from .apitest.suite import run_suite
+
+    result = await run_suite(TestSuite.model_validate(member["testSuite"]), run_id=run_id)
+    started = result.start_time / 1000 if result.start_time is not None else None
+    finished = result.end_time / 1000 if result.end_time is not None else None
+    return result.passed, None, started, finished, result.to_loadmill()
+
+
+async def run_member(member: dict, tick: str, namespace: str) -> Outcome:
+    """Run one member as `python -m assay.runner monitor` (`testsuite`) runs a requested one;
+    any failure of its own (an invalid manifest, an unknown environment) fails this member
+    only."""
+    meta = owner_of(member)["metadata"]
     schedule_uid = member["schedule"]["uid"]
     run_id = member_run_id(member, tick)
     started = time.time()
-    region, agent = os.environ.get("ASSAY_REGION") or None, os.environ.get("ASSAY_AGENT") or None
     try:
-        monitor = parse_monitor(member["monitor"])
-        subtests = [parse_monitor(m) for m in member.get("subtests") or []]
-        by_key = {key: m for m in [monitor, *subtests] for key in (m.metadata.name, m.metadata.uid) if key}
-
-        def resolve(target: str):
-            if target not in by_key:
-                raise LookupError(f"no Monitor {target!r} in this namespace")
-            return by_key[target]
-
-        result = await run_monitor(monitor, environment=member.get("environment"), resolve_monitor=resolve,
-                                   run_id=run_id)
-        result.region, result.agent = region, agent
-        upload_error = await asyncio.to_thread(_upload, member, run_id, result.to_runscope(), namespace)
+        run = _run_suite if member.get("kind") == "TestSuite" else _run_monitor
+        passed, ms, run_started, run_finished, document = await run(member, run_id)
+        upload_error = await asyncio.to_thread(_upload, member, run_id, document, namespace)
         if upload_error:
             print(f"assay-runner: {run_id}: result upload failed: {upload_error}", file=sys.stderr, flush=True)
-        passed, ms = result.passed and not result.error, _mean_response_ms(result)
-        started = result.started_at or started
-        finished = result.finished_at or time.time()
+        started = run_started or started
+        finished = run_finished or time.time()
     except Exception as exc:  # noqa: BLE001  (one member's failure must not cost the others their runs)
         print(f"assay-runner: {meta.get('name')}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         passed, ms, finished = False, None, time.time()

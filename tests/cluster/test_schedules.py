@@ -1,6 +1,6 @@
 """Schedules on the real control plane, with the real CronJob controller: a `1m` Schedule's
-tick Job runs its Monitors (two Monitors, one pod), their statuses record the runs with the
-Schedule's name, the results land in the gateway's store under the group's token; then
+tick Job runs its Monitors and a TestSuite (three targets, one pod), their statuses record
+the runs (a Monitor's with the Schedule's name), the results land in the gateway's store under the group's token; then
 suspending, changing the interval (a new anchored CronJob) and deleting behave as stated.
 
 One tick serves every assertion about runs, so the file costs about one to two minutes."""
@@ -33,10 +33,17 @@ def monitor_manifest(name: str, url: str) -> str:
     })
 
 
-def schedule_manifest(name: str, target: str, interval: str = "1m", suspend: bool = False) -> str:
+def suite_manifest(name: str, url: str) -> str:
+    return json.dumps({
+        "apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite", "metadata": {"name": name},
+        "spec": {"flows": [{"name": "buy", "requests": [{"url": f"{url}/{name}"}]}]},
+    })
+
+
+def schedule_manifest(name: str, target: str, interval: str = "1m", kind: str = "Monitor") -> str:
     return json.dumps({
         "apiVersion": "assay.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": name},
-        "spec": {"target": {"kind": "Monitor", "name": target}, "interval": interval, "suspend": suspend},
+        "spec": {"target": {"kind": kind, "name": target}, "interval": interval},
     })
 
 
@@ -69,10 +76,15 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         for name in ("alpha", "beta"):
             cluster.kubectl("apply", "-n", namespace, "-f", "-", input=monitor_manifest(name, target.url))
             cluster.kubectl("apply", "-n", namespace, "-f", "-", input=schedule_manifest(f"every-{name}", name))
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=suite_manifest("cart", target.url))
+        cluster.kubectl("apply", "-n", namespace, "-f", "-",
+                        input=schedule_manifest("every-cart", "cart", kind="TestSuite"))
         status = cluster.wait_for("the Schedule to be Ready", ready(cluster, namespace, "every-alpha"), timeout=60)
         group = status["cronJobName"]
         assert status["cronSchedule"] == "* * * * *" and status["anchorTime"]
         assert get(cluster, "schedule", "every-beta", namespace)["status"]["cronJobName"] == group
+        cluster.wait_for("the TestSuite's Schedule in the same group", lambda: (get(
+            cluster, "schedule", "every-cart", namespace).get("status") or {}).get("cronJobName") == group, timeout=30)
         (cronjob,) = items(cluster, "cronjob", namespace)
         assert cronjob["metadata"]["name"] == group
         assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
@@ -80,13 +92,21 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         # The real CronJob controller starts a tick at the next minute.
         jobs = cluster.wait_for("a tick Job", lambda: items(cluster, "job", namespace), timeout=90, interval=1)
         job = jobs[0]
-        assert job["spec"]["completions"] == 1  # two Monitors, one pod
+        assert job["spec"]["completions"] == 1  # two Monitors and a TestSuite, one pod
 
         alpha = cluster.wait_for("alpha's scheduled run", scheduled_run(cluster, namespace, "alpha"), timeout=90)
         beta = cluster.wait_for("beta's scheduled run", scheduled_run(cluster, namespace, "beta"), timeout=30)
         assert (alpha["result"], alpha["schedule"], beta["schedule"]) == ("pass", "every-alpha", "every-beta")
         assert alpha["responseTimeMs"] >= 0 and alpha["environment"] == "local"
         assert target.counts[("GET", "/alpha")] >= 1 and target.counts[("GET", "/beta")] >= 1
+
+        def suite_ran():
+            last = (get(cluster, "testsuite", "cart", namespace).get("status") or {}).get("lastRun") or {}
+            return last if last.get("status") == "PASSED" else None
+        cart = cluster.wait_for("the TestSuite's scheduled run", suite_ran, timeout=30)
+        assert target.counts[("GET", "/cart")] >= 1 and cart["endTime"] >= cart["startTime"]
+        # A Schedule deleted from a shared group leaves the group to the others.
+        cluster.kubectl("delete", "schedule", "every-cart", "-n", namespace)
         pods = items(cluster, "pod", namespace, f"batch.kubernetes.io/job-name={job['metadata']['name']}")
         assert len(pods) == 1
 

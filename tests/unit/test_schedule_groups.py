@@ -73,7 +73,7 @@ def test_schedules_with_the_same_timing_and_place_share_one_group_and_suspended_
                  schedule("sb", "5b000000-1", "b", environment="world"),
                  schedule("off", "50000000-1", "a", suspend=True),
                  schedule("lost", "51000000-1", "nobody")]
-    groups, placements = plan_groups("ns", schedules, MONITORS, NOW, CHUNK)
+    groups, placements = plan_groups("ns", schedules, MONITORS, NOW)
 
     anywhere = groups[group_name("* * * * *", None)]
     assert [m["monitor"]["metadata"]["name"] for m in anywhere.members] == ["a", "c"]
@@ -97,7 +97,7 @@ def test_a_changed_schedule_is_anchored_now_and_an_unchanged_one_keeps_its_ancho
                     status={"anchorTime": old, "observedGeneration": 2})
     changed = schedule("changed", "c0000000-1", "c", "5m", generation=3,
                        status={"anchorTime": old, "observedGeneration": 2})
-    groups, placements = plan_groups("ns", [kept, changed], MONITORS, NOW, CHUNK)
+    groups, placements = plan_groups("ns", [kept, changed], MONITORS, NOW)
     assert placements["k0000000-1"].cron == "3-59/5 * * * *"
     assert placements["c0000000-1"].cron == "2-59/5 * * * *"
     assert placements["c0000000-1"].anchor == NOW
@@ -107,13 +107,13 @@ def test_a_changed_schedule_is_anchored_now_and_an_unchanged_one_keeps_its_ancho
 def test_a_schedule_being_deleted_is_no_member():
     gone = schedule("gone", "g0000000-1", "a")
     gone["metadata"]["deletionTimestamp"] = "2026-11-23T10:00:00Z"
-    groups, placements = plan_groups("ns", [gone], MONITORS, NOW, CHUNK)
+    groups, placements = plan_groups("ns", [gone], MONITORS, NOW)
     assert groups == {} and placements == {}
 
 
 def test_the_cronjob_runs_ceil_members_over_chunk_pods_per_tick_one_at_a_time_with_bounded_history():
     schedules = [schedule(f"s{i}", f"{i}0000000-1", "a") for i in range(5)]
-    groups, _ = plan_groups("ns", schedules, MONITORS, NOW, CHUNK)
+    groups, _ = plan_groups("ns", schedules, MONITORS, NOW)
     (group,) = groups.values()
     settings = OperatorSettings(tick_chunk=CHUNK, gateway_url="http://gw:8000", upload_key="key")
     cronjob = build_tick_cronjob("ns", group, settings)
@@ -144,7 +144,7 @@ def test_the_cronjob_runs_ceil_members_over_chunk_pods_per_tick_one_at_a_time_wi
 
 
 def test_a_region_group_pins_its_pods_to_the_region():
-    groups, _ = plan_groups("ns", [schedule("sb", "5b000000-1", "b", environment="world")], MONITORS, NOW, CHUNK)
+    groups, _ = plan_groups("ns", [schedule("sb", "5b000000-1", "b", environment="world")], MONITORS, NOW)
     group = groups[group_name("* * * * *", "eu1")]
     cronjob = build_tick_cronjob("ns", group, OperatorSettings())
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -155,7 +155,7 @@ def test_a_region_group_pins_its_pods_to_the_region():
 
 def test_the_schedule_status_names_its_cronjob_and_says_why_when_it_cannot_run():
     schedules = [schedule("sa", "5a000000-1", "a", "5m"), schedule("lost", "51000000-1", "nobody")]
-    groups, placements = plan_groups("ns", schedules, MONITORS, NOW, CHUNK)
+    groups, placements = plan_groups("ns", schedules, MONITORS, NOW)
     name = next(iter(groups))
     cronjobs = {name: {"status": {"lastScheduleTime": "2026-11-23T10:02:00Z"}}}
     status = schedule_status(schedules[0], placements["5a000000-1"], cronjobs, NOW)
@@ -174,3 +174,26 @@ def test_the_schedule_status_names_its_cronjob_and_says_why_when_it_cannot_run()
     again = schedule_status({**schedules[1], "status": lost}, placements["51000000-1"], cronjobs,
                             NOW + dt.timedelta(minutes=5))
     assert again["conditions"] == lost["conditions"]
+
+
+SUITE = {"apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite",
+         "metadata": {"name": "checkout", "namespace": "ns", "uid": "d0000000-1"},
+         "spec": {"flows": [{"name": "buy", "requests": [{"url": "http://127.0.0.1:1/"}]}]}}
+
+
+def suite_schedule(name: str, uid: str, target: str, **kwargs) -> dict:
+    doc = schedule(name, uid, target, **kwargs)
+    doc["spec"]["target"]["kind"] = "TestSuite"
+    return doc
+
+
+def test_a_testsuite_schedule_joins_the_any_node_group_of_its_timing_and_waits_for_its_pools():
+    schedules = [schedule("sa", "5a000000-1", "a"), suite_schedule("ss", "55000000-1", "checkout"),
+                 suite_schedule("pools", "56000000-1", "pooled"), suite_schedule("lost", "57000000-1", "gone")]
+    groups, placements = plan_groups("ns", schedules, MONITORS, NOW, [SUITE],
+                                     {"pooled": "spec.flows[0].parameterPool: waiting for ConfigMap 'users'"})
+    (group,) = groups.values()
+    assert [(m["kind"], m.get("testSuite", m.get("monitor"))["metadata"]["name"]) for m in group.members] == \
+        [("Monitor", "a"), ("TestSuite", "checkout")]
+    assert placements["55000000-1"].cron_jobs == (group.name,)
+    assert (placements["56000000-1"].reason, placements["57000000-1"].reason) == ("Pending", "TargetNotFound")

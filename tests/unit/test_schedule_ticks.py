@@ -80,7 +80,7 @@ def test_a_batch_pod_runs_only_its_chunk_concurrently_and_reports_each_member(tm
     outcomes, error = decode_outcomes((tmp_path / "message").read_text())
     assert error is None
     # Index 1 of chunks of 3: members 3 and 4 only.
-    assert [o.monitor_uid for o in outcomes] == ["00000003", "00000004"]
+    assert [o.owner_uid for o in outcomes] == ["00000003", "00000004"]
     assert [o.passed for o in outcomes] == [True, False]
     assert outcomes[0].response_time_ms >= 500
     assert dict(target.counts) == {("GET", "/m3"): 1}
@@ -98,7 +98,7 @@ MONITOR = {"metadata": {"name": "health", "uid": MONITOR_UID},
 SCHEDULE = {"metadata": {"name": "every-minute", "uid": SCHEDULE_UID}, "spec": {"environment": "prod"}}
 
 
-def entries_for(location: str | None, passed: bool, started: int = 1_763_892_000) -> list[tuple[str, dict]]:
+def entries_for(location: str | None, passed: bool, started: int = 1_763_892_000) -> list[tuple[str, str, dict]]:
     job = {"metadata": {"name": JOB, "labels": {"assay.dev/location": location} if location else {}}}
     message = encode_outcomes([Outcome(MONITOR_UID[:8], SCHEDULE_UID[:8], passed, 42, started, 3)])
     outcomes, problems = outcomes_of([terminated_pod(0, message)])
@@ -107,8 +107,8 @@ def entries_for(location: str | None, passed: bool, started: int = 1_763_892_000
 
 
 def test_a_tick_outcome_becomes_a_monitor_run_with_the_schedule_and_the_runners_run_id():
-    ((name, entry),) = entries_for(None, True)
-    assert name == "health"
+    ((kind, name, entry),) = entries_for(None, True)
+    assert (kind, name) == ("Monitor", "health")
     assert entry == {
         "runId": run_id_for_request("health", MONITOR_UID, f"schedule:{SCHEDULE_UID}:29395567"),
         "result": "pass", "startedAt": "2025-11-23T10:00:00Z", "finishedAt": "2025-11-23T10:00:03Z",
@@ -123,8 +123,8 @@ def test_a_pod_without_outcomes_is_reported():
 
 
 def test_a_run_is_recorded_once_and_the_same_run_from_another_region_merges():
-    ((_, us1),) = entries_for("us1", True)
-    ((_, eu1),) = entries_for("eu1", False)
+    ((_, _, us1),) = entries_for("us1", True)
+    ((_, _, eu1),) = entries_for("eu1", False)
     status = with_scheduled_run({}, us1, limit=3)
     assert status["lastRun"] == status["history"][0] == us1
     complete = status["conditions"][0]
@@ -140,16 +140,16 @@ def test_a_run_is_recorded_once_and_the_same_run_from_another_region_merges():
 def test_history_is_newest_first_bounded_and_an_older_run_does_not_push_into_a_full_one():
     status: dict = {}
     for minute in range(4):
-        ((_, entry),) = entries_for(None, True, started=1_763_892_000 + 60 * minute)
+        ((_, _, entry),) = entries_for(None, True, started=1_763_892_000 + 60 * minute)
         entry["runId"] = f"run-{minute}"
         status = with_scheduled_run(status, entry, limit=3)
     assert [e["runId"] for e in status["history"]] == ["run-3", "run-2", "run-1"]
-    ((_, old),) = entries_for(None, True, started=1_763_892_000 - 600)
+    ((_, _, old),) = entries_for(None, True, started=1_763_892_000 - 600)
     assert with_scheduled_run(status, old, limit=3) is None
 
 
 def test_the_requested_run_path_keeps_recorded_scheduled_runs():
-    ((_, entry),) = entries_for(None, True)
+    ((_, _, entry),) = entries_for(None, True)
     status = with_scheduled_run({}, entry, limit=5)
     rebuilt = history_status("Monitor", [], lambda _job: [], status, RequestState(), limit=5, generation=1)
     assert rebuilt["history"] == status["history"] and rebuilt["lastRun"] == entry
@@ -197,3 +197,36 @@ def test_a_group_token_uploads_monitor_runs_of_its_own_namespace_only(gateway):
         assert answer.json()["error"] == "unauthorized"
     assert gateway.get("/internal/v1/runs/health-0123456789",
                        headers={"Authorization": f"Bearer {other}"}).status_code == 401
+
+
+SUITE_UID = "7e570000-0000-4000-8000-000000000003"
+
+
+def test_a_testsuite_member_runs_in_the_batch_and_its_run_is_recorded_as_a_suite_run(tmp_path):
+    with CountingTarget() as target:
+        suite = {"schedule": {"name": "nightly", "uid": SCHEDULE_UID}, "kind": "TestSuite", "location": None,
+                 "locationIndex": 0, "locations": 1,
+                 "testSuite": {"apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite",
+                               "metadata": {"name": "checkout", "namespace": "ns", "uid": SUITE_UID},
+                               "spec": {"flows": [{"name": "buy", "requests": [{"url": f"{target.url}/buy"}]}]}}}
+        (tmp_path / "members.json").write_text(json.dumps({"group": "g", "namespace": "ns", "chunk": 8,
+                                                           "members": [suite]}))
+        env = {**os.environ, "ASSAY_JOB_NAME": JOB, "ASSAY_TERMINATION_LOG": str(tmp_path / "message")}
+        env.pop("ASSAY_GATEWAY_URL", None)
+        done = subprocess.run([sys.executable, "-m", "assay.runner", "batch", "--spec", str(tmp_path)],
+                              env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert target.counts[("GET", "/buy")] == 1
+    outcomes, _ = decode_outcomes((tmp_path / "message").read_text())
+    assert [(o.owner_uid, o.passed) for o in outcomes] == [(SUITE_UID[:8], True)]
+
+    job = {"metadata": {"name": JOB, "labels": {}}}
+    owner = {"metadata": {"name": "checkout", "uid": SUITE_UID}, "spec": {}}
+    ((kind, name, entry),) = tick_entries(job, outcomes, [MONITOR], [SCHEDULE], [owner])
+    assert (kind, name, entry["status"]) == ("TestSuite", "checkout", "PASSED")
+    assert entry["runId"] == run_id_for_request("checkout", SUITE_UID, f"schedule:{SCHEDULE_UID}:29395567")
+    status = with_scheduled_run({}, entry, limit=5)
+    assert status["lastRun"] == entry and status["conditions"][0]["reason"] == "Passed"
+    assert with_scheduled_run(status, entry, limit=5) is None
+    rebuilt = history_status("TestSuite", [], lambda _job: [], status, RequestState(), limit=5, generation=1)
+    assert rebuilt["history"] == [entry]
