@@ -168,6 +168,18 @@ def validated_spec(spec: dict) -> dict:
         raise InvalidInput(_first_error(exc, "test")) from None
 
 
+def with_ids(spec: dict) -> dict:
+    """The spec with an id on every step, embedded step and environment: a Monitor written with
+    kubectl may have none, and the Runscope API addresses them by id."""
+    def step_with_id(step: dict) -> dict:
+        step = {**step, "id": step.get("id") or new_id()}
+        if step.get("stepType") == "condition":
+            step["steps"] = [step_with_id(s) for s in step.get("steps") or []]
+        return step
+    return {**spec, "steps": [step_with_id(s) for s in spec.get("steps") or []],
+            "environments": [{**e, "id": e.get("id") or new_id()} for e in spec.get("environments") or []]}
+
+
 def environment_id_of(spec: dict, name: Optional[str]) -> Optional[str]:
     for env in spec.get("environments") or []:
         if env.get("name") == name:

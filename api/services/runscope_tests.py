@@ -169,7 +169,7 @@ class RunscopeTests:
         """Apply `change(spec) -> spec` to the test and keep a revision; returns the Monitor."""
         for _ in range(CONFLICT_RETRIES):
             monitor = self.monitor(namespace, test_id)
-            spec = mapping.validated_spec(change(dict(monitor.get("spec") or {})))
+            spec = mapping.validated_spec(change(mapping.with_ids(monitor.get("spec") or {})))
             body = {**monitor, "spec": spec}
             try:
                 updated = self.kube.replace(PLURAL, namespace, monitor["metadata"]["name"], body)

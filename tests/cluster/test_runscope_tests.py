@@ -84,7 +84,11 @@ def test_root_account_regions_and_buckets(cluster, namespace, org, stranger, ope
     assert root == {"bucket_list_url": f"{gateway.url}/buckets", "current_account_url": f"{gateway.url}/account"}
     account = team.ok("GET", "/account")
     assert account["teams"] == [{"uuid": org, "name": org}] and account["name"] == f"{namespace}/team"
-    assert "regions" in team.ok("GET", "/regions")
+    nodes = kubectl_json(cluster, "get", "nodes")["items"]
+    labelled = {n["metadata"]["labels"].get("topology.kubernetes.io/region") for n in nodes} - {None}
+    regions = team.ok("GET", "/regions")["regions"]
+    assert {r["region_code"] for r in regions} == labelled
+    assert all(r["service_provider"] == "Kubernetes" and r["location"] for r in regions)
 
     listed = {b["key"]: b for b in team.ok("GET", "/buckets")}
     assert namespace in listed and stranger not in listed
@@ -231,6 +235,17 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
     assert revisions["test_revisions"][0]["item_type"] == "radar_test"
     assert revisions["test_revisions"][0]["bucket_key"] == namespace
     assert len(revisions["env_revisions"][env["id"]]) == 2
+
+    # a Monitor written with kubectl: a test too, whose steps get ids on the first change
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+        "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": "by-hand"},
+        "spec": {"steps": [{"stepType": "pause", "duration": 1}], "environments": [{"name": "local"}]}}))
+    by_hand = [t for t in team.ok("GET", base, params={"count": 50}) if t["name"] == "by-hand"][0]
+    named = team.ok("PUT", f"{base}/{by_hand['id']}", {"name": "By hand"})
+    assert named["name"] == "By hand" and named["steps"][0]["id"] and named["environments"][0]["id"]
+    bad_trigger = httpx.post(named["trigger_url"], content=b"{bad", headers={"Content-Type": "application/json"},
+                             timeout=10)
+    assert_error((bad_trigger.status_code, bad_trigger.json()), 400)
 
     # errors: malformed bodies, unknown ids, scopes, another team's bucket
     bad_json = team.client.post(base, content=b"{not json", headers={"Content-Type": "application/json"})

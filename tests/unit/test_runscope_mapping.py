@@ -161,3 +161,14 @@ def test_a_schedule_is_owned_by_its_monitor():
         {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "name": "ping-1a2b3c", "uid": "uid-1"}]
     assert mapping.schedule_to_runscope({**manifest, "metadata": {**manifest["metadata"], "uid": "s1"}}) == \
         {"environment_id": "e1", "interval": "1m", "note": "", "id": "s1"}
+
+
+def test_steps_and_environments_written_without_ids_get_them():
+    spec = {"steps": [{"stepType": "condition", "leftValue": "1", "comparison": "equal", "rightValue": "1",
+                       "steps": [{"stepType": "pause", "duration": 1}]},
+                      {"stepType": "pause", "duration": 2, "id": "keep"}],
+            "environments": [{"name": "local"}]}
+    out = mapping.with_ids(spec)
+    assert out["steps"][0]["id"] and out["steps"][0]["steps"][0]["id"] and out["steps"][1]["id"] == "keep"
+    assert out["environments"][0]["id"] and "id" not in spec["environments"][0]
+    mapping.validated_spec(out)
