@@ -32,9 +32,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import smtplib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import kubernetes
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from assay.crds.monitor import MAX_HISTORY, Emails, Environment, MonitorSpec
@@ -296,13 +299,13 @@ class Notifier:
     def _mail(self, where: str, owner: dict, emails: Emails, payload: dict) -> None:
         if not self.settings.smtp_host:
             return
-        team = kube_namespace_team(owner["metadata"]["namespace"]) if emails.notify_all else []
+        team = namespace_team(owner["metadata"]["namespace"]) if emails.notify_all else []
         to = recipients(emails, team)
         if not to:
             return
         try:
             mail.send(mail.build_message(payload, to, self.settings.smtp_from), self.settings)
-        except (OSError, mail.smtplib.SMTPException) as exc:
+        except (OSError, smtplib.SMTPException) as exc:
             log.warning(f"{where}: e-mail about run {payload['test_run_id']} not sent: {type(exc).__name__}: {exc}")
             return
         log.info(f"{where}: run {payload['test_run_id']} e-mailed to {len(to)} recipient(s)")
@@ -312,10 +315,8 @@ class Notifier:
         self._sends.shutdown(wait=False, cancel_futures=True)
 
 
-def kube_namespace_team(namespace: str) -> list[str]:
-    import kubernetes
-    from kubernetes.client.rest import ApiException
-
+def namespace_team(namespace: str) -> list[str]:
+    """The team addresses of a namespace (its TEAM_ANNOTATION); none if it cannot be read."""
     try:
         body = kube.to_dict(kubernetes.client.CoreV1Api().read_namespace(namespace))
     except ApiException as exc:

@@ -101,6 +101,7 @@ def test_webhooks_get_each_result_mail_follows_notify_on_and_metrics_count_the_r
                 assert body["requests_executed"] == 1
                 assert body["finished_at"] >= body["started_at"] > 0
             assert by_run[run_ids[0]]["assertions_passed"] == 1
+            assert isinstance(first["lastRun"]["responseTimeMs"], int)
             assert by_run[run_ids[0]]["response_time_ms"] == first["lastRun"]["responseTimeMs"]
 
             # The 500 receiver was tried twice per run; the hanging one held both runs' posts

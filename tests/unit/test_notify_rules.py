@@ -124,3 +124,14 @@ def test_something_to_send_depends_on_the_runs_environment_and_rule():
     assert not has_something_to_send(owner, "r0", mail_enabled=True)
     assert not has_something_to_send(owner, "r4", mail_enabled=True)
     assert not has_something_to_send(owner, "r9", mail_enabled=True)
+
+
+def test_peering_objects_one_cluster_object_or_one_per_named_namespace():
+    from assay.operator.peering import peering_objects
+
+    [cluster_wide] = peering_objects("assay", None)
+    assert (cluster_wide["apiVersion"], cluster_wide["kind"], cluster_wide["metadata"]) == \
+        ("kopf.dev/v1", "ClusterKopfPeering", {"name": "assay"})
+    namespaced = peering_objects("assay", ["team-a", "team-b", "team-a", "team-*"])
+    assert [(o["kind"], o["metadata"]["namespace"]) for o in namespaced] == \
+        [("KopfPeering", "team-a"), ("KopfPeering", "team-b")]
