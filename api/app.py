@@ -15,7 +15,7 @@ from .auth import Authenticator
 from .errors import install_error_handlers
 from .kube import KubeClient
 from .ops import GatewayMetrics, install_request_metrics, ops_router
-from .routers import ingest, loadmill, oauth, runscope, runscope_results, runscope_teams, vng, xtc
+from .routers import dashboard, ingest, loadmill, oauth, runscope, runscope_results, runscope_teams, vng, xtc
 from .settings import GatewaySettings
 from .store import Store
 
@@ -75,4 +75,5 @@ def create_app(settings: GatewaySettings, services: Services | None = None) -> F
     app.include_router(ops_router(services.metrics))
     for family in (oauth, ingest, xtc, loadmill, runscope, runscope_results, runscope_teams, vng):
         family.install(app, services)
+    dashboard.install(app, services)
     return app
