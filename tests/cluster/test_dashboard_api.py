@@ -23,8 +23,8 @@ FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
 
 
 class Tenants:
-    def __init__(self, org: str, a: str, b: str):
-        self.org, self.a, self.b = org, a, b
+    def __init__(self, org: str, a: str, b: str, admin: str):
+        self.org, self.a, self.b, self.admin = org, a, b, admin
 
 
 def monitor_manifest(name: str, url: str = "http://127.0.0.1:9", display_name: str | None = None) -> str:
@@ -64,21 +64,26 @@ def tenants(cluster, namespace):
     org = f"org-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("label", "namespace", namespace, f"assay.dev/org={org}")
     b = make_namespace(cluster, f"{namespace}-b", {"assay.dev/org": org})
-    yield Tenants(org, namespace, b)
-    cluster.kubectl("delete", "namespace", b, "--wait=false", check=False)
+    admin = make_namespace(cluster, f"{namespace}-admin", {"assay.dev/org-admin": org})
+    yield Tenants(org, namespace, b, admin)
+    for extra in (b, admin):
+        cluster.kubectl("delete", "namespace", extra, "--wait=false", check=False)
 
 
 @pytest.fixture
 def credentials(cluster, tenants, gateway, tmp_path):
-    """A project credential in each namespace (XTC scopes in A, a Runscope one in B), and a
-    Monitor in each namespace."""
-    operator = OperatorProcess(cluster, tmp_path / "operator.log", [tenants.a, tenants.b], gateway).start()
+    """A project credential in each namespace (XTC scopes in A, a Runscope one in B), an org
+    credential in the org-admin namespace, and a Monitor in each project namespace."""
+    operator = OperatorProcess(cluster, tmp_path / "operator.log", [tenants.a, tenants.b, tenants.admin],
+                               gateway).start()
     try:
         a = create_credential(cluster, tenants.a, "viewer", scopes=("LOADTEST_LIST",))
         b = create_credential(cluster, tenants.b, "other", scopes=("api:read",))
+        org = create_credential(cluster, tenants.admin, "org-viewer", scopes=("LOADTEST_LIST",), level="org",
+                                organization=tenants.org)
         cluster.kubectl("apply", "-n", tenants.a, "-f", "-", input=monitor_manifest("mine", display_name=MARKUP))
         cluster.kubectl("apply", "-n", tenants.b, "-f", "-", input=monitor_manifest("theirs"))
-        yield {"a": a, "b": b}
+        yield {"a": a, "b": b, "org": org}
     finally:
         operator.stop()
         print(operator.log()[-3000:], file=sys.stderr)
@@ -213,6 +218,26 @@ def test_a_session_sees_only_its_own_namespace_and_another_tenants_answers_404(c
     with closing(signed_in(cluster, gateway, *credentials["b"])) as other:
         body = other.get("/dashboard/api/overview").json()
         assert [m["name"] for m in body["monitors"]] == ["theirs"] and body["namespaces"] == [tenants.b]
+
+
+def test_an_org_session_sees_every_project_of_its_org_until_a_project_disables_it(cluster, tenants, gateway,
+                                                                                 credentials):
+    client_id, _ = credentials["org"]
+    with closing(signed_in(cluster, gateway, *credentials["org"])) as client:
+        assert client.get("/dashboard/api/namespaces").json()["namespaces"] == sorted([tenants.a, tenants.b])
+        body = client.get("/dashboard/api/overview").json()
+        assert [(m["namespace"], m["name"]) for m in body["monitors"]] == sorted(
+            [(tenants.a, "mine"), (tenants.b, "theirs")])
+        only_b = client.get("/dashboard/api/overview", params={"namespace": tenants.b}).json()
+        assert [m["name"] for m in only_b["monitors"]] == ["theirs"] and only_b["namespace"] == tenants.b
+        assert tenants.admin not in client.get("/dashboard").text
+
+        # Project B disables the org credential: B leaves the session's view at once.
+        cluster.kubectl("annotate", "namespace", tenants.b, f"assay.dev/disabled-org-credentials={client_id}")
+        cluster.wait_for("project B to disable the org credential", lambda: client.get(
+            "/dashboard/api/namespaces").json()["namespaces"] == [tenants.a], timeout=30)
+        assert [m["name"] for m in client.get("/dashboard/api/overview").json()["monitors"]] == ["mine"]
+        assert_json_error(client.get(f"/dashboard/api/namespaces/{tenants.b}/monitors/theirs"), 404, "not_found")
 
 
 def test_bad_input_gets_a_4xx_in_the_dashboards_shape(cluster, tenants, gateway, credentials):
