@@ -160,7 +160,7 @@ def plan_groups(namespace: str, schedules: list[dict], monitors: list[dict], now
             placements[meta["uid"]] = Placement(cron, anchor, reason="InvalidEnvironment", problem=str(exc))
             continue
         if spec.suspend:
-            placements[meta["uid"]] = Placement(cron, anchor, reason="Suspended", problem="suspended")
+            placements[meta["uid"]] = Placement(cron, anchor, reason="Suspended", problem="suspended: no runs until spec.suspend is false")
             continue
         subtests = resolve_subtests(monitor, monitors) if _has_subtests(monitor) else []
         names = []
@@ -195,7 +195,7 @@ def _place_suite(namespace: str, schedule: dict, spec: ScheduleSpec, cron: str, 
         return Placement(cron, anchor, reason="TargetNotFound",
                          problem=f"TestSuite {name!r} does not exist in {namespace}")
     if spec.suspend:
-        return Placement(cron, anchor, reason="Suspended", problem="suspended")
+        return Placement(cron, anchor, reason="Suspended", problem="suspended: no runs until spec.suspend is false")
     meta = schedule["metadata"]
     group = groups.setdefault(group_name(cron, None), Group(group_name(cron, None), cron, None))
     group.members.append({"schedule": {"name": meta["name"], "uid": meta["uid"]}, "kind": "TestSuite",

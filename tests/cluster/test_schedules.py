@@ -79,6 +79,7 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=suite_manifest("cart", target.url))
         cluster.kubectl("apply", "-n", namespace, "-f", "-",
                         input=schedule_manifest("every-cart", "cart", kind="TestSuite"))
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=schedule_manifest("every-ghost", "ghost"))
         status = cluster.wait_for("the Schedule to be Ready", ready(cluster, namespace, "every-alpha"), timeout=60)
         group = status["cronJobName"]
         assert status["cronSchedule"] == "* * * * *" and status["anchorTime"]
@@ -88,6 +89,13 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         (cronjob,) = items(cluster, "cronjob", namespace)
         assert cronjob["metadata"]["name"] == group
         assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+
+        def says_missing():
+            cond = next((c for c in (get(cluster, "schedule", "every-ghost", namespace).get("status") or {})
+                         .get("conditions") or [] if c["type"] == "Ready"), {})
+            return cond if cond.get("reason") == "TargetNotFound" else None
+        missing = cluster.wait_for("the Schedule of a missing Monitor to say so", says_missing, timeout=30)
+        assert missing["status"] == "False" and "Monitor 'ghost' does not exist" in missing["message"]
 
         # The real CronJob controller starts a tick at the next minute.
         jobs = cluster.wait_for("a tick Job", lambda: items(cluster, "job", namespace), timeout=90, interval=1)
@@ -147,6 +155,7 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
 
         # A new interval: a CronJob anchored now, with a new anchor time; the 1m group is gone.
         before = get(cluster, "schedule", "every-alpha", namespace)["status"]
+        assert before["lastScheduleTime"] and before["nextRunTime"] > before["lastScheduleTime"]
         cluster.kubectl("patch", "schedule", "every-alpha", "-n", namespace, "--type=merge",
                         "-p", '{"spec": {"interval": "5m"}}')
 
