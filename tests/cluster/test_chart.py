@@ -5,15 +5,21 @@ granting each component exactly the access its code uses."""
 from __future__ import annotations
 
 import base64
-import os
+import re
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
-pytestmark = pytest.mark.cluster
+from tests.conftest import Cluster, GatewayProcess, OperatorProcess
+from tests.support.credentials import bearer, create_credential, request_token
+from tests.support.targets import CountingTarget
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "assay"
@@ -352,3 +358,62 @@ def test_crd_check_catches_a_stale_chart_copy_and_reference(tmp_path, monkeypatc
     assert any(line.startswith("+") and line[1:].strip() == "maximum: 64" for line in diff.splitlines())
     assert "widgets.yaml: no kind generates this file any more" in diff
     assert "README.md (committed)" in diff and "+| `spec.shards` |" in diff
+
+
+def as_service_account(cluster, namespace: str, account: str, path: Path) -> Cluster:
+    """The cluster seen with a real token of `account` (TokenRequest), and nothing else."""
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration", "2h").stdout.strip()
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "local", "user": account, "namespace": namespace}}],
+        "current-context": account,
+    }))
+    return Cluster(kubeconfig=str(path), bin_dir=cluster.bin_dir, state_dir=cluster.state_dir)
+
+
+def test_operator_and_gateway_work_with_only_the_charts_rbac(cluster, release, namespace, tmp_path):
+    """The operator and the gateway, each holding only its chart ServiceAccount's token: a
+    ClientCredential is established, a LoadTest runs and uploads its results, and the XTC API
+    lists it and runs a copy (the gateway creating the LoadTest)."""
+    name, _, _ = release
+    org = f"org-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("label", "namespace", namespace, f"assay.dev/org={org}")
+    gateway = GatewayProcess(as_service_account(cluster, namespace, f"{name}-assay-gateway", tmp_path / "gw.kubeconfig"),
+                             tmp_path / "store", tmp_path / "gateway.log").start()
+    operator = OperatorProcess(as_service_account(cluster, namespace, f"{name}-assay-operator",
+                                                  tmp_path / "op.kubeconfig"),
+                               tmp_path / "operator.log", None, gateway).start()  # cluster-wide, as deployed
+    scopes = ("LOADTEST_LIST", "LOADTEST_STATUS", "LOADTEST_COPY_RUN")
+    try:
+        with CountingTarget() as target:
+            client_id, secret = create_credential(cluster, namespace, "chart-rbac", scopes=scopes)
+            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+                "apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": "least-privilege"},
+                "spec": {"shards": 2, "baseUrl": target.url, "load": {"users": 2, "iterations": 3},
+                         "flows": [{"name": "home", "requests": [{"url": "/"}]}]}}))
+            token = request_token(cluster, gateway, client_id, secret, scopes)
+            base = f"{gateway.url}/public/api/v1/orgs/{org}/projects/{namespace}/loadTests"
+            with httpx.Client(headers=bearer(token), timeout=30) as api:
+                def finished(number):
+                    return lambda: (lambda s: s if s["state"] in ("FINISHED", "FAILED") and s["latestReportNumber"]
+                                    else None)(api.get(f"{base}/{number}/status").json())
+                listing = api.get(base)
+                assert listing.status_code == 200, listing.text
+                assert [(t["number"], t["name"]) for t in listing.json()["loadTests"]] == [(1, "least-privilege")]
+                first = cluster.wait_for("the LoadTest and its uploaded report", finished(1), timeout=180)
+                assert (first["state"], first["result"], first["requests"]) == ("FINISHED", "PASSED", 6), first
+                copy = api.post(f"{base}/1/runCopy")
+                assert copy.status_code == 201, copy.text
+                second = cluster.wait_for("the copy and its uploaded report", finished(2), timeout=180)
+                assert (second["state"], second["result"], second["requests"]) == ("FINISHED", "PASSED", 6), second
+            assert target.total == 12
+        for process in (operator, gateway):
+            denials = re.findall(r'cannot \w+ resource "[^"]+"[^,\']*', process.log())
+            assert not denials, sorted(set(denials))
+    finally:
+        operator.stop()
+        gateway.stop()
+        print(operator.log()[-3000:], gateway.log()[-3000:], sep="\n", file=sys.stderr)
