@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, GatewayProcess, OperatorProcess
-from tests.support.credentials import bearer, create_credential, request_token
+from tests.support.credentials import bearer, create_credential, kubectl_json, request_token
 from tests.support.targets import CountingTarget
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -376,8 +376,9 @@ def as_service_account(cluster, namespace: str, account: str, path: Path) -> Clu
 
 def test_operator_and_gateway_work_with_only_the_charts_rbac(cluster, release, namespace, tmp_path):
     """The operator and the gateway, each holding only its chart ServiceAccount's token: a
-    ClientCredential is established, a LoadTest runs and uploads its results, and the XTC API
-    lists it and runs a copy (the gateway creating the LoadTest)."""
+    ClientCredential is established, a LoadTest runs and uploads its results, the XTC API
+    lists it and runs a copy (the gateway creating the LoadTest), a Monitor runs on request,
+    and a Schedule's tick CronJob is created and deleted."""
     name, _, _ = release
     org = f"org-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("label", "namespace", namespace, f"assay.dev/org={org}")
@@ -410,6 +411,28 @@ def test_operator_and_gateway_work_with_only_the_charts_rbac(cluster, release, n
                 second = cluster.wait_for("the copy and its uploaded report", finished(2), timeout=180)
                 assert (second["state"], second["result"], second["requests"]) == ("FINISHED", "PASSED", 6), second
             assert target.total == 12
+
+            # A Monitor run on request, and a Schedule becoming a tick CronJob that goes when
+            # the Schedule does.
+            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all([
+                {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": "ping"},
+                 "spec": {"steps": [{"stepType": "request", "url": target.url + "/ping", "assertions": [
+                     {"source": "response_status", "comparison": "equal", "value": 200}]}]}},
+                {"apiVersion": "assay.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": "ping-often"},
+                 "spec": {"target": {"kind": "Monitor", "name": "ping"}, "interval": "5m"}},
+            ]))
+            cluster.kubectl("annotate", "monitor", "ping", "-n", namespace, "assay.dev/run-request=once")
+            monitor = cluster.wait_for("the Monitor run", lambda: (lambda s: s if s.get("lastRun", {}).get("result") in ("pass", "fail")
+                                       else None)(kubectl_json(cluster, "get", "monitor", "ping", "-n", namespace)
+                                                  .get("status") or {}), timeout=180)
+            assert monitor["lastRun"]["result"] == "pass", monitor
+            cronjob = cluster.wait_for("the Schedule's tick CronJob", lambda: (kubectl_json(
+                cluster, "get", "schedule", "ping-often", "-n", namespace).get("status") or {}).get("cronJobName"),
+                timeout=60)
+            assert kubectl_json(cluster, "get", "cronjob", cronjob, "-n", namespace)
+            cluster.kubectl("delete", "schedule", "ping-often", "-n", namespace)
+            cluster.wait_for("the tick CronJob to be deleted", lambda: kubectl_json(
+                cluster, "get", "cronjob", cronjob, "-n", namespace) is None, timeout=60)
         for process in (operator, gateway):
             denials = re.findall(r'cannot \w+ resource "[^"]+"[^,\']*', process.log())
             assert not denials, sorted(set(denials))
