@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
 import hashlib
 import json
 import logging
@@ -278,7 +279,7 @@ def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings)
         "image": settings.runner_image,
         "imagePullPolicy": settings.runner_image_pull_policy,
         "command": ["python", "-m", "assay.runner"],
-        "args": ["batch", "--spec", f"{TICK_MOUNT}/{MEMBERS_FILE}"],
+        "args": ["batch", "--spec", TICK_MOUNT],
         "env": env,
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
@@ -340,16 +341,27 @@ def content_hash(body: dict) -> str:
 
 
 def build_members_configmap(namespace: str, group: Group, chunk: int, cronjob: dict) -> dict:
-    """The group's members as the runner reads them; owned by the CronJob, rewritten when
-    a member changes, read by each tick's pods when they start."""
+    """The group's members as the runner reads them (`members.json.gz`); owned by the
+    CronJob, rewritten when a member changes, read by each tick's pods when they start.
+    Compressed because a ConfigMap holds 1 MiB and members repeat the same structure: a
+    group of a few thousand Monitors fits."""
+    document = json.dumps(members_document(namespace, group, chunk), sort_keys=True, separators=(",", ":"))
+    packed = gzip.compress(document.encode(), compresslevel=9, mtime=0)  # mtime 0: same members, same bytes
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": group.name, "namespace": namespace, "labels": tick_labels(group.name),
                      "ownerReferences": [_cronjob_owner(cronjob)]},
-        "data": {MEMBERS_FILE: json.dumps(members_document(namespace, group, chunk), sort_keys=True,
-                                          separators=(",", ":"))},
+        "binaryData": {f"{MEMBERS_FILE}.gz": base64.b64encode(packed).decode()},
     }
+
+
+def members_of(configmap: dict) -> dict:
+    """The members document a tick ConfigMap holds."""
+    packed = (configmap.get("binaryData") or {}).get(f"{MEMBERS_FILE}.gz")
+    if packed is not None:
+        return json.loads(gzip.decompress(base64.b64decode(packed)))
+    return json.loads((configmap.get("data") or {})[MEMBERS_FILE])
 
 
 def build_group_secret(namespace: str, group: str, settings: OperatorSettings, cronjob: dict) -> dict:
@@ -457,7 +469,7 @@ def _apply_cronjob(wanted: dict, existing: dict | None) -> dict:
 def _apply_configmap(wanted: dict) -> None:
     namespace, name = wanted["metadata"]["namespace"], wanted["metadata"]["name"]
     existing, created = kube.create_if_absent(wanted)
-    if created or existing.get("data") == wanted["data"]:
+    if created or (existing.get("binaryData"), existing.get("data")) == (wanted["binaryData"], None):
         return
     _core().replace_namespaced_config_map(name, namespace, {
         **wanted, "metadata": {**wanted["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}})

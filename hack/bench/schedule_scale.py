@@ -128,8 +128,10 @@ def measure_ticks(kube: Kube, n: int, url: str) -> dict:
     apply(kube, namespace, [schedule(f"every-{name}", name) for name in names])
 
     def grouped():
+        from assay.operator.schedule import members_of
+
         maps = kube.items("configmap", namespace, "-l", "assay.dev/tick-group")
-        return maps and len(json.loads(maps[0]["data"]["members.json"])["members"]) == n
+        return maps and len(members_of(maps[0])["members"]) == n
     wait_for(f"all {n} Monitors in the tick group", grouped, timeout=600, interval=2)
     ready_at = dt.datetime.now(dt.timezone.utc)
     log(f"N={n}: created and grouped in {time.monotonic() - t0:.0f}s")

@@ -2,7 +2,7 @@
 Monitors (and TestSuites) concurrently, in one process.
 
 A tick group is every Schedule of a namespace with the same cron schedule and region; the
-operator writes its members to a ConfigMap (`members.json`) and runs them from one CronJob
+operator writes its members to a ConfigMap (`members.json.gz`, gzip-compressed JSON) and runs them from one CronJob
 whose Jobs are Indexed: pod `i` runs members `[i * chunk, (i + 1) * chunk)`, so a tick costs
 ceil(members / chunk) pods, not one per Monitor.
 
@@ -30,6 +30,7 @@ Monitor's status.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import hmac
 import json
@@ -255,9 +256,15 @@ async def run_chunk(members: list[dict], tick: str, namespace: str, concurrency:
     return list(await asyncio.gather(*(bounded(m) for m in members)))
 
 
-def _members_path(spec: str) -> Path:
+def read_members(spec: str) -> dict:
+    """The members document: `spec` is the file (`.gz`: gzip-compressed) or the folder
+    holding `members.json.gz` or `members.json`."""
     path = Path(spec)
-    return path / MEMBERS_FILE if path.is_dir() else path
+    if path.is_dir():
+        packed = path / f"{MEMBERS_FILE}.gz"
+        path = packed if packed.exists() else path / MEMBERS_FILE
+    data = path.read_bytes()
+    return json.loads(gzip.decompress(data) if path.name.endswith(".gz") else data)
 
 
 def write_termination_message(text: str) -> None:
@@ -270,11 +277,11 @@ def cmd_batch(args) -> int:
     """Exit status: 0 the chunk ran (each member passed or not: the message says which),
     2 the members file cannot be read."""
     try:
-        document = json.loads(_members_path(args.spec).read_text())
+        document = read_members(args.spec)
         members = list(document["members"])
         chunk = int(document.get("chunk") or len(members) or 1)
         namespace = str(document.get("namespace") or os.environ.get("ASSAY_PROJECT") or "")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
         write_termination_message(encode_outcomes([], f"{args.spec}: {exc}"))
         print(f"assay-runner: {args.spec}: {exc}", file=sys.stderr)
         return 2
@@ -293,7 +300,7 @@ def cmd_batch(args) -> int:
 
 def add_command(sub) -> None:
     p = sub.add_parser("batch", help="run one pod's share of a schedule tick (inside a tick Job pod)")
-    p.add_argument("--spec", required=True, help="the tick's members.json, or the folder holding it")
+    p.add_argument("--spec", required=True, help="the tick's members.json(.gz), or the folder holding it")
     p.add_argument("--concurrency", type=int, default=None,
                    help="members run at once (default: $ASSAY_TICK_CONCURRENCY or 50)")
     p.set_defaults(func=cmd_batch)

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from assay.operator.names import run_id_for_request
+from assay.operator.schedule import members_of
 from assay.runner.batch import tick_of
 from assay.runner.upload import upload_token
 from tests.conftest import GatewayProcess
@@ -148,7 +149,7 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         def suspended():
             cond = next((c for c in (get(cluster, "schedule", "every-beta", namespace).get("status") or {})
                          .get("conditions") or [] if c["type"] == "Ready"), {})
-            members = json.loads(get(cluster, "configmap", group, namespace)["data"]["members.json"])["members"]
+            members = members_of(get(cluster, "configmap", group, namespace))["members"]
             return cond.get("reason") == "Suspended" and [m["monitor"]["metadata"]["name"] for m in members] \
                 == ["alpha"]
         cluster.wait_for("beta suspended and out of the group", suspended, timeout=60)

@@ -4,7 +4,6 @@ ConfigMap a group runs from, and the Schedule's status — read from the pure fu
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 
@@ -13,6 +12,7 @@ from assay.operator.schedule import (
     build_members_configmap,
     build_tick_cronjob,
     group_name,
+    members_of,
     next_run_time,
     plan_groups,
     schedule_status,
@@ -127,7 +127,7 @@ def test_the_cronjob_runs_ceil_members_over_chunk_pods_per_tick_one_at_a_time_wi
     assert (job["completionMode"], job["completions"], job["parallelism"], job["backoffLimit"]) == \
         ("Indexed", 3, 3, 0)
     container = job["template"]["spec"]["containers"][0]
-    assert container["args"] == ["batch", "--spec", "/etc/assay/tick/members.json"]
+    assert container["args"] == ["batch", "--spec", "/etc/assay/tick"]
     env = {e["name"]: e for e in container["env"]}
     assert env["ASSAY_JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
         "metadata.labels['batch.kubernetes.io/job-name']"
@@ -138,7 +138,7 @@ def test_the_cronjob_runs_ceil_members_over_chunk_pods_per_tick_one_at_a_time_wi
 
     configmap = build_members_configmap("ns", group, CHUNK, {**cronjob, "metadata": {**cronjob["metadata"],
                                                                                   "uid": "cj-uid"}})
-    document = json.loads(configmap["data"]["members.json"])
+    document = members_of(configmap)
     assert document["chunk"] == CHUNK and len(document["members"]) == 5
     assert configmap["metadata"]["ownerReferences"][0]["uid"] == "cj-uid"
 
@@ -197,3 +197,15 @@ def test_a_testsuite_schedule_joins_the_any_node_group_of_its_timing_and_waits_f
         [("Monitor", "a"), ("TestSuite", "checkout")]
     assert placements["55000000-1"].cron_jobs == (group.name,)
     assert (placements["56000000-1"].reason, placements["57000000-1"].reason) == ("Pending", "TargetNotFound")
+
+
+def test_a_group_of_thousands_of_monitors_fits_one_configmap():
+    many = [monitor(f"m{i:05d}", f"{i:08x}-aaaa-bbbb-cccc-000011112222") for i in range(4000)]
+    schedules = [schedule(f"every-m{i:05d}", f"{i:08x}-5555-bbbb-cccc-000011112222", f"m{i:05d}")
+                 for i in range(4000)]
+    groups, _ = plan_groups("ns", schedules, many, NOW)
+    (group,) = groups.values()
+    configmap = build_members_configmap("ns", group, 64, {"metadata": {"name": group.name, "uid": "u"}})
+    size = sum(len(v) for v in configmap["binaryData"].values())
+    assert size < 1 << 20, size
+    assert len(members_of(configmap)["members"]) == 4000
