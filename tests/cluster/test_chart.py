@@ -389,6 +389,8 @@ def test_operator_and_gateway_work_with_only_the_charts_rbac(cluster, release, n
                                tmp_path / "operator.log", None, gateway).start()  # cluster-wide, as deployed
     scopes = ("LOADTEST_LIST", "LOADTEST_STATUS", "LOADTEST_COPY_RUN")
     try:
+        # Started before the credential's 60 s clock: a loaded machine can take a while to import.
+        cluster.wait_for("the operator to start", lambda: "runner image" in operator.log(), timeout=120)
         with CountingTarget() as target:
             client_id, secret = create_credential(cluster, namespace, "chart-rbac", scopes=scopes)
             cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
