@@ -43,12 +43,14 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP
 from assay.crds.runrequest import InvalidRunRequest
 from assay.crds.schedule import ScheduleSpec, anchored_cron, interval_seconds
 from assay.runner.batch import MEMBERS_FILE, group_upload_token
 
 from . import kube
-from .monitor import _subtest_targets, find_environment, locations_for, resolve_subtests
+from .monitor import (_subtest_targets, find_environment, locations_for, resolve_subtests,
+                      with_parent_environments)
 from .names import GROUP, LABEL_APP, LABEL_COMPONENT, LABEL_LOCATION, LABEL_MANAGED_BY, LABEL_TICK_GROUP, \
     MANAGED_BY, VERSION
 from .runjob import TERMINATION_LOG, manifest_of
@@ -504,6 +506,11 @@ def reconcile_groups(namespace: str, settings: OperatorSettings | None = None,
     now = now or dt.datetime.now(dt.timezone.utc)
     schedules = kube.list_custom(PLURAL, namespace)
     monitors = kube.list_custom(MONITORS, namespace) if schedules else []
+    if any(env.get("parentEnvironmentId") for m in monitors for env in m["spec"].get("environments") or []):
+        # Members carry the merged spec, as a requested run does; a shared environment's
+        # change reaches the next tick through the Schedules' timers.
+        shared = kube.read_config_map(namespace, SHARED_ENVIRONMENTS_CONFIGMAP)
+        monitors = [with_parent_environments(m, shared) for m in monitors]
     wanted_suites = {s["spec"]["target"]["name"] for s in schedules if s["spec"]["target"]["kind"] == "TestSuite"}
     suites, suite_problems = [], {}
     for suite in kube.list_custom(SUITES, namespace) if wanted_suites else []:
