@@ -88,14 +88,14 @@ wait_for 30 "an access token from $GW/oauth/token" token
 AUTH="Authorization: Bearer $(cat "$OUT/token")"
 BASE="$GW/public/api/v1/orgs/$ORG/projects/$NS/loadTests"
 echo "  curl -H 'Authorization: Bearer ...' $BASE"
-curl -fs -H "$AUTH" "$BASE" | json '"\n".join(f"    #{t[\"number\"]} {t[\"name\"]}: {t[\"state\"]} {t[\"result\"]}" for t in d["loadTests"])'
+curl -fs -H "$AUTH" "$BASE" | json '"\n".join("    #{number} {name}: {state} {result}".format(**t) for t in d["loadTests"])'
 number=$(curl -fs -H "$AUTH" "$BASE" | json '[t["number"] for t in d["loadTests"] if t["name"] == "demo-shop"][0]')
 echo "  curl -X POST ... $BASE/$number/runCopy"
 copy=$(curl -fs -X POST -H "$AUTH" "$BASE/$number/runCopy" | json 'd["number"]')
 say "  load test #$copy is a copy of #$number; polling its status"
 report_ready() {
   curl -fs -H "$AUTH" "$BASE/$copy/status" > "$OUT/status.json"
-  [ "$(json 'd["latestReportNumber"] or ""' < "$OUT/status.json")" != "" ]
+  [ "$(json 'd["latestReportNumber"] if d["state"] in ("FINISHED", "FAILED") else ""' < "$OUT/status.json")" != "" ]
 }
 wait_for 300 "load test #$copy and its report" report_ready
 json '"    state {state}, result {result}, {requests} requests, report {latestReportNumber}".format(**d)' < "$OUT/status.json"
