@@ -94,10 +94,12 @@ def result_detail(piece: Piece, base_url: str) -> dict[str, Any]:
 
 def step_detail(piece: Piece, step_id: str) -> Optional[dict[str, Any]]:
     """The `data` of Test Result Step Detail for a request step of this piece; None when the
-    step is not in the run or sent no request. Without stored step details the request is
-    rebuilt from the step's URL and method, and the response is null."""
+    step is not in the run or sent no request. The runner stores each step's exchange
+    (`monitor-steps.json`); for a run stored without it the request is rebuilt from the
+    step's URL and method, and the response is null."""
     if piece.steps and isinstance(piece.steps.get(step_id), dict):
-        return piece.steps[step_id]
+        detail = piece.steps[step_id]
+        return {**detail, "bucket_key": detail.get("bucket_key") or piece.doc.get("bucket_key") or piece.run.project}
     step = next((s for s in piece.doc.get("requests") or [] if s.get("uuid") == step_id), None)
     if step is None or not step.get("url"):
         return None

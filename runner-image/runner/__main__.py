@@ -426,7 +426,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         "started_at": result.started_at,
         "finished_at": result.finished_at,
         "error": result.error,
-        "upload_error": _upload_result("Monitor", shard, name, result.to_runscope()),
+        # The step details go first: the result document is what finishes the run at the gateway.
+        "upload_error": "; ".join(filter(None, [
+            _upload_result("Monitor", shard, name.replace("monitor-result", "monitor-steps"), result.step_details()),
+            _upload_result("Monitor", shard, name, result.to_runscope())])) or None,
     }
     print(f"assay-runner: {result.result}, {result.assertions_passed}/{result.assertions_defined} assertions "
           "passed", flush=True)

@@ -164,8 +164,11 @@ def _mean_response_ms(result) -> int | None:
     return round(sum(times) / len(times)) if times else None
 
 
-def _upload(member: dict, run_id: str, document: dict, namespace: str) -> str | None:
-    """Upload the member's result when the operator wired a gateway; the error if it failed."""
+def _upload(member: dict, run_id: str, documents: list[tuple[str, dict]], namespace: str) -> str | None:
+    """Upload the member's documents, in order, when the operator wired a gateway; the errors if
+    any failed. `documents` are (base name, document): a Monitor's `monitor-steps` then
+    `monitor-result` (suffixed `-<i>` for region i of several: the result finishes the run at
+    the gateway, so it goes last), a TestSuite's `suite-run`."""
     url, token = os.environ.get("ASSAY_GATEWAY_URL"), os.environ.get("ASSAY_UPLOAD_TOKEN")
     if not (url and token):
         return None
@@ -174,23 +177,22 @@ def _upload(member: dict, run_id: str, document: dict, namespace: str) -> str | 
     locations = int(member.get("locations") or 1)
     index = int(member.get("locationIndex") or 0)
     kind = member.get("kind") or "Monitor"
-    if kind == "TestSuite":
-        name = "suite-run.json"
-    else:
-        name = "monitor-result.json" if locations == 1 else f"monitor-result-{index}.json"
     meta = owner_of(member)["metadata"]
     client = UploadClient(url, run_id, token, retry_for=UPLOAD_RETRY_SECONDS,
                           log=lambda message: print(f"assay-runner: {run_id}: {message}", file=sys.stderr, flush=True))
-    try:
-        client.upload(kind, index, name, json.dumps(document, sort_keys=True).encode(),
-                      {"project": namespace, "owner_name": meta["name"], "owner_uid": meta["uid"],
-                       "shards": locations})
-    except UploadError as exc:
-        return str(exc)
-    return None
+    errors = []
+    for base, document in documents:
+        name = f"{base}.json" if kind == "TestSuite" or locations == 1 else f"{base}-{index}.json"
+        try:
+            client.upload(kind, index, name, json.dumps(document, sort_keys=True).encode(),
+                          {"project": namespace, "owner_name": meta["name"], "owner_uid": meta["uid"],
+                           "shards": locations})
+        except UploadError as exc:
+            errors.append(f"{name}: {exc}")
+    return "; ".join(errors) or None
 
 
-async def _run_monitor(member: dict, run_id: str) -> tuple[bool, int | None, float | None, float | None, dict]:
+async def _run_monitor(member: dict, run_id: str) -> tuple[bool, int | None, float | None, float | None, list]:
     from .apitest.monitor import run_monitor
     from .apitest.validate import parse_monitor
 
@@ -207,10 +209,10 @@ async def _run_monitor(member: dict, run_id: str) -> tuple[bool, int | None, flo
                                run_id=run_id)
     result.region, result.agent = os.environ.get("ASSAY_REGION") or None, os.environ.get("ASSAY_AGENT") or None
     return (result.passed and not result.error, _mean_response_ms(result), result.started_at, result.finished_at,
-            result.to_runscope())
+            [("monitor-steps", result.step_details()), ("monitor-result", result.to_runscope())])
 
 
-async def _run_suite(member: dict, run_id: str) -> tuple[bool, int | None, float | None, float | None, dict]:
+async def _run_suite(member: dict, run_id: str) -> tuple[bool, int | None, float | None, float | None, list]:
     from assay.crds import TestSuite
 
     from .apitest.suite import run_suite
@@ -218,7 +220,7 @@ async def _run_suite(member: dict, run_id: str) -> tuple[bool, int | None, float
     result = await run_suite(TestSuite.model_validate(member["testSuite"]), run_id=run_id)
     started = result.start_time / 1000 if result.start_time is not None else None
     finished = result.end_time / 1000 if result.end_time is not None else None
-    return result.passed, None, started, finished, result.to_loadmill()
+    return result.passed, None, started, finished, [("suite-run", result.to_loadmill())]
 
 
 async def run_member(member: dict, tick: str, namespace: str) -> Outcome:
@@ -231,8 +233,8 @@ async def run_member(member: dict, tick: str, namespace: str) -> Outcome:
     started = time.time()
     try:
         run = _run_suite if member.get("kind") == "TestSuite" else _run_monitor
-        passed, ms, run_started, run_finished, document = await run(member, run_id)
-        upload_error = await asyncio.to_thread(_upload, member, run_id, document, namespace)
+        passed, ms, run_started, run_finished, documents = await run(member, run_id)
+        upload_error = await asyncio.to_thread(_upload, member, run_id, documents, namespace)
         if upload_error:
             print(f"assay-runner: {run_id}: result upload failed: {upload_error}", file=sys.stderr, flush=True)
         started = run_started or started

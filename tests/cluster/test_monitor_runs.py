@@ -219,7 +219,8 @@ def test_with_the_gateway_each_regions_result_lands_in_the_store(cluster, namesp
             "Authorization": f"Bearer {upload_token(GatewayProcess.UPLOAD_KEY, run_id)}"})
         with urllib.request.urlopen(request, timeout=5) as answer:
             stored = json.load(answer)
-        assert sorted(d["name"] for d in stored["documents"]) == ["monitor-result-0.json", "monitor-result-1.json"]
+        assert sorted(d["name"] for d in stored["documents"]) == [
+            "monitor-result-0.json", "monitor-result-1.json", "monitor-steps-0.json", "monitor-steps-1.json"]
         assert (stored["run"]["kind"], stored["run"]["project"]) == ("Monitor", namespace), stored["run"]
         # ... and the Runscope-shaped results on its volume, one per region.
         results = [json.loads(p.read_text()) for p in gateway.store_dir.rglob("*-monitor-result-*.json")]

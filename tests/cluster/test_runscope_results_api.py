@@ -184,13 +184,14 @@ def test_results_metrics_and_request_counts_of_real_monitor_runs(cluster, team, 
     runscope_error(httpx.get(f"{tests_url}/results/{world}", params={"region": "ap1"}, headers=auth, timeout=10),
                    404)
 
-    # Test Result Step Detail: the request, rebuilt from the step's URL and method.
+    # Test Result Step Detail: the exchange the runner recorded.
     step = success(httpx.get(f"{tests_url}/results/{local}/steps/step-ping", headers=auth, timeout=10))
     assert step["uuid"] == "step-ping" and step["bucket_key"] == bucket
     request = step["request"]
     assert (request["method"], request["host"], request["path"], request["scheme"]) == \
         ("GET", "127.0.0.1", "/ping", "http")
     assert request["params"] == {"probe": ["1"]}
+    assert step["response"]["status"] == 200 and step["response"]["headers"]
     runscope_error(httpx.get(f"{tests_url}/results/{local}/steps/step-pause", headers=auth, timeout=10), 404)
     runscope_error(httpx.get(f"{tests_url}/results/{local}/steps/nope", headers=auth, timeout=10), 404)
 

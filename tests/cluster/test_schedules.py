@@ -129,7 +129,7 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
             "Authorization": f"Bearer {upload_token(GatewayProcess.UPLOAD_KEY, run_id)}"})
         record = json.loads(urllib.request.urlopen(stored, timeout=10).read())
         assert record["run"]["project"] == namespace and record["run"]["result"] == "passed"
-        assert [d["name"] for d in record["documents"]] == ["monitor-result.json"]
+        assert sorted(d["name"] for d in record["documents"]) == ["monitor-result.json", "monitor-steps.json"]
 
         # A requested run of the same Monitor keeps the scheduled one in the history.
         cluster.kubectl("annotate", "monitor", "alpha", "-n", namespace, f"{ANNOTATION}=by-hand")

@@ -405,6 +405,11 @@ class RunResult(_ResultModel):
             return None
         return step.detail.to_runscope()
 
+    def step_details(self) -> dict[str, dict[str, Any]]:
+        """Every request step's detail by step uuid: what the gateway serves as Test Step
+        Result Detail (`monitor-steps.json` beside `monitor-result.json`)."""
+        return {step.uuid: step.detail.to_runscope() for step in self.requests if step.detail is not None}
+
     def _header(self) -> dict[str, Any]:
         return {
             "agent": self.agent,
