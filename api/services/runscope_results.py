@@ -12,7 +12,6 @@ directly; `RunscopeResults` only fetches pieces from the store.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Iterable, Iterator, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from ..store import RunRecord, Store
+from ..store.results import json_object
 from . import InvalidInput, NotFound
 
 KIND = "Monitor"
@@ -280,16 +280,6 @@ def piece_names(run: RunRecord) -> list[tuple[str, str]]:
     return [(f"monitor-result-{i}.json", f"monitor-steps-{i}.json") for i in range(run.shards)]
 
 
-def _json_object(data: Optional[bytes]) -> Optional[dict]:
-    if data is None:
-        return None
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 class RunscopeResults:
     def __init__(self, store: Store, base_url: str):
         self.store = store
@@ -312,10 +302,10 @@ class RunscopeResults:
     def pieces(self, run: RunRecord, *, with_steps: bool = False) -> list[Piece]:
         found = []
         for index, (result_name, steps_name) in enumerate(piece_names(run)):
-            doc = _json_object(self.store.get_document(run.run_id, result_name))
+            doc = json_object(self.store.get_document(run.run_id, result_name))
             if doc is None:
                 continue
-            steps = _json_object(self.store.get_document(run.run_id, steps_name)) if with_steps else None
+            steps = json_object(self.store.get_document(run.run_id, steps_name)) if with_steps else None
             found.append(Piece(run=run, index=index, doc=doc, steps=steps))
         return found
 

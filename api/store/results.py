@@ -257,7 +257,7 @@ class ResultIngest:
         it ran in several): the run's state, result, times and a small summary come from them.
         Documents of another shape are stored and leave the run as it is."""
         if run.kind == "TestSuite":
-            doc = _json_object(self.store.get_document(run.run_id, "suite-run.json"))
+            doc = json_object(self.store.get_document(run.run_id, "suite-run.json"))
             if not doc or doc.get("status") not in ("PASSED", "FAILED"):
                 return run
             summary = {key: doc.get(key) for key in ("status", "progress", "successRate", "avgResTime")}
@@ -267,7 +267,7 @@ class ResultIngest:
                 finished_at=_ms_epoch(doc.get("endTime")), summary=summary, received=1))
         names = ["monitor-result.json"] if run.shards == 1 else \
             [f"monitor-result-{i}.json" for i in range(run.shards)]
-        docs = [_json_object(self.store.get_document(run.run_id, name)) for name in names]
+        docs = [json_object(self.store.get_document(run.run_id, name)) for name in names]
         if not all(doc and doc.get("result") in ("pass", "fail") for doc in docs):
             return run
         starts = [d["started_at"] for d in docs if isinstance(d.get("started_at"), (int, float))]
@@ -316,7 +316,8 @@ def replace_state(run: RunRecord, *, passed: bool, started_at: float | None, fin
                      shards=run.shards, shards_received=received, summary=summary)
 
 
-def _json_object(data: bytes | None) -> dict | None:
+def json_object(data: bytes | None) -> dict | None:
+    """A stored document as a JSON object; None when it is missing or not one."""
     if data is None:
         return None
     try:

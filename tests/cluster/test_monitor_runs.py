@@ -5,8 +5,6 @@ gateway, the Runscope-shaped result of each region lands in the store."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -14,7 +12,8 @@ import pytest
 
 from assay.operator.names import run_id_for_request
 from assay.runner.upload import upload_token
-from tests.conftest import REPO, GatewayProcess
+from tests.conftest import GatewayProcess
+from tests.support.agents import node_agents, region_nodes
 from tests.support.targets import CountingTarget
 
 pytestmark = pytest.mark.cluster
@@ -27,33 +26,8 @@ REGIONS = ("us1", "eu1")
 @pytest.fixture(scope="module")
 def region_agents(cluster, tmp_path_factory):
     """One extra node agent per region, as a multi-region cluster has nodes per region."""
-    nodes = {region: f"agent-{region}" for region in REGIONS}
-    procs = []
-    for region, node in nodes.items():
-        workdir = tmp_path_factory.mktemp(node)
-        log = open(workdir / "agent.log", "ab")
-        procs.append(subprocess.Popen(
-            [sys.executable, str(REPO / "hack" / "nodeagent.py"), "--kubeconfig", cluster.kubeconfig,
-             "--node", node, "--label", f"{REGION_LABEL}={region}", "--workdir", str(workdir / "pods")],
-            stdout=log, stderr=subprocess.STDOUT, env=cluster.env))
-
-    def ready():
-        out = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-        ready_nodes = {n["metadata"]["name"] for n in out if any(
-            c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
-        return set(nodes.values()) <= ready_nodes
-    try:
-        cluster.wait_for("the region agents' nodes to be Ready", ready, timeout=60)
-        yield nodes
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        cluster.kubectl("delete", "node", *nodes.values(), "--wait=false", check=False)
+    with node_agents(cluster, tmp_path_factory, region_nodes("agent", REGIONS)):
+        yield {region: f"agent-{region}" for region in REGIONS}
 
 
 

@@ -6,7 +6,6 @@ their results to the gateway."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import uuid
 
@@ -14,7 +13,8 @@ import httpx
 import pytest
 
 from assay.operator.names import run_id_for_request
-from tests.conftest import REPO, OperatorProcess
+from tests.conftest import OperatorProcess
+from tests.support.agents import node_agents, region_nodes
 from tests.support.credentials import bearer, create_credential, make_namespace, request_token
 from tests.support.targets import CountingTarget
 
@@ -29,33 +29,8 @@ ENVELOPE_KEYS = {"data", "meta", "error"}
 @pytest.fixture(scope="module")
 def region_agents(cluster, tmp_path_factory):
     """One node agent per region, so a run in two regions is two pods on two nodes."""
-    nodes = {region: f"results-agent-{region}" for region in REGIONS}
-    procs = []
-    for region, node in nodes.items():
-        workdir = tmp_path_factory.mktemp(node)
-        log = open(workdir / "agent.log", "ab")
-        procs.append(subprocess.Popen(
-            [sys.executable, str(REPO / "hack" / "nodeagent.py"), "--kubeconfig", cluster.kubeconfig,
-             "--node", node, "--label", f"{REGION_LABEL}={region}", "--workdir", str(workdir / "pods")],
-            stdout=log, stderr=subprocess.STDOUT, env=cluster.env))
-
-    def ready():
-        items = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-        ready_nodes = {n["metadata"]["name"] for n in items if any(
-            c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
-        return set(nodes.values()) <= ready_nodes
-    try:
-        cluster.wait_for("the region agents' nodes to be Ready", ready, timeout=60)
-        yield nodes
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        cluster.kubectl("delete", "node", *nodes.values(), "--wait=false", check=False)
+    with node_agents(cluster, tmp_path_factory, region_nodes("results-agent", REGIONS)):
+        yield {region: f"results-agent-{region}" for region in REGIONS}
 
 
 @pytest.fixture
