@@ -158,22 +158,31 @@ def resolve_subtests(owner: dict, monitors: list[dict]) -> list[dict]:
 
 
 
+def start_requested_run(owner: dict, request: MonitorRunRequest, status: dict, settings, logger) -> None:
+    """Start the run `request` asks for unless the status records it already. Raises
+    InvalidRunRequest for a request this Monitor cannot run."""
+    namespace = owner["metadata"]["namespace"]
+    if any(env.get("parentEnvironmentId") for env in owner["spec"].get("environments") or []):
+        owner = with_parent_environments(owner, kube.read_config_map(namespace, SHARED_ENVIRONMENTS_CONFIGMAP))
+    plan = plan_run(owner, request)
+    if plan.run_id in recorded_run_ids(status):
+        return
+    subtests = resolve_subtests(owner, kube.list_custom(PLURAL, namespace)) if _subtest_targets(owner["spec"]) \
+        else []
+    start_run(owner, plan, owner, settings, logger, extra_files={SUBTESTS_FILE: subtests})
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.field(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RUN_REQUEST_ANNOTATION))
 def run_requested(body, name, namespace, status, logger, **_):
     owner = owner_of(body)
-    if any(env.get("parentEnvironmentId") for env in owner["spec"].get("environments") or []):
-        owner = with_parent_environments(owner, kube.read_config_map(namespace, SHARED_ENVIRONMENTS_CONFIGMAP))
     settings = get_settings()
     try:
         request = parse_run_request(owner["metadata"].get("annotations"), MonitorRunRequest)
-        plan = plan_run(owner, request) if request is not None else None
+        if request is not None:
+            start_requested_run(owner, request, dict(status), settings, logger)
     except InvalidRunRequest:
-        plan = None  # the RunRequest condition says why
-    if plan is not None and plan.run_id not in recorded_run_ids(dict(status)):
-        subtests = resolve_subtests(owner, kube.list_custom(PLURAL, namespace)) if _subtest_targets(owner["spec"]) \
-            else []
-        start_run(owner, plan, owner, settings, logger, extra_files={SUBTESTS_FILE: subtests})
+        pass  # the RunRequest condition says why
     reconcile_status(KIND, PLURAL, namespace, name, request_state, settings, logger)
 
 

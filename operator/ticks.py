@@ -34,11 +34,11 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from assay.crds.monitor import MonitorSpec
-from assay.crds.runrequest import InvalidRunRequest
+from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest
 from assay.runner.batch import UID_PREFIX, Outcome, decode_outcomes, tick_of
 
 from . import kube, runevents
-from .monitor import find_environment
+from .monitor import find_environment, start_requested_run
 from .names import GROUP, LABEL_LOCATION, LABEL_TICK_GROUP, VERSION, run_id_for_request
 from .runhistory import _complete_condition
 from .runstatus import INDEX_ANNOTATION, TERMINAL_PHASES, job_phase, terminated_state
@@ -90,6 +90,22 @@ def _environment(monitor: dict, schedule: dict) -> str | None:
     except (InvalidRunRequest, ValidationError):
         return None
     return env.name if env else None
+
+
+def retry_request(monitor: dict, entry: dict) -> MonitorRunRequest | None:
+    """The run that retries a failed scheduled run, when its environment has retryOnFailure:
+    once, at once, in the same environment. Its request id names the failed run, so however
+    often the tick is read (a replayed event, a restarted operator, a second region's Job of
+    the same run) it is one run; a retry is a requested run, never retried itself."""
+    if entry.get("result") != "fail" or not entry.get("schedule"):
+        return None
+    try:
+        env = find_environment(MonitorSpec.model_validate(monitor["spec"]), entry.get("environment"))
+    except (InvalidRunRequest, ValidationError):
+        return None
+    if env is None or not env.retry_on_failure:
+        return None
+    return MonitorRunRequest(id=f"retry:{entry['runId']}", environment=env.name)
 
 
 def tick_entries(job: dict, outcomes: list[Outcome], monitors: list[dict], schedules: list[dict],
@@ -256,6 +272,14 @@ def record_tick(namespace: str, job: dict, logger: logging.Logger) -> int:
         written = sum(pool.map(lambda item: record_run(namespace, *item, limit, logger, listed.get(item[:2])),
                                entries))
     logger.info(f"tick {job['metadata']['name']}: {len(outcomes)} runs, {written} recorded")
+    for kind, name, entry in entries:
+        monitor = listed.get((kind, name)) if kind == "Monitor" else None
+        request = retry_request(monitor, entry) if monitor is not None else None
+        if request is not None:
+            try:
+                start_requested_run(monitor, request, monitor.get("status") or {}, get_settings(), logger)
+            except InvalidRunRequest as exc:
+                logger.warning(f"{name}: cannot retry run {entry['runId']}: {exc}")
     return written
 
 

@@ -34,6 +34,14 @@ def monitor_manifest(name: str, url: str) -> str:
     })
 
 
+def failing_monitor_manifest(name: str, url: str) -> str:
+    """A Monitor whose check cannot pass, in an environment that retries a failed scheduled run."""
+    document = json.loads(monitor_manifest(name, url))
+    document["spec"]["steps"][0]["assertions"][0]["value"] = 599
+    document["spec"]["environments"] = [{"name": "local", "retryOnFailure": True}]
+    return json.dumps(document)
+
+
 def suite_manifest(name: str, url: str) -> str:
     return json.dumps({
         "apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite", "metadata": {"name": name},
@@ -77,6 +85,8 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         for name in ("alpha", "beta"):
             cluster.kubectl("apply", "-n", namespace, "-f", "-", input=monitor_manifest(name, target.url))
             cluster.kubectl("apply", "-n", namespace, "-f", "-", input=schedule_manifest(f"every-{name}", name))
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=failing_monitor_manifest("flaky", target.url))
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=schedule_manifest("every-flaky", "flaky"))
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=suite_manifest("cart", target.url))
         cluster.kubectl("apply", "-n", namespace, "-f", "-",
                         input=schedule_manifest("every-cart", "cart", kind="TestSuite"))
@@ -101,13 +111,27 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         # The real CronJob controller starts a tick at the next minute.
         jobs = cluster.wait_for("a tick Job", lambda: items(cluster, "job", namespace), timeout=90, interval=1)
         job = jobs[0]
-        assert job["spec"]["completions"] == 1  # two Monitors and a TestSuite, one pod
+        assert job["spec"]["completions"] == 1  # three Monitors and a TestSuite, one pod
 
         alpha = cluster.wait_for("alpha's scheduled run", scheduled_run(cluster, namespace, "alpha"), timeout=90)
         beta = cluster.wait_for("beta's scheduled run", scheduled_run(cluster, namespace, "beta"), timeout=30)
         assert (alpha["result"], alpha["schedule"], beta["schedule"]) == ("pass", "every-alpha", "every-beta")
         assert alpha["responseTimeMs"] >= 0 and alpha["environment"] == "local"
         assert target.counts[("GET", "/alpha")] >= 1 and target.counts[("GET", "/beta")] >= 1
+
+        # A failed scheduled run in an environment with retryOnFailure runs once more at once.
+        def retried():
+            history = (get(cluster, "monitor", "flaky", namespace).get("status") or {}).get("history") or []
+            scheduled = [e for e in history if e.get("schedule") and e.get("result") == "fail"]
+            retries = {e["runId"]: e for e in history if not e.get("schedule") and e.get("result") in ("pass", "fail")}
+            return (scheduled, retries) if scheduled and retries else None
+        scheduled, retries = cluster.wait_for("flaky's retry run", retried, timeout=90)
+        flaky_uid = get(cluster, "monitor", "flaky", namespace)["metadata"]["uid"]
+        expected = {run_id_for_request("flaky", flaky_uid, f"retry:{e['runId']}") for e in scheduled}
+        assert set(retries) <= expected and retries, (retries, expected)
+        assert all(e["result"] == "fail" for e in retries.values())  # a retry is never retried itself
+        assert target.counts[("GET", "/flaky")] >= 2
+        cluster.kubectl("delete", "schedule", "every-flaky", "-n", namespace)
 
         def suite_ran():
             last = (get(cluster, "testsuite", "cart", namespace).get("status") or {}).get("lastRun") or {}

@@ -21,7 +21,7 @@ from assay.api.routers import ingest
 from assay.api.store import Store
 from assay.operator.names import run_id_for_request
 from assay.operator.runhistory import RequestState, history_status
-from assay.operator.ticks import outcomes_of, tick_entries, with_scheduled_run
+from assay.operator.ticks import outcomes_of, retry_request, tick_entries, with_scheduled_run
 from assay.runner.batch import (
     MESSAGE_LIMIT,
     Outcome,
@@ -114,6 +114,20 @@ def test_a_tick_outcome_becomes_a_monitor_run_with_the_schedule_and_the_runners_
         "result": "pass", "startedAt": "2025-11-23T10:00:00Z", "finishedAt": "2025-11-23T10:00:03Z",
         "environment": "prod", "responseTimeMs": 42, "schedule": "every-minute",
     }
+
+
+def test_a_failed_scheduled_run_is_retried_once_where_the_environment_asks_for_it():
+    monitor = {"metadata": {"name": "shop", "uid": MONITOR_UID}, "spec": {"environments": [
+        {"name": "prod", "retryOnFailure": True}, {"name": "staging"}]}}
+    failed = {"runId": "shop-0123456789", "result": "fail", "schedule": "every-shop", "environment": "prod"}
+    request = retry_request(monitor, failed)
+    assert (request.id, request.environment) == ("retry:shop-0123456789", "prod")
+    # The same failed run always asks for the same retry, so reading the tick again starts nothing new.
+    assert retry_request(monitor, dict(failed)) == request
+    assert retry_request(monitor, {**failed, "result": "pass"}) is None
+    assert retry_request(monitor, {**failed, "environment": "staging"}) is None
+    assert retry_request(monitor, {k: v for k, v in failed.items() if k != "schedule"}) is None  # a requested run
+    assert retry_request(monitor, {**failed, "environment": "gone"}) is None
 
 
 def test_a_pod_without_outcomes_is_reported():
