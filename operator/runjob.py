@@ -127,8 +127,9 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
                      runner_args: list[str], *, location: str | None = None,
                      node_selector: dict[str, str] | None = None, env: dict[str, str] | None = None,
                      annotations: dict[str, str] | None = None, run_shards: int | None = None,
-                     pool_config_maps: list[tuple[str, str]] = ()) -> dict:
+                     pool_config_maps: list[tuple[str, str]] = (), ttl_seconds: int | None = None) -> dict:
     """An Indexed Job of `shards` pods, all at once, each running one shard of the run.
+    `ttl_seconds`: how long the Job and its pods stay after they finish.
 
     A failed shard is not retried (backoffLimit 0): retrying a load shard would send its
     requests twice and make the counts lie, and retrying an API test would call the tested
@@ -200,7 +201,7 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
     }
     if annotations:
         metadata["annotations"] = dict(annotations)
-    return {
+    job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": metadata,
@@ -213,3 +214,6 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+    if ttl_seconds is not None:
+        job["spec"]["ttlSecondsAfterFinished"] = ttl_seconds
+    return job

@@ -83,13 +83,18 @@ def build_jobs(owner: dict, plan: RunPlan, settings: OperatorSettings) -> list[d
     if plan.environment is not None:
         annotations[ENVIRONMENT_ANNOTATION] = plan.environment
     env = {"ASSAY_RUN_OPTIONS": json.dumps(plan.options, sort_keys=True)}
+    # Requested runs can come every minute for years: their Jobs go after a while (the status
+    # keeps a finished run as recorded, the store keeps its result), so listing a resource's
+    # Jobs stays cheap.
+    ttl = settings.run_job_ttl_seconds
     if not plan.locations:
-        return [build_runner_job(owner, plan.run_id, 1, settings, plan.runner_args, env=env, annotations=annotations)]
+        return [build_runner_job(owner, plan.run_id, 1, settings, plan.runner_args, env=env, annotations=annotations,
+                                 ttl_seconds=ttl)]
     return [
         build_runner_job(owner, plan.run_id, 1, settings, plan.runner_args, location=loc.name,
                          node_selector=loc.node_selector, run_shards=len(plan.locations),
                          env={**env, **loc.env, "ASSAY_SHARD_INDEX": str(index)},
-                         annotations={**annotations, LOCATION_ANNOTATION: loc.name})
+                         annotations={**annotations, LOCATION_ANNOTATION: loc.name}, ttl_seconds=ttl)
         for index, loc in enumerate(plan.locations)
     ]
 

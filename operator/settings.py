@@ -27,6 +27,9 @@ class OperatorSettings(BaseSettings):
     operator reads a running LoadTest's live progress from the same address."""
     upload_key: SecretStr | None = None
     """Shared with the gateway (its ASSAY_UPLOAD_KEY)."""
+    run_job_ttl_seconds: int = Field(3600, ge=60)
+    """How long a TestSuite's or Monitor's finished run Job (and its pods) stays: long enough
+    for the operator to record it after a restart; the status and the store keep the run."""
     run_history_limit: int = Field(10, ge=1, le=20)
     """Runs kept in a TestSuite's or Monitor's status.history; the store keeps all of them."""
 

@@ -123,6 +123,8 @@ def test_a_monitor_run_in_two_regions_and_an_agent_is_one_job_per_location():
     assert all(e["ASSAY_SHARDS"] == "3" and e["ASSAY_RUN_ID"] == run_id for e in envs)
     assert json.loads(envs[0]["ASSAY_RUN_OPTIONS"]) == {"environment": "prod", "params": {"a": "b"}}
     assert all(j["metadata"]["annotations"]["assay.dev/request-id"] == "r-1" for j in jobs)
+    # Finished run Jobs go after an hour: the status and the store keep the run.
+    assert all(j["spec"]["ttlSecondsAfterFinished"] == 3600 for j in jobs)
 
 
 def test_a_monitor_without_regions_runs_one_job_anywhere_in_its_default_environment():
@@ -132,6 +134,7 @@ def test_a_monitor_without_regions_runs_one_job_anywhere_in_its_default_environm
     [job] = build_jobs(owner, plan, OperatorSettings())
     assert job["metadata"]["name"] == run_id_for_request("health", UID, "r-1")
     assert "nodeSelector" not in job["spec"]["template"]["spec"]
+    assert build_jobs(owner, plan, OperatorSettings(run_job_ttl_seconds=600))[0]["spec"]["ttlSecondsAfterFinished"] == 600
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][:1] == ["monitor"]
 
 

@@ -152,8 +152,13 @@ def test_a_monitor_pod_runs_in_its_region_with_subtests_and_uploads_its_runscope
 
     summary = json.loads(pod_env.read_text())
     assert (summary["region"], summary["result"], summary["environment"]) == ("eu1", "pass", "prod")
-    [(path, (headers, body))] = gateway.documents.items()
-    assert path == "/internal/v1/runs/shop-0123456789/documents/monitor-result-1.json"
+    base = "/internal/v1/runs/shop-0123456789/documents"
+    # The step details first, then the result, which finishes the run at the gateway.
+    assert list(gateway.documents) == [f"{base}/monitor-steps-1.json", f"{base}/monitor-result-1.json"]
+    steps = json.loads(gateway.documents[f"{base}/monitor-steps-1.json"][1])
+    assert [detail["response"]["status"] for detail in steps.values()] == [200]
+    path = f"{base}/monitor-result-1.json"
+    headers, body = gateway.documents[path]
     headers = {k.lower(): v for k, v in headers.items()}
     assert headers["authorization"] == f"Bearer {upload_token('k' * 32, 'shop-0123456789')}"
     assert (headers["x-assay-kind"], headers["x-assay-shard"], headers["x-assay-shards"]) == ("Monitor", "1", "2")
