@@ -1,6 +1,7 @@
 """The Runscope API's tests, steps, environments, schedules, buckets and trigger URL, through
 the real gateway on the real control plane: Monitors, Schedules, namespaces and ConfigMaps are
-what the API server holds, and the last test runs a triggered test to its finished run.
+what the API server holds; the last test runs a test on its 1-minute schedule and by its
+trigger URL, and reads both runs back from the results and metrics endpoints.
 
 Layout: the test's namespace is team `org`'s org-admin namespace and a bucket of it; the team
 token is an org credential living there. `stranger` is a bucket of another team.
@@ -283,7 +284,7 @@ def test_a_bucket_holds_at_most_100_environments(cluster, namespace, org, operat
     assert_error(team.call("POST", f"/buckets/{namespace}/environments", {"name": "y"}), 400)
 
 
-def test_a_triggered_test_runs_with_its_inherited_environment(cluster, namespace, org, operator_with_gateway,
+def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_reports_its_results(cluster, namespace, org, operator_with_gateway,
                                                               gateway):
     team = team_client(cluster, gateway, namespace, org)
     with CountingTarget() as target:
@@ -321,3 +322,25 @@ def test_a_triggered_test_runs_with_its_inherited_environment(cluster, namespace
         assert target.counts[("GET", "/ping?who=runscope")] >= 1
         detail = team.ok("GET", base)
         assert detail["last_run"]["test_run_id"] == run["test_run_id"] and detail["last_run"]["result"] == "pass"
+
+        # The 1-minute schedule runs the test too (the real CronJob controller's next minute).
+        def scheduled():
+            monitor = [m for m in kubectl_json(cluster, "get", "monitors", "-n", namespace)["items"]
+                       if m["metadata"]["uid"] == test_id][0]
+            runs = [e for e in (monitor.get("status") or {}).get("history") or []
+                    if e.get("schedule") and e.get("result") in ("pass", "fail")]
+            return runs[0] if runs else None
+        tick = cluster.wait_for("the scheduled run", scheduled, timeout=150, interval=1)
+        assert tick["result"] == "pass" and tick["environment"] == "Inherits"
+
+        # Both runs come back from the results and metrics endpoints (the store).
+        def both_stored():
+            ids = {r["test_run_id"]: r for r in team.ok("GET", f"{base}/results")}
+            return ids if {run["test_run_id"], tick["runId"]} <= set(ids) else None
+        results = cluster.wait_for("both results in the store", both_stored, timeout=60)
+        assert all(results[i]["result"] == "pass" for i in (run["test_run_id"], tick["runId"]))
+        triggered = team.ok("GET", f"{base}/results/{run['test_run_id']}")
+        assert triggered["environment_name"] == "Inherits" and triggered["requests"][0]["result"] == "pass"
+        code, metrics = team.call("GET", f"{base}/metrics", params={"timeframe": "hour"})
+        assert code == 200 and metrics["this_time_period"]["total_test_runs"] >= 2, metrics
+        assert metrics["this_time_period"]["response_time_50th_percentile"] > 0
