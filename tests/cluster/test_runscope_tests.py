@@ -322,6 +322,11 @@ def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_
         assert target.counts[("GET", "/ping?who=runscope")] >= 1
         detail = team.ok("GET", base)
         assert detail["last_run"]["test_run_id"] == run["test_run_id"] and detail["last_run"]["result"] == "pass"
+        # A GET of the trigger URL starts a run too, its query string as variables.
+        by_get = httpx.get(trigger_url, params={"runscope_environment": env["id"], "who": "get"}, timeout=30)
+        assert by_get.status_code == 201 and by_get.json()["data"]["runs_started"] == 1, by_get.text
+        cluster.wait_for("the GET-triggered run to reach the target",
+                         lambda: target.counts[("GET", "/ping?who=get")] >= 1, timeout=120, interval=1)
 
         # The 1-minute schedule runs the test too (the real CronJob controller's next minute).
         def scheduled():

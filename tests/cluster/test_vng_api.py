@@ -132,6 +132,9 @@ def test_consumer_session_forwards_records_and_reports(cluster, namespace, gatew
             assert [(e["result"], e["calls"]) for e in result["report"]] == [("success", 1), ("success", 1)]
             assert result["report"][1]["assertions"][0]["actual_value"] == "ok"
             assert vng.get(f"/api/v1/testsessions/{session['id']}").json()["stopped"]
+            # Stopping again (the POST form) answers the same list and changes nothing.
+            again = vng.post(f"/api/v1/testsessions/{session['id']}/stop")
+            assert again.status_code == 200 and again.json() == stopped.json()
 
         # Badges need no token: READMEs embed them.
         shield = httpx.get(f"{gateway.url}/api/v1/testsession-run-shield/{session['uuid']}", timeout=30)
@@ -176,6 +179,8 @@ def test_provider_run_passes_variables_and_reports(cluster, namespace, gateway, 
             detail = vng.get(f"/api/v1/provider-run/{run['id']}").json()
             assert (detail["status"], detail["status_exec"], detail["percentage_exec"]) == ("stopped", "PASSED", 100)
             assert detail["stopped"]
+            listed = vng.get("/api/v1/provider-run/")
+            assert listed.status_code == 200 and run["id"] in [r["id"] for r in listed.json()]
         shield = httpx.get(f"{gateway.url}/api/v1/provider-run-shield/{run['uuid']}", timeout=30)
         assert shield.json() == {"schemaVersion": 1, "label": "API Test Platform", "message": "Success",
                                  "color": "green"}
