@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 
 import kopf
+from croniter import CroniterError, croniter
 import kubernetes
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
@@ -384,10 +385,14 @@ def build_group_secret(namespace: str, group: str, settings: OperatorSettings, c
 
 
 def next_run_time(interval: str, anchor: dt.datetime, now: dt.datetime) -> dt.datetime | None:
-    """The next tick of an anchored interval after `now`; None for a cron expression."""
+    """The next tick after `now`: of the anchored interval, or of the cron expression (UTC, as
+    the CronJob runs it); None for an expression croniter cannot read."""
     step = interval_seconds(interval)
     if step is None:
-        return None
+        try:
+            return croniter(interval, now.astimezone(dt.timezone.utc)).get_next(dt.datetime)
+        except (ValueError, KeyError, CroniterError):
+            return None
     start = anchor.replace(second=0, microsecond=0)
     elapsed = (now - start).total_seconds()
     return start + dt.timedelta(seconds=step * (math.floor(elapsed / step) + 1))

@@ -41,7 +41,11 @@ def test_the_next_run_of_an_anchored_interval_is_one_full_interval_after_the_anc
     assert next_run_time("5m", NOW, NOW) == NOW.replace(minute=12, second=0)
     assert next_run_time("1h", NOW, NOW + dt.timedelta(minutes=70)) == NOW.replace(hour=12, minute=7, second=0)
     assert next_run_time("1m", NOW, NOW) == NOW.replace(minute=8, second=0)
-    assert next_run_time("*/10 * * * *", NOW, NOW) is None
+    # A cron expression's next run is its own, whatever the anchor.
+    assert next_run_time("*/10 * * * *", NOW, NOW) == NOW.replace(minute=10, second=0, microsecond=0)
+    friday = dt.datetime(2026, 11, 27, 7, 0, tzinfo=dt.timezone.utc)
+    assert next_run_time("30 6 * * MON-FRI", NOW, NOW) == dt.datetime(2026, 11, 24, 6, 30, tzinfo=dt.timezone.utc)
+    assert next_run_time("30 6 * * MON-FRI", NOW, friday) == dt.datetime(2026, 11, 30, 6, 30, tzinfo=dt.timezone.utc)
 
 
 def monitor(name: str, uid: str, regions=(), subtest: str | None = None) -> dict:
