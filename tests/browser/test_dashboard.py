@@ -23,7 +23,7 @@ import pytest
 import websocket
 
 from assay.operator.names import run_id_for_request
-from tests.browser.headless import Chromium, find_chromium, png_pixels, png_size
+from tests.browser.headless import Chromium, png_pixels, png_size
 from tests.cluster.test_dashboard_api import monitor_manifest, signed_in
 from tests.conftest import GatewayProcess, OperatorProcess
 from tests.support.credentials import create_credential, kubectl_json, make_namespace
@@ -145,16 +145,6 @@ def monitor_run_finished(cluster, namespace: str, run_id: str):
             "lastRun") or {}
         return last if last.get("runId") == run_id and last.get("result") in ("pass", "fail") else None
     return check
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    binary = find_chromium()
-    if not binary:
-        pytest.skip("chromium is not installed: run `bash hack/install-browser.sh` (make test does)")
-    folder = tmp_path_factory.mktemp("chromium")
-    with Chromium(binary, folder / "profile", folder / "chromium.log") as chromium:
-        yield chromium
 
 
 @pytest.fixture(scope="module")

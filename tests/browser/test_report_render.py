@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from assay.runner.report import build_comparison_report, build_report_archive, load_shards
-from tests.browser.headless import Chromium, Rendered, find_chromium, png_pixels, png_size
+from tests.browser.headless import Rendered, png_pixels, png_size
 from tests.unit.test_report_factory import make_run, run_engine, write_shards
 
 pytestmark = pytest.mark.browser
@@ -28,16 +28,6 @@ CRITERIA = [
     {"criterion": "p95 of all requests below 100 ms", "observed": "p95 = 81.6 ms", "passed": True},
     {"criterion": "error rate below 1 %", "observed": "2.39 %", "passed": False},
 ]
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    binary = find_chromium()
-    if not binary:
-        pytest.skip("chromium is not installed: run `bash hack/install-browser.sh` (make test does)")
-    folder = tmp_path_factory.mktemp("chromium")
-    with Chromium(binary, folder / "profile", folder / "chromium.log") as chromium:
-        yield chromium
 
 
 @pytest.fixture(scope="module")

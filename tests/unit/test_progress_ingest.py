@@ -8,19 +8,14 @@ import os
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
-from assay.api.errors import install_error_handlers
-from assay.api.routers import ingest
-from assay.api.store import RunRecord, Store
+from assay.api.store import RunRecord
 from assay.crds.loadtest import LoadTestStatus
 from assay.runner.progress import PROGRESS_MAX_BYTES, ShardProgress
 from assay.runner.upload import upload_token
+from tests.support.ingest import ingest_client
 from tests.unit.test_progress_pusher import progress
 from tests.unit.test_upload import ingest_gateway  # noqa: F401  (a fixture)
 
@@ -30,15 +25,8 @@ KEY = "k"
 
 @pytest.fixture
 def gateway(tmp_path):
-    store = Store(tmp_path / "store")
-    app = FastAPI()
-    install_error_handlers(app)
-    ingest.install(app, SimpleNamespace(store=store, settings=SimpleNamespace(
-        upload_key=SecretStr(KEY), upload_max_bytes=1 << 20)))
-    with TestClient(app) as client:
-        client.store = store
+    with ingest_client(tmp_path / "store", KEY) as client:
         yield client
-    store.close()
 
 
 def auth(run_id: str = RUN) -> dict:

@@ -9,16 +9,9 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
-from assay.api.errors import install_error_handlers
-from assay.api.routers import ingest
-from assay.api.store import Store
 from assay.operator.names import run_id_for_request
 from assay.operator.runhistory import RequestState, history_status
 from assay.operator.ticks import outcomes_of, retry_request, tick_entries, with_scheduled_run
@@ -33,6 +26,7 @@ from assay.runner.batch import (
 from assay.runner.upload import H_IDEMPOTENCY_KEY, H_KIND, H_OWNER_NAME, H_OWNER_UID, H_PROJECT, H_SHA256, \
     idempotency_key
 from tests.conftest import REPO
+from tests.support.ingest import ingest_client
 from tests.support.targets import CountingTarget
 
 MONITOR_UID = "0a1b2c3d-0000-4000-8000-000000000001"
@@ -176,14 +170,8 @@ KEY = "k"
 
 @pytest.fixture
 def gateway(tmp_path):
-    store = Store(tmp_path / "store")
-    app = FastAPI()
-    install_error_handlers(app)
-    ingest.install(app, SimpleNamespace(store=store, settings=SimpleNamespace(
-        upload_key=SecretStr(KEY), upload_max_bytes=1 << 20)))
-    with TestClient(app) as client:
+    with ingest_client(tmp_path / "store", KEY) as client:
         yield client
-    store.close()
 
 
 def put(client, run_id: str, token: str, project: str = "ns", kind: str = "Monitor"):

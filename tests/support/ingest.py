@@ -1,0 +1,32 @@
+"""The gateway's ingest router in process, on a real store in a temporary folder."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from assay.api.errors import install_error_handlers
+from assay.api.routers import ingest
+from assay.api.store import Store
+
+
+@contextlib.contextmanager
+def ingest_client(store_dir: Path, upload_key: str) -> Iterator[TestClient]:
+    """A client of the ingest endpoints; its `store` attribute is the store behind them."""
+    store = Store(store_dir)
+    app = FastAPI()
+    install_error_handlers(app)
+    ingest.install(app, SimpleNamespace(store=store, settings=SimpleNamespace(
+        upload_key=SecretStr(upload_key), upload_max_bytes=1 << 20)))
+    try:
+        with TestClient(app) as client:
+            client.store = store
+            yield client
+    finally:
+        store.close()
