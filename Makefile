@@ -1,12 +1,15 @@
 # Assay developer entry points. Everything installs from the repository's own files:
-# Python deps into .venv, the Kubernetes binaries into ~/.cache/assay (built once, reused).
+# the locked Python deps into .venv, uv and the Kubernetes binaries into ~/.cache/assay
+# (installed or built once, reused).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+LOCK_ARGS ?= --upgrade
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help deps kube helm browser crds check-crds test test-unit test-cluster up down status demo kind-e2e clean
+.PHONY: help deps lock kube helm browser crds check-crds test test-unit test-cluster up down status demo kind-e2e clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
@@ -15,14 +18,20 @@ help:
 	@echo "make test PYTEST_ARGS='-m \"not slow\"'   skip the long accuracy runs"
 	@echo "make up / down   start / stop the local stack (control plane, node agent, operator)"
 	@echo "make crds        regenerate crds/*.yaml from the models"
+	@echo "make lock        refresh requirements*.lock to the newest releases pyproject.toml allows"
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+# The venv holds exactly what requirements-dev.lock pins (hash-checked), plus this project.
+$(STAMP): pyproject.toml requirements-dev.lock
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	uv="$$(bash hack/uv-path.sh)" && \
+	  "$$uv" pip sync --quiet --python $(BIN)/python --require-hashes requirements-dev.lock && \
+	  "$$uv" pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $@
 
 deps: $(STAMP)
+
+lock:
+	bash hack/lock.sh $(LOCK_ARGS)
 
 kube:
 	@bash hack/build-kube.sh >/dev/null
@@ -45,7 +54,7 @@ test: deps kube helm browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: deps
-	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not cluster and not slow" $(PYTEST_ARGS)
 
 test-cluster: deps kube helm
 	$(BIN)/pytest -m cluster $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tools for hack/bench/load_vs_wrk.py: nginx (the loopback target), wrk (the reference
-# client) and Locust (the Python reference), from Debian's packages and PyPI.
+# client) and Locust (the Python reference), from Debian's packages and the lock.
 # Run as root (or with sudo available). Idempotent: a tool already there is kept.
 set -euo pipefail
 
@@ -20,6 +20,5 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
-PYTHON="${PYTHON:-$(dirname "$0")/../../.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
-"$PYTHON" -m pip install -q -e "$(dirname "$0")/../..[bench]"
+# The bench extra as locked in requirements-dev.lock (make deps installs the same file).
+make -C "$(dirname "$0")/../.." deps

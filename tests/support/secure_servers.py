@@ -121,7 +121,10 @@ def _build_certificate(
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server_hosts else []) + (
             [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
         )
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        # RFC 5280 (4.2.1.12) allows no empty extendedKeyUsage; a leaf without usages simply
+        # carries none (such a key is only ever used as "someone else's key" in the tests).
+        if usages:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     if server_hosts:
         builder = builder.add_extension(_san(server_hosts), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())

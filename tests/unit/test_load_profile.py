@@ -1,8 +1,12 @@
 """Load schedules: the pure math, then the engine following them against a real target.
 
-The accuracy runs compare what the target saw, second by second, with the schedule: open-
-model arrivals per second (within 2%, and exactly in total) and closed-model active users
-during ramps. The 20-second runs are marked slow; the short ones run every time.
+The accuracy runs compare what the target saw with the schedule: open-model arrivals exactly in
+total, each at its scheduled time (never early, late by no more than a busy 2-core CI machine's
+scheduling lag), and closed-model active users during ramps. These bounds are on time, not on
+per-second counts, so a late burst on a loaded machine cannot fail them while a wrong shape
+(a flat rate where a ramp belongs, a missing stage) still does. How close to the schedule the
+engine runs on a quiet machine is measured by hack/bench/schedule_accuracy.py. The 20-second
+runs are marked slow; the short ones run every time.
 """
 
 from __future__ import annotations
@@ -89,21 +93,38 @@ def _spec(url: str, load: dict, think: str = "0s") -> LoadTestSpec:
                                         "flows": [{"name": "f", "thinkTime": think, "requests": [{"url": "/"}]}]})
 
 
-def check_open_accuracy(load: dict) -> None:
+# How late an arrival may reach the target on a loaded CI machine, and how early (the two clocks
+# are the same, but the engine's zero is taken just before the first send).
+TYPICAL_LAG_S = 0.25
+WORST_LAG_S = 1.0
+EARLY_S = 0.02
+
+
+def arrival_lags(load: dict) -> list[float]:
+    """Run the profile; each request's arrival at the target minus its scheduled time, in order."""
     with LoadTarget() as target:
         spec = _spec(target.url, load)
         metrics = run(run_load_shard(spec, 0, 1))
     schedule = OpenSchedule.from_profile(spec.load)
-    per_second = target.per_second(since=metrics.started_at)
-    seconds = int(math.ceil(schedule.end))
     assert target.total == metrics.total.count == schedule.total()  # exact in total
-    off = 0
-    for second in range(seconds):
-        expected = schedule.expected_between(second, second + 1)
-        got = per_second.get(second, 0)
-        off += abs(got - expected)
-        assert abs(got - expected) <= max(0.02 * expected, 3), (second, got, expected)
-    assert off / schedule.total() <= 0.02 + seconds / schedule.total()
+    arrived = sorted(t - metrics.started_at for t in target.arrivals)
+    return [got - planned for got, (_, planned) in zip(arrived, schedule.arrivals())]
+
+
+def check_open_accuracy(load: dict) -> None:
+    lags = sorted(arrival_lags(load))
+    assert lags[0] >= -EARLY_S, f"an arrival came {-lags[0]:.3f} s before its scheduled time"
+    p95 = lags[int(0.95 * (len(lags) - 1))]
+    assert p95 <= TYPICAL_LAG_S, f"95th-percentile lag {p95:.3f} s"
+    assert lags[-1] <= WORST_LAG_S, f"an arrival came {lags[-1]:.3f} s late"
+
+
+def test_the_lag_check_fails_a_flat_rate_where_a_ramp_belongs():
+    """A 1 s ramp to 200/s scheduled as a flat 100/s would have arrival 50 at 0.25 s, not 0.5 s."""
+    ramp = OpenSchedule.from_profile(profile(model="open", arrivalRate=200, rampUp="1s", duration="1s"))
+    flat = OpenSchedule.from_profile(profile(model="open", arrivalRate=100, duration="1s"))
+    leads = [f - r for (_, f), (_, r) in zip(flat.arrivals(), ramp.arrivals())]
+    assert min(leads) < -EARLY_S - 0.2
 
 
 def check_closed_ramp(load: dict, think: str) -> None:
@@ -112,13 +133,18 @@ def check_closed_ramp(load: dict, think: str) -> None:
         metrics = run(run_load_shard(spec, 0, 1))
     schedule = ClosedSchedule.from_profile(spec.load)
     assert target.total == metrics.total.count
+
+    def peak(start: float, end: float) -> int:
+        samples = [start + i * (end - start) / 20 for i in range(21)]
+        return max((schedule.expected_active(t) for t in samples if 0 <= t < schedule.end), default=0)
+
     for entry in metrics.timeline:
         start = entry.second - metrics.started_at
-        samples = [start + i / 20 for i in range(20)]
-        expected = max(schedule.expected_active(t) for t in samples if 0 <= t < schedule.end) \
-            if any(0 <= t < schedule.end for t in samples) else 0
-        assert abs(entry.active_users - expected) <= 1, (entry.second - int(metrics.started_at), entry.active_users,
-                                                         expected)
+        # A user starts or stops up to TYPICAL_LAG_S late: the second's peak lies between the
+        # schedule's peak over the second less that lag and over the second plus that lag.
+        low, high = peak(start, start + 1 - TYPICAL_LAG_S), peak(start - TYPICAL_LAG_S, start + 1)
+        assert low - 1 <= entry.active_users <= high + 1, (entry.second - int(metrics.started_at),
+                                                          entry.active_users, low, high)
 
 
 def test_open_model_arrivals_follow_a_short_ramp():
