@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from assay.runner.egress import EgressPolicy
+
 from .auth import Authenticator
 from .errors import install_error_handlers
 from .kube import KubeClient
 from .ops import GatewayMetrics, install_request_metrics, ops_router
+from .services.outbound import Outbound
 from .routers import dashboard, ingest, loadmill, oauth, runscope, runscope_results, runscope_teams, vng, xtc
 from .settings import GatewaySettings
 from .store import Store
@@ -45,13 +48,16 @@ class Services:
     store: Store
     auth: Authenticator
     metrics: GatewayMetrics
+    outbound: Outbound
 
 
 def build_services(settings: GatewaySettings) -> Services:
     kube = KubeClient(settings.kubeconfig)
     store = Store(settings.store_dir, retention_days=settings.retention_days)
+    outbound = Outbound(EgressPolicy.from_env(), per_tenant=settings.outbound_per_tenant,
+                        deadline_seconds=settings.outbound_deadline_seconds)
     return Services(settings=settings, kube=kube, store=store, auth=Authenticator(settings, kube, store),
-                    metrics=GatewayMetrics(store))
+                    metrics=GatewayMetrics(store), outbound=outbound)
 
 
 def create_app(settings: GatewaySettings, services: Services | None = None) -> FastAPI:
@@ -65,6 +71,7 @@ def create_app(settings: GatewaySettings, services: Services | None = None) -> F
             yield
         finally:
             purge.cancel()
+            await services.outbound.aclose()
             services.auth.stop()
             services.store.close()
 

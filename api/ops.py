@@ -66,8 +66,9 @@ def install_request_metrics(app, metrics: GatewayMetrics) -> None:
 def ops_router(metrics: GatewayMetrics) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
+    # async: answered on the event loop, never queued behind tenant work in the thread pool
     @router.get("/healthz")
-    def healthz() -> dict:
+    async def healthz() -> dict:
         return {"status": "ok"}
 
     @router.get("/metrics")

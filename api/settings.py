@@ -30,6 +30,15 @@ class GatewaySettings(BaseSettings):
     """Run records, results and archives older than this are deleted; 0 keeps everything."""
     org_label: str = "assay.dev/org"
     """The namespace label that puts a namespace (a project) into an organization."""
+    exposed_url: str | None = None
+    """Where VNG exposed URLs are served, e.g. `https://exposed.assay.example.com`: a host name of
+    its own, so that what a tenant's target answers can never run as the gateway's page. Unset,
+    they are served under public_url, sandboxed (see api/routers/vng_exposed.py)."""
+    outbound_per_tenant: int = 4
+    """Fetches of tenant-chosen URLs (VNG forwarder, openAPIinspector) one project may have in flight."""
+    outbound_deadline_seconds: float = 30.0
+    """The total time one such fetch may take, answer included. Which addresses it may reach is
+    the egress policy, ASSAY_EGRESS_ALLOW and ASSAY_EGRESS_DENY (assay.runner.egress)."""
     log_format: Literal["json", "text"] = "json"
     kubeconfig: Path | None = None
     """Out-of-cluster only; in a pod the service account is used."""

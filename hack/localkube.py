@@ -76,10 +76,43 @@ def kube_bin_dir() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+# The stack's own listeners (etcd, the API server, the controller manager, the gateway, the
+# operator) take ports below the kernel's ephemeral range; test targets and other servers that
+# bind port 0 land inside it. The local stack's egress policy (ASSAY_EGRESS_ALLOW, see
+# assay.runner.egress) opens loopback inside that range only, so a URL a tenant writes reaches
+# a test target but never the stack itself.
+STACK_PORTS_FROM = 20000
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def egress_allow() -> str:
+    """The local stack's egress allow-list: loopback servers on ephemeral ports."""
+    low, high = ephemeral_ports()
+    return f"127.0.0.1:{low}-{high},[::1]:{low}-{high}"
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port for a stack listener, outside the ephemeral range."""
+    import random
+
+    low = STACK_PORTS_FROM
+    high = max(ephemeral_ports()[0] - 1, low + 1000)
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 # --- certificates -------------------------------------------------------------------------
@@ -291,8 +324,12 @@ def start_controller_manager(bins: Path, pki: Path, state_dir: Path, api_url: st
 
 
 def start_agent(name: str, labels: list[str], state_dir: Path, kubeconfig: Path, logs: Path) -> int:
+    # Its pods run as processes of this host, in the gateway's and operator's network position,
+    # so they get the same egress policy (unless the caller set one of its own).
     argv = [sys.executable, str(REPO / "hack" / "nodeagent.py"), "--kubeconfig", str(kubeconfig),
-            "--node", name, "--workdir", str(state_dir / "pods" / name)]
+            "--node", name, "--workdir", str(state_dir / "pods" / name),
+            "--egress-allow", os.environ.get("ASSAY_EGRESS_ALLOW", egress_allow()),
+            "--egress-deny", os.environ.get("ASSAY_EGRESS_DENY", "")]
     for label in labels:
         argv += ["--label", label]
     return _spawn(f"nodeagent-{name}", argv, logs)

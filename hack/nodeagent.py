@@ -717,9 +717,13 @@ class NodeAgent:
     """One node's scheduler and kubelet. A single thread owns all state: the watch thread
     only queues events, and process exits are noticed by polling between events."""
 
-    def __init__(self, cluster: Cluster, node: str, labels: dict[str, str], workdir: Path, python: str):
+    def __init__(self, cluster: Cluster, node: str, labels: dict[str, str], workdir: Path, python: str,
+                 egress_env: dict[str, str] | None = None):
         self.cluster, self.node, self.labels = cluster, node, labels
         self.workdir, self.python = workdir, python
+        # Pods here are processes of the host, in the gateway's network position: they get its
+        # egress policy (assay.runner.egress), and no pod spec can override it.
+        self.egress_env = egress_env or {}
         self.running: dict[str, PodProcess] = {}  # by pod uid
         self.waiting: dict[str, Waiting] = {}
         # Pods whose final status this agent reported, and those it finished deleting: later
@@ -851,7 +855,8 @@ class NodeAgent:
         path_map = build_path_map(container, materialise_volumes(pod, pod_dir, lookup), pod_dir)
         env = resolve_env(pod, container, lookup, path_map)
         return Launch(argv=build_argv(container, env, path_map, self.python),
-                      env={**base_env(pod, pod_dir), **env}, cwd=working_dir(container, path_map, pod_dir))
+                      env={**base_env(pod, pod_dir), **env, **self.egress_env},
+                      cwd=working_dir(container, path_map, pod_dir))
 
     def wait_for_config(self, pod: dict, container: dict, problem: str) -> None:
         uid = pod["metadata"]["uid"]
@@ -997,6 +1002,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra node label, e.g. topology.kubernetes.io/region=us1 (repeatable)")
     parser.add_argument("--workdir", type=Path, help="where pod folders go (default: a temp folder per node)")
+    parser.add_argument("--egress-allow", help="ASSAY_EGRESS_ALLOW for every pod (see assay.runner.egress)")
+    parser.add_argument("--egress-deny", default="", help="ASSAY_EGRESS_DENY for every pod")
     parser.add_argument("--python", default=sys.executable,
                         help="the interpreter for `python` commands (default: this one)")
     args = parser.parse_args(argv)
@@ -1006,7 +1013,9 @@ def main(argv: list[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     api_client = config.new_client_from_config(config_file=args.kubeconfig)
     labels = node_labels(args.node, parse_labels(args.label))
-    agent = NodeAgent(Cluster(api_client), args.node, labels, workdir, args.python)
+    egress_env = {} if args.egress_allow is None else {"ASSAY_EGRESS_ALLOW": args.egress_allow,
+                                                      "ASSAY_EGRESS_DENY": args.egress_deny}
+    agent = NodeAgent(Cluster(api_client), args.node, labels, workdir, args.python, egress_env)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop.set())
     agent.run()

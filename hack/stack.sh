@@ -12,6 +12,13 @@ mkdir -p "$STATE/logs"
 
 GATEWAY_PORT=${ASSAY_GATEWAY_PORT:-18000}
 GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+# The egress policy (assay.runner.egress) of the gateway, the operator and the node agents' pods:
+# loopback servers on ephemeral ports (test targets) and the demo API, never the stack's own
+# listeners (they take ports below the ephemeral range, hack/localkube.py free_port).
+if [ -z "${ASSAY_EGRESS_ALLOW+set}" ]; then
+  ASSAY_EGRESS_ALLOW="127.0.0.1:${DEMO_PORT:-18080},$("$PY" -c 'import sys; sys.path.insert(0, "hack"); import localkube; print(localkube.egress_allow())')"
+fi
+export ASSAY_EGRESS_ALLOW
 AGENTS=(--agent "assay-local=topology.kubernetes.io/region=local"
         --agent "assay-us1=topology.kubernetes.io/region=us1"
         --agent "assay-eu1=topology.kubernetes.io/region=eu1")

@@ -3,6 +3,10 @@
 Each URL gets one JSON POST with a timeout, retried with backoff on a connection error, a
 timeout or a 5xx; a 4xx is the receiver's final word. Failures are logged with the URL's
 host only: webhook URLs often carry a token in their path or query.
+
+The URL is the tenant's choice, so the POST obeys the egress policy (assay.runner.egress,
+ASSAY_EGRESS_ALLOW/DENY): a receiver on an address the operator may not reach is not sent to,
+and that is not retried.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+
+from assay.runner import egress
+from assay.runner.egress import EgressDenied, EgressPolicy
 
 RETRY_BASE_SECONDS = 1.0
 
@@ -29,13 +36,18 @@ def url_host(url: str) -> str:
 
 
 def post_result(url: str, payload: dict, *, timeout: float, attempts: int, logger: logging.Logger,
-                sleep=time.sleep) -> bool:
+                sleep=time.sleep, policy: EgressPolicy | None = None) -> bool:
     """POST `payload` to `url`; True once a receiver answered 2xx or 3xx."""
     host = url_host(url)
+    policy = EgressPolicy.from_env() if policy is None else policy
     for attempt in range(1, attempts + 1):
         try:
-            response = httpx.post(url, json=payload, timeout=timeout, follow_redirects=False,
-                                  headers={"User-Agent": "assay-operator"})
+            with egress.client(policy, timeout=timeout, follow_redirects=False) as client:
+                response = client.post(url, json=payload, headers={"User-Agent": "assay-operator"})
+        except EgressDenied:
+            logger.warning(f"webhook to {host}: the address is not one the operator may reach (egress policy); "
+                           "not sent")
+            return False
         except httpx.HTTPError as exc:
             why = type(exc).__name__
         except ValueError:

@@ -39,7 +39,8 @@ class Cluster:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "KUBECONFIG": self.kubeconfig,
+        # The gateway's and operator's egress policy: loopback test targets (ephemeral ports) only.
+        return {**os.environ, "KUBECONFIG": self.kubeconfig, "ASSAY_EGRESS_ALLOW": localkube.egress_allow(),
                 "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,

@@ -18,10 +18,12 @@ from typing import Any, Callable, Optional
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal, require_static_token
 from ..errors import ApiError
 from ..services.openapi_inspector import InspectionInputError, inspect_url
+from ..services.outbound import OutboundBusy
 from ..services.shields import badge_svg, wants_svg
 from ..services.vng import FieldErrors, VngService
 from . import vng_exposed
@@ -56,7 +58,8 @@ def shield_response(document: dict, format: Optional[str], request: Request) -> 
 
 
 def build_router(services) -> APIRouter:
-    vng = VngService(services.kube, services.store, services.settings.public_url)
+    vng = VngService(services.kube, services.store, services.settings.public_url,
+                     exposed_base=services.settings.exposed_url)
     router = APIRouter(prefix=PREFIX, tags=["vng"])
     authenticated = require_static_token("vng")
 
@@ -124,15 +127,17 @@ def build_router(services) -> APIRouter:
         return shield_response(vng.provider_shield(uuid), format, request)
 
     @route("/openAPIinspector", ["POST"])
-    def inspect_openapi(body: Any = Body(None), principal: Principal = Depends(authenticated)) -> dict:
-        account(principal)
+    async def inspect_openapi(body: Any = Body(None), principal: Principal = Depends(authenticated)) -> dict:
+        namespace = await run_in_threadpool(account, principal)
         if not isinstance(body, dict) or body.get("url") in (None, ""):
             raise FieldErrors({"url": ["This field is required."]})
         try:
-            return inspect_url(body["url"]).to_dict()
+            return (await inspect_url(body["url"], services.outbound, namespace)).to_dict()
         except InspectionInputError as exc:
             # VNG's own shape for this endpoint: the message itself, not a list.
             raise FieldErrors({"url": str(exc)}) from None
+        except OutboundBusy as exc:
+            raise ApiError(429, f"Too many requests in flight: {exc}.", "throttled") from None
 
     return router
 

@@ -1,7 +1,8 @@
 """The openAPIinspector: fetch an API description by URL and validate it against OpenAPI 3.
 
-The document is fetched over http(s) only, with a timeout and a size cap, and parsed as JSON
-or YAML. Validation is openapi-spec-validator's (the OAS 3.0 or 3.1 schema plus its semantic
+The document is fetched over http(s) only, through the gateway's outbound client (the egress
+policy on every hop, a total deadline, a per-project bound on fetches in flight, see
+api/services/outbound.py) with a size cap, and parsed as JSON or YAML. Validation is openapi-spec-validator's (the OAS 3.0 or 3.1 schema plus its semantic
 checks: path parameters, duplicate operation ids, defaults against their schemas, ...). Every
 error is reported with where it is in the document, as a JSON pointer.
 
@@ -18,10 +19,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import yaml
+from starlette.concurrency import run_in_threadpool
 from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
 from referencing.exceptions import Unresolvable
 
-FETCH_TIMEOUT_SECONDS = 10.0
+from assay.runner.egress import EgressDenied
+
+from .outbound import Outbound, OutboundTooLarge
+
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 MAX_REDIRECTS = 5
 MAX_ERRORS = 200
@@ -66,32 +71,31 @@ def checked_url(url: object) -> str:
     return url.strip()
 
 
-def fetch_document(url: str, *, client: httpx.Client | None = None) -> bytes:
+async def fetch_document(url: str, outbound: Outbound) -> bytes:
     """The body at `url`, at most MAX_DOCUMENT_BYTES, following up to MAX_REDIRECTS http(s)
-    redirects. Raises InspectionInputError for anything that is not a readable 2xx answer."""
-    own = client is None
-    client = client or httpx.Client(timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False)
+    redirects (each hop a new, checked connection). Raises InspectionInputError for anything
+    that is not a readable 2xx answer. Call it inside `outbound.slot(...)`."""
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            with client.stream("GET", url, headers={"Accept": "application/json, application/yaml, */*"}) as reply:
+            request = outbound.client.build_request(
+                "GET", url, headers={"Accept": "application/json, application/yaml, */*"})
+            reply = await outbound.client.send(request, stream=True)
+            try:
                 if reply.is_redirect and reply.headers.get("location"):
                     url = checked_url(str(reply.url.join(reply.headers["location"])))
                     continue
                 if reply.status_code >= 400:
                     raise InspectionInputError(f"The link provided answered HTTP {reply.status_code}.")
-                body = bytearray()
-                for chunk in reply.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_DOCUMENT_BYTES:
-                        raise InspectionInputError(
-                            f"The document is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB.")
-                return bytes(body)
+                return await outbound.read_capped(reply, MAX_DOCUMENT_BYTES)
+            finally:
+                await reply.aclose()
         raise InspectionInputError("The link provided redirects too often.")
+    except OutboundTooLarge:
+        raise InspectionInputError(f"The document is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB.") from None
+    except EgressDenied:
+        raise InspectionInputError("The link provided points to an address the gateway may not reach.") from None
     except httpx.HTTPError:
         raise InspectionInputError("The link provided is not reachable") from None
-    finally:
-        if own:
-            client.close()
 
 
 def parse_document(body: bytes) -> dict:
@@ -150,5 +154,13 @@ def _errors(validator) -> list[dict]:
     return errors
 
 
-def inspect_url(url: object) -> Inspection:
-    return inspect_document(parse_document(fetch_document(checked_url(url))))
+async def inspect_url(url: object, outbound: Outbound, tenant: str) -> Inspection:
+    """Fetch and validate; raises OutboundBusy when `tenant` has its maximum of fetches in flight."""
+    url = checked_url(url)
+    try:
+        async with outbound.slot(tenant):
+            body = await fetch_document(url, outbound)
+    except TimeoutError:
+        raise InspectionInputError("The link provided did not answer in time.") from None
+    # Parsing and validating are CPU work: off the event loop.
+    return await run_in_threadpool(lambda: inspect_document(parse_document(body)))

@@ -174,10 +174,12 @@ def provider_endpoints(body: dict) -> tuple[list[dict], Optional[dict]]:
 
 
 class VngService:
-    def __init__(self, kube, store, public_url: str, suites: Optional[SuiteService] = None):
+    def __init__(self, kube, store, public_url: str, suites: Optional[SuiteService] = None,
+                 exposed_base: Optional[str] = None):
         self.kube = kube
         self.store = store
         self.public_url = public_url
+        self.exposed_base = exposed_base or public_url
         self.suites = suites or SuiteService(kube, store)
 
     # session types
@@ -256,7 +258,7 @@ class VngService:
             "requester": requester,
         }
         self.store.put_record(SESSIONS, session_uuid, record, project=namespace)
-        return session_view(record, self.public_url)
+        return session_view(record, self.exposed_base)
 
     def _session(self, namespace: str, ref: str) -> dict:
         number = number_in(ref)
@@ -267,10 +269,10 @@ class VngService:
         return record
 
     def sessions(self, namespace: str) -> list[dict]:
-        return [session_view(r, self.public_url) for r in self.store.list_records(SESSIONS, project=namespace)]
+        return [session_view(r, self.exposed_base) for r in self.store.list_records(SESSIONS, project=namespace)]
 
     def session(self, namespace: str, ref: str) -> dict:
-        return session_view(self._session(namespace, ref), self.public_url)
+        return session_view(self._session(namespace, ref), self.exposed_base)
 
     def stop_session(self, namespace: str, ref: str) -> list[dict]:
         """Stop the session (its exposed URLs answer 404 from now on); VNG answers with the

@@ -11,6 +11,7 @@ from assay.operator import mail, metrics
 from assay.operator.notify import result_payload, run_counts
 from assay.operator.runhistory import Piece, Run, monitor_run
 from assay.operator.webhooks import post_result, url_host
+from assay.runner.egress import EgressPolicy
 from tests.support.targets import CountingTarget
 
 OWNER = {"metadata": {"name": "health", "namespace": "team-a", "uid": "u-1"}, "spec": {"displayName": "Health"}}
@@ -59,11 +60,27 @@ def test_url_host_keeps_tokens_out_of_logs():
     assert url_host("not a url") == "(invalid URL)"
 
 
+# The operator's egress policy with the loopback test receivers let through (port 9 included,
+# for the unreachable receiver), as the local stack sets it.
+LOOPBACK = EgressPolicy.parse(allow="127.0.0.1")
+
+
+def test_a_receiver_the_policy_denies_gets_nothing_and_is_not_retried(caplog):
+    waits = []
+    with CountingTarget() as target, caplog.at_level(logging.INFO):
+        assert not post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"),
+                               sleep=waits.append, policy=EgressPolicy())
+        assert not post_result(f"http://localhost:{target.server.server_address[1]}/h", {}, timeout=2, attempts=3,
+                               logger=logging.getLogger("t"), sleep=waits.append, policy=EgressPolicy())
+    assert target.total == 0 and waits == []
+    assert "egress policy" in caplog.text
+
+
 def test_a_5xx_is_retried_and_logged_by_host_only(caplog):
     waits = []
     with CountingTarget(status=500) as target, caplog.at_level(logging.INFO):
         ok = post_result(target.url + "/hook/secret-token", {"a": 1}, timeout=2, attempts=3,
-                         logger=logging.getLogger("t"), sleep=waits.append)
+                         logger=logging.getLogger("t"), sleep=waits.append, policy=LOOPBACK)
     assert not ok
     assert target.counts[("POST", "/hook/secret-token")] == 3
     assert waits == [1.0, 2.0]
@@ -73,17 +90,18 @@ def test_a_5xx_is_retried_and_logged_by_host_only(caplog):
 def test_a_4xx_is_final_and_a_2xx_delivers_once():
     with CountingTarget(status=404) as target:
         assert not post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"),
-                               sleep=lambda s: None)
+                               sleep=lambda s: None, policy=LOOPBACK)
         assert target.total == 1
     with CountingTarget() as target:
-        assert post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"))
+        assert post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"),
+                           policy=LOOPBACK)
         assert target.total == 1
 
 
 def test_an_unreachable_receiver_is_retried_then_given_up():
     waits = []
     assert not post_result("http://127.0.0.1:9/h", {}, timeout=1, attempts=2, logger=logging.getLogger("t"),
-                           sleep=waits.append)
+                           sleep=waits.append, policy=LOOPBACK)
     assert waits == [1.0]
 
 

@@ -23,17 +23,18 @@ Exchange with `error` set and no status.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import ipaddress
 import json
+import os
 import socket
 import ssl
 import time
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
-import httpcore
 import httpx
+
+from .. import egress
+from ..egress import ALLOW_ENV, DENY_ENV, EgressPolicy, ResolvingBackend
 
 TIMING_KEYS = (
     "dns_lookup_ms",
@@ -185,55 +186,10 @@ class _Trace:
         }
 
 
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-class _ResolvingBackend(httpcore.AsyncNetworkBackend):
-    """Resolves host names itself, timing it for the active trace, then connects by address.
-
-    TLS still verifies the host name: httpcore passes it to start_tls separately."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend):
-        self._inner = inner
-
-    async def connect_tcp(self, host: str, port: int, timeout: Optional[float] = None,
-                          local_address: Optional[str] = None, socket_options: Optional[Iterable] = None):
-        if _is_ip_literal(host):
-            return await self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
-                                                 socket_options=socket_options)
-        began = time.perf_counter()
-        try:
-            infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
-        except asyncio.TimeoutError:
-            raise httpcore.ConnectTimeout(f"DNS lookup of {host} timed out") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(f"DNS lookup of {host} failed: {exc}") from exc
-        finally:
-            trace = _active_trace.get()
-            if trace is not None:
-                trace.dns_ms = (time.perf_counter() - began) * 1000.0
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        last_error: Optional[Exception] = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                     socket_options=socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last_error = exc
-        raise last_error or httpcore.ConnectError(f"{host} resolved to no address")
-
-    async def connect_unix_socket(self, path: str, timeout: Optional[float] = None,
-                                  socket_options: Optional[Iterable] = None):
-        return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+def _record_dns(ms: float) -> None:
+    trace = _active_trace.get()
+    if trace is not None:
+        trace.dns_ms = ms
 
 
 _TRANSPORT_KWARGS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "retries", "local_address",
@@ -260,15 +216,15 @@ def make_client(**kwargs: Any) -> httpx.AsyncClient:
 
 
 def _install_resolver(transport: httpx.AsyncBaseTransport) -> None:
-    # httpx has no public way to pass a network backend; the pool attribute has been stable
-    # through httpcore 1.x. Where it cannot be installed, DNS time is folded into dial_ms.
+    # Where the run was given an egress policy (a run in the gateway's or operator's network
+    # position, see assay.runner.egress), every connection is checked against it too.
+    policy = EgressPolicy.from_env() if ALLOW_ENV in os.environ or DENY_ENV in os.environ else None
     candidates = [transport] if isinstance(transport, httpx.AsyncHTTPTransport) else [
         value for value in vars(transport).values() if isinstance(value, httpx.AsyncHTTPTransport)]
     for http_transport in candidates:
-        pool = getattr(http_transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(backend, _ResolvingBackend):
-            pool._network_backend = _ResolvingBackend(backend)
+        backend = getattr(getattr(http_transport, "_pool", None), "_network_backend", None)
+        if not isinstance(backend, ResolvingBackend):
+            egress.install(http_transport, lambda inner: ResolvingBackend(inner, policy, _record_dns))
 
 
 # --- sending --------------------------------------------------------------------------------
