@@ -37,8 +37,10 @@ class GatewaySettings(BaseSettings):
     outbound_per_tenant: int = 4
     """Fetches of tenant-chosen URLs (VNG forwarder, openAPIinspector) one project may have in flight."""
     outbound_deadline_seconds: float = 30.0
-    """The total time one such fetch may take, answer included. Which addresses it may reach is
-    the egress policy, ASSAY_EGRESS_ALLOW and ASSAY_EGRESS_DENY (assay.runner.egress)."""
+    """The total time one such fetch may take, answer included."""
+    egress_allow: str = ""
+    egress_deny: str = ""
+    """The egress policy for URLs tenants chose (assay.runner.egress): extra ranges to allow, to deny."""
     log_format: Literal["json", "text"] = "json"
     kubeconfig: Path | None = None
     """Out-of-cluster only; in a pod the service account is used."""

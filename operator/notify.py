@@ -41,6 +41,7 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from assay.crds.monitor import MAX_HISTORY, Emails, Environment, MonitorSpec
+from assay.runner.egress import EgressPolicy
 
 from . import kube, mail, webhooks
 from .names import LABEL_RUN_ID
@@ -292,7 +293,9 @@ class Notifier:
 
     def _post(self, where: str, url: str, payload: dict) -> None:
         delivered = webhooks.post_result(url, payload, timeout=self.settings.webhook_timeout_seconds,
-                                         attempts=self.settings.webhook_attempts, logger=log)
+                                         attempts=self.settings.webhook_attempts, logger=log,
+                                         policy=EgressPolicy.parse(self.settings.egress_allow,
+                                                                   self.settings.egress_deny))
         if delivered:
             log.info(f"{where}: run {payload['test_run_id']} posted to {webhooks.url_host(url)}")
 

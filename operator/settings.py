@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASSAY_")
 
+    egress_allow: str = ""
+    egress_deny: str = ""
+    """The egress policy for URLs tenants chose, e.g. webhooks (assay.runner.egress)."""
     runner_image: str = "assay/runner:0.1.0"
     runner_image_pull_policy: str = "IfNotPresent"
     runner_cpu_request: str = "250m"

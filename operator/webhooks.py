@@ -36,10 +36,9 @@ def url_host(url: str) -> str:
 
 
 def post_result(url: str, payload: dict, *, timeout: float, attempts: int, logger: logging.Logger,
-                sleep=time.sleep, policy: EgressPolicy | None = None) -> bool:
-    """POST `payload` to `url`; True once a receiver answered 2xx or 3xx."""
+                policy: EgressPolicy, sleep=time.sleep) -> bool:
+    """POST `payload` to `url` through `policy`; True once a receiver answered 2xx or 3xx."""
     host = url_host(url)
-    policy = EgressPolicy.from_env() if policy is None else policy
     for attempt in range(1, attempts + 1):
         try:
             with egress.client(policy, timeout=timeout, follow_redirects=False) as client:

@@ -176,6 +176,8 @@ def test_lint_is_clean_in_strict_mode(helm):
     ("gateway.logFormat=xml", "/gateway/logFormat"),
     ("keys.uploadKey=short", "/keys/uploadKey"),
     ("runner.memoryLimit=lots", "/runner/memoryLimit"),
+    ("egress.allow={localhost}", "/egress/allow/0"),
+    ("gateway.exposedUrl=exposed.example.com", "/gateway/exposedUrl"),
 ])
 def test_values_schema_rejects_a_bad_value(helm, setting, message):
     result = helm("template", "assay", str(CHART), "--set", setting, check=False)
@@ -211,12 +213,15 @@ def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_
     env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ASSAY_PUBLIC_URL"] == "https://assay.test.example"
     assert env["ASSAY_AUTHORIZATION_CODE_TTL_SECONDS"] == "120"
+    assert env["ASSAY_EXPOSED_URL"] == "https://exposed.test.example"
+    assert env["ASSAY_EGRESS_ALLOW"] == "10.20.0.0/16,10.0.5.7:8443" and env["ASSAY_EGRESS_DENY"] == "[fd00::]/8:443"
     [operator] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-operator"]
     op_env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert op_env["ASSAY_SMTP_HOST"]["value"] == "smtp.test.example" and op_env["ASSAY_SMTP_PORT"]["value"] == "587"
     assert op_env["ASSAY_SMTP_STARTTLS"]["value"] == "true"
     assert op_env["ASSAY_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "smtp-credentials", "key": "password"}
     assert op_env["ASSAY_TICK_CHUNK"]["value"] == "40"
+    assert op_env["ASSAY_EGRESS_ALLOW"]["value"] == env["ASSAY_EGRESS_ALLOW"]
     # Every ASSAY_* variable the chart sets is a setting the process reads.
     from assay.api.settings import GatewaySettings
     from assay.operator.settings import OperatorSettings

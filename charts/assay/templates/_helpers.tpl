@@ -91,3 +91,11 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* The egress policy (SECURITY.md) as container env, for the gateway and the operator. */}}
+{{- define "assay.egressEnv" -}}
+- name: ASSAY_EGRESS_ALLOW
+  value: {{ join "," .Values.egress.allow | quote }}
+- name: ASSAY_EGRESS_DENY
+  value: {{ join "," .Values.egress.deny | quote }}
+{{- end }}
