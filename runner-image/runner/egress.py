@@ -120,6 +120,12 @@ class EgressPolicy:
             return True
         return address.is_global and not address.is_multicast
 
+    @classmethod
+    def for_runs(cls) -> Optional["EgressPolicy"]:
+        """The policy a run was given, or None: a runner obeys one only where it shares the
+        gateway's network position, and that is where the node running it passes one."""
+        return cls.from_env() if ALLOW_ENV in os.environ or DENY_ENV in os.environ else None
+
     def env(self) -> dict[str, str]:
         """The environment that gives a child process (a run pod) this same policy."""
         def text(rules: tuple[Rule, ...]) -> str:

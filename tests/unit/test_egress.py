@@ -127,3 +127,29 @@ def test_one_tenant_holds_at_most_its_own_slots():
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
     assert isinstance(EgressDenied("h", 1), httpx.ConnectError)
+
+
+def test_runs_obey_the_policy_only_where_the_node_passes_one(monkeypatch):
+    """A run pod on a real node has its own network position and gets no policy; the local
+    node agent runs pods as host processes and passes the gateway's."""
+    from assay.runner.load.client import CONNECT, HttpClient, RequestError
+
+    monkeypatch.delenv("ASSAY_EGRESS_ALLOW", raising=False)
+    monkeypatch.delenv("ASSAY_EGRESS_DENY", raising=False)
+    assert EgressPolicy.for_runs() is None
+    monkeypatch.setenv("ASSAY_EGRESS_ALLOW", "")
+    assert EgressPolicy.for_runs() == DEFAULT
+    with CountingTarget() as target:
+        async def load_request(policy):
+            client = HttpClient(policy=policy)
+            try:
+                return await client.request("GET", target.url + "/")
+            finally:
+                await client.close()
+
+        with pytest.raises(RequestError) as refused:
+            asyncio.run(load_request(DEFAULT))
+        assert refused.value.kind == CONNECT and "egress policy" in str(refused.value)
+        assert target.total == 0
+        port = target.server.server_address[1]
+        assert asyncio.run(load_request(EgressPolicy.parse(allow=f"127.0.0.1:{port}"))).status == 200

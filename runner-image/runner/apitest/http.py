@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import os
 import socket
 import ssl
 import time
@@ -34,7 +33,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import httpx
 
 from .. import egress
-from ..egress import ALLOW_ENV, DENY_ENV, EgressPolicy, ResolvingBackend
+from ..egress import EgressPolicy, ResolvingBackend
 
 TIMING_KEYS = (
     "dns_lookup_ms",
@@ -218,7 +217,7 @@ def make_client(**kwargs: Any) -> httpx.AsyncClient:
 def _install_resolver(transport: httpx.AsyncBaseTransport) -> None:
     # Where the run was given an egress policy (a run in the gateway's or operator's network
     # position, see assay.runner.egress), every connection is checked against it too.
-    policy = EgressPolicy.from_env() if ALLOW_ENV in os.environ or DENY_ENV in os.environ else None
+    policy = EgressPolicy.for_runs()
     candidates = [transport] if isinstance(transport, httpx.AsyncHTTPTransport) else [
         value for value in vars(transport).values() if isinstance(value, httpx.AsyncHTTPTransport)]
     for http_transport in candidates:

@@ -40,6 +40,8 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
+from ..egress import EgressPolicy
+
 CONNECT = "connect"
 TIMEOUT = "timeout"
 STATUS = "status"
@@ -305,11 +307,13 @@ class HttpClient:
     """Keep-alive connection pools per origin, shared by all the virtual users of a shard.
 
     `verify_tls=False` accepts any server certificate; `ssl_context` replaces the default
-    one entirely (tests pass one that trusts their own CA)."""
+    one entirely (tests pass one that trusts their own CA). With an egress `policy`, only the
+    addresses it permits are connected to (checked once per origin, off the hot path)."""
 
     def __init__(self, *, connect_timeout: float = 10.0, verify_tls: bool = True,
-                 ssl_context: Optional[ssl_module.SSLContext] = None):
+                 ssl_context: Optional[ssl_module.SSLContext] = None, policy: Optional[EgressPolicy] = None):
         self.connect_timeout = connect_timeout
+        self._policy = policy
         self._ssl = ssl_context
         self._verify = verify_tls
         self._idle: dict[tuple, list[_Connection]] = {}
@@ -334,6 +338,11 @@ class HttpClient:
             infos = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
             if not infos:
                 raise OSError(f"no address for {origin.host}")
+            if self._policy is not None:
+                infos = [info for info in infos if self._policy.permits(info[4][0], origin.port)]
+                if not infos:
+                    raise RequestError(CONNECT, f"{origin.host_header} is not an address Assay may connect to "
+                                                "(egress policy)")
             family, _, _, _, sockaddr = infos[0]
             address = self._addresses[origin.key] = (family, sockaddr[0])
         return address

@@ -49,6 +49,7 @@ from urllib.parse import urljoin
 from assay.crds.common import parse_duration
 from assay.crds.loadtest import LoadParameterPool, LoadRequest, LoadTestSpec
 
+from ..egress import EgressPolicy
 from . import criteria as criteria_module
 from .checks import CompiledAssertion, CompiledExtraction, ResponseView, needs_body
 from .client import (ASSERTION, CONNECT, ERROR_KINDS, OTHER, STATUS, HttpClient, PreparedRequest, RequestError,
@@ -506,7 +507,8 @@ async def run_load_shard(spec: LoadTestSpec, shard: int, shards: int, *, run_id:
                          on_progress: Optional[Callable[[Progress], None]] = None, verify_tls: bool = True,
                          ssl_context: Optional[ssl.SSLContext] = None, connect_timeout: float = 10.0) -> ShardMetrics:
     """Run shard `shard` (0-based) of `shards` of the load test and return what it measured."""
-    client = HttpClient(connect_timeout=connect_timeout, verify_tls=verify_tls, ssl_context=ssl_context)
+    client = HttpClient(connect_timeout=connect_timeout, verify_tls=verify_tls, ssl_context=ssl_context,
+                        policy=EgressPolicy.for_runs())
     try:
         return await _ShardRun(spec, shard, shards, run_id, on_progress, client).run()
     finally:
