@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.credentials import make_namespace
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -213,6 +215,24 @@ def gateway(cluster: Cluster, tmp_path: Path):
 @pytest.fixture
 def operator_with_gateway(cluster: Cluster, namespace: str, gateway: GatewayProcess, tmp_path: Path):
     proc = OperatorProcess(cluster, tmp_path / "operator.log", namespace, gateway=gateway).start()
+    yield proc
+    proc.stop()
+    print(proc.log()[-4000:], file=sys.stderr)
+
+
+# --- a second tenant, and an operator watching both (the VNG and security tests) ---------------
+
+
+@pytest.fixture
+def other_account(cluster, namespace):
+    name = make_namespace(cluster, f"{namespace}-b", {"purpose": "vng-tenancy"})
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def vng_operator(cluster, namespace, other_account, gateway, tmp_path):
+    proc = OperatorProcess(cluster, tmp_path / "operator.log", [namespace, other_account], gateway).start()
     yield proc
     proc.stop()
     print(proc.log()[-4000:], file=sys.stderr)
