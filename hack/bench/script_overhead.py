@@ -1,20 +1,24 @@
-"""What one Runscope-style script costs the runner, from `ScriptRunner.run` to its outcome.
+"""What running scripts in worker processes costs per script, against the engine on the
+calling thread (how scripts ran before the workers).
 
     .venv/bin/python hack/bench/script_overhead.py [--n 200] [--rounds 3]
 
-Runs `--n` small scripts of three kinds (an empty script, a pre-request script that sets a
-header, a post-response script that parses the body and asserts on it), `--rounds` times,
-and prints the median, 95th percentile and mean wall time per script of each kind, the
-best round's. The first script of the process is timed on its own: it pays for starting
-the engine (and, where scripts run in worker processes, the first worker).
+For three kinds of small script (an empty one, a pre-request script that sets a header, a
+post-response script that parses the body and asserts on it) it runs `--n` scripts through
+`ScriptRunner.run` both ways, alternating rounds so that drift on a shared machine hits both
+alike, and prints the median, 95th percentile and mean wall time per script (the best of
+`--rounds` rounds by median) and the difference of the medians: the per-script overhead of
+the worker. The first script through the workers is timed on its own: it starts a worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
+from assay.runner.apitest import script_engine
 from assay.runner.apitest.scripts import ScriptRunner
 
 REQUEST = {"method": "POST", "url": "https://api.example.com/v1/items?page=2",
@@ -31,6 +35,13 @@ CASES = {
 }
 
 
+class InProcess(ScriptRunner):
+    """The same runs with the engine on the calling thread, without a deadline from outside."""
+
+    def _evaluate(self, source: str, inputs: str) -> dict:
+        return json.loads(script_engine.evaluate(self._job(source), inputs.encode("ascii")))
+
+
 def _times(runner: ScriptRunner, source: str, kwargs: dict, n: int) -> list[float]:
     times = []
     for _ in range(n):
@@ -41,21 +52,30 @@ def _times(runner: ScriptRunner, source: str, kwargs: dict, n: int) -> list[floa
     return times
 
 
+def _summary(times: list[float]) -> str:
+    return (f"median {statistics.median(times):6.3f}  p95 {statistics.quantiles(times, n=20)[-1]:6.3f}  "
+            f"mean {statistics.fmean(times):6.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200, help="scripts per kind and round")
+    parser.add_argument("--n", type=int, default=200, help="scripts per kind, way and round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    runner = ScriptRunner()
+    workers, in_process = ScriptRunner(), InProcess()
 
     started = time.perf_counter()
-    runner.run("", variables={})
-    print(f"{'first script':24s} {(time.perf_counter() - started) * 1000:8.2f} ms")
+    workers.run("", variables={})
+    print(f"first script (starts a worker): {(time.perf_counter() - started) * 1000:.1f} ms")
+    print(f"{'ms per script':24s} {'in process':38s} {'in a worker':38s} overhead")
     for name, (source, kwargs) in CASES.items():
-        best = min((_times(runner, source, kwargs, args.n) for _ in range(args.rounds)), key=statistics.median)
-        p95 = statistics.quantiles(best, n=20)[-1]
-        print(f"{name:24s} median {statistics.median(best):6.3f} ms   p95 {p95:6.3f} ms   "
-              f"mean {statistics.fmean(best):6.3f} ms   ({args.n} scripts)")
+        rounds: dict[str, list[list[float]]] = {"in process": [], "worker": []}
+        for _ in range(args.rounds):
+            rounds["in process"].append(_times(in_process, source, kwargs, args.n))
+            rounds["worker"].append(_times(workers, source, kwargs, args.n))
+        before, after = (min(r, key=statistics.median) for r in rounds.values())
+        print(f"{name:24s} {_summary(before):38s} {_summary(after):38s} "
+              f"{statistics.median(after) - statistics.median(before):+.3f}")
 
 
 if __name__ == "__main__":

@@ -63,17 +63,23 @@ helpers. Script libraries can supply what a team needs.
 
 Isolation and limits
 --------------------
-Every run gets a fresh QuickJS context: libraries, then the script, then the results are read
-back; nothing survives into the next run. Inputs go in as one JSON text set as a global string
-(never spliced into source code) and results come out as one JSON text, because QuickJS
-refuses calls into Python while a time limit is set. Limits:
+Scripts run in worker processes (`workers`, at most WORKERS at once per runner process, each
+started with an empty environment and without the runner's package), each run in a fresh
+QuickJS context there (`script_engine`): libraries, then the script, then the results are
+read back; nothing survives into the next run. Inputs go in as one JSON text set as a global
+string (never spliced into source code) and results come out as one JSON text. Limits:
 
-* time: ``time_limit_s`` of CPU time for each evaluation (each library, the script and the
-  read-back). QuickJS measures it with ``clock()``, which counts the CPU time of the whole
-  process: busy threads elsewhere in the runner make the limit arrive sooner, never later.
-  The engine releases the GIL while JavaScript runs.
+* time: ``time_limit_s`` for the whole run. Inside the worker QuickJS interrupts JavaScript
+  after that much CPU time for the prelude, the libraries and the script together (then
+  what the script logged and set is kept). QuickJS does not interrupt its regular-expression
+  engine, so the runner also kills the worker when it has not answered ``time_limit_s`` +
+  KILL_GRACE_S of wall time after the request: a backtracking pattern, or a loop on a
+  machine too busy to give the worker its CPU time, ends there with the same error, and
+  what the script logged and set is lost (the request of a pre-request script goes out
+  unchanged). The next run gets a fresh worker. The caller's thread waits without the GIL.
 * memory: ``memory_limit_bytes`` for what libraries and the script allocate, on top of the
   engine and the script's inputs (a large response body does not eat a script's budget).
+  A worker the kernel kills (out of memory) fails its script only.
 * stack: QuickJS's own limit; runaway recursion fails with a clear message.
 
 A script fails when it throws: the error says what and where ("... (line 3)", or "(line 2 in
@@ -158,15 +164,18 @@ class ScriptRunner:
 
     def _evaluate(self, source: str, inputs: str) -> dict:
         """The engine's reply (script_engine.evaluate), or an error of the run as a whole."""
-        head = json.dumps({"source": source, "libraries": self.libraries, "time_limit_s": self.time_limit_s,
-                           "memory_limit_bytes": self.memory_limit_bytes}, ensure_ascii=True)
         try:
-            reply = _workers().call(head.encode("ascii"), inputs.encode("ascii"), self.time_limit_s + KILL_GRACE_S)
+            reply = _workers().call(self._job(source), inputs.encode("ascii"), self.time_limit_s + KILL_GRACE_S)
         except WorkerTimeout:
             return {"error": time_limit_message(self.time_limit_s)}
         except WorkerFailed as exc:
             return {"error": f"the script engine failed: {exc}"}
         return json.loads(reply)
+
+    def _job(self, source: str) -> bytes:
+        """What the engine needs besides the inputs: the code and the limits."""
+        return json.dumps({"source": source, "libraries": self.libraries, "time_limit_s": self.time_limit_s,
+                           "memory_limit_bytes": self.memory_limit_bytes}, ensure_ascii=True).encode("ascii")
 
 
 def _error_and_results(reply: dict, initial_variables: dict[str, str]) -> tuple[str | None, dict]:
