@@ -39,7 +39,7 @@ class InProcess(ScriptRunner):
     """The same runs with the engine on the calling thread, without a deadline from outside."""
 
     def _evaluate(self, source: str, inputs: str) -> dict:
-        return json.loads(script_engine.evaluate(self._job(source), inputs.encode("ascii")))
+        return json.loads(script_engine.evaluate(self._request(source, inputs)))
 
 
 def _times(runner: ScriptRunner, source: str, kwargs: dict, n: int) -> list[float]:

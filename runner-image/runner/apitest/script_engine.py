@@ -2,8 +2,9 @@
 context, inside a script worker process (`workers`). The standard library and quickjs only:
 workers load this file by its path, without the runner's package.
 
-`evaluate(head, body)` is the worker's function. `head` is JSON: {"source", "libraries",
-"time_limit_s", "memory_limit_bytes"}; `body` the script's inputs, ASCII JSON text. The reply
+`evaluate(request)` is the worker's function. The request is two lines: JSON {"source",
+"libraries", "time_limit_s", "memory_limit_bytes"}, then the script's inputs as ASCII JSON
+text; `prepare()` makes the next run's context while the worker waits. The reply
 is JSON: {"inputs_error": text} when the inputs could not be loaded, else {"error": text or
 null, and "results": the collector's JSON text (null when the script broke the collector) or
 "results_error": why they could not be read}.
@@ -22,7 +23,7 @@ import time
 
 import quickjs
 
-__all__ = ["READ_BACK_S", "evaluate", "time_limit_message"]
+__all__ = ["READ_BACK_S", "evaluate", "prepare", "time_limit_message"]
 
 MiB = 1024 * 1024
 READ_BACK_S = 0.1
@@ -35,18 +36,37 @@ def time_limit_message(time_limit_s: float) -> str:
     return f"script exceeded its {time_limit_s!r} s time limit"
 
 
-def evaluate(head: bytes, body: bytes) -> bytes:
+def evaluate(request: bytes) -> bytes:
+    head, _, inputs = request.partition(b"\n")
     job = json.loads(head)
-    run = _Run(float(job["time_limit_s"]), int(job["memory_limit_bytes"]))
-    reply = run.run(job["source"], job["libraries"], body.decode("ascii"))
+    run = _Run(_take_context(), float(job["time_limit_s"]), int(job["memory_limit_bytes"]))
+    reply = run.run(job["source"], job["libraries"], inputs.decode("ascii"))
     return json.dumps(reply, ensure_ascii=True).encode("ascii")
 
 
+_prepared: list[quickjs.Context] = []
+
+
+def prepare() -> None:
+    if not _prepared:
+        _prepared.append(_new_context())
+
+
+def _new_context() -> quickjs.Context:
+    ctx = quickjs.Context()
+    ctx.set("__assay_assertions", _ASSERTIONS)   # compiled only if the script asserts
+    return ctx
+
+
+def _take_context() -> quickjs.Context:
+    return _prepared.pop() if _prepared else _new_context()
+
+
 class _Run:
-    def __init__(self, time_limit_s: float, memory_limit_bytes: int):
+    def __init__(self, ctx: quickjs.Context, time_limit_s: float, memory_limit_bytes: int):
+        self.ctx = ctx
         self.time_limit_s = time_limit_s
         self.memory_limit_bytes = memory_limit_bytes
-        self.ctx = quickjs.Context()
         self.ends = time.process_time() + time_limit_s
 
     def run(self, source: str, libraries: list[str], inputs: str) -> dict:
@@ -54,7 +74,6 @@ class _Run:
         # ASCII-only JSON: the binding truncates strings at NUL and crashes on lone
         # surrogates in `Context.set`, and json.dumps escaped both.
         ctx.set("__assay_input", inputs)
-        ctx.set("__assay_assertions", _ASSERTIONS)   # compiled only if the script asserts
         self._use_budget()
         try:
             ctx.eval(_PRELUDE)

@@ -165,17 +165,19 @@ class ScriptRunner:
     def _evaluate(self, source: str, inputs: str) -> dict:
         """The engine's reply (script_engine.evaluate), or an error of the run as a whole."""
         try:
-            reply = _workers().call(self._job(source), inputs.encode("ascii"), self.time_limit_s + KILL_GRACE_S)
+            reply = _workers().call(self._request(source, inputs), self.time_limit_s + KILL_GRACE_S)
         except WorkerTimeout:
             return {"error": time_limit_message(self.time_limit_s)}
         except WorkerFailed as exc:
             return {"error": f"the script engine failed: {exc}"}
         return json.loads(reply)
 
-    def _job(self, source: str) -> bytes:
-        """What the engine needs besides the inputs: the code and the limits."""
-        return json.dumps({"source": source, "libraries": self.libraries, "time_limit_s": self.time_limit_s,
-                           "memory_limit_bytes": self.memory_limit_bytes}, ensure_ascii=True).encode("ascii")
+    def _request(self, source: str, inputs: str) -> bytes:
+        """The engine's request: the code and the limits as one JSON line, then the inputs
+        (ASCII JSON text, so neither part holds a raw newline)."""
+        job = json.dumps({"source": source, "libraries": self.libraries, "time_limit_s": self.time_limit_s,
+                          "memory_limit_bytes": self.memory_limit_bytes}, ensure_ascii=True)
+        return f"{job}\n{inputs}".encode("ascii")
 
 
 def _error_and_results(reply: dict, initial_variables: dict[str, str]) -> tuple[str | None, dict]:
@@ -205,7 +207,7 @@ def _workers() -> WorkerPool:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = WorkerPool(script_engine.__file__, "evaluate", WORKERS)
+            _pool = WorkerPool(script_engine.__file__, "evaluate", WORKERS, prepare="prepare")
         return _pool
 
 

@@ -6,10 +6,11 @@ while a regular expression backtracks), so the deadline is enforced from outside
 that has not answered in time is killed (SIGKILL) and a fresh one takes its place on the
 next request. Nothing of a killed request survives; the caller decides what that means.
 
-A worker is `python -I workers.py <module file> <function>`: it loads the module from its
-file, not through the runner's package, so a start costs the interpreter and the module's
-own imports only (not httpx, pydantic, ...), and runs `function(head: bytes, body: bytes)
--> bytes` for each request. It gets an empty environment (no tokens, no keys of the runner)
+A worker is `python -I workers.py <module file> <function> [<prepare>]`: it loads the module
+from its file, not through the runner's package, so a start costs the interpreter and the
+module's own imports only (not httpx, pydantic, ...), and runs `function(request: bytes) ->
+bytes` for each request; `prepare()`, when given, runs after each reply (and before the
+first request), while the runner reads the reply: work the next request need not wait for. It gets an empty environment (no tokens, no keys of the runner)
 and exits when the runner closes its end of the pipe. Requests and replies are
 length-prefixed frames (`multiprocessing.connection`) on the worker's stdin and stdout;
 whatever the worker itself prints goes to the runner's stderr.
@@ -64,10 +65,9 @@ class _Worker:
             self.kill()
             raise WorkerFailed("the worker did not start")
 
-    def call(self, head: bytes, body: bytes, timeout_s: float) -> bytes:
+    def call(self, request: bytes, timeout_s: float) -> bytes:
         try:
-            self._requests.send_bytes(head)
-            self._requests.send_bytes(body)
+            self._requests.send_bytes(request)
             if not self._replies.poll(timeout_s):
                 raise WorkerTimeout(f"no answer within {timeout_s:g} s")
             return self._replies.recv_bytes()
@@ -93,22 +93,23 @@ class WorkerPool:
     while they behave, replaced after a timeout or a crash. Safe to share between threads: a
     call waits for a free worker (that wait is not part of its deadline)."""
 
-    def __init__(self, module_file: str, function: str, size: int):
+    def __init__(self, module_file: str, function: str, size: int, prepare: str | None = None):
         if size < 1:
             raise ValueError("a pool needs at least one worker")
-        self._argv = [sys.executable, "-I", os.path.abspath(__file__), os.path.abspath(module_file), function]
+        self._argv = [sys.executable, "-I", os.path.abspath(__file__), os.path.abspath(module_file), function,
+                      *([prepare] if prepare else [])]
         self._slots = threading.BoundedSemaphore(size)
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
         atexit.register(self.close)
 
-    def call(self, head: bytes, body: bytes, timeout_s: float) -> bytes:
+    def call(self, request: bytes, timeout_s: float) -> bytes:
         """The worker's reply; WorkerTimeout when it has not answered `timeout_s` (wall time)
         after the request was sent, WorkerFailed when it died."""
         with self._slots:
             worker = self._take()
             try:
-                reply = worker.call(head, body, timeout_s)
+                reply = worker.call(request, timeout_s)
             except BaseException:
                 worker.kill()
                 raise
@@ -133,21 +134,26 @@ class WorkerPool:
             worker.kill()
 
 
-def serve(handle: Callable[[bytes, bytes], bytes]) -> None:
+def serve(handle: Callable[[bytes], bytes], prepare: Callable[[], None] | None = None) -> None:
     """The worker's side: answer requests until the runner goes away."""
     requests = Connection(os.dup(0), writable=False)
     replies = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)   # stray output must not corrupt the reply frames
+    if prepare:
+        prepare()
     replies.send_bytes(READY)
     while True:
         try:
-            head, body = requests.recv_bytes(), requests.recv_bytes()
+            request = requests.recv_bytes()
         except EOFError:
             return
-        replies.send_bytes(handle(head, body))
+        replies.send_bytes(handle(request))
+        if prepare:
+            prepare()
 
 
 if __name__ == "__main__":
     import runpy
 
-    serve(runpy.run_path(sys.argv[1])[sys.argv[2]])
+    module = runpy.run_path(sys.argv[1])
+    serve(module[sys.argv[2]], module[sys.argv[3]] if len(sys.argv) > 3 else None)
