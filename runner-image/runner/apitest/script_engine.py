@@ -4,9 +4,9 @@ workers load this file by its path, without the runner's package.
 
 `evaluate(request)` is the worker's function. The request is two lines: JSON {"source",
 "libraries", "time_limit_s", "memory_limit_bytes"}, then the script's inputs as ASCII JSON
-text; `prepare()` makes the next run's context while the worker waits. The reply
-is JSON: {"inputs_error": text} when the inputs could not be loaded, else {"error": text or
-null, and "results": the collector's JSON text (null when the script broke the collector) or
+text; `prepare()` makes the next run's context while the worker waits. The reply is JSON:
+{"inputs_error": text} when the inputs could not be loaded, else {"error": text or null, and
+"results": the collector's JSON text (null when the script broke the collector) or
 "results_error": why they could not be read}.
 
 Time: the prelude, the libraries and the script share `time_limit_s` of CPU time (QuickJS

@@ -8,12 +8,13 @@ next request. Nothing of a killed request survives; the caller decides what that
 
 A worker is `python -I workers.py <module file> <function> [<prepare>]`: it loads the module
 from its file, not through the runner's package, so a start costs the interpreter and the
-module's own imports only (not httpx, pydantic, ...), and runs `function(request: bytes) ->
-bytes` for each request; `prepare()`, when given, runs after each reply (and before the
-first request), while the runner reads the reply: work the next request need not wait for. It gets an empty environment (no tokens, no keys of the runner)
-and exits when the runner closes its end of the pipe. Requests and replies are
-length-prefixed frames (`multiprocessing.connection`) on the worker's stdin and stdout;
-whatever the worker itself prints goes to the runner's stderr.
+module's own imports only (not httpx, pydantic, ...). It runs `function(request: bytes) ->
+bytes` for each request, and `prepare()`, when given, before the first request and after
+each reply, while the runner reads the reply: work the next request then need not wait for.
+It gets an empty environment (no tokens, no keys of the runner) and exits when the runner
+closes its end of the pipe. Requests and replies are length-prefixed frames
+(`multiprocessing.connection`) on the worker's stdin and stdout; whatever the worker itself
+prints goes to the runner's stderr.
 """
 
 from __future__ import annotations
