@@ -448,6 +448,19 @@ def test_a_worker_killed_while_idle_is_replaced():
     assert outcome.passed and outcome.logs == ["fine"], outcome.error
 
 
+def test_workers_see_none_of_the_runners_environment(monkeypatch):
+    from assay.runner.apitest.scripts import _workers
+
+    monkeypatch.setenv("ASSAY_UPLOAD_TOKEN", "secret-token")
+    _workers().close()   # the next run starts a worker now, with the token in the runner's environment
+    run("")
+    pids = [worker.process.pid for worker in _workers()._idle]
+    assert pids
+    for pid in pids:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            assert environ.read() == b""
+
+
 def test_the_memory_budget_is_on_top_of_large_inputs():
     big_body = json.dumps({"items": ["x" * 100] * 100_000})   # ~10 MB
     outcome = FAST_LIMITS.run("assert.isAbove(response.body.length, 1e6)", variables={},
