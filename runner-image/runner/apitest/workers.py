@@ -99,6 +99,7 @@ class WorkerPool:
             raise ValueError("a pool needs at least one worker")
         self._argv = [sys.executable, "-I", os.path.abspath(__file__), os.path.abspath(module_file), function,
                       *([prepare] if prepare else [])]
+        self._size = size
         self._slots = threading.BoundedSemaphore(size)
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
@@ -113,10 +114,24 @@ class WorkerPool:
                 reply = worker.call(request, timeout_s)
             except BaseException:
                 worker.kill()
+                # Started now rather than on the next call, which then need not wait for it.
+                threading.Thread(target=self._replace, name="script-worker-start", daemon=True).start()
                 raise
-            with self._lock:
-                self._idle.append(worker)
+            self._give_back(worker)
             return reply
+
+    def _replace(self) -> None:
+        try:
+            self._give_back(_Worker(self._argv))
+        except WorkerFailed:
+            pass   # the next call starts one, and reports it if that fails too
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            if len(self._idle) < self._size:
+                self._idle.append(worker)
+                return
+        worker.kill()   # a replacement and a call's own start raced: one is enough
 
     def _take(self) -> _Worker:
         with self._lock:
