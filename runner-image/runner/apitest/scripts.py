@@ -170,7 +170,11 @@ class ScriptRunner:
             return {"error": time_limit_message(self.time_limit_s)}
         except WorkerFailed as exc:
             return {"error": f"the script engine failed: {exc}"}
-        return json.loads(reply)
+        try:
+            decoded = json.loads(reply)
+        except ValueError:
+            decoded = None
+        return decoded if isinstance(decoded, dict) else {"error": "the script engine failed: a malformed reply"}
 
     def _request(self, source: str, inputs: str) -> bytes:
         """The engine's request: the code and the limits as one JSON line, then the inputs
