@@ -158,10 +158,7 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True}],
-        "resources": {
-            "requests": {"cpu": settings.runner_cpu_request, "memory": settings.runner_memory_request},
-            "limits": {"memory": settings.runner_memory_limit},
-        },
+        "resources": settings.runner_resources,
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

@@ -287,10 +287,7 @@ def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings)
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
         "volumeMounts": [{"name": "members", "mountPath": TICK_MOUNT, "readOnly": True}],
-        "resources": {
-            "requests": {"cpu": settings.runner_cpu_request, "memory": settings.runner_memory_request},
-            "limits": {"memory": settings.runner_memory_limit},
-        },
+        "resources": settings.runner_resources,
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }

@@ -17,6 +17,9 @@ class OperatorSettings(BaseSettings):
     runner_image: str = "assay/runner:0.1.0"
     runner_image_pull_policy: str = "IfNotPresent"
     runner_cpu_request: str = "250m"
+    runner_cpu_limit: str = "1"
+    """A run pod is throttled past this: a runaway run (scripts, a tick pod of many Monitors)
+    slows down on its own node share instead of starving its neighbours."""
     runner_memory_request: str = "256Mi"
     runner_memory_limit: str = "1Gi"
     runner_service_account: str | None = None
@@ -72,6 +75,14 @@ class OperatorSettings(BaseSettings):
     peering_lifetime_seconds: int = Field(10, ge=2, le=300)
     """With --peering: how long a replica's keep-alive counts; a killed leader is replaced
     within about this long."""
+
+    @property
+    def runner_resources(self) -> dict:
+        """The container resources of every run pod (run Jobs and tick CronJobs)."""
+        return {
+            "requests": {"cpu": self.runner_cpu_request, "memory": self.runner_memory_request},
+            "limits": {"cpu": self.runner_cpu_limit, "memory": self.runner_memory_limit},
+        }
 
     @property
     def uploads_enabled(self) -> bool:

@@ -178,6 +178,7 @@ def test_lint_is_clean_in_strict_mode(helm):
     ("runner.memoryLimit=lots", "/runner/memoryLimit"),
     ("egress.allow={localhost}", "/egress/allow/0"),
     ("gateway.exposedUrl=exposed.example.com", "/gateway/exposedUrl"),
+    ("runner.cpuLimit=all", "/runner/cpuLimit"),
 ])
 def test_values_schema_rejects_a_bad_value(helm, setting, message):
     result = helm("template", "assay", str(CHART), "--set", setting, check=False)
@@ -239,13 +240,14 @@ def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_
 def test_images_keys_and_security_contexts_are_wired_through_values(helm):
     docs = render(helm, "assay-system", "--set", "runner.image.repository=registry.example/assay-runner",
                   "--set", "runner.image.tag=1.2.3", "--set", "operator.image.tag=1.2.3",
-                  "--set", "keys.existingSecret=my-keys")
+                  "--set", "keys.existingSecret=my-keys", "--set", "runner.cpuLimit=500m")
     deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
     operator, gateway = deployments["assay-operator"], deployments["assay-gateway"]
     op = operator["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in op["env"]}
     assert op["image"] == "assay/operator:1.2.3"
     assert env["ASSAY_RUNNER_IMAGE"]["value"] == "registry.example/assay-runner:1.2.3"
+    assert (env["ASSAY_RUNNER_CPU_LIMIT"]["value"], env["ASSAY_RUNNER_MEMORY_LIMIT"]["value"]) == ("500m", "1Gi")
     assert env["ASSAY_GATEWAY_URL"]["value"] == "http://assay-gateway.assay-system.svc:8000"
     assert env["ASSAY_UPLOAD_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "my-keys", "key": "upload-key"}
     assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"

@@ -504,6 +504,34 @@ def test_scripts_run_before_and_after_requests_and_in_the_environment(target):
     assert (result.scripts_defined, result.scripts_passed, result.scripts_failed) == (5, 4, 1)
 
 
+REGEX_ATTACK = 'log("matching"); /^(a+)+$/.test("a".repeat(40) + "b");'
+SCRIPT_LIMIT_S = 1.0   # ScriptRunner's default, what a Monitor run gets
+DEADLINE_MARGIN_S = 1.0
+"""Per stopped script: the kill grace, a replacement worker's start, the run's own requests."""
+
+
+def test_a_backtracking_regex_fails_its_own_script_at_the_time_limit_and_the_run_goes_on(target):
+    m = make([
+        request("{{base}}/echo?step=1", before_scripts=[REGEX_ATTACK]),
+        request("{{base}}/echo?step=2", scripts=[REGEX_ATTACK, "log('after');"]),
+        request("{{base}}/echo?step=3", scripts=["assert.equal(response.status, 200); log('fine');"]),
+    ], environments=[env(target)])
+    run(make([request("{{base}}/json", scripts=["log(1)"])], environments=[env(target)]))   # workers started
+    started = time.perf_counter()
+    result = run(m)
+    elapsed = time.perf_counter() - started
+    # Two stopped scripts, one after the other; in process, either ran until the Job deadline.
+    assert elapsed < 2 * (SCRIPT_LIMIT_S + DEADLINE_MARGIN_S), elapsed
+    first, second, third = result.requests
+    limit_error = "script exceeded its 1.0 s time limit"
+    assert first.scripts[0].error == limit_error and first.result == "fail"
+    assert echoed(first)["query"] == {"step": ["1"]}   # the request went out as defined
+    assert second.scripts[0].error == limit_error and second.result == "fail"
+    assert second.scripts[1].result == "pass" and second.scripts[1].output == "after"
+    assert third.result == "pass" and third.scripts[0].output == "fine"
+    assert (result.scripts_defined, result.scripts_passed, result.scripts_failed) == (4, 2, 2)
+
+
 def test_script_libraries_are_loaded_by_id(target):
     m = make([request("{{base}}/echo?x={{x}}", before_scripts=["variables.set('x', shout('hi'));"])],
              environments=[env(target, scriptLibrary=["lib-1"])])

@@ -133,3 +133,14 @@ def test_configmap_parameter_pools_are_mounted_where_the_runner_reads_them():
         {"configMap": {"name": "users", "items": [{"key": "a.csv", "path": "users/a.csv"},
                                                   {"key": "b.csv", "path": "users/b.csv"}]}},
     ]}}
+
+
+def test_run_pods_carry_cpu_and_memory_limits():
+    default = build_runner_job(LOADTEST, "checkout-0b7e3c2a", 1, OperatorSettings(), ["loadtest"])
+    resources = default["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources == {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+
+    settings = OperatorSettings(runner_cpu_request="100m", runner_cpu_limit="500m", runner_memory_limit="512Mi")
+    job = build_runner_job(LOADTEST, "checkout-0b7e3c2a", 2, settings, ["loadtest"])
+    limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": "500m", "memory": "512Mi"}

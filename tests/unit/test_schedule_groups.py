@@ -157,6 +157,19 @@ def test_a_region_group_pins_its_pods_to_the_region():
     assert cronjob["spec"]["jobTemplate"]["metadata"]["labels"]["assay.dev/location"] == "eu1"
 
 
+def test_tick_pods_carry_cpu_and_memory_limits():
+    groups, _ = plan_groups("ns", [schedule("s0", "00000000-1", "a")], MONITORS, NOW)
+    (group,) = groups.values()
+    settings = OperatorSettings(runner_cpu_limit="750m", runner_memory_limit="768Mi")
+    container = build_tick_cronjob("ns", group, settings)["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"][0]
+    assert container["resources"]["limits"] == {"cpu": "750m", "memory": "768Mi"}
+    assert container["resources"]["requests"] == {"cpu": "250m", "memory": "256Mi"}
+    defaults = build_tick_cronjob("ns", group, OperatorSettings())["spec"]["jobTemplate"]["spec"]["template"][
+        "spec"]["containers"][0]["resources"]
+    assert defaults["limits"] == {"cpu": "1", "memory": "1Gi"}
+
+
 def test_the_schedule_status_names_its_cronjob_and_says_why_when_it_cannot_run():
     schedules = [schedule("sa", "5a000000-1", "a", "5m"), schedule("lost", "51000000-1", "nobody")]
     groups, placements = plan_groups("ns", schedules, MONITORS, NOW)

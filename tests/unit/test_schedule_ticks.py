@@ -163,6 +163,34 @@ def test_the_requested_run_path_keeps_recorded_scheduled_runs():
     assert rebuilt["history"] == status["history"] and rebuilt["lastRun"] == entry
 
 
+def test_a_backtracking_regex_fails_its_monitor_at_the_time_limit_and_the_others_in_the_pod_pass(tmp_path):
+    attack = '/^(a+)+$/.test("a".repeat(40) + "b");'
+    with CountingTarget() as target:
+        members = [member(f"m{i}", f"{i:08x}-0000-4000-8000-000000000000", target.url) for i in range(3)]
+        step = members[0]["monitor"]["spec"]["steps"][0]
+        step["beforeScripts"], step["scripts"] = [attack], [attack]
+        for other in members[1:]:
+            other["monitor"]["spec"]["steps"][0]["scripts"] = ["assert.equal(response.status, 200);"]
+        (tmp_path / "members.json").write_text(json.dumps({"group": "g", "namespace": "ns", "chunk": 3,
+                                                           "members": members}))
+        env = {**os.environ, "ASSAY_JOB_NAME": JOB, "ASSAY_TERMINATION_LOG": str(tmp_path / "message")}
+        env.pop("ASSAY_GATEWAY_URL", None)
+        done = subprocess.run([sys.executable, "-m", "assay.runner", "batch", "--spec", str(tmp_path)],
+                              env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        counts = dict(target.counts)
+    assert done.returncode == 0, done.stderr
+    outcomes, error = decode_outcomes((tmp_path / "message").read_text())
+    assert error is None
+    assert [(o.owner_uid, o.passed) for o in outcomes] == [("00000000", False), ("00000001", True),
+                                                           ("00000002", True)]
+    # Two scripts stopped at the 1 s limit (plus the kill grace, whole seconds); the other
+    # members did not wait for them. In process, the first script held the pod (and with it
+    # the other members) until the Job deadline.
+    assert outcomes[0].seconds <= 4, outcomes
+    assert all(o.seconds < outcomes[0].seconds for o in outcomes[1:]), outcomes
+    assert counts == {("GET", "/m0"): 1, ("GET", "/m1"): 1, ("GET", "/m2"): 1}
+
+
 # --- the group token at the ingest router ---------------------------------------------------
 
 KEY = "k"

@@ -11,8 +11,9 @@ Layers, each importing only those before it:
     validate     definition checks before a run       validate_monitor
     report       terminal report, progress, JUnit     ProgressPrinter, format_run, junit_xml
 
-`auth` (AuthSession) and `scripts` (ScriptRunner) plug into `monitor`; `suite` runs TestSuites
-on the same layers.
+`auth` (AuthSession) and `scripts` (ScriptRunner) plug into `monitor`; `scripts` runs the
+QuickJS side (`script_engine`) in killable worker processes (`workers`). `suite` runs
+TestSuites on the same layers.
 """
 
 from .assertions import compare, evaluate

@@ -223,7 +223,7 @@ class _Run:
         async with make_client(**client_kwargs) as client:
             self.client = client
             if env is not None and env.script and self.stop_reason is None:
-                self._environment_script(env)
+                await self._environment_script(env)
             self._emit("run_started")
             try:
                 for index, step in enumerate(self.monitor.spec.steps):
@@ -254,8 +254,8 @@ class _Run:
         index = next((i for i, e in enumerate(self.monitor.spec.environments) if e is self.env), 0)
         return f"spec.environments[{index}]"
 
-    def _environment_script(self, env: Environment) -> None:
-        outcome = self._run_script(env.script, request=None, response=None)
+    async def _environment_script(self, env: Environment) -> None:
+        outcome = await self._run_script(env.script, request=None, response=None)
         self.result.environment_script = outcome
         if not outcome.passed:
             self.result.error = f"environment script failed: {outcome.error}"
@@ -347,7 +347,7 @@ class _Run:
             original = self._render_request(step, where).script_view()
             view = original
             for source in step.before_scripts:
-                outcome, view = self._run_script_with_request(source, request=view, response=None)
+                outcome, view = await self._run_script_with_request(source, request=view, response=None)
                 result.scripts.append(outcome)
             changed = {k: v for k, v in view.items() if original.get(k) != v}
         # Rendered after the pre-request scripts, so the variables they set apply; what they
@@ -373,8 +373,8 @@ class _Run:
             else:
                 request_view = rendered.script_view()
                 for source in step.scripts:
-                    result.scripts.append(self._run_script(source, request=request_view,
-                                                           response=_response_view(exchange)))
+                    result.scripts.append(await self._run_script(source, request=request_view,
+                                                                 response=_response_view(exchange)))
         result.count()
 
     async def _send(self, step: RequestStep, rendered: _Rendered, result: StepResult,
@@ -436,15 +436,18 @@ class _Run:
             self.script_runner = ScriptRunner(libraries=[self.script_libraries[i] for i in ids])
         return self.script_runner
 
-    def _run_script(self, source: str, *, request: Optional[dict], response: Optional[dict]) -> ScriptResult:
-        result, _ = self._run_script_with_request(source, request=request, response=response)
+    async def _run_script(self, source: str, *, request: Optional[dict], response: Optional[dict]) -> ScriptResult:
+        result, _ = await self._run_script_with_request(source, request=request, response=response)
         return result
 
-    def _run_script_with_request(self, source: str, *, request: Optional[dict],
-                                 response: Optional[dict]) -> tuple[ScriptResult, Optional[dict]]:
-        """The script's result and the request as it left it (pre-request scripts may change it)."""
+    async def _run_script_with_request(self, source: str, *, request: Optional[dict],
+                                       response: Optional[dict]) -> tuple[ScriptResult, Optional[dict]]:
+        """The script's result and the request as it left it (pre-request scripts may change it).
+        The script runs on a thread: the other runs of the event loop (a tick pod's Monitors)
+        go on while it runs, up to its time limit."""
         try:
-            outcome = self._scripts().run(source, variables=dict(self.variables), request=request, response=response)
+            outcome = await asyncio.to_thread(self._scripts().run, source, variables=dict(self.variables),
+                                              request=request, response=response)
         except Exception as exc:  # a missing library or a broken runner fails the script, not the run
             return ScriptResult(result="fail", error=f"script not run: {exc}"), request
         self.variables = {str(k): "" if v is None else str(v) for k, v in outcome.variables.items()}
