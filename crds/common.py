@@ -170,6 +170,61 @@ class SecretRef(AssayModel):
     name: Name
 
 
+SecretKey = bounded_str(253, min_length=1, pattern=r"^[-._a-zA-Z0-9]+$")
+"""A Secret's data key, as Kubernetes allows it."""
+
+
+class SecretKeySelector(AssayModel):
+    """One key of a Secret in the resource's namespace."""
+
+    name: Name
+    key: SecretKey
+
+
+class SecretSource(AssayModel):
+    """Where a secret value comes from instead of the spec, as a Kubernetes env var's
+    `valueFrom`. Every secret field `x` has a sibling `xFrom` of this type."""
+
+    secret_key_ref: SecretKeySelector
+
+
+def secret_rule(field: str) -> Rule:
+    """A secret field is given inline or from a Secret, not both. `field` is the Python name."""
+    wire = to_camel(field)
+    return Rule(
+        cel=f"!(has(self.{wire}) && has(self.{wire}From))",
+        check=lambda m: getattr(m, field) is None or getattr(m, f"{field}_from") is None,
+        message=f"set {wire} or {wire}From, not both",
+        field_path=f".{wire}From",
+    )
+
+
+def has_secret(model: Any, field: str) -> bool:
+    """Whether the secret field `field` is given, inline or from a Secret."""
+    return getattr(model, field) is not None or getattr(model, f"{field}_from") is not None
+
+
+class SecretVariable(AssayModel):
+    """A variable whose value is a secret: inline (`value`) or from a Secret (`valueFrom`).
+    The operator hands it to the run in a Secret, never in a ConfigMap."""
+
+    name: bounded_str(256, min_length=1)
+    value: Optional[str] = None
+    value_from: Optional[SecretSource] = None
+
+    validation_rules = (
+        Rule(
+            cel="has(self.value) != has(self.valueFrom)",
+            check=lambda v: (v.value is None) != (v.value_from is None),
+            message="exactly one of value or valueFrom must be set",
+        ),
+    )
+
+
+MAX_SECRET_VARIABLES = 50
+SecretVariables = Annotated[list[SecretVariable], Field(max_length=MAX_SECRET_VARIABLES)]
+
+
 class ConfigMapKeyRef(AssayModel):
     """One key of a ConfigMap in the resource's namespace."""
 

@@ -21,12 +21,13 @@ from . import kube
 from .names import GROUP, LABEL_KIND, RUN_REQUEST_ANNOTATION, VERSION, run_id_for_request
 from .runhistory import RequestState
 from .runjob import owner_of
-from .runs import RunPlan, controller_owner, reconcile_status, recorded_run_ids, start_run
+from .runs import (PENDING_RETRY_SECONDS, RunPlan, controller_owner, reconcile_status, recorded_run_ids,
+                   start_run)
+from .runsecrets import SECRET_NOT_FOUND, MissingSecret
 from .settings import get_settings
 
 KIND = "TestSuite"
 PLURAL = "testsuites"
-PENDING_RETRY_SECONDS = 10
 
 
 class WaitingFor(Exception):
@@ -76,7 +77,7 @@ def with_inline_pools(owner: dict) -> dict:
 def run_requested(body, name, namespace, status, logger, **_):
     owner = owner_of(body)
     settings = get_settings()
-    pending = None
+    pending, reason = None, "Pending"
     try:
         request = parse_run_request(owner["metadata"].get("annotations"), SuiteRunRequest)
     except InvalidRunRequest:
@@ -95,7 +96,9 @@ def run_requested(body, name, namespace, status, logger, **_):
                 raise kopf.PermanentError(message) from exc
             except WaitingFor as exc:
                 pending = f"run {plan.run_id}: {exc}"
-    reconcile_status(KIND, PLURAL, namespace, name, request_state, settings, logger, pending)
+            except MissingSecret as exc:
+                pending, reason = f"run {plan.run_id}: {exc}", SECRET_NOT_FOUND
+    reconcile_status(KIND, PLURAL, namespace, name, request_state, settings, logger, pending, reason)
     if pending:
         raise kopf.TemporaryError(pending, delay=PENDING_RETRY_SECONDS)
 

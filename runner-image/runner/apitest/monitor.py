@@ -246,6 +246,8 @@ class _Run:
             for name, value in self.env.initial_variables.items():
                 self.variables[name] = render(value, self.variables,
                                               field=f"{self.env_path}.initialVariables.{name}")
+            # Secret values are taken as they are: a secret is data, not a template.
+            self.variables.update({v.name: v.value or "" for v in self.env.secret_variables})
         self.variables.update({k: str(v) for k, v in self.params.items()})
 
     @property
