@@ -1,11 +1,37 @@
-"""Secret fields of Monitor and TestSuite manifests: finding them, moving them out, filling them in.
+"""Secret values in Monitor and TestSuite specs.
 
-A secret field `x` is any model field with a sibling `xFrom` (a `SecretSource`); the models
-are the only list of them. A run never carries secret values in a ConfigMap: the operator
-moves every inline value and every referenced Secret's value into a Secret of the run, under
-a key named after the field's place (`spec.environments.0.auth.password`), and leaves in the
-manifest a reference to that key. The runner reads the run's Secret as files, one per key
-(ASSAY_SECRETS_DIR), and fills the values back in before it validates the manifest.
+Every secret field `x` of a spec has a sibling `xFrom` that reads the value from a key of a
+Secret in the resource's namespace, as a container's env var does with `valueFrom`. Set one
+of the two, not both:
+
+```yaml
+auth:
+  authType: basic
+  username: demo
+  passwordFrom:
+    secretKeyRef: {name: demo-credentials, key: password}
+```
+
+The secret fields: basic-auth `password`; OAuth 1 `consumerSecret` and `tokenSecret`; OAuth 2
+`accessToken`, `clientSecret`, `password` and `refreshToken`; an environment's
+`clientCertificate` (PEM certificate and key). Variables and parameters that are secrets go
+in a Monitor environment's `secretVariables` and a TestSuite's `secretParameters`, each
+`{name, value}` or `{name, valueFrom}`; they are used as `{{name}}` like the others, and run
+reports leave them out.
+
+Where the values go: a run's ConfigMap (its frozen manifest) and a tick group's members
+ConfigMap never hold a secret value. The operator copies every secret value of the run, inline
+or referenced, into a Secret of the run (`<run-id>-secrets`, owned by the run's Jobs;
+`assay-tick-<hash>-secrets` for a tick group, owned by its CronJob), points the manifest's
+field at that Secret's key, and mounts the Secret into the runner pods. A referenced Secret
+that does not exist holds the run back: the Monitor's or TestSuite's `RunRequest` condition
+says `SecretNotFound` and which field and Secret, and the run starts once the Secret is there
+(a Schedule's `Ready` condition says the same, and its ticks leave the target out until then). Kopf's last-handled
+configuration annotation stores an HMAC in place of each inline value.
+
+Inline values keep working, but whoever may read the resource reads them, and a client-side
+`kubectl apply` copies the whole object into its `kubectl.kubernetes.io/last-applied-configuration`
+annotation: prefer `xFrom`, or `kubectl apply --server-side`.
 """
 
 from __future__ import annotations
@@ -26,6 +52,12 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {"Monitor": MonitorSpec, "TestSuite": 
 FROM = "_from"
 
 Path = tuple  # keys and list indices from the document's root, e.g. ("spec", "environments", 0, "auth", "password")
+
+
+# How a run's manifest refers to its own Secret: `without_secret_values` moves every value out
+# and points the field at a key named after the field's place (`spec.environments.0.auth.
+# password`); the runner reads that Secret as files, one per key, and `with_secret_values`
+# fills the values back in before the manifest is validated.
 
 
 class SecretUnavailable(LookupError):

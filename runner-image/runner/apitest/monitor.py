@@ -232,7 +232,8 @@ class _Run:
                 close = getattr(session, "close", None)
                 if close is not None:
                     close()
-        self.result.variables = dict(self.variables)
+        secret = {v.name for v in self.env.secret_variables} if self.env is not None else set()
+        self.result.variables = {k: v for k, v in self.variables.items() if k not in secret}
         self.result.finish()
         self._emit("run_finished")
         return self.result
