@@ -6,9 +6,10 @@ creates the run's objects and rebuilds the status, the same way for both kinds:
 * start: the spec ConfigMap first, then the upload Secret, then the Job(s), then the Secret
   with the run's secret values (runsecrets.py; owned by the Jobs, so after them), each
   created only if absent. A Secret the spec references that does not exist stops the start
-  before anything is created (MissingSecret). The ConfigMap also holds the plan (`plan.json`): when it exists already (a
-  retried handler, a restarted operator) the Jobs are built from that plan, not from a spec
-  that may have changed since, so a run is started once and as it was first planned.
+  before anything is created (MissingSecret). The ConfigMap also holds the plan
+  (`plan.json`): when it exists already (a retried handler, a restarted operator) the Jobs
+  are built from that plan, not from a spec that may have changed since, so a run is started
+  once and as it was first planned.
 * status: level-based, from the owner's Jobs (runhistory.history_status), written with the
   owner's resourceVersion so that two handlers never overwrite a newer status with an older
   one; on a conflict it reads again and recomputes.

@@ -11,6 +11,7 @@ that reads it, so it goes when they go.
 from __future__ import annotations
 
 import base64
+import functools
 from typing import Callable
 
 from assay.crds.secrets import SecretField, without_secret_values
@@ -18,7 +19,8 @@ from assay.crds.secrets import SecretField, without_secret_values
 from . import kube
 
 SECRET_NOT_FOUND = "SecretNotFound"
-"""The RunRequest condition's reason while a run waits for a Secret its spec references."""
+"""The condition reason (a Monitor's or TestSuite's RunRequest, a Schedule's Ready) while a
+Secret that the spec references does not exist."""
 
 SecretReader = Callable[[str], "dict[str, bytes] | None"]
 """A Secret's decoded data by name, None when it does not exist."""
@@ -61,15 +63,12 @@ def resolve_values(fields: dict[str, SecretField], read: SecretReader) -> dict[s
     """The value for each key: inline, or from the Secret the field references. Raises
     MissingSecret naming the first field whose Secret or key does not exist."""
     values: dict[str, str] = {}
-    cache: dict[str, dict[str, bytes] | None] = {}
     for key, field in fields.items():
         if field.source is None:
             values[key] = field.value or ""
             continue
         ref = field.source.secret_key_ref
-        if ref.name not in cache:
-            cache[ref.name] = read(ref.name)
-        data = cache[ref.name]
+        data = read(ref.name)
         if data is None:
             raise MissingSecret(f"{field.where}From: Secret {ref.name!r} does not exist")
         if ref.key not in data:
@@ -79,7 +78,9 @@ def resolve_values(fields: dict[str, SecretField], read: SecretReader) -> dict[s
 
 
 def namespace_reader(namespace: str) -> SecretReader:
-    return lambda name: kube.read_secret_data(namespace, name)
+    """Reads the namespace's Secrets, each once: a reader serves one run start or one pass
+    over a namespace's tick groups, whose members often share a Secret."""
+    return functools.lru_cache(maxsize=None)(lambda name: kube.read_secret_data(namespace, name))
 
 
 def build_values_secret(name: str, namespace: str, labels: dict[str, str], owners: list[dict],

@@ -295,8 +295,9 @@ def _cronjob_owner(cronjob: dict) -> dict:
 
 def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings, with_secrets: bool = False) -> dict:
     """The group's CronJob: one Indexed Job per tick, ceil(members / chunk) pods, each pod
-    running its chunk of members; `with_secrets`: they mount the group's values Secret. Forbid: a tick still running holds the next one back
-    rather than doubling the load on the targets. No retries (backoffLimit 0): a retried
+    running its chunk of members (and, `with_secrets`, mounting the group's values Secret).
+    Forbid: a tick still running holds the next one back rather than doubling the load on the
+    targets. No retries (backoffLimit 0): a retried
     pod would call every API of its chunk a second time within the same tick."""
     completions = pods_per_tick(len(group.members), settings.tick_chunk)
     location = group.location
@@ -547,8 +548,8 @@ def _delete_secret(namespace: str, name: str) -> None:
 
 
 def _mounts_secret(cronjob: dict | None, name: str) -> bool:
-    volumes = (((((cronjob or {}).get("spec") or {}).get("jobTemplate") or {}).get("spec") or {})
-               .get("template") or {}).get("spec", {}).get("volumes") or []
+    pod = (cronjob or {}).get("spec", {}).get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+    volumes = pod.get("volumes") or []
     return any((v.get("secret") or {}).get("secretName") == name for v in volumes)
 
 

@@ -32,7 +32,7 @@ PASSWORD, CLIENT_SECRET, CERT, TOKEN = "pw-inline-1", "cs-referenced-2", "PEM-ce
 REF = {"secretKeyRef": {"name": "api-credentials", "key": "client-secret"}}
 
 
-def monitor_manifest(name="login", uid="u-login") -> dict:
+def monitor_manifest(name="login", uid="u-login", secret="api-credentials") -> dict:
     return {
         "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
         "metadata": {"name": name, "namespace": "team-a", "uid": uid},
@@ -43,7 +43,8 @@ def monitor_manifest(name="login", uid="u-login") -> dict:
                 {"stepType": "condition", "leftValue": "1", "comparison": "equal", "rightValue": "1", "steps": [
                     {"stepType": "request", "url": "{{base}}/b",
                      "auth": {"authType": "oauth_2", "grantType": "client_credentials", "clientId": "c",
-                              "accessTokenUrl": "http://127.0.0.1:9/token", "clientSecretFrom": REF}}]},
+                              "accessTokenUrl": "http://127.0.0.1:9/token",
+                              "clientSecretFrom": {"secretKeyRef": {"name": secret, "key": "client-secret"}}}}]},
             ],
             "environments": [{"name": "local", "clientCertificate": CERT,
                               "secretVariables": [{"name": "token", "value": TOKEN}]}],
@@ -184,19 +185,14 @@ def test_tick_members_refer_to_the_group_secret_and_one_with_a_missing_secret_le
     group = _group(
         {"schedule": {"name": "s1", "uid": "s-1"}, "kind": "Monitor", "monitor": monitor_manifest(),
          "subtests": [monitor_manifest("sub", "u-sub")]},
-        {"schedule": {"name": "s2", "uid": "s-2"}, "kind": "Monitor", "monitor": monitor_manifest("m2", "u-m2"),
+        {"schedule": {"name": "s2", "uid": "s-2"}, "kind": "Monitor", "monitor": monitor_manifest("m2", "u-m2", secret="gone"),
          "subtests": []},
         {"schedule": {"name": "s3", "uid": "s-3"}, "kind": "TestSuite", "testSuite": suite},
     )
-    calls = {"n": 0}
-
-    def read(name):
-        calls["n"] += 1  # the second member finds no Secret: it was deleted in between
-        return {"client-secret": CLIENT_SECRET.encode()} if calls["n"] == 1 else None
-
+    read = reader({"api-credentials": {"client-secret": CLIENT_SECRET}})
     values, problems = schedule.move_member_secrets(group, read)
     assert problems == {"s-2": ("SecretNotFound", "spec.steps[1].steps[0].auth.clientSecretFrom: "
-                                                  "Secret 'api-credentials' does not exist")}
+                                                  "Secret 'gone' does not exist")}
     assert [m["schedule"]["uid"] for m in group.members] == ["s-1", "s-3"]
     assert values["members.0.monitor.spec.steps.0.auth.password"] == PASSWORD
     assert values["members.0.subtests.0.spec.steps.1.steps.0.auth.clientSecret"] == CLIENT_SECRET
