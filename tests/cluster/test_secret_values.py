@@ -205,3 +205,49 @@ def test_a_missing_referenced_secret_holds_the_run_with_a_condition_until_it_exi
                             finished(cluster, namespace, "monitor", "waiting", run_id), timeout=90)
     assert last["result"] == "pass", (last, operator.log()[-3000:])
     assert target.accepted == {"/basic": 1, "/oauth/token": 1, "/protected": 1}
+
+
+def schedule(name: str, kind: str, target: str) -> dict:
+    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": name},
+            "spec": {"target": {"kind": kind, "name": target}, "interval": "1m"}}
+
+
+def test_scheduled_runs_take_secret_values_from_the_tick_groups_secret_not_its_configmap(
+        cluster, namespace, operator, credentials, target):
+    create(cluster, namespace, credentials_secret(credentials["client_secret"]))
+    create(cluster, namespace, monitor("login", target.url, credentials["password"]))
+    create(cluster, namespace, suite("login-suite", target.url, credentials["password"]))
+    create(cluster, namespace, monitor("waiting", target.url, credentials["password"], secret_name="later"))
+    for name, kind, target_name in (("every-login", "Monitor", "login"), ("every-suite", "TestSuite", "login-suite"),
+                                    ("every-waiting", "Monitor", "waiting")):
+        create(cluster, namespace, schedule(name, kind, target_name))
+
+    def ready(name):
+        conditions = (get(cluster, "schedule", name, namespace).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Ready" and c["status"] != "Unknown"), None)
+
+    waiting = cluster.wait_for("the Schedule of the Monitor without its Secret", lambda: ready("every-waiting"))
+    assert (waiting["status"], waiting["reason"]) == ("False", "SecretNotFound"), waiting
+    assert "'later'" in waiting["message"]
+
+    def scheduled(kind, name, passed):
+        last = (get(cluster, kind, name, namespace).get("status") or {}).get("lastRun") or {}
+        return last if last.get("result", last.get("status")) in passed else None
+    monitor_run = cluster.wait_for("the Monitor's scheduled run", lambda: scheduled(
+        "monitor", "login", ("pass", "fail")), timeout=150, interval=1)
+    suite_run = cluster.wait_for("the TestSuite's scheduled run", lambda: scheduled(
+        "testsuite", "login-suite", ("PASSED", "FAILED")), timeout=60, interval=1)
+    assert monitor_run["result"] == "pass" and monitor_run["schedule"] == "every-login", monitor_run
+    assert suite_run["status"] == "PASSED", suite_run
+    assert target.accepted["/protected"] >= 2 and not target.refused
+
+    values = [credentials["password"], credentials["client_secret"]]
+    assert_nowhere_but_secrets(cluster, namespace, values)
+    [cronjob] = json.loads(cluster.kubectl("get", "cronjobs", "-n", namespace, "-o", "json").stdout)["items"]
+    group = cronjob["metadata"]["name"]
+    secret = get(cluster, "secret", f"{group}-secrets", namespace)
+    assert [(o["kind"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == \
+        [("CronJob", cronjob["metadata"]["uid"])]
+    assert set(values) <= {base64.b64decode(v).decode() for v in secret["data"].values()}
+    volumes = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "secrets", "secret": {"secretName": f"{group}-secrets", "defaultMode": 420}} in volumes
