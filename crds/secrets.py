@@ -51,7 +51,8 @@ from .testsuite import TestSuiteSpec
 SPEC_MODELS: dict[str, type[BaseModel]] = {"Monitor": MonitorSpec, "TestSuite": TestSuiteSpec}
 FROM = "_from"
 
-Path = tuple  # keys and list indices from the document's root, e.g. ("spec", "environments", 0, "auth", "password")
+FieldPath = tuple
+"""Keys and list indices from the document's root: `("spec", "environments", 0, "auth", "password")`."""
 
 
 # How a run's manifest refers to its own Secret: `without_secret_values` moves every value out
@@ -68,7 +69,7 @@ class SecretUnavailable(LookupError):
 class SecretField:
     """One secret field of a manifest that is set: its value inline, or where it comes from."""
 
-    path: Path
+    path: FieldPath
     value: Optional[str]
     source: Optional[SecretSource]
 
@@ -93,7 +94,7 @@ def secret_names(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(name for name in fields if f"{name}{FROM}" in fields)
 
 
-def _walk(model: BaseModel, path: Path) -> Iterator[SecretField]:
+def _walk(model: BaseModel, path: FieldPath) -> Iterator[SecretField]:
     cls = type(model)
     secrets = secret_names(cls)
     for name, info in cls.model_fields.items():
@@ -120,7 +121,7 @@ def secret_fields(document: dict) -> list[SecretField]:
     return list(_walk(model.model_validate(document.get("spec") or {}), ("spec",)))
 
 
-def _parent(document: dict, path: Path):
+def _parent(document: dict, path: FieldPath):
     node = document
     for part in path[:-1]:
         node = node[part]

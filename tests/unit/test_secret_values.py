@@ -12,8 +12,9 @@ import json
 import kopf
 import pytest
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
-from assay.crds import Monitor, TestSuite
+from assay.crds import Monitor, TestSuite, common, monitor, secrets, testsuite
 from assay.crds.monitor import MonitorSpec
 from assay.crds.secrets import SecretUnavailable, secret_fields, with_secret_values, without_secret_values
 from assay.operator import schedule
@@ -71,6 +72,15 @@ def test_a_secret_field_takes_a_value_or_a_secret_reference_but_not_both():
         MonitorSpec.model_validate({"steps": [{"stepType": "request", "url": "http://x", "auth": oauth1}]})
     MonitorSpec.model_validate({"steps": [{"stepType": "request", "url": "http://x",
                                            "auth": {**oauth1, "consumerSecretFrom": REF}}]})
+
+
+def test_the_documentation_names_every_secret_field_the_models_declare():
+    models = [m for module in (common, monitor, testsuite) for m in vars(module).values()
+              if isinstance(m, type) and issubclass(m, common.AssayModel)]
+    declared = {to_camel(name) for model in models for name in secrets.secret_names(model)}
+    assert declared == {"password", "consumerSecret", "tokenSecret", "accessToken", "clientSecret",
+                        "refreshToken", "clientCertificate", "value"}
+    assert all(f"`{name}`" in secrets.__doc__ for name in declared - {"value"})
 
 
 def test_secret_fields_are_found_wherever_the_models_put_them():
