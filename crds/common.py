@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Callable, ClassVar, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "assay.dev"
@@ -60,6 +60,12 @@ def _attach_rules(schema: dict[str, Any], model: type) -> None:
     rules = getattr(model, "validation_rules", ())
     if rules:
         schema["x-kubernetes-validations"] = [rule.to_openapi() for rule in rules]
+
+
+def error_summary(exc: ValidationError) -> str:
+    """A validation error's fields and messages, without pydantic's echo of the input, which
+    would copy secret values into conditions, events and logs."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
 class AssayModel(BaseModel):

@@ -28,6 +28,7 @@ import re
 import kopf
 from pydantic import ValidationError
 
+from assay.crds.common import error_summary
 from assay.crds.monitor import (SHARED_ENVIRONMENTS_CONFIGMAP, ConditionStep, Environment, MonitorSpec,
                                 SubtestStep, inherit_environment)
 from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
@@ -87,7 +88,7 @@ def _spec(owner: dict) -> MonitorSpec:
     try:
         return MonitorSpec.model_validate(owner["spec"])
     except ValidationError as exc:
-        raise InvalidRunRequest(f"invalid spec: {exc}") from exc
+        raise InvalidRunRequest(f"invalid spec: {error_summary(exc)}") from None
 
 
 def with_parent_environments(owner: dict, shared: dict | None) -> dict:

@@ -45,6 +45,7 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from assay.crds.common import error_summary
 from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP
 from assay.crds.runrequest import InvalidRunRequest
 from assay.crds.schedule import ScheduleSpec, anchored_cron, interval_seconds
@@ -267,9 +268,7 @@ def move_member_secrets(group: Group, read: SecretReader) -> tuple[dict[str, str
             problems[member["schedule"]["uid"]] = (SECRET_NOT_FOUND, str(exc))
             continue
         except ValidationError as exc:
-            # The fields and messages only: pydantic's text quotes the input, secrets included.
-            where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            problems[member["schedule"]["uid"]] = ("InvalidSpec", f"invalid spec: {where}")
+            problems[member["schedule"]["uid"]] = ("InvalidSpec", f"invalid spec: {error_summary(exc)}")
             continue
         kept.append({**member, **moved})
         values.update(member_values)

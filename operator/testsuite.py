@@ -14,6 +14,7 @@ import copy
 import kopf
 from pydantic import ValidationError
 
+from assay.crds.common import error_summary
 from assay.crds.runrequest import InvalidRunRequest, SuiteRunRequest, parse_run_request
 from assay.crds.testsuite import TestSuiteSpec
 
@@ -91,9 +92,9 @@ def run_requested(body, name, namespace, status, logger, **_):
             except ValidationError as exc:
                 # The API server's schema catches nearly everything; this is the backstop.
                 # Permanent: a new request (a new id) after fixing the spec runs it.
-                message = f"run {plan.run_id}: invalid spec: {exc}"
+                message = f"run {plan.run_id}: invalid spec: {error_summary(exc)}"
                 reconcile_status(KIND, PLURAL, namespace, name, request_state, settings, logger, message)
-                raise kopf.PermanentError(message) from exc
+                raise kopf.PermanentError(message) from None
             except WaitingFor as exc:
                 pending = f"run {plan.run_id}: {exc}"
             except MissingSecret as exc:

@@ -271,3 +271,12 @@ def test_a_suite_sends_secret_parameters_and_its_flow_conf_leaves_them_out(targe
     assert result.passed
     assert result.flow_runs[0].conf["parameters"] == {"base": target.url}
     assert PASSWORD not in json.dumps(result.to_loadmill()) + json.dumps(result.flow_runs[0].to_loadmill())
+
+
+def test_validation_messages_in_conditions_do_not_echo_the_spec():
+    auth = {"authType": "basic", "username": "u", "password": PASSWORD, "passwordFrom": REF}
+    with pytest.raises(ValidationError) as caught:
+        MonitorSpec.model_validate({"steps": [{"stepType": "request", "url": "http://x", "auth": auth}]})
+    assert PASSWORD in str(caught.value)  # pydantic's own text quotes the input
+    summary = common.error_summary(caught.value)
+    assert PASSWORD not in summary and "set password or passwordFrom, not both" in summary
