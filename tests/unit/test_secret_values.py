@@ -274,9 +274,9 @@ def test_a_suite_sends_secret_parameters_and_its_flow_conf_leaves_them_out(targe
 
 
 def test_validation_messages_in_conditions_do_not_echo_the_spec():
-    auth = {"authType": "basic", "username": "u", "password": PASSWORD, "passwordFrom": REF}
+    auth = {"authType": "basic", "password": PASSWORD}  # no username
     with pytest.raises(ValidationError) as caught:
         MonitorSpec.model_validate({"steps": [{"stepType": "request", "url": "http://x", "auth": auth}]})
     assert PASSWORD in str(caught.value)  # pydantic's own text quotes the input
     summary = common.error_summary(caught.value)
-    assert PASSWORD not in summary and "set password or passwordFrom, not both" in summary
+    assert PASSWORD not in summary and "steps.0.request.auth.basic.username: Field required" in summary
