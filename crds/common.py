@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Callable, ClassVar, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "assay.dev"
@@ -60,6 +60,12 @@ def _attach_rules(schema: dict[str, Any], model: type) -> None:
     rules = getattr(model, "validation_rules", ())
     if rules:
         schema["x-kubernetes-validations"] = [rule.to_openapi() for rule in rules]
+
+
+def error_summary(exc: ValidationError) -> str:
+    """A validation error's fields and messages, without pydantic's echo of the input, which
+    would copy secret values into conditions, events and logs."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
 class AssayModel(BaseModel):
@@ -168,6 +174,61 @@ class SecretRef(AssayModel):
     """A Secret in the resource's namespace."""
 
     name: Name
+
+
+SecretKey = bounded_str(253, min_length=1, pattern=r"^[-._a-zA-Z0-9]+$")
+"""A Secret's data key, as Kubernetes allows it."""
+
+
+class SecretKeySelector(AssayModel):
+    """One key of a Secret in the resource's namespace."""
+
+    name: Name
+    key: SecretKey
+
+
+class SecretSource(AssayModel):
+    """Where a secret value comes from instead of the spec, as a Kubernetes env var's
+    `valueFrom`. Every secret field `x` has a sibling `xFrom` of this type."""
+
+    secret_key_ref: SecretKeySelector
+
+
+def secret_rule(field: str) -> Rule:
+    """A secret field is given inline or from a Secret, not both. `field` is the Python name."""
+    wire = to_camel(field)
+    return Rule(
+        cel=f"!(has(self.{wire}) && has(self.{wire}From))",
+        check=lambda m: getattr(m, field) is None or getattr(m, f"{field}_from") is None,
+        message=f"set {wire} or {wire}From, not both",
+        field_path=f".{wire}From",
+    )
+
+
+def has_secret(model: Any, field: str) -> bool:
+    """Whether the secret field `field` is given, inline or from a Secret."""
+    return getattr(model, field) is not None or getattr(model, f"{field}_from") is not None
+
+
+class SecretVariable(AssayModel):
+    """A variable whose value is a secret: inline (`value`) or from a Secret (`valueFrom`).
+    The operator hands it to the run in a Secret, never in a ConfigMap."""
+
+    name: bounded_str(256, min_length=1)
+    value: Optional[str] = None
+    value_from: Optional[SecretSource] = None
+
+    validation_rules = (
+        Rule(
+            cel="has(self.value) != has(self.valueFrom)",
+            check=lambda v: (v.value is None) != (v.value_from is None),
+            message="exactly one of value or valueFrom must be set",
+        ),
+    )
+
+
+MAX_SECRET_VARIABLES = 50
+SecretVariables = Annotated[list[SecretVariable], Field(max_length=MAX_SECRET_VARIABLES)]
 
 
 class ConfigMapKeyRef(AssayModel):

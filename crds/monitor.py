@@ -20,10 +20,14 @@ from .common import (
     Resource,
     Rule,
     SecretRef,
+    SecretSource,
+    SecretVariables,
     StatusModel,
     Url,
     Variables,
     bounded_str,
+    has_secret,
+    secret_rule,
 )
 from .schema import CrdKind, PrinterColumn
 
@@ -44,6 +48,9 @@ class BasicAuth(AssayModel):
     auth_type: Literal["basic"]
     username: str
     password: Optional[str] = None
+    password_from: Optional[SecretSource] = None
+
+    validation_rules = (secret_rule("password"),)
 
 
 class OAuth1Auth(AssayModel):
@@ -51,10 +58,24 @@ class OAuth1Auth(AssayModel):
 
     auth_type: Literal["oauth_1"]
     consumer_key: str
-    consumer_secret: str
+    consumer_secret: Optional[str] = None
+    consumer_secret_from: Optional[SecretSource] = None
     access_token: Optional[str] = None
     token_secret: Optional[str] = None
+    token_secret_from: Optional[SecretSource] = None
     signature_type: Literal["auth_header", "query", "body"] = "auth_header"
+
+    validation_rules = (
+        Rule(
+            cel="has(self.consumerSecret) || has(self.consumerSecretFrom)",
+            check=lambda a: has_secret(a, "consumer_secret"),
+            message="oauth_1 needs consumerSecret or consumerSecretFrom",
+            field_path=".consumerSecret",
+            reason="FieldValueRequired",
+        ),
+        secret_rule("consumer_secret"),
+        secret_rule("token_secret"),
+    )
 
 
 OAUTH2_REDIRECT_GRANTS = ("authorization_code", "authorization_code_pkce", "implicit")
@@ -65,6 +86,7 @@ class OAuth2Auth(AssayModel):
 
     auth_type: Literal["oauth_2"]
     access_token: Optional[str] = None
+    access_token_from: Optional[SecretSource] = None
     token_location: Optional[Literal["query", "auth_header"]] = None
     grant_type: Optional[
         Literal[
@@ -76,20 +98,23 @@ class OAuth2Auth(AssayModel):
     access_token_url: Optional[str] = None
     client_id: Optional[str] = None
     client_secret: Optional[str] = None
+    client_secret_from: Optional[SecretSource] = None
     code_challenge_method: Optional[Literal["plain", "S256"]] = None
     code_verifier: Optional[str] = None
     username: Optional[str] = None
     password: Optional[str] = None
+    password_from: Optional[SecretSource] = None
     scope: Optional[str] = None
     state: Optional[str] = None
     client_authentication: Optional[Literal["basic_auth_header", "body"]] = None
     refresh_token: Optional[str] = None
+    refresh_token_from: Optional[SecretSource] = None
     is_auto_refresh_token: Optional[bool] = None
 
     validation_rules = (
         Rule(
-            cel="has(self.accessToken) || has(self.grantType)",
-            check=lambda a: a.access_token is not None or a.grant_type is not None,
+            cel="has(self.accessToken) || has(self.accessTokenFrom) || has(self.grantType)",
+            check=lambda a: has_secret(a, "access_token") or a.grant_type is not None,
             message="oauth_2 needs accessToken or grantType",
             field_path=".accessToken",
             reason="FieldValueRequired",
@@ -119,13 +144,17 @@ class OAuth2Auth(AssayModel):
         ),
         Rule(
             cel="!has(self.grantType) || self.grantType != 'password_credentials'"
-            " || (has(self.username) && has(self.password))",
+            " || (has(self.username) && (has(self.password) || has(self.passwordFrom)))",
             check=lambda a: a.grant_type != "password_credentials"
-            or (a.username is not None and a.password is not None),
+            or (a.username is not None and has_secret(a, "password")),
             message="username and password are required for password_credentials",
             field_path=".username",
             reason="FieldValueRequired",
         ),
+        secret_rule("access_token"),
+        secret_rule("client_secret"),
+        secret_rule("password"),
+        secret_rule("refresh_token"),
     )
 
 
@@ -310,6 +339,9 @@ class Environment(AssayModel):
     parent_environment_id: Optional[bounded_str(64)] = None
     """A shared environment this one inherits from."""
     initial_variables: dict[str, str] = {}
+    secret_variables: SecretVariables = []
+    """Variables whose values are secrets, inline or from Secrets; they are set after
+    initialVariables and win over them."""
     regions: Annotated[list[str], Field(max_length=20)] = []
     """Regions the runs execute in (mapped to node selectors)."""
     remote_agents: Annotated[list[RemoteAgent], Field(max_length=20)] = []
@@ -325,7 +357,8 @@ class Environment(AssayModel):
     script_library: list[str] = []
     """Ids of script libraries loaded before the script."""
     client_certificate: Optional[str] = None
-    """PEM client certificate for client_certificate authentication."""
+    """PEM client certificate and key for client_certificate authentication."""
+    client_certificate_from: Optional[SecretSource] = None
     headers: Header = {}
     """Headers added to every request."""
     auth: Optional[Auth] = None
@@ -333,6 +366,8 @@ class Environment(AssayModel):
     """URLs that receive the result of each run."""
     emails: Optional[Emails] = None
     integrations: Annotated[list[Integration], Field(max_length=20)] = []
+
+    validation_rules = (secret_rule("client_certificate"),)
 
 
 SHARED_ENVIRONMENTS_CONFIGMAP = "assay-shared-environments"

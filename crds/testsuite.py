@@ -14,6 +14,7 @@ from .common import (
     HttpRequest,
     ParameterPool,
     Resource,
+    SecretVariables,
     StatusModel,
     bounded_str,
 )
@@ -57,6 +58,9 @@ class TestSuiteSpec(AssayModel):
     """Labels select flows for a run (Loadmill team labels)."""
     parameters: dict[str, str] = {}
     """Default parameter values; a run can override them."""
+    secret_parameters: SecretVariables = []
+    """Parameters whose values are secrets, inline or from Secrets. They win over the suite's
+    `parameters`; a flow's parameters and a run's overrides win over them. Reports leave them out."""
     conf: SuiteConf = SuiteConf()
     flows: Annotated[list[SuiteFlow], Field(min_length=1, max_length=MAX_FLOWS)]
 

@@ -17,6 +17,7 @@ import kubernetes
 
 from . import clientcredential, loadtest, monitor, runevents, schedule, testsuite, ticks  # noqa: F401  (register the handlers)
 from . import metrics, peering
+from .diffbase import SecretFreeDiffBaseStorage
 from .settings import get_settings
 
 
@@ -45,6 +46,7 @@ def startup(settings: kopf.OperatorSettings, logger, **_):
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.persistence.finalizer = "assay.dev/operator"
+    settings.persistence.diffbase_storage = SecretFreeDiffBaseStorage()
     ours = get_settings()
     # Kopf's default (60 s) would leave the runs of a killed leader unwatched for a minute.
     settings.peering.lifetime = ours.peering_lifetime_seconds

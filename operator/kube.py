@@ -5,6 +5,8 @@ configured once at start-up (see __main__.startup)."""
 
 from __future__ import annotations
 
+import base64
+
 import kubernetes
 from kubernetes.client.rest import ApiException
 
@@ -42,6 +44,8 @@ def create_if_absent(body: dict) -> tuple[dict, bool]:
     try:
         return to_dict(create(namespace, body)), True
     except ApiException as exc:
+        if exc.status != 409 and kind == "Secret":
+            raise ApiException(status=exc.status, reason=exc.reason) from None  # the body may echo the data
         if exc.status != 409:
             raise
     return to_dict(read(name, namespace)), False
@@ -69,6 +73,17 @@ def read_config_map(namespace: str, name: str) -> dict | None:
         if exc.status == 404:
             return None
         raise
+
+
+def read_secret_data(namespace: str, name: str) -> dict[str, bytes] | None:
+    """A Secret's data, decoded; None when there is no such Secret."""
+    try:
+        secret = kubernetes.client.CoreV1Api().read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise ApiException(status=exc.status, reason=exc.reason) from None  # the body may echo the data
+    return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
 
 
 def list_job_pods(namespace: str, job_name: str) -> list[dict]:

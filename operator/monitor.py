@@ -28,6 +28,7 @@ import re
 import kopf
 from pydantic import ValidationError
 
+from assay.crds.common import error_summary
 from assay.crds.monitor import (SHARED_ENVIRONMENTS_CONFIGMAP, ConditionStep, Environment, MonitorSpec,
                                 SubtestStep, inherit_environment)
 from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
@@ -36,7 +37,9 @@ from . import kube
 from .names import GROUP, LABEL_KIND, RUN_REQUEST_ANNOTATION, VERSION, run_id_for_request
 from .runhistory import RequestState
 from .runjob import SPEC_MOUNT, manifest_of, owner_of
-from .runs import Location, RunPlan, controller_owner, reconcile_status, recorded_run_ids, start_run
+from .runs import (PENDING_RETRY_SECONDS, Location, RunPlan, controller_owner, reconcile_status, recorded_run_ids,
+                   start_run)
+from .runsecrets import SECRET_NOT_FOUND, MissingSecret
 from .settings import get_settings
 
 KIND = "Monitor"
@@ -85,7 +88,7 @@ def _spec(owner: dict) -> MonitorSpec:
     try:
         return MonitorSpec.model_validate(owner["spec"])
     except ValidationError as exc:
-        raise InvalidRunRequest(f"invalid spec: {exc}") from exc
+        raise InvalidRunRequest(f"invalid spec: {error_summary(exc)}") from None
 
 
 def with_parent_environments(owner: dict, shared: dict | None) -> dict:
@@ -177,13 +180,18 @@ def start_requested_run(owner: dict, request: MonitorRunRequest, status: dict, s
 def run_requested(body, name, namespace, status, logger, **_):
     owner = owner_of(body)
     settings = get_settings()
+    pending = None
     try:
         request = parse_run_request(owner["metadata"].get("annotations"), MonitorRunRequest)
         if request is not None:
             start_requested_run(owner, request, dict(status), settings, logger)
     except InvalidRunRequest:
         pass  # the RunRequest condition says why
-    reconcile_status(KIND, PLURAL, namespace, name, request_state, settings, logger)
+    except MissingSecret as exc:
+        pending = f"run {run_id_for_request(name, owner['metadata']['uid'], request.id)}: {exc}"
+    reconcile_status(KIND, PLURAL, namespace, name, request_state, settings, logger, pending, SECRET_NOT_FOUND)
+    if pending:
+        raise kopf.TemporaryError(pending, delay=PENDING_RETRY_SECONDS)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_KIND: KIND})

@@ -52,6 +52,11 @@ def upload_secret_name_for(run_id: str) -> str:
     return fit_name(run_id, "upload")
 
 
+def run_secret_name_for(run_id: str) -> str:
+    """The Secret holding the run's secret values (assay.crds.secrets)."""
+    return fit_name(run_id, "secrets")
+
+
 def name_label(name: str) -> str:
     # Label values are limited to 63 characters like names; owners' names may be longer.
     return name if len(name) <= MAX_NAME else fit_name(name, "x")

@@ -218,11 +218,13 @@ def _started(entry: dict) -> str:
 @dataclass(frozen=True)
 class RequestState:
     """What the run-request annotation asks for now: nothing, a run (`run_id`), or nothing
-    usable (`error`). `pending` says why a valid request has not started yet."""
+    usable (`error`). `pending` says why a valid request has not started yet, `pending_reason`
+    the condition reason for it."""
 
     run_id: str | None = None
     error: str | None = None
     pending: str | None = None
+    pending_reason: str = "Pending"
 
 
 def history_status(kind: str, jobs: list[dict], pods_by_job: Callable[[str], list[dict]], current: dict,
@@ -310,11 +312,11 @@ def _request_condition(request: RequestState, started: bool, previous: dict | No
         condition = {"type": RUN_REQUEST, "status": "True", "reason": "Started",
                      "message": f"run {request.run_id}"}
     else:
-        waiting = request.pending
-        if waiting is None and previous and previous.get("reason") == "Pending" \
+        waiting, reason = request.pending, request.pending_reason
+        if waiting is None and previous and previous.get("status") == "Unknown" \
                 and request.run_id in (previous.get("message") or ""):
-            waiting = previous.get("message")
-        condition = {"type": RUN_REQUEST, "status": "Unknown", "reason": "Pending",
+            waiting, reason = previous.get("message"), previous.get("reason") or reason
+        condition = {"type": RUN_REQUEST, "status": "Unknown", "reason": reason,
                      "message": _short(waiting) or f"run {request.run_id} not started yet"}
     same = previous and all(previous.get(k) == condition[k] for k in ("status", "reason", "message"))
     since = previous.get("lastTransitionTime") if same else now

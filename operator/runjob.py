@@ -27,6 +27,7 @@ from .settings import OperatorSettings
 
 SPEC_MOUNT = "/etc/assay/run"
 POOLS_MOUNT = "/etc/assay/pools"
+SECRETS_MOUNT = "/etc/assay/secrets"
 SPEC_FILE = "manifest.json"
 TERMINATION_LOG = "/dev/termination-log"
 
@@ -104,6 +105,14 @@ def build_upload_secret(owner: dict, run_id: str, settings: OperatorSettings) ->
     }
 
 
+def secret_volume(secret_name: str) -> tuple[dict, dict, dict]:
+    """(volume, mount, env var) that give a runner container the Secret with its run's secret
+    values as files, one per key, in ASSAY_SECRETS_DIR (assay.crds.secrets)."""
+    return ({"name": "secrets", "secret": {"secretName": secret_name}},
+            {"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True},
+            {"name": "ASSAY_SECRETS_DIR", "value": SECRETS_MOUNT})
+
+
 def _run_env(owner: dict, run_id: str, shards: int, settings: OperatorSettings) -> list[dict]:
     meta = owner["metadata"]
     env = [
@@ -127,7 +136,8 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
                      runner_args: list[str], *, location: str | None = None,
                      node_selector: dict[str, str] | None = None, env: dict[str, str] | None = None,
                      annotations: dict[str, str] | None = None, run_shards: int | None = None,
-                     pool_config_maps: list[tuple[str, str]] = (), ttl_seconds: int | None = None) -> dict:
+                     pool_config_maps: list[tuple[str, str]] = (), ttl_seconds: int | None = None,
+                     secret_name: str | None = None) -> dict:
     """An Indexed Job of `shards` pods, all at once, each running one shard of the run.
     `ttl_seconds`: how long the Job and its pods stay after they finish.
 
@@ -138,7 +148,8 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
     the run's shard count (`run_shards`, ASSAY_SHARDS), not the Job's. Parameter pools kept
     in ConfigMaps (`pool_config_maps`) are mounted, not copied: they may be as large as a
     ConfigMap can be, and the runner reads only its own shard's rows. They are projected into
-    one folder, `<configmap>/<key>` under ASSAY_POOLS_DIR, so a single mount serves them all."""
+    one folder, `<configmap>/<key>` under ASSAY_POOLS_DIR, so a single mount serves them all.
+    `secret_name`: the Secret with the run's secret values, mounted (see secret_volume)."""
     namespace = owner["metadata"]["namespace"]
     labels = run_labels(owner["kind"], owner["metadata"]["name"], run_id)
     if location is not None:
@@ -175,6 +186,11 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
         volumes.append({"name": "pools", "projected": {"sources": sources}})
         container["volumeMounts"].append({"name": "pools", "mountPath": POOLS_MOUNT, "readOnly": True})
         container["env"].append({"name": "ASSAY_POOLS_DIR", "value": POOLS_MOUNT})
+    if secret_name:
+        volume, mount, variable = secret_volume(secret_name)
+        volumes.append(volume)
+        container["volumeMounts"].append(mount)
+        container["env"].append(variable)
     pod_spec = {
         "restartPolicy": "Never",
         "containers": [container],

@@ -3,10 +3,13 @@
 The kind modules turn the owner and its run-request annotation into a `RunPlan`; this module
 creates the run's objects and rebuilds the status, the same way for both kinds:
 
-* start: the spec ConfigMap first, then the upload Secret, then the Job(s), each created only
-  if absent. The ConfigMap also holds the plan (`plan.json`): when it exists already (a
-  retried handler, a restarted operator) the Jobs are built from that plan, not from a spec
-  that may have changed since, so a run is started once and as it was first planned.
+* start: the spec ConfigMap first, then the upload Secret, then the Job(s), then the Secret
+  with the run's secret values (runsecrets.py; owned by the Jobs, so after them), each
+  created only if absent. A Secret the spec references that does not exist stops the start
+  before anything is created (MissingSecret). The ConfigMap also holds the plan
+  (`plan.json`): when it exists already (a retried handler, a restarted operator) the Jobs
+  are built from that plan, not from a spec that may have changed since, so a run is started
+  once and as it was first planned.
 * status: level-based, from the owner's Jobs (runhistory.history_status), written with the
   owner's resourceVersion so that two handlers never overwrite a newer status with an older
   one; on a conflict it reads again and recomputes.
@@ -27,13 +30,20 @@ from .names import (
     REQUEST_ID_ANNOTATION,
     REQUESTED_AT_ANNOTATION,
     name_label,
+    run_labels,
+    run_secret_name_for,
 )
 from .runhistory import RequestState, history_status, now_iso, requested_at_now
 from .runjob import build_runner_job, build_spec_configmap, build_upload_secret
+from .runsecrets import build_values_secret, job_owner_reference, move_secrets, namespace_reader, resolve_values
 from .settings import OperatorSettings
 
 PLAN_FILE = "plan.json"
+MANIFEST = "manifest"
+"""The run's manifest among the documents whose secret values move to the run's Secret."""
 CONFLICT_RETRIES = 5
+PENDING_RETRY_SECONDS = 10
+"""How soon a run waiting for a ConfigMap or Secret its spec names looks again."""
 
 
 @dataclass(frozen=True)
@@ -70,15 +80,17 @@ class RunPlan:
 
 
 def build_run_objects(owner: dict, plan: RunPlan, manifest_owner: dict, settings: OperatorSettings,
-                      extra_files: dict[str, object] | None = None) -> tuple[dict, dict | None, list[dict]]:
+                      extra_files: dict[str, object] | None = None, secret_name: str | None = None,
+                      ) -> tuple[dict, dict | None, list[dict]]:
     """(spec ConfigMap, upload Secret or None, Jobs) of a planned run. `manifest_owner` is the
-    owner as the runner should see it (parameter pools resolved)."""
+    owner as the runner should see it (parameter pools resolved, secret values moved out);
+    `secret_name` the Secret with the run's secret values, if it has any."""
     configmap = build_spec_configmap(manifest_owner, plan.run_id, {PLAN_FILE: plan.to_json(), **(extra_files or {})})
     secret = build_upload_secret(owner, plan.run_id, settings) if settings.uploads_enabled else None
-    return configmap, secret, build_jobs(owner, plan, settings)
+    return configmap, secret, build_jobs(owner, plan, settings, secret_name)
 
 
-def build_jobs(owner: dict, plan: RunPlan, settings: OperatorSettings) -> list[dict]:
+def build_jobs(owner: dict, plan: RunPlan, settings: OperatorSettings, secret_name: str | None = None) -> list[dict]:
     annotations = {REQUEST_ID_ANNOTATION: plan.request_id, REQUESTED_AT_ANNOTATION: plan.requested_at}
     if plan.environment is not None:
         annotations[ENVIRONMENT_ANNOTATION] = plan.environment
@@ -89,12 +101,13 @@ def build_jobs(owner: dict, plan: RunPlan, settings: OperatorSettings) -> list[d
     ttl = settings.run_job_ttl_seconds
     if not plan.locations:
         return [build_runner_job(owner, plan.run_id, 1, settings, plan.runner_args, env=env, annotations=annotations,
-                                 ttl_seconds=ttl)]
+                                 ttl_seconds=ttl, secret_name=secret_name)]
     return [
         build_runner_job(owner, plan.run_id, 1, settings, plan.runner_args, location=loc.name,
                          node_selector=loc.node_selector, run_shards=len(plan.locations),
                          env={**env, **loc.env, "ASSAY_SHARD_INDEX": str(index)},
-                         annotations={**annotations, LOCATION_ANNOTATION: loc.name}, ttl_seconds=ttl)
+                         annotations={**annotations, LOCATION_ANNOTATION: loc.name}, ttl_seconds=ttl,
+                         secret_name=secret_name)
         for index, loc in enumerate(plan.locations)
     ]
 
@@ -106,19 +119,30 @@ def recorded_run_ids(status: dict) -> set[str]:
 
 def start_run(owner: dict, plan: RunPlan, manifest_owner: dict, settings: OperatorSettings,
               logger: logging.Logger, extra_files: dict[str, object] | None = None) -> bool:
-    """Create the run's objects unless they exist; True if this call started the run."""
+    """Create the run's objects unless they exist; True if this call started the run. Raises
+    MissingSecret, having created nothing, when a Secret the spec references does not exist."""
     if not plan.requested_at:
         plan = replace(plan, requested_at=requested_at_now())
-    configmap, secret, _ = build_run_objects(owner, plan, manifest_owner, settings, extra_files)
+    meta = owner["metadata"]
+    moved, fields = move_secrets({MANIFEST: manifest_owner, **(extra_files or {})}, run_secret_name_for(plan.run_id))
+    manifest_owner = moved.pop(MANIFEST)
+    values = resolve_values(fields, namespace_reader(meta["namespace"]))
+    secret_name = run_secret_name_for(plan.run_id) if values else None
+    configmap, secret, _ = build_run_objects(owner, plan, manifest_owner, settings, moved)
     existing, created = kube.create_if_absent(configmap)
     if not created and PLAN_FILE in (existing.get("data") or {}):
         plan = RunPlan.from_json(json.loads(existing["data"][PLAN_FILE]))
     if secret is not None:
         kube.create_if_absent(secret)
-    started = False
-    for job in build_jobs(owner, plan, settings):
-        _, job_created = kube.create_if_absent(job)
+    started, jobs = False, []
+    for job in build_jobs(owner, plan, settings, secret_name):
+        job, job_created = kube.create_if_absent(job)
+        jobs.append(job)
         started = started or job_created
+    if secret_name:
+        kube.create_if_absent(build_values_secret(
+            secret_name, meta["namespace"], run_labels(owner["kind"], meta["name"], plan.run_id),
+            [job_owner_reference(job) for job in jobs], values))
     if started:
         where = f" in {', '.join(loc.name for loc in plan.locations)}" if plan.locations else ""
         logger.info(f"run {plan.run_id} (request {plan.request_id!r}) started{where}")
@@ -134,17 +158,19 @@ def owner_jobs(kind: str, owner: dict) -> list[dict]:
 
 
 def reconcile_status(kind: str, plural: str, namespace: str, name: str, request_state, settings: OperatorSettings,
-                     logger: logging.Logger, pending: str | None = None) -> dict | None:
+                     logger: logging.Logger, pending: str | None = None,
+                     pending_reason: str = "Pending") -> dict | None:
     """Rebuild and write the owner's status; returns it (None if the owner is gone).
 
-    `request_state(owner) -> RequestState` reads the run request (cheap, no I/O)."""
+    `request_state(owner) -> RequestState` reads the run request (cheap, no I/O); `pending`
+    says why the requested run has not started, with the condition reason `pending_reason`."""
     for _ in range(CONFLICT_RETRIES):
         owner = kube.read_custom(plural, namespace, name)
         if owner is None:
             return None
         state: RequestState = request_state(owner)
         if pending and state.run_id and not state.error:
-            state = RequestState(run_id=state.run_id, pending=pending)
+            state = RequestState(run_id=state.run_id, pending=pending, pending_reason=pending_reason)
         current = owner.get("status") or {}
         new = history_status(kind, owner_jobs(kind, owner), lambda job: kube.list_job_pods(namespace, job),
                              current, state, limit=settings.run_history_limit,

@@ -13,8 +13,9 @@ assay.crds.schedule.anchored_cron), so after a change the next run comes one ful
 later. Cron expressions run as given.
 
 `reconcile_groups(namespace)` is level-based and idempotent: from all Schedules and Monitors
-of the namespace it computes the wanted CronJobs, their members' ConfigMaps and upload
-Secrets, makes the cluster match (objects carrying LABEL_TICK_GROUP are ours), and writes
+of the namespace it computes the wanted CronJobs, their members' ConfigMaps, upload Secrets
+and the Secrets with the members' secret values (runsecrets.py: the ConfigMap refers to
+them), makes the cluster match (objects carrying LABEL_TICK_GROUP are ours), and writes
 each Schedule's status. Handlers never run it themselves: they ask `reconciler` for it, which
 coalesces a burst of changes (1,000 Monitors applied at once) into one pass per namespace.
 A CronJob lists every member Schedule as a (non-controller) owner, so the garbage collector
@@ -44,6 +45,7 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from assay.crds.common import error_summary
 from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP
 from assay.crds.runrequest import InvalidRunRequest
 from assay.crds.schedule import ScheduleSpec, anchored_cron, interval_seconds
@@ -54,8 +56,10 @@ from .monitor import (_subtest_targets, find_environment, locations_for, resolve
                       with_parent_environments)
 from .names import GROUP, LABEL_APP, LABEL_COMPONENT, LABEL_LOCATION, LABEL_MANAGED_BY, LABEL_TICK_GROUP, \
     MANAGED_BY, VERSION
-from .runjob import TERMINATION_LOG, manifest_of
+from .runjob import TERMINATION_LOG, manifest_of, secret_volume
 from .runs import Location
+from .runsecrets import SECRET_NOT_FOUND, MissingSecret, SecretReader, build_values_secret, move_secrets, \
+    namespace_reader, resolve_values
 from .settings import OperatorSettings, get_settings
 from .testsuite import WaitingFor, with_inline_pools
 
@@ -240,6 +244,38 @@ def upload_secret_name(group: str) -> str:
     return f"{group}-upload"
 
 
+def values_secret_name(group: str) -> str:
+    return f"{group}-secrets"
+
+
+MEMBER_MANIFESTS = ("monitor", "testSuite", "subtests")
+"""The keys of a member that hold manifests (a list of them for subtests)."""
+
+
+def move_member_secrets(group: Group, read: SecretReader) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """Move the secret values of the group's members out of their manifests, into the group's
+    values Secret (`values_secret_name`): the members are rewritten to refer to it, and the
+    values returned by key. A member whose spec references a Secret that does not exist, or
+    whose spec is invalid, leaves the group; its Schedule's uid maps to (reason, message)."""
+    secret_name = values_secret_name(group.name)
+    kept, values, problems = [], {}, {}
+    for member in group.members:
+        manifests = {key: member[key] for key in MEMBER_MANIFESTS if key in member}
+        try:
+            moved, fields = move_secrets(manifests, secret_name, f"members.{len(kept)}.")
+            member_values = resolve_values(fields, read)
+        except MissingSecret as exc:
+            problems[member["schedule"]["uid"]] = (SECRET_NOT_FOUND, str(exc))
+            continue
+        except ValidationError as exc:
+            problems[member["schedule"]["uid"]] = ("InvalidSpec", f"invalid spec: {error_summary(exc)}")
+            continue
+        kept.append({**member, **moved})
+        values.update(member_values)
+    group.members = kept
+    return values, problems
+
+
 def members_document(namespace: str, group: Group, chunk: int) -> dict:
     return {"group": group.name, "namespace": namespace, "chunk": chunk, "members": group.members}
 
@@ -256,10 +292,11 @@ def _cronjob_owner(cronjob: dict) -> dict:
             "controller": True, "blockOwnerDeletion": True}
 
 
-def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings) -> dict:
+def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings, with_secrets: bool = False) -> dict:
     """The group's CronJob: one Indexed Job per tick, ceil(members / chunk) pods, each pod
-    running its chunk of members. Forbid: a tick still running holds the next one back
-    rather than doubling the load on the targets. No retries (backoffLimit 0): a retried
+    running its chunk of members (and, `with_secrets`, mounting the group's values Secret).
+    Forbid: a tick still running holds the next one back rather than doubling the load on the
+    targets. No retries (backoffLimit 0): a retried
     pod would call every API of its chunk a second time within the same tick."""
     completions = pods_per_tick(len(group.members), settings.tick_chunk)
     location = group.location
@@ -291,10 +328,16 @@ def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings)
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
+    volumes = [{"name": "members", "configMap": {"name": group.name}}]
+    if with_secrets:
+        volume, mount, variable = secret_volume(values_secret_name(group.name))
+        volumes.append(volume)
+        container["volumeMounts"].append(mount)
+        container["env"].append(variable)
     pod_spec = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [{"name": "members", "configMap": {"name": group.name}}],
+        "volumes": volumes,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
         "automountServiceAccountToken": False,
     }
@@ -479,6 +522,33 @@ def _apply_configmap(wanted: dict) -> None:
         **wanted, "metadata": {**wanted["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}})
 
 
+def _apply_secret(wanted: dict) -> None:
+    """Create or replace; errors carry status and reason only, as the body may echo the data."""
+    namespace, name = wanted["metadata"]["namespace"], wanted["metadata"]["name"]
+    existing, created = kube.create_if_absent(wanted)
+    if created or existing.get("data") == wanted["data"]:
+        return
+    body = {**wanted, "metadata": {**wanted["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}}
+    try:
+        _core().replace_namespaced_secret(name, namespace, body)
+    except ApiException as exc:
+        raise ApiException(status=exc.status, reason=exc.reason) from None
+
+
+def _delete_secret(namespace: str, name: str) -> None:
+    try:
+        _core().delete_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def _mounts_secret(cronjob: dict | None, name: str) -> bool:
+    pod = (cronjob or {}).get("spec", {}).get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+    volumes = pod.get("volumes") or []
+    return any((v.get("secret") or {}).get("secretName") == name for v in volumes)
+
+
 def _delete_cronjob(namespace: str, name: str) -> None:
     try:
         # Background: the Jobs, ConfigMap and Secret go with it through their owner references.
@@ -522,12 +592,26 @@ def reconcile_groups(namespace: str, settings: OperatorSettings | None = None,
             except WaitingFor as exc:
                 suite_problems[suite["metadata"]["name"]] = str(exc)
     groups, placements = plan_groups(namespace, schedules, monitors, now, suites, suite_problems)
+    read_secret, secret_values = namespace_reader(namespace), {}
+    for name, group in list(groups.items()):
+        secret_values[name], problems = move_member_secrets(group, read_secret)
+        for uid, (reason, problem) in problems.items():
+            placed = placements[uid]
+            placements[uid] = Placement(placed.cron, placed.anchor, reason=reason, problem=problem)
+        if not group.members:
+            del groups[name]
     existing = list_tick_cronjobs(namespace)
     cronjobs: dict[str, dict] = {}
     for name, group in groups.items():
-        cronjob = _apply_cronjob(build_tick_cronjob(namespace, group, settings), existing.get(name))
+        values = secret_values[name]
+        cronjob = _apply_cronjob(build_tick_cronjob(namespace, group, settings, bool(values)), existing.get(name))
         cronjobs[name] = cronjob
         _apply_configmap(build_members_configmap(namespace, group, settings.tick_chunk, cronjob))
+        if values:
+            _apply_secret(build_values_secret(values_secret_name(name), namespace, tick_labels(name),
+                                              [_cronjob_owner(cronjob)], values))
+        elif _mounts_secret(existing.get(name), values_secret_name(name)):
+            _delete_secret(namespace, values_secret_name(name))
         if settings.uploads_enabled:
             kube.create_if_absent(build_group_secret(namespace, name, settings, cronjob))
         if name not in existing:

@@ -14,6 +14,7 @@ import copy
 import kopf
 from pydantic import ValidationError
 
+from assay.crds.common import error_summary
 from assay.crds.runrequest import InvalidRunRequest, SuiteRunRequest, parse_run_request
 from assay.crds.testsuite import TestSuiteSpec
 
@@ -21,12 +22,13 @@ from . import kube
 from .names import GROUP, LABEL_KIND, RUN_REQUEST_ANNOTATION, VERSION, run_id_for_request
 from .runhistory import RequestState
 from .runjob import owner_of
-from .runs import RunPlan, controller_owner, reconcile_status, recorded_run_ids, start_run
+from .runs import (PENDING_RETRY_SECONDS, RunPlan, controller_owner, reconcile_status, recorded_run_ids,
+                   start_run)
+from .runsecrets import SECRET_NOT_FOUND, MissingSecret
 from .settings import get_settings
 
 KIND = "TestSuite"
 PLURAL = "testsuites"
-PENDING_RETRY_SECONDS = 10
 
 
 class WaitingFor(Exception):
@@ -76,7 +78,7 @@ def with_inline_pools(owner: dict) -> dict:
 def run_requested(body, name, namespace, status, logger, **_):
     owner = owner_of(body)
     settings = get_settings()
-    pending = None
+    pending, reason = None, "Pending"
     try:
         request = parse_run_request(owner["metadata"].get("annotations"), SuiteRunRequest)
     except InvalidRunRequest:
@@ -90,12 +92,14 @@ def run_requested(body, name, namespace, status, logger, **_):
             except ValidationError as exc:
                 # The API server's schema catches nearly everything; this is the backstop.
                 # Permanent: a new request (a new id) after fixing the spec runs it.
-                message = f"run {plan.run_id}: invalid spec: {exc}"
+                message = f"run {plan.run_id}: invalid spec: {error_summary(exc)}"
                 reconcile_status(KIND, PLURAL, namespace, name, request_state, settings, logger, message)
-                raise kopf.PermanentError(message) from exc
+                raise kopf.PermanentError(message) from None
             except WaitingFor as exc:
                 pending = f"run {plan.run_id}: {exc}"
-    reconcile_status(KIND, PLURAL, namespace, name, request_state, settings, logger, pending)
+            except MissingSecret as exc:
+                pending, reason = f"run {plan.run_id}: {exc}", SECRET_NOT_FOUND
+    reconcile_status(KIND, PLURAL, namespace, name, request_state, settings, logger, pending, reason)
     if pending:
         raise kopf.TemporaryError(pending, delay=PENDING_RETRY_SECONDS)
 

@@ -41,6 +41,7 @@ from . import kube, runevents
 from .monitor import find_environment, start_requested_run
 from .names import GROUP, LABEL_LOCATION, LABEL_TICK_GROUP, VERSION, run_id_for_request
 from .runhistory import _complete_condition
+from .runsecrets import MissingSecret
 from .runstatus import INDEX_ANNOTATION, TERMINAL_PHASES, job_phase, terminated_state
 from .settings import get_settings
 
@@ -278,7 +279,7 @@ def record_tick(namespace: str, job: dict, logger: logging.Logger) -> int:
         if request is not None:
             try:
                 start_requested_run(monitor, request, monitor.get("status") or {}, get_settings(), logger)
-            except InvalidRunRequest as exc:
+            except (InvalidRunRequest, MissingSecret) as exc:
                 logger.warning(f"{name}: cannot retry run {entry['runId']}: {exc}")
     return written
 

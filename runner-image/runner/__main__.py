@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from .manifest import ManifestError, load_manifest, loadtest_spec
+from .manifest import ManifestError, load_manifest, loadtest_spec, with_run_secrets
 from .summary import ShardSummary
 
 
@@ -140,7 +140,7 @@ def load_documents(path: str) -> list[dict]:
     for index, document in enumerate(documents):
         if not isinstance(document, dict) or "spec" not in document:
             raise ManifestError(f"{path}: document {index + 1} is not a custom resource (no 'spec')")
-    return documents
+    return [with_run_secrets(document, path) for document in documents]
 
 
 def run_loadtest_manifest(args: argparse.Namespace) -> int:
@@ -391,7 +391,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         monitor = parse_monitor(load_documents(args.spec)[0])
         subtests = []
         if args.subtests and Path(args.subtests).exists():
-            subtests = [parse_monitor(d) for d in json.loads(Path(args.subtests).read_text())]
+            subtests = [parse_monitor(with_run_secrets(d, args.subtests))
+                        for d in json.loads(Path(args.subtests).read_text())]
         options = _run_options()
     except (ManifestError, ValueError) as exc:
         return _finish({**base, "result": "fail", "error": f"{args.spec}: {exc}"}, 2)

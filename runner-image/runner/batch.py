@@ -42,6 +42,8 @@ from pathlib import Path
 
 from assay.crds.runrequest import run_id_for_request
 
+from .manifest import with_run_secrets
+
 MEMBERS_FILE = "members.json"
 MESSAGE_LIMIT = 4096
 """Bytes of a container's termination message the kubelet keeps."""
@@ -196,8 +198,8 @@ async def _run_monitor(member: dict, run_id: str) -> tuple[bool, int | None, flo
     from .apitest.monitor import run_monitor
     from .apitest.validate import parse_monitor
 
-    monitor = parse_monitor(member["monitor"])
-    subtests = [parse_monitor(m) for m in member.get("subtests") or []]
+    monitor = parse_monitor(with_run_secrets(member["monitor"]))
+    subtests = [parse_monitor(with_run_secrets(m)) for m in member.get("subtests") or []]
     by_key = {key: m for m in [monitor, *subtests] for key in (m.metadata.name, m.metadata.uid) if key}
 
     def resolve(target: str):
@@ -217,7 +219,7 @@ async def _run_suite(member: dict, run_id: str) -> tuple[bool, int | None, float
 
     from .apitest.suite import run_suite
 
-    result = await run_suite(TestSuite.model_validate(member["testSuite"]), run_id=run_id)
+    result = await run_suite(TestSuite.model_validate(with_run_secrets(member["testSuite"])), run_id=run_id)
     started = result.start_time / 1000 if result.start_time is not None else None
     finished = result.end_time / 1000 if result.end_time is not None else None
     return result.passed, None, started, finished, [("suite-run", result.to_loadmill())]

@@ -1,11 +1,16 @@
-"""Real HTTP targets on loopback that count what they receive."""
+"""Real HTTP targets on loopback that count what they receive (and check credentials)."""
 
 from __future__ import annotations
 
+import base64
+import hmac
+import json
+import secrets
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote_plus
 
 
 class CountingTarget:
@@ -57,6 +62,82 @@ class CountingTarget:
             return sum(self.counts.values())
 
     def __enter__(self) -> CountingTarget:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class CredentialTarget:
+    """A loopback API that checks credentials, counting what it accepted and refused:
+
+        GET  /basic          200 for basic auth `username:password`, else 401
+        POST /oauth/token    the client-credentials grant for `client_id`/`client_secret` (in a
+                             basic-auth header or the form): 200 {"access_token", ...}, else 401
+        GET  /protected      200 for `Authorization: Bearer <the issued token>`, else 401
+    """
+
+    def __init__(self, *, username: str, password: str, client_id: str, client_secret: str):
+        self.accepted: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        self.token = secrets.token_urlsafe(24)
+        self._lock = threading.Lock()
+        target = self
+        basic = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+        def client_credentials(headers, form: dict) -> tuple[str, str]:
+            header = headers.get("Authorization") or ""
+            if header.startswith("Basic "):
+                user, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+                return unquote_plus(user), unquote_plus(secret)
+            return (form.get("client_id") or [""])[0], (form.get("client_secret") or [""])[0]
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                path, auth = self.path.split("?")[0], self.headers.get("Authorization") or ""
+                document: dict | None = None
+                if self.command == "GET" and path == "/basic":
+                    ok = hmac.compare_digest(auth.encode(), basic.encode())
+                    document = {"user": username}
+                elif self.command == "POST" and path == "/oauth/token":
+                    form = parse_qs(body)
+                    cid, secret = client_credentials(self.headers, form)
+                    ok = (form.get("grant_type") or [""])[0] == "client_credentials" and \
+                        hmac.compare_digest(cid.encode(), client_id.encode()) and \
+                        hmac.compare_digest(secret.encode(), client_secret.encode())
+                    document = {"access_token": target.token, "token_type": "bearer", "expires_in": 3600}
+                elif self.command == "GET" and path == "/protected":
+                    ok = hmac.compare_digest(auth.encode(), f"Bearer {target.token}".encode())
+                    document = {"protected": True}
+                else:
+                    ok = False
+                with target._lock:
+                    (target.accepted if ok else target.refused)[path] += 1
+                payload = json.dumps(document if ok else {"error": "unauthorized"}).encode()
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> CredentialTarget:
         self._thread.start()
         return self
 

@@ -232,7 +232,8 @@ class _Run:
                 close = getattr(session, "close", None)
                 if close is not None:
                     close()
-        self.result.variables = dict(self.variables)
+        secret = {v.name for v in self.env.secret_variables} if self.env is not None else set()
+        self.result.variables = {k: v for k, v in self.variables.items() if k not in secret}
         self.result.finish()
         self._emit("run_finished")
         return self.result
@@ -246,6 +247,8 @@ class _Run:
             for name, value in self.env.initial_variables.items():
                 self.variables[name] = render(value, self.variables,
                                               field=f"{self.env_path}.initialVariables.{name}")
+            # Secret values are taken as they are: a secret is data, not a template.
+            self.variables.update({v.name: v.value or "" for v in self.env.secret_variables})
         self.variables.update({k: str(v) for k, v in self.params.items()})
 
     @property

@@ -7,7 +7,7 @@ Run"): `SuiteRunResult.to_loadmill()` and `FlowRunResult.to_loadmill()`.
 
 Parameters, lowest to highest precedence, as Loadmill's "Parameter Execution Order" documents:
 
-1. the suite's `parameters`,
+1. the suite's `parameters`, then its `secretParameters` (left out of the reported flow conf),
 2. the flow's `parameters`,
 3. the run's `override_parameters` (Loadmill's `overrideParameters`),
 4. the flow run's parameter-pool row,
@@ -402,6 +402,7 @@ async def run_suite(
     overrides = {name: str(value) for name, value in (override_parameters or {}).items()}
     spec = suite.spec
     use_cookies = spec.conf.use_cookies
+    secrets = {p.name: p.value or "" for p in spec.secret_parameters}
     description = " ".join(p for p in (spec.description or suite.metadata.name or "", additional_description) if p)
     result = SuiteRunResult(
         id=run_id or str(uuid.uuid4()),
@@ -415,7 +416,7 @@ async def run_suite(
     )
     for plan in planned:
         flow = plan.flow
-        parameters = {**spec.parameters, **flow.parameters, **overrides, **(plan.row or {})}
+        parameters = {**spec.parameters, **secrets, **flow.parameters, **overrides, **(plan.row or {})}
         label = flow.description or flow.name
         if plan.row_number:
             label += f" (row {plan.row_number}/{plan.row_count})"
@@ -425,7 +426,7 @@ async def run_suite(
             flow_index=plan.flow_index,
             flow_id=flow.id,
             suite_id=result.suite_id,
-            conf=_flow_conf(plan, parameters, use_cookies),
+            conf=_flow_conf(plan, {k: v for k, v in parameters.items() if k not in secrets}, use_cookies),
             num_of_requests=len(flow.requests),
         )
         result.flow_runs.append(flow_run)
