@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import files
+from .quota import Quota, QuotaExceeded, Usage
 
 SCHEMA_VERSION = 1
 FINISHED_STATES = frozenset({"succeeded", "failed"})
@@ -459,24 +460,52 @@ class Store:
                                     (run_id, len(prefix), prefix)).fetchall()
         return [self._document_from_row(row) for row in rows]
 
-    def put_document(self, run_id: str, name: str, data: bytes) -> Path:
+    def usage(self, run_id: str, project: str, conn: sqlite3.Connection | None = None) -> tuple[Usage, Usage]:
+        """The documents stored for the run, and for the namespace `project` (its runs and this one)."""
+        conn = conn or self._conn()
+        run = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM documents WHERE run_id=?",
+                           (run_id,)).fetchone()
+        namespace = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM documents "
+            "WHERE run_id IN (SELECT run_id FROM runs WHERE project=?) OR run_id=?", (project, run_id)).fetchone()
+        return Usage(run[0], run[1]), Usage(namespace[0], namespace[1])
+
+    def check_quota(self, quota: Quota, run_id: str, project: str, size: int,
+                    conn: sqlite3.Connection | None = None) -> None:
+        """Raise QuotaExceeded when a new document of `size` bytes does not fit the run's or the namespace's quota."""
+        quota.check(run_id, project, *self.usage(run_id, project, conn), size)
+
+    def put_document(self, run_id: str, name: str, data: bytes, *, quota: Quota | None = None,
+                     project: str = "") -> Path:
         """Store `data` as the run's document `name`, atomically and durably. The same bytes
-        again change nothing; different bytes replace the document."""
+        again change nothing; different bytes replace the document. With a `quota`, a new
+        document that does not fit the run's or namespace `project`'s quota raises
+        QuotaExceeded and nothing is stored."""
         check_component(name, "document name")
         sha256 = hashlib.sha256(data).hexdigest()
         current = self.document_info(run_id, name)
         if current and current.sha256 == sha256 and current.path.exists():
             return current.path
+        if quota is not None and current is None:
+            self.check_quota(quota, run_id, project, len(data))
         path = self.run_dir(run_id) / f"{sha256[:16]}-{name}"
         files.write_atomically(path, data)
         replaced = None
-        with self._write() as tx:
-            row = tx.execute("SELECT path, sha256 FROM documents WHERE run_id=? AND name=?", (run_id, name)).fetchone()
-            if row is None or row["sha256"] != sha256:
-                if row is not None and row["path"] != self._rel(path):
-                    replaced = self._abs(row["path"])
-                tx.execute("INSERT OR REPLACE INTO documents (run_id, name, path, size, sha256, created_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (run_id, name, self._rel(path), len(data), sha256, time.time()))
+        try:
+            with self._write() as tx:
+                row = tx.execute("SELECT path, sha256 FROM documents WHERE run_id=? AND name=?",
+                                 (run_id, name)).fetchone()
+                if quota is not None and row is None:
+                    self.check_quota(quota, run_id, project, len(data), tx)
+                if row is None or row["sha256"] != sha256:
+                    if row is not None and row["path"] != self._rel(path):
+                        replaced = self._abs(row["path"])
+                    tx.execute("INSERT OR REPLACE INTO documents (run_id, name, path, size, sha256, created_at) "
+                               "VALUES (?, ?, ?, ?, ?, ?)",
+                               (run_id, name, self._rel(path), len(data), sha256, time.time()))
+        except QuotaExceeded:
+            files.discard(path)
+            raise
         if replaced is not None:
             files.discard(replaced)
         return path
