@@ -110,7 +110,8 @@ GATEWAY_NEEDS = [
       for verb in ("get", "list", "create", "update", "patch", "delete")],
     *[(verb, "schedules.assay.dev", "", "services/runscope_tests.py")
       for verb in ("get", "list", "create", "update", "delete")],
-    *[(verb, "configmaps", "", "Runscope shared environments") for verb in ("get", "create", "update")],
+    *[(verb, "configmaps", "", "Runscope shared environments; tick members") for verb in ("get", "create", "update")],
+    ("get", "jobs.batch", "", "upload_grants.py: a tick's Job"),
 ]
 GATEWAY_DENIED = [
     ("get", "secrets", ""), ("list", "secrets", ""), ("create", "jobs.batch", ""),
@@ -176,6 +177,7 @@ def test_lint_is_clean_in_strict_mode(helm):
     ("gateway.logFormat=xml", "/gateway/logFormat"),
     ("keys.uploadKey=short", "/keys/uploadKey"),
     ("runner.memoryLimit=lots", "/runner/memoryLimit"),
+    ("gateway.uploadQuota.namespaceBytes=-1", "/gateway/uploadQuota/namespaceBytes"),
 ])
 def test_values_schema_rejects_a_bad_value(helm, setting, message):
     result = helm("template", "assay", str(CHART), "--set", setting, check=False)
@@ -211,6 +213,8 @@ def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_
     env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ASSAY_PUBLIC_URL"] == "https://assay.test.example"
     assert env["ASSAY_AUTHORIZATION_CODE_TTL_SECONDS"] == "120"
+    assert [env[f"ASSAY_UPLOAD_{scope}_MAX_{unit}"] for scope in ("RUN", "NAMESPACE") for unit in ("BYTES", "DOCUMENTS")] \
+        == ["536870912", "2000", "0", "50000"]
     [operator] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-operator"]
     op_env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert op_env["ASSAY_SMTP_HOST"]["value"] == "smtp.test.example" and op_env["ASSAY_SMTP_PORT"]["value"] == "587"
