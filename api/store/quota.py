@@ -1,8 +1,8 @@
 """Upload quotas: how much of the shared volume one run and one namespace may fill.
 
 Usage is what the store's index says is stored (the `documents` rows: count and bytes), per
-run and per namespace (the runs whose record names it, and the run being written), so it
-survives a restart and needs no counter of its own. Archives the gateway builds from a load
+run and per namespace (each row carries its run's namespace), so it survives a restart and
+needs no counter of its own. Archives the gateway builds from a load
 test's shards are not counted: they follow from documents that were.
 
 A document is checked twice: before its file is written (nothing is written for a refused
