@@ -97,10 +97,10 @@ def install(app: FastAPI, services) -> None:
                         shards=_int_header(headers, H_SHARDS, 1),
                         shard=_int_header(headers, H_SHARD, None), labels=_labels(headers.get(H_LABELS)))
         declared = _int_header(headers, "content-length", None)
-        if declared is not None and declared > max_bytes:
-            raise ApiError(413, f"the document is {declared} bytes; the limit is {max_bytes}", code="too_large")
         if declared is not None:
-            try:
+            if declared > max_bytes:
+                raise ApiError(413, f"the document is {declared} bytes; the limit is {max_bytes}", code="too_large")
+            try:  # a known size is checked before the body is read; accept() checks again
                 await run_in_threadpool(ingest.check_quota, run_id, name, grant.namespace, declared)
             except IngestError as exc:
                 return _ingest_error(exc)

@@ -160,9 +160,9 @@ def test_with_the_gateway_the_suite_run_lands_in_the_store_and_every_run_gets_an
         status = cluster.wait_for("the run", last_run_finished(cluster, namespace, "stored", run_id), timeout=90)
         assert status["lastRun"]["status"] == "PASSED", status
 
-        request = urllib.request.Request(f"{gateway.url}/internal/v1/runs/{run_id}", headers={
-            "Authorization": f"Bearer {upload_token(GatewayProcess.UPLOAD_KEY, RunGrant(
-                namespace, 'TestSuite', 'stored', uid, run_id))}"})
+        token = upload_token(GatewayProcess.UPLOAD_KEY, RunGrant(namespace, "TestSuite", "stored", uid, run_id))
+        request = urllib.request.Request(f"{gateway.url}/internal/v1/runs/{run_id}",
+                                         headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=5) as answer:
             stored = json.load(answer)
         assert [d["name"] for d in stored["documents"]] == ["suite-run.json"]
