@@ -148,7 +148,8 @@ def _add_document_projects(tx: sqlite3.Connection) -> None:
         tx.execute("ALTER TABLE documents ADD COLUMN project TEXT NOT NULL DEFAULT ''")
         tx.execute("UPDATE documents SET project = COALESCE((SELECT project FROM runs "
                    "WHERE runs.run_id = documents.run_id), '')")
-    tx.execute("CREATE INDEX IF NOT EXISTS documents_by_project ON documents (project)")
+    # With the size, a namespace's usage is summed from the index alone.
+    tx.execute("CREATE INDEX IF NOT EXISTS documents_by_project ON documents (project, size)")
 
 
 class StoreError(Exception):
