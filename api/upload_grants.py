@@ -19,6 +19,7 @@ namespace, owner or run.
 from __future__ import annotations
 
 import hmac
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -37,6 +38,8 @@ TICK_RUNS_TTL_SECONDS = 60.0
 and each lookup costs two reads from the API server."""
 TICK_RUNS_REMEMBERED = 512
 
+_TICK = re.compile(r"^[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?$")
+"""A tick is a Job name's suffix, or a whole Job name (DNS subdomain without dots)."""
 _CLAIMED = ((H_PROJECT, "namespace"), (H_KIND, "kind"), (H_OWNER_NAME, "owner_name"), (H_OWNER_UID, "owner_uid"))
 
 
@@ -132,6 +135,9 @@ def _tick_grant(token: str, run_id: str, headers: Mapping[str, str], key: str, t
     tick = headers.get(H_TICK, "")
     if not tick:
         raise _forbidden(f"a tick group's token writes the runs of its ticks only: {H_TICK} is required")
+    if not _TICK.match(tick):
+        raise ApiError(400, f"{H_TICK} must be a tick Job's name or its minute suffix, not {tick[:80]!r}",
+                       code="invalid_request")
     grant = ticks.runs(namespace, group, tick).get(run_id)
     if grant is None:
         raise _forbidden(f"run {run_id} is not a run of tick {tick} of {namespace}/{group}")

@@ -181,6 +181,8 @@ def test_a_group_token_writes_only_the_runs_of_its_own_ticks_and_members(gateway
             (put_result(run_id, **{H_KIND: "LoadTest"}), "the upload token is for kind 'Monitor'"),
             (put_result(run_id, **{H_OWNER_NAME: "intruder"}), "owner name 'health'")):
         refused(answer, 403, says)
+    bad_tick = put_result(run_id, tick="../../x")
+    assert (bad_tick.status_code, bad_tick.json()["error"]) == (400, "invalid_request"), bad_tick.text
     other_namespace = group_upload_token(KEY, "tenant-b", GROUP)
     refused(put_result(run_id, with_token=other_namespace, **{H_PROJECT: "tenant-b"}), 403,
             f"is not a run of tick {TICK} of tenant-b/{GROUP}")
