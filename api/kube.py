@@ -110,3 +110,12 @@ class KubeClient:
         else:
             out = self.core.create_namespaced_config_map(namespace, body)
         return self.api_client.sanitize_for_serialization(out)
+
+    def job(self, namespace: str, name: str) -> dict | None:
+        try:
+            job = kubernetes.client.BatchV1Api(self.api_client).read_namespaced_job(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self.api_client.sanitize_for_serialization(job)

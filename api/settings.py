@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,11 +21,19 @@ class GatewaySettings(BaseSettings):
     """HMAC key for access tokens (JWT, HS256). Replicas must share it; without one a random
     key is generated at start-up, which is fine for a single replica and tests."""
     upload_key: SecretStr | None = None
-    """Shared with the operator: per-run upload tokens are HMAC(upload_key, run id)."""
+    """Shared with the operator: upload tokens carry an HMAC under it (assay.runner.upload, assay.runner.batch)."""
     token_ttl_seconds: int = 3600
     authorization_code_ttl_seconds: int = 60
     upload_max_bytes: int = 256 * 1024 * 1024
     """The largest single result document a runner may upload."""
+    upload_run_max_bytes: int = Field(1024 ** 3, ge=0)
+    """Bytes of documents one run may store (api/store/quota.py); 0: no limit."""
+    upload_run_max_documents: int = Field(10_000, ge=0)
+    """Documents one run may store: a load test stores one per shard; 0: no limit."""
+    upload_namespace_max_bytes: int = Field(4 * 1024 ** 3, ge=0)
+    """Bytes of documents the runs of one namespace may store together; 0: no limit."""
+    upload_namespace_max_documents: int = Field(100_000, ge=0)
+    """Documents the runs of one namespace may store together; 0: no limit."""
     retention_days: int = 90
     """Run records, results and archives older than this are deleted; 0 keeps everything."""
     org_label: str = "assay.dev/org"

@@ -23,7 +23,7 @@ import kopf
 from pydantic import ValidationError
 
 from assay.crds.loadtest import LoadProgress, LoadTestSpec
-from assay.runner.upload import upload_token
+from assay.runner.upload import RunGrant, upload_token
 
 from . import kube, runevents
 from .names import GROUP, LABEL_KIND, VERSION, job_name_for, run_id_for
@@ -146,7 +146,8 @@ async def refresh_progress(name, namespace, uid, meta, status, logger, **_):
     if status.get("phase") != "Running":  # the filter matched an older version of the object
         return
     run_id = status.get("runId") or run_id_for(name, uid)
-    token = upload_token(get_settings().upload_key.get_secret_value(), run_id)
+    token = upload_token(get_settings().upload_key.get_secret_value(),
+                         RunGrant(namespace, "LoadTest", name, uid, run_id))
     try:
         response = await _gateway().get(f"/internal/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
     except httpx.HTTPError as exc:

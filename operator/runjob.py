@@ -6,7 +6,8 @@ They take plain data and return plain dicts, so tests read exactly what the oper
 Every runner container gets ASSAY_RUN_ID, ASSAY_SHARDS, ASSAY_PROJECT (the namespace) and
 ASSAY_OWNER_KIND/NAME/UID; when the operator has a gateway URL and an upload key, also
 ASSAY_GATEWAY_URL and ASSAY_UPLOAD_TOKEN, the latter from the run's `<run-id>-upload` Secret
-(the token is HMAC(upload key, run id): it lets the pod upload results of this run only).
+(the token names the namespace, owner and run, with an HMAC under the upload key over them:
+it lets the pod upload results of this run of this owner only).
 """
 
 from __future__ import annotations
@@ -85,12 +86,20 @@ def build_spec_configmap(owner: dict, run_id: str, extra_files: dict[str, object
     }
 
 
+def run_grant(owner: dict, run_id: str):
+    """What the run's pods may upload: this run of this owner in its namespace."""
+    from assay.runner.upload import RunGrant
+
+    meta = owner["metadata"]
+    return RunGrant(meta["namespace"], owner["kind"], meta["name"], meta["uid"], run_id)
+
+
 def build_upload_secret(owner: dict, run_id: str, settings: OperatorSettings) -> dict:
     """The run's upload token, for the runner's ASSAY_UPLOAD_TOKEN. Deterministic (an HMAC of
-    the run id), so a re-created Secret holds the same token."""
+    the run's grant), so a re-created Secret holds the same token."""
     from assay.runner.upload import upload_token
 
-    token = upload_token(settings.upload_key.get_secret_value(), run_id)
+    token = upload_token(settings.upload_key.get_secret_value(), run_grant(owner, run_id))
     return {
         "apiVersion": "v1",
         "kind": "Secret",

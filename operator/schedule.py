@@ -49,7 +49,7 @@ from assay.crds.common import error_summary
 from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP
 from assay.crds.runrequest import InvalidRunRequest
 from assay.crds.schedule import ScheduleSpec, anchored_cron, interval_seconds
-from assay.runner.batch import MEMBERS_FILE, group_upload_token
+from assay.runner.batch import MEMBERS_FILE, group_upload_token, members_of
 
 from . import kube
 from .monitor import (_subtest_targets, find_environment, locations_for, resolve_subtests,
@@ -397,14 +397,6 @@ def build_members_configmap(namespace: str, group: Group, chunk: int, cronjob: d
                      "ownerReferences": [_cronjob_owner(cronjob)]},
         "binaryData": {f"{MEMBERS_FILE}.gz": base64.b64encode(packed).decode()},
     }
-
-
-def members_of(configmap: dict) -> dict:
-    """The members document a tick ConfigMap holds."""
-    packed = (configmap.get("binaryData") or {}).get(f"{MEMBERS_FILE}.gz")
-    if packed is not None:
-        return json.loads(gzip.decompress(base64.b64decode(packed)))
-    return json.loads((configmap.get("data") or {})[MEMBERS_FILE])
 
 
 def build_group_secret(namespace: str, group: str, settings: OperatorSettings, cronjob: dict) -> dict:

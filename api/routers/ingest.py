@@ -4,18 +4,18 @@
     PUT /internal/v1/runs/{run_id}/progress/{shard}    a running load shard's latest progress
     GET /internal/v1/runs/{run_id}                     what is stored for the run
 
-All take `Authorization: Bearer <upload token>`, the HMAC of the run id under the upload key
-(assay.runner.upload.upload_token), so a pod can touch its own run only. A schedule tick's
-pods, whose run ids are known only when they run, hold their group's token instead
-(assay.runner.batch.group_upload_token: `group:<namespace>/<group>:<HMAC>`): it is accepted
-for Monitor and TestSuite runs of that namespace only (the PUT's X-Assay-Project and
-X-Assay-Kind, and the stored run's project and kind), compared in constant time like the
-run token. The PUT's headers are listed in assay.runner.upload; the body is the document.
+All take `Authorization: Bearer <upload token>`: the run's token (assay.runner.upload.upload_token,
+naming its namespace, owner and run under an HMAC of the upload key), or a schedule tick's
+group token (assay.runner.batch.group_upload_token) for the runs of the group's ticks only.
+api/upload_grants.py turns the token into the run's grant; the run is stored under the
+grant's namespace, kind and owner, and headers or a stored run that contradict it are refused
+(403). The PUT's headers are listed in assay.runner.upload; the body is the document.
 A body is stored only when it is complete and matches its declared SHA-256: a gateway or
 connection dying mid-upload leaves nothing behind, and the runner's retry stores it once. Answers: 201 stored, 200 the
 same bytes were stored before, 409 a different document is stored under that name (its
-sha256 in the answer), 400/401/413 as usual. Errors have the default shape
-`{"error", "message"}`.
+sha256 in the answer), 507 `quota_exceeded` (the run or its namespace would exceed its
+upload quota, api/store/quota.py; nothing is stored), 400/401/403/413 as usual. Errors have
+the default shape `{"error", "message"}`.
 
 The progress PUT's body is a small JSON object (assay.runner.progress.ShardProgress) that
 replaces the shard's previous one: 204 stored, 409 `run_finished` (the run's final figures
@@ -28,7 +28,6 @@ operator reads `merged` into a running LoadTest's `status.progress`.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import re
 
@@ -41,72 +40,50 @@ from starlette.requests import ClientDisconnect
 from assay.runner.progress import PROGRESS_MAX_BYTES, ShardProgress
 from assay.runner.upload import (
     H_IDEMPOTENCY_KEY,
-    H_KIND,
     H_LABELS,
-    H_OWNER_NAME,
-    H_OWNER_UID,
-    H_PROJECT,
     H_SHA256,
     H_SHARD,
     H_SHARDS,
+    RunGrant,
     idempotency_key,
-    upload_token,
 )
 
-from assay.runner.batch import group_upload_token, parse_group_token
-
 from ..errors import ApiError
-from ..store import IngestError, ResultIngest, Upload, merge_progress, shard_view
+from ..store import IngestError, Quota, ResultIngest, Upload, merge_progress, shard_view
 from ..store.results import MAX_SHARDS
+from ..upload_grants import TickRuns, grant_for
 
 PREFIX = "/internal/v1/runs"
-GROUP_KINDS = ("Monitor", "TestSuite")
-"""What a schedule tick runs, hence what its group token may upload."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def install(app: FastAPI, services) -> None:
-    ingest = ResultIngest(services.store)
+    settings = services.settings
+    ingest = ResultIngest(services.store, quota=Quota.of(settings))
     app.state.ingest = ingest
-    max_bytes = services.settings.upload_max_bytes
-    upload_key = services.settings.upload_key
+    max_bytes = settings.upload_max_bytes
+    upload_key = settings.upload_key
+    ticks = TickRuns(services.kube)
     # A crash between a run's last shard and its archives is finished here, before serving.
     ingest.recover()
 
-    def authorize(request: Request, run_id: str) -> None:
+    def authorize(request: Request, run_id: str) -> RunGrant:
+        """The run's grant; blocking (a tick's runs may be read from the cluster)."""
         if upload_key is None or not upload_key.get_secret_value():
             raise ApiError(503, "result uploads are not configured on this gateway (ASSAY_UPLOAD_KEY)",
                            code="uploads_disabled")
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() == "bearer" and parse_group_token(token) is not None:
-            if group_allows(request, run_id, token):
-                return
-        else:
-            expected = upload_token(upload_key.get_secret_value(), run_id)
-            if scheme.lower() == "bearer" and token and hmac.compare_digest(expected, token):
-                return
-        raise ApiError(401, f"a valid upload token for run {run_id} is required", code="unauthorized",
-                       headers={"WWW-Authenticate": 'Bearer realm="assay-ingest"'})
-
-    def group_allows(request: Request, run_id: str, token: str) -> bool:
-        """A tick group's token: genuine, and the run a Monitor or TestSuite run of the group's namespace
-        (the upload's X-Assay-Project, and the stored run's project if it exists)."""
-        namespace, group, _ = parse_group_token(token)
-        expected = group_upload_token(upload_key.get_secret_value(), namespace, group)
-        if not hmac.compare_digest(expected.encode(), token.encode()):
-            return False
-        project = request.headers.get(H_PROJECT)
-        if request.method == "PUT" and (project != namespace or request.headers.get(H_KIND) not in GROUP_KINDS):
-            return False
+        grant = grant_for(request.headers.get("authorization", ""), run_id, request.headers,
+                          upload_key.get_secret_value(), ticks)
         run = services.store.get_run(run_id)
-        if run is not None:
-            return run.project == namespace and run.kind in GROUP_KINDS
-        return request.method == "PUT"
+        if run is not None and (run.project, run.kind, run.owner_uid) != (grant.namespace, grant.kind,
+                                                                          grant.owner_uid):
+            raise ApiError(403, f"run {run_id} belongs to another owner than the upload token's",
+                           code="forbidden")
+        return grant
 
     @app.put(PREFIX + "/{run_id}/documents/{name}", include_in_schema=False)
     async def put_document(run_id: str, name: str, request: Request):
-        authorize(request, run_id)
+        grant = await run_in_threadpool(authorize, request, run_id)
         headers = request.headers
         sha256 = headers.get(H_SHA256, "").lower()
         if not _SHA256.match(sha256):
@@ -115,13 +92,18 @@ def install(app: FastAPI, services) -> None:
         if H_IDEMPOTENCY_KEY in headers and headers[H_IDEMPOTENCY_KEY] != expected_key:
             raise ApiError(400, f"{H_IDEMPOTENCY_KEY} does not match the run, name and content",
                            code="invalid_request")
-        upload = Upload(run_id=run_id, name=name, data=b"", kind=headers.get(H_KIND, ""),
-                        project=headers.get(H_PROJECT, ""), owner_name=headers.get(H_OWNER_NAME, ""),
-                        owner_uid=headers.get(H_OWNER_UID, ""), shards=_int_header(headers, H_SHARDS, 1),
+        upload = Upload(run_id=run_id, name=name, data=b"", kind=grant.kind, project=grant.namespace,
+                        owner_name=grant.owner_name, owner_uid=grant.owner_uid,
+                        shards=_int_header(headers, H_SHARDS, 1),
                         shard=_int_header(headers, H_SHARD, None), labels=_labels(headers.get(H_LABELS)))
         declared = _int_header(headers, "content-length", None)
-        if declared is not None and declared > max_bytes:
-            raise ApiError(413, f"the document is {declared} bytes; the limit is {max_bytes}", code="too_large")
+        if declared is not None:
+            if declared > max_bytes:
+                raise ApiError(413, f"the document is {declared} bytes; the limit is {max_bytes}", code="too_large")
+            try:  # a known size is checked before the body is read; accept() checks again
+                await run_in_threadpool(ingest.check_quota, run_id, name, grant.namespace, declared)
+            except IngestError as exc:
+                return _ingest_error(exc)
 
         body = bytearray()
         try:
@@ -157,7 +139,7 @@ def install(app: FastAPI, services) -> None:
 
     @app.put(PREFIX + "/{run_id}/progress/{shard}", include_in_schema=False)
     async def put_progress(run_id: str, shard: int, request: Request):
-        authorize(request, run_id)
+        await run_in_threadpool(authorize, request, run_id)
         if not 0 <= shard < MAX_SHARDS:
             raise ApiError(400, f"shard must be 0..{MAX_SHARDS - 1}, not {shard}", code="invalid_request")
         body = bytearray()

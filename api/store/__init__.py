@@ -4,11 +4,13 @@
     RunRecord, ArchiveRecord, DocumentRecord
     ResultIngest(store)                 what an upload from a runner does (results.py)
     ProgressRecord, merge_progress      a running load test's live figures (progress.py)
+    Quota, QuotaExceeded                upload quotas per run and namespace (quota.py)
 
 See store.py for the layout on disk and the durability rules.
 """
 
 from .progress import merge_progress, shard_view
+from .quota import Quota, QuotaExceeded, Usage
 from .results import Accepted, IngestError, ResultIngest, Upload, run_summary
 from .store import (
     ARCHIVE_KINDS,
@@ -31,12 +33,15 @@ __all__ = [
     "DocumentRecord",
     "IngestError",
     "ProgressRecord",
+    "Quota",
+    "QuotaExceeded",
     "ResultIngest",
     "RunConflict",
     "RunRecord",
     "Store",
     "StoreError",
     "Upload",
+    "Usage",
     "archive_counter",
     "merge_progress",
     "run_summary",

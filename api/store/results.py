@@ -32,11 +32,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .quota import Quota, QuotaExceeded
 from .store import ArchiveRecord, DocumentRecord, RunConflict, RunRecord, Store, check_component
 
 SHARD_NAME = re.compile(r"^shard-(\d{1,5})\.json$")
 RUN_KINDS = ("LoadTest", "TestSuite", "Monitor")
 MAX_SHARDS = 10_000
+
+
+@contextlib.contextmanager
+def _quota_refusal() -> Iterator[None]:
+    try:
+        yield
+    except QuotaExceeded as exc:
+        raise IngestError(507, "quota_exceeded", str(exc), **exc.details()) from None
 
 
 class IngestError(Exception):
@@ -71,8 +80,9 @@ class Accepted:
 
 
 class ResultIngest:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, quota: Quota = Quota()):
         self.store = store
+        self.quota = quota
         self._locks: dict[str, list] = {}  # run id -> [lock, holders and waiters]
         self._locks_guard = threading.Lock()
 
@@ -109,7 +119,9 @@ class ResultIngest:
                                   sha256=stored.sha256)
             created = stored is None or not stored.path.exists()
             if created:
-                self.store.put_document(upload.run_id, upload.name, upload.data)
+                with _quota_refusal():
+                    self.store.put_document(upload.run_id, upload.name, upload.data, quota=self.quota,
+                                            project=upload.project)
             document = self.store.document_info(upload.run_id, upload.name)
             received = len(self._shard_documents(upload.run_id)) if upload.kind == "LoadTest" else 0
             try:
@@ -125,6 +137,13 @@ class ResultIngest:
                 run = self._finish_api_test(run)
         return Accepted(created=created, document=document, run=run,
                         archives=self.store.list_archives(run_id=upload.run_id))
+
+    def check_quota(self, run_id: str, name: str, project: str, size: int) -> None:
+        """Refuse (IngestError 507) a new document of `size` bytes that would not fit, before
+        its body is read; a document stored before (a retry) is not new."""
+        if self.store.document_info(run_id, name) is None:
+            with _quota_refusal():
+                self.store.check_quota(self.quota, run_id, project, size)
 
     def _validate(self, upload: Upload) -> None:
         try:

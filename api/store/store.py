@@ -40,8 +40,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import files
+from .quota import Quota, QuotaExceeded, Usage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: documents carry their run's project, which upload quotas count by."""
 FINISHED_STATES = frozenset({"succeeded", "failed"})
 RUN_STATES = ("pending", "running", "succeeded", "failed")
 _STATE_RANK = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2}
@@ -94,6 +96,7 @@ CREATE TABLE IF NOT EXISTS documents (
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     created_at REAL NOT NULL,
+    project TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (run_id, name)
 );
 
@@ -136,6 +139,17 @@ CREATE TABLE IF NOT EXISTS run_progress (
 -- between the two finishes here next time.
 CREATE TABLE IF NOT EXISTS purge_queue (run_id TEXT PRIMARY KEY);
 """
+
+
+def _add_document_projects(tx: sqlite3.Connection) -> None:
+    """Schema 1 to 2: a project column on documents, filled from their runs."""
+    columns = {row["name"] for row in tx.execute("PRAGMA table_info(documents)")}
+    if "project" not in columns:
+        tx.execute("ALTER TABLE documents ADD COLUMN project TEXT NOT NULL DEFAULT ''")
+        tx.execute("UPDATE documents SET project = COALESCE((SELECT project FROM runs "
+                   "WHERE runs.run_id = documents.run_id), '')")
+    # With the size, a namespace's usage is summed from the index alone.
+    tx.execute("CREATE INDEX IF NOT EXISTS documents_by_project ON documents (project, size)")
 
 
 class StoreError(Exception):
@@ -285,6 +299,7 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.db_path} has schema version {version}; this gateway knows "
                                  f"up to {SCHEMA_VERSION}: upgrade the gateway")
+            _add_document_projects(tx)
             tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- connections and transactions -------------------------------------------------------
@@ -459,24 +474,51 @@ class Store:
                                     (run_id, len(prefix), prefix)).fetchall()
         return [self._document_from_row(row) for row in rows]
 
-    def put_document(self, run_id: str, name: str, data: bytes) -> Path:
+    def usage(self, run_id: str, project: str, conn: sqlite3.Connection | None = None) -> tuple[Usage, Usage]:
+        """The documents stored for the run, and for the namespace `project`."""
+        conn = conn or self._conn()
+        run = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM documents WHERE run_id=?",
+                           (run_id,)).fetchone()
+        namespace = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM documents WHERE project=?",
+                                 (project,)).fetchone()
+        return Usage(run[0], run[1]), Usage(namespace[0], namespace[1])
+
+    def check_quota(self, quota: Quota, run_id: str, project: str, size: int,
+                    conn: sqlite3.Connection | None = None) -> None:
+        """Raise QuotaExceeded when a new document of `size` bytes does not fit the run's or the namespace's quota."""
+        quota.check(run_id, project, *self.usage(run_id, project, conn), size)
+
+    def put_document(self, run_id: str, name: str, data: bytes, *, quota: Quota | None = None,
+                     project: str = "") -> Path:
         """Store `data` as the run's document `name`, atomically and durably. The same bytes
-        again change nothing; different bytes replace the document."""
+        again change nothing; different bytes replace the document. `project` is the run's
+        namespace; with a `quota`, a new document that does not fit the run's or the
+        namespace's quota raises QuotaExceeded and nothing is stored."""
         check_component(name, "document name")
         sha256 = hashlib.sha256(data).hexdigest()
         current = self.document_info(run_id, name)
         if current and current.sha256 == sha256 and current.path.exists():
             return current.path
+        if quota is not None and current is None:
+            self.check_quota(quota, run_id, project, len(data))
         path = self.run_dir(run_id) / f"{sha256[:16]}-{name}"
         files.write_atomically(path, data)
         replaced = None
-        with self._write() as tx:
-            row = tx.execute("SELECT path, sha256 FROM documents WHERE run_id=? AND name=?", (run_id, name)).fetchone()
-            if row is None or row["sha256"] != sha256:
-                if row is not None and row["path"] != self._rel(path):
-                    replaced = self._abs(row["path"])
-                tx.execute("INSERT OR REPLACE INTO documents (run_id, name, path, size, sha256, created_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (run_id, name, self._rel(path), len(data), sha256, time.time()))
+        try:
+            with self._write() as tx:
+                row = tx.execute("SELECT path, sha256 FROM documents WHERE run_id=? AND name=?",
+                                 (run_id, name)).fetchone()
+                if quota is not None and row is None:
+                    self.check_quota(quota, run_id, project, len(data), tx)
+                if row is None or row["sha256"] != sha256:
+                    if row is not None and row["path"] != self._rel(path):
+                        replaced = self._abs(row["path"])
+                    tx.execute("INSERT OR REPLACE INTO documents (run_id, name, path, size, sha256, created_at, "
+                               "project) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (run_id, name, self._rel(path), len(data), sha256, time.time(), project))
+        except QuotaExceeded:
+            files.discard(path)
+            raise
         if replaced is not None:
             files.discard(replaced)
         return path

@@ -22,7 +22,10 @@ Each member's result is uploaded like a requested run's (a Monitor's Runscope-sh
 `monitor-result.json`, `monitor-result-<i>.json` for region i of several; a TestSuite's
 Loadmill-shaped `suite-run.json`) when
 $ASSAY_GATEWAY_URL and $ASSAY_UPLOAD_TOKEN are set; the token is the group's
-(`group_upload_token`), valid for Monitor and TestSuite runs of its namespace only. The termination message
+(`group_upload_token`), and each upload names its tick (X-Assay-Tick). The gateway accepts
+it only for the run ids `tick_runs` derives from the group's members ConfigMap and a tick
+Job of the group's CronJob, so a group token writes its own members' scheduled runs and
+nothing else. The termination message
 is a compact line per member (`encode_outcomes`), which the operator records into each
 Monitor's status.
 """
@@ -30,6 +33,7 @@ Monitor's status.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import hashlib
 import hmac
@@ -43,6 +47,7 @@ from pathlib import Path
 from assay.crds.runrequest import run_id_for_request
 
 from .manifest import with_run_secrets
+from .upload import RunGrant
 
 MEMBERS_FILE = "members.json"
 MESSAGE_LIMIT = 4096
@@ -74,13 +79,37 @@ def member_run_id(member: dict, tick: str) -> str:
 def group_upload_token(key: str | bytes, namespace: str, group: str) -> str:
     """The upload token of a tick group: `group:<namespace>/<group>:<hex HMAC-SHA256 of
     "group:<namespace>/<group>" under the upload key>`. The gateway recomputes the HMAC from
-    the readable part and accepts it for Monitor runs of that namespace only."""
+    the readable part and accepts it for the runs of the group's ticks only (`tick_runs`)."""
     if isinstance(key, str):
         key = key.encode()
     if not key:
         raise ValueError("the upload key is empty")
     subject = f"{GROUP_TOKEN_PREFIX}{namespace}/{group}"
     return f"{subject}:{hmac.new(key, subject.encode(), hashlib.sha256).hexdigest()}"
+
+
+def tick_job_name(group: str, tick: str) -> str:
+    """The Job that runs `tick` of the group's CronJob: the inverse of `tick_of`."""
+    return f"{group}-{tick}" if tick.isdigit() else tick
+
+
+def members_of(configmap: dict) -> dict:
+    """The members document a tick ConfigMap holds (`members.json.gz`, or plain `members.json`)."""
+    packed = (configmap.get("binaryData") or {}).get(f"{MEMBERS_FILE}.gz")
+    if packed is not None:
+        return json.loads(gzip.decompress(base64.b64decode(packed)))
+    return json.loads((configmap.get("data") or {})[MEMBERS_FILE])
+
+
+def tick_runs(document: dict, tick: str) -> dict[str, RunGrant]:
+    """Every run a tick of the group runs, by run id, as the grant an upload of it gets."""
+    namespace = str(document.get("namespace") or "")
+    runs = {}
+    for member in document.get("members") or []:
+        meta = owner_of(member)["metadata"]
+        run_id = member_run_id(member, tick)
+        runs[run_id] = RunGrant(namespace, member.get("kind") or "Monitor", meta["name"], meta["uid"], run_id)
+    return runs
 
 
 def parse_group_token(token: str) -> tuple[str, str, str] | None:
@@ -166,7 +195,7 @@ def _mean_response_ms(result) -> int | None:
     return round(sum(times) / len(times)) if times else None
 
 
-def _upload(member: dict, run_id: str, documents: list[tuple[str, dict]], namespace: str) -> str | None:
+def _upload(member: dict, run_id: str, tick: str, documents: list[tuple[str, dict]], namespace: str) -> str | None:
     """Upload the member's documents, in order, when the operator wired a gateway; the errors if
     any failed. `documents` are (base name, document): a Monitor's `monitor-steps` then
     `monitor-result` (suffixed `-<i>` for region i of several: the result finishes the run at
@@ -188,7 +217,7 @@ def _upload(member: dict, run_id: str, documents: list[tuple[str, dict]], namesp
         try:
             client.upload(kind, index, name, json.dumps(document, sort_keys=True).encode(),
                           {"project": namespace, "owner_name": meta["name"], "owner_uid": meta["uid"],
-                           "shards": locations})
+                           "shards": locations, "tick": tick})
         except UploadError as exc:
             errors.append(f"{name}: {exc}")
     return "; ".join(errors) or None
@@ -236,7 +265,7 @@ async def run_member(member: dict, tick: str, namespace: str) -> Outcome:
     try:
         run = _run_suite if member.get("kind") == "TestSuite" else _run_monitor
         passed, ms, run_started, run_finished, documents = await run(member, run_id)
-        upload_error = await asyncio.to_thread(_upload, member, run_id, documents, namespace)
+        upload_error = await asyncio.to_thread(_upload, member, run_id, tick, documents, namespace)
         if upload_error:
             print(f"assay-runner: {run_id}: result upload failed: {upload_error}", file=sys.stderr, flush=True)
         started = run_started or started

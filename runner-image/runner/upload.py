@@ -1,8 +1,13 @@
 """Uploading a run's results to the gateway, and the per-run upload token.
 
-The operator gives each run's pods `upload_token(upload_key, run_id)` through a Secret; the
-gateway recomputes it from the same key and compares. A token therefore lets a pod write
-the results of its own run only, and nobody has to store tokens.
+The operator gives each run's pods `upload_token(upload_key, grant)` through a Secret: the
+run's namespace, owner kind, owner name and uid and run id (`RunGrant`), readable, with an
+HMAC over all of them. The gateway recomputes the HMAC from the same key, compares in
+constant time, and takes the run's namespace, kind and owner from the token, not from the
+headers: a token lets a pod write the results of its own run of its own owner only, and
+nobody has to store tokens.
+
+    run.v2:<namespace>/<kind>/<owner name>/<owner uid>/<run id>:<hex HMAC-SHA256 of the part before>
 
 `UploadClient.upload()` PUTs one document (a shard's metrics JSON, a suite's result) to
 `/internal/v1/runs/<run id>/documents/<name>` with its SHA-256, so the gateway can tell a
@@ -19,6 +24,11 @@ Wire format (headers of the PUT; the body is the document's bytes):
     X-Assay-Kind: LoadTest | TestSuite | Monitor      (the run's owner kind)
     X-Assay-Project, X-Assay-Owner-Name, X-Assay-Owner-Uid, X-Assay-Shards, X-Assay-Shard
     X-Assay-Labels: a JSON object (optional)
+    X-Assay-Tick: the schedule tick of a tick group's run (assay.runner.batch)
+
+Kind, project and owner repeat what the token says (the gateway refuses an upload whose
+headers contradict its token); older runners send them, and the group token of a schedule
+tick, which names no run, needs them to say which member's run it uploads.
 """
 
 from __future__ import annotations
@@ -27,8 +37,10 @@ import hashlib
 import hmac
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -48,6 +60,7 @@ H_OWNER_UID = "X-Assay-Owner-Uid"
 H_SHARD = "X-Assay-Shard"
 H_SHARDS = "X-Assay-Shards"
 H_LABELS = "X-Assay-Labels"
+H_TICK = "X-Assay-Tick"
 H_IDEMPOTENCY_KEY = "Idempotency-Key"
 
 # Answers that will not change by asking again.
@@ -55,13 +68,57 @@ _RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _RETRYABLE_CODES = {"checksum_mismatch", "incomplete_body"}
 
 
-def upload_token(key: str | bytes, run_id: str) -> str:
-    """The run's upload token: hex HMAC-SHA256 of the run id under the shared upload key."""
+RUN_TOKEN_PREFIX = "run.v2:"
+"""The version of the run token's format; a token of another version is not a run token."""
+_TOKEN_FIELD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class RunGrant:
+    """What an upload token lets its holder write: one run of one owner in one namespace."""
+
+    namespace: str
+    kind: str
+    """"LoadTest" | "TestSuite" | "Monitor"."""
+    owner_name: str
+    owner_uid: str
+    run_id: str
+
+    def subject(self) -> str:
+        fields = (self.namespace, self.kind, self.owner_name, self.owner_uid, self.run_id)
+        for value in fields:
+            # The fields are joined with "/" and the MAC follows the last ":": neither may occur in one.
+            if not _TOKEN_FIELD.match(value):
+                raise ValueError(f"{value!r} cannot be part of an upload token")
+        return RUN_TOKEN_PREFIX + "/".join(fields)
+
+
+def _mac(key: str | bytes, subject: str) -> str:
     if isinstance(key, str):
         key = key.encode()
     if not key:
         raise ValueError("the upload key is empty")
-    return hmac.new(key, run_id.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, subject.encode(), hashlib.sha256).hexdigest()
+
+
+def upload_token(key: str | bytes, grant: RunGrant) -> str:
+    """The run's upload token: the grant, readable, and the HMAC-SHA256 of it under the upload key."""
+    subject = grant.subject()
+    return f"{subject}:{_mac(key, subject)}"
+
+
+def verify_upload_token(key: str | bytes, token: str) -> RunGrant | None:
+    """The grant of a genuine run token; None for anything else (another format or version,
+    a changed field, another key)."""
+    subject, _, mac = token.rpartition(":")
+    if not subject.startswith(RUN_TOKEN_PREFIX):
+        return None
+    fields = subject[len(RUN_TOKEN_PREFIX):].split("/")
+    if len(fields) != 5 or not all(_TOKEN_FIELD.match(f) for f in fields):
+        return None
+    if not hmac.compare_digest(_mac(key, subject).encode(), mac.encode()):
+        return None
+    return RunGrant(*fields)
 
 
 def idempotency_key(run_id: str, name: str, sha256: str) -> str:
@@ -95,7 +152,7 @@ class UploadClient:
         """Store `data` as document `name` of the run; returns the gateway's answer.
 
         `kind` is the run's owner kind; `meta` may hold `project`, `owner_name`, `owner_uid`,
-        `shards` and `labels`. Retries connection errors, timeouts and 5xx with backoff for
+        `shards`, `labels` and `tick`. Retries connection errors, timeouts and 5xx with backoff for
         up to `retry_for` seconds; raises UploadError when the gateway refuses for good or
         never answers."""
         sha256 = hashlib.sha256(data).hexdigest()
@@ -107,7 +164,7 @@ class UploadClient:
             "Content-Type": "application/octet-stream",
         }
         for header, key in ((H_PROJECT, "project"), (H_OWNER_NAME, "owner_name"), (H_OWNER_UID, "owner_uid"),
-                            (H_SHARDS, "shards")):
+                            (H_SHARDS, "shards"), (H_TICK, "tick")):
             if meta.get(key) not in (None, ""):
                 headers[header] = str(meta[key])
         if shard is not None:
@@ -156,4 +213,5 @@ class UploadClient:
         raise UploadError(f"the gateway refused {url}: {described}")
 
 
-__all__ = ["SHARD_DOCUMENT", "UploadClient", "UploadError", "document_path", "idempotency_key", "upload_token"]
+__all__ = ["SHARD_DOCUMENT", "RunGrant", "UploadClient", "UploadError", "document_path", "idempotency_key",
+           "upload_token", "verify_upload_token"]

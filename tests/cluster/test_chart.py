@@ -112,7 +112,8 @@ GATEWAY_NEEDS = [
       for verb in ("get", "list", "create", "update", "patch", "delete")],
     *[(verb, "schedules.assay.dev", "", "services/runscope_tests.py")
       for verb in ("get", "list", "create", "update", "delete")],
-    *[(verb, "configmaps", "", "Runscope shared environments") for verb in ("get", "create", "update")],
+    *[(verb, "configmaps", "", "Runscope shared environments; tick members") for verb in ("get", "create", "update")],
+    ("get", "jobs.batch", "", "upload_grants.py: a tick's Job"),
 ]
 GATEWAY_DENIED = [
     ("get", "secrets", ""), ("list", "secrets", ""), ("create", "jobs.batch", ""),
@@ -181,6 +182,7 @@ def test_lint_is_clean_in_strict_mode(helm):
     ("egress.allow={localhost}", "/egress/allow/0"),
     ("gateway.exposedUrl=exposed.example.com", "/gateway/exposedUrl"),
     ("runner.cpuLimit=all", "/runner/cpuLimit"),
+    ("gateway.uploadQuota.namespaceBytes=-1", "/gateway/uploadQuota/namespaceBytes"),
 ])
 def test_values_schema_rejects_a_bad_value(helm, setting, message):
     result = helm("template", "assay", str(CHART), "--set", setting, check=False)
@@ -218,6 +220,8 @@ def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_
     assert env["ASSAY_AUTHORIZATION_CODE_TTL_SECONDS"] == "120"
     assert env["ASSAY_EXPOSED_URL"] == "https://exposed.test.example"
     assert env["ASSAY_EGRESS_ALLOW"] == "10.20.0.0/16,10.0.5.7:8443" and env["ASSAY_EGRESS_DENY"] == "[fd00::]/8:443"
+    assert [env[f"ASSAY_UPLOAD_{scope}_MAX_{unit}"] for scope in ("RUN", "NAMESPACE") for unit in ("BYTES", "DOCUMENTS")] \
+        == ["536870912", "2000", "0", "50000"]
     [operator] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-operator"]
     op_env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert op_env["ASSAY_SMTP_HOST"]["value"] == "smtp.test.example" and op_env["ASSAY_SMTP_PORT"]["value"] == "587"

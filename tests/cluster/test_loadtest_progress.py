@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from assay.runner.upload import upload_token
+from assay.runner.upload import RunGrant, upload_token
 from tests.cluster.test_loadtest_run import get, loadtest_manifest
 from tests.conftest import GatewayProcess
 from tests.support.targets import CountingTarget
@@ -50,8 +50,9 @@ def test_a_running_loadtest_shows_growing_progress_and_finishes_with_the_targets
             cluster, "loadtest", "live", namespace)["metadata"].get("finalizers"), timeout=30)
 
         run_id = status["runId"]
-        answer = httpx.get(f"{gateway.url}/internal/v1/runs/{run_id}",
-                           headers={"Authorization": f"Bearer {upload_token(GatewayProcess.UPLOAD_KEY, run_id)}"})
+        uid = get(cluster, "loadtest", "live", namespace)["metadata"]["uid"]
+        token = upload_token(GatewayProcess.UPLOAD_KEY, RunGrant(namespace, "LoadTest", "live", uid, run_id))
+        answer = httpx.get(f"{gateway.url}/internal/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200, answer.text
         stored = answer.json()
         assert stored["progress"] is None  # dropped when the run finished

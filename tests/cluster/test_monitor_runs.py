@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from assay.operator.names import run_id_for_request
-from assay.runner.upload import upload_token
+from assay.runner.upload import RunGrant, upload_token
 from tests.conftest import GatewayProcess
 from tests.support.agents import node_agents, region_nodes
 from tests.support.targets import CountingTarget
@@ -189,8 +189,10 @@ def test_with_the_gateway_each_regions_result_lands_in_the_store(cluster, namesp
         assert secret["metadata"]["ownerReferences"][0]["kind"] == "Monitor"
 
         # What the gateway says it holds for the run (the ingest endpoint takes the run's token)...
-        request = urllib.request.Request(f"{gateway.url}/internal/v1/runs/{run_id}", headers={
-            "Authorization": f"Bearer {upload_token(GatewayProcess.UPLOAD_KEY, run_id)}"})
+        uid = get(cluster, "monitor", "stored", namespace)["metadata"]["uid"]
+        token = upload_token(GatewayProcess.UPLOAD_KEY, RunGrant(namespace, "Monitor", "stored", uid, run_id))
+        request = urllib.request.Request(f"{gateway.url}/internal/v1/runs/{run_id}",
+                                         headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=5) as answer:
             stored = json.load(answer)
         assert sorted(d["name"] for d in stored["documents"]) == [

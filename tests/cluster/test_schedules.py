@@ -15,7 +15,7 @@ import pytest
 from assay.operator.names import run_id_for_request
 from assay.operator.schedule import members_of
 from assay.runner.batch import tick_of
-from assay.runner.upload import upload_token
+from assay.runner.upload import RunGrant, upload_token
 from tests.conftest import GatewayProcess
 from tests.support.targets import CountingTarget
 
@@ -149,8 +149,10 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         tick = tick_of(job["metadata"]["name"])
         run_id = run_id_for_request("alpha", monitor["metadata"]["uid"], f"schedule:{sched_uid}:{tick}")
         assert alpha["runId"] == run_id
-        stored = urllib.request.Request(f"{gateway.url}/internal/v1/runs/{run_id}", headers={
-            "Authorization": f"Bearer {upload_token(GatewayProcess.UPLOAD_KEY, run_id)}"})
+        token = upload_token(GatewayProcess.UPLOAD_KEY,
+                             RunGrant(namespace, "Monitor", "alpha", monitor["metadata"]["uid"], run_id))
+        stored = urllib.request.Request(f"{gateway.url}/internal/v1/runs/{run_id}",
+                                        headers={"Authorization": f"Bearer {token}"})
         record = json.loads(urllib.request.urlopen(stored, timeout=10).read())
         assert record["run"]["project"] == namespace and record["run"]["result"] == "passed"
         assert sorted(d["name"] for d in record["documents"]) == ["monitor-result.json", "monitor-steps.json"]

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from assay.operator.names import run_id_for_request
-from assay.runner.upload import upload_token
+from assay.runner.upload import RunGrant, upload_token
 from tests.conftest import GatewayProcess
 from tests.support.targets import CountingTarget
 
@@ -160,8 +160,9 @@ def test_with_the_gateway_the_suite_run_lands_in_the_store_and_every_run_gets_an
         status = cluster.wait_for("the run", last_run_finished(cluster, namespace, "stored", run_id), timeout=90)
         assert status["lastRun"]["status"] == "PASSED", status
 
-        request = urllib.request.Request(f"{gateway.url}/internal/v1/runs/{run_id}", headers={
-            "Authorization": f"Bearer {upload_token(GatewayProcess.UPLOAD_KEY, run_id)}"})
+        token = upload_token(GatewayProcess.UPLOAD_KEY, RunGrant(namespace, "TestSuite", "stored", uid, run_id))
+        request = urllib.request.Request(f"{gateway.url}/internal/v1/runs/{run_id}",
+                                         headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=5) as answer:
             stored = json.load(answer)
         assert [d["name"] for d in stored["documents"]] == ["suite-run.json"]
@@ -180,8 +181,9 @@ def test_with_the_gateway_the_suite_run_lands_in_the_store_and_every_run_gets_an
         load_run = job["metadata"]["labels"]["assay.dev/run-id"]
         secret = json.loads(cluster.kubectl("get", "secret", f"{load_run}-upload", "-n", namespace, "-o",
                                             "json").stdout)
-        assert base64.b64decode(secret["data"]["token"]).decode() == upload_token(GatewayProcess.UPLOAD_KEY,
-                                                                                   load_run)
+        load_uid = get(cluster, "loadtest", "load", namespace)["metadata"]["uid"]
+        assert base64.b64decode(secret["data"]["token"]).decode() == upload_token(
+            GatewayProcess.UPLOAD_KEY, RunGrant(namespace, "LoadTest", "load", load_uid, load_run))
         env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["ASSAY_GATEWAY_URL"]["value"] == gateway.url
         assert env["ASSAY_UPLOAD_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == f"{load_run}-upload"

@@ -13,17 +13,20 @@ from pydantic import SecretStr
 
 from assay.api.errors import install_error_handlers
 from assay.api.routers import ingest
+from assay.api.settings import GatewaySettings
 from assay.api.store import Store
 
 
 @contextlib.contextmanager
-def ingest_client(store_dir: Path, upload_key: str) -> Iterator[TestClient]:
-    """A client of the ingest endpoints; its `store` attribute is the store behind them."""
+def ingest_client(store_dir: Path, upload_key: str, **settings) -> Iterator[TestClient]:
+    """A client of the ingest endpoints; its `store` attribute is the store behind them.
+    `settings` are further gateway settings (quotas). No cluster: a tick group's token is
+    refused, its tick's runs cannot be read."""
     store = Store(store_dir)
     app = FastAPI()
     install_error_handlers(app)
-    ingest.install(app, SimpleNamespace(store=store, settings=SimpleNamespace(
-        upload_key=SecretStr(upload_key), upload_max_bytes=1 << 20)))
+    ingest.install(app, SimpleNamespace(store=store, kube=None, settings=GatewaySettings(
+        store_dir=store_dir, upload_key=SecretStr(upload_key), upload_max_bytes=1 << 20, **settings)))
     try:
         with TestClient(app) as client:
             client.store = store

@@ -13,7 +13,7 @@ import pytest
 
 from assay.operator.runhistory import RequestState, history_status
 from assay.runner.__main__ import _summary_message, main
-from assay.runner.upload import UploadClient, UploadError, upload_token
+from assay.runner.upload import RunGrant, UploadClient, UploadError, upload_token
 from tests.support.targets import CountingTarget
 
 
@@ -52,6 +52,8 @@ def gateway():
     fake = FakeGateway()
     yield fake
     fake.close()
+
+TOKEN = upload_token("k" * 32, RunGrant("team-a", "Monitor", "shop", "uid-1", "shop-0123456789"))
 
 
 @pytest.fixture
@@ -142,7 +144,7 @@ def test_a_monitor_pod_runs_in_its_region_with_subtests_and_uploads_its_runscope
     for name, value in {"ASSAY_RUN_OPTIONS": json.dumps({"environment": "prod", "params": {}}),
                         "ASSAY_REGION": "eu1", "ASSAY_SHARD_INDEX": "1", "ASSAY_SHARDS": "2",
                         "ASSAY_GATEWAY_URL": gateway.url,
-                        "ASSAY_UPLOAD_TOKEN": upload_token("k" * 32, "shop-0123456789")}.items():
+                        "ASSAY_UPLOAD_TOKEN": TOKEN}.items():
         monkeypatch.setenv(name, value)
     with CountingTarget() as target:
         document = monitor(target.url)
@@ -160,7 +162,7 @@ def test_a_monitor_pod_runs_in_its_region_with_subtests_and_uploads_its_runscope
     path = f"{base}/monitor-result-1.json"
     headers, body = gateway.documents[path]
     headers = {k.lower(): v for k, v in headers.items()}
-    assert headers["authorization"] == f"Bearer {upload_token('k' * 32, 'shop-0123456789')}"
+    assert headers["authorization"] == f"Bearer {TOKEN}"
     assert (headers["x-assay-kind"], headers["x-assay-shard"], headers["x-assay-shards"]) == ("Monitor", "1", "2")
     assert (headers["x-assay-project"], headers["x-assay-owner-name"]) == ("team-a", "shop")
     result = json.loads(body)

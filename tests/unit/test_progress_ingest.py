@@ -14,7 +14,7 @@ import pytest
 from assay.api.store import RunRecord
 from assay.crds.loadtest import LoadTestStatus
 from assay.runner.progress import PROGRESS_MAX_BYTES, ShardProgress
-from assay.runner.upload import upload_token
+from assay.runner.upload import RunGrant, upload_token
 from tests.support.ingest import ingest_client
 from tests.unit.test_progress_pusher import progress
 from tests.unit.test_upload import ingest_gateway  # noqa: F401  (a fixture)
@@ -30,7 +30,7 @@ def gateway(tmp_path):
 
 
 def auth(run_id: str = RUN) -> dict:
-    return {"Authorization": f"Bearer {upload_token(KEY, run_id)}"}
+    return {"Authorization": f"Bearer {upload_token(KEY, RunGrant('shop', 'LoadTest', 'checkout', 'uid-1', run_id))}"}
 
 
 def body(requests: int, latencies_ms=(10.0,), **extra) -> bytes:
@@ -79,8 +79,9 @@ def test_a_bad_report_is_refused_and_stores_nothing(gateway, content, status, co
 def test_progress_needs_the_runs_own_token_and_a_shard_in_range(gateway):
     url = f"/internal/v1/runs/{RUN}/progress/0"
     assert gateway.put(url, content=body(1)).status_code == 401
-    assert gateway.put(url, content=body(1), headers=auth("other-run")).status_code == 401
-    assert gateway.get(f"/internal/v1/runs/{RUN}", headers=auth("other-run")).status_code == 401
+    # Another run's genuine token is refused as not covering this run.
+    assert gateway.put(url, content=body(1), headers=auth("other-run")).status_code == 403
+    assert gateway.get(f"/internal/v1/runs/{RUN}", headers=auth("other-run")).status_code == 403
     assert gateway.put(f"/internal/v1/runs/{RUN}/progress/-1", content=body(1), headers=auth()).status_code == 400
     assert gateway.get(f"/internal/v1/runs/{RUN}", headers=auth()).status_code == 404
     assert gateway.store.list_progress(RUN) == []
@@ -94,7 +95,7 @@ def test_a_loadtest_pod_pushes_growing_progress_while_it_runs_and_none_remains_a
     from tests.unit.test_load_servers import LoadTarget
 
     run_id = "live-1a2b3c4d"
-    env = {"ASSAY_GATEWAY_URL": ingest_gateway.url, "ASSAY_UPLOAD_TOKEN": upload_token("k", run_id),
+    env = {"ASSAY_GATEWAY_URL": ingest_gateway.url, "ASSAY_UPLOAD_TOKEN": upload_token("k", RunGrant("shop", "LoadTest", "live", "lt-uid", run_id)),
            "ASSAY_RUN_ID": run_id, "ASSAY_PROJECT": "shop", "ASSAY_OWNER_KIND": "LoadTest",
            "ASSAY_OWNER_NAME": "live", "ASSAY_OWNER_UID": "lt-uid", "ASSAY_SHARDS": "1",
            "JOB_COMPLETION_INDEX": "0", "ASSAY_TERMINATION_LOG": str(tmp_path / "termination-log")}

@@ -13,7 +13,7 @@ import pytest
 from assay.operator import kube
 from assay.operator import loadtest as handlers
 from assay.operator.settings import OperatorSettings
-from assay.runner.upload import upload_token
+from assay.runner.upload import RunGrant, upload_token
 from tests.unit.test_runstatus import job, pod, summary
 
 RUN = "live-1a2b3c4d"
@@ -55,7 +55,7 @@ def test_a_tick_copies_the_merged_progress_onto_the_status_as_seen(world):
     tick({"phase": "Running", "runId": RUN})
     request = world.requests[0]
     assert request.url.path == f"/internal/v1/runs/{RUN}"
-    assert request.headers["authorization"] == f"Bearer {upload_token('key', RUN)}"
+    assert request.headers["authorization"] == f"Bearer {upload_token('key', RunGrant('shop', 'LoadTest', 'live', '0f0e0d0c-aaaa', RUN))}"
     assert world.patches == [("live", {"progress": PROGRESS}, "41")]
 
 

@@ -6,7 +6,7 @@ import json
 from assay.operator.names import job_name_for, run_id_for, spec_configmap_name_for, upload_secret_name_for
 from assay.operator.runjob import build_runner_job, build_spec_configmap, build_upload_secret
 from assay.operator.settings import OperatorSettings
-from assay.runner.upload import upload_token
+from assay.runner.upload import RunGrant, upload_token
 
 LOADTEST = {
     "apiVersion": "assay.dev/v1alpha1",
@@ -87,13 +87,14 @@ def test_with_gateway_and_key_the_runner_gets_the_gateway_and_its_runs_token_fro
         assert name in env
 
 
-def test_upload_secret_holds_the_hmac_of_the_run_id_and_belongs_to_the_runs_owner():
+def test_upload_secret_holds_the_token_of_the_run_and_its_owner_and_belongs_to_the_runs_owner():
     secret = build_upload_secret(LOADTEST, "checkout-0b7e3c2a", UPLOADS)
     assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "checkout-0b7e3c2a-upload"
     assert secret["metadata"]["namespace"] == "shop"
     token = base64.b64decode(secret["data"]["token"]).decode()
-    assert token == upload_token("k" * 32, "checkout-0b7e3c2a")
-    assert token != upload_token("k" * 32, "checkout-other")
+    uid = LOADTEST["metadata"]["uid"]
+    assert token == upload_token("k" * 32, RunGrant("shop", "LoadTest", "checkout", uid, "checkout-0b7e3c2a"))
+    assert token != upload_token("k" * 32, RunGrant("shop", "LoadTest", "checkout", uid, "checkout-other"))
     owner = secret["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["uid"], owner["controller"]) == ("LoadTest", LOADTEST["metadata"]["uid"], True)
     assert secret["metadata"]["labels"]["assay.dev/run-id"] == "checkout-0b7e3c2a"

@@ -21,10 +21,12 @@ from assay.runner.batch import (
     decode_outcomes,
     encode_outcomes,
     group_upload_token,
+    tick_job_name,
     tick_of,
+    tick_runs,
 )
 from assay.runner.upload import H_IDEMPOTENCY_KEY, H_KIND, H_OWNER_NAME, H_OWNER_UID, H_PROJECT, H_SHA256, \
-    idempotency_key
+    H_TICK, RunGrant, idempotency_key
 from tests.conftest import REPO
 from tests.support.ingest import ingest_client
 from tests.support.targets import CountingTarget
@@ -202,31 +204,39 @@ def gateway(tmp_path):
         yield client
 
 
-def put(client, run_id: str, token: str, project: str = "ns", kind: str = "Monitor"):
+def put(client, run_id: str, token: str, project: str = "ns", kind: str = "Monitor", tick: str | None = None):
     body = json.dumps({"result": "pass", "started_at": 1, "finished_at": 2}).encode()
     sha = hashlib.sha256(body).hexdigest()
     return client.put(f"/internal/v1/runs/{run_id}/documents/monitor-result.json", content=body, headers={
         "Authorization": f"Bearer {token}", H_SHA256: sha, H_IDEMPOTENCY_KEY:
         idempotency_key(run_id, "monitor-result.json", sha), H_KIND: kind, H_PROJECT: project,
-        H_OWNER_NAME: "health", H_OWNER_UID: MONITOR_UID})
+        H_OWNER_NAME: "health", H_OWNER_UID: MONITOR_UID, **({H_TICK: tick} if tick else {})})
 
 
-def test_a_group_token_uploads_monitor_runs_of_its_own_namespace_only(gateway):
+def test_a_group_token_is_refused_unless_genuine_and_writes_only_the_runs_of_its_ticks(gateway):
+    """Without a cluster the gateway cannot find the tick's Job and members, so even a genuine
+    group token writes nothing (tests/cluster/test_ingest_grants.py has the cluster's side)."""
     token = group_upload_token(KEY, "ns", "assay-tick-1234abcd")
-    assert put(gateway, "health-0123456789", token).status_code == 201
-    assert gateway.get("/internal/v1/runs/health-0123456789",
-                       headers={"Authorization": f"Bearer {token}"}).status_code == 200
-
-    other = group_upload_token(KEY, "other", "assay-tick-1234abcd")
-    for answer in (put(gateway, "health-0123456789", other, project="other"),  # someone else's run
-                   put(gateway, "x-1", other, project="ns"),                    # claims a namespace not its own
-                   put(gateway, "x-2", token, kind="LoadTest"),
-                   put(gateway, "x-3", token[:-1] + ("0" if token[-1] != "0" else "1")),
+    for answer in (put(gateway, "x-3", token[:-1] + ("0" if token[-1] != "0" else "1")),
                    put(gateway, "x-4", group_upload_token("wrong key", "ns", "assay-tick-1234abcd"))):
         assert answer.status_code == 401, answer.text
         assert answer.json()["error"] == "unauthorized"
-    assert gateway.get("/internal/v1/runs/health-0123456789",
-                       headers={"Authorization": f"Bearer {other}"}).status_code == 401
+    for answer, says in ((put(gateway, "health-0123456789", token), "X-Assay-Tick is required"),
+                         (put(gateway, "health-0123456789", token, tick="29395567"), "not a run of tick 29395567")):
+        assert answer.status_code == 403, answer.text
+        assert says in answer.json()["message"]
+    assert gateway.store.get_run("health-0123456789") is None
+
+
+def test_the_runs_of_a_tick_are_its_members_runs_as_the_batch_computes_them():
+    document = {"group": "assay-tick-1234abcd", "namespace": "ns", "chunk": 8,
+                "members": [member("health", MONITOR_UID, "http://127.0.0.1:1")]}
+    runs = tick_runs(document, "29395567")
+    run_id = run_id_for_request("health", MONITOR_UID, f"schedule:{SCHEDULE_UID}:29395567")
+    assert runs == {run_id: RunGrant("ns", "Monitor", "health", MONITOR_UID, run_id)}
+    assert run_id not in tick_runs(document, "29395568")
+    assert tick_job_name("assay-tick-1234abcd", tick_of(JOB)) == JOB
+    assert tick_job_name("assay-tick-1234abcd", tick_of("by-hand")) == "by-hand"
 
 
 SUITE_UID = "7e570000-0000-4000-8000-000000000003"

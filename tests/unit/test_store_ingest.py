@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.api.store import IngestError, ResultIngest, Store, Upload
+from assay.api.store import IngestError, Quota, ResultIngest, Store, Upload, Usage
 from assay.runner.report import read_report, verify_result_archive
 from tests.unit.test_report_factory import make_run
 
@@ -280,3 +280,57 @@ def test_run_locks_do_not_pile_up(store):
     for upload in shard_uploads("checkout-aaaa"):
         ingest.accept(upload)
     assert ingest._locks == {}
+
+
+# --- upload quotas ----------------------------------------------------------------------------
+
+
+def suite_upload(run_id: str, name: str, size: int, project: str = "shop") -> Upload:
+    return Upload(run_id=run_id, name=name, data=b"x" * size, kind="TestSuite", project=project,
+                  owner_name="cart", owner_uid="ts-uid")
+
+
+def test_racing_uploads_cannot_pass_a_quota_together_and_the_losers_leave_no_file(tmp_path):
+    # Two stores over the same folder, like two gateway processes: only the transaction that
+    # records a document can tell how many are stored.
+    stores = [Store(tmp_path / "store"), Store(tmp_path / "store")]
+    quota = Quota(namespace_documents=5, namespace_bytes=10_000)
+    try:
+        ingests = [ResultIngest(s, quota=quota) for s in stores]
+        barrier, outcomes = threading.Barrier(12), []
+
+        def send(i: int):
+            barrier.wait()
+            try:
+                ingests[i % 2].accept(suite_upload(f"cart-{i}", "log.json", 100))
+                outcomes.append("stored")
+            except IngestError as exc:
+                outcomes.append((exc.status, exc.code, exc.details["quota"]))
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes, key=str) == sorted(["stored"] * 5 + [(507, "quota_exceeded", "namespace_documents")] * 7,
+                                                   key=str)
+        assert stores[0].usage("any", "shop")[1] == Usage(5, 500)
+        assert len(list((tmp_path / "store" / "runs").rglob("*-log.json"))) == 5
+        assert len(stores[0].list_runs(project="shop")) == 5
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_a_store_of_schema_1_gets_its_documents_projects_from_their_runs(tmp_path):
+    import sqlite3
+
+    with Store(tmp_path / "store") as store:
+        ResultIngest(store).accept(suite_upload("cart-1", "log.json", 300))
+    db = sqlite3.connect(tmp_path / "store" / "index.sqlite3")
+    db.executescript("DROP INDEX documents_by_project; ALTER TABLE documents DROP COLUMN project; "
+                     "PRAGMA user_version = 1;")
+    db.close()
+    with Store(tmp_path / "store") as store:
+        assert store.usage("cart-2", "shop") == (Usage(0, 0), Usage(1, 300))
+        with pytest.raises(IngestError, match="namespace shop is 400 bytes; 300 are stored"):
+            ResultIngest(store, quota=Quota(namespace_bytes=400)).accept(suite_upload("cart-2", "log.json", 200))

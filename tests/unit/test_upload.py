@@ -14,18 +14,31 @@ from types import SimpleNamespace
 
 import pytest
 
-from assay.runner.upload import UploadClient, UploadError, idempotency_key, upload_token
+from assay.runner.upload import RunGrant, UploadClient, UploadError, idempotency_key, upload_token, verify_upload_token
 
 RUN = "checkout-1a2b3c4d"
 META = {"project": "shop", "owner_name": "checkout", "owner_uid": "uid-1", "shards": 1}
 
 
-def test_upload_token_is_the_hex_hmac_of_the_run_id():
-    expected = hmac.new(b"key", RUN.encode(), hashlib.sha256).hexdigest()
-    assert upload_token("key", RUN) == upload_token(b"key", RUN) == expected
-    assert upload_token("key", RUN + "x") != expected
+GRANT = RunGrant("shop", "LoadTest", "checkout", "uid-1", RUN)
+
+
+def test_the_upload_token_names_its_run_and_owner_under_an_hmac_of_all_of_them():
+    subject = f"run.v2:shop/LoadTest/checkout/uid-1/{RUN}"
+    expected = f"{subject}:{hmac.new(b'key', subject.encode(), hashlib.sha256).hexdigest()}"
+    assert upload_token("key", GRANT) == upload_token(b"key", GRANT) == expected
+    assert verify_upload_token("key", expected) == GRANT
+    mac = expected.rpartition(":")[2]
+    for forged in (f"run.v2:other/LoadTest/checkout/uid-1/{RUN}:{mac}",    # another namespace, same MAC
+                   f"run.v2:shop/LoadTest/checkout/uid-1/other-run:{mac}",  # another run
+                   upload_token("other key", GRANT),
+                   hmac.new(b"key", RUN.encode(), hashlib.sha256).hexdigest(),  # the former, unbound format
+                   f"run.v3:shop/LoadTest/checkout/uid-1/{RUN}:{mac}", "", ":", "run.v2:::"):
+        assert verify_upload_token("key", forged) is None, forged
     with pytest.raises(ValueError):
-        upload_token("", RUN)
+        upload_token("", GRANT)
+    with pytest.raises(ValueError):  # a field that could shift the others
+        upload_token("key", RunGrant("shop/x", "LoadTest", "checkout", "uid-1", RUN))
 
 
 def test_idempotency_key_depends_on_run_name_and_content():
@@ -166,13 +179,14 @@ def ingest_gateway(tmp_path):
 
     from assay.api.errors import install_error_handlers
     from assay.api.routers import ingest
+    from assay.api.settings import GatewaySettings
     from assay.api.store import Store
 
     store = Store(tmp_path / "store")
     app = FastAPI()
     install_error_handlers(app)
-    ingest.install(app, SimpleNamespace(store=store, settings=SimpleNamespace(
-        upload_key=SecretStr("k"), upload_max_bytes=1 << 20)))
+    ingest.install(app, SimpleNamespace(store=store, kube=None, settings=GatewaySettings(
+        store_dir=tmp_path / "store", upload_key=SecretStr("k"), upload_max_bytes=1 << 20)))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -186,7 +200,8 @@ def ingest_gateway(tmp_path):
 
 
 def test_the_client_and_the_ingest_router_agree_on_the_wire_format(ingest_gateway):
-    up = UploadClient(ingest_gateway.url, "smoke-1", upload_token("k", "smoke-1"), retry_for=5)
+    up = UploadClient(ingest_gateway.url, "smoke-1",
+                      upload_token("k", RunGrant("shop", "TestSuite", "smoke", "ts-uid", "smoke-1")), retry_for=5)
     meta = {"project": "shop", "owner_name": "smoke", "owner_uid": "ts-uid", "labels": {"ci": "true"}}
     first = up.upload("TestSuite", None, "result.json", b'{"passed": true}', meta)
     again = up.upload("TestSuite", None, "result.json", b'{"passed": true}', meta)
@@ -198,8 +213,9 @@ def test_the_client_and_the_ingest_router_agree_on_the_wire_format(ingest_gatewa
         up.upload("TestSuite", None, "result.json", b'{"passed": false}', meta)
     with pytest.raises(UploadError, match="413"):
         up.upload("TestSuite", None, "big.json", b"x" * (2 << 20), meta)
-    with pytest.raises(UploadError, match="401"):
-        UploadClient(ingest_gateway.url, "smoke-1", upload_token("k", "smoke-2"), retry_for=5).upload(
+    with pytest.raises(UploadError, match="403 forbidden: the upload token is for run smoke-2, not smoke-1"):
+        UploadClient(ingest_gateway.url, "smoke-1",
+                     upload_token("k", RunGrant("shop", "TestSuite", "smoke", "ts-uid", "smoke-2")), retry_for=5).upload(
             "TestSuite", None, "other.json", b"{}", meta)
     assert [d.name for d in ingest_gateway.store.list_documents("smoke-1")] == ["result.json"]
 
@@ -211,7 +227,7 @@ def test_loadtest_pods_upload_their_shards_and_the_gateway_builds_the_archives(i
     from tests.unit.test_load_servers import LoadTarget
 
     run_id = "cli-1a2b3c4d"
-    env = {"ASSAY_GATEWAY_URL": ingest_gateway.url, "ASSAY_UPLOAD_TOKEN": upload_token("k", run_id),
+    env = {"ASSAY_GATEWAY_URL": ingest_gateway.url, "ASSAY_UPLOAD_TOKEN": upload_token("k", RunGrant("shop", "LoadTest", "cli", "lt-uid", run_id)),
            "ASSAY_RUN_ID": run_id, "ASSAY_PROJECT": "shop", "ASSAY_OWNER_KIND": "LoadTest",
            "ASSAY_OWNER_NAME": "cli", "ASSAY_OWNER_UID": "lt-uid", "ASSAY_SHARDS": "2",
            "ASSAY_TERMINATION_LOG": str(tmp_path / "termination-log")}
