@@ -26,6 +26,12 @@ class GatewaySettings(BaseSettings):
     authorization_code_ttl_seconds: int = 60
     upload_max_bytes: int = 256 * 1024 * 1024
     """The largest single result document a runner may upload."""
+    upload_timeout_seconds: float = 600
+    """How long a result document's body may take to arrive."""
+    body_max_bytes: int = 1024 * 1024
+    """The largest request body of any other route, unless the route sets its own (bodies.py)."""
+    body_timeout_seconds: float = 30
+    """How long a request body may take to arrive, from the route's first read (bodies.py)."""
     retention_days: int = 90
     """Run records, results and archives older than this are deleted; 0 keeps everything."""
     org_label: str = "assay.dev/org"

@@ -14,8 +14,9 @@ run token. The PUT's headers are listed in assay.runner.upload; the body is the 
 A body is stored only when it is complete and matches its declared SHA-256: a gateway or
 connection dying mid-upload leaves nothing behind, and the runner's retry stores it once. Answers: 201 stored, 200 the
 same bytes were stored before, 409 a different document is stored under that name (its
-sha256 in the answer), 400/401/413 as usual. Errors have the default shape
-`{"error", "message"}`.
+sha256 in the answer), 400/401/413 as usual. A document may be ASSAY_UPLOAD_MAX_BYTES large
+and take ASSAY_UPLOAD_TIMEOUT_SECONDS to arrive (bodies.py enforces both). Errors have the
+default shape `{"error", "message"}`.
 
 The progress PUT's body is a small JSON object (assay.runner.progress.ShardProgress) that
 replaces the shard's previous one: 204 stored, 409 `run_finished` (the run's final figures
@@ -29,14 +30,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from assay.runner.progress import PROGRESS_MAX_BYTES, ShardProgress
 from assay.runner.upload import (
@@ -55,6 +54,7 @@ from assay.runner.upload import (
 
 from assay.runner.batch import group_upload_token, parse_group_token
 
+from ..bodies import body_limit, json_document
 from ..errors import ApiError
 from ..store import IngestError, ResultIngest, Upload, merge_progress, shard_view
 from ..store.results import MAX_SHARDS
@@ -62,13 +62,13 @@ from ..store.results import MAX_SHARDS
 PREFIX = "/internal/v1/runs"
 GROUP_KINDS = ("Monitor", "TestSuite")
 """What a schedule tick runs, hence what its group token may upload."""
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def install(app: FastAPI, services) -> None:
     ingest = ResultIngest(services.store)
     app.state.ingest = ingest
-    max_bytes = services.settings.upload_max_bytes
+    document_limit = body_limit(services.settings.upload_max_bytes, services.settings.upload_timeout_seconds)
     upload_key = services.settings.upload_key
     # A crash between a run's last shard and its archives is finished here, before serving.
     ingest.recover()
@@ -105,11 +105,12 @@ def install(app: FastAPI, services) -> None:
         return request.method == "PUT"
 
     @app.put(PREFIX + "/{run_id}/documents/{name}", include_in_schema=False)
+    @document_limit
     async def put_document(run_id: str, name: str, request: Request):
         authorize(request, run_id)
         headers = request.headers
         sha256 = headers.get(H_SHA256, "").lower()
-        if not _SHA256.match(sha256):
+        if not _SHA256.fullmatch(sha256):
             raise ApiError(400, f"{H_SHA256} must be the body's hex SHA-256", code="invalid_request")
         expected_key = idempotency_key(run_id, name, sha256)
         if H_IDEMPOTENCY_KEY in headers and headers[H_IDEMPOTENCY_KEY] != expected_key:
@@ -120,18 +121,10 @@ def install(app: FastAPI, services) -> None:
                         owner_uid=headers.get(H_OWNER_UID, ""), shards=_int_header(headers, H_SHARDS, 1),
                         shard=_int_header(headers, H_SHARD, None), labels=_labels(headers.get(H_LABELS)))
         declared = _int_header(headers, "content-length", None)
-        if declared is not None and declared > max_bytes:
-            raise ApiError(413, f"the document is {declared} bytes; the limit is {max_bytes}", code="too_large")
-
+        # A runner that goes away mid-body stores nothing (bodies.py logs it); its retry starts over.
         body = bytearray()
-        try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise ApiError(413, f"the document exceeds the limit of {max_bytes} bytes", code="too_large")
-        except ClientDisconnect:
-            # The runner went away mid-body: nothing was stored, its retry starts over.
-            return JSONResponse({"error": "incomplete_body", "message": "the client disconnected"}, status_code=400)
+        async for chunk in request.stream():
+            body += chunk
         if declared is not None and len(body) != declared:
             raise ApiError(400, f"received {len(body)} of {declared} bytes", code="incomplete_body")
         upload.data = bytes(body)
@@ -156,23 +149,16 @@ def install(app: FastAPI, services) -> None:
         }, status_code=201 if accepted.created else 200)
 
     @app.put(PREFIX + "/{run_id}/progress/{shard}", include_in_schema=False)
+    @body_limit(PROGRESS_MAX_BYTES)
     async def put_progress(run_id: str, shard: int, request: Request):
         authorize(request, run_id)
         if not 0 <= shard < MAX_SHARDS:
             raise ApiError(400, f"shard must be 0..{MAX_SHARDS - 1}, not {shard}", code="invalid_request")
-        body = bytearray()
-        try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > PROGRESS_MAX_BYTES:
-                    raise ApiError(413, f"a progress report is at most {PROGRESS_MAX_BYTES} bytes",
-                                   code="too_large")
-        except ClientDisconnect:
-            return JSONResponse({"error": "incomplete_body", "message": "the client disconnected"}, status_code=400)
+        body = await request.body()
 
         def store_progress() -> bool:
             try:
-                progress = ShardProgress.model_validate_json(bytes(body))
+                progress = ShardProgress.model_validate_json(body)
                 progress.histogram()  # refuse a histogram the merge could not read
             except ValidationError as exc:
                 raise ApiError(400, "not a shard progress report: " + _validation_errors(exc),
@@ -229,10 +215,7 @@ def _int_header(headers, name: str, default):
 def _labels(value: str | None) -> dict:
     if not value:
         return {}
-    try:
-        labels = json.loads(value)
-    except ValueError:
-        labels = None
+    labels = json_document(value, H_LABELS)
     if not isinstance(labels, dict):
         raise ApiError(400, f"{H_LABELS} must be a JSON object", code="invalid_request")
     return {str(k): str(v) for k, v in labels.items()}

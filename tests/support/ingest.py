@@ -11,8 +11,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from assay.api.bodies import install_body_limits
 from assay.api.errors import install_error_handlers
 from assay.api.routers import ingest
+from assay.api.settings import GatewaySettings
 from assay.api.store import Store
 
 
@@ -20,10 +22,11 @@ from assay.api.store import Store
 def ingest_client(store_dir: Path, upload_key: str) -> Iterator[TestClient]:
     """A client of the ingest endpoints; its `store` attribute is the store behind them."""
     store = Store(store_dir)
+    settings = GatewaySettings(store_dir=store_dir, upload_key=SecretStr(upload_key), upload_max_bytes=1 << 20)
     app = FastAPI()
     install_error_handlers(app)
-    ingest.install(app, SimpleNamespace(store=store, settings=SimpleNamespace(
-        upload_key=SecretStr(upload_key), upload_max_bytes=1 << 20)))
+    install_body_limits(app, settings)
+    ingest.install(app, SimpleNamespace(store=store, settings=settings))
     try:
         with TestClient(app) as client:
             client.store = store
