@@ -28,8 +28,9 @@ nothing the client_credentials grant would not: the resulting token is bounded b
 credential's scopes and tenancy. `redirect_uri` must be one of the credential's
 `redirectUris`, compared exactly; an unknown client or an unregistered redirect_uri is an
 error page (400), never a redirect (RFC 6749 4.1.2.1). Codes live 60 s and are single-use; a
-replayed code revokes the tokens issued for it. At the exchange `redirect_uri` is optional
-(as Runscope documents) but must match when given.
+replayed code revokes the tokens issued for it. At the exchange `redirect_uri` is required and
+must be the authorization request's (RFC 6749 4.1.3). A code is used up only by the client it
+was issued to, with that redirect_uri: another client's attempt leaves it (and its tokens) be.
 
 Errors are RFC 6749 5.2 JSON, `{"error", "error_description"}`, for every path under /oauth and
 /signin/oauth (including 404/405), with `Cache-Control: no-store` like every token response.
