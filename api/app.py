@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from assay.runner.egress import EgressPolicy
 
 from .auth import Authenticator
+from .bodies import install_body_limits
 from .errors import install_error_handlers
 from .kube import KubeClient
 from .ops import GatewayMetrics, install_request_metrics, ops_router
@@ -78,6 +79,7 @@ def create_app(settings: GatewaySettings, services: Services | None = None) -> F
     app = FastAPI(title="Assay gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
     install_error_handlers(app)
+    install_body_limits(app, settings)
     install_request_metrics(app, services.metrics)
     app.include_router(ops_router(services.metrics))
     for family in (oauth, ingest, xtc, loadmill, runscope, runscope_results, runscope_teams, vng):

@@ -77,7 +77,7 @@ def install_error_handlers(app: FastAPI) -> ErrorShapes:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        code = getattr(exc, "code", None) or HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
         return render(request, exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     return shapes

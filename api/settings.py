@@ -34,6 +34,12 @@ class GatewaySettings(BaseSettings):
     """Bytes of documents the runs of one namespace may store together; 0: no limit."""
     upload_namespace_max_documents: int = Field(100_000, ge=0)
     """Documents the runs of one namespace may store together; 0: no limit."""
+    upload_timeout_seconds: float = 600
+    """How long a result document's body may take to arrive."""
+    body_max_bytes: int = 1024 * 1024
+    """The largest request body of any other route, unless the route sets its own (bodies.py)."""
+    body_timeout_seconds: float = 30
+    """How long a request body may take to arrive, from the route's first read (bodies.py)."""
     retention_days: int = 90
     """Run records, results and archives older than this are deleted; 0 keeps everything."""
     org_label: str = "assay.dev/org"

@@ -191,21 +191,24 @@ class Authenticator:
     def authorization_code_token(self, record: CredentialRecord, code: str, redirect_uri: str | None) -> IssuedToken:
         if "authorization_code" not in record.grant_types:
             raise AuthError("unauthorized_client", "this client may not use the authorization_code grant")
-        grant, replayed_tokens = self.codes.redeem(code)
+        grant, replayed_tokens = self.codes.redeem(code, lambda grant: self._check_grant(grant, record, redirect_uri))
         if grant is None:
             if replayed_tokens:
                 self._revoke(replayed_tokens)
                 log_fields(log, "authorization code replayed: its tokens are revoked", client_id=record.client_id)
             raise AuthError("invalid_grant", "the authorization code is invalid, expired or already used")
-        self._check_grant(grant, record, redirect_uri)
         issued = self.issue_token(record, grant.scopes)
         self.codes.record_token(code, issued.jti, issued.expires_at)
         return issued
 
     @staticmethod
     def _check_grant(grant: AuthorizationGrant, record: CredentialRecord, redirect_uri: str | None) -> None:
+        """Before the code is used up: its own client, and (RFC 6749 4.1.3) the very redirect_uri
+        of the authorization request, which is required when that request carried one."""
         if grant.client_id != record.client_id or grant.credential_uid != record.uid:
             raise AuthError("invalid_grant", "the authorization code was issued to another client")
+        if grant.redirect_uri and redirect_uri is None:
+            raise AuthError("invalid_grant", "redirect_uri is required: the authorization request had one")
         if redirect_uri is not None and redirect_uri != grant.redirect_uri:
             raise AuthError("invalid_grant", "redirect_uri does not match the authorization request")
 

@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import jwt
@@ -153,6 +153,7 @@ class AuthorizationGrant:
 
 @dataclass
 class _Redeemed:
+    grant: AuthorizationGrant
     expires_at: float
     token_ids: list[tuple[str, int]]
 
@@ -193,19 +194,27 @@ class AuthorizationCodes:
                                                              tuple(scopes), now + self.ttl)
         return code
 
-    def redeem(self, code: str) -> tuple[AuthorizationGrant | None, list[tuple[str, int]]]:
+    def redeem(self, code: str, check: Callable[[AuthorizationGrant], None]) -> tuple[
+            AuthorizationGrant | None, list[tuple[str, int]]]:
         """(grant, []) the first time; (None, token ids issued on the first use) on a replay;
-        (None, []) for an unknown or expired code."""
+        (None, []) for an unknown or expired code. `check(grant)` runs first, on a replay too:
+        when it raises (another client, another redirect_uri) the exception propagates and the
+        code stays as it was, so nobody but its own client can use it up or revoke its tokens."""
         key = self._key(code)
         with self._lock:
             now = self._clock()
             self._prune(now)
-            grant = self._open.pop(key, None)
+            grant = self._open.get(key)
             if grant is not None:
-                self._redeemed[key] = _Redeemed(grant.expires_at + self.ttl, [])
+                check(grant)
+                del self._open[key]
+                self._redeemed[key] = _Redeemed(grant, grant.expires_at + self.ttl, [])
                 return grant, []
             replayed = self._redeemed.get(key)
-            return None, (list(replayed.token_ids) if replayed else [])
+            if replayed is None:
+                return None, []
+            check(replayed.grant)
+            return None, list(replayed.token_ids)
 
     def record_token(self, code: str, jti: str, expires_at: int) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import AuthError, NotReady
+from ..bodies import body_limit
 from ..dashboard.page import content_security_policy, dashboard_page, error_page, login_page
 from ..dashboard.session import DashboardSessions, Session, SessionExpired
 from ..errors import ApiError
@@ -117,13 +118,14 @@ def build_router(services) -> APIRouter:
         return secured(RedirectResponse(PREFIX, status_code=303))
 
     @router.post(PREFIX + "/login")
+    @body_limit(MAX_FORM_BYTES)
     async def log_in(request: Request) -> Response:
         if not sessions.same_origin(request):
             return login_form("Sign in from this site's own form.", 403)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = await request.body()
-        if content_type != "application/x-www-form-urlencoded" or len(body) > MAX_FORM_BYTES:
+        if content_type != "application/x-www-form-urlencoded":
             return login_form("Sign in from the form.", 400)
+        body = await request.body()
         try:
             form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         except (UnicodeDecodeError, ValueError):

@@ -14,8 +14,9 @@ A body is stored only when it is complete and matches its declared SHA-256: a ga
 connection dying mid-upload leaves nothing behind, and the runner's retry stores it once. Answers: 201 stored, 200 the
 same bytes were stored before, 409 a different document is stored under that name (its
 sha256 in the answer), 507 `quota_exceeded` (the run or its namespace would exceed its
-upload quota, api/store/quota.py; nothing is stored), 400/401/403/413 as usual. Errors have
-the default shape `{"error", "message"}`.
+upload quota, api/store/quota.py; nothing is stored), 400/401/403/413 as usual. A document may
+be ASSAY_UPLOAD_MAX_BYTES large and take ASSAY_UPLOAD_TIMEOUT_SECONDS to arrive (bodies.py
+enforces both). Errors have the default shape `{"error", "message"}`.
 
 The progress PUT's body is a small JSON object (assay.runner.progress.ShardProgress) that
 replaces the shard's previous one: 204 stored, 409 `run_finished` (the run's final figures
@@ -28,14 +29,12 @@ operator reads `merged` into a running LoadTest's `status.progress`.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from assay.runner.progress import PROGRESS_MAX_BYTES, ShardProgress
 from assay.runner.upload import (
@@ -48,20 +47,21 @@ from assay.runner.upload import (
     idempotency_key,
 )
 
+from ..bodies import body_limit, json_document
 from ..errors import ApiError
 from ..store import IngestError, Quota, ResultIngest, Upload, merge_progress, shard_view
 from ..store.results import MAX_SHARDS
 from ..upload_grants import TickRuns, grant_for
 
 PREFIX = "/internal/v1/runs"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def install(app: FastAPI, services) -> None:
     settings = services.settings
     ingest = ResultIngest(services.store, quota=Quota.of(settings))
     app.state.ingest = ingest
-    max_bytes = settings.upload_max_bytes
+    document_limit = body_limit(settings.upload_max_bytes, settings.upload_timeout_seconds)
     upload_key = settings.upload_key
     ticks = TickRuns(services.kube)
     # A crash between a run's last shard and its archives is finished here, before serving.
@@ -82,11 +82,12 @@ def install(app: FastAPI, services) -> None:
         return grant
 
     @app.put(PREFIX + "/{run_id}/documents/{name}", include_in_schema=False)
+    @document_limit
     async def put_document(run_id: str, name: str, request: Request):
         grant = await run_in_threadpool(authorize, request, run_id)
         headers = request.headers
         sha256 = headers.get(H_SHA256, "").lower()
-        if not _SHA256.match(sha256):
+        if not _SHA256.fullmatch(sha256):
             raise ApiError(400, f"{H_SHA256} must be the body's hex SHA-256", code="invalid_request")
         expected_key = idempotency_key(run_id, name, sha256)
         if H_IDEMPOTENCY_KEY in headers and headers[H_IDEMPOTENCY_KEY] != expected_key:
@@ -98,22 +99,14 @@ def install(app: FastAPI, services) -> None:
                         shard=_int_header(headers, H_SHARD, None), labels=_labels(headers.get(H_LABELS)))
         declared = _int_header(headers, "content-length", None)
         if declared is not None:
-            if declared > max_bytes:
-                raise ApiError(413, f"the document is {declared} bytes; the limit is {max_bytes}", code="too_large")
-            try:  # a known size is checked before the body is read; accept() checks again
+            try:  # a known size is checked before the body is read (bodies.py has checked the limit)
                 await run_in_threadpool(ingest.check_quota, run_id, name, grant.namespace, declared)
             except IngestError as exc:
                 return _ingest_error(exc)
-
+        # A runner that goes away mid-body stores nothing (bodies.py logs it); its retry starts over.
         body = bytearray()
-        try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise ApiError(413, f"the document exceeds the limit of {max_bytes} bytes", code="too_large")
-        except ClientDisconnect:
-            # The runner went away mid-body: nothing was stored, its retry starts over.
-            return JSONResponse({"error": "incomplete_body", "message": "the client disconnected"}, status_code=400)
+        async for chunk in request.stream():
+            body += chunk
         if declared is not None and len(body) != declared:
             raise ApiError(400, f"received {len(body)} of {declared} bytes", code="incomplete_body")
         upload.data = bytes(body)
@@ -138,23 +131,16 @@ def install(app: FastAPI, services) -> None:
         }, status_code=201 if accepted.created else 200)
 
     @app.put(PREFIX + "/{run_id}/progress/{shard}", include_in_schema=False)
+    @body_limit(PROGRESS_MAX_BYTES)
     async def put_progress(run_id: str, shard: int, request: Request):
         await run_in_threadpool(authorize, request, run_id)
         if not 0 <= shard < MAX_SHARDS:
             raise ApiError(400, f"shard must be 0..{MAX_SHARDS - 1}, not {shard}", code="invalid_request")
-        body = bytearray()
-        try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > PROGRESS_MAX_BYTES:
-                    raise ApiError(413, f"a progress report is at most {PROGRESS_MAX_BYTES} bytes",
-                                   code="too_large")
-        except ClientDisconnect:
-            return JSONResponse({"error": "incomplete_body", "message": "the client disconnected"}, status_code=400)
+        body = await request.body()
 
         def store_progress() -> bool:
             try:
-                progress = ShardProgress.model_validate_json(bytes(body))
+                progress = ShardProgress.model_validate_json(body)
                 progress.histogram()  # refuse a histogram the merge could not read
             except ValidationError as exc:
                 raise ApiError(400, "not a shard progress report: " + _validation_errors(exc),
@@ -211,10 +197,7 @@ def _int_header(headers, name: str, default):
 def _labels(value: str | None) -> dict:
     if not value:
         return {}
-    try:
-        labels = json.loads(value)
-    except ValueError:
-        labels = None
+    labels = json_document(value, H_LABELS)
     if not isinstance(labels, dict):
         raise ApiError(400, f"{H_LABELS} must be a JSON object", code="invalid_request")
     return {str(k): str(v) for k, v in labels.items()}

@@ -11,7 +11,7 @@ what is partial.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal, require_static_token
+from ..bodies import JsonBody, body_limit
 from ..errors import ApiError
 from ..services import UnsupportedMediaType
 from ..services.loadmill import LoadmillTestService
-from ..services.suites import MAX_ADDITIONAL_DESCRIPTION, SuiteService, text_parameters
+from ..services.suites import MAX_ADDITIONAL_DESCRIPTION, MAX_POOL_BYTES, SuiteService, text_parameters
 
 PREFIX = "/api/v1"
 ERROR_PREFIXES = ("/api/v1/test", "/api/v1/labels")
@@ -85,6 +86,7 @@ def build_router(services) -> APIRouter:
         return suites.suite_run(account(principal), id)
 
     @router.patch("/test-suites/{suiteId}/flows/{flowId}/pools")
+    @body_limit(MAX_POOL_BYTES)
     async def set_flow_pool(suiteId: str, flowId: str, request: Request,
                             name: Optional[str] = Query(None, max_length=253),
                             principal: Principal = Depends(authenticated)) -> Response:
@@ -102,7 +104,7 @@ def build_router(services) -> APIRouter:
         return Response(status_code=200)
 
     @router.post("/tests")
-    def create_load_test(body: Any = Body(...), principal: Principal = Depends(authenticated)) -> dict:
+    def create_load_test(body: JsonBody, principal: Principal = Depends(authenticated)) -> dict:
         # Documented as {"config": {...}}; Loadmill's own clients send the configuration itself.
         conf = body.get("config") if isinstance(body, dict) and isinstance(body.get("config"), dict) \
             and "requests" not in body else body

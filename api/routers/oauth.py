@@ -28,8 +28,9 @@ nothing the client_credentials grant would not: the resulting token is bounded b
 credential's scopes and tenancy. `redirect_uri` must be one of the credential's
 `redirectUris`, compared exactly; an unknown client or an unregistered redirect_uri is an
 error page (400), never a redirect (RFC 6749 4.1.2.1). Codes live 60 s and are single-use; a
-replayed code revokes the tokens issued for it. At the exchange `redirect_uri` is optional
-(as Runscope documents) but must match when given.
+replayed code revokes the tokens issued for it. At the exchange `redirect_uri` is required and
+must be the authorization request's (RFC 6749 4.1.3). A code is used up only by the client it
+was issued to, with that redirect_uri: another client's attempt leaves it (and its tokens) be.
 
 Errors are RFC 6749 5.2 JSON, `{"error", "error_description"}`, for every path under /oauth and
 /signin/oauth (including 404/405), with `Cache-Control: no-store` like every token response.
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, FastAPI, Request
@@ -47,7 +47,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from ..auth import AuthError, Authenticator, IssuedToken, NotReady
 from ..auth.tokens import resolve_scopes
+from ..bodies import body_limit, json_document
 from ..errors import ApiError
+from ..services import InvalidInput
 
 PREFIXES = ("/oauth", "/signin/oauth")
 MAX_BODY = 64 * 1024
@@ -70,19 +72,6 @@ def _error(code: str, message: str) -> ApiError:
 
 # --- request parsing ----------------------------------------------------------------------------
 
-async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        raise _error("invalid_request", "request body too large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _error("invalid_request", "request body too large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _pairs_from_body(body: bytes, content_type: str) -> list[tuple[str, str]]:
     if not body.strip():
         return []
@@ -91,10 +80,12 @@ def _pairs_from_body(body: bytes, content_type: str) -> list[tuple[str, str]]:
         if content_type in ("application/x-www-form-urlencoded", ""):
             return parse_qsl(text, keep_blank_values=True)
         if content_type == "application/json":
-            obj = json.loads(text)
+            obj = json_document(text)
             if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
                 raise ValueError("expected a JSON object of strings")
             return list(obj.items())
+    except InvalidInput as exc:
+        raise _error("invalid_request", f"unreadable request body: {exc.message}") from None
     except ValueError as exc:
         raise _error("invalid_request", f"unreadable request body: {exc}") from None
     raise _error("invalid_request", "send parameters as application/x-www-form-urlencoded")
@@ -104,7 +95,7 @@ async def _params(request: Request, *, query: bool) -> dict[str, str]:
     """Parameters, each at most once (RFC 6749 3.1); empty ones count as absent."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     pairs = parse_qsl(request.url.query, keep_blank_values=True) if query else []
-    pairs += _pairs_from_body(await _body(request), content_type)
+    pairs += _pairs_from_body(await request.body(), content_type)
     params: dict[str, str] = {}
     for key, value in pairs:
         if value == "":
@@ -239,15 +230,18 @@ def install(app: FastAPI, services) -> None:
     router = APIRouter(include_in_schema=False)
 
     @router.post("/oauth/token")
+    @body_limit(MAX_BODY)
     async def token(request: Request) -> JSONResponse:
         return await _exchange(auth, request, query=False, token_type="Bearer",
                                allowed=("client_credentials", "authorization_code"))
 
     @router.get("/signin/oauth/authorize")
+    @body_limit(MAX_BODY)
     async def authorize(request: Request):
         return await _authorize(auth, request)
 
     @router.post("/signin/oauth/access_token")
+    @body_limit(MAX_BODY)
     async def access_token(request: Request) -> JSONResponse:
         return await _exchange(auth, request, query=True, token_type="bearer", allowed=("authorization_code",))
 

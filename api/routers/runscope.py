@@ -11,13 +11,14 @@ The trigger URL needs no token: its id is the capability. Every answer is Runsco
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal, require_bearer
+from ..bodies import JsonBody, json_document
 from ..services import InvalidInput
 from ..services.runscope_buckets import RunscopeBuckets
 from ..services.runscope_tests import RunscopeTests
@@ -86,14 +87,14 @@ def build_router(services) -> APIRouter:
                   principal: Principal = Depends(READ_TESTS)):
         return ok(tests.list_tests(ns(principal, bucket_key), count, offset))
 
-    def test_create(bucket_key: str, body: Any = Body(None), principal: Principal = Depends(WRITE_TESTS)):
+    def test_create(bucket_key: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)):
         created = [tests.detail(m) for m in tests.create_tests(ns(principal, bucket_key), body, principal)]
         return ok(created if isinstance(body, list) else created[0], status=201)
 
     def test_detail(bucket_key: str, test_id: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.detail(tests.monitor(ns(principal, bucket_key), test_id)))
 
-    def test_modify(bucket_key: str, test_id: str, body: Any = Body(None), principal: Principal = Depends(WRITE_TESTS)):
+    def test_modify(bucket_key: str, test_id: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.detail(tests.modify(ns(principal, bucket_key), test_id, body, principal)))
 
     def test_delete(bucket_key: str, test_id: str, principal: Principal = Depends(WRITE_TESTS)):
@@ -114,17 +115,17 @@ def build_router(services) -> APIRouter:
 
     # --- steps ---------------------------------------------------------------------------
 
-    def step_add(bucket_key: str, test_id: str, body: Any = Body(None), principal: Principal = Depends(WRITE_TESTS)):
+    def step_add(bucket_key: str, test_id: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.detail(tests.add_step(ns(principal, bucket_key), test_id, body, principal)), status=201)
 
-    def step_reorder(bucket_key: str, test_id: str, body: Any = Body(None),
+    def step_reorder(bucket_key: str, test_id: str, body: JsonBody = None,
                      principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.reorder_steps(ns(principal, bucket_key), test_id, body, principal))
 
     def step_detail(bucket_key: str, test_id: str, step_id: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.step(ns(principal, bucket_key), test_id, step_id))
 
-    def step_modify(bucket_key: str, test_id: str, step_id: str, body: Any = Body(None),
+    def step_modify(bucket_key: str, test_id: str, step_id: str, body: JsonBody = None,
                     principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.modify_step(ns(principal, bucket_key), test_id, step_id, body, principal))
 
@@ -143,13 +144,13 @@ def build_router(services) -> APIRouter:
     def env_list(bucket_key: str, test_id: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.environments(ns(principal, bucket_key), test_id))
 
-    def env_create(bucket_key: str, test_id: str, body: Any = Body(None), principal: Principal = Depends(WRITE_TESTS)):
+    def env_create(bucket_key: str, test_id: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.create_environment(ns(principal, bucket_key), test_id, body, principal), status=201)
 
     def env_detail(bucket_key: str, test_id: str, environment_id: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.environment(ns(principal, bucket_key), test_id, environment_id))
 
-    def env_modify(bucket_key: str, test_id: str, environment_id: str, body: Any = Body(None),
+    def env_modify(bucket_key: str, test_id: str, environment_id: str, body: JsonBody = None,
                    principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.modify_environment(ns(principal, bucket_key), test_id, environment_id, body, principal))
 
@@ -168,13 +169,13 @@ def build_router(services) -> APIRouter:
     def shared_list(bucket_key: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.shared_environments(ns(principal, bucket_key)))
 
-    def shared_create(bucket_key: str, body: Any = Body(None), principal: Principal = Depends(WRITE_TESTS)):
+    def shared_create(bucket_key: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.create_shared_environment(ns(principal, bucket_key), body), status=201)
 
     def shared_detail(bucket_key: str, environment_id: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.shared_environment(ns(principal, bucket_key), environment_id))
 
-    def shared_modify(bucket_key: str, environment_id: str, body: Any = Body(None),
+    def shared_modify(bucket_key: str, environment_id: str, body: JsonBody = None,
                       principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.modify_shared_environment(ns(principal, bucket_key), environment_id, body))
 
@@ -194,7 +195,7 @@ def build_router(services) -> APIRouter:
         return ok(tests.schedules(ns(principal, bucket_key), test_id))
 
     def schedule_creator(v0: bool):
-        def schedule_create(bucket_key: str, test_id: str, body: Any = Body(None),
+        def schedule_create(bucket_key: str, test_id: str, body: JsonBody = None,
                             principal: Principal = Depends(WRITE_TESTS)):
             return ok(tests.create_schedule(ns(principal, bucket_key), test_id, body, update_same_environment=v0),
                       status=201)
@@ -203,7 +204,7 @@ def build_router(services) -> APIRouter:
     def schedule_detail(bucket_key: str, test_id: str, schedule_id: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.schedule(ns(principal, bucket_key), test_id, schedule_id))
 
-    def schedule_modify(bucket_key: str, test_id: str, schedule_id: str, body: Any = Body(None),
+    def schedule_modify(bucket_key: str, test_id: str, schedule_id: str, body: JsonBody = None,
                         principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.modify_schedule(ns(principal, bucket_key), test_id, schedule_id, body))
 
@@ -240,10 +241,7 @@ async def trigger_body(request: Request) -> dict[str, str]:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode(errors="replace")))
-    try:
-        document = await request.json()
-    except ValueError:
-        raise InvalidInput("the body must be a JSON object or a form") from None
+    document = json_document(raw)
     if not isinstance(document, dict):
         raise InvalidInput("the body must be a JSON object of variables")
     return {str(k): v if isinstance(v, str) else ("" if v is None else str(v)) for k, v in document.items()}

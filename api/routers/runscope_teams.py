@@ -22,7 +22,6 @@ invite curl sends none).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -30,6 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal, require_bearer
+from ..bodies import body_limit, json_document
 from ..services import InvalidInput
 from ..services.runscope_teams import (AGENT_LABEL, RunscopeTeams, agent_item, monitor_integrations, node_ready,
                                        team_buckets)
@@ -47,13 +47,7 @@ def success_without_data() -> JSONResponse:
 
 
 async def json_body(request: Request) -> dict:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise InvalidInput(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        value = json.loads(body or b"null")
-    except ValueError:
-        raise InvalidInput("the body must be a JSON object") from None
+    value = json_document(await request.body() or b"null")
     if not isinstance(value, dict):
         raise InvalidInput("the body must be a JSON object")
     return value
@@ -67,7 +61,7 @@ def build_router(services) -> APIRouter:
     def route(path: str, method: str, **kwargs) -> Callable:
         def register(endpoint: Callable) -> Callable:
             for variant in spellings(path):
-                router.add_api_route(variant, endpoint, methods=[method], **kwargs)
+                router.add_api_route(variant, body_limit(MAX_BODY_BYTES)(endpoint), methods=[method], **kwargs)
             return endpoint
         return register
 

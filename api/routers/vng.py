@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Optional
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal, require_static_token
+from ..bodies import JsonBody, limit_routes
 from ..errors import ApiError
 from ..services.openapi_inspector import InspectionInputError, inspect_url
 from ..services.outbound import OutboundBusy
@@ -87,7 +88,7 @@ def build_router(services) -> APIRouter:
         return vng.sessions(account(principal))
 
     @route("/testsessions", ["POST"], status_code=201)
-    def create_session(body: Any = Body(None), principal: Principal = Depends(authenticated)) -> dict:
+    def create_session(body: JsonBody = None, principal: Principal = Depends(authenticated)) -> dict:
         return vng.create_session(account(principal), body, principal.credential)
 
     @route("/testsessions/{id}", ["GET"])
@@ -111,7 +112,7 @@ def build_router(services) -> APIRouter:
         return vng.provider_runs(account(principal))
 
     @route("/provider-run", ["POST"], status_code=201)
-    def create_provider_run(body: Any = Body(None), principal: Principal = Depends(authenticated)) -> dict:
+    def create_provider_run(body: JsonBody = None, principal: Principal = Depends(authenticated)) -> dict:
         return vng.create_provider_run(account(principal), body, principal.credential)
 
     @route("/provider-run/{id}", ["GET"])
@@ -127,7 +128,7 @@ def build_router(services) -> APIRouter:
         return shield_response(vng.provider_shield(uuid), format, request)
 
     @route("/openAPIinspector", ["POST"])
-    async def inspect_openapi(body: Any = Body(None), principal: Principal = Depends(authenticated)) -> dict:
+    async def inspect_openapi(body: JsonBody = None, principal: Principal = Depends(authenticated)) -> dict:
         namespace = await run_in_threadpool(account, principal)
         if not isinstance(body, dict) or body.get("url") in (None, ""):
             raise FieldErrors({"url": ["This field is required."]})
@@ -144,6 +145,7 @@ def build_router(services) -> APIRouter:
 
 def install(app: FastAPI, services) -> None:
     app.include_router(build_router(services))
-    app.include_router(vng_exposed.build_router(services))
+    # The exposed URLs forward bodies up to their own limit, larger than the gateway's default.
+    app.include_router(limit_routes(vng_exposed.build_router(services), vng_exposed.MAX_FORWARDED_BODY))
     for prefix in (*ERROR_PREFIXES, vng_exposed.PREFIX):
         app.state.error_shapes.register(prefix, render_error)

@@ -39,7 +39,7 @@ _RUN_SCAN_BATCH = 200
 RESULT_SPREAD_S = 86400.0
 """How far a run's results may start from its first result's arrival: a run's duration, or a
 location queued behind a busy node."""
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,7 @@ def usage_window(today: date, *, date_: Optional[str] = None, days: Optional[int
     """The (from, to) days a request count covers, both inclusive: by default the last day
     (yesterday and today), `date` to today, the last `days` days, or `from` to `to`."""
     def parse(name: str, value: str) -> date:
-        if not _DATE.match(value):
+        if not _DATE.fullmatch(value):
             raise InvalidInput(f"{name} must be a date as YYYY-MM-DD, not {value!r}")
         try:
             return date.fromisoformat(value)
@@ -242,13 +242,15 @@ def usage_window(today: date, *, date_: Optional[str] = None, days: Optional[int
     elif date_ is not None:
         start, end = parse("date", date_), today
     elif days is not None:
-        if days < 1:
-            raise InvalidInput(f"days must be at least 1, not {days}")
+        if not 1 <= days < today.toordinal():
+            raise InvalidInput(f"days must be from 1 to {today.toordinal() - 1} (back to {date.min}), not {days}")
         start, end = today - timedelta(days=days), today
     else:
         start, end = today - timedelta(days=1), today
     if start > end:
         raise InvalidInput(f"the period starts ({start}) after it ends ({end})")
+    if end >= date.max:  # its end of day would not be a datetime (day_bounds)
+        raise InvalidInput(f"the period must end before {date.max}")
     return start, end
 
 

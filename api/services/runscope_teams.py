@@ -30,13 +30,13 @@ PEOPLE, INVITES, GROUPS, ROLES = "runscope-people", "runscope-invites", "runscop
 EMAIL_DOMAINS, CUSTOM_EMAILS = "runscope-email-domains", "runscope-custom-emails"
 AGENT_LABEL = "assay.dev/agent"
 MAX_PEOPLE_PAGE = 200
-_EMAIL = re.compile(r"^[^@\s,]{1,64}@([A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+)$")
-_DOMAIN = re.compile(r"^[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+$")
-_PERMISSION = re.compile(r"^[a-z_]+(?::[a-z_]+){1,3}$")
+_EMAIL = re.compile(r"[^@\s,]{1,64}@([A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+)")
+_DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
+_PERMISSION = re.compile(r"[a-z_]+(?::[a-z_]+){1,3}")
 
 
 def check_email(value: Any, what: str = "email") -> str:
-    if not isinstance(value, str) or not _EMAIL.match(value.strip()):
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value.strip()):
         raise InvalidInput(f"{what} {value!r} is not an e-mail address")
     return value.strip().lower()
 
@@ -49,14 +49,14 @@ def parse_domains(text: Any) -> list[str]:
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("domainNames must be domain names separated by commas")
     domains = [d.strip().lower() for d in text.split(",") if d.strip()]
-    bad = [d for d in domains if not _DOMAIN.match(d)]
+    bad = [d for d in domains if not _DOMAIN.fullmatch(d)]
     if bad or not domains:
         raise InvalidInput(f"not domain names: {', '.join(bad) or text!r}")
     return domains
 
 
 def check_permissions(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(p, str) and _PERMISSION.match(p) for p in value):
+    if not isinstance(value, list) or not all(isinstance(p, str) and _PERMISSION.fullmatch(p) for p in value):
         raise InvalidInput("permissions must be a list of permission names such as team:people:view")
     return list(dict.fromkeys(value))
 

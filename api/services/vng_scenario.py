@@ -45,7 +45,7 @@ NAME_ANNOTATION = "assay.dev/vng-name"
 SUCCESS, FAILED = "success", "failed"
 NO_CASES = "No scenario cases available"
 
-_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _LEADING_VARIABLE = re.compile(r"^\{\{\s*([A-Za-z_][\w.\-]*)\s*\}\}(.*)$", re.S)
 _PLACEHOLDER = re.compile(r"\{\{[^}]*\}\}|\{[^{}/]+\}")
 
@@ -73,7 +73,7 @@ def session_type_services(suite: dict) -> dict[str, str]:
         raise SessionTypeError(f"annotation {SERVICES_ANNOTATION} must be a non-empty JSON object")
     out = {}
     for name, url in services.items():
-        if not _SERVICE_NAME.match(name):
+        if not _SERVICE_NAME.fullmatch(name):
             raise SessionTypeError(f"{SERVICES_ANNOTATION}: service name {name!r} must be 1-63 letters, digits, "
                                    "'.', '_' or '-'")
         parts = urlsplit(url) if isinstance(url, str) else None

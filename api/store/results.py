@@ -35,7 +35,7 @@ from pathlib import Path
 from .quota import Quota, QuotaExceeded
 from .store import ArchiveRecord, DocumentRecord, RunConflict, RunRecord, Store, check_component
 
-SHARD_NAME = re.compile(r"^shard-(\d{1,5})\.json$")
+SHARD_NAME = re.compile(r"shard-(\d{1,5})\.json")
 RUN_KINDS = ("LoadTest", "TestSuite", "Monitor")
 MAX_SHARDS = 10_000
 
@@ -159,7 +159,7 @@ class ResultIngest:
                 raise IngestError(400, "invalid_request", f"the {what} of run {upload.run_id} is missing")
         if not 1 <= upload.shards <= MAX_SHARDS:
             raise IngestError(400, "invalid_request", f"shards must be 1..{MAX_SHARDS}, not {upload.shards}")
-        match = SHARD_NAME.match(upload.name)
+        match = SHARD_NAME.fullmatch(upload.name)
         if upload.kind == "LoadTest" and match:
             self._validate_shard(upload, int(match.group(1)))
 
@@ -195,7 +195,7 @@ class ResultIngest:
 
     def _shard_documents(self, run_id: str) -> dict[int, DocumentRecord]:
         return {int(m.group(1)): doc for doc in self.store.list_documents(run_id, prefix="shard-")
-                if (m := SHARD_NAME.match(doc.name))}
+                if (m := SHARD_NAME.fullmatch(doc.name))}
 
     # --- finishing a load-test run ------------------------------------------------------------
 

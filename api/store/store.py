@@ -53,7 +53,7 @@ TEMPORARY_MAX_AGE_SECONDS = 3600.0
 PROGRESS_MAX_AGE_SECONDS = 86400.0
 """Progress no shard has updated for this long belongs to a run that died unfinished."""
 
-_SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -241,7 +241,7 @@ def archive_counter(kind: str, loadtest_uid: str) -> str:
 
 def check_component(value: str, what: str) -> str:
     """`value` is used as a file name: refuse separators, dot-names and oddities."""
-    if not isinstance(value, str) or not _SAFE_COMPONENT.match(value) or ".." in value:
+    if not isinstance(value, str) or not _SAFE_COMPONENT.fullmatch(value) or ".." in value:
         raise ValueError(f"{what} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
                          f"(up to 200 characters, starting with a letter or digit)")
     return value

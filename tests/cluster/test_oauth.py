@@ -232,6 +232,48 @@ def test_runscope_web_flow_against_the_real_gateway(cluster, namespace, org, ope
     assert secret not in gateway.log() and query["code"] not in gateway.log()
 
 
+def test_another_client_cannot_use_up_a_code_and_the_exchange_needs_the_redirect_uri(
+        cluster, namespace, org, operator, gateway):
+    """RFC 6749 4.1.3 against the real gateway: a rival client holding the code (leaked in a log or
+    a Referer) neither burns it nor revokes its tokens; leaving out redirect_uri is refused too,
+    and neither costs the application its code."""
+    callback = "https://app.example/cb"
+    creds = {name: create_credential(cluster, namespace, name, scopes=("api:read",),
+                                     grant_types=("authorization_code",), redirect_uris=(callback,))
+             for name in ("owner", "rival")}
+    (owner, owner_secret), (rival, rival_secret) = [(c["status"]["clientId"], secret) for c, secret in creds.values()]
+    params = {"client_id": owner, "redirect_uri": callback, "response_type": "code", "scope": "api:read"}
+
+    def new_code() -> str:
+        answer = httpx.get(f"{gateway.url}/signin/oauth/authorize", params=params, auth=(owner, owner_secret),
+                           timeout=10)
+        assert answer.status_code == 302, answer.text
+        return parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+
+    def exchange(code: str, client: str, secret: str, **extra) -> httpx.Response:
+        form = {"client_id": client, "client_secret": secret, "code": code, "grant_type": "authorization_code",
+                **extra}
+        return httpx.post(f"{gateway.url}/signin/oauth/access_token", data=form, timeout=10)
+
+    cluster.wait_for("the gateway to index both clients", lambda: exchange(
+        "x", rival, rival_secret, redirect_uri=callback).json().get("error") == "invalid_grant", timeout=15)
+    code = new_code()
+    for attempt in (exchange(code, rival, rival_secret, redirect_uri=callback),
+                    exchange(code, owner, owner_secret),
+                    exchange(code, owner, owner_secret, redirect_uri=callback + "/other")):
+        assert attempt.status_code == 400 and attempt.json()["error"] == "invalid_grant", attempt.text
+    first = exchange(code, owner, owner_secret, redirect_uri=callback)
+    assert first.status_code == 200, first.text
+    token = {"Authorization": f"Bearer {first.json()['access_token']}"}
+    assert httpx.get(f"{gateway.url}/account", headers=token, timeout=10).status_code == 200
+
+    # The rival replaying the used code revokes nothing; the owner replaying it revokes the token.
+    assert exchange(code, rival, rival_secret, redirect_uri=callback).json()["error"] == "invalid_grant"
+    assert httpx.get(f"{gateway.url}/account", headers=token, timeout=10).status_code == 200
+    assert exchange(code, owner, owner_secret, redirect_uri=callback).json()["error"] == "invalid_grant"
+    assert httpx.get(f"{gateway.url}/account", headers=token, timeout=10).status_code == 401
+
+
 def test_tenancy_follows_real_namespaces_in_process(cluster, namespace, org, sibling, stranger, operator):
     """Tenancy straight against the API server's namespaces, no gateway process: the watch
     indexes them and reacts to labels and annotations."""

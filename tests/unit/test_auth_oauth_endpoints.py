@@ -344,10 +344,13 @@ def test_code_exchange_checks_redirect_uri_and_client(client, web_app, index):
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
 
-def test_code_exchange_works_on_the_token_endpoint_too_and_without_redirect_uri(client, web_app):
+def test_code_exchange_works_on_the_token_endpoint_too_and_needs_the_redirect_uri(client, web_app):
     code = redirected(authorize(client))["code"]
-    response = client.post("/oauth/token", data={"grant_type": "authorization_code", "code": code},
-                           headers=basic("ac_app", SECRET))
+    without = client.post("/oauth/token", data={"grant_type": "authorization_code", "code": code},
+                          headers=basic("ac_app", SECRET))
+    assert without.status_code == 400 and without.json()["error"] == "invalid_grant"
+    response = client.post("/oauth/token", data={"grant_type": "authorization_code", "code": code,
+                                                 "redirect_uri": CALLBACK}, headers=basic("ac_app", SECRET))
     assert response.status_code == 200, response.text
 
 

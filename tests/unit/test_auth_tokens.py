@@ -150,12 +150,23 @@ class FakeClock:
         return self.now
 
 
+def any_client(grant):
+    """A check that accepts every grant."""
+
+
+def only_for(client_id):
+    def check(grant):
+        if grant.client_id != client_id:
+            raise PermissionError(grant.client_id)
+    return check
+
+
 def test_authorization_code_is_single_use():
     codes = AuthorizationCodes(60)
     code = codes.issue("ac_x", "uid", "https://cb", ("api:read",))
-    grant, _ = codes.redeem(code)
+    grant, _ = codes.redeem(code, any_client)
     assert grant.client_id == "ac_x" and grant.redirect_uri == "https://cb" and grant.scopes == ("api:read",)
-    assert codes.redeem(code) == (None, [])
+    assert codes.redeem(code, any_client) == (None, [])
 
 
 def test_authorization_code_expires_after_its_ttl():
@@ -163,19 +174,19 @@ def test_authorization_code_expires_after_its_ttl():
     codes = AuthorizationCodes(60, clock=clock)
     code = codes.issue("ac_x", "uid", "https://cb", ())
     clock.now += 60
-    assert codes.redeem(code) == (None, [])
+    assert codes.redeem(code, any_client) == (None, [])
 
 
 def test_replayed_authorization_code_reports_the_tokens_issued_for_it():
     codes = AuthorizationCodes(60)
     code = codes.issue("ac_x", "uid", "https://cb", ())
-    codes.redeem(code)
+    codes.redeem(code, any_client)
     codes.record_token(code, "jti-1", 123)
-    assert codes.redeem(code) == (None, [("jti-1", 123)])
+    assert codes.redeem(code, any_client) == (None, [("jti-1", 123)])
 
 
 def test_unknown_authorization_code_is_refused():
-    assert AuthorizationCodes(60).redeem("nope") == (None, [])
+    assert AuthorizationCodes(60).redeem("nope", any_client) == (None, [])
 
 
 def test_generated_ids_and_secrets_have_the_documented_shape():
@@ -184,3 +195,16 @@ def test_generated_ids_and_secrets_have_the_documented_shape():
     secret = operator_credentials.generate_client_secret()
     assert len(secret) == 43 and "." not in secret  # 32 bytes, URL-safe base64 without padding
     assert operator_credentials.generate_client_secret() != secret
+
+
+def test_a_refused_check_leaves_the_code_to_its_own_client():
+    codes = AuthorizationCodes(60)
+    code = codes.issue("ac_x", "uid", "https://cb", ())
+    with pytest.raises(PermissionError):
+        codes.redeem(code, only_for("ac_other"))
+    grant, _ = codes.redeem(code, only_for("ac_x"))
+    assert grant.client_id == "ac_x"
+    codes.record_token(code, "jti-1", 123)
+    with pytest.raises(PermissionError):  # a replay by another client revokes nothing
+        codes.redeem(code, only_for("ac_other"))
+    assert codes.redeem(code, only_for("ac_x")) == (None, [("jti-1", 123)])

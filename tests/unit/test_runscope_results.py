@@ -137,7 +137,8 @@ def test_usage_periods_default_to_the_last_day():
     assert usage_window(today, date_="2019-11-01") == (date(2019, 11, 1), today)
     assert usage_window(today, from_="2019-10-01", to="2019-10-02") == (date(2019, 10, 1), date(2019, 10, 2))
     for bad in ({"from_": "2019-10-01"}, {"date_": "15/11/2019"}, {"days": 0},
-                {"from_": "2019-10-03", "to": "2019-10-02"}, {"date_": "2019-02-30"}):
+                {"from_": "2019-10-03", "to": "2019-10-02"}, {"date_": "2019-02-30"}, {"date_": "2019-11-01\n"},
+                {"days": 10**12}, {"days": today.toordinal()}, {"from_": "2019-10-01", "to": "9999-12-31"}):
         with pytest.raises(InvalidInput):
             usage_window(today, **bad)
 

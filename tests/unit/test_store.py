@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from assay.api.store import RunConflict, RunRecord, Store, archive_counter
+from assay.api.store.store import check_component
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = 86400.0
@@ -151,7 +152,7 @@ def test_upsert_run_refuses_another_project_kind_or_owner(store):
 def test_upsert_run_refuses_unknown_states_and_unsafe_ids(store):
     with pytest.raises(ValueError):
         store.upsert_run(run("r1", state="done"))
-    for bad in ("../etc", "a/b", "", ".hidden"):
+    for bad in ("../etc", "a/b", "", ".hidden", "r1\n"):
         with pytest.raises(ValueError):
             store.upsert_run(run(bad))
 
@@ -198,9 +199,10 @@ def test_put_document_is_idempotent_and_different_bytes_replace(store):
 
 
 def test_document_names_are_checked(store):
-    for bad in ("../x", "a/b", ".x", "", "x" * 300):
+    for bad in ("../x", "a/b", ".x", "", "x" * 300, "result.json\n"):
         with pytest.raises(ValueError):
             store.put_document("r1", bad, b"data")
+    assert not list(store.runs_dir.rglob("*\n*"))
 
 
 def test_list_documents_by_prefix(store):
@@ -418,3 +420,11 @@ def test_store_files_are_world_readable_and_the_index_is_wal(store):
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     assert store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_component_with_a_trailing_newline_is_not_a_file_name():
+    """`$` in a pattern also matches before a final newline; the whole value must match."""
+    assert check_component("result.json", "document name") == "result.json"
+    for bad in ("result.json\n", "run-1\n", "\nrun-1"):
+        with pytest.raises(ValueError):
+            check_component(bad, "run id")

@@ -177,16 +177,18 @@ def ingest_gateway(tmp_path):
     from fastapi import FastAPI
     from pydantic import SecretStr
 
+    from assay.api.bodies import install_body_limits
     from assay.api.errors import install_error_handlers
     from assay.api.routers import ingest
     from assay.api.settings import GatewaySettings
     from assay.api.store import Store
 
     store = Store(tmp_path / "store")
+    settings = GatewaySettings(store_dir=tmp_path / "store", upload_key=SecretStr("k"), upload_max_bytes=1 << 20)
     app = FastAPI()
     install_error_handlers(app)
-    ingest.install(app, SimpleNamespace(store=store, kube=None, settings=GatewaySettings(
-        store_dir=tmp_path / "store", upload_key=SecretStr("k"), upload_max_bytes=1 << 20)))
+    install_body_limits(app, settings)
+    ingest.install(app, SimpleNamespace(store=store, kube=None, settings=settings))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
