@@ -557,7 +557,8 @@ class Store:
         tx.execute(_RELIST_MONITOR_RESULTS + " AND monitor_results.run_id = ?", (run_id,))
 
     def list_monitor_results(self, project: str, owner_uid: str, *, since: float | None = None,
-                             before: float | None = None, limit: int = 10) -> list[tuple[RunRecord, MonitorResultRecord]]:
+                             before: float | None = None,
+                             limit: int = 10) -> list[tuple[RunRecord, MonitorResultRecord]]:
         """A test's results, one per location, newest start first (since < start < before), at
         most `limit`: the first rows of one range of an index. Equal starts go newest run
         first, then by location."""

@@ -169,6 +169,23 @@ def test_the_window_is_exclusive_at_both_ends_newest_first_and_counted(store):
     assert window(since=None, before=None, count=3) == [40, 30, 20]
 
 
+def test_purged_runs_leave_the_list_and_the_counts(tmp_path):
+    with Store(tmp_path / "store", retention_days=1) as store:
+        ingest = ResultIngest(store)
+        t = time.time() - 1000
+        for n in range(2):
+            upload(ingest, f"health-{n:010d}", "monitor-result.json",
+                   result_doc(run_id=f"health-{n:010d}", started=t + n), 1)
+        with store._write() as tx:
+            tx.execute("UPDATE runs SET finished_at = 0 WHERE run_id = 'health-0000000000'")
+        assert store.purge_expired() == 1
+        results = RunscopeResults(store, BASE)
+        listed = results.list_results("shop", "m-uid", count=10, since=None, before=None, subtests=False)
+        assert [i["test_run_id"] for i in listed] == ["health-0000000001"]
+        today = datetime.fromtimestamp(t, timezone.utc).date()
+        assert results.bucket_usage("shop", today - timedelta(days=1), today)["requests_count"] == 1
+
+
 @pytest.fixture
 def document_reads(monkeypatch):
     """`document_reads(store)`: the store's files opened since, counted as the store reads
