@@ -51,6 +51,7 @@ from .monitor_results import MonitorResultRecord, record_from_row
 
 SCHEMA_VERSION = 2
 """2: monitor_results, filled from the stored documents on the first start after the upgrade."""
+_INDEX_BATCH = 500
 FINISHED_STATES = frozenset({"succeeded", "failed"})
 RUN_STATES = ("pending", "running", "succeeded", "failed")
 _STATE_RANK = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2}
@@ -320,26 +321,40 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.db_path} has schema version {version}; this gateway knows "
                                  f"up to {SCHEMA_VERSION}: upgrade the gateway")
+        if version < SCHEMA_VERSION:
             if version < 2:
-                self._index_monitor_results(tx)
-            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._index_monitor_results()
+            with self._write() as tx:
+                tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def _index_monitor_results(self, tx: sqlite3.Connection) -> None:
-        """Index the Monitor result documents stored before `monitor_results` existed: each
-        is read once, inside the upgrade's transaction, so a crash half-way indexes nothing
-        and the next start does it all again."""
-        rows = tx.execute("SELECT d.run_id, d.name, d.path, r.project, r.owner_uid FROM documents d "
-                          "JOIN runs r ON r.run_id = d.run_id WHERE r.kind = 'Monitor' "
-                          "AND d.name LIKE 'monitor-result%'").fetchall()
-        for row in rows:
-            try:
-                data = self._abs(row["path"]).read_bytes()
-            except FileNotFoundError:
-                continue
-            record = MonitorResultRecord.of(row["run_id"], row["name"], row["project"], row["owner_uid"], data)
-            if record is not None:
-                tx.execute(_INSERT_MONITOR_RESULT, record.row())
-        tx.execute(_RELIST_MONITOR_RESULTS)
+    def _index_monitor_results(self) -> None:
+        """Index the Monitor result documents stored before `monitor_results` existed, reading
+        each once. Batches commit one by one and skip what is indexed, so an upgrade cut short
+        (a crash, a liveness probe's restart) goes on where it stopped at the next start."""
+        after = 0
+        while True:
+            with self._write() as tx:
+                rows = tx.execute(
+                    "SELECT d.rowid, d.run_id, d.name, d.path, r.project, r.owner_uid FROM documents d "
+                    "JOIN runs r ON r.run_id = d.run_id WHERE d.rowid > ? AND r.kind = 'Monitor' "
+                    "AND d.name LIKE 'monitor-result%' AND NOT EXISTS (SELECT 1 FROM monitor_results p "
+                    "WHERE p.run_id = d.run_id AND p.name = d.name) ORDER BY d.rowid LIMIT ?",
+                    (after, _INDEX_BATCH)).fetchall()
+                for row in rows:
+                    try:
+                        data = self._abs(row["path"]).read_bytes()
+                    except FileNotFoundError:
+                        continue
+                    record = MonitorResultRecord.of(row["run_id"], row["name"], row["project"], row["owner_uid"],
+                                                    data)
+                    if record is not None:
+                        tx.execute(_INSERT_MONITOR_RESULT, record.row())
+                tx.execute(_RELIST_MONITOR_RESULTS + " AND monitor_results.run_id IN "
+                           "(SELECT run_id FROM documents WHERE rowid > ? AND rowid <= ?)",
+                           (after, rows[-1]["rowid"] if rows else after))
+            if not rows:
+                return
+            after = rows[-1]["rowid"]
 
     # --- connections and transactions -------------------------------------------------------
 

@@ -26,6 +26,7 @@ from assay.api.services.runscope_results import (
     usage_window,
 )
 from assay.api.store import ResultIngest, RunRecord, Store
+from assay.api.store import store as store_module
 from tests.support.monitor_results import result_doc, upload
 
 BASE = "https://gw.example"
@@ -228,7 +229,8 @@ def test_a_long_history_is_listed_without_reading_a_document(store, document_rea
     assert document_reads(store) == []
 
 
-def test_results_of_a_store_from_before_the_index_are_listed_after_the_upgrade(tmp_path):
+def test_results_of_a_store_from_before_the_index_are_listed_after_the_upgrade(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "_INDEX_BATCH", 2)  # several batches, as a big store has
     root = tmp_path / "store"
     with Store(root) as old:
         ingest = ResultIngest(old)
