@@ -24,7 +24,7 @@ from typing import Any, Iterable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from ..store import MonitorResultRecord, RunRecord, Store
-from ..store.monitor_results import json_object
+from ..store.monitor_results import ResultFigures, json_object
 from . import InvalidInput, NotFound
 
 KIND = "Monitor"
@@ -159,11 +159,11 @@ def timeframe_widths(timeframe: str) -> tuple[int, int]:
 def metrics_document(pieces: Iterable[dict], *, now: float, timeframe: str = "day", environment_uuid: str = ALL,
                      region: str = ALL) -> dict[str, Any]:
     """Test Metrics over result documents (`result_metrics` over what the index holds of them)."""
-    return result_metrics([MonitorResultRecord.from_document(doc) for doc in pieces], now=now, timeframe=timeframe,
-                        environment_uuid=environment_uuid, region=region)
+    return result_metrics([MonitorResultRecord.from_document(doc).figures for doc in pieces], now=now,
+                          timeframe=timeframe, environment_uuid=environment_uuid, region=region)
 
 
-def result_metrics(results: Iterable[MonitorResultRecord], *, now: float, timeframe: str = "day",
+def result_metrics(results: Iterable[ResultFigures], *, now: float, timeframe: str = "day",
                  environment_uuid: str = ALL, region: str = ALL) -> dict[str, Any]:
     """Test Metrics: one `response_times` point per interval of the timeframe that has runs,
     this period's percentiles and run count, and their relative change from the period before
@@ -309,7 +309,7 @@ class RunscopeResults:
     def metrics(self, namespace: str, test_id: str, *, now: float, timeframe: str, environment_uuid: str,
                 region: str) -> dict:
         length, _ = timeframe_widths(timeframe)
-        results = self.store.monitor_results_started(namespace, test_id, now - 2 * length, now)
+        results = self.store.monitor_result_figures(namespace, test_id, now - 2 * length, now)
         return result_metrics(results, now=now, timeframe=timeframe, environment_uuid=environment_uuid, region=region)
 
     def bucket_usage(self, namespace: str, start: date, end: date) -> dict:

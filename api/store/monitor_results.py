@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 RESULT_NAME = re.compile(r"^monitor-result(?:-(\d{1,5}))?\.json$")
 STEPS_KEY = "requests"
@@ -64,6 +64,16 @@ def response_time_ms(doc: dict) -> float | None:
     return sum(times) / len(times) if times else None
 
 
+class ResultFigures(NamedTuple):
+    """What metrics read of a result (the columns of the same names)."""
+
+    started_at: float | None
+    result: str | None
+    environment_id: str | None
+    region: str | None
+    response_time_ms: float | None
+
+
 @dataclass(frozen=True)
 class MonitorResultRecord:
     run_id: str
@@ -86,6 +96,10 @@ class MonitorResultRecord:
     @property
     def header(self) -> dict:
         return json.loads(self.header_json)
+
+    @property
+    def figures(self) -> ResultFigures:
+        return ResultFigures(*(getattr(self, name) for name in ResultFigures._fields))
 
     @classmethod
     def of(cls, run_id: str, name: str, project: str, owner_uid: str, data: bytes) -> MonitorResultRecord | None:
@@ -124,12 +138,14 @@ UPDATE monitor_results SET
     listed_at = COALESCE(monitor_results.started_at, r.started_at, r.created_at),
     run_created_at = r.created_at
 FROM runs AS r
-WHERE r.run_id = monitor_results.run_id AND r.kind = 'Monitor' AND r.project = monitor_results.project
-  AND r.owner_uid = monitor_results.owner_uid
+WHERE r.run_id = monitor_results.run_id AND r.kind = 'Monitor' AND r.project = +monitor_results.project
+  AND r.owner_uid = +monitor_results.owner_uid
 """
 """Brings rows in line with their run: whether they are listed, when a result without a start
 of its own counts as started (its run's start, else the run's creation), and the run's
-creation, which orders results that started at the same time."""
+creation, which orders results that started at the same time. Callers add a condition on
+`monitor_results.run_id`; the unary `+` keeps SQLite from reaching the rows through a test's
+whole history (monitor_results_by_test) instead of by run id."""
 
 
 def record_from_row(row) -> MonitorResultRecord:

@@ -47,7 +47,7 @@ from pathlib import Path
 from . import files
 from .monitor_results import INSERT as _INSERT_MONITOR_RESULT
 from .monitor_results import RELIST as _RELIST_MONITOR_RESULTS
-from .monitor_results import MonitorResultRecord, record_from_row
+from .monitor_results import MonitorResultRecord, ResultFigures, record_from_row
 
 SCHEMA_VERSION = 2
 """2: monitor_results, filled from the stored documents on the first start after the upgrade."""
@@ -330,13 +330,15 @@ class Store:
     def _index_monitor_results(self) -> None:
         """Index the Monitor result documents stored before `monitor_results` existed, reading
         each once. Batches commit one by one and skip what is indexed, so an upgrade cut short
-        (a crash, a liveness probe's restart) goes on where it stopped at the next start."""
+        (a crash, a liveness probe's restart) goes on where it stopped at the next start; the
+        rows are listed at the end, all in one statement."""
         after = 0
         while True:
             with self._write() as tx:
                 rows = tx.execute(
+                    # CROSS JOIN: documents in rowid order drive the query, so a batch stops at its LIMIT.
                     "SELECT d.rowid, d.run_id, d.name, d.path, r.project, r.owner_uid FROM documents d "
-                    "JOIN runs r ON r.run_id = d.run_id WHERE d.rowid > ? AND r.kind = 'Monitor' "
+                    "CROSS JOIN runs r ON r.run_id = d.run_id WHERE d.rowid > ? AND r.kind = 'Monitor' "
                     "AND d.name LIKE 'monitor-result%' AND NOT EXISTS (SELECT 1 FROM monitor_results p "
                     "WHERE p.run_id = d.run_id AND p.name = d.name) ORDER BY d.rowid LIMIT ?",
                     (after, _INDEX_BATCH)).fetchall()
@@ -349,12 +351,11 @@ class Store:
                                                     data)
                     if record is not None:
                         tx.execute(_INSERT_MONITOR_RESULT, record.row())
-                tx.execute(_RELIST_MONITOR_RESULTS + " AND monitor_results.run_id IN "
-                           "(SELECT run_id FROM documents WHERE rowid > ? AND rowid <= ?)",
-                           (after, rows[-1]["rowid"] if rows else after))
             if not rows:
-                return
+                break
             after = rows[-1]["rowid"]
+        with self._write() as tx:
+            tx.execute(_RELIST_MONITOR_RESULTS)
 
     # --- connections and transactions -------------------------------------------------------
 
@@ -601,15 +602,15 @@ class Store:
             "ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1", (owner_uid, project)).fetchone()
         return self._run_from_row(row) if row else None
 
-    def monitor_results_started(self, project: str, owner_uid: str, since: float,
-                                until: float) -> list[MonitorResultRecord]:
-        """The test's results that started from `since` to `until`, both included."""
+    def monitor_result_figures(self, project: str, owner_uid: str, since: float, until: float) -> list[ResultFigures]:
+        """The figures of the test's results that started from `since` to `until`, both included."""
         # A result with a start of its own is listed at it, so the listing index finds them.
         rows = self._conn().execute(
-            "SELECT * FROM monitor_results WHERE project = ? AND owner_uid = ? AND listed = 1 "
-            "AND listed_at >= ? AND listed_at <= ? AND started_at IS NOT NULL ORDER BY listed_at",
+            f"SELECT {', '.join(ResultFigures._fields)} FROM monitor_results WHERE project = ? AND owner_uid = ? "
+            "AND listed = 1 AND listed_at >= ? AND listed_at <= ? AND started_at IS NOT NULL "
+            "ORDER BY listed_at DESC, run_created_at DESC, run_id DESC, location",
             (project, owner_uid, since, until)).fetchall()
-        return [record_from_row(row) for row in rows]
+        return [ResultFigures(*row) for row in rows]
 
     def monitor_requests(self, project: str, since: float, before: float) -> int:
         """How many requests the project's results that started in [since, before) executed."""

@@ -18,12 +18,8 @@ routers call (`RunscopeResults`, without HTTP, tokens or the API server):
 * with the index: how long the first start after an upgrade takes to index that many results
   from their documents (the store made to look as before the index, then opened again).
 
-Measured on the 2-core development machine (shared with other work), before (the list read
-every result document of the last day) and after (the lists read the store's index):
-
-| results | endpoint               | before p50 / p99 ms | after p50 / p99 ms |
-|---------|------------------------|---------------------|--------------------|
-| see the README of this folder for the numbers of the last run                          |
+The numbers measured before and after the lists read the store's index (before: each list read
+every result document of the last day) are in `hack/bench/README.md`.
 """
 
 from __future__ import annotations
