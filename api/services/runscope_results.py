@@ -164,7 +164,7 @@ def metrics_document(pieces: Iterable[dict], *, now: float, timeframe: str = "da
 
 
 def result_metrics(results: Iterable[ResultFigures], *, now: float, timeframe: str = "day",
-                 environment_uuid: str = ALL, region: str = ALL) -> dict[str, Any]:
+                   environment_uuid: str = ALL, region: str = ALL) -> dict[str, Any]:
     """Test Metrics: one `response_times` point per interval of the timeframe that has runs,
     this period's percentiles and run count, and their relative change from the period before
     (null when that period had nothing to compare with)."""
