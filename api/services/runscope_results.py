@@ -6,8 +6,12 @@ in several), each the runner's Test Result Detail of one location. Runscope show
 regions as two results with the same `test_run_id`, one `region` each; so does this module: a
 *piece* is one location's document, and every list, metric and count is over pieces.
 
+Lists, metrics and counts read the store's index of the pieces (`monitor_results`), never the
+documents, so their cost follows the page asked for, not the history behind it; a detail reads
+the one document it shows.
+
 The functions below the service are pure (documents in, documents out) so tests read them
-directly; `RunscopeResults` only fetches pieces from the store.
+directly; `RunscopeResults` only fetches from the store.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Optional
 from urllib.parse import parse_qs, urlsplit
 
-from ..store import RunRecord, Store
-from ..store.results import json_object
+from ..store import MonitorResultRecord, RunRecord, Store
+from ..store.monitor_results import ResultFigures, json_object
 from . import InvalidInput, NotFound
 
 KIND = "Monitor"
@@ -35,10 +39,6 @@ TIMEFRAMES = {
     "month": (30 * 86400, 86400),
 }
 ALL = "all"
-_RUN_SCAN_BATCH = 200
-RESULT_SPREAD_S = 86400.0
-"""How far a run's results may start from its first result's arrival: a run's duration, or a
-location queued behind a busy node."""
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -115,19 +115,6 @@ def step_detail(piece: Piece, step_id: str) -> Optional[dict[str, Any]]:
     }
 
 
-def started_at(piece: Piece) -> float:
-    value = piece.doc.get("started_at")
-    return float(value) if isinstance(value, (int, float)) else (piece.run.started_at or piece.run.created_at)
-
-
-def select_window(items: list[tuple[float, Any]], *, since: Optional[float], before: Optional[float],
-                  count: int) -> list[Any]:
-    """Newest first, started strictly after `since` and strictly before `before`, at most `count`."""
-    kept = [(t, item) for t, item in items if (since is None or t > since) and (before is None or t < before)]
-    kept.sort(key=lambda pair: pair[0], reverse=True)
-    return [item for _, item in kept[:count]]
-
-
 def check_count(count: Optional[int]) -> int:
     if count is None:
         return DEFAULT_COUNT
@@ -137,13 +124,6 @@ def check_count(count: Optional[int]) -> int:
 
 
 # --- pure: metrics -------------------------------------------------------------------------------
-
-
-def response_time_ms(doc: dict) -> Optional[float]:
-    """The mean response time of the piece's requests (the sum of each request's timings)."""
-    times = [sum(float(v or 0) for v in step["timings"].values())
-             for step in doc.get("requests") or [] if isinstance(step.get("timings"), dict)]
-    return sum(times) / len(times) if times else None
 
 
 def percentile(values: list[float], p: float) -> Optional[float]:
@@ -177,24 +157,31 @@ def timeframe_widths(timeframe: str) -> tuple[int, int]:
 
 
 def metrics_document(pieces: Iterable[dict], *, now: float, timeframe: str = "day", environment_uuid: str = ALL,
-                 region: str = ALL) -> dict[str, Any]:
-    """Test Metrics over result documents: one `response_times` point per interval of the
-    timeframe that has runs, this period's percentiles and run count, and their relative change
-    from the period before (null when that period had nothing to compare with)."""
+                     region: str = ALL) -> dict[str, Any]:
+    """Test Metrics over result documents (`result_metrics` over what the index holds of them)."""
+    return result_metrics([MonitorResultRecord.from_document(doc).figures for doc in pieces], now=now,
+                          timeframe=timeframe, environment_uuid=environment_uuid, region=region)
+
+
+def result_metrics(results: Iterable[ResultFigures], *, now: float, timeframe: str = "day",
+                   environment_uuid: str = ALL, region: str = ALL) -> dict[str, Any]:
+    """Test Metrics: one `response_times` point per interval of the timeframe that has runs,
+    this period's percentiles and run count, and their relative change from the period before
+    (null when that period had nothing to compare with)."""
     length, width = timeframe_widths(timeframe)
     start, previous_start = now - length, now - 2 * length
     this_period, last_period = [], []
-    for doc in pieces:
-        if doc.get("result") not in ("pass", "fail"):
+    for result in results:
+        if result.result not in ("pass", "fail"):
             continue
-        if environment_uuid != ALL and doc.get("environment_id") != environment_uuid:
+        if environment_uuid != ALL and result.environment_id != environment_uuid:
             continue
-        if region != ALL and doc.get("region") != region:
+        if region != ALL and result.region != region:
             continue
-        at = doc.get("started_at")
-        if not isinstance(at, (int, float)) or at > now:
+        at = result.started_at
+        if at is None or at > now:
             continue
-        point = (float(at), doc["result"] == "pass", response_time_ms(doc))
+        point = (at, result.result == "pass", result.response_time_ms)
         if at >= start:
             this_period.append(point)
         elif at >= previous_start:
@@ -261,25 +248,17 @@ def day_bounds(start: date, end: date) -> tuple[float, float]:
     return begin.timestamp(), finish.timestamp()
 
 
-def requests_count(pieces: Iterable[dict], start: date, end: date) -> int:
-    begin, finish = day_bounds(start, end)
-    return sum(int(doc.get("requests_executed") or 0) for doc in pieces
-               if isinstance(doc.get("started_at"), (int, float)) and begin <= doc["started_at"] < finish)
-
-
-def bucket_usage(bucket_key: str, pieces: Iterable[dict], start: date, end: date) -> dict[str, Any]:
-    return {"requests_count": requests_count(pieces, start, end), "bucket_key": bucket_key,
+def bucket_usage(bucket_key: str, requests_count: int, start: date, end: date) -> dict[str, Any]:
+    return {"requests_count": requests_count, "bucket_key": bucket_key,
             "from_date": start.isoformat(), "to_date": end.isoformat()}
 
 
 # --- the store side --------------------------------------------------------------------------------
 
 
-def piece_names(run: RunRecord) -> list[tuple[str, str]]:
-    """(result document, step details document) of each location, in location order."""
-    if run.shards <= 1:
-        return [("monitor-result.json", "monitor-steps.json")]
-    return [(f"monitor-result-{i}.json", f"monitor-steps-{i}.json") for i in range(run.shards)]
+def steps_name(result_name: str) -> str:
+    """The step details document beside a result document (`monitor-steps[-<i>].json`)."""
+    return result_name.replace("monitor-result", "monitor-steps", 1)
 
 
 class RunscopeResults:
@@ -287,47 +266,15 @@ class RunscopeResults:
         self.store = store
         self.base_url = base_url
 
-    def runs(self, *, project: str, owner_uid: Optional[str] = None, since: Optional[float] = None,
-             before: Optional[float] = None) -> Iterator[RunRecord]:
-        """The Monitor runs of a bucket (or of one test), newest first, read in batches as the
-        caller goes. `since` / `before` bound when a result *started*; the store orders runs by
-        when their first result arrived, which is within `RESULT_SPREAD_S` of each of their
-        results' starts, so runs further out than that cannot qualify."""
-        offset = 0
-        low = None if since is None else since - RESULT_SPREAD_S
-        high = None if before is None else before + RESULT_SPREAD_S
-        while batch := self.store.list_runs(project=project, kind=KIND, owner_uid=owner_uid, limit=_RUN_SCAN_BATCH,
-                                            offset=offset, since=low, before=high):
-            yield from batch
-            offset += len(batch)
-
-    def pieces(self, run: RunRecord, *, with_steps: bool = False) -> list[Piece]:
-        found = []
-        for index, (result_name, steps_name) in enumerate(piece_names(run)):
-            doc = json_object(self.store.get_document(run.run_id, result_name))
-            if doc is None:
-                continue
-            steps = json_object(self.store.get_document(run.run_id, steps_name)) if with_steps else None
-            found.append(Piece(run=run, index=index, doc=doc, steps=steps))
-        return found
-
     def list_results(self, namespace: str, test_id: str, *, count: int, since: Optional[float],
                      before: Optional[float], subtests: bool) -> list[dict]:
-        items: list[tuple[float, dict]] = []
-        for run in self.runs(project=namespace, owner_uid=test_id, since=since, before=before):
-            if len(items) >= count and run.created_at < self._oldest_kept(items, count) - RESULT_SPREAD_S:
-                break  # runs are newest first: none further back has a result late enough to be kept
-            for piece in self.pieces(run):
-                items.append((started_at(piece), result_summary(piece, self.base_url, subtests=subtests)))
-        return select_window(items, since=since, before=before, count=count)
-
-    @staticmethod
-    def _oldest_kept(items: list[tuple[float, dict]], count: int) -> float:
-        return sorted((t for t, _ in items), reverse=True)[count - 1]
+        listed = self.store.list_monitor_results(namespace, test_id, since=since, before=before, limit=count)
+        return [result_summary(Piece(run=run, index=result.location or 0, doc=result.header), self.base_url,
+                               subtests=subtests) for run, result in listed]
 
     def _run(self, namespace: str, test_id: str, run_id: str) -> Optional[RunRecord]:
         if run_id == "latest":
-            return next((r for r in self.runs(project=namespace, owner_uid=test_id) if self.pieces(r)), None)
+            return self.store.latest_monitor_run(namespace, test_id)
         try:
             run = self.store.get_run(run_id)
         except ValueError:
@@ -339,15 +286,18 @@ class RunscopeResults:
     def _piece(self, namespace: str, test_id: str, run_id: str, region: Optional[str],
                with_steps: bool = False) -> Piece:
         run = self._run(namespace, test_id, run_id)
-        pieces = self.pieces(run, with_steps=with_steps) if run is not None else []
-        if not pieces:
+        results = self.store.run_monitor_results(run.run_id) if run is not None else []
+        if not results:
             raise NotFound(f"test run {run_id!r} not found")
-        if region is None:
-            return pieces[0]
-        chosen = next((p for p in pieces if region in (p.doc.get("region"), p.doc.get("agent"))), None)
+        chosen = results[0] if region is None else next(
+            (r for r in results if region in (r.header.get("region"), r.header.get("agent"))), None)
         if chosen is None:
             raise NotFound(f"test run {run_id!r} did not run in region {region!r}")
-        return chosen
+        doc = json_object(self.store.get_document(run.run_id, chosen.name))
+        if doc is None:
+            raise NotFound(f"test run {run_id!r} not found")
+        steps = json_object(self.store.get_document(run.run_id, steps_name(chosen.name))) if with_steps else None
+        return Piece(run=run, index=chosen.location or 0, doc=doc, steps=steps)
 
     def result(self, namespace: str, test_id: str, run_id: str, region: Optional[str] = None) -> dict:
         return result_detail(self._piece(namespace, test_id, run_id, region), self.base_url)
@@ -361,11 +311,9 @@ class RunscopeResults:
     def metrics(self, namespace: str, test_id: str, *, now: float, timeframe: str, environment_uuid: str,
                 region: str) -> dict:
         length, _ = timeframe_widths(timeframe)
-        docs = [p.doc for run in self.runs(project=namespace, owner_uid=test_id, since=now - 2 * length, before=now)
-                for p in self.pieces(run)]
-        return metrics_document(docs, now=now, timeframe=timeframe, environment_uuid=environment_uuid, region=region)
+        results = self.store.monitor_result_figures(namespace, test_id, now - 2 * length, now)
+        return result_metrics(results, now=now, timeframe=timeframe, environment_uuid=environment_uuid, region=region)
 
     def bucket_usage(self, namespace: str, start: date, end: date) -> dict:
         since, before = day_bounds(start, end)
-        docs = [p.doc for run in self.runs(project=namespace, since=since, before=before) for p in self.pieces(run)]
-        return bucket_usage(namespace, docs, start, end)
+        return bucket_usage(namespace, self.store.monitor_requests(namespace, since, before), start, end)

@@ -3,12 +3,14 @@
     Store(root, retention_days=90)      runs, per-project numbers, documents, archives, records
     RunRecord, ArchiveRecord, DocumentRecord
     ResultIngest(store)                 what an upload from a runner does (results.py)
+    MonitorResultRecord                 a Monitor result's row in the index lists read (monitor_results.py)
     ProgressRecord, merge_progress      a running load test's live figures (progress.py)
     Quota, QuotaExceeded                upload quotas per run and namespace (quota.py)
 
 See store.py for the layout on disk and the durability rules.
 """
 
+from .monitor_results import MonitorResultRecord
 from .progress import merge_progress, shard_view
 from .quota import Quota, QuotaExceeded, Usage
 from .results import Accepted, IngestError, ResultIngest, Upload, run_summary
@@ -32,6 +34,7 @@ __all__ = [
     "ArchiveRecord",
     "DocumentRecord",
     "IngestError",
+    "MonitorResultRecord",
     "ProgressRecord",
     "Quota",
     "QuotaExceeded",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .monitor_results import MonitorResultRecord, json_object
 from .quota import Quota, QuotaExceeded
 from .store import ArchiveRecord, DocumentRecord, RunConflict, RunRecord, Store, check_component
 
@@ -121,7 +121,7 @@ class ResultIngest:
             if created:
                 with _quota_refusal():
                     self.store.put_document(upload.run_id, upload.name, upload.data, quota=self.quota,
-                                            project=upload.project)
+                                            project=upload.project, monitor_result=self._monitor_result(upload))
             document = self.store.document_info(upload.run_id, upload.name)
             received = len(self._shard_documents(upload.run_id)) if upload.kind == "LoadTest" else 0
             try:
@@ -192,6 +192,12 @@ class ResultIngest:
                                    ("owner uid", run.owner_uid, upload.owner_uid)):
             if mine != theirs:
                 raise IngestError(409, "conflict", f"run {run.run_id} belongs to {what} {mine!r}, not {theirs!r}")
+
+    @staticmethod
+    def _monitor_result(upload: Upload) -> MonitorResultRecord | None:
+        if upload.kind != "Monitor":
+            return None
+        return MonitorResultRecord.of(upload.run_id, upload.name, upload.project, upload.owner_uid, upload.data)
 
     def _shard_documents(self, run_id: str) -> dict[int, DocumentRecord]:
         return {int(m.group(1)): doc for doc in self.store.list_documents(run_id, prefix="shard-")
@@ -333,17 +339,6 @@ def replace_state(run: RunRecord, *, passed: bool, started_at: float | None, fin
                      owner_uid=run.owner_uid, state="succeeded", result="passed" if passed else "failed",
                      created_at=run.created_at, started_at=started_at, finished_at=finished_at or time.time(),
                      shards=run.shards, shards_received=received, summary=summary)
-
-
-def json_object(data: bytes | None) -> dict | None:
-    """A stored document as a JSON object; None when it is missing or not one."""
-    if data is None:
-        return None
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _ms_epoch(value) -> float | None:

@@ -5,6 +5,10 @@
     <root>/runs/<run id>/archives/<kind>-<n>.zip   a run's result / report archive, number n
     <root>/staging/                            scratch space for archives being built
 
+Monitor result documents also have a row in `monitor_results` (monitor_results.py), written
+in the document's transaction, so lists, metrics and request counts read the index, not the
+documents.
+
 A running load test's live progress (`run_progress`, one row per shard, replaced on every
 report) is the exception to the rules below: it is small, lives only until its run finishes,
 and losing the last report in a crash costs nothing but a few seconds of figures.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import sqlite3
 import threading
@@ -40,10 +45,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import files
+from .monitor_results import INSERT as _INSERT_MONITOR_RESULT
+from .monitor_results import RELIST as _RELIST_MONITOR_RESULTS
+from .monitor_results import MonitorResultRecord, ResultFigures, record_from_row
 from .quota import Quota, QuotaExceeded, Usage
 
-SCHEMA_VERSION = 2
-"""2: documents carry their run's project, which upload quotas count by."""
+SCHEMA_VERSION = 3
+"""2: documents carry their run's project, which upload quotas count by. 3: monitor_results,
+filled from the stored documents on the first start after the upgrade."""
+_INDEX_BATCH = 500
 FINISHED_STATES = frozenset({"succeeded", "failed"})
 RUN_STATES = ("pending", "running", "succeeded", "failed")
 _STATE_RANK = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2}
@@ -134,6 +144,32 @@ CREATE TABLE IF NOT EXISTS run_progress (
     updated_at REAL NOT NULL,
     PRIMARY KEY (run_id, shard)
 );
+
+-- One row per Monitor result document (monitor_results.py): what the result list, metrics
+-- and request counts read instead of the documents.
+CREATE TABLE IF NOT EXISTS monitor_results (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    project TEXT NOT NULL,
+    owner_uid TEXT NOT NULL,
+    location INTEGER,
+    started_at REAL,
+    result TEXT,
+    environment_id TEXT,
+    region TEXT,
+    requests_executed INTEGER NOT NULL,
+    response_time_ms REAL,
+    header TEXT NOT NULL,
+    listed INTEGER NOT NULL,
+    listed_at REAL NOT NULL,
+    run_created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+-- In the list's order, so a page is the first rows of one range.
+CREATE INDEX IF NOT EXISTS monitor_results_by_test ON monitor_results
+    (project, owner_uid, listed, listed_at DESC, run_created_at DESC, run_id DESC, location);
+CREATE INDEX IF NOT EXISTS monitor_results_by_start
+    ON monitor_results (project, listed, started_at, requests_executed);
 
 -- Runs whose rows are deleted but whose folders may not be yet: a purge interrupted
 -- between the two finishes here next time.
@@ -300,7 +336,41 @@ class Store:
                 raise StoreError(f"{self.db_path} has schema version {version}; this gateway knows "
                                  f"up to {SCHEMA_VERSION}: upgrade the gateway")
             _add_document_projects(tx)
-            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if version < SCHEMA_VERSION:
+            if version < 3:
+                self._index_monitor_results()
+            with self._write() as tx:
+                tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _index_monitor_results(self) -> None:
+        """Index the Monitor result documents stored before `monitor_results` existed, reading
+        each once. Batches commit one by one and skip what is indexed, so an upgrade cut short
+        (a crash, a liveness probe's restart) goes on where it stopped at the next start; the
+        rows are listed at the end, all in one statement."""
+        after = 0
+        while True:
+            with self._write() as tx:
+                rows = tx.execute(
+                    # CROSS JOIN: documents in rowid order drive the query, so a batch stops at its LIMIT.
+                    "SELECT d.rowid, d.run_id, d.name, d.path, r.project, r.owner_uid FROM documents d "
+                    "CROSS JOIN runs r ON r.run_id = d.run_id WHERE d.rowid > ? AND r.kind = 'Monitor' "
+                    "AND d.name LIKE 'monitor-result%' AND NOT EXISTS (SELECT 1 FROM monitor_results p "
+                    "WHERE p.run_id = d.run_id AND p.name = d.name) ORDER BY d.rowid LIMIT ?",
+                    (after, _INDEX_BATCH)).fetchall()
+                for row in rows:
+                    try:
+                        data = self._abs(row["path"]).read_bytes()
+                    except FileNotFoundError:
+                        continue
+                    record = MonitorResultRecord.of(row["run_id"], row["name"], row["project"], row["owner_uid"],
+                                                    data)
+                    if record is not None:
+                        tx.execute(_INSERT_MONITOR_RESULT, record.row())
+            if not rows:
+                break
+            after = rows[-1]["rowid"]
+        with self._write() as tx:
+            tx.execute(_RELIST_MONITOR_RESULTS)
 
     # --- connections and transactions -------------------------------------------------------
 
@@ -427,6 +497,7 @@ class Store:
             if merged.finished:
                 # Live figures are over once the final ones exist.
                 tx.execute("DELETE FROM run_progress WHERE run_id=?", (merged.run_id,))
+            self._relist_monitor_results(tx, merged.run_id)
         return merged
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -489,15 +560,16 @@ class Store:
         quota.check(run_id, project, *self.usage(run_id, project, conn), size)
 
     def put_document(self, run_id: str, name: str, data: bytes, *, quota: Quota | None = None,
-                     project: str = "") -> Path:
+                     project: str = "", monitor_result: MonitorResultRecord | None = None) -> Path:
         """Store `data` as the run's document `name`, atomically and durably. The same bytes
         again change nothing; different bytes replace the document. `project` is the run's
         namespace; with a `quota`, a new document that does not fit the run's or the
-        namespace's quota raises QuotaExceeded and nothing is stored."""
+        namespace's quota raises QuotaExceeded and nothing is stored. A Monitor result's
+        index row (`monitor_result`, of these bytes) commits with the document's row."""
         check_component(name, "document name")
         sha256 = hashlib.sha256(data).hexdigest()
         current = self.document_info(run_id, name)
-        if current and current.sha256 == sha256 and current.path.exists():
+        if current and current.sha256 == sha256 and current.path.exists() and monitor_result is None:
             return current.path
         if quota is not None and current is None:
             self.check_quota(quota, run_id, project, len(data))
@@ -516,6 +588,9 @@ class Store:
                     tx.execute("INSERT OR REPLACE INTO documents (run_id, name, path, size, sha256, created_at, "
                                "project) VALUES (?, ?, ?, ?, ?, ?, ?)",
                                (run_id, name, self._rel(path), len(data), sha256, time.time(), project))
+                if monitor_result is not None:
+                    tx.execute(_INSERT_MONITOR_RESULT, monitor_result.row())
+                    self._relist_monitor_results(tx, run_id)
         except QuotaExceeded:
             files.discard(path)
             raise
@@ -531,6 +606,59 @@ class Store:
             return info.path.read_bytes()
         except FileNotFoundError:
             return None
+
+    # --- Monitor results (the index of their documents) ---------------------------------------
+
+    @staticmethod
+    def _relist_monitor_results(tx: sqlite3.Connection, run_id: str) -> None:
+        tx.execute(_RELIST_MONITOR_RESULTS + " AND monitor_results.run_id = ?", (run_id,))
+
+    def list_monitor_results(self, project: str, owner_uid: str, *, since: float | None = None,
+                             before: float | None = None,
+                             limit: int = 10) -> list[tuple[RunRecord, MonitorResultRecord]]:
+        """A test's results, one per location, newest start first (since < start < before), at
+        most `limit`: the first rows of one range of an index. Equal starts go newest run
+        first, then by location."""
+        rows = self._conn().execute(
+            "SELECT * FROM monitor_results WHERE project = ? AND owner_uid = ? AND listed = 1 "
+            "AND listed_at > ? AND listed_at < ? "
+            "ORDER BY listed_at DESC, run_created_at DESC, run_id DESC, location LIMIT ?",
+            (project, owner_uid, -math.inf if since is None else since, math.inf if before is None else before,
+             max(int(limit), 0))).fetchall()
+        runs = {run_id: self.get_run(run_id) for run_id in {row["run_id"] for row in rows}}
+        return [(runs[row["run_id"]], record_from_row(row)) for row in rows]
+
+    def run_monitor_results(self, run_id: str) -> list[MonitorResultRecord]:
+        """The run's results, by location."""
+        rows = self._conn().execute("SELECT * FROM monitor_results WHERE run_id = ? AND listed = 1 ORDER BY location",
+                                    (run_id,)).fetchall()
+        return [record_from_row(row) for row in rows]
+
+    def latest_monitor_run(self, project: str, owner_uid: str) -> RunRecord | None:
+        """The test's newest run (by creation) that has a result."""
+        row = self._conn().execute(
+            "SELECT * FROM runs r INDEXED BY runs_by_owner WHERE r.owner_uid = ? AND r.project = ? "
+            "AND r.kind = 'Monitor' AND EXISTS "
+            "(SELECT 1 FROM monitor_results p WHERE p.run_id = r.run_id AND p.listed = 1) "
+            "ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1", (owner_uid, project)).fetchone()
+        return self._run_from_row(row) if row else None
+
+    def monitor_result_figures(self, project: str, owner_uid: str, since: float, until: float) -> list[ResultFigures]:
+        """The figures of the test's results that started from `since` to `until`, both included."""
+        # A result with a start of its own is listed at it, so the listing index finds them.
+        rows = self._conn().execute(
+            f"SELECT {', '.join(ResultFigures._fields)} FROM monitor_results WHERE project = ? AND owner_uid = ? "
+            "AND listed = 1 AND listed_at >= ? AND listed_at <= ? AND started_at IS NOT NULL "
+            "ORDER BY listed_at DESC, run_created_at DESC, run_id DESC, location",
+            (project, owner_uid, since, until)).fetchall()
+        return [ResultFigures(*row) for row in rows]
+
+    def monitor_requests(self, project: str, since: float, before: float) -> int:
+        """How many requests the project's results that started in [since, before) executed."""
+        return self._conn().execute(
+            "SELECT COALESCE(SUM(requests_executed), 0) FROM monitor_results "
+            "WHERE project = ? AND listed = 1 AND started_at >= ? AND started_at < ?", (project, since, before)
+        ).fetchone()[0]
 
     # --- archives ---------------------------------------------------------------------------
 
@@ -667,7 +795,7 @@ class Store:
                     "SELECT run_id FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,))]
                 for run_id in ids:
                     tx.execute("INSERT OR IGNORE INTO purge_queue (run_id) VALUES (?)", (run_id,))
-                    for table in ("documents", "archives", "runs"):
+                    for table in ("monitor_results", "documents", "archives", "runs"):
                         tx.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
             purged = len(ids)
         for (run_id,) in self._conn().execute("SELECT run_id FROM purge_queue").fetchall():

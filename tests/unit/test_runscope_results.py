@@ -1,9 +1,13 @@
 """Monitor runs as Runscope results, metrics and request counts: the pure presentation over the
-runner's own result documents, and a real store holding a run in two regions."""
+runner's own result documents, and a real store holding a run in two regions, a long history
+and thousands of results, whose lists must not read the documents."""
 
 from __future__ import annotations
 
+import builtins
 import json
+import pathlib
+import sqlite3
 import time
 from datetime import date, datetime, timedelta, timezone
 
@@ -17,36 +21,15 @@ from assay.api.services.runscope_results import (
     percentile,
     result_detail,
     result_summary,
-    select_window,
     step_detail,
     metrics_document,
     usage_window,
 )
-from assay.api.store import ResultIngest, RunRecord, Store, Upload
-from assay.runner.apitest.results import AssertionResult, RunResult, StepDetail, StepResult, Timings
+from assay.api.store import ResultIngest, RunRecord, Store
+from assay.api.store import store as store_module
+from tests.support.monitor_results import result_doc, upload
 
 BASE = "https://gw.example"
-
-
-def result_doc(*, run_id="health-0123456789", region="us1", result="pass", started=1000.0, wait_ms=40.0,
-               env="env-1", requests=1) -> dict:
-    """A result document as the runner uploads it (RunResult.to_runscope())."""
-    steps = []
-    for i in range(requests):
-        step = StepResult(uuid=f"step-{i}", step_type="request", url=f"http://127.0.0.1:9/ping?n={i}&n=x",
-                          method="GET", detail=StepDetail(uuid=f"step-{i}"),
-                          timings=Timings(dial_ms=1.0, wait_for_response_ms=wait_ms - 1.0),
-                          assertions=[AssertionResult(result=result, source="status_code",
-                                                      comparison="equals_number", target_value=200,
-                                                      actual_value="200")])
-        step.count()
-        steps.append(step)
-    steps.append(StepResult(uuid="pause-1", step_type="pause"))
-    run = RunResult(test_run_id=run_id, test_id="m-uid", bucket_key="shop", requests=steps, region=region,
-                    environment_id=env, environment_name="Prod", started_at=started)
-    run.finish()
-    run.started_at, run.finished_at = started, started + 1.5
-    return run.to_runscope()
 
 
 def piece(doc: dict, run_id="health-0123456789", index=0, steps=None) -> Piece:
@@ -86,10 +69,7 @@ def test_a_step_detail_is_rebuilt_from_the_url_without_stored_details_and_served
     assert step_detail(piece(result_doc(), steps=stored), "step-0")["response"] == {"status": 200}
 
 
-def test_the_window_is_exclusive_at_both_ends_newest_first_and_counted():
-    items = [(float(t), t) for t in (10, 20, 30, 40)]
-    assert select_window(items, since=10, before=40, count=10) == [30, 20]
-    assert select_window(items, since=None, before=None, count=3) == [40, 30, 20]
+def test_counts_are_checked():
     assert check_count(None) == 10 and check_count(50) == 50
     for bad in (0, 51):
         with pytest.raises(InvalidInput):
@@ -149,11 +129,6 @@ def store(tmp_path):
         yield s
 
 
-def upload(ingest, run_id, name, doc, shards):
-    ingest.accept(Upload(run_id=run_id, name=name, data=json.dumps(doc).encode(), kind="Monitor", project="shop",
-                         owner_name="health", owner_uid="m-uid", shards=shards))
-
-
 def test_a_run_in_two_regions_is_two_results_and_the_detail_picks_a_region(store):
     ingest = ResultIngest(store)
     t = time.time() - 1000  # results are recorded as they arrive, after they started
@@ -184,18 +159,178 @@ def test_a_run_in_two_regions_is_two_results_and_the_detail_picks_a_region(store
     assert results.bucket_usage("shop", date(2019, 11, 14), date(2019, 11, 15))["requests_count"] == 0
 
 
-def test_a_long_history_is_read_only_as_far_back_as_the_page_needs(store):
+def test_the_window_is_exclusive_at_both_ends_newest_first_and_counted(store):
+    ingest = ResultIngest(store)
+    for t in (10, 20, 30, 40):
+        upload(ingest, f"health-{t:010d}", "monitor-result.json", result_doc(run_id=f"health-{t:010d}", started=t), 1)
+    results = RunscopeResults(store, BASE)
+
+    def window(**kw):
+        return [i["started_at"] for i in results.list_results("shop", "m-uid", subtests=False, **kw)]
+    assert window(since=10, before=40, count=10) == [30, 20]
+    assert window(since=None, before=None, count=3) == [40, 30, 20]
+
+
+def test_purged_runs_leave_the_list_and_the_counts(tmp_path):
+    with Store(tmp_path / "store", retention_days=1) as store:
+        ingest = ResultIngest(store)
+        t = time.time() - 1000
+        for n in range(2):
+            upload(ingest, f"health-{n:010d}", "monitor-result.json",
+                   result_doc(run_id=f"health-{n:010d}", started=t + n), 1)
+        with store._write() as tx:
+            tx.execute("UPDATE runs SET finished_at = 0 WHERE run_id = 'health-0000000000'")
+        assert store.purge_expired() == 1
+        results = RunscopeResults(store, BASE)
+        listed = results.list_results("shop", "m-uid", count=10, since=None, before=None, subtests=False)
+        assert [i["test_run_id"] for i in listed] == ["health-0000000001"]
+        today = datetime.fromtimestamp(t, timezone.utc).date()
+        assert results.bucket_usage("shop", today - timedelta(days=1), today)["requests_count"] == 1
+
+
+@pytest.fixture
+def document_reads(monkeypatch):
+    """`document_reads(store)`: the store's files opened since, counted as the store reads
+    them (Path.open under its runs folder) and however else (open)."""
+    opened: list[pathlib.Path] = []
+    path_open, plain_open = pathlib.Path.open, builtins.open
+
+    def counting_path_open(self, *args, **kwargs):
+        opened.append(pathlib.Path(self))
+        return path_open(self, *args, **kwargs)
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, pathlib.Path)):
+            opened.append(pathlib.Path(file))
+        return plain_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "open", counting_path_open)
+    monkeypatch.setattr(builtins, "open", counting_open)
+
+    def reads(store: Store) -> list[pathlib.Path]:
+        runs = store.runs_dir.resolve()
+        found = [p for p in opened if runs in p.resolve().parents]
+        opened.clear()
+        return found
+    return reads
+
+
+def test_a_long_history_is_listed_without_reading_a_document(store, document_reads):
     ingest = ResultIngest(store)
     for n in range(6):
         run_id = f"health-{n:010d}"
         upload(ingest, run_id, "monitor-result.json", result_doc(run_id=run_id, started=604800.0 * n + 10), 1)
-    # Recorded a week apart, each just after it started: older runs cannot make the first page.
+    # Recorded a week apart, each just after it started.
     with store._write() as tx:
         tx.execute("UPDATE runs SET created_at = CAST(substr(run_id, 8) AS REAL) * 604800 + 20")
     results = RunscopeResults(store, BASE)
-    read = []
-    pieces = results.pieces
-    results.pieces = lambda run, **kw: (read.append(run.run_id), pieces(run, **kw))[1]
+    document_reads(store)
     page = results.list_results("shop", "m-uid", count=2, since=None, before=None, subtests=False)
     assert [i["test_run_id"] for i in page] == ["health-0000000005", "health-0000000004"]
-    assert read == ["health-0000000005", "health-0000000004"]
+    assert document_reads(store) == []
+
+
+def test_results_of_a_store_from_before_the_index_are_listed_after_the_upgrade(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "_INDEX_BATCH", 2)  # several batches, as a big store has
+    root = tmp_path / "store"
+    with Store(root) as old:
+        ingest = ResultIngest(old)
+        t = time.time() - 1000
+        upload(ingest, "health-1111111111", "monitor-result.json", result_doc(run_id="health-1111111111", started=t), 1)
+        for i, region in enumerate(("us1", "eu1")):
+            upload(ingest, "health-2222222222", f"monitor-result-{i}.json",
+                   result_doc(run_id="health-2222222222", region=region, started=t + 100 + i), 2)
+        expected = RunscopeResults(old, BASE).list_results("shop", "m-uid", count=10, since=None, before=None,
+                                                           subtests=True)
+    # What the gateway before the index left: the same tables without monitor_results, version 1.
+    with sqlite3.connect(root / "index.sqlite3") as db:
+        db.execute("DROP TABLE monitor_results")
+        db.execute("PRAGMA user_version = 1")
+    with Store(root) as upgraded:
+        results = RunscopeResults(upgraded, BASE)
+        listed = results.list_results("shop", "m-uid", count=10, since=None, before=None, subtests=True)
+        assert json.dumps(listed) == json.dumps(expected) and len(listed) == 3
+        assert results.result("shop", "m-uid", "latest")["test_run_id"] == "health-2222222222"
+        today = datetime.fromtimestamp(t, timezone.utc).date()
+        assert results.bucket_usage("shop", today - timedelta(days=1), today)["requests_count"] == 3
+    with Store(root) as again:  # the upgrade ran once: the version says so
+        assert again._conn().execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+
+
+MANY = 5000
+
+
+@pytest.fixture(scope="module")
+def busy_store(tmp_path_factory):
+    """A store with MANY results of one test, written as the gateway writes uploads, started
+    over the last day (every 17 s), one run in five in two regions; and when each started."""
+    with Store(tmp_path_factory.mktemp("busy") / "store") as store:
+        ingest = ResultIngest(store)
+        now = time.time()
+        starts = []
+        for n in range(0, MANY, 10):
+            for m in range(n, n + 8):
+                run_id, started = f"health-{m:010d}", now - 86400 + 17.0 * m
+                upload(ingest, run_id, "monitor-result.json", result_doc(run_id=run_id, started=started), 1)
+                starts.append(started)
+            run_id, started = f"health-{n + 8:010d}", now - 86400 + 17.0 * (n + 8)
+            for i, region in enumerate(("us1", "eu1")):
+                upload(ingest, run_id, f"monitor-result-{i}.json",
+                       result_doc(run_id=run_id, region=region, started=started + i), 2)
+                starts.append(started + i)
+        yield store, now, starts
+
+
+def vm_steps(store: Store, call) -> int:
+    """How many SQLite virtual machine steps `call` takes on this thread's connection: the
+    work its queries do, however busy the machine is."""
+    steps = [0]
+
+    def count():
+        steps[0] += 1
+        return 0
+    conn = store._conn()
+    conn.set_progress_handler(count, 1)
+    try:
+        call()
+    finally:
+        conn.set_progress_handler(None, 1)
+    return steps[0]
+
+
+def test_a_page_of_thousands_of_results_reads_no_document_and_a_bounded_part_of_the_index(busy_store,
+                                                                                           document_reads):
+    store, now, starts = busy_store
+    results = RunscopeResults(store, BASE)
+    assert store._conn().execute("SELECT COUNT(*) FROM monitor_results").fetchone()[0] == MANY
+
+    def page(**kw):
+        return results.list_results("shop", "m-uid", subtests=False, **{"count": 10, "since": None, "before": None,
+                                                                          **kw})
+    document_reads(store)
+    first = page()
+    assert document_reads(store) == []
+    assert [i["started_at"] for i in first] == sorted((i["started_at"] for i in first), reverse=True)
+    assert [(i["test_run_id"], i["region"]) for i in first[:3]] == [
+        (f"health-{MANY - 2:010d}", "eu1"), (f"health-{MANY - 2:010d}", "us1"), (f"health-{MANY - 3:010d}", "us1")]
+    middle = page(before=now - 43200, count=50)
+    assert document_reads(store) == []
+    assert [i["started_at"] for i in middle] == sorted((t for t in starts if t < now - 43200), reverse=True)[:50]
+    recent = page(since=starts[-3] - 0.5)
+    assert [i["started_at"] for i in recent] == [starts[-1], starts[-2], starts[-3]]
+
+    # The work of a page does not grow with the history: about 600 steps for a page of 10
+    # with 100, 1,000 or 5,000 results behind it, where visiting every row takes several
+    # steps per row (sorting them all took 215,000).
+    steps_first, steps_deep = vm_steps(store, page), vm_steps(store, lambda: page(before=now - 43200))
+    assert steps_first < 2000 and steps_deep < 2000, (steps_first, steps_deep)
+
+    latest = results.result("shop", "m-uid", "latest")
+    assert (latest["test_run_id"], latest["region"]) == (f"health-{MANY - 2:010d}", "us1")
+    assert len(document_reads(store)) == 1
+    metrics = results.metrics("shop", "m-uid", now=now, timeframe="hour", environment_uuid="all", region="all")
+    assert metrics["this_time_period"]["total_test_runs"] == sum(1 for t in starts if now - 3600 <= t <= now)
+    today = datetime.fromtimestamp(now, timezone.utc).date()
+    assert results.bucket_usage("shop", today - timedelta(days=1), today)["requests_count"] == MANY
+    assert document_reads(store) == []
+    assert vm_steps(store, lambda: results.bucket_usage("shop", today, today)) < 10 * MANY
