@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from . import openapi
 from .auth import Authenticator
 from .errors import install_error_handlers
 from .kube import KubeClient
@@ -73,6 +74,7 @@ def create_app(settings: GatewaySettings, services: Services | None = None) -> F
     install_error_handlers(app)
     install_request_metrics(app, services.metrics)
     app.include_router(ops_router(services.metrics))
+    openapi.install(app)
     for family in (oauth, ingest, xtc, loadmill, runscope, runscope_results, runscope_teams, vng):
         family.install(app, services)
     dashboard.install(app, services)

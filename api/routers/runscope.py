@@ -21,7 +21,8 @@ from ..auth import Principal, require_bearer
 from ..services import InvalidInput
 from ..services.runscope_buckets import RunscopeBuckets
 from ..services.runscope_tests import RunscopeTests
-from .runscope_wire import bucket_namespace, deleted, install_error_shape, ok, render_error
+from .. import openapi
+from .runscope_wire import FAMILY, JSON_OBJECT_BODY, bucket_namespace, deleted, install_error_shape, ok, render_error
 
 BUCKETS = ("/buckets/{bucket_key}", "/v1/buckets/{bucket_key}")
 TESTS = tuple(f"{bucket}/{tests}/{{test_id}}" for bucket in BUCKETS for tests in ("tests", "test"))
@@ -43,7 +44,8 @@ def build_router(services) -> APIRouter:
     def ns(principal: Principal, bucket_key: str) -> str:
         return bucket_namespace(services, principal, bucket_key)
 
-    def add(method: str, paths: tuple[str, ...], suffix: str, handler: Callable, status: int = 200) -> None:
+    def add(method: str, paths: tuple[str, ...], suffix: str, handler: Callable, status: int | None = None) -> None:
+        status = status or {"POST": 201, "DELETE": 204}.get(method, 200)
         for path in paths:
             router.add_api_route(path + suffix, handler, methods=[method], status_code=status)
 
@@ -65,7 +67,7 @@ def build_router(services) -> APIRouter:
     def bucket_list(principal: Principal = Depends(READ)):
         return ok(buckets.buckets(principal))
 
-    @router.post("/buckets")
+    @router.post("/buckets", status_code=201)
     def bucket_create(name: Optional[str] = Query(None), team_uuid: Optional[str] = Query(None),
                       principal: Principal = Depends(require_bearer("message:write"))):
         return ok(buckets.create(principal, name, team_uuid), status=201)
@@ -106,7 +108,7 @@ def build_router(services) -> APIRouter:
     for bucket in BUCKETS:
         for plural in ("tests", "test"):
             router.add_api_route(f"{bucket}/{plural}", test_list, methods=["GET"])
-            router.add_api_route(f"{bucket}/{plural}", test_create, methods=["POST"])
+            router.add_api_route(f"{bucket}/{plural}", test_create, methods=["POST"], status_code=201)
     add("GET", TESTS, "", test_detail)
     add("PUT", TESTS, "", test_modify)
     add("DELETE", TESTS, "", test_delete)
@@ -213,14 +215,16 @@ def build_router(services) -> APIRouter:
 
     add("GET", TESTS, "/schedules", schedule_list)
     for path in TESTS:
-        router.add_api_route(path + "/schedules", schedule_creator(v0=not path.startswith("/v1/")), methods=["POST"])
+        router.add_api_route(path + "/schedules", schedule_creator(v0=not path.startswith("/v1/")), methods=["POST"],
+                             status_code=201)
     add("GET", TESTS, "/schedules/{schedule_id}", schedule_detail)
     add("PUT", TESTS, "/schedules/{schedule_id}", schedule_modify)
     add("DELETE", TESTS, "/schedules/{schedule_id}", schedule_delete)
 
     # --- trigger URL ---------------------------------------------------------------------
 
-    @router.api_route(TRIGGER_PREFIX + "{trigger_id}/trigger", methods=["GET", "POST"])
+    @router.api_route(TRIGGER_PREFIX + "{trigger_id}/trigger", methods=["GET", "POST"], status_code=201,
+                      openapi_extra=JSON_OBJECT_BODY)
     async def trigger(trigger_id: str, request: Request):
         values = dict(request.query_params)
         if request.method == "POST":
@@ -252,4 +256,6 @@ async def trigger_body(request: Request) -> dict[str, str]:
 def install(app: FastAPI, services) -> None:
     install_error_shape(app)
     app.state.error_shapes.register(TRIGGER_PREFIX, render_error)
-    app.include_router(build_router(services))
+    router = build_router(services)
+    app.include_router(router)
+    openapi.publish(app, FAMILY, router.routes)
