@@ -56,6 +56,6 @@ def run_schemathesis(document_url: str, tmp_path: Path, *, headers: dict[str, st
 def count_cases(output: str) -> dict:
     """Test cases tried and operations tested, from the CLI's summary."""
     generated = re.search(r"(\d[\d,]*) generated", output)
-    operations = re.search(r"API Operations:\s+(\d+) selected / (\d+) total", output)
+    operations = re.search(r"Tested:\s+(\d+)", output)
     return {"total": int(generated.group(1).replace(",", "")) if generated else 0,
             "operations": int(operations.group(1)) if operations else 0}
