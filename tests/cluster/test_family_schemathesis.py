@@ -119,7 +119,8 @@ def test_runscope_api_has_no_server_error(cluster, team, gateway, tmp_path):
     token = request_token(cluster, gateway, client_id, secret, RUNSCOPE_SCOPES)
     monitor = apply(cluster, team["bucket"], {
         "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": "fuzzed"},
-        "spec": {"displayName": "fuzzed", "steps": [{"id": str(uuid.uuid4()), "url": "http://127.0.0.1:9/x"}]}})
+        "spec": {"displayName": "fuzzed", "steps": [{"id": str(uuid.uuid4()), "stepType": "request",
+                                                    "url": "http://127.0.0.1:9/x"}]}})
     run = run_schemathesis(
         f"{gateway.url}/openapi/runscope.json", tmp_path, headers={"Authorization": f"Bearer {token}"},
         parameters={"path.bucket_key": team["bucket"], "path.team_id": team["name"],
