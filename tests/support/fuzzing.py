@@ -67,3 +67,9 @@ def count_cases(output: str) -> dict:
     operations = re.search(r"Tested:\s+(\d+)", output)
     return {"total": int(generated.group(1).replace(",", "")) if generated else 0,
             "operations": int(operations.group(1)) if operations else 0}
+
+
+def assert_no_failures(run: FuzzRun) -> None:
+    """Cases were tried, and none failed a check: no server error, every answer as documented."""
+    assert run.cases["total"] > 0, run.output[-6000:]
+    assert run.returncode == 0, "\n".join(run.server_errors) + "\n" + run.output[-6000:]
