@@ -6,7 +6,7 @@ ClientCredential): no generated input may get a 5xx, and every answer must match
 The operator establishes the credentials and is then stopped, so nothing the fuzzing creates
 (suite runs, Monitors, sessions) starts a runner. Each run is bounded by examples per
 operation and by time; the number of cases is printed and written to `schemathesis-cases.json`
-in the test's tmp dir: 45 s for Loadmill, 60 s for VNG, 120 s for Runscope (68 operations once
+in the test's tmp dir: 30 s for Loadmill, 40 s for VNG, 80 s for Runscope (66 operations once
 the alternative spellings are left out). `ASSAY_SCHEMATHESIS_TIME_FACTOR` (and
 `ASSAY_SCHEMATHESIS_EXAMPLES`) make a deeper run.
 """
@@ -62,7 +62,7 @@ def test_loadmill_api_has_no_server_error(cluster, namespace, gateway, tmp_path)
     run = run_schemathesis(
         f"{gateway.url}/openapi/loadmill.json", tmp_path, headers={"Authorization": token},
         parameters={"path.suiteId": seeded["metadata"]["uid"]}, max_examples=MAX_EXAMPLES,
-        max_time=45)
+        max_time=30)
     assert_no_failures(run)
 
 
@@ -72,7 +72,7 @@ def test_vng_api_has_no_server_error(cluster, namespace, gateway, tmp_path):
         "assay.dev/vng-name": "Demo", "assay.dev/vng-services": json.dumps({"demo": "http://127.0.0.1:9"})}))
     run = run_schemathesis(
         f"{gateway.url}/openapi/vng.json", tmp_path, headers={"Authorization": token}, parameters={},
-        max_examples=MAX_EXAMPLES, max_time=60,
+        max_examples=MAX_EXAMPLES, max_time=40,
         # The inspector fetches the URL it is given, and generated URLs point anywhere; tests
         # reach only loopback (tests/cluster/test_vng_api.py covers it on loopback documents).
         exclude_path_regex="^/api/v1/openAPIinspector")
@@ -112,7 +112,7 @@ def test_runscope_api_has_no_server_error(cluster, team, gateway, tmp_path):
         f"{gateway.url}/openapi/runscope.json", tmp_path, headers={"Authorization": f"Bearer {token}"},
         parameters={"path.bucket_key": team["bucket"], "path.team_id": team["name"],
                     "path.test_id": monitor["metadata"]["uid"]},
-        max_examples=MAX_EXAMPLES, max_time=120,
+        max_examples=MAX_EXAMPLES, max_time=80,
         # `/test/`, `/team/` and `/v1` spell the same operations as `/tests/`, `/teams/` and the
         # bare path (one handler each); only POST .../schedules differs, and both of its are in.
         exclude_path_regex=r"/test(/|$)|/team/|^/v1/(?!.*/schedules$)")

@@ -28,7 +28,7 @@ from tests.support.fuzzing import assert_no_failures, run_schemathesis
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
 MAX_EXAMPLES = int(os.environ.get("ASSAY_SCHEMATHESIS_EXAMPLES", "100"))
-MAX_SECONDS = 45
+MAX_SECONDS = 30
 SCOPES = "LOADTEST_LIST LOADTEST_STATUS LOADTEST_DETAILS LOADTEST_COPY_RUN LOADTEST_REPORT_DOWNLOAD " \
          "LOADTEST_RESULT_DOWNLOAD"
 
