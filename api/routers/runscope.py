@@ -17,11 +17,11 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from .. import openapi
 from ..auth import Principal, require_bearer
 from ..services import InvalidInput
 from ..services.runscope_buckets import RunscopeBuckets
 from ..services.runscope_tests import RunscopeTests
-from .. import openapi
 from .runscope_wire import FAMILY, JSON_OBJECT_BODY, bucket_namespace, deleted, install_error_shape, ok, render_error
 
 BUCKETS = ("/buckets/{bucket_key}", "/v1/buckets/{bucket_key}")
@@ -29,6 +29,9 @@ TESTS = tuple(f"{bucket}/{tests}/{{test_id}}" for bucket in BUCKETS for tests in
 TRIGGER_PREFIX = "/radar/"
 TRIGGER_CONTROL = "runscope_"
 """Trigger parameters with this prefix steer the run (runscope_environment); the rest are variables."""
+
+STATUS_OF = {"GET": 200, "PUT": 200, "POST": 201, "DELETE": 204}
+"""What each method's handlers answer (ok(..., status=201), deleted()), for the OpenAPI document."""
 
 READ = require_bearer("api:read")
 READ_TESTS = require_bearer("api:read", "test:read")
@@ -44,10 +47,9 @@ def build_router(services) -> APIRouter:
     def ns(principal: Principal, bucket_key: str) -> str:
         return bucket_namespace(services, principal, bucket_key)
 
-    def add(method: str, paths: tuple[str, ...], suffix: str, handler: Callable, status: int | None = None) -> None:
-        status = status or {"POST": 201, "DELETE": 204}.get(method, 200)
+    def add(method: str, paths: tuple[str, ...], suffix: str, handler: Callable) -> None:
         for path in paths:
-            router.add_api_route(path + suffix, handler, methods=[method], status_code=status)
+            router.add_api_route(path + suffix, handler, methods=[method], status_code=STATUS_OF[method])
 
     # --- root, account, regions, buckets -------------------------------------------------
 

@@ -331,7 +331,8 @@ def build_router(services) -> APIRouter:
     def namespace_of(principal: Principal, org: str, project: str) -> str:
         return tenancy.project_namespace(principal, org, project)
 
-    @router.get("", response_model=LoadTestList, operation_id="listLoadTests", summary="List all load tests in a project")
+    @router.get("", response_model=LoadTestList, operation_id="listLoadTests",
+                summary="List all load tests in a project")
     def list_load_tests(org: Org, project: Project,
                         principal: Principal = Depends(require_bearer("LOADTEST_LIST"))) -> LoadTestList:
         namespace = namespace_of(principal, org, project)
