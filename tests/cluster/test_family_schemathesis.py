@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]
 
 MAX_EXAMPLES = int(os.environ.get("ASSAY_SCHEMATHESIS_EXAMPLES", "8"))
 
+
 def static_token(cluster, gateway, namespace: str, scope: str, probe: str, scheme: str = "") -> str:
     """A static API token of the family's scope, once the gateway accepts it."""
     operator = OperatorProcess(cluster, gateway.log_path.parent / f"operator-{scope}.log", namespace).start()
