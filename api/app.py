@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from assay.runner.egress import EgressPolicy
 
+from . import openapi
 from .auth import Authenticator
 from .bodies import install_body_limits
 from .errors import install_error_handlers
@@ -82,6 +83,7 @@ def create_app(settings: GatewaySettings, services: Services | None = None) -> F
     install_body_limits(app, settings)
     install_request_metrics(app, services.metrics)
     app.include_router(ops_router(services.metrics))
+    openapi.install(app)
     for family in (oauth, ingest, xtc, loadmill, runscope, runscope_results, runscope_teams, vng):
         family.install(app, services)
     dashboard.install(app, services)

@@ -7,6 +7,7 @@ client gets XTC errors, a Loadmill client Loadmill errors, and nobody gets a 500
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 
@@ -17,6 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 Renderer = Callable[[Request, int, str, str], JSONResponse]
 """(request, status, code, message) -> response."""
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ApiError(Exception):
@@ -66,6 +69,14 @@ def install_error_handlers(app: FastAPI) -> ErrorShapes:
         for name, value in (headers or {}).items():
             response.headers[name] = value
         return response
+
+    @app.middleware("http")
+    async def reject_control_characters(request: Request, call_next):
+        # Routes match with `$`, which also matches before a trailing newline: `/testsessions/%0A`
+        # would answer as the list `/testsessions/`. No path of any family has a control character.
+        if CONTROL_CHARACTERS.search(request.scope["path"]):
+            return render(request, 400, "invalid_request", "the path must not contain control characters")
+        return await call_next(request)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):

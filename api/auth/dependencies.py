@@ -20,6 +20,8 @@ from .policy import Principal
 from .service import AuthError, Authenticator, NotReady
 
 REALM = "assay"
+SCOPES_ATTRIBUTE = "assay_token_scopes"
+"""Set on the dependencies below: the scopes their token must carry, for the OpenAPI documents."""
 
 STATIC_TOKEN_FAMILIES = {
     # family: (Authorization scheme or None for the bare token, the scope the token must carry)
@@ -45,6 +47,11 @@ def _unauthorized(scheme: str, message: str, error: str | None) -> ApiError:
     if error:
         challenge += f', error="{error}", error_description="{_quoted(message)}"'
     return ApiError(401, message, error or "unauthorized", headers={"WWW-Authenticate": challenge})
+
+
+def token_requirement(dependency) -> tuple[str, ...] | None:
+    """The scopes a `require_bearer`/`require_static_token` dependency wants; None for any other callable."""
+    return getattr(dependency, SCOPES_ATTRIBUTE, None)
 
 
 def _check_scopes(principal: Principal, needed: frozenset[str], scheme: str) -> Principal:
@@ -77,6 +84,7 @@ def require_bearer(*scopes: str) -> Callable[..., Principal]:
         return _check_scopes(principal, needed, "Bearer")
 
     bearer_principal.__qualname__ = f"require_bearer({', '.join(sorted(needed))})"
+    setattr(bearer_principal, SCOPES_ATTRIBUTE, tuple(sorted(needed)))
     return bearer_principal
 
 
@@ -111,4 +119,5 @@ def require_static_token(family: str) -> Callable[..., Principal]:
         return _check_scopes(principal, needed, challenge_scheme)
 
     static_principal.__qualname__ = f"require_static_token({family})"
+    setattr(static_principal, SCOPES_ATTRIBUTE, tuple(sorted(needed)))
     return static_principal

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from .. import openapi
 from ..auth import Principal, require_static_token
 from ..bodies import JsonBody, body_limit
 from ..errors import ApiError
@@ -33,6 +34,20 @@ CI_ENABLED_FILTER = "CI_enabled"
 
 ParameterValue = Union[str, int, float, bool, None]
 
+FAMILY = openapi.ApiFamily(
+    name="loadmill", title="Assay Loadmill API",
+    description="Loadmill's REST API, served by Assay: test-suite runs, load tests from a configuration, flow "
+                "parameter pools, team labels. Send the static API token `<client-id>.<client-secret>` as "
+                "`Authorization: <token>`. Errors are `{\"message\"}`.",
+    security_schemes=lambda public_url: {"loadmillToken": {
+        "type": "apiKey", "in": "header", "name": "Authorization",
+        "description": "The static API token of a ClientCredential with the `loadmill` scope, without a scheme."}},
+    error_name="LoadmillError",
+    error_schema={"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}},
+    errors={400: "Invalid parameters or body.", 401: "Missing, unknown or expired API token.",
+            403: "The token lacks the `loadmill` scope or reaches no Loadmill account.",
+            404: "No such test suite, run, flow or load test in the account."})
+
 
 class RunSuiteBody(BaseModel):
     """The body of "Run Test Suite". Options Loadmill added later (labels, pool, parallel, ...)
@@ -42,6 +57,10 @@ class RunSuiteBody(BaseModel):
 
     additionalDescription: Optional[str] = Field(None, max_length=MAX_ADDITIONAL_DESCRIPTION)
     overrideParameters: Optional[Union[dict[str, ParameterValue], list[dict[str, ParameterValue]]]] = None
+
+
+CSV_BODY = {"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}}
+"""The pool endpoint reads its body itself (the CSV as the runner reads it); this documents it."""
 
 
 def render_error(request: Request, status: int, code: str, message: str) -> JSONResponse:
@@ -67,7 +86,8 @@ def build_router(services) -> APIRouter:
     def account(principal: Principal) -> list[str]:
         return account_namespaces(services, principal)
 
-    @router.post("/test-suites/{id}/run")
+    @router.post("/test-suites/{id}/run", responses={409: {"description": "The previous run request is not taken "
+                                                                              "up yet; see Retry-After."}})
     def run_test_suite(id: str, forceAllFlows: bool = False, body: Optional[RunSuiteBody] = Body(None),
                        principal: Principal = Depends(authenticated)) -> dict:
         namespace = account(principal)[0]
@@ -85,7 +105,9 @@ def build_router(services) -> APIRouter:
     def get_suite_run(id: str, principal: Principal = Depends(authenticated)) -> dict:
         return suites.suite_run(account(principal), id)
 
-    @router.patch("/test-suites/{suiteId}/flows/{flowId}/pools")
+    @router.patch("/test-suites/{suiteId}/flows/{flowId}/pools", openapi_extra=CSV_BODY,
+                  responses={413: {"description": "The CSV is larger than 1 MiB."},
+                             415: {"description": "The body is not text/csv."}})
     @body_limit(MAX_POOL_BYTES)
     async def set_flow_pool(suiteId: str, flowId: str, request: Request,
                             name: Optional[str] = Query(None, max_length=253),
@@ -110,7 +132,7 @@ def build_router(services) -> APIRouter:
             and "requests" not in body else body
         return {"testId": tests.create(account(principal)[0], conf)}
 
-    @router.put("/tests/{id}/load")
+    @router.put("/tests/{id}/load", responses={409: {"description": "The load test has run already."}})
     def run_load_test(id: str, principal: Principal = Depends(authenticated)) -> Response:
         tests.start(account(principal), id)
         return Response(status_code=200)
@@ -129,6 +151,8 @@ def build_router(services) -> APIRouter:
 
 
 def install(app: FastAPI, services) -> None:
-    app.include_router(build_router(services))
+    router = build_router(services)
+    app.include_router(router)
+    openapi.publish(app, FAMILY, router.routes)
     for prefix in ERROR_PREFIXES:
         app.state.error_shapes.register(prefix, render_error)

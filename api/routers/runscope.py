@@ -17,18 +17,22 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from .. import openapi
 from ..auth import Principal, require_bearer
 from ..bodies import JsonBody, json_document
 from ..services import InvalidInput
 from ..services.runscope_buckets import RunscopeBuckets
 from ..services.runscope_tests import RunscopeTests
-from .runscope_wire import bucket_namespace, deleted, install_error_shape, ok, render_error
+from .runscope_wire import FAMILY, JSON_OBJECT_BODY, bucket_namespace, deleted, install_error_shape, ok, render_error
 
 BUCKETS = ("/buckets/{bucket_key}", "/v1/buckets/{bucket_key}")
 TESTS = tuple(f"{bucket}/{tests}/{{test_id}}" for bucket in BUCKETS for tests in ("tests", "test"))
 TRIGGER_PREFIX = "/radar/"
 TRIGGER_CONTROL = "runscope_"
 """Trigger parameters with this prefix steer the run (runscope_environment); the rest are variables."""
+
+STATUS_OF = {"GET": 200, "PUT": 200, "POST": 201, "DELETE": 204}
+"""What each method's handlers answer (ok(..., status=201), deleted()), for the OpenAPI document."""
 
 READ = require_bearer("api:read")
 READ_TESTS = require_bearer("api:read", "test:read")
@@ -44,9 +48,9 @@ def build_router(services) -> APIRouter:
     def ns(principal: Principal, bucket_key: str) -> str:
         return bucket_namespace(services, principal, bucket_key)
 
-    def add(method: str, paths: tuple[str, ...], suffix: str, handler: Callable, status: int = 200) -> None:
+    def add(method: str, paths: tuple[str, ...], suffix: str, handler: Callable) -> None:
         for path in paths:
-            router.add_api_route(path + suffix, handler, methods=[method], status_code=status)
+            router.add_api_route(path + suffix, handler, methods=[method], status_code=STATUS_OF[method])
 
     # --- root, account, regions, buckets -------------------------------------------------
 
@@ -66,7 +70,7 @@ def build_router(services) -> APIRouter:
     def bucket_list(principal: Principal = Depends(READ)):
         return ok(buckets.buckets(principal))
 
-    @router.post("/buckets")
+    @router.post("/buckets", status_code=201)
     def bucket_create(name: Optional[str] = Query(None), team_uuid: Optional[str] = Query(None),
                       principal: Principal = Depends(require_bearer("message:write"))):
         return ok(buckets.create(principal, name, team_uuid), status=201)
@@ -107,7 +111,7 @@ def build_router(services) -> APIRouter:
     for bucket in BUCKETS:
         for plural in ("tests", "test"):
             router.add_api_route(f"{bucket}/{plural}", test_list, methods=["GET"])
-            router.add_api_route(f"{bucket}/{plural}", test_create, methods=["POST"])
+            router.add_api_route(f"{bucket}/{plural}", test_create, methods=["POST"], status_code=201)
     add("GET", TESTS, "", test_detail)
     add("PUT", TESTS, "", test_modify)
     add("DELETE", TESTS, "", test_delete)
@@ -214,14 +218,16 @@ def build_router(services) -> APIRouter:
 
     add("GET", TESTS, "/schedules", schedule_list)
     for path in TESTS:
-        router.add_api_route(path + "/schedules", schedule_creator(v0=not path.startswith("/v1/")), methods=["POST"])
+        router.add_api_route(path + "/schedules", schedule_creator(v0=not path.startswith("/v1/")), methods=["POST"],
+                             status_code=201)
     add("GET", TESTS, "/schedules/{schedule_id}", schedule_detail)
     add("PUT", TESTS, "/schedules/{schedule_id}", schedule_modify)
     add("DELETE", TESTS, "/schedules/{schedule_id}", schedule_delete)
 
     # --- trigger URL ---------------------------------------------------------------------
 
-    @router.api_route(TRIGGER_PREFIX + "{trigger_id}/trigger", methods=["GET", "POST"])
+    @router.api_route(TRIGGER_PREFIX + "{trigger_id}/trigger", methods=["GET", "POST"], status_code=201,
+                      openapi_extra=JSON_OBJECT_BODY)
     async def trigger(trigger_id: str, request: Request):
         values = dict(request.query_params)
         if request.method == "POST":
@@ -250,4 +256,6 @@ async def trigger_body(request: Request) -> dict[str, str]:
 def install(app: FastAPI, services) -> None:
     install_error_shape(app)
     app.state.error_shapes.register(TRIGGER_PREFIX, render_error)
-    app.include_router(build_router(services))
+    router = build_router(services)
+    app.include_router(router)
+    openapi.publish(app, FAMILY, router.routes)

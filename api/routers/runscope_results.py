@@ -22,12 +22,13 @@ from typing import Callable, Optional
 from fastapi import APIRouter, Depends, FastAPI, Query
 from starlette.concurrency import run_in_threadpool
 
+from .. import openapi
 from ..auth import Principal, require_bearer
 from ..services import NotFound
 from ..services.runscope_results import ALL, RunscopeResults, check_count, usage_window
 from ..services.runscope_teams import team_buckets
 from ..services.runscope_tests import monitor_by_test_id
-from .runscope_wire import bucket_namespace, install_error_shape, ok
+from .runscope_wire import FAMILY, bucket_namespace, install_error_shape, ok
 
 
 def spellings(path: str) -> list[str]:
@@ -130,4 +131,6 @@ def build_router(services) -> APIRouter:
 
 def install(app: FastAPI, services) -> None:
     install_error_shape(app)
-    app.include_router(build_router(services))
+    router = build_router(services)
+    app.include_router(router)
+    openapi.publish(app, FAMILY, router.routes)

@@ -28,13 +28,14 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from .. import openapi
 from ..auth import Principal, require_bearer
 from ..bodies import body_limit, json_document
 from ..services import InvalidInput
 from ..services.runscope_teams import (AGENT_LABEL, RunscopeTeams, agent_item, monitor_integrations, node_ready,
                                        team_buckets)
 from .runscope_results import spellings
-from .runscope_wire import bucket_namespace, deleted, install_error_shape, ok
+from .runscope_wire import FAMILY, JSON_OBJECT_BODY, bucket_namespace, deleted, install_error_shape, ok
 
 MAX_BODY_BYTES = 256 * 1024
 TEAM_READ = ("team:read",)
@@ -82,7 +83,7 @@ def build_router(services) -> APIRouter:
         return ok(await in_team(principal, team_id, lambda: teams.list_people(
             team_id, page=page, count=count, with_email=with_email)))
 
-    @route("/teams/{team_id}/people", "PUT")
+    @route("/teams/{team_id}/people", "PUT", openapi_extra=JSON_OBJECT_BODY)
     async def assign_role(team_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
         return ok(await in_team(principal, team_id, lambda: teams.assign_role(team_id, body), write=True))
@@ -91,7 +92,8 @@ def build_router(services) -> APIRouter:
     async def person(team_id: str, email: str, principal: Principal = Depends(reader)):
         return ok(await in_team(principal, team_id, lambda: teams.person(team_id, email)))
 
-    @route("/teams/{team_id}/people/{email}", "DELETE")
+    @route("/teams/{team_id}/people/{email}", "DELETE", status_code=204,
+           responses={409: {"description": "The team's last person cannot be removed."}})
     async def remove_person(team_id: str, email: str, principal: Principal = Depends(writer)):
         await in_team(principal, team_id, lambda: teams.remove_person(team_id, email), write=True)
         return deleted()
@@ -100,7 +102,7 @@ def build_router(services) -> APIRouter:
     async def person_groups(team_id: str, email: str, principal: Principal = Depends(reader)):
         return ok(await in_team(principal, team_id, lambda: teams.person_groups(team_id, email.strip())))
 
-    @route("/teams/{team_id}/invite", "POST")
+    @route("/teams/{team_id}/invite", "POST", openapi_extra=JSON_OBJECT_BODY, status_code=201)
     async def invite(team_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
         return ok(await in_team(principal, team_id, lambda: teams.invite(team_id, body, principal.client_id),
@@ -112,7 +114,7 @@ def build_router(services) -> APIRouter:
     async def list_groups(team_id: str, principal: Principal = Depends(reader)):
         return ok(await in_team(principal, team_id, lambda: teams.groups(team_id)))
 
-    @route("/teams/{team_id}/groups", "POST")
+    @route("/teams/{team_id}/groups", "POST", openapi_extra=JSON_OBJECT_BODY, status_code=201)
     async def create_group(team_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
         return ok(await in_team(principal, team_id, lambda: teams.create_group(team_id, body), write=True),
@@ -122,7 +124,7 @@ def build_router(services) -> APIRouter:
     async def group(team_id: str, group_id: str, principal: Principal = Depends(reader)):
         return ok(await in_team(principal, team_id, lambda: teams.group(team_id, group_id)))
 
-    @route("/teams/{team_id}/groups/{group_id}", "PUT")
+    @route("/teams/{team_id}/groups/{group_id}", "PUT", openapi_extra=JSON_OBJECT_BODY)
     async def modify_group(team_id: str, group_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
 
@@ -130,7 +132,7 @@ def build_router(services) -> APIRouter:
             return teams.modify_group(team_id, group_id, body, buckets_of(principal, team_id, write=True))
         return ok(await in_team(principal, team_id, work, write=True))
 
-    @route("/teams/{team_id}/groups/{group_id}", "DELETE")
+    @route("/teams/{team_id}/groups/{group_id}", "DELETE", status_code=204)
     async def delete_group(team_id: str, group_id: str, principal: Principal = Depends(writer)):
         await in_team(principal, team_id, lambda: teams.delete_group(team_id, group_id), write=True)
         return deleted()
@@ -141,7 +143,7 @@ def build_router(services) -> APIRouter:
     async def list_roles(team_id: str, principal: Principal = Depends(reader)):
         return ok(await in_team(principal, team_id, lambda: teams.roles(team_id)))
 
-    @route("/teams/{team_id}/roles", "POST")
+    @route("/teams/{team_id}/roles", "POST", openapi_extra=JSON_OBJECT_BODY, status_code=201)
     async def create_role(team_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
         return ok(await in_team(principal, team_id, lambda: teams.create_role(team_id, body), write=True),
@@ -151,12 +153,12 @@ def build_router(services) -> APIRouter:
     async def role(team_id: str, role_id: str, principal: Principal = Depends(reader)):
         return ok(await in_team(principal, team_id, lambda: teams.role(team_id, role_id)))
 
-    @route("/teams/{team_id}/roles/{role_id}", "PUT")
+    @route("/teams/{team_id}/roles/{role_id}", "PUT", openapi_extra=JSON_OBJECT_BODY)
     async def modify_role(team_id: str, role_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
         return ok(await in_team(principal, team_id, lambda: teams.modify_role(team_id, role_id, body), write=True))
 
-    @route("/teams/{team_id}/roles/{role_id}", "DELETE")
+    @route("/teams/{team_id}/roles/{role_id}", "DELETE", status_code=204)
     async def delete_role(team_id: str, role_id: str, principal: Principal = Depends(writer)):
         await in_team(principal, team_id, lambda: teams.delete_role(team_id, role_id), write=True)
         return deleted()
@@ -167,7 +169,7 @@ def build_router(services) -> APIRouter:
     async def email_domains(team_id: str, principal: Principal = Depends(reader)):
         return ok(await in_team(principal, team_id, lambda: teams.email_domains(team_id)))
 
-    @route("/teams/{team_id}/email-domains", "POST")
+    @route("/teams/{team_id}/email-domains", "POST", openapi_extra=JSON_OBJECT_BODY)
     async def add_email_domains(team_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
         await in_team(principal, team_id, lambda: teams.add_email_domains(team_id, body, principal.client_id),
@@ -204,7 +206,7 @@ def build_router(services) -> APIRouter:
         record = services.auth.tenancy.index.namespace(namespace)
         return record.organization if record else None
 
-    @route("/buckets/{bucket_key}/custom-emails", "POST")
+    @route("/buckets/{bucket_key}/custom-emails", "POST", openapi_extra=JSON_OBJECT_BODY)
     async def add_custom_email(bucket_key: str, request: Request,
                                principal: Principal = Depends(require_bearer("bucket:write"))):
         body = await json_body(request)
@@ -212,7 +214,7 @@ def build_router(services) -> APIRouter:
             bucket_key, bucket_team(principal, bucket_key), body, principal.client_id))
         return success_without_data()
 
-    @route("/buckets/{bucket_key}/custom-emails", "DELETE")
+    @route("/buckets/{bucket_key}/custom-emails", "DELETE", openapi_extra=JSON_OBJECT_BODY, status_code=204)
     async def delete_custom_email(bucket_key: str, request: Request,
                                   principal: Principal = Depends(require_bearer("bucket:write"))):
         body = await json_body(request)
@@ -228,4 +230,6 @@ def build_router(services) -> APIRouter:
 
 def install(app: FastAPI, services) -> None:
     install_error_shape(app)
-    app.include_router(build_router(services))
+    router = build_router(services)
+    app.include_router(router)
+    openapi.publish(app, FAMILY, router.routes)

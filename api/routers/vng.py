@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from .. import openapi
 from ..auth import Principal, require_static_token
 from ..bodies import JsonBody, limit_routes
 from ..errors import ApiError
@@ -33,6 +34,21 @@ PREFIX = "/api/v1"
 ERROR_PREFIXES = ("/api/v1/sessiontypes", "/api/v1/testsessions", "/api/v1/testsession-run-shield",
                   "/api/v1/provider-run", "/api/v1/openAPIinspector")
 """Explicit prefixes: /api/v1/test... is Loadmill's, and the longest registered prefix wins."""
+
+FAMILY = openapi.ApiFamily(
+    name="vng", title="Assay VNG API test platform API",
+    description="The VNG API test platform's REST API, served by Assay: session types, consumer test sessions, "
+                "provider runs, badges and the openAPIinspector. Send `Authorization: Token "
+                "<client-id>.<client-secret>`. Errors are DRF's: `{\"detail\"}`, or field errors.",
+    security_schemes=lambda public_url: {"vngToken": {
+        "type": "apiKey", "in": "header", "name": "Authorization",
+        "description": "`Token <client-id>.<client-secret>`: the static API token of a ClientCredential with the "
+                       "`vng` scope."}},
+    error_name="VngError",
+    error_schema={"type": "object", "minProperties": 1, "description": "`{\"detail\": \"...\"}`, or field "
+                  "errors such as `{\"session_type\": [\"This field is required.\"]}`."},
+    errors={400: "Field errors in the body.", 401: "Missing, malformed, unknown or expired token.",
+            403: "The token lacks the `vng` scope or reaches no VNG account.", 404: "Not found."})
 
 
 def render_error(request: Request, status: int, code: str, message: str) -> JSONResponse:
@@ -144,7 +160,9 @@ def build_router(services) -> APIRouter:
 
 
 def install(app: FastAPI, services) -> None:
-    app.include_router(build_router(services))
+    router = build_router(services)
+    app.include_router(router)
+    openapi.publish(app, FAMILY, router.routes)
     # The exposed URLs forward bodies up to their own limit, larger than the gateway's default.
     app.include_router(limit_routes(vng_exposed.build_router(services), vng_exposed.MAX_FORWARDED_BODY))
     for prefix in (*ERROR_PREFIXES, vng_exposed.PREFIX):

@@ -19,11 +19,11 @@ from typing import Annotated, Literal, Optional
 
 import yaml
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from .. import openapi
 from ..auth import Principal, require_bearer
 from ..services.loadtests import Archive, LoadTestService, NumberedLoadTest, elapsed_seconds, iso, run_figures
 
@@ -289,12 +289,26 @@ def render_error(request: Request, status: int, code: str, message: str) -> JSON
 
 # --- the router ---------------------------------------------------------------------------------------
 
-ERRORS = {status: {"model": XtcError, "description": description} for status, description in (
-    (400, "Invalid path or query parameters."),
-    (401, "Missing, malformed, expired or revoked access token."),
-    (403, "The token lacks the scope this endpoint needs."),
-    (404, "No such project (or not reachable with this token), load test or archive."),
-)}
+def security_schemes(public_url: str) -> dict:
+    return {
+        SECURITY_SCHEME: {"type": "oauth2", "description": "XTC client credentials; the token is a JWT sent as "
+                                                           "`Authorization: Bearer <token>`.",
+                          "flows": {"clientCredentials": {"tokenUrl": f"{public_url}/oauth/token",
+                                                          "scopes": dict(SCOPES)}}},
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    }
+
+
+FAMILY = openapi.ApiFamily(
+    name="xtc", title="Assay XTC API", security_schemes=security_schemes,
+    description="Xceptance XTC's load-test API, served by Assay. Get a token with the client-credentials grant at "
+                "/oauth/token, then send `Authorization: Bearer <token>`. Errors under /public/api have the "
+                "XtcError shape.",
+    error_name="XtcError", error_schema=XtcError.model_json_schema(ref_template="#/components/schemas/{model}"),
+    errors={400: "Invalid path or query parameters.",
+            401: "Missing, malformed, expired or revoked access token.",
+            403: "The token lacks the scope this endpoint needs.",
+            404: "No such project (or not reachable with this token), load test or archive."})
 
 Org = Annotated[str, Path(min_length=1, max_length=63, pattern=ORG_PATTERN,
                           description="The organization's short name (the value of the namespaces' org label).")]
@@ -308,21 +322,17 @@ ResultNumber = Annotated[int, Path(alias="resultNumber", ge=1, le=MAX_NUMBER,
                                    description="The result archive's number.")]
 
 
-def _scoped(scope: str) -> dict:
-    return {"security": [{SECURITY_SCHEME: [scope]}]}
-
-
 def build_router(services) -> APIRouter:
     loadtests = LoadTestService(services.kube, services.store)
     public_url = services.settings.public_url
     tenancy = services.auth.tenancy
-    router = APIRouter(prefix=BASE, tags=["load tests"], responses=ERRORS)
+    router = APIRouter(prefix=BASE, tags=["load tests"])
 
     def namespace_of(principal: Principal, org: str, project: str) -> str:
         return tenancy.project_namespace(principal, org, project)
 
-    @router.get("", response_model=LoadTestList, operation_id="listLoadTests", summary="List all load tests in a project",
-                openapi_extra=_scoped("LOADTEST_LIST"))
+    @router.get("", response_model=LoadTestList, operation_id="listLoadTests",
+                summary="List all load tests in a project")
     def list_load_tests(org: Org, project: Project,
                         principal: Principal = Depends(require_bearer("LOADTEST_LIST"))) -> LoadTestList:
         namespace = namespace_of(principal, org, project)
@@ -331,7 +341,7 @@ def build_router(services) -> APIRouter:
         return LoadTestList(load_tests=items, total=len(items))
 
     @router.get("/{loadTestNumber}", response_model=LoadTestDetails, operation_id="getLoadTest",
-                summary="The details of a load test", openapi_extra=_scoped("LOADTEST_DETAILS"))
+                summary="The details of a load test")
     def load_test_details(org: Org, project: Project,
                           load_test_number: LoadTestNumber,
                           principal: Principal = Depends(require_bearer("LOADTEST_DETAILS"))) -> LoadTestDetails:
@@ -342,7 +352,7 @@ def build_router(services) -> APIRouter:
                           Links(public_url, org, project))
 
     @router.get("/{loadTestNumber}/status", response_model=LoadTestStatus, operation_id="getLoadTestStatus",
-                summary="The status of a load test", openapi_extra=_scoped("LOADTEST_STATUS"))
+                summary="The status of a load test")
     def load_test_status(org: Org, project: Project,
                          load_test_number: LoadTestNumber,
                          principal: Principal = Depends(require_bearer("LOADTEST_STATUS"))) -> LoadTestStatus:
@@ -354,8 +364,7 @@ def build_router(services) -> APIRouter:
                  operation_id="runCopyOfLoadTest", summary="Copy the load test and run the copy",
                  description="Creates a new LoadTest with the same spec under the project's next number, named "
                              "`<original name>-<number>`; the operator starts it at once. The response's "
-                             "`Location` header is the new load test's details URL.",
-                 openapi_extra=_scoped("LOADTEST_COPY_RUN"))
+                             "`Location` header is the new load test's details URL.")
     def run_copy(response: Response, org: Org, project: Project,
                  load_test_number: LoadTestNumber,
                  principal: Principal = Depends(require_bearer("LOADTEST_COPY_RUN"))) -> RunCopyResponse:
@@ -378,8 +387,7 @@ def build_router(services) -> APIRouter:
                           "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}}
 
     @router.get("/{loadTestNumber}/reports/{reportNumber}/download", response_class=FileResponse,
-                operation_id="downloadReportArchive", summary="Download a report archive", responses=zip_response,
-                openapi_extra=_scoped("LOADTEST_REPORT_DOWNLOAD"))
+                operation_id="downloadReportArchive", summary="Download a report archive", responses=zip_response)
     def download_report(org: Org, project: Project,
                         load_test_number: LoadTestNumber,
                         report_number: ReportNumber,
@@ -387,8 +395,7 @@ def build_router(services) -> APIRouter:
         return download("report", org, project, load_test_number, report_number, principal)
 
     @router.get("/{loadTestNumber}/results/{resultNumber}/download", response_class=FileResponse,
-                operation_id="downloadResultArchive", summary="Download a result archive", responses=zip_response,
-                openapi_extra=_scoped("LOADTEST_RESULT_DOWNLOAD"))
+                operation_id="downloadResultArchive", summary="Download a result archive", responses=zip_response)
     def download_result(org: Org, project: Project,
                         load_test_number: LoadTestNumber,
                         result_number: ResultNumber,
@@ -398,53 +405,18 @@ def build_router(services) -> APIRouter:
     return router
 
 
-# --- the OpenAPI document ---------------------------------------------------------------------------
-
-
-def build_openapi(router: APIRouter, public_url: str) -> dict:
-    """The OpenAPI document of the XTC endpoints only, with the OAuth2 client-credentials scheme
-    and each endpoint's scope. Validation errors are 400 in the XTC error shape, not FastAPI's 422."""
-    document = get_openapi(
-        title="Assay XTC API", version="v1", openapi_version="3.1.0", routes=router.routes,
-        servers=[{"url": public_url.rstrip("/")}],
-        description="Xceptance XTC's load-test API, served by Assay. Get a token with the client-credentials "
-                    "grant at /oauth/token, then send `Authorization: Bearer <token>`. Errors under /public/api "
-                    "have the XtcError shape.")
-    components = document.setdefault("components", {})
-    components["securitySchemes"] = {
-        SECURITY_SCHEME: {"type": "oauth2", "description": "XTC client credentials; the token is a JWT sent as "
-                                                           "`Authorization: Bearer <token>`.",
-                          "flows": {"clientCredentials": {"tokenUrl": f"{public_url.rstrip('/')}/oauth/token",
-                                                          "scopes": dict(SCOPES)}}},
-        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-    }
-    schemas = components.get("schemas", {})
-    for name in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(name, None)
-    for methods in document.get("paths", {}).values():
-        for operation in methods.values():
-            operation.get("responses", {}).pop("422", None)
-            scopes = [s for req in operation.get("security", []) for s in req.get(SECURITY_SCHEME, [])]
-            operation["security"] = [{SECURITY_SCHEME: scopes}, {"bearerAuth": []}]
-    return document
-
-
 def install(app: FastAPI, services) -> None:
     router = build_router(services)
     app.include_router(router)
     app.state.error_shapes.register(PREFIX, render_error)
-    document: dict = {}
+    openapi.publish(app, FAMILY, router.routes)
 
-    def openapi() -> dict:
-        if not document:
-            document.update(build_openapi(router, services.settings.public_url))
-        return document
-
+    # Where XTC clients look for it; the same document as /openapi/xtc.json.
     @app.get(PREFIX + "/json", include_in_schema=False)
     def openapi_json() -> JSONResponse:
-        return JSONResponse(openapi())
+        return JSONResponse(openapi.document(app, FAMILY.name))
 
     @app.get(PREFIX + "/yaml", include_in_schema=False)
     def openapi_yaml() -> Response:
-        return Response(yaml.safe_dump(openapi(), sort_keys=False, allow_unicode=True),
+        return Response(yaml.safe_dump(openapi.document(app, FAMILY.name), sort_keys=False, allow_unicode=True),
                         media_type="application/yaml")

@@ -40,6 +40,9 @@ TIMEFRAMES = {
 }
 ALL = "all"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+MAX_USAGE_DAYS = 36_600
+"""A century: `days` beyond it would reach before year 1, which date arithmetic cannot."""
+SECONDS_PER_DAY = 86400
 
 
 @dataclass(frozen=True)
@@ -229,23 +232,22 @@ def usage_window(today: date, *, date_: Optional[str] = None, days: Optional[int
     elif date_ is not None:
         start, end = parse("date", date_), today
     elif days is not None:
-        if not 1 <= days < today.toordinal():
-            raise InvalidInput(f"days must be from 1 to {today.toordinal() - 1} (back to {date.min}), not {days}")
+        if not 1 <= days <= MAX_USAGE_DAYS:
+            raise InvalidInput(f"days must be between 1 and {MAX_USAGE_DAYS}, not {days}")
         start, end = today - timedelta(days=days), today
     else:
         start, end = today - timedelta(days=1), today
     if start > end:
         raise InvalidInput(f"the period starts ({start}) after it ends ({end})")
-    if end >= date.max:  # its end of day would not be a datetime (day_bounds)
-        raise InvalidInput(f"the period must end before {date.max}")
     return start, end
 
 
 def day_bounds(start: date, end: date) -> tuple[float, float]:
     """Epoch seconds from the start of `start` to the end of `end` (UTC)."""
     begin = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
-    finish = datetime(end.year, end.month, end.day, tzinfo=timezone.utc) + timedelta(days=1)
-    return begin.timestamp(), finish.timestamp()
+    last = datetime(end.year, end.month, end.day, tzinfo=timezone.utc)
+    # The day after 9999-12-31 has no datetime, but it has an epoch second.
+    return begin.timestamp(), last.timestamp() + SECONDS_PER_DAY
 
 
 def bucket_usage(bucket_key: str, requests_count: int, start: date, end: date) -> dict[str, Any]:

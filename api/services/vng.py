@@ -82,7 +82,8 @@ def iso(epoch: Optional[float]) -> Optional[str]:
 
 
 def number_in(ref: str) -> Optional[int]:
-    return int(ref) if ref.isdigit() and len(ref) <= 12 else None
+    # isdigit() alone also accepts digits int() refuses, such as "²".
+    return int(ref) if ref.isascii() and ref.isdigit() and len(ref) <= 12 else None
 
 
 def exposed_url(public_url: str, session_uuid: str, service: str) -> str:

@@ -124,6 +124,15 @@ def test_root_account_regions_and_buckets(cluster, namespace, org, stranger, ope
     assert_error(Runscope(gateway, None).call("GET", "/account"), 401)
 
 
+def test_request_counts_refuse_periods_the_calendar_cannot_hold(cluster, namespace, org, operator, gateway):
+    team = team_client(cluster, gateway, namespace, org, scopes=("api:read",))
+    # Both were a 500: a days count reaching before year 1, a period ending on 9999-12-31.
+    error = assert_error(team.call("GET", f"/buckets/{namespace}/requests", params={"days": 1738865699}), 400)
+    assert "days must be between 1 and" in error["message"]
+    widest = team.ok("GET", f"/buckets/{namespace}/requests", params={"from": "0001-01-01", "to": "9999-12-31"})
+    assert (widest["requests_count"], widest["from_date"], widest["to_date"]) == (0, "0001-01-01", "9999-12-31")
+
+
 def request_step(url: str) -> dict:
     return {"step_type": "request", "method": "GET", "url": url,
             "assertions": [{"source": "response_status", "comparison": "equal_number", "value": 200}]}

@@ -238,6 +238,12 @@ def test_errors_tenancy_and_tokens_in_drfs_shape(cluster, namespace, other_accou
                 (vng.get("/api/v1/testsessions/abc/stop"), 404, {"detail": "Not found."}),
                 (vng.get("/api/v1/provider-run/999/result"), 404, {"detail": "Not found."}),
                 (vng.get("/api/v1/sessiontypes/999"), 404, {"detail": "Not found."}),
+                # Digits int() refuses ("²" passes str.isdigit()) were a 500.
+                (vng.get("/api/v1/sessiontypes/²"), 404, {"detail": "Not found."}),
+                (vng.post("/api/v1/testsessions/¹/stop"), 404, {"detail": "Not found."}),
+                # A trailing newline answered as the list /testsessions/.
+                (vng.get("/api/v1/testsessions/%0A"), 400,
+                 {"detail": "the path must not contain control characters"}),
                 (vng.get(f"/api/v1/testsession-run-shield/{uuid.uuid4()}"), 404, {"detail": "Not found."}),
                 (vng.get("/api/v1/provider-run-shield/not-a-uuid"), 404, {"detail": "Not found."}),
                 (httpx.get(f"{gateway.url}/vng/exposed/{uuid.uuid4()}/demo/json", timeout=30), 404, None),

@@ -23,6 +23,7 @@ from assay.api.services.runscope_results import (
     result_summary,
     step_detail,
     metrics_document,
+    day_bounds,
     usage_window,
 )
 from assay.api.store import ResultIngest, RunRecord, Store
@@ -116,9 +117,14 @@ def test_usage_periods_default_to_the_last_day():
     assert usage_window(today, days=10) == (date(2019, 11, 5), today)
     assert usage_window(today, date_="2019-11-01") == (date(2019, 11, 1), today)
     assert usage_window(today, from_="2019-10-01", to="2019-10-02") == (date(2019, 10, 1), date(2019, 10, 2))
-    for bad in ({"from_": "2019-10-01"}, {"date_": "15/11/2019"}, {"days": 0},
-                {"from_": "2019-10-03", "to": "2019-10-02"}, {"date_": "2019-02-30"}, {"date_": "2019-11-01\n"},
-                {"days": 10**12}, {"days": today.toordinal()}, {"from_": "2019-10-01", "to": "9999-12-31"}):
+    # The widest periods there are: up to the last day of year 9999, a century back.
+    assert usage_window(today, from_="0001-01-01", to="9999-12-31") == (date.min, date.max)
+    assert day_bounds(date.max, date.max)[1] - day_bounds(date.max, date.max)[0] == 86400
+    assert usage_window(today, days=36_600)[0] == date(1919, 9, 1)
+    # days=1738865699 overflowed the date arithmetic (a 500).
+    for bad in ({"from_": "2019-10-01"}, {"date_": "15/11/2019"}, {"days": 0}, {"days": 36_601},
+                {"days": 1_738_865_699},
+                {"from_": "2019-10-03", "to": "2019-10-02"}, {"date_": "2019-02-30"}, {"date_": "2019-11-01\n"}):
         with pytest.raises(InvalidInput):
             usage_window(today, **bad)
 
