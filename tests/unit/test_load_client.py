@@ -183,7 +183,7 @@ def test_a_slow_answer_times_out(run):
     with LoadTarget(delay=1.0) as target:
         error, elapsed = run(go())
     assert error.kind == "timeout"
-    assert 0.18 <= elapsed < 0.6
+    assert 0.18 <= elapsed < 0.9  # before the answer would have come, with room for a busy machine
 
 
 def test_a_refused_connection_is_a_connect_error(run):
