@@ -17,7 +17,7 @@ import kubernetes
 
 from . import clientcredential, loadtest, monitor, runevents, schedule, testsuite, ticks  # noqa: F401  (register the handlers)
 from . import metrics, peering
-from .diffbase import SecretFreeDiffBaseStorage
+from .diffbase import SecretFreeDiffBaseStorage, diffbase_key
 from .settings import get_settings
 
 
@@ -46,8 +46,8 @@ def startup(settings: kopf.OperatorSettings, logger, **_):
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.persistence.finalizer = "assay.dev/operator"
-    settings.persistence.diffbase_storage = SecretFreeDiffBaseStorage()
     ours = get_settings()
+    settings.persistence.diffbase_storage = SecretFreeDiffBaseStorage(diffbase_key(ours))
     # Kopf's default (60 s) would leave the runs of a killed leader unwatched for a minute.
     settings.peering.lifetime = ours.peering_lifetime_seconds
     uploads = f"results upload to {ours.gateway_url}" if ours.uploads_enabled \

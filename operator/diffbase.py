@@ -7,8 +7,9 @@ the stored state carries, in place of each inline secret value (assay.crds.secre
 HMAC of it: a changed password is still a change of the spec, but the value is not there,
 and a guessable one cannot be confirmed by hashing guesses without the key.
 
-The key lives in the operator's memory only. After a restart (or a handover to another
-replica) every resource with inline secrets looks changed once; the handlers that run then
+The key is derived from the upload key every replica shares, so a restart or a handover to
+another replica sees the same digests. Without an upload key it is random per process: after a
+restart every resource with inline secrets looks changed once, and the handlers that run then
 are idempotent, so that costs a reconcile, not a second run.
 """
 
@@ -51,6 +52,12 @@ def essence_without_secrets(kind: str | None, essence: dict, key: bytes) -> dict
             parent = parent[part]
         parent[field.path[-1]] = _digest(key, field.value)
     return redacted
+
+
+def diffbase_key(settings) -> bytes | None:
+    """A key of its own for the digests, derived from the shared upload key (None without one)."""
+    upload_key = settings.upload_key.get_secret_value() if settings.upload_key else ""
+    return hmac.new(upload_key.encode(), b"assay diff-base digests", hashlib.sha256).digest() if upload_key else None
 
 
 class SecretFreeDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):

@@ -280,3 +280,15 @@ def test_validation_messages_in_conditions_do_not_echo_the_spec():
     assert PASSWORD in str(caught.value)  # pydantic's own text quotes the input
     summary = common.error_summary(caught.value)
     assert PASSWORD not in summary and "steps.0.request.auth.basic.username: Field required" in summary
+
+
+def test_the_digest_key_is_the_same_for_every_replica_sharing_the_upload_key():
+    from pydantic import SecretStr
+
+    from assay.operator.diffbase import diffbase_key
+    from assay.operator.settings import OperatorSettings
+
+    one = diffbase_key(OperatorSettings(upload_key=SecretStr("shared-upload-key")))
+    assert one == diffbase_key(OperatorSettings(upload_key=SecretStr("shared-upload-key"))) and len(one) == 32
+    assert one != diffbase_key(OperatorSettings(upload_key=SecretStr("another-key")))
+    assert one != b"shared-upload-key" and diffbase_key(OperatorSettings(upload_key=None)) is None
