@@ -20,11 +20,11 @@ help:
 	@echo "make crds        regenerate crds/*.yaml from the models"
 	@echo "make lock        refresh requirements*.lock to the newest releases pyproject.toml allows"
 
-# The venv holds exactly what requirements-dev.lock pins (hash-checked), plus this project.
-$(STAMP): pyproject.toml requirements-dev.lock
+# The venv holds exactly what requirements-dev.txt pins (hash-checked), plus this project.
+$(STAMP): pyproject.toml requirements-dev.txt
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	uv="$$(bash hack/uv-path.sh)" && \
-	  "$$uv" pip sync --quiet --python $(BIN)/python --require-hashes requirements-dev.lock && \
+	  "$$uv" pip sync --quiet --python $(BIN)/python --require-hashes requirements-dev.txt && \
 	  "$$uv" pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $@
 

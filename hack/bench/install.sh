@@ -20,5 +20,5 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
-# The bench extra as locked in requirements-dev.lock (make deps installs the same file).
+# The bench extra as locked in requirements-dev.txt (make deps installs the same file).
 make -C "$(dirname "$0")/../.." deps

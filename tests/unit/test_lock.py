@@ -55,7 +55,7 @@ def disagreements(pins: dict[str, dict], requirements: list[Requirement]) -> lis
     return found
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("requirements.lock", False), ("requirements-dev.lock", True)])
+@pytest.mark.parametrize(("lock", "extras"), [("requirements.txt", False), ("requirements-dev.txt", True)])
 def test_the_lock_pins_exactly_what_pyproject_declares(lock, extras):
     pins = parse_lock(REPO / lock)
     assert len(pins) > 20, f"{lock} has too few pins to be the lock"
@@ -64,14 +64,14 @@ def test_the_lock_pins_exactly_what_pyproject_declares(lock, extras):
 
 
 def test_the_runtime_pins_are_the_same_in_both_locks():
-    runtime, dev = parse_lock(REPO / "requirements.lock"), parse_lock(REPO / "requirements-dev.lock")
+    runtime, dev = parse_lock(REPO / "requirements.txt"), parse_lock(REPO / "requirements-dev.txt")
     differ = {name: (pin["version"], dev.get(name, {}).get("version"))
               for name, pin in runtime.items() if dev.get(name, {}).get("version") != pin["version"]}
     assert not differ, f"runtime pins differ between the locks: {differ}"
 
 
 def test_a_changed_pyproject_is_reported(tmp_path):
-    pins = parse_lock(REPO / "requirements.lock")
+    pins = parse_lock(REPO / "requirements.txt")
     runtime = declared(extras=False)
     dropped = [r for r in runtime if r.name != "croniter"]
     assert disagreements(pins, runtime + [Requirement("left-pad>=1")]) == ["left-pad>=1 is not pinned"]
