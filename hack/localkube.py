@@ -21,6 +21,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -100,8 +101,6 @@ def egress_allow() -> str:
 
 def free_port() -> int:
     """A free loopback port for a stack listener, outside the ephemeral range."""
-    import random
-
     low = STACK_PORTS_FROM
     high = max(ephemeral_ports()[0] - 1, low + 1000)
     for _ in range(200):

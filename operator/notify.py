@@ -219,6 +219,7 @@ class Notifier:
 
     def __init__(self, settings: OperatorSettings, workers: int = 2, senders: int = 8):
         self.settings = settings
+        self._egress = EgressPolicy.parse(settings.egress_allow, settings.egress_deny)
         self._claims = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="assay-notify")
         self._sends = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="assay-send")
         self._queued: set[tuple[str, str, str]] = set()
@@ -294,8 +295,7 @@ class Notifier:
     def _post(self, where: str, url: str, payload: dict) -> None:
         delivered = webhooks.post_result(url, payload, timeout=self.settings.webhook_timeout_seconds,
                                          attempts=self.settings.webhook_attempts, logger=log,
-                                         policy=EgressPolicy.parse(self.settings.egress_allow,
-                                                                   self.settings.egress_deny))
+                                         policy=self._egress)
         if delivered:
             log.info(f"{where}: run {payload['test_run_id']} posted to {webhooks.url_host(url)}")
 

@@ -220,18 +220,18 @@ def operator_with_gateway(cluster: Cluster, namespace: str, gateway: GatewayProc
     print(proc.log()[-4000:], file=sys.stderr)
 
 
-# --- a second tenant, and an operator watching both (the VNG and security tests) ---------------
+# --- a second tenant, and an operator watching both ---------------------------------------------
 
 
 @pytest.fixture
 def other_account(cluster, namespace):
-    name = make_namespace(cluster, f"{namespace}-b", {"purpose": "vng-tenancy"})
+    name = make_namespace(cluster, f"{namespace}-b", {"purpose": "second-tenant"})
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
-def vng_operator(cluster, namespace, other_account, gateway, tmp_path):
+def two_tenants_operator(cluster, namespace, other_account, gateway, tmp_path):
     proc = OperatorProcess(cluster, tmp_path / "operator.log", [namespace, other_account], gateway).start()
     yield proc
     proc.stop()

@@ -126,14 +126,6 @@ class EgressPolicy:
         gateway's network position, and that is where the node running it passes one."""
         return cls.from_env() if ALLOW_ENV in os.environ or DENY_ENV in os.environ else None
 
-    def env(self) -> dict[str, str]:
-        """The environment that gives a child process (a run pod) this same policy."""
-        def text(rules: tuple[Rule, ...]) -> str:
-            return ",".join(
-                (f"[{r.network.network_address}]/{r.network.prefixlen}" if r.network.version == 6 else str(r.network))
-                + (f":{r.ports[0]}-{r.ports[1]}" if r.ports else "") for r in rules)
-        return {ALLOW_ENV: text(self.allow), DENY_ENV: text(self.deny)}
-
 
 # --- connecting through it ------------------------------------------------------------------
 

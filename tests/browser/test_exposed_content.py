@@ -5,9 +5,9 @@ opened from the tenant's own server runs (the control that shows the script work
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import closing
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,6 +16,7 @@ from tests.browser.test_dashboard import DevToolsPage
 from tests.cluster.test_security_outbound import open_session
 from tests.cluster.test_vng_api import vng_token
 from tests.support.credentials import create_credential
+from tests.support.targets import LoopbackServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -28,7 +29,7 @@ fetch('/dashboard/api/overview', {{credentials: 'include'}})
 </script></body></html>"""
 
 
-class TenantServer:
+class TenantServer(LoopbackServer):
     """The tenant's own server: the page at /page, and /leak recording every beacon."""
 
     def __init__(self):
@@ -52,13 +53,7 @@ class TenantServer:
             def log_message(self, *args):
                 pass
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.http.shutdown()
-        self.http.server_close()
+        super().__init__(Handler)
 
 
 def wait_for_leaks(server: TenantServer, seconds: float) -> list[dict]:
@@ -68,11 +63,9 @@ def wait_for_leaks(server: TenantServer, seconds: float) -> list[dict]:
     return list(server.leaks)
 
 
-def test_a_tenant_page_cannot_read_the_dashboard_or_plant_its_cookie(cluster, namespace, gateway, vng_operator,
+def test_a_tenant_page_cannot_read_the_dashboard_or_plant_its_cookie(cluster, namespace, gateway, two_tenants_operator,
                                                                     browser):
-    tenant = TenantServer()
-    page = DevToolsPage(browser)
-    try:
+    with TenantServer() as tenant, closing(DevToolsPage(browser)) as page:
         client_id, secret = create_credential(cluster, namespace, "viewer", scopes=("LOADTEST_LIST",))
         exposed = open_session(cluster, gateway, namespace, vng_token(cluster, gateway, namespace), tenant.url)
 
@@ -103,6 +96,3 @@ def test_a_tenant_page_cannot_read_the_dashboard_or_plant_its_cookie(cluster, na
         page.navigate(gateway.url + "/dashboard")
         assert page.evaluate("location.pathname") == "/dashboard"
         assert page.evaluate(overview, await_promise=True) == 200
-    finally:
-        page.close()
-        tenant.close()

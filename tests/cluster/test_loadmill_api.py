@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import uuid
 
 import httpx
 import pytest
 
-from tests.conftest import OperatorProcess
 from tests.support.http_targets import HttpTarget
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -21,22 +19,6 @@ LOGIN_FLOW = "0b7e3c52-8f8e-4a4b-9a55-6f3d1c2b7a10"
 NIGHTLY_FLOW = "5d2f6a1e-3b9c-4c7d-8e0f-1a2b3c4d5e6f"
 
 
-
-
-@pytest.fixture
-def other_account(cluster, namespace):
-    name = f"{namespace}-other"
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture
-def linked_operator(cluster, namespace, other_account, gateway, tmp_path):
-    proc = OperatorProcess(cluster, tmp_path / "operator.log", [namespace, other_account], gateway).start()
-    yield proc
-    proc.stop()
-    print(proc.log()[-4000:], file=sys.stderr)
 
 
 def kubectl_json(cluster, *args) -> dict | None:
@@ -100,7 +82,7 @@ SUITE_RUN_KEYS = {"id", "description", "startTime", "endTime", "conf", "status",
 
 
 def test_test_suite_runs_with_options_and_reads_back_in_loadmills_shape(cluster, namespace, gateway,
-                                                                         linked_operator):
+                                                                         two_tenants_operator):
     with HttpTarget() as target:
         token = loadmill_token(cluster, gateway, namespace)
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=suite_manifest())
@@ -155,7 +137,7 @@ def test_test_suite_runs_with_options_and_reads_back_in_loadmills_shape(cluster,
         assert {e["runId"] for e in status["history"]} == {first, second}
 
 
-def test_a_run_that_cannot_start_is_refused_and_unknown_ids_are_404(cluster, namespace, gateway, linked_operator):
+def test_a_run_that_cannot_start_is_refused_and_unknown_ids_are_404(cluster, namespace, gateway, two_tenants_operator):
     token = loadmill_token(cluster, gateway, namespace)
     suite = json.loads(suite_manifest("ci-off"))
     for flow in suite["spec"]["flows"]:
@@ -178,7 +160,7 @@ def test_a_run_that_cannot_start_is_refused_and_unknown_ids_are_404(cluster, nam
     assert missing.status_code == 401 and set(missing.json()) == {"message"}
 
 
-def test_flow_parameter_pool_from_csv_drives_the_next_run(cluster, namespace, gateway, linked_operator):
+def test_flow_parameter_pool_from_csv_drives_the_next_run(cluster, namespace, gateway, two_tenants_operator):
     with HttpTarget() as target:
         token = loadmill_token(cluster, gateway, namespace)
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=suite_manifest())
@@ -214,7 +196,7 @@ def test_flow_parameter_pool_from_csv_drives_the_next_run(cluster, namespace, ga
             assert sorted(r.query["user"][0] for r in target.received("/echo")) == ["cid", "dee"]
 
 
-def test_team_labels_with_and_without_the_ci_filter(cluster, namespace, gateway, linked_operator):
+def test_team_labels_with_and_without_the_ci_filter(cluster, namespace, gateway, two_tenants_operator):
     token = loadmill_token(cluster, gateway, namespace)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=suite_manifest())
     with httpx.Client(base_url=gateway.url, headers={"Authorization": token}, timeout=30) as api:
@@ -245,7 +227,7 @@ def loadmill_conf(url: str) -> dict:
     }
 
 
-def test_load_test_is_created_from_a_configuration_and_runs_once(cluster, namespace, gateway, linked_operator):
+def test_load_test_is_created_from_a_configuration_and_runs_once(cluster, namespace, gateway, two_tenants_operator):
     with HttpTarget() as target:
         token = loadmill_token(cluster, gateway, namespace)
         conf = loadmill_conf(target.url)
@@ -293,7 +275,7 @@ def test_load_test_is_created_from_a_configuration_and_runs_once(cluster, namesp
         assert (load["model"], load["users"], load["iterations"]) == ("closed", 2, 3)
 
 
-def test_another_account_sees_nothing(cluster, namespace, other_account, gateway, linked_operator):
+def test_another_account_sees_nothing(cluster, namespace, other_account, gateway, two_tenants_operator):
     with HttpTarget() as target:
         mine = loadmill_token(cluster, gateway, namespace)
         theirs = loadmill_token(cluster, gateway, other_account, "other-ci")

