@@ -49,7 +49,7 @@ from assay.crds.common import error_summary
 from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP
 from assay.crds.runrequest import InvalidRunRequest
 from assay.crds.schedule import ScheduleSpec, anchored_cron, interval_seconds
-from assay.runner.batch import MEMBERS_FILE, group_upload_token, members_of
+from assay.runner.batch import MEMBERS_FILE, group_upload_token
 
 from . import kube
 from .monitor import (_subtest_targets, find_environment, locations_for, resolve_subtests,

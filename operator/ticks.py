@@ -76,7 +76,7 @@ def outcomes_of(pods: list[dict]) -> tuple[list[Outcome], list[str]]:
         if index not in latest or finished >= latest[index][0]:
             latest[index] = (finished, terminated, pod)
     outcomes, problems = [], []
-    for index, (_, terminated, pod) in sorted(latest.items()):
+    for _index, (_, terminated, pod) in sorted(latest.items()):
         found, error = decode_outcomes(terminated.get("message"))
         outcomes += found
         if error or (not found and terminated.get("exitCode")):

@@ -26,7 +26,6 @@ the run. A failure is logged once, and again only after a push has succeeded.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Optional
 from urllib.parse import quote

@@ -25,10 +25,8 @@ from assay.runner.upload import (
     H_PROJECT,
     H_SHA256,
     H_TICK,
-    RunGrant,
     document_path,
     idempotency_key,
-    upload_token,
 )
 from tests.conftest import GatewayProcess
 

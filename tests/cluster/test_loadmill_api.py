@@ -183,7 +183,7 @@ def test_flow_parameter_pool_from_csv_drives_the_next_run(cluster, namespace, ga
             assert "parameterPool" not in flows[0]
 
             # The flow can also be named by its name; the pool keeps its name.
-            by_name = api.patch(f"/api/v1/test-suites/checkout/flows/nightly/pools", content=b"user\ncid\ndee\n",
+            by_name = api.patch("/api/v1/test-suites/checkout/flows/nightly/pools", content=b"user\ncid\ndee\n",
                                 headers={"content-type": "text/csv"})
             assert by_name.status_code == 200
             flows = kubectl_json(cluster, "get", "testsuite", "checkout", "-n", namespace)["spec"]["flows"]

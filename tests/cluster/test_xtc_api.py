@@ -260,7 +260,7 @@ def test_project_credentials_see_nothing_of_another_project(cluster, org, gatewa
     token = request_token(cluster, gateway, client_id, secret)
     assert httpx.get(project_url(gateway, org.name, org.a), headers=bearer(token), timeout=30).status_code == 200
     other = project_url(gateway, org.name, org.b)
-    for scope, (method, path) in ENDPOINTS.items():
+    for method, path in ENDPOINTS.values():
         body = assert_xtc_error(httpx.request(method, other + path, headers=bearer(token), timeout=30), 404)
         assert org.b in body["message"] and "secret-plan" not in json.dumps(body)
     # Nothing was copied in project B, and a wrong org name hides project A too.
@@ -283,7 +283,7 @@ def test_an_org_credential_disabled_in_a_project_gets_nothing_there(cluster, org
     other = project_url(gateway, org.name, org.b)
     poll(cluster, "the gateway to see the project disable the credential",
          lambda: httpx.get(other, headers=bearer(token), timeout=30).status_code, lambda s: s == 404, timeout=30)
-    for scope, (method, path) in ENDPOINTS.items():
+    for method, path in ENDPOINTS.values():
         assert_xtc_error(httpx.request(method, other + path, headers=bearer(token), timeout=30), 404)
     # Project A did not disable it.
     assert httpx.get(project_url(gateway, org.name, org.a), headers=bearer(token), timeout=30).status_code == 200

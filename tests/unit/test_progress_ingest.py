@@ -90,7 +90,7 @@ def test_progress_needs_the_runs_own_token_and_a_shard_in_range(gateway):
 # --- the runner's loadtest command pushing to the real router --------------------------------
 
 
-def test_a_loadtest_pod_pushes_growing_progress_while_it_runs_and_none_remains_after(ingest_gateway, tmp_path):
+def test_a_loadtest_pod_pushes_growing_progress_while_it_runs_and_none_remains_after(ingest_gateway, tmp_path):  # noqa: F811 (the fixture imported above)
     from tests.unit.test_load_cli import REPO, manifest
     from tests.unit.test_load_servers import LoadTarget
 

@@ -143,10 +143,10 @@ def test_last_shards_arriving_together_build_the_archives_once(tmp_path):
 
             def send(ingest, upload):
                 try:
-                    barrier.wait()
+                    barrier.wait()  # noqa: B023  (the threads are joined inside this attempt)
                     ingest.accept(upload)
                 except Exception as exc:  # pragma: no cover - reported below
-                    errors.append(exc)
+                    errors.append(exc)  # noqa: B023  (the threads are joined inside this attempt)
             threads = [threading.Thread(target=send, args=(ingests[i % 2], uploads[2 + i % 2])) for i in range(4)]
             for t in threads:
                 t.start()

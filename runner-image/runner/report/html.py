@@ -295,7 +295,7 @@ def _error_cells(row: Mapping) -> str:
     cells = []
     for kind in ERROR_KINDS:
         n = row["errorsByKind"].get(kind, 0)
-        cells.append(f'<td class="zero">0</td>' if n == 0 else f"<td>{fmt_int(n)}</td>")
+        cells.append('<td class="zero">0</td>' if n == 0 else f"<td>{fmt_int(n)}</td>")
     cells.append(f"<td>{fmt_int(row['errors'])}</td><td>{fmt_pct(row['errorRatePct'])}</td>")
     return "".join(cells)
 
