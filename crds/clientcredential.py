@@ -10,20 +10,24 @@ from __future__ import annotations
 import hashlib
 
 from datetime import datetime
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, get_args
 
-from .common import AssayModel, Conditions, Resource, Rule, SecretRef, StatusModel, bounded_str, unique_list
+from pydantic import StringConstraints
+
+from .common import AssayModel, Conditions, Resource, Rule, SecretRef, StatusModel, SetList
 from .schema import CrdKind, PrinterColumn
 
-XTC_SCOPES = (
+# The scopes are Literals, one per API family, so that the type checker sees the names the
+# schema's enum lists.
+XtcScope = Literal[
     "LOADTEST_LIST",
     "LOADTEST_STATUS",
     "LOADTEST_DETAILS",
     "LOADTEST_COPY_RUN",
     "LOADTEST_REPORT_DOWNLOAD",
     "LOADTEST_RESULT_DOWNLOAD",
-)
-RUNSCOPE_SCOPES = (
+]
+RunscopeScope = Literal[
     "api:read",
     "bucket:auth_token",
     "bucket:write",
@@ -32,12 +36,9 @@ RUNSCOPE_SCOPES = (
     "team:read",
     "test:read",
     "test:write",
-)
-LOADMILL_SCOPES = ("loadmill",)
-VNG_SCOPES = ("vng",)
-
-ALL_SCOPES = (*XTC_SCOPES, *RUNSCOPE_SCOPES, *LOADMILL_SCOPES, *VNG_SCOPES)
-Scope = Literal[ALL_SCOPES]
+]
+Scope = Literal[XtcScope, RunscopeScope, "loadmill", "vng"]
+ALL_SCOPES: tuple[str, ...] = get_args(Scope)
 GrantType = Literal["client_credentials", "authorization_code", "static_token"]
 IMMUTABLE_MESSAGE = "ClientCredential spec is immutable; delete and recreate it"
 
@@ -55,20 +56,20 @@ def hash_secret(secret: str) -> str:
 class ClientCredentialSpec(AssayModel):
     """Who the client is and what it may do."""
 
-    display_name: bounded_str(256, min_length=1)
-    description: bounded_str(1024) = ""
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    description: Annotated[str, StringConstraints(max_length=1024)] = ""
     level: Literal["org", "project"] = "project"
     """project: this namespace only; org: every namespace of the organization."""
-    organization: Optional[bounded_str(253, min_length=1)] = None
+    organization: Optional[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = None
     """The organization (the namespace label value) an org-level credential belongs to."""
     api_version: Literal["v1"] = "v1"
-    scopes: unique_list(Scope, min_length=1, max_length=len(ALL_SCOPES))
+    scopes: Annotated[list[Scope], SetList(min_length=1, max_length=len(ALL_SCOPES))]
     """What tokens for this client may do: XTC LOADTEST_* scopes, Runscope scopes
     (api:read, test:write, ...), `loadmill` or `vng`."""
-    grant_types: unique_list(GrantType, min_length=1, max_length=3)
+    grant_types: Annotated[list[GrantType], SetList(min_length=1, max_length=3)]
     """client_credentials (XTC), authorization_code (the Runscope web flow) and static_token
     (a long-lived API token, as Loadmill and VNG use)."""
-    redirect_uris: unique_list(bounded_str(2048, min_length=1), max_length=10) = []
+    redirect_uris: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=2048)]], SetList(max_length=10)] = []
     """Callback URLs for authorization_code."""
     expires_at: Optional[datetime] = None
     """After this the credential stops working; never when unset."""

@@ -14,14 +14,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Callable, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, Callable, ClassVar, Final, Iterator, Literal, Optional, Union
 
+from annotated_types import GroupedMetadata
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "assay.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+# Final, so that the type checker takes it as the Literal that Resource.api_version is.
+API_VERSION: Final = "assay.dev/v1alpha1"
+GROUP, VERSION = API_VERSION.split("/")
 
 RuleReason = Literal["FieldValueInvalid", "FieldValueRequired", "FieldValueForbidden", "FieldValueDuplicate"]
 
@@ -100,10 +101,6 @@ class StatusModel(AssayModel):
     model_config = ConfigDict(extra="ignore")
 
 
-def bounded_str(max_length: int, *, min_length: int = 0, pattern: Optional[str] = None) -> Any:
-    return Annotated[str, StringConstraints(min_length=min_length or None, max_length=max_length, pattern=pattern)]
-
-
 def _no_duplicates(items: list) -> list:
     seen = set()
     for item in items:
@@ -113,19 +110,24 @@ def _no_duplicates(items: list) -> list:
     return items
 
 
-def unique_list(item: Any, *, min_length: int = 0, max_length: int) -> Any:
-    """A list whose items are distinct, a `set` list to the API server (and to server-side apply)."""
-    return Annotated[
-        list[item],
-        Field(min_length=min_length or None, max_length=max_length, json_schema_extra={"x-kubernetes-list-type": "set"}),
-        AfterValidator(_no_duplicates),
-    ]
+@dataclass(frozen=True)
+class SetList(GroupedMetadata):
+    """`Annotated[list[X], SetList(...)]`: a list whose items are distinct, a `set` list to the
+    API server (and to server-side apply)."""
+
+    max_length: int
+    min_length: int = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        yield Field(min_length=self.min_length or None, max_length=self.max_length,
+                    json_schema_extra={"x-kubernetes-list-type": "set"})
+        yield AfterValidator(_no_duplicates)
 
 
 # Names and short identifiers. The bounds keep the API server's CEL cost estimate finite for
 # rules that compare or iterate over them, and reject absurd input early.
-Name = bounded_str(253, min_length=1)
-Url = bounded_str(4096, min_length=1)
+Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+Url = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
 # --- durations --------------------------------------------------------------------------------
@@ -151,7 +153,7 @@ def parse_duration(text: str) -> float:
 class Condition(StatusModel):
     """The state of one aspect of the resource, as in metav1.Condition."""
 
-    type: bounded_str(316, min_length=1)
+    type: Annotated[str, StringConstraints(min_length=1, max_length=316)]
     """Condition type in CamelCase, e.g. `Ready`, `Complete`."""
     status: Literal["True", "False", "Unknown"]
     reason: str = ""
@@ -176,7 +178,7 @@ class SecretRef(AssayModel):
     name: Name
 
 
-SecretKey = bounded_str(253, min_length=1, pattern=r"^[-._a-zA-Z0-9]+$")
+SecretKey = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
 """A Secret's data key, as Kubernetes allows it."""
 
 
@@ -214,7 +216,7 @@ class SecretVariable(AssayModel):
     """A variable whose value is a secret: inline (`value`) or from a Secret (`valueFrom`).
     The operator hands it to the run in a Secret, never in a ConfigMap."""
 
-    name: bounded_str(256, min_length=1)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     value: Optional[str] = None
     value_from: Optional[SecretSource] = None
 
@@ -235,7 +237,7 @@ class ConfigMapKeyRef(AssayModel):
     """One key of a ConfigMap in the resource's namespace."""
 
     name: Name
-    key: bounded_str(253, min_length=1)
+    key: Annotated[str, StringConstraints(min_length=1, max_length=253)]
 
 
 class ObjectMeta(BaseModel):
@@ -309,7 +311,7 @@ class Assertion(AssayModel):
 
     source: Source
     """Where the checked value comes from. response_time is in milliseconds, response_size in bytes."""
-    property: Optional[bounded_str(1024)] = None
+    property: Optional[Annotated[str, StringConstraints(max_length=1024)]] = None
     """Header name, JSON path or XPath; required for response_headers, response_json and
     response_xml. An empty string selects the whole document."""
     comparison: Comparison
@@ -343,9 +345,9 @@ class Assertion(AssayModel):
 class Variable(AssayModel):
     """A value extracted from a response into `{{name}}` for the requests that follow."""
 
-    name: bounded_str(256, min_length=1)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     source: Source
-    property: Optional[bounded_str(1024)] = None
+    property: Optional[Annotated[str, StringConstraints(max_length=1024)]] = None
     """Header name, JSON path or XPath; required for response_headers, response_json and response_xml."""
 
     validation_rules = (
@@ -372,7 +374,7 @@ Variables = Annotated[list[Variable], Field(max_length=MAX_VARIABLES)]
 class HttpRequest(AssayModel):
     """One HTTP request of a flow, with what to extract from and assert on its response."""
 
-    name: Optional[bounded_str(256)] = None
+    name: Optional[Annotated[str, StringConstraints(max_length=256)]] = None
     """Label for reports; defaults to the method and URL."""
     method: HttpMethod = "GET"
     url: Url
@@ -388,7 +390,7 @@ class HttpRequest(AssayModel):
 class ParameterPool(AssayModel):
     """Rows of parameters (CSV with a header line); each flow iteration takes the next row."""
 
-    name: bounded_str(253, min_length=1)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
     csv: Optional[str] = None
     """Inline CSV, header line first."""
     config_map_ref: Optional[ConfigMapKeyRef] = None

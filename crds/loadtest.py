@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Callable, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from .common import (
     MAX_REQUESTS,
@@ -21,7 +21,6 @@ from .common import (
     Rule,
     StatusModel,
     Url,
-    bounded_str,
 )
 from .schema import CrdKind, PrinterColumn
 
@@ -95,7 +94,7 @@ class LoadProfile(AssayModel):
 class Flow(AssayModel):
     """An ordered list of requests that a virtual user runs as one iteration."""
 
-    name: bounded_str(128, min_length=1)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     weight: int = Field(default=1, ge=1)
     """Relative share of iterations that run this flow."""
     think_time: Duration = "0s"
@@ -106,7 +105,7 @@ class Flow(AssayModel):
 class LoadParameterPool(ParameterPool):
     """A parameter pool, for every flow or only the named one."""
 
-    flow: Optional[bounded_str(128)] = None
+    flow: Optional[Annotated[str, StringConstraints(max_length=128)]] = None
     """Only this flow draws from the pool; all flows do when unset."""
 
 
@@ -147,9 +146,10 @@ class ParsedCriterion:
 
 def parse_criterion(text: str) -> ParsedCriterion:
     """`parse_criterion("avg <= 2s") == ParsedCriterion("avg", "<=", 2000.0, "avg <= 2s")`."""
-    if not re.fullmatch(CRITERION_PATTERN, text):
+    parts = _CRITERION_PARTS.fullmatch(text) if re.fullmatch(CRITERION_PATTERN, text) else None
+    if parts is None:
         raise ValueError(f"invalid criterion {text!r}: expected e.g. 'p95 < 300ms', 'error_rate < 1%', 'rps >= 100'")
-    metric, op, number, unit = _CRITERION_PARTS.fullmatch(text).groups()
+    metric, op, number, unit = parts.groups()
     threshold = float(number) * (1000.0 if unit == "s" else 1.0)
     return ParsedCriterion(metric, op, threshold, text)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from .common import (
     AssayModel,
@@ -25,7 +25,6 @@ from .common import (
     StatusModel,
     Url,
     Variables,
-    bounded_str,
     has_secret,
     secret_rule,
 )
@@ -173,7 +172,7 @@ Auth = Annotated[
 
 
 class _StepFields(AssayModel):
-    id: Optional[bounded_str(64)] = None
+    id: Optional[Annotated[str, StringConstraints(max_length=64)]] = None
     """Stable step id, as the Runscope API reports it."""
     skipped: bool = False
     """A skipped step is kept but not run."""
@@ -208,7 +207,7 @@ class PauseStep(_StepFields):
 
 
 class SubtestParam(AssayModel):
-    name: bounded_str(256, min_length=1)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     value: str = ""
 
 
@@ -216,12 +215,12 @@ class SubtestStep(_StepFields):
     """Run another test (a Monitor) and wait for its result."""
 
     step_type: Literal["subtest"]
-    test_uuid: Optional[bounded_str(64)] = None
+    test_uuid: Optional[Annotated[str, StringConstraints(max_length=64)]] = None
     """The other test's id as the Runscope API knows it."""
-    monitor: Optional[bounded_str(253)] = None
+    monitor: Optional[Annotated[str, StringConstraints(max_length=253)]] = None
     """The other test by Monitor name, in this namespace."""
-    environment_uuid: Optional[bounded_str(64)] = None
-    bucket_key: Optional[bounded_str(64)] = None
+    environment_uuid: Optional[Annotated[str, StringConstraints(max_length=64)]] = None
+    bucket_key: Optional[Annotated[str, StringConstraints(max_length=64)]] = None
     params: Annotated[list[SubtestParam], Field(max_length=50)] = []
     """Variables passed to the subtest at run time."""
     assertions: Assertions = []
@@ -242,10 +241,10 @@ class GhostInspectorStep(_StepFields):
     """Run a Ghost Inspector UI test and wait for its webhook result."""
 
     step_type: Literal["ghost-inspector"]
-    integration_id: bounded_str(64, min_length=1)
+    integration_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     """The team's Ghost Inspector integration."""
-    suite_id: Optional[bounded_str(64)] = None
-    test_id: bounded_str(64, min_length=1)
+    suite_id: Optional[Annotated[str, StringConstraints(max_length=64)]] = None
+    test_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     is_custom_start_url: bool = False
     start_url: Optional[Url] = None
     assertions: Assertions = []
@@ -291,7 +290,7 @@ Step = Annotated[
 
 class RemoteAgent(AssayModel):
     name: str
-    uuid: bounded_str(64)
+    uuid: Annotated[str, StringConstraints(max_length=64)]
 
 
 class Recipient(AssayModel):
@@ -333,10 +332,10 @@ class Integration(AssayModel):
 class Environment(AssayModel):
     """Settings a run uses: variables, where it runs, retries and notifications."""
 
-    name: bounded_str(128, min_length=1)
-    id: Optional[bounded_str(64)] = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    id: Optional[Annotated[str, StringConstraints(max_length=64)]] = None
     """Stable environment id, as the Runscope API reports it."""
-    parent_environment_id: Optional[bounded_str(64)] = None
+    parent_environment_id: Optional[Annotated[str, StringConstraints(max_length=64)]] = None
     """A shared environment this one inherits from."""
     initial_variables: dict[str, str] = {}
     secret_variables: SecretVariables = []
@@ -399,12 +398,12 @@ class Trigger(AssayModel):
 class MonitorSpec(AssayModel):
     """The steps of the test and the environments it runs in."""
 
-    display_name: Optional[bounded_str(256)] = None
+    display_name: Optional[Annotated[str, StringConstraints(max_length=256)]] = None
     """Free-text name shown by the Runscope API; metadata.name when unset."""
     description: str = ""
     steps: Annotated[list[Step], Field(max_length=MAX_STEPS)] = []
     environments: Annotated[list[Environment], Field(max_length=MAX_ENVIRONMENTS)] = []
-    default_environment: Optional[bounded_str(128)] = None
+    default_environment: Optional[Annotated[str, StringConstraints(max_length=128)]] = None
     """Name of the environment used when a run names none."""
     trigger: Trigger = Trigger()
 

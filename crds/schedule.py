@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from .common import AssayModel, Conditions, Resource, Rule, StatusModel, bounded_str
+from pydantic import StringConstraints
+
+from .common import AssayModel, Conditions, Resource, Rule, StatusModel
 from .schema import CrdKind, PrinterColumn
 
 # The Runscope intervals and the cron schedule each one runs on.
@@ -96,7 +98,7 @@ def _cel_string(text: str) -> str:
 
 class ScheduleTarget(AssayModel):
     kind: Literal["Monitor", "TestSuite"]
-    name: bounded_str(253, min_length=1)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
     """Name of the Monitor or TestSuite, in the Schedule's namespace."""
 
 
@@ -104,9 +106,9 @@ class ScheduleSpec(AssayModel):
     """What runs, how often and in which environment."""
 
     target: ScheduleTarget
-    interval: bounded_str(128, min_length=1)
+    interval: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     """One of 1m 5m 15m 30m 1h 6h 1d, or a 5-field cron expression such as `*/10 8-18 * * MON-FRI`."""
-    environment: Optional[bounded_str(128)] = None
+    environment: Optional[Annotated[str, StringConstraints(max_length=128)]] = None
     """The Monitor environment to run in; the Monitor's default when unset."""
     note: str = ""
     suspend: bool = False

@@ -144,12 +144,12 @@ def without_secret_values(document: dict, secret_name: str, key_prefix: str = ""
 def with_secret_values(document: dict, read_key: Callable[[str, str], Optional[str]]) -> dict:
     """A copy of the manifest with every `xFrom` replaced by `x`, the value `read_key(secret
     name, key)` returns. Raises SecretUnavailable when it returns None."""
-    fields = [f for f in secret_fields(document) if f.source is not None]
-    if not fields:
+    sourced = [(f, f.source) for f in secret_fields(document) if f.source is not None]
+    if not sourced:
         return document
     filled = copy.deepcopy(document)
-    for field in fields:
-        ref = field.source.secret_key_ref
+    for field, source in sourced:
+        ref = source.secret_key_ref
         value = read_key(ref.name, ref.key)
         if value is None:
             raise SecretUnavailable(f"{field.where}From: key {ref.key!r} of Secret {ref.name!r} is not available")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from .common import (
     MAX_REQUESTS,
@@ -16,7 +16,6 @@ from .common import (
     Resource,
     SecretVariables,
     StatusModel,
-    bounded_str,
 )
 from .schema import CrdKind, PrinterColumn
 
@@ -33,9 +32,9 @@ class SuiteConf(AssayModel):
 class SuiteFlow(AssayModel):
     """A flow: requests run in order, sharing extracted variables."""
 
-    id: Optional[bounded_str(64)] = None
+    id: Optional[Annotated[str, StringConstraints(max_length=64)]] = None
     """Stable flow id, as the Loadmill API reports it."""
-    name: bounded_str(256, min_length=1)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     description: str = ""
     ci_enabled: bool = True
     """The CI toggle: a suite run without forceAllFlows runs only flows that have it on."""

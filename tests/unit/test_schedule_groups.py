@@ -12,12 +12,12 @@ from assay.operator.schedule import (
     build_members_configmap,
     build_tick_cronjob,
     group_name,
-    members_of,
     next_run_time,
     plan_groups,
     schedule_status,
 )
 from assay.operator.settings import OperatorSettings
+from assay.runner.batch import members_of
 
 NOW = dt.datetime(2026, 11, 23, 10, 7, 30, tzinfo=dt.timezone.utc)
 CHUNK = 2
