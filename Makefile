@@ -9,12 +9,13 @@ PYTEST_ARGS ?=
 LOCK_ARGS ?= --upgrade
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help deps lock kube helm browser crds check-crds test test-unit test-cluster up down status demo kind-e2e clean
+.PHONY: help deps lock kube helm browser crds check-crds check test test-unit test-cluster up down status demo kind-e2e clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
 	@echo "make test        install everything needed and run the test suite"
 	@echo "make test-unit   only the tests that need no cluster"
+	@echo "make check       the guard rails: ruff, the import contracts, mypy on crds/, CRDs up to date"
 	@echo "make test PYTEST_ARGS='-m \"not slow\"'   skip the long accuracy runs"
 	@echo "make up / down   start / stop the local stack (control plane, node agent, operator)"
 	@echo "make crds        regenerate crds/*.yaml from the models"
@@ -49,6 +50,15 @@ crds: deps
 
 check-crds: deps
 	$(BIN)/python hack/gen_crds.py --check
+
+# The guard rails, configured in pyproject.toml. Every one runs, and the target fails if any did.
+check: deps
+	@failed=""; \
+	  $(BIN)/ruff check . || failed="$$failed ruff"; \
+	  $(BIN)/lint-imports || failed="$$failed lint-imports"; \
+	  $(BIN)/mypy || failed="$$failed mypy"; \
+	  $(BIN)/python hack/gen_crds.py --check || failed="$$failed gen_crds"; \
+	  if [ -n "$$failed" ]; then echo "make check failed:$$failed" >&2; exit 1; fi
 
 test: deps kube helm browser
 	$(BIN)/pytest $(PYTEST_ARGS)
