@@ -16,7 +16,7 @@ from tests.browser.test_dashboard import DevToolsPage
 from tests.cluster.test_security_outbound import open_session
 from tests.cluster.test_vng_api import vng_token
 from tests.support.credentials import create_credential
-from tests.support.targets import LoopbackServer
+from tests.support.loopback import LoopbackServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.cluster, pytest.mark.timeout(600)]
 

@@ -22,7 +22,7 @@ import pytest
 
 from tests.cluster.test_vng_api import api, session_type_manifest, vng_token
 from tests.conftest import GatewayProcess, localkube
-from tests.support.targets import LoopbackServer
+from tests.support.loopback import LoopbackServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 

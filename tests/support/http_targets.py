@@ -25,13 +25,12 @@ go out with TCP_NODELAY so small bodies are not held back by Nagle's algorithm.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 JSON_DOCUMENT = {
     "data": {
@@ -75,23 +74,16 @@ class Received:
         return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
 
 
-class HttpTarget:
-    """A threaded HTTP/1.1 server on 127.0.0.1; use as a context manager."""
+class HttpTarget(LoopbackServer):
+    """The routes above, over HTTP/1.1; use as a context manager."""
 
     def __init__(self):
         self.requests: list[Received] = []
-        self._lock = threading.Lock()
         target = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def setup(self):
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, *args):
-                pass
+            disable_nagle_algorithm = True
 
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -99,7 +91,7 @@ class HttpTarget:
                 parts = urlsplit(self.path)
                 query = parse_qs(parts.query, keep_blank_values=True)
                 received = Received(self.command, parts.path, query, dict(self.headers.items()), body)
-                with target._lock:
+                with target.lock:
                     target.requests.append(received)
                 route(self, received)
 
@@ -122,27 +114,15 @@ class HttpTarget:
             def reply_json(self, status: int, document, headers: list[tuple[str, str]] = ()):
                 self.reply(status, json.dumps(document).encode(), "application/json", headers)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def received(self, path: str) -> list[Received]:
-        with self._lock:
+        with self.lock:
             return [r for r in self.requests if r.path == path]
 
     def clear(self) -> None:
-        with self._lock:
+        with self.lock:
             self.requests.clear()
-
-    def __enter__(self) -> HttpTarget:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _cookies(received: Received) -> dict[str, str]:

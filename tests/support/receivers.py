@@ -8,25 +8,25 @@ import threading
 import time
 from email import message_from_bytes
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     """Records every POST body by path. Paths starting with /fail answer 500, /hang holds the
     request for `hang` seconds without answering; the rest answer 200."""
 
     def __init__(self, hang: float = 60.0):
         self.posts: list[tuple[str, dict, float]] = []
-        self._lock = threading.Lock()
         self._release = threading.Event()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver._lock:
+                with receiver.lock:
                     receiver.posts.append((self.path, json.loads(body or b"null"), time.monotonic()))
                 if self.path.startswith("/hang"):
                     receiver._release.wait(hang)
@@ -37,26 +37,15 @@ class WebhookReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def bodies(self, path: str) -> list[dict]:
-        with self._lock:
+        with self.lock:
             return [body for p, body, _ in self.posts if p == path]
 
-    def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc) -> None:
-        self._release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self._release.set()  # the held /hang requests end with the server
+        super().__exit__(*exc)
 
 
 class SmtpReceiver:

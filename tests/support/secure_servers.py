@@ -1,7 +1,7 @@
 """Real TLS and authenticating servers on loopback, for tests of how Assay authenticates.
 
-Every server is a threaded `http.server` bound to 127.0.0.1 on a free port, used as a context
-manager. Certificates are made on the fly with `cryptography` (EC P-256, valid for a day);
+Every server is a `RecordingServer`: a loopback server (tests/support/loopback.py) that records
+the requests it gets and answers JSON. Certificates are made on the fly with `cryptography` (EC P-256, valid for a day);
 PEM files live in a private temporary folder removed on exit.
 
 - `HttpsServer`: HTTPS with a self-signed certificate (`cert_path` trusts it).
@@ -24,11 +24,9 @@ import json
 import secrets
 import ssl
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qs, parse_qsl, unquote_plus, urlsplit
@@ -38,6 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
+
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
@@ -181,20 +181,15 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class LoopbackServer:
-    """A threaded HTTP(S) server on 127.0.0.1 that answers JSON from `respond()`.
-
-    With `certificate` it speaks TLS only; with `client_ca_pem` as well it requires a client
-    certificate signed by that CA. The TLS handshake runs in the connection's own thread, so a
-    client that fails it does not hold up the others; failed handshakes are kept in
-    `tls_failures`."""
+class RecordingServer(LoopbackServer):
+    """A loopback server that records every request in `requests` and answers JSON from
+    `respond()`. With `certificate` it speaks TLS only; with `client_ca_pem` as well it requires
+    a client certificate signed by that CA."""
 
     def __init__(self, certificate: Optional[IssuedCertificate] = None, client_ca_pem: Optional[str] = None):
         self._files = tempfile.TemporaryDirectory(prefix="assay-secure-server-")
         self._dir = Path(self._files.name)
-        self.lock = threading.Lock()
         self.requests: list[ReceivedRequest] = []
-        self.tls_failures: list[str] = []
         self.cert_path: Optional[str] = None
         """The server certificate (PEM), for clients that want to trust it."""
         ssl_context = None
@@ -206,13 +201,7 @@ class LoopbackServer:
             if client_ca_pem is not None:
                 ssl_context.verify_mode = ssl.CERT_REQUIRED
                 ssl_context.load_verify_locations(cadata=client_ca_pem)
-        self.scheme = "https" if ssl_context else "http"
-        self.server = _Server(self, ssl_context)
-        self.port = self.server.server_address[1]
-        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
-        # A short poll keeps shutdown() quick; the default half second adds up over a suite.
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
+        super().__init__(_Handler, ssl_context=ssl_context)
 
     def _write(self, name: str, text: str) -> str:
         path = self._dir / name
@@ -223,46 +212,14 @@ class LoopbackServer:
     def respond(self, request: ReceivedRequest) -> Reply:
         return Reply(200, {"ok": True, "path": request.path})
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__exit__(*exc)
         self._files.cleanup()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, owner: LoopbackServer, ssl_context: Optional[ssl.SSLContext]):
-        self.owner, self.ssl_context = owner, ssl_context
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def finish_request(self, request, client_address):
-        if self.ssl_context is None:
-            return super().finish_request(request, client_address)
-        request.settimeout(10)
-        try:
-            connection = self.ssl_context.wrap_socket(request, server_side=True)
-        except OSError as exc:  # ssl.SSLError included: the client failed the handshake
-            with self.owner.lock:
-                self.owner.tls_failures.append(str(exc))
-            return
-        try:
-            super().finish_request(connection, client_address)
-        finally:
-            connection.close()
-
-    def handle_error(self, request, client_address):
-        pass  # a client hanging up mid-request is not the test's business
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
     timeout = 10
-    server: _Server
 
     def _handle(self):
         owner = self.server.owner
@@ -296,21 +253,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
-    def log_message(self, *args):
-        pass
-
 
 # --- TLS servers ------------------------------------------------------------------------------
 
 
-class HttpsServer(LoopbackServer):
+class HttpsServer(RecordingServer):
     """HTTPS with a self-signed certificate for 127.0.0.1 and localhost; `cert_path` trusts it."""
 
     def __init__(self):
         super().__init__(certificate=self_signed_certificate())
 
 
-class MutualTlsServer(LoopbackServer):
+class MutualTlsServer(RecordingServer):
     """HTTPS that completes the handshake only for clients presenting a certificate signed by
     its test CA. Answers with the client certificate's common name."""
 
@@ -345,7 +299,7 @@ def _basic_credentials(request: ReceivedRequest) -> Optional[tuple[str, str]]:
     return (username, password) if sep else None
 
 
-class BasicAuthServer(LoopbackServer):
+class BasicAuthServer(RecordingServer):
     """Every path requires HTTP basic authentication with the given username and password."""
 
     def __init__(self, username: str = "ada", password: str = "analytical-engine"):
@@ -397,7 +351,7 @@ class _OAuth1Validator(RequestValidator):
         return self.server.token_secret if token == self.server.access_token else "dummy-secret"
 
 
-class OAuth1Server(LoopbackServer):
+class OAuth1Server(RecordingServer):
     """Every path requires an OAuth 1.0a HMAC-SHA1 signature made with the consumer key and
     secret and, when the request carries an oauth_token, the access token and its secret.
     Answers where the signature was (`auth_header`, `query` or `body`) and the form fields."""
@@ -450,7 +404,7 @@ class _IssuedToken:
     scope: Optional[str]
 
 
-class OAuth2Server(LoopbackServer):
+class OAuth2Server(RecordingServer):
     """An OAuth 2.0 authorization server and resource server in one.
 
     `POST /token` serves the client_credentials, password and refresh_token grants for one

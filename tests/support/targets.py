@@ -6,31 +6,11 @@ import base64
 import hmac
 import json
 import secrets
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus
 
-
-class LoopbackServer:
-    """A threaded HTTP/1.1 server on 127.0.0.1 (a free port) serving `handler`, in the
-    background while used as a context manager."""
-
-    def __init__(self, handler: type[BaseHTTPRequestHandler]):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 
 class CountingTarget(LoopbackServer):
@@ -42,10 +22,9 @@ class CountingTarget(LoopbackServer):
     def __init__(self, delay: float = 0.0, status: int = 200):
         self.delay, self.status = delay, status
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._lock = threading.Lock()
         target = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
             # Headers and body go out in separate writes; with Nagle on, the client's delayed ACK
             # would add ~40 ms to every response.
@@ -55,7 +34,7 @@ class CountingTarget(LoopbackServer):
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                with target._lock:
+                with target.lock:
                     target.counts[(self.command, self.path)] += 1
                 if target.delay:
                     time.sleep(target.delay)
@@ -68,16 +47,12 @@ class CountingTarget(LoopbackServer):
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
 
-            def log_message(self, *args):
-                pass
-
         super().__init__(Handler)
 
     @property
     def total(self) -> int:
-        with self._lock:
+        with self.lock:
             return sum(self.counts.values())
-
 
 
 class CredentialTarget(LoopbackServer):
@@ -93,7 +68,6 @@ class CredentialTarget(LoopbackServer):
         self.accepted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.token = secrets.token_urlsafe(24)
-        self._lock = threading.Lock()
         target = self
         basic = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
@@ -104,7 +78,7 @@ class CredentialTarget(LoopbackServer):
                 return unquote_plus(user), unquote_plus(secret)
             return (form.get("client_id") or [""])[0], (form.get("client_secret") or [""])[0]
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True
 
@@ -128,7 +102,7 @@ class CredentialTarget(LoopbackServer):
                     document = {"protected": True}
                 else:
                     ok = False
-                with target._lock:
+                with target.lock:
                     (target.accepted if ok else target.refused)[path] += 1
                 payload = json.dumps(document if ok else {"error": "unauthorized"}).encode()
                 self.send_response(200 if ok else 401)
@@ -138,9 +112,6 @@ class CredentialTarget(LoopbackServer):
                 self.wfile.write(payload)
 
             do_GET = do_POST = _answer
-
-            def log_message(self, *args):
-                pass
 
         super().__init__(Handler)
 
