@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional, TypeVar
 
+from kubernetes.client.rest import ApiException
+
 from assay.crds.contracts import optimistic
 
 from ..errors import ApiError
@@ -49,14 +51,19 @@ class UnsupportedMediaType(ApiError):
         super().__init__(415, message, "unsupported_media_type")
 
 
+def api_conflict(exc: BaseException) -> bool:
+    """A 409 from the API server; not a family's own Conflict, which carries a 409 too."""
+    return isinstance(exc, ApiException) and optimistic.is_conflict(exc)
+
+
 def update(read: Callable[[], Obj], compute: Callable[[Obj], Optional[Change]],
            write: Callable[[Obj, Change], Written], *, exhausted: str,
            retry_after: int | None = None) -> Optional[Written]:
     """assay.crds.contracts.optimistic.update, with a Conflict (`exhausted`) for the client
     when the object kept changing through every attempt."""
     try:
-        return optimistic.update(read, compute, write)
-    except Exception as exc:
-        if optimistic.is_conflict(exc):
+        return optimistic.update(read, compute, write, conflict=api_conflict)
+    except ApiException as exc:
+        if api_conflict(exc):
             raise Conflict(exhausted, retry_after=retry_after) from None
         raise

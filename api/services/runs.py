@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Callable, Optional
 
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from assay.crds.contracts import optimistic
@@ -30,7 +31,7 @@ from assay.crds.runrequest import (
 )
 
 from ..kube import NotFound as KubeNotFound
-from . import Conflict, InvalidInput, NotFound
+from . import Conflict, InvalidInput, NotFound, api_conflict
 
 KINDS = {"TestSuite": ("testsuites", SuiteRunRequest), "Monitor": ("monitors", MonitorRunRequest)}
 """kind -> (plural, the request's options)."""
@@ -81,9 +82,9 @@ class RunRequests:
         deadline = time.monotonic() + self.pending_wait
         while True:
             try:
-                run_id = optimistic.update(read, compute, write)
-            except Exception as exc:
-                if not optimistic.is_conflict(exc):
+                run_id = optimistic.update(read, compute, write, conflict=api_conflict)
+            except ApiException as exc:
+                if not api_conflict(exc):
                     raise
                 run_id = None  # other requesters kept winning: wait like for a pending request
             if run_id is not None:

@@ -203,3 +203,15 @@ def test_the_loop_passes_other_errors_and_the_written_result_through():
 
     with pytest.raises(InvalidInput):
         update(lambda: {}, lambda current: 1, write, exhausted="x")
+
+
+def test_a_familys_own_conflict_is_not_taken_for_the_api_servers():
+    writes = []
+
+    def write(current, change):
+        writes.append(change)
+        raise Conflict("the load test has run already")
+
+    with pytest.raises(Conflict, match="has run already"):
+        update(lambda: {}, lambda current: 1, write, exhausted="kept changing")
+    assert writes == [1]
