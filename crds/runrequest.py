@@ -22,7 +22,8 @@ Job is named after the run id. So
   operator restart) changes nothing: the run exists already, or is in the status history;
 * a new id starts a new run, whatever the previous run is doing;
 * the annotation holds one request: an id replaced before the operator saw it is superseded
-  and never runs. The gateway waits for `status.lastRun.runId` before it requests again.
+  and never runs. The gateway waits for `status.lastRun.runId` before it requests again
+  (`pending_run_id`), and writes its requests with `annotation()`.
 
 A request that cannot be used (bad JSON, an environment the Monitor does not have) starts
 nothing; the `RunRequest` condition says why, until the annotation changes.
@@ -38,6 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic.alias_generators import to_camel
 
 RUN_REQUEST_ANNOTATION = "assay.dev/run-request"
+RUN_REQUEST_CONDITION = "RunRequest"
+"""The owner's status condition about its request: True started, False refused, Unknown pending."""
 MAX_NAME = 63
 RUN_ID_LIMIT = 52
 """Pod names of an Indexed Job are `<job>-<index>-<5 random>`; run ids leave room for that."""
@@ -77,6 +80,10 @@ class _Request(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
     id: RequestId
+
+    def annotation(self) -> str:
+        """The annotation value asking for this run, which `parse_run_request` reads back."""
+        return json.dumps(self.model_dump(by_alias=True, exclude_none=True), sort_keys=True, separators=(",", ":"))
 
 
 class SuiteRunRequest(_Request):
@@ -141,6 +148,47 @@ def parse_run_request(annotations: dict | None, model: type[RunRequest]) -> RunR
         return model.model_validate(document)
     except ValidationError as exc:
         raise InvalidRunRequest(f"{RUN_REQUEST_ANNOTATION}: {_first_error(exc)}") from exc
+
+
+def requested_id(annotations: dict | None) -> str | None:
+    """The request id in the annotation, whatever its options; None for none or for a value
+    with no readable id. Lenient on purpose: a request the operator has not judged yet is
+    outstanding even if it will be refused."""
+    raw = ((annotations or {}).get(RUN_REQUEST_ANNOTATION) or "").strip()
+    if not raw:
+        return None
+    if not raw.startswith("{"):
+        return raw
+    try:
+        value = json.loads(raw).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value not in (None, "") else None
+
+
+def recorded_run_ids(status: dict) -> set[str]:
+    """The run ids the owner's status knows: its last run and its history."""
+    entries = [status.get("lastRun") or {}, *(status.get("history") or [])]
+    return {e["runId"] for e in entries if e.get("runId")}
+
+
+def pending_run_id(owner: dict) -> str | None:
+    """The run id of the request on `owner` (a TestSuite or Monitor) the operator has not acted
+    on yet, or None. A new request must wait for it: the annotation holds one request, and one
+    replaced before the operator saw it would never run."""
+    meta, status = owner["metadata"], owner.get("status") or {}
+    request_id = requested_id(meta.get("annotations"))
+    if request_id is None:
+        return None
+    run_id = run_id_for_request(meta["name"], meta["uid"], request_id)
+    if run_id in recorded_run_ids(status):
+        return None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == RUN_REQUEST_CONDITION and condition.get("status") in ("True", "False"):
+            # True: started (maybe not in lastRun yet); False: refused, it will never run.
+            if condition.get("status") == "False" or run_id in (condition.get("message") or ""):
+                return None
+    return run_id
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -21,6 +21,8 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
 
+from assay.crds.runrequest import recorded_run_ids  # noqa: F401  (the shared contract, for the kind modules)
+
 from . import kube, runevents
 from .names import (
     ENVIRONMENT_ANNOTATION,
@@ -110,11 +112,6 @@ def build_jobs(owner: dict, plan: RunPlan, settings: OperatorSettings, secret_na
                          secret_name=secret_name)
         for index, loc in enumerate(plan.locations)
     ]
-
-
-def recorded_run_ids(status: dict) -> set[str]:
-    entries = [status.get("lastRun") or {}, *(status.get("history") or [])]
-    return {e["runId"] for e in entries if e.get("runId")}
 
 
 def start_run(owner: dict, plan: RunPlan, manifest_owner: dict, settings: OperatorSettings,

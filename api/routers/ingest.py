@@ -49,7 +49,17 @@ from assay.runner.upload import (
 
 from ..bodies import body_limit, json_document
 from ..errors import ApiError
-from ..store import IngestError, Quota, ResultIngest, Upload, merge_progress, shard_view
+from ..store import (
+    DocumentConflict,
+    Invalid,
+    Quota,
+    QuotaExceeded,
+    ResultIngest,
+    RunConflict,
+    Upload,
+    merge_progress,
+    shard_view,
+)
 from ..store.results import MAX_SHARDS
 from ..upload_grants import TickRuns, grant_for
 
@@ -101,8 +111,8 @@ def install(app: FastAPI, services) -> None:
         if declared is not None:
             try:  # a known size is checked before the body is read (bodies.py has checked the limit)
                 await run_in_threadpool(ingest.check_quota, run_id, name, grant.namespace, declared)
-            except IngestError as exc:
-                return _ingest_error(exc)
+            except QuotaExceeded as exc:
+                return refusal(exc)
         # A runner that goes away mid-body stores nothing (bodies.py logs it); its retry starts over.
         body = bytearray()
         async for chunk in request.stream():
@@ -117,8 +127,8 @@ def install(app: FastAPI, services) -> None:
                                 "truncated or corrupted in transit", code="checksum_mismatch")
         try:
             accepted = await run_in_threadpool(ingest.accept, upload)
-        except IngestError as exc:
-            return _ingest_error(exc)
+        except REFUSALS as exc:
+            return refusal(exc)
         return JSONResponse({
             "runId": run_id,
             "name": name,
@@ -176,8 +186,20 @@ def install(app: FastAPI, services) -> None:
         }
 
 
-def _ingest_error(exc: IngestError) -> JSONResponse:
-    return JSONResponse({"error": exc.code, "message": exc.message, **exc.details}, status_code=exc.status)
+REFUSALS = (Invalid, DocumentConflict, RunConflict, QuotaExceeded)
+"""The store's reasons to refuse an upload."""
+
+
+def refusal(exc: Exception) -> JSONResponse:
+    """The answer to an upload the store refused, in the default error shape with the details
+    a runner acts on: the stored checksum of a conflicting document, the quota's figures."""
+    if isinstance(exc, QuotaExceeded):
+        return JSONResponse({"error": "quota_exceeded", "message": str(exc), **exc.details()}, status_code=507)
+    if isinstance(exc, DocumentConflict):
+        return JSONResponse({"error": "conflict", "message": str(exc), "sha256": exc.sha256}, status_code=409)
+    if isinstance(exc, RunConflict):
+        return JSONResponse({"error": "conflict", "message": str(exc)}, status_code=409)
+    return JSONResponse({"error": "invalid_request", "message": str(exc)}, status_code=400)
 
 
 def _validation_errors(exc: ValidationError) -> str:

@@ -8,7 +8,9 @@ SHARED_ENVIRONMENTS_CONFIGMAP; the operator merges a test environment over the p
 when it plans a run. Every change to a test or environment is kept as a revision record.
 
 Writes read the object, change it and replace it with the resourceVersion read, so two
-concurrent changes cannot lose one another: a 409 from the API server means read again.
+concurrent changes cannot lose one another: a 409 from the API server means read again (the
+shared optimistic loop, `update` of api/services). A trigger asks for a run through
+api/services/runs.py.
 
 The trigger id is HMAC(signing key, "runscope-trigger/" + Monitor uid), shaped as a UUID: a
 capability secret nobody stores, so the gateway finds a Monitor from it by computing each
@@ -29,12 +31,11 @@ from typing import Any, Callable, Optional
 from kubernetes.client.rest import ApiException
 
 from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP, inherit_environment
-from assay.crds.runrequest import RUN_REQUEST_ANNOTATION, run_id_for_request
 
 from ..auth import Principal
-from . import Conflict, InvalidInput, NotFound
+from . import InvalidInput, NotFound, update
 from . import runscope_mapping as mapping
-from .suites import pending_request
+from .runs import RunRequests
 
 PLURAL = "monitors"
 SCHEDULES = "schedules"
@@ -45,8 +46,6 @@ CREATED_AT_ANNOTATION = "assay.dev/created-at"
 """Epoch seconds with a fraction: creationTimestamp has whole seconds, too coarse to list the
 tests of one multi-test create in their order."""
 MAX_BUCKET_ENVIRONMENTS = 100
-CONFLICT_RETRIES = 5
-PENDING_WAIT_SECONDS = 10.0
 _PROCESS_KEY = secrets.token_bytes(32)
 
 
@@ -82,7 +81,8 @@ def _invalid_from_api(exc: ApiException) -> InvalidInput:
 
 class RunscopeTests:
     def __init__(self, kube, store, settings, sleep: Callable[[float], None] = time.sleep):
-        self.kube, self.store, self.settings, self.sleep = kube, store, settings, sleep
+        self.kube, self.store, self.settings = kube, store, settings
+        self.runs = RunRequests(kube, sleep=sleep)
         key = settings.token_signing_key
         self.trigger_key = key.get_secret_value().encode() if key else _PROCESS_KEY
         self.public_url = settings.public_url.rstrip("/")
@@ -167,24 +167,23 @@ class RunscopeTests:
     def update(self, namespace: str, test_id: str, change: Callable[[dict], dict], principal: Principal,
                environment_id: Optional[str] = None) -> dict:
         """Apply `change(spec) -> spec` to the test and keep a revision; returns the Monitor."""
-        for _ in range(CONFLICT_RETRIES):
-            monitor = self.monitor(namespace, test_id)
-            spec = mapping.validated_spec(change(mapping.with_ids(monitor.get("spec") or {})))
-            body = {**monitor, "spec": spec}
+        def write(monitor: dict, spec: dict) -> dict:
             try:
-                updated = self.kube.replace(PLURAL, namespace, monitor["metadata"]["name"], body)
+                return self.kube.replace(PLURAL, namespace, monitor["metadata"]["name"], {**monitor, "spec": spec})
             except ApiException as exc:
-                if exc.status == 409:
-                    continue
                 if exc.status in (400, 422):
                     raise _invalid_from_api(exc) from None
                 raise
-            if environment_id:
-                self._revision(namespace, updated, principal, "environment", environment_id)
-            else:
-                self._revision(namespace, updated, principal, "radar_test")
-            return updated
-        raise Conflict("the test kept changing while it was being modified; try again", retry_after=1)
+
+        updated = update(lambda: self.monitor(namespace, test_id),
+                         lambda monitor: mapping.validated_spec(change(mapping.with_ids(monitor.get("spec") or {}))),
+                         write, exhausted="the test kept changing while it was being modified; try again",
+                         retry_after=1)
+        if environment_id:
+            self._revision(namespace, updated, principal, "environment", environment_id)
+        else:
+            self._revision(namespace, updated, principal, "radar_test")
+        return updated
 
     # --- revisions ------------------------------------------------------------------------
 
@@ -333,22 +332,18 @@ class RunscopeTests:
         return config_map, envs
 
     def _write_shared(self, namespace: str, change: Callable[[dict[str, dict]], None]) -> None:
-        for _ in range(CONFLICT_RETRIES):
-            config_map, envs = self._shared(namespace)
+        def compute(shared: tuple[Optional[dict], dict[str, dict]]) -> dict:
+            config_map, envs = shared
             change(envs)
             meta = {"name": SHARED_ENVIRONMENTS_CONFIGMAP,
                     "labels": {"app.kubernetes.io/managed-by": "assay-gateway"}}
             if config_map:
                 meta["resourceVersion"] = config_map["metadata"]["resourceVersion"]
-            body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+            return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
                     "data": {k: json.dumps(v, sort_keys=True) for k, v in envs.items()}}
-            try:
-                self.kube.write_config_map(namespace, body)
-                return
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-        raise Conflict("the shared environments kept changing; try again", retry_after=1)
+
+        update(lambda: self._shared(namespace), compute, lambda _, body: self.kube.write_config_map(namespace, body),
+               exhausted="the shared environments kept changing; try again", retry_after=1)
 
     def shared_environments(self, namespace: str) -> list[dict]:
         envs = self._shared(namespace)[1].values()
@@ -432,18 +427,17 @@ class RunscopeTests:
         return self._write_schedule(namespace, schedule["metadata"]["name"], spec)
 
     def _write_schedule(self, namespace: str, name: str, spec: dict) -> dict:
-        for _ in range(CONFLICT_RETRIES):
-            current = self.kube.get(SCHEDULES, namespace, name)
+        def write(current: dict, body: dict) -> dict:
             try:
-                return mapping.schedule_to_runscope(self.kube.replace(SCHEDULES, namespace, name,
-                                                                      {**current, "spec": {**current["spec"], **spec}}))
+                return mapping.schedule_to_runscope(self.kube.replace(SCHEDULES, namespace, name, body))
             except ApiException as exc:
-                if exc.status == 409:
-                    continue
                 if exc.status in (400, 422):
                     raise _invalid_from_api(exc) from None
                 raise
-        raise Conflict("the schedule kept changing; try again", retry_after=1)
+
+        return update(lambda: self.kube.get(SCHEDULES, namespace, name),
+                      lambda current: {**current, "spec": {**current["spec"], **spec}}, write,
+                      exhausted="the schedule kept changing; try again", retry_after=1)
 
     def delete_schedule(self, namespace: str, test_id: str, schedule_id: str) -> None:
         schedule = self._schedule(self.monitor(namespace, test_id), schedule_id)
@@ -473,8 +467,10 @@ class RunscopeTests:
             env = mapping.environment_by_id(spec, mapping.default_environment_id(spec) or "")
         if env and env.get("parentEnvironmentId"):
             env = inherit_environment(env, self._shared(namespace)[1].get(env["parentEnvironmentId"]))
-        run_id, monitor = self._request_run(monitor, env.get("id") if env else None, params)
         meta = monitor["metadata"]
+        run_id = self.runs.request("Monitor", namespace, meta["name"],
+                                   {"environment": (env or {}).get("id") or None, "params": params}, owner=monitor,
+                                   busy="the previous run of this test has not started yet; try again shortly")
         test_url = f"{self.public_url}/buckets/{namespace}/tests/{meta['uid']}"
         runs = [{
             "agent": None, "bucket_key": namespace, "environment_id": env.get("id") if env else None,
@@ -484,31 +480,6 @@ class RunscopeTests:
             "url": f"{test_url}/results/{run_id}", "variables": params,
         } for region in ((env or {}).get("regions") or [None])]
         return {"runs": runs, "runs_started": len(runs), "runs_failed": 0}
-
-    def _request_run(self, monitor: dict, environment: Optional[str], params: dict[str, str]) -> tuple[str, dict]:
-        """Set the run request; waits (up to PENDING_WAIT_SECONDS) for a previous request the
-        operator has not acted on, since the annotation holds one request."""
-        request_id = str(uuid.uuid4())
-        value = json.dumps({"id": request_id, **({"environment": environment} if environment else {}),
-                            "params": params})
-        namespace, name = monitor["metadata"]["namespace"], monitor["metadata"]["name"]
-        deadline = time.monotonic() + PENDING_WAIT_SECONDS
-        while True:
-            if pending_request(monitor) is None:
-                patch = {"metadata": {"resourceVersion": monitor["metadata"]["resourceVersion"],
-                                      "annotations": {RUN_REQUEST_ANNOTATION: value}}}
-                try:
-                    self.kube.patch(PLURAL, namespace, name, patch)
-                    break
-                except ApiException as exc:
-                    if exc.status != 409:
-                        raise
-            if time.monotonic() >= deadline:
-                raise Conflict("the previous run of this test has not started yet; try again shortly", retry_after=2)
-            self.sleep(0.25)
-            monitor = self.kube.get(PLURAL, namespace, name)
-        meta = monitor["metadata"]
-        return run_id_for_request(meta["name"], meta["uid"], request_id), monitor
 
 
 def _creation_order(monitor: dict) -> tuple:

@@ -2,14 +2,9 @@
 set a flow's parameter pool, list labels.
 
 Asking for a run
-    The gateway sets the annotation `assay.dev/run-request` on the TestSuite to
-    `{"id": <uuid4>, "forceAllFlows", "additionalDescription", "overrideParameters"}`, the
-    contract of assay.crds.runrequest. The operator derives the run id from the suite's uid
-    and the request id with the same `run_id_for_request`, so the gateway answers with the run id before the run exists. The annotation holds one
-    request: one replaced before the operator saw it would never run. So a request waits
-    (up to `PENDING_WAIT_SECONDS`) until the previous one is in the suite's status (or was
-    refused as invalid) and answers 409 with Retry-After if it is not; the patch carries the
-    resourceVersion it read, so two gateways cannot overwrite each other's request.
+    `request_run` checks the options and asks through api/services/runs.py, which sets the
+    suite's run-request annotation and answers with the run id before the run exists; the
+    request is kept (`REQUESTS`) to describe the run until its result is uploaded.
 
 Reading a run
     The runner uploads the Loadmill-shaped result (`suite-run.json`) when the run ends; until
@@ -37,10 +32,11 @@ from assay.crds.testsuite import TestSuiteSpec
 from assay.runner.apitest.suite import SuiteInputError, parse_pool_csv
 
 from ..kube import NotFound as KubeNotFound
-from . import Conflict, InvalidInput, NotFound, TooLarge
-from assay.crds.runrequest import RUN_REQUEST_ANNOTATION, fit_name, run_id_for_request
+from . import InvalidInput, NotFound, TooLarge, update
+from assay.crds.runrequest import fit_name
 
 from .loadtests import epoch_ms
+from .runs import PENDING_WAIT_SECONDS, RunRequests
 
 PLURAL = "testsuites"
 SUITE_RUN_DOCUMENT = "suite-run.json"
@@ -53,13 +49,11 @@ INDEXED = "suite-runs-indexed"
 LABEL_IDS = uuid.uuid5(uuid.NAMESPACE_DNS, "labels.assay.dev")
 """uuid5 namespace of label ids: a label's id is uuid5(LABEL_IDS, its text), stable everywhere."""
 
-PENDING_WAIT_SECONDS = 10.0
 MAX_POOL_BYTES = 1024 * 1024
 """A parameter pool travels inline in the TestSuite (etcd keeps objects under 1.5 MiB)."""
 MAX_OVERRIDES_BYTES = 64 * 1024
 MAX_ADDITIONAL_DESCRIPTION = 1024
 INDEX_SCAN_RUNS = 50
-CONFLICT_RETRIES = 5
 
 
 
@@ -87,50 +81,6 @@ def text_parameters(values: Any) -> dict[str, str]:
             raise InvalidInput(f"overrideParameters.{name}: expected a string, number or boolean")
         out[name] = "" if value is None else value if isinstance(value, str) else json.dumps(value)
     return out
-
-
-def run_request_value(request_id: str, force_all_flows: bool, additional_description: str,
-                      override_parameters: dict[str, str]) -> str:
-    """The annotation value, exactly the JSON assay.crds.runrequest.SuiteRunRequest reads."""
-    return json.dumps({"id": request_id, "forceAllFlows": force_all_flows,
-                       "additionalDescription": additional_description,
-                       "overrideParameters": override_parameters}, sort_keys=True, separators=(",", ":"))
-
-
-def requested_id(annotations: dict | None) -> Optional[str]:
-    """The request id in a run-request annotation (JSON or a bare id); None for none or garbage."""
-    raw = ((annotations or {}).get(RUN_REQUEST_ANNOTATION) or "").strip()
-    if not raw:
-        return None
-    if not raw.startswith("{"):
-        return raw
-    try:
-        value = json.loads(raw).get("id")
-    except (ValueError, AttributeError):
-        return None
-    return str(value) if value not in (None, "") else None
-
-
-def recorded_run_ids(status: dict) -> set[str]:
-    entries = [status.get("lastRun") or {}, *(status.get("history") or [])]
-    return {e["runId"] for e in entries if e.get("runId")}
-
-
-def pending_request(suite: dict) -> Optional[str]:
-    """The run id of a request on `suite` that the operator has not acted on yet, or None."""
-    meta, status = suite["metadata"], suite.get("status") or {}
-    request_id = requested_id(meta.get("annotations"))
-    if request_id is None:
-        return None
-    run_id = run_id_for_request(meta["name"], meta["uid"], request_id)
-    if run_id in recorded_run_ids(status):
-        return None
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "RunRequest" and condition.get("status") in ("True", "False"):
-            # True: started (maybe not in lastRun yet); False: refused, it will never run.
-            if condition.get("status") == "False" or run_id in (condition.get("message") or ""):
-                return None
-    return run_id
 
 
 def run_entry(status: dict, run_id: str) -> Optional[dict]:
@@ -191,8 +141,7 @@ class SuiteService:
                  pending_wait: float = PENDING_WAIT_SECONDS):
         self.kube = kube
         self.store = store
-        self.sleep = sleep
-        self.pending_wait = pending_wait
+        self.runs = RunRequests(kube, sleep=sleep, pending_wait=pending_wait)
 
     # finding suites
 
@@ -228,31 +177,18 @@ class SuiteService:
             raise InvalidInput(f"additionalDescription: at most {MAX_ADDITIONAL_DESCRIPTION} characters")
         if len(json.dumps(overrides)) > MAX_OVERRIDES_BYTES:
             raise TooLarge(f"overrideParameters: at most {MAX_OVERRIDES_BYTES} bytes of JSON")
-        request_id = str(uuid.uuid4())
-        deadline = time.monotonic() + self.pending_wait
-        while True:
-            suite = self.find(namespace, ref)
-            meta = suite["metadata"]
-            flows = self._flows_to_run(suite, force_all_flows)
-            if pending_request(suite) is None:
-                value = run_request_value(request_id, force_all_flows, additional_description, overrides)
-                patch = {"metadata": {"resourceVersion": meta["resourceVersion"],
-                                      "annotations": {RUN_REQUEST_ANNOTATION: value}}}
-                try:
-                    self.kube.patch(PLURAL, namespace, meta["name"], patch)
-                    break
-                except ApiException as exc:
-                    if exc.status != 409:  # 409: changed since we read it; read again
-                        raise
-            if time.monotonic() >= deadline:
-                raise Conflict("the previous run request of this test suite has not started yet (is the operator "
-                               "running?); try again shortly", retry_after=2)
-            self.sleep(0.25)
-        run_id = run_id_for_request(meta["name"], meta["uid"], request_id)
+        suite = self.find(namespace, ref)
+        meta = suite["metadata"]
+        flows = self._flows_to_run(suite, force_all_flows)
+        run_id = self.runs.request("TestSuite", namespace, meta["name"], {
+            "force_all_flows": force_all_flows, "additional_description": additional_description,
+            "override_parameters": overrides}, owner=suite,
+            busy="the previous run request of this test suite has not started yet (is the operator running?); "
+                 "try again shortly")
         description = " ".join(p for p in ((suite.get("spec") or {}).get("description") or meta["name"],
                                            additional_description) if p)
         self.store.put_record(REQUESTS, run_id, {
-            "runId": run_id, "requestId": request_id, "namespace": namespace, "suite": meta["name"],
+            "runId": run_id, "namespace": namespace, "suite": meta["name"],
             "suiteUid": meta["uid"], "description": description, "flows": flows, "requester": requester,
             "requestedAt": time.time(), "forceAllFlows": force_all_flows,
         }, project=namespace)
@@ -378,8 +314,8 @@ class SuiteService:
         The whole `spec.flows` list is written back with the resourceVersion it was read at (a
         merge patch replaces lists whole), so a concurrent change is never overwritten: it
         makes the API server answer 409, and the pool is set again on the fresh suite."""
-        for _ in range(CONFLICT_RETRIES):
-            suite = self.find(namespace, suite_ref)
+
+        def compute(suite: dict) -> tuple[list[dict], dict]:
             flows = [dict(f) for f in (suite.get("spec") or {}).get("flows") or []]
             index = next((i for i, f in enumerate(flows) if f.get("id") == flow_ref), None)
             if index is None:
@@ -392,17 +328,21 @@ class SuiteService:
             name = (pool_name or current.get("name") or fit_name(flow.get("name") or "flow", "pool", limit=253))[:253]
             pool = {"name": name, "csv": text}
             flows[index] = {**flow, "parameterPool": pool}
+            return flows, pool
+
+        def write(suite: dict, change: tuple[list[dict], dict]) -> dict:
+            flows, pool = change
             patch = {"metadata": {"resourceVersion": suite["metadata"]["resourceVersion"]}, "spec": {"flows": flows}}
             try:
                 self.kube.patch(PLURAL, namespace, suite["metadata"]["name"], patch)
-                return pool
             except ApiException as exc:
-                if exc.status == 409:
-                    continue
                 if exc.status == 422:
                     raise InvalidInput(f"the test suite refused the pool: {_api_message(exc)}") from None
                 raise
-        raise Conflict("the test suite kept changing while the pool was being set; try again")
+            return pool
+
+        return update(lambda: self.find(namespace, suite_ref), compute, write,
+                      exhausted="the test suite kept changing while the pool was being set; try again")
 
     # labels
 

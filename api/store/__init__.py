@@ -3,6 +3,8 @@
     Store(root, retention_days=90)      runs, per-project numbers, documents, archives, records
     RunRecord, ArchiveRecord, DocumentRecord
     ResultIngest(store)                 what an upload from a runner does (results.py)
+    Invalid, DocumentConflict,          why an upload is refused: the store's own errors, which
+    RunConflict, QuotaExceeded          the ingest router maps to HTTP answers
     MonitorResultRecord                 a Monitor result's row in the index lists read (monitor_results.py)
     ProgressRecord, merge_progress      a running load test's live figures (progress.py)
     Quota, QuotaExceeded                upload quotas per run and namespace (quota.py)
@@ -13,12 +15,14 @@ See store.py for the layout on disk and the durability rules.
 from .monitor_results import MonitorResultRecord
 from .progress import merge_progress, shard_view
 from .quota import Quota, QuotaExceeded, Usage
-from .results import Accepted, IngestError, ResultIngest, Upload, run_summary
+from .results import Accepted, ResultIngest, Upload, run_summary
 from .store import (
     ARCHIVE_KINDS,
     FINISHED_STATES,
     ArchiveRecord,
+    DocumentConflict,
     DocumentRecord,
+    Invalid,
     ProgressRecord,
     RunConflict,
     RunRecord,
@@ -32,8 +36,9 @@ __all__ = [
     "FINISHED_STATES",
     "Accepted",
     "ArchiveRecord",
+    "DocumentConflict",
     "DocumentRecord",
-    "IngestError",
+    "Invalid",
     "MonitorResultRecord",
     "ProgressRecord",
     "Quota",

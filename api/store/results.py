@@ -16,6 +16,9 @@ registered is not built again (`Store.add_archive` is idempotent per run and kin
 run is marked finished last. So a repeated upload, two last shards arriving together, or a
 gateway killed between any two steps end with the same single record; the runner's retry,
 or `recover()` at start-up, completes what was interrupted.
+
+A refused upload raises the store's own errors, `Invalid`, `DocumentConflict`, `RunConflict`
+or `QuotaExceeded`; api/routers/ingest.py gives each its HTTP status.
 """
 
 from __future__ import annotations
@@ -32,28 +35,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .monitor_results import MonitorResultRecord, json_object
-from .quota import Quota, QuotaExceeded
-from .store import ArchiveRecord, DocumentRecord, RunConflict, RunRecord, Store, check_component
+from .quota import Quota
+from .store import (
+    ArchiveRecord,
+    DocumentConflict,
+    DocumentRecord,
+    Invalid,
+    RunConflict,
+    RunRecord,
+    Store,
+    check_component,
+)
 
 SHARD_NAME = re.compile(r"shard-(\d{1,5})\.json")
 RUN_KINDS = ("LoadTest", "TestSuite", "Monitor")
 MAX_SHARDS = 10_000
-
-
-@contextlib.contextmanager
-def _quota_refusal() -> Iterator[None]:
-    try:
-        yield
-    except QuotaExceeded as exc:
-        raise IngestError(507, "quota_exceeded", str(exc), **exc.details()) from None
-
-
-class IngestError(Exception):
-    """An upload the gateway refuses: HTTP status, machine-readable code, message."""
-
-    def __init__(self, status: int, code: str, message: str, **details):
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
 
 
 @dataclass
@@ -114,23 +110,19 @@ class ResultIngest:
                 self._check_same_run(run, upload)
             stored = self.store.document_info(upload.run_id, upload.name)
             if stored is not None and stored.sha256 != sha256:
-                raise IngestError(409, "conflict", f"run {upload.run_id} already has a different {upload.name} "
-                                  f"(sha256 {stored.sha256}); a stored document is never replaced",
-                                  sha256=stored.sha256)
+                raise DocumentConflict(f"run {upload.run_id} already has a different {upload.name} "
+                                       f"(sha256 {stored.sha256}); a stored document is never replaced",
+                                       sha256=stored.sha256)
             created = stored is None or not stored.path.exists()
             if created:
-                with _quota_refusal():
-                    self.store.put_document(upload.run_id, upload.name, upload.data, quota=self.quota,
-                                            project=upload.project, monitor_result=self._monitor_result(upload))
+                self.store.put_document(upload.run_id, upload.name, upload.data, quota=self.quota,
+                                        project=upload.project, monitor_result=self._monitor_result(upload))
             document = self.store.document_info(upload.run_id, upload.name)
             received = len(self._shard_documents(upload.run_id)) if upload.kind == "LoadTest" else 0
-            try:
-                run = self.store.upsert_run(RunRecord(
-                    run_id=upload.run_id, kind=upload.kind, project=upload.project, owner_name=upload.owner_name,
-                    owner_uid=upload.owner_uid, state="running", shards=upload.shards, shards_received=received,
-                    labels=dict(upload.labels)))
-            except RunConflict as exc:
-                raise IngestError(409, "conflict", str(exc)) from None
+            run = self.store.upsert_run(RunRecord(
+                run_id=upload.run_id, kind=upload.kind, project=upload.project, owner_name=upload.owner_name,
+                owner_uid=upload.owner_uid, state="running", shards=upload.shards, shards_received=received,
+                labels=dict(upload.labels)))
             if upload.kind == "LoadTest" and received >= run.shards:
                 run = self._finish_loadtest(run)
             elif upload.kind in ("TestSuite", "Monitor"):
@@ -139,26 +131,25 @@ class ResultIngest:
                         archives=self.store.list_archives(run_id=upload.run_id))
 
     def check_quota(self, run_id: str, name: str, project: str, size: int) -> None:
-        """Refuse (IngestError 507) a new document of `size` bytes that would not fit, before
+        """Refuse (QuotaExceeded) a new document of `size` bytes that would not fit, before
         its body is read; a document stored before (a retry) is not new."""
         if self.store.document_info(run_id, name) is None:
-            with _quota_refusal():
-                self.store.check_quota(self.quota, run_id, project, size)
+            self.store.check_quota(self.quota, run_id, project, size)
 
     def _validate(self, upload: Upload) -> None:
         try:
             check_component(upload.run_id, "run id")
             check_component(upload.name, "document name")
         except ValueError as exc:
-            raise IngestError(400, "invalid_request", str(exc)) from None
+            raise Invalid(str(exc)) from None
         if upload.kind not in RUN_KINDS:
-            raise IngestError(400, "invalid_request", f"kind {upload.kind!r} is not one of {', '.join(RUN_KINDS)}")
+            raise Invalid(f"kind {upload.kind!r} is not one of {', '.join(RUN_KINDS)}")
         for what, value in (("project", upload.project), ("owner name", upload.owner_name),
                             ("owner uid", upload.owner_uid)):
             if not value:
-                raise IngestError(400, "invalid_request", f"the {what} of run {upload.run_id} is missing")
+                raise Invalid(f"the {what} of run {upload.run_id} is missing")
         if not 1 <= upload.shards <= MAX_SHARDS:
-            raise IngestError(400, "invalid_request", f"shards must be 1..{MAX_SHARDS}, not {upload.shards}")
+            raise Invalid(f"shards must be 1..{MAX_SHARDS}, not {upload.shards}")
         match = SHARD_NAME.fullmatch(upload.name)
         if upload.kind == "LoadTest" and match:
             self._validate_shard(upload, int(match.group(1)))
@@ -171,27 +162,26 @@ class ResultIngest:
 
         where = f"{upload.name} of run {upload.run_id}"
         if index >= upload.shards:
-            raise IngestError(400, "invalid_request", f"{where}: shard {index} of {upload.shards} shards")
+            raise Invalid(f"{where}: shard {index} of {upload.shards} shards")
         if upload.shard is not None and upload.shard != index:
-            raise IngestError(400, "invalid_request", f"{where}: the shard header says {upload.shard}")
+            raise Invalid(f"{where}: the shard header says {upload.shard}")
         try:
             metrics = ShardMetrics.from_json(upload.data)
         except (ValueError, KeyError, TypeError) as exc:
-            raise IngestError(400, "invalid_request", f"{where}: not load-test shard metrics ({exc})") from None
+            raise Invalid(f"{where}: not load-test shard metrics ({exc})") from None
         if metrics.shard != index:
-            raise IngestError(400, "invalid_request", f"{where}: the metrics are of shard {metrics.shard}")
+            raise Invalid(f"{where}: the metrics are of shard {metrics.shard}")
         if metrics.run_id and metrics.run_id != upload.run_id:
-            raise IngestError(400, "invalid_request", f"{where}: the metrics are of run {metrics.run_id}")
+            raise Invalid(f"{where}: the metrics are of run {metrics.run_id}")
         if metrics.shards != upload.shards:
-            raise IngestError(400, "invalid_request",
-                              f"{where}: the metrics say {metrics.shards} shards, the upload {upload.shards}")
+            raise Invalid(f"{where}: the metrics say {metrics.shards} shards, the upload {upload.shards}")
 
     @staticmethod
     def _check_same_run(run: RunRecord, upload: Upload) -> None:
         for what, mine, theirs in (("project", run.project, upload.project), ("kind", run.kind, upload.kind),
                                    ("owner uid", run.owner_uid, upload.owner_uid)):
             if mine != theirs:
-                raise IngestError(409, "conflict", f"run {run.run_id} belongs to {what} {mine!r}, not {theirs!r}")
+                raise RunConflict(f"run {run.run_id} belongs to {what} {mine!r}, not {theirs!r}")
 
     @staticmethod
     def _monitor_result(upload: Upload) -> MonitorResultRecord | None:

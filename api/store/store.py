@@ -196,6 +196,19 @@ class RunConflict(StoreError):
     """A run record that contradicts the stored one: another project, kind or owner."""
 
 
+class DocumentConflict(StoreError):
+    """Different bytes under the name of a stored document, which is never replaced."""
+
+    def __init__(self, message: str, sha256: str):
+        super().__init__(message)
+        self.sha256 = sha256
+        """The stored document's."""
+
+
+class Invalid(StoreError):
+    """An upload that cannot be stored as it is: a bad name, kind or shard, a missing owner."""
+
+
 @dataclass
 class RunRecord:
     run_id: str

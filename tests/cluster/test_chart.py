@@ -107,7 +107,7 @@ GATEWAY_NEEDS = [
     ("list", "loadtests.assay.dev", "", "services/loadtests.py, dashboard.py"),
     ("get", "testsuites.assay.dev", "", "services/suites.py"),
     ("list", "testsuites.assay.dev", "", "services/suites.py, vng.py, dashboard.py"),
-    ("patch", "testsuites.assay.dev", "", "services/suites.py run-request annotation"),
+    ("patch", "testsuites.assay.dev", "", "services/runs.py run-request annotation"),
     *[(verb, "monitors.assay.dev", "", "services/runscope_tests.py")
       for verb in ("get", "list", "create", "update", "patch", "delete")],
     *[(verb, "schedules.assay.dev", "", "services/runscope_tests.py")

@@ -1,10 +1,9 @@
-"""The Loadmill API's pure parts: the load-test configuration mapping, the run-request contract
-with the operator, suite-run and flow-run views, CSV pools, labels and the error shape. The
+"""The Loadmill API's pure parts: the load-test configuration mapping, suite-run and flow-run
+views, CSV pools, labels and the error shape (asking for a run: test_run_requests.py). The
 cluster tests (tests/cluster/test_loadmill_api.py) run the endpoints for real."""
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -21,13 +20,9 @@ from assay.api.services.suites import (
     MAX_POOL_BYTES,
     flow_run_view,
     label_id,
-    pending_request,
-    requested_id,
-    run_request_value,
     text_parameters,
     validated_csv,
 )
-from assay.crds.runrequest import SuiteRunRequest, parse_run_request, run_id_for_request
 
 # The example of https://docs.loadmill.com "Configuration Files", without its built-in
 # function ${__random_chars} (refused, see below).
@@ -162,38 +157,6 @@ def test_iterations_are_passes_over_the_flow_and_failures_fail_at_most_one_each(
     assert used_seconds({"load": {"model": "open", "maxUsers": 5}}, status) == 50
 
 
-# --- the run-request contract with the operator ------------------------------------------------------
-
-
-
-def test_the_annotation_is_what_the_operator_reads():
-    value = run_request_value("r-1", True, "nightly", {"baseUrl": "https://staging.test", "n": "3"})
-    request = parse_run_request({"assay.dev/run-request": value}, SuiteRunRequest)
-    assert request == SuiteRunRequest(id="r-1", force_all_flows=True, additional_description="nightly",
-                                      override_parameters={"baseUrl": "https://staging.test", "n": "3"})
-    assert requested_id({"assay.dev/run-request": value}) == "r-1"
-    assert requested_id({"assay.dev/run-request": "1700000000"}) == "1700000000"
-    assert requested_id({"assay.dev/run-request": "{bad"}) is None and requested_id({}) is None
-
-
-def suite(annotation: str | None = None, status: dict | None = None) -> dict:
-    annotations = {"assay.dev/run-request": annotation} if annotation else {}
-    return {"metadata": {"name": "checkout", "uid": "u-1", "annotations": annotations}, "status": status or {}}
-
-
-def test_a_request_is_pending_until_the_operator_records_its_run():
-    value = run_request_value("r-1", False, "", {})
-    run_id = run_id_for_request("checkout", "u-1", "r-1")
-    assert pending_request(suite()) is None
-    assert pending_request(suite(value)) == run_id
-    assert pending_request(suite(value, {"lastRun": {"runId": run_id, "status": "RUNNING"}})) is None
-    assert pending_request(suite(value, {"history": [{"runId": run_id}], "lastRun": {"runId": "other"}})) is None
-    refused = {"conditions": [{"type": "RunRequest", "status": "False", "reason": "InvalidRequest"}]}
-    assert pending_request(suite(value, refused)) is None
-    waiting = {"conditions": [{"type": "RunRequest", "status": "Unknown", "reason": "Pending"}]}
-    assert pending_request(suite(value, waiting)) == run_id
-
-
 @pytest.mark.parametrize(("given", "expected"), [
     (None, {}), ({"a": "1", "b": 2, "c": True, "d": None}, {"a": "1", "b": "2", "c": "true", "d": ""}),
     ([{"a": "1"}, {"b": "2"}], {"a": "1", "b": "2"}),
@@ -233,8 +196,3 @@ def test_csv_pools_are_checked_like_the_runner_reads_them():
 def test_label_ids_are_uuid5_of_the_text():
     assert label_id("smoke") == label_id("smoke") != label_id("Smoke")
     assert uuid.UUID(label_id("smoke")).version == 5
-
-
-def test_run_request_body_keys_are_exactly_the_operators():
-    document = json.loads(run_request_value("r", False, "", {}))
-    assert set(document) == {"id", "forceAllFlows", "additionalDescription", "overrideParameters"}

@@ -9,11 +9,23 @@ import subprocess
 import sys
 import textwrap
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from assay.api.store import IngestError, Quota, ResultIngest, Store, Upload, Usage
+from assay.api.routers.ingest import REFUSALS, refusal
+from assay.api.store import (
+    DocumentConflict,
+    Invalid,
+    Quota,
+    QuotaExceeded,
+    ResultIngest,
+    RunConflict,
+    Store,
+    Upload,
+    Usage,
+)
 from assay.runner.report import read_report, verify_result_archive
 from tests.unit.test_report_factory import make_run
 
@@ -90,11 +102,38 @@ def test_different_bytes_under_a_stored_name_are_refused_with_the_stored_checksu
     upload = shard_uploads("checkout-aaaa")[0]
     ingest.accept(upload)
     other = shard_uploads("checkout-aaaa", seed=9)[0]
-    with pytest.raises(IngestError) as refused:
+    with pytest.raises(DocumentConflict) as refused:
         ingest.accept(other)
-    assert refused.value.status == 409 and refused.value.details["sha256"] == \
+    assert refused.value.sha256 == \
         store.document_info("checkout-aaaa", "shard-0.json").sha256
     assert store.get_document("checkout-aaaa", "shard-0.json") == upload.data
+
+
+def test_each_refusal_of_the_store_has_its_http_answer(store):
+    ingest = ResultIngest(store, quota=Quota(run_documents=1))
+    first, second = shard_uploads("checkout-aaaa")
+    ingest.accept(first)
+    stored = store.document_info("checkout-aaaa", "shard-0.json").sha256
+
+    def answer(upload: Upload) -> tuple[int, dict]:
+        with pytest.raises(REFUSALS) as refused:
+            ingest.accept(upload)
+        response = refusal(refused.value)
+        return response.status_code, json.loads(response.body)
+
+    status, body = answer(shard_uploads("checkout-aaaa", seed=9)[0])
+    assert (status, list(body)) == (409, ["error", "message", "sha256"])
+    assert body == {"error": "conflict", "sha256": stored, "message": f"run checkout-aaaa already has a different "
+                    f"shard-0.json (sha256 {stored}); a stored document is never replaced"}
+    assert answer(replace(second, project="billing")) == (409, {
+        "error": "conflict", "message": "run checkout-aaaa belongs to project 'shop', not 'billing'"})
+    assert answer(replace(second, kind="Job")) == (400, {
+        "error": "invalid_request", "message": "kind 'Job' is not one of LoadTest, TestSuite, Monitor"})
+    status, body = answer(second)  # one document more than the run's quota
+    assert (status, list(body)) == (507, ["error", "message", "quota", "limit", "used", "adding"])
+    assert body == {"error": "quota_exceeded", "quota": "run_documents", "limit": 1, "used": 1, "adding": 1,
+                    "message": "the upload quota of run checkout-aaaa is 1 documents; 1 are stored and one more "
+                               "document does not fit"}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -111,9 +150,9 @@ def test_a_shard_that_does_not_fit_its_run_is_refused_and_not_stored(store, chan
     upload = shard_uploads("checkout-aaaa")[0]
     for key, value in change.items():
         setattr(upload, key, value)
-    with pytest.raises(IngestError) as refused:
+    with pytest.raises(Invalid) as refused:
         ResultIngest(store).accept(upload)
-    assert refused.value.status == 400 and message in refused.value.message
+    assert message in str(refused.value)
     assert store.list_documents(upload.run_id) == [] and store.get_run(upload.run_id) is None
 
 
@@ -122,9 +161,8 @@ def test_an_upload_for_another_project_or_owner_of_the_run_is_refused(store):
     first, second = shard_uploads("checkout-aaaa")
     ingest.accept(first)
     second.project = "billing"
-    with pytest.raises(IngestError) as refused:
+    with pytest.raises(RunConflict):
         ingest.accept(second)
-    assert refused.value.status == 409
     assert store.get_document("checkout-aaaa", "shard-1.json") is None
 
 
@@ -304,14 +342,14 @@ def test_racing_uploads_cannot_pass_a_quota_together_and_the_losers_leave_no_fil
             try:
                 ingests[i % 2].accept(suite_upload(f"cart-{i}", "log.json", 100))
                 outcomes.append("stored")
-            except IngestError as exc:
-                outcomes.append((exc.status, exc.code, exc.details["quota"]))
+            except QuotaExceeded as exc:
+                outcomes.append(exc.details()["quota"])
         threads = [threading.Thread(target=send, args=(i,)) for i in range(12)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert sorted(outcomes, key=str) == sorted(["stored"] * 5 + [(507, "quota_exceeded", "namespace_documents")] * 7,
+        assert sorted(outcomes, key=str) == sorted(["stored"] * 5 + ["namespace_documents"] * 7,
                                                    key=str)
         assert stores[0].usage("any", "shop")[1] == Usage(5, 500)
         assert len(list((tmp_path / "store" / "runs").rglob("*-log.json"))) == 5
@@ -332,5 +370,5 @@ def test_a_store_of_schema_1_gets_its_documents_projects_from_their_runs(tmp_pat
     db.close()
     with Store(tmp_path / "store") as store:
         assert store.usage("cart-2", "shop") == (Usage(0, 0), Usage(1, 300))
-        with pytest.raises(IngestError, match="namespace shop is 400 bytes; 300 are stored"):
+        with pytest.raises(QuotaExceeded, match="namespace shop is 400 bytes; 300 are stored"):
             ResultIngest(store, quota=Quota(namespace_bytes=400)).accept(suite_upload("cart-2", "log.json", 200))
