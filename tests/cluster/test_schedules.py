@@ -12,10 +12,10 @@ import urllib.request
 
 import pytest
 
+from assay.crds.contracts.tick import tick_of
+from assay.crds.contracts.upload import RunGrant, upload_token
 from assay.operator.names import run_id_for_request
 from assay.operator.schedule import members_of
-from assay.runner.batch import tick_of
-from assay.runner.upload import RunGrant, upload_token
 from tests.conftest import GatewayProcess
 from tests.support.targets import CountingTarget
 
