@@ -13,8 +13,9 @@
         $ASSAY_RUN_OPTIONS (JSON), a Monitor's region from $ASSAY_REGION ($ASSAY_AGENT); the
         full result (suite-run.json, Loadmill shape; monitor-result.json, Runscope shape) is
         uploaded to $ASSAY_GATEWAY_URL with $ASSAY_UPLOAD_TOKEN when both are set, and a
-        summary goes to the termination message. Exit status: 0 the run finished (passed or
-        not: the summary says which), 2 it could not run
+        summary goes to the termination message (execute.py, the path a tick's members take
+        too). Exit status: 0 the run finished (passed or not: the summary says which), 2 it
+        could not run
     python -m assay.runner batch --spec FILE|DIR
         run this pod's share of a schedule tick: several Monitors at once (batch.py)
     python -m assay.runner run FILE.yaml [--env NAME] [--junit OUT.xml] [--var k=v ...]
@@ -27,6 +28,10 @@
         - a TestSuite: its CI-enabled flows; --var overrides parameters.
         Exit status: 0 passed, 1 failed, 2 the definition is invalid (the message names the
         field, e.g. spec.steps[2].url).
+
+In a pod, the settings come from the container's ASSAY_* variables
+(assay.crds.contracts.runner_settings), read once here; only the folders of secret values and
+parameter pools are read where they are used (manifest.py, and the load engine's processes).
 """
 
 from __future__ import annotations
@@ -78,7 +83,6 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         return 2
     print(load_cli.table(metrics), flush=True)
     summary = metrics.summary()
-    # Stored as `shard-<index>.json`; the client retries for ~2 minutes before giving up.
     uploader = Uploader(settings, settings.run_id, {"project": settings.project, "owner_name": settings.owner_name,
                                                     "owner_uid": settings.owner_uid, "shards": shards})
     upload_error = uploader.upload(settings.owner_kind or "LoadTest", index, SHARD_DOCUMENT.format(index=index),

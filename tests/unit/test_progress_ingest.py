@@ -12,7 +12,7 @@ import time
 import pytest
 
 from assay.api.store import RunRecord
-from assay.crds.contracts.progress import PROGRESS_MAX_BYTES, ShardProgress
+from assay.crds.contracts.progress import PROGRESS_MAX_BYTES
 from assay.crds.contracts.upload import RunGrant, upload_token
 from assay.crds.loadtest import LoadTestStatus
 from assay.runner.progress import combine
