@@ -21,7 +21,8 @@ class GatewaySettings(BaseSettings):
     """HMAC key for access tokens (JWT, HS256). Replicas must share it; without one a random
     key is generated at start-up, which is fine for a single replica and tests."""
     upload_key: SecretStr | None = None
-    """Shared with the operator: upload tokens carry an HMAC under it (assay.runner.upload, assay.runner.batch)."""
+    """Shared with the operator: upload tokens carry an HMAC under it (assay.crds.contracts.upload,
+    assay.crds.contracts.tick)."""
     token_ttl_seconds: int = 3600
     authorization_code_ttl_seconds: int = 60
     upload_max_bytes: int = 256 * 1024 * 1024

@@ -1,14 +1,14 @@
 """Which run an upload token lets its holder write: the grant the ingest router stores under.
 
-A run token (assay.runner.upload.upload_token) carries its grant: namespace, owner kind,
+A run token (assay.crds.contracts.upload.upload_token) carries its grant: namespace, owner kind,
 owner name and uid, run id, under an HMAC the gateway checks in constant time. A tick
-group's token (assay.runner.batch.group_upload_token) carries only its namespace and group;
+group's token (assay.crds.contracts.tick.group_upload_token) carries only its namespace and group;
 its grant is the member run the upload names (X-Assay-Tick, the run id in the path), and
 exists only when
 
 * the group's CronJob has a Job for that tick (`<group>-<tick>`, or the tick's own name for a
   Job created by hand), controlled by the CronJob, and
-* the run id is one of the runs that tick runs (assay.runner.batch.tick_runs, from the
+* the run id is one of the runs that tick runs (assay.crds.contracts.tick.tick_runs, from the
   members ConfigMap the CronJob's pods read).
 
 Either way the run's namespace, kind and owner come from the grant, never from the request:
@@ -28,8 +28,16 @@ from collections.abc import Mapping
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from assay.runner.batch import group_upload_token, members_of, parse_group_token, tick_job_name, tick_runs
-from assay.runner.upload import H_KIND, H_OWNER_NAME, H_OWNER_UID, H_PROJECT, H_TICK, RunGrant, verify_upload_token
+from assay.crds.contracts.tick import group_upload_token, members_of, parse_group_token, tick_job_name, tick_runs
+from assay.crds.contracts.upload import (
+    H_KIND,
+    H_OWNER_NAME,
+    H_OWNER_UID,
+    H_PROJECT,
+    H_TICK,
+    RunGrant,
+    verify_upload_token,
+)
 
 from .errors import ApiError
 

@@ -22,8 +22,8 @@ import httpx
 import kopf
 from pydantic import ValidationError
 
+from assay.crds.contracts.upload import RunGrant, upload_token
 from assay.crds.loadtest import LoadProgress, LoadTestSpec
-from assay.runner.upload import RunGrant, upload_token
 
 from . import kube, runevents
 from .names import GROUP, LABEL_KIND, VERSION, job_name_for, run_id_for

@@ -29,6 +29,7 @@ import kopf
 from pydantic import ValidationError
 
 from assay.crds.common import error_summary
+from assay.crds.contracts.runner_settings import env_name
 from assay.crds.monitor import (SHARED_ENVIRONMENTS_CONFIGMAP, ConditionStep, Environment, MonitorSpec,
                                 SubtestStep, inherit_environment)
 from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
@@ -70,9 +71,9 @@ def locations_for(env: Environment | None) -> list[Location]:
     """One Location per region and remote agent of the environment, as node selectors."""
     if env is None:
         return []
-    wanted = [(region, REGION_LABEL, region, "ASSAY_REGION", _slug(region)) for region in env.regions]
-    wanted += [(f"remote agent {agent.name!r}", AGENT_LABEL, agent.name, "ASSAY_AGENT", f"agent-{_slug(agent.name)}")
-               for agent in env.remote_agents]
+    wanted = [(region, REGION_LABEL, region, env_name("region"), _slug(region)) for region in env.regions]
+    wanted += [(f"remote agent {agent.name!r}", AGENT_LABEL, agent.name, env_name("agent"),
+                f"agent-{_slug(agent.name)}") for agent in env.remote_agents]
     locations, seen = [], set()
     for what, label, value, variable, name in wanted:
         if not _LABEL_VALUE.match(value) or not name or name == "agent-" or len(name) > 63:

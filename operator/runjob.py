@@ -3,7 +3,8 @@ runner Job(s).
 
 They take plain data and return plain dicts, so tests read exactly what the operator sends.
 
-Every runner container gets ASSAY_RUN_ID, ASSAY_SHARDS, ASSAY_PROJECT (the namespace) and
+Every runner container gets its settings (assay.crds.contracts.runner_settings) as ASSAY_*
+variables: ASSAY_RUN_ID, ASSAY_SHARDS, ASSAY_PROJECT (the namespace) and
 ASSAY_OWNER_KIND/NAME/UID; when the operator has a gateway URL and an upload key, also
 ASSAY_GATEWAY_URL and ASSAY_UPLOAD_TOKEN, the latter from the run's `<run-id>-upload` Secret
 (the token names the namespace, owner and run, with an HMAC under the upload key over them:
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
+
+from assay.crds.contracts.runner_settings import runner_env, runner_settings_of, secret_key_ref
 
 from .names import (
     GROUP,
@@ -88,7 +91,7 @@ def build_spec_configmap(owner: dict, run_id: str, extra_files: dict[str, object
 
 def run_grant(owner: dict, run_id: str):
     """What the run's pods may upload: this run of this owner in its namespace."""
-    from assay.runner.upload import RunGrant
+    from assay.crds.contracts.upload import RunGrant
 
     meta = owner["metadata"]
     return RunGrant(meta["namespace"], owner["kind"], meta["name"], meta["uid"], run_id)
@@ -97,7 +100,7 @@ def run_grant(owner: dict, run_id: str):
 def build_upload_secret(owner: dict, run_id: str, settings: OperatorSettings) -> dict:
     """The run's upload token, for the runner's ASSAY_UPLOAD_TOKEN. Deterministic (an HMAC of
     the run's grant), so a re-created Secret holds the same token."""
-    from assay.runner.upload import upload_token
+    from assay.crds.contracts.upload import upload_token
 
     token = upload_token(settings.upload_key.get_secret_value(), run_grant(owner, run_id))
     return {
@@ -114,31 +117,24 @@ def build_upload_secret(owner: dict, run_id: str, settings: OperatorSettings) ->
     }
 
 
-def secret_volume(secret_name: str) -> tuple[dict, dict, dict]:
-    """(volume, mount, env var) that give a runner container the Secret with its run's secret
-    values as files, one per key, in ASSAY_SECRETS_DIR (assay.crds.secrets)."""
+def secret_volume(secret_name: str) -> tuple[dict, dict]:
+    """(volume, mount) that give a runner container the Secret with its run's secret values as
+    files, one per key, in SECRETS_MOUNT (its ASSAY_SECRETS_DIR; assay.crds.secrets)."""
     return ({"name": "secrets", "secret": {"secretName": secret_name}},
-            {"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True},
-            {"name": "ASSAY_SECRETS_DIR", "value": SECRETS_MOUNT})
+            {"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True})
 
 
-def _run_env(owner: dict, run_id: str, shards: int, settings: OperatorSettings) -> list[dict]:
+def _run_env(owner: dict, run_id: str, shards: int, settings: OperatorSettings, env: dict[str, str],
+             pools: bool, secrets: bool) -> list[dict]:
     meta = owner["metadata"]
-    env = [
-        {"name": "ASSAY_RUN_ID", "value": run_id},
-        {"name": "ASSAY_SHARDS", "value": str(shards)},
-        {"name": "ASSAY_PROJECT", "value": meta["namespace"]},
-        {"name": "ASSAY_OWNER_KIND", "value": owner["kind"]},
-        {"name": "ASSAY_OWNER_NAME", "value": meta["name"]},
-        {"name": "ASSAY_OWNER_UID", "value": meta["uid"]},
-    ]
-    if settings.uploads_enabled:
-        env += [
-            {"name": "ASSAY_GATEWAY_URL", "value": settings.gateway_url},
-            {"name": "ASSAY_UPLOAD_TOKEN", "valueFrom": {"secretKeyRef": {
-                "name": upload_secret_name_for(run_id), "key": "token"}}},
-        ]
-    return env
+    runner = runner_settings_of(env).model_copy(update={
+        "run_id": run_id, "shards": shards, "project": meta["namespace"], "owner_kind": owner["kind"],
+        "owner_name": meta["name"], "owner_uid": meta["uid"], "termination_log": TERMINATION_LOG,
+        "gateway_url": settings.gateway_url if settings.uploads_enabled else None,
+        "pools_dir": POOLS_MOUNT if pools else None, "secrets_dir": SECRETS_MOUNT if secrets else None})
+    token = {"upload_token": secret_key_ref(upload_secret_name_for(run_id), "token")} \
+        if settings.uploads_enabled else {}
+    return runner_env(runner, **token)
 
 
 def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSettings,
@@ -170,9 +166,8 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
         "command": ["python", "-m", "assay.runner"],
         "args": [*runner_args, "--spec", f"{SPEC_MOUNT}/{SPEC_FILE}"],
         "env": [
-            *_run_env(owner, run_id, run_shards or shards, settings),
-            *({"name": k, "value": v} for k, v in (env or {}).items()),
-            {"name": "ASSAY_TERMINATION_LOG", "value": TERMINATION_LOG},
+            *_run_env(owner, run_id, run_shards or shards, settings, env or {}, bool(pool_config_maps),
+                      bool(secret_name)),
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
         "terminationMessagePath": TERMINATION_LOG,
@@ -194,12 +189,10 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
                    for name, keys in sorted(keys_by_map.items())]
         volumes.append({"name": "pools", "projected": {"sources": sources}})
         container["volumeMounts"].append({"name": "pools", "mountPath": POOLS_MOUNT, "readOnly": True})
-        container["env"].append({"name": "ASSAY_POOLS_DIR", "value": POOLS_MOUNT})
     if secret_name:
-        volume, mount, variable = secret_volume(secret_name)
+        volume, mount = secret_volume(secret_name)
         volumes.append(volume)
         container["volumeMounts"].append(mount)
-        container["env"].append(variable)
     pod_spec = {
         "restartPolicy": "Never",
         "containers": [container],

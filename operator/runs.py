@@ -22,6 +22,7 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 
 from assay.crds.runrequest import recorded_run_ids  # noqa: F401  (the shared contract, for the kind modules)
+from assay.crds.contracts.runner_settings import env_name
 
 from . import kube, runevents
 from .names import (
@@ -96,7 +97,7 @@ def build_jobs(owner: dict, plan: RunPlan, settings: OperatorSettings, secret_na
     annotations = {REQUEST_ID_ANNOTATION: plan.request_id, REQUESTED_AT_ANNOTATION: plan.requested_at}
     if plan.environment is not None:
         annotations[ENVIRONMENT_ANNOTATION] = plan.environment
-    env = {"ASSAY_RUN_OPTIONS": json.dumps(plan.options, sort_keys=True)}
+    env = {env_name("run_options"): json.dumps(plan.options, sort_keys=True)}
     # Requested runs can come every minute for years: their Jobs go after a while (the status
     # keeps a finished run as recorded, the store keeps its result), so listing a resource's
     # Jobs stays cheap.
@@ -107,7 +108,7 @@ def build_jobs(owner: dict, plan: RunPlan, settings: OperatorSettings, secret_na
     return [
         build_runner_job(owner, plan.run_id, 1, settings, plan.runner_args, location=loc.name,
                          node_selector=loc.node_selector, run_shards=len(plan.locations),
-                         env={**env, **loc.env, "ASSAY_SHARD_INDEX": str(index)},
+                         env={**env, **loc.env, env_name("shard_index"): str(index)},
                          annotations={**annotations, LOCATION_ANNOTATION: loc.name}, ttl_seconds=ttl,
                          secret_name=secret_name)
         for index, loc in enumerate(plan.locations)

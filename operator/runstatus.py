@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from assay.runner.summary import ShardSummary, judge, merge
+from assay.crds.contracts.summary import ShardSummary, judge, merge
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"

@@ -46,17 +46,18 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from assay.crds.common import error_summary
+from assay.crds.contracts.runner_settings import field_ref, runner_env, runner_settings_of, secret_key_ref
+from assay.crds.contracts.tick import MEMBERS_FILE, group_upload_token
 from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP
 from assay.crds.runrequest import InvalidRunRequest
 from assay.crds.schedule import ScheduleSpec, anchored_cron, interval_seconds
-from assay.runner.batch import MEMBERS_FILE, group_upload_token
 
 from . import kube
 from .monitor import (_subtest_targets, find_environment, locations_for, resolve_subtests,
                       with_parent_environments)
 from .names import GROUP, LABEL_APP, LABEL_COMPONENT, LABEL_LOCATION, LABEL_MANAGED_BY, LABEL_TICK_GROUP, \
     MANAGED_BY, VERSION
-from .runjob import TERMINATION_LOG, manifest_of, secret_volume
+from .runjob import SECRETS_MOUNT, TERMINATION_LOG, manifest_of, secret_volume
 from .runs import Location
 from .runsecrets import SECRET_NOT_FOUND, MissingSecret, SecretReader, build_values_secret, move_secrets, \
     namespace_reader, resolve_values
@@ -301,19 +302,14 @@ def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings,
     completions = pods_per_tick(len(group.members), settings.tick_chunk)
     location = group.location
     labels = tick_labels(group.name, location.name if location else None)
-    env = [
-        {"name": "ASSAY_PROJECT", "value": namespace},
-        {"name": "ASSAY_TICK_CONCURRENCY", "value": str(settings.tick_concurrency)},
-        {"name": "ASSAY_TERMINATION_LOG", "value": TERMINATION_LOG},
-        {"name": "ASSAY_JOB_NAME", "valueFrom": {"fieldRef": {
-            "fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        *({"name": k, "value": v} for k, v in sorted((location.env if location else {}).items())),
-    ]
+    runner = runner_settings_of(location.env if location else {}).model_copy(update={
+        "project": namespace, "tick_concurrency": settings.tick_concurrency, "termination_log": TERMINATION_LOG,
+        "gateway_url": settings.gateway_url if settings.uploads_enabled else None,
+        "secrets_dir": SECRETS_MOUNT if with_secrets else None})
+    refs = {"job_name": field_ref("metadata.labels['batch.kubernetes.io/job-name']")}
     if settings.uploads_enabled:
-        env += [{"name": "ASSAY_GATEWAY_URL", "value": settings.gateway_url},
-                {"name": "ASSAY_UPLOAD_TOKEN", "valueFrom": {"secretKeyRef": {
-                    "name": upload_secret_name(group.name), "key": "token"}}}]
+        refs["upload_token"] = secret_key_ref(upload_secret_name(group.name), "token")
+    env = [*runner_env(runner, **refs), {"name": "POD_NAME", "valueFrom": field_ref("metadata.name")}]
     container = {
         "name": "runner",
         "image": settings.runner_image,
@@ -330,10 +326,9 @@ def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings,
     }
     volumes = [{"name": "members", "configMap": {"name": group.name}}]
     if with_secrets:
-        volume, mount, variable = secret_volume(values_secret_name(group.name))
+        volume, mount = secret_volume(values_secret_name(group.name))
         volumes.append(volume)
         container["volumeMounts"].append(mount)
-        container["env"].append(variable)
     pod_spec = {
         "restartPolicy": "Never",
         "containers": [container],
@@ -400,7 +395,7 @@ def build_members_configmap(namespace: str, group: Group, chunk: int, cronjob: d
 
 
 def build_group_secret(namespace: str, group: str, settings: OperatorSettings, cronjob: dict) -> dict:
-    """The group's upload token (assay.runner.batch.group_upload_token): deterministic, so a
+    """The group's upload token (assay.crds.contracts.tick.group_upload_token): deterministic, so a
     re-created Secret holds the same token."""
     token = group_upload_token(settings.upload_key.get_secret_value(), namespace, group)
     return {

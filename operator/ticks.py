@@ -3,7 +3,7 @@ member's run is recorded in its owner's `status.lastRun` and `history` (newest f
 settings.run_history_limit), with its `Complete` condition, exactly once. A Monitor run's
 entry is a MonitorRun with `schedule` set; a TestSuite run's a SuiteRun (PASSED/FAILED).
 
-Each tick pod's termination message lists its members' outcomes (assay.runner.batch.Outcome:
+Each tick pod's termination message lists its members' outcomes (assay.crds.contracts.tick.Outcome:
 owner and Schedule uid prefixes, pass/fail, mean response time, start, duration); the run
 id is recomputed from the Monitor, the Schedule and the tick (the Job name's suffix), as the
 runner computed it for its upload. Recording is idempotent: a run already in the history
@@ -33,9 +33,9 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from assay.crds.contracts.tick import UID_PREFIX, Outcome, decode_outcomes, tick_of
 from assay.crds.monitor import MonitorSpec
 from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest
-from assay.runner.batch import UID_PREFIX, Outcome, decode_outcomes, tick_of
 
 from . import kube, runevents
 from .monitor import find_environment, start_requested_run

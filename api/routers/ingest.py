@@ -4,12 +4,12 @@
     PUT /internal/v1/runs/{run_id}/progress/{shard}    a running load shard's latest progress
     GET /internal/v1/runs/{run_id}                     what is stored for the run
 
-All take `Authorization: Bearer <upload token>`: the run's token (assay.runner.upload.upload_token,
+All take `Authorization: Bearer <upload token>`: the run's token (assay.crds.contracts.upload.upload_token,
 naming its namespace, owner and run under an HMAC of the upload key), or a schedule tick's
-group token (assay.runner.batch.group_upload_token) for the runs of the group's ticks only.
+group token (assay.crds.contracts.tick.group_upload_token) for the runs of the group's ticks only.
 api/upload_grants.py turns the token into the run's grant; the run is stored under the
 grant's namespace, kind and owner, and headers or a stored run that contradict it are refused
-(403). The PUT's headers are listed in assay.runner.upload; the body is the document.
+(403). The PUT's headers are listed in assay.crds.contracts.upload; the body is the document.
 A body is stored only when it is complete and matches its declared SHA-256: a gateway or
 connection dying mid-upload leaves nothing behind, and the runner's retry stores it once. Answers: 201 stored, 200 the
 same bytes were stored before, 409 a different document is stored under that name (its
@@ -18,7 +18,7 @@ upload quota, api/store/quota.py; nothing is stored), 400/401/403/413 as usual. 
 be ASSAY_UPLOAD_MAX_BYTES large and take ASSAY_UPLOAD_TIMEOUT_SECONDS to arrive (bodies.py
 enforces both). Errors have the default shape `{"error", "message"}`.
 
-The progress PUT's body is a small JSON object (assay.runner.progress.ShardProgress) that
+The progress PUT's body is a small JSON object (assay.crds.contracts.progress.ShardProgress) that
 replaces the shard's previous one: 204 stored, 409 `run_finished` (the run's final figures
 exist; live ones are dropped when it finishes and not taken after), 400/401/413. The GET
 shows them as `progress`: `{"shards": [each shard's latest report], "merged": all shards
@@ -36,8 +36,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from assay.runner.progress import PROGRESS_MAX_BYTES, ShardProgress
-from assay.runner.upload import (
+from assay.crds.contracts.progress import PROGRESS_MAX_BYTES, ShardProgress
+from assay.crds.contracts.upload import (
     H_IDEMPOTENCY_KEY,
     H_LABELS,
     H_SHA256,

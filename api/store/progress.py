@@ -1,6 +1,6 @@
 """A running load test's live figures: what each shard last reported, and all shards merged.
 
-Each shard of a running LoadTest reports every ~2 s (assay.runner.progress.ShardProgress):
+Each shard of a running LoadTest reports every ~2 s (assay.crds.contracts.progress.ShardProgress):
 its totals so far and its last few seconds (`windowS`, up to 5): request and error counts,
 throughput and a latency histogram of the window. `merge_progress` combines the latest
 reports:
@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from assay.runner.progress import WINDOW_HISTOGRAM_DIGITS, ShardProgress
+from assay.crds.contracts.progress import WINDOW_HISTOGRAM_DIGITS, ShardProgress
 
 from .store import ProgressRecord
 
@@ -36,7 +36,7 @@ def shard_view(record: ProgressRecord) -> dict:
 
 def merge_progress(records: Iterable[ProgressRecord], now: float | None = None) -> dict | None:
     """All shards' latest reports as one (see the module's docstring); None without any."""
-    from assay.runner.load.histogram import Histogram, layout  # the load engine's package: on demand
+    from assay.crds.contracts.histogram import Histogram, layout  # the load engine's package: on demand
 
     records = list(records)
     if not records:

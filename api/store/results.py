@@ -246,7 +246,7 @@ class ResultIngest:
         crash gives the same archives (the creation time is the run's last finish)."""
         from assay.runner.load.metrics import ShardMetrics
         from assay.runner.report import load_shards
-        from assay.runner.report._metrics import iso_utc
+        from assay.runner.report.metrics import iso_utc
 
         paths = []
         for index, doc in sorted(shards.items()):

@@ -278,7 +278,7 @@ class ProgressRecord:
     run_id: str
     shard: int
     doc: dict
-    """The shard's report as it sent it (assay.runner.progress.ShardProgress, camelCase keys)."""
+    """The shard's report as it sent it (assay.crds.contracts.progress.ShardProgress, camelCase keys)."""
     updated_at: float
     """When the gateway received it (epoch seconds)."""
 

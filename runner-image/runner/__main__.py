@@ -13,8 +13,9 @@
         $ASSAY_RUN_OPTIONS (JSON), a Monitor's region from $ASSAY_REGION ($ASSAY_AGENT); the
         full result (suite-run.json, Loadmill shape; monitor-result.json, Runscope shape) is
         uploaded to $ASSAY_GATEWAY_URL with $ASSAY_UPLOAD_TOKEN when both are set, and a
-        summary goes to the termination message. Exit status: 0 the run finished (passed or
-        not: the summary says which), 2 it could not run
+        summary goes to the termination message (execute.py, the path a tick's members take
+        too). Exit status: 0 the run finished (passed or not: the summary says which), 2 it
+        could not run
     python -m assay.runner batch --spec FILE|DIR
         run this pod's share of a schedule tick: several Monitors at once (batch.py)
     python -m assay.runner run FILE.yaml [--env NAME] [--junit OUT.xml] [--var k=v ...]
@@ -27,6 +28,10 @@
         - a TestSuite: its CI-enabled flows; --var overrides parameters.
         Exit status: 0 passed, 1 failed, 2 the definition is invalid (the message names the
         field, e.g. spec.steps[2].url).
+
+In a pod, the settings come from the container's ASSAY_* variables
+(assay.crds.contracts.runner_settings), read once here; only the folders of secret values and
+parameter pools are read where they are used (manifest.py, and the load engine's processes).
 """
 
 from __future__ import annotations
@@ -35,79 +40,59 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
 import yaml
 
+from assay.crds.contracts.runner_settings import RunnerSettings
+from assay.crds.contracts.summary import ShardSummary
+from assay.crds.contracts.upload import SHARD_DOCUMENT
+
+from .execute import (CannotRun, DefinitionError, Uploader, execute, log, summary_message,
+                      write_termination_message)
 from .manifest import ManifestError, load_manifest, loadtest_spec, with_run_secrets
-from .summary import ShardSummary
-
-
-def write_termination_message(text: str) -> None:
-    path = os.environ.get("ASSAY_TERMINATION_LOG")
-    if path:
-        Path(path).write_text(text)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
+    settings: RunnerSettings = args.settings
     try:
         spec = loadtest_spec(load_manifest(args.spec), args.spec)
     except ManifestError as exc:
-        write_termination_message(ShardSummary(error=str(exc)).to_message())
+        write_termination_message(settings, ShardSummary(error=str(exc)).to_message())
         print(f"assay-runner: {exc}", file=sys.stderr)
         return 2
     from .load import cli as load_cli
-    from .progress import pusher_from_env
+    from .progress import pusher_for
 
-    index = args.shard_index if args.shard_index is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
-    shards = args.shards or int(os.environ.get("ASSAY_SHARDS", spec.shards))
-    run_id = os.environ.get("ASSAY_RUN_ID", "")
+    index = args.shard_index if args.shard_index is not None else settings.job_completion_index or 0
+    shards = args.shards or settings.shards or spec.shards
+    run_id = settings.run_id or ""
     print(f"assay-runner: shard {index + 1}/{shards}, run {run_id or '-'}", flush=True)
     # With a gateway, live progress goes there too, for the operator to show in the status.
-    pusher = pusher_from_env(os.environ, index, log=lambda message: print(f"assay-runner: {message}",
-                                                                          file=sys.stderr, flush=True))
+    pusher = pusher_for(settings, index, log=log)
     try:
         with pusher or contextlib.nullcontext():
             metrics = load_cli.run_pod_shard(spec, index, shards, run_id=run_id, processes=args.processes,
-                                             out=args.out, verify_tls=not args.insecure,
+                                             out=args.out, results_dir=settings.results_dir,
+                                             verify_tls=not args.insecure,
                                              on_progress=pusher.update if pusher else None)
     except load_cli.LoadSpecError as exc:
-        write_termination_message(ShardSummary(shard=index, error=str(exc)).to_message())
+        write_termination_message(settings, ShardSummary(shard=index, error=str(exc)).to_message())
         print(f"assay-runner: {exc}", file=sys.stderr)
         return 2
     print(load_cli.table(metrics), flush=True)
-    summary = ShardSummary.from_metrics(metrics)
-    upload_error = _upload_shard_metrics(metrics, index, shards)
+    summary = metrics.summary()
+    uploader = Uploader(settings, settings.run_id, {"project": settings.project, "owner_name": settings.owner_name,
+                                                    "owner_uid": settings.owner_uid, "shards": shards})
+    upload_error = uploader.upload(settings.owner_kind or "LoadTest", index, SHARD_DOCUMENT.format(index=index),
+                                   metrics.to_json().encode())
     if upload_error:
         # A lost result must not look like success: the shard fails, and says why.
         summary.error = f"result upload failed: {upload_error}"[:500]
         print(f"assay-runner: {summary.error}", file=sys.stderr, flush=True)
-    write_termination_message(summary.to_message())
+    write_termination_message(settings, summary.to_message())
     return 3 if upload_error else 0
-
-
-def _upload_shard_metrics(metrics, index: int, shards: int) -> str | None:
-    """Upload the shard's metrics JSON as `shard-<index>.json` when the operator wired a gateway
-    (ASSAY_GATEWAY_URL, ASSAY_UPLOAD_TOKEN, ASSAY_RUN_ID); the error when it could not be
-    stored after the client's retries (~2 minutes), else None."""
-    url, token, run_id = (os.environ.get(f"ASSAY_{name}") for name in ("GATEWAY_URL", "UPLOAD_TOKEN", "RUN_ID"))
-    if not (url and token and run_id):
-        return None
-    from .upload import SHARD_DOCUMENT, UploadClient, UploadError
-
-    name = SHARD_DOCUMENT.format(index=index)
-    meta = {"project": os.environ.get("ASSAY_PROJECT"), "owner_name": os.environ.get("ASSAY_OWNER_NAME"),
-            "owner_uid": os.environ.get("ASSAY_OWNER_UID"), "shards": shards}
-    client = UploadClient(url, run_id, token,
-                          log=lambda message: print(f"assay-runner: {message}", file=sys.stderr, flush=True))
-    try:
-        client.upload(os.environ.get("ASSAY_OWNER_KIND") or "LoadTest", index, name, metrics.to_json().encode(), meta)
-    except UploadError as exc:
-        return str(exc)
-    print(f"assay-runner: uploaded {name} to {url}", flush=True)
-    return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -271,77 +256,28 @@ def run_suite_manifest(document: dict, path: str, *, parameters: dict[str, str],
 
 
 # --- TestSuite and Monitor runs in a Job pod ---------------------------------------------------
-#
-# The termination message is a small JSON summary the operator turns into the resource's
-# status (operator/runhistory.py reads exactly these keys); the full result is uploaded.
-
-MESSAGE_TEXT_CHARS = 500
 
 
-def _run_options() -> dict:
-    text = os.environ.get("ASSAY_RUN_OPTIONS") or "{}"
-    try:
-        options = json.loads(text)
-    except ValueError as exc:
-        raise ManifestError(f"ASSAY_RUN_OPTIONS is not JSON: {exc}") from exc
-    if not isinstance(options, dict):
-        raise ManifestError("ASSAY_RUN_OPTIONS must be a JSON object")
-    return options
-
-
-def _text_params(values) -> dict[str, str]:
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (values or {}).items()}
-
-
-def _summary_message(summary: dict) -> str:
-    """The summary as JSON within the termination message's 4096 bytes."""
-    summary = {k: v for k, v in summary.items() if v is not None}
-    for key in ("error", "upload_error"):
-        if isinstance(summary.get(key), str) and len(summary[key]) > MESSAGE_TEXT_CHARS:
-            summary[key] = summary[key][:MESSAGE_TEXT_CHARS - 1] + "…"
-    return json.dumps(summary, separators=(",", ":"), ensure_ascii=False)
-
-
-def _finish(summary: dict, status: int) -> int:
-    write_termination_message(_summary_message(summary))
+def _finish(settings: RunnerSettings, summary: dict, status: int) -> int:
+    write_termination_message(settings, summary_message(summary))
     if summary.get("error"):
         print(f"assay-runner: {summary['error']}", file=sys.stderr, flush=True)
     return status
 
 
-def _upload_result(kind: str, shard: int, name: str, document: dict) -> str | None:
-    """Upload the run's result document when the operator wired a gateway; the error if the
-    upload failed (the run's summary still reaches the status)."""
-    url, token = os.environ.get("ASSAY_GATEWAY_URL"), os.environ.get("ASSAY_UPLOAD_TOKEN")
-    if not (url and token):
-        return None
-    from .upload import UploadClient, UploadError
-
-    meta = {"project": os.environ.get("ASSAY_PROJECT"), "owner_name": os.environ.get("ASSAY_OWNER_NAME"),
-            "owner_uid": os.environ.get("ASSAY_OWNER_UID"), "shards": os.environ.get("ASSAY_SHARDS", "1")}
-    client = UploadClient(url, os.environ.get("ASSAY_RUN_ID", ""), token,
-                          log=lambda message: print(f"assay-runner: {message}", file=sys.stderr, flush=True))
-    try:
-        client.upload(kind, shard, name, json.dumps(document, sort_keys=True).encode(), meta)
-    except UploadError as exc:
-        return str(exc)
-    print(f"assay-runner: uploaded {name}", flush=True)
-    return None
+def _requested_uploader(settings: RunnerSettings) -> Uploader:
+    return Uploader(settings, settings.run_id, {"project": settings.project, "owner_name": settings.owner_name,
+                                                "owner_uid": settings.owner_uid, "shards": settings.shards or 1})
 
 
 def cmd_testsuite(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from assay.crds import TestSuite
-
-    from .apitest.suite import run_suite
-
+    settings: RunnerSettings = args.settings
     try:
-        suite = TestSuite.model_validate(load_documents(args.spec)[0])
-        options = _run_options()
-    except (ManifestError, ValidationError) as exc:
-        return _finish({"status": "FAILED", "error": f"{args.spec}: {exc}"}, 2)
-    run_id = os.environ.get("ASSAY_RUN_ID") or None
+        manifest = load_documents(args.spec)[0]
+        options = settings.run_options_object()
+    except ValueError as exc:
+        return _finish(settings, {"status": "FAILED", "error": f"{args.spec}: {exc}"}, 2)
+    run_id = settings.run_id
 
     def progress(message: dict) -> None:
         if message.get("event") == "flow_finished":
@@ -349,92 +285,49 @@ def cmd_testsuite(args: argparse.Namespace) -> int:
                   f" [{message.get('progress')}]" + (f": {message['failure']}" if message.get("failure") else ""),
                   flush=True)
 
-    print(f"assay-runner: TestSuite {suite.metadata.name}, run {run_id or '-'}", flush=True)
+    print(f"assay-runner: TestSuite {(manifest.get('metadata') or {}).get('name')}, run {run_id or '-'}", flush=True)
     try:
-        result = asyncio.run(run_suite(
-            suite, force_all_flows=bool(options.get("forceAllFlows")),
-            override_parameters=_text_params(options.get("overrideParameters")),
-            additional_description=str(options.get("additionalDescription") or ""),
-            run_id=run_id, on_progress=progress))
-    except ValueError as exc:  # SuiteInputError: nothing selected, an unusable parameter pool
-        return _finish({"status": "FAILED", "error": str(exc)}, 2)
-    finished = result.finished_flow_runs
-    summary = {
-        "status": result.status,
-        "progress": result.progress,
-        "success_rate": round(result.success_rate, 2),
-        "flow_runs": len(result.flow_runs),
-        "passed": sum(1 for f in finished if f.passed),
-        "failed": sum(1 for f in finished if not f.passed),
-        "started_at": result.start_time / 1000 if result.start_time is not None else None,
-        "finished_at": result.end_time / 1000 if result.end_time is not None else None,
-        "upload_error": _upload_result("TestSuite", 0, "suite-run.json", result.to_loadmill()),
-    }
-    print(f"assay-runner: {result.status}, {summary['passed']}/{summary['flow_runs']} flow runs passed", flush=True)
-    return _finish(summary, 0)
-
-
-def mean_response_time_ms(result) -> int | None:
-    """The mean response time of the run's sent requests, for the Monitor's status and metrics."""
-    times = [step.response_time_ms for step in result.requests
-             if step.step_type == "request" and step.detail is not None and step.response_time_ms is not None]
-    return round(sum(times) / len(times)) if times else None
+        run = asyncio.run(execute("TestSuite", manifest, run_id=run_id, settings=settings,
+                                  uploader=_requested_uploader(settings), options=options, on_progress=progress))
+    except DefinitionError as exc:
+        return _finish(settings, {"status": "FAILED", "error": f"{args.spec}: {exc}"}, 2)
+    except CannotRun as exc:
+        return _finish(settings, {"status": "FAILED", "error": str(exc)}, 2)
+    summary = {**run.summary, "upload_error": run.upload_error}
+    print(f"assay-runner: {summary['status']}, {summary['passed']}/{summary['flow_runs']} flow runs passed",
+          flush=True)
+    return _finish(settings, summary, 0)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from .apitest.monitor import UnknownEnvironment, run_monitor
-    from .apitest.validate import parse_monitor
-
-    region, agent = os.environ.get("ASSAY_REGION") or None, os.environ.get("ASSAY_AGENT") or None
+    settings: RunnerSettings = args.settings
+    region, agent = settings.region, settings.agent
     base = {"region": region, "agent": agent}
     try:
-        monitor = parse_monitor(load_documents(args.spec)[0])
+        manifest = load_documents(args.spec)[0]
         subtests = []
         if args.subtests and Path(args.subtests).exists():
-            subtests = [parse_monitor(with_run_secrets(d, args.subtests))
-                        for d in json.loads(Path(args.subtests).read_text())]
-        options = _run_options()
-    except (ManifestError, ValueError) as exc:
-        return _finish({**base, "result": "fail", "error": f"{args.spec}: {exc}"}, 2)
-    by_key = {key: m for m in [monitor, *subtests] for key in (m.metadata.name, m.metadata.uid) if key}
-
-    def resolve(target: str):
-        if target not in by_key:
-            raise LookupError(f"no Monitor {target!r} in this namespace")
-        return by_key[target]
-
-    run_id = os.environ.get("ASSAY_RUN_ID") or None
-    shard = int(os.environ.get("ASSAY_SHARD_INDEX") or os.environ.get("JOB_COMPLETION_INDEX") or 0)
-    shards = int(os.environ.get("ASSAY_SHARDS") or 1)
+            subtests = [with_run_secrets(d, args.subtests) for d in json.loads(Path(args.subtests).read_text())]
+        options = settings.run_options_object()
+    except ValueError as exc:
+        return _finish(settings, {**base, "result": "fail", "error": f"{args.spec}: {exc}"}, 2)
+    run_id = settings.run_id
+    index = settings.shard_index if settings.shard_index is not None else settings.job_completion_index or 0
     where = f" in {region or agent}" if region or agent else ""
-    print(f"assay-runner: Monitor {monitor.metadata.name}{where}, run {run_id or '-'}", flush=True)
+    name = (manifest.get("metadata") or {}).get("name")
+    print(f"assay-runner: Monitor {name}{where}, run {run_id or '-'}", flush=True)
     try:
-        result = asyncio.run(run_monitor(monitor, environment=options.get("environment"),
-                                         params=_text_params(options.get("params")), resolve_monitor=resolve,
-                                         run_id=run_id))
-    except UnknownEnvironment as exc:
-        return _finish({**base, "result": "fail", "error": str(exc)}, 2)
-    result.region, result.agent = region, agent
-    name = "monitor-result.json" if shards == 1 else f"monitor-result-{shard}.json"
-    summary = {
-        **base,
-        "result": result.result,
-        "environment": result.environment_name,
-        "requests_executed": result.requests_executed,
-        "response_time_ms": mean_response_time_ms(result),
-        "assertions_passed": result.assertions_passed,
-        "assertions_failed": result.assertions_failed,
-        "started_at": result.started_at,
-        "finished_at": result.finished_at,
-        "error": result.error,
-        # The step details go first: the result document is what finishes the run at the gateway.
-        "upload_error": "; ".join(filter(None, [
-            _upload_result("Monitor", shard, name.replace("monitor-result", "monitor-steps"), result.step_details()),
-            _upload_result("Monitor", shard, name, result.to_runscope())])) or None,
-    }
+        run = asyncio.run(execute("Monitor", manifest, run_id=run_id, settings=settings,
+                                  uploader=_requested_uploader(settings), options=options, subtests=subtests,
+                                  index=index, locations=settings.shards or 1))
+    except DefinitionError as exc:
+        return _finish(settings, {**base, "result": "fail", "error": f"{args.spec}: {exc}"}, 2)
+    except CannotRun as exc:
+        return _finish(settings, {**base, "result": "fail", "error": str(exc)}, 2)
+    result = run.result
     print(f"assay-runner: {result.result}, {result.assertions_passed}/{result.assertions_defined} assertions "
           "passed", flush=True)
-    return _finish(summary, 0)
+    return _finish(settings, {**run.summary, "upload_error": run.upload_error}, 0)
 
 
 def _add_pod_run_commands(sub) -> None:
@@ -484,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_batch_command(sub)
     args = parser.parse_args(argv)
+    args.settings = RunnerSettings.from_env()
     return args.func(args)
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from assay.crds.contracts.runner_settings import env_name
 from assay.crds.loadtest import LoadTestSpec
 from assay.crds.secrets import SecretUnavailable, with_secret_values
 
-SECRETS_DIR_ENV = "ASSAY_SECRETS_DIR"
+SECRETS_DIR_ENV = env_name("secrets_dir")
 """A folder with one file per secret key: the run's Secret, mounted by the operator."""
 
 

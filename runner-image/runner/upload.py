@@ -1,133 +1,42 @@
-"""Uploading a run's results to the gateway, and the per-run upload token.
+"""Uploading a run's results to the gateway.
 
-The operator gives each run's pods `upload_token(upload_key, grant)` through a Secret: the
-run's namespace, owner kind, owner name and uid and run id (`RunGrant`), readable, with an
-HMAC over all of them. The gateway recomputes the HMAC from the same key, compares in
-constant time, and takes the run's namespace, kind and owner from the token, not from the
-headers: a token lets a pod write the results of its own run of its own owner only, and
-nobody has to store tokens.
-
-    run.v2:<namespace>/<kind>/<owner name>/<owner uid>/<run id>:<hex HMAC-SHA256 of the part before>
-
-`UploadClient.upload()` PUTs one document (a shard's metrics JSON, a suite's result) to
-`/internal/v1/runs/<run id>/documents/<name>` with its SHA-256, so the gateway can tell a
-whole body from a truncated one, and retries until it is acknowledged or ~2 minutes pass.
-Uploads are idempotent per (run, name, content): a retry after a lost answer, or after the
-gateway died half-way, stores the document once. The `Idempotency-Key` header carries
-exactly that identity (`idempotency_key()`); the gateway checks it.
-
-Wire format (headers of the PUT; the body is the document's bytes):
-
-    Authorization: Bearer <upload token>
-    Idempotency-Key: <idempotency_key(run_id, name, sha256)>
-    X-Assay-Content-SHA256: <hex SHA-256 of the body>
-    X-Assay-Kind: LoadTest | TestSuite | Monitor      (the run's owner kind)
-    X-Assay-Project, X-Assay-Owner-Name, X-Assay-Owner-Uid, X-Assay-Shards, X-Assay-Shard
-    X-Assay-Labels: a JSON object (optional)
-    X-Assay-Tick: the schedule tick of a tick group's run (assay.runner.batch)
-
-Kind, project and owner repeat what the token says (the gateway refuses an upload whose
-headers contradict its token); older runners send them, and the group token of a schedule
-tick, which names no run, needs them to say which member's run it uploads.
+`UploadClient.upload()` PUTs one document (a shard's metrics JSON, a suite's result) as the
+upload contract describes it (assay.crds.contracts.upload: token, path, headers), and retries
+until it is acknowledged or ~2 minutes pass.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
+from assay.crds.contracts.upload import (
+    H_IDEMPOTENCY_KEY,
+    H_KIND,
+    H_LABELS,
+    H_OWNER_NAME,
+    H_OWNER_UID,
+    H_PROJECT,
+    H_SHA256,
+    H_SHARD,
+    H_SHARDS,
+    H_TICK,
+    document_path,
+    idempotency_key,
+)
+
 RETRY_FOR_SECONDS = 120.0
 REQUEST_TIMEOUT_SECONDS = 60.0
-SHARD_DOCUMENT = "shard-{index}.json"
-"""A LoadTest shard's metrics; the gateway builds the run's archives once all have arrived."""
-
-# Headers, shared with the gateway's ingest router.
-H_SHA256 = "X-Assay-Content-SHA256"
-H_KIND = "X-Assay-Kind"
-H_PROJECT = "X-Assay-Project"
-H_OWNER_NAME = "X-Assay-Owner-Name"
-H_OWNER_UID = "X-Assay-Owner-Uid"
-H_SHARD = "X-Assay-Shard"
-H_SHARDS = "X-Assay-Shards"
-H_LABELS = "X-Assay-Labels"
-H_TICK = "X-Assay-Tick"
-H_IDEMPOTENCY_KEY = "Idempotency-Key"
 
 # Answers that will not change by asking again.
 _RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _RETRYABLE_CODES = {"checksum_mismatch", "incomplete_body"}
-
-
-RUN_TOKEN_PREFIX = "run.v2:"
-"""The version of the run token's format; a token of another version is not a run token."""
-_TOKEN_FIELD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-@dataclass(frozen=True)
-class RunGrant:
-    """What an upload token lets its holder write: one run of one owner in one namespace."""
-
-    namespace: str
-    kind: str
-    """"LoadTest" | "TestSuite" | "Monitor"."""
-    owner_name: str
-    owner_uid: str
-    run_id: str
-
-    def subject(self) -> str:
-        fields = (self.namespace, self.kind, self.owner_name, self.owner_uid, self.run_id)
-        for value in fields:
-            # The fields are joined with "/" and the MAC follows the last ":": neither may occur in one.
-            if not _TOKEN_FIELD.match(value):
-                raise ValueError(f"{value!r} cannot be part of an upload token")
-        return RUN_TOKEN_PREFIX + "/".join(fields)
-
-
-def _mac(key: str | bytes, subject: str) -> str:
-    if isinstance(key, str):
-        key = key.encode()
-    if not key:
-        raise ValueError("the upload key is empty")
-    return hmac.new(key, subject.encode(), hashlib.sha256).hexdigest()
-
-
-def upload_token(key: str | bytes, grant: RunGrant) -> str:
-    """The run's upload token: the grant, readable, and the HMAC-SHA256 of it under the upload key."""
-    subject = grant.subject()
-    return f"{subject}:{_mac(key, subject)}"
-
-
-def verify_upload_token(key: str | bytes, token: str) -> RunGrant | None:
-    """The grant of a genuine run token; None for anything else (another format or version,
-    a changed field, another key)."""
-    subject, _, mac = token.rpartition(":")
-    if not subject.startswith(RUN_TOKEN_PREFIX):
-        return None
-    fields = subject[len(RUN_TOKEN_PREFIX):].split("/")
-    if len(fields) != 5 or not all(_TOKEN_FIELD.match(f) for f in fields):
-        return None
-    if not hmac.compare_digest(_mac(key, subject).encode(), mac.encode()):
-        return None
-    return RunGrant(*fields)
-
-
-def idempotency_key(run_id: str, name: str, sha256: str) -> str:
-    """What makes two uploads the same upload: the run, the document's name and its content."""
-    return hashlib.sha256(f"{run_id}\n{name}\n{sha256}".encode()).hexdigest()
-
-
-def document_path(run_id: str, name: str) -> str:
-    return f"/internal/v1/runs/{quote(run_id, safe='')}/documents/{quote(name, safe='')}"
 
 
 class UploadError(RuntimeError):
@@ -213,5 +122,4 @@ class UploadClient:
         raise UploadError(f"the gateway refused {url}: {described}")
 
 
-__all__ = ["SHARD_DOCUMENT", "RunGrant", "UploadClient", "UploadError", "document_path", "idempotency_key",
-           "upload_token", "verify_upload_token"]
+__all__ = ["UploadClient", "UploadError"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assay.runner.upload import RunGrant, document_path, idempotency_key, upload_token
+from assay.crds.contracts.upload import RunGrant, document_path, idempotency_key, upload_token
 from tests.conftest import GatewayProcess, OperatorProcess
 from tests.support.credentials import bearer, create_credential, make_namespace, request_token
 

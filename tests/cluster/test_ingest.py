@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from assay.api.store import Store, archive_counter
-from assay.runner.upload import RunGrant, UploadClient, document_path, idempotency_key, upload_token
+from assay.crds.contracts.upload import RunGrant, document_path, idempotency_key, upload_token
+from assay.runner.upload import UploadClient
 from tests.unit.test_report_factory import make_run
 
 pytestmark = pytest.mark.cluster

@@ -13,11 +13,8 @@ import json
 import httpx
 import pytest
 
-from assay.operator.runjob import build_upload_secret
-from assay.operator.schedule import Group, build_members_configmap
-from assay.operator.settings import OperatorSettings
-from assay.runner.batch import group_upload_token, member_run_id, tick_job_name
-from assay.runner.upload import (
+from assay.crds.contracts.tick import group_upload_token, member_run_id, tick_job_name
+from assay.crds.contracts.upload import (
     H_IDEMPOTENCY_KEY,
     H_KIND,
     H_OWNER_NAME,
@@ -28,6 +25,9 @@ from assay.runner.upload import (
     document_path,
     idempotency_key,
 )
+from assay.operator.runjob import build_upload_secret
+from assay.operator.schedule import Group, build_members_configmap
+from assay.operator.settings import OperatorSettings
 from tests.conftest import GatewayProcess
 
 pytestmark = pytest.mark.cluster

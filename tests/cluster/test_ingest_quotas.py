@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from assay.api.store import Store
-from assay.runner.upload import H_IDEMPOTENCY_KEY, H_SHA256, RunGrant, document_path, idempotency_key, upload_token
+from assay.crds.contracts.upload import (
+    H_IDEMPOTENCY_KEY,
+    H_SHA256,
+    RunGrant,
+    document_path,
+    idempotency_key,
+    upload_token,
+)
 from tests.conftest import GatewayProcess
 
 pytestmark = pytest.mark.cluster

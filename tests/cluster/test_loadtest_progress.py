@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from assay.runner.upload import RunGrant, upload_token
+from assay.crds.contracts.upload import RunGrant, upload_token
 from tests.cluster.test_loadtest_run import get, loadtest_manifest
 from tests.conftest import GatewayProcess
 from tests.support.targets import CountingTarget

@@ -12,9 +12,10 @@ import urllib.request
 
 import pytest
 
+from assay.crds.contracts.tick import tick_of
+from assay.crds.contracts.upload import RunGrant, upload_token
 from assay.operator.names import run_id_for_request
-from assay.runner.batch import members_of, tick_of
-from assay.runner.upload import RunGrant, upload_token
+from assay.crds.contracts.tick import members_of
 from tests.conftest import GatewayProcess
 from tests.support.targets import CountingTarget
 

@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
+from assay.crds.contracts.upload import RunGrant, upload_token
 from assay.operator.names import run_id_for_request
-from assay.runner.upload import RunGrant, upload_token
 from tests.conftest import GatewayProcess
 from tests.support.targets import CountingTarget
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from assay.crds.contracts.summary import TERMINATION_MESSAGE_LIMIT, ShardSummary
 from assay.runner.load.metrics import ShardMetrics
-from assay.runner.summary import TERMINATION_MESSAGE_LIMIT, ShardSummary
 from tests.unit.test_load_servers import LoadTarget
 
 REPO = Path(__file__).resolve().parents[2]

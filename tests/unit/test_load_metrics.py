@@ -8,7 +8,7 @@ import random
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from assay.runner.load.histogram import HIGHEST_US, Histogram, layout
+from assay.crds.contracts.histogram import HIGHEST_US, Histogram, layout
 from assay.runner.load.metrics import Recorder, ShardMetrics, Stats, merge
 
 PERCENTILES = [0.0, 1.0, 25.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0]

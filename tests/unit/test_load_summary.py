@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 import random
 
-from assay.runner.load.histogram import HIGHEST_US, Histogram
+from assay.crds.contracts.histogram import HIGHEST_US, Histogram
+from assay.crds.contracts.summary import TERMINATION_MESSAGE_LIMIT, ShardSummary, judge, merge
 from assay.runner.load.metrics import Recorder
-from assay.runner.summary import TERMINATION_MESSAGE_LIMIT, ShardSummary, judge, merge
 
 
 def shard(latencies: list[int], shard: int = 0, errors: int = 0):
@@ -26,7 +26,7 @@ def log_uniform(rng: random.Random, n: int) -> list[int]:
 def test_the_widest_latency_spread_still_fits_the_termination_message():
     rng = random.Random(1)
     metrics = shard(log_uniform(rng, 200_000), errors=5000)
-    summary = ShardSummary.from_metrics(metrics)
+    summary = metrics.summary()
     message = summary.to_message()
     assert len(message.encode()) < TERMINATION_MESSAGE_LIMIT
     back = ShardSummary.from_message(message)
@@ -40,7 +40,7 @@ def test_the_widest_latency_spread_still_fits_the_termination_message():
 def test_a_long_error_text_and_abort_reason_do_not_push_it_over():
     metrics = shard(log_uniform(random.Random(2), 50_000))
     metrics.aborted, metrics.abort_reason = True, "x" * 3000
-    summary = ShardSummary.from_metrics(metrics)
+    summary = metrics.summary()
     summary.error = "e" * 5000
     message = summary.to_message()
     assert len(message.encode()) <= TERMINATION_MESSAGE_LIMIT
@@ -52,7 +52,7 @@ def test_shard_summaries_merge_to_the_p95_of_all_requests():
     rng = random.Random(3)
     parts = [shard([rng.randint(1_000, 50_000) for _ in range(3000)], s) for s in range(2)]
     parts.append(shard([rng.randint(200_000, 900_000) for _ in range(200)], 2))
-    messages = [ShardSummary.from_metrics(p).to_message() for p in parts]
+    messages = [p.summary().to_message() for p in parts]
     total = merge(ShardSummary.from_message(m) for m in messages)
     everything = Histogram()
     for p in parts:
@@ -69,7 +69,7 @@ def test_shard_summaries_merge_to_the_p95_of_all_requests():
 def test_old_summaries_without_histograms_still_merge():
     old = ShardSummary.from_message('{"shard": 0, "requests": 4, "failures": 1, "min_ms": 1.0, "max_ms": 3.0,'
                                     ' "total_ms": 8.0}')
-    new = ShardSummary.from_metrics(shard([2000, 4000]))
+    new = shard([2000, 4000]).summary()
     total = merge([old, new])
     assert total.requests == 6 and total.failures == 1 and total.p95_ms is not None
     assert merge([old]).p95_ms is None
@@ -77,7 +77,7 @@ def test_old_summaries_without_histograms_still_merge():
 
 def test_criteria_can_be_judged_on_merged_summaries():
     parts = [shard([10_000] * 90, 0, errors=1), shard([10_000] * 8 + [500_000] * 2, 1)]
-    total = merge(ShardSummary.from_message(ShardSummary.from_metrics(p).to_message()) for p in parts)
+    total = merge(ShardSummary.from_message(p.summary().to_message()) for p in parts)
     results = judge(total, ["p95 < 20ms", "p99 < 100ms", "error_rate < 2%", "rps >= 20", "avg < 50ms"])
     assert [(r["criterion"], r["passed"]) for r in results] == [
         ("p95 < 20ms", True), ("p99 < 100ms", False), ("error_rate < 2%", True), ("rps >= 20", False),

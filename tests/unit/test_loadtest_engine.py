@@ -3,11 +3,11 @@ shard splits, and the termination-message summary the operator reads."""
 
 import pytest
 
+from assay.crds.contracts.summary import ShardSummary, merge
 from assay.crds.loadtest import LoadTestSpec
 from assay.runner.load import run, run_load_shard
 from assay.runner.load.engine import resolve_url
 from assay.runner.load.profile import share, weighted_order
-from assay.runner.summary import ShardSummary, merge
 from tests.support.targets import CountingTarget
 
 
@@ -40,7 +40,7 @@ def spec(url, users, iterations, weights=(1,), shards=1):
 
 
 def summary_of(s, shard, shards):
-    return ShardSummary.from_metrics(run(run_load_shard(s, shard, shards)))
+    return run(run_load_shard(s, shard, shards)).summary()
 
 
 def test_three_shards_send_exactly_the_configured_requests():

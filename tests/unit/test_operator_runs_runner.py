@@ -11,9 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from assay.crds.contracts.upload import RunGrant, upload_token
 from assay.operator.runhistory import RequestState, history_status
-from assay.runner.__main__ import _summary_message, main
-from assay.runner.upload import RunGrant, UploadClient, UploadError, upload_token
+from assay.runner.__main__ import main
+from assay.runner.execute import summary_message
+from assay.runner.upload import UploadClient, UploadError
 from tests.support.targets import CountingTarget
 
 
@@ -201,7 +203,7 @@ def test_an_upload_that_fails_is_reported_but_the_run_result_stands(tmp_path, po
 
 
 def test_the_summary_always_fits_the_termination_message():
-    text = _summary_message({"status": "FAILED", "error": "x" * 100_000, "upload_error": "y" * 100_000,
+    text = summary_message({"status": "FAILED", "error": "x" * 100_000, "upload_error": "y" * 100_000,
                              "started_at": None})
     assert len(text.encode()) <= 4096
     assert "started_at" not in json.loads(text)

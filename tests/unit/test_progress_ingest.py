@@ -12,9 +12,10 @@ import time
 import pytest
 
 from assay.api.store import RunRecord
+from assay.crds.contracts.progress import PROGRESS_MAX_BYTES
+from assay.crds.contracts.upload import RunGrant, upload_token
 from assay.crds.loadtest import LoadTestStatus
-from assay.runner.progress import PROGRESS_MAX_BYTES, ShardProgress
-from assay.runner.upload import RunGrant, upload_token
+from assay.runner.progress import combine
 from tests.support.ingest import ingest_client
 from tests.unit.test_progress_pusher import progress
 from tests.unit.test_upload import ingest_gateway  # noqa: F401  (a fixture)
@@ -34,7 +35,7 @@ def auth(run_id: str = RUN) -> dict:
 
 
 def body(requests: int, latencies_ms=(10.0,), **extra) -> bytes:
-    report = ShardProgress.combine([progress(requests, latencies_ms)])
+    report = combine([progress(requests, latencies_ms)])
     return report.model_copy(update=extra).to_body()
 
 

@@ -10,10 +10,10 @@ import logging
 import httpx
 import pytest
 
+from assay.crds.contracts.upload import RunGrant, upload_token
 from assay.operator import kube
 from assay.operator import loadtest as handlers
 from assay.operator.settings import OperatorSettings
-from assay.runner.upload import RunGrant, upload_token
 from tests.unit.test_runstatus import job, pod, summary
 
 RUN = "live-1a2b3c4d"

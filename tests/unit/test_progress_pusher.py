@@ -10,9 +10,11 @@ import time
 import httpx
 import pytest
 
+from assay.crds.contracts.histogram import Histogram
+from assay.crds.contracts.progress import ShardProgress, progress_path
+from assay.crds.contracts.runner_settings import RunnerSettings
 from assay.runner.load.engine import Progress
-from assay.runner.load.histogram import Histogram
-from assay.runner.progress import ProgressPusher, ShardProgress, progress_path, pusher_from_env
+from assay.runner.progress import ProgressPusher, combine, pusher_for
 
 RUN = "checkout-1a2b3c4d"
 
@@ -46,7 +48,7 @@ class Gateway:
 def test_a_shards_processes_combine_into_one_report():
     first = progress(100, [10.0] * 50, errors=2, users=3, elapsed=4.0)
     second = progress(60, [10.0] * 30 + [400.0] * 20, users=2, window_s=4, elapsed=4.2)
-    combined = ShardProgress.combine([first, second])
+    combined = combine([first, second])
     assert (combined.requests, combined.errors, combined.active_users) == (160, 2, 5)
     assert (combined.window_s, combined.window_requests, combined.rps) == (5, 100, 20.0)
     assert combined.elapsed_s == 4.2 and not combined.done
@@ -56,7 +58,7 @@ def test_a_shards_processes_combine_into_one_report():
 
 
 def test_a_report_round_trips_in_camel_case():
-    report = ShardProgress.combine([progress(7, [1.0, 2.0])], done=True)
+    report = combine([progress(7, [1.0, 2.0])], done=True)
     body = json.loads(report.to_body())
     assert {"requests", "activeUsers", "windowHistogram", "p95Ms", "done"} <= body.keys()
     assert ShardProgress.model_validate(body) == report
@@ -137,10 +139,10 @@ def test_a_hanging_gateway_does_not_slow_the_engines_callback():
 
 def test_without_a_gateway_there_is_no_pusher():
     env = {"ASSAY_GATEWAY_URL": "http://gw", "ASSAY_UPLOAD_TOKEN": "tok", "ASSAY_RUN_ID": RUN}
-    assert pusher_from_env({}, 0) is None
+    assert pusher_for(RunnerSettings.from_env({}), 0) is None
     for missing in env:
-        assert pusher_from_env({k: v for k, v in env.items() if k != missing}, 0) is None
-    pusher = pusher_from_env(env, 2)
+        assert pusher_for(RunnerSettings.from_env({k: v for k, v in env.items() if k != missing}), 0) is None
+    pusher = pusher_for(RunnerSettings.from_env(env), 2)
     assert pusher is not None and pusher.url == f"http://gw/internal/v1/runs/{RUN}/progress/2"
     pusher.stop(final=False)
 
@@ -158,5 +160,5 @@ def test_a_pod_shard_over_two_processes_hands_each_ones_progress_to_the_pusher(t
         metrics = run_pod_shard(spec, 0, 1, processes=2,
                                 on_progress=lambda unit, p: seen.setdefault(unit, []).append(p.requests))
     assert sorted(seen) == [0, 1]
-    final = ShardProgress.combine([progress(seen[0][-1]), progress(seen[1][-1])])
+    final = combine([progress(seen[0][-1]), progress(seen[1][-1])])
     assert final.requests == metrics.total.count == target.total

@@ -8,8 +8,8 @@ import pytest
 from assay.api.store import ProgressRecord, RunRecord, Store, merge_progress
 from assay.api.store.progress import STALE_AFTER_SECONDS
 from assay.api.store.store import PROGRESS_MAX_AGE_SECONDS
-from assay.runner.load.histogram import Histogram
-from assay.runner.progress import ShardProgress
+from assay.crds.contracts.histogram import Histogram
+from assay.crds.contracts.progress import ShardProgress
 
 RUN = "checkout-1a2b3c4d"
 

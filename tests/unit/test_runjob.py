@@ -3,10 +3,10 @@
 import base64
 import json
 
+from assay.crds.contracts.upload import RunGrant, upload_token
 from assay.operator.names import job_name_for, run_id_for, spec_configmap_name_for, upload_secret_name_for
 from assay.operator.runjob import build_runner_job, build_spec_configmap, build_upload_secret
 from assay.operator.settings import OperatorSettings
-from assay.runner.upload import RunGrant, upload_token
 
 LOADTEST = {
     "apiVersion": "assay.dev/v1alpha1",

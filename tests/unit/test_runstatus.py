@@ -2,8 +2,8 @@
 
 import json
 
+from assay.crds.contracts.summary import ShardSummary
 from assay.operator.runstatus import loadtest_status
-from assay.runner.summary import ShardSummary
 
 
 def pod(index, phase, message=None, exit_code=0, finished="2026-01-01T00:00:10Z"):
@@ -91,7 +91,7 @@ def test_written_status_fits_the_status_model():
 
 def shard_with_latencies(shard, latencies_ms, failures=0):
     """A shard summary as the runner writes it: from a real histogram of the latencies."""
-    from assay.runner.load.histogram import Histogram, layout
+    from assay.crds.contracts.histogram import Histogram, layout
 
     hist = Histogram(layout(1, 60_000_000, 3))
     for ms in latencies_ms:
@@ -99,7 +99,7 @@ def shard_with_latencies(shard, latencies_ms, failures=0):
     s = ShardSummary(shard=shard, requests=len(latencies_ms), failures=failures,
                      min_ms=min(latencies_ms), max_ms=max(latencies_ms), total_ms=sum(latencies_ms),
                      started_at=0.0, finished_at=10.0)
-    s._set_histogram(hist, 2)
+    s.set_histogram(hist, 2)
     return s.to_message()
 
 

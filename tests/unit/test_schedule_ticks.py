@@ -12,10 +12,7 @@ import sys
 
 import pytest
 
-from assay.operator.names import run_id_for_request
-from assay.operator.runhistory import RequestState, history_status
-from assay.operator.ticks import outcomes_of, retry_request, tick_entries, with_scheduled_run
-from assay.runner.batch import (
+from assay.crds.contracts.tick import (
     MESSAGE_LIMIT,
     Outcome,
     decode_outcomes,
@@ -25,8 +22,20 @@ from assay.runner.batch import (
     tick_of,
     tick_runs,
 )
-from assay.runner.upload import H_IDEMPOTENCY_KEY, H_KIND, H_OWNER_NAME, H_OWNER_UID, H_PROJECT, H_SHA256, \
-    H_TICK, RunGrant, idempotency_key
+from assay.crds.contracts.upload import (
+    H_IDEMPOTENCY_KEY,
+    H_KIND,
+    H_OWNER_NAME,
+    H_OWNER_UID,
+    H_PROJECT,
+    H_SHA256,
+    H_TICK,
+    RunGrant,
+    idempotency_key,
+)
+from assay.operator.names import run_id_for_request
+from assay.operator.runhistory import RequestState, history_status
+from assay.operator.ticks import outcomes_of, retry_request, tick_entries, with_scheduled_run
 from tests.conftest import REPO
 from tests.support.ingest import ingest_client
 from tests.support.targets import CountingTarget

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from assay.runner.upload import RunGrant, UploadClient, UploadError, idempotency_key, upload_token, verify_upload_token
+from assay.crds.contracts.upload import RunGrant, idempotency_key, upload_token, verify_upload_token
+from assay.runner.upload import UploadClient, UploadError
 
 RUN = "checkout-1a2b3c4d"
 META = {"project": "shop", "owner_name": "checkout", "owner_uid": "uid-1", "shards": 1}

@@ -20,7 +20,6 @@ aborted, sent no request, or (without criteria) any request failed; 2 the spec i
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 import time
 import traceback
@@ -28,11 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional, TextIO
 
+from assay.crds.contracts.histogram import Histogram
 from assay.crds.loadtest import LoadTestSpec
 
 from . import criteria as criteria_module
 from .engine import LoadSpecError, Progress, check_spec, run, run_load_shard
-from .histogram import Histogram
 from .metrics import ShardMetrics, merge
 
 Unit = tuple[int, int]
@@ -209,17 +208,18 @@ def write_json(path: str | Path, metrics: ShardMetrics) -> None:
 
 
 def run_pod_shard(spec: LoadTestSpec, shard: int, shards: int, *, run_id: str = "", processes: int = 1,
-                  out: Optional[str] = None, verify_tls: bool = True,
+                  out: Optional[str] = None, results_dir: Optional[str] = None, verify_tls: bool = True,
                   on_progress: Optional[Callable[[int, Progress], None]] = None) -> ShardMetrics:
-    """Run shard `shard` of `shards` (over `processes` processes) and write its metrics;
-    `on_progress(process, progress)` hears each process's progress about once a second."""
+    """Run shard `shard` of `shards` (over `processes` processes) and write its metrics to `out`
+    and to `results_dir`/shard-<shard>.json; `on_progress(process, progress)` hears each
+    process's progress about once a second."""
     parts = run_processes(spec, sub_shards(shard, shards, processes), run_id=run_id, verify_tls=verify_tls,
                           on_progress=on_progress)
     metrics = parts[0] if len(parts) == 1 else merge(parts, shard=shard, shards=shards)
     metrics.shard, metrics.shards, metrics.run_id = shard, shards, run_id
     metrics.criteria = criteria_module.evaluate(spec.parsed_criteria(), metrics)
     targets = [out] if out else []
-    if results_dir := os.environ.get("ASSAY_RESULTS_DIR"):
+    if results_dir:
         targets.append(str(Path(results_dir) / f"shard-{shard}.json"))
     for target in targets:
         write_json(target, metrics)

@@ -47,6 +47,8 @@ from typing import Optional
 from urllib.parse import urljoin
 
 from assay.crds.common import parse_duration
+from assay.crds.contracts.histogram import Histogram
+from assay.crds.contracts.runner_settings import env_name
 from assay.crds.loadtest import LoadParameterPool, LoadRequest, LoadTestSpec
 
 from ..egress import EgressPolicy
@@ -54,14 +56,13 @@ from . import criteria as criteria_module
 from .checks import CompiledAssertion, CompiledExtraction, ResponseView, needs_body
 from .client import (ASSERTION, CONNECT, ERROR_KINDS, OTHER, STATUS, HttpClient, PreparedRequest, RequestError,
                      encode_request, split_url)
-from .histogram import Histogram
 from .metrics import Recorder, ShardMetrics
 from .profile import ClosedSchedule, OpenSchedule, weighted_order
 from .template import Template
 
 ABORT_GRACE_SECONDS = 2.0
 PROGRESS_WINDOW_SECONDS = 5
-POOLS_DIR_ENV = "ASSAY_POOLS_DIR"
+POOLS_DIR_ENV = env_name("pools_dir")
 """Where a pool's ConfigMap is mounted: `$ASSAY_POOLS_DIR/<configmap>/<key>`."""
 
 _KIND = {kind: i for i, kind in enumerate(ERROR_KINDS)}

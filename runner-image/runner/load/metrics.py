@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from assay.crds.contracts.histogram import Histogram
+from assay.crds.contracts.summary import SUMMARY_DIGITS, ShardSummary
+
 from .client import ERROR_KINDS
-from .histogram import Histogram
 
 VERSION = 1
 RECENT_SECONDS = 30
@@ -217,6 +219,21 @@ class ShardMetrics:
     def rps(self) -> Optional[float]:
         duration = self.duration_s
         return self.total.count / duration if duration else None
+
+    def summary(self) -> ShardSummary:
+        """The termination-message view of the shard's metrics."""
+        total = self.total
+        summary = ShardSummary(shard=self.shard, requests=total.count, failures=total.error_count,
+                               errors={kind: n for kind, n in total.errors_by_kind().items() if n},
+                               started_at=self.started_at, finished_at=self.finished_at,
+                               aborted=self.aborted or None, abort_reason=self.abort_reason)
+        if total.count:
+            hist = total.histogram
+            summary.min_ms = round(hist.min() / 1000.0, 3)
+            summary.max_ms = round(hist.max() / 1000.0, 3)
+            summary.total_ms = round(hist.mean() * total.count / 1000.0, 3)
+            summary.set_histogram(hist, SUMMARY_DIGITS)
+        return summary
 
     def to_dict(self) -> dict[str, Any]:
         return {

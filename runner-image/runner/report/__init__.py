@@ -11,9 +11,9 @@
 `python -m assay.runner.report build|compare`.
 """
 
-from ._metrics import load_shards
 from .archive import ArchiveError, build_report_archive, build_result_archive, read_report, verify_result_archive
 from .compare import build_comparison_report, compare
+from .metrics import load_shards
 from .summary import summarize
 
 __all__ = [

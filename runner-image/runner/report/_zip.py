@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ._metrics import epoch_seconds, iso_utc
+from .metrics import epoch_seconds, iso_utc
 
 
 def json_bytes(value: Any) -> bytes:

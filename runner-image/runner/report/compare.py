@@ -20,10 +20,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ._metrics import epoch_seconds
 from ._zip import json_bytes, now_iso, write_zip_atomically
 from .archive import read_report
 from .html import DASH, VERDICT_TEXT, fmt_duration, fmt_int, fmt_ms, fmt_pct, fmt_rate, fmt_time, page, section, table
+from .metrics import epoch_seconds
 from .summary import SUMMARY_KIND, display_label, summarize
 
 COMPARISON_KIND = "assay-comparison-report"

@@ -14,8 +14,8 @@ from html import escape
 
 from assay.crds.loadtest import LATENCY_METRICS
 
-from ._metrics import ERROR_KINDS
 from .charts import Series, legend, line_chart
+from .metrics import ERROR_KINDS
 from .summary import display_label
 
 COLORS = {"blue": "#0072b2", "orange": "#e69f00", "red": "#d55e00", "green": "#009e73", "purple": "#cc79a7"}

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ._metrics import ERROR_KINDS, as_dict, epoch_seconds, error_count, iso_utc
+from .metrics import ERROR_KINDS, as_dict, epoch_seconds, error_count, iso_utc
 
 SUMMARY_VERSION = 1
 SUMMARY_KIND = "assay-load-report"

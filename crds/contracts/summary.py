@@ -12,20 +12,20 @@ at 2 significant digits (values within 1%): a spread over the whole range encode
 then to no histogram at all (`histogram_digits` says which).
 
 `judge(merge(summaries), spec.criteria)` evaluates the LoadTest's criteria on the merged
-summaries, as the runner does on the full metrics (percentiles within 1%).
+summaries, as the runner does on the full metrics (percentiles within 1%). The runner
+builds a shard's summary from its full metrics (assay.runner.load.metrics.ShardMetrics.summary);
+the operator merges and judges them (assay.operator.runstatus).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:
-    from .load.histogram import Histogram
-    from .load.metrics import ShardMetrics
+from .histogram import Histogram, layout
 
 TERMINATION_MESSAGE_LIMIT = 4096
 SUMMARY_DIGITS = 2
@@ -67,8 +67,6 @@ class ShardSummary(BaseModel):
     def latency_histogram(self) -> Optional[Histogram]:
         if not self.histogram:
             return None
-        from .load.histogram import Histogram
-
         return Histogram.decode(self.histogram)
 
     @property
@@ -100,25 +98,8 @@ class ShardSummary(BaseModel):
         self.min_ms = latency_ms if self.min_ms is None else min(self.min_ms, latency_ms)
         self.max_ms = latency_ms if self.max_ms is None else max(self.max_ms, latency_ms)
 
-    @classmethod
-    def from_metrics(cls, metrics: ShardMetrics) -> ShardSummary:
-        """The termination-message view of a shard's full metrics."""
-        total = metrics.total
-        summary = cls(shard=metrics.shard, requests=total.count, failures=total.error_count,
-                      errors={kind: n for kind, n in total.errors_by_kind().items() if n},
-                      started_at=metrics.started_at, finished_at=metrics.finished_at,
-                      aborted=metrics.aborted or None, abort_reason=metrics.abort_reason)
-        if total.count:
-            hist = total.histogram
-            summary.min_ms = round(hist.min() / 1000.0, 3)
-            summary.max_ms = round(hist.max() / 1000.0, 3)
-            summary.total_ms = round(hist.mean() * total.count / 1000.0, 3)
-            summary._set_histogram(hist, SUMMARY_DIGITS)
-        return summary
-
-    def _set_histogram(self, hist: Histogram, digits: int) -> None:
-        from .load.histogram import Histogram, layout
-
+    def set_histogram(self, hist: Histogram, digits: int) -> None:
+        """Keep `hist` at `digits` significant digits."""
         compact = Histogram(layout(hist.layout.lowest, hist.layout.highest, digits))
         compact.add(hist)
         self.histogram, self.histogram_digits = compact.encode(), digits
@@ -130,10 +111,10 @@ class ShardSummary(BaseModel):
         short = self.model_copy(update={"error": (self.error or "")[:500] or None,
                                         "abort_reason": (self.abort_reason or "")[:300] or None})
         text = short.model_dump_json(exclude_none=True)
-        if len(text.encode()) > TERMINATION_MESSAGE_LIMIT and short.histogram:
+        hist = short.latency_histogram() if len(text.encode()) > TERMINATION_MESSAGE_LIMIT else None
+        if hist is not None:
             # Coarser buckets: 1 significant digit always fits (under 1 kB for any spread).
-            hist = short.latency_histogram()
-            short._set_histogram(hist, 1)
+            short.set_histogram(hist, 1)
             text = short.model_dump_json(exclude_none=True)
         if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
             text = short.model_copy(update={"histogram": None, "histogram_digits": None}).model_dump_json(
@@ -154,7 +135,7 @@ def judge(summary: ShardSummary, criteria: Iterable[str]) -> list[dict]:
     """Criteria on a (merged) summary, as the metrics JSON writes them:
     [{"criterion", "observed", "passed"}]. Percentiles come from the 2-digit histogram, so
     they are within 1% of the full metrics' own."""
-    from assay.crds.loadtest import parse_criterion
+    from ..loadtest import parse_criterion
 
     results = []
     for text in criteria:
