@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from assay.operator.runjob import build_upload_secret
-from assay.operator.schedule import Group, build_members_configmap
+from assay.operator.tickobjects import build_members_configmap
+from assay.operator.tickplan import Group
 from assay.operator.settings import OperatorSettings
 from assay.runner.batch import group_upload_token, member_run_id, tick_job_name
 from assay.runner.upload import (

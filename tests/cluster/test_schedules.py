@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from assay.operator.names import run_id_for_request
-from assay.operator.schedule import members_of
+from assay.runner.batch import members_of
 from assay.runner.batch import tick_of
 from assay.runner.upload import RunGrant, upload_token
 from tests.conftest import GatewayProcess

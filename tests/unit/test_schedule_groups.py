@@ -8,15 +8,9 @@ import datetime as dt
 import pytest
 
 from assay.crds.schedule import anchored_cron
-from assay.operator.schedule import (
-    build_members_configmap,
-    build_tick_cronjob,
-    group_name,
-    members_of,
-    next_run_time,
-    plan_groups,
-    schedule_status,
-)
+from assay.operator.tickobjects import build_members_configmap, build_tick_cronjob
+from assay.operator.tickplan import group_name, next_run_time, plan_groups, schedule_status
+from assay.runner.batch import members_of
 from assay.operator.settings import OperatorSettings
 
 NOW = dt.datetime(2026, 11, 23, 10, 7, 30, tzinfo=dt.timezone.utc)

@@ -14,7 +14,7 @@ import pytest
 
 from assay.operator.names import run_id_for_request
 from assay.operator.runhistory import RequestState, history_status
-from assay.operator.ticks import outcomes_of, retry_request, tick_entries, with_scheduled_run
+from assay.operator.tickresults import outcomes_of, retry_request, tick_entries, with_scheduled_run
 from assay.runner.batch import (
     MESSAGE_LIMIT,
     Outcome,
