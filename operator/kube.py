@@ -16,6 +16,10 @@ from kubernetes.client.rest import ApiException
 
 from .names import GROUP, VERSION
 
+POOL_SIZE = 32
+"""Connections kept open: Kopf's handler threads and the tick writers (ticks.WRITERS) share
+them; past it urllib3 opens extra connections and drops them after use."""
+
 _client: kubernetes.client.ApiClient | None = None
 _apis: dict[type, object] = {}
 _lock = threading.Lock()
@@ -33,15 +37,21 @@ def configure() -> None:
     global _client
     load_cluster_config()
     with _lock:
-        _client = kubernetes.client.ApiClient()
+        _client = _new_client()
         _apis.clear()
+
+
+def _new_client() -> kubernetes.client.ApiClient:
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, POOL_SIZE)
+    return kubernetes.client.ApiClient(configuration)
 
 
 def api_client() -> kubernetes.client.ApiClient:
     global _client
     with _lock:
         if _client is None:  # a process that loaded the configuration itself (peering, tools)
-            _client = kubernetes.client.ApiClient()
+            _client = _new_client()
         return _client
 
 
