@@ -41,7 +41,7 @@ def run_requested(body, name, namespace, status, logger, **_):
         pending = f"run {run_id_for_request(name, owner['metadata']['uid'], request.id)}: {exc}"
     reconcile_status(KIND, namespace, name, request_state, settings, logger, pending, SECRET_NOT_FOUND)
     if request is not None and (invalid := spec_problem(owner)) is not None:
-        # Written into the RunRequest condition above; retrying cannot fix a spec.
+        # Written into the RunRequest condition; a new request after fixing the spec runs it.
         raise kopf.PermanentError(invalid)
     if pending:
         raise kopf.TemporaryError(pending, delay=PENDING_RETRY_SECONDS)

@@ -33,6 +33,7 @@ from .names import run_id_for_request
 from .runhistory import RequestState
 from .runjob import SPEC_MOUNT, manifest_of
 from .runs import Location, RunPlan, recorded_run_ids, start_run
+from .status import INVALID_SPEC
 
 PLURAL = "monitors"
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -128,6 +129,8 @@ def request_state(owner: dict) -> RequestState:
         request = parse_run_request(owner["metadata"].get("annotations"), MonitorRunRequest)
         if request is None:
             return RequestState()
+        if (problem := spec_problem(owner)) is not None:
+            return RequestState(error=problem, error_reason=INVALID_SPEC)
         return RequestState(run_id=plan_run(owner, request).run_id)
     except InvalidRunRequest as exc:
         return RequestState(error=str(exc))

@@ -214,11 +214,12 @@ def _started(entry: dict) -> str:
 @dataclass(frozen=True)
 class RequestState:
     """What the run-request annotation asks for now: nothing, a run (`run_id`), or nothing
-    usable (`error`). `pending` says why a valid request has not started yet, `pending_reason`
-    the condition reason for it."""
+    usable (`error`, with the condition reason `error_reason`). `pending` says why a valid
+    request has not started yet, `pending_reason` the condition reason for it."""
 
     run_id: str | None = None
     error: str | None = None
+    error_reason: str = "InvalidRequest"
     pending: str | None = None
     pending_reason: str = "Pending"
 
@@ -300,7 +301,7 @@ def _request_condition(conditions: list[dict], request: RequestState, started: b
     """`RunRequest`: True once the requested run exists, False for an unusable request,
     Unknown while a valid one waits (e.g. for a ConfigMap its parameter pool names)."""
     if request.error:
-        state, reason, message = "False", "InvalidRequest", request.error
+        state, reason, message = "False", request.error_reason, request.error
     elif started:
         state, reason, message = "True", "Started", f"run {request.run_id}"
     else:

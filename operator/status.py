@@ -79,7 +79,9 @@ def short(text: str | None) -> str | None:
 def reject_spec(kind: str, namespace: str, name: str, condition: str, message: str, now: str) -> kopf.PermanentError:
     """A spec the operator cannot use, the same way for every kind: `condition` False with
     reason InvalidSpec and `message` on the object, then the error the handler raises to
-    stop (retrying a bad spec cannot fix it; a changed spec is a new event)."""
+    stop (retrying a bad spec cannot fix it; a changed spec is a new event). Monitors and
+    TestSuites, whose status is rebuilt as a whole (runs.reconcile_status), say it in their
+    RunRequest condition the same way (RequestState.error_reason)."""
 
     def compute(obj: dict) -> dict | None:
         current = obj.get("status") or {}

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import copy
 
+from pydantic import ValidationError
+
+from assay.crds.common import error_summary
 from assay.crds.runrequest import InvalidRunRequest, SuiteRunRequest, parse_run_request
+from assay.crds.testsuite import TestSuiteSpec
 
 from . import kube
 from .names import run_id_for_request
 from .runhistory import RequestState
 from .runs import RunPlan
+from .status import INVALID_SPEC
 
 
 class WaitingFor(Exception):
@@ -26,7 +31,19 @@ def request_state(owner: dict) -> RequestState:
         return RequestState(error=str(exc))
     if request is None:
         return RequestState()
+    if (problem := spec_problem(owner)) is not None:
+        return RequestState(error=problem, error_reason=INVALID_SPEC)
     return RequestState(run_id=run_id_for_request(meta["name"], meta["uid"], request.id))
+
+
+def spec_problem(owner: dict) -> str | None:
+    """Why the suite's spec cannot be run, or None. The API server's schema catches nearly
+    everything; this is the backstop."""
+    try:
+        TestSuiteSpec.model_validate(owner["spec"])
+    except ValidationError as exc:
+        return f"invalid spec: {error_summary(exc)}"
+    return None
 
 
 def plan_run(owner: dict, request: SuiteRunRequest) -> RunPlan:

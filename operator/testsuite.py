@@ -10,19 +10,15 @@ rebuilt from the Jobs on every change (runs.py, runhistory.py); suiteruns.py pla
 from __future__ import annotations
 
 import kopf
-from pydantic import ValidationError
 
-from assay.crds.common import error_summary
 from assay.crds.runrequest import InvalidRunRequest, SuiteRunRequest, parse_run_request
-from assay.crds.testsuite import TestSuiteSpec
 
 from .names import GROUP, LABEL_KIND, RUN_REQUEST_ANNOTATION, VERSION
 from .runjob import owner_of
 from .runs import PENDING_RETRY_SECONDS, controller_owner, reconcile_status, recorded_run_ids, start_run
 from .runsecrets import SECRET_NOT_FOUND, MissingSecret
 from .settings import get_settings
-from .status import INVALID_SPEC
-from .suiteruns import WaitingFor, plan_run, request_state, with_inline_pools
+from .suiteruns import WaitingFor, plan_run, request_state, spec_problem, with_inline_pools
 
 KIND = "TestSuite"
 PLURAL = "testsuites"
@@ -41,15 +37,13 @@ def run_requested(body, name, namespace, status, logger, **_):
     if request is not None:
         plan = plan_run(owner, request)
         if plan.run_id not in recorded_run_ids(dict(status)):
+            if (invalid := spec_problem(owner)) is not None:
+                # Written into the RunRequest condition; a new request (a new id) after fixing
+                # the spec runs it.
+                reconcile_status(KIND, namespace, name, request_state, settings, logger)
+                raise kopf.PermanentError(f"run {plan.run_id}: {invalid}")
             try:
-                TestSuiteSpec.model_validate(owner["spec"])
                 start_run(owner, plan, with_inline_pools(owner), settings, logger)
-            except ValidationError as exc:
-                # The API server's schema catches nearly everything; this is the backstop.
-                # Permanent: a new request (a new id) after fixing the spec runs it.
-                message = f"run {plan.run_id}: invalid spec: {error_summary(exc)}"
-                reconcile_status(KIND, namespace, name, request_state, settings, logger, message, INVALID_SPEC)
-                raise kopf.PermanentError(message) from None
             except WaitingFor as exc:
                 pending = f"run {plan.run_id}: {exc}"
             except MissingSecret as exc:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import kopf
 import pytest
 
-from assay.operator import kube, status
+from assay.operator import kube, monitorruns, status, suiteruns
+from assay.operator.names import RUN_REQUEST_ANNOTATION
+from assay.operator.runhistory import history_status
 from assay.operator.runjob import build_runner_job
 from assay.operator.settings import OperatorSettings
 from assay.operator.tickobjects import build_tick_cronjob
@@ -100,6 +102,16 @@ def test_a_bad_spec_is_a_false_condition_then_a_permanent_error(cluster):
                                       "observedGeneration": 3}]
     status.reject_spec("LoadTest", "ns", "m", "Complete", "invalid spec: shards", "2026-01-02T00:00:00Z")
     assert len(cluster.writes) == 1  # said already: no second write
+
+
+@pytest.mark.parametrize("plans, spec", [(monitorruns, {"environments": "none"}), (suiteruns, {"flows": "none"})])
+def test_a_requested_run_of_a_bad_spec_says_so_in_its_run_request_condition(plans, spec):
+    owner = {"metadata": {"name": "x", "uid": "u", "annotations": {RUN_REQUEST_ANNOTATION: "r-1"}}, "spec": spec}
+    rebuilt = history_status("Monitor", [], lambda job: [], {}, plans.request_state(owner), limit=10,
+                             now="2026-01-01T00:00:00Z")
+    [condition] = rebuilt["conditions"]
+    assert (condition["type"], condition["status"], condition["reason"]) == ("RunRequest", "False", "InvalidSpec")
+    assert condition["message"].startswith("invalid spec: ")
 
 
 def test_every_typed_api_shares_one_client():
