@@ -13,10 +13,9 @@ import socket
 import zlib
 
 import kopf
-import kubernetes
 
-from . import clientcredential, loadtest, monitor, runevents, schedule, testsuite, ticks  # noqa: F401  (register the handlers)
-from . import metrics, peering
+from . import clientcredential, loadtest, monitor, schedule, testsuite, ticks  # noqa: F401  (register the handlers)
+from . import kube, metrics, peering
 from .diffbase import SecretFreeDiffBaseStorage, diffbase_key
 from .settings import get_settings
 
@@ -31,16 +30,9 @@ class RoutineSuccessFilter(logging.Filter):
         return not (message.endswith("' succeeded.") and message.startswith(("Handler '", "Timer '")))
 
 
-def load_cluster_config() -> None:
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-
-
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, logger, **_):
-    load_cluster_config()
+    kube.configure()
     # Kopf posts k8s Events for handler outcomes; errors are worth an Event, chatter is not.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
@@ -88,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     if metrics_port is not None:
         metrics.serve(metrics_port)
     if args.peering is not None:
-        load_cluster_config()
+        kube.configure()
         peering.ensure_peering_objects(args.peering, args.namespace, logging.getLogger("assay.operator"))
     kopf.run(
         clusterwide=not args.namespace,

@@ -37,7 +37,6 @@ import secrets
 from datetime import datetime, timezone
 
 import kopf
-import kubernetes
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
@@ -46,8 +45,11 @@ from assay.crds.clientcredential import ClientCredentialSpec, hash_secret
 from . import kube
 from .names import GROUP, LABEL_KIND, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, VERSION, fit_name
 from .runjob import owner_reference
+from .status import reject_spec, set_condition, update_status
 
+KIND = "ClientCredential"
 PLURAL = "clientcredentials"
+READY = "Ready"
 LABEL_CLIENT_ID = "assay.dev/client-id"
 SECRET_KEY_CLIENT_ID = "client-id"
 SECRET_KEY_CLIENT_SECRET = "client-secret"
@@ -91,7 +93,7 @@ def build_credential_secret(owner: dict, client_id: str, client_secret: str) -> 
             "namespace": meta["namespace"],
             "labels": {
                 LABEL_MANAGED_BY: MANAGED_BY,
-                LABEL_KIND: "ClientCredential",
+                LABEL_KIND: KIND,
                 LABEL_NAME: meta["name"] if len(meta["name"]) <= 63 else fit_name(meta["name"][:40], "x"),
                 LABEL_CLIENT_ID: client_id,
             },
@@ -135,15 +137,14 @@ READY_BY_PHASE = {
 }
 
 
-def ready_condition(phase: str, generation: int | None, now: datetime) -> dict:
+def ready_conditions(conditions: list[dict] | None, phase: str, generation: int | None, now: datetime) -> list[dict]:
     status, reason, message = READY_BY_PHASE[phase]
-    return {"type": "Ready", "status": status, "reason": reason, "message": message,
-            "observedGeneration": generation, "lastTransitionTime": _iso(now)}
+    return set_condition(conditions, READY, status, reason, message, now=_iso(now), generation=generation)
 
 
 def credential_status(spec: ClientCredentialSpec, client_id: str, secret_hash: str, secret_name: str,
                       generation: int | None, now: datetime, created_at: str | None = None,
-                      disabled: bool = False) -> dict:
+                      disabled: bool = False, conditions: list[dict] | None = None) -> dict:
     """The whole status. `disabled`: an administrator set phase Disabled (through the status
     subresource); the operator keeps it, it never re-enables a credential."""
     expired = is_expired(spec.expires_at, now)
@@ -155,7 +156,7 @@ def credential_status(spec: ClientCredentialSpec, client_id: str, secret_hash: s
         "secretHash": secret_hash,
         "createdAt": created_at or _iso(now),
         "observedGeneration": generation,
-        "conditions": [ready_condition(phase, generation, now)],
+        "conditions": ready_conditions(conditions, phase, generation, now),
     }
     if spec.expires_at is not None:
         status["expiresAt"] = _iso(spec.expires_at)
@@ -166,34 +167,29 @@ def credential_status(spec: ClientCredentialSpec, client_id: str, secret_hash: s
 
 def _read_secret(namespace: str, name: str) -> dict | None:
     try:
-        return kube.to_dict(kubernetes.client.CoreV1Api().read_namespaced_secret(name, namespace))
+        return kube.read_secret(namespace, name)
     except ApiException as exc:
-        if exc.status == 404:
-            return None
         raise kopf.TemporaryError(f"reading Secret {name}: {exc.status} {exc.reason}", delay=5) from None
 
 
 def _create_secret(body: dict) -> bool:
     """Create-if-absent; False when it already existed. Errors carry status and reason only:
     an API server error body may echo what was sent."""
-    meta = body["metadata"]
     try:
-        kubernetes.client.CoreV1Api().create_namespaced_secret(meta["namespace"], body)
-        return True
+        return kube.create_if_absent(body)[1]
     except ApiException as exc:
-        if exc.status == 409:
-            return False
-        raise kopf.TemporaryError(f"creating Secret {meta['name']}: {exc.status} {exc.reason}",
+        raise kopf.TemporaryError(f"creating Secret {body['metadata']['name']}: {exc.status} {exc.reason}",
                                   delay=5) from None
 
 
 # --- handlers -----------------------------------------------------------------------------------
 
-def _validated_spec(spec: dict) -> ClientCredentialSpec:
+def _validated_spec(spec: dict, namespace: str, name: str) -> ClientCredentialSpec:
     try:
         return ClientCredentialSpec.model_validate(dict(spec))
     except ValidationError as exc:
-        raise kopf.PermanentError(f"invalid spec: {exc}") from exc
+        raise reject_spec(KIND, namespace, name, READY, f"invalid spec: {exc}",
+                          _iso(datetime.now(timezone.utc))) from exc
 
 
 def _owned_credentials(body, namespace: str, name: str, uid: str) -> tuple[str, str]:
@@ -220,7 +216,7 @@ def _owned_credentials(body, namespace: str, name: str, uid: str) -> tuple[str, 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 def establish_credential(body, spec, name, namespace, uid, meta, status, patch, logger, **_):
-    parsed = _validated_spec(spec)
+    parsed = _validated_spec(spec, namespace, name)
     now = datetime.now(timezone.utc)
     generation = meta.get("generation")
     if status.get("clientId") and status.get("secretHash"):
@@ -231,9 +227,8 @@ def establish_credential(body, spec, name, namespace, uid, meta, status, patch, 
         secret_hash, secret_name = hash_secret(client_secret), secret_name_for(name)
         logger.info(f"client {client_id}: secret generated into Secret {secret_name} (shown once)")
     new = credential_status(parsed, client_id, secret_hash, secret_name, generation, now,
-                            created_at=status.get("createdAt"), disabled=status.get("phase") == "Disabled")
-    if status.get("phase") == new["phase"]:
-        new["conditions"] = status.get("conditions") or new["conditions"]  # keep the transition time
+                            created_at=status.get("createdAt"), disabled=status.get("phase") == "Disabled",
+                            conditions=status.get("conditions"))
     for key, value in new.items():
         if status.get(key) != value:
             patch.status[key] = value
@@ -248,7 +243,7 @@ def _expiry_pending(spec, status, **_) -> bool:
 
 @kopf.daemon(GROUP, VERSION, PLURAL, when=_expiry_pending, cancellation_timeout=5)
 def expire_credential(spec, name, namespace, meta, status, stopped, logger, **_):
-    expires_at = _validated_spec(spec).expires_at
+    expires_at = _validated_spec(spec, namespace, name).expires_at
     while not stopped:
         remaining = (expires_at - datetime.now(timezone.utc)).total_seconds()
         if remaining <= 0:
@@ -257,14 +252,14 @@ def expire_credential(spec, name, namespace, meta, status, stopped, logger, **_)
     if stopped:
         return
     now = datetime.now(timezone.utc)
-    current = kube.read_custom(PLURAL, namespace, name)
-    if current is None or current["metadata"]["uid"] != meta.get("uid"):
-        return
-    if not (current.get("status") or {}).get("clientId"):
-        return  # not established yet: establish_credential will write the Expired phase itself
-    kube.patch_status(PLURAL, namespace, name, {
-        "phase": "Expired",
-        "conditions": [ready_condition("Expired", meta.get("generation"), now)],
-    })
-    logger.info(f"client {status.get('clientId') or current['status']['clientId']}: expired at {_iso(expires_at)}")
 
+    def compute(current: dict) -> dict | None:
+        status = current.get("status") or {}
+        if current["metadata"]["uid"] != meta.get("uid") or not status.get("clientId"):
+            return None  # not established yet: establish_credential will write the Expired phase itself
+        return {"phase": "Expired",
+                "conditions": ready_conditions(status.get("conditions"), "Expired", meta.get("generation"), now)}
+
+    written = update_status(KIND, namespace, name, compute)
+    if written is not None:
+        logger.info(f"client {written.before['clientId']}: expired at {_iso(expires_at)}")

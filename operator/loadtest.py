@@ -10,6 +10,7 @@ Live figures: the shards push their progress to the gateway (the runner never to
 Kubernetes API), and while a LoadTest is Running a timer reads the merged progress from the
 gateway every few seconds into `status.progress`. The operator stays the only writer of the
 status; the mirror removes `progress` when the run finishes, as the gateway drops it then.
+Both write through status.update_status; `start_run` sets the run id through Kopf's patch.
 """
 
 from __future__ import annotations
@@ -28,29 +29,32 @@ from assay.crds.loadtest import LoadProgress, LoadTestSpec
 from . import kube, runevents
 from .names import GROUP, LABEL_KIND, VERSION, job_name_for, run_id_for
 from .runjob import build_runner_job, build_spec_configmap, build_upload_secret
+from .runhistory import COMPLETE, now_iso
 from .runstatus import TERMINAL_PHASES, loadtest_status
 from .settings import get_settings
+from .status import reject_spec, update_status
 
+KIND = "LoadTest"
 PLURAL = "loadtests"
 PROGRESS_INTERVAL_SECONDS = 3.0
 GATEWAY_TIMEOUT_SECONDS = 2.0
 
 
-def _validated_spec(spec: dict) -> LoadTestSpec:
+def _validated_spec(spec: dict, namespace: str, name: str) -> LoadTestSpec:
     try:
         return LoadTestSpec.model_validate(dict(spec))
     except ValidationError as exc:
         # The API server's schema catches nearly everything; this is the backstop for rules
-        # it cannot express. Permanent: retrying a bad spec cannot fix it.
-        raise kopf.PermanentError(f"invalid spec: {exc}") from exc
+        # it cannot express.
+        raise reject_spec(KIND, namespace, name, COMPLETE, f"invalid spec: {exc}", now_iso()) from exc
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
-def start_run(body, spec, name, uid, status, patch, logger, **_):
+def start_run(body, spec, name, namespace, uid, status, patch, logger, **_):
     if status.get("phase") in TERMINAL_PHASES:
         return
-    parsed = _validated_spec(spec)
+    parsed = _validated_spec(spec, namespace, name)
     run_id = run_id_for(name, uid)
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"],
              "metadata": dict(body["metadata"]), "spec": dict(spec)}
@@ -70,35 +74,41 @@ def start_run(body, spec, name, uid, status, patch, logger, **_):
         patch.status.setdefault("phase", status.get("phase") or "Pending")
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_KIND: "LoadTest"})
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_KIND: KIND})
 def mirror_job(body, namespace, type, logger, **_):
     owner = next((ref for ref in body["metadata"].get("ownerReferences", [])
-                  if ref.get("kind") == "LoadTest" and ref.get("controller")), None)
+                  if ref.get("kind") == KIND and ref.get("controller")), None)
     if owner is None or type == "DELETED":
         return
-    loadtest = kube.read_custom(PLURAL, namespace, owner["name"])
-    if loadtest is None or loadtest["metadata"]["uid"] != owner["uid"]:
-        return
-    current = loadtest.get("status") or {}
-    if current.get("phase") in TERMINAL_PHASES:
-        return
     job_name = body["metadata"]["name"]
-    pods = kube.list_job_pods(namespace, job_name)
-    shards = int(loadtest["spec"].get("shards", 1))
-    new = loadtest_status(dict(body), pods, shards, loadtest["metadata"].get("generation"),
-                          criteria=list(loadtest["spec"].get("criteria") or []))
-    new["runId"] = body["metadata"]["labels"].get("assay.dev/run-id", current.get("runId"))
-    new["jobName"] = job_name
-    if new["phase"] in TERMINAL_PHASES:
-        # Live figures end with the run (`summary` has the final ones). Sent with the final
-        # phase even when this read saw none: a progress tick may have landed since.
-        new["progress"] = None
-    if any(current.get(k) != v for k, v in new.items()):
-        kube.patch_status(PLURAL, namespace, owner["name"], new)
-        runevents.status_written("LoadTest", loadtest, current, new, logger)
-        if new["phase"] != current.get("phase"):
-            logger.info(f"run {new['runId']}: {current.get('phase', '-')} -> {new['phase']}"
-                        + (f" ({new['result']})" if new.get("result") else ""))
+    pods: list[dict] = []
+
+    def compute(loadtest: dict) -> dict | None:
+        if loadtest["metadata"]["uid"] != owner["uid"]:
+            return None
+        current = loadtest.get("status") or {}
+        if current.get("phase") in TERMINAL_PHASES:
+            return None
+        pods[:] = pods or kube.list_job_pods(namespace, job_name)
+        new = loadtest_status(dict(body), pods, int(loadtest["spec"].get("shards", 1)),
+                              loadtest["metadata"].get("generation"),
+                              criteria=list(loadtest["spec"].get("criteria") or []))
+        new["runId"] = body["metadata"]["labels"].get("assay.dev/run-id", current.get("runId"))
+        new["jobName"] = job_name
+        if new["phase"] in TERMINAL_PHASES:
+            # Live figures end with the run (`summary` has the final ones). Sent with the final
+            # phase even when this read saw none: a progress tick may have landed since.
+            new["progress"] = None
+        return new if any(current.get(k) != v for k, v in new.items()) else None
+
+    written = update_status(KIND, namespace, owner["name"], compute)
+    if written is None:
+        return
+    runevents.status_written(KIND, written.obj, written.before, written.after, logger)
+    before, new = written.before, written.after
+    if new["phase"] != before.get("phase"):
+        logger.info(f"run {new['runId']}: {before.get('phase', '-')} -> {new['phase']}"
+                    + (f" ({new['result']})" if new.get("result") else ""))
 
 
 # --- live progress ------------------------------------------------------------------------------
@@ -165,10 +175,12 @@ async def refresh_progress(name, namespace, uid, meta, status, logger, **_):
     current = status.get("progress") or {}
     if progress is None or {k: v for k, v in progress.items() if v is not None} == current:
         return
+    seen = {"metadata": dict(meta), "status": dict(status)}
     try:
-        # Only onto the object as this tick saw it: a run that finished meanwhile keeps the
-        # mirror's final status, without live figures written after it.
-        await asyncio.to_thread(kube.patch_status, PLURAL, namespace, name, {"progress": progress},
-                                resource_version=meta["resourceVersion"])
+        # Only onto the object as this tick saw it (one attempt: the next tick is the retry),
+        # so a run that finished meanwhile keeps the mirror's final status, without live
+        # figures written after it.
+        await asyncio.to_thread(update_status, KIND, namespace, name, lambda _: {"progress": progress},
+                                first=seen, attempts=1)
     except kube.Conflict:
         logger.debug(f"run {run_id}: the LoadTest changed meanwhile; progress on the next tick")

@@ -1,179 +1,28 @@
-"""Monitor handlers: start a requested monitor run once, mirror its Jobs into the status.
+"""Monitor handlers: start a requested monitor run once, mirror its Jobs into the status, and
+keep the Monitor's gauges and notifications in step with its status.
 
 A run is requested with the `assay.dev/run-request` annotation (assay.crds.runrequest has the
 contract): a request id, or `{"id", "environment", "params"}` as the gateway's Runscope
 trigger writes it. The run uses the named environment (by name or id; default: the Monitor's
-default environment, else its first).
-
-Regions: the environment's `regions` and `remoteAgents` are where the run executes. Each one
-is a Job of its own, `<run-id>-<region>` (`<run-id>-agent-<name>` for a remote agent), whose
-pod has the node selector `topology.kubernetes.io/region=<region>`
-(`assay.dev/agent=<name>`) and ASSAY_REGION (ASSAY_AGENT) in its environment, so the result
-it uploads says where it ran. One Job per region rather than one Indexed Job: every pod of a
-Job shares one pod template, hence one node selector, and a pod cannot learn its node's
-labels to pick its region after scheduling. Without regions the run is one Job, `<run-id>`,
-on any node. The run passes when every region passed; the status lists the regions and its
-`Complete` condition says each region's result.
-
-Subtests name other Monitors of the namespace (`monitor`, or `testUuid` = metadata.uid);
-they are resolved when the run starts and go into the run's ConfigMap, because runner pods
-have no API access. A subtest that does not exist fails its step, as in Runscope.
+default environment, else its first); monitorruns.py plans and starts it.
 """
 
 from __future__ import annotations
 
-import json
-import re
-
 import kopf
-from pydantic import ValidationError
 
-from assay.crds.common import error_summary
-from assay.crds.contracts.runner_settings import env_name
-from assay.crds.monitor import (SHARED_ENVIRONMENTS_CONFIGMAP, ConditionStep, Environment, MonitorSpec,
-                                SubtestStep, inherit_environment)
 from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
 
-from . import kube
+from . import metrics, notify
+from .monitorruns import request_state, spec_problem, start_requested_run
 from .names import GROUP, LABEL_KIND, RUN_REQUEST_ANNOTATION, VERSION, run_id_for_request
-from .runhistory import RequestState
-from .runjob import SPEC_MOUNT, manifest_of, owner_of
-from .runs import (PENDING_RETRY_SECONDS, Location, RunPlan, controller_owner, reconcile_status, recorded_run_ids,
-                   start_run)
+from .runjob import owner_of
+from .runs import PENDING_RETRY_SECONDS, controller_owner, reconcile_status
 from .runsecrets import SECRET_NOT_FOUND, MissingSecret
 from .settings import get_settings
 
 KIND = "Monitor"
 PLURAL = "monitors"
-REGION_LABEL = "topology.kubernetes.io/region"
-AGENT_LABEL = "assay.dev/agent"
-SUBTESTS_FILE = "subtests.json"
-MAX_SUBTEST_DEPTH = 10
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-
-
-def find_environment(spec: MonitorSpec, wanted: str | None) -> Environment | None:
-    """The environment named (or with the id) `wanted`; the default one when None."""
-    if wanted is None:
-        return spec.environment(None)
-    for env in spec.environments:
-        if wanted in (env.name, env.id):
-            return env
-    names = ", ".join(e.name for e in spec.environments) or "none"
-    raise InvalidRunRequest(f"environment {wanted!r}: the Monitor has no such environment (has: {names})")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-
-
-def locations_for(env: Environment | None) -> list[Location]:
-    """One Location per region and remote agent of the environment, as node selectors."""
-    if env is None:
-        return []
-    wanted = [(region, REGION_LABEL, region, env_name("region"), _slug(region)) for region in env.regions]
-    wanted += [(f"remote agent {agent.name!r}", AGENT_LABEL, agent.name, env_name("agent"),
-                f"agent-{_slug(agent.name)}") for agent in env.remote_agents]
-    locations, seen = [], set()
-    for what, label, value, variable, name in wanted:
-        if not _LABEL_VALUE.match(value) or not name or name == "agent-" or len(name) > 63:
-            raise InvalidRunRequest(f"environment {env.name!r}: {what} is not a valid node label value")
-        if name in seen:
-            raise InvalidRunRequest(f"environment {env.name!r}: {what} appears twice")
-        seen.add(name)
-        locations.append(Location(name=name, node_selector={label: value}, env={variable: value}))
-    return locations
-
-
-def _spec(owner: dict) -> MonitorSpec:
-    try:
-        return MonitorSpec.model_validate(owner["spec"])
-    except ValidationError as exc:
-        raise InvalidRunRequest(f"invalid spec: {error_summary(exc)}") from None
-
-
-def with_parent_environments(owner: dict, shared: dict | None) -> dict:
-    """The owner with each environment merged over the shared environment its
-    parentEnvironmentId names (`shared` is the SHARED_ENVIRONMENTS_CONFIGMAP ConfigMap). The
-    runner reads the merged spec, so inheritance is settled when the run is planned; a parent
-    that no longer exists leaves the environment as it is."""
-    envs = owner["spec"].get("environments") or []
-    if not any(env.get("parentEnvironmentId") for env in envs):
-        return owner
-    data = (shared or {}).get("data") or {}
-    parents = {}
-    for key, text in data.items():
-        try:
-            parents[key] = json.loads(text)
-        except ValueError:
-            continue
-    merged = [inherit_environment(env, parents.get(env.get("parentEnvironmentId") or "")) for env in envs]
-    return {**owner, "spec": {**owner["spec"], "environments": merged}}
-
-
-def plan_run(owner: dict, request: MonitorRunRequest, requested_at: str = "") -> RunPlan:
-    """Raises InvalidRunRequest for an environment the Monitor does not have, or one whose
-    regions cannot be node labels."""
-    meta = owner["metadata"]
-    env = find_environment(_spec(owner), request.environment)
-    return RunPlan(
-        run_id=run_id_for_request(meta["name"], meta["uid"], request.id), request_id=request.id,
-        runner_args=["monitor", "--subtests", f"{SPEC_MOUNT}/{SUBTESTS_FILE}"],
-        options={"environment": env.name if env else None, "params": dict(request.params)},
-        locations=locations_for(env), environment=env.name if env else None, requested_at=requested_at,
-    )
-
-
-def request_state(owner: dict) -> RequestState:
-    try:
-        request = parse_run_request(owner["metadata"].get("annotations"), MonitorRunRequest)
-        if request is None:
-            return RequestState()
-        return RequestState(run_id=plan_run(owner, request).run_id)
-    except InvalidRunRequest as exc:
-        return RequestState(error=str(exc))
-
-
-def _subtest_targets(spec: dict) -> list[str]:
-    steps = MonitorSpec.model_validate(spec).steps
-    inner = [s for step in steps for s in (step.steps if isinstance(step, ConditionStep) else [step])]
-    return [s.monitor or s.test_uuid for s in inner if isinstance(s, SubtestStep) and (s.monitor or s.test_uuid)]
-
-
-def resolve_subtests(owner: dict, monitors: list[dict]) -> list[dict]:
-    """The Monitors that `owner`'s subtests name, transitively, as manifests for the runner."""
-    by_key = {key: m for m in monitors for key in (m["metadata"]["name"], m["metadata"]["uid"])}
-    found: dict[str, dict] = {}
-    frontier, depth = [owner], 0
-    while frontier and depth < MAX_SUBTEST_DEPTH:
-        following = []
-        for monitor in frontier:
-            try:
-                targets = _subtest_targets(monitor["spec"])
-            except ValidationError:
-                continue
-            for target in targets:
-                other = by_key.get(target)
-                if other is not None and other["metadata"]["uid"] not in found:
-                    found[other["metadata"]["uid"]] = other
-                    following.append(other)
-        frontier, depth = following, depth + 1
-    return [manifest_of(m) for m in found.values() if m["metadata"]["uid"] != owner["metadata"]["uid"]]
-
-
-
-def start_requested_run(owner: dict, request: MonitorRunRequest, status: dict, settings, logger) -> None:
-    """Start the run `request` asks for unless the status records it already. Raises
-    InvalidRunRequest for a request this Monitor cannot run."""
-    namespace = owner["metadata"]["namespace"]
-    if any(env.get("parentEnvironmentId") for env in owner["spec"].get("environments") or []):
-        owner = with_parent_environments(owner, kube.read_config_map(namespace, SHARED_ENVIRONMENTS_CONFIGMAP))
-    plan = plan_run(owner, request)
-    if plan.run_id in recorded_run_ids(status):
-        return
-    subtests = resolve_subtests(owner, kube.list_custom(PLURAL, namespace)) if _subtest_targets(owner["spec"]) \
-        else []
-    start_run(owner, plan, owner, settings, logger, extra_files={SUBTESTS_FILE: subtests})
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -181,7 +30,7 @@ def start_requested_run(owner: dict, request: MonitorRunRequest, status: dict, s
 def run_requested(body, name, namespace, status, logger, **_):
     owner = owner_of(body)
     settings = get_settings()
-    pending = None
+    pending, request = None, None
     try:
         request = parse_run_request(owner["metadata"].get("annotations"), MonitorRunRequest)
         if request is not None:
@@ -190,7 +39,10 @@ def run_requested(body, name, namespace, status, logger, **_):
         pass  # the RunRequest condition says why
     except MissingSecret as exc:
         pending = f"run {run_id_for_request(name, owner['metadata']['uid'], request.id)}: {exc}"
-    reconcile_status(KIND, PLURAL, namespace, name, request_state, settings, logger, pending, SECRET_NOT_FOUND)
+    reconcile_status(KIND, namespace, name, request_state, settings, logger, pending, SECRET_NOT_FOUND)
+    if request is not None and (invalid := spec_problem(owner)) is not None:
+        # Written into the RunRequest condition; a new request after fixing the spec runs it.
+        raise kopf.PermanentError(invalid)
     if pending:
         raise kopf.TemporaryError(pending, delay=PENDING_RETRY_SECONDS)
 
@@ -199,4 +51,28 @@ def run_requested(body, name, namespace, status, logger, **_):
 def mirror_job(body, namespace, logger, **_):
     owner = controller_owner(body, KIND)
     if owner is not None:
-        reconcile_status(KIND, PLURAL, namespace, owner["name"], request_state, get_settings(), logger)
+        reconcile_status(KIND, namespace, owner["name"], request_state, get_settings(), logger)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def monitor_seen(type, body, namespace, name, status, **_):
+    """The level-based side of runevents.status_written: on every Monitor event (including
+    the listing a restarted or newly leading operator starts with) the Monitor's gauges from
+    its status, and finished runs that were never notified handed over."""
+    if type == "DELETED":
+        metrics.monitor_deleted(namespace, name)
+        return
+    metrics.monitor_observed(namespace, name, dict(status))
+    if not notify.has_notifications(body.get("spec") or {}):
+        return
+    settings = get_settings()
+    owner = {"spec": dict(body.get("spec") or {}), "status": dict(status)}
+    pending = [run_id for run_id in notify.runs_to_notify(dict(status), not_before=notify.catch_up_since(settings))
+               if notify.has_something_to_send(owner, run_id, bool(settings.smtp_host))]
+    if pending:
+        notify.notifier().submit(namespace, name, pending)
+
+
+@kopf.on.cleanup()
+def stop_notifications(**_):
+    notify.shutdown()

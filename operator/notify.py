@@ -36,7 +36,6 @@ import smtplib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import kubernetes
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
@@ -47,8 +46,8 @@ from . import kube, mail, webhooks
 from .names import LABEL_RUN_ID
 from .runstatus import terminated_state
 from .settings import OperatorSettings, get_settings
+from .status import update_status
 
-PLURAL = "monitors"
 TEAM_ANNOTATION = "assay.dev/team-emails"
 FINISHED = ("pass", "fail")
 CLAIM_ATTEMPTS = 5
@@ -267,10 +266,9 @@ class Notifier:
         """Record the run in status.notifiedRuns unless it is there; the Monitor, the run's
         history entry and its environment when this call claimed it and there is anything to
         send, else None."""
-        for _ in range(CLAIM_ATTEMPTS):
-            owner = kube.read_custom(PLURAL, namespace, name)
-            if owner is None:
-                return None
+        claimed: dict = {}
+
+        def claim(owner: dict) -> dict | None:
             status = owner.get("status") or {}
             notified = list(status.get("notifiedRuns") or [])
             entry = next((e for e in status.get("history") or [] if e.get("runId") == run_id), None)
@@ -278,16 +276,18 @@ class Notifier:
                 return None
             if not has_something_to_send(owner, run_id, bool(self.settings.smtp_host)):
                 return None
-            env = _environment(owner, entry.get("environment"))
-            try:
-                kube.patch_status(PLURAL, namespace, name, {"notifiedRuns": (notified + [run_id])[-MAX_HISTORY:]},
-                                  owner["metadata"]["resourceVersion"])
-            except kube.Conflict:
-                continue
-            owner["status"] = {**status, "notifiedRuns": (notified + [run_id])[-MAX_HISTORY:]}
-            return owner, entry, env
-        log.warning(f"{namespace}/{name}: run {run_id} not notified: the status kept changing")
-        return None
+            claimed["entry"], claimed["env"] = entry, _environment(owner, entry.get("environment"))
+            return {"notifiedRuns": (notified + [run_id])[-MAX_HISTORY:]}
+
+        try:
+            written = update_status("Monitor", namespace, name, claim, attempts=CLAIM_ATTEMPTS)
+        except kube.Conflict:
+            log.warning(f"{namespace}/{name}: run {run_id} not notified: the status kept changing")
+            return None
+        if written is None:
+            return None
+        owner = {**written.obj, "status": {**written.before, **written.after}}
+        return owner, claimed["entry"], claimed["env"]
 
     def _mail_wanted(self, env: Environment, status: dict, run_id: str) -> bool:
         return bool(self.settings.smtp_host) and wants_mail(env.emails, status.get("history") or [], run_id)
@@ -321,7 +321,7 @@ class Notifier:
 def namespace_team(namespace: str) -> list[str]:
     """The team addresses of a namespace (its TEAM_ANNOTATION); none if it cannot be read."""
     try:
-        body = kube.to_dict(kubernetes.client.CoreV1Api().read_namespace(namespace))
+        body = kube.read_namespace(namespace)
     except ApiException as exc:
         log.warning(f"{namespace}: team addresses not read (HTTP {exc.status})")
         return []

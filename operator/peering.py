@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 
-import kubernetes
 from kubernetes.client.rest import ApiException
+
+from . import kube
 
 KOPF_GROUP = "kopf.dev"
 KOPF_VERSION = "v1"
@@ -32,7 +33,7 @@ def peering_objects(name: str, namespaces: list[str] | None) -> list[dict]:
 
 def ensure_peering_objects(name: str, namespaces: list[str] | None, logger: logging.Logger) -> None:
     """Create the peering objects that do not exist; the replicas all try, one wins."""
-    api = kubernetes.client.CustomObjectsApi()
+    api = kube.custom()
     for body in peering_objects(name, namespaces):
         try:
             if body["kind"] == "ClusterKopfPeering":

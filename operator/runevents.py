@@ -8,20 +8,14 @@ be cheap and must never raise into the caller: a run's outcome is decided before
 For each run that finished in the write it counts the run in the metrics and, for a Monitor,
 hands the run to the notification workers (notify.py), which never block the caller.
 
-`monitor_seen` is the level-based counterpart: on every Monitor event (including the listing
-a restarted or newly leading operator starts with) it sets the Monitor's gauges from its
-status and hands over finished runs that were never notified.
+Its level-based counterpart is the Monitor handler `monitor.monitor_seen`.
 """
 
 from __future__ import annotations
 
 import logging
 
-import kopf
-
 from . import metrics, notify
-from .names import GROUP, VERSION
-from .settings import get_settings
 
 SUITE_FINISHED = ("PASSED", "FAILED")
 MONITOR_FINISHED = ("pass", "fail")
@@ -63,24 +57,3 @@ def status_written(kind: str, owner: dict, before: dict, after: dict, logger: lo
             notify.notifier().submit(meta["namespace"], meta["name"], [run_id for run_id, _, _ in runs])
     except Exception as exc:  # noqa: BLE001  (the run's outcome is written; this is bookkeeping)
         logger.warning(f"after the status write: {type(exc).__name__}: {exc}")
-
-
-@kopf.on.event(GROUP, VERSION, "monitors")
-def monitor_seen(type, body, namespace, name, status, **_):
-    if type == "DELETED":
-        metrics.monitor_deleted(namespace, name)
-        return
-    metrics.monitor_observed(namespace, name, dict(status))
-    if not notify.has_notifications(body.get("spec") or {}):
-        return
-    settings = get_settings()
-    owner = {"spec": dict(body.get("spec") or {}), "status": dict(status)}
-    pending = [run_id for run_id in notify.runs_to_notify(dict(status), not_before=notify.catch_up_since(settings))
-               if notify.has_something_to_send(owner, run_id, bool(settings.smtp_host))]
-    if pending:
-        notify.notifier().submit(namespace, name, pending)
-
-
-@kopf.on.cleanup()
-def stop_notifications(**_):
-    notify.shutdown()

@@ -33,11 +33,11 @@ from .names import (
     REQUESTED_AT_ANNOTATION,
 )
 from .runstatus import TERMINAL_PHASES, iso, job_condition, job_phase, terminated_state
+from .status import set_condition, short
 
 COMPLETE = "Complete"
 RUN_REQUEST = "RunRequest"
 OWNED_CONDITIONS = (COMPLETE, RUN_REQUEST)
-MAX_MESSAGE = 1000
 
 
 @dataclass
@@ -124,10 +124,6 @@ def group_runs(jobs: list[dict]) -> list[Run]:
     return sorted(runs.values(), key=lambda r: (r.requested_at, r.run_id), reverse=True)
 
 
-def _short(text: str | None) -> str | None:
-    return text if text is None or len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
-
-
 def _seconds_iso(text: str | None) -> str | None:
     # Requested-at has microseconds (it orders runs); the status shows whole seconds.
     return text[:19] + "Z" if text and len(text) >= 19 else text
@@ -158,7 +154,7 @@ def suite_run(run: Run) -> tuple[dict, str | None]:
         entry["progress"] = str(summary["progress"])
     if isinstance(summary.get("success_rate"), (int, float)):
         entry["successRate"] = round(float(summary["success_rate"]), 2)
-    return {k: v for k, v in entry.items() if v is not None}, _short(message)
+    return {k: v for k, v in entry.items() if v is not None}, short(message)
 
 
 # --- Monitor --------------------------------------------------------------------------------
@@ -199,7 +195,7 @@ def monitor_run(run: Run) -> tuple[dict, str | None]:
                             for where, ok, why in verdicts)
     else:
         message = verdicts[0][2] if verdicts else None
-    return {k: v for k, v in entry.items() if v is not None}, _short(message)
+    return {k: v for k, v in entry.items() if v is not None}, short(message)
 
 
 # --- the status -----------------------------------------------------------------------------
@@ -218,11 +214,12 @@ def _started(entry: dict) -> str:
 @dataclass(frozen=True)
 class RequestState:
     """What the run-request annotation asks for now: nothing, a run (`run_id`), or nothing
-    usable (`error`). `pending` says why a valid request has not started yet, `pending_reason`
-    the condition reason for it."""
+    usable (`error`, with the condition reason `error_reason`). `pending` says why a valid
+    request has not started yet, `pending_reason` the condition reason for it."""
 
     run_id: str | None = None
     error: str | None = None
+    error_reason: str = "InvalidRequest"
     pending: str | None = None
     pending_reason: str = "Pending"
 
@@ -269,19 +266,24 @@ def history_status(kind: str, jobs: list[dict], pods_by_job: Callable[[str], lis
     if entries:
         status["lastRun"] = entries[0][1]
     previous = {c.get("type"): c for c in current.get("conditions") or []}
-    conditions = [c for c in current.get("conditions") or [] if c.get("type") not in OWNED_CONDITIONS]
+    conditions = list(current.get("conditions") or [])
     if entries:
-        conditions.append(_complete_condition(entries[0][1], entries[0][2], previous.get(COMPLETE), generation))
+        conditions = complete_condition(conditions, entries[0][1], entries[0][2], previous.get(COMPLETE),
+                                        generation)
     if request.run_id or request.error:
         started = request.run_id in shown or request.run_id in with_jobs or request.run_id in recorded
-        conditions.append(_request_condition(request, started, previous.get(RUN_REQUEST), generation, now))
-    status["conditions"] = conditions
+        conditions = _request_condition(conditions, request, started, previous.get(RUN_REQUEST), generation, now)
+    kept = {COMPLETE} if entries else set()
+    kept |= {RUN_REQUEST} if request.run_id or request.error else set()
+    status["conditions"] = [c for c in conditions if c.get("type") not in OWNED_CONDITIONS or c["type"] in kept]
     return {k: v for k, v in status.items() if v is not None}
 
 
-def _complete_condition(last: dict, message: str | None, previous: dict | None, generation: int | None) -> dict:
-    """`Complete` for the last run; its transition time is the run's end (or start) time, so
-    it is rebuilt identically. A finished run's message is kept from when it was computed."""
+def complete_condition(conditions: list[dict], last: dict, message: str | None, previous: dict | None,
+                       generation: int | None) -> list[dict]:
+    """`conditions` with `Complete` for the last run; its transition time is the run's end (or
+    start) time, so it is rebuilt identically. A finished run's message is kept from when it
+    was computed."""
     result = _result_of(last)
     done = result in FINISHED
     reason = {"PASSED": "Passed", "pass": "Passed", "FAILED": "Failed", "fail": "Failed"}.get(result, "Running")
@@ -289,42 +291,26 @@ def _complete_condition(last: dict, message: str | None, previous: dict | None, 
     if message is None and done and previous and (previous.get("reason"), previous.get("lastTransitionTime")) \
             == (reason, since):
         message = previous.get("message")
-    condition = {
-        "type": COMPLETE,
-        "status": "True" if done else "False",
-        "reason": reason,
-        "message": message or (f"run {last['runId']} finished" if done else f"run {last['runId']} in progress"),
-        "lastTransitionTime": since,
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return {k: v for k, v in condition.items() if v is not None}
+    message = message or (f"run {last['runId']} finished" if done else f"run {last['runId']} in progress")
+    return set_condition(conditions, COMPLETE, "True" if done else "False", reason, message, now=None,
+                         generation=generation, since=since)
 
 
-def _request_condition(request: RequestState, started: bool, previous: dict | None, generation: int | None,
-                       now: str | None) -> dict:
+def _request_condition(conditions: list[dict], request: RequestState, started: bool, previous: dict | None,
+                       generation: int | None, now: str | None) -> list[dict]:
     """`RunRequest`: True once the requested run exists, False for an unusable request,
     Unknown while a valid one waits (e.g. for a ConfigMap its parameter pool names)."""
     if request.error:
-        condition = {"type": RUN_REQUEST, "status": "False", "reason": "InvalidRequest",
-                     "message": _short(request.error)}
+        state, reason, message = "False", request.error_reason, request.error
     elif started:
-        condition = {"type": RUN_REQUEST, "status": "True", "reason": "Started",
-                     "message": f"run {request.run_id}"}
+        state, reason, message = "True", "Started", f"run {request.run_id}"
     else:
         waiting, reason = request.pending, request.pending_reason
         if waiting is None and previous and previous.get("status") == "Unknown" \
                 and request.run_id in (previous.get("message") or ""):
             waiting, reason = previous.get("message"), previous.get("reason") or reason
-        condition = {"type": RUN_REQUEST, "status": "Unknown", "reason": reason,
-                     "message": _short(waiting) or f"run {request.run_id} not started yet"}
-    same = previous and all(previous.get(k) == condition[k] for k in ("status", "reason", "message"))
-    since = previous.get("lastTransitionTime") if same else now
-    if since:
-        condition["lastTransitionTime"] = since
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
+        state, message = "Unknown", short(waiting) or f"run {request.run_id} not started yet"
+    return set_condition(conditions, RUN_REQUEST, state, reason, message, now=now, generation=generation)
 
 
 def now_iso() -> str:

@@ -1,5 +1,6 @@
 """Pure builders for the objects behind a run: the spec ConfigMap, the upload Secret and the
-runner Job(s).
+runner Job(s); and the pod template of every runner pod (tickobjects.py builds a tick
+CronJob's from it too).
 
 They take plain data and return plain dicts, so tests read exactly what the operator sends.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 
-from assay.crds.contracts.runner_settings import runner_env, runner_settings_of, secret_key_ref
+from assay.crds.contracts.runner_settings import field_ref, runner_env, runner_settings_of, secret_key_ref
 
 from .names import (
     GROUP,
@@ -124,6 +125,48 @@ def secret_volume(secret_name: str) -> tuple[dict, dict]:
             {"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True})
 
 
+def runner_pod_template(settings: OperatorSettings, labels: dict[str, str], args: list[str], env: list[dict],
+                        volumes: list[dict], mounts: list[dict], *, termination_message_policy: str,
+                        node_selector: dict[str, str] | None = None) -> dict:
+    """The pod template of every runner pod, a run Job's or a tick CronJob's: one container
+    running `python -m assay.runner <args>` with `env`, unprivileged and with a read-only
+    root, the settings' resources and service account, no API token (runners never call the
+    Kubernetes API), never restarted (a retried pod would call the tested APIs twice)."""
+    container = {
+        "name": "runner",
+        "image": settings.runner_image,
+        "imagePullPolicy": settings.runner_image_pull_policy,
+        "command": ["python", "-m", "assay.runner"],
+        "args": args,
+        "env": env,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": termination_message_policy,
+        "volumeMounts": mounts,
+        "resources": settings.runner_resources,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": volumes,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "automountServiceAccountToken": False,
+    }
+    if settings.runner_service_account:
+        pod_spec["serviceAccountName"] = settings.runner_service_account
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    return {"metadata": {"labels": labels}, "spec": pod_spec}
+
+
 def _run_env(owner: dict, run_id: str, shards: int, settings: OperatorSettings, env: dict[str, str],
              pools: bool, secrets: bool) -> list[dict]:
     meta = owner["metadata"]
@@ -159,28 +202,12 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
     labels = run_labels(owner["kind"], owner["metadata"]["name"], run_id)
     if location is not None:
         labels[LABEL_LOCATION] = location
-    container = {
-        "name": "runner",
-        "image": settings.runner_image,
-        "imagePullPolicy": settings.runner_image_pull_policy,
-        "command": ["python", "-m", "assay.runner"],
-        "args": [*runner_args, "--spec", f"{SPEC_MOUNT}/{SPEC_FILE}"],
-        "env": [
-            *_run_env(owner, run_id, run_shards or shards, settings, env or {}, bool(pool_config_maps),
-                      bool(secret_name)),
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        ],
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True}],
-        "resources": settings.runner_resources,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-    }
+    pod_env = [
+        *_run_env(owner, run_id, run_shards or shards, settings, env or {}, bool(pool_config_maps), bool(secret_name)),
+        {"name": "POD_NAME", "valueFrom": field_ref("metadata.name")},
+    ]
     volumes = [{"name": "spec", "configMap": {"name": spec_configmap_name_for(run_id)}}]
+    mounts = [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True}]
     if pool_config_maps:
         keys_by_map: dict[str, set[str]] = {}
         for name, key in pool_config_maps:
@@ -188,26 +215,14 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
         sources = [{"configMap": {"name": name, "items": [{"key": k, "path": f"{name}/{k}"} for k in sorted(keys)]}}
                    for name, keys in sorted(keys_by_map.items())]
         volumes.append({"name": "pools", "projected": {"sources": sources}})
-        container["volumeMounts"].append({"name": "pools", "mountPath": POOLS_MOUNT, "readOnly": True})
+        mounts.append({"name": "pools", "mountPath": POOLS_MOUNT, "readOnly": True})
     if secret_name:
         volume, mount = secret_volume(secret_name)
         volumes.append(volume)
-        container["volumeMounts"].append(mount)
-    pod_spec = {
-        "restartPolicy": "Never",
-        "containers": [container],
-        "volumes": volumes,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "automountServiceAccountToken": False,
-    }
-    if settings.runner_service_account:
-        pod_spec["serviceAccountName"] = settings.runner_service_account
-    if node_selector:
-        pod_spec["nodeSelector"] = dict(node_selector)
+        mounts.append(mount)
+    template = runner_pod_template(settings, labels, [*runner_args, "--spec", f"{SPEC_MOUNT}/{SPEC_FILE}"], pod_env,
+                                   volumes, mounts, termination_message_policy="FallbackToLogsOnError",
+                                   node_selector=node_selector)
     metadata = {
         "name": job_name_for(run_id, location),
         "namespace": namespace,
@@ -226,7 +241,7 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
             "parallelism": shards,
             "backoffLimit": 0,
             "activeDeadlineSeconds": settings.run_deadline_seconds,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": template,
         },
     }
     if ttl_seconds is not None:

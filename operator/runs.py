@@ -10,9 +10,8 @@ creates the run's objects and rebuilds the status, the same way for both kinds:
   (`plan.json`): when it exists already (a retried handler, a restarted operator) the Jobs
   are built from that plan, not from a spec that may have changed since, so a run is started
   once and as it was first planned.
-* status: level-based, from the owner's Jobs (runhistory.history_status), written with the
-  owner's resourceVersion so that two handlers never overwrite a newer status with an older
-  one; on a conflict it reads again and recomputes.
+* status: level-based, from the owner's Jobs (runhistory.history_status), written by
+  status.update_status (optimistic concurrency: recomputed from a fresh read on a conflict).
 """
 
 from __future__ import annotations
@@ -40,11 +39,11 @@ from .runhistory import RequestState, history_status, now_iso, requested_at_now
 from .runjob import build_runner_job, build_spec_configmap, build_upload_secret
 from .runsecrets import build_values_secret, job_owner_reference, move_secrets, namespace_reader, resolve_values
 from .settings import OperatorSettings
+from .status import update_status
 
 PLAN_FILE = "plan.json"
 MANIFEST = "manifest"
 """The run's manifest among the documents whose secret values move to the run's Secret."""
-CONFLICT_RETRIES = 5
 PENDING_RETRY_SECONDS = 10
 """How soon a run waiting for a ConfigMap or Secret its spec names looks again."""
 
@@ -155,37 +154,34 @@ def owner_jobs(kind: str, owner: dict) -> list[dict]:
                    for ref in job["metadata"].get("ownerReferences") or [])]
 
 
-def reconcile_status(kind: str, plural: str, namespace: str, name: str, request_state, settings: OperatorSettings,
+def reconcile_status(kind: str, namespace: str, name: str, request_state, settings: OperatorSettings,
                      logger: logging.Logger, pending: str | None = None,
                      pending_reason: str = "Pending") -> dict | None:
     """Rebuild and write the owner's status; returns it (None if the owner is gone).
 
     `request_state(owner) -> RequestState` reads the run request (cheap, no I/O); `pending`
     says why the requested run has not started, with the condition reason `pending_reason`."""
-    for _ in range(CONFLICT_RETRIES):
-        owner = kube.read_custom(plural, namespace, name)
-        if owner is None:
-            return None
+    rebuilt: dict = {}
+
+    def compute(owner: dict) -> dict | None:
         state: RequestState = request_state(owner)
         if pending and state.run_id and not state.error:
             state = RequestState(run_id=state.run_id, pending=pending, pending_reason=pending_reason)
         current = owner.get("status") or {}
-        new = history_status(kind, owner_jobs(kind, owner), lambda job: kube.list_job_pods(namespace, job),
-                             current, state, limit=settings.run_history_limit,
-                             generation=owner["metadata"].get("generation"), now=now_iso())
-        if all(current.get(k) == v for k, v in new.items()):
-            return new
-        try:
-            kube.patch_status(plural, namespace, name, new, owner["metadata"]["resourceVersion"])
-        except kube.Conflict:
-            continue
-        runevents.status_written(kind, owner, current, new, logger)
-        last, before = new.get("lastRun") or {}, current.get("lastRun") or {}
-        result = last.get("status") or last.get("result")
-        if (last.get("runId"), result) != (before.get("runId"), before.get("status") or before.get("result")):
-            logger.info(f"run {last.get('runId')}: {result}")
-        return new
-    raise kube.Conflict(f"{plural}/{name}: status kept changing under {CONFLICT_RETRIES} attempts")
+        rebuilt["status"] = new = history_status(
+            kind, owner_jobs(kind, owner), lambda job: kube.list_job_pods(namespace, job), current, state,
+            limit=settings.run_history_limit, generation=owner["metadata"].get("generation"), now=now_iso())
+        return None if all(current.get(k) == v for k, v in new.items()) else new
+
+    written = update_status(kind, namespace, name, compute)
+    if written is None:
+        return rebuilt.get("status")
+    runevents.status_written(kind, written.obj, written.before, written.after, logger)
+    last, before = written.after.get("lastRun") or {}, written.before.get("lastRun") or {}
+    result = last.get("status") or last.get("result")
+    if (last.get("runId"), result) != (before.get("runId"), before.get("status") or before.get("result")):
+        logger.info(f"run {last.get('runId')}: {result}")
+    return written.after
 
 
 def controller_owner(job: dict, kind: str) -> dict | None:

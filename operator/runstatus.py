@@ -12,6 +12,8 @@ import datetime as dt
 
 from assay.crds.contracts.summary import ShardSummary, judge, merge
 
+from .status import set_condition
+
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
@@ -147,13 +149,6 @@ def _conditions(status: dict, generation: int | None) -> list[dict] | None:
     if not since:
         return None
     done = "result" in status
-    condition = {
-        "type": "Complete",
-        "status": "True" if done else "False",
-        "reason": status["result"] if done else status["phase"],
-        "message": status.get("message") or ("run finished" if done else "run in progress"),
-        "lastTransitionTime": since,
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return [condition]
+    return set_condition(None, "Complete", "True" if done else "False", status["result"] if done else status["phase"],
+                         status.get("message") or ("run finished" if done else "run in progress"),
+                         now=None, generation=generation, since=since)

@@ -128,7 +128,7 @@ def measure_ticks(kube: Kube, n: int, url: str) -> dict:
     apply(kube, namespace, [schedule(f"every-{name}", name) for name in names])
 
     def grouped():
-        from assay.runner.batch import members_of
+        from assay.crds.contracts.tick import members_of
 
         maps = kube.items("configmap", namespace, "-l", "assay.dev/tick-group")
         return maps and len(members_of(maps[0])["members"]) == n

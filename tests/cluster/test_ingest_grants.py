@@ -13,6 +13,10 @@ import json
 import httpx
 import pytest
 
+from assay.operator.runjob import build_upload_secret
+from assay.operator.tickobjects import build_members_configmap
+from assay.operator.tickplan import Group
+from assay.operator.settings import OperatorSettings
 from assay.crds.contracts.tick import group_upload_token, member_run_id, tick_job_name
 from assay.crds.contracts.upload import (
     H_IDEMPOTENCY_KEY,
@@ -25,9 +29,6 @@ from assay.crds.contracts.upload import (
     document_path,
     idempotency_key,
 )
-from assay.operator.runjob import build_upload_secret
-from assay.operator.schedule import Group, build_members_configmap
-from assay.operator.settings import OperatorSettings
 from tests.conftest import GatewayProcess
 
 pytestmark = pytest.mark.cluster

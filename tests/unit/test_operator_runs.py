@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from assay.operator import monitor as monitor_kind
-from assay.operator import testsuite as suite_kind
+from assay.operator import monitorruns as monitor_kind
+from assay.operator import suiteruns as suite_kind
 from assay.operator.names import job_name_for, run_id_for_request
 from assay.operator.runhistory import RequestState, history_status
 from assay.crds.runrequest import (

@@ -11,7 +11,7 @@ from assay.api.services import runscope_mapping as mapping
 from assay.api.services.runscope_tests import trigger_id_for
 from assay.crds.monitor import MonitorSpec, inherit_environment
 from assay.crds.runrequest import MonitorRunRequest
-from assay.operator.monitor import plan_run, with_parent_environments
+from assay.operator.monitorruns import plan_run, with_parent_environments
 
 DOCUMENT_REQUEST_STEP = {
     "step_type": "request", "method": "POST", "url": "https://yourapihere.com/example/path",

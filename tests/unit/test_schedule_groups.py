@@ -8,16 +8,10 @@ import datetime as dt
 import pytest
 
 from assay.crds.schedule import anchored_cron
-from assay.operator.schedule import (
-    build_members_configmap,
-    build_tick_cronjob,
-    group_name,
-    next_run_time,
-    plan_groups,
-    schedule_status,
-)
+from assay.operator.tickobjects import build_members_configmap, build_tick_cronjob
+from assay.operator.tickplan import group_name, next_run_time, plan_groups, schedule_status
+from assay.crds.contracts.tick import members_of
 from assay.operator.settings import OperatorSettings
-from assay.runner.batch import members_of
 
 NOW = dt.datetime(2026, 11, 23, 10, 7, 30, tzinfo=dt.timezone.utc)
 CHUNK = 2

@@ -12,6 +12,9 @@ import sys
 
 import pytest
 
+from assay.operator.names import run_id_for_request
+from assay.operator.runhistory import RequestState, history_status
+from assay.operator.tickresults import outcomes_of, retry_request, tick_entries, with_scheduled_run
 from assay.crds.contracts.tick import (
     MESSAGE_LIMIT,
     Outcome,
@@ -33,9 +36,6 @@ from assay.crds.contracts.upload import (
     RunGrant,
     idempotency_key,
 )
-from assay.operator.names import run_id_for_request
-from assay.operator.runhistory import RequestState, history_status
-from assay.operator.ticks import outcomes_of, retry_request, tick_entries, with_scheduled_run
 from tests.conftest import REPO
 from tests.support.ingest import ingest_client
 from tests.support.targets import CountingTarget

@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 from assay.crds import Monitor, TestSuite, common, monitor, secrets, testsuite
 from assay.crds.monitor import MonitorSpec
 from assay.crds.secrets import SecretUnavailable, secret_fields, with_secret_values, without_secret_values
-from assay.operator import schedule
+from assay.operator import tickobjects, tickplan
 from assay.operator.diffbase import SecretFreeDiffBaseStorage, essence_without_secrets
 from assay.operator.runjob import build_runner_job
 from assay.operator.runs import RunPlan, build_run_objects
@@ -184,8 +184,8 @@ def test_the_run_configmap_holds_no_secret_value_and_the_job_mounts_the_run_secr
     assert base64.b64decode(secret["data"]["manifest.spec.steps.0.auth.password"]).decode() == PASSWORD
 
 
-def _group(*members) -> schedule.Group:
-    return schedule.Group(name="assay-tick-0123abcd", cron="* * * * *", location=None, members=list(members))
+def _group(*members) -> tickplan.Group:
+    return tickplan.Group(name="assay-tick-0123abcd", cron="* * * * *", location=None, members=list(members))
 
 
 def test_tick_members_refer_to_the_group_secret_and_one_with_a_missing_secret_leaves_the_group():
@@ -200,7 +200,7 @@ def test_tick_members_refer_to_the_group_secret_and_one_with_a_missing_secret_le
         {"schedule": {"name": "s3", "uid": "s-3"}, "kind": "TestSuite", "testSuite": suite},
     )
     read = reader({"api-credentials": {"client-secret": CLIENT_SECRET}})
-    values, problems = schedule.move_member_secrets(group, read)
+    values, problems = tickplan.move_member_secrets(group, read)
     assert problems == {"s-2": ("SecretNotFound", "spec.steps[1].steps[0].auth.clientSecretFrom: "
                                                   "Secret 'gone' does not exist")}
     assert [m["schedule"]["uid"] for m in group.members] == ["s-1", "s-3"]
@@ -208,15 +208,15 @@ def test_tick_members_refer_to_the_group_secret_and_one_with_a_missing_secret_le
     assert values["members.0.subtests.0.spec.steps.1.steps.0.auth.clientSecret"] == CLIENT_SECRET
     assert values["members.1.testSuite.spec.secretParameters.0.value"] == PASSWORD
 
-    configmap = schedule.build_members_configmap("team-a", group, 64, {"metadata": {"name": group.name, "uid": "c"}})
+    configmap = tickobjects.build_members_configmap("team-a", group, 64, {"metadata": {"name": group.name, "uid": "c"}})
     members = gzip.decompress(base64.b64decode(configmap["binaryData"]["members.json.gz"])).decode()
     assert PASSWORD not in members and CLIENT_SECRET not in members and CERT not in members
     assert '"name":"assay-tick-0123abcd-secrets"' in members
 
-    cronjob = schedule.build_tick_cronjob("team-a", group, OperatorSettings(), with_secrets=True)
+    cronjob = tickobjects.build_tick_cronjob("team-a", group, OperatorSettings(), with_secrets=True)
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert {"name": "secrets", "secret": {"secretName": "assay-tick-0123abcd-secrets"}} in pod["volumes"]
-    plain = schedule.build_tick_cronjob("team-a", group, OperatorSettings())
+    plain = tickobjects.build_tick_cronjob("team-a", group, OperatorSettings())
     assert all("secret" not in v for v in plain["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"])
 
 
