@@ -183,9 +183,9 @@ def reconcile_status(kind: str, plural: str, namespace: str, name: str, request_
             continue
         runevents.status_written(kind, owner, current, new, logger)
         last, before = new.get("lastRun") or {}, current.get("lastRun") or {}
-        result = last.get("status") or last.get("result")
-        if (last.get("runId"), result) != (before.get("runId"), before.get("status") or before.get("result")):
-            logger.info(f"run {last.get('runId')}: {result}")
+        state = last.get("result") or last.get("phase")
+        if (last.get("runId"), state) != (before.get("runId"), before.get("result") or before.get("phase")):
+            logger.info(f"run {last.get('runId')}: {state}")
         return new
     raise kube.Conflict(f"{plural}/{name}: status kept changing under {CONFLICT_RETRIES} attempts")
 

@@ -186,7 +186,7 @@ def test_a_request_is_pending_until_the_operator_records_its_run():
     run_id = run_id_for_request("checkout", "u-1", "r-1")
     assert pending_request(suite()) is None
     assert pending_request(suite(value)) == run_id
-    assert pending_request(suite(value, {"lastRun": {"runId": run_id, "status": "RUNNING"}})) is None
+    assert pending_request(suite(value, {"lastRun": {"runId": run_id, "phase": "Running"}})) is None
     assert pending_request(suite(value, {"history": [{"runId": run_id}], "lastRun": {"runId": "other"}})) is None
     refused = {"conditions": [{"type": "RunRequest", "status": "False", "reason": "InvalidRequest"}]}
     assert pending_request(suite(value, refused)) is None
