@@ -25,6 +25,7 @@ from . import metrics, notify
 from .names import GROUP, VERSION
 from .settings import get_settings
 
+
 def _runs(kind: str, status: dict) -> list[dict]:
     """The run records of a status: a LoadTest's status is its one run."""
     if kind == "LoadTest":

@@ -336,6 +336,16 @@ def _request_condition(request: RequestState, started: bool, previous: dict | No
     return condition
 
 
+def status_patch(current: dict, new: dict) -> dict:
+    """`new` as a merge patch over `current`. A merge patch merges objects key by key, so the
+    fields of the previous `lastRun` that the new one lacks go as null: else a run that has
+    not finished would show the result and completionTime of the run before it."""
+    last, before = new.get("lastRun"), current.get("lastRun")
+    if not last or not before:
+        return new
+    return {**new, "lastRun": {**{k: None for k in before if k not in last}, **last}}
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -33,7 +33,7 @@ from .names import (
     run_labels,
     run_secret_name_for,
 )
-from .runhistory import RequestState, history_status, now_iso, requested_at_now
+from .runhistory import RequestState, history_status, now_iso, requested_at_now, status_patch
 from .runjob import build_runner_job, build_spec_configmap, build_upload_secret
 from .runsecrets import build_values_secret, job_owner_reference, move_secrets, namespace_reader, resolve_values
 from .settings import OperatorSettings
@@ -178,7 +178,7 @@ def reconcile_status(kind: str, plural: str, namespace: str, name: str, request_
         if all(current.get(k) == v for k, v in new.items()):
             return new
         try:
-            kube.patch_status(plural, namespace, name, new, owner["metadata"]["resourceVersion"])
+            kube.patch_status(plural, namespace, name, status_patch(current, new), owner["metadata"]["resourceVersion"])
         except kube.Conflict:
             continue
         runevents.status_written(kind, owner, current, new, logger)

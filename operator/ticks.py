@@ -41,7 +41,7 @@ from assay.runner.batch import UID_PREFIX, Outcome, decode_outcomes, tick_of
 from . import kube, runevents
 from .monitor import find_environment, start_requested_run
 from .names import GROUP, LABEL_LOCATION, LABEL_TICK_GROUP, VERSION, run_id_for_request
-from .runhistory import complete_condition
+from .runhistory import complete_condition, status_patch
 from .runsecrets import MissingSecret
 from .runstatus import INDEX_ANNOTATION, TERMINAL_PHASES, job_phase, terminated_state
 from .settings import get_settings
@@ -235,7 +235,7 @@ def record_run(namespace: str, kind: str, name: str, entry: dict, limit: int, lo
         if new is None:
             return False
         try:
-            _patch_status(plural, namespace, name, new, owner["metadata"]["resourceVersion"])
+            _patch_status(plural, namespace, name, status_patch(current, new), owner["metadata"]["resourceVersion"])
         except kube.Conflict:
             owner = None
             continue

@@ -8,7 +8,7 @@ import pytest
 from assay.operator import monitor as monitor_kind
 from assay.operator import testsuite as suite_kind
 from assay.operator.names import job_name_for, run_id_for_request
-from assay.operator.runhistory import RequestState, history_status
+from assay.operator.runhistory import RequestState, history_status, status_patch
 from assay.crds.runrequest import (
     InvalidRunRequest,
     MonitorRunRequest,
@@ -335,3 +335,15 @@ def test_status_is_reconstructable_from_the_same_world():
     second = history_status("TestSuite", jobs, pods, first, RequestState(run_id="s-1"), limit=10, generation=3,
                             now="2026-01-01T00:10:00Z")
     assert first == second
+
+
+def test_the_status_patch_clears_what_the_previous_last_run_had_and_the_new_one_lacks():
+    jobs = [job("s-1", "2026-01-01T00:00:00.5Z", complete="Complete"), job("s-2", "2026-01-01T00:00:05.5Z")]
+    pods = pods_from({"s-1": [pod(SUITE_PASSED)]})
+    first = history_status("TestSuite", jobs[:1], pods, {}, RequestState(), limit=10)
+    second = history_status("TestSuite", jobs, pods, first, RequestState(run_id="s-2"), limit=10)
+    patch = status_patch(first, second)
+    assert (patch["lastRun"]["runId"], patch["lastRun"]["phase"]) == ("s-2", "Pending")
+    assert {k for k, v in patch["lastRun"].items() if v is None} == {"result", "completionTime", "counts"}
+    assert {k: v for k, v in {**first["lastRun"], **patch["lastRun"]}.items() if v is not None} == second["lastRun"]
+    assert status_patch({}, second) == second
