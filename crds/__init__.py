@@ -48,6 +48,7 @@ from .monitor import (
     RequestStep,
     SubtestStep,
 )
+from .runs import Run, RunCounts, RunPhase, RunResult, RunState
 from .schedule import Schedule, ScheduleSpec, ScheduleStatus, ScheduleTarget
 from .schema import CrdKind, PrinterColumn, build_crd, structural_schema
 from .testsuite import SuiteFlow, SuiteRun, TestSuite, TestSuiteSpec, TestSuiteStatus
@@ -100,6 +101,11 @@ __all__ = [
     "RequestStep",
     "Resource",
     "Rule",
+    "Run",
+    "RunCounts",
+    "RunPhase",
+    "RunResult",
+    "RunState",
     "Schedule",
     "ScheduleSpec",
     "ScheduleStatus",

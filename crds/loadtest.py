@@ -22,6 +22,7 @@ from .common import (
     StatusModel,
     Url,
 )
+from .runs import RunState
 from .schema import CrdKind, PrinterColumn
 
 MAX_SHARDS = 64
@@ -243,21 +244,15 @@ class LoadProgress(StatusModel):
     """When the newest report reached the gateway."""
 
 
-class LoadTestStatus(StatusModel):
-    phase: Optional[Literal["Pending", "Running", "Succeeded", "Failed"]] = None
-    """Where the run is: Succeeded means it ran to the end, whatever the result."""
-    result: Optional[Literal["Passed", "Failed", "Aborted"]] = None
-    """Verdict of a finished run against its criteria."""
-    run_id: Optional[str] = None
+class LoadTestStatus(RunState):
+    """The run's state (`result` is its verdict against the criteria) and its figures."""
+
     job_name: Optional[str] = None
-    start_time: Optional[datetime] = None
-    completion_time: Optional[datetime] = None
     shards: Optional[ShardCounts] = None
     summary: Optional[LoadSummary] = None
     progress: Optional[LoadProgress] = None
     """While the run is Running: its live figures, refreshed every few seconds."""
     failed_criteria: list[str] = []
-    message: Optional[str] = None
     observed_generation: Optional[int] = None
     conditions: Conditions = []
 

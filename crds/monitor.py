@@ -6,7 +6,6 @@ camelCase here), so that the Runscope gateway maps them one to one.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, StringConstraints
@@ -28,6 +27,7 @@ from .common import (
     has_secret,
     secret_rule,
 )
+from .runs import Run
 from .schema import CrdKind, PrinterColumn
 
 MAX_STEPS = 100
@@ -435,17 +435,24 @@ class MonitorSpec(AssayModel):
         return self.environments[0] if self.environments else None
 
 
-class MonitorRun(StatusModel):
-    run_id: str
-    result: Literal["pass", "fail", "working"]
-    started_at: Optional[datetime] = None
-    finished_at: Optional[datetime] = None
+class MonitorRun(Run):
+    """A Monitor run; its `counts` are assertions, summed over its regions."""
+
     environment: Optional[str] = None
     regions: list[str] = []
     response_time_ms: Optional[int] = None
     """Mean response time of the run's requests, in milliseconds."""
     schedule: Optional[str] = None
     """The Schedule that started the run; unset for a requested run."""
+
+
+RUNSCOPE_RESULTS = {"Passed": "pass", "Failed": "fail", "Aborted": "fail"}
+
+
+def runscope_result(run: dict) -> str:
+    """A run record's (camelCase dict) result as Runscope spells it: pass, fail, or working
+    while it has not finished. For the REST mappers and the webhook payloads only."""
+    return RUNSCOPE_RESULTS.get(run.get("result") or "", "working")
 
 
 class MonitorStatus(StatusModel):
@@ -479,7 +486,8 @@ CRD = CrdKind(
     singular="monitor",
     short_names=("mon",),
     printer_columns=(
-        PrinterColumn("Last Result", "string", ".status.lastRun.result"),
-        PrinterColumn("Last Run", "date", ".status.lastRun.startedAt"),
+        PrinterColumn("Phase", "string", ".status.lastRun.phase"),
+        PrinterColumn("Result", "string", ".status.lastRun.result"),
+        PrinterColumn("Last Run", "date", ".status.lastRun.startTime"),
     ),
 )

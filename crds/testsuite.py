@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal, Optional
 
 from pydantic import Field, StringConstraints
@@ -17,6 +16,7 @@ from .common import (
     SecretVariables,
     StatusModel,
 )
+from .runs import Run
 from .schema import CrdKind, PrinterColumn
 
 MAX_FLOWS = 100
@@ -68,15 +68,9 @@ class TestSuiteSpec(AssayModel):
         return list(self.flows) if force_all else [f for f in self.flows if f.ci_enabled]
 
 
-class SuiteRun(StatusModel):
-    run_id: str
-    status: Literal["PASSED", "FAILED", "RUNNING"]
-    start_time: Optional[datetime] = None
-    end_time: Optional[datetime] = None
-    progress: Optional[str] = None
-    """Flows finished out of flows run, e.g. `3/4`."""
-    success_rate: Optional[float] = Field(default=None, ge=0, le=100)
-    """Percent of flows that passed."""
+class SuiteRun(Run):
+    """A suite run; its `counts` are flow runs (Loadmill's `progress` and `successRate` derive
+    from them)."""
 
 
 class TestSuiteStatus(StatusModel):
@@ -109,8 +103,10 @@ CRD = CrdKind(
     singular="testsuite",
     short_names=("ts", "suite"),
     printer_columns=(
-        PrinterColumn("Last Status", "string", ".status.lastRun.status"),
-        PrinterColumn("Success Rate", "number", ".status.lastRun.successRate"),
+        PrinterColumn("Phase", "string", ".status.lastRun.phase"),
+        PrinterColumn("Result", "string", ".status.lastRun.result"),
+        PrinterColumn("Passed", "integer", ".status.lastRun.counts.passed"),
+        PrinterColumn("Failed", "integer", ".status.lastRun.counts.failed"),
         PrinterColumn("Last Run", "date", ".status.lastRun.startTime"),
     ),
 )

@@ -103,11 +103,11 @@ report=$(json 'd["latestReportNumber"]' < "$OUT/status.json")
 curl -fs -H "$AUTH" -o "$OUT/report-$copy.zip" "$BASE/$copy/reports/$report/download"
 say "  report saved to $OUT/report-$copy.zip ($(wc -c < "$OUT/report-$copy.zip") bytes)"
 
-run_done() { kubectl -n $NS get "$1" "$2" -o jsonpath='{.status.lastRun.runId}{" "}{.status.lastRun.result}{.status.lastRun.status}' | grep -Eq ' (pass|fail|PASSED|FAILED)$'; }
+run_done() { kubectl -n $NS get "$1" "$2" -o jsonpath='{.status.lastRun.runId}{" "}{.status.lastRun.result}' | grep -Eq ' (Passed|Failed)$'; }
 wait_for 180 "the Monitor run" run_done monitor accounts-api
 wait_for 180 "the TestSuite run" run_done testsuite user-service
 monitor_result=$(kubectl -n $NS get monitor accounts-api -o jsonpath='{.status.lastRun.result}')
-suite_result=$(kubectl -n $NS get testsuite user-service -o jsonpath='{.status.lastRun.status}')
+suite_result=$(kubectl -n $NS get testsuite user-service -o jsonpath='{.status.lastRun.result}')
 say "Monitor accounts-api run: $monitor_result; TestSuite user-service run: $suite_result"
 
 say "waiting for the 1-minute Schedule's first tick (kubectl -n $NS get schedules,cronjobs,jobs)"
@@ -129,4 +129,4 @@ echo "                   kubectl -n $NS get monitor accounts-api -o yaml   # las
 echo "  webhooks         $hooks result(s) received by the demo API: curl http://127.0.0.1:$PORT/hooks"
 echo "  logs             .assay/logs/   (control plane, node agents, operator, gateway)"
 echo "  stop everything  make down"
-[ "$monitor_result" = pass ] && [ "$suite_result" = PASSED ] || fail "the Monitor or TestSuite run did not pass"
+[ "$monitor_result" = Passed ] && [ "$suite_result" = Passed ] || fail "the Monitor or TestSuite run did not pass"

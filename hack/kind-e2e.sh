@@ -134,11 +134,11 @@ say "the LoadTest counted $requests requests; the demo API received $received"
 [ "$phase" = Succeeded ] || fail "the LoadTest ended $phase"
 [ "$requests" = "$received" ] || fail "the counts differ"
 
-monitor_done() { "$KUBECTL" -n "$NS" get monitor accounts-api -o jsonpath='{.status.lastRun.result}' | grep -Eq '^(pass|fail)$'; }
+monitor_done() { "$KUBECTL" -n "$NS" get monitor accounts-api -o jsonpath='{.status.lastRun.result}' | grep -Eq '^(Passed|Failed)$'; }
 wait_for 240 "the Monitor run" monitor_done
 monitor_result=$("$KUBECTL" -n "$NS" get monitor accounts-api -o jsonpath='{.status.lastRun.result}')
 say "Monitor accounts-api run: $monitor_result"
-[ "$monitor_result" = pass ] || fail "the Monitor run did not pass"
+[ "$monitor_result" = Passed ] || fail "the Monitor run did not pass"
 
 say "the XTC API through the gateway Service"
 "$KUBECTL" -n "$SYSTEM" port-forward svc/assay-gateway "$PORT:8000" > "$LOGS/port-forward.log" 2>&1 &

@@ -10,7 +10,7 @@
   read from each Monitor's status whenever it changes (so a new leader has them at once) and
   removed when the Monitor is deleted.
 
-Outcomes are lower case whatever the kind says: passed, failed, aborted.
+Outcomes are a run's `result` in lower case: passed, failed, aborted.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import datetime as dt
 import logging
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from assay.crds.runs import has_finished
 
 RUNS = Counter("assay_operator_runs_total", "Finished runs by kind and outcome.", ["kind", "outcome"])
 RUN_DURATION = Histogram("assay_operator_run_duration_seconds", "Duration of finished runs.", ["kind"],
@@ -34,16 +36,9 @@ MONITOR_SUCCESS_RATIO = Gauge("assay_monitor_success_ratio",
                               ["namespace", "monitor"])
 _MONITOR_GAUGES = (MONITOR_LAST_RESULT, MONITOR_RESPONSE_TIME, MONITOR_SUCCESS_RATIO)
 
-OUTCOMES = {"pass": "passed", "fail": "failed"}
-
-
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
     """/metrics on 0.0.0.0:`port`, from a daemon thread."""
     start_http_server(port, registry=registry)
-
-
-def outcome_of(result: str) -> str:
-    return OUTCOMES.get(result, result.lower())
 
 
 def seconds_between(start: str | None, end: str | None) -> float | None:
@@ -59,7 +54,7 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
 
 
 def run_finished(kind: str, result: str, duration_seconds: float | None) -> None:
-    RUNS.labels(kind=kind, outcome=outcome_of(result)).inc()
+    RUNS.labels(kind=kind, outcome=result.lower()).inc()
     if duration_seconds is not None:
         RUN_DURATION.labels(kind=kind).observe(duration_seconds)
 
@@ -67,14 +62,14 @@ def run_finished(kind: str, result: str, duration_seconds: float | None) -> None
 def monitor_figures(status: dict) -> dict:
     """The per-Monitor gauges' values from its status: `last_result`, `response_time_seconds`,
     `success_ratio`, each absent when the status has nothing to say about it."""
-    finished = [e for e in status.get("history") or [] if e.get("result") in OUTCOMES]
+    finished = [e for e in status.get("history") or [] if has_finished(e)]
     figures: dict[str, float] = {}
     if finished:
         last = finished[0]
-        figures["last_result"] = 1.0 if last["result"] == "pass" else 0.0
+        figures["last_result"] = 1.0 if last["result"] == "Passed" else 0.0
         if isinstance(last.get("responseTimeMs"), (int, float)):
             figures["response_time_seconds"] = last["responseTimeMs"] / 1000.0
-        figures["success_ratio"] = sum(e["result"] == "pass" for e in finished) / len(finished)
+        figures["success_ratio"] = sum(e["result"] == "Passed" for e in finished) / len(finished)
     return figures
 
 

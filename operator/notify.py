@@ -39,7 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from assay.crds.monitor import MAX_HISTORY, Emails, Environment, MonitorSpec
+from assay.crds.monitor import MAX_HISTORY, Emails, Environment, MonitorSpec, runscope_result
+from assay.crds.runs import has_finished
 from assay.runner.egress import EgressPolicy
 
 from . import kube, mail, webhooks
@@ -49,7 +50,6 @@ from .settings import OperatorSettings, get_settings
 from .status import update_status
 
 TEAM_ANNOTATION = "assay.dev/team-emails"
-FINISHED = ("pass", "fail")
 CLAIM_ATTEMPTS = 5
 MAX_QUEUED = 1000
 
@@ -60,7 +60,7 @@ log = logging.getLogger("assay.operator.notify")
 
 
 def _finished(history: list[dict]) -> list[dict]:
-    return [e for e in history if e.get("result") in FINISHED and e.get("runId")]
+    return [e for e in history if has_finished(e) and e.get("runId")]
 
 
 def runs_to_notify(status: dict, *, not_before: str | None = None) -> list[str]:
@@ -68,7 +68,7 @@ def runs_to_notify(status: dict, *, not_before: str | None = None) -> list[str]:
     with `not_before` (RFC 3339), only runs that finished at or after it."""
     notified = set(status.get("notifiedRuns") or [])
     pending = [e for e in _finished(status.get("history") or []) if e["runId"] not in notified
-               and (not_before is None or (e.get("finishedAt") or "") >= not_before)]
+               and (not_before is None or (e.get("completionTime") or "") >= not_before)]
     return [e["runId"] for e in reversed(pending)]
 
 
@@ -83,12 +83,12 @@ def failure_streaks(history: list[dict], run_id: str) -> tuple[int, int]:
     def streak(start: int) -> int:
         count = 0
         for entry in runs[start:]:
-            if entry["result"] != "fail":
+            if entry["result"] == "Passed":
                 break
             count += 1
         return count
     before = streak(index + 1)
-    return (before + 1 if runs[index]["result"] == "fail" else 0), before
+    return (before + 1 if runs[index]["result"] != "Passed" else 0), before
 
 
 def wants_mail(emails: Emails | None, history: list[dict], run_id: str) -> bool:
@@ -152,9 +152,9 @@ def result_payload(owner: dict, entry: dict, env: Environment | None, counts: di
         "test_url": None,
         "test_run_url": None,
         "trigger_url": None,
-        "result": entry["result"],
-        "started_at": _epoch(entry.get("startedAt")),
-        "finished_at": _epoch(entry.get("finishedAt")),
+        "result": runscope_result(entry),
+        "started_at": _epoch(entry.get("startTime")),
+        "finished_at": _epoch(entry.get("completionTime")),
         "agent": None,
         "agent_name": None,
         "region": regions[0] if regions else None,
@@ -196,7 +196,7 @@ def has_something_to_send(owner: dict, run_id: str, mail_enabled: bool) -> bool:
     """Whether the run's environment posts webhooks or, with mail enabled, wants mail for it."""
     status = owner.get("status") or {}
     entry = next((e for e in status.get("history") or [] if e.get("runId") == run_id), None)
-    if entry is None or entry.get("result") not in FINISHED:
+    if entry is None or not has_finished(entry):
         return False
     env = _environment(owner, entry.get("environment"))
     if env is None:
@@ -272,7 +272,7 @@ class Notifier:
             status = owner.get("status") or {}
             notified = list(status.get("notifiedRuns") or [])
             entry = next((e for e in status.get("history") or [] if e.get("runId") == run_id), None)
-            if run_id in notified or entry is None or entry.get("result") not in FINISHED:
+            if run_id in notified or entry is None or not has_finished(entry):
                 return None
             if not has_something_to_send(owner, run_id, bool(self.settings.smtp_host)):
                 return None

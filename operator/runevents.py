@@ -15,34 +15,29 @@ from __future__ import annotations
 
 import logging
 
+from assay.crds.runs import has_finished
+
 from . import metrics, notify
 
-SUITE_FINISHED = ("PASSED", "FAILED")
-MONITOR_FINISHED = ("pass", "fail")
-LOADTEST_FINISHED = ("Passed", "Failed", "Aborted")
 
-
-def _entries(status: dict) -> list[dict]:
+def _runs(kind: str, status: dict) -> list[dict]:
+    """The run records of a status: a LoadTest's status is its one run."""
+    if kind == "LoadTest":
+        return [status] if status else []
     return [e for e in [status.get("lastRun") or {}, *(status.get("history") or [])] if e.get("runId")]
 
 
 def finished_runs(kind: str, before: dict, after: dict) -> list[tuple[str, str, float | None]]:
     """(run id, result, duration in seconds) of each run finished in `after` but not in `before`."""
     if kind == "LoadTest":
-        if after.get("result") in LOADTEST_FINISHED and before.get("result") not in LOADTEST_FINISHED:
-            return [(after.get("runId") or "", after["result"],
-                     metrics.seconds_between(after.get("startTime"), after.get("completionTime")))]
-        return []
-    done = SUITE_FINISHED if kind == "TestSuite" else MONITOR_FINISHED
-    result_key = "status" if kind == "TestSuite" else "result"
-    was_done = {e["runId"] for e in _entries(before) if e.get(result_key) in done}
+        after = {**before, **after}  # a LoadTest's status writes carry only the fields they change
+    was_done = {e.get("runId") or "" for e in _runs(kind, before) if has_finished(e)}
     found: dict[str, tuple[str, str, float | None]] = {}
-    for entry in _entries(after):
-        run_id = entry["runId"]
-        if entry.get(result_key) in done and run_id not in was_done and run_id not in found:
-            start = entry.get("startTime") or entry.get("startedAt")
-            end = entry.get("endTime") or entry.get("finishedAt")
-            found[run_id] = (run_id, entry[result_key], metrics.seconds_between(start, end))
+    for entry in _runs(kind, after):
+        run_id = entry.get("runId") or ""
+        if has_finished(entry) and run_id not in was_done and run_id not in found:
+            found[run_id] = (run_id, entry["result"],
+                             metrics.seconds_between(entry.get("startTime"), entry.get("completionTime")))
     return list(found.values())
 
 

@@ -7,6 +7,8 @@ arrives at the same status from the same world, and tests feed it plain dicts.
 * Every run Job carries its run id (label), its request id and the time it was requested
   (annotations); a run is the set of Jobs with one run id (one Job, or one per region).
 * The newest `limit` runs, newest first, are the history; `lastRun` is the first of them.
+  Each is a run record (assay.crds.runs): phase, result, startTime, completionTime, counts,
+  message; the `Complete` condition is derived from the last one.
 * A run the status already records as finished is kept as recorded (its pods may be gone);
   an unfinished one is recomputed from its Jobs and pods. A recorded run whose Jobs were
   deleted stays in the history; if it had not finished, it is reported failed.
@@ -24,6 +26,8 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Callable
+
+from assay.crds.runs import has_finished
 
 from .names import (
     ENVIRONMENT_ANNOTATION,
@@ -129,35 +133,37 @@ def _seconds_iso(text: str | None) -> str | None:
     return text[:19] + "Z" if text and len(text) >= 19 else text
 
 
-# --- TestSuite ------------------------------------------------------------------------------
+# --- the run records --------------------------------------------------------------------------
 
 
-def suite_run(run: Run) -> tuple[dict, str | None]:
-    """A SuiteRun entry and the message explaining it (None when there is nothing to say)."""
+def _upload_note(message: str | None, summary: dict) -> str | None:
+    if summary.get("upload_error"):
+        return "; ".join(filter(None, [message, f"result upload failed: {summary['upload_error']}"]))
+    return message
+
+
+def _count(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def suite_run(run: Run) -> dict:
+    """A SuiteRun record: its counts are the runner's flow runs."""
     piece = run.pieces[0] if run.pieces else None
     summary = (piece.summary if piece else None) or {}
-    entry: dict = {"runId": run.run_id,
+    entry: dict = {"runId": run.run_id, "phase": piece.phase if piece else "Pending",
                    "startTime": (piece.start if piece else None) or _seconds_iso(run.requested_at)}
-    message = None
-    if piece is None or piece.phase not in TERMINAL_PHASES:
-        entry["status"] = "RUNNING"
-    else:
+    if piece is not None and piece.phase in TERMINAL_PHASES:
         ok = piece.phase == "Succeeded" and summary.get("status") == "PASSED" and not summary.get("error")
-        entry["status"] = "PASSED" if ok else "FAILED"
-        entry["endTime"] = piece.end
+        entry["result"] = "Passed" if ok else "Failed"
+        entry["completionTime"] = piece.end
         message = summary.get("error") or (piece.failure if piece.phase == "Failed" else None)
         if not message and not ok:
             message = f"{summary.get('failed', '?')} of {summary.get('flow_runs', '?')} flow runs failed"
-        if summary.get("upload_error"):
-            message = "; ".join(filter(None, [message, f"result upload failed: {summary['upload_error']}"]))
-    if summary.get("progress"):
-        entry["progress"] = str(summary["progress"])
-    if isinstance(summary.get("success_rate"), (int, float)):
-        entry["successRate"] = round(float(summary["success_rate"]), 2)
-    return {k: v for k, v in entry.items() if v is not None}, short(message)
-
-
-# --- Monitor --------------------------------------------------------------------------------
+        entry["message"] = short(_upload_note(message, summary))
+    total, passed, failed = (_count(summary.get(k)) for k in ("flow_runs", "passed", "failed"))
+    if total is not None:
+        entry["counts"] = {"total": total, "passed": passed or 0, "failed": failed or 0}
+    return {k: v for k, v in entry.items() if v is not None}
 
 
 def _mean_response_time_ms(pieces: list[Piece]) -> int | None:
@@ -167,48 +173,57 @@ def _mean_response_time_ms(pieces: list[Piece]) -> int | None:
     return round(sum(times) / len(times)) if times else None
 
 
-def monitor_run(run: Run) -> tuple[dict, str | None]:
-    """A MonitorRun entry and the message explaining it: each region's result."""
-    entry: dict = {"runId": run.run_id, "environment": run.environment}
+def _assertion_counts(pieces: list[Piece]) -> dict | None:
+    """The regions' assertions added up, when any region reported them."""
+    reported = [(_count(s.get("assertions_passed")), _count(s.get("assertions_failed")))
+                for s in (p.summary or {} for p in pieces)]
+    reported = [(p or 0, f or 0) for p, f in reported if p is not None or f is not None]
+    if not reported:
+        return None
+    passed, failed = sum(p for p, _ in reported), sum(f for _, f in reported)
+    return {"total": passed + failed, "passed": passed, "failed": failed}
+
+
+def _overall_phase(pieces: list[Piece]) -> str:
+    phases = {p.phase for p in pieces}
+    if not phases or phases == {"Pending"}:
+        return "Pending"
+    if not phases <= TERMINAL_PHASES:
+        return "Running"
+    return "Succeeded" if phases == {"Succeeded"} else "Failed"
+
+
+def monitor_run(run: Run) -> dict:
+    """A MonitorRun record over its regions; its message says each region's result."""
+    entry: dict = {"runId": run.run_id, "phase": _overall_phase(run.pieces), "environment": run.environment}
     locations = [p.location for p in run.pieces if p.location]
     if locations:
         entry["regions"] = locations
     starts = [p.start for p in run.pieces if p.start]
-    entry["startedAt"] = min(starts) if starts else _seconds_iso(run.requested_at)
-    if not run.pieces or any(p.phase not in TERMINAL_PHASES for p in run.pieces):
-        entry["result"] = "working"
-        return {k: v for k, v in entry.items() if v is not None}, None
+    entry["startTime"] = min(starts) if starts else _seconds_iso(run.requested_at)
+    entry["counts"] = _assertion_counts(run.pieces)
+    if entry["phase"] not in TERMINAL_PHASES:
+        return {k: v for k, v in entry.items() if v is not None}
     verdicts = []
     for piece in run.pieces:
         summary = piece.summary or {}
         passed = piece.phase == "Succeeded" and summary.get("result") == "pass" and not summary.get("error")
-        why = summary.get("error") or (piece.failure if piece.phase == "Failed" else None)
-        if summary.get("upload_error"):
-            why = "; ".join(filter(None, [why, f"result upload failed: {summary['upload_error']}"]))
+        why = _upload_note(summary.get("error") or (piece.failure if piece.phase == "Failed" else None), summary)
         verdicts.append((piece.location, passed, why))
-    entry["result"] = "pass" if all(v[1] for v in verdicts) else "fail"
+    entry["result"] = "Passed" if all(v[1] for v in verdicts) else "Failed"
     entry["responseTimeMs"] = _mean_response_time_ms(run.pieces)
     ends = [p.end for p in run.pieces if p.end]
-    entry["finishedAt"] = max(ends) if ends else None
+    entry["completionTime"] = max(ends) if ends else None
     if locations:
-        message = ", ".join(f"{where}: {'pass' if ok else 'fail'}" + (f" ({why})" if why else "")
+        message = ", ".join(f"{where}: {'passed' if ok else 'failed'}" + (f" ({why})" if why else "")
                             for where, ok, why in verdicts)
     else:
         message = verdicts[0][2] if verdicts else None
-    return {k: v for k, v in entry.items() if v is not None}, short(message)
+    entry["message"] = short(message)
+    return {k: v for k, v in entry.items() if v is not None}
 
 
 # --- the status -----------------------------------------------------------------------------
-
-FINISHED = {"PASSED", "FAILED", "pass", "fail"}
-
-
-def _result_of(entry: dict) -> str:
-    return entry.get("status") or entry.get("result") or ""
-
-
-def _started(entry: dict) -> str:
-    return entry.get("startTime") or entry.get("startedAt") or ""
 
 
 @dataclass(frozen=True)
@@ -239,37 +254,34 @@ def history_status(kind: str, jobs: list[dict], pods_by_job: Callable[[str], lis
     for job in jobs:
         jobs_by_run.setdefault(job["metadata"]["labels"].get(LABEL_RUN_ID), []).append(job)
 
-    entries: list[tuple[str, dict, str | None]] = []
+    entries: list[tuple[str, dict]] = []
     for run in runs:
         old = recorded.get(run.run_id)
-        if old and _result_of(old) in FINISHED:
-            entries.append((run.requested_at, old, None))
+        if old and has_finished(old):
+            entries.append((run.requested_at, old))
             continue
         run_jobs = sorted(jobs_by_run.get(run.run_id, []), key=lambda j: j["metadata"]["name"])
         run.pieces = [piece_of(job, pods_by_job(job["metadata"]["name"])) for job in run_jobs]
-        entry, message = entry_of(run)
-        entries.append((run.requested_at, entry, message))
-    shown = {e["runId"] for _, e, _ in entries}
+        entries.append((run.requested_at, entry_of(run)))
+    shown = {e["runId"] for _, e in entries}
     with_jobs = set(jobs_by_run)
     for run_id, old in recorded.items():
         if run_id in shown or run_id in with_jobs:
             continue
-        if _result_of(old) not in FINISHED:
-            old = {**old, **({"status": "FAILED"} if kind == "TestSuite" else {"result": "fail"})}
-            entries.append((_started(old), old, "the run's Job was deleted before it finished"))
-        else:
-            entries.append((_started(old), old, None))
+        if not has_finished(old):
+            old = {**old, "phase": "Failed", "result": "Failed",
+                   "message": "the run's Job was deleted before it finished"}
+        entries.append((old.get("startTime") or "", old))
     entries.sort(key=lambda item: item[0], reverse=True)
     entries = entries[:limit]
 
-    status: dict = {"history": [e for _, e, _ in entries], "observedGeneration": generation}
+    status: dict = {"history": [e for _, e in entries], "observedGeneration": generation}
     if entries:
         status["lastRun"] = entries[0][1]
     previous = {c.get("type"): c for c in current.get("conditions") or []}
     conditions = list(current.get("conditions") or [])
     if entries:
-        conditions = complete_condition(conditions, entries[0][1], entries[0][2], previous.get(COMPLETE),
-                                        generation)
+        conditions = complete_condition(conditions, entries[0][1], generation)
     if request.run_id or request.error:
         started = request.run_id in shown or request.run_id in with_jobs or request.run_id in recorded
         conditions = _request_condition(conditions, request, started, previous.get(RUN_REQUEST), generation, now)
@@ -279,21 +291,14 @@ def history_status(kind: str, jobs: list[dict], pods_by_job: Callable[[str], lis
     return {k: v for k, v in status.items() if v is not None}
 
 
-def complete_condition(conditions: list[dict], last: dict, message: str | None, previous: dict | None,
-                       generation: int | None) -> list[dict]:
-    """`conditions` with `Complete` for the last run; its transition time is the run's end (or
-    start) time, so it is rebuilt identically. A finished run's message is kept from when it
-    was computed."""
-    result = _result_of(last)
-    done = result in FINISHED
-    reason = {"PASSED": "Passed", "pass": "Passed", "FAILED": "Failed", "fail": "Failed"}.get(result, "Running")
-    since = (last.get("endTime") or last.get("finishedAt") if done else None) or _started(last)
-    if message is None and done and previous and (previous.get("reason"), previous.get("lastTransitionTime")) \
-            == (reason, since):
-        message = previous.get("message")
-    message = message or (f"run {last['runId']} finished" if done else f"run {last['runId']} in progress")
-    return set_condition(conditions, COMPLETE, "True" if done else "False", reason, message, now=None,
-                         generation=generation, since=since)
+def complete_condition(conditions: list[dict], last: dict, generation: int | None) -> list[dict]:
+    """`conditions` with `Complete` for the last run, from its record alone: its transition
+    time is the run's completion (or start) time, so it is rebuilt identically."""
+    done = has_finished(last)
+    since = (last.get("completionTime") if done else None) or last.get("startTime")
+    message = last.get("message") or (f"run {last['runId']} finished" if done else f"run {last['runId']} in progress")
+    return set_condition(conditions, COMPLETE, "True" if done else "False", last["result"] if done else "Running",
+                         message, now=None, generation=generation, since=since)
 
 
 def _request_condition(conditions: list[dict], request: RequestState, started: bool, previous: dict | None,

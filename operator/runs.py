@@ -178,9 +178,9 @@ def reconcile_status(kind: str, namespace: str, name: str, request_state, settin
         return rebuilt.get("status")
     runevents.status_written(kind, written.obj, written.before, written.after, logger)
     last, before = written.after.get("lastRun") or {}, written.before.get("lastRun") or {}
-    result = last.get("status") or last.get("result")
-    if (last.get("runId"), result) != (before.get("runId"), before.get("status") or before.get("result")):
-        logger.info(f"run {last.get('runId')}: {result}")
+    state = last.get("result") or last.get("phase")
+    if (last.get("runId"), state) != (before.get("runId"), before.get("result") or before.get("phase")):
+        logger.info(f"run {last.get('runId')}: {state}")
     return written.after
 
 

@@ -27,8 +27,8 @@ MAX_MESSAGE = 1000
 
 @dataclass(frozen=True)
 class Written:
-    """A status write: the object as it was read, its status then, and the status written
-    (a merge patch: fields set to None were removed)."""
+    """A status write: the object as it was read, its status then, and the fields written
+    (each replaced whole; a field set to None was removed)."""
 
     obj: dict
     before: dict
@@ -51,10 +51,24 @@ def update_status(kind: str, namespace: str, name: str, compute: Callable[[dict]
         return None if obj is None else compute(obj)
 
     def write(obj: dict, status: dict) -> Written:
-        kube.patch_status(plural, namespace, name, status, obj["metadata"].get("resourceVersion"))
-        return Written(obj, obj.get("status") or {}, status)
+        before = obj.get("status") or {}
+        kube.patch_status(plural, namespace, name, replacing(before, status), obj["metadata"].get("resourceVersion"))
+        return Written(obj, before, status)
 
     return optimistic.update(read, change, write, attempts=attempts)
+
+
+def replacing(before: dict, after: dict) -> dict:
+    """`after`'s fields as a merge patch that replaces each of them whole. A merge patch merges
+    objects key by key, so the keys of an object in `before` that its new value lacks go as
+    null: else a run that has not finished would keep the result of the run before it."""
+
+    def whole(old, new):
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            return new
+        return {**{k: None for k in old if k not in new}, **{k: whole(old.get(k), v) for k, v in new.items()}}
+
+    return {k: whole(before.get(k), v) for k, v in after.items()}
 
 
 def set_condition(conditions: list[dict] | None, type_: str, status: str, reason: str, message: str, *,

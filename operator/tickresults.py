@@ -16,13 +16,14 @@ import datetime as dt
 
 from pydantic import ValidationError
 
+from assay.crds.runs import has_finished
 from assay.crds.monitor import MonitorSpec
 from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest
 from assay.crds.contracts.tick import UID_PREFIX, Outcome, decode_outcomes, tick_of
 
 from .monitorruns import find_environment
 from .names import LABEL_LOCATION, run_id_for_request
-from .runhistory import COMPLETE, complete_condition
+from .runhistory import complete_condition
 from .runstatus import INDEX_ANNOTATION, terminated_state
 
 
@@ -65,7 +66,7 @@ def retry_request(monitor: dict, entry: dict) -> MonitorRunRequest | None:
     once, at once, in the same environment. Its request id names the failed run, so however
     often the tick is read (a replayed event, a restarted operator, a second region's Job of
     the same run) it is one run; a retry is a requested run, never retried itself."""
-    if entry.get("result") != "fail" or not entry.get("schedule"):
+    if entry.get("result") != "Failed" or not entry.get("schedule"):
         return None
     try:
         env = find_environment(MonitorSpec.model_validate(monitor["spec"]), entry.get("environment"))
@@ -93,47 +94,40 @@ def tick_entries(job: dict, outcomes: list[Outcome], monitors: list[dict], sched
             continue
         ometa = owner["metadata"]
         run_id = run_id_for_request(ometa["name"], ometa["uid"], f"schedule:{schedule['metadata']['uid']}:{tick}")
-        if kind == "TestSuite":
-            entry = {"runId": run_id, "status": "PASSED" if outcome.passed else "FAILED",
-                     "startTime": _iso(outcome.started_at), "endTime": _iso(outcome.started_at + outcome.seconds)}
-            entries.append((kind, ometa["name"], entry))
-            continue
-        entry = {
-            "runId": run_id,
-            "result": "pass" if outcome.passed else "fail",
-            "startedAt": _iso(outcome.started_at),
-            "finishedAt": _iso(outcome.started_at + outcome.seconds),
-            "environment": _environment(owner, schedule),
-            "regions": [location] if location else None,
-            "responseTimeMs": outcome.response_time_ms,
-            "schedule": schedule["metadata"]["name"],
-        }
-        entries.append((kind, ometa["name"], {k: v for k, v in entry.items() if v is not None}))
+        entry = {"runId": run_id, "phase": "Succeeded", "result": "Passed" if outcome.passed else "Failed",
+                 "startTime": _iso(outcome.started_at), "completionTime": _iso(outcome.started_at + outcome.seconds)}
+        if kind == "Monitor":
+            entry = {
+                **entry,
+                "environment": _environment(owner, schedule),
+                "regions": [location] if location else None,
+                "responseTimeMs": outcome.response_time_ms,
+                "schedule": schedule["metadata"]["name"],
+            }
+        entry = {k: v for k, v in entry.items() if v is not None}
+        entries.append((kind, ometa["name"], {**entry, "message": _message(entry)}))
     return entries
 
 
 def _merge(old: dict, new: dict) -> dict:
     merged = {**old, "regions": sorted(set(old.get("regions") or []) | set(new.get("regions") or [])),
-              "result": "pass" if old.get("result") == new.get("result") == "pass" else "fail",
-              "startedAt": min(old["startedAt"], new["startedAt"]),
-              "finishedAt": max(old.get("finishedAt") or "", new.get("finishedAt") or "") or None}
+              "result": "Passed" if old.get("result") == new.get("result") == "Passed" else "Failed",
+              "startTime": min(old["startTime"], new["startTime"]),
+              "completionTime": max(old.get("completionTime") or "", new.get("completionTime") or "") or None}
     times = [e["responseTimeMs"] for e in (old, new) if e.get("responseTimeMs") is not None]
     merged["responseTimeMs"] = round(sum(times) / len(times)) if times else None
+    merged["message"] = _message(merged)
     return {k: v for k, v in merged.items() if v is not None}
 
 
 def _started(entry: dict) -> str:
-    return entry.get("startedAt") or entry.get("startTime") or ""
-
-
-def _finished(entry: dict) -> bool:
-    return (entry.get("result") or entry.get("status")) in ("pass", "fail", "PASSED", "FAILED")
+    return entry.get("startTime") or ""
 
 
 def _message(entry: dict) -> str:
     where = f" in {', '.join(entry['regions'])}" if entry.get("regions") else ""
     by = f" scheduled by {entry['schedule']}" if entry.get("schedule") else " (scheduled)"
-    return f"run {entry['runId']}{by}{where}: {entry.get('result') or entry.get('status')}"
+    return f"run {entry['runId']}{by}{where}: {entry['result'].lower()}"
 
 
 def with_scheduled_run(status: dict, entry: dict, limit: int, generation: int | None = None) -> dict | None:
@@ -146,17 +140,14 @@ def with_scheduled_run(status: dict, entry: dict, limit: int, generation: int | 
     index = next((i for i, e in enumerate(history) if e.get("runId") == entry["runId"]), None)
     if index is not None:
         old = history[index]
-        if set(entry.get("regions") or []) <= set(old.get("regions") or []) and _finished(old):
+        if set(entry.get("regions") or []) <= set(old.get("regions") or []) and has_finished(old):
             return None
-        history[index] = _merge(old, entry) if _finished(old) else entry
+        history[index] = _merge(old, entry) if has_finished(old) else entry
     else:
         if len(history) >= limit and _started(entry) < min(_started(e) for e in history):
             return None
         history.append(entry)
     history.sort(key=_started, reverse=True)
     history = history[:limit]
-    previous = {c.get("type"): c for c in status.get("conditions") or []}
-    message = _message(history[0]) if history[0]["runId"] == entry["runId"] else None
-    conditions = complete_condition(status.get("conditions"), history[0], message, previous.get(COMPLETE),
-                                    generation)
+    conditions = complete_condition(status.get("conditions") or [], history[0], generation)
     return {**status, "lastRun": history[0], "history": history, "conditions": conditions}

@@ -2,7 +2,7 @@
 member's run is recorded in its owner's `status.lastRun` and `history` (newest first, at most
 settings.run_history_limit), with its `Complete` condition, exactly once (tickresults.py
 computes the entries and the statuses). A Monitor run's entry is a MonitorRun with `schedule`
-set; a TestSuite run's a SuiteRun (PASSED/FAILED).
+set; a TestSuite run's a SuiteRun.
 
 Re-reading a Job, a repeated event or a restarted operator records nothing twice. Writes go
 through status.update_status, then `runevents.status_written` hears of them as it does of

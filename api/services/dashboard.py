@@ -22,6 +22,8 @@ import json
 from collections import defaultdict
 from typing import Any, Optional
 
+from assay.crds.runs import RunCounts
+
 from ..kube import NotFound as KubeNotFound
 from ..store.store import RunRecord
 from .loadtests import LoadTestService, NumberedLoadTest, iso, parse_time, run_figures
@@ -32,8 +34,6 @@ MONITOR_RUNS_SHOWN = 30
 SUITE_STORE_RUNS = 50
 SUITE_RUNS_SHOWN = 50
 
-RESULT_OF_MONITOR_RUN = {"pass": "passed", "fail": "failed", "working": "running"}
-RESULT_OF_SUITE_RUN = {"PASSED": "passed", "FAILED": "failed", "RUNNING": "running"}
 RESULT_OF_STORE_RUN = {"passed": "passed", "failed": "failed"}
 
 
@@ -53,6 +53,11 @@ def loadtest_state(status: dict) -> str:
         result = status.get("result")
         return result.lower() if result else phase.lower()
     return (phase or "pending").lower()
+
+
+def run_state(entry: dict) -> str:
+    """One word for a TestSuite's or Monitor's run record: its verdict once finished, else running."""
+    return entry["result"].lower() if entry.get("result") else "running"
 
 
 def store_run_state(run: RunRecord) -> str:
@@ -122,9 +127,9 @@ def monitor_runs(status: dict, store_runs: list[RunRecord]) -> list[dict]:
             continue
         known = runs.get(entry["runId"], {})
         runs[entry["runId"]] = {
-            "runId": entry["runId"], "result": RESULT_OF_MONITOR_RUN.get(entry.get("result"), "pending"),
-            "startedAt": moment(entry.get("startedAt")) or known.get("startedAt"),
-            "finishedAt": moment(entry.get("finishedAt")) or known.get("finishedAt"),
+            "runId": entry["runId"], "result": run_state(entry),
+            "startedAt": moment(entry.get("startTime")) or known.get("startedAt"),
+            "finishedAt": moment(entry.get("completionTime")) or known.get("finishedAt"),
             "responseTimeMs": entry.get("responseTimeMs"), "environment": entry.get("environment"),
             "regions": list(entry.get("regions") or known.get("regions") or []),
             "schedule": entry.get("schedule"),
@@ -172,14 +177,14 @@ def suite_runs(namespace: str, suite: dict, store_runs: list[RunRecord]) -> list
         if not entry.get("runId"):
             continue
         known = runs.get(entry["runId"], {})
+        counts = RunCounts.model_validate(entry["counts"]) if entry.get("counts") else None
         runs[entry["runId"]] = {
             "namespace": namespace, "suite": name, "runId": entry["runId"],
-            "state": RESULT_OF_SUITE_RUN.get(entry.get("status"), "pending"),
+            "state": run_state(entry),
             "startedAt": moment(entry.get("startTime")) or known.get("startedAt"),
-            "finishedAt": moment(entry.get("endTime")) or known.get("finishedAt"),
-            "progress": entry.get("progress") or known.get("progress"),
-            "successRate": entry.get("successRate") if entry.get("successRate") is not None
-            else known.get("successRate"),
+            "finishedAt": moment(entry.get("completionTime")) or known.get("finishedAt"),
+            "progress": counts.progress if counts else known.get("progress"),
+            "successRate": round(counts.success_rate, 2) if counts else known.get("successRate"),
         }
     for run in runs.values():
         run["durationSeconds"] = duration_seconds(run["startedAt"], run["finishedAt"])

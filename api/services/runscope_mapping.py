@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from pydantic import TypeAdapter, ValidationError
 
-from assay.crds.monitor import Environment, MonitorSpec, Step
+from assay.crds.monitor import Environment, MonitorSpec, Step, runscope_result
 from assay.crds.schedule import INTERVALS
 
 from . import InvalidInput
@@ -330,13 +330,13 @@ def last_run_to_runscope(status: dict, spec: dict, bucket_key: str, test_id: str
     run = (status or {}).get("lastRun")
     if not run:
         return None
-    result = run.get("result")
+    result = runscope_result(run)
     return {
         "test_run_id": run.get("runId"),
         "status": "working" if result == "working" else "completed",
         "result": result,
-        "started_at": epoch(run.get("startedAt")),
-        "finished_at": epoch(run.get("finishedAt")),
+        "started_at": epoch(run.get("startTime")),
+        "finished_at": epoch(run.get("completionTime")),
         "environment_name": run.get("environment"),
         "environment_id": environment_id_of(spec, run.get("environment")),
         "region": (run.get("regions") or [None])[0],

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 
 from kubernetes.client.rest import ApiException
 
+from assay.crds.runs import RunCounts
 from assay.crds.testsuite import TestSuiteSpec
 from assay.runner.apitest.suite import SuiteInputError, parse_pool_csv
 
@@ -90,14 +91,12 @@ def run_entry(status: dict, run_id: str) -> Optional[dict]:
     return None
 
 
-def complete_message(status: dict, run_id: str) -> Optional[str]:
-    """The Complete condition's message when it is about `run_id` (it describes the last run)."""
-    if (status.get("lastRun") or {}).get("runId") != run_id:
-        return None
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Complete":
-            return condition.get("message")
-    return None
+LOADMILL_STATUS = {"Passed": "PASSED", "Failed": "FAILED", "Aborted": "FAILED"}
+
+
+def loadmill_status(entry: dict) -> str:
+    """A run record's state as Loadmill spells a suite run's status."""
+    return LOADMILL_STATUS.get(entry.get("result") or "", "RUNNING")
 
 
 def flow_run_view(entry: dict, suite_run: dict) -> dict:
@@ -247,27 +246,26 @@ class SuiteService:
             suite = None  # deleted and recreated under the same name: not this run's suite
         status = (suite or {}).get("status") or {}
         entry = run_entry(status, run_id) or {}
-        state = entry.get("status") or "RUNNING"
+        state = loadmill_status(entry)
         requested_at = (request or {}).get("requestedAt") or (run.created_at if run else None)
         flows = (request or {}).get("flows")
-        rate = entry.get("successRate")
+        counts = RunCounts.model_validate(entry["counts"]) if entry.get("counts") else None
         view = {
             "id": run_id,
             "description": (request or {}).get("description") or suite_name,
             "startTime": epoch_ms(entry.get("startTime")) or epoch_ms(requested_at),
-            "endTime": epoch_ms(entry.get("endTime")),
+            "endTime": epoch_ms(entry.get("completionTime")),
             "conf": {"useCookies": (((suite or {}).get("spec") or {}).get("conf") or {}).get("useCookies", True)},
             "status": state,
             "displayName": (request or {}).get("requester") or "Assay",
             "testSuiteId": suite_uid if suite is not None else None,
             "testSuiteFlowRuns": [],
-            "progress": entry.get("progress") or (f"0/{flows}" if flows else "0/0"),
-            "successRate": f"{int(round(rate))}%" if isinstance(rate, (int, float)) else "0%",
+            "progress": counts.progress if counts else (f"0/{flows}" if flows else "0/0"),
+            "successRate": f"{int(round(counts.success_rate))}%" if counts else "0%",
             "avgResTime": "0 ms",
         }
         if state == "FAILED":
-            view["error"] = {"message": complete_message(status, run_id)
-                             or "the run ended without uploading its result"}
+            view["error"] = {"message": entry.get("message") or "the run ended without uploading its result"}
         elif suite is None and requested_at and not entry:
             view["status"] = "FAILED"
             view["endTime"] = view["startTime"]

@@ -147,7 +147,7 @@ def measure_ticks(kube: Kube, n: int, url: str) -> dict:
     def recorded():
         monitors = kube.items("monitor", namespace)
         done = sum(1 for m in monitors if ((m.get("status") or {}).get("lastRun") or {}).get("schedule")
-                   and ((m["status"]["lastRun"].get("startedAt") or "") >= scheduled.strftime("%Y-%m-%dT%H:%M:%SZ")))
+                   and ((m["status"]["lastRun"].get("startTime") or "") >= scheduled.strftime("%Y-%m-%dT%H:%M:%SZ")))
         return done == n and (dt.datetime.now(dt.timezone.utc), monitors)
     recorded_at, monitors = wait_for(f"all {n} runs of tick {job_name} recorded", recorded, timeout=600, interval=2)
     job = json.loads(kube("get", "job", job_name, "-n", namespace, "-o", "json"))
@@ -156,7 +156,7 @@ def measure_ticks(kube: Kube, n: int, url: str) -> dict:
     tick_s = (parse(status["completionTime"]) - parse(status["startTime"])).total_seconds() \
         if status.get("completionTime") else float("nan")
     recorded_s = (recorded_at - scheduled).total_seconds()
-    passed = sum(1 for m in monitors if m["status"]["lastRun"]["result"] == "pass")
+    passed = sum(1 for m in monitors if m["status"]["lastRun"]["result"] == "Passed")
     # The namespace's deletion takes the CronJob with it (deleting thousands of Schedules
     # one by one first would take minutes).
     kube("delete", "namespace", namespace, "--wait=false")
@@ -176,7 +176,7 @@ def measure_per_pod(kube: Kube, n: int, url: str) -> dict:
     def finished():
         monitors = kube.items("monitor", namespace)
         return sum(1 for m in monitors if ((m.get("status") or {}).get("lastRun") or {}).get("result")
-                   in ("pass", "fail")) == n
+                   in ("Passed", "Failed")) == n
     wait_for(f"{n} requested runs", finished, timeout=900, interval=2)
     elapsed = time.monotonic() - started
     jobs = kube.items("job", namespace, "-l", "assay.dev/kind=Monitor")

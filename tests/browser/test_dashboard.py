@@ -143,7 +143,7 @@ def monitor_run_finished(cluster, namespace: str, run_id: str):
     def check():
         last = ((kubectl_json(cluster, "get", "monitor", "health", "-n", namespace) or {}).get("status") or {}).get(
             "lastRun") or {}
-        return last if last.get("runId") == run_id and last.get("result") in ("pass", "fail") else None
+        return last if last.get("runId") == run_id and last.get("result") else None
     return check
 
 

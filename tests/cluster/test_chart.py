@@ -437,10 +437,10 @@ def test_operator_and_gateway_work_with_only_the_charts_rbac(cluster, release, n
                  "spec": {"target": {"kind": "Monitor", "name": "ping"}, "interval": "5m"}},
             ]))
             cluster.kubectl("annotate", "monitor", "ping", "-n", namespace, "assay.dev/run-request=once")
-            monitor = cluster.wait_for("the Monitor run", lambda: (lambda s: s if s.get("lastRun", {}).get("result") in ("pass", "fail")
+            monitor = cluster.wait_for("the Monitor run", lambda: (lambda s: s if s.get("lastRun", {}).get("result")
                                        else None)(kubectl_json(cluster, "get", "monitor", "ping", "-n", namespace)
                                                   .get("status") or {}), timeout=180)
-            assert monitor["lastRun"]["result"] == "pass", monitor
+            assert monitor["lastRun"]["result"] == "Passed", monitor
             cronjob = cluster.wait_for("the Schedule's tick CronJob", lambda: (kubectl_json(
                 cluster, "get", "schedule", "ping-often", "-n", namespace).get("status") or {}).get("cronJobName"),
                 timeout=60)

@@ -80,7 +80,7 @@ def finished(cluster, namespace: str, name: str, run_id: str):
     def check():
         status = get(cluster, "monitor", name, namespace).get("status") or {}
         last = status.get("lastRun") or {}
-        return status if last.get("runId") == run_id and last.get("result") in ("pass", "fail") else None
+        return status if last.get("runId") == run_id and last.get("result") else None
     return check
 
 
@@ -93,7 +93,7 @@ def test_a_run_passes_then_a_run_with_other_params_fails_and_history_has_both(cl
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=monitor_manifest("health", target.url))
         first = request_run(cluster, namespace, "health", "r-1")
         status = cluster.wait_for("the first run", finished(cluster, namespace, "health", first), timeout=90)
-        assert status["lastRun"]["result"] == "pass", status
+        assert status["lastRun"]["result"] == "Passed", status
         assert status["lastRun"]["environment"] == "local"
         assert "regions" not in status["lastRun"]
         assert target.counts[("GET", "/ping")] == 1
@@ -103,8 +103,8 @@ def test_a_run_passes_then_a_run_with_other_params_fails_and_history_has_both(cl
         second = request_run(cluster, namespace, "health",
                              {"id": "r-2", "params": {"base": "http://127.0.0.1:9"}})
         status = cluster.wait_for("the second run", finished(cluster, namespace, "health", second), timeout=90)
-        assert status["lastRun"]["result"] == "fail"
-        assert [(e["runId"], e["result"]) for e in status["history"]] == [(second, "fail"), (first, "pass")]
+        assert status["lastRun"]["result"] == "Failed"
+        assert [(e["runId"], e["result"]) for e in status["history"]] == [(second, "Failed"), (first, "Passed")]
         assert target.counts[("GET", "/ping")] == 1
         assert len(run_jobs(cluster, namespace, "health")) == 2
 
@@ -116,7 +116,7 @@ def test_a_run_in_two_regions_is_two_pods_on_nodes_of_those_regions(cluster, nam
         run_id = request_run(cluster, namespace, "global", {"id": "r-1", "environment": "env-world"})
         status = cluster.wait_for("the run", finished(cluster, namespace, "global", run_id), timeout=90)
 
-        assert status["lastRun"]["result"] == "pass", status
+        assert status["lastRun"]["result"] == "Passed", status
         assert sorted(status["lastRun"]["regions"]) == sorted(REGIONS)
         assert status["lastRun"]["environment"] == "world"
         jobs = run_jobs(cluster, namespace, "global")
@@ -133,7 +133,7 @@ def test_a_run_in_two_regions_is_two_pods_on_nodes_of_those_regions(cluster, nam
             assert summary["region"] == region and summary["result"] == "pass"
         assert target.counts[("GET", "/ping")] == 2
         complete = {c["type"]: c for c in status["conditions"]}["Complete"]
-        assert complete["message"] == ", ".join(f"{r}: pass" for r in sorted(REGIONS))
+        assert complete["message"] == status["lastRun"]["message"] == ", ".join(f"{r}: passed" for r in sorted(REGIONS))
 
 
 def test_operator_killed_mid_run_completes_the_regions_once(cluster, namespace, operator, region_agents):
@@ -150,7 +150,7 @@ def test_operator_killed_mid_run_completes_the_regions_once(cluster, namespace, 
         operator.start()
 
         status = cluster.wait_for("the run", finished(cluster, namespace, "steady", run_id), timeout=120)
-        assert status["lastRun"]["result"] == "pass", status
+        assert status["lastRun"]["result"] == "Passed", status
         assert sorted(j["metadata"]["uid"] for j in run_jobs(cluster, namespace, "steady")) == uids
         assert target.counts[("GET", "/ping")] == 2
         assert len(status["history"]) == 1
@@ -184,7 +184,7 @@ def test_with_the_gateway_each_regions_result_lands_in_the_store(cluster, namesp
                         input=monitor_manifest("stored", target.url, regions=REGIONS))
         run_id = request_run(cluster, namespace, "stored", {"id": "r-1", "environment": "world"})
         status = cluster.wait_for("the run", finished(cluster, namespace, "stored", run_id), timeout=90)
-        assert status["lastRun"]["result"] == "pass", status
+        assert status["lastRun"]["result"] == "Passed", status
         secret = json.loads(cluster.kubectl("get", "secret", f"{run_id}-upload", "-n", namespace, "-o", "json").stdout)
         assert secret["metadata"]["ownerReferences"][0]["kind"] == "Monitor"
 

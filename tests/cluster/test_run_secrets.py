@@ -104,8 +104,7 @@ def request_run(cluster, namespace: str, kind: str, name: str, request_id: str) 
 def finished(cluster, namespace: str, kind: str, name: str, run_id: str):
     def check():
         last = (get(cluster, kind, name, namespace).get("status") or {}).get("lastRun") or {}
-        done = last.get("result") in ("pass", "fail") or last.get("status") in ("PASSED", "FAILED")
-        return last if last.get("runId") == run_id and done else None
+        return last if last.get("runId") == run_id and last.get("result") else None
     return check
 
 
@@ -157,7 +156,7 @@ def test_monitor_with_inline_and_referenced_secrets_passes_and_leaves_them_in_it
     run_id = request_run(cluster, namespace, "monitor", "login", "r-1")
     last = cluster.wait_for("the Monitor run", finished(cluster, namespace, "monitor", "login", run_id), timeout=90)
 
-    assert last["result"] == "pass", (last, operator.log()[-3000:])
+    assert last["result"] == "Passed", (last, operator.log()[-3000:])
     assert target.accepted == {"/basic": 1, "/oauth/token": 1, "/protected": 1}
     assert not target.refused
     values = [credentials["password"], credentials["client_secret"]]
@@ -175,7 +174,7 @@ def test_testsuite_with_inline_and_referenced_secret_parameters_passes_and_leave
     last = cluster.wait_for("the suite run", finished(cluster, namespace, "testsuite", "login-suite", run_id),
                             timeout=90)
 
-    assert last["status"] == "PASSED", (last, operator.log()[-3000:])
+    assert last["result"] == "Passed", (last, operator.log()[-3000:])
     assert target.accepted == {"/basic": 1, "/oauth/token": 1, "/protected": 1}
     assert not target.refused
     values = [credentials["password"], credentials["client_secret"]]
@@ -203,7 +202,7 @@ def test_a_missing_referenced_secret_holds_the_run_with_a_condition_until_it_exi
     create(cluster, namespace, {**credentials_secret(credentials["client_secret"]), "metadata": {"name": "later"}})
     last = cluster.wait_for("the run once the Secret exists",
                             finished(cluster, namespace, "monitor", "waiting", run_id), timeout=90)
-    assert last["result"] == "pass", (last, operator.log()[-3000:])
+    assert last["result"] == "Passed", (last, operator.log()[-3000:])
     assert target.accepted == {"/basic": 1, "/oauth/token": 1, "/protected": 1}
 
 
@@ -230,15 +229,15 @@ def test_scheduled_runs_take_secret_values_from_the_tick_groups_secret_not_its_c
     assert (waiting["status"], waiting["reason"]) == ("False", "SecretNotFound"), waiting
     assert "'later'" in waiting["message"]
 
-    def scheduled(kind, name, passed):
+    def scheduled(kind, name):
         last = (get(cluster, kind, name, namespace).get("status") or {}).get("lastRun") or {}
-        return last if last.get("result", last.get("status")) in passed else None
+        return last if last.get("result") else None
     monitor_run = cluster.wait_for("the Monitor's scheduled run", lambda: scheduled(
-        "monitor", "login", ("pass", "fail")), timeout=150, interval=1)
+        "monitor", "login"), timeout=150, interval=1)
     suite_run = cluster.wait_for("the TestSuite's scheduled run", lambda: scheduled(
-        "testsuite", "login-suite", ("PASSED", "FAILED")), timeout=60, interval=1)
-    assert monitor_run["result"] == "pass" and monitor_run["schedule"] == "every-login", monitor_run
-    assert suite_run["status"] == "PASSED", suite_run
+        "testsuite", "login-suite"), timeout=60, interval=1)
+    assert monitor_run["result"] == "Passed" and monitor_run["schedule"] == "every-login", monitor_run
+    assert suite_run["result"] == "Passed", suite_run
     assert target.accepted["/protected"] >= 2 and not target.refused
 
     values = [credentials["password"], credentials["client_secret"]]

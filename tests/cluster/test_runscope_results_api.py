@@ -78,7 +78,7 @@ def run_monitor(cluster, namespace: str, request: dict) -> str:
         status = json.loads(cluster.kubectl("get", "monitor", "health", "-n", namespace, "-o", "json").stdout
                             ).get("status") or {}
         last = status.get("lastRun") or {}
-        return last.get("runId") == run_id and last.get("result") in ("pass", "fail")
+        return last.get("runId") == run_id and bool(last.get("result"))
     cluster.wait_for(f"run {run_id}", done, timeout=180)
     return run_id
 

@@ -75,7 +75,7 @@ def ready(cluster, namespace: str, name: str):
 def scheduled_run(cluster, namespace: str, name: str):
     def check():
         last = (get(cluster, "monitor", name, namespace).get("status") or {}).get("lastRun") or {}
-        return last if last.get("schedule") and last.get("result") in ("pass", "fail") else None
+        return last if last.get("schedule") and last.get("result") else None
     return check
 
 
@@ -115,29 +115,29 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
 
         alpha = cluster.wait_for("alpha's scheduled run", scheduled_run(cluster, namespace, "alpha"), timeout=90)
         beta = cluster.wait_for("beta's scheduled run", scheduled_run(cluster, namespace, "beta"), timeout=30)
-        assert (alpha["result"], alpha["schedule"], beta["schedule"]) == ("pass", "every-alpha", "every-beta")
+        assert (alpha["result"], alpha["schedule"], beta["schedule"]) == ("Passed", "every-alpha", "every-beta")
         assert alpha["responseTimeMs"] >= 0 and alpha["environment"] == "local"
         assert target.counts[("GET", "/alpha")] >= 1 and target.counts[("GET", "/beta")] >= 1
 
         # A failed scheduled run in an environment with retryOnFailure runs once more at once.
         def retried():
             history = (get(cluster, "monitor", "flaky", namespace).get("status") or {}).get("history") or []
-            scheduled = [e for e in history if e.get("schedule") and e.get("result") == "fail"]
-            retries = {e["runId"]: e for e in history if not e.get("schedule") and e.get("result") in ("pass", "fail")}
+            scheduled = [e for e in history if e.get("schedule") and e.get("result") == "Failed"]
+            retries = {e["runId"]: e for e in history if not e.get("schedule") and e.get("result")}
             return (scheduled, retries) if scheduled and retries else None
         scheduled, retries = cluster.wait_for("flaky's retry run", retried, timeout=90)
         flaky_uid = get(cluster, "monitor", "flaky", namespace)["metadata"]["uid"]
         expected = {run_id_for_request("flaky", flaky_uid, f"retry:{e['runId']}") for e in scheduled}
         assert set(retries) <= expected and retries, (retries, expected)
-        assert all(e["result"] == "fail" for e in retries.values())  # a retry is never retried itself
+        assert all(e["result"] == "Failed" for e in retries.values())  # a retry is never retried itself
         assert target.counts[("GET", "/flaky")] >= 2
         cluster.kubectl("delete", "schedule", "every-flaky", "-n", namespace)
 
         def suite_ran():
             last = (get(cluster, "testsuite", "cart", namespace).get("status") or {}).get("lastRun") or {}
-            return last if last.get("status") == "PASSED" else None
+            return last if last.get("result") == "Passed" else None
         cart = cluster.wait_for("the TestSuite's scheduled run", suite_ran, timeout=30)
-        assert target.counts[("GET", "/cart")] >= 1 and cart["endTime"] >= cart["startTime"]
+        assert target.counts[("GET", "/cart")] >= 1 and cart["completionTime"] >= cart["startTime"]
         # A Schedule deleted from a shared group leaves the group to the others.
         cluster.kubectl("delete", "schedule", "every-cart", "-n", namespace)
         pods = items(cluster, "pod", namespace, f"batch.kubernetes.io/job-name={job['metadata']['name']}")
@@ -164,7 +164,7 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         def both():
             history = (get(cluster, "monitor", "alpha", namespace).get("status") or {}).get("history") or []
             ids = {e["runId"]: e for e in history}
-            return ids if requested in ids and ids[requested].get("result") == "pass" and run_id in ids else None
+            return ids if requested in ids and ids[requested].get("result") == "Passed" and run_id in ids else None
         history = cluster.wait_for("the requested and the scheduled run in the history", both, timeout=90)
         assert history[run_id]["schedule"] == "every-alpha" and "schedule" not in history[requested]
 

@@ -15,8 +15,9 @@ from assay.runner.egress import EgressPolicy
 from tests.support.targets import CountingTarget
 
 OWNER = {"metadata": {"name": "health", "namespace": "team-a", "uid": "u-1"}, "spec": {"displayName": "Health"}}
-ENTRY = {"runId": "health-r1", "result": "fail", "environment": "world", "regions": ["us1", "eu1"],
-         "startedAt": "2026-11-23T10:00:00Z", "finishedAt": "2026-11-23T10:00:05Z", "responseTimeMs": 42}
+ENTRY = {"runId": "health-r1", "phase": "Succeeded", "result": "Failed", "environment": "world",
+         "regions": ["us1", "eu1"], "startTime": "2026-11-23T10:00:00Z", "completionTime": "2026-11-23T10:00:05Z",
+         "responseTimeMs": 42}
 
 
 def test_the_payload_uses_runscopes_webhook_field_names():
@@ -106,13 +107,13 @@ def test_an_unreachable_receiver_is_retried_then_given_up():
 
 
 def test_monitor_figures_come_from_the_finished_runs_of_the_history():
-    status = {"history": [{"runId": "r4", "result": "working"},
-                          {"runId": "r3", "result": "fail", "responseTimeMs": 250},
-                          {"runId": "r2", "result": "pass"}, {"runId": "r1", "result": "pass"},
-                          {"runId": "r0", "result": "pass"}]}
+    status = {"history": [{"runId": "r4", "phase": "Running"},
+                          {"runId": "r3", "result": "Failed", "responseTimeMs": 250},
+                          {"runId": "r2", "result": "Passed"}, {"runId": "r1", "result": "Passed"},
+                          {"runId": "r0", "result": "Passed"}]}
     assert metrics.monitor_figures(status) == {"last_result": 0.0, "response_time_seconds": 0.25,
                                                "success_ratio": 0.75}
-    assert metrics.monitor_figures({"history": [{"runId": "r1", "result": "working"}]}) == {}
+    assert metrics.monitor_figures({"history": [{"runId": "r1", "phase": "Running"}]}) == {}
 
 
 def test_the_monitor_run_entry_has_the_regions_mean_response_time():
@@ -121,10 +122,10 @@ def test_the_monitor_run_entry_has_the_regions_mean_response_time():
                      summary={"result": "pass", "response_time_ms": ms}, start=None, end="2026-11-23T10:00:05Z")
     run = Run(run_id="r1", request_id="x", requested_at="2026-11-23T10:00:00.000000Z", environment="world",
               pieces=[piece("us1", 40), piece("eu1", 61)])
-    entry, _ = monitor_run(run)
+    entry = monitor_run(run)
     assert entry["responseTimeMs"] == 50
     run.pieces = [piece("us1", None)]
-    assert "responseTimeMs" not in monitor_run(run)[0]
+    assert "responseTimeMs" not in monitor_run(run)
 
 
 def test_handler_failures_count_as_reconcile_errors_by_kind():

@@ -18,9 +18,9 @@ from assay.operator.runevents import finished_runs
 
 
 def history(*results: str) -> list[dict]:
-    """Newest first, as the status keeps it: history("fail", "pass") is r2 fail after r1 pass."""
+    """Newest first, as the status keeps it: history("Failed", "Passed") is r2 failed after r1 passed."""
     count = len(results)
-    return [{"runId": f"r{count - i}", "result": r, "finishedAt": f"2026-11-23T10:00:{count - i:02d}Z"}
+    return [{"runId": f"r{count - i}", "result": r, "completionTime": f"2026-11-23T10:00:{count - i:02d}Z"}
             for i, r in enumerate(results)]
 
 
@@ -30,7 +30,7 @@ def emails(notify_on: str, threshold: int | None = None, **more) -> Emails:
 
 
 def test_failure_streaks_count_the_failures_ending_at_the_run_and_just_before_it():
-    runs = history("pass", "fail", "fail", "pass", "fail")  # r5 .. r1
+    runs = history("Passed", "Failed", "Failed", "Passed", "Failed")  # r5 .. r1
     assert failure_streaks(runs, "r5") == (0, 2)
     assert failure_streaks(runs, "r4") == (2, 1)
     assert failure_streaks(runs, "r3") == (1, 0)
@@ -39,7 +39,7 @@ def test_failure_streaks_count_the_failures_ending_at_the_run_and_just_before_it
 
 
 def test_a_running_entry_neither_breaks_nor_counts_in_a_streak():
-    runs = [{"runId": "r4", "result": "working"}, *history("fail", "fail", "pass")]
+    runs = [{"runId": "r4", "phase": "Running"}, *history("Failed", "Failed", "Passed")]
     assert failure_streaks(runs, "r3") == (2, 1)
 
 
@@ -52,7 +52,7 @@ def test_a_running_entry_neither_breaks_nor_counts_in_a_streak():
     ("switch", 1, ["r2", "r5", "r6"]),
 ])
 def test_notify_on_rules_over_a_pass_fail_fail_fail_pass_fail_sequence(rule, threshold, mailed):
-    results = ["pass", "fail", "fail", "fail", "pass", "fail"]  # r1 .. r6
+    results = ["Passed", "Failed", "Failed", "Failed", "Passed", "Failed"]  # r1 .. r6
     got = []
     for n in range(1, len(results) + 1):
         runs = history(*reversed(results[:n]))
@@ -62,11 +62,11 @@ def test_notify_on_rules_over_a_pass_fail_fail_fail_pass_fail_sequence(rule, thr
 
 
 def test_no_emails_settings_send_no_mail():
-    assert not wants_mail(None, history("fail"), "r1")
+    assert not wants_mail(None, history("Failed"), "r1")
 
 
 def test_runs_to_notify_are_finished_unnotified_and_recent_oldest_first():
-    status = {"history": [{"runId": "r4", "result": "working"}, *history("fail", "pass", "pass")],
+    status = {"history": [{"runId": "r4", "phase": "Running"}, *history("Failed", "Passed", "Passed")],
               "notifiedRuns": ["r2"]}
     assert runs_to_notify(status) == ["r1", "r3"]
     assert runs_to_notify(status, not_before="2026-11-23T10:00:02Z") == ["r3"]
@@ -90,17 +90,17 @@ def test_has_notifications_looks_at_every_environment():
 
 
 def test_finished_runs_are_those_that_finished_in_this_write():
-    before = {"lastRun": {"runId": "r2", "result": "working", "startedAt": "2026-11-23T10:00:00Z"},
-              "history": [{"runId": "r2", "result": "working"}, {"runId": "r1", "result": "pass"}]}
-    after = {"lastRun": {"runId": "r2", "result": "fail", "startedAt": "2026-11-23T10:00:00Z",
-                         "finishedAt": "2026-11-23T10:00:07Z"},
-             "history": [{"runId": "r2", "result": "fail", "startedAt": "2026-11-23T10:00:00Z",
-                          "finishedAt": "2026-11-23T10:00:07Z"}, {"runId": "r1", "result": "pass"}]}
-    assert finished_runs("Monitor", before, after) == [("r2", "fail", 7.0)]
+    before = {"lastRun": {"runId": "r2", "phase": "Running", "startTime": "2026-11-23T10:00:00Z"},
+              "history": [{"runId": "r2", "phase": "Running"}, {"runId": "r1", "result": "Passed"}]}
+    after = {"lastRun": {"runId": "r2", "result": "Failed", "startTime": "2026-11-23T10:00:00Z",
+                         "completionTime": "2026-11-23T10:00:07Z"},
+             "history": [{"runId": "r2", "result": "Failed", "startTime": "2026-11-23T10:00:00Z",
+                          "completionTime": "2026-11-23T10:00:07Z"}, {"runId": "r1", "result": "Passed"}]}
+    assert finished_runs("Monitor", before, after) == [("r2", "Failed", 7.0)]
     assert finished_runs("Monitor", after, after) == []
-    suite_after = {"history": [{"runId": "s1", "status": "PASSED", "startTime": "2026-11-23T10:00:00Z",
-                                "endTime": "2026-11-23T10:01:00Z"}]}
-    assert finished_runs("TestSuite", {}, suite_after) == [("s1", "PASSED", 60.0)]
+    suite_after = {"history": [{"runId": "s1", "result": "Passed", "startTime": "2026-11-23T10:00:00Z",
+                                "completionTime": "2026-11-23T10:01:00Z"}]}
+    assert finished_runs("TestSuite", {}, suite_after) == [("s1", "Passed", 60.0)]
     load_after = {"runId": "l1", "phase": "Failed", "result": "Aborted", "startTime": "2026-11-23T10:00:00Z",
                   "completionTime": "2026-11-23T10:00:30Z"}
     assert finished_runs("LoadTest", {"phase": "Running"}, load_after) == [("l1", "Aborted", 30.0)]
@@ -112,11 +112,11 @@ def test_something_to_send_depends_on_the_runs_environment_and_rule():
         {"name": "quiet"},
         {"name": "hooked", "webhooks": ["http://127.0.0.1:1/h"]},
         {"name": "mailed", "emails": {"notifyOn": "failures", "recipients": [{"email": "a@example.com"}]}}]},
-        "status": {"history": [{"runId": "r3", "result": "fail", "environment": "mailed"},
-                               {"runId": "r2", "result": "pass", "environment": "mailed"},
-                               {"runId": "r1", "result": "pass", "environment": "hooked"},
-                               {"runId": "r0", "result": "fail", "environment": "quiet"},
-                               {"runId": "r4", "result": "working", "environment": "hooked"}]}}
+        "status": {"history": [{"runId": "r3", "result": "Failed", "environment": "mailed"},
+                               {"runId": "r2", "result": "Passed", "environment": "mailed"},
+                               {"runId": "r1", "result": "Passed", "environment": "hooked"},
+                               {"runId": "r0", "result": "Failed", "environment": "quiet"},
+                               {"runId": "r4", "phase": "Running", "environment": "hooked"}]}}
     assert has_something_to_send(owner, "r1", mail_enabled=False)
     assert has_something_to_send(owner, "r3", mail_enabled=True)
     assert not has_something_to_send(owner, "r3", mail_enabled=False)

@@ -9,6 +9,7 @@ from assay.operator import monitorruns as monitor_kind
 from assay.operator import suiteruns as suite_kind
 from assay.operator.names import job_name_for, run_id_for_request
 from assay.operator.runhistory import RequestState, history_status
+from assay.operator.status import replacing
 from assay.crds.runrequest import (
     InvalidRunRequest,
     MonitorRunRequest,
@@ -217,10 +218,10 @@ SUITE_PASSED = {"status": "PASSED", "progress": "2/2", "success_rate": 100.0, "f
 SUITE_FAILED = {**SUITE_PASSED, "status": "FAILED", "success_rate": 50.0, "passed": 1, "failed": 1}
 
 
-def test_a_new_suite_run_is_running_then_passed_with_its_progress_and_success_rate():
+def test_a_new_suite_run_is_pending_then_passed_with_its_flow_run_counts():
     jobs = [job("s-1", "2026-01-01T00:00:00.5Z")]
     running = history_status("TestSuite", jobs, pods_from({}), {}, RequestState(run_id="s-1"), limit=10)
-    assert running["lastRun"] == {"runId": "s-1", "status": "RUNNING", "startTime": "2026-01-01T00:00:00Z"}
+    assert running["lastRun"] == {"runId": "s-1", "phase": "Pending", "startTime": "2026-01-01T00:00:00Z"}
     assert running["history"] == [running["lastRun"]]
     conditions = {c["type"]: c for c in running["conditions"]}
     assert conditions["Complete"]["status"] == "False"
@@ -229,8 +230,9 @@ def test_a_new_suite_run_is_running_then_passed_with_its_progress_and_success_ra
     jobs = [job("s-1", "2026-01-01T00:00:00.5Z", complete="Complete")]
     done = history_status("TestSuite", jobs, pods_from({"s-1": [pod(SUITE_PASSED)]}), running,
                           RequestState(run_id="s-1"), limit=10)
-    assert done["lastRun"] == {"runId": "s-1", "status": "PASSED", "startTime": "2026-01-01T00:00:01Z",
-                               "endTime": "2026-01-01T00:00:03Z", "progress": "2/2", "successRate": 100.0}
+    assert done["lastRun"] == {"runId": "s-1", "phase": "Succeeded", "result": "Passed",
+                               "startTime": "2026-01-01T00:00:01Z", "completionTime": "2026-01-01T00:00:03Z",
+                               "counts": {"total": 2, "passed": 2, "failed": 0}}
     complete = {c["type"]: c for c in done["conditions"]}["Complete"]
     assert (complete["status"], complete["reason"], complete["lastTransitionTime"]) == \
         ("True", "Passed", "2026-01-01T00:00:03Z")
@@ -238,14 +240,15 @@ def test_a_new_suite_run_is_running_then_passed_with_its_progress_and_success_ra
 
 def test_history_is_newest_first_bounded_and_finished_runs_are_not_recomputed():
     jobs = [job(f"s-{i}", f"2026-01-01T00:00:0{i}.000000Z", complete="Complete") for i in range(5)]
-    current = {"history": [{"runId": "s-1", "status": "FAILED", "startTime": "2026-01-01T00:00:01Z"}]}
+    current = {"history": [{"runId": "s-1", "phase": "Succeeded", "result": "Failed",
+                            "startTime": "2026-01-01T00:00:01Z"}]}
     pods = pods_from({f"s-{i}": [pod(SUITE_PASSED)] for i in range(5)})
     status = history_status("TestSuite", jobs, pods, current, RequestState(run_id="s-4"), limit=3)
     assert [e["runId"] for e in status["history"]] == ["s-4", "s-3", "s-2"]
     assert status["lastRun"]["runId"] == "s-4"
     status = history_status("TestSuite", jobs, pods, current, RequestState(), limit=10)
     assert [e["runId"] for e in status["history"]] == ["s-4", "s-3", "s-2", "s-1", "s-0"]
-    assert status["history"][3]["status"] == "FAILED", "a recorded finished run stays as recorded"
+    assert status["history"][3]["result"] == "Failed", "a recorded finished run stays as recorded"
     assert "s-1" not in pods.calls
 
 
@@ -253,7 +256,9 @@ def test_a_failed_suite_run_says_how_many_flow_runs_failed():
     jobs = [job("s-1", "2026-01-01T00:00:00.5Z", complete="Complete")]
     status = history_status("TestSuite", jobs, pods_from({"s-1": [pod(SUITE_FAILED)]}), {}, RequestState(),
                             limit=10)
-    assert status["lastRun"]["status"] == "FAILED" and status["lastRun"]["successRate"] == 50.0
+    assert (status["lastRun"]["phase"], status["lastRun"]["result"]) == ("Succeeded", "Failed")
+    assert status["lastRun"]["counts"] == {"total": 2, "passed": 1, "failed": 1}
+    assert status["lastRun"]["message"] == "1 of 2 flow runs failed"
     complete = status["conditions"][0]
     assert complete["reason"] == "Failed" and complete["message"] == "1 of 2 flow runs failed"
 
@@ -262,16 +267,19 @@ def test_a_runner_that_left_no_summary_fails_the_run_with_the_jobs_reason():
     jobs = [job("s-1", "2026-01-01T00:00:00.5Z", complete="Failed")]
     status = history_status("TestSuite", jobs, pods_from({"s-1": [pod("", phase="Failed", exit_code=137)]}), {},
                             RequestState(), limit=10)
-    assert status["lastRun"]["status"] == "FAILED"
-    assert "exited 137" in status["conditions"][0]["message"]
+    assert (status["lastRun"]["phase"], status["lastRun"]["result"]) == ("Failed", "Failed")
+    assert "exited 137" in status["lastRun"]["message"]
+    assert status["conditions"][0]["message"] == status["lastRun"]["message"]
 
 
 def test_a_recorded_run_whose_job_was_deleted_stays_and_an_unfinished_one_fails():
-    current = {"lastRun": {"runId": "s-2", "status": "RUNNING", "startTime": "2026-01-01T00:00:02Z"},
-               "history": [{"runId": "s-2", "status": "RUNNING", "startTime": "2026-01-01T00:00:02Z"},
-                           {"runId": "s-1", "status": "PASSED", "startTime": "2026-01-01T00:00:01Z"}]}
+    current = {"lastRun": {"runId": "s-2", "phase": "Running", "startTime": "2026-01-01T00:00:02Z"},
+               "history": [{"runId": "s-2", "phase": "Running", "startTime": "2026-01-01T00:00:02Z"},
+                           {"runId": "s-1", "phase": "Succeeded", "result": "Passed",
+                            "startTime": "2026-01-01T00:00:01Z"}]}
     status = history_status("TestSuite", [], pods_from({}), current, RequestState(), limit=10)
-    assert [(e["runId"], e["status"]) for e in status["history"]] == [("s-2", "FAILED"), ("s-1", "PASSED")]
+    assert [(e["runId"], e["phase"], e.get("result")) for e in status["history"]] == \
+        [("s-2", "Failed", "Failed"), ("s-1", "Succeeded", "Passed")]
     assert "deleted" in status["conditions"][0]["message"]
 
 
@@ -293,26 +301,31 @@ def test_conditions_of_other_writers_are_kept():
 def test_a_monitor_run_in_two_regions_passes_only_when_both_pass_and_says_which_failed():
     jobs = [job("m-1", "2026-01-01T00:00:00.5Z", location=loc, complete="Complete", environment="prod")
             for loc in ("us1", "eu1")]
-    passed = {"result": "pass", "started_at": 1767225601.0, "finished_at": 1767225602.0}
+    passed = {"result": "pass", "started_at": 1767225601.0, "finished_at": 1767225602.0,
+              "assertions_passed": 2, "assertions_failed": 0}
     pods = {"m-1-us1": [pod({**passed, "region": "us1"})],
-            "m-1-eu1": [pod({**passed, "region": "eu1", "result": "fail", "finished_at": 1767225604.0})]}
+            "m-1-eu1": [pod({**passed, "region": "eu1", "result": "fail", "finished_at": 1767225604.0,
+                             "assertions_passed": 1, "assertions_failed": 1})]}
     status = history_status("Monitor", jobs, pods_from(pods), {}, RequestState(run_id="m-1"), limit=10)
     assert status["lastRun"] == {"runId": "m-1", "environment": "prod", "regions": ["eu1", "us1"],
-                                 "startedAt": "2026-01-01T00:00:01Z", "finishedAt": "2026-01-01T00:00:04Z",
-                                 "result": "fail"}
+                                 "phase": "Succeeded", "result": "Failed",
+                                 "startTime": "2026-01-01T00:00:01Z", "completionTime": "2026-01-01T00:00:04Z",
+                                 "counts": {"total": 4, "passed": 3, "failed": 1},
+                                 "message": "eu1: failed, us1: passed"}
     complete = {c["type"]: c for c in status["conditions"]}["Complete"]
-    assert complete["message"] == "eu1: fail, us1: pass"
+    assert complete["message"] == "eu1: failed, us1: passed"
     pods["m-1-eu1"] = [pod({**passed, "region": "eu1"})]
     status = history_status("Monitor", jobs, pods_from(pods), {}, RequestState(), limit=10)
-    assert status["lastRun"]["result"] == "pass"
+    assert status["lastRun"]["result"] == "Passed"
 
 
-def test_a_monitor_run_is_working_while_one_region_still_runs():
+def test_a_monitor_run_is_running_while_one_region_still_runs():
     jobs = [job("m-1", "2026-01-01T00:00:00.5Z", location="us1", complete="Complete"),
             job("m-1", "2026-01-01T00:00:00.5Z", location="eu1")]
     pods = {"m-1-us1": [pod({"result": "pass"})], "m-1-eu1": []}
     status = history_status("Monitor", jobs, pods_from(pods), {}, RequestState(), limit=10)
-    assert status["lastRun"]["result"] == "working" and "finishedAt" not in status["lastRun"]
+    assert status["lastRun"]["phase"] == "Running"
+    assert "result" not in status["lastRun"] and "completionTime" not in status["lastRun"]
 
 
 def test_status_is_reconstructable_from_the_same_world():
@@ -323,3 +336,15 @@ def test_status_is_reconstructable_from_the_same_world():
     second = history_status("TestSuite", jobs, pods, first, RequestState(run_id="s-1"), limit=10, generation=3,
                             now="2026-01-01T00:10:00Z")
     assert first == second
+
+
+def test_the_status_write_clears_what_the_previous_last_run_had_and_the_new_one_lacks():
+    jobs = [job("s-1", "2026-01-01T00:00:00.5Z", complete="Complete"), job("s-2", "2026-01-01T00:00:05.5Z")]
+    pods = pods_from({"s-1": [pod(SUITE_PASSED)]})
+    first = history_status("TestSuite", jobs[:1], pods, {}, RequestState(), limit=10)
+    second = history_status("TestSuite", jobs, pods, first, RequestState(run_id="s-2"), limit=10)
+    patch = replacing(first, second)
+    assert (patch["lastRun"]["runId"], patch["lastRun"]["phase"]) == ("s-2", "Pending")
+    assert {k for k, v in patch["lastRun"].items() if v is None} == {"result", "completionTime", "counts"}
+    assert {k: v for k, v in {**first["lastRun"], **patch["lastRun"]}.items() if v is not None} == second["lastRun"]
+    assert replacing({}, second) == second

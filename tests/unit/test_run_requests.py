@@ -57,7 +57,7 @@ def test_a_request_is_pending_until_the_operator_records_its_run():
     run_id = run_id_for_request("checkout", "u-1", "r-1")
     assert pending_run_id(owner()) is None
     assert pending_run_id(owner(value)) == run_id
-    assert pending_run_id(owner(value, {"lastRun": {"runId": run_id, "status": "RUNNING"}})) is None
+    assert pending_run_id(owner(value, {"lastRun": {"runId": run_id, "phase": "Running"}})) is None
     assert pending_run_id(owner(value, {"history": [{"runId": run_id}], "lastRun": {"runId": "other"}})) is None
     refused = {"conditions": [{"type": "RunRequest", "status": "False", "reason": "InvalidRequest"}]}
     assert pending_run_id(owner(value, refused)) is None

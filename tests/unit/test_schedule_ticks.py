@@ -116,20 +116,23 @@ def test_a_tick_outcome_becomes_a_monitor_run_with_the_schedule_and_the_runners_
     assert (kind, name) == ("Monitor", "health")
     assert entry == {
         "runId": run_id_for_request("health", MONITOR_UID, f"schedule:{SCHEDULE_UID}:29395567"),
-        "result": "pass", "startedAt": "2025-11-23T10:00:00Z", "finishedAt": "2025-11-23T10:00:03Z",
+        "phase": "Succeeded", "result": "Passed",
+        "startTime": "2025-11-23T10:00:00Z", "completionTime": "2025-11-23T10:00:03Z",
         "environment": "prod", "responseTimeMs": 42, "schedule": "every-minute",
+        "message": "run health-5155f5ddfa scheduled by every-minute: passed",
     }
 
 
 def test_a_failed_scheduled_run_is_retried_once_where_the_environment_asks_for_it():
     monitor = {"metadata": {"name": "shop", "uid": MONITOR_UID}, "spec": {"environments": [
         {"name": "prod", "retryOnFailure": True}, {"name": "staging"}]}}
-    failed = {"runId": "shop-0123456789", "result": "fail", "schedule": "every-shop", "environment": "prod"}
+    failed = {"runId": "shop-0123456789", "phase": "Succeeded", "result": "Failed", "schedule": "every-shop",
+              "environment": "prod"}
     request = retry_request(monitor, failed)
     assert (request.id, request.environment) == ("retry:shop-0123456789", "prod")
     # The same failed run always asks for the same retry, so reading the tick again starts nothing new.
     assert retry_request(monitor, dict(failed)) == request
-    assert retry_request(monitor, {**failed, "result": "pass"}) is None
+    assert retry_request(monitor, {**failed, "result": "Passed"}) is None
     assert retry_request(monitor, {**failed, "environment": "staging"}) is None
     assert retry_request(monitor, {k: v for k, v in failed.items() if k != "schedule"}) is None  # a requested run
     assert retry_request(monitor, {**failed, "environment": "gone"}) is None
@@ -151,7 +154,9 @@ def test_a_run_is_recorded_once_and_the_same_run_from_another_region_merges():
     assert with_scheduled_run(status, us1, limit=3) is None  # a re-read Job records nothing
 
     merged = with_scheduled_run(status, eu1, limit=3)
-    assert merged["lastRun"]["regions"] == ["eu1", "us1"] and merged["lastRun"]["result"] == "fail"
+    assert merged["lastRun"]["regions"] == ["eu1", "us1"] and merged["lastRun"]["result"] == "Failed"
+    assert merged["lastRun"]["message"] == merged["conditions"][0]["message"] == \
+        f"run {us1['runId']} scheduled by every-minute in eu1, us1: failed"
     assert len(merged["history"]) == 1 and merged["conditions"][0]["reason"] == "Failed"
     assert with_scheduled_run(merged, us1, limit=3) is None
 
@@ -272,7 +277,7 @@ def test_a_testsuite_member_runs_in_the_batch_and_its_run_is_recorded_as_a_suite
     job = {"metadata": {"name": JOB, "labels": {}}}
     owner = {"metadata": {"name": "checkout", "uid": SUITE_UID}, "spec": {}}
     ((kind, name, entry),) = tick_entries(job, outcomes, [MONITOR], [SCHEDULE], [owner])
-    assert (kind, name, entry["status"]) == ("TestSuite", "checkout", "PASSED")
+    assert (kind, name, entry["phase"], entry["result"]) == ("TestSuite", "checkout", "Succeeded", "Passed")
     assert entry["runId"] == run_id_for_request("checkout", SUITE_UID, f"schedule:{SCHEDULE_UID}:29395567")
     status = with_scheduled_run({}, entry, limit=5)
     assert status["lastRun"] == entry and status["conditions"][0]["reason"] == "Passed"
