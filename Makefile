@@ -15,7 +15,7 @@ help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
 	@echo "make test        install everything needed and run the test suite"
 	@echo "make test-unit   only the tests that need no cluster"
-	@echo "make check       the guard rails: ruff, the import contracts, mypy on crds/, CRDs up to date"
+	@echo "make check       the guard rails: ruff format and lint, the import contracts, mypy on crds/, CRDs up to date"
 	@echo "make test PYTEST_ARGS='-m \"not slow\"'   skip the long accuracy runs"
 	@echo "make up / down   start / stop the local stack (control plane, node agent, operator)"
 	@echo "make crds        regenerate crds/*.yaml from the models"
@@ -54,6 +54,7 @@ check-crds: deps
 # The guard rails, configured in pyproject.toml. Every one runs, and the target fails if any did.
 check: deps
 	@failed=""; \
+	  $(BIN)/ruff format --check --quiet . || failed="$$failed ruff-format"; \
 	  $(BIN)/ruff check . || failed="$$failed ruff"; \
 	  $(BIN)/lint-imports || failed="$$failed lint-imports"; \
 	  $(BIN)/mypy || failed="$$failed mypy"; \

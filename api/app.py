@@ -56,10 +56,19 @@ class Services:
 def build_services(settings: GatewaySettings) -> Services:
     kube = KubeClient(settings.kubeconfig)
     store = Store(settings.store_dir, retention_days=settings.retention_days)
-    outbound = Outbound(EgressPolicy.parse(settings.egress_allow, settings.egress_deny), per_tenant=settings.outbound_per_tenant,
-                        deadline_seconds=settings.outbound_deadline_seconds)
-    return Services(settings=settings, kube=kube, store=store, auth=Authenticator(settings, kube, store),
-                    metrics=GatewayMetrics(store), outbound=outbound)
+    outbound = Outbound(
+        EgressPolicy.parse(settings.egress_allow, settings.egress_deny),
+        per_tenant=settings.outbound_per_tenant,
+        deadline_seconds=settings.outbound_deadline_seconds,
+    )
+    return Services(
+        settings=settings,
+        kube=kube,
+        store=store,
+        auth=Authenticator(settings, kube, store),
+        metrics=GatewayMetrics(store),
+        outbound=outbound,
+    )
 
 
 def create_app(settings: GatewaySettings, services: Services | None = None) -> FastAPI:

@@ -65,9 +65,11 @@ class BodyRefused(StarletteHTTPException):
 
 def body_limit(max_bytes: int, timeout_seconds: float | None = None) -> Callable:
     """Decorate an endpoint: its body may be up to `max_bytes` and take up to `timeout_seconds`."""
+
     def mark(endpoint: Callable) -> Callable:
         setattr(endpoint, LIMIT_ATTRIBUTE, BodyLimit(max_bytes, timeout_seconds))
         return endpoint
+
     return mark
 
 
@@ -117,12 +119,18 @@ class LimitedBody:
             with anyio.fail_after(max(0.0, self.deadline - anyio.current_time())):
                 message = await self._receive()
         except TimeoutError:
-            raise BodyRefused(408, "request_timeout", f"the request body did not arrive within "
-                                                      f"{self.limit.timeout_seconds:g} seconds") from None
+            raise BodyRefused(
+                408, "request_timeout", f"the request body did not arrive within {self.limit.timeout_seconds:g} seconds"
+            ) from None
         if message["type"] == "http.disconnect":
             self.aborted = True
-            log_fields(log, "request body aborted: the client disconnected", method=self.scope["method"],
-                       path=self.scope["path"], received=self.received)
+            log_fields(
+                log,
+                "request body aborted: the client disconnected",
+                method=self.scope["method"],
+                path=self.scope["path"],
+                received=self.received,
+            )
         if message["type"] != "http.request":
             self.complete = True
             return message
@@ -154,7 +162,8 @@ class BodyLimits:
             request = Request(scope)
             render = request.app.state.error_shapes.renderer_for(request.url.path)
             await render(request, 400, "incomplete_body", "the client disconnected before the body was complete")(
-                scope, receive, send)
+                scope, receive, send
+            )
 
 
 def install_body_limits(app: FastAPI, settings) -> None:

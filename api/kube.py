@@ -40,8 +40,9 @@ class KubeClient:
 
     def list(self, plural: str, namespace: str | None = None, label_selector: str = "") -> list[dict]:
         if namespace:
-            out = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural,
-                                                            label_selector=label_selector)
+            out = self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, label_selector=label_selector
+            )
         else:
             out = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, label_selector=label_selector)
         return out["items"]
@@ -53,8 +54,9 @@ class KubeClient:
         return self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, patch)
 
     def patch_status(self, plural: str, namespace: str, name: str, status: dict) -> dict:
-        return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name,
-                                                                 {"status": status})
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, plural, name, {"status": status}
+        )
 
     def replace(self, plural: str, namespace: str, name: str, body: dict) -> dict:
         """PUT the whole object; its metadata.resourceVersion makes a concurrent change a 409."""

@@ -53,12 +53,14 @@ class ApiFamily:
 
 def operation_scopes(route: APIRoute) -> tuple[str, ...] | None:
     """The scopes the route's token must carry; None when it takes no token."""
+
     def walk(dependant: Dependant) -> Iterable[tuple[str, ...]]:
         for dependency in dependant.dependencies:
             requirement = token_requirement(dependency.call)
             if requirement is not None:
                 yield requirement
             yield from walk(dependency)
+
     found = list(walk(route.dependant))
     return tuple(sorted({scope for scopes in found for scope in scopes})) if found else None
 
@@ -74,8 +76,14 @@ def family_document(family: ApiFamily, routes: list[BaseRoute], public_url: str)
     with warnings.catch_warnings():
         # "Duplicate Operation ID" for multi-method routes: the ids are made unique below.
         warnings.filterwarnings("ignore", message="Duplicate Operation ID")
-        document = get_openapi(title=family.title, version="v1", openapi_version="3.1.0", routes=api_routes,
-                               servers=[{"url": base}], description=family.description)
+        document = get_openapi(
+            title=family.title,
+            version="v1",
+            openapi_version="3.1.0",
+            routes=api_routes,
+            servers=[{"url": base}],
+            description=family.description,
+        )
     components = document.setdefault("components", {})
     schemes = family.security_schemes(base)
     components["securitySchemes"] = schemes

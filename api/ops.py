@@ -22,8 +22,7 @@ class RunsByState:
         self.store = store
 
     def collect(self):
-        family = GaugeMetricFamily("assay_runs", "Runs in the result store by kind and state",
-                                   labels=["kind", "state"])
+        family = GaugeMetricFamily("assay_runs", "Runs in the result store by kind and state", labels=["kind", "state"])
         for (kind, state), count in sorted(self.store.count_runs().items()):
             family.add_metric([kind, state], count)
         yield family
@@ -37,10 +36,18 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         if store is not None:
             self.registry.register(RunsByState(store))
-        self.requests = Counter("assay_gateway_requests_total", "HTTP requests handled",
-                                ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("assay_gateway_request_duration_seconds", "HTTP request latency",
-                                 ["method", "route"], registry=self.registry)
+        self.requests = Counter(
+            "assay_gateway_requests_total",
+            "HTTP requests handled",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "assay_gateway_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+        )
 
 
 def route_template(request: Request) -> str:
@@ -58,8 +65,9 @@ def install_request_metrics(app, metrics: GatewayMetrics) -> None:
         route = route_template(request)
         metrics.requests.labels(request.method, route, str(response.status_code)).inc()
         metrics.latency.labels(request.method, route).observe(elapsed)
-        log_fields(log, "request", method=request.method, route=route, status=response.status_code,
-                   ms=round(elapsed * 1000, 2))
+        log_fields(
+            log, "request", method=request.method, route=route, status=response.status_code, ms=round(elapsed * 1000, 2)
+        )
         return response
 
 

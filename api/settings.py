@@ -27,11 +27,11 @@ class GatewaySettings(BaseSettings):
     authorization_code_ttl_seconds: int = 60
     upload_max_bytes: int = 256 * 1024 * 1024
     """The largest single result document a runner may upload."""
-    upload_run_max_bytes: int = Field(1024 ** 3, ge=0)
+    upload_run_max_bytes: int = Field(1024**3, ge=0)
     """Bytes of documents one run may store (api/store/quota.py); 0: no limit."""
     upload_run_max_documents: int = Field(10_000, ge=0)
     """Documents one run may store: a load test stores one per shard; 0: no limit."""
-    upload_namespace_max_bytes: int = Field(4 * 1024 ** 3, ge=0)
+    upload_namespace_max_bytes: int = Field(4 * 1024**3, ge=0)
     """Bytes of documents the runs of one namespace may store together; 0: no limit."""
     upload_namespace_max_documents: int = Field(100_000, ge=0)
     """Documents the runs of one namespace may store together; 0: no limit."""

@@ -52,8 +52,12 @@ _CLAIMED = ((H_PROJECT, "namespace"), (H_KIND, "kind"), (H_OWNER_NAME, "owner_na
 
 
 def _unauthorized(run_id: str) -> ApiError:
-    return ApiError(401, f"a valid upload token for run {run_id} is required", code="unauthorized",
-                    headers={"WWW-Authenticate": 'Bearer realm="assay-ingest"'})
+    return ApiError(
+        401,
+        f"a valid upload token for run {run_id} is required",
+        code="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="assay-ingest"'},
+    )
 
 
 def _forbidden(message: str) -> ApiError:
@@ -65,8 +69,10 @@ def check_claims(grant: RunGrant, headers: Mapping[str, str]) -> None:
     for header, field in _CLAIMED:
         claimed = headers.get(header)
         if claimed not in (None, "") and claimed != getattr(grant, field):
-            raise _forbidden(f"the upload token is for {field.replace('_', ' ')} {getattr(grant, field)!r}; "
-                             f"{header} says {claimed!r}")
+            raise _forbidden(
+                f"the upload token is for {field.replace('_', ' ')} {getattr(grant, field)!r}; "
+                f"{header} says {claimed!r}"
+            )
 
 
 class TickRuns:
@@ -88,8 +94,9 @@ class TickRuns:
             runs = self._read(namespace, group, tick)
         except (ApiException, OSError, HTTPError) as exc:
             # Not cached: the runner retries, and the next attempt asks again.
-            raise ApiError(503, f"the tick's runs cannot be read from the cluster: {type(exc).__name__}",
-                           code="unavailable") from None
+            raise ApiError(
+                503, f"the tick's runs cannot be read from the cluster: {type(exc).__name__}", code="unavailable"
+            ) from None
         with self._lock:
             self._known[key] = (now + self.ttl, runs)
             self._known.move_to_end(key)
@@ -102,8 +109,9 @@ class TickRuns:
             return {}
         job = self.kube.job(namespace, tick_job_name(group, tick))
         owners = ((job or {}).get("metadata") or {}).get("ownerReferences") or []
-        if not any(ref.get("kind") == "CronJob" and ref.get("name") == group and ref.get("controller")
-                   for ref in owners):
+        if not any(
+            ref.get("kind") == "CronJob" and ref.get("name") == group and ref.get("controller") for ref in owners
+        ):
             return {}
         configmap = self.kube.config_map(namespace, group)
         if configmap is None:
@@ -144,8 +152,9 @@ def _tick_grant(token: str, run_id: str, headers: Mapping[str, str], key: str, t
     if not tick:
         raise _forbidden(f"a tick group's token writes the runs of its ticks only: {H_TICK} is required")
     if not _TICK.match(tick):
-        raise ApiError(400, f"{H_TICK} must be a tick Job's name or its minute suffix, not {tick[:80]!r}",
-                       code="invalid_request")
+        raise ApiError(
+            400, f"{H_TICK} must be a tick Job's name or its minute suffix, not {tick[:80]!r}", code="invalid_request"
+        )
     grant = ticks.runs(namespace, group, tick).get(run_id)
     if grant is None:
         raise _forbidden(f"run {run_id} is not a run of tick {tick} of {namespace}/{group}")

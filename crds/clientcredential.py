@@ -43,7 +43,6 @@ GrantType = Literal["client_credentials", "authorization_code", "static_token"]
 IMMUTABLE_MESSAGE = "ClientCredential spec is immutable; delete and recreate it"
 
 
-
 SECRET_HASH_PREFIX = "sha256:"
 
 
@@ -52,6 +51,7 @@ def hash_secret(secret: str) -> str:
     gateway (which verifies against it). Secrets are 256 random bits, so a fast unsalted hash
     is sound: there is no dictionary to try."""
     return SECRET_HASH_PREFIX + hashlib.sha256(secret.encode()).hexdigest()
+
 
 class ClientCredentialSpec(AssayModel):
     """Who the client is and what it may do."""
@@ -69,7 +69,9 @@ class ClientCredentialSpec(AssayModel):
     grant_types: Annotated[list[GrantType], SetList(min_length=1, max_length=3)]
     """client_credentials (XTC), authorization_code (the Runscope web flow) and static_token
     (a long-lived API token, as Loadmill and VNG use)."""
-    redirect_uris: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=2048)]], SetList(max_length=10)] = []
+    redirect_uris: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=2048)]], SetList(max_length=10)
+    ] = []
     """Callback URLs for authorization_code."""
     expires_at: Optional[datetime] = None
     """After this the credential stops working; never when unset."""

@@ -119,8 +119,11 @@ class SetList(GroupedMetadata):
     min_length: int = 0
 
     def __iter__(self) -> Iterator[Any]:
-        yield Field(min_length=self.min_length or None, max_length=self.max_length,
-                    json_schema_extra={"x-kubernetes-list-type": "set"})
+        yield Field(
+            min_length=self.min_length or None,
+            max_length=self.max_length,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        )
         yield AfterValidator(_no_duplicates)
 
 

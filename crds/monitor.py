@@ -144,8 +144,9 @@ class OAuth2Auth(AssayModel):
         Rule(
             cel="!has(self.grantType) || self.grantType != 'password_credentials'"
             " || (has(self.username) && (has(self.password) || has(self.passwordFrom)))",
-            check=lambda a: a.grant_type != "password_credentials"
-            or (a.username is not None and has_secret(a, "password")),
+            check=lambda a: (
+                a.grant_type != "password_credentials" or (a.username is not None and has_secret(a, "password"))
+            ),
             message="username and password are required for password_credentials",
             field_path=".username",
             reason="FieldValueRequired",

@@ -73,6 +73,7 @@ def run_id_for_request(name: str, uid: str, request_id: str) -> str:
     digest = hashlib.sha256(f"{uid}/{request_id}".encode()).hexdigest()[:10]
     return fit_name(name, digest, limit=RUN_ID_LIMIT)
 
+
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=253, strip_whitespace=True)]
 
 
@@ -95,8 +96,11 @@ class SuiteRunRequest(_Request):
 
     def options(self) -> dict:
         """What the runner reads from ASSAY_RUN_OPTIONS."""
-        return {"forceAllFlows": self.force_all_flows, "additionalDescription": self.additional_description,
-                "overrideParameters": dict(self.override_parameters)}
+        return {
+            "forceAllFlows": self.force_all_flows,
+            "additionalDescription": self.additional_description,
+            "overrideParameters": dict(self.override_parameters),
+        }
 
 
 class MonitorRunRequest(_Request):

@@ -72,7 +72,8 @@ _DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
 CRON_PATTERN = (
     r"(?i)^("
     r"@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
-    r"|" + r"\s+".join(
+    r"|"
+    + r"\s+".join(
         [
             _cron_field(r"[0-5]?[0-9]"),
             _cron_field(r"[01]?[0-9]|2[0-3]"),

@@ -109,9 +109,7 @@ class _Converter:
                 if self.defaults and pruned is not None:
                     out["default"] = pruned
             elif key == "properties":
-                out["properties"] = {
-                    name: self.convert(prop, f"{path}.{name}") for name, prop in value.items()
-                }
+                out["properties"] = {name: self.convert(prop, f"{path}.{name}") for name, prop in value.items()}
             elif key == "x-kubernetes-validations":
                 out[key] = [_ordered_rule(rule) for rule in value]
             elif key == "items":
@@ -198,19 +196,23 @@ class _Converter:
             guard = f"self.{tag} != '{name}'"
             for prop in schema.get("required", []):
                 if prop not in required_everywhere:
-                    rules.append({
-                        "rule": f"{guard} || has(self.{prop})",
-                        "message": f"{prop} is required when {tag} is {name}",
-                        "fieldPath": f".{prop}",
-                        "reason": "FieldValueRequired",
-                    })
+                    rules.append(
+                        {
+                            "rule": f"{guard} || has(self.{prop})",
+                            "message": f"{prop} is required when {tag} is {name}",
+                            "fieldPath": f".{prop}",
+                            "reason": "FieldValueRequired",
+                        }
+                    )
             foreign = [p for p in properties if name not in owners[p]]
             if foreign:
-                rules.append({
-                    "rule": f"{guard} || !({' || '.join(f'has(self.{p})' for p in foreign)})",
-                    "message": f"{tag} {name} does not take {', '.join(foreign)}",
-                    "reason": "FieldValueForbidden",
-                })
+                rules.append(
+                    {
+                        "rule": f"{guard} || !({' || '.join(f'has(self.{p})' for p in foreign)})",
+                        "message": f"{tag} {name} does not take {', '.join(foreign)}",
+                        "reason": "FieldValueForbidden",
+                    }
+                )
             for rule in schema.get("x-kubernetes-validations", []):
                 rules.append({**rule, "rule": f"{guard} || ({rule['rule']})"})
         rules = [_ordered_rule(rule) for rule in rules]

@@ -44,7 +44,9 @@ SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"
 # Controllers that need a cloud, a CNI or a kubelet's heartbeat make no sense here; the node
 # lifecycle controller would taint the agent's node whenever a heartbeat is late.
-CONTROLLERS = "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route,-persistentvolume-expander"
+CONTROLLERS = (
+    "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route,-persistentvolume-expander"
+)
 DEFAULT_AGENTS = ["assay-local=topology.kubernetes.io/region=local"]
 
 
@@ -71,9 +73,7 @@ class ClusterState:
 
 def kube_bin_dir() -> Path:
     """Build (or find in the cache) the pinned binaries and return their folder."""
-    out = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-kube.sh")], check=True, stdout=subprocess.PIPE, text=True
-    )
+    out = subprocess.run(["bash", str(REPO / "hack" / "build-kube.sh")], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -119,9 +119,7 @@ def free_port() -> int:
 
 def _write_key(path: Path, key) -> None:
     path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     path.chmod(0o600)
 
@@ -179,8 +177,16 @@ def generate_pki(pki: Path) -> None:
     ca_key, ca_cert = _issue(None, None, _name("assay-local-ca"), ca=True)
     _write_key(pki / "ca.key", ca_key)
     _write_cert(pki / "ca.crt", ca_cert)
-    sans = ["127.0.0.1", "::1", "localhost", SERVICE_IP, "kubernetes", "kubernetes.default",
-            "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+    sans = [
+        "127.0.0.1",
+        "::1",
+        "localhost",
+        SERVICE_IP,
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
     key, cert = _issue(ca_key, ca_cert.subject, _name("kube-apiserver"), sans=sans, server=True)
     _write_key(pki / "apiserver.key", key)
     _write_cert(pki / "apiserver.crt", cert)
@@ -194,9 +200,7 @@ def generate_pki(pki: Path) -> None:
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(pki / "sa.key", sa_key)
     (pki / "sa.pub").write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
 
@@ -209,11 +213,18 @@ def write_kubeconfig(path: Path, pki: Path, api_url: str, user: str, stem: str) 
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "assay-local", "cluster": {
-            "server": api_url, "certificate-authority-data": b64(pki / "ca.crt")}}],
-        "users": [{"name": user, "user": {
-            "client-certificate-data": b64(pki / f"{stem}.crt"),
-            "client-key-data": b64(pki / f"{stem}.key")}}],
+        "clusters": [
+            {"name": "assay-local", "cluster": {"server": api_url, "certificate-authority-data": b64(pki / "ca.crt")}}
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": b64(pki / f"{stem}.crt"),
+                    "client-key-data": b64(pki / f"{stem}.key"),
+                },
+            }
+        ],
         "contexts": [{"name": "assay-local", "context": {"cluster": "assay-local", "user": user}}],
         "current-context": "assay-local",
     }
@@ -227,8 +238,9 @@ def write_kubeconfig(path: Path, pki: Path, api_url: str, user: str, stem: str) 
 def _spawn(name: str, argv: list[str], logs: Path) -> int:
     log = open(logs / f"{name}.log", "ab")
     # A session of its own, so `down` can stop the process and anything it started.
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     return proc.pid
 
 
@@ -272,37 +284,76 @@ def _https_ok(url: str, pki: Path) -> bool:
 def start_etcd(bins: Path, data: Path, logs: Path) -> tuple[int, str]:
     client, peer = free_port(), free_port()
     url = f"http://127.0.0.1:{client}"
-    pid = _spawn("etcd", [
-        str(bins / "etcd"), "--name", "assay", "--data-dir", str(data / "etcd"),
-        "--listen-client-urls", url, "--advertise-client-urls", url,
-        "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-        "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-        "--initial-cluster", f"assay=http://127.0.0.1:{peer}",
-        # A development store: losing the last writes on a power cut is acceptable, fsync
-        # latency on a small shared disk is not.
-        "--unsafe-no-fsync", "--quota-backend-bytes", str(2 * 1024**3), "--log-level", "warn",
-    ], logs)
-    _wait("etcd", lambda: urllib.request.urlopen(url + "/health", timeout=2).status == 200,
-          30, logs, "etcd", pid)
+    pid = _spawn(
+        "etcd",
+        [
+            str(bins / "etcd"),
+            "--name",
+            "assay",
+            "--data-dir",
+            str(data / "etcd"),
+            "--listen-client-urls",
+            url,
+            "--advertise-client-urls",
+            url,
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-cluster",
+            f"assay=http://127.0.0.1:{peer}",
+            # A development store: losing the last writes on a power cut is acceptable, fsync
+            # latency on a small shared disk is not.
+            "--unsafe-no-fsync",
+            "--quota-backend-bytes",
+            str(2 * 1024**3),
+            "--log-level",
+            "warn",
+        ],
+        logs,
+    )
+    _wait("etcd", lambda: urllib.request.urlopen(url + "/health", timeout=2).status == 200, 30, logs, "etcd", pid)
     return pid, url
 
 
 def start_apiserver(bins: Path, pki: Path, etcd_url: str, logs: Path) -> tuple[int, str]:
     port = free_port()
     api_url = f"https://127.0.0.1:{port}"
-    pid = _spawn("kube-apiserver", [
-        str(bins / "kube-apiserver"),
-        "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-        "--secure-port", str(port),
-        "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
-        "--client-ca-file", str(pki / "ca.crt"),
-        "--service-account-key-file", str(pki / "sa.pub"),
-        "--service-account-signing-key-file", str(pki / "sa.key"),
-        "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-        "--service-cluster-ip-range", SERVICE_CIDR,
-        "--authorization-mode", "RBAC", "--allow-privileged=true",
-        "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
-    ], logs)
+    pid = _spawn(
+        "kube-apiserver",
+        [
+            str(bins / "kube-apiserver"),
+            "--etcd-servers",
+            etcd_url,
+            "--bind-address",
+            "127.0.0.1",
+            "--advertise-address",
+            "127.0.0.1",
+            "--secure-port",
+            str(port),
+            "--tls-cert-file",
+            str(pki / "apiserver.crt"),
+            "--tls-private-key-file",
+            str(pki / "apiserver.key"),
+            "--client-ca-file",
+            str(pki / "ca.crt"),
+            "--service-account-key-file",
+            str(pki / "sa.pub"),
+            "--service-account-signing-key-file",
+            str(pki / "sa.key"),
+            "--service-account-issuer",
+            "https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range",
+            SERVICE_CIDR,
+            "--authorization-mode",
+            "RBAC",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+            "--v=1",
+        ],
+        logs,
+    )
     _wait("kube-apiserver", lambda: _https_ok(api_url + "/readyz", pki), 120, logs, "kube-apiserver", pid)
     return pid, api_url
 
@@ -310,25 +361,51 @@ def start_apiserver(bins: Path, pki: Path, etcd_url: str, logs: Path) -> tuple[i
 def start_controller_manager(bins: Path, pki: Path, state_dir: Path, api_url: str, logs: Path) -> int:
     kubeconfig = state_dir / "controller-manager.kubeconfig"
     write_kubeconfig(kubeconfig, pki, api_url, "system:kube-controller-manager", "controller-manager")
-    return _spawn("kube-controller-manager", [
-        str(bins / "kube-controller-manager"),
-        "--kubeconfig", str(kubeconfig),
-        "--authentication-kubeconfig", str(kubeconfig), "--authorization-kubeconfig", str(kubeconfig),
-        "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-        "--service-account-private-key-file", str(pki / "sa.key"),
-        "--root-ca-file", str(pki / "ca.crt"),
-        "--use-service-account-credentials=true",
-        "--controllers", CONTROLLERS, "--leader-elect=false", "--v=1",
-    ], logs)
+    return _spawn(
+        "kube-controller-manager",
+        [
+            str(bins / "kube-controller-manager"),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--authentication-kubeconfig",
+            str(kubeconfig),
+            "--authorization-kubeconfig",
+            str(kubeconfig),
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            str(free_port()),
+            "--service-account-private-key-file",
+            str(pki / "sa.key"),
+            "--root-ca-file",
+            str(pki / "ca.crt"),
+            "--use-service-account-credentials=true",
+            "--controllers",
+            CONTROLLERS,
+            "--leader-elect=false",
+            "--v=1",
+        ],
+        logs,
+    )
 
 
 def start_agent(name: str, labels: list[str], state_dir: Path, kubeconfig: Path, logs: Path) -> int:
     # Its pods run as processes of this host, in the gateway's and operator's network position,
     # so they get the same egress policy (unless the caller set one of its own).
-    argv = [sys.executable, str(REPO / "hack" / "nodeagent.py"), "--kubeconfig", str(kubeconfig),
-            "--node", name, "--workdir", str(state_dir / "pods" / name),
-            "--egress-allow", os.environ.get("ASSAY_EGRESS_ALLOW", egress_allow()),
-            "--egress-deny", os.environ.get("ASSAY_EGRESS_DENY", "")]
+    argv = [
+        sys.executable,
+        str(REPO / "hack" / "nodeagent.py"),
+        "--kubeconfig",
+        str(kubeconfig),
+        "--node",
+        name,
+        "--workdir",
+        str(state_dir / "pods" / name),
+        "--egress-allow",
+        os.environ.get("ASSAY_EGRESS_ALLOW", egress_allow()),
+        "--egress-deny",
+        os.environ.get("ASSAY_EGRESS_DENY", ""),
+    ]
     for label in labels:
         argv += ["--label", label]
     return _spawn(f"nodeagent-{name}", argv, logs)
@@ -337,8 +414,22 @@ def start_agent(name: str, labels: list[str], state_dir: Path, kubeconfig: Path,
 def _default_service_account_ready(kubectl: Path, kubeconfig: Path) -> bool:
     # The service-account controller creating `default` proves the controller manager is
     # up and talking to the API server; pods cannot be admitted before it exists.
-    out = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "get", "serviceaccount",
-                          "default", "-n", "default", "-o", "name"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            str(kubectl),
+            "--kubeconfig",
+            str(kubeconfig),
+            "get",
+            "serviceaccount",
+            "default",
+            "-n",
+            "default",
+            "-o",
+            "name",
+        ],
+        capture_output=True,
+        text=True,
+    )
     return out.returncode == 0
 
 
@@ -375,8 +466,14 @@ def up(state_dir: Path = DEFAULT_DIR, agents: list[str] | None = None, log=print
         kcm = start_controller_manager(bins, pki, state_dir, state.api_url, logs)
         state.pids["kube-controller-manager"] = kcm
         state.save()
-        _wait("kube-controller-manager", lambda: _default_service_account_ready(bins / "kubectl", kubeconfig),
-              90, logs, "kube-controller-manager", kcm)
+        _wait(
+            "kube-controller-manager",
+            lambda: _default_service_account_ready(bins / "kubectl", kubeconfig),
+            90,
+            logs,
+            "kube-controller-manager",
+            kcm,
+        )
         for spec in agents:
             name, labels = parse_agent(spec)
             state.pids[f"nodeagent-{name}"] = start_agent(name, labels, state_dir, kubeconfig, logs)
@@ -426,8 +523,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder (default: .assay)")
-    parser.add_argument("--agent", action="append", metavar="NAME=LABELS",
-                        help="a node agent to run, e.g. us1=topology.kubernetes.io/region=us1 (repeatable)")
+    parser.add_argument(
+        "--agent",
+        action="append",
+        metavar="NAME=LABELS",
+        help="a node agent to run, e.g. us1=topology.kubernetes.io/region=us1 (repeatable)",
+    )
     parser.add_argument("--no-agent", action="store_true", help="start no node agent")
     parser.add_argument("--purge", action="store_true", help="with down: delete etcd data and certificates")
     args = parser.parse_args()

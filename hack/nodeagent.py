@@ -96,10 +96,13 @@ def pod_key(pod: dict) -> str:
 def wants_scheduling(pod: dict) -> bool:
     """An unbound, live pod meant for the default scheduler, which this agent stands in for."""
     spec, meta = pod["spec"], pod["metadata"]
-    return (not spec.get("nodeName") and not meta.get("deletionTimestamp")
-            and spec.get("schedulerName", "default-scheduler") == "default-scheduler"
-            and not spec.get("schedulingGates")
-            and (pod.get("status") or {}).get("phase", "Pending") == "Pending")
+    return (
+        not spec.get("nodeName")
+        and not meta.get("deletionTimestamp")
+        and spec.get("schedulerName", "default-scheduler") == "default-scheduler"
+        and not spec.get("schedulingGates")
+        and (pod.get("status") or {}).get("phase", "Pending") == "Pending"
+    )
 
 
 def node_fits(pod: dict, labels: dict[str, str]) -> bool:
@@ -109,19 +112,26 @@ def node_fits(pod: dict, labels: dict[str, str]) -> bool:
     if any(labels.get(key) != value for key, value in (spec.get("nodeSelector") or {}).items()):
         return False
     required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution") or {}
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
     terms = required.get("nodeSelectorTerms")
     # An empty term matches nothing; matchFields (DaemonSets only) and Gt/Lt match nothing here.
     return not terms or any(
-        term.get("matchExpressions") and not term.get("matchFields")
+        term.get("matchExpressions")
+        and not term.get("matchFields")
         and all(expression_matches(expression, labels) for expression in term["matchExpressions"])
-        for term in terms)
+        for term in terms
+    )
 
 
 def expression_matches(expression: dict, labels: dict[str, str]) -> bool:
     key, operator, wanted = expression["key"], expression["operator"], expression.get("values") or []
-    return {"In": labels.get(key) in wanted, "NotIn": labels.get(key) not in wanted,
-            "Exists": key in labels, "DoesNotExist": key not in labels}.get(operator, False)
+    return {
+        "In": labels.get(key) in wanted,
+        "NotIn": labels.get(key) not in wanted,
+        "Exists": key in labels,
+        "DoesNotExist": key not in labels,
+    }.get(operator, False)
 
 
 def expand_vars(text: str, env: dict[str, str]) -> str:
@@ -136,10 +146,10 @@ def expand_vars(text: str, env: dict[str, str]) -> str:
             out.append("$")
             i += 2
         elif text[i + 1] == "(" and (close := text.find(")", i + 2)) != -1:
-            out.append(env.get(text[i + 2:close], text[i:close + 1]))
+            out.append(env.get(text[i + 2 : close], text[i : close + 1]))
             i = close + 1
         else:
-            out.append(text[i:i + 2])
+            out.append(text[i : i + 2])
             i += 2
     return "".join(out)
 
@@ -149,11 +159,15 @@ def resolve_field_ref(pod: dict, field_path: str, host_ip: str = HOST_IP) -> str
     the pod's IP is the node's, known before the pod reports it."""
     meta, spec = pod["metadata"], pod["spec"]
     simple = {
-        "metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace"),
-        "metadata.uid": meta.get("uid"), "spec.nodeName": spec.get("nodeName"),
+        "metadata.name": meta.get("name"),
+        "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"),
+        "spec.nodeName": spec.get("nodeName"),
         "spec.serviceAccountName": spec.get("serviceAccountName"),
-        "status.podIP": host_ip, "status.podIPs": host_ip,
-        "status.hostIP": host_ip, "status.hostIPs": host_ip,
+        "status.podIP": host_ip,
+        "status.podIPs": host_ip,
+        "status.hostIP": host_ip,
+        "status.hostIPs": host_ip,
     }
     if field_path in simple:
         return simple[field_path] or ""
@@ -193,24 +207,23 @@ def resolve_value_from(pod: dict, value_from: dict, lookup: Lookup, host_ip: str
 
 
 def env_from_source(source: dict, lookup: Lookup) -> dict[str, str]:
-    kind, ref = ("configmap", source["configMapRef"]) if "configMapRef" in source \
-        else ("secret", source["secretRef"])
+    kind, ref = ("configmap", source["configMapRef"]) if "configMapRef" in source else ("secret", source["secretRef"])
     data = read_source(kind, ref, lookup) or {}
     prefix = source.get("prefix", "")
     # A kubelet skips keys that cannot be variable names; `=` is the one a process cannot take.
     return {prefix + key: value.decode("utf-8", "replace") for key, value in data.items() if "=" not in key}
 
 
-def resolve_env(pod: dict, container: dict, lookup: Lookup, path_map: dict[str, str] | None = None,
-                host_ip: str = HOST_IP) -> dict[str, str]:
+def resolve_env(
+    pod: dict, container: dict, lookup: Lookup, path_map: dict[str, str] | None = None, host_ip: str = HOST_IP
+) -> dict[str, str]:
     """The container's variables as a kubelet builds them: envFrom first, then env in order,
     each `value` expanded against the variables before it; values naming a mounted path
     point to the local copy."""
     path_map = path_map or {}
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
-        env.update({name: remap_path(value, path_map)
-                    for name, value in env_from_source(source, lookup).items()})
+        env.update({name: remap_path(value, path_map) for name, value in env_from_source(source, lookup).items()})
     for var in container.get("env") or []:
         if "valueFrom" in var:
             value = resolve_value_from(pod, var["valueFrom"], lookup, host_ip)
@@ -242,7 +255,7 @@ def remap_path(value: str, path_map: dict[str, str]) -> str:
     folder; the longest mount wins, as the innermost mount would in a container."""
     for mount in sorted(path_map, key=len, reverse=True):
         if value == mount or value.startswith(mount + "/"):
-            return path_map[mount] + value[len(mount):]
+            return path_map[mount] + value[len(mount) :]
     return value
 
 
@@ -250,8 +263,9 @@ def build_argv(container: dict, env: dict[str, str], path_map: dict[str, str], p
     """command + args with paths remapped and `$(VAR)` expanded; a python runs as `python`."""
     if not container.get("command"):
         raise UnsupportedSpec("the container has no command, and the node agent cannot read an image's entrypoint")
-    argv = [expand_vars(remap_path(word, path_map), env)
-            for word in container["command"] + (container.get("args") or [])]
+    argv = [
+        expand_vars(remap_path(word, path_map), env) for word in container["command"] + (container.get("args") or [])
+    ]
     if PYTHON_COMMAND.fullmatch(os.path.basename(argv[0])):
         argv[0] = python
     return argv
@@ -322,11 +336,18 @@ def pod_conditions(ready: bool, now: str, reason: str | None = None, scheduled: 
     return started + [condition("ContainersReady", ready), condition("Ready", ready)]
 
 
-def container_status(container: dict, state: dict, restart_count: int, pid: int | None = None,
-                     last_state: dict | None = None) -> dict:
-    status = {"name": container["name"], "image": container.get("image", ""), "imageID": "",
-              "ready": "running" in state, "started": "running" in state,
-              "restartCount": restart_count, "state": state}
+def container_status(
+    container: dict, state: dict, restart_count: int, pid: int | None = None, last_state: dict | None = None
+) -> dict:
+    status = {
+        "name": container["name"],
+        "image": container.get("image", ""),
+        "imageID": "",
+        "ready": "running" in state,
+        "started": "running" in state,
+        "restartCount": restart_count,
+        "state": state,
+    }
     if pid:
         status["containerID"] = f"nodeagent://{pid}"
     if last_state:
@@ -334,27 +355,40 @@ def container_status(container: dict, state: dict, restart_count: int, pid: int 
     return status
 
 
-def terminated_state(exit_code: int, message: str, started_at: str, finished_at: str,
-                     reason: str | None = None) -> dict:
-    state = {"exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
-             "startedAt": started_at, "finishedAt": finished_at}
+def terminated_state(
+    exit_code: int, message: str, started_at: str, finished_at: str, reason: str | None = None
+) -> dict:
+    state = {
+        "exitCode": exit_code,
+        "reason": reason or ("Completed" if exit_code == 0 else "Error"),
+        "startedAt": started_at,
+        "finishedAt": finished_at,
+    }
     return {"terminated": {**state, "message": message} if message else state}
 
 
-def build_running_status(container: dict, *, start_time: str, started_at: str, restart_count: int,
-                         pid: int, last_state: dict | None = None) -> dict:
+def build_running_status(
+    container: dict, *, start_time: str, started_at: str, restart_count: int, pid: int, last_state: dict | None = None
+) -> dict:
     """The pods/status patch for a container that has just (re)started."""
     running = {"running": {"startedAt": started_at}}
-    return {"status": {
-        "phase": "Running", "startTime": start_time,
-        "hostIP": HOST_IP, "hostIPs": [{"ip": HOST_IP}], "podIP": HOST_IP, "podIPs": [{"ip": HOST_IP}],
-        "conditions": pod_conditions(ready=True, now=started_at),
-        "containerStatuses": [container_status(container, running, restart_count, pid, last_state)],
-    }}
+    return {
+        "status": {
+            "phase": "Running",
+            "startTime": start_time,
+            "hostIP": HOST_IP,
+            "hostIPs": [{"ip": HOST_IP}],
+            "podIP": HOST_IP,
+            "podIPs": [{"ip": HOST_IP}],
+            "conditions": pod_conditions(ready=True, now=started_at),
+            "containerStatuses": [container_status(container, running, restart_count, pid, last_state)],
+        }
+    }
 
 
-def build_terminated_status(container: dict, terminated: dict, *, restart_count: int,
-                            pod_reason: str | None = None, pid: int | None = None) -> dict:
+def build_terminated_status(
+    container: dict, terminated: dict, *, restart_count: int, pod_reason: str | None = None, pid: int | None = None
+) -> dict:
     """The pods/status patch for a container that will not run again: Succeeded on exit 0,
     else Failed. `pod_reason` marks failures of the pod itself (StartError, NodeShutdown)."""
     details = terminated["terminated"]
@@ -368,16 +402,26 @@ def build_terminated_status(container: dict, terminated: dict, *, restart_count:
     return {"status": status}
 
 
-def build_waiting_status(container: dict, *, phase: str, reason: str, message: str, now: str,
-                         restart_count: int = 0, last_state: dict | None = None) -> dict:
+def build_waiting_status(
+    container: dict,
+    *,
+    phase: str,
+    reason: str,
+    message: str,
+    now: str,
+    restart_count: int = 0,
+    last_state: dict | None = None,
+) -> dict:
     """The pods/status patch for a container that is not running for now: its configuration
     is missing (Pending) or it waits to restart (Running, CrashLoopBackOff)."""
     waiting = {"waiting": {"reason": reason, "message": message}}
-    return {"status": {
-        "phase": phase,
-        "conditions": pod_conditions(False, now, "ContainersNotReady", scheduled=False),
-        "containerStatuses": [container_status(container, waiting, restart_count, last_state=last_state)],
-    }}
+    return {
+        "status": {
+            "phase": phase,
+            "conditions": pod_conditions(False, now, "ContainersNotReady", scheduled=False),
+            "containerStatuses": [container_status(container, waiting, restart_count, last_state=last_state)],
+        }
+    }
 
 
 def termination_message(container: dict, exit_code: int, message_file: Path, log_file: Path) -> str:
@@ -445,16 +489,20 @@ class Cluster:
                     return None
                 raise
             return {**text, **{key: base64.b64decode(value) for key, value in binary.items()}}
+
         return read
 
     def bind(self, pod: dict, node: str) -> bool:
         """Bind the pod to the node; False when another agent (or anyone) was faster."""
-        binding = client.V1Binding(metadata=client.V1ObjectMeta(name=pod["metadata"]["name"]),
-                                   target=client.V1ObjectReference(api_version="v1", kind="Node", name=node))
+        binding = client.V1Binding(
+            metadata=client.V1ObjectMeta(name=pod["metadata"]["name"]),
+            target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
+        )
         try:
             # The client cannot deserialize the binding response (a Status, not a Binding).
-            self.core.create_namespaced_pod_binding(pod["metadata"]["name"], pod["metadata"]["namespace"],
-                                                    binding, _preload_content=False)
+            self.core.create_namespaced_pod_binding(
+                pod["metadata"]["name"], pod["metadata"]["namespace"], binding, _preload_content=False
+            )
         except ApiException as error:
             if error.status in (404, 409):
                 return False
@@ -463,8 +511,9 @@ class Cluster:
 
     def patch_status(self, pod: dict, patch: dict) -> None:
         try:
-            self.core.patch_namespaced_pod_status(pod["metadata"]["name"], pod["metadata"]["namespace"],
-                                                  patch, _preload_content=False)
+            self.core.patch_namespaced_pod_status(
+                pod["metadata"]["name"], pod["metadata"]["namespace"], patch, _preload_content=False
+            )
         except ApiException as error:
             if error.status != 404:  # deleted meanwhile: nothing left to report on
                 raise
@@ -472,11 +521,13 @@ class Cluster:
     def delete_now(self, pod: dict) -> None:
         """The kubelet's last step of a graceful deletion. The uid precondition keeps a pod
         recreated under the same name safe."""
-        options = client.V1DeleteOptions(grace_period_seconds=0,
-                                         preconditions=client.V1Preconditions(uid=pod["metadata"]["uid"]))
+        options = client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=pod["metadata"]["uid"])
+        )
         try:
-            self.core.delete_namespaced_pod(pod["metadata"]["name"], pod["metadata"]["namespace"],
-                                            body=options, _preload_content=False)
+            self.core.delete_namespaced_pod(
+                pod["metadata"]["name"], pod["metadata"]["namespace"], body=options, _preload_content=False
+            )
         except ApiException as error:
             if error.status not in (404, 409):
                 raise
@@ -497,24 +548,43 @@ def node_labels(node: str, extra: dict[str, str]) -> dict[str, str]:
 def build_node_status(node: str, now: str, kubelet_version: str) -> dict:
     # Generous capacity: the agent does not enforce resources, so it should not refuse pods.
     capacity = {"cpu": "64", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "1Ti"}
-    return {"status": {
-        "capacity": capacity, "allocatable": capacity,
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                        "message": "the assay node agent is running",
-                        "lastHeartbeatTime": now, "lastTransitionTime": now}],
-        "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": node}],
-        "nodeInfo": {"kubeletVersion": kubelet_version, "kubeProxyVersion": "", "operatingSystem": "linux",
-                     "architecture": go_arch(), "containerRuntimeVersion": "nodeagent://local",
-                     "osImage": platform.platform(), "kernelVersion": platform.release(),
-                     "machineID": "", "systemUUID": "", "bootID": ""},
-    }}
+    return {
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "the assay node agent is running",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ],
+            "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": node}],
+            "nodeInfo": {
+                "kubeletVersion": kubelet_version,
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": go_arch(),
+                "containerRuntimeVersion": "nodeagent://local",
+                "osImage": platform.platform(),
+                "kernelVersion": platform.release(),
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        }
+    }
 
 
 def register_node(cluster: Cluster, node: str, labels: dict[str, str]) -> str:
     """Create or update the Node, report it Ready, and return its uid (the Lease's owner)."""
     try:
-        cluster.core.create_node({"apiVersion": "v1", "kind": "Node",
-                                  "metadata": {"name": node, "labels": labels}}, _preload_content=False)
+        cluster.core.create_node(
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": labels}}, _preload_content=False
+        )
     except ApiException as error:
         if error.status != 409:
             raise
@@ -539,13 +609,16 @@ def renew_lease(cluster: Cluster, node: str, node_uid: str) -> None:
         if error.status != 404:
             raise
         owner = {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid}
-        cluster.leases.create_namespaced_lease(NODE_LEASE_NAMESPACE, {
-            "metadata": {"name": node, "namespace": NODE_LEASE_NAMESPACE, "ownerReferences": [owner]},
-            "spec": spec}, _preload_content=False)
+        cluster.leases.create_namespaced_lease(
+            NODE_LEASE_NAMESPACE,
+            {"metadata": {"name": node, "namespace": NODE_LEASE_NAMESPACE, "ownerReferences": [owner]}, "spec": spec},
+            _preload_content=False,
+        )
 
 
-def heartbeat_forever(cluster: Cluster, node: str, labels: dict[str, str], node_uid: str,
-                      stop: threading.Event) -> None:
+def heartbeat_forever(
+    cluster: Cluster, node: str, labels: dict[str, str], node_uid: str, stop: threading.Event
+) -> None:
     while not stop.wait(HEARTBEAT_SECONDS):
         try:
             ready = {"type": "Ready", "status": "True", "lastHeartbeatTime": rfc3339()}
@@ -564,8 +637,12 @@ def pod_events(cluster: Cluster, resource_version: str | None):
     """One watch connection's events as dicts. Read raw: the client's own Watch cannot report
     an expired version (410) without deserializing every pod into models."""
     response = cluster.core.list_pod_for_all_namespaces(
-        watch=True, resource_version=resource_version, timeout_seconds=300,
-        allow_watch_bookmarks=True, _preload_content=False)
+        watch=True,
+        resource_version=resource_version,
+        timeout_seconds=300,
+        allow_watch_bookmarks=True,
+        _preload_content=False,
+    )
     try:
         for line in watch.watch.iter_resp_lines(response):
             if line.strip():
@@ -686,8 +763,7 @@ def kill_leftover(pod_dir: Path) -> None:
 def base_env(pod: dict, pod_dir: Path) -> dict[str, str]:
     """What an image would provide: a PATH, a HOME and a hostname; nothing of the agent's own
     environment leaks into the pod."""
-    return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(pod_dir),
-            "HOSTNAME": pod["metadata"]["name"]}
+    return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(pod_dir), "HOSTNAME": pod["metadata"]["name"]}
 
 
 def materialise_volumes(pod: dict, pod_dir: Path, lookup: Lookup) -> dict[str, Path]:
@@ -717,8 +793,15 @@ class NodeAgent:
     """One node's scheduler and kubelet. A single thread owns all state: the watch thread
     only queues events, and process exits are noticed by polling between events."""
 
-    def __init__(self, cluster: Cluster, node: str, labels: dict[str, str], workdir: Path, python: str,
-                 egress_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        cluster: Cluster,
+        node: str,
+        labels: dict[str, str],
+        workdir: Path,
+        python: str,
+        egress_env: dict[str, str] | None = None,
+    ):
         self.cluster, self.node, self.labels = cluster, node, labels
         self.workdir, self.python = workdir, python
         # Pods here are processes of the host, in the gateway's network position: they get its
@@ -738,8 +821,10 @@ class NodeAgent:
         node_uid = register_node(self.cluster, self.node, self.labels)
         renew_lease(self.cluster, self.node, node_uid)
         log.info("node %s registered with labels %s", self.node, self.labels)
-        for target, args in ((watch_pods, (self.cluster, self.events, self.stop)),
-                             (heartbeat_forever, (self.cluster, self.node, self.labels, node_uid, self.stop))):
+        for target, args in (
+            (watch_pods, (self.cluster, self.events, self.stop)),
+            (heartbeat_forever, (self.cluster, self.node, self.labels, node_uid, self.stop)),
+        ):
             threading.Thread(target=target, args=args, daemon=True, name=target.__name__).start()
         while not self.stop.is_set():
             try:
@@ -854,9 +939,11 @@ class NodeAgent:
         pod_dir.mkdir(parents=True, exist_ok=True)
         path_map = build_path_map(container, materialise_volumes(pod, pod_dir, lookup), pod_dir)
         env = resolve_env(pod, container, lookup, path_map)
-        return Launch(argv=build_argv(container, env, path_map, self.python),
-                      env={**base_env(pod, pod_dir), **env, **self.egress_env},
-                      cwd=working_dir(container, path_map, pod_dir))
+        return Launch(
+            argv=build_argv(container, env, path_map, self.python),
+            env={**base_env(pod, pod_dir), **env, **self.egress_env},
+            cwd=working_dir(container, path_map, pod_dir),
+        )
 
     def wait_for_config(self, pod: dict, container: dict, problem: str) -> None:
         uid = pod["metadata"]["uid"]
@@ -864,8 +951,12 @@ class NodeAgent:
         self.waiting[uid] = Waiting(pod, problem, time.monotonic() + CONFIG_RETRY_SECONDS)
         if previous is None or previous.problem != problem:
             log.info("%s waiting: %s", pod_key(pod), problem)
-            self.cluster.patch_status(pod, build_waiting_status(
-                container, phase="Pending", reason="CreateContainerConfigError", message=problem, now=rfc3339()))
+            self.cluster.patch_status(
+                pod,
+                build_waiting_status(
+                    container, phase="Pending", reason="CreateContainerConfigError", message=problem, now=rfc3339()
+                ),
+            )
 
     def launch(self, entry: PodProcess) -> None:
         entry.restart_at = None
@@ -873,21 +964,36 @@ class NodeAgent:
         try:
             with open(entry.pod_dir / "container.log", "ab") as log_file:
                 entry.process = subprocess.Popen(
-                    entry.launch.argv, env=entry.launch.env, cwd=entry.launch.cwd, stdin=subprocess.DEVNULL,
-                    stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+                    entry.launch.argv,
+                    env=entry.launch.env,
+                    cwd=entry.launch.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         except OSError as error:
             self.running.pop(entry.pod["metadata"]["uid"], None)
             message = f"cannot run {entry.launch.argv[0]!r} in {entry.launch.cwd!r}: {error.strerror}"
-            self.fail_pod(entry.pod, entry.container, "StartError", message, exit_code=128,
-                          restart_count=entry.restart_count)
+            self.fail_pod(
+                entry.pod, entry.container, "StartError", message, exit_code=128, restart_count=entry.restart_count
+            )
             return
         entry.started_at = rfc3339()
         pid = entry.process.pid
         (entry.pod_dir / "process.json").write_text(json.dumps({"pid": pid, "start": process_start_ticks(pid)}))
         log.info("%s started (pid %d, restart %d)", pod_key(entry.pod), pid, entry.restart_count)
-        self.cluster.patch_status(entry.pod, build_running_status(
-            entry.container, start_time=entry.start_time, started_at=entry.started_at,
-            restart_count=entry.restart_count, pid=pid, last_state=entry.last_state))
+        self.cluster.patch_status(
+            entry.pod,
+            build_running_status(
+                entry.container,
+                start_time=entry.start_time,
+                started_at=entry.started_at,
+                restart_count=entry.restart_count,
+                pid=pid,
+                last_state=entry.last_state,
+            ),
+        )
 
     # Stopping
 
@@ -896,8 +1002,9 @@ class NodeAgent:
         kill_group(entry.process.pid, signal.SIGKILL)
         pid, exit_code = entry.process.pid, exit_code_of(entry.process.wait())
         entry.process = None
-        message = termination_message(entry.container, exit_code, entry.pod_dir / "termination-log",
-                                      entry.pod_dir / "container.log")
+        message = termination_message(
+            entry.container, exit_code, entry.pod_dir / "termination-log", entry.pod_dir / "container.log"
+        )
         terminated = terminated_state(exit_code, message, entry.started_at, rfc3339())
         policy = entry.pod["spec"].get("restartPolicy", "Always")
         restarts = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
@@ -907,14 +1014,21 @@ class NodeAgent:
             self.complete(entry, terminated, pid)
 
     def schedule_restart(self, entry: PodProcess, terminated: dict) -> None:
-        backoff = min(MAX_RESTART_BACKOFF_SECONDS, 2 ** entry.restart_count)
+        backoff = min(MAX_RESTART_BACKOFF_SECONDS, 2**entry.restart_count)
         entry.last_state, entry.restart_at = terminated, time.monotonic() + backoff
-        log.info("%s exited %d; restarting in %ds", pod_key(entry.pod),
-                 terminated["terminated"]["exitCode"], backoff)
-        self.cluster.patch_status(entry.pod, build_waiting_status(
-            entry.container, phase="Running", reason="CrashLoopBackOff", now=rfc3339(),
-            message=f"back-off {backoff}s restarting failed container", restart_count=entry.restart_count,
-            last_state=terminated))
+        log.info("%s exited %d; restarting in %ds", pod_key(entry.pod), terminated["terminated"]["exitCode"], backoff)
+        self.cluster.patch_status(
+            entry.pod,
+            build_waiting_status(
+                entry.container,
+                phase="Running",
+                reason="CrashLoopBackOff",
+                now=rfc3339(),
+                message=f"back-off {backoff}s restarting failed container",
+                restart_count=entry.restart_count,
+                last_state=terminated,
+            ),
+        )
 
     def complete(self, entry: PodProcess, terminated: dict, pid: int | None = None) -> None:
         """Report the final status and, when the pod is being deleted, finish the deletion:
@@ -922,8 +1036,7 @@ class NodeAgent:
         self.running.pop(entry.pod["metadata"]["uid"], None)
         self.finished.add(entry.pod["metadata"]["uid"])
         patch = build_terminated_status(entry.container, terminated, restart_count=entry.restart_count, pid=pid)
-        log.info("%s exited %d: %s", pod_key(entry.pod), terminated["terminated"]["exitCode"],
-                 patch["status"]["phase"])
+        log.info("%s exited %d: %s", pod_key(entry.pod), terminated["terminated"]["exitCode"], patch["status"]["phase"])
         self.cluster.patch_status(entry.pod, patch)
         if entry.pod["metadata"].get("deletionTimestamp"):
             self.delete_now(entry.pod)
@@ -948,14 +1061,16 @@ class NodeAgent:
         self.deleted.add(pod["metadata"]["uid"])
         log.info("%s deleted", pod_key(pod))
 
-    def fail_pod(self, pod: dict, container: dict, reason: str, message: str, exit_code: int,
-                 restart_count: int = 0) -> None:
+    def fail_pod(
+        self, pod: dict, container: dict, reason: str, message: str, exit_code: int, restart_count: int = 0
+    ) -> None:
         now = rfc3339()
         terminated = terminated_state(exit_code, message, now, now, reason=reason)
         self.finished.add(pod["metadata"]["uid"])
         log.info("%s failed: %s: %s", pod_key(pod), reason, message)
-        self.cluster.patch_status(pod, build_terminated_status(
-            container, terminated, restart_count=restart_count, pod_reason=reason))
+        self.cluster.patch_status(
+            pod, build_terminated_status(container, terminated, restart_count=restart_count, pod_reason=reason)
+        )
         if pod["metadata"].get("deletionTimestamp"):
             self.delete_now(pod)
 
@@ -963,8 +1078,13 @@ class NodeAgent:
         """A pod Running on this node with no process of this agent's: a previous agent
         started it. Its process may still run; kill it and report the loss."""
         kill_leftover(self.pod_dir(pod))
-        self.fail_pod(pod, pod["spec"]["containers"][0], "NodeAgentRestarted",
-                      "the node agent restarted and lost the pod's process", exit_code=137)
+        self.fail_pod(
+            pod,
+            pod["spec"]["containers"][0],
+            "NodeAgentRestarted",
+            "the node agent restarted and lost the pod's process",
+            exit_code=137,
+        )
 
     def shutdown(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL after a short grace) and report the
@@ -980,8 +1100,15 @@ class NodeAgent:
                 pass
             kill_group(entry.process.pid, signal.SIGKILL)
             code = exit_code_of(entry.process.wait())
-            guarded(self.fail_pod, entry.pod, entry.container, "NodeShutdown",
-                    "the node agent shut down", code, entry.restart_count)
+            guarded(
+                self.fail_pod,
+                entry.pod,
+                entry.container,
+                "NodeShutdown",
+                "the node agent shut down",
+                code,
+                entry.restart_count,
+            )
         log.info("node agent stopped")
 
 
@@ -999,22 +1126,32 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kubeconfig", required=True, help="admin kubeconfig of the cluster")
     parser.add_argument("--node", required=True, help="the Node name to register")
-    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
-                        help="an extra node label, e.g. topology.kubernetes.io/region=us1 (repeatable)")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra node label, e.g. topology.kubernetes.io/region=us1 (repeatable)",
+    )
     parser.add_argument("--workdir", type=Path, help="where pod folders go (default: a temp folder per node)")
     parser.add_argument("--egress-allow", help="ASSAY_EGRESS_ALLOW for every pod (see assay.runner.egress)")
     parser.add_argument("--egress-deny", default="", help="ASSAY_EGRESS_DENY for every pod")
-    parser.add_argument("--python", default=sys.executable,
-                        help="the interpreter for `python` commands (default: this one)")
+    parser.add_argument(
+        "--python", default=sys.executable, help="the interpreter for `python` commands (default: this one)"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s nodeagent[{args.node}] %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format=f"%(asctime)s nodeagent[{args.node}] %(levelname)s %(message)s"
+    )
     workdir = (args.workdir or Path(tempfile.gettempdir()) / f"assay-nodeagent-{args.node}").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     api_client = config.new_client_from_config(config_file=args.kubeconfig)
     labels = node_labels(args.node, parse_labels(args.label))
-    egress_env = {} if args.egress_allow is None else {"ASSAY_EGRESS_ALLOW": args.egress_allow,
-                                                      "ASSAY_EGRESS_DENY": args.egress_deny}
+    egress_env = (
+        {}
+        if args.egress_allow is None
+        else {"ASSAY_EGRESS_ALLOW": args.egress_allow, "ASSAY_EGRESS_DENY": args.egress_deny}
+    )
     agent = NodeAgent(Cluster(api_client), args.node, labels, workdir, args.python, egress_env)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop.set())

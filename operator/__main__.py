@@ -42,8 +42,11 @@ def startup(settings: kopf.OperatorSettings, logger, **_):
     settings.persistence.diffbase_storage = SecretFreeDiffBaseStorage(diffbase_key(ours))
     # Kopf's default (60 s) would leave the runs of a killed leader unwatched for a minute.
     settings.peering.lifetime = ours.peering_lifetime_seconds
-    uploads = f"results upload to {ours.gateway_url}" if ours.uploads_enabled \
+    uploads = (
+        f"results upload to {ours.gateway_url}"
+        if ours.uploads_enabled
         else "no result uploads (no gateway URL or upload key)"
+    )
     logger.info(f"runner image {ours.runner_image}, {uploads}")
 
 
@@ -55,23 +58,30 @@ def peering_priority(pod_name: str) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m assay.operator", description=__doc__)
-    parser.add_argument("--namespace", "-n", action="append",
-                        help="watch only these namespaces (default: all)")
+    parser.add_argument("--namespace", "-n", action="append", help="watch only these namespaces (default: all)")
     parser.add_argument("--verbose", "-v", action="store_true")
-    parser.add_argument("--log-format", choices=["full", "plain", "json"], default="full",
-                        help="json suits log collectors (default: full)")
-    parser.add_argument("--liveness", default=None,
-                        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    parser.add_argument("--peering", default=None,
-                        help="peering object name for several replicas (default: standalone)")
-    parser.add_argument("--priority", type=int, default=None,
-                        help="peering priority (default: derived from $POD_ID, the pod's name)")
-    parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve Prometheus metrics on /metrics at this port (default: $ASSAY_METRICS_PORT)")
+    parser.add_argument(
+        "--log-format",
+        choices=["full", "plain", "json"],
+        default="full",
+        help="json suits log collectors (default: full)",
+    )
+    parser.add_argument("--liveness", default=None, help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--peering", default=None, help="peering object name for several replicas (default: standalone)"
+    )
+    parser.add_argument(
+        "--priority", type=int, default=None, help="peering priority (default: derived from $POD_ID, the pod's name)"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on /metrics at this port (default: $ASSAY_METRICS_PORT)",
+    )
     args = parser.parse_args(argv)
     # Kopf's own configuration prefixes object messages with their namespace/name.
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()],
-                   log_prefix=True)
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()], log_prefix=True)
     if not args.verbose:
         for handler in logging.getLogger().handlers:
             handler.addFilter(RoutineSuccessFilter())
@@ -88,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
         liveness_endpoint=args.liveness,
         standalone=args.peering is None,
         peering_name=args.peering,
-        priority=args.priority if args.priority is not None else peering_priority(
-            os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}"),
+        priority=args.priority
+        if args.priority is not None
+        else peering_priority(os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}"),
     )
 
 

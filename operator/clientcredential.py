@@ -74,7 +74,6 @@ def generate_client_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-
 def secret_name_for(credential: str) -> str:
     return fit_name(credential, "secret", limit=253)
 
@@ -107,19 +106,24 @@ def build_credential_secret(owner: dict, client_id: str, client_secret: str) -> 
 
 
 def controlled_by(obj: dict, uid: str) -> bool:
-    return any(ref.get("controller") and ref.get("uid") == uid
-               for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+    return any(
+        ref.get("controller") and ref.get("uid") == uid
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+    )
 
 
 def secret_contents(secret: dict) -> tuple[str, str]:
     data = secret.get("data") or {}
     try:
-        return (base64.b64decode(data[SECRET_KEY_CLIENT_ID]).decode(),
-                base64.b64decode(data[SECRET_KEY_CLIENT_SECRET]).decode())
+        return (
+            base64.b64decode(data[SECRET_KEY_CLIENT_ID]).decode(),
+            base64.b64decode(data[SECRET_KEY_CLIENT_SECRET]).decode(),
+        )
     except (KeyError, ValueError) as exc:
         # Names only: never the values.
-        raise kopf.PermanentError(f"Secret {secret['metadata']['name']} lacks valid "
-                                  f"{SECRET_KEY_CLIENT_ID}/{SECRET_KEY_CLIENT_SECRET} keys") from exc
+        raise kopf.PermanentError(
+            f"Secret {secret['metadata']['name']} lacks valid {SECRET_KEY_CLIENT_ID}/{SECRET_KEY_CLIENT_SECRET} keys"
+        ) from exc
 
 
 def is_expired(expires_at: datetime | None, now: datetime) -> bool:
@@ -142,9 +146,17 @@ def ready_conditions(conditions: list[dict] | None, phase: str, generation: int 
     return set_condition(conditions, READY, status, reason, message, now=_iso(now), generation=generation)
 
 
-def credential_status(spec: ClientCredentialSpec, client_id: str, secret_hash: str, secret_name: str,
-                      generation: int | None, now: datetime, created_at: str | None = None,
-                      disabled: bool = False, conditions: list[dict] | None = None) -> dict:
+def credential_status(
+    spec: ClientCredentialSpec,
+    client_id: str,
+    secret_hash: str,
+    secret_name: str,
+    generation: int | None,
+    now: datetime,
+    created_at: str | None = None,
+    disabled: bool = False,
+    conditions: list[dict] | None = None,
+) -> dict:
     """The whole status. `disabled`: an administrator set phase Disabled (through the status
     subresource); the operator keeps it, it never re-enables a credential."""
     expired = is_expired(spec.expires_at, now)
@@ -165,6 +177,7 @@ def credential_status(spec: ClientCredentialSpec, client_id: str, secret_hash: s
 
 # --- Kubernetes I/O for the Secret --------------------------------------------------------------
 
+
 def _read_secret(namespace: str, name: str) -> dict | None:
     try:
         return kube.read_secret(namespace, name)
@@ -178,18 +191,21 @@ def _create_secret(body: dict) -> bool:
     try:
         return kube.create_if_absent(body)[1]
     except ApiException as exc:
-        raise kopf.TemporaryError(f"creating Secret {body['metadata']['name']}: {exc.status} {exc.reason}",
-                                  delay=5) from None
+        raise kopf.TemporaryError(
+            f"creating Secret {body['metadata']['name']}: {exc.status} {exc.reason}", delay=5
+        ) from None
 
 
 # --- handlers -----------------------------------------------------------------------------------
+
 
 def _validated_spec(spec: dict, namespace: str, name: str) -> ClientCredentialSpec:
     try:
         return ClientCredentialSpec.model_validate(dict(spec))
     except ValidationError as exc:
-        raise reject_spec(KIND, namespace, name, READY, f"invalid spec: {exc}",
-                          _iso(datetime.now(timezone.utc))) from exc
+        raise reject_spec(
+            KIND, namespace, name, READY, f"invalid spec: {exc}", _iso(datetime.now(timezone.utc))
+        ) from exc
 
 
 def _owned_credentials(body, namespace: str, name: str, uid: str) -> tuple[str, str]:
@@ -208,7 +224,9 @@ def _owned_credentials(body, namespace: str, name: str, uid: str) -> tuple[str, 
             raise kopf.TemporaryError(
                 f"Secret {secret_name} exists but is not controlled by this credential "
                 "(a deleted credential's Secret awaiting garbage collection, or a foreign object); "
-                "waiting for it to go away", delay=5)
+                "waiting for it to go away",
+                delay=5,
+            )
         return secret_contents(existing)
     raise kopf.TemporaryError(f"Secret {secret_name} vanished while being created", delay=2)
 
@@ -226,9 +244,17 @@ def establish_credential(body, spec, name, namespace, uid, meta, status, patch, 
         client_id, client_secret = _owned_credentials(body, namespace, name, uid)
         secret_hash, secret_name = hash_secret(client_secret), secret_name_for(name)
         logger.info(f"client {client_id}: secret generated into Secret {secret_name} (shown once)")
-    new = credential_status(parsed, client_id, secret_hash, secret_name, generation, now,
-                            created_at=status.get("createdAt"), disabled=status.get("phase") == "Disabled",
-                            conditions=status.get("conditions"))
+    new = credential_status(
+        parsed,
+        client_id,
+        secret_hash,
+        secret_name,
+        generation,
+        now,
+        created_at=status.get("createdAt"),
+        disabled=status.get("phase") == "Disabled",
+        conditions=status.get("conditions"),
+    )
     for key, value in new.items():
         if status.get(key) != value:
             patch.status[key] = value
@@ -257,8 +283,10 @@ def expire_credential(spec, name, namespace, meta, status, stopped, logger, **_)
         status = current.get("status") or {}
         if current["metadata"]["uid"] != meta.get("uid") or not status.get("clientId"):
             return None  # not established yet: establish_credential will write the Expired phase itself
-        return {"phase": "Expired",
-                "conditions": ready_conditions(status.get("conditions"), "Expired", meta.get("generation"), now)}
+        return {
+            "phase": "Expired",
+            "conditions": ready_conditions(status.get("conditions"), "Expired", meta.get("generation"), now),
+        }
 
     written = update_status(KIND, namespace, name, compute)
     if written is not None:

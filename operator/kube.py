@@ -208,8 +208,7 @@ class Conflict(Exception):
     status = 409  # what assay.crds.contracts.optimistic.is_conflict looks for
 
 
-def patch_status(plural: str, namespace: str, name: str, status: dict,
-                 resource_version: str | None = None) -> None:
+def patch_status(plural: str, namespace: str, name: str, status: dict, resource_version: str | None = None) -> None:
     """Merge-patch .status. With `resource_version`, only if the object is still at that
     version (optimistic concurrency: two handlers computing status from different reads
     cannot overwrite the newer one with the older one); raises Conflict otherwise."""

@@ -56,16 +56,22 @@ def start_run(body, spec, name, namespace, uid, status, patch, logger, **_):
         return
     parsed = _validated_spec(spec, namespace, name)
     run_id = run_id_for(name, uid)
-    owner = {"apiVersion": body["apiVersion"], "kind": body["kind"],
-             "metadata": dict(body["metadata"]), "spec": dict(spec)}
+    owner = {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": dict(body["metadata"]),
+        "spec": dict(spec),
+    }
     settings = get_settings()
     kube.create_if_absent(build_spec_configmap(owner, run_id))
     if settings.uploads_enabled:
         kube.create_if_absent(build_upload_secret(owner, run_id, settings))
-    pools = [(pool.config_map_ref.name, pool.config_map_ref.key)
-             for pool in parsed.parameter_pools if pool.config_map_ref]
+    pools = [
+        (pool.config_map_ref.name, pool.config_map_ref.key) for pool in parsed.parameter_pools if pool.config_map_ref
+    ]
     _, created = kube.create_if_absent(
-        build_runner_job(owner, run_id, parsed.shards, settings, ["loadtest"], pool_config_maps=pools))
+        build_runner_job(owner, run_id, parsed.shards, settings, ["loadtest"], pool_config_maps=pools)
+    )
     if created:
         logger.info(f"run {run_id}: started {parsed.shards} shard(s)")
     if status.get("runId") != run_id:
@@ -76,8 +82,14 @@ def start_run(body, spec, name, namespace, uid, status, patch, logger, **_):
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_KIND: KIND})
 def mirror_job(body, namespace, type, logger, **_):
-    owner = next((ref for ref in body["metadata"].get("ownerReferences", [])
-                  if ref.get("kind") == KIND and ref.get("controller")), None)
+    owner = next(
+        (
+            ref
+            for ref in body["metadata"].get("ownerReferences", [])
+            if ref.get("kind") == KIND and ref.get("controller")
+        ),
+        None,
+    )
     if owner is None or type == "DELETED":
         return
     job_name = body["metadata"]["name"]
@@ -90,9 +102,13 @@ def mirror_job(body, namespace, type, logger, **_):
         if current.get("phase") in TERMINAL_PHASES:
             return None
         pods[:] = pods or kube.list_job_pods(namespace, job_name)
-        new = loadtest_status(dict(body), pods, int(loadtest["spec"].get("shards", 1)),
-                              loadtest["metadata"].get("generation"),
-                              criteria=list(loadtest["spec"].get("criteria") or []))
+        new = loadtest_status(
+            dict(body),
+            pods,
+            int(loadtest["spec"].get("shards", 1)),
+            loadtest["metadata"].get("generation"),
+            criteria=list(loadtest["spec"].get("criteria") or []),
+        )
         new["runId"] = body["metadata"]["labels"].get("assay.dev/run-id", current.get("runId"))
         new["jobName"] = job_name
         if new["phase"] in TERMINAL_PHASES:
@@ -107,8 +123,10 @@ def mirror_job(body, namespace, type, logger, **_):
     runevents.status_written(KIND, written.obj, written.before, written.after, logger)
     before, new = written.before, written.after
     if new["phase"] != before.get("phase"):
-        logger.info(f"run {new['runId']}: {before.get('phase', '-')} -> {new['phase']}"
-                    + (f" ({new['result']})" if new.get("result") else ""))
+        logger.info(
+            f"run {new['runId']}: {before.get('phase', '-')} -> {new['phase']}"
+            + (f" ({new['result']})" if new.get("result") else "")
+        )
 
 
 # --- live progress ------------------------------------------------------------------------------
@@ -123,10 +141,14 @@ def progress_status(answer: dict) -> dict | None:
         return None
     updated = merged.get("updatedAt")
     progress = LoadProgress(
-        requests=merged.get("requests") or 0, errors=merged.get("errors") or 0, rps=merged.get("rps") or 0.0,
-        p95_ms=merged.get("p95Ms"), active_users=merged.get("activeUsers") or 0,
+        requests=merged.get("requests") or 0,
+        errors=merged.get("errors") or 0,
+        rps=merged.get("rps") or 0.0,
+        p95_ms=merged.get("p95Ms"),
+        active_users=merged.get("activeUsers") or 0,
         shards_reporting=merged.get("shardsReporting") or 0,
-        updated_at=datetime.fromtimestamp(int(updated), timezone.utc) if updated is not None else None)
+        updated_at=datetime.fromtimestamp(int(updated), timezone.utc) if updated is not None else None,
+    )
     return progress.model_dump(mode="json", by_alias=True)
 
 
@@ -156,8 +178,9 @@ async def refresh_progress(name, namespace, uid, meta, status, logger, **_):
     if status.get("phase") != "Running":  # the filter matched an older version of the object
         return
     run_id = status.get("runId") or run_id_for(name, uid)
-    token = upload_token(get_settings().upload_key.get_secret_value(),
-                         RunGrant(namespace, "LoadTest", name, uid, run_id))
+    token = upload_token(
+        get_settings().upload_key.get_secret_value(), RunGrant(namespace, "LoadTest", name, uid, run_id)
+    )
     try:
         response = await _gateway().get(f"/internal/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
     except httpx.HTTPError as exc:
@@ -180,7 +203,8 @@ async def refresh_progress(name, namespace, uid, meta, status, logger, **_):
         # Only onto the object as this tick saw it (one attempt: the next tick is the retry),
         # so a run that finished meanwhile keeps the mirror's final status, without live
         # figures written after it.
-        await asyncio.to_thread(update_status, KIND, namespace, name, lambda _: {"progress": progress},
-                                first=seen, attempts=1)
+        await asyncio.to_thread(
+            update_status, KIND, namespace, name, lambda _: {"progress": progress}, first=seen, attempts=1
+        )
     except kube.Conflict:
         logger.debug(f"run {run_id}: the LoadTest changed meanwhile; progress on the next tick")

@@ -23,18 +23,28 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from assay.crds.runs import has_finished
 
 RUNS = Counter("assay_operator_runs_total", "Finished runs by kind and outcome.", ["kind", "outcome"])
-RUN_DURATION = Histogram("assay_operator_run_duration_seconds", "Duration of finished runs.", ["kind"],
-                         buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600))
-RECONCILE_ERRORS = Counter("assay_operator_reconcile_errors_total",
-                           "Exceptions raised by the operator's handlers.", ["kind"])
-MONITOR_LAST_RESULT = Gauge("assay_monitor_last_result", "1 if the Monitor's last run passed, 0 if it failed.",
-                            ["namespace", "monitor"])
-MONITOR_RESPONSE_TIME = Gauge("assay_monitor_response_time_seconds",
-                              "Mean response time of the Monitor's last run.", ["namespace", "monitor"])
-MONITOR_SUCCESS_RATIO = Gauge("assay_monitor_success_ratio",
-                              "Passed share of the finished runs in the Monitor's status history.",
-                              ["namespace", "monitor"])
+RUN_DURATION = Histogram(
+    "assay_operator_run_duration_seconds",
+    "Duration of finished runs.",
+    ["kind"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600),
+)
+RECONCILE_ERRORS = Counter(
+    "assay_operator_reconcile_errors_total", "Exceptions raised by the operator's handlers.", ["kind"]
+)
+MONITOR_LAST_RESULT = Gauge(
+    "assay_monitor_last_result", "1 if the Monitor's last run passed, 0 if it failed.", ["namespace", "monitor"]
+)
+MONITOR_RESPONSE_TIME = Gauge(
+    "assay_monitor_response_time_seconds", "Mean response time of the Monitor's last run.", ["namespace", "monitor"]
+)
+MONITOR_SUCCESS_RATIO = Gauge(
+    "assay_monitor_success_ratio",
+    "Passed share of the finished runs in the Monitor's status history.",
+    ["namespace", "monitor"],
+)
 _MONITOR_GAUGES = (MONITOR_LAST_RESULT, MONITOR_RESPONSE_TIME, MONITOR_SUCCESS_RATIO)
+
 
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
     """/metrics on 0.0.0.0:`port`, from a daemon thread."""

@@ -67,8 +67,11 @@ def monitor_seen(type, body, namespace, name, status, **_):
         return
     settings = get_settings()
     owner = {"spec": dict(body.get("spec") or {}), "status": dict(status)}
-    pending = [run_id for run_id in notify.runs_to_notify(dict(status), not_before=notify.catch_up_since(settings))
-               if notify.has_something_to_send(owner, run_id, bool(settings.smtp_host))]
+    pending = [
+        run_id
+        for run_id in notify.runs_to_notify(dict(status), not_before=notify.catch_up_since(settings))
+        if notify.has_something_to_send(owner, run_id, bool(settings.smtp_host))
+    ]
     if pending:
         notify.notifier().submit(namespace, name, pending)
 

@@ -16,6 +16,7 @@ Subtests name other Monitors of the namespace (`monitor`, or `testUuid` = metada
 they are resolved when the run starts and go into the run's ConfigMap, because runner pods
 have no API access. A subtest that does not exist fails its step, as in Runscope.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,14 @@ from pydantic import ValidationError
 
 from assay.crds.common import error_summary
 from assay.crds.contracts.runner_settings import env_name
-from assay.crds.monitor import (SHARED_ENVIRONMENTS_CONFIGMAP, ConditionStep, Environment, MonitorSpec,
-                                SubtestStep, inherit_environment)
+from assay.crds.monitor import (
+    SHARED_ENVIRONMENTS_CONFIGMAP,
+    ConditionStep,
+    Environment,
+    MonitorSpec,
+    SubtestStep,
+    inherit_environment,
+)
 from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
 
 from . import kube
@@ -64,8 +71,10 @@ def locations_for(env: Environment | None) -> list[Location]:
     if env is None:
         return []
     wanted = [(region, REGION_LABEL, region, env_name("region"), _slug(region)) for region in env.regions]
-    wanted += [(f"remote agent {agent.name!r}", AGENT_LABEL, agent.name, env_name("agent"),
-                f"agent-{_slug(agent.name)}") for agent in env.remote_agents]
+    wanted += [
+        (f"remote agent {agent.name!r}", AGENT_LABEL, agent.name, env_name("agent"), f"agent-{_slug(agent.name)}")
+        for agent in env.remote_agents
+    ]
     locations, seen = [], set()
     for what, label, value, variable, name in wanted:
         if not _LABEL_VALUE.match(value) or not name or name == "agent-" or len(name) > 63:
@@ -118,10 +127,13 @@ def plan_run(owner: dict, request: MonitorRunRequest, requested_at: str = "") ->
     meta = owner["metadata"]
     env = find_environment(_spec(owner), request.environment)
     return RunPlan(
-        run_id=run_id_for_request(meta["name"], meta["uid"], request.id), request_id=request.id,
+        run_id=run_id_for_request(meta["name"], meta["uid"], request.id),
+        request_id=request.id,
         runner_args=["monitor", "--subtests", f"{SPEC_MOUNT}/{SUBTESTS_FILE}"],
         options={"environment": env.name if env else None, "params": dict(request.params)},
-        locations=locations_for(env), environment=env.name if env else None, requested_at=requested_at,
+        locations=locations_for(env),
+        environment=env.name if env else None,
+        requested_at=requested_at,
     )
 
 
@@ -173,6 +185,5 @@ def start_requested_run(owner: dict, request: MonitorRunRequest, status: dict, s
     plan = plan_run(owner, request)
     if plan.run_id in recorded_run_ids(status):
         return
-    subtests = resolve_subtests(owner, kube.list_custom(PLURAL, namespace)) if subtest_targets(owner["spec"]) \
-        else []
+    subtests = resolve_subtests(owner, kube.list_custom(PLURAL, namespace)) if subtest_targets(owner["spec"]) else []
     start_run(owner, plan, owner, settings, logger, extra_files={SUBTESTS_FILE: subtests})

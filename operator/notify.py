@@ -67,8 +67,11 @@ def runs_to_notify(status: dict, *, not_before: str | None = None) -> list[str]:
     """Finished runs in the status history not yet in status.notifiedRuns, oldest first;
     with `not_before` (RFC 3339), only runs that finished at or after it."""
     notified = set(status.get("notifiedRuns") or [])
-    pending = [e for e in _finished(status.get("history") or []) if e["runId"] not in notified
-               and (not_before is None or (e.get("completionTime") or "") >= not_before)]
+    pending = [
+        e
+        for e in _finished(status.get("history") or [])
+        if e["runId"] not in notified and (not_before is None or (e.get("completionTime") or "") >= not_before)
+    ]
     return [e["runId"] for e in reversed(pending)]
 
 
@@ -87,6 +90,7 @@ def failure_streaks(history: list[dict], run_id: str) -> tuple[int, int]:
                 break
             count += 1
         return count
+
     before = streak(index + 1)
     return (before + 1 if runs[index]["result"] != "Passed" else 0), before
 
@@ -131,8 +135,9 @@ def _epoch(text: str | None) -> float | None:
         return None
 
 
-def result_payload(owner: dict, entry: dict, env: Environment | None, counts: dict | None = None,
-                   message: str | None = None) -> dict:
+def result_payload(
+    owner: dict, entry: dict, env: Environment | None, counts: dict | None = None, message: str | None = None
+) -> dict:
     """The webhook body for one run, with the field names of Runscope's webhook payload (a
     bucket is the namespace). Runscope's per-step `requests` list is not kept by the
     operator; the run's request and assertion counts stand in for it."""
@@ -293,9 +298,14 @@ class Notifier:
         return bool(self.settings.smtp_host) and wants_mail(env.emails, status.get("history") or [], run_id)
 
     def _post(self, where: str, url: str, payload: dict) -> None:
-        delivered = webhooks.post_result(url, payload, timeout=self.settings.webhook_timeout_seconds,
-                                         attempts=self.settings.webhook_attempts, logger=log,
-                                         policy=self._egress)
+        delivered = webhooks.post_result(
+            url,
+            payload,
+            timeout=self.settings.webhook_timeout_seconds,
+            attempts=self.settings.webhook_attempts,
+            logger=log,
+            policy=self._egress,
+        )
         if delivered:
             log.info(f"{where}: run {payload['test_run_id']} posted to {webhooks.url_host(url)}")
 

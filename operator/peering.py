@@ -24,11 +24,18 @@ def peering_objects(name: str, namespaces: list[str] | None) -> list[dict]:
     """The peering objects an operator of `namespaces` (None: all) uses. Glob patterns name
     no single namespace and are skipped."""
     if not namespaces:
-        return [{"apiVersion": f"{KOPF_GROUP}/{KOPF_VERSION}", "kind": "ClusterKopfPeering",
-                 "metadata": {"name": name}}]
-    return [{"apiVersion": f"{KOPF_GROUP}/{KOPF_VERSION}", "kind": "KopfPeering",
-             "metadata": {"name": name, "namespace": namespace}}
-            for namespace in dict.fromkeys(namespaces) if not any(c in namespace for c in "*?[!")]
+        return [
+            {"apiVersion": f"{KOPF_GROUP}/{KOPF_VERSION}", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+        ]
+    return [
+        {
+            "apiVersion": f"{KOPF_GROUP}/{KOPF_VERSION}",
+            "kind": "KopfPeering",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        for namespace in dict.fromkeys(namespaces)
+        if not any(c in namespace for c in "*?[!")
+    ]
 
 
 def ensure_peering_objects(name: str, namespaces: list[str] | None, logger: logging.Logger) -> None:
@@ -39,14 +46,18 @@ def ensure_peering_objects(name: str, namespaces: list[str] | None, logger: logg
             if body["kind"] == "ClusterKopfPeering":
                 api.create_cluster_custom_object(KOPF_GROUP, KOPF_VERSION, "clusterkopfpeerings", body)
             else:
-                api.create_namespaced_custom_object(KOPF_GROUP, KOPF_VERSION, body["metadata"]["namespace"],
-                                                    "kopfpeerings", body)
+                api.create_namespaced_custom_object(
+                    KOPF_GROUP, KOPF_VERSION, body["metadata"]["namespace"], "kopfpeerings", body
+                )
         except ApiException as exc:
             if exc.status == 409:
                 continue
             if exc.status == 404:
-                raise SystemExit(f"--peering {name}: Kopf's peering CRDs are not installed "
-                                 "(kubectl apply -f crds/kopf-peering.yaml)") from exc
+                raise SystemExit(
+                    f"--peering {name}: Kopf's peering CRDs are not installed (kubectl apply -f crds/kopf-peering.yaml)"
+                ) from exc
             raise
-        logger.info(f"created {body['kind']} {name}"
-                    + (f" in {body['metadata']['namespace']}" if "namespace" in body["metadata"] else ""))
+        logger.info(
+            f"created {body['kind']} {name}"
+            + (f" in {body['metadata']['namespace']}" if "namespace" in body["metadata"] else "")
+        )

@@ -36,8 +36,11 @@ def finished_runs(kind: str, before: dict, after: dict) -> list[tuple[str, str, 
     for entry in _runs(kind, after):
         run_id = entry.get("runId") or ""
         if has_finished(entry) and run_id not in was_done and run_id not in found:
-            found[run_id] = (run_id, entry["result"],
-                             metrics.seconds_between(entry.get("startTime"), entry.get("completionTime")))
+            found[run_id] = (
+                run_id,
+                entry["result"],
+                metrics.seconds_between(entry.get("startTime"), entry.get("completionTime")),
+            )
     return list(found.values())
 
 

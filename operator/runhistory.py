@@ -122,8 +122,10 @@ def group_runs(jobs: list[dict]) -> list[Run]:
             continue
         annotations = meta.get("annotations") or {}
         requested = annotations.get(REQUESTED_AT_ANNOTATION) or iso(meta.get("creationTimestamp")) or ""
-        run = runs.setdefault(run_id, Run(run_id, annotations.get(REQUEST_ID_ANNOTATION), requested,
-                                          annotations.get(ENVIRONMENT_ANNOTATION)))
+        run = runs.setdefault(
+            run_id,
+            Run(run_id, annotations.get(REQUEST_ID_ANNOTATION), requested, annotations.get(ENVIRONMENT_ANNOTATION)),
+        )
         run.requested_at = min(run.requested_at, requested)
     return sorted(runs.values(), key=lambda r: (r.requested_at, r.run_id), reverse=True)
 
@@ -150,8 +152,11 @@ def suite_run(run: Run) -> dict:
     """A SuiteRun record: its counts are the runner's flow runs."""
     piece = run.pieces[0] if run.pieces else None
     summary = (piece.summary if piece else None) or {}
-    entry: dict = {"runId": run.run_id, "phase": piece.phase if piece else "Pending",
-                   "startTime": (piece.start if piece else None) or _seconds_iso(run.requested_at)}
+    entry: dict = {
+        "runId": run.run_id,
+        "phase": piece.phase if piece else "Pending",
+        "startTime": (piece.start if piece else None) or _seconds_iso(run.requested_at),
+    }
     if piece is not None and piece.phase in TERMINAL_PHASES:
         ok = piece.phase == "Succeeded" and summary.get("status") == "PASSED" and not summary.get("error")
         entry["result"] = "Passed" if ok else "Failed"
@@ -168,15 +173,20 @@ def suite_run(run: Run) -> dict:
 
 def _mean_response_time_ms(pieces: list[Piece]) -> int | None:
     """The regions' mean response times, averaged (each region ran the same requests)."""
-    times = [value for value in ((p.summary or {}).get("response_time_ms") for p in pieces)
-             if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    times = [
+        value
+        for value in ((p.summary or {}).get("response_time_ms") for p in pieces)
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
     return round(sum(times) / len(times)) if times else None
 
 
 def _assertion_counts(pieces: list[Piece]) -> dict | None:
     """The regions' assertions added up, when any region reported them."""
-    reported = [(_count(s.get("assertions_passed")), _count(s.get("assertions_failed")))
-                for s in (p.summary or {} for p in pieces)]
+    reported = [
+        (_count(s.get("assertions_passed")), _count(s.get("assertions_failed")))
+        for s in (p.summary or {} for p in pieces)
+    ]
     reported = [(p or 0, f or 0) for p, f in reported if p is not None or f is not None]
     if not reported:
         return None
@@ -215,8 +225,9 @@ def monitor_run(run: Run) -> dict:
     ends = [p.end for p in run.pieces if p.end]
     entry["completionTime"] = max(ends) if ends else None
     if locations:
-        message = ", ".join(f"{where}: {'passed' if ok else 'failed'}" + (f" ({why})" if why else "")
-                            for where, ok, why in verdicts)
+        message = ", ".join(
+            f"{where}: {'passed' if ok else 'failed'}" + (f" ({why})" if why else "") for where, ok, why in verdicts
+        )
     else:
         message = verdicts[0][2] if verdicts else None
     entry["message"] = short(message)
@@ -239,16 +250,25 @@ class RequestState:
     pending_reason: str = "Pending"
 
 
-def history_status(kind: str, jobs: list[dict], pods_by_job: Callable[[str], list[dict]], current: dict,
-                   request: RequestState, *, limit: int, generation: int | None = None,
-                   now: str | None = None) -> dict:
+def history_status(
+    kind: str,
+    jobs: list[dict],
+    pods_by_job: Callable[[str], list[dict]],
+    current: dict,
+    request: RequestState,
+    *,
+    limit: int,
+    generation: int | None = None,
+    now: str | None = None,
+) -> dict:
     """The status of a TestSuite (kind "TestSuite") or Monitor: lastRun, history, conditions.
 
     `pods_by_job(job name)` is called only for the Jobs of unfinished runs, so a long-lived
     resource with many finished runs costs one Job list per update."""
     entry_of = suite_run if kind == "TestSuite" else monitor_run
-    recorded = {e["runId"]: e for e in [current.get("lastRun") or {}, *(current.get("history") or [])]
-                if e.get("runId")}
+    recorded = {
+        e["runId"]: e for e in [current.get("lastRun") or {}, *(current.get("history") or [])] if e.get("runId")
+    }
     runs = group_runs(jobs)[:limit]
     jobs_by_run: dict[str, list[dict]] = {}
     for job in jobs:
@@ -269,8 +289,12 @@ def history_status(kind: str, jobs: list[dict], pods_by_job: Callable[[str], lis
         if run_id in shown or run_id in with_jobs:
             continue
         if not has_finished(old):
-            old = {**old, "phase": "Failed", "result": "Failed",
-                   "message": "the run's Job was deleted before it finished"}
+            old = {
+                **old,
+                "phase": "Failed",
+                "result": "Failed",
+                "message": "the run's Job was deleted before it finished",
+            }
         entries.append((old.get("startTime") or "", old))
     entries.sort(key=lambda item: item[0], reverse=True)
     entries = entries[:limit]
@@ -297,12 +321,26 @@ def complete_condition(conditions: list[dict], last: dict, generation: int | Non
     done = has_finished(last)
     since = (last.get("completionTime") if done else None) or last.get("startTime")
     message = last.get("message") or (f"run {last['runId']} finished" if done else f"run {last['runId']} in progress")
-    return set_condition(conditions, COMPLETE, "True" if done else "False", last["result"] if done else "Running",
-                         message, now=None, generation=generation, since=since)
+    return set_condition(
+        conditions,
+        COMPLETE,
+        "True" if done else "False",
+        last["result"] if done else "Running",
+        message,
+        now=None,
+        generation=generation,
+        since=since,
+    )
 
 
-def _request_condition(conditions: list[dict], request: RequestState, started: bool, previous: dict | None,
-                       generation: int | None, now: str | None) -> list[dict]:
+def _request_condition(
+    conditions: list[dict],
+    request: RequestState,
+    started: bool,
+    previous: dict | None,
+    generation: int | None,
+    now: str | None,
+) -> list[dict]:
     """`RunRequest`: True once the requested run exists, False for an unusable request,
     Unknown while a valid one waits (e.g. for a ConfigMap its parameter pool names)."""
     if request.error:
@@ -311,8 +349,12 @@ def _request_condition(conditions: list[dict], request: RequestState, started: b
         state, reason, message = "True", "Started", f"run {request.run_id}"
     else:
         waiting, reason = request.pending, request.pending_reason
-        if waiting is None and previous and previous.get("status") == "Unknown" \
-                and request.run_id in (previous.get("message") or ""):
+        if (
+            waiting is None
+            and previous
+            and previous.get("status") == "Unknown"
+            and request.run_id in (previous.get("message") or "")
+        ):
             waiting, reason = previous.get("message"), previous.get("reason") or reason
         state, message = "Unknown", short(waiting) or f"run {request.run_id} not started yet"
     return set_condition(conditions, RUN_REQUEST, state, reason, message, now=now, generation=generation)

@@ -39,8 +39,12 @@ TERMINATION_LOG = "/dev/termination-log"
 
 def owner_of(body) -> dict:
     """A plain-dict copy of a Kopf body: the owner as the builders take it."""
-    return {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"]),
-            "spec": dict(body["spec"])}
+    return {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": dict(body["metadata"]),
+        "spec": dict(body["spec"]),
+    }
 
 
 def owner_reference(owner: dict) -> dict:
@@ -61,8 +65,11 @@ def manifest_of(owner: dict) -> dict:
     return {
         "apiVersion": owner.get("apiVersion", f"{GROUP}/{VERSION}"),
         "kind": owner["kind"],
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"],
-                     **({"uid": meta["uid"]} if meta.get("uid") else {})},
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            **({"uid": meta["uid"]} if meta.get("uid") else {}),
+        },
         "spec": owner["spec"],
     }
 
@@ -121,13 +128,23 @@ def build_upload_secret(owner: dict, run_id: str, settings: OperatorSettings) ->
 def secret_volume(secret_name: str) -> tuple[dict, dict]:
     """(volume, mount) that give a runner container the Secret with its run's secret values as
     files, one per key, in SECRETS_MOUNT (its ASSAY_SECRETS_DIR; assay.crds.secrets)."""
-    return ({"name": "secrets", "secret": {"secretName": secret_name}},
-            {"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True})
+    return (
+        {"name": "secrets", "secret": {"secretName": secret_name}},
+        {"name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": True},
+    )
 
 
-def runner_pod_template(settings: OperatorSettings, labels: dict[str, str], args: list[str], env: list[dict],
-                        volumes: list[dict], mounts: list[dict], *, termination_message_policy: str,
-                        node_selector: dict[str, str] | None = None) -> dict:
+def runner_pod_template(
+    settings: OperatorSettings,
+    labels: dict[str, str],
+    args: list[str],
+    env: list[dict],
+    volumes: list[dict],
+    mounts: list[dict],
+    *,
+    termination_message_policy: str,
+    node_selector: dict[str, str] | None = None,
+) -> dict:
     """The pod template of every runner pod, a run Job's or a tick CronJob's: one container
     running `python -m assay.runner <args>` with `env`, unprivileged and with a read-only
     root, the settings' resources and service account, no API token (runners never call the
@@ -167,25 +184,46 @@ def runner_pod_template(settings: OperatorSettings, labels: dict[str, str], args
     return {"metadata": {"labels": labels}, "spec": pod_spec}
 
 
-def _run_env(owner: dict, run_id: str, shards: int, settings: OperatorSettings, env: dict[str, str],
-             pools: bool, secrets: bool) -> list[dict]:
+def _run_env(
+    owner: dict, run_id: str, shards: int, settings: OperatorSettings, env: dict[str, str], pools: bool, secrets: bool
+) -> list[dict]:
     meta = owner["metadata"]
-    runner = runner_settings_of(env).model_copy(update={
-        "run_id": run_id, "shards": shards, "project": meta["namespace"], "owner_kind": owner["kind"],
-        "owner_name": meta["name"], "owner_uid": meta["uid"], "termination_log": TERMINATION_LOG,
-        "gateway_url": settings.gateway_url if settings.uploads_enabled else None,
-        "pools_dir": POOLS_MOUNT if pools else None, "secrets_dir": SECRETS_MOUNT if secrets else None})
-    token = {"upload_token": secret_key_ref(upload_secret_name_for(run_id), "token")} \
-        if settings.uploads_enabled else {}
+    runner = runner_settings_of(env).model_copy(
+        update={
+            "run_id": run_id,
+            "shards": shards,
+            "project": meta["namespace"],
+            "owner_kind": owner["kind"],
+            "owner_name": meta["name"],
+            "owner_uid": meta["uid"],
+            "termination_log": TERMINATION_LOG,
+            "gateway_url": settings.gateway_url if settings.uploads_enabled else None,
+            "pools_dir": POOLS_MOUNT if pools else None,
+            "secrets_dir": SECRETS_MOUNT if secrets else None,
+        }
+    )
+    token = (
+        {"upload_token": secret_key_ref(upload_secret_name_for(run_id), "token")} if settings.uploads_enabled else {}
+    )
     return runner_env(runner, **token)
 
 
-def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSettings,
-                     runner_args: list[str], *, location: str | None = None,
-                     node_selector: dict[str, str] | None = None, env: dict[str, str] | None = None,
-                     annotations: dict[str, str] | None = None, run_shards: int | None = None,
-                     pool_config_maps: list[tuple[str, str]] = (), ttl_seconds: int | None = None,
-                     secret_name: str | None = None) -> dict:
+def build_runner_job(
+    owner: dict,
+    run_id: str,
+    shards: int,
+    settings: OperatorSettings,
+    runner_args: list[str],
+    *,
+    location: str | None = None,
+    node_selector: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    run_shards: int | None = None,
+    pool_config_maps: list[tuple[str, str]] = (),
+    ttl_seconds: int | None = None,
+    secret_name: str | None = None,
+) -> dict:
     """An Indexed Job of `shards` pods, all at once, each running one shard of the run.
     `ttl_seconds`: how long the Job and its pods stay after they finish.
 
@@ -212,17 +250,26 @@ def build_runner_job(owner: dict, run_id: str, shards: int, settings: OperatorSe
         keys_by_map: dict[str, set[str]] = {}
         for name, key in pool_config_maps:
             keys_by_map.setdefault(name, set()).add(key)
-        sources = [{"configMap": {"name": name, "items": [{"key": k, "path": f"{name}/{k}"} for k in sorted(keys)]}}
-                   for name, keys in sorted(keys_by_map.items())]
+        sources = [
+            {"configMap": {"name": name, "items": [{"key": k, "path": f"{name}/{k}"} for k in sorted(keys)]}}
+            for name, keys in sorted(keys_by_map.items())
+        ]
         volumes.append({"name": "pools", "projected": {"sources": sources}})
         mounts.append({"name": "pools", "mountPath": POOLS_MOUNT, "readOnly": True})
     if secret_name:
         volume, mount = secret_volume(secret_name)
         volumes.append(volume)
         mounts.append(mount)
-    template = runner_pod_template(settings, labels, [*runner_args, "--spec", f"{SPEC_MOUNT}/{SPEC_FILE}"], pod_env,
-                                   volumes, mounts, termination_message_policy="FallbackToLogsOnError",
-                                   node_selector=node_selector)
+    template = runner_pod_template(
+        settings,
+        labels,
+        [*runner_args, "--spec", f"{SPEC_MOUNT}/{SPEC_FILE}"],
+        pod_env,
+        volumes,
+        mounts,
+        termination_message_policy="FallbackToLogsOnError",
+        node_selector=node_selector,
+    )
     metadata = {
         "name": job_name_for(run_id, location),
         "namespace": namespace,

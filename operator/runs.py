@@ -81,9 +81,14 @@ class RunPlan:
         return cls(**{**data, "locations": [Location(**loc) for loc in data.get("locations") or []]})
 
 
-def build_run_objects(owner: dict, plan: RunPlan, manifest_owner: dict, settings: OperatorSettings,
-                      extra_files: dict[str, object] | None = None, secret_name: str | None = None,
-                      ) -> tuple[dict, dict | None, list[dict]]:
+def build_run_objects(
+    owner: dict,
+    plan: RunPlan,
+    manifest_owner: dict,
+    settings: OperatorSettings,
+    extra_files: dict[str, object] | None = None,
+    secret_name: str | None = None,
+) -> tuple[dict, dict | None, list[dict]]:
     """(spec ConfigMap, upload Secret or None, Jobs) of a planned run. `manifest_owner` is the
     owner as the runner should see it (parameter pools resolved, secret values moved out);
     `secret_name` the Secret with the run's secret values, if it has any."""
@@ -102,20 +107,46 @@ def build_jobs(owner: dict, plan: RunPlan, settings: OperatorSettings, secret_na
     # Jobs stays cheap.
     ttl = settings.run_job_ttl_seconds
     if not plan.locations:
-        return [build_runner_job(owner, plan.run_id, 1, settings, plan.runner_args, env=env, annotations=annotations,
-                                 ttl_seconds=ttl, secret_name=secret_name)]
+        return [
+            build_runner_job(
+                owner,
+                plan.run_id,
+                1,
+                settings,
+                plan.runner_args,
+                env=env,
+                annotations=annotations,
+                ttl_seconds=ttl,
+                secret_name=secret_name,
+            )
+        ]
     return [
-        build_runner_job(owner, plan.run_id, 1, settings, plan.runner_args, location=loc.name,
-                         node_selector=loc.node_selector, run_shards=len(plan.locations),
-                         env={**env, **loc.env, env_name("shard_index"): str(index)},
-                         annotations={**annotations, LOCATION_ANNOTATION: loc.name}, ttl_seconds=ttl,
-                         secret_name=secret_name)
+        build_runner_job(
+            owner,
+            plan.run_id,
+            1,
+            settings,
+            plan.runner_args,
+            location=loc.name,
+            node_selector=loc.node_selector,
+            run_shards=len(plan.locations),
+            env={**env, **loc.env, env_name("shard_index"): str(index)},
+            annotations={**annotations, LOCATION_ANNOTATION: loc.name},
+            ttl_seconds=ttl,
+            secret_name=secret_name,
+        )
         for index, loc in enumerate(plan.locations)
     ]
 
 
-def start_run(owner: dict, plan: RunPlan, manifest_owner: dict, settings: OperatorSettings,
-              logger: logging.Logger, extra_files: dict[str, object] | None = None) -> bool:
+def start_run(
+    owner: dict,
+    plan: RunPlan,
+    manifest_owner: dict,
+    settings: OperatorSettings,
+    logger: logging.Logger,
+    extra_files: dict[str, object] | None = None,
+) -> bool:
     """Create the run's objects unless they exist; True if this call started the run. Raises
     MissingSecret, having created nothing, when a Secret the spec references does not exist."""
     if not plan.requested_at:
@@ -137,9 +168,15 @@ def start_run(owner: dict, plan: RunPlan, manifest_owner: dict, settings: Operat
         jobs.append(job)
         started = started or job_created
     if secret_name:
-        kube.create_if_absent(build_values_secret(
-            secret_name, meta["namespace"], run_labels(owner["kind"], meta["name"], plan.run_id),
-            [job_owner_reference(job) for job in jobs], values))
+        kube.create_if_absent(
+            build_values_secret(
+                secret_name,
+                meta["namespace"],
+                run_labels(owner["kind"], meta["name"], plan.run_id),
+                [job_owner_reference(job) for job in jobs],
+                values,
+            )
+        )
     if started:
         where = f" in {', '.join(loc.name for loc in plan.locations)}" if plan.locations else ""
         logger.info(f"run {plan.run_id} (request {plan.request_id!r}) started{where}")
@@ -149,14 +186,26 @@ def start_run(owner: dict, plan: RunPlan, manifest_owner: dict, settings: Operat
 def owner_jobs(kind: str, owner: dict) -> list[dict]:
     meta = owner["metadata"]
     selector = {LABEL_KIND: kind, LABEL_NAME: name_label(meta["name"])}
-    return [job for job in kube.list_jobs(meta["namespace"], selector)
-            if any(ref.get("uid") == meta["uid"] and ref.get("controller")
-                   for ref in job["metadata"].get("ownerReferences") or [])]
+    return [
+        job
+        for job in kube.list_jobs(meta["namespace"], selector)
+        if any(
+            ref.get("uid") == meta["uid"] and ref.get("controller")
+            for ref in job["metadata"].get("ownerReferences") or []
+        )
+    ]
 
 
-def reconcile_status(kind: str, namespace: str, name: str, request_state, settings: OperatorSettings,
-                     logger: logging.Logger, pending: str | None = None,
-                     pending_reason: str = "Pending") -> dict | None:
+def reconcile_status(
+    kind: str,
+    namespace: str,
+    name: str,
+    request_state,
+    settings: OperatorSettings,
+    logger: logging.Logger,
+    pending: str | None = None,
+    pending_reason: str = "Pending",
+) -> dict | None:
     """Rebuild and write the owner's status; returns it (None if the owner is gone).
 
     `request_state(owner) -> RequestState` reads the run request (cheap, no I/O); `pending`
@@ -169,8 +218,15 @@ def reconcile_status(kind: str, namespace: str, name: str, request_state, settin
             state = RequestState(run_id=state.run_id, pending=pending, pending_reason=pending_reason)
         current = owner.get("status") or {}
         rebuilt["status"] = new = history_status(
-            kind, owner_jobs(kind, owner), lambda job: kube.list_job_pods(namespace, job), current, state,
-            limit=settings.run_history_limit, generation=owner["metadata"].get("generation"), now=now_iso())
+            kind,
+            owner_jobs(kind, owner),
+            lambda job: kube.list_job_pods(namespace, job),
+            current,
+            state,
+            limit=settings.run_history_limit,
+            generation=owner["metadata"].get("generation"),
+            now=now_iso(),
+        )
         return None if all(current.get(k) == v for k, v in new.items()) else new
 
     written = update_status(kind, namespace, name, compute)
@@ -185,5 +241,11 @@ def reconcile_status(kind: str, namespace: str, name: str, request_state, settin
 
 
 def controller_owner(job: dict, kind: str) -> dict | None:
-    return next((ref for ref in (job.get("metadata") or {}).get("ownerReferences") or []
-                 if ref.get("kind") == kind and ref.get("controller")), None)
+    return next(
+        (
+            ref
+            for ref in (job.get("metadata") or {}).get("ownerReferences") or []
+            if ref.get("kind") == kind and ref.get("controller")
+        ),
+        None,
+    )

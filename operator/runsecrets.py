@@ -34,8 +34,11 @@ def _is_manifest(value: object) -> bool:
     return isinstance(value, dict) and "spec" in value
 
 
-def move_secrets(documents: dict[str, object], secret_name: str, key_prefix: str = "",
-                 ) -> tuple[dict[str, object], dict[str, SecretField]]:
+def move_secrets(
+    documents: dict[str, object],
+    secret_name: str,
+    key_prefix: str = "",
+) -> tuple[dict[str, object], dict[str, SecretField]]:
     """`documents` by name (a manifest, a list of manifests such as a Monitor's subtests, or
     anything else, kept as it is) with every secret field pointing at a key of `secret_name`,
     and the fields by that key: `<key_prefix><name>[.<index>].<field path>`, the name without
@@ -83,8 +86,9 @@ def namespace_reader(namespace: str) -> SecretReader:
     return functools.lru_cache(maxsize=None)(lambda name: kube.read_secret_data(namespace, name))
 
 
-def build_values_secret(name: str, namespace: str, labels: dict[str, str], owners: list[dict],
-                        values: dict[str, str]) -> dict:
+def build_values_secret(
+    name: str, namespace: str, labels: dict[str, str], owners: list[dict], values: dict[str, str]
+) -> dict:
     """The Secret holding `values` (key -> text), owned by `owners` (owner references)."""
     return {
         "apiVersion": "v1",
@@ -99,5 +103,11 @@ def job_owner_reference(job: dict) -> dict:
     """A run Job as a Secret's owner. Not the controller: a run in several regions has several
     Jobs, each an owner, and the Secret goes when the last of them does."""
     meta = job["metadata"]
-    return {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"],
-            "controller": False, "blockOwnerDeletion": False}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }

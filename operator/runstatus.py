@@ -89,8 +89,9 @@ def iso(value) -> str | None:
     return str(value)
 
 
-def loadtest_status(job: dict | None, pods: list[dict], shards: int, generation: int | None = None,
-                    criteria: list[str] = ()) -> dict:
+def loadtest_status(
+    job: dict | None, pods: list[dict], shards: int, generation: int | None = None, criteria: list[str] = ()
+) -> dict:
     phase, message = job_phase(job, pods)
     summaries = shard_summaries(pods)
     # Shard histograms merge exactly, so the p95 and the criteria are judged on the whole run,
@@ -122,8 +123,7 @@ def loadtest_status(job: dict | None, pods: list[dict], shards: int, generation:
         if failed_criteria:
             status["failedCriteria"] = failed_criteria
         failed = job_condition(job or {}, "Failed")
-        status["completionTime"] = iso(job_status.get("completionTime")
-                                        or (failed or {}).get("lastTransitionTime"))
+        status["completionTime"] = iso(job_status.get("completionTime") or (failed or {}).get("lastTransitionTime"))
         message = message or total.error or _verdict_message(total, verdicts, failed_criteria)
     if message:
         status["message"] = message
@@ -149,6 +149,13 @@ def _conditions(status: dict, generation: int | None) -> list[dict] | None:
     if not since:
         return None
     done = "result" in status
-    return set_condition(None, "Complete", "True" if done else "False", status["result"] if done else status["phase"],
-                         status.get("message") or ("run finished" if done else "run in progress"),
-                         now=None, generation=generation, since=since)
+    return set_condition(
+        None,
+        "Complete",
+        "True" if done else "False",
+        status["result"] if done else status["phase"],
+        status.get("message") or ("run finished" if done else "run in progress"),
+        now=None,
+        generation=generation,
+        since=since,
+    )

@@ -32,8 +32,16 @@ from .runsecrets import build_values_secret, namespace_reader
 from .settings import OperatorSettings, get_settings
 from .status import update_status
 from .suiteruns import WaitingFor, with_inline_pools
-from .tickobjects import (HASH_ANNOTATION, build_group_secret, build_members_configmap, build_tick_cronjob,
-                          cronjob_owner, mounts_secret, tick_labels, values_secret_name)
+from .tickobjects import (
+    HASH_ANNOTATION,
+    build_group_secret,
+    build_members_configmap,
+    build_tick_cronjob,
+    cronjob_owner,
+    mounts_secret,
+    tick_labels,
+    values_secret_name,
+)
 from .tickplan import Group, Placement, move_member_secrets, plan_groups, schedule_status, status_changed
 from .workqueue import NamespaceQueue
 
@@ -47,8 +55,9 @@ log = logging.getLogger("assay.operator.schedule")
 
 
 def _same_hash(have: dict, want: dict) -> bool:
-    return (have["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) == \
-        want["metadata"]["annotations"][HASH_ANNOTATION]
+    return (have["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) == want["metadata"]["annotations"][
+        HASH_ANNOTATION
+    ]
 
 
 def _apply(wanted: dict, same: Callable[[dict, dict], bool], existing: dict | None = None) -> dict:
@@ -63,8 +72,7 @@ def _apply(wanted: dict, same: Callable[[dict, dict], bool], existing: dict | No
     return kube.replace(wanted, existing["metadata"]["resourceVersion"])
 
 
-def _write_schedule_status(schedule: dict, placement: Placement, cronjobs: dict[str, dict],
-                           now: dt.datetime) -> None:
+def _write_schedule_status(schedule: dict, placement: Placement, cronjobs: dict[str, dict], now: dt.datetime) -> None:
     meta = schedule["metadata"]
 
     def compute(current: dict) -> dict | None:
@@ -82,8 +90,9 @@ def _write_schedule_status(schedule: dict, placement: Placement, cronjobs: dict[
             raise
 
 
-def reconcile_groups(namespace: str, settings: OperatorSettings | None = None,
-                     now: dt.datetime | None = None) -> dict[str, Group]:
+def reconcile_groups(
+    namespace: str, settings: OperatorSettings | None = None, now: dt.datetime | None = None
+) -> dict[str, Group]:
     """Make the namespace's tick CronJobs, ConfigMaps and Secrets what its Schedules and
     Monitors ask for, and write each Schedule's status. Idempotent: a second call with
     nothing changed writes nothing. Returns the groups."""
@@ -119,19 +128,26 @@ def reconcile_groups(namespace: str, settings: OperatorSettings | None = None,
         values = secret_values[name]
         cronjob = _apply(build_tick_cronjob(namespace, group, settings, bool(values)), _same_hash, existing.get(name))
         cronjobs[name] = cronjob
-        _apply(build_members_configmap(namespace, group, settings.tick_chunk, cronjob),
-               lambda have, want: (have.get("binaryData"), have.get("data")) == (want["binaryData"], None))
+        _apply(
+            build_members_configmap(namespace, group, settings.tick_chunk, cronjob),
+            lambda have, want: (have.get("binaryData"), have.get("data")) == (want["binaryData"], None),
+        )
         if values:
-            _apply(build_values_secret(values_secret_name(name), namespace, tick_labels(name),
-                                       [cronjob_owner(cronjob)], values),
-                   lambda have, want: have.get("data") == want["data"])
+            _apply(
+                build_values_secret(
+                    values_secret_name(name), namespace, tick_labels(name), [cronjob_owner(cronjob)], values
+                ),
+                lambda have, want: have.get("data") == want["data"],
+            )
         elif mounts_secret(existing.get(name), values_secret_name(name)):
             kube.delete_secret(namespace, values_secret_name(name))
         if settings.uploads_enabled:
             kube.create_if_absent(build_group_secret(namespace, name, settings, cronjob))
         if name not in existing:
-            log.info(f"{namespace}/{name}: tick group on {group.cron!r}"
-                     f"{' in ' + group.location.name if group.location else ''}: {len(group.members)} members")
+            log.info(
+                f"{namespace}/{name}: tick group on {group.cron!r}"
+                f"{' in ' + group.location.name if group.location else ''}: {len(group.members)} members"
+            )
     for name in set(existing) - set(groups):
         kube.delete_cronjob(namespace, name)
         log.info(f"{namespace}/{name}: tick group removed (no members)")

@@ -19,8 +19,13 @@ from assay.crds.contracts import optimistic
 
 from . import kube
 
-PLURALS = {"Monitor": "monitors", "TestSuite": "testsuites", "LoadTest": "loadtests", "Schedule": "schedules",
-           "ClientCredential": "clientcredentials"}
+PLURALS = {
+    "Monitor": "monitors",
+    "TestSuite": "testsuites",
+    "LoadTest": "loadtests",
+    "Schedule": "schedules",
+    "ClientCredential": "clientcredentials",
+}
 INVALID_SPEC = "InvalidSpec"
 MAX_MESSAGE = 1000
 
@@ -35,8 +40,15 @@ class Written:
     after: dict
 
 
-def update_status(kind: str, namespace: str, name: str, compute: Callable[[dict], dict | None], *,
-                  first: dict | None = None, attempts: int = optimistic.ATTEMPTS) -> Written | None:
+def update_status(
+    kind: str,
+    namespace: str,
+    name: str,
+    compute: Callable[[dict], dict | None],
+    *,
+    first: dict | None = None,
+    attempts: int = optimistic.ATTEMPTS,
+) -> Written | None:
     """Write the status `compute(object)` returns, onto the object it was computed from; None
     when the object does not exist or `compute` returned None (nothing to write). `first` is
     the object as the caller already has it, saving the first read. After `attempts`
@@ -71,8 +83,17 @@ def replacing(before: dict, after: dict) -> dict:
     return {k: whole(before.get(k), v) for k, v in after.items()}
 
 
-def set_condition(conditions: list[dict] | None, type_: str, status: str, reason: str, message: str, *,
-                  now: str | None, generation: int | None = None, since: str | None = None) -> list[dict]:
+def set_condition(
+    conditions: list[dict] | None,
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    now: str | None,
+    generation: int | None = None,
+    since: str | None = None,
+) -> list[dict]:
     """`conditions` with the one of `type_` set, as metav1.Condition: its lastTransitionTime
     changes only when its status does (to `now`); `since` instead gives a transition time
     derived from the world (a run's end), so a rebuilt status is the same status. The
@@ -81,8 +102,14 @@ def set_condition(conditions: list[dict] | None, type_: str, status: str, reason
     previous = next((c for c in conditions or [] if c.get("type") == type_), None)
     if since is None:
         since = previous.get("lastTransitionTime") if previous and previous.get("status") == status else now
-    condition = {"type": type_, "status": status, "reason": reason, "message": short(message),
-                 "lastTransitionTime": since, "observedGeneration": generation}
+    condition = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": short(message),
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
     return [*others, {k: v for k, v in condition.items() if v is not None}]
 
 
@@ -99,8 +126,15 @@ def reject_spec(kind: str, namespace: str, name: str, condition: str, message: s
 
     def compute(obj: dict) -> dict | None:
         current = obj.get("status") or {}
-        conditions = set_condition(current.get("conditions"), condition, "False", INVALID_SPEC, message, now=now,
-                                   generation=obj["metadata"].get("generation"))
+        conditions = set_condition(
+            current.get("conditions"),
+            condition,
+            "False",
+            INVALID_SPEC,
+            message,
+            now=now,
+            generation=obj["metadata"].get("generation"),
+        )
         return None if conditions == current.get("conditions") else {"conditions": conditions}
 
     update_status(kind, namespace, name, compute)

@@ -48,8 +48,12 @@ def spec_problem(owner: dict) -> str | None:
 
 def plan_run(owner: dict, request: SuiteRunRequest) -> RunPlan:
     meta = owner["metadata"]
-    return RunPlan(run_id=run_id_for_request(meta["name"], meta["uid"], request.id), request_id=request.id,
-                   runner_args=["testsuite"], options=request.options())
+    return RunPlan(
+        run_id=run_id_for_request(meta["name"], meta["uid"], request.id),
+        request_id=request.id,
+        runner_args=["testsuite"],
+        options=request.options(),
+    )
 
 
 def with_inline_pools(owner: dict) -> dict:

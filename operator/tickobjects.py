@@ -15,8 +15,16 @@ from typing import TYPE_CHECKING
 from assay.crds.contracts.runner_settings import field_ref, runner_env, runner_settings_of, secret_key_ref
 from assay.crds.contracts.tick import MEMBERS_FILE, group_upload_token
 
-from .names import GROUP, LABEL_APP, LABEL_COMPONENT, LABEL_LOCATION, LABEL_MANAGED_BY, LABEL_TICK_GROUP, \
-    MANAGED_BY, VERSION
+from .names import (
+    GROUP,
+    LABEL_APP,
+    LABEL_COMPONENT,
+    LABEL_LOCATION,
+    LABEL_MANAGED_BY,
+    LABEL_TICK_GROUP,
+    MANAGED_BY,
+    VERSION,
+)
 from .runjob import SECRETS_MOUNT, TERMINATION_LOG, runner_pod_template, secret_volume
 from .settings import OperatorSettings
 
@@ -36,8 +44,12 @@ def members_document(namespace: str, group: Group, chunk: int) -> dict:
 
 
 def tick_labels(group: str, location: str | None = None) -> dict[str, str]:
-    labels = {LABEL_APP: "assay-runner", LABEL_COMPONENT: "schedule-tick", LABEL_MANAGED_BY: MANAGED_BY,
-              LABEL_TICK_GROUP: group}
+    labels = {
+        LABEL_APP: "assay-runner",
+        LABEL_COMPONENT: "schedule-tick",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_TICK_GROUP: group,
+    }
     if location:
         labels[LABEL_LOCATION] = location
     return labels
@@ -53,14 +65,26 @@ def values_secret_name(group: str) -> str:
 
 def _schedule_owner(schedule: dict) -> dict:
     meta = schedule["metadata"]
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Schedule", "name": meta["name"], "uid": meta["uid"],
-            "controller": False, "blockOwnerDeletion": False}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Schedule",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }
 
 
 def cronjob_owner(cronjob: dict) -> dict:
     meta = cronjob["metadata"]
-    return {"apiVersion": "batch/v1", "kind": "CronJob", "name": meta["name"], "uid": meta["uid"],
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings, with_secrets: bool = False) -> dict:
@@ -72,10 +96,15 @@ def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings,
     completions = pods_per_tick(len(group.members), settings.tick_chunk)
     location = group.location
     labels = tick_labels(group.name, location.name if location else None)
-    runner = runner_settings_of(location.env if location else {}).model_copy(update={
-        "project": namespace, "tick_concurrency": settings.tick_concurrency, "termination_log": TERMINATION_LOG,
-        "gateway_url": settings.gateway_url if settings.uploads_enabled else None,
-        "secrets_dir": SECRETS_MOUNT if with_secrets else None})
+    runner = runner_settings_of(location.env if location else {}).model_copy(
+        update={
+            "project": namespace,
+            "tick_concurrency": settings.tick_concurrency,
+            "termination_log": TERMINATION_LOG,
+            "gateway_url": settings.gateway_url if settings.uploads_enabled else None,
+            "secrets_dir": SECRETS_MOUNT if with_secrets else None,
+        }
+    )
     refs = {"job_name": field_ref("metadata.labels['batch.kubernetes.io/job-name']")}
     if settings.uploads_enabled:
         refs["upload_token"] = secret_key_ref(upload_secret_name(group.name), "token")
@@ -86,9 +115,16 @@ def build_tick_cronjob(namespace: str, group: Group, settings: OperatorSettings,
         volume, mount = secret_volume(values_secret_name(group.name))
         volumes.append(volume)
         mounts.append(mount)
-    template = runner_pod_template(settings, labels, ["batch", "--spec", TICK_MOUNT], env, volumes, mounts,
-                                   termination_message_policy="File",
-                                   node_selector=location.node_selector if location else None)
+    template = runner_pod_template(
+        settings,
+        labels,
+        ["batch", "--spec", TICK_MOUNT],
+        env,
+        volumes,
+        mounts,
+        termination_message_policy="File",
+        node_selector=location.node_selector if location else None,
+    )
     cronjob = {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -137,8 +173,12 @@ def build_members_configmap(namespace: str, group: Group, chunk: int, cronjob: d
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": group.name, "namespace": namespace, "labels": tick_labels(group.name),
-                     "ownerReferences": [cronjob_owner(cronjob)]},
+        "metadata": {
+            "name": group.name,
+            "namespace": namespace,
+            "labels": tick_labels(group.name),
+            "ownerReferences": [cronjob_owner(cronjob)],
+        },
         "binaryData": {f"{MEMBERS_FILE}.gz": base64.b64encode(packed).decode()},
     }
 
@@ -151,8 +191,12 @@ def build_group_secret(namespace: str, group: str, settings: OperatorSettings, c
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": {"name": upload_secret_name(group), "namespace": namespace, "labels": tick_labels(group),
-                     "ownerReferences": [cronjob_owner(cronjob)]},
+        "metadata": {
+            "name": upload_secret_name(group),
+            "namespace": namespace,
+            "labels": tick_labels(group),
+            "ownerReferences": [cronjob_owner(cronjob)],
+        },
         "data": {"token": base64.b64encode(token.encode()).decode()},
     }
 

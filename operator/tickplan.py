@@ -91,9 +91,14 @@ class Placement:
     problem: str | None = None
 
 
-def plan_groups(namespace: str, schedules: list[dict], monitors: list[dict], now: dt.datetime,
-                suites: list[dict] = (), suite_problems: dict[str, str] | None = None,
-                ) -> tuple[dict[str, Group], dict[str, Placement]]:
+def plan_groups(
+    namespace: str,
+    schedules: list[dict],
+    monitors: list[dict],
+    now: dt.datetime,
+    suites: list[dict] = (),
+    suite_problems: dict[str, str] | None = None,
+) -> tuple[dict[str, Group], dict[str, Placement]]:
     """The tick groups the namespace's Schedules need, by CronJob name, and each Schedule's
     placement, by Schedule uid. Deleted (being deleted) Schedules are in neither. `suites`
     have their parameter pools inlined; `suite_problems` names those that could not be."""
@@ -114,13 +119,18 @@ def plan_groups(namespace: str, schedules: list[dict], monitors: list[dict], now
             continue
         cron = anchored_cron(spec.interval, anchor)
         if spec.target.kind == "TestSuite":
-            placements[meta["uid"]] = _place_suite(namespace, schedule, spec, cron, anchor, groups,
-                                                   suites_by_name, suite_problems)
+            placements[meta["uid"]] = _place_suite(
+                namespace, schedule, spec, cron, anchor, groups, suites_by_name, suite_problems
+            )
             continue
         monitor = monitors_by_name.get(spec.target.name)
         if monitor is None:
-            placements[meta["uid"]] = Placement(cron, anchor, reason="TargetNotFound",
-                                                problem=f"Monitor {spec.target.name!r} does not exist in {namespace}")
+            placements[meta["uid"]] = Placement(
+                cron,
+                anchor,
+                reason="TargetNotFound",
+                problem=f"Monitor {spec.target.name!r} does not exist in {namespace}",
+            )
             continue
         try:
             env = find_environment(_monitor_spec(monitor), spec.environment)
@@ -129,23 +139,27 @@ def plan_groups(namespace: str, schedules: list[dict], monitors: list[dict], now
             placements[meta["uid"]] = Placement(cron, anchor, reason="InvalidEnvironment", problem=str(exc))
             continue
         if spec.suspend:
-            placements[meta["uid"]] = Placement(cron, anchor, reason="Suspended", problem="suspended: no runs until spec.suspend is false")
+            placements[meta["uid"]] = Placement(
+                cron, anchor, reason="Suspended", problem="suspended: no runs until spec.suspend is false"
+            )
             continue
         subtests = resolve_subtests(monitor, monitors) if _has_subtests(monitor) else []
         names = []
         for index, location in enumerate(locations or [None]):
             name = group_name(cron, location.name if location else None)
             group = groups.setdefault(name, Group(name, cron, location))
-            group.members.append({
-                "schedule": {"name": meta["name"], "uid": meta["uid"]},
-                "kind": "Monitor",
-                "monitor": manifest_of(monitor),
-                "subtests": subtests,
-                "environment": env.name if env else None,
-                "location": location.name if location else None,
-                "locationIndex": index,
-                "locations": max(1, len(locations)),
-            })
+            group.members.append(
+                {
+                    "schedule": {"name": meta["name"], "uid": meta["uid"]},
+                    "kind": "Monitor",
+                    "monitor": manifest_of(monitor),
+                    "subtests": subtests,
+                    "environment": env.name if env else None,
+                    "location": location.name if location else None,
+                    "locationIndex": index,
+                    "locations": max(1, len(locations)),
+                }
+            )
             if not any(s["metadata"]["uid"] == meta["uid"] for s in group.schedules):
                 group.schedules.append(schedule)
             names.append(name)
@@ -153,22 +167,38 @@ def plan_groups(namespace: str, schedules: list[dict], monitors: list[dict], now
     return groups, placements
 
 
-def _place_suite(namespace: str, schedule: dict, spec: ScheduleSpec, cron: str, anchor: dt.datetime,
-                 groups: dict[str, Group], suites_by_name: dict[str, dict],
-                 suite_problems: dict[str, str]) -> Placement:
+def _place_suite(
+    namespace: str,
+    schedule: dict,
+    spec: ScheduleSpec,
+    cron: str,
+    anchor: dt.datetime,
+    groups: dict[str, Group],
+    suites_by_name: dict[str, dict],
+    suite_problems: dict[str, str],
+) -> Placement:
     name = spec.target.name
     if name in suite_problems:
         return Placement(cron, anchor, reason="Pending", problem=suite_problems[name])
     suite = suites_by_name.get(name)
     if suite is None:
-        return Placement(cron, anchor, reason="TargetNotFound",
-                         problem=f"TestSuite {name!r} does not exist in {namespace}")
+        return Placement(
+            cron, anchor, reason="TargetNotFound", problem=f"TestSuite {name!r} does not exist in {namespace}"
+        )
     if spec.suspend:
         return Placement(cron, anchor, reason="Suspended", problem="suspended: no runs until spec.suspend is false")
     meta = schedule["metadata"]
     group = groups.setdefault(group_name(cron, None), Group(group_name(cron, None), cron, None))
-    group.members.append({"schedule": {"name": meta["name"], "uid": meta["uid"]}, "kind": "TestSuite",
-                          "testSuite": manifest_of(suite), "location": None, "locationIndex": 0, "locations": 1})
+    group.members.append(
+        {
+            "schedule": {"name": meta["name"], "uid": meta["uid"]},
+            "kind": "TestSuite",
+            "testSuite": manifest_of(suite),
+            "location": None,
+            "locationIndex": 0,
+            "locations": 1,
+        }
+    )
     group.schedules.append(schedule)
     return Placement(cron, anchor, (group.name,))
 
@@ -230,8 +260,11 @@ def schedule_status(schedule: dict, placement: Placement, cronjobs: dict[str, di
     """The Schedule's status from its placement and its CronJobs as they are."""
     meta, current = schedule["metadata"], schedule.get("status") or {}
     generation = meta.get("generation")
-    last_times = [t for name in placement.cron_jobs
-                  if (t := parse_time(((cronjobs.get(name) or {}).get("status") or {}).get("lastScheduleTime")))]
+    last_times = [
+        t
+        for name in placement.cron_jobs
+        if (t := parse_time(((cronjobs.get(name) or {}).get("status") or {}).get("lastScheduleTime")))
+    ]
     status: dict = {
         "cronJobName": placement.cron_jobs[0] if placement.cron_jobs else None,
         "cronJobs": list(placement.cron_jobs),
@@ -248,8 +281,12 @@ def schedule_status(schedule: dict, placement: Placement, cronjobs: dict[str, di
         else:
             interval = (schedule.get("spec") or {}).get("interval", "")
             status["nextRunTime"] = iso(next_run_time(interval, placement.anchor, now))
-            condition = (READY, "True", "Scheduled",
-                         f"runs on {placement.cron!r} (UTC) from CronJob {', '.join(placement.cron_jobs)}")
+            condition = (
+                READY,
+                "True",
+                "Scheduled",
+                f"runs on {placement.cron!r} (UTC) from CronJob {', '.join(placement.cron_jobs)}",
+            )
     else:
         condition = (READY, "False", placement.reason, placement.problem)
     status["conditions"] = set_condition(current.get("conditions"), *condition, now=iso(now), generation=generation)
@@ -257,5 +294,6 @@ def schedule_status(schedule: dict, placement: Placement, cronjobs: dict[str, di
 
 
 def status_changed(current: dict, new: dict) -> bool:
-    return any(current.get(k) != v for k, v in new.items() if v is not None) or \
-        any(current.get(k) is not None for k, v in new.items() if v is None)
+    return any(current.get(k) != v for k, v in new.items() if v is not None) or any(
+        current.get(k) is not None for k, v in new.items() if v is None
+    )

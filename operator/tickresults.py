@@ -54,8 +54,9 @@ def outcomes_of(pods: list[dict]) -> tuple[list[Outcome], list[str]]:
 
 def _environment(monitor: dict, schedule: dict) -> str | None:
     try:
-        env = find_environment(MonitorSpec.model_validate(monitor["spec"]),
-                               (schedule.get("spec") or {}).get("environment"))
+        env = find_environment(
+            MonitorSpec.model_validate(monitor["spec"]), (schedule.get("spec") or {}).get("environment")
+        )
     except (InvalidRunRequest, ValidationError):
         return None
     return env.name if env else None
@@ -77,25 +78,36 @@ def retry_request(monitor: dict, entry: dict) -> MonitorRunRequest | None:
     return MonitorRunRequest(id=f"retry:{entry['runId']}", environment=env.name)
 
 
-def tick_entries(job: dict, outcomes: list[Outcome], monitors: list[dict], schedules: list[dict],
-                 suites: list[dict] = ()) -> list[tuple[str, str, dict]]:
+def tick_entries(
+    job: dict, outcomes: list[Outcome], monitors: list[dict], schedules: list[dict], suites: list[dict] = ()
+) -> list[tuple[str, str, dict]]:
     """(kind, owner name, run entry) for each outcome whose owner and Schedule exist."""
     meta = job["metadata"]
     tick = tick_of(meta["name"])
     location = (meta.get("labels") or {}).get(LABEL_LOCATION)
-    owners_by_uid = {o["metadata"]["uid"][:UID_PREFIX]: (kind, o)
-                     for kind, owners in (("Monitor", monitors), ("TestSuite", suites)) for o in owners}
+    owners_by_uid = {
+        o["metadata"]["uid"][:UID_PREFIX]: (kind, o)
+        for kind, owners in (("Monitor", monitors), ("TestSuite", suites))
+        for o in owners
+    }
     schedules_by_uid = {s["metadata"]["uid"][:UID_PREFIX]: s for s in schedules}
     entries = []
     for outcome in outcomes:
-        (kind, owner), schedule = owners_by_uid.get(outcome.owner_uid, (None, None)), \
-            schedules_by_uid.get(outcome.schedule_uid)
+        (kind, owner), schedule = (
+            owners_by_uid.get(outcome.owner_uid, (None, None)),
+            schedules_by_uid.get(outcome.schedule_uid),
+        )
         if owner is None or schedule is None:
             continue
         ometa = owner["metadata"]
         run_id = run_id_for_request(ometa["name"], ometa["uid"], f"schedule:{schedule['metadata']['uid']}:{tick}")
-        entry = {"runId": run_id, "phase": "Succeeded", "result": "Passed" if outcome.passed else "Failed",
-                 "startTime": _iso(outcome.started_at), "completionTime": _iso(outcome.started_at + outcome.seconds)}
+        entry = {
+            "runId": run_id,
+            "phase": "Succeeded",
+            "result": "Passed" if outcome.passed else "Failed",
+            "startTime": _iso(outcome.started_at),
+            "completionTime": _iso(outcome.started_at + outcome.seconds),
+        }
         if kind == "Monitor":
             entry = {
                 **entry,
@@ -110,10 +122,13 @@ def tick_entries(job: dict, outcomes: list[Outcome], monitors: list[dict], sched
 
 
 def _merge(old: dict, new: dict) -> dict:
-    merged = {**old, "regions": sorted(set(old.get("regions") or []) | set(new.get("regions") or [])),
-              "result": "Passed" if old.get("result") == new.get("result") == "Passed" else "Failed",
-              "startTime": min(old["startTime"], new["startTime"]),
-              "completionTime": max(old.get("completionTime") or "", new.get("completionTime") or "") or None}
+    merged = {
+        **old,
+        "regions": sorted(set(old.get("regions") or []) | set(new.get("regions") or [])),
+        "result": "Passed" if old.get("result") == new.get("result") == "Passed" else "Failed",
+        "startTime": min(old["startTime"], new["startTime"]),
+        "completionTime": max(old.get("completionTime") or "", new.get("completionTime") or "") or None,
+    }
     times = [e["responseTimeMs"] for e in (old, new) if e.get("responseTimeMs") is not None]
     merged["responseTimeMs"] = round(sum(times) / len(times)) if times else None
     merged["message"] = _message(merged)

@@ -40,12 +40,20 @@ WRITERS = 8
 REMEMBERED_JOBS = 1000
 
 
-def record_run(namespace: str, kind: str, name: str, entry: dict, limit: int, logger: logging.Logger,
-               owner: dict | None = None) -> bool:
+def record_run(
+    namespace: str, kind: str, name: str, entry: dict, limit: int, logger: logging.Logger, owner: dict | None = None
+) -> bool:
     """Record one run into the owner's status; True if this call wrote it. `owner` is the
     owner as listed, saving the first read; a conflict reads it again."""
-    written = update_status(kind, namespace, name, lambda current: with_scheduled_run(
-        current.get("status") or {}, entry, limit, current["metadata"].get("generation")), first=owner)
+    written = update_status(
+        kind,
+        namespace,
+        name,
+        lambda current: with_scheduled_run(
+            current.get("status") or {}, entry, limit, current["metadata"].get("generation")
+        ),
+        first=owner,
+    )
     if written is None:
         return False
     runevents.status_written(kind, written.obj, written.before, written.after, logger)
@@ -65,13 +73,15 @@ def record_tick(namespace: str, job: dict, logger: logging.Logger) -> int:
     if not outcomes:
         return 0
     monitors, suites = kube.list_custom(MONITORS, namespace), kube.list_custom(SUITES, namespace)
-    listed = {(kind, o["metadata"]["name"]): o for kind, owners in (("Monitor", monitors), ("TestSuite", suites))
-              for o in owners}
+    listed = {
+        (kind, o["metadata"]["name"]): o
+        for kind, owners in (("Monitor", monitors), ("TestSuite", suites))
+        for o in owners
+    }
     entries = tick_entries(job, outcomes, monitors, kube.list_custom(SCHEDULES, namespace), suites)
     limit = get_settings().run_history_limit
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        written = sum(pool.map(lambda item: record_run(namespace, *item, limit, logger, listed.get(item[:2])),
-                               entries))
+        written = sum(pool.map(lambda item: record_run(namespace, *item, limit, logger, listed.get(item[:2])), entries))
     logger.info(f"tick {job['metadata']['name']}: {len(outcomes)} runs, {written} recorded")
     for kind, name, entry in entries:
         monitor = listed.get((kind, name)) if kind == "Monitor" else None

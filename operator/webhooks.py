@@ -35,8 +35,16 @@ def url_host(url: str) -> str:
         return "(invalid URL)"
 
 
-def post_result(url: str, payload: dict, *, timeout: float, attempts: int, logger: logging.Logger,
-                policy: EgressPolicy, sleep=time.sleep) -> bool:
+def post_result(
+    url: str,
+    payload: dict,
+    *,
+    timeout: float,
+    attempts: int,
+    logger: logging.Logger,
+    policy: EgressPolicy,
+    sleep=time.sleep,
+) -> bool:
     """POST `payload` to `url` through `policy`; True once a receiver answered 2xx or 3xx."""
     host = url_host(url)
     for attempt in range(1, attempts + 1):
@@ -44,8 +52,9 @@ def post_result(url: str, payload: dict, *, timeout: float, attempts: int, logge
             with egress.client(policy, timeout=timeout, follow_redirects=False) as client:
                 response = client.post(url, json=payload, headers={"User-Agent": "assay-operator"})
         except EgressDenied:
-            logger.warning(f"webhook to {host}: the address is not one the operator may reach (egress policy); "
-                           "not sent")
+            logger.warning(
+                f"webhook to {host}: the address is not one the operator may reach (egress policy); not sent"
+            )
             return False
         except httpx.HTTPError as exc:
             why = type(exc).__name__

@@ -56,8 +56,10 @@ class NamespaceQueue:
             try:
                 self.work(namespace)
             except Exception as exc:  # noqa: BLE001  (the queue outlives any one failure)
-                log.warning(f"{namespace}: {self.what} not reconciled ({type(exc).__name__}: {exc}); "
-                            f"retrying in {self.retry:.0f}s")
+                log.warning(
+                    f"{namespace}: {self.what} not reconciled ({type(exc).__name__}: {exc}); "
+                    f"retrying in {self.retry:.0f}s"
+                )
                 with self._wake:
                     self._due.setdefault(namespace, time.monotonic() + self.retry)
                     self._wake.notify()

@@ -42,16 +42,28 @@ class Cluster:
     @property
     def env(self) -> dict[str, str]:
         # The gateway's and operator's egress policy: loopback test targets (ephemeral ports) only.
-        return {**os.environ, "KUBECONFIG": self.kubeconfig, "ASSAY_EGRESS_ALLOW": localkube.egress_allow(),
-                "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        return {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "ASSAY_EGRESS_ALLOW": localkube.egress_allow(),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(self.bin_dir / "kubectl"), *args], input=input, text=True,
-                                capture_output=True, env=self.env, timeout=timeout)
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(self.bin_dir / "kubectl"), *args],
+            input=input,
+            text=True,
+            capture_output=True,
+            env=self.env,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def api_client(self):
@@ -80,10 +92,12 @@ def cluster(tmp_path_factory) -> Cluster:
         crds = sorted(str(p) for p in (REPO / "crds").glob("*.yaml"))
         if crds:
             cluster.kubectl("apply", "--server-side", *sum((["-f", c] for c in crds), []))
-            cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                            *sum((["-f", c] for c in crds), []))
-        cluster.wait_for("the node agent's node", lambda: cluster.kubectl(
-            "get", "nodes", "-o", "name", check=False).stdout.strip(), timeout=30)
+            cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *sum((["-f", c] for c in crds), []))
+        cluster.wait_for(
+            "the node agent's node",
+            lambda: cluster.kubectl("get", "nodes", "-o", "name", check=False).stdout.strip(),
+            timeout=30,
+        )
         yield cluster
     finally:
         localkube.down(state_dir, log=lambda msg: print(msg, file=sys.stderr))
@@ -93,8 +107,10 @@ def cluster(tmp_path_factory) -> Cluster:
 def namespace(cluster: Cluster) -> str:
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
-    cluster.wait_for("the namespace's default service account", lambda: cluster.kubectl(
-        "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0)
+    cluster.wait_for(
+        "the namespace's default service account",
+        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+    )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -126,10 +142,18 @@ class OperatorProcess(ManagedProcess):
     """`python -m assay.operator` as a real process, killable mid-run: watching `namespaces`
     (one or several), and telling runner pods where `gateway` is when one is given."""
 
-    def __init__(self, cluster: Cluster, log_path: Path, namespaces: str | list[str] | None = None,
-                 gateway: GatewayProcess | None = None, *, peering: str | None = None,
-                 priority: int | None = None, metrics_port: int | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        cluster: Cluster,
+        log_path: Path,
+        namespaces: str | list[str] | None = None,
+        gateway: GatewayProcess | None = None,
+        *,
+        peering: str | None = None,
+        priority: int | None = None,
+        metrics_port: int | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.cluster, self.log_path, self.gateway = cluster, log_path, gateway
         self.namespaces = [namespaces] if isinstance(namespaces, str) else list(namespaces or [])
         self.peering, self.priority, self.metrics_port = peering, priority, metrics_port
@@ -181,16 +205,26 @@ class GatewayProcess(ManagedProcess):
 
     @property
     def env(self) -> dict[str, str]:
-        return {**self.cluster.env, "ASSAY_STORE_DIR": str(self.store_dir), "ASSAY_PUBLIC_URL": self.url,
-                "ASSAY_UPLOAD_KEY": self.UPLOAD_KEY, "ASSAY_TOKEN_SIGNING_KEY": self.SIGNING_KEY,
-                "ASSAY_KUBECONFIG": self.cluster.kubeconfig}
+        return {
+            **self.cluster.env,
+            "ASSAY_STORE_DIR": str(self.store_dir),
+            "ASSAY_PUBLIC_URL": self.url,
+            "ASSAY_UPLOAD_KEY": self.UPLOAD_KEY,
+            "ASSAY_TOKEN_SIGNING_KEY": self.SIGNING_KEY,
+            "ASSAY_KUBECONFIG": self.cluster.kubeconfig,
+        }
 
     def start(self) -> GatewayProcess:
         import urllib.request
 
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "assay.api", "--port", str(self.port)],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd="/", env=self.env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "assay.api", "--port", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd="/",
+            env=self.env,
+        )
 
         def healthy():
             if self.proc.poll() is not None:
@@ -199,9 +233,9 @@ class GatewayProcess(ManagedProcess):
                 return urllib.request.urlopen(self.url + "/healthz", timeout=1).status == 200
             except OSError:
                 return False
+
         self.cluster.wait_for("the gateway to answer /healthz", healthy, timeout=30, interval=0.2)
         return self
-
 
 
 @pytest.fixture

@@ -57,8 +57,13 @@ Operational notes
 from __future__ import annotations
 
 from .dependencies import require_bearer, require_static_token
-from .index import (DISABLED_ORG_CREDENTIALS_ANNOTATION, ORG_ADMIN_LABEL, CredentialIndex, CredentialRecord,
-                    NamespaceRecord)
+from .index import (
+    DISABLED_ORG_CREDENTIALS_ANNOTATION,
+    ORG_ADMIN_LABEL,
+    CredentialIndex,
+    CredentialRecord,
+    NamespaceRecord,
+)
 from .policy import Principal
 from .service import AuthError, Authenticator, IssuedToken, NotReady
 from .tenancy import Tenancy

@@ -57,9 +57,15 @@ def token_requirement(dependency) -> tuple[str, ...] | None:
 def _check_scopes(principal: Principal, needed: frozenset[str], scheme: str) -> Principal:
     missing = sorted(needed - principal.scopes)
     if missing:
-        raise ApiError(403, f"the token lacks the scope(s) {' '.join(missing)}", "insufficient_scope",
-                       headers={"WWW-Authenticate": f'{scheme} realm="{REALM}", error="insufficient_scope", '
-                                                    f'scope="{" ".join(sorted(needed))}"'})
+        raise ApiError(
+            403,
+            f"the token lacks the scope(s) {' '.join(missing)}",
+            "insufficient_scope",
+            headers={
+                "WWW-Authenticate": f'{scheme} realm="{REALM}", error="insufficient_scope", '
+                f'scope="{" ".join(sorted(needed))}"'
+            },
+        )
     return principal
 
 
@@ -108,8 +114,9 @@ def require_static_token(family: str) -> Callable[..., Principal]:
         else:
             given, _, token = header.partition(" ")
             if given.lower() != scheme or not token.strip():
-                raise _unauthorized(challenge_scheme, f"expected Authorization: {scheme.title()} <token>",
-                                    "invalid_request")
+                raise _unauthorized(
+                    challenge_scheme, f"expected Authorization: {scheme.title()} <token>", "invalid_request"
+                )
         try:
             principal = _authenticator(request).verify_static_token(token.strip())
         except NotReady as exc:

@@ -66,14 +66,20 @@ def credential_record(obj: dict) -> CredentialRecord | None:
     try:
         spec = ClientCredentialSpec.model_validate(obj.get("spec") or {})
     except ValidationError:
-        log.warning("ignoring ClientCredential %s/%s: its spec does not parse",
-                    meta.get("namespace"), meta.get("name"))
+        log.warning("ignoring ClientCredential %s/%s: its spec does not parse", meta.get("namespace"), meta.get("name"))
         return None
     return CredentialRecord(
-        namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], client_id=client_id,
-        phase=status.get("phase"), secret_hash=status.get("secretHash"),
-        scopes=tuple(spec.scopes), grant_types=frozenset(spec.grant_types), level=spec.level,
-        organization=spec.organization, redirect_uris=tuple(spec.redirect_uris),
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        client_id=client_id,
+        phase=status.get("phase"),
+        secret_hash=status.get("secretHash"),
+        scopes=tuple(spec.scopes),
+        grant_types=frozenset(spec.grant_types),
+        level=spec.level,
+        organization=spec.organization,
+        redirect_uris=tuple(spec.redirect_uris),
         expires_at=spec.expires_at.timestamp() if spec.expires_at else None,
         deleting=bool(meta.get("deletionTimestamp")),
     )

@@ -44,8 +44,10 @@ def credential_problem(record: CredentialRecord, namespace_of: NamespaceLookup, 
         if not record.organization or home is None or home.org_admin != record.organization:
             # Otherwise anyone allowed to create a ClientCredential in any namespace could mint
             # access to a whole organization.
-            return (f"org-level credentials of {record.organization!r} are honoured only in a namespace "
-                    f"labelled {ORG_ADMIN_LABEL}={record.organization}")
+            return (
+                f"org-level credentials of {record.organization!r} are honoured only in a namespace "
+                f"labelled {ORG_ADMIN_LABEL}={record.organization}"
+            )
     return None
 
 
@@ -55,9 +57,15 @@ def principal_for(record: CredentialRecord, namespace_of: NamespaceLookup, scope
     else:
         home = namespace_of(record.namespace)
         organization = home.organization if home else None
-    return Principal(client_id=record.client_id, credential=record.key, credential_uid=record.uid,
-                     level=record.level, organization=organization, namespace=record.namespace,
-                     scopes=frozenset(scopes))
+    return Principal(
+        client_id=record.client_id,
+        credential=record.key,
+        credential_uid=record.uid,
+        level=record.level,
+        organization=organization,
+        namespace=record.namespace,
+        scopes=frozenset(scopes),
+    )
 
 
 def can_reach(principal: Principal, namespace: NamespaceRecord | None) -> bool:
@@ -67,9 +75,12 @@ def can_reach(principal: Principal, namespace: NamespaceRecord | None) -> bool:
         return False
     if principal.level == "project":
         return namespace.name == principal.namespace
-    return (principal.level == "org" and principal.organization is not None
-            and namespace.organization == principal.organization
-            and principal.client_id not in namespace.disabled_org_credentials)
+    return (
+        principal.level == "org"
+        and principal.organization is not None
+        and namespace.organization == principal.organization
+        and principal.client_id not in namespace.disabled_org_credentials
+    )
 
 
 def project_namespace(principal: Principal, org: str, project: str, namespace_of: NamespaceLookup) -> str | None:

@@ -14,8 +14,15 @@ from ..logs import log_fields
 from .index import CredentialIndex, CredentialRecord
 from .policy import Principal, credential_problem, principal_for
 from .tenancy import Tenancy
-from .tokens import (AuthorizationCodes, AuthorizationGrant, TokenError, TokenSigner, parse_static_token,
-                     resolve_scopes, secret_matches)
+from .tokens import (
+    AuthorizationCodes,
+    AuthorizationGrant,
+    TokenError,
+    TokenSigner,
+    parse_static_token,
+    resolve_scopes,
+    secret_matches,
+)
 from .watch import IndexWatchers
 
 log = logging.getLogger("assay.api.auth")
@@ -50,8 +57,7 @@ class Authenticator:
 
     `kube=None` gives an Authenticator over an index that the caller fills (unit tests, tools)."""
 
-    def __init__(self, settings, kube, store=None, *, index: CredentialIndex | None = None,
-                 clock=time.time):
+    def __init__(self, settings, kube, store=None, *, index: CredentialIndex | None = None, clock=time.time):
         self.settings = settings
         self.kube = kube
         self.store = store  # reserved: authorization codes shared between replicas
@@ -59,8 +65,10 @@ class Authenticator:
         self.tenancy = Tenancy(self.index)
         key = settings.token_signing_key.get_secret_value().encode() if settings.token_signing_key else None
         if key is None:
-            log.warning("ASSAY_TOKEN_SIGNING_KEY is unset: signing with a random key; tokens die with this "
-                        "process and are not shared between replicas")
+            log.warning(
+                "ASSAY_TOKEN_SIGNING_KEY is unset: signing with a random key; tokens die with this "
+                "process and are not shared between replicas"
+            )
         elif len(key) < 32:
             log.warning("ASSAY_TOKEN_SIGNING_KEY is shorter than 32 bytes; use at least 32 random bytes")
         self.signer = TokenSigner(key or secrets.token_bytes(32), settings.token_ttl_seconds)
@@ -121,10 +129,21 @@ class Authenticator:
 
     def issue_token(self, record: CredentialRecord, scopes: Sequence[str]) -> IssuedToken:
         token, claims = self.signer.issue(record.client_id, record.uid, scopes, now=self._clock())
-        log_fields(log, "access token issued", client_id=record.client_id, credential=record.key,
-                   scope=" ".join(claims.scopes), jti=claims.jti)
-        return IssuedToken(access_token=token, expires_in=self.signer.ttl_seconds, scopes=claims.scopes,
-                           jti=claims.jti, expires_at=claims.expires_at)
+        log_fields(
+            log,
+            "access token issued",
+            client_id=record.client_id,
+            credential=record.key,
+            scope=" ".join(claims.scopes),
+            jti=claims.jti,
+        )
+        return IssuedToken(
+            access_token=token,
+            expires_in=self.signer.ttl_seconds,
+            scopes=claims.scopes,
+            jti=claims.jti,
+            expires_at=claims.expires_at,
+        )
 
     def client_credentials_token(self, record: CredentialRecord, requested_scope: str | None) -> IssuedToken:
         if "client_credentials" not in record.grant_types:

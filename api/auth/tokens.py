@@ -23,7 +23,6 @@ _DUMMY_HASH = SECRET_HASH_PREFIX + "0" * 64
 # --- client secrets -----------------------------------------------------------------------------
 
 
-
 def secret_matches(presented: str, stored_hash: str | None) -> bool:
     """Constant-time comparison of the presented secret's hash with the stored one. With no
     stored hash (unknown client) a dummy is compared, so both paths cost the same."""
@@ -54,6 +53,7 @@ def parse_static_token(token: str) -> tuple[str, str] | None:
 
 # --- scopes ---------------------------------------------------------------------------------------
 
+
 class ScopeError(ValueError):
     """A requested scope the credential does not have."""
 
@@ -80,6 +80,7 @@ def resolve_scopes(requested: str | None, granted: Sequence[str]) -> tuple[str, 
 
 
 # --- access tokens --------------------------------------------------------------------------------
+
 
 class TokenError(ValueError):
     """An access token that is malformed, forged, or expired."""
@@ -111,14 +112,26 @@ class TokenSigner:
         self._key = key
         self.ttl_seconds = ttl_seconds
 
-    def issue(self, client_id: str, credential_uid: str, scopes: Iterable[str],
-              now: float | None = None) -> tuple[str, AccessClaims]:
+    def issue(
+        self, client_id: str, credential_uid: str, scopes: Iterable[str], now: float | None = None
+    ) -> tuple[str, AccessClaims]:
         issued_at = int(now if now is not None else time.time())
-        claims = AccessClaims(client_id=client_id, credential_uid=credential_uid, scopes=tuple(scopes),
-                              jti=uuid.uuid4().hex, issued_at=issued_at,
-                              expires_at=issued_at + self.ttl_seconds)
-        payload = {"sub": claims.client_id, "scope": " ".join(claims.scopes), "jti": claims.jti,
-                   "iat": claims.issued_at, "exp": claims.expires_at, "cred": claims.credential_uid}
+        claims = AccessClaims(
+            client_id=client_id,
+            credential_uid=credential_uid,
+            scopes=tuple(scopes),
+            jti=uuid.uuid4().hex,
+            issued_at=issued_at,
+            expires_at=issued_at + self.ttl_seconds,
+        )
+        payload = {
+            "sub": claims.client_id,
+            "scope": " ".join(claims.scopes),
+            "jti": claims.jti,
+            "iat": claims.issued_at,
+            "exp": claims.expires_at,
+            "cred": claims.credential_uid,
+        }
         token = jwt.encode(payload, self._key, algorithm=self.ALGORITHM, headers={"typ": self.TYPE})
         return token, claims
 
@@ -127,20 +140,30 @@ class TokenSigner:
             header = jwt.get_unverified_header(token)
             if header.get("typ") != self.TYPE:
                 raise TokenError("not an access token")
-            payload = jwt.decode(token, self._key, algorithms=[self.ALGORITHM],
-                                 options={"require": ["sub", "scope", "jti", "iat", "exp", "cred"]})
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self.ALGORITHM],
+                options={"require": ["sub", "scope", "jti", "iat", "exp", "cred"]},
+            )
         except jwt.ExpiredSignatureError:
             raise TokenError("access token expired") from None
         except jwt.PyJWTError:
             raise TokenError("invalid access token") from None
         if not all(isinstance(payload[k], str) for k in ("sub", "scope", "jti", "cred")):
             raise TokenError("invalid access token")
-        return AccessClaims(client_id=payload["sub"], credential_uid=payload["cred"],
-                            scopes=parse_scope(payload["scope"]), jti=payload["jti"],
-                            issued_at=int(payload["iat"]), expires_at=int(payload["exp"]))
+        return AccessClaims(
+            client_id=payload["sub"],
+            credential_uid=payload["cred"],
+            scopes=parse_scope(payload["scope"]),
+            jti=payload["jti"],
+            issued_at=int(payload["iat"]),
+            expires_at=int(payload["exp"]),
+        )
 
 
 # --- authorization codes (the Runscope web flow) ----------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AuthorizationGrant:
@@ -190,12 +213,14 @@ class AuthorizationCodes:
             self._prune(now)
             if len(self._open) >= self.MAX_OUTSTANDING:
                 raise OverflowError("too many outstanding authorization codes")
-            self._open[self._key(code)] = AuthorizationGrant(client_id, credential_uid, redirect_uri,
-                                                             tuple(scopes), now + self.ttl)
+            self._open[self._key(code)] = AuthorizationGrant(
+                client_id, credential_uid, redirect_uri, tuple(scopes), now + self.ttl
+            )
         return code
 
-    def redeem(self, code: str, check: Callable[[AuthorizationGrant], None]) -> tuple[
-            AuthorizationGrant | None, list[tuple[str, int]]]:
+    def redeem(
+        self, code: str, check: Callable[[AuthorizationGrant], None]
+    ) -> tuple[AuthorizationGrant | None, list[tuple[str, int]]]:
         """(grant, []) the first time; (None, token ids issued on the first use) on a replay;
         (None, []) for an unknown or expired code. `check(grant)` runs first, on a replay too:
         when it raises (another client, another redirect_uri) the exception propagates and the

@@ -33,8 +33,15 @@ REQUEST_TIMEOUT = (10, WATCH_SECONDS + 30)
 
 
 class ResourceWatcher:
-    def __init__(self, what: str, list_fn: Callable, args: tuple, reset: Callable[[Iterable[dict]], None],
-                 put: Callable[[dict], None], drop: Callable[[dict], None]):
+    def __init__(
+        self,
+        what: str,
+        list_fn: Callable,
+        args: tuple,
+        reset: Callable[[Iterable[dict]], None],
+        put: Callable[[dict], None],
+        drop: Callable[[dict], None],
+    ):
         self.what, self.list_fn, self.args = what, list_fn, args
         self.reset, self.put, self.drop = reset, put, drop
         self.synced = False
@@ -46,8 +53,7 @@ class ResourceWatcher:
 
     @property
     def healthy(self) -> bool:
-        return self.synced and (self.broken_since is None
-                                or time.monotonic() - self.broken_since < STALE_AFTER)
+        return self.synced and (self.broken_since is None or time.monotonic() - self.broken_since < STALE_AFTER)
 
     def sync(self) -> None:
         """List everything and replace this resource's part of the index."""
@@ -89,17 +95,27 @@ class ResourceWatcher:
                     break
                 if self.broken_since is None:
                     self.broken_since = time.monotonic()
-                log.warning("watching %s failed (%s); relisting in %.1fs", self.what,
-                            getattr(exc, "status", None) or type(exc).__name__, backoff)
+                log.warning(
+                    "watching %s failed (%s); relisting in %.1fs",
+                    self.what,
+                    getattr(exc, "status", None) or type(exc).__name__,
+                    backoff,
+                )
                 self._resource_version = None
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
     def _watch_once(self) -> None:
         self._watch = kubernetes.watch.Watch()
-        stream = self._watch.stream(self.list_fn, *self.args, resource_version=self._resource_version,
-                                    timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True,
-                                    deserialize=False, _request_timeout=REQUEST_TIMEOUT)
+        stream = self._watch.stream(
+            self.list_fn,
+            *self.args,
+            resource_version=self._resource_version,
+            timeout_seconds=WATCH_SECONDS,
+            allow_watch_bookmarks=True,
+            deserialize=False,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
         for event in stream:
             if self._stopping.is_set():
                 return
@@ -121,11 +137,22 @@ class IndexWatchers:
 
     def __init__(self, kube, index: CredentialIndex):
         self.watchers = [
-            ResourceWatcher("clientcredentials", kube.custom.list_cluster_custom_object,
-                            (GROUP, VERSION, "clientcredentials"),
-                            index.reset_credentials, index.put_credential, index.drop_credential),
-            ResourceWatcher("namespaces", kube.core.list_namespace, (),
-                            index.reset_namespaces, index.put_namespace, index.drop_namespace),
+            ResourceWatcher(
+                "clientcredentials",
+                kube.custom.list_cluster_custom_object,
+                (GROUP, VERSION, "clientcredentials"),
+                index.reset_credentials,
+                index.put_credential,
+                index.drop_credential,
+            ),
+            ResourceWatcher(
+                "namespaces",
+                kube.core.list_namespace,
+                (),
+                index.reset_namespaces,
+                index.put_namespace,
+                index.drop_namespace,
+            ),
         ]
 
     @property
@@ -137,8 +164,11 @@ class IndexWatchers:
             try:
                 watcher.sync()  # before serving: the first requests already see every credential
             except Exception as exc:  # noqa: BLE001 - the thread keeps trying; requests get 503
-                log.warning("initial list of %s failed (%s); retrying in the background", watcher.what,
-                            getattr(exc, "status", None) or type(exc).__name__)
+                log.warning(
+                    "initial list of %s failed (%s); retrying in the background",
+                    watcher.what,
+                    getattr(exc, "status", None) or type(exc).__name__,
+                )
             watcher.start()
 
     def stop(self) -> None:

@@ -25,8 +25,10 @@ def asset(name: str) -> str:
 
 
 def content_security_policy(nonce: str) -> str:
-    return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
-            "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
+        "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
 
 
 # --- small pieces -------------------------------------------------------------------------------------
@@ -53,8 +55,10 @@ def when(value: str | None, now: dt.datetime) -> str:
     if moment is None:
         return '<span class="none">–</span>'
     exact = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return (f'<time datetime="{moment.strftime("%Y-%m-%dT%H:%M:%SZ")}" title="{exact}">'
-            f'{relative((now - moment).total_seconds())}</time>')
+    return (
+        f'<time datetime="{moment.strftime("%Y-%m-%dT%H:%M:%SZ")}" title="{exact}">'
+        f"{relative((now - moment).total_seconds())}</time>"
+    )
 
 
 def duration(seconds: float | None) -> str:
@@ -73,8 +77,11 @@ def number(value, unit: str = "", digits: int = 0) -> str:
 
 
 def archive_links(loadtest: dict) -> str:
-    links = [f'<a class="archive" href="{escape(a["url"])}" download>{kind} {a["number"]}</a>'
-             for kind, key in (("report", "reports"), ("result", "results")) for a in loadtest[key]]
+    links = [
+        f'<a class="archive" href="{escape(a["url"])}" download>{kind} {a["number"]}</a>'
+        for kind, key in (("report", "reports"), ("result", "results"))
+        for a in loadtest[key]
+    ]
     return " ".join(links) or '<span class="none">none yet</span>'
 
 
@@ -90,37 +97,45 @@ def loadtests_section(loadtests: list[dict], now: dt.datetime) -> str:
         rows.append(
             f'<tr data-name="{escape(lt["namespace"])}/{escape(lt["name"])}">'
             f'<td>{escape(lt["namespace"])}</td><td class="num">{lt["number"]}</td>'
-            f'<td><strong>{escape(lt["name"])}</strong>{note}</td><td>{badge(lt["state"])}</td>'
+            f"<td><strong>{escape(lt['name'])}</strong>{note}</td><td>{badge(lt['state'])}</td>"
             f'<td class="num">{number(lt["requests"])}</td><td class="num">{number(lt["failures"])}</td>'
             f'<td class="num">{number(lt["p95Ms"], " ms", 1)}</td><td>{when(lt["startedAt"], now)}</td>'
-            f'<td class="num">{duration(lt["durationSeconds"])}</td><td>{archive_links(lt)}</td></tr>')
-    return ('<section id="loadtests"><h2>Load tests</h2><table><thead><tr>'
-            '<th scope="col">Namespace</th><th scope="col">#</th><th scope="col">Name</th>'
-            '<th scope="col">State</th><th scope="col">Requests</th><th scope="col">Failures</th>'
-            '<th scope="col">p95</th><th scope="col">Started</th><th scope="col">Duration</th>'
-            f'<th scope="col">Archives</th></tr></thead><tbody>{"".join(rows)}</tbody></table></section>')
+            f'<td class="num">{duration(lt["durationSeconds"])}</td><td>{archive_links(lt)}</td></tr>'
+        )
+    return (
+        '<section id="loadtests"><h2>Load tests</h2><table><thead><tr>'
+        '<th scope="col">Namespace</th><th scope="col">#</th><th scope="col">Name</th>'
+        '<th scope="col">State</th><th scope="col">Requests</th><th scope="col">Failures</th>'
+        '<th scope="col">p95</th><th scope="col">Started</th><th scope="col">Duration</th>'
+        f'<th scope="col">Archives</th></tr></thead><tbody>{"".join(rows)}</tbody></table></section>'
+    )
 
 
 def monitor_card(monitor: dict, now: dt.datetime) -> str:
-    label = f'{monitor["namespace"]}/{monitor["name"]}'
-    strip = "".join(f'<span class="dot {BADGE_CLASS.get(r["result"], "idle")}" title="{escape(r["runId"])}: '
-                    f'{escape(r["result"])}"></span>' for r in reversed(monitor["runs"]))
+    label = f"{monitor['namespace']}/{monitor['name']}"
+    strip = "".join(
+        f'<span class="dot {BADGE_CLASS.get(r["result"], "idle")}" title="{escape(r["runId"])}: '
+        f'{escape(r["result"])}"></span>'
+        for r in reversed(monitor["runs"])
+    )
     rows = "".join(
-        f'<tr><td>{when(r["startedAt"], now)}</td><td>{badge(r["result"])}</td>'
+        f"<tr><td>{when(r['startedAt'], now)}</td><td>{badge(r['result'])}</td>"
         f'<td class="num">{number(r["responseTimeMs"], " ms")}</td>'
-        f'<td>{escape(r["environment"] or "")}</td><td>{escape(", ".join(r["regions"]))}</td>'
-        f'<td>{"schedule " + escape(r["schedule"]) if r["schedule"] else "request"}</td></tr>'
-        for r in monitor["runs"][:10])
+        f"<td>{escape(r['environment'] or '')}</td><td>{escape(', '.join(r['regions']))}</td>"
+        f"<td>{'schedule ' + escape(r['schedule']) if r['schedule'] else 'request'}</td></tr>"
+        for r in monitor["runs"][:10]
+    )
     pass_rate = number(monitor["passRate"], " %", 1)
     return (
         f'<article class="monitor" data-name="{escape(label)}"><header><h3>{escape(monitor["displayName"])}</h3>'
         f'<span class="ns">{escape(monitor["namespace"])}</span>{badge(monitor["lastResult"])}</header>'
         f'<p class="facts">last run {when(monitor["lastRunAt"], now)} · {monitor["runCount"]} runs · '
-        f'{pass_rate} passed · mean response {number(monitor["avgResponseTimeMs"], " ms", 1)}</p>'
+        f"{pass_rate} passed · mean response {number(monitor['avgResponseTimeMs'], ' ms', 1)}</p>"
         f'<div class="strip">{strip}</div>{response_time_chart(monitor["responseTimes"], label)}'
         '<table class="runs"><thead><tr><th scope="col">Run</th><th scope="col">Result</th>'
         '<th scope="col">Response</th><th scope="col">Environment</th><th scope="col">Regions</th>'
-        f'<th scope="col">Started by</th></tr></thead><tbody>{rows}</tbody></table></article>')
+        f'<th scope="col">Started by</th></tr></thead><tbody>{rows}</tbody></table></article>'
+    )
 
 
 def monitors_section(monitors: list[dict], now: dt.datetime) -> str:
@@ -132,24 +147,30 @@ def suites_section(runs: list[dict], now: dt.datetime) -> str:
     if not runs:
         return '<section id="suiteruns"><h2>Suite runs</h2><p class="empty">No suite runs.</p></section>'
     rows = "".join(
-        f'<tr><td>{escape(r["namespace"])}</td><td><strong>{escape(r["suite"])}</strong></td>'
+        f"<tr><td>{escape(r['namespace'])}</td><td><strong>{escape(r['suite'])}</strong></td>"
         f'<td class="mono">{escape(r["runId"])}</td><td>{badge(r["state"])}</td>'
         f'<td class="num">{escape(r["progress"] or "–")}</td><td class="num">{number(r["successRate"], " %", 1)}</td>'
         f'<td>{when(r["startedAt"], now)}</td><td class="num">{duration(r["durationSeconds"])}</td></tr>'
-        for r in runs)
-    return ('<section id="suiteruns"><h2>Suite runs</h2><table><thead><tr><th scope="col">Namespace</th>'
-            '<th scope="col">Suite</th><th scope="col">Run</th><th scope="col">State</th>'
-            '<th scope="col">Flows</th><th scope="col">Success</th><th scope="col">Started</th>'
-            f'<th scope="col">Duration</th></tr></thead><tbody>{rows}</tbody></table></section>')
+        for r in runs
+    )
+    return (
+        '<section id="suiteruns"><h2>Suite runs</h2><table><thead><tr><th scope="col">Namespace</th>'
+        '<th scope="col">Suite</th><th scope="col">Run</th><th scope="col">State</th>'
+        '<th scope="col">Flows</th><th scope="col">Success</th><th scope="col">Started</th>'
+        f'<th scope="col">Duration</th></tr></thead><tbody>{rows}</tbody></table></section>'
+    )
 
 
 def namespace_filter(namespaces: list[str], selected: str | None) -> str:
     options = ['<option value="">all namespaces</option>'] + [
         f'<option value="{escape(ns)}"{" selected" if ns == selected else ""}>{escape(ns)}</option>'
-        for ns in namespaces]
-    return ('<form id="filter" method="get" action="/dashboard"><label for="namespace">Namespace</label>'
-            f'<select id="namespace" name="namespace">{"".join(options)}</select>'
-            '<button type="submit">Show</button></form>')
+        for ns in namespaces
+    ]
+    return (
+        '<form id="filter" method="get" action="/dashboard"><label for="namespace">Namespace</label>'
+        f'<select id="namespace" name="namespace">{"".join(options)}</select>'
+        '<button type="submit">Show</button></form>'
+    )
 
 
 # --- pages ------------------------------------------------------------------------------------------------
@@ -157,11 +178,13 @@ def namespace_filter(namespaces: list[str], selected: str | None) -> str:
 
 def document(title: str, body: str, nonce: str, *, script: bool = False, attributes: str = "") -> str:
     js = f'<script nonce="{nonce}">{asset("dashboard.js")}</script>' if script else ""
-    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{escape(title)}</title><link rel="icon" href="data:,">'
-            f'<style nonce="{nonce}">{asset("dashboard.css")}</style></head>'
-            f'<body{attributes}>{body}{js}</body></html>')
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{escape(title)}</title><link rel="icon" href="data:,">'
+        f'<style nonce="{nonce}">{asset("dashboard.css")}</style></head>'
+        f"<body{attributes}>{body}{js}</body></html>"
+    )
 
 
 def dashboard_page(overview: dict, signed_in_as: str, nonce: str, now: dt.datetime | None = None) -> str:
@@ -169,16 +192,19 @@ def dashboard_page(overview: dict, signed_in_as: str, nonce: str, now: dt.dateti
     selected = overview["namespace"]
     api = "/dashboard/api/overview" + (f"?{urlencode({'namespace': selected})}" if selected else "")
     count = len(overview["namespaces"])
-    scope = escape(selected) if selected else f'{count} namespace{"" if count == 1 else "s"}'
+    scope = escape(selected) if selected else f"{count} namespace{'' if count == 1 else 's'}"
     header = (
         '<header class="top"><h1>Assay</h1>'
-        f'{namespace_filter(overview["namespaces"], selected)}'
+        f"{namespace_filter(overview['namespaces'], selected)}"
         f'<div class="who">signed in as <strong>{escape(signed_in_as)}</strong>'
-        '<form method="post" action="/dashboard/logout"><button type="submit">Log out</button></form></div></header>')
-    main = (f'<main id="content"><p class="scope">Showing {scope} · updated {when(overview["generatedAt"], now)}'
-            '</p>'
-            f'{loadtests_section(overview["loadTests"], now)}{monitors_section(overview["monitors"], now)}'
-            f'{suites_section(overview["suiteRuns"], now)}</main>')
+        '<form method="post" action="/dashboard/logout"><button type="submit">Log out</button></form></div></header>'
+    )
+    main = (
+        f'<main id="content"><p class="scope">Showing {scope} · updated {when(overview["generatedAt"], now)}'
+        "</p>"
+        f"{loadtests_section(overview['loadTests'], now)}{monitors_section(overview['monitors'], now)}"
+        f"{suites_section(overview['suiteRuns'], now)}</main>"
+    )
     attributes = f' data-api="{escape(api)}" data-fingerprint="{escape(overview["fingerprint"])}"'
     return document("Assay dashboard", header + main, nonce, script=True, attributes=attributes)
 
@@ -193,11 +219,14 @@ def login_page(form_token: str, nonce: str, error: str | None = None, client_id:
         f'<input id="client_id" name="client_id" autocomplete="username" required value="{escape(client_id)}">'
         '<label for="client_secret">Client secret</label>'
         '<input id="client_secret" name="client_secret" type="password" autocomplete="current-password" required>'
-        '<button type="submit">Sign in</button></form></main>')
+        '<button type="submit">Sign in</button></form></main>'
+    )
     return document("Sign in · Assay dashboard", body, nonce)
 
 
 def error_page(status: int, message: str, nonce: str) -> str:
-    body = (f'<main class="login"><h1>Assay</h1><p class="error" role="alert">{escape(message)}</p>'
-            '<p><a href="/dashboard">Back to the dashboard</a></p></main>')
+    body = (
+        f'<main class="login"><h1>Assay</h1><p class="error" role="alert">{escape(message)}</p>'
+        '<p><a href="/dashboard">Back to the dashboard</a></p></main>'
+    )
     return document(f"{status} · Assay dashboard", body, nonce)

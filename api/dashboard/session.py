@@ -55,8 +55,15 @@ class DashboardSessions:
         return secrets.token_urlsafe(32)
 
     def set_form_cookie(self, response: Response, value: str) -> None:
-        response.set_cookie(LOGIN_COOKIE, value, max_age=LOGIN_FORM_SECONDS, path=PATH + "/login",
-                            httponly=True, samesite="strict", secure=self.secure)
+        response.set_cookie(
+            LOGIN_COOKIE,
+            value,
+            max_age=LOGIN_FORM_SECONDS,
+            path=PATH + "/login",
+            httponly=True,
+            samesite="strict",
+            secure=self.secure,
+        )
 
     @staticmethod
     def form_token_matches(request: Request, presented: str) -> bool:
@@ -82,10 +89,16 @@ class DashboardSessions:
         """Authenticate the credential and set the session cookie; AuthError when it fails."""
         record = self.auth.authenticate_client(client_id, client_secret)
         issued = self.auth.issue_token(record, (SESSION_SCOPE,))
-        response.set_cookie(SESSION_COOKIE, issued.access_token, max_age=self.lifetime, path=PATH,
-                            httponly=True, samesite="strict", secure=self.secure)
-        response.delete_cookie(LOGIN_COOKIE, path=PATH + "/login", httponly=True, samesite="strict",
-                               secure=self.secure)
+        response.set_cookie(
+            SESSION_COOKIE,
+            issued.access_token,
+            max_age=self.lifetime,
+            path=PATH,
+            httponly=True,
+            samesite="strict",
+            secure=self.secure,
+        )
+        response.delete_cookie(LOGIN_COOKIE, path=PATH + "/login", httponly=True, samesite="strict", secure=self.secure)
         return self.auth.verify_access_token(issued.access_token)
 
     def log_out(self, response: Response) -> None:

@@ -166,9 +166,16 @@ def build_router(services) -> APIRouter:
     @router.get(API_PREFIX + "/namespaces")
     def namespaces(current: Session = Depends(session)) -> Response:
         principal = current.principal
-        return secured(JSONResponse({"clientId": principal.client_id, "credential": principal.credential,
-                                     "namespaces": tenancy.namespaces_for(principal),
-                                     "sessionExpiresAt": current.expires_at}))
+        return secured(
+            JSONResponse(
+                {
+                    "clientId": principal.client_id,
+                    "credential": principal.credential,
+                    "namespaces": tenancy.namespaces_for(principal),
+                    "sessionExpiresAt": current.expires_at,
+                }
+            )
+        )
 
     @router.get(API_PREFIX + "/overview")
     def overview_json(namespace: NamespaceFilter = None, current: Session = Depends(session)) -> Response:
@@ -187,13 +194,15 @@ def build_router(services) -> APIRouter:
         return secured(FileResponse(record.path, media_type="application/zip", filename=filename))
 
     @router.get(API_PREFIX + "/namespaces/{namespace}/loadtests/{number}/reports/{archive}")
-    def report_archive(namespace: Namespace, number: Number, archive: Number,
-                       current: Session = Depends(session)) -> Response:
+    def report_archive(
+        namespace: Namespace, number: Number, archive: Number, current: Session = Depends(session)
+    ) -> Response:
         return download("report", namespace, number, archive, current)
 
     @router.get(API_PREFIX + "/namespaces/{namespace}/loadtests/{number}/results/{archive}")
-    def result_archive(namespace: Namespace, number: Number, archive: Number,
-                       current: Session = Depends(session)) -> Response:
+    def result_archive(
+        namespace: Namespace, number: Number, archive: Number, current: Session = Depends(session)
+    ) -> Response:
         return download("result", namespace, number, archive, current)
 
     return router

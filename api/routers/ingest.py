@@ -80,15 +80,15 @@ def install(app: FastAPI, services) -> None:
     def authorize(request: Request, run_id: str) -> RunGrant:
         """The run's grant; blocking (a tick's runs may be read from the cluster)."""
         if upload_key is None or not upload_key.get_secret_value():
-            raise ApiError(503, "result uploads are not configured on this gateway (ASSAY_UPLOAD_KEY)",
-                           code="uploads_disabled")
-        grant = grant_for(request.headers.get("authorization", ""), run_id, request.headers,
-                          upload_key.get_secret_value(), ticks)
+            raise ApiError(
+                503, "result uploads are not configured on this gateway (ASSAY_UPLOAD_KEY)", code="uploads_disabled"
+            )
+        grant = grant_for(
+            request.headers.get("authorization", ""), run_id, request.headers, upload_key.get_secret_value(), ticks
+        )
         run = services.store.get_run(run_id)
-        if run is not None and (run.project, run.kind, run.owner_uid) != (grant.namespace, grant.kind,
-                                                                          grant.owner_uid):
-            raise ApiError(403, f"run {run_id} belongs to another owner than the upload token's",
-                           code="forbidden")
+        if run is not None and (run.project, run.kind, run.owner_uid) != (grant.namespace, grant.kind, grant.owner_uid):
+            raise ApiError(403, f"run {run_id} belongs to another owner than the upload token's", code="forbidden")
         return grant
 
     @app.put(PREFIX + "/{run_id}/documents/{name}", include_in_schema=False)
@@ -101,12 +101,19 @@ def install(app: FastAPI, services) -> None:
             raise ApiError(400, f"{H_SHA256} must be the body's hex SHA-256", code="invalid_request")
         expected_key = idempotency_key(run_id, name, sha256)
         if H_IDEMPOTENCY_KEY in headers and headers[H_IDEMPOTENCY_KEY] != expected_key:
-            raise ApiError(400, f"{H_IDEMPOTENCY_KEY} does not match the run, name and content",
-                           code="invalid_request")
-        upload = Upload(run_id=run_id, name=name, data=b"", kind=grant.kind, project=grant.namespace,
-                        owner_name=grant.owner_name, owner_uid=grant.owner_uid,
-                        shards=_int_header(headers, H_SHARDS, 1),
-                        shard=_int_header(headers, H_SHARD, None), labels=_labels(headers.get(H_LABELS)))
+            raise ApiError(400, f"{H_IDEMPOTENCY_KEY} does not match the run, name and content", code="invalid_request")
+        upload = Upload(
+            run_id=run_id,
+            name=name,
+            data=b"",
+            kind=grant.kind,
+            project=grant.namespace,
+            owner_name=grant.owner_name,
+            owner_uid=grant.owner_uid,
+            shards=_int_header(headers, H_SHARDS, 1),
+            shard=_int_header(headers, H_SHARD, None),
+            labels=_labels(headers.get(H_LABELS)),
+        )
         declared = _int_header(headers, "content-length", None)
         if declared is not None:
             try:  # a known size is checked before the body is read (bodies.py has checked the limit)
@@ -123,22 +130,28 @@ def install(app: FastAPI, services) -> None:
         del body
         actual = hashlib.sha256(upload.data).hexdigest()
         if actual != sha256:
-            raise ApiError(400, f"the body's SHA-256 is {actual}, not the declared {sha256}: "
-                                "truncated or corrupted in transit", code="checksum_mismatch")
+            raise ApiError(
+                400,
+                f"the body's SHA-256 is {actual}, not the declared {sha256}: truncated or corrupted in transit",
+                code="checksum_mismatch",
+            )
         try:
             accepted = await run_in_threadpool(ingest.accept, upload)
         except REFUSALS as exc:
             return refusal(exc)
-        return JSONResponse({
-            "runId": run_id,
-            "name": name,
-            "sha256": accepted.document.sha256,
-            "size": accepted.document.size,
-            "created": accepted.created,
-            "idempotencyKey": expected_key,
-            "run": accepted.run.to_dict(),
-            "archives": [a.to_dict() for a in accepted.archives],
-        }, status_code=201 if accepted.created else 200)
+        return JSONResponse(
+            {
+                "runId": run_id,
+                "name": name,
+                "sha256": accepted.document.sha256,
+                "size": accepted.document.size,
+                "created": accepted.created,
+                "idempotencyKey": expected_key,
+                "run": accepted.run.to_dict(),
+                "archives": [a.to_dict() for a in accepted.archives],
+            },
+            status_code=201 if accepted.created else 200,
+        )
 
     @app.put(PREFIX + "/{run_id}/progress/{shard}", include_in_schema=False)
     @body_limit(PROGRESS_MAX_BYTES)
@@ -153,8 +166,9 @@ def install(app: FastAPI, services) -> None:
                 progress = ShardProgress.model_validate_json(body)
                 progress.histogram()  # refuse a histogram the merge could not read
             except ValidationError as exc:
-                raise ApiError(400, "not a shard progress report: " + _validation_errors(exc),
-                               code="invalid_request") from None
+                raise ApiError(
+                    400, "not a shard progress report: " + _validation_errors(exc), code="invalid_request"
+                ) from None
             except ValueError as exc:
                 raise ApiError(400, f"windowHistogram: {exc}", code="invalid_request") from None
             try:
@@ -163,8 +177,9 @@ def install(app: FastAPI, services) -> None:
                 raise ApiError(400, str(exc), code="invalid_request") from None
 
         if not await run_in_threadpool(store_progress):
-            raise ApiError(409, f"run {run_id} has finished; its final figures replace the live ones",
-                           code="run_finished")
+            raise ApiError(
+                409, f"run {run_id} has finished; its final figures replace the live ones", code="run_finished"
+            )
         return Response(status_code=204)
 
     @app.get(PREFIX + "/{run_id}", include_in_schema=False)
@@ -182,7 +197,8 @@ def install(app: FastAPI, services) -> None:
             "documents": [d.to_dict() for d in documents],
             "archives": [a.to_dict() for a in store.list_archives(run_id=run_id)],
             "progress": {"shards": [shard_view(p) for p in progress], "merged": merge_progress(progress)}
-            if progress else None,
+            if progress
+            else None,
         }
 
 

@@ -35,18 +35,28 @@ CI_ENABLED_FILTER = "CI_enabled"
 ParameterValue = Union[str, int, float, bool, None]
 
 FAMILY = openapi.ApiFamily(
-    name="loadmill", title="Assay Loadmill API",
+    name="loadmill",
+    title="Assay Loadmill API",
     description="Loadmill's REST API, served by Assay: test-suite runs, load tests from a configuration, flow "
-                "parameter pools, team labels. Send the static API token `<client-id>.<client-secret>` as "
-                "`Authorization: <token>`. Errors are `{\"message\"}`.",
-    security_schemes=lambda public_url: {"loadmillToken": {
-        "type": "apiKey", "in": "header", "name": "Authorization",
-        "description": "The static API token of a ClientCredential with the `loadmill` scope, without a scheme."}},
+    "parameter pools, team labels. Send the static API token `<client-id>.<client-secret>` as "
+    '`Authorization: <token>`. Errors are `{"message"}`.',
+    security_schemes=lambda public_url: {
+        "loadmillToken": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "The static API token of a ClientCredential with the `loadmill` scope, without a scheme.",
+        }
+    },
     error_name="LoadmillError",
     error_schema={"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}},
-    errors={400: "Invalid parameters or body.", 401: "Missing, unknown or expired API token.",
-            403: "The token lacks the `loadmill` scope or reaches no Loadmill account.",
-            404: "No such test suite, run, flow or load test in the account."})
+    errors={
+        400: "Invalid parameters or body.",
+        401: "Missing, unknown or expired API token.",
+        403: "The token lacks the `loadmill` scope or reaches no Loadmill account.",
+        404: "No such test suite, run, flow or load test in the account.",
+    },
+)
 
 
 class RunSuiteBody(BaseModel):
@@ -86,15 +96,26 @@ def build_router(services) -> APIRouter:
     def account(principal: Principal) -> list[str]:
         return account_namespaces(services, principal)
 
-    @router.post("/test-suites/{id}/run", responses={409: {"description": "The previous run request is not taken "
-                                                                              "up yet; see Retry-After."}})
-    def run_test_suite(id: str, forceAllFlows: bool = False, body: Optional[RunSuiteBody] = Body(None),
-                       principal: Principal = Depends(authenticated)) -> dict:
+    @router.post(
+        "/test-suites/{id}/run",
+        responses={409: {"description": "The previous run request is not taken up yet; see Retry-After."}},
+    )
+    def run_test_suite(
+        id: str,
+        forceAllFlows: bool = False,
+        body: Optional[RunSuiteBody] = Body(None),
+        principal: Principal = Depends(authenticated),
+    ) -> dict:
         namespace = account(principal)[0]
         body = body or RunSuiteBody()
         run_id = suites.request_run(
-            namespace, id, force_all_flows=forceAllFlows, additional_description=body.additionalDescription or "",
-            override_parameters=text_parameters(body.overrideParameters), requester=principal.credential)
+            namespace,
+            id,
+            force_all_flows=forceAllFlows,
+            additional_description=body.additionalDescription or "",
+            override_parameters=text_parameters(body.overrideParameters),
+            requester=principal.credential,
+        )
         return {"testSuiteRunId": run_id}
 
     @router.get("/test-suites-runs/flows/{id}")
@@ -105,13 +126,22 @@ def build_router(services) -> APIRouter:
     def get_suite_run(id: str, principal: Principal = Depends(authenticated)) -> dict:
         return suites.suite_run(account(principal), id)
 
-    @router.patch("/test-suites/{suiteId}/flows/{flowId}/pools", openapi_extra=CSV_BODY,
-                  responses={413: {"description": "The CSV is larger than 1 MiB."},
-                             415: {"description": "The body is not text/csv."}})
+    @router.patch(
+        "/test-suites/{suiteId}/flows/{flowId}/pools",
+        openapi_extra=CSV_BODY,
+        responses={
+            413: {"description": "The CSV is larger than 1 MiB."},
+            415: {"description": "The body is not text/csv."},
+        },
+    )
     @body_limit(MAX_POOL_BYTES)
-    async def set_flow_pool(suiteId: str, flowId: str, request: Request,
-                            name: Optional[str] = Query(None, max_length=253),
-                            principal: Principal = Depends(authenticated)) -> Response:
+    async def set_flow_pool(
+        suiteId: str,
+        flowId: str,
+        request: Request,
+        name: Optional[str] = Query(None, max_length=253),
+        principal: Principal = Depends(authenticated),
+    ) -> Response:
         media_type, _, params = request.headers.get("content-type", "").partition(";")
         if media_type.strip().lower() != "text/csv":
             raise UnsupportedMediaType(f"content-type must be text/csv, not {media_type.strip() or 'missing'!r}")
@@ -121,15 +151,19 @@ def build_router(services) -> APIRouter:
             if key.lower() == "charset" and value:
                 charset = value.strip('"')
         body = await request.body()
-        await run_in_threadpool(suites.set_flow_pool, account(principal)[0], suiteId, flowId, body, charset,
-                                name or None)
+        await run_in_threadpool(
+            suites.set_flow_pool, account(principal)[0], suiteId, flowId, body, charset, name or None
+        )
         return Response(status_code=200)
 
     @router.post("/tests")
     def create_load_test(body: JsonBody, principal: Principal = Depends(authenticated)) -> dict:
         # Documented as {"config": {...}}; Loadmill's own clients send the configuration itself.
-        conf = body.get("config") if isinstance(body, dict) and isinstance(body.get("config"), dict) \
-            and "requests" not in body else body
+        conf = (
+            body.get("config")
+            if isinstance(body, dict) and isinstance(body.get("config"), dict) and "requests" not in body
+            else body
+        )
         return {"testId": tests.create(account(principal)[0], conf)}
 
     @router.put("/tests/{id}/load", responses={409: {"description": "The load test has run already."}})

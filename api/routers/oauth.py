@@ -72,6 +72,7 @@ def _error(code: str, message: str) -> ApiError:
 
 # --- request parsing ----------------------------------------------------------------------------
 
+
 def _pairs_from_body(body: bytes, content_type: str) -> list[tuple[str, str]]:
     if not body.strip():
         return []
@@ -138,14 +139,18 @@ def _client_credentials(request: Request, params: dict[str, str]) -> tuple[str, 
 
 # --- responses ----------------------------------------------------------------------------------
 
+
 def _token_response(issued: IssuedToken, token_type: str) -> JSONResponse:
-    return JSONResponse({
-        "access_token": issued.access_token,
-        "accessToken": issued.access_token,
-        "token_type": token_type,
-        "expires_in": issued.expires_in,
-        "scope": " ".join(issued.scopes),
-    }, headers=NO_STORE)
+    return JSONResponse(
+        {
+            "access_token": issued.access_token,
+            "accessToken": issued.access_token,
+            "token_type": token_type,
+            "expires_in": issued.expires_in,
+            "scope": " ".join(issued.scopes),
+        },
+        headers=NO_STORE,
+    )
 
 
 def _with_query(uri: str, params: dict[str, str | None]) -> str:
@@ -161,8 +166,10 @@ def _redirect(uri: str, params: dict[str, str | None]) -> RedirectResponse:
 
 # --- the endpoints ------------------------------------------------------------------------------
 
-async def _exchange(auth: Authenticator, request: Request, *, query: bool, allowed: tuple[str, ...],
-                    token_type: str) -> JSONResponse:
+
+async def _exchange(
+    auth: Authenticator, request: Request, *, query: bool, allowed: tuple[str, ...], token_type: str
+) -> JSONResponse:
     params = await _params(request, query=query)
     grant_type = params.get("grant_type")
     if grant_type is None:
@@ -199,8 +206,13 @@ async def _authorize(auth: Authenticator, request: Request):
         raise _error("invalid_request", "unknown client_id, or redirect_uri is not one of its redirectUris")
     approver = _basic_credentials(request)
     if approver is None or approver[0] != client_id or not auth.secret_valid(record, approver[1]):
-        raise ApiError(401, "approve this authorization by signing in as the application: HTTP Basic "
-                            "with its client id and client secret", "access_denied", headers=BASIC_CHALLENGE)
+        raise ApiError(
+            401,
+            "approve this authorization by signing in as the application: HTTP Basic "
+            "with its client id and client secret",
+            "access_denied",
+            headers=BASIC_CHALLENGE,
+        )
     state = params.get("state")
 
     def refuse(code: str, message: str) -> RedirectResponse:
@@ -232,8 +244,9 @@ def install(app: FastAPI, services) -> None:
     @router.post("/oauth/token")
     @body_limit(MAX_BODY)
     async def token(request: Request) -> JSONResponse:
-        return await _exchange(auth, request, query=False, token_type="Bearer",
-                               allowed=("client_credentials", "authorization_code"))
+        return await _exchange(
+            auth, request, query=False, token_type="Bearer", allowed=("client_credentials", "authorization_code")
+        )
 
     @router.get("/signin/oauth/authorize")
     @body_limit(MAX_BODY)

@@ -71,8 +71,11 @@ def build_router(services) -> APIRouter:
         return ok(buckets.buckets(principal))
 
     @router.post("/buckets", status_code=201)
-    def bucket_create(name: Optional[str] = Query(None), team_uuid: Optional[str] = Query(None),
-                      principal: Principal = Depends(require_bearer("message:write"))):
+    def bucket_create(
+        name: Optional[str] = Query(None),
+        team_uuid: Optional[str] = Query(None),
+        principal: Principal = Depends(require_bearer("message:write")),
+    ):
         return ok(buckets.create(principal, name, team_uuid), status=201)
 
     def bucket_detail(bucket_key: str, principal: Principal = Depends(READ)):
@@ -87,8 +90,12 @@ def build_router(services) -> APIRouter:
 
     # --- tests ---------------------------------------------------------------------------
 
-    def test_list(bucket_key: str, count: int = Query(10, ge=1, le=1000), offset: int = Query(0, ge=0),
-                  principal: Principal = Depends(READ_TESTS)):
+    def test_list(
+        bucket_key: str,
+        count: int = Query(10, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+        principal: Principal = Depends(READ_TESTS),
+    ):
         return ok(tests.list_tests(ns(principal, bucket_key), count, offset))
 
     def test_create(bucket_key: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)):
@@ -122,15 +129,15 @@ def build_router(services) -> APIRouter:
     def step_add(bucket_key: str, test_id: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.detail(tests.add_step(ns(principal, bucket_key), test_id, body, principal)), status=201)
 
-    def step_reorder(bucket_key: str, test_id: str, body: JsonBody = None,
-                     principal: Principal = Depends(WRITE_TESTS)):
+    def step_reorder(bucket_key: str, test_id: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.reorder_steps(ns(principal, bucket_key), test_id, body, principal))
 
     def step_detail(bucket_key: str, test_id: str, step_id: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.step(ns(principal, bucket_key), test_id, step_id))
 
-    def step_modify(bucket_key: str, test_id: str, step_id: str, body: JsonBody = None,
-                    principal: Principal = Depends(WRITE_TESTS)):
+    def step_modify(
+        bucket_key: str, test_id: str, step_id: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)
+    ):
         return ok(tests.modify_step(ns(principal, bucket_key), test_id, step_id, body, principal))
 
     def step_delete(bucket_key: str, test_id: str, step_id: str, principal: Principal = Depends(WRITE_TESTS)):
@@ -154,8 +161,13 @@ def build_router(services) -> APIRouter:
     def env_detail(bucket_key: str, test_id: str, environment_id: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.environment(ns(principal, bucket_key), test_id, environment_id))
 
-    def env_modify(bucket_key: str, test_id: str, environment_id: str, body: JsonBody = None,
-                   principal: Principal = Depends(WRITE_TESTS)):
+    def env_modify(
+        bucket_key: str,
+        test_id: str,
+        environment_id: str,
+        body: JsonBody = None,
+        principal: Principal = Depends(WRITE_TESTS),
+    ):
         return ok(tests.modify_environment(ns(principal, bucket_key), test_id, environment_id, body, principal))
 
     def env_delete(bucket_key: str, test_id: str, environment_id: str, principal: Principal = Depends(WRITE_TESTS)):
@@ -179,8 +191,9 @@ def build_router(services) -> APIRouter:
     def shared_detail(bucket_key: str, environment_id: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.shared_environment(ns(principal, bucket_key), environment_id))
 
-    def shared_modify(bucket_key: str, environment_id: str, body: JsonBody = None,
-                      principal: Principal = Depends(WRITE_TESTS)):
+    def shared_modify(
+        bucket_key: str, environment_id: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)
+    ):
         return ok(tests.modify_shared_environment(ns(principal, bucket_key), environment_id, body))
 
     def shared_delete(bucket_key: str, environment_id: str, principal: Principal = Depends(WRITE_TESTS)):
@@ -199,17 +212,25 @@ def build_router(services) -> APIRouter:
         return ok(tests.schedules(ns(principal, bucket_key), test_id))
 
     def schedule_creator(v0: bool):
-        def schedule_create(bucket_key: str, test_id: str, body: JsonBody = None,
-                            principal: Principal = Depends(WRITE_TESTS)):
-            return ok(tests.create_schedule(ns(principal, bucket_key), test_id, body, update_same_environment=v0),
-                      status=201)
+        def schedule_create(
+            bucket_key: str, test_id: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)
+        ):
+            return ok(
+                tests.create_schedule(ns(principal, bucket_key), test_id, body, update_same_environment=v0), status=201
+            )
+
         return schedule_create
 
     def schedule_detail(bucket_key: str, test_id: str, schedule_id: str, principal: Principal = Depends(READ_TESTS)):
         return ok(tests.schedule(ns(principal, bucket_key), test_id, schedule_id))
 
-    def schedule_modify(bucket_key: str, test_id: str, schedule_id: str, body: JsonBody = None,
-                        principal: Principal = Depends(WRITE_TESTS)):
+    def schedule_modify(
+        bucket_key: str,
+        test_id: str,
+        schedule_id: str,
+        body: JsonBody = None,
+        principal: Principal = Depends(WRITE_TESTS),
+    ):
         return ok(tests.modify_schedule(ns(principal, bucket_key), test_id, schedule_id, body))
 
     def schedule_delete(bucket_key: str, test_id: str, schedule_id: str, principal: Principal = Depends(WRITE_TESTS)):
@@ -218,16 +239,21 @@ def build_router(services) -> APIRouter:
 
     add("GET", TESTS, "/schedules", schedule_list)
     for path in TESTS:
-        router.add_api_route(path + "/schedules", schedule_creator(v0=not path.startswith("/v1/")), methods=["POST"],
-                             status_code=201)
+        router.add_api_route(
+            path + "/schedules", schedule_creator(v0=not path.startswith("/v1/")), methods=["POST"], status_code=201
+        )
     add("GET", TESTS, "/schedules/{schedule_id}", schedule_detail)
     add("PUT", TESTS, "/schedules/{schedule_id}", schedule_modify)
     add("DELETE", TESTS, "/schedules/{schedule_id}", schedule_delete)
 
     # --- trigger URL ---------------------------------------------------------------------
 
-    @router.api_route(TRIGGER_PREFIX + "{trigger_id}/trigger", methods=["GET", "POST"], status_code=201,
-                      openapi_extra=JSON_OBJECT_BODY)
+    @router.api_route(
+        TRIGGER_PREFIX + "{trigger_id}/trigger",
+        methods=["GET", "POST"],
+        status_code=201,
+        openapi_extra=JSON_OBJECT_BODY,
+    )
     async def trigger(trigger_id: str, request: Request):
         values = dict(request.query_params)
         if request.method == "POST":

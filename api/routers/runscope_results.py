@@ -45,6 +45,7 @@ def route(router: APIRouter, path: str, **kwargs) -> Callable:
         for variant in spellings(path):
             router.add_api_route(variant, endpoint, methods=["GET"], **kwargs)
         return endpoint
+
     return register
 
 
@@ -60,40 +61,72 @@ def build_router(services) -> APIRouter:
         return namespace
 
     @route(router, "/buckets/{bucket_key}/tests/{test_id}/results")
-    async def list_results(bucket_key: str, test_id: str, count: Optional[int] = None,
-                           since: Optional[float] = None, before: Optional[float] = None, subtests: bool = False,
-                           principal: Principal = Depends(test_reader)):
+    async def list_results(
+        bucket_key: str,
+        test_id: str,
+        count: Optional[int] = None,
+        since: Optional[float] = None,
+        before: Optional[float] = None,
+        subtests: bool = False,
+        principal: Principal = Depends(test_reader),
+    ):
         count = check_count(count)
 
         def answer():
             namespace = test_namespace(principal, bucket_key, test_id)
-            return results.list_results(namespace, test_id, count=count, since=since, before=before,
-                                        subtests=subtests)
+            return results.list_results(namespace, test_id, count=count, since=since, before=before, subtests=subtests)
+
         return ok(await run_in_threadpool(answer))
 
     @route(router, "/buckets/{bucket_key}/tests/{test_id}/results/{test_run_id}")
-    async def result_detail(bucket_key: str, test_id: str, test_run_id: str, region: Optional[str] = None,
-                            principal: Principal = Depends(test_reader)):
+    async def result_detail(
+        bucket_key: str,
+        test_id: str,
+        test_run_id: str,
+        region: Optional[str] = None,
+        principal: Principal = Depends(test_reader),
+    ):
         def answer():
             namespace = test_namespace(principal, bucket_key, test_id)
             return results.result(namespace, test_id, test_run_id, region)
+
         return ok(await run_in_threadpool(answer))
 
     @route(router, "/buckets/{bucket_key}/tests/{test_id}/results/{test_run_id}/steps/{step_id}")
-    async def step_detail(bucket_key: str, test_id: str, test_run_id: str, step_id: str,
-                          region: Optional[str] = None, principal: Principal = Depends(test_reader)):
+    async def step_detail(
+        bucket_key: str,
+        test_id: str,
+        test_run_id: str,
+        step_id: str,
+        region: Optional[str] = None,
+        principal: Principal = Depends(test_reader),
+    ):
         def answer():
             namespace = test_namespace(principal, bucket_key, test_id)
             return results.step(namespace, test_id, test_run_id, step_id, region)
+
         return ok(await run_in_threadpool(answer))
 
     @route(router, "/buckets/{bucket_key}/tests/{test_id}/metrics")
-    async def test_metrics(bucket_key: str, test_id: str, timeframe: str = "day", environment_uuid: str = ALL,
-                           region: str = ALL, principal: Principal = Depends(test_reader)):
+    async def test_metrics(
+        bucket_key: str,
+        test_id: str,
+        timeframe: str = "day",
+        environment_uuid: str = ALL,
+        region: str = ALL,
+        principal: Principal = Depends(test_reader),
+    ):
         def answer():
             namespace = test_namespace(principal, bucket_key, test_id)
-            return results.metrics(namespace, test_id, now=time.time(), timeframe=timeframe,
-                                   environment_uuid=environment_uuid, region=region)
+            return results.metrics(
+                namespace,
+                test_id,
+                now=time.time(),
+                timeframe=timeframe,
+                environment_uuid=environment_uuid,
+                region=region,
+            )
+
         # The document shows the metrics object itself, without the envelope.
         return await run_in_threadpool(answer)
 
@@ -102,28 +135,47 @@ def build_router(services) -> APIRouter:
         return usage_window(today, date_=date, days=days, from_=from_, to=to)
 
     @route(router, "/buckets/{bucket_key}/requests")
-    async def bucket_requests(bucket_key: str, date: Optional[str] = None, days: Optional[int] = None,
-                              from_: Optional[str] = Query(None, alias="from"), to: Optional[str] = None,
-                              principal: Principal = Depends(require_bearer("api:read"))):
+    async def bucket_requests(
+        bucket_key: str,
+        date: Optional[str] = None,
+        days: Optional[int] = None,
+        from_: Optional[str] = Query(None, alias="from"),
+        to: Optional[str] = None,
+        principal: Principal = Depends(require_bearer("api:read")),
+    ):
         start, end = period(date, days, from_, to)
 
         def answer():
             return results.bucket_usage(bucket_namespace(services, principal, bucket_key), start, end)
+
         return ok(await run_in_threadpool(answer))
 
     @route(router, "/team/{team_id}/requests")
-    async def team_requests(team_id: str, date: Optional[str] = None, days: Optional[int] = None,
-                            from_: Optional[str] = Query(None, alias="from"), to: Optional[str] = None,
-                            principal: Principal = Depends(require_bearer("team:read"))):
+    async def team_requests(
+        team_id: str,
+        date: Optional[str] = None,
+        days: Optional[int] = None,
+        from_: Optional[str] = Query(None, alias="from"),
+        to: Optional[str] = None,
+        principal: Principal = Depends(require_bearer("team:read")),
+    ):
         start, end = period(date, days, from_, to)
 
         def answer():
             buckets = team_buckets(principal, services.auth.tenancy.index.namespaces(), team_id)
             per_bucket = [results.bucket_usage(key, start, end) for key in buckets]
             per_bucket.sort(key=lambda b: b["requests_count"], reverse=True)
-            return {"team_uuid": team_id, "requests_count": sum(b["requests_count"] for b in per_bucket),
-                    "from_date": start.isoformat(), "to_date": end.isoformat(),
-                    "creator_name": None, "creator_email": None, "creator_id": None, "buckets": per_bucket}
+            return {
+                "team_uuid": team_id,
+                "requests_count": sum(b["requests_count"] for b in per_bucket),
+                "from_date": start.isoformat(),
+                "to_date": end.isoformat(),
+                "creator_name": None,
+                "creator_email": None,
+                "creator_id": None,
+                "buckets": per_bucket,
+            }
+
         return ok(await run_in_threadpool(answer))
 
     return router

@@ -32,8 +32,14 @@ from .. import openapi
 from ..auth import Principal, require_bearer
 from ..bodies import body_limit, json_document
 from ..services import InvalidInput
-from ..services.runscope_teams import (AGENT_LABEL, RunscopeTeams, agent_item, monitor_integrations, node_ready,
-                                       team_buckets)
+from ..services.runscope_teams import (
+    AGENT_LABEL,
+    RunscopeTeams,
+    agent_item,
+    monitor_integrations,
+    node_ready,
+    team_buckets,
+)
 from .runscope_results import spellings
 from .runscope_wire import FAMILY, JSON_OBJECT_BODY, bucket_namespace, deleted, install_error_shape, ok
 
@@ -64,6 +70,7 @@ def build_router(services) -> APIRouter:
             for variant in spellings(path):
                 router.add_api_route(variant, body_limit(MAX_BODY_BYTES)(endpoint), methods=[method], **kwargs)
             return endpoint
+
         return register
 
     def buckets_of(principal: Principal, team_id: str, write: bool = False) -> list[str]:
@@ -73,6 +80,7 @@ def build_router(services) -> APIRouter:
         def call():
             buckets_of(principal, team_id, write)
             return work()
+
         return await run_in_threadpool(call)
 
     # people ------------------------------------------------------------------------------------------
@@ -80,8 +88,11 @@ def build_router(services) -> APIRouter:
     @route("/teams/{team_id}/people", "GET")
     async def list_people(team_id: str, page: int = 1, count: int = 100, principal: Principal = Depends(reader)):
         with_email = "account:email" in principal.scopes
-        return ok(await in_team(principal, team_id, lambda: teams.list_people(
-            team_id, page=page, count=count, with_email=with_email)))
+        return ok(
+            await in_team(
+                principal, team_id, lambda: teams.list_people(team_id, page=page, count=count, with_email=with_email)
+            )
+        )
 
     @route("/teams/{team_id}/people", "PUT", openapi_extra=JSON_OBJECT_BODY)
     async def assign_role(team_id: str, request: Request, principal: Principal = Depends(writer)):
@@ -92,8 +103,12 @@ def build_router(services) -> APIRouter:
     async def person(team_id: str, email: str, principal: Principal = Depends(reader)):
         return ok(await in_team(principal, team_id, lambda: teams.person(team_id, email)))
 
-    @route("/teams/{team_id}/people/{email}", "DELETE", status_code=204,
-           responses={409: {"description": "The team's last person cannot be removed."}})
+    @route(
+        "/teams/{team_id}/people/{email}",
+        "DELETE",
+        status_code=204,
+        responses={409: {"description": "The team's last person cannot be removed."}},
+    )
     async def remove_person(team_id: str, email: str, principal: Principal = Depends(writer)):
         await in_team(principal, team_id, lambda: teams.remove_person(team_id, email), write=True)
         return deleted()
@@ -105,8 +120,10 @@ def build_router(services) -> APIRouter:
     @route("/teams/{team_id}/invite", "POST", openapi_extra=JSON_OBJECT_BODY, status_code=201)
     async def invite(team_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
-        return ok(await in_team(principal, team_id, lambda: teams.invite(team_id, body, principal.client_id),
-                                write=True), status=201)
+        return ok(
+            await in_team(principal, team_id, lambda: teams.invite(team_id, body, principal.client_id), write=True),
+            status=201,
+        )
 
     # groups ------------------------------------------------------------------------------------------
 
@@ -117,8 +134,7 @@ def build_router(services) -> APIRouter:
     @route("/teams/{team_id}/groups", "POST", openapi_extra=JSON_OBJECT_BODY, status_code=201)
     async def create_group(team_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
-        return ok(await in_team(principal, team_id, lambda: teams.create_group(team_id, body), write=True),
-                  status=201)
+        return ok(await in_team(principal, team_id, lambda: teams.create_group(team_id, body), write=True), status=201)
 
     @route("/teams/{team_id}/groups/{group_id}", "GET")
     async def group(team_id: str, group_id: str, principal: Principal = Depends(reader)):
@@ -130,6 +146,7 @@ def build_router(services) -> APIRouter:
 
         def work():
             return teams.modify_group(team_id, group_id, body, buckets_of(principal, team_id, write=True))
+
         return ok(await in_team(principal, team_id, work, write=True))
 
     @route("/teams/{team_id}/groups/{group_id}", "DELETE", status_code=204)
@@ -146,8 +163,7 @@ def build_router(services) -> APIRouter:
     @route("/teams/{team_id}/roles", "POST", openapi_extra=JSON_OBJECT_BODY, status_code=201)
     async def create_role(team_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
-        return ok(await in_team(principal, team_id, lambda: teams.create_role(team_id, body), write=True),
-                  status=201)
+        return ok(await in_team(principal, team_id, lambda: teams.create_role(team_id, body), write=True), status=201)
 
     @route("/teams/{team_id}/roles/{role_id}", "GET")
     async def role(team_id: str, role_id: str, principal: Principal = Depends(reader)):
@@ -172,8 +188,9 @@ def build_router(services) -> APIRouter:
     @route("/teams/{team_id}/email-domains", "POST", openapi_extra=JSON_OBJECT_BODY)
     async def add_email_domains(team_id: str, request: Request, principal: Principal = Depends(writer)):
         body = await json_body(request)
-        await in_team(principal, team_id, lambda: teams.add_email_domains(team_id, body, principal.client_id),
-                      write=True)
+        await in_team(
+            principal, team_id, lambda: teams.add_email_domains(team_id, body, principal.client_id), write=True
+        )
         return success_without_data()
 
     # integrations and agents ---------------------------------------------------------------------------
@@ -183,6 +200,7 @@ def build_router(services) -> APIRouter:
         def work():
             buckets = buckets_of(principal, team_id)
             return monitor_integrations(m for key in buckets for m in services.kube.list("monitors", key))
+
         # The document shows the list itself, without the envelope.
         return await run_in_threadpool(work)
 
@@ -192,14 +210,16 @@ def build_router(services) -> APIRouter:
             buckets_of(principal, team_id)
             nodes = services.kube.nodes(f"{AGENT_LABEL},{services.settings.org_label}={team_id}")
             return [agent_item(n, team_id) for n in nodes if node_ready(n)]
+
         return ok(await run_in_threadpool(work))
 
     # a bucket's custom e-mails ---------------------------------------------------------------------------
 
     @route("/buckets/{bucket_key}/custom-emails", "GET")
     async def custom_emails(bucket_key: str, principal: Principal = Depends(require_bearer("api:read"))):
-        return ok(await run_in_threadpool(lambda: teams.custom_emails(
-            bucket_namespace(services, principal, bucket_key))))
+        return ok(
+            await run_in_threadpool(lambda: teams.custom_emails(bucket_namespace(services, principal, bucket_key)))
+        )
 
     def bucket_team(principal: Principal, bucket_key: str) -> str | None:
         namespace = bucket_namespace(services, principal, bucket_key)
@@ -207,21 +227,25 @@ def build_router(services) -> APIRouter:
         return record.organization if record else None
 
     @route("/buckets/{bucket_key}/custom-emails", "POST", openapi_extra=JSON_OBJECT_BODY)
-    async def add_custom_email(bucket_key: str, request: Request,
-                               principal: Principal = Depends(require_bearer("bucket:write"))):
+    async def add_custom_email(
+        bucket_key: str, request: Request, principal: Principal = Depends(require_bearer("bucket:write"))
+    ):
         body = await json_body(request)
-        await run_in_threadpool(lambda: teams.add_custom_email(
-            bucket_key, bucket_team(principal, bucket_key), body, principal.client_id))
+        await run_in_threadpool(
+            lambda: teams.add_custom_email(bucket_key, bucket_team(principal, bucket_key), body, principal.client_id)
+        )
         return success_without_data()
 
     @route("/buckets/{bucket_key}/custom-emails", "DELETE", openapi_extra=JSON_OBJECT_BODY, status_code=204)
-    async def delete_custom_email(bucket_key: str, request: Request,
-                                  principal: Principal = Depends(require_bearer("bucket:write"))):
+    async def delete_custom_email(
+        bucket_key: str, request: Request, principal: Principal = Depends(require_bearer("bucket:write"))
+    ):
         body = await json_body(request)
 
         def work():
             bucket_namespace(services, principal, bucket_key)
             teams.delete_custom_email(bucket_key, body)
+
         await run_in_threadpool(work)
         return deleted()
 

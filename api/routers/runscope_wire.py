@@ -37,31 +37,54 @@ SCOPES = {
 
 def security_schemes(public_url: str) -> dict:
     return {
-        "runscopeOAuth2": {"type": "oauth2", "description": "The token is a JWT sent as `Authorization: Bearer "
-                                                            "<token>`.",
-                           "flows": {"authorizationCode": {"authorizationUrl": f"{public_url}/signin/oauth/authorize",
-                                                           "tokenUrl": f"{public_url}/signin/oauth/access_token",
-                                                           "scopes": dict(SCOPES)},
-                                     "clientCredentials": {"tokenUrl": f"{public_url}/oauth/token",
-                                                           "scopes": dict(SCOPES)}}},
+        "runscopeOAuth2": {
+            "type": "oauth2",
+            "description": "The token is a JWT sent as `Authorization: Bearer <token>`.",
+            "flows": {
+                "authorizationCode": {
+                    "authorizationUrl": f"{public_url}/signin/oauth/authorize",
+                    "tokenUrl": f"{public_url}/signin/oauth/access_token",
+                    "scopes": dict(SCOPES),
+                },
+                "clientCredentials": {"tokenUrl": f"{public_url}/oauth/token", "scopes": dict(SCOPES)},
+            },
+        },
         "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
     }
 
 
 FAMILY = openapi.ApiFamily(
-    name="runscope", title="Assay Runscope API",
+    name="runscope",
+    title="Assay Runscope API",
     description="The Runscope / BlazeMeter API Monitoring API, served by Assay: buckets, tests, steps, "
-                "environments, schedules, results, metrics, usage, team administration and the trigger URL. Send "
-                "`Authorization: Bearer <token>`. Every answer is the `{data, meta, error}` envelope.",
-    security_schemes=security_schemes, error_name="RunscopeError",
-    error_schema={"type": "object", "required": ["data", "meta", "error"], "properties": {
-        "data": {"type": "null"},
-        "meta": {"type": "object", "required": ["status"], "properties": {"status": {"const": "error"}}},
-        "error": {"type": "object", "required": ["status", "code", "message"], "properties": {
-            "status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"}}}}},
-    errors={400: "A malformed or invalid body or parameter.", 401: "Missing or bad token.",
-            403: "The token lacks a scope this endpoint needs.",
-            404: "No such id, or a bucket or team the token does not reach."})
+    "environments, schedules, results, metrics, usage, team administration and the trigger URL. Send "
+    "`Authorization: Bearer <token>`. Every answer is the `{data, meta, error}` envelope.",
+    security_schemes=security_schemes,
+    error_name="RunscopeError",
+    error_schema={
+        "type": "object",
+        "required": ["data", "meta", "error"],
+        "properties": {
+            "data": {"type": "null"},
+            "meta": {"type": "object", "required": ["status"], "properties": {"status": {"const": "error"}}},
+            "error": {
+                "type": "object",
+                "required": ["status", "code", "message"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+    errors={
+        400: "A malformed or invalid body or parameter.",
+        401: "Missing or bad token.",
+        403: "The token lacks a scope this endpoint needs.",
+        404: "No such id, or a bucket or team the token does not reach.",
+    },
+)
 
 JSON_OBJECT_BODY = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
 """For endpoints that read their JSON body themselves (whatever the Content-Type)."""

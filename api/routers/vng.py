@@ -31,24 +31,43 @@ from ..services.vng import FieldErrors, VngService
 from . import vng_exposed
 
 PREFIX = "/api/v1"
-ERROR_PREFIXES = ("/api/v1/sessiontypes", "/api/v1/testsessions", "/api/v1/testsession-run-shield",
-                  "/api/v1/provider-run", "/api/v1/openAPIinspector")
+ERROR_PREFIXES = (
+    "/api/v1/sessiontypes",
+    "/api/v1/testsessions",
+    "/api/v1/testsession-run-shield",
+    "/api/v1/provider-run",
+    "/api/v1/openAPIinspector",
+)
 """Explicit prefixes: /api/v1/test... is Loadmill's, and the longest registered prefix wins."""
 
 FAMILY = openapi.ApiFamily(
-    name="vng", title="Assay VNG API test platform API",
+    name="vng",
+    title="Assay VNG API test platform API",
     description="The VNG API test platform's REST API, served by Assay: session types, consumer test sessions, "
-                "provider runs, badges and the openAPIinspector. Send `Authorization: Token "
-                "<client-id>.<client-secret>`. Errors are DRF's: `{\"detail\"}`, or field errors.",
-    security_schemes=lambda public_url: {"vngToken": {
-        "type": "apiKey", "in": "header", "name": "Authorization",
-        "description": "`Token <client-id>.<client-secret>`: the static API token of a ClientCredential with the "
-                       "`vng` scope."}},
+    "provider runs, badges and the openAPIinspector. Send `Authorization: Token "
+    '<client-id>.<client-secret>`. Errors are DRF\'s: `{"detail"}`, or field errors.',
+    security_schemes=lambda public_url: {
+        "vngToken": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <client-id>.<client-secret>`: the static API token of a ClientCredential with the "
+            "`vng` scope.",
+        }
+    },
     error_name="VngError",
-    error_schema={"type": "object", "minProperties": 1, "description": "`{\"detail\": \"...\"}`, or field "
-                  "errors such as `{\"session_type\": [\"This field is required.\"]}`."},
-    errors={400: "Field errors in the body.", 401: "Missing, malformed, unknown or expired token.",
-            403: "The token lacks the `vng` scope or reaches no VNG account.", 404: "Not found."})
+    error_schema={
+        "type": "object",
+        "minProperties": 1,
+        "description": '`{"detail": "..."}`, or field errors such as `{"session_type": ["This field is required."]}`.',
+    },
+    errors={
+        400: "Field errors in the body.",
+        401: "Missing, malformed, unknown or expired token.",
+        403: "The token lacks the `vng` scope or reaches no VNG account.",
+        404: "Not found.",
+    },
+)
 
 
 def render_error(request: Request, status: int, code: str, message: str) -> JSONResponse:
@@ -75,17 +94,20 @@ def shield_response(document: dict, format: Optional[str], request: Request) -> 
 
 
 def build_router(services) -> APIRouter:
-    vng = VngService(services.kube, services.store, services.settings.public_url,
-                     exposed_base=services.settings.exposed_url)
+    vng = VngService(
+        services.kube, services.store, services.settings.public_url, exposed_base=services.settings.exposed_url
+    )
     router = APIRouter(prefix=PREFIX, tags=["vng"])
     authenticated = require_static_token("vng")
 
     def route(path: str, methods: list[str], status_code: int = 200) -> Callable:
         """Register under `path` and `path/`: DRF clients send the slash, others may not."""
+
         def register(endpoint: Callable) -> Callable:
             for variant in (path, path + "/"):
                 router.add_api_route(variant, endpoint, methods=methods, status_code=status_code)
             return endpoint
+
         return register
 
     def account(principal: Principal) -> str:

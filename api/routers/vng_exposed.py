@@ -43,16 +43,36 @@ from ..services.vng import EXPOSED_PREFIX, MAX_RECORDED_BODY, VngService, expose
 PREFIX = "/vng/"
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 MAX_FORWARDED_BODY = 10 * 1024 * 1024
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-              "transfer-encoding", "upgrade"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+}
 NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "cookie"}
 # The target may not set cookies or relax the isolation headers the gateway adds.
-NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie", "set-cookie2",
-                             "content-security-policy", "content-security-policy-report-only",
-                             "x-content-type-options", "content-disposition", "x-frame-options"}
-ISOLATION = {"Content-Security-Policy": "sandbox; default-src 'none'; frame-ancestors 'none'",
-             "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-             "Cross-Origin-Resource-Policy": "same-origin"}
+NOT_RETURNED = HOP_BY_HOP | {
+    "content-length",
+    "content-encoding",
+    "set-cookie",
+    "set-cookie2",
+    "content-security-policy",
+    "content-security-policy-report-only",
+    "x-content-type-options",
+    "content-disposition",
+    "x-frame-options",
+}
+ISOLATION = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 # Types a browser renders or runs rather than saves: served as attachments.
 ACTIVE = ("html", "svg", "xml", "javascript", "ecmascript", "xsl", "pdf", "multipart")
 REDACTED = {"authorization", "cookie", "set-cookie"}
@@ -110,16 +130,22 @@ def build_router(services) -> APIRouter:
             raise ApiError(404, "Not found.")  # tenant content only on its own host name
         record, base = await run_in_threadpool(vng.running_session, session_uuid, service)
         body = await request.body()  # at most MAX_FORWARDED_BODY, in time: api/bodies.py (vng.py sets it)
-        exposed = {name: exposed_url(public_url, record["uuid"], name).rstrip("/")
-                   for name in record["services"]}
+        exposed = {name: exposed_url(public_url, record["uuid"], name).rstrip("/") for name in record["services"]}
         to_target = [(exposed[name], url) for name, url in record["services"].items()]
         to_client = [(url, exposed[name]) for name, url in record["services"].items()]
         query = request.url.query
         target = f"{base}/{path}" + (f"?{query}" if query else "")
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED]
         sent = rewrite(body, request.headers.get("content-type"), to_target)
-        call = {"service": service, "method": request.method, "path": "/" + path, "query": query, "url": target,
-                "requestHeaders": recorded_headers(headers), "time": time.time()}
+        call = {
+            "service": service,
+            "method": request.method,
+            "path": "/" + path,
+            "query": query,
+            "url": target,
+            "requestHeaders": recorded_headers(headers),
+            "time": time.time(),
+        }
         call["requestBody"], call["requestBodyEncoding"], call["requestTruncated"] = recorded_body(sent)
         started = time.monotonic()
 
@@ -139,21 +165,37 @@ def build_router(services) -> APIRouter:
         except OutboundBusy as exc:
             raise ApiError(429, f"Too many requests in flight: {exc}.", "throttled") from None
         except EgressDenied:
-            raise await failed(403, "The endpoint's address is not one the gateway may reach (egress policy).",
-                               "permission_denied", "egress policy: address not allowed") from None
+            raise await failed(
+                403,
+                "The endpoint's address is not one the gateway may reach (egress policy).",
+                "permission_denied",
+                "egress policy: address not allowed",
+            ) from None
         except OutboundTooLarge:
-            raise await failed(502, f"The endpoint answered more than {MAX_FORWARDED_BODY} bytes.", "bad_gateway",
-                               "answer too large") from None
+            raise await failed(
+                502, f"The endpoint answered more than {MAX_FORWARDED_BODY} bytes.", "bad_gateway", "answer too large"
+            ) from None
         except TimeoutError:
-            raise await failed(504, "The endpoint did not answer in time", "gateway_timeout",
-                               f"no complete answer within {outbound.deadline_seconds:g} s") from None
+            raise await failed(
+                504,
+                "The endpoint did not answer in time",
+                "gateway_timeout",
+                f"no complete answer within {outbound.deadline_seconds:g} s",
+            ) from None
         except httpx.HTTPError as exc:
-            raise await failed(502, "The endpoint is not responding", "bad_gateway",
-                               f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
+            raise await failed(
+                502,
+                "The endpoint is not responding",
+                "bad_gateway",
+                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+            ) from None
         content = rewrite(answer, reply.headers.get("content-type"), to_client)
-        call.update(status=reply.status_code, reason=reply.reason_phrase,
-                    responseHeaders=recorded_headers(reply.headers.multi_items()),
-                    responseTimeMs=(time.monotonic() - started) * 1000)
+        call.update(
+            status=reply.status_code,
+            reason=reply.reason_phrase,
+            responseHeaders=recorded_headers(reply.headers.multi_items()),
+            responseTimeMs=(time.monotonic() - started) * 1000,
+        )
         call["responseBody"], call["responseBodyEncoding"], call["responseTruncated"] = recorded_body(answer)
         await run_in_threadpool(vng.record_call, record, call)
         response = Response(content=content, status_code=reply.status_code)

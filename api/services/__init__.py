@@ -32,8 +32,7 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     def __init__(self, message: str, retry_after: int | None = None):
-        super().__init__(409, message, "conflict",
-                         headers={"Retry-After": str(retry_after)} if retry_after else None)
+        super().__init__(409, message, "conflict", headers={"Retry-After": str(retry_after)} if retry_after else None)
 
 
 class InvalidInput(ApiError):
@@ -56,9 +55,14 @@ def api_conflict(exc: BaseException) -> bool:
     return isinstance(exc, ApiException) and optimistic.is_conflict(exc)
 
 
-def update(read: Callable[[], Obj], compute: Callable[[Obj], Optional[Change]],
-           write: Callable[[Obj, Change], Written], *, exhausted: str,
-           retry_after: int | None = None) -> Optional[Written]:
+def update(
+    read: Callable[[], Obj],
+    compute: Callable[[Obj], Optional[Change]],
+    write: Callable[[Obj, Change], Written],
+    *,
+    exhausted: str,
+    retry_after: int | None = None,
+) -> Optional[Written]:
     """assay.crds.contracts.optimistic.update, with a Conflict (`exhausted`) for the client
     when the object kept changing through every attempt."""
     try:

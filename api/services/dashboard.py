@@ -86,24 +86,38 @@ def loadtest_view(namespace: str, item: NumberedLoadTest, archives: list, record
     progress = status.get("progress") or {}
 
     def links(kind: str) -> list[dict]:
-        return [{"number": a.number, "createdAt": a.created_at, "size": a.size,
-                 "url": archive_url(namespace, item.number, kind, a.number)}
-                for a in archives if a.kind == kind]
+        return [
+            {
+                "number": a.number,
+                "createdAt": a.created_at,
+                "size": a.size,
+                "url": archive_url(namespace, item.number, kind, a.number),
+            }
+            for a in archives
+            if a.kind == kind
+        ]
 
     return {
-        "namespace": namespace, "name": item.name, "number": item.number,
+        "namespace": namespace,
+        "name": item.name,
+        "number": item.number,
         "description": spec.get("description") or "",
-        "state": loadtest_state(status), "phase": status.get("phase"), "result": status.get("result"),
+        "state": loadtest_state(status),
+        "phase": status.get("phase"),
+        "result": status.get("result"),
         "message": status.get("message"),
-        "createdAt": moment(item.meta.get("creationTimestamp")), "startedAt": moment(status.get("startTime")),
+        "createdAt": moment(item.meta.get("creationTimestamp")),
+        "startedAt": moment(status.get("startTime")),
         "finishedAt": moment(status.get("completionTime")),
         "durationSeconds": duration_seconds(status.get("startTime"), status.get("completionTime")),
         "requests": figures.get("requests", progress.get("requests")),
         "failures": figures.get("failures", progress.get("errors")),
-        "errorRate": figures.get("errorRate"), "p95Ms": figures.get("p95Ms", progress.get("p95Ms")),
+        "errorRate": figures.get("errorRate"),
+        "p95Ms": figures.get("p95Ms", progress.get("p95Ms")),
         "rps": figures.get("rps", progress.get("rps")),
         "failedCriteria": list(status.get("failedCriteria") or []),
-        "reports": links("report"), "results": links("result"),
+        "reports": links("report"),
+        "results": links("result"),
     }
 
 
@@ -116,10 +130,14 @@ def monitor_runs(status: dict, store_runs: list[RunRecord]) -> list[dict]:
     runs: dict[str, dict] = {}
     for run in store_runs:
         runs[run.run_id] = {
-            "runId": run.run_id, "result": store_run_state(run),
-            "startedAt": moment(run.started_at or run.created_at), "finishedAt": moment(run.finished_at),
-            "responseTimeMs": None, "environment": None,
-            "regions": [r for r in (run.summary or {}).get("regions") or [] if r], "schedule": None,
+            "runId": run.run_id,
+            "result": store_run_state(run),
+            "startedAt": moment(run.started_at or run.created_at),
+            "finishedAt": moment(run.finished_at),
+            "responseTimeMs": None,
+            "environment": None,
+            "regions": [r for r in (run.summary or {}).get("regions") or [] if r],
+            "schedule": None,
         }
     entries = [*(status.get("history") or []), status.get("lastRun") or {}]
     for entry in entries:
@@ -127,10 +145,12 @@ def monitor_runs(status: dict, store_runs: list[RunRecord]) -> list[dict]:
             continue
         known = runs.get(entry["runId"], {})
         runs[entry["runId"]] = {
-            "runId": entry["runId"], "result": run_state(entry),
+            "runId": entry["runId"],
+            "result": run_state(entry),
             "startedAt": moment(entry.get("startTime")) or known.get("startedAt"),
             "finishedAt": moment(entry.get("completionTime")) or known.get("finishedAt"),
-            "responseTimeMs": entry.get("responseTimeMs"), "environment": entry.get("environment"),
+            "responseTimeMs": entry.get("responseTimeMs"),
+            "environment": entry.get("environment"),
             "regions": list(entry.get("regions") or known.get("regions") or []),
             "schedule": entry.get("schedule"),
         }
@@ -143,17 +163,22 @@ def monitor_view(namespace: str, monitor: dict, store_runs: list[RunRecord], sho
     finished = [r for r in runs if r["result"] in ("passed", "failed")]
     timed = [r["responseTimeMs"] for r in runs if isinstance(r["responseTimeMs"], (int, float))]
     return {
-        "namespace": namespace, "name": meta.get("name", ""),
+        "namespace": namespace,
+        "name": meta.get("name", ""),
         "displayName": spec.get("displayName") or meta.get("name", ""),
         "description": spec.get("description") or "",
         "lastResult": runs[0]["result"] if runs else None,
         "lastRunAt": runs[0]["startedAt"] if runs else None,
         "runCount": len(runs),
         "passRate": round(100.0 * sum(r["result"] == "passed" for r in finished) / len(finished), 1)
-        if finished else None,
+        if finished
+        else None,
         "avgResponseTimeMs": round(sum(timed) / len(timed), 1) if timed else None,
-        "responseTimes": [{"at": r["startedAt"], "ms": r["responseTimeMs"], "result": r["result"]}
-                          for r in reversed(runs) if isinstance(r["responseTimeMs"], (int, float)) and r["startedAt"]],
+        "responseTimes": [
+            {"at": r["startedAt"], "ms": r["responseTimeMs"], "result": r["result"]}
+            for r in reversed(runs)
+            if isinstance(r["responseTimeMs"], (int, float)) and r["startedAt"]
+        ],
         "runs": runs[:shown],
     }
 
@@ -169,9 +194,14 @@ def suite_runs(namespace: str, suite: dict, store_runs: list[RunRecord]) -> list
     for run in store_runs:
         summary = run.summary or {}
         runs[run.run_id] = {
-            "namespace": namespace, "suite": name, "runId": run.run_id, "state": store_run_state(run),
-            "startedAt": moment(run.started_at or run.created_at), "finishedAt": moment(run.finished_at),
-            "progress": summary.get("progress"), "successRate": summary.get("successRate"),
+            "namespace": namespace,
+            "suite": name,
+            "runId": run.run_id,
+            "state": store_run_state(run),
+            "startedAt": moment(run.started_at or run.created_at),
+            "finishedAt": moment(run.finished_at),
+            "progress": summary.get("progress"),
+            "successRate": summary.get("successRate"),
         }
     for entry in [*(status.get("history") or []), status.get("lastRun") or {}]:
         if not entry.get("runId"):
@@ -179,7 +209,9 @@ def suite_runs(namespace: str, suite: dict, store_runs: list[RunRecord]) -> list
         known = runs.get(entry["runId"], {})
         counts = RunCounts.model_validate(entry["counts"]) if entry.get("counts") else None
         runs[entry["runId"]] = {
-            "namespace": namespace, "suite": name, "runId": entry["runId"],
+            "namespace": namespace,
+            "suite": name,
+            "runId": entry["runId"],
             "state": run_state(entry),
             "startedAt": moment(entry.get("startTime")) or known.get("startedAt"),
             "finishedAt": moment(entry.get("completionTime")) or known.get("finishedAt"),
@@ -223,17 +255,22 @@ class DashboardService:
         for namespace, items in sorted(self._by_namespace("loadtests", namespaces).items()):
             for item in reversed(self.loadtests.numbered(namespace, items)):
                 record = self.loadtests.run_record(item)
-                out.append(loadtest_view(namespace, item, self.loadtests.archives(namespace, item),
-                                         getattr(record, "summary", None)))
+                out.append(
+                    loadtest_view(
+                        namespace, item, self.loadtests.archives(namespace, item), getattr(record, "summary", None)
+                    )
+                )
         return out
 
-    def monitors(self, namespaces: list[str], store_runs: int = MONITOR_STORE_RUNS,
-                 shown: int = MONITOR_RUNS_SHOWN) -> list[dict]:
+    def monitors(
+        self, namespaces: list[str], store_runs: int = MONITOR_STORE_RUNS, shown: int = MONITOR_RUNS_SHOWN
+    ) -> list[dict]:
         out = []
         for namespace, items in sorted(self._by_namespace("monitors", namespaces).items()):
             for monitor in sorted(items, key=lambda m: m["metadata"]["name"]):
-                runs = self.store.list_runs(project=namespace, kind="Monitor", owner_uid=monitor["metadata"]["uid"],
-                                            limit=store_runs)
+                runs = self.store.list_runs(
+                    project=namespace, kind="Monitor", owner_uid=monitor["metadata"]["uid"], limit=store_runs
+                )
                 out.append(monitor_view(namespace, monitor, runs, shown))
         return out
 
@@ -243,16 +280,18 @@ class DashboardService:
             monitor = self.kube.get("monitors", namespace, name)
         except KubeNotFound:
             return None
-        runs = self.store.list_runs(project=namespace, kind="Monitor", owner_uid=monitor["metadata"]["uid"],
-                                    limit=MONITOR_STORE_RUNS)
+        runs = self.store.list_runs(
+            project=namespace, kind="Monitor", owner_uid=monitor["metadata"]["uid"], limit=MONITOR_STORE_RUNS
+        )
         return monitor_view(namespace, monitor, runs, shown=MONITOR_STORE_RUNS)
 
     def suite_runs(self, namespaces: list[str]) -> list[dict]:
         out = []
         for namespace, items in sorted(self._by_namespace("testsuites", namespaces).items()):
             for suite in items:
-                runs = self.store.list_runs(project=namespace, kind="TestSuite", owner_uid=suite["metadata"]["uid"],
-                                            limit=SUITE_STORE_RUNS)
+                runs = self.store.list_runs(
+                    project=namespace, kind="TestSuite", owner_uid=suite["metadata"]["uid"], limit=SUITE_STORE_RUNS
+                )
                 out.extend(suite_runs(namespace, suite, runs))
         out.sort(key=lambda r: (r["startedAt"] or "", r["runId"]), reverse=True)
         return out[:SUITE_RUNS_SHOWN]
@@ -260,7 +299,8 @@ class DashboardService:
     def overview(self, namespaces: list[str], reachable: list[str], selected: Optional[str]) -> dict:
         """Everything the page shows for `namespaces` (all reachable ones, or the selected one)."""
         overview = {
-            "namespaces": reachable, "namespace": selected,
+            "namespaces": reachable,
+            "namespace": selected,
             "loadTests": self.load_tests(namespaces) if namespaces else [],
             "monitors": self.monitors(namespaces) if namespaces else [],
             "suiteRuns": self.suite_runs(namespaces) if namespaces else [],

@@ -82,8 +82,17 @@ ASSERT_OPERATORS = {
     "lesserEquals": "is_less_than_or_equal",
 }
 EXTRACTORS = {"jsonPath": "response_json", "header": "response_headers"}
-MAPPED_KEYS = {"description", "meta", "concurrency", "duration", "rampUp", "iterations", "requests", "parameters",
-               "parameterPools"}
+MAPPED_KEYS = {
+    "description",
+    "meta",
+    "concurrency",
+    "duration",
+    "rampUp",
+    "iterations",
+    "requests",
+    "parameters",
+    "parameterPools",
+}
 
 
 def template(text: Any, where: str) -> str:
@@ -92,13 +101,13 @@ def template(text: Any, where: str) -> str:
         raise InvalidInput(f"{where}: expected a string")
     for name in _PARAMETER.findall(text):
         if name.startswith("__"):
-            raise InvalidInput(f"{where}: Loadmill built-in functions such as ${{{name}}} are not supported; "
-                               "use a parameter instead")
+            raise InvalidInput(
+                f"{where}: Loadmill built-in functions such as ${{{name}}} are not supported; use a parameter instead"
+            )
     converted = _PARAMETER.sub(lambda m: "{{" + m.group(1) + "}}", text)
     leftover = _ANY_EXPRESSION.search(converted)
     if leftover:
-        raise InvalidInput(f"{where}: {leftover.group(0)!r}: only ${{name}} parameters are supported, "
-                           "not expressions")
+        raise InvalidInput(f"{where}: {leftover.group(0)!r}: only ${{name}} parameters are supported, not expressions")
     return converted
 
 
@@ -150,8 +159,9 @@ def _extractions(value: Any, where: str) -> list[dict]:
     for name, how in _pairs(value, where):
         if not isinstance(how, dict) or len(how) != 1 or next(iter(how)) not in EXTRACTORS:
             kinds = ", ".join(EXTRACTORS)
-            raise InvalidInput(f"{where}.{name}: only {kinds} extractions are supported, e.g. "
-                               f'{{"{name}": {{"jsonPath": "data.id"}}}}')
+            raise InvalidInput(
+                f'{where}.{name}: only {kinds} extractions are supported, e.g. {{"{name}": {{"jsonPath": "data.id"}}}}'
+            )
         kind, path = next(iter(how.items()))
         if not isinstance(path, str):
             raise InvalidInput(f"{where}.{name}.{kind}: expected a string")
@@ -169,11 +179,13 @@ def _assertions(value: Any, extracted: list[dict], where: str) -> list[dict]:
     for index, item in enumerate(value):
         here = f"{where}[{index}]"
         if not isinstance(item, dict) or not isinstance(item.get("check"), str):
-            raise InvalidInput(f"{here}: expected {{\"check\": <parameter>, ...}}")
+            raise InvalidInput(f'{here}: expected {{"check": <parameter>, ...}}')
         source = by_name.get(item["check"])
         if source is None:
-            raise InvalidInput(f"{here}.check: {item['check']!r} is not extracted by this request; Assay asserts on "
-                               "what the same request extracts")
+            raise InvalidInput(
+                f"{here}.check: {item['check']!r} is not extracted by this request; Assay asserts on "
+                "what the same request extracts"
+            )
         operators = [k for k in item if k != "check"]
         if len(operators) > 1:
             raise InvalidInput(f"{here}: one operator per assertion, got {', '.join(operators)}")
@@ -185,11 +197,16 @@ def _assertions(value: Any, extracted: list[dict], where: str) -> list[dict]:
             target = item[operators[0]]
             if isinstance(target, bool) or not isinstance(target, (str, int, float)):
                 raise InvalidInput(f"{here}.{operators[0]}: expected a string or number")
-            assertion["value"] = template(target, f"{here}.{operators[0]}") if isinstance(target, str) \
+            assertion["value"] = (
+                template(target, f"{here}.{operators[0]}")
+                if isinstance(target, str)
                 else (target if isinstance(target, int) else str(target))
+            )
         else:
-            raise InvalidInput(f"{here}: operator {operators[0]!r} is not supported; supported: "
-                               f"{', '.join(ASSERT_OPERATORS)} or none (the value must not be empty)")
+            raise InvalidInput(
+                f"{here}: operator {operators[0]!r} is not supported; supported: "
+                f"{', '.join(ASSERT_OPERATORS)} or none (the value must not be empty)"
+            )
         out.append(assertion)
     return out
 
@@ -209,7 +226,7 @@ def _request(item: Any, where: str) -> tuple[dict, int]:
     post = item.get("postData")
     if post is not None:
         if not isinstance(post, dict):
-            raise InvalidInput(f"{where}.postData: expected {{\"text\", \"mimeType\"}}")
+            raise InvalidInput(f'{where}.postData: expected {{"text", "mimeType"}}')
         if post.get("text") is not None:
             request["body"] = template(str(post["text"]), f"{where}.postData.text")
         mime = post.get("mimeType")
@@ -241,8 +258,15 @@ def _parameter_pool(value: Any) -> Optional[dict]:
         for text in values:
             if isinstance(text, (dict, list)):
                 raise InvalidInput(f"config.parameters.{name}: expected strings or numbers")
-            text = "" if text is None else text if isinstance(text, str) else str(text).lower() \
-                if isinstance(text, bool) else str(text)
+            text = (
+                ""
+                if text is None
+                else text
+                if isinstance(text, str)
+                else str(text).lower()
+                if isinstance(text, bool)
+                else str(text)
+            )
             if "${" in text:
                 raise InvalidInput(f"config.parameters.{name}: {text!r}: parameter values cannot use ${{...}}")
             texts.append(text)
@@ -357,10 +381,20 @@ class LoadmillTestService:
     def create(self, namespace: str, conf: Any) -> str:
         spec, ignored = loadtest_spec_from_conf(conf)
         test_id = str(uuid.uuid4())
-        self.store.put_record(TESTS, test_id, {
-            "id": test_id, "namespace": namespace, "conf": conf, "spec": spec.to_k8s(),
-            "description": spec.description, "ignored": ignored, "createdAt": time.time(),
-        }, project=namespace)
+        self.store.put_record(
+            TESTS,
+            test_id,
+            {
+                "id": test_id,
+                "namespace": namespace,
+                "conf": conf,
+                "spec": spec.to_k8s(),
+                "description": spec.description,
+                "ignored": ignored,
+                "createdAt": time.time(),
+            },
+            project=namespace,
+        )
         return test_id
 
     def _record(self, namespaces: list[str], test_id: str) -> dict:
@@ -372,21 +406,31 @@ class LoadmillTestService:
     def start(self, namespaces: list[str], test_id: str) -> dict:
         """Create the LoadTest of the test: once."""
         record = self._record(namespaces, test_id)
-        refused = Conflict(f"load test {test_id} has already been run; a load test runs only once, "
-                           "create it again (POST /api/v1/tests) to run it again")
+        refused = Conflict(
+            f"load test {test_id} has already been run; a load test runs only once, "
+            "create it again (POST /api/v1/tests) to run it again"
+        )
         if record.get("loadTestUid"):
             raise refused
         namespace, name = record["namespace"], loadtest_name_for(test_id)
-        body = {"apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest",
-                "metadata": {"name": name, "labels": {LABEL_TEST_ID: test_id}}, "spec": record["spec"]}
+        body = {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "LoadTest",
+            "metadata": {"name": name, "labels": {LABEL_TEST_ID: test_id}},
+            "spec": record["spec"],
+        }
         try:
             created = self.kube.create(LOADTEST_PLURAL, namespace, body)
         except ApiException as exc:
             if exc.status == 409:
                 raise refused from None
             raise
-        self.store.put_record(TESTS, test_id, {**record, "loadTest": name, "loadTestUid": created["metadata"]["uid"],
-                                               "startedAt": time.time()}, project=namespace)
+        self.store.put_record(
+            TESTS,
+            test_id,
+            {**record, "loadTest": name, "loadTestUid": created["metadata"]["uid"], "startedAt": time.time()},
+            project=namespace,
+        )
         return created
 
     def view(self, namespaces: list[str], test_id: str) -> dict:

@@ -52,8 +52,6 @@ ANNOTATION_COPIED_FROM = "assay.dev/copied-from"
 OWN_PREFIX = "assay.dev/"
 
 
-
-
 def iso(value: Any) -> Optional[str]:
     """An API-server or epoch timestamp as ISO 8601 UTC with a Z, or None."""
     if value is None or value == "":
@@ -88,9 +86,11 @@ def epoch_ms(value: Any) -> Optional[int]:
 
 def creation_order(items: list[dict]) -> list[dict]:
     """LoadTests oldest first: creation time (second precision), then name, then uid."""
+
     def key(item: dict) -> tuple:
         meta = item.get("metadata") or {}
         return (str(meta.get("creationTimestamp") or ""), meta.get("name") or "", meta.get("uid") or "")
+
     return sorted(items, key=key)
 
 
@@ -164,8 +164,19 @@ def build_copy(source: dict, number: int, source_number: int, reservation: str, 
 
 # --- run figures ----------------------------------------------------------------------------------
 
-SUMMARY_KEYS = ("requests", "failures", "errorRate", "rps", "minMs", "avgMs", "maxMs",
-                "p50Ms", "p90Ms", "p95Ms", "p99Ms")
+SUMMARY_KEYS = (
+    "requests",
+    "failures",
+    "errorRate",
+    "rps",
+    "minMs",
+    "avgMs",
+    "maxMs",
+    "p50Ms",
+    "p90Ms",
+    "p95Ms",
+    "p99Ms",
+)
 SUMMARY_ALIASES = {"errorRatePct": "errorRate", "throughputRps": "rps", "meanMs": "avgMs"}
 """The ingest's run summary (store/results.py run_summary) names some figures differently."""
 
@@ -279,10 +290,12 @@ class LoadTestService:
         root = copy_root_name(source.resource)
         for attempt in range(3):
             name = copy_name(root, new_number, attempt)
-            self.store.put_record(RESERVATIONS, reservation,
-                                  {"number": new_number, "name": name, "namespace": namespace,
-                                   "source": source.uid},
-                                  project=namespace)
+            self.store.put_record(
+                RESERVATIONS,
+                reservation,
+                {"number": new_number, "name": name, "namespace": namespace, "source": source.uid},
+                project=namespace,
+            )
             body = build_copy(source.resource, new_number, source.number, reservation, name)
             try:
                 created = self.kube.create(PLURAL, namespace, body)
@@ -301,8 +314,16 @@ class LoadTestService:
         out = []
         # With the project, the query uses the archives' (project, loadtest_uid, ...) index.
         for record in self.store.list_archives(project=namespace, loadtest_uid=item.uid):
-            out.append(Archive(kind=record.kind, number=int(record.number), created_at=iso(record.created_at),
-                               size=record.size, sha256=record.sha256, path=record.path))
+            out.append(
+                Archive(
+                    kind=record.kind,
+                    number=int(record.number),
+                    created_at=iso(record.created_at),
+                    size=record.size,
+                    sha256=record.sha256,
+                    path=record.path,
+                )
+            )
         return sorted(out, key=lambda a: (a.kind, a.number))
 
     def archive(self, namespace: str, item: NumberedLoadTest, kind: str, number: int):

@@ -58,8 +58,7 @@ class Inspection:
         return self.version == 3 and not self.errors
 
     def to_dict(self) -> dict:
-        return {"version": self.version, "openapi": self.declared, "satisfied": self.satisfied,
-                "errors": self.errors}
+        return {"version": self.version, "openapi": self.declared, "satisfied": self.satisfied, "errors": self.errors}
 
 
 def checked_url(url: object) -> str:
@@ -78,7 +77,8 @@ async def fetch_document(url: str, outbound: Outbound) -> bytes:
     try:
         for _ in range(MAX_REDIRECTS + 1):
             request = outbound.client.build_request(
-                "GET", url, headers={"Accept": "application/json, application/yaml, */*"})
+                "GET", url, headers={"Accept": "application/json, application/yaml, */*"}
+            )
             reply = await outbound.client.send(request, stream=True)
             try:
                 if reply.is_redirect and reply.headers.get("location"):
@@ -120,10 +120,16 @@ def inspect_document(document: dict) -> Inspection:
         return Inspection(3, declared, _errors(validator(document)))
     swagger = document.get("swagger")
     if swagger is not None:
-        return Inspection(2, str(swagger), [{"path": "/swagger", "message":
-                                             "a Swagger 2.0 document; the inspector checks OpenAPI 3 documents"}])
-    return Inspection(0, str(declared or ""), [{"path": "/openapi", "message":
-                                                "not an OpenAPI 3 document: `openapi: 3.x.y` is required"}])
+        return Inspection(
+            2,
+            str(swagger),
+            [{"path": "/swagger", "message": "a Swagger 2.0 document; the inspector checks OpenAPI 3 documents"}],
+        )
+    return Inspection(
+        0,
+        str(declared or ""),
+        [{"path": "/openapi", "message": "not an OpenAPI 3 document: `openapi: 3.x.y` is required"}],
+    )
 
 
 def error_place(error) -> str:
@@ -147,8 +153,13 @@ def _errors(validator) -> list[dict]:
             if len(errors) >= MAX_ERRORS:
                 break
     except Unresolvable as exc:
-        errors.append({"path": "", "message": f"cannot resolve $ref {exc.ref!r}: only references inside the "
-                                              "document are resolved; validation stopped here"})
+        errors.append(
+            {
+                "path": "",
+                "message": f"cannot resolve $ref {exc.ref!r}: only references inside the "
+                "document are resolved; validation stopped here",
+            }
+        )
     except RecursionError:
         errors.append({"path": "", "message": "the document's references nest too deeply to validate"})
     return errors

@@ -34,8 +34,9 @@ class Outbound:
         self.policy = policy
         self.per_tenant = per_tenant
         self.deadline_seconds = deadline_seconds
-        self.client = egress.async_client(policy, follow_redirects=False,
-                                          timeout=httpx.Timeout(deadline_seconds, connect=CONNECT_TIMEOUT_SECONDS))
+        self.client = egress.async_client(
+            policy, follow_redirects=False, timeout=httpx.Timeout(deadline_seconds, connect=CONNECT_TIMEOUT_SECONDS)
+        )
         self._in_flight: Counter[str] = Counter()
 
     @asynccontextmanager

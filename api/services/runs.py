@@ -41,14 +41,16 @@ RETRY_AFTER_SECONDS = 2
 
 
 class RunRequests:
-    def __init__(self, kube, *, sleep: Callable[[float], None] = time.sleep,
-                 pending_wait: float = PENDING_WAIT_SECONDS):
+    def __init__(
+        self, kube, *, sleep: Callable[[float], None] = time.sleep, pending_wait: float = PENDING_WAIT_SECONDS
+    ):
         self.kube = kube
         self.sleep = sleep
         self.pending_wait = pending_wait
 
-    def request(self, kind: str, namespace: str, name: str, options: dict, *, busy: str,
-                owner: Optional[dict] = None) -> str:
+    def request(
+        self, kind: str, namespace: str, name: str, options: dict, *, busy: str, owner: Optional[dict] = None
+    ) -> str:
         """Ask for a run of the `kind` named `name` with `options` (the fields of its run
         request but the id); returns the run id the run will have. `owner` is the object as
         the caller has just read it, if it has; `busy` is the 409's message when a previous
@@ -72,8 +74,12 @@ class RunRequests:
         def compute(current: dict) -> Optional[dict]:
             if pending_run_id(current) is not None:
                 return None  # not now: wait for the operator to take the pending one
-            return {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"],
-                                 "annotations": {RUN_REQUEST_ANNOTATION: value}}}
+            return {
+                "metadata": {
+                    "resourceVersion": current["metadata"]["resourceVersion"],
+                    "annotations": {RUN_REQUEST_ANNOTATION: value},
+                }
+            }
 
         def write(current: dict, patch: dict) -> str:
             self.kube.patch(plural, namespace, name, patch)

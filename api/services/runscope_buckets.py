@@ -56,8 +56,11 @@ class RunscopeBuckets:
     def buckets(self, principal: Principal) -> list[dict]:
         reachable = set(self.tenancy.namespaces_for(principal))
         namespaces = sorted(self.kube.namespaces(), key=lambda n: n["metadata"]["name"])
-        return [bucket_of(ns, self.org_label) for ns in namespaces
-                if ns["metadata"]["name"] in reachable and not ns["metadata"].get("deletionTimestamp")]
+        return [
+            bucket_of(ns, self.org_label)
+            for ns in namespaces
+            if ns["metadata"]["name"] in reachable and not ns["metadata"].get("deletionTimestamp")
+        ]
 
     def bucket(self, namespace: str) -> dict:
         return bucket_of(self.kube.namespace(namespace), self.org_label)
@@ -71,8 +74,9 @@ class RunscopeBuckets:
             raise ApiError(403, f"this token cannot create buckets in team {team_uuid!r}", "forbidden")
         for _ in range(3):
             try:
-                created = self.kube.create_namespace(new_bucket_key(), {self.org_label: team_uuid},
-                                                     {BUCKET_NAME_ANNOTATION: name})
+                created = self.kube.create_namespace(
+                    new_bucket_key(), {self.org_label: team_uuid}, {BUCKET_NAME_ANNOTATION: name}
+                )
                 return bucket_of(created, self.org_label)
             except ApiException as exc:
                 if exc.status != 409:  # 409: the generated key exists; draw another
@@ -91,9 +95,13 @@ class RunscopeBuckets:
 
     @staticmethod
     def account(principal: Principal, with_email: bool) -> dict:
-        account = {"name": principal.credential, "uuid": principal.credential_uid,
-                   "teams": [{"uuid": principal.organization, "name": principal.organization}]
-                   if principal.organization else []}
+        account = {
+            "name": principal.credential,
+            "uuid": principal.credential_uid,
+            "teams": [{"uuid": principal.organization, "name": principal.organization}]
+            if principal.organization
+            else [],
+        }
         if with_email:
             account["email"] = None  # credentials have no e-mail address
         return account
@@ -104,8 +112,10 @@ class RunscopeBuckets:
             meta = node["metadata"]
             code = (meta.get("labels") or {}).get(REGION_LABEL)
             if code and code not in regions:
-                regions[code] = {"region_code": code,
-                                 "location": (meta.get("annotations") or {}).get(LOCATION_ANNOTATION) or code,
-                                 "service_provider": "Kubernetes", "hostname": meta["name"]}
+                regions[code] = {
+                    "region_code": code,
+                    "location": (meta.get("annotations") or {}).get(LOCATION_ANNOTATION) or code,
+                    "service_provider": "Kubernetes",
+                    "hostname": meta["name"],
+                }
         return [regions[code] for code in sorted(regions)]
-

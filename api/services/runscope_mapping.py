@@ -22,14 +22,24 @@ from assay.crds.schedule import INTERVALS
 from . import InvalidInput
 
 COMPARISON_ALIASES = {
-    "is_equal": "equal", "equals": "equal", "does_not_equal": "not_equal", "is_empty": "empty",
-    "is_not_empty": "not_empty", "equals_number": "equal_number", "less_than": "is_less_than",
-    "less_than_or_equal": "is_less_than_or_equal", "greater_than": "is_greater_than",
+    "is_equal": "equal",
+    "equals": "equal",
+    "does_not_equal": "not_equal",
+    "is_empty": "empty",
+    "is_not_empty": "not_empty",
+    "equals_number": "equal_number",
+    "less_than": "is_less_than",
+    "less_than_or_equal": "is_less_than_or_equal",
+    "greater_than": "is_greater_than",
     "greater_than_or_equal": "is_greater_than_or_equal",
 }
 SOURCE_ALIASES = {
-    "json": "response_json", "xml": "response_xml", "status_code": "response_status",
-    "response_size_bytes": "response_size", "response_time_ms": "response_time", "text": "response_text",
+    "json": "response_json",
+    "xml": "response_xml",
+    "status_code": "response_status",
+    "response_size_bytes": "response_size",
+    "response_time_ms": "response_time",
+    "text": "response_text",
 }
 RESPONSE_ONLY_STEP_FIELDS = ("created_at",)
 RESPONSE_ONLY_ENV_FIELDS = ("test_id", "created_at", "exported_at", "version")
@@ -140,8 +150,10 @@ def environment_from_runscope(doc: Any, env_id: Optional[str] = None) -> dict:
     if isinstance(env.get("emails"), dict):
         env["emails"] = _drop_nulls(env["emails"])
     if isinstance(env.get("initial_variables"), dict):
-        env["initial_variables"] = {str(k): "" if v is None else (v if isinstance(v, str) else str(v))
-                                    for k, v in env["initial_variables"].items()}
+        env["initial_variables"] = {
+            str(k): "" if v is None else (v if isinstance(v, str) else str(v))
+            for k, v in env["initial_variables"].items()
+        }
     try:
         return Environment.model_validate(env).to_k8s()
     except ValidationError as exc:
@@ -171,13 +183,18 @@ def validated_spec(spec: dict) -> dict:
 def with_ids(spec: dict) -> dict:
     """The spec with an id on every step, embedded step and environment: a Monitor written with
     kubectl may have none, and the Runscope API addresses them by id."""
+
     def step_with_id(step: dict) -> dict:
         step = {**step, "id": step.get("id") or new_id()}
         if step.get("stepType") == "condition":
             step["steps"] = [step_with_id(s) for s in step.get("steps") or []]
         return step
-    return {**spec, "steps": [step_with_id(s) for s in spec.get("steps") or []],
-            "environments": [{**e, "id": e.get("id") or new_id()} for e in spec.get("environments") or []]}
+
+    return {
+        **spec,
+        "steps": [step_with_id(s) for s in spec.get("steps") or []],
+        "environments": [{**e, "id": e.get("id") or new_id()} for e in spec.get("environments") or []],
+    }
 
 
 def environment_id_of(spec: dict, name: Optional[str]) -> Optional[str]:
@@ -249,8 +266,9 @@ def modified_spec(spec: dict, doc: Any) -> dict:
 
 def all_steps(steps: list[dict]) -> list[dict]:
     """Every step, embedded condition steps included, in order."""
-    return [s for step in steps for s in [step, *(step.get("steps") or [] if step.get("stepType") == "condition"
-                                                  else [])]]
+    return [
+        s for step in steps for s in [step, *(step.get("steps") or [] if step.get("stepType") == "condition" else [])]
+    ]
 
 
 def reordered_steps(steps: list[dict], order: Any) -> list[dict]:
@@ -273,8 +291,11 @@ def reordered_steps(steps: list[dict], order: Any) -> list[dict]:
             if step.get("stepType") != "condition":
                 raise InvalidInput(f"step {step_id!r} is not a condition; it has no embedded steps")
             inner_by_id = {s["id"]: s for s in step.get("steps") or []}
-            if not isinstance(inner, list) or sorted(map(str, inner)) != sorted(inner_by_id) or \
-                    len(set(map(str, inner))) != len(inner):
+            if (
+                not isinstance(inner, list)
+                or sorted(map(str, inner)) != sorted(inner_by_id)
+                or len(set(map(str, inner))) != len(inner)
+            ):
                 raise InvalidInput(f"condition {step_id!r}: give each of its embedded step ids exactly once")
             step["steps"] = [inner_by_id[i] for i in inner]
         out.append(step)
@@ -302,28 +323,48 @@ def schedule_spec_from_runscope(doc: Any, monitor_name: str, spec: dict) -> dict
     note = doc.get("note") or ""
     if not isinstance(note, str):
         raise InvalidInput("note: must be a string")
-    return {"target": {"kind": "Monitor", "name": monitor_name}, "interval": interval, "environment": env_id,
-            "note": note}
+    return {
+        "target": {"kind": "Monitor", "name": monitor_name},
+        "interval": interval,
+        "environment": env_id,
+        "note": note,
+    }
 
 
 def monitor_manifest(name: str, spec: dict, annotations: dict[str, str]) -> dict:
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
-            "metadata": {"name": name, "annotations": annotations}, "spec": spec}
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Monitor",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": spec,
+    }
 
 
 def schedule_manifest(name: str, monitor: dict, spec: dict) -> dict:
     """A Schedule owned by the Monitor: deleting the test deletes its schedules."""
     meta = monitor["metadata"]
-    owner = {"apiVersion": monitor.get("apiVersion", "assay.dev/v1alpha1"), "kind": "Monitor", "name": meta["name"],
-             "uid": meta["uid"]}
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Schedule",
-            "metadata": {"name": name, "ownerReferences": [owner]}, "spec": spec}
+    owner = {
+        "apiVersion": monitor.get("apiVersion", "assay.dev/v1alpha1"),
+        "kind": "Monitor",
+        "name": meta["name"],
+        "uid": meta["uid"],
+    }
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": name, "ownerReferences": [owner]},
+        "spec": spec,
+    }
 
 
 def schedule_to_runscope(schedule: dict) -> dict:
     spec = schedule.get("spec") or {}
-    return {"environment_id": spec.get("environment"), "interval": spec.get("interval"), "note": spec.get("note", ""),
-            "id": schedule["metadata"]["uid"]}
+    return {
+        "environment_id": spec.get("environment"),
+        "interval": spec.get("interval"),
+        "note": spec.get("note", ""),
+        "id": schedule["metadata"]["uid"],
+    }
 
 
 def last_run_to_runscope(status: dict, spec: dict, bucket_key: str, test_id: str, public_url: str) -> Optional[dict]:

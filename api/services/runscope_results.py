@@ -110,10 +110,17 @@ def step_detail(piece: Piece, step_id: str) -> Optional[dict[str, Any]]:
     return {
         "bucket_key": piece.doc.get("bucket_key") or piece.run.project,
         "uuid": step_id,
-        "request": {"body": "", "body_encoding": "plaintext", "headers": {}, "host": parts.hostname or "",
-                    "method": step.get("method") or "", "params": parse_qs(parts.query, keep_blank_values=True),
-                    "path": parts.path or "/", "scheme": parts.scheme,
-                    "timestamp": piece.doc.get("started_at")},
+        "request": {
+            "body": "",
+            "body_encoding": "plaintext",
+            "headers": {},
+            "host": parts.hostname or "",
+            "method": step.get("method") or "",
+            "params": parse_qs(parts.query, keep_blank_values=True),
+            "path": parts.path or "/",
+            "scheme": parts.scheme,
+            "timestamp": piece.doc.get("started_at"),
+        },
         "response": None,
     }
 
@@ -141,10 +148,12 @@ def percentile(values: list[float], p: float) -> Optional[float]:
 
 def _period_figures(points: list[tuple[float, bool, Optional[float]]]) -> dict[str, Any]:
     times = [t for _, _, t in points if t is not None]
-    return {"response_time_50th_percentile": percentile(times, 50),
-            "response_time_95th_percentile": percentile(times, 95),
-            "response_time_99th_percentile": percentile(times, 99),
-            "total_test_runs": len(points)}
+    return {
+        "response_time_50th_percentile": percentile(times, 50),
+        "response_time_95th_percentile": percentile(times, 95),
+        "response_time_99th_percentile": percentile(times, 99),
+        "total_test_runs": len(points),
+    }
 
 
 def _change(now: Optional[float], before: Optional[float]) -> Optional[float]:
@@ -159,15 +168,27 @@ def timeframe_widths(timeframe: str) -> tuple[int, int]:
     return TIMEFRAMES[timeframe]
 
 
-def metrics_document(pieces: Iterable[dict], *, now: float, timeframe: str = "day", environment_uuid: str = ALL,
-                     region: str = ALL) -> dict[str, Any]:
+def metrics_document(
+    pieces: Iterable[dict], *, now: float, timeframe: str = "day", environment_uuid: str = ALL, region: str = ALL
+) -> dict[str, Any]:
     """Test Metrics over result documents (`result_metrics` over what the index holds of them)."""
-    return result_metrics([MonitorResultRecord.from_document(doc).figures for doc in pieces], now=now,
-                          timeframe=timeframe, environment_uuid=environment_uuid, region=region)
+    return result_metrics(
+        [MonitorResultRecord.from_document(doc).figures for doc in pieces],
+        now=now,
+        timeframe=timeframe,
+        environment_uuid=environment_uuid,
+        region=region,
+    )
 
 
-def result_metrics(results: Iterable[ResultFigures], *, now: float, timeframe: str = "day",
-                   environment_uuid: str = ALL, region: str = ALL) -> dict[str, Any]:
+def result_metrics(
+    results: Iterable[ResultFigures],
+    *,
+    now: float,
+    timeframe: str = "day",
+    environment_uuid: str = ALL,
+    region: str = ALL,
+) -> dict[str, Any]:
     """Test Metrics: one `response_times` point per interval of the timeframe that has runs,
     this period's percentiles and run count, and their relative change from the period before
     (null when that period had nothing to compare with)."""
@@ -196,9 +217,13 @@ def result_metrics(results: Iterable[ResultFigures], *, now: float, timeframe: s
     for timestamp in sorted(buckets):
         points = buckets[timestamp]
         times = [t for _, _, t in points if t is not None]
-        response_times.append({"success_ratio": sum(ok for _, ok, _ in points) / len(points),
-                               "timestamp": timestamp,
-                               "avg_response_time_ms": round(sum(times) / len(times)) if times else None})
+        response_times.append(
+            {
+                "success_ratio": sum(ok for _, ok, _ in points) / len(points),
+                "timestamp": timestamp,
+                "avg_response_time_ms": round(sum(times) / len(times)) if times else None,
+            }
+        )
     this_figures, last_figures = _period_figures(this_period), _period_figures(last_period)
     return {
         "response_times": response_times,
@@ -213,10 +238,17 @@ def result_metrics(results: Iterable[ResultFigures], *, now: float, timeframe: s
 # --- pure: usage -----------------------------------------------------------------------------------
 
 
-def usage_window(today: date, *, date_: Optional[str] = None, days: Optional[int] = None,
-                 from_: Optional[str] = None, to: Optional[str] = None) -> tuple[date, date]:
+def usage_window(
+    today: date,
+    *,
+    date_: Optional[str] = None,
+    days: Optional[int] = None,
+    from_: Optional[str] = None,
+    to: Optional[str] = None,
+) -> tuple[date, date]:
     """The (from, to) days a request count covers, both inclusive: by default the last day
     (yesterday and today), `date` to today, the last `days` days, or `from` to `to`."""
+
     def parse(name: str, value: str) -> date:
         if not _DATE.fullmatch(value):
             raise InvalidInput(f"{name} must be a date as YYYY-MM-DD, not {value!r}")
@@ -251,8 +283,12 @@ def day_bounds(start: date, end: date) -> tuple[float, float]:
 
 
 def bucket_usage(bucket_key: str, requests_count: int, start: date, end: date) -> dict[str, Any]:
-    return {"requests_count": requests_count, "bucket_key": bucket_key,
-            "from_date": start.isoformat(), "to_date": end.isoformat()}
+    return {
+        "requests_count": requests_count,
+        "bucket_key": bucket_key,
+        "from_date": start.isoformat(),
+        "to_date": end.isoformat(),
+    }
 
 
 # --- the store side --------------------------------------------------------------------------------
@@ -268,11 +304,23 @@ class RunscopeResults:
         self.store = store
         self.base_url = base_url
 
-    def list_results(self, namespace: str, test_id: str, *, count: int, since: Optional[float],
-                     before: Optional[float], subtests: bool) -> list[dict]:
+    def list_results(
+        self,
+        namespace: str,
+        test_id: str,
+        *,
+        count: int,
+        since: Optional[float],
+        before: Optional[float],
+        subtests: bool,
+    ) -> list[dict]:
         listed = self.store.list_monitor_results(namespace, test_id, since=since, before=before, limit=count)
-        return [result_summary(Piece(run=run, index=result.location or 0, doc=result.header), self.base_url,
-                               subtests=subtests) for run, result in listed]
+        return [
+            result_summary(
+                Piece(run=run, index=result.location or 0, doc=result.header), self.base_url, subtests=subtests
+            )
+            for run, result in listed
+        ]
 
     def _run(self, namespace: str, test_id: str, run_id: str) -> Optional[RunRecord]:
         if run_id == "latest":
@@ -285,14 +333,18 @@ class RunscopeResults:
             return None
         return run
 
-    def _piece(self, namespace: str, test_id: str, run_id: str, region: Optional[str],
-               with_steps: bool = False) -> Piece:
+    def _piece(
+        self, namespace: str, test_id: str, run_id: str, region: Optional[str], with_steps: bool = False
+    ) -> Piece:
         run = self._run(namespace, test_id, run_id)
         results = self.store.run_monitor_results(run.run_id) if run is not None else []
         if not results:
             raise NotFound(f"test run {run_id!r} not found")
-        chosen = results[0] if region is None else next(
-            (r for r in results if region in (r.header.get("region"), r.header.get("agent"))), None)
+        chosen = (
+            results[0]
+            if region is None
+            else next((r for r in results if region in (r.header.get("region"), r.header.get("agent"))), None)
+        )
         if chosen is None:
             raise NotFound(f"test run {run_id!r} did not run in region {region!r}")
         doc = json_object(self.store.get_document(run.run_id, chosen.name))
@@ -310,8 +362,9 @@ class RunscopeResults:
             raise NotFound(f"step {step_id!r} of test run {run_id!r} not found (or it sent no request)")
         return detail
 
-    def metrics(self, namespace: str, test_id: str, *, now: float, timeframe: str, environment_uuid: str,
-                region: str) -> dict:
+    def metrics(
+        self, namespace: str, test_id: str, *, now: float, timeframe: str, environment_uuid: str, region: str
+    ) -> dict:
         length, _ = timeframe_widths(timeframe)
         results = self.store.monitor_result_figures(namespace, test_id, now - 2 * length, now)
         return result_metrics(results, now=now, timeframe=timeframe, environment_uuid=environment_uuid, region=region)

@@ -102,23 +102,43 @@ def team_buckets(principal, namespaces: Iterable, team_id: str, *, write: bool =
 
 def person_item(person: dict, role_name: Optional[str], *, with_email: bool) -> dict:
     """An item of Team Members List; the e-mail only for tokens with account:email."""
-    out = {"name": person["name"], "created_at": rfc2822(person["created_at"]), "id": person["id"],
-           "last_login_at": rfc2822(person.get("last_login_at")), "role_name": role_name, "uuid": person["id"]}
+    out = {
+        "name": person["name"],
+        "created_at": rfc2822(person["created_at"]),
+        "id": person["id"],
+        "last_login_at": rfc2822(person.get("last_login_at")),
+        "role_name": role_name,
+        "uuid": person["id"],
+    }
     if with_email:
         out["email"] = person["email"]
     return out
 
 
 def person_detail(person: dict, role_name: Optional[str]) -> dict:
-    return {"id": person["id"], "uuid": person["id"], "name": person["name"], "email": person["email"],
-            "created_at": int(person["created_at"]), "role_name": role_name}
+    return {
+        "id": person["id"],
+        "uuid": person["id"],
+        "name": person["name"],
+        "email": person["email"],
+        "created_at": int(person["created_at"]),
+        "role_name": role_name,
+    }
 
 
 def group_detail(group: dict, people: dict[str, dict]) -> dict:
-    users = [{"email": people[u]["email"], "name": people[u]["name"], "uuid": u}
-             for u in group.get("user_uuids", []) if u in people]
-    return {"bucket_keys": group.get("bucket_keys") or None, "name": group["name"], "user_count": len(users),
-            "users": users or None, "uuid": group["uuid"]}
+    users = [
+        {"email": people[u]["email"], "name": people[u]["name"], "uuid": u}
+        for u in group.get("user_uuids", [])
+        if u in people
+    ]
+    return {
+        "bucket_keys": group.get("bucket_keys") or None,
+        "name": group["name"],
+        "user_count": len(users),
+        "users": users or None,
+        "uuid": group["uuid"],
+    }
 
 
 def role_detail(role: dict) -> dict:
@@ -129,16 +149,23 @@ def agent_item(node: dict, team_id: str) -> dict:
     meta, status = node.get("metadata") or {}, node.get("status") or {}
     addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
     info = status.get("nodeInfo") or {}
-    return {"version": info.get("kubeletVersion"), "agent_id": meta.get("uid"),
-            "name": (meta.get("labels") or {}).get(AGENT_LABEL), "team_id": team_id,
-            "install_dir": (meta.get("annotations") or {}).get("assay.dev/install-dir"),
-            "hostname": addresses.get("Hostname") or meta.get("name"), "ip_address": addresses.get("InternalIP"),
-            "host_os": info.get("osImage")}
+    return {
+        "version": info.get("kubeletVersion"),
+        "agent_id": meta.get("uid"),
+        "name": (meta.get("labels") or {}).get(AGENT_LABEL),
+        "team_id": team_id,
+        "install_dir": (meta.get("annotations") or {}).get("assay.dev/install-dir"),
+        "hostname": addresses.get("Hostname") or meta.get("name"),
+        "ip_address": addresses.get("InternalIP"),
+        "host_os": info.get("osImage"),
+    }
 
 
 def node_ready(node: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (node.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (node.get("status") or {}).get("conditions") or []
+    )
 
 
 def monitor_integrations(monitors: Iterable[dict]) -> list[dict]:
@@ -148,9 +175,11 @@ def monitor_integrations(monitors: Iterable[dict]) -> list[dict]:
         for env in (monitor.get("spec") or {}).get("environments") or []:
             for integration in env.get("integrations") or []:
                 if integration.get("id") and integration["id"] not in found:
-                    found[integration["id"]] = {"description": integration.get("description") or "",
-                                                "type": integration.get("integrationType") or "",
-                                                "uuid": integration["id"]}
+                    found[integration["id"]] = {
+                        "description": integration.get("description") or "",
+                        "type": integration.get("integrationType") or "",
+                        "uuid": integration["id"],
+                    }
     return list(found.values())
 
 
@@ -173,8 +202,11 @@ class RunscopeTeams:
 
     def _referenced(self, collection: str, team_id: str, item_id, field: str) -> dict:
         """A record a request body names: an unknown one makes the body invalid (400), not a 404."""
-        doc = self.store.get_record(collection, self._key(team_id, item_id)) \
-            if isinstance(item_id, str) and "/" not in item_id else None
+        doc = (
+            self.store.get_record(collection, self._key(team_id, item_id))
+            if isinstance(item_id, str) and "/" not in item_id
+            else None
+        )
         if doc is None:
             raise InvalidInput(f"{field}: {item_id!r} is not in team {team_id!r}")
         return doc
@@ -206,7 +238,7 @@ class RunscopeTeams:
             raise InvalidInput(f"count must be between 1 and {MAX_PEOPLE_PAGE}, not {count}")
         if page < 1:
             raise InvalidInput(f"page must be 1 or more, not {page}")
-        chosen = self.people(team_id)[(page - 1) * count: page * count]
+        chosen = self.people(team_id)[(page - 1) * count : page * count]
         return [person_item(p, self.role_name(team_id, p.get("role_uuid")), with_email=with_email) for p in chosen]
 
     def person(self, team_id: str, email: str) -> dict:
@@ -215,8 +247,11 @@ class RunscopeTeams:
 
     def person_groups(self, team_id: str, email: str) -> list[dict]:
         person = self.person_by_email(team_id, email)
-        return [{"uuid": g["uuid"], "name": g["name"], "team_uuid": team_id}
-                for g in self.store.list_records(GROUPS, project=team_id) if person["id"] in g.get("user_uuids", [])]
+        return [
+            {"uuid": g["uuid"], "name": g["name"], "team_uuid": team_id}
+            for g in self.store.list_records(GROUPS, project=team_id)
+            if person["id"] in g.get("user_uuids", [])
+        ]
 
     def invite(self, team_id: str, body: dict, invited_by: str) -> dict:
         """Invite (and add) people: each address becomes a member with the role and groups given.
@@ -244,13 +279,29 @@ class RunscopeTeams:
                 errors.append({"email": email, "error": f"{email} is already a member of the team"})
                 continue
             now = time.time()
-            person = {"id": str(uuid.uuid4()), "name": email.split("@", 1)[0], "email": email, "created_at": now,
-                      "last_login_at": None, "role_uuid": role_uuid}
+            person = {
+                "id": str(uuid.uuid4()),
+                "name": email.split("@", 1)[0],
+                "email": email,
+                "created_at": now,
+                "last_login_at": None,
+                "role_uuid": role_uuid,
+            }
             self._put(PEOPLE, team_id, person["id"], person)
             invite_id = str(uuid.uuid4())
-            self._put(INVITES, team_id, invite_id, {"uuid": invite_id, "email": email, "role_uuid": role_uuid,
-                                                    "group_uuids": group_uuids, "invited_by": invited_by,
-                                                    "created_at": now})
+            self._put(
+                INVITES,
+                team_id,
+                invite_id,
+                {
+                    "uuid": invite_id,
+                    "email": email,
+                    "role_uuid": role_uuid,
+                    "group_uuids": group_uuids,
+                    "invited_by": invited_by,
+                    "created_at": now,
+                },
+            )
             for group in groups:
                 group["user_uuids"] = [*group.get("user_uuids", []), person["id"]]
                 self._put(GROUPS, team_id, group["uuid"], group)
@@ -293,8 +344,12 @@ class RunscopeTeams:
         return group_detail(group, {p["id"]: p for p in self.people(team_id)})
 
     def create_group(self, team_id: str, body: dict) -> dict:
-        group = {"uuid": str(uuid.uuid4()), "name": check_name(body.get("name"), "name"), "bucket_keys": [],
-                 "user_uuids": []}
+        group = {
+            "uuid": str(uuid.uuid4()),
+            "name": check_name(body.get("name"), "name"),
+            "bucket_keys": [],
+            "user_uuids": [],
+        }
         return self._group_view(team_id, self._put(GROUPS, team_id, group["uuid"], group))
 
     def group(self, team_id: str, group_id: str) -> dict:
@@ -329,8 +384,11 @@ class RunscopeTeams:
         return [role_detail(r) for r in self.store.list_records(ROLES, project=team_id)]
 
     def create_role(self, team_id: str, body: dict) -> dict:
-        role = {"uuid": str(uuid.uuid4()), "name": check_name(body.get("name"), "name"),
-                "permissions": check_permissions(body.get("permissions", []))}
+        role = {
+            "uuid": str(uuid.uuid4()),
+            "name": check_name(body.get("name"), "name"),
+            "permissions": check_permissions(body.get("permissions", [])),
+        }
         return role_detail(self._put(ROLES, team_id, role["uuid"], role))
 
     def role(self, team_id: str, role_id: str) -> dict:
@@ -358,13 +416,21 @@ class RunscopeTeams:
 
     def email_domains(self, team_id: str) -> dict:
         return self.store.get_record(EMAIL_DOMAINS, team_id) or {
-            "team_uuid": team_id, "email_whitelist_domains": "", "updated_by": None, "updated_at": None}
+            "team_uuid": team_id,
+            "email_whitelist_domains": "",
+            "updated_by": None,
+            "updated_at": None,
+        }
 
     def add_email_domains(self, team_id: str, body: dict, updated_by: str) -> dict:
         added = parse_domains(body.get("domainNames"))
         current = [d for d in self.email_domains(team_id)["email_whitelist_domains"].split(",") if d]
-        doc = {"team_uuid": team_id, "email_whitelist_domains": ",".join(dict.fromkeys([*current, *added])),
-               "updated_by": updated_by, "updated_at": int(time.time())}
+        doc = {
+            "team_uuid": team_id,
+            "email_whitelist_domains": ",".join(dict.fromkeys([*current, *added])),
+            "updated_by": updated_by,
+            "updated_at": int(time.time()),
+        }
         self.store.put_record(EMAIL_DOMAINS, team_id, doc, project=team_id)
         return doc
 
@@ -387,10 +453,15 @@ class RunscopeTeams:
         existing = next((e for e in self.custom_emails(bucket_key) if e["custom_email"] == email), None)
         if existing is not None:
             return existing
-        doc = {"uuid": str(uuid.uuid4()), "custom_email": email, "description": description or "",
-               "bucket_key": bucket_key, "team_uuid": team_uuid,
-               "created_by": body.get("created_by") if isinstance(body.get("created_by"), str) else created_by,
-               "created_at": int(time.time())}
+        doc = {
+            "uuid": str(uuid.uuid4()),
+            "custom_email": email,
+            "description": description or "",
+            "bucket_key": bucket_key,
+            "team_uuid": team_uuid,
+            "created_by": body.get("created_by") if isinstance(body.get("created_by"), str) else created_by,
+            "created_at": int(time.time()),
+        }
         self.store.put_record(CUSTOM_EMAILS, self._key(bucket_key, doc["uuid"]), doc, project=bucket_key)
         return doc
 
@@ -402,4 +473,3 @@ class RunscopeTeams:
         if found is None:
             raise NotFound(f"Email {email} is not part of the bucket {bucket_key}")
         self.store.delete_record(CUSTOM_EMAILS, self._key(bucket_key, found["uuid"]))
-

@@ -114,8 +114,9 @@ class RunscopeTests:
             "created_at": int(mapping.epoch(meta.get("creationTimestamp")) or 0),
             "created_by": created_by,
             "default_environment_id": mapping.default_environment_id(spec),
-            "last_run": mapping.last_run_to_runscope(monitor.get("status") or {}, spec, meta["namespace"], meta["uid"],
-                                                     self.public_url),
+            "last_run": mapping.last_run_to_runscope(
+                monitor.get("status") or {}, spec, meta["namespace"], meta["uid"], self.public_url
+            ),
         }
 
     def detail(self, monitor: dict) -> dict:
@@ -129,7 +130,7 @@ class RunscopeTests:
         }
 
     def list_tests(self, namespace: str, count: int, offset: int) -> list[dict]:
-        return [self.summary(m) for m in self.monitors(namespace)[offset:offset + count]]
+        return [self.summary(m) for m in self.monitors(namespace)[offset : offset + count]]
 
     def create_tests(self, namespace: str, body: Any, principal: Principal) -> list[dict]:
         docs = body if isinstance(body, list) else [body]
@@ -140,9 +141,14 @@ class RunscopeTests:
         self._check_environment_room(namespace, added)
         created = []
         for spec in specs:
-            manifest = mapping.monitor_manifest(monitor_name_for(spec["displayName"]), spec, {
-                CREATED_BY_ANNOTATION: json.dumps(self._author(principal)),
-                CREATED_AT_ANNOTATION: f"{time.time():.6f}"})
+            manifest = mapping.monitor_manifest(
+                monitor_name_for(spec["displayName"]),
+                spec,
+                {
+                    CREATED_BY_ANNOTATION: json.dumps(self._author(principal)),
+                    CREATED_AT_ANNOTATION: f"{time.time():.6f}",
+                },
+            )
             try:
                 monitor = self.kube.create(PLURAL, namespace, manifest)
             except ApiException as exc:
@@ -164,9 +170,16 @@ class RunscopeTests:
             self.kube.delete(SCHEDULES, namespace, schedule["metadata"]["name"])
         self.kube.delete(PLURAL, namespace, monitor["metadata"]["name"])
 
-    def update(self, namespace: str, test_id: str, change: Callable[[dict], dict], principal: Principal,
-               environment_id: Optional[str] = None) -> dict:
+    def update(
+        self,
+        namespace: str,
+        test_id: str,
+        change: Callable[[dict], dict],
+        principal: Principal,
+        environment_id: Optional[str] = None,
+    ) -> dict:
         """Apply `change(spec) -> spec` to the test and keep a revision; returns the Monitor."""
+
         def write(monitor: dict, spec: dict) -> dict:
             try:
                 return self.kube.replace(PLURAL, namespace, monitor["metadata"]["name"], {**monitor, "spec": spec})
@@ -175,10 +188,13 @@ class RunscopeTests:
                     raise _invalid_from_api(exc) from None
                 raise
 
-        updated = update(lambda: self.monitor(namespace, test_id),
-                         lambda monitor: mapping.validated_spec(change(mapping.with_ids(monitor.get("spec") or {}))),
-                         write, exhausted="the test kept changing while it was being modified; try again",
-                         retry_after=1)
+        updated = update(
+            lambda: self.monitor(namespace, test_id),
+            lambda monitor: mapping.validated_spec(change(mapping.with_ids(monitor.get("spec") or {}))),
+            write,
+            exhausted="the test kept changing while it was being modified; try again",
+            retry_after=1,
+        )
         if environment_id:
             self._revision(namespace, updated, principal, "environment", environment_id)
         else:
@@ -191,17 +207,32 @@ class RunscopeTests:
     def _author(principal: Principal) -> dict:
         return {"email": None, "name": principal.credential, "id": principal.client_id}
 
-    def _revision(self, namespace: str, monitor: dict, principal: Principal, item_type: str,
-                  environment_id: Optional[str] = None) -> None:
+    def _revision(
+        self, namespace: str, monitor: dict, principal: Principal, item_type: str, environment_id: Optional[str] = None
+    ) -> None:
         revision = {
-            "uuid": str(uuid.uuid4()), "timestamp": round(time.time(), 2), "item_type": item_type,
-            "author_uuid": principal.client_id, "author_name": principal.credential, "author_email": None,
-            "organization_id": principal.organization, "bucket_key": namespace, "source": "api",
+            "uuid": str(uuid.uuid4()),
+            "timestamp": round(time.time(), 2),
+            "item_type": item_type,
+            "author_uuid": principal.client_id,
+            "author_name": principal.credential,
+            "author_email": None,
+            "organization_id": principal.organization,
+            "bucket_key": namespace,
+            "source": "api",
         }
-        self.store.put_record(REVISIONS, revision["uuid"], {
-            "revision": revision, "testId": monitor["metadata"]["uid"], "environmentId": environment_id,
-            "spec": monitor.get("spec"), "resourceVersion": monitor["metadata"].get("resourceVersion"),
-        }, project=namespace)
+        self.store.put_record(
+            REVISIONS,
+            revision["uuid"],
+            {
+                "revision": revision,
+                "testId": monitor["metadata"]["uid"],
+                "environmentId": environment_id,
+                "spec": monitor.get("spec"),
+                "resourceVersion": monitor["metadata"].get("resourceVersion"),
+            },
+            project=namespace,
+        )
 
     def revisions(self, namespace: str, test_id: str) -> dict:
         self.monitor(namespace, test_id)
@@ -210,8 +241,10 @@ class RunscopeTests:
         for record in records:
             if record.get("environmentId"):
                 env_revisions.setdefault(record["environmentId"], []).append(record["revision"])
-        return {"test_revisions": [r["revision"] for r in records if not r.get("environmentId")],
-                "env_revisions": env_revisions}
+        return {
+            "test_revisions": [r["revision"] for r in records if not r.get("environmentId")],
+            "env_revisions": env_revisions,
+        }
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -224,8 +257,9 @@ class RunscopeTests:
 
     def add_step(self, namespace: str, test_id: str, body: Any, principal: Principal) -> dict:
         step = mapping.step_from_runscope(body)
-        return self.update(namespace, test_id, lambda spec: {**spec, "steps": [*(spec.get("steps") or []), step]},
-                           principal)
+        return self.update(
+            namespace, test_id, lambda spec: {**spec, "steps": [*(spec.get("steps") or []), step]}, principal
+        )
 
     def step(self, namespace: str, test_id: str, step_id: str) -> dict:
         return mapping.step_to_runscope(self._find_step(self.monitor(namespace, test_id).get("spec") or {}, step_id))
@@ -250,9 +284,12 @@ class RunscopeTests:
         self.update(namespace, test_id, change, principal)
 
     def reorder_steps(self, namespace: str, test_id: str, order: Any, principal: Principal) -> list[dict]:
-        monitor = self.update(namespace, test_id,
-                              lambda spec: {**spec, "steps": mapping.reordered_steps(spec.get("steps") or [], order)},
-                              principal)
+        monitor = self.update(
+            namespace,
+            test_id,
+            lambda spec: {**spec, "steps": mapping.reordered_steps(spec.get("steps") or [], order)},
+            principal,
+        )
         return [mapping.step_to_runscope(s) for s in monitor["spec"].get("steps") or []]
 
     # --- test environments ----------------------------------------------------------------
@@ -311,8 +348,9 @@ class RunscopeTests:
         used = sum(len((m.get("spec") or {}).get("environments") or []) for m in self.kube.list(PLURAL, namespace))
         used += len(self._shared(namespace)[1])
         if used + adding > MAX_BUCKET_ENVIRONMENTS:
-            raise InvalidInput(f"a bucket holds at most {MAX_BUCKET_ENVIRONMENTS} environments (test and shared); "
-                               f"this one has {used}")
+            raise InvalidInput(
+                f"a bucket holds at most {MAX_BUCKET_ENVIRONMENTS} environments (test and shared); this one has {used}"
+            )
 
     def _check_parent(self, namespace: str, env: dict) -> None:
         parent = env.get("parentEnvironmentId")
@@ -335,15 +373,23 @@ class RunscopeTests:
         def compute(shared: tuple[Optional[dict], dict[str, dict]]) -> dict:
             config_map, envs = shared
             change(envs)
-            meta = {"name": SHARED_ENVIRONMENTS_CONFIGMAP,
-                    "labels": {"app.kubernetes.io/managed-by": "assay-gateway"}}
+            meta = {"name": SHARED_ENVIRONMENTS_CONFIGMAP, "labels": {"app.kubernetes.io/managed-by": "assay-gateway"}}
             if config_map:
                 meta["resourceVersion"] = config_map["metadata"]["resourceVersion"]
-            return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
-                    "data": {k: json.dumps(v, sort_keys=True) for k, v in envs.items()}}
+            return {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": meta,
+                "data": {k: json.dumps(v, sort_keys=True) for k, v in envs.items()},
+            }
 
-        update(lambda: self._shared(namespace), compute, lambda _, body: self.kube.write_config_map(namespace, body),
-               exhausted="the shared environments kept changing; try again", retry_after=1)
+        update(
+            lambda: self._shared(namespace),
+            compute,
+            lambda _, body: self.kube.write_config_map(namespace, body),
+            exhausted="the shared environments kept changing; try again",
+            retry_after=1,
+        )
 
     def shared_environments(self, namespace: str) -> list[dict]:
         envs = self._shared(namespace)[1].values()
@@ -385,9 +431,12 @@ class RunscopeTests:
 
     def _schedules_of(self, monitor: dict) -> list[dict]:
         meta = monitor["metadata"]
-        return [s for s in self.kube.list(SCHEDULES, meta["namespace"])
-                if (s.get("spec") or {}).get("target") == {"kind": "Monitor", "name": meta["name"]}
-                or any(ref.get("uid") == meta["uid"] for ref in s["metadata"].get("ownerReferences") or [])]
+        return [
+            s
+            for s in self.kube.list(SCHEDULES, meta["namespace"])
+            if (s.get("spec") or {}).get("target") == {"kind": "Monitor", "name": meta["name"]}
+            or any(ref.get("uid") == meta["uid"] for ref in s["metadata"].get("ownerReferences") or [])
+        ]
 
     def _schedule(self, monitor: dict, schedule_id: str) -> dict:
         for schedule in self._schedules_of(monitor):
@@ -435,9 +484,13 @@ class RunscopeTests:
                     raise _invalid_from_api(exc) from None
                 raise
 
-        return update(lambda: self.kube.get(SCHEDULES, namespace, name),
-                      lambda current: {**current, "spec": {**current["spec"], **spec}}, write,
-                      exhausted="the schedule kept changing; try again", retry_after=1)
+        return update(
+            lambda: self.kube.get(SCHEDULES, namespace, name),
+            lambda current: {**current, "spec": {**current["spec"], **spec}},
+            write,
+            exhausted="the schedule kept changing; try again",
+            retry_after=1,
+        )
 
     def delete_schedule(self, namespace: str, test_id: str, schedule_id: str) -> None:
         schedule = self._schedule(self.monitor(namespace, test_id), schedule_id)
@@ -459,8 +512,7 @@ class RunscopeTests:
             raise NotFound("trigger not found")
         namespace, spec = monitor["metadata"]["namespace"], monitor.get("spec") or {}
         if environment is not None:
-            env = next((e for e in spec.get("environments") or [] if environment in (e.get("id"), e.get("name"))),
-                       None)
+            env = next((e for e in spec.get("environments") or [] if environment in (e.get("id"), e.get("name"))), None)
             if env is None:
                 raise InvalidInput(f"runscope_environment: the test has no environment {environment!r}")
         else:
@@ -468,24 +520,43 @@ class RunscopeTests:
         if env and env.get("parentEnvironmentId"):
             env = inherit_environment(env, self._shared(namespace)[1].get(env["parentEnvironmentId"]))
         meta = monitor["metadata"]
-        run_id = self.runs.request("Monitor", namespace, meta["name"],
-                                   {"environment": (env or {}).get("id") or None, "params": params}, owner=monitor,
-                                   busy="the previous run of this test has not started yet; try again shortly")
+        run_id = self.runs.request(
+            "Monitor",
+            namespace,
+            meta["name"],
+            {"environment": (env or {}).get("id") or None, "params": params},
+            owner=monitor,
+            busy="the previous run of this test has not started yet; try again shortly",
+        )
         test_url = f"{self.public_url}/buckets/{namespace}/tests/{meta['uid']}"
-        runs = [{
-            "agent": None, "bucket_key": namespace, "environment_id": env.get("id") if env else None,
-            "environment_name": env.get("name") if env else None, "region": region, "status": "init",
-            "test_id": meta["uid"], "test_name": spec.get("displayName") or meta["name"], "test_run_id": run_id,
-            "test_run_url": f"{test_url}/results/{run_id}", "test_url": test_url,
-            "url": f"{test_url}/results/{run_id}", "variables": params,
-        } for region in ((env or {}).get("regions") or [None])]
+        runs = [
+            {
+                "agent": None,
+                "bucket_key": namespace,
+                "environment_id": env.get("id") if env else None,
+                "environment_name": env.get("name") if env else None,
+                "region": region,
+                "status": "init",
+                "test_id": meta["uid"],
+                "test_name": spec.get("displayName") or meta["name"],
+                "test_run_id": run_id,
+                "test_run_url": f"{test_url}/results/{run_id}",
+                "test_url": test_url,
+                "url": f"{test_url}/results/{run_id}",
+                "variables": params,
+            }
+            for region in ((env or {}).get("regions") or [None])
+        ]
         return {"runs": runs, "runs_started": len(runs), "runs_failed": 0}
 
 
 def _creation_order(monitor: dict) -> tuple:
     meta = monitor["metadata"]
-    return (meta.get("creationTimestamp") or "", (meta.get("annotations") or {}).get(CREATED_AT_ANNOTATION) or "",
-            meta["name"])
+    return (
+        meta.get("creationTimestamp") or "",
+        (meta.get("annotations") or {}).get(CREATED_AT_ANNOTATION) or "",
+        meta["name"],
+    )
 
 
 def _replace_step(steps: list[dict], step_id: str, new: Optional[dict]) -> list[dict]:

@@ -57,7 +57,6 @@ MAX_ADDITIONAL_DESCRIPTION = 1024
 INDEX_SCAN_RUNS = 50
 
 
-
 def label_id(text: str) -> str:
     return str(uuid.uuid5(LABEL_IDS, text))
 
@@ -120,8 +119,10 @@ def flow_run_view(entry: dict, suite_run: dict) -> dict:
 
 def validated_csv(body: bytes, charset: Optional[str], where: str) -> str:
     if len(body) > MAX_POOL_BYTES:
-        raise TooLarge(f"the CSV is {len(body)} bytes; a parameter pool holds at most {MAX_POOL_BYTES} bytes inline "
-                       "(put larger pools in a ConfigMap and refer to it with parameterPool.configMapRef)")
+        raise TooLarge(
+            f"the CSV is {len(body)} bytes; a parameter pool holds at most {MAX_POOL_BYTES} bytes inline "
+            "(put larger pools in a ConfigMap and refer to it with parameterPool.configMapRef)"
+        )
     try:
         text = body.decode(charset or "utf-8")
     except (LookupError, UnicodeDecodeError) as exc:
@@ -136,8 +137,9 @@ def validated_csv(body: bytes, charset: Optional[str], where: str) -> str:
 
 
 class SuiteService:
-    def __init__(self, kube, store, *, sleep: Callable[[float], None] = time.sleep,
-                 pending_wait: float = PENDING_WAIT_SECONDS):
+    def __init__(
+        self, kube, store, *, sleep: Callable[[float], None] = time.sleep, pending_wait: float = PENDING_WAIT_SECONDS
+    ):
         self.kube = kube
         self.store = store
         self.runs = RunRequests(kube, sleep=sleep, pending_wait=pending_wait)
@@ -167,9 +169,16 @@ class SuiteService:
 
     # running
 
-    def request_run(self, namespace: str, ref: str, *, force_all_flows: bool = False,
-                    additional_description: str = "", override_parameters: Optional[dict[str, str]] = None,
-                    requester: str = "") -> str:
+    def request_run(
+        self,
+        namespace: str,
+        ref: str,
+        *,
+        force_all_flows: bool = False,
+        additional_description: str = "",
+        override_parameters: Optional[dict[str, str]] = None,
+        requester: str = "",
+    ) -> str:
         """Ask the operator to run the suite; returns the run id the run will have."""
         overrides = dict(override_parameters or {})
         if len(additional_description) > MAX_ADDITIONAL_DESCRIPTION:
@@ -179,18 +188,38 @@ class SuiteService:
         suite = self.find(namespace, ref)
         meta = suite["metadata"]
         flows = self._flows_to_run(suite, force_all_flows)
-        run_id = self.runs.request("TestSuite", namespace, meta["name"], {
-            "force_all_flows": force_all_flows, "additional_description": additional_description,
-            "override_parameters": overrides}, owner=suite,
+        run_id = self.runs.request(
+            "TestSuite",
+            namespace,
+            meta["name"],
+            {
+                "force_all_flows": force_all_flows,
+                "additional_description": additional_description,
+                "override_parameters": overrides,
+            },
+            owner=suite,
             busy="the previous run request of this test suite has not started yet (is the operator running?); "
-                 "try again shortly")
-        description = " ".join(p for p in ((suite.get("spec") or {}).get("description") or meta["name"],
-                                           additional_description) if p)
-        self.store.put_record(REQUESTS, run_id, {
-            "runId": run_id, "namespace": namespace, "suite": meta["name"],
-            "suiteUid": meta["uid"], "description": description, "flows": flows, "requester": requester,
-            "requestedAt": time.time(), "forceAllFlows": force_all_flows,
-        }, project=namespace)
+            "try again shortly",
+        )
+        description = " ".join(
+            p for p in ((suite.get("spec") or {}).get("description") or meta["name"], additional_description) if p
+        )
+        self.store.put_record(
+            REQUESTS,
+            run_id,
+            {
+                "runId": run_id,
+                "namespace": namespace,
+                "suite": meta["name"],
+                "suiteUid": meta["uid"],
+                "description": description,
+                "flows": flows,
+                "requester": requester,
+                "requestedAt": time.time(),
+                "forceAllFlows": force_all_flows,
+            },
+            project=namespace,
+        )
         return run_id
 
     @staticmethod
@@ -201,8 +230,10 @@ class SuiteService:
             raise InvalidInput(f"test suite {suite['metadata']['name']!r} is not valid: {exc}") from None
         flows = spec.ci_flows(force_all_flows)
         if not flows:
-            raise InvalidInput("no flow to run: every flow of the suite has the CI toggle off; "
-                               "run with forceAllFlows=true to run them all")
+            raise InvalidInput(
+                "no flow to run: every flow of the suite has the CI toggle off; "
+                "run with forceAllFlows=true to run them all"
+            )
         return len(flows)
 
     # reading runs
@@ -291,8 +322,9 @@ class SuiteService:
             return
         for entry in document.get("testSuiteFlowRuns") or []:
             if entry.get("id"):
-                self.store.put_record(FLOW_RUNS, str(entry["id"]), {"runId": run_id, "namespace": namespace},
-                                      project=namespace)
+                self.store.put_record(
+                    FLOW_RUNS, str(entry["id"]), {"runId": run_id, "namespace": namespace}, project=namespace
+                )
         self.store.put_record(INDEXED, run_id, {"runId": run_id}, project=namespace)
 
     def _index_recent(self, namespace: str) -> None:
@@ -304,8 +336,15 @@ class SuiteService:
 
     # parameter pools
 
-    def set_flow_pool(self, namespace: str, suite_ref: str, flow_ref: str, csv_body: bytes,
-                      charset: Optional[str] = None, pool_name: Optional[str] = None) -> dict:
+    def set_flow_pool(
+        self,
+        namespace: str,
+        suite_ref: str,
+        flow_ref: str,
+        csv_body: bytes,
+        charset: Optional[str] = None,
+        pool_name: Optional[str] = None,
+    ) -> dict:
         """Set the flow's parameter pool to the CSV, inline in the TestSuite's spec. The flow is
         named by its `id` or its name. Returns the pool as written.
 
@@ -339,8 +378,12 @@ class SuiteService:
                 raise
             return pool
 
-        return update(lambda: self.find(namespace, suite_ref), compute, write,
-                      exhausted="the test suite kept changing while the pool was being set; try again")
+        return update(
+            lambda: self.find(namespace, suite_ref),
+            compute,
+            write,
+            exhausted="the test suite kept changing while the pool was being set; try again",
+        )
 
     # labels
 

@@ -92,8 +92,10 @@ def exposed_url(public_url: str, session_uuid: str, service: str) -> str:
 
 def session_view(record: dict, public_url: str) -> dict:
     """A session in VNG's Session shape (plus `exposed_urls`, the URLs alone)."""
-    urls = [{"vng_endpoint": name, "exposed_url": exposed_url(public_url, record["uuid"], name)}
-            for name in record["services"]]
+    urls = [
+        {"vng_endpoint": name, "exposed_url": exposed_url(public_url, record["uuid"], name)}
+        for name in record["services"]
+    ]
     return {
         "id": record["id"],
         "uuid": record["uuid"],
@@ -175,8 +177,9 @@ def provider_endpoints(body: dict) -> tuple[list[dict], Optional[dict]]:
 
 
 class VngService:
-    def __init__(self, kube, store, public_url: str, suites: Optional[SuiteService] = None,
-                 exposed_base: Optional[str] = None):
+    def __init__(
+        self, kube, store, public_url: str, suites: Optional[SuiteService] = None, exposed_base: Optional[str] = None
+    ):
         self.kube = kube
         self.store = store
         self.public_url = public_url
@@ -216,8 +219,9 @@ class VngService:
 
     def create_session(self, namespace: str, body: Any, requester: str) -> dict:
         if not isinstance(body, dict):
-            raise FieldErrors({"non_field_errors": ["Invalid data. Expected a dictionary, but got %s."
-                                                    % type(body).__name__]})
+            raise FieldErrors(
+                {"non_field_errors": ["Invalid data. Expected a dictionary, but got %s." % type(body).__name__]}
+            )
         ref = body.get("session_type")
         if ref in (None, ""):
             raise FieldErrors({"session_type": ["This field is required."]})
@@ -246,8 +250,11 @@ class VngService:
             "uuid": session_uuid,
             "id": self.store.number_for(namespace, SESSIONS, session_uuid),
             "namespace": namespace,
-            "sessionType": {"name": session_type_name(suite), "suite": suite["metadata"]["name"],
-                            "uid": suite["metadata"]["uid"]},
+            "sessionType": {
+                "name": session_type_name(suite),
+                "suite": suite["metadata"]["name"],
+                "uid": suite["metadata"]["uid"],
+            },
             "services": services,
             "cases": cases,
             "variables": variables,
@@ -328,8 +335,9 @@ class VngService:
 
     def create_provider_run(self, namespace: str, body: Any, requester: str) -> dict:
         if not isinstance(body, dict):
-            raise FieldErrors({"non_field_errors": ["Invalid data. Expected a dictionary, but got %s."
-                                                    % type(body).__name__]})
+            raise FieldErrors(
+                {"non_field_errors": ["Invalid data. Expected a dictionary, but got %s." % type(body).__name__]}
+            )
         scenario = body.get("test_scenario")
         if scenario in (None, ""):
             raise FieldErrors({"test_scenario": ["This field is required."]})
@@ -345,9 +353,13 @@ class VngService:
             raise FieldErrors({"test_scenario": [f"Object with name={scenario} does not exist."]}) from None
         run_uuid = str(uuid.uuid4())
         run_id = self.suites.request_run(
-            namespace, suite["metadata"]["name"], force_all_flows=True,
+            namespace,
+            suite["metadata"]["name"],
+            force_all_flows=True,
             additional_description=f"(VNG provider run {run_uuid})",
-            override_parameters={e["name"]: e["value"] for e in endpoints}, requester=requester)
+            override_parameters={e["name"]: e["value"] for e in endpoints},
+            requester=requester,
+        )
         record = {
             "uuid": run_uuid,
             "id": self.store.number_for(namespace, PROVIDER_RUNS, run_uuid),
@@ -395,8 +407,10 @@ class VngService:
         return view
 
     def provider_runs(self, namespace: str) -> list[dict]:
-        return [self._provider_view(r, self._suite_run(r)) for r in self.store.list_records(PROVIDER_RUNS,
-                                                                                             project=namespace)]
+        return [
+            self._provider_view(r, self._suite_run(r))
+            for r in self.store.list_records(PROVIDER_RUNS, project=namespace)
+        ]
 
     def provider_run(self, namespace: str, ref: str) -> dict:
         record = self._provider_run(namespace, ref)
@@ -408,18 +422,25 @@ class VngService:
         run = self._suite_run(record)
         if run.get("status") == "RUNNING":
             return dict(PROVIDER_RUN_UNDERWAY)
-        entries = [{
-            "time": iso(flow["startTime"] / 1000) if flow.get("startTime") else None,
-            "name": flow.get("description"),
-            "status": SUCCESS if flow.get("status") == "PASSED" else FAILED,
-            "numOfRequests": flow.get("numOfRequests"),
-            "duration": flow.get("duration"),
-        } for flow in run.get("testSuiteFlowRuns") or []]
+        entries = [
+            {
+                "time": iso(flow["startTime"] / 1000) if flow.get("startTime") else None,
+                "name": flow.get("description"),
+                "status": SUCCESS if flow.get("status") == "PASSED" else FAILED,
+                "numOfRequests": flow.get("numOfRequests"),
+                "duration": flow.get("duration"),
+            }
+            for flow in run.get("testSuiteFlowRuns") or []
+        ]
         if not entries:
-            entries = [{"time": iso(run["startTime"] / 1000) if run.get("startTime") else None,
-                        "name": record["testScenario"],
-                        "status": SUCCESS if run.get("status") == "PASSED" else FAILED,
-                        "error": (run.get("error") or {}).get("message")}]
+            entries = [
+                {
+                    "time": iso(run["startTime"] / 1000) if run.get("startTime") else None,
+                    "name": record["testScenario"],
+                    "status": SUCCESS if run.get("status") == "PASSED" else FAILED,
+                    "error": (run.get("error") or {}).get("message"),
+                }
+            ]
         return entries
 
     def provider_shield(self, run_uuid: str) -> dict:

@@ -63,8 +63,9 @@ def session_type_services(suite: dict) -> dict[str, str]:
     """{service name: target base URL} from the suite's annotation."""
     raw = ((suite["metadata"].get("annotations") or {}).get(SERVICES_ANNOTATION) or "").strip()
     if not raw:
-        raise SessionTypeError(f"annotation {SERVICES_ANNOTATION} is missing: a JSON object of "
-                               "service name -> target base URL")
+        raise SessionTypeError(
+            f"annotation {SERVICES_ANNOTATION} is missing: a JSON object of service name -> target base URL"
+        )
     try:
         services = json.loads(raw)
     except ValueError as exc:
@@ -74,8 +75,9 @@ def session_type_services(suite: dict) -> dict[str, str]:
     out = {}
     for name, url in services.items():
         if not _SERVICE_NAME.fullmatch(name):
-            raise SessionTypeError(f"{SERVICES_ANNOTATION}: service name {name!r} must be 1-63 letters, digits, "
-                                   "'.', '_' or '-'")
+            raise SessionTypeError(
+                f"{SERVICES_ANNOTATION}: service name {name!r} must be 1-63 letters, digits, '.', '_' or '-'"
+            )
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise SessionTypeError(f"{SERVICES_ANNOTATION}: service {name!r} needs an http(s) base URL")
@@ -92,7 +94,7 @@ def split_case_url(url: str, services: dict[str, str]) -> tuple[Optional[str], s
     else:
         for name, base in services.items():
             if url == base or url.startswith(base + "/") or url.startswith(base + "?"):
-                service, path = name, url[len(base):]
+                service, path = name, url[len(base) :]
                 break
         else:
             parts = urlsplit(url)
@@ -114,7 +116,7 @@ def path_pattern(template: str) -> str:
     parts, last = [], 0
     body = template.strip("/")
     for match in _PLACEHOLDER.finditer(body):
-        parts.append(re.escape(body[last:match.start()]))
+        parts.append(re.escape(body[last : match.start()]))
         parts.append("[^/]+")
         last = match.end()
     parts.append(re.escape(body[last:]))
@@ -131,16 +133,19 @@ def scenario_cases(spec: dict, services: dict[str, str]) -> list[dict]:
     for flow in suite.flows:
         for request in flow.requests:
             service, template = split_case_url(str(request.url), services)
-            cases.append({
-                "url": display_path(template),
-                "http_method": request.method,
-                "vng_endpoint": service,
-                "pattern": path_pattern(template),
-                "flow": flow.name,
-                "name": request.name or f"{request.method} {display_path(template)}",
-                "assertions": [a.model_dump(mode="json", by_alias=True, exclude_none=True)
-                               for a in request.assertions],
-            })
+            cases.append(
+                {
+                    "url": display_path(template),
+                    "http_method": request.method,
+                    "vng_endpoint": service,
+                    "pattern": path_pattern(template),
+                    "flow": flow.name,
+                    "name": request.name or f"{request.method} {display_path(template)}",
+                    "assertions": [
+                        a.model_dump(mode="json", by_alias=True, exclude_none=True) for a in request.assertions
+                    ],
+                }
+            )
     return cases
 
 
@@ -160,10 +165,12 @@ def case_matches(case: dict, call: dict) -> bool:
 def exchange_of(call: dict) -> Exchange:
     """A recorded call as the runner's Exchange, so the runner's assertions read it."""
     return Exchange(
-        call.get("method", ""), call.get("url", ""),
+        call.get("method", ""),
+        call.get("url", ""),
         request_headers=[tuple(h) for h in call.get("requestHeaders") or []],
         request_body=body_bytes(call, "request"),
-        status=call.get("status"), reason=call.get("reason") or "",
+        status=call.get("status"),
+        reason=call.get("reason") or "",
         response_headers=[tuple(h) for h in call.get("responseHeaders") or []],
         body=body_bytes(call, "response"),
         response_time_ms=float(call.get("responseTimeMs") or 0.0),
@@ -203,8 +210,13 @@ def case_report(case: dict, calls: list[dict], variables: dict[str, str], *, san
     matching = [call for call in calls if case_matches(case, call)]
     if sandbox:
         matching = matching[-1:]
-    entry: dict[str, Any] = {"scenario_case": case_view(case), "result": None, "calls": len(matching),
-                             "assertions": [], "reasons": []}
+    entry: dict[str, Any] = {
+        "scenario_case": case_view(case),
+        "result": None,
+        "calls": len(matching),
+        "assertions": [],
+        "reasons": [],
+    }
     if not matching:
         entry["reasons"] = ["not called"]
         return entry
@@ -216,8 +228,7 @@ def case_report(case: dict, calls: list[dict], variables: dict[str, str], *, san
     return entry
 
 
-def session_result(cases: list[dict], calls: list[dict], variables: dict[str, str], *,
-                   sandbox: bool = False) -> dict:
+def session_result(cases: list[dict], calls: list[dict], variables: dict[str, str], *, sandbox: bool = False) -> dict:
     """{"result": success | failed | "No scenario cases available", "report": [...]}."""
     if not cases:
         return {"result": NO_CASES, "report": []}

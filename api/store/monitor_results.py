@@ -109,26 +109,56 @@ class MonitorResultRecord:
         if doc is None:
             return None
         location = int(match.group(1)) if match.group(1) is not None else None
-        return cls.from_document(doc, run_id=run_id, name=name, project=project, owner_uid=owner_uid,
-                                 location=location)
+        return cls.from_document(doc, run_id=run_id, name=name, project=project, owner_uid=owner_uid, location=location)
 
     @classmethod
-    def from_document(cls, doc: dict, *, run_id: str = "", name: str = "monitor-result.json", project: str = "",
-                      owner_uid: str = "", location: int | None = None) -> MonitorResultRecord:
-        return cls(run_id=run_id, name=name, project=project, owner_uid=owner_uid, location=location,
-                   started_at=_number(doc.get("started_at")), result=_text(doc.get("result")),
-                   environment_id=_text(doc.get("environment_id")), region=_text(doc.get("region")),
-                   requests_executed=_count(doc.get("requests_executed")), response_time_ms=response_time_ms(doc),
-                   header_json=json.dumps({key: value for key, value in doc.items() if key != STEPS_KEY}))
+    def from_document(
+        cls,
+        doc: dict,
+        *,
+        run_id: str = "",
+        name: str = "monitor-result.json",
+        project: str = "",
+        owner_uid: str = "",
+        location: int | None = None,
+    ) -> MonitorResultRecord:
+        return cls(
+            run_id=run_id,
+            name=name,
+            project=project,
+            owner_uid=owner_uid,
+            location=location,
+            started_at=_number(doc.get("started_at")),
+            result=_text(doc.get("result")),
+            environment_id=_text(doc.get("environment_id")),
+            region=_text(doc.get("region")),
+            requests_executed=_count(doc.get("requests_executed")),
+            response_time_ms=response_time_ms(doc),
+            header_json=json.dumps({key: value for key, value in doc.items() if key != STEPS_KEY}),
+        )
 
     def row(self) -> tuple:
-        return (self.run_id, self.name, self.project, self.owner_uid, self.location, self.started_at, self.result,
-                self.environment_id, self.region, self.requests_executed, self.response_time_ms, self.header_json)
+        return (
+            self.run_id,
+            self.name,
+            self.project,
+            self.owner_uid,
+            self.location,
+            self.started_at,
+            self.result,
+            self.environment_id,
+            self.region,
+            self.requests_executed,
+            self.response_time_ms,
+            self.header_json,
+        )
 
 
-INSERT = ("INSERT OR REPLACE INTO monitor_results (run_id, name, project, owner_uid, location, started_at, result, "
-          "environment_id, region, requests_executed, response_time_ms, header, listed, listed_at, run_created_at) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0)")
+INSERT = (
+    "INSERT OR REPLACE INTO monitor_results (run_id, name, project, owner_uid, location, started_at, result, "
+    "environment_id, region, requests_executed, response_time_ms, header, listed, listed_at, run_created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0)"
+)
 """A new row is listed by RELIST, once its run is recorded."""
 
 RELIST = """
@@ -149,8 +179,17 @@ whole history (monitor_results_by_test) instead of by run id."""
 
 
 def record_from_row(row) -> MonitorResultRecord:
-    return MonitorResultRecord(run_id=row["run_id"], name=row["name"], project=row["project"],
-                               owner_uid=row["owner_uid"], location=row["location"], started_at=row["started_at"],
-                               result=row["result"], environment_id=row["environment_id"], region=row["region"],
-                               requests_executed=row["requests_executed"],
-                               response_time_ms=row["response_time_ms"], header_json=row["header"])
+    return MonitorResultRecord(
+        run_id=row["run_id"],
+        name=row["name"],
+        project=row["project"],
+        owner_uid=row["owner_uid"],
+        location=row["location"],
+        started_at=row["started_at"],
+        result=row["result"],
+        environment_id=row["environment_id"],
+        region=row["region"],
+        requests_executed=row["requests_executed"],
+        response_time_ms=row["response_time_ms"],
+        header_json=row["header"],
+    )

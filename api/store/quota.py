@@ -32,17 +32,21 @@ class Quota:
 
     @classmethod
     def of(cls, settings) -> Quota:
-        return cls(run_bytes=settings.upload_run_max_bytes, run_documents=settings.upload_run_max_documents,
-                   namespace_bytes=settings.upload_namespace_max_bytes,
-                   namespace_documents=settings.upload_namespace_max_documents)
+        return cls(
+            run_bytes=settings.upload_run_max_bytes,
+            run_documents=settings.upload_run_max_documents,
+            namespace_bytes=settings.upload_namespace_max_bytes,
+            namespace_documents=settings.upload_namespace_max_documents,
+        )
 
     def check(self, run_id: str, namespace: str, run: Usage, in_namespace: Usage, size: int) -> None:
         """Raise QuotaExceeded when one more document of `size` bytes passes a limit."""
         for scope, limit, used, adding, unit in (
-                (f"run {run_id}", self.run_documents, run.documents, 1, "documents"),
-                (f"run {run_id}", self.run_bytes, run.bytes, size, "bytes"),
-                (f"namespace {namespace}", self.namespace_documents, in_namespace.documents, 1, "documents"),
-                (f"namespace {namespace}", self.namespace_bytes, in_namespace.bytes, size, "bytes")):
+            (f"run {run_id}", self.run_documents, run.documents, 1, "documents"),
+            (f"run {run_id}", self.run_bytes, run.bytes, size, "bytes"),
+            (f"namespace {namespace}", self.namespace_documents, in_namespace.documents, 1, "documents"),
+            (f"namespace {namespace}", self.namespace_bytes, in_namespace.bytes, size, "bytes"),
+        ):
             if limit and used + adding > limit:
                 raise QuotaExceeded(scope, unit, limit, used, adding)
 
@@ -51,9 +55,12 @@ class QuotaExceeded(Exception):
     def __init__(self, scope: str, unit: str, limit: int, used: int, adding: int):
         self.scope, self.unit, self.limit, self.used, self.adding = scope, unit, limit, used, adding
         what = "one more document" if unit == "documents" else f"a document of {adding} bytes"
-        super().__init__(f"the upload quota of {scope} is {limit} {unit}; {used} are stored and {what} "
-                         "does not fit")
+        super().__init__(f"the upload quota of {scope} is {limit} {unit}; {used} are stored and {what} does not fit")
 
     def details(self) -> dict:
-        return {"quota": f"{self.scope.split()[0]}_{self.unit}", "limit": self.limit, "used": self.used,
-                "adding": self.adding}
+        return {
+            "quota": f"{self.scope.split()[0]}_{self.unit}",
+            "limit": self.limit,
+            "used": self.used,
+            "adding": self.adding,
+        }

@@ -110,25 +110,43 @@ class ResultIngest:
                 self._check_same_run(run, upload)
             stored = self.store.document_info(upload.run_id, upload.name)
             if stored is not None and stored.sha256 != sha256:
-                raise DocumentConflict(f"run {upload.run_id} already has a different {upload.name} "
-                                       f"(sha256 {stored.sha256}); a stored document is never replaced",
-                                       sha256=stored.sha256)
+                raise DocumentConflict(
+                    f"run {upload.run_id} already has a different {upload.name} "
+                    f"(sha256 {stored.sha256}); a stored document is never replaced",
+                    sha256=stored.sha256,
+                )
             created = stored is None or not stored.path.exists()
             if created:
-                self.store.put_document(upload.run_id, upload.name, upload.data, quota=self.quota,
-                                        project=upload.project, monitor_result=self._monitor_result(upload))
+                self.store.put_document(
+                    upload.run_id,
+                    upload.name,
+                    upload.data,
+                    quota=self.quota,
+                    project=upload.project,
+                    monitor_result=self._monitor_result(upload),
+                )
             document = self.store.document_info(upload.run_id, upload.name)
             received = len(self._shard_documents(upload.run_id)) if upload.kind == "LoadTest" else 0
-            run = self.store.upsert_run(RunRecord(
-                run_id=upload.run_id, kind=upload.kind, project=upload.project, owner_name=upload.owner_name,
-                owner_uid=upload.owner_uid, state="running", shards=upload.shards, shards_received=received,
-                labels=dict(upload.labels)))
+            run = self.store.upsert_run(
+                RunRecord(
+                    run_id=upload.run_id,
+                    kind=upload.kind,
+                    project=upload.project,
+                    owner_name=upload.owner_name,
+                    owner_uid=upload.owner_uid,
+                    state="running",
+                    shards=upload.shards,
+                    shards_received=received,
+                    labels=dict(upload.labels),
+                )
+            )
             if upload.kind == "LoadTest" and received >= run.shards:
                 run = self._finish_loadtest(run)
             elif upload.kind in ("TestSuite", "Monitor"):
                 run = self._finish_api_test(run)
-        return Accepted(created=created, document=document, run=run,
-                        archives=self.store.list_archives(run_id=upload.run_id))
+        return Accepted(
+            created=created, document=document, run=run, archives=self.store.list_archives(run_id=upload.run_id)
+        )
 
     def check_quota(self, run_id: str, name: str, project: str, size: int) -> None:
         """Refuse (QuotaExceeded) a new document of `size` bytes that would not fit, before
@@ -144,8 +162,11 @@ class ResultIngest:
             raise Invalid(str(exc)) from None
         if upload.kind not in RUN_KINDS:
             raise Invalid(f"kind {upload.kind!r} is not one of {', '.join(RUN_KINDS)}")
-        for what, value in (("project", upload.project), ("owner name", upload.owner_name),
-                            ("owner uid", upload.owner_uid)):
+        for what, value in (
+            ("project", upload.project),
+            ("owner name", upload.owner_name),
+            ("owner uid", upload.owner_uid),
+        ):
             if not value:
                 raise Invalid(f"the {what} of run {upload.run_id} is missing")
         if not 1 <= upload.shards <= MAX_SHARDS:
@@ -178,8 +199,11 @@ class ResultIngest:
 
     @staticmethod
     def _check_same_run(run: RunRecord, upload: Upload) -> None:
-        for what, mine, theirs in (("project", run.project, upload.project), ("kind", run.kind, upload.kind),
-                                   ("owner uid", run.owner_uid, upload.owner_uid)):
+        for what, mine, theirs in (
+            ("project", run.project, upload.project),
+            ("kind", run.kind, upload.kind),
+            ("owner uid", run.owner_uid, upload.owner_uid),
+        ):
             if mine != theirs:
                 raise RunConflict(f"run {run.run_id} belongs to {what} {mine!r}, not {theirs!r}")
 
@@ -190,8 +214,11 @@ class ResultIngest:
         return MonitorResultRecord.of(upload.run_id, upload.name, upload.project, upload.owner_uid, upload.data)
 
     def _shard_documents(self, run_id: str) -> dict[int, DocumentRecord]:
-        return {int(m.group(1)): doc for doc in self.store.list_documents(run_id, prefix="shard-")
-                if (m := SHARD_NAME.fullmatch(doc.name))}
+        return {
+            int(m.group(1)): doc
+            for doc in self.store.list_documents(run_id, prefix="shard-")
+            if (m := SHARD_NAME.fullmatch(doc.name))
+        }
 
     # --- finishing a load-test run ------------------------------------------------------------
 
@@ -216,8 +243,9 @@ class ResultIngest:
 
             loadtest_uid = run.owner_uid  # a LoadTest's archives are numbered per LoadTest
             builders = {
-                "result": lambda out: build_result_archive([staging / f"shard-{i}.json" for i in sorted(shards)],
-                                                           out, meta=meta),
+                "result": lambda out: build_result_archive(
+                    [staging / f"shard-{i}.json" for i in sorted(shards)], out, meta=meta
+                ),
                 "report": lambda out: build_report_archive(merged, out, meta=meta),
             }
             archives = {}
@@ -225,19 +253,31 @@ class ResultIngest:
                 archive = self.store.get_run_archive(run.run_id, kind)
                 if archive is None:
                     built = build(staging / f"{kind}.zip")
-                    archive = self.store.add_archive(run.run_id, kind, built, loadtest_uid=loadtest_uid,
-                                                     project=run.project, move=True)
+                    archive = self.store.add_archive(
+                        run.run_id, kind, built, loadtest_uid=loadtest_uid, project=run.project, move=True
+                    )
                 archives[kind] = archive
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         summary = run_summary(merged, meta)
         summary.update(resultNumber=archives["result"].number, reportNumber=archives["report"].number)
-        return self.store.upsert_run(RunRecord(
-            run_id=run.run_id, kind=run.kind, project=run.project, owner_name=run.owner_name,
-            owner_uid=run.owner_uid, state="failed" if merged.aborted else "succeeded",
-            result="passed" if summary["passed"] else "failed", created_at=run.created_at,
-            started_at=merged.started_at, finished_at=merged.finished_at or time.time(), shards=run.shards,
-            shards_received=len(shards), summary=summary))
+        return self.store.upsert_run(
+            RunRecord(
+                run_id=run.run_id,
+                kind=run.kind,
+                project=run.project,
+                owner_name=run.owner_name,
+                owner_uid=run.owner_uid,
+                state="failed" if merged.aborted else "succeeded",
+                result="passed" if summary["passed"] else "failed",
+                created_at=run.created_at,
+                started_at=merged.started_at,
+                finished_at=merged.finished_at or time.time(),
+                shards=run.shards,
+                shards_received=len(shards),
+                summary=summary,
+            )
+        )
 
     @staticmethod
     def _merge(run: RunRecord, shards: dict[int, DocumentRecord], staging: Path):
@@ -258,8 +298,13 @@ class ResultIngest:
         merged = load_shards(paths, criteria=criteria)
         merged.run_id = run.run_id
         created = merged.finished_at or run.created_at
-        meta = {"runId": run.run_id, "loadTest": run.owner_name, "shards": run.shards, "createdAt": iso_utc(created),
-                "project": run.project}
+        meta = {
+            "runId": run.run_id,
+            "loadTest": run.owner_name,
+            "shards": run.shards,
+            "createdAt": iso_utc(created),
+            "project": run.project,
+        }
         if run.labels.get("label"):
             meta["label"] = run.labels["label"]
         return merged, meta
@@ -277,11 +322,17 @@ class ResultIngest:
                 return run
             summary = {key: doc.get(key) for key in ("status", "progress", "successRate", "avgResTime")}
             summary["flowRuns"] = len(doc.get("testSuiteFlowRuns") or [])
-            return self.store.upsert_run(replace_state(
-                run, passed=doc["status"] == "PASSED", started_at=_ms_epoch(doc.get("startTime")),
-                finished_at=_ms_epoch(doc.get("endTime")), summary=summary, received=1))
-        names = ["monitor-result.json"] if run.shards == 1 else \
-            [f"monitor-result-{i}.json" for i in range(run.shards)]
+            return self.store.upsert_run(
+                replace_state(
+                    run,
+                    passed=doc["status"] == "PASSED",
+                    started_at=_ms_epoch(doc.get("startTime")),
+                    finished_at=_ms_epoch(doc.get("endTime")),
+                    summary=summary,
+                    received=1,
+                )
+            )
+        names = ["monitor-result.json"] if run.shards == 1 else [f"monitor-result-{i}.json" for i in range(run.shards)]
         docs = [json_object(self.store.get_document(run.run_id, name)) for name in names]
         if not all(doc and doc.get("result") in ("pass", "fail") for doc in docs):
             return run
@@ -290,12 +341,21 @@ class ResultIngest:
         summary = {
             "result": "pass" if all(d["result"] == "pass" for d in docs) else "fail",
             "regions": [d.get("region") or d.get("agent") for d in docs],
-            **{key: sum(int(d.get(key) or 0) for d in docs)
-               for key in ("requests_executed", "assertions_defined", "assertions_passed", "assertions_failed")},
+            **{
+                key: sum(int(d.get(key) or 0) for d in docs)
+                for key in ("requests_executed", "assertions_defined", "assertions_passed", "assertions_failed")
+            },
         }
-        return self.store.upsert_run(replace_state(
-            run, passed=summary["result"] == "pass", started_at=min(starts) if starts else None,
-            finished_at=max(finishes) if finishes else None, summary=summary, received=len(docs)))
+        return self.store.upsert_run(
+            replace_state(
+                run,
+                passed=summary["result"] == "pass",
+                started_at=min(starts) if starts else None,
+                finished_at=max(finishes) if finishes else None,
+                summary=summary,
+                received=len(docs),
+            )
+        )
 
     def recover(self) -> list[str]:
         """Finish the runs whose results are all stored but that a crash left unfinished (a
@@ -315,20 +375,33 @@ class ResultIngest:
                     current = self.store.get_run(run.run_id)
                     if current is None or current.finished:
                         continue
-                    finished = self._finish_loadtest(current) if current.kind == "LoadTest" \
-                        else self._finish_api_test(current)
+                    finished = (
+                        self._finish_loadtest(current) if current.kind == "LoadTest" else self._finish_api_test(current)
+                    )
                 if finished.finished:
                     done.append(run.run_id)
         return done
 
 
-def replace_state(run: RunRecord, *, passed: bool, started_at: float | None, finished_at: float | None,
-                  summary: dict, received: int) -> RunRecord:
+def replace_state(
+    run: RunRecord, *, passed: bool, started_at: float | None, finished_at: float | None, summary: dict, received: int
+) -> RunRecord:
     """The finished form of `run`, for `Store.upsert_run` to merge."""
-    return RunRecord(run_id=run.run_id, kind=run.kind, project=run.project, owner_name=run.owner_name,
-                     owner_uid=run.owner_uid, state="succeeded", result="passed" if passed else "failed",
-                     created_at=run.created_at, started_at=started_at, finished_at=finished_at or time.time(),
-                     shards=run.shards, shards_received=received, summary=summary)
+    return RunRecord(
+        run_id=run.run_id,
+        kind=run.kind,
+        project=run.project,
+        owner_name=run.owner_name,
+        owner_uid=run.owner_uid,
+        state="succeeded",
+        result="passed" if passed else "failed",
+        created_at=run.created_at,
+        started_at=started_at,
+        finished_at=finished_at or time.time(),
+        shards=run.shards,
+        shards_received=received,
+        summary=summary,
+    )
 
 
 def _ms_epoch(value) -> float | None:
@@ -345,8 +418,12 @@ def run_summary(merged, meta: dict) -> dict:
     criteria = report["criteria"]
     # The load CLI's rule (`run_local`): no request at all, an abort, a failed criterion, or,
     # without criteria, any failed request fails the run.
-    passed = not (report["run"]["aborted"] or total["count"] == 0 or any(not c["passed"] for c in criteria)
-                  or (not criteria and total["errors"] > 0))
+    passed = not (
+        report["run"]["aborted"]
+        or total["count"] == 0
+        or any(not c["passed"] for c in criteria)
+        or (not criteria and total["errors"] > 0)
+    )
     return {
         "requests": total["count"],
         "failures": total["errors"],

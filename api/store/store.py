@@ -182,8 +182,10 @@ def _add_document_projects(tx: sqlite3.Connection) -> None:
     columns = {row["name"] for row in tx.execute("PRAGMA table_info(documents)")}
     if "project" not in columns:
         tx.execute("ALTER TABLE documents ADD COLUMN project TEXT NOT NULL DEFAULT ''")
-        tx.execute("UPDATE documents SET project = COALESCE((SELECT project FROM runs "
-                   "WHERE runs.run_id = documents.run_id), '')")
+        tx.execute(
+            "UPDATE documents SET project = COALESCE((SELECT project FROM runs "
+            "WHERE runs.run_id = documents.run_id), '')"
+        )
     # With the size, a namespace's usage is summed from the index alone.
     tx.execute("CREATE INDEX IF NOT EXISTS documents_by_project ON documents (project, size)")
 
@@ -235,11 +237,22 @@ class RunRecord:
         return self.state in FINISHED_STATES
 
     def to_dict(self) -> dict:
-        return {"runId": self.run_id, "kind": self.kind, "project": self.project, "ownerName": self.owner_name,
-                "ownerUid": self.owner_uid, "state": self.state, "result": self.result,
-                "createdAt": self.created_at, "startedAt": self.started_at, "finishedAt": self.finished_at,
-                "shards": self.shards, "shardsReceived": self.shards_received, "summary": self.summary,
-                "labels": self.labels}
+        return {
+            "runId": self.run_id,
+            "kind": self.kind,
+            "project": self.project,
+            "ownerName": self.owner_name,
+            "ownerUid": self.owner_uid,
+            "state": self.state,
+            "result": self.result,
+            "createdAt": self.created_at,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "shards": self.shards,
+            "shardsReceived": self.shards_received,
+            "summary": self.summary,
+            "labels": self.labels,
+        }
 
 
 @dataclass
@@ -256,8 +269,16 @@ class ArchiveRecord:
     created_at: float
 
     def to_dict(self) -> dict:
-        return {"runId": self.run_id, "project": self.project, "loadTestUid": self.loadtest_uid, "kind": self.kind,
-                "number": self.number, "size": self.size, "sha256": self.sha256, "createdAt": self.created_at}
+        return {
+            "runId": self.run_id,
+            "project": self.project,
+            "loadTestUid": self.loadtest_uid,
+            "kind": self.kind,
+            "number": self.number,
+            "size": self.size,
+            "sha256": self.sha256,
+            "createdAt": self.created_at,
+        }
 
 
 @dataclass
@@ -291,8 +312,10 @@ def archive_counter(kind: str, loadtest_uid: str) -> str:
 def check_component(value: str, what: str) -> str:
     """`value` is used as a file name: refuse separators, dot-names and oddities."""
     if not isinstance(value, str) or not _SAFE_COMPONENT.fullmatch(value) or ".." in value:
-        raise ValueError(f"{what} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
-                         f"(up to 200 characters, starting with a letter or digit)")
+        raise ValueError(
+            f"{what} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
+            f"(up to 200 characters, starting with a letter or digit)"
+        )
     return value
 
 
@@ -346,8 +369,10 @@ class Store:
                     tx.execute(statement)
             version = tx.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.db_path} has schema version {version}; this gateway knows "
-                                 f"up to {SCHEMA_VERSION}: upgrade the gateway")
+                raise StoreError(
+                    f"{self.db_path} has schema version {version}; this gateway knows "
+                    f"up to {SCHEMA_VERSION}: upgrade the gateway"
+                )
             _add_document_projects(tx)
         if version < SCHEMA_VERSION:
             if version < 3:
@@ -369,14 +394,14 @@ class Store:
                     "CROSS JOIN runs r ON r.run_id = d.run_id WHERE d.rowid > ? AND r.kind = 'Monitor' "
                     "AND d.name LIKE 'monitor-result%' AND NOT EXISTS (SELECT 1 FROM monitor_results p "
                     "WHERE p.run_id = d.run_id AND p.name = d.name) ORDER BY d.rowid LIMIT ?",
-                    (after, _INDEX_BATCH)).fetchall()
+                    (after, _INDEX_BATCH),
+                ).fetchall()
                 for row in rows:
                     try:
                         data = self._abs(row["path"]).read_bytes()
                     except FileNotFoundError:
                         continue
-                    record = MonitorResultRecord.of(row["run_id"], row["name"], row["project"], row["owner_uid"],
-                                                    data)
+                    record = MonitorResultRecord.of(row["run_id"], row["name"], row["project"], row["owner_uid"], data)
                     if record is not None:
                         tx.execute(_INSERT_MONITOR_RESULT, record.row())
             if not rows:
@@ -445,8 +470,9 @@ class Store:
         """The number of `key` in (project, counter): allocated on first ask as one more than
         the highest so far (1, 2, 3, ...), the same number on every later ask."""
         conn = self._conn()
-        row = conn.execute("SELECT number FROM counters WHERE project=? AND counter=? AND key=?",
-                           (project, counter, key)).fetchone()
+        row = conn.execute(
+            "SELECT number FROM counters WHERE project=? AND counter=? AND key=?", (project, counter, key)
+        ).fetchone()
         if row:
             return row[0]
         with self._write() as tx:
@@ -454,31 +480,48 @@ class Store:
 
     @staticmethod
     def _allocate(tx: sqlite3.Connection, project: str, counter: str, key: str) -> int:
-        row = tx.execute("SELECT number FROM counters WHERE project=? AND counter=? AND key=?",
-                         (project, counter, key)).fetchone()
+        row = tx.execute(
+            "SELECT number FROM counters WHERE project=? AND counter=? AND key=?", (project, counter, key)
+        ).fetchone()
         if row:
             return row[0]
-        number = tx.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM counters WHERE project=? AND counter=?",
-                            (project, counter)).fetchone()[0]
-        tx.execute("INSERT INTO counters (project, counter, key, number, created_at) VALUES (?, ?, ?, ?, ?)",
-                   (project, counter, key, number, time.time()))
+        number = tx.execute(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM counters WHERE project=? AND counter=?", (project, counter)
+        ).fetchone()[0]
+        tx.execute(
+            "INSERT INTO counters (project, counter, key, number, created_at) VALUES (?, ?, ?, ?, ?)",
+            (project, counter, key, number, time.time()),
+        )
         return number
 
     def key_for_number(self, project: str, counter: str, number: int) -> str | None:
-        row = self._conn().execute("SELECT key FROM counters WHERE project=? AND counter=? AND number=?",
-                                   (project, counter, number)).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT key FROM counters WHERE project=? AND counter=? AND number=?", (project, counter, number))
+            .fetchone()
+        )
         return row[0] if row else None
 
     # --- runs -------------------------------------------------------------------------------
 
     @staticmethod
     def _run_from_row(row: sqlite3.Row) -> RunRecord:
-        return RunRecord(run_id=row["run_id"], kind=row["kind"], project=row["project"],
-                         owner_name=row["owner_name"], owner_uid=row["owner_uid"], state=row["state"],
-                         result=row["result"], created_at=row["created_at"], started_at=row["started_at"],
-                         finished_at=row["finished_at"], shards=row["shards"],
-                         shards_received=row["shards_received"], summary=json.loads(row["summary"]),
-                         labels=json.loads(row["labels"]))
+        return RunRecord(
+            run_id=row["run_id"],
+            kind=row["kind"],
+            project=row["project"],
+            owner_name=row["owner_name"],
+            owner_uid=row["owner_uid"],
+            state=row["state"],
+            result=row["result"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            shards=row["shards"],
+            shards_received=row["shards_received"],
+            summary=json.loads(row["summary"]),
+            labels=json.loads(row["labels"]),
+        )
 
     def upsert_run(self, run: RunRecord) -> RunRecord:
         """Create the run or merge `run` into the stored one, and return what is stored.
@@ -503,10 +546,24 @@ class Store:
                 "INSERT OR REPLACE INTO runs (run_id, kind, project, owner_name, owner_uid, state, result, "
                 "created_at, started_at, finished_at, shards, shards_received, summary, labels, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (merged.run_id, merged.kind, merged.project, merged.owner_name, merged.owner_uid, merged.state,
-                 merged.result, merged.created_at, merged.started_at, merged.finished_at, merged.shards,
-                 merged.shards_received, json.dumps(merged.summary, sort_keys=True),
-                 json.dumps(merged.labels, sort_keys=True), now))
+                (
+                    merged.run_id,
+                    merged.kind,
+                    merged.project,
+                    merged.owner_name,
+                    merged.owner_uid,
+                    merged.state,
+                    merged.result,
+                    merged.created_at,
+                    merged.started_at,
+                    merged.finished_at,
+                    merged.shards,
+                    merged.shards_received,
+                    json.dumps(merged.summary, sort_keys=True),
+                    json.dumps(merged.labels, sort_keys=True),
+                    now,
+                ),
+            )
             if merged.finished:
                 # Live figures are over once the final ones exist.
                 tx.execute("DELETE FROM run_progress WHERE run_id=?", (merged.run_id,))
@@ -517,9 +574,18 @@ class Store:
         row = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return self._run_from_row(row) if row else None
 
-    def list_runs(self, *, project: str | None = None, kind: str | None = None, owner_uid: str | None = None,
-                  since: float | None = None, before: float | None = None, limit: int = 50,
-                  offset: int = 0, state: str | None = None) -> list[RunRecord]:
+    def list_runs(
+        self,
+        *,
+        project: str | None = None,
+        kind: str | None = None,
+        owner_uid: str | None = None,
+        since: float | None = None,
+        before: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        state: str | None = None,
+    ) -> list[RunRecord]:
         """Runs, newest first (by creation time); `since` and `before` bound the creation time
         (since <= created_at < before)."""
         where, args = [], []
@@ -546,34 +612,57 @@ class Store:
     # --- documents --------------------------------------------------------------------------
 
     def _document_from_row(self, row: sqlite3.Row) -> DocumentRecord:
-        return DocumentRecord(run_id=row["run_id"], name=row["name"], path=self._abs(row["path"]),
-                              size=row["size"], sha256=row["sha256"], created_at=row["created_at"])
+        return DocumentRecord(
+            run_id=row["run_id"],
+            name=row["name"],
+            path=self._abs(row["path"]),
+            size=row["size"],
+            sha256=row["sha256"],
+            created_at=row["created_at"],
+        )
 
     def document_info(self, run_id: str, name: str) -> DocumentRecord | None:
         row = self._conn().execute("SELECT * FROM documents WHERE run_id=? AND name=?", (run_id, name)).fetchone()
         return self._document_from_row(row) if row else None
 
     def list_documents(self, run_id: str, *, prefix: str = "") -> list[DocumentRecord]:
-        rows = self._conn().execute("SELECT * FROM documents WHERE run_id=? AND substr(name, 1, ?) = ? ORDER BY name",
-                                    (run_id, len(prefix), prefix)).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT * FROM documents WHERE run_id=? AND substr(name, 1, ?) = ? ORDER BY name",
+                (run_id, len(prefix), prefix),
+            )
+            .fetchall()
+        )
         return [self._document_from_row(row) for row in rows]
 
     def usage(self, run_id: str, project: str, conn: sqlite3.Connection | None = None) -> tuple[Usage, Usage]:
         """The documents stored for the run, and for the namespace `project`."""
         conn = conn or self._conn()
-        run = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM documents WHERE run_id=?",
-                           (run_id,)).fetchone()
-        namespace = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM documents WHERE project=?",
-                                 (project,)).fetchone()
+        run = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM documents WHERE run_id=?", (run_id,)
+        ).fetchone()
+        namespace = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM documents WHERE project=?", (project,)
+        ).fetchone()
         return Usage(run[0], run[1]), Usage(namespace[0], namespace[1])
 
-    def check_quota(self, quota: Quota, run_id: str, project: str, size: int,
-                    conn: sqlite3.Connection | None = None) -> None:
+    def check_quota(
+        self, quota: Quota, run_id: str, project: str, size: int, conn: sqlite3.Connection | None = None
+    ) -> None:
         """Raise QuotaExceeded when a new document of `size` bytes does not fit the run's or the namespace's quota."""
         quota.check(run_id, project, *self.usage(run_id, project, conn), size)
 
-    def put_document(self, run_id: str, name: str, data: bytes, *, quota: Quota | None = None,
-                     project: str = "", monitor_result: MonitorResultRecord | None = None) -> Path:
+    def put_document(
+        self,
+        run_id: str,
+        name: str,
+        data: bytes,
+        *,
+        quota: Quota | None = None,
+        project: str = "",
+        monitor_result: MonitorResultRecord | None = None,
+    ) -> Path:
         """Store `data` as the run's document `name`, atomically and durably. The same bytes
         again change nothing; different bytes replace the document. `project` is the run's
         namespace; with a `quota`, a new document that does not fit the run's or the
@@ -591,16 +680,19 @@ class Store:
         replaced = None
         try:
             with self._write() as tx:
-                row = tx.execute("SELECT path, sha256 FROM documents WHERE run_id=? AND name=?",
-                                 (run_id, name)).fetchone()
+                row = tx.execute(
+                    "SELECT path, sha256 FROM documents WHERE run_id=? AND name=?", (run_id, name)
+                ).fetchone()
                 if quota is not None and row is None:
                     self.check_quota(quota, run_id, project, len(data), tx)
                 if row is None or row["sha256"] != sha256:
                     if row is not None and row["path"] != self._rel(path):
                         replaced = self._abs(row["path"])
-                    tx.execute("INSERT OR REPLACE INTO documents (run_id, name, path, size, sha256, created_at, "
-                               "project) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (run_id, name, self._rel(path), len(data), sha256, time.time(), project))
+                    tx.execute(
+                        "INSERT OR REPLACE INTO documents (run_id, name, path, size, sha256, created_at, "
+                        "project) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, name, self._rel(path), len(data), sha256, time.time(), project),
+                    )
                 if monitor_result is not None:
                     tx.execute(_INSERT_MONITOR_RESULT, monitor_result.row())
                     self._relist_monitor_results(tx, run_id)
@@ -626,66 +718,104 @@ class Store:
     def _relist_monitor_results(tx: sqlite3.Connection, run_id: str) -> None:
         tx.execute(_RELIST_MONITOR_RESULTS + " AND monitor_results.run_id = ?", (run_id,))
 
-    def list_monitor_results(self, project: str, owner_uid: str, *, since: float | None = None,
-                             before: float | None = None,
-                             limit: int = 10) -> list[tuple[RunRecord, MonitorResultRecord]]:
+    def list_monitor_results(
+        self, project: str, owner_uid: str, *, since: float | None = None, before: float | None = None, limit: int = 10
+    ) -> list[tuple[RunRecord, MonitorResultRecord]]:
         """A test's results, one per location, newest start first (since < start < before), at
         most `limit`: the first rows of one range of an index. Equal starts go newest run
         first, then by location."""
-        rows = self._conn().execute(
-            "SELECT * FROM monitor_results WHERE project = ? AND owner_uid = ? AND listed = 1 "
-            "AND listed_at > ? AND listed_at < ? "
-            "ORDER BY listed_at DESC, run_created_at DESC, run_id DESC, location LIMIT ?",
-            (project, owner_uid, -math.inf if since is None else since, math.inf if before is None else before,
-             max(int(limit), 0))).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT * FROM monitor_results WHERE project = ? AND owner_uid = ? AND listed = 1 "
+                "AND listed_at > ? AND listed_at < ? "
+                "ORDER BY listed_at DESC, run_created_at DESC, run_id DESC, location LIMIT ?",
+                (
+                    project,
+                    owner_uid,
+                    -math.inf if since is None else since,
+                    math.inf if before is None else before,
+                    max(int(limit), 0),
+                ),
+            )
+            .fetchall()
+        )
         runs = {run_id: self.get_run(run_id) for run_id in {row["run_id"] for row in rows}}
         return [(runs[row["run_id"]], record_from_row(row)) for row in rows]
 
     def run_monitor_results(self, run_id: str) -> list[MonitorResultRecord]:
         """The run's results, by location."""
-        rows = self._conn().execute("SELECT * FROM monitor_results WHERE run_id = ? AND listed = 1 ORDER BY location",
-                                    (run_id,)).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM monitor_results WHERE run_id = ? AND listed = 1 ORDER BY location", (run_id,))
+            .fetchall()
+        )
         return [record_from_row(row) for row in rows]
 
     def latest_monitor_run(self, project: str, owner_uid: str) -> RunRecord | None:
         """The test's newest run (by creation) that has a result."""
-        row = self._conn().execute(
-            "SELECT * FROM runs r INDEXED BY runs_by_owner WHERE r.owner_uid = ? AND r.project = ? "
-            "AND r.kind = 'Monitor' AND EXISTS "
-            "(SELECT 1 FROM monitor_results p WHERE p.run_id = r.run_id AND p.listed = 1) "
-            "ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1", (owner_uid, project)).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT * FROM runs r INDEXED BY runs_by_owner WHERE r.owner_uid = ? AND r.project = ? "
+                "AND r.kind = 'Monitor' AND EXISTS "
+                "(SELECT 1 FROM monitor_results p WHERE p.run_id = r.run_id AND p.listed = 1) "
+                "ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1",
+                (owner_uid, project),
+            )
+            .fetchone()
+        )
         return self._run_from_row(row) if row else None
 
     def monitor_result_figures(self, project: str, owner_uid: str, since: float, until: float) -> list[ResultFigures]:
         """The figures of the test's results that started from `since` to `until`, both included."""
         # A result with a start of its own is listed at it, so the listing index finds them.
-        rows = self._conn().execute(
-            f"SELECT {', '.join(ResultFigures._fields)} FROM monitor_results WHERE project = ? AND owner_uid = ? "
-            "AND listed = 1 AND listed_at >= ? AND listed_at <= ? AND started_at IS NOT NULL "
-            "ORDER BY listed_at DESC, run_created_at DESC, run_id DESC, location",
-            (project, owner_uid, since, until)).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {', '.join(ResultFigures._fields)} FROM monitor_results WHERE project = ? AND owner_uid = ? "
+                "AND listed = 1 AND listed_at >= ? AND listed_at <= ? AND started_at IS NOT NULL "
+                "ORDER BY listed_at DESC, run_created_at DESC, run_id DESC, location",
+                (project, owner_uid, since, until),
+            )
+            .fetchall()
+        )
         return [ResultFigures(*row) for row in rows]
 
     def monitor_requests(self, project: str, since: float, before: float) -> int:
         """How many requests the project's results that started in [since, before) executed."""
-        return self._conn().execute(
-            "SELECT COALESCE(SUM(requests_executed), 0) FROM monitor_results "
-            "WHERE project = ? AND listed = 1 AND started_at >= ? AND started_at < ?", (project, since, before)
-        ).fetchone()[0]
+        return (
+            self._conn()
+            .execute(
+                "SELECT COALESCE(SUM(requests_executed), 0) FROM monitor_results "
+                "WHERE project = ? AND listed = 1 AND started_at >= ? AND started_at < ?",
+                (project, since, before),
+            )
+            .fetchone()[0]
+        )
 
     # --- archives ---------------------------------------------------------------------------
 
     def _archive_from_row(self, row: sqlite3.Row) -> ArchiveRecord:
-        return ArchiveRecord(run_id=row["run_id"], project=row["project"], loadtest_uid=row["loadtest_uid"],
-                             kind=row["kind"], number=row["number"], path=self._abs(row["path"]), size=row["size"],
-                             sha256=row["sha256"], created_at=row["created_at"])
+        return ArchiveRecord(
+            run_id=row["run_id"],
+            project=row["project"],
+            loadtest_uid=row["loadtest_uid"],
+            kind=row["kind"],
+            number=row["number"],
+            path=self._abs(row["path"]),
+            size=row["size"],
+            sha256=row["sha256"],
+            created_at=row["created_at"],
+        )
 
     def get_run_archive(self, run_id: str, kind: str) -> ArchiveRecord | None:
         row = self._conn().execute("SELECT * FROM archives WHERE run_id=? AND kind=?", (run_id, kind)).fetchone()
         return self._archive_from_row(row) if row else None
 
-    def add_archive(self, run_id: str, kind: str, source: Path, *, loadtest_uid: str, project: str,
-                    move: bool = False) -> ArchiveRecord:
+    def add_archive(
+        self, run_id: str, kind: str, source: Path, *, loadtest_uid: str, project: str, move: bool = False
+    ) -> ArchiveRecord:
         """Register the run's `kind` archive, copied from `source` (and `source` removed with
         `move=True`). Its number is the next of (project, loadtest_uid, kind), allocated once
         per run: asking again, concurrently or after a crash, returns the same record."""
@@ -704,10 +834,11 @@ class Store:
                         # Renamed inside the transaction: a racing writer of the same archive
                         # waits for our commit and then finds the row instead of renaming over us.
                         files.commit_staged(tmp, path)
-                        tx.execute("INSERT INTO archives (run_id, kind, project, loadtest_uid, number, path, size, "
-                                   "sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                   (run_id, kind, project, loadtest_uid, number, self._rel(path), size, sha256,
-                                    time.time()))
+                        tx.execute(
+                            "INSERT INTO archives (run_id, kind, project, loadtest_uid, number, path, size, "
+                            "sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (run_id, kind, project, loadtest_uid, number, self._rel(path), size, sha256, time.time()),
+                        )
             finally:
                 files.discard(tmp)
             existing = self.get_run_archive(run_id, kind)
@@ -716,17 +847,27 @@ class Store:
         return existing
 
     def get_archive(self, project: str, loadtest_uid: str, kind: str, number: int) -> ArchiveRecord | None:
-        row = self._conn().execute(
-            "SELECT * FROM archives WHERE project=? AND loadtest_uid=? AND kind=? AND number=?",
-            (project, loadtest_uid, kind, number)).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT * FROM archives WHERE project=? AND loadtest_uid=? AND kind=? AND number=?",
+                (project, loadtest_uid, kind, number),
+            )
+            .fetchone()
+        )
         return self._archive_from_row(row) if row else None
 
-    def list_archives(self, *, run_id: str | None = None, loadtest_uid: str | None = None,
-                      project: str | None = None, kind: str | None = None) -> list[ArchiveRecord]:
+    def list_archives(
+        self,
+        *,
+        run_id: str | None = None,
+        loadtest_uid: str | None = None,
+        project: str | None = None,
+        kind: str | None = None,
+    ) -> list[ArchiveRecord]:
         """Archives, oldest number first."""
         where, args = [], []
-        for column, value in (("run_id", run_id), ("loadtest_uid", loadtest_uid), ("project", project),
-                              ("kind", kind)):
+        for column, value in (("run_id", run_id), ("loadtest_uid", loadtest_uid), ("project", project), ("kind", kind)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
@@ -746,16 +887,22 @@ class Store:
             row = tx.execute("SELECT state FROM runs WHERE run_id=?", (run_id,)).fetchone()
             if row is not None and row["state"] in FINISHED_STATES:
                 return False
-            tx.execute("INSERT INTO run_progress (run_id, shard, doc, updated_at) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT (run_id, shard) DO UPDATE SET doc=excluded.doc, updated_at=excluded.updated_at",
-                       (run_id, int(shard), json.dumps(doc, separators=(",", ":")), now))
+            tx.execute(
+                "INSERT INTO run_progress (run_id, shard, doc, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (run_id, shard) DO UPDATE SET doc=excluded.doc, updated_at=excluded.updated_at",
+                (run_id, int(shard), json.dumps(doc, separators=(",", ":")), now),
+            )
         return True
 
     def list_progress(self, run_id: str) -> list[ProgressRecord]:
         """The run's latest progress per shard, by shard."""
         rows = self._conn().execute("SELECT * FROM run_progress WHERE run_id=? ORDER BY shard", (run_id,)).fetchall()
-        return [ProgressRecord(run_id=row["run_id"], shard=row["shard"], doc=json.loads(row["doc"]),
-                               updated_at=row["updated_at"]) for row in rows]
+        return [
+            ProgressRecord(
+                run_id=row["run_id"], shard=row["shard"], doc=json.loads(row["doc"]), updated_at=row["updated_at"]
+            )
+            for row in rows
+        ]
 
     # --- small JSON records -------------------------------------------------------------------
 
@@ -763,24 +910,34 @@ class Store:
         """Create or replace the record `key` of `collection` (its creation time is kept)."""
         now = time.time()
         with self._write() as tx:
-            tx.execute("INSERT INTO records (collection, key, project, doc, created_at, updated_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection, key) DO UPDATE SET "
-                       "project=excluded.project, doc=excluded.doc, updated_at=excluded.updated_at",
-                       (collection, key, project, json.dumps(doc), now, now))
+            tx.execute(
+                "INSERT INTO records (collection, key, project, doc, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection, key) DO UPDATE SET "
+                "project=excluded.project, doc=excluded.doc, updated_at=excluded.updated_at",
+                (collection, key, project, json.dumps(doc), now, now),
+            )
 
     def get_record(self, collection: str, key: str) -> dict | None:
-        row = self._conn().execute("SELECT doc FROM records WHERE collection=? AND key=?",
-                                   (collection, key)).fetchone()
+        row = self._conn().execute("SELECT doc FROM records WHERE collection=? AND key=?", (collection, key)).fetchone()
         return json.loads(row[0]) if row else None
 
     def list_records(self, collection: str, *, project: str | None = None) -> list[dict]:
         """The collection's records in creation order."""
         if project is None:
-            rows = self._conn().execute("SELECT doc FROM records WHERE collection=? ORDER BY created_at, key",
-                                        (collection,)).fetchall()
+            rows = (
+                self._conn()
+                .execute("SELECT doc FROM records WHERE collection=? ORDER BY created_at, key", (collection,))
+                .fetchall()
+            )
         else:
-            rows = self._conn().execute("SELECT doc FROM records WHERE collection=? AND project=? "
-                                        "ORDER BY created_at, key", (collection, project)).fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT doc FROM records WHERE collection=? AND project=? ORDER BY created_at, key",
+                    (collection, project),
+                )
+                .fetchall()
+            )
         return [json.loads(row[0]) for row in rows]
 
     def delete_record(self, collection: str, key: str) -> bool:
@@ -804,8 +961,12 @@ class Store:
         if self.retention_days and self.retention_days > 0:
             cutoff = now - self.retention_days * 86400.0
             with self._write() as tx:
-                ids = [row[0] for row in tx.execute(
-                    "SELECT run_id FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,))]
+                ids = [
+                    row[0]
+                    for row in tx.execute(
+                        "SELECT run_id FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,)
+                    )
+                ]
                 for run_id in ids:
                     tx.execute("INSERT OR IGNORE INTO purge_queue (run_id) VALUES (?)", (run_id,))
                     for table in ("monitor_results", "documents", "archives", "runs"):

@@ -118,7 +118,13 @@ class Histogram:
         lay = self.layout
         counts = self.counts
         highest, mask, shift, half_mag, unit, half = (
-            lay.highest, lay.mask, lay._shift, lay.half_magnitude, lay.unit_magnitude, lay.half_count)
+            lay.highest,
+            lay.mask,
+            lay._shift,
+            lay.half_magnitude,
+            lay.unit_magnitude,
+            lay.half_count,
+        )
         added = 0
         for value, n in Counter(values).items():
             if value < 0:
@@ -135,8 +141,9 @@ class Histogram:
         """Add `other`'s counts; a histogram of another layout is re-bucketed value by value."""
         counts = self.counts
         if other.layout is self.layout or (
-                (other.layout.lowest, other.layout.highest, other.layout.digits)
-                == (self.layout.lowest, self.layout.highest, self.layout.digits)):
+            (other.layout.lowest, other.layout.highest, other.layout.digits)
+            == (self.layout.lowest, self.layout.highest, self.layout.digits)
+        ):
             for index, n in other.counts.items():
                 counts[index] = counts.get(index, 0) + n
             self.total += other.total
@@ -234,7 +241,7 @@ class Histogram:
         cookie, length = _EXTERNAL_HEADER.unpack_from(raw)
         if cookie & ~0xF0 != _V2_COMPRESSION_COOKIE & ~0xF0:
             raise ValueError(f"not an HdrHistogram V2 compressed encoding (cookie {cookie:#x})")
-        payload = zlib.decompress(raw[_EXTERNAL_HEADER.size:_EXTERNAL_HEADER.size + length])
+        payload = zlib.decompress(raw[_EXTERNAL_HEADER.size : _EXTERNAL_HEADER.size + length])
         cookie, payload_len, offset, digits, lowest, highest, _ratio = _PAYLOAD_HEADER.unpack_from(payload)
         if cookie & ~0xF0 != _V2_ENCODING_COOKIE & ~0xF0:
             raise ValueError(f"not an HdrHistogram V2 payload (cookie {cookie:#x})")
@@ -243,7 +250,7 @@ class Histogram:
         source = layout(lowest, highest, digits)
         hist = cls(source)
         counts = hist.counts
-        data = payload[_PAYLOAD_HEADER.size:_PAYLOAD_HEADER.size + payload_len]
+        data = payload[_PAYLOAD_HEADER.size : _PAYLOAD_HEADER.size + payload_len]
         index = 0
         position = 0
         total = 0
@@ -276,7 +283,10 @@ class Histogram:
         mine = {i: n for i, n in self.counts.items() if n}
         theirs = {i: n for i, n in other.counts.items() if n}
         return (self.layout.lowest, self.layout.highest, self.layout.digits) == (
-            other.layout.lowest, other.layout.highest, other.layout.digits) and mine == theirs
+            other.layout.lowest,
+            other.layout.highest,
+            other.layout.digits,
+        ) and mine == theirs
 
     def __repr__(self) -> str:
         return f"Histogram(total={self.total}, buckets={len(self.counts)}, digits={self.layout.digits})"

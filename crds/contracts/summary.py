@@ -108,8 +108,9 @@ class ShardSummary(BaseModel):
         text = self.model_dump_json(exclude_none=True)
         if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
             return text
-        short = self.model_copy(update={"error": (self.error or "")[:500] or None,
-                                        "abort_reason": (self.abort_reason or "")[:300] or None})
+        short = self.model_copy(
+            update={"error": (self.error or "")[:500] or None, "abort_reason": (self.abort_reason or "")[:300] or None}
+        )
         text = short.model_dump_json(exclude_none=True)
         hist = short.latency_histogram() if len(text.encode()) > TERMINATION_MESSAGE_LIMIT else None
         if hist is not None:
@@ -118,7 +119,8 @@ class ShardSummary(BaseModel):
             text = short.model_dump_json(exclude_none=True)
         if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
             text = short.model_copy(update={"histogram": None, "histogram_digits": None}).model_dump_json(
-                exclude_none=True)
+                exclude_none=True
+            )
         return text
 
     @classmethod
@@ -141,8 +143,13 @@ def judge(summary: ShardSummary, criteria: Iterable[str]) -> list[dict]:
     for text in criteria:
         criterion = parse_criterion(text)
         observed = summary.observe(criterion.metric)
-        results.append({"criterion": text, "observed": None if observed is None else round(observed, 3),
-                        "passed": observed is not None and criterion.passes(observed)})
+        results.append(
+            {
+                "criterion": text,
+                "observed": None if observed is None else round(observed, 3),
+                "passed": observed is not None and criterion.passes(observed),
+            }
+        )
     return results
 
 

@@ -79,7 +79,7 @@ def parse_group_token(token: str) -> tuple[str, str, str] | None:
     if not token.startswith(GROUP_TOKEN_PREFIX):
         return None
     subject, _, mac = token.rpartition(":")
-    namespace, _, group = subject[len(GROUP_TOKEN_PREFIX):].partition("/")
+    namespace, _, group = subject[len(GROUP_TOKEN_PREFIX) :].partition("/")
     if not (namespace and group and mac):
         return None
     return namespace, group, mac
@@ -119,15 +119,27 @@ class Outcome:
     """Duration, whole seconds."""
 
     def to_json(self) -> list:
-        return [self.owner_uid, self.schedule_uid, "p" if self.passed else "f",
-                self.response_time_ms if self.response_time_ms is not None else -1, self.started_at, self.seconds]
+        return [
+            self.owner_uid,
+            self.schedule_uid,
+            "p" if self.passed else "f",
+            self.response_time_ms if self.response_time_ms is not None else -1,
+            self.started_at,
+            self.seconds,
+        ]
 
     @classmethod
     def from_json(cls, item) -> Outcome | None:
         try:
             owner_uid, schedule_uid, verdict, ms, started, seconds = item
-            return cls(str(owner_uid), str(schedule_uid), verdict == "p", None if int(ms) < 0 else int(ms),
-                       int(started), int(seconds))
+            return cls(
+                str(owner_uid),
+                str(schedule_uid),
+                verdict == "p",
+                None if int(ms) < 0 else int(ms),
+                int(started),
+                int(seconds),
+            )
         except (TypeError, ValueError):
             return None
 

@@ -100,7 +100,7 @@ def verify_upload_token(key: str | bytes, token: str) -> RunGrant | None:
     subject, _, mac = token.rpartition(":")
     if not subject.startswith(RUN_TOKEN_PREFIX):
         return None
-    fields = subject[len(RUN_TOKEN_PREFIX):].split("/")
+    fields = subject[len(RUN_TOKEN_PREFIX) :].split("/")
     if len(fields) != 5 or not all(_TOKEN_FIELD.match(f) for f in fields):
         return None
     if not hmac.compare_digest(token_mac(key, subject).encode(), mac.encode()):

@@ -35,8 +35,12 @@ BODY = b'{"data": {"items": [{"id": 1, "name": "first"}, {"id": 2, "name": "seco
 
 
 async def _serve(port_file: str) -> None:
-    response = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+    response = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(BODY)).encode()
+        + b"\r\n\r\n"
+        + BODY
+    )
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -81,16 +85,34 @@ def start_server() -> tuple[subprocess.Popen, str]:
 def monitors(url: str):
     from assay.crds import Monitor
 
-    plain = Monitor.model_validate({"metadata": {"name": "plain"}, "spec": {
-        "steps": [{"stepType": "request", "url": f"{url}/json"}]}})
-    typical = Monitor.model_validate({"metadata": {"name": "typical"}, "spec": {
-        "environments": [{"name": "bench", "initialVariables": {"base": url, "token": "t-1"}}],
-        "steps": [{"stepType": "request", "url": "{{base}}/json?token={{token}}",
-                   "headers": {"Authorization": ["Bearer {{token}}"]},
-                   "variables": [{"name": "first", "source": "response_json", "property": "data.items[0].name"}],
-                   "assertions": [{"source": "response_status", "comparison": "equal_number", "value": 200},
-                                  {"source": "response_json", "property": "data.count", "comparison": "equal_number",
-                                   "value": 2}]}]}})
+    plain = Monitor.model_validate(
+        {"metadata": {"name": "plain"}, "spec": {"steps": [{"stepType": "request", "url": f"{url}/json"}]}}
+    )
+    typical = Monitor.model_validate(
+        {
+            "metadata": {"name": "typical"},
+            "spec": {
+                "environments": [{"name": "bench", "initialVariables": {"base": url, "token": "t-1"}}],
+                "steps": [
+                    {
+                        "stepType": "request",
+                        "url": "{{base}}/json?token={{token}}",
+                        "headers": {"Authorization": ["Bearer {{token}}"]},
+                        "variables": [{"name": "first", "source": "response_json", "property": "data.items[0].name"}],
+                        "assertions": [
+                            {"source": "response_status", "comparison": "equal_number", "value": 200},
+                            {
+                                "source": "response_json",
+                                "property": "data.count",
+                                "comparison": "equal_number",
+                                "value": 2,
+                            },
+                        ],
+                    }
+                ],
+            },
+        }
+    )
     return plain, typical
 
 
@@ -142,11 +164,16 @@ def main(argv: list[str] | None = None) -> int:
         proc.terminate()
         proc.wait(5)
     bare = statistics.median(samples["bare"])
-    print(f"API-test engine overhead per request step, loopback, n={args.n} (warm-up {args.warmup}), "
-          f"Python {sys.version.split()[0]}")
+    print(
+        f"API-test engine overhead per request step, loopback, n={args.n} (warm-up {args.warmup}), "
+        f"Python {sys.version.split()[0]}"
+    )
     print(f"{'':<34}{'median ms':>10}{'p90 ms':>10}{'ratio':>8}{'overhead ms':>13}")
-    rows = [("bare httpx get (fresh client)", "bare"), ("Monitor step, plain", "plain"),
-            ("Monitor step, typical", "typical")]
+    rows = [
+        ("bare httpx get (fresh client)", "bare"),
+        ("Monitor step, plain", "plain"),
+        ("Monitor step, typical", "typical"),
+    ]
     for label, key in rows:
         median = statistics.median(samples[key])
         overhead = "" if key == "bare" else f"{median - bare:13.3f}"

@@ -78,8 +78,9 @@ class Kubectl:
             self.env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([self.binary, *args], input=input, text=True, capture_output=True, env=self.env,
-                                timeout=120)
+        result = subprocess.run(
+            [self.binary, *args], input=input, text=True, capture_output=True, env=self.env, timeout=120
+        )
         if check and result.returncode != 0:
             raise SystemExit(f"kubectl {' '.join(args)}: {result.stderr}")
         return result
@@ -100,17 +101,31 @@ def wait_for(what: str, check, timeout: float = 60, interval: float = 0.3):
 
 
 def loadtest(name: str) -> dict:
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": name},
-            "spec": {"description": f"{name} under load", "shards": 2, "baseUrl": "http://127.0.0.1:9",
-                     "load": {"users": 10, "duration": "5m", "rampUp": "30s"},
-                     "flows": [{"name": "browse", "requests": [{"url": "/"}, {"url": "/items"}]}]}}
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "LoadTest",
+        "metadata": {"name": name},
+        "spec": {
+            "description": f"{name} under load",
+            "shards": 2,
+            "baseUrl": "http://127.0.0.1:9",
+            "load": {"users": 10, "duration": "5m", "rampUp": "30s"},
+            "flows": [{"name": "browse", "requests": [{"url": "/"}, {"url": "/items"}]}],
+        },
+    }
 
 
 def finished_status(run_id: str) -> dict:
-    return {"phase": "Succeeded", "result": "Passed", "runId": run_id, "jobName": run_id,
-            "startTime": "2024-01-01T00:00:00Z", "completionTime": "2024-01-01T00:05:30Z",
-            "shards": {"total": 2, "active": 0, "succeeded": 2, "failed": 0},
-            "summary": {"requests": 120000, "failures": 12, "minMs": 0.8, "avgMs": 4.2, "maxMs": 310.0}}
+    return {
+        "phase": "Succeeded",
+        "result": "Passed",
+        "runId": run_id,
+        "jobName": run_id,
+        "startTime": "2024-01-01T00:00:00Z",
+        "completionTime": "2024-01-01T00:05:30Z",
+        "shards": {"total": 2, "active": 0, "succeeded": 2, "failed": 0},
+        "summary": {"requests": 120000, "failures": 12, "minMs": 0.8, "avgMs": 4.2, "maxMs": 310.0},
+    }
 
 
 def setup_cluster(kubectl: Kubectl, names: list[str], log) -> tuple[str, str, dict[str, str]]:
@@ -120,18 +135,37 @@ def setup_cluster(kubectl: Kubectl, names: list[str], log) -> tuple[str, str, di
     kubectl("delete", "namespace", PROJECT, "--ignore-not-found", "--wait=true")
     kubectl("create", "namespace", PROJECT)
     kubectl("label", "namespace", PROJECT, f"assay.dev/org={ORG}")
-    wait_for("the default service account", lambda: kubectl("get", "serviceaccount", "default", "-n", PROJECT,
-                                                             check=False).returncode == 0)
-    kubectl("apply", "-n", PROJECT, "-f", "-", input=json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "ClientCredential", "metadata": {"name": "bench"},
-        "spec": {"displayName": "bench", "scopes": SCOPES.split(), "grantTypes": ["client_credentials"]}}))
+    wait_for(
+        "the default service account",
+        lambda: kubectl("get", "serviceaccount", "default", "-n", PROJECT, check=False).returncode == 0,
+    )
+    kubectl(
+        "apply",
+        "-n",
+        PROJECT,
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "assay.dev/v1alpha1",
+                "kind": "ClientCredential",
+                "metadata": {"name": "bench"},
+                "spec": {"displayName": "bench", "scopes": SCOPES.split(), "grantTypes": ["client_credentials"]},
+            }
+        ),
+    )
     log("starting the operator to establish the credential")
-    operator = subprocess.Popen([sys.executable, "-m", "assay.operator", "--namespace", PROJECT], cwd="/",
-                                env={**kubectl.env, "ASSAY_RUNNER_IMAGE": "assay/runner:bench"},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "assay.operator", "--namespace", PROJECT],
+        cwd="/",
+        env={**kubectl.env, "ASSAY_RUNNER_IMAGE": "assay/runner:bench"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        secret = wait_for("the credential's Secret", lambda: kubectl.json("get", "secret", "bench-secret", "-n",
-                                                                           PROJECT))
+        secret = wait_for(
+            "the credential's Secret", lambda: kubectl.json("get", "secret", "bench-secret", "-n", PROJECT)
+        )
     finally:
         operator.terminate()
         operator.wait(15)
@@ -141,8 +175,17 @@ def setup_cluster(kubectl: Kubectl, names: list[str], log) -> tuple[str, str, di
     for name in names:
         kubectl("apply", "-n", PROJECT, "-f", "-", input=json.dumps(loadtest(name)))
         uid = kubectl.json("get", "loadtest", name, "-n", PROJECT)["metadata"]["uid"]
-        kubectl("patch", "loadtest", name, "-n", PROJECT, "--subresource=status", "--type=merge",
-                "-p", json.dumps({"status": finished_status(f"{name}-{uid[:8]}")}))
+        kubectl(
+            "patch",
+            "loadtest",
+            name,
+            "-n",
+            PROJECT,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": finished_status(f"{name}-{uid[:8]}")}),
+        )
         uids[name] = uid
     return client_id, client_secret, uids
 
@@ -165,11 +208,30 @@ def seed_store(store_dir: Path, runs: int, uids: dict[str, str], log) -> float:
                 name, uid = f"deleted-{index}", str(uuid.uuid4())
                 run_id = f"deleted-{index}-{uid[:8]}"
             created = now - (runs - index) * 60
-            store.upsert_run(RunRecord(
-                run_id=run_id, kind="LoadTest", project=PROJECT, owner_name=name, owner_uid=uid, state="succeeded",
-                result="passed", created_at=created, started_at=created, finished_at=created + 330, shards=2,
-                shards_received=2, summary={"requests": 120000, "failures": 12, "errorRatePct": 0.01,
-                                            "throughputRps": 363.6, "meanMs": 4.2, "p95Ms": 11.0}))
+            store.upsert_run(
+                RunRecord(
+                    run_id=run_id,
+                    kind="LoadTest",
+                    project=PROJECT,
+                    owner_name=name,
+                    owner_uid=uid,
+                    state="succeeded",
+                    result="passed",
+                    created_at=created,
+                    started_at=created,
+                    finished_at=created + 330,
+                    shards=2,
+                    shards_received=2,
+                    summary={
+                        "requests": 120000,
+                        "failures": 12,
+                        "errorRatePct": 0.01,
+                        "throughputRps": 363.6,
+                        "meanMs": 4.2,
+                        "p95Ms": 11.0,
+                    },
+                )
+            )
             for kind in ("result", "report"):
                 path = scratch / f"{kind}.zip"
                 with zipfile.ZipFile(path, "w") as archive:
@@ -185,11 +247,23 @@ def seed_store(store_dir: Path, runs: int, uids: dict[str, str], log) -> float:
 
 def start_gateway(store_dir: Path, kubeconfig: str, port: int, log_path: Path) -> subprocess.Popen:
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "ASSAY_STORE_DIR": str(store_dir), "ASSAY_PUBLIC_URL": url, "ASSAY_UPLOAD_KEY": UPLOAD_KEY,
-           "ASSAY_TOKEN_SIGNING_KEY": SIGNING_KEY, "ASSAY_KUBECONFIG": kubeconfig, "ASSAY_LOG_FORMAT": "json",
-           "ASSAY_RETENTION_DAYS": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "assay.api", "--port", str(port)], cwd="/", env=env,
-                            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "ASSAY_STORE_DIR": str(store_dir),
+        "ASSAY_PUBLIC_URL": url,
+        "ASSAY_UPLOAD_KEY": UPLOAD_KEY,
+        "ASSAY_TOKEN_SIGNING_KEY": SIGNING_KEY,
+        "ASSAY_KUBECONFIG": kubeconfig,
+        "ASSAY_LOG_FORMAT": "json",
+        "ASSAY_RETENTION_DAYS": "0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assay.api", "--port", str(port)],
+        cwd="/",
+        env=env,
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+    )
 
     def healthy():
         if proc.poll() is not None:
@@ -198,6 +272,7 @@ def start_gateway(store_dir: Path, kubeconfig: str, port: int, log_path: Path) -
             return httpx.get(url + "/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
+
     wait_for("the gateway", healthy, timeout=60, interval=0.2)
     return proc
 
@@ -255,33 +330,60 @@ def main() -> None:
         port = _load_localkube().free_port() if localkube is None else localkube.free_port()
         gateway = start_gateway(work / "store", kubeconfig, port, work / "gateway.log")
         url = f"http://127.0.0.1:{port}"
-        token = wait_for("an access token", lambda: (lambda r: r.json().get("access_token") if r.status_code == 200
-                                                     else None)(httpx.post(url + "/oauth/token", data={
-                                                         "client_id": client_id, "client_secret": client_secret,
-                                                         "grant_type": "client_credentials", "scope": SCOPES})))
+        token = wait_for(
+            "an access token",
+            lambda: (lambda r: r.json().get("access_token") if r.status_code == 200 else None)(
+                httpx.post(
+                    url + "/oauth/token",
+                    data={
+                        "client_id": client_id,
+                        "client_secret": client_secret,
+                        "grant_type": "client_credentials",
+                        "scope": SCOPES,
+                    },
+                )
+            ),
+        )
         base = f"{url}/public/api/v1/orgs/{ORG}/projects/{PROJECT}/loadTests"
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
             listing = client.get(base).json()
             numbers = [t["number"] for t in listing["loadTests"]]
             assert len(numbers) == args.loadtests, listing
             rows = []
-            for label, urls in (("GET /loadTests", [base]),
-                                ("GET /loadTests/{n}/status", [f"{base}/{n}/status" for n in numbers])):
+            for label, urls in (
+                ("GET /loadTests", [base]),
+                ("GET /loadTests/{n}/status", [f"{base}/{n}/status" for n in numbers]),
+            ):
                 samples = measure(client, urls, args.n, args.warmup)
-                rows.append({"endpoint": label, "requests": len(samples), "p50Ms": percentile(samples, 50),
-                             "p99Ms": percentile(samples, 99), "meanMs": statistics.fmean(samples),
-                             "maxMs": max(samples), "rps": len(samples) / (sum(samples) / 1000)})
-        print(f"\nXTC gateway latency: {args.runs:,} runs and {2 * args.runs:,} archives in the store, "
-              f"{args.loadtests} LoadTests, one request at a time, {args.n} requests each\n")
-        print(f"| {'endpoint':<26} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'mean ms':>7} | "
-              f"{'max ms':>7} | {'req/s':>6} |")
+                rows.append(
+                    {
+                        "endpoint": label,
+                        "requests": len(samples),
+                        "p50Ms": percentile(samples, 50),
+                        "p99Ms": percentile(samples, 99),
+                        "meanMs": statistics.fmean(samples),
+                        "maxMs": max(samples),
+                        "rps": len(samples) / (sum(samples) / 1000),
+                    }
+                )
+        print(
+            f"\nXTC gateway latency: {args.runs:,} runs and {2 * args.runs:,} archives in the store, "
+            f"{args.loadtests} LoadTests, one request at a time, {args.n} requests each\n"
+        )
+        print(
+            f"| {'endpoint':<26} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'mean ms':>7} | "
+            f"{'max ms':>7} | {'req/s':>6} |"
+        )
         print(f"|{'-' * 28}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 8}|")
         for row in rows:
-            print(f"| {row['endpoint']:<26} | {row['requests']:>8} | {row['p50Ms']:>7.2f} | {row['p99Ms']:>7.2f} | "
-                  f"{row['meanMs']:>7.2f} | {row['maxMs']:>7.2f} | {row['rps']:>6.0f} |")
+            print(
+                f"| {row['endpoint']:<26} | {row['requests']:>8} | {row['p50Ms']:>7.2f} | {row['p99Ms']:>7.2f} | "
+                f"{row['meanMs']:>7.2f} | {row['maxMs']:>7.2f} | {row['rps']:>6.0f} |"
+            )
         if args.json:
-            Path(args.json).write_text(json.dumps({"runs": args.runs, "loadtests": args.loadtests, "rows": rows},
-                                                  indent=2))
+            Path(args.json).write_text(
+                json.dumps({"runs": args.runs, "loadtests": args.loadtests, "rows": rows}, indent=2)
+            )
     finally:
         if gateway is not None:
             gateway.terminate()

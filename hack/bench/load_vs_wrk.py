@@ -136,8 +136,9 @@ class Target:
             script = self.dir / "server.py"
             script.write_text(FALLBACK_SERVER)
             args = [PYTHON, str(script), str(self.port), str(self.dir / "www" / "index.txt")]
-        self.proc = subprocess.Popen(pinned("0", args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            pinned("0", args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         wait_for_port(self.port)
         return self
 
@@ -183,13 +184,22 @@ def measured(target: Target, run) -> dict:
 
 
 def run_wrk(url: str, users: int, duration: int) -> dict:
-    out = subprocess.run(pinned("1", ["wrk", "-t1", f"-c{users}", f"-d{duration}s", "--latency", url]),
-                         capture_output=True, text=True, timeout=duration + 60).stdout
+    out = subprocess.run(
+        pinned("1", ["wrk", "-t1", f"-c{users}", f"-d{duration}s", "--latency", url]),
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"tool": "wrk", "command": f"taskset -c 1 wrk -t1 -c{users} -d{duration}s --latency {url}", "rps": rps,
-            "p99": f"{p99.group(1)}{p99.group(2)}" if p99 else None, "errors": int(errors.group(1)) if errors else 0}
+    return {
+        "tool": "wrk",
+        "command": f"taskset -c 1 wrk -t1 -c{users} -d{duration}s --latency {url}",
+        "rps": rps,
+        "p99": f"{p99.group(1)}{p99.group(2)}" if p99 else None,
+        "errors": int(errors.group(1)) if errors else 0,
+    }
 
 
 LOCUSTFILE = """
@@ -210,16 +220,37 @@ def run_locust(base: str, users: int, duration: int, workdir: Path) -> dict | No
         return None
     (workdir / "locustfile.py").write_text(LOCUSTFILE)
     prefix = workdir / "locust"
-    args = [str(locust), "-f", str(workdir / "locustfile.py"), "--headless", "-u", str(users), "-r", str(users),
-            "-t", f"{duration}s", "-H", base, "--only-summary", "--csv", str(prefix), "--loglevel", "ERROR"]
+    args = [
+        str(locust),
+        "-f",
+        str(workdir / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{duration}s",
+        "-H",
+        base,
+        "--only-summary",
+        "--csv",
+        str(prefix),
+        "--loglevel",
+        "ERROR",
+    ]
     subprocess.run(pinned("1", args), capture_output=True, text=True, timeout=duration + 60, cwd=workdir)
     rows = (prefix.parent / (prefix.name + "_stats.csv")).read_text().splitlines()
     header = rows[0].split(",")
     total = next(r.split(",") for r in rows[1:] if ",Aggregated," in r)
     stats = dict(zip(header, total))
-    return {"tool": "locust", "command": f"taskset -c 1 locust --headless -u {users} -r {users} -t {duration}s "
-                                         f"(FastHttpUser, constant(0))",
-            "rps": float(stats["Requests/s"]), "p99": f"{stats['99%']}ms", "errors": int(stats["Failure Count"])}
+    return {
+        "tool": "locust",
+        "command": f"taskset -c 1 locust --headless -u {users} -r {users} -t {duration}s (FastHttpUser, constant(0))",
+        "rps": float(stats["Requests/s"]),
+        "p99": f"{stats['99%']}ms",
+        "errors": int(stats["Failure Count"]),
+    }
 
 
 def loadtest_yaml(url: str, users: int, duration: str, think: str = "0s", ramp_up: str = "0s") -> str:
@@ -237,8 +268,9 @@ def loadtest_yaml(url: str, users: int, duration: str, think: str = "0s", ramp_u
         """)
 
 
-def run_assay(url: str, users: int, duration: int, workdir: Path, *, processes: int = 1, cores: str = "1",
-              label: str = "assay") -> dict:
+def run_assay(
+    url: str, users: int, duration: int, workdir: Path, *, processes: int = 1, cores: str = "1", label: str = "assay"
+) -> dict:
     spec = workdir / f"{label}.yaml"
     spec.write_text(loadtest_yaml(url, users, f"{duration}s"))
     out = workdir / f"{label}.json"
@@ -251,9 +283,14 @@ def run_assay(url: str, users: int, duration: int, workdir: Path, *, processes: 
     started = _epoch(metrics["startedAt"])
     finished = _epoch(metrics["finishedAt"])
     command = f"taskset -c {cores} python -m assay.runner run {spec.name} --processes {processes}"
-    return {"tool": label, "command": command,
-            "rps": total["count"] / (finished - started), "p99": f"{total['p99Ms']}ms",
-            "errors": sum(total["errors"].values()), "requests": total["count"]}
+    return {
+        "tool": label,
+        "command": command,
+        "rps": total["count"] / (finished - started),
+        "p99": f"{total['p99Ms']}ms",
+        "errors": sum(total["errors"].values()),
+        "requests": total["count"],
+    }
 
 
 def _epoch(text: str) -> float:
@@ -299,8 +336,9 @@ def measure_memory(url: str, users: int, workdir: Path) -> dict:
     spec.write_text(loadtest_yaml(url, users, "8s", think="5s", ramp_up="4s"))
     script = workdir / "memory_child.py"
     script.write_text(MEMORY_CHILD)
-    result = subprocess.run(pinned("1", [PYTHON, str(script), str(spec)]), capture_output=True, text=True,
-                            timeout=120, cwd=REPO)
+    result = subprocess.run(
+        pinned("1", [PYTHON, str(script), str(spec)]), capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     if result.returncode:
         raise RuntimeError(result.stderr[-2000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -327,40 +365,68 @@ def main() -> int:
         with Target(workdir) as target:
             base = target.url.rsplit("/", 1)[0]
             results["target"] = target.kind
-            print(f"target: {target.kind} on core 0 at {target.url}; load tools on core 1; "
-                  f"{args.users} connections/users, {args.duration} s each", flush=True)
+            print(
+                f"target: {target.kind} on core 0 at {target.url}; load tools on core 1; "
+                f"{args.users} connections/users, {args.duration} s each",
+                flush=True,
+            )
             rows = [measured(target, lambda: run_wrk(target.url, args.users, args.duration))]
             if not args.skip_locust and Path(PYTHON).with_name("locust").exists():
                 rows.append(measured(target, lambda: run_locust(base, args.users, args.duration, workdir)))
             rows.append(measured(target, lambda: run_assay(target.url, args.users, args.duration, workdir)))
             wrk_rps = rows[0]["rps"]
-            print(f"\n{'tool':<10} {'requests/s':>12} {'vs wrk':>8} {'p99':>10} {'errors':>7} {'tool CPU':>9} "
-                  f"{'target CPU':>11}")
+            print(
+                f"\n{'tool':<10} {'requests/s':>12} {'vs wrk':>8} {'p99':>10} {'errors':>7} {'tool CPU':>9} "
+                f"{'target CPU':>11}"
+            )
             for row in rows:
                 row["ratio_to_wrk"] = row["rps"] / wrk_rps
-                print(f"{row['tool']:<10} {row['rps']:>12.0f} {row['ratio_to_wrk']:>7.0%} {row['p99'] or '-':>10} "
-                      f"{row['errors']:>7} {row['tool_cpu']:>9.0%} {row['target_cpu']:>11.0%}")
+                print(
+                    f"{row['tool']:<10} {row['rps']:>12.0f} {row['ratio_to_wrk']:>7.0%} {row['p99'] or '-':>10} "
+                    f"{row['errors']:>7} {row['tool_cpu']:>9.0%} {row['target_cpu']:>11.0%}"
+                )
             for row in rows:
                 print(f"  {row['tool']}: {row['command']}")
             results["throughput"] = rows
             if not args.skip_extra:
                 memory = measure_memory(target.url, args.memory_users, workdir)
                 results["memory"] = memory
-                print(f"\nmemory: {memory['users']} users: RSS {memory['rss_before_kib'] / 1024:.1f} MiB before, "
-                      f"{memory['rss_with_users_kib'] / 1024:.1f} MiB with all running -> "
-                      f"{memory['per_user_bytes'] / 1024:.2f} KiB per virtual user "
-                      f"({memory['rps_while_full']:.0f} req/s while full, {memory['errors']} errors)")
+                print(
+                    f"\nmemory: {memory['users']} users: RSS {memory['rss_before_kib'] / 1024:.1f} MiB before, "
+                    f"{memory['rss_with_users_kib'] / 1024:.1f} MiB with all running -> "
+                    f"{memory['per_user_bytes'] / 1024:.2f} KiB per virtual user "
+                    f"({memory['rps_while_full']:.0f} req/s while full, {memory['errors']} errors)"
+                )
                 one = rows[-1]
-                two_same = measured(target, lambda: run_assay(target.url, args.users, args.duration, workdir,
-                                                              processes=2, cores="1", label="assay-2p-core1"))
-                two_both = measured(target, lambda: run_assay(target.url, args.users, args.duration, workdir,
-                                                              processes=2, cores="0,1", label="assay-2p-cores01"))
-                results["scaling"] = {"one_process": one, "two_processes_core1": two_same,
-                                      "two_processes_cores01": two_both}
-                print(f"scaling: 1 process {one['rps']:.0f} req/s; 2 processes on core 1 {two_same['rps']:.0f} "
-                      f"({two_same['rps'] / one['rps']:.2f}x); 2 processes on cores 0-1 (with nginx on 0) "
-                      f"{two_both['rps']:.0f} ({two_both['rps'] / one['rps']:.2f}x; engine CPU "
-                      f"{two_both['tool_cpu']:.0%}, nginx {two_both['target_cpu']:.0%})")
+                two_same = measured(
+                    target,
+                    lambda: run_assay(
+                        target.url, args.users, args.duration, workdir, processes=2, cores="1", label="assay-2p-core1"
+                    ),
+                )
+                two_both = measured(
+                    target,
+                    lambda: run_assay(
+                        target.url,
+                        args.users,
+                        args.duration,
+                        workdir,
+                        processes=2,
+                        cores="0,1",
+                        label="assay-2p-cores01",
+                    ),
+                )
+                results["scaling"] = {
+                    "one_process": one,
+                    "two_processes_core1": two_same,
+                    "two_processes_cores01": two_both,
+                }
+                print(
+                    f"scaling: 1 process {one['rps']:.0f} req/s; 2 processes on core 1 {two_same['rps']:.0f} "
+                    f"({two_same['rps'] / one['rps']:.2f}x); 2 processes on cores 0-1 (with nginx on 0) "
+                    f"{two_both['rps']:.0f} ({two_both['rps'] / one['rps']:.2f}x; engine CPU "
+                    f"{two_both['tool_cpu']:.0%}, nginx {two_both['target_cpu']:.0%})"
+                )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

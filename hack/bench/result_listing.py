@@ -50,25 +50,80 @@ OTHER_TEST_ID = "other-uid"
 
 def result_doc(run_id: str, test_id: str, bucket: str, started: float, n: int) -> dict:
     """A result document of the runner's shape (RunResult.to_runscope()): two steps."""
-    steps = [{"uuid": f"step-{i}", "step_type": "request", "url": f"http://127.0.0.1:9/ping?n={i}",
-              "method": "GET", "result": "pass", "status_code": 200, "response_size_bytes": 17,
-              "assertions": [{"result": "pass", "source": "status_code", "comparison": "equal_number",
-                              "target_value": 200, "actual_value": "200", "error": None, "property": None}],
-              "assertions_defined": 1, "assertions_passed": 1, "assertions_failed": 0,
-              "variables": [], "variables_defined": 0, "variables_passed": 0, "variables_failed": 0,
-              "scripts": [], "scripts_defined": 0, "scripts_passed": 0, "scripts_failed": 0,
-              "timings": {"dns_lookup_ms": 0.1, "dial_ms": 1.0, "send_headers_ms": 0.1, "send_body_ms": 0.0,
-                          "wait_for_response_ms": 20.0 + n % 50, "receive_response_ms": 0.5}}
-             for i in range(2)]
-    return {"agent": None, "agent_expired": False, "region": "us1", "region_name": "US East",
-            "assertions_defined": 2, "assertions_failed": 0, "assertions_passed": 2,
-            "bucket_key": bucket, "test_id": test_id, "test_run_id": run_id, "test_run_url": "",
-            "environment_id": "env-1", "environment_name": "Prod", "started_at": started,
-            "finished_at": started + 1.5, "result": "pass" if n % 7 else "fail",
-            "requests_executed": 2, "scripts_defined": 0, "scripts_failed": 0, "scripts_passed": 0,
-            "variables_defined": 0, "variables_failed": 0, "variables_passed": 0, "source": None,
-            "subtests_count": 0, "subtests_passed": 0, "subtests_failed": 0, "subtests_others": 0,
-            "subtest_detail": {}, "requests": steps}
+    steps = [
+        {
+            "uuid": f"step-{i}",
+            "step_type": "request",
+            "url": f"http://127.0.0.1:9/ping?n={i}",
+            "method": "GET",
+            "result": "pass",
+            "status_code": 200,
+            "response_size_bytes": 17,
+            "assertions": [
+                {
+                    "result": "pass",
+                    "source": "status_code",
+                    "comparison": "equal_number",
+                    "target_value": 200,
+                    "actual_value": "200",
+                    "error": None,
+                    "property": None,
+                }
+            ],
+            "assertions_defined": 1,
+            "assertions_passed": 1,
+            "assertions_failed": 0,
+            "variables": [],
+            "variables_defined": 0,
+            "variables_passed": 0,
+            "variables_failed": 0,
+            "scripts": [],
+            "scripts_defined": 0,
+            "scripts_passed": 0,
+            "scripts_failed": 0,
+            "timings": {
+                "dns_lookup_ms": 0.1,
+                "dial_ms": 1.0,
+                "send_headers_ms": 0.1,
+                "send_body_ms": 0.0,
+                "wait_for_response_ms": 20.0 + n % 50,
+                "receive_response_ms": 0.5,
+            },
+        }
+        for i in range(2)
+    ]
+    return {
+        "agent": None,
+        "agent_expired": False,
+        "region": "us1",
+        "region_name": "US East",
+        "assertions_defined": 2,
+        "assertions_failed": 0,
+        "assertions_passed": 2,
+        "bucket_key": bucket,
+        "test_id": test_id,
+        "test_run_id": run_id,
+        "test_run_url": "",
+        "environment_id": "env-1",
+        "environment_name": "Prod",
+        "started_at": started,
+        "finished_at": started + 1.5,
+        "result": "pass" if n % 7 else "fail",
+        "requests_executed": 2,
+        "scripts_defined": 0,
+        "scripts_failed": 0,
+        "scripts_passed": 0,
+        "variables_defined": 0,
+        "variables_failed": 0,
+        "variables_passed": 0,
+        "source": None,
+        "subtests_count": 0,
+        "subtests_passed": 0,
+        "subtests_failed": 0,
+        "subtests_others": 0,
+        "subtest_detail": {},
+        "requests": steps,
+    }
 
 
 def seed(store: Store, bucket: str, test_id: str, count: int, now: float) -> None:
@@ -77,8 +132,17 @@ def seed(store: Store, bucket: str, test_id: str, count: int, now: float) -> Non
         run_id = f"{test_id[:5]}-{n:010d}"
         started = now - DAY + DAY * (n + 1) / (count + 1)
         doc = result_doc(run_id, test_id, bucket, started, n)
-        ingest.accept(Upload(run_id=run_id, name="monitor-result.json", data=json.dumps(doc).encode(),
-                             kind="Monitor", project=bucket, owner_name="health", owner_uid=test_id))
+        ingest.accept(
+            Upload(
+                run_id=run_id,
+                name="monitor-result.json",
+                data=json.dumps(doc).encode(),
+                kind="Monitor",
+                project=bucket,
+                owner_name="health",
+                owner_uid=test_id,
+            )
+        )
 
 
 def timed(call, n: int, budget: float) -> list[float]:
@@ -93,9 +157,12 @@ def timed(call, n: int, budget: float) -> list[float]:
 
 def figures(times: list[float]) -> dict:
     ordered = sorted(times)
-    return {"n": len(times), "p50": statistics.median(ordered),
-            "p99": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))],
-            "mean": statistics.fmean(ordered)}
+    return {
+        "n": len(times),
+        "p50": statistics.median(ordered),
+        "p99": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))],
+        "mean": statistics.fmean(ordered),
+    }
 
 
 def concurrent_lists(results: RunscopeResults) -> dict:
@@ -151,23 +218,27 @@ def measure_store(root: Path, size: int, n: int, budget: float, log) -> dict:
         results = RunscopeResults(store, BASE)
         today = datetime.now(timezone.utc).date()
         calls = {
-            "list (first page)": lambda: results.list_results("busy", TEST_ID, count=10, since=None, before=None,
-                                                              subtests=False),
-            "list (before mid-day)": lambda: results.list_results("busy", TEST_ID, count=10, since=None,
-                                                                  before=now - DAY / 2, subtests=False),
+            "list (first page)": lambda: results.list_results(
+                "busy", TEST_ID, count=10, since=None, before=None, subtests=False
+            ),
+            "list (before mid-day)": lambda: results.list_results(
+                "busy", TEST_ID, count=10, since=None, before=now - DAY / 2, subtests=False
+            ),
             "latest": lambda: results.result("busy", TEST_ID, "latest"),
-            "metrics (day)": lambda: results.metrics("busy", TEST_ID, now=time.time(), timeframe="day",
-                                                     environment_uuid="all", region="all"),
+            "metrics (day)": lambda: results.metrics(
+                "busy", TEST_ID, now=time.time(), timeframe="day", environment_uuid="all", region="all"
+            ),
             "bucket request count": lambda: results.bucket_usage("busy", today - timedelta(days=1), today),
         }
         out = {}
         for name, call in calls.items():
             out[name] = figures(timed(call, n, budget))
-            log(f"  {name:24s} p50 {out[name]['p50']:9.2f} ms  p99 {out[name]['p99']:9.2f} ms  "
-                f"(n={out[name]['n']})")
+            log(f"  {name:24s} p50 {out[name]['p50']:9.2f} ms  p99 {out[name]['p99']:9.2f} ms  (n={out[name]['n']})")
         out["concurrent"] = concurrent_lists(results)
-        log(f"  ten lists at once: {out['concurrent']['ten_lists_s']:.2f} s; the other bucket's list meanwhile: "
-            f"{out['concurrent']['other_bucket_ms']:.1f} ms")
+        log(
+            f"  ten lists at once: {out['concurrent']['ten_lists_s']:.2f} s; the other bucket's list meanwhile: "
+            f"{out['concurrent']['other_bucket_ms']:.1f} ms"
+        )
         return out
 
 
@@ -178,8 +249,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=30.0, help="seconds per endpoint at most")
     parser.add_argument("--json", type=Path, help="write the numbers here too")
     args = parser.parse_args()
-    report = {str(size): measure(size, args.n, args.budget, lambda m: print(m, flush=True))
-              for size in args.results}
+    report = {str(size): measure(size, args.n, args.budget, lambda m: print(m, flush=True)) for size in args.results}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -22,8 +22,14 @@ from assay.crds.loadtest import LoadTestSpec
 from assay.runner.load import run, run_load_shard
 from assay.runner.load.profile import OpenSchedule
 
-PROFILE = {"model": "open", "arrivalRate": 300, "rampUp": "5s", "duration": "10s",
-           "stages": [{"duration": "3s", "target": 100}], "rampDown": "2s"}
+PROFILE = {
+    "model": "open",
+    "arrivalRate": 300,
+    "rampUp": "5s",
+    "duration": "10s",
+    "stages": [{"duration": "3s", "target": 100}],
+    "rampDown": "2s",
+}
 
 
 class ArrivalRecorder:
@@ -64,8 +70,14 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     target = ArrivalRecorder()
-    spec = LoadTestSpec.model_validate({"baseUrl": target.url, "load": PROFILE, "requestTimeout": "5s",
-                                        "flows": [{"name": "f", "requests": [{"url": "/"}]}]})
+    spec = LoadTestSpec.model_validate(
+        {
+            "baseUrl": target.url,
+            "load": PROFILE,
+            "requestTimeout": "5s",
+            "flows": [{"name": "f", "requests": [{"url": "/"}]}],
+        }
+    )
     print(f"running a {OpenSchedule.from_profile(spec.load).end:g} s open-model profile against {target.url} ...")
     metrics = run(run_load_shard(spec, 0, 1))
     target.server.shutdown()
@@ -79,13 +91,20 @@ def main() -> None:
         off += abs(got - expected)
         rows.append({"second": second, "expected": round(expected, 1), "got": got})
         print(f"  second {second:2d}: expected {expected:7.1f}, got {got:4d}")
-    figures = {"requests": len(relative), "scheduled": schedule.total(),
-               "perSecondDeviationPercent": round(100 * off / schedule.total(), 2),
-               "lagMs": {name: round(1000 * percentile(lags, p), 1)
-                         for name, p in (("min", 0.0), ("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))},
-               "seconds": rows}
-    print(f"{figures['requests']} of {figures['scheduled']} arrivals; per-second deviation "
-          f"{figures['perSecondDeviationPercent']}%; lag ms {figures['lagMs']}")
+    figures = {
+        "requests": len(relative),
+        "scheduled": schedule.total(),
+        "perSecondDeviationPercent": round(100 * off / schedule.total(), 2),
+        "lagMs": {
+            name: round(1000 * percentile(lags, p), 1)
+            for name, p in (("min", 0.0), ("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
+        },
+        "seconds": rows,
+    }
+    print(
+        f"{figures['requests']} of {figures['scheduled']} arrivals; per-second deviation "
+        f"{figures['perSecondDeviationPercent']}%; lag ms {figures['lagMs']}"
+    )
     if args.json:
         with open(args.json, "w") as out:
             json.dump(figures, out, indent=2)

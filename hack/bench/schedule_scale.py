@@ -71,8 +71,9 @@ class Kube:
             self.env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        done = subprocess.run([self.binary, *args], input=input, text=True, capture_output=True, env=self.env,
-                              timeout=600)
+        done = subprocess.run(
+            [self.binary, *args], input=input, text=True, capture_output=True, env=self.env, timeout=600
+        )
         if check and done.returncode != 0:
             raise SystemExit(f"kubectl {' '.join(args[:4])}...: {done.stderr}")
         return done.stdout
@@ -92,21 +93,42 @@ def wait_for(what: str, check, timeout: float, interval: float = 1.0):
 
 
 def monitor(name: str, url: str) -> dict:
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": name},
-            "spec": {"steps": [{"stepType": "request", "url": f"{url}/{name}", "assertions": [
-                {"source": "response_status", "comparison": "equal", "value": 200}]}],
-                "environments": [{"name": "local"}]}}
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Monitor",
+        "metadata": {"name": name},
+        "spec": {
+            "steps": [
+                {
+                    "stepType": "request",
+                    "url": f"{url}/{name}",
+                    "assertions": [{"source": "response_status", "comparison": "equal", "value": 200}],
+                }
+            ],
+            "environments": [{"name": "local"}],
+        },
+    }
 
 
 def schedule(name: str, target: str) -> dict:
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": name},
-            "spec": {"target": {"kind": "Monitor", "name": target}, "interval": "1m"}}
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": name},
+        "spec": {"target": {"kind": "Monitor", "name": target}, "interval": "1m"},
+    }
 
 
 def apply(kube: Kube, namespace: str, objects: list[dict]) -> None:
     for start in range(0, len(objects), 250):
-        kube("apply", "-n", namespace, "-f", "-",
-             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects[start:start + 250]}))
+        kube(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects[start : start + 250]}),
+        )
 
 
 def parse(value: str) -> dt.datetime:
@@ -115,8 +137,9 @@ def parse(value: str) -> dt.datetime:
 
 def new_namespace(kube: Kube, name: str) -> None:
     kube("create", "namespace", name)
-    wait_for("the default service account", lambda: kube("get", "serviceaccount", "default", "-n", name,
-                                                         check=False), 60)
+    wait_for(
+        "the default service account", lambda: kube("get", "serviceaccount", "default", "-n", name, check=False), 60
+    )
 
 
 def measure_ticks(kube: Kube, n: int, url: str) -> dict:
@@ -132,36 +155,56 @@ def measure_ticks(kube: Kube, n: int, url: str) -> dict:
 
         maps = kube.items("configmap", namespace, "-l", "assay.dev/tick-group")
         return maps and len(members_of(maps[0])["members"]) == n
+
     wait_for(f"all {n} Monitors in the tick group", grouped, timeout=600, interval=2)
     ready_at = dt.datetime.now(dt.timezone.utc)
     log(f"N={n}: created and grouped in {time.monotonic() - t0:.0f}s")
 
     def next_job():
-        jobs = [j for j in kube.items("job", namespace, "-l", "assay.dev/tick-group")
-                if parse(j["metadata"]["creationTimestamp"]) > ready_at]
+        jobs = [
+            j
+            for j in kube.items("job", namespace, "-l", "assay.dev/tick-group")
+            if parse(j["metadata"]["creationTimestamp"]) > ready_at
+        ]
         return min(jobs, key=lambda j: j["metadata"]["creationTimestamp"]) if jobs else None
+
     job = wait_for("the next tick Job", next_job, timeout=150)
     job_name = job["metadata"]["name"]
     scheduled = dt.datetime.fromtimestamp(int(job_name.rsplit("-", 1)[1]) * 60, dt.timezone.utc)
 
     def recorded():
         monitors = kube.items("monitor", namespace)
-        done = sum(1 for m in monitors if ((m.get("status") or {}).get("lastRun") or {}).get("schedule")
-                   and ((m["status"]["lastRun"].get("startTime") or "") >= scheduled.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        done = sum(
+            1
+            for m in monitors
+            if ((m.get("status") or {}).get("lastRun") or {}).get("schedule")
+            and ((m["status"]["lastRun"].get("startTime") or "") >= scheduled.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        )
         return done == n and (dt.datetime.now(dt.timezone.utc), monitors)
+
     recorded_at, monitors = wait_for(f"all {n} runs of tick {job_name} recorded", recorded, timeout=600, interval=2)
     job = json.loads(kube("get", "job", job_name, "-n", namespace, "-o", "json"))
     pods = kube.items("pod", namespace, "-l", f"batch.kubernetes.io/job-name={job_name}")
     status = job.get("status") or {}
-    tick_s = (parse(status["completionTime"]) - parse(status["startTime"])).total_seconds() \
-        if status.get("completionTime") else float("nan")
+    tick_s = (
+        (parse(status["completionTime"]) - parse(status["startTime"])).total_seconds()
+        if status.get("completionTime")
+        else float("nan")
+    )
     recorded_s = (recorded_at - scheduled).total_seconds()
     passed = sum(1 for m in monitors if m["status"]["lastRun"]["result"] == "Passed")
     # The namespace's deletion takes the CronJob with it (deleting thousands of Schedules
     # one by one first would take minutes).
     kube("delete", "namespace", namespace, "--wait=false")
-    return {"n": n, "pods": len(pods), "completions": job["spec"]["completions"], "tick_s": round(tick_s, 1),
-            "recorded_s": round(recorded_s, 1), "in_minute": recorded_s <= 60, "passed": passed}
+    return {
+        "n": n,
+        "pods": len(pods),
+        "completions": job["spec"]["completions"],
+        "tick_s": round(tick_s, 1),
+        "recorded_s": round(recorded_s, 1),
+        "in_minute": recorded_s <= 60,
+        "passed": passed,
+    }
 
 
 def measure_per_pod(kube: Kube, n: int, url: str) -> dict:
@@ -175,8 +218,15 @@ def measure_per_pod(kube: Kube, n: int, url: str) -> dict:
 
     def finished():
         monitors = kube.items("monitor", namespace)
-        return sum(1 for m in monitors if ((m.get("status") or {}).get("lastRun") or {}).get("result")
-                   in ("Passed", "Failed")) == n
+        return (
+            sum(
+                1
+                for m in monitors
+                if ((m.get("status") or {}).get("lastRun") or {}).get("result") in ("Passed", "Failed")
+            )
+            == n
+        )
+
     wait_for(f"{n} requested runs", finished, timeout=900, interval=2)
     elapsed = time.monotonic() - started
     jobs = kube.items("job", namespace, "-l", "assay.dev/kind=Monitor")
@@ -206,9 +256,13 @@ def main() -> None:
         kube("apply", "--server-side", *sum((["-f", c] for c in crds), []))
         kube("wait", "--for=condition=Established", "--timeout=60s", *sum((["-f", c] for c in crds), []))
         operator_log = open(Path(tempfile.gettempdir()) / "schedule-scale-operator.log", "ab")
-        operator = subprocess.Popen([sys.executable, "-m", "assay.operator"], cwd="/", stdout=operator_log,
-                                    stderr=subprocess.STDOUT,
-                                    env={**kube.env, "ASSAY_RUNNER_IMAGE": "assay/runner:bench"})
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "assay.operator"],
+            cwd="/",
+            stdout=operator_log,
+            stderr=subprocess.STDOUT,
+            env={**kube.env, "ASSAY_RUNNER_IMAGE": "assay/runner:bench"},
+        )
         from assay.operator.settings import OperatorSettings
 
         chunk = OperatorSettings().tick_chunk
@@ -224,22 +278,30 @@ def main() -> None:
                 if not row["in_minute"]:
                     break
         print(f"\nScheduled Monitors, all on 1m in one namespace (chunk {chunk} per pod):\n")
-        print("| Monitors | pods per tick | tick s (Job start -> complete) | recorded s (after the minute) "
-              "| all recorded in the minute | passed |")
+        print(
+            "| Monitors | pods per tick | tick s (Job start -> complete) | recorded s (after the minute) "
+            "| all recorded in the minute | passed |"
+        )
         print("|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['n']} | {r['pods']} | {r['tick_s']} | {r['recorded_s']} | "
-                  f"{'yes' if r['in_minute'] else 'no'} | {r['passed']}/{r['n']} |")
+            print(
+                f"| {r['n']} | {r['pods']} | {r['tick_s']} | {r['recorded_s']} | "
+                f"{'yes' if r['in_minute'] else 'no'} | {r['passed']}/{r['n']} |"
+            )
         fits = [r["n"] for r in rows if r["in_minute"]]
         print(f"\nLargest N recorded inside the minute: {max(fits) if fits else 'none'}")
         if per_pod:
             ticks = next((r for r in rows if r["n"] >= per_pod["n"]), rows[0] if rows else None)
-            print(f"\nOne pod per Monitor (requested runs): {per_pod['n']} Monitors took {per_pod['pods']} pods "
-                  f"and {per_pod['seconds']} s from request to the last status")
+            print(
+                f"\nOne pod per Monitor (requested runs): {per_pod['n']} Monitors took {per_pod['pods']} pods "
+                f"and {per_pod['seconds']} s from request to the last status"
+            )
             if ticks:
-                print(f"Ticks: {ticks['n']} Monitors took {ticks['pods']} pod(s); pods per Monitor "
-                      f"{per_pod['pods'] / per_pod['n']:.2f} vs {ticks['pods'] / ticks['n']:.3f} "
-                      f"(~{(per_pod['pods'] / per_pod['n']) / (ticks['pods'] / ticks['n']):.0f}x fewer)")
+                print(
+                    f"Ticks: {ticks['n']} Monitors took {ticks['pods']} pod(s); pods per Monitor "
+                    f"{per_pod['pods'] / per_pod['n']:.2f} vs {ticks['pods'] / ticks['n']:.3f} "
+                    f"(~{(per_pod['pods'] / per_pod['n']) / (ticks['pods'] / ticks['n']):.0f}x fewer)"
+                )
         if args.json:
             Path(args.json).write_text(json.dumps({"chunk": chunk, "ticks": rows, "per_pod": per_pod}, indent=2))
     finally:

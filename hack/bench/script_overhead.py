@@ -21,17 +21,27 @@ import time
 from assay.runner.apitest import script_engine
 from assay.runner.apitest.scripts import ScriptRunner
 
-REQUEST = {"method": "POST", "url": "https://api.example.com/v1/items?page=2",
-           "headers": {"Content-Type": ["application/json"]}, "body": '{"name": "widget"}'}
-RESPONSE = {"status": 201, "headers": {"Content-Type": ["application/json"]},
-            "body": '{"id": 7, "tags": ["a", "b"]}', "response_time_ms": 41.5}
+REQUEST = {
+    "method": "POST",
+    "url": "https://api.example.com/v1/items?page=2",
+    "headers": {"Content-Type": ["application/json"]},
+    "body": '{"name": "widget"}',
+}
+RESPONSE = {
+    "status": 201,
+    "headers": {"Content-Type": ["application/json"]},
+    "body": '{"id": 7, "tags": ["a", "b"]}',
+    "response_time_ms": 41.5,
+}
 
 CASES = {
     "empty script": ("", {}),
     "pre-request header": ("request.headers['X-Sig'] = encode_base64(variables.get('k'))", {"request": REQUEST}),
-    "post-response asserts": ("var d = JSON.parse(response.body); expect(response.status).to.equal(201); "
-                              "assert.lengthOf(d.tags, 2); variables.set('id', d.id)",
-                              {"request": REQUEST, "response": RESPONSE}),
+    "post-response asserts": (
+        "var d = JSON.parse(response.body); expect(response.status).to.equal(201); "
+        "assert.lengthOf(d.tags, 2); variables.set('id', d.id)",
+        {"request": REQUEST, "response": RESPONSE},
+    ),
 }
 
 
@@ -53,8 +63,10 @@ def _times(runner: ScriptRunner, source: str, kwargs: dict, n: int) -> list[floa
 
 
 def _summary(times: list[float]) -> str:
-    return (f"median {statistics.median(times):6.3f}  p95 {statistics.quantiles(times, n=20)[-1]:6.3f}  "
-            f"mean {statistics.fmean(times):6.3f}")
+    return (
+        f"median {statistics.median(times):6.3f}  p95 {statistics.quantiles(times, n=20)[-1]:6.3f}  "
+        f"mean {statistics.fmean(times):6.3f}"
+    )
 
 
 def main() -> None:
@@ -74,8 +86,10 @@ def main() -> None:
             rounds["in process"].append(_times(in_process, source, kwargs, args.n))
             rounds["worker"].append(_times(workers, source, kwargs, args.n))
         before, after = (min(r, key=statistics.median) for r in rounds.values())
-        print(f"{name:24s} {_summary(before):38s} {_summary(after):38s} "
-              f"{statistics.median(after) - statistics.median(before):+.3f}")
+        print(
+            f"{name:24s} {_summary(before):38s} {_summary(after):38s} "
+            f"{statistics.median(after) - statistics.median(before):+.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,7 @@ from assay.crds.contracts.runner_settings import RunnerSettings
 from assay.crds.contracts.summary import ShardSummary
 from assay.crds.contracts.upload import SHARD_DOCUMENT
 
-from .execute import (CannotRun, DefinitionError, Uploader, execute, log, summary_message,
-                      write_termination_message)
+from .execute import CannotRun, DefinitionError, Uploader, execute, log, summary_message, write_termination_message
 from .manifest import ManifestError, load_manifest, loadtest_spec, with_run_secrets
 
 
@@ -73,20 +72,36 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     pusher = pusher_for(settings, index, log=log)
     try:
         with pusher or contextlib.nullcontext():
-            metrics = load_cli.run_pod_shard(spec, index, shards, run_id=run_id, processes=args.processes,
-                                             out=args.out, results_dir=settings.results_dir,
-                                             verify_tls=not args.insecure,
-                                             on_progress=pusher.update if pusher else None)
+            metrics = load_cli.run_pod_shard(
+                spec,
+                index,
+                shards,
+                run_id=run_id,
+                processes=args.processes,
+                out=args.out,
+                results_dir=settings.results_dir,
+                verify_tls=not args.insecure,
+                on_progress=pusher.update if pusher else None,
+            )
     except load_cli.LoadSpecError as exc:
         write_termination_message(settings, ShardSummary(shard=index, error=str(exc)).to_message())
         print(f"assay-runner: {exc}", file=sys.stderr)
         return 2
     print(load_cli.table(metrics), flush=True)
     summary = metrics.summary()
-    uploader = Uploader(settings, settings.run_id, {"project": settings.project, "owner_name": settings.owner_name,
-                                                    "owner_uid": settings.owner_uid, "shards": shards})
-    upload_error = uploader.upload(settings.owner_kind or "LoadTest", index, SHARD_DOCUMENT.format(index=index),
-                                   metrics.to_json().encode())
+    uploader = Uploader(
+        settings,
+        settings.run_id,
+        {
+            "project": settings.project,
+            "owner_name": settings.owner_name,
+            "owner_uid": settings.owner_uid,
+            "shards": shards,
+        },
+    )
+    upload_error = uploader.upload(
+        settings.owner_kind or "LoadTest", index, SHARD_DOCUMENT.format(index=index), metrics.to_json().encode()
+    )
     if upload_error:
         # A lost result must not look like success: the shard fails, and says why.
         summary.error = f"result upload failed: {upload_error}"[:500]
@@ -105,12 +120,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if kind == "LoadTest":
         return run_loadtest_manifest(args)
     if kind == "Monitor":
-        return run_monitor_manifest(documents, args.file, environment=args.env, variables=dict(args.var),
-                                    junit_path=args.junit)
+        return run_monitor_manifest(
+            documents, args.file, environment=args.env, variables=dict(args.var), junit_path=args.junit
+        )
     if kind == "TestSuite":
         return run_suite_manifest(documents[0], args.file, parameters=dict(args.var), junit_path=args.junit)
-    print(f"assay-runner: {args.file}: kind {kind!r} cannot be run here (LoadTest, Monitor, TestSuite)",
-          file=sys.stderr)
+    print(
+        f"assay-runner: {args.file}: kind {kind!r} cannot be run here (LoadTest, Monitor, TestSuite)", file=sys.stderr
+    )
     return 2
 
 
@@ -138,8 +155,7 @@ def run_loadtest_manifest(args: argparse.Namespace) -> int:
 
     print(f"LoadTest {args.file}: {spec.shards} shard(s), {args.processes} process(es)", file=sys.stderr, flush=True)
     try:
-        metrics, status = load_cli.run_local(spec, processes=args.processes, out=args.out,
-                                             verify_tls=not args.insecure)
+        metrics, status = load_cli.run_local(spec, processes=args.processes, out=args.out, verify_tls=not args.insecure)
     except load_cli.LoadSpecError as exc:
         print(f"assay-runner: {args.file}: {exc}", file=sys.stderr)
         return 2
@@ -157,8 +173,9 @@ def _definition_error(path: str, lines: list[str]) -> int:
     return 2
 
 
-def run_monitor_manifest(documents: list[dict], path: str, *, environment: str | None,
-                         variables: dict[str, str], junit_path: str | None) -> int:
+def run_monitor_manifest(
+    documents: list[dict], path: str, *, environment: str | None, variables: dict[str, str], junit_path: str | None
+) -> int:
     """Run the file's first Monitor; the file's other Monitors are its subtests."""
     from .apitest.monitor import UnknownEnvironment, run_monitor
     from .apitest.report import ProgressPrinter, junit_xml
@@ -190,8 +207,11 @@ def run_monitor_manifest(documents: list[dict], path: str, *, environment: str |
         return by_key[target]
 
     try:
-        result = asyncio.run(run_monitor(main, environment=environment, params=variables, resolve_monitor=resolve,
-                                         on_progress=ProgressPrinter()))
+        result = asyncio.run(
+            run_monitor(
+                main, environment=environment, params=variables, resolve_monitor=resolve, on_progress=ProgressPrinter()
+            )
+        )
     except UnknownEnvironment as exc:
         return _definition_error(path, [f"--env: {exc}"])
     if junit_path:
@@ -204,8 +224,11 @@ def _unresolved_subtests(monitor, by_key: dict, path: str) -> list[str]:
 
     problems = []
     for index, step in enumerate(monitor.spec.steps):
-        inner = [(f"spec.steps[{index}].steps[{j}]", s) for j, s in enumerate(step.steps)] \
-            if isinstance(step, ConditionStep) else [(f"spec.steps[{index}]", step)]
+        inner = (
+            [(f"spec.steps[{index}].steps[{j}]", s) for j, s in enumerate(step.steps)]
+            if isinstance(step, ConditionStep)
+            else [(f"spec.steps[{index}]", step)]
+        )
         for where, candidate in inner:
             if isinstance(candidate, SubtestStep):
                 target = candidate.monitor or candidate.test_uuid
@@ -219,8 +242,9 @@ def run_suite_manifest(document: dict, path: str, *, parameters: dict[str, str],
     import importlib.util
 
     if importlib.util.find_spec("assay.runner.apitest.suite") is None:
-        print("assay-runner: this runner cannot run TestSuites (assay.runner.apitest.suite is missing)",
-              file=sys.stderr)
+        print(
+            "assay-runner: this runner cannot run TestSuites (assay.runner.apitest.suite is missing)", file=sys.stderr
+        )
         return 2
     from pydantic import ValidationError
 
@@ -238,8 +262,11 @@ def run_suite_manifest(document: dict, path: str, *, parameters: dict[str, str],
     def progress(message: dict) -> None:
         if message.get("event") == "flow_finished":
             mark = "✓" if message.get("status") == "PASSED" else "✗"
-            print(f"{mark} {message.get('description')}  {message.get('status')}  ({message.get('duration')})"
-                  f"  [{message.get('progress')}]", flush=True)
+            print(
+                f"{mark} {message.get('description')}  {message.get('status')}  ({message.get('duration')})"
+                f"  [{message.get('progress')}]",
+                flush=True,
+            )
             if message.get("failure"):
                 print(f"        {message['failure']}", flush=True)
 
@@ -266,8 +293,16 @@ def _finish(settings: RunnerSettings, summary: dict, status: int) -> int:
 
 
 def _requested_uploader(settings: RunnerSettings) -> Uploader:
-    return Uploader(settings, settings.run_id, {"project": settings.project, "owner_name": settings.owner_name,
-                                                "owner_uid": settings.owner_uid, "shards": settings.shards or 1})
+    return Uploader(
+        settings,
+        settings.run_id,
+        {
+            "project": settings.project,
+            "owner_name": settings.owner_name,
+            "owner_uid": settings.owner_uid,
+            "shards": settings.shards or 1,
+        },
+    )
 
 
 def cmd_testsuite(args: argparse.Namespace) -> int:
@@ -281,21 +316,31 @@ def cmd_testsuite(args: argparse.Namespace) -> int:
 
     def progress(message: dict) -> None:
         if message.get("event") == "flow_finished":
-            print(f"{message.get('status')} {message.get('description')} ({message.get('duration')})"
-                  f" [{message.get('progress')}]" + (f": {message['failure']}" if message.get("failure") else ""),
-                  flush=True)
+            print(
+                f"{message.get('status')} {message.get('description')} ({message.get('duration')})"
+                f" [{message.get('progress')}]" + (f": {message['failure']}" if message.get("failure") else ""),
+                flush=True,
+            )
 
     print(f"assay-runner: TestSuite {(manifest.get('metadata') or {}).get('name')}, run {run_id or '-'}", flush=True)
     try:
-        run = asyncio.run(execute("TestSuite", manifest, run_id=run_id, settings=settings,
-                                  uploader=_requested_uploader(settings), options=options, on_progress=progress))
+        run = asyncio.run(
+            execute(
+                "TestSuite",
+                manifest,
+                run_id=run_id,
+                settings=settings,
+                uploader=_requested_uploader(settings),
+                options=options,
+                on_progress=progress,
+            )
+        )
     except DefinitionError as exc:
         return _finish(settings, {"status": "FAILED", "error": f"{args.spec}: {exc}"}, 2)
     except CannotRun as exc:
         return _finish(settings, {"status": "FAILED", "error": str(exc)}, 2)
     summary = {**run.summary, "upload_error": run.upload_error}
-    print(f"assay-runner: {summary['status']}, {summary['passed']}/{summary['flow_runs']} flow runs passed",
-          flush=True)
+    print(f"assay-runner: {summary['status']}, {summary['passed']}/{summary['flow_runs']} flow runs passed", flush=True)
     return _finish(settings, summary, 0)
 
 
@@ -317,16 +362,28 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     name = (manifest.get("metadata") or {}).get("name")
     print(f"assay-runner: Monitor {name}{where}, run {run_id or '-'}", flush=True)
     try:
-        run = asyncio.run(execute("Monitor", manifest, run_id=run_id, settings=settings,
-                                  uploader=_requested_uploader(settings), options=options, subtests=subtests,
-                                  index=index, locations=settings.shards or 1))
+        run = asyncio.run(
+            execute(
+                "Monitor",
+                manifest,
+                run_id=run_id,
+                settings=settings,
+                uploader=_requested_uploader(settings),
+                options=options,
+                subtests=subtests,
+                index=index,
+                locations=settings.shards or 1,
+            )
+        )
     except DefinitionError as exc:
         return _finish(settings, {**base, "result": "fail", "error": f"{args.spec}: {exc}"}, 2)
     except CannotRun as exc:
         return _finish(settings, {**base, "result": "fail", "error": str(exc)}, 2)
     result = run.result
-    print(f"assay-runner: {result.result}, {result.assertions_passed}/{result.assertions_defined} assertions "
-          "passed", flush=True)
+    print(
+        f"assay-runner: {result.result}, {result.assertions_passed}/{result.assertions_defined} assertions passed",
+        flush=True,
+    )
     return _finish(settings, {**run.summary, "upload_error": run.upload_error}, 0)
 
 
@@ -349,14 +406,16 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def _load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE", help="LoadTest: write the metrics JSON here")
-    p.add_argument("--processes", type=int, default=1, metavar="N",
-                   help="LoadTest: generate the load from N processes (default 1)")
+    p.add_argument(
+        "--processes", type=int, default=1, metavar="N", help="LoadTest: generate the load from N processes (default 1)"
+    )
     p.add_argument("--insecure", action="store_true", help="LoadTest: do not verify TLS certificates")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m assay.runner", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m assay.runner", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("loadtest", help="run one shard of a LoadTest (inside a Job pod)")
     p.add_argument("--spec", required=True, help="the LoadTest manifest (YAML or JSON)")
@@ -368,8 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file")
     p.add_argument("--env", help="Monitor: the environment to run in (default: the monitor's default)")
     p.add_argument("--junit", metavar="OUT.xml", help="Monitor or TestSuite: write a JUnit XML report")
-    p.add_argument("--var", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
-                   help="Monitor: a variable, TestSuite: a parameter, overriding the definition (repeatable)")
+    p.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="NAME=VALUE",
+        help="Monitor: a variable, TestSuite: a parameter, overriding the definition (repeatable)",
+    )
     _load_options(p)
     p.set_defaults(func=cmd_run)
     _add_pod_run_commands(sub)

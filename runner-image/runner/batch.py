@@ -23,8 +23,16 @@ import time
 from pathlib import Path
 
 from assay.crds.contracts.runner_settings import RunnerSettings
-from assay.crds.contracts.tick import (MAX_FIGURE, MEMBERS_FILE, UID_PREFIX, Outcome, encode_outcomes, member_run_id,
-                                       owner_of, tick_of)
+from assay.crds.contracts.tick import (
+    MAX_FIGURE,
+    MEMBERS_FILE,
+    UID_PREFIX,
+    Outcome,
+    encode_outcomes,
+    member_run_id,
+    owner_of,
+    tick_of,
+)
 
 from .execute import Uploader, execute, write_termination_message
 from .manifest import with_run_secrets
@@ -33,7 +41,7 @@ UPLOAD_RETRY_SECONDS = 60.0
 
 
 def chunk_of(members: list[dict], index: int, chunk: int) -> list[dict]:
-    return members[index * chunk:(index + 1) * chunk]
+    return members[index * chunk : (index + 1) * chunk]
 
 
 async def run_member(member: dict, tick: str, namespace: str, settings: RunnerSettings) -> Outcome:
@@ -44,13 +52,29 @@ async def run_member(member: dict, tick: str, namespace: str, settings: RunnerSe
     locations = int(member.get("locations") or 1)
     started = time.time()
     try:
-        uploader = Uploader(settings, run_id, {"project": namespace, "owner_name": meta["name"],
-                                               "owner_uid": meta["uid"], "shards": locations, "tick": tick},
-                            retry_for=UPLOAD_RETRY_SECONDS)
-        run = await execute(kind, with_run_secrets(owner_of(member)), run_id=run_id, settings=settings,
-                            uploader=uploader, options={"environment": member.get("environment")},
-                            subtests=[with_run_secrets(m) for m in member.get("subtests") or []],
-                            index=int(member.get("locationIndex") or 0), locations=locations)
+        uploader = Uploader(
+            settings,
+            run_id,
+            {
+                "project": namespace,
+                "owner_name": meta["name"],
+                "owner_uid": meta["uid"],
+                "shards": locations,
+                "tick": tick,
+            },
+            retry_for=UPLOAD_RETRY_SECONDS,
+        )
+        run = await execute(
+            kind,
+            with_run_secrets(owner_of(member)),
+            run_id=run_id,
+            settings=settings,
+            uploader=uploader,
+            options={"environment": member.get("environment")},
+            subtests=[with_run_secrets(m) for m in member.get("subtests") or []],
+            index=int(member.get("locationIndex") or 0),
+            locations=locations,
+        )
         if run.upload_error:
             print(f"assay-runner: {run_id}: result upload failed: {run.upload_error}", file=sys.stderr, flush=True)
         passed, ms = run.passed, run.response_time_ms
@@ -60,13 +84,19 @@ async def run_member(member: dict, tick: str, namespace: str, settings: RunnerSe
         print(f"assay-runner: {meta.get('name')}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         passed, ms, finished = False, None, time.time()
     print(f"assay-runner: {meta.get('name')} run {run_id}: {'pass' if passed else 'fail'}", flush=True)
-    return Outcome(meta["uid"][:UID_PREFIX], schedule_uid[:UID_PREFIX], passed,
-                   None if ms is None else min(ms, MAX_FIGURE), int(started),
-                   min(MAX_FIGURE, max(0, round(finished - started))))
+    return Outcome(
+        meta["uid"][:UID_PREFIX],
+        schedule_uid[:UID_PREFIX],
+        passed,
+        None if ms is None else min(ms, MAX_FIGURE),
+        int(started),
+        min(MAX_FIGURE, max(0, round(finished - started))),
+    )
 
 
-async def run_chunk(members: list[dict], tick: str, namespace: str, concurrency: int,
-                    settings: RunnerSettings) -> list[Outcome]:
+async def run_chunk(
+    members: list[dict], tick: str, namespace: str, concurrency: int, settings: RunnerSettings
+) -> list[Outcome]:
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def bounded(member: dict) -> Outcome:
@@ -104,8 +134,11 @@ def cmd_batch(args) -> int:
     tick = tick_of(settings.job_name or f"local-{int(time.time() // 60)}")
     mine = chunk_of(members, index, chunk)
     concurrency = args.concurrency or settings.tick_concurrency or 50
-    print(f"assay-runner: tick {tick} of {document.get('group', '-')}: members {index * chunk}.."
-          f"{index * chunk + len(mine) - 1} of {len(members)}", flush=True)
+    print(
+        f"assay-runner: tick {tick} of {document.get('group', '-')}: members {index * chunk}.."
+        f"{index * chunk + len(mine) - 1} of {len(members)}",
+        flush=True,
+    )
     outcomes = asyncio.run(run_chunk(mine, tick, namespace, concurrency, settings))
     write_termination_message(settings, encode_outcomes(outcomes))
     passed = sum(1 for o in outcomes if o.passed)
@@ -116,6 +149,7 @@ def cmd_batch(args) -> int:
 def add_command(sub) -> None:
     p = sub.add_parser("batch", help="run one pod's share of a schedule tick (inside a tick Job pod)")
     p.add_argument("--spec", required=True, help="the tick's members.json(.gz), or the folder holding it")
-    p.add_argument("--concurrency", type=int, default=None,
-                   help="members run at once (default: $ASSAY_TICK_CONCURRENCY or 50)")
+    p.add_argument(
+        "--concurrency", type=int, default=None, help="members run at once (default: $ASSAY_TICK_CONCURRENCY or 50)"
+    )
     p.set_defaults(func=cmd_batch)

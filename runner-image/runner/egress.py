@@ -154,12 +154,22 @@ class ResolvingBackend(httpcore.AsyncNetworkBackend):
     """Resolves host names itself, checks each address against the policy (if any), then
     connects to an allowed address. `on_resolved(ms)` is told how long the lookup took."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkBackend, policy: Optional[EgressPolicy] = None,
-                 on_resolved: Optional[Callable[[float], None]] = None):
+    def __init__(
+        self,
+        inner: httpcore.AsyncNetworkBackend,
+        policy: Optional[EgressPolicy] = None,
+        on_resolved: Optional[Callable[[float], None]] = None,
+    ):
         self._inner, self._policy, self._on_resolved = inner, policy, on_resolved
 
-    async def connect_tcp(self, host: str, port: int, timeout: Optional[float] = None,
-                          local_address: Optional[str] = None, socket_options: Optional[Iterable] = None):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: Optional[float] = None,
+        local_address: Optional[str] = None,
+        socket_options: Optional[Iterable] = None,
+    ):
         literal = _literal(host)
         if literal is not None:
             addresses = [literal]
@@ -167,7 +177,8 @@ class ResolvingBackend(httpcore.AsyncNetworkBackend):
             began = time.perf_counter()
             try:
                 infos = await asyncio.wait_for(
-                    asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
+                    asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
+                )
             except asyncio.TimeoutError:
                 raise httpcore.ConnectTimeout(f"DNS lookup of {host} timed out") from None
             except OSError as exc:
@@ -179,14 +190,16 @@ class ResolvingBackend(httpcore.AsyncNetworkBackend):
         last_error: Optional[Exception] = None
         for address in _checked(host, port, addresses, self._policy):
             try:
-                return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                     socket_options=socket_options)
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         raise last_error or httpcore.ConnectError(f"{host} resolved to no address")
 
-    async def connect_unix_socket(self, path: str, timeout: Optional[float] = None,
-                                  socket_options: Optional[Iterable] = None):
+    async def connect_unix_socket(
+        self, path: str, timeout: Optional[float] = None, socket_options: Optional[Iterable] = None
+    ):
         if self._policy is not None:
             raise EgressDenied(path, 0)
         return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
@@ -199,8 +212,14 @@ class _SyncCheckingBackend(httpcore.NetworkBackend):
     def __init__(self, inner: httpcore.NetworkBackend, policy: EgressPolicy):
         self._inner, self._policy = inner, policy
 
-    def connect_tcp(self, host: str, port: int, timeout: Optional[float] = None,
-                    local_address: Optional[str] = None, socket_options: Optional[Iterable] = None):
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: Optional[float] = None,
+        local_address: Optional[str] = None,
+        socket_options: Optional[Iterable] = None,
+    ):
         literal = _literal(host)
         try:
             addresses = [literal] if literal else _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
@@ -209,14 +228,16 @@ class _SyncCheckingBackend(httpcore.NetworkBackend):
         last_error: Optional[Exception] = None
         for address in _checked(host, port, addresses, self._policy):
             try:
-                return self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                               socket_options=socket_options)
+                return self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         raise last_error or httpcore.ConnectError(f"{host} resolved to no address")
 
-    def connect_unix_socket(self, path: str, timeout: Optional[float] = None,
-                            socket_options: Optional[Iterable] = None):
+    def connect_unix_socket(
+        self, path: str, timeout: Optional[float] = None, socket_options: Optional[Iterable] = None
+    ):
         raise EgressDenied(path, 0)
 
     def sleep(self, seconds: float) -> None:

@@ -45,7 +45,7 @@ def summary_message(summary: dict) -> str:
     summary = {k: v for k, v in summary.items() if v is not None}
     for key in ("error", "upload_error"):
         if isinstance(summary.get(key), str) and len(summary[key]) > MESSAGE_TEXT_CHARS:
-            summary[key] = summary[key][:MESSAGE_TEXT_CHARS - 1] + "…"
+            summary[key] = summary[key][: MESSAGE_TEXT_CHARS - 1] + "…"
     return json.dumps(summary, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -54,11 +54,25 @@ class Uploader:
     ASSAY_UPLOAD_TOKEN) and the run has an id; `meta` is what the upload headers say besides
     the kind and shard (project, owner_name, owner_uid, shards, tick)."""
 
-    def __init__(self, settings: RunnerSettings, run_id: Optional[str], meta: Mapping[str, Any], *,
-                 retry_for: float = RETRY_FOR_SECONDS):
-        self.client = UploadClient(settings.gateway_url, run_id, settings.upload_token, retry_for=retry_for,
-                                   log=lambda message: log(f"{run_id}: {message}")) \
-            if settings.uploads and run_id else None
+    def __init__(
+        self,
+        settings: RunnerSettings,
+        run_id: Optional[str],
+        meta: Mapping[str, Any],
+        *,
+        retry_for: float = RETRY_FOR_SECONDS,
+    ):
+        self.client = (
+            UploadClient(
+                settings.gateway_url,
+                run_id,
+                settings.upload_token,
+                retry_for=retry_for,
+                log=lambda message: log(f"{run_id}: {message}"),
+            )
+            if settings.uploads and run_id
+            else None
+        )
         self.meta = dict(meta)
 
     def upload(self, kind: str, shard: int, name: str, data: bytes) -> Optional[str]:
@@ -81,8 +95,11 @@ def document_name(base: str, kind: str, index: int, locations: int) -> str:
 def mean_response_time_ms(result) -> Optional[int]:
     """The mean response time of the run's sent requests (not subtests or pauses), for the
     Monitor's status and metrics."""
-    times = [step.response_time_ms for step in result.requests
-             if step.step_type == "request" and step.detail is not None and step.response_time_ms is not None]
+    times = [
+        step.response_time_ms
+        for step in result.requests
+        if step.step_type == "request" and step.detail is not None and step.response_time_ms is not None
+    ]
     return round(sum(times) / len(times)) if times else None
 
 
@@ -115,9 +132,19 @@ class Execution:
     result: Any = field(default=None, repr=False)
 
 
-async def execute(kind: str, manifest: dict, *, run_id: Optional[str], settings: RunnerSettings, uploader: Uploader,
-                  options: Mapping[str, Any], subtests: list[dict] = (), index: int = 0, locations: int = 1,
-                  on_progress: Optional[Callable[[dict], None]] = None) -> Execution:
+async def execute(
+    kind: str,
+    manifest: dict,
+    *,
+    run_id: Optional[str],
+    settings: RunnerSettings,
+    uploader: Uploader,
+    options: Mapping[str, Any],
+    subtests: list[dict] = (),
+    index: int = 0,
+    locations: int = 1,
+    on_progress: Optional[Callable[[dict], None]] = None,
+) -> Execution:
     """Run a Monitor (with the Monitors its subtests name) or a TestSuite, and upload its
     result documents. `manifest` and `subtests` have their secret values filled in; `options`
     are a run request's options (Monitor: environment, params; TestSuite: forceAllFlows,
@@ -129,17 +156,21 @@ async def execute(kind: str, manifest: dict, *, run_id: Optional[str], settings:
         execution, documents = await _monitor(manifest, subtests, run_id, settings, options)
 
     def upload() -> list[Optional[str]]:
-        return [uploader.upload(kind, index, document_name(base, kind, index, locations),
-                                json.dumps(document, sort_keys=True).encode())
-                for base, document in documents]
+        return [
+            uploader.upload(
+                kind, index, document_name(base, kind, index, locations), json.dumps(document, sort_keys=True).encode()
+            )
+            for base, document in documents
+        ]
 
     # In a thread: the client waits between retries, and a tick's other members run meanwhile.
     execution.upload_error = "; ".join(filter(None, await asyncio.to_thread(upload))) or None
     return execution
 
 
-async def _monitor(manifest: dict, subtests: list[dict], run_id: Optional[str], settings: RunnerSettings,
-                   options: Mapping[str, Any]) -> tuple[Execution, list]:
+async def _monitor(
+    manifest: dict, subtests: list[dict], run_id: Optional[str], settings: RunnerSettings, options: Mapping[str, Any]
+) -> tuple[Execution, list]:
     from .apitest.monitor import UnknownEnvironment, run_monitor
     from .apitest.validate import parse_monitor
 
@@ -156,8 +187,13 @@ async def _monitor(manifest: dict, subtests: list[dict], run_id: Optional[str], 
         return by_key[target]
 
     try:
-        result = await run_monitor(monitor, environment=options.get("environment"),
-                                   params=text_params(options.get("params")), resolve_monitor=resolve, run_id=run_id)
+        result = await run_monitor(
+            monitor,
+            environment=options.get("environment"),
+            params=text_params(options.get("params")),
+            resolve_monitor=resolve,
+            run_id=run_id,
+        )
     except UnknownEnvironment as exc:
         raise CannotRun(str(exc)) from exc
     result.region, result.agent = settings.region, settings.agent
@@ -175,13 +211,21 @@ async def _monitor(manifest: dict, subtests: list[dict], run_id: Optional[str], 
         "finished_at": result.finished_at,
         "error": result.error,
     }
-    execution = Execution("Monitor", result.passed and not result.error, response_time_ms, result.started_at,
-                          result.finished_at, summary, result=result)
+    execution = Execution(
+        "Monitor",
+        result.passed and not result.error,
+        response_time_ms,
+        result.started_at,
+        result.finished_at,
+        summary,
+        result=result,
+    )
     return execution, [("monitor-steps", result.step_details()), ("monitor-result", result.to_runscope())]
 
 
-async def _suite(manifest: dict, run_id: Optional[str], options: Mapping[str, Any],
-                 on_progress: Optional[Callable[[dict], None]]) -> tuple[Execution, list]:
+async def _suite(
+    manifest: dict, run_id: Optional[str], options: Mapping[str, Any], on_progress: Optional[Callable[[dict], None]]
+) -> tuple[Execution, list]:
     from pydantic import ValidationError
 
     from assay.crds import TestSuite
@@ -194,10 +238,13 @@ async def _suite(manifest: dict, run_id: Optional[str], options: Mapping[str, An
         raise DefinitionError(str(exc)) from exc
     try:
         result = await run_suite(
-            suite, force_all_flows=bool(options.get("forceAllFlows")),
+            suite,
+            force_all_flows=bool(options.get("forceAllFlows")),
             override_parameters=text_params(options.get("overrideParameters")),
             additional_description=str(options.get("additionalDescription") or ""),
-            run_id=run_id, on_progress=on_progress)
+            run_id=run_id,
+            on_progress=on_progress,
+        )
     except ValueError as exc:  # SuiteInputError: nothing selected, an unusable parameter pool
         raise CannotRun(str(exc)) from exc
     started = result.start_time / 1000 if result.start_time is not None else None
@@ -213,5 +260,6 @@ async def _suite(manifest: dict, run_id: Optional[str], options: Mapping[str, An
         "started_at": started,
         "finished_at": finished,
     }
-    return Execution("TestSuite", result.passed, None, started, finished, summary, result=result), \
-        [("suite-run", result.to_loadmill())]
+    return Execution("TestSuite", result.passed, None, started, finished, summary, result=result), [
+        ("suite-run", result.to_loadmill())
+    ]

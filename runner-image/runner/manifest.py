@@ -37,9 +37,7 @@ def loadtest_spec(doc: dict, source: str = "manifest") -> LoadTestSpec:
     try:
         return LoadTestSpec.model_validate(doc["spec"])
     except ValidationError as exc:
-        problems = "; ".join(
-            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ManifestError(f"{source}: {problems}") from exc
 
 

@@ -41,26 +41,40 @@ def combine(parts: Iterable[Progress], *, done: bool = False) -> ShardProgress:
     window_s = max((p.window_s for p in parts), default=0)
     window_requests = sum(p.window_requests for p in parts)
     return ShardProgress(
-        requests=sum(p.requests for p in parts), errors=sum(p.errors for p in parts),
+        requests=sum(p.requests for p in parts),
+        errors=sum(p.errors for p in parts),
         active_users=sum(p.active_users for p in parts),
-        elapsed_s=round(max((p.elapsed_s for p in parts), default=0.0), 3), window_s=window_s,
-        window_requests=window_requests, window_errors=sum(p.window_errors for p in parts),
+        elapsed_s=round(max((p.elapsed_s for p in parts), default=0.0), 3),
+        window_s=window_s,
+        window_requests=window_requests,
+        window_errors=sum(p.window_errors for p in parts),
         rps=round(window_requests / window_s, 3) if window_s else 0.0,
         p95_ms=round(window.value_at_percentile(95.0) / 1000.0, 3) if window.total else None,
-        window_histogram=window.encode() if window.total else None, done=done)
+        window_histogram=window.encode() if window.total else None,
+        done=done,
+    )
 
 
 class ProgressPusher:
     """Sends a shard's latest progress to the gateway every `interval` seconds.
 
-        pusher = ProgressPusher(url, run_id, token, shard)
-        with pusher:                       # starts the thread; on exit, one last push
-            run(..., on_progress=pusher.update)
+    pusher = ProgressPusher(url, run_id, token, shard)
+    with pusher:                       # starts the thread; on exit, one last push
+        run(..., on_progress=pusher.update)
     """
 
-    def __init__(self, gateway_url: str, run_id: str, token: str, shard: int, *,
-                 interval: float = PUSH_INTERVAL_SECONDS, timeout: float = PUSH_TIMEOUT_SECONDS,
-                 log: Callable[[str], None] | None = None, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        gateway_url: str,
+        run_id: str,
+        token: str,
+        shard: int,
+        *,
+        interval: float = PUSH_INTERVAL_SECONDS,
+        timeout: float = PUSH_TIMEOUT_SECONDS,
+        log: Callable[[str], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.url = gateway_url.rstrip("/") + progress_path(run_id, shard)
         self.interval = interval
         self.log = log or (lambda _message: None)
@@ -132,13 +146,16 @@ class ProgressPusher:
     def _failed(self, problem: str) -> bool:
         if not self._failing:
             self._failing = True
-            self.log(f"progress push to {self.url} failed ({problem}); the run goes on, "
-                     f"trying again every {self.interval:g}s")
+            self.log(
+                f"progress push to {self.url} failed ({problem}); the run goes on, "
+                f"trying again every {self.interval:g}s"
+            )
         return False
 
 
-def pusher_for(settings: RunnerSettings, shard: int,
-               log: Callable[[str], None] | None = None) -> Optional[ProgressPusher]:
+def pusher_for(
+    settings: RunnerSettings, shard: int, log: Callable[[str], None] | None = None
+) -> Optional[ProgressPusher]:
     """A pusher when the operator wired a gateway (ASSAY_GATEWAY_URL, ASSAY_UPLOAD_TOKEN,
     ASSAY_RUN_ID), else None."""
     if not (settings.uploads and settings.run_id):

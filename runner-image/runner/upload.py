@@ -46,9 +46,17 @@ class UploadError(RuntimeError):
 class UploadClient:
     """Uploads documents of one run. Synchronous: a runner uploads after its work is done."""
 
-    def __init__(self, gateway_url: str, run_id: str, token: str, *, retry_for: float = RETRY_FOR_SECONDS,
-                 timeout: float = REQUEST_TIMEOUT_SECONDS, log: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        gateway_url: str,
+        run_id: str,
+        token: str,
+        *,
+        retry_for: float = RETRY_FOR_SECONDS,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        log: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.gateway_url = gateway_url.rstrip("/")
         self.run_id = run_id
         self.token = token
@@ -72,8 +80,13 @@ class UploadClient:
             H_KIND: kind,
             "Content-Type": "application/octet-stream",
         }
-        for header, key in ((H_PROJECT, "project"), (H_OWNER_NAME, "owner_name"), (H_OWNER_UID, "owner_uid"),
-                            (H_SHARDS, "shards"), (H_TICK, "tick")):
+        for header, key in (
+            (H_PROJECT, "project"),
+            (H_OWNER_NAME, "owner_name"),
+            (H_OWNER_UID, "owner_uid"),
+            (H_SHARDS, "shards"),
+            (H_TICK, "tick"),
+        ):
             if meta.get(key) not in (None, ""):
                 headers[header] = str(meta[key])
         if shard is not None:
@@ -92,8 +105,10 @@ class UploadClient:
                     return problem
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise UploadError(f"uploading {name} of run {self.run_id} to {self.gateway_url} failed "
-                                      f"after {attempt} attempts over {self.retry_for:.0f}s: {problem}")
+                    raise UploadError(
+                        f"uploading {name} of run {self.run_id} to {self.gateway_url} failed "
+                        f"after {attempt} attempts over {self.retry_for:.0f}s: {problem}"
+                    )
                 wait = min(delay * (0.8 + 0.4 * random.random()), remaining)
                 self.log(f"upload of {name} failed ({problem}); retrying in {wait:.1f}s")
                 self.sleep(wait)

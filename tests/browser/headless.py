@@ -62,10 +62,24 @@ class Chromium:
 
     def __enter__(self) -> Chromium:
         self.profile_dir.mkdir(parents=True, exist_ok=True)
-        args = [self.binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-default-apps", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
-                f"--user-data-dir={self.profile_dir}", "--remote-debugging-port=0", "about:blank"]
+        args = [
+            self.binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            "--mute-audio",
+            f"--user-data-dir={self.profile_dir}",
+            "--remote-debugging-port=0",
+            "about:blank",
+        ]
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
         port_file = self.profile_dir / "DevToolsActivePort"
@@ -96,8 +110,15 @@ class Chromium:
         page = next(t for t in targets if t["type"] == "page")
         return websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
 
-    def render(self, url: str, *, width: int = 1280, height: int = 900, evaluate: dict[str, str] | None = None,
-               timeout: float = 30) -> Rendered:
+    def render(
+        self,
+        url: str,
+        *,
+        width: int = 1280,
+        height: int = 900,
+        evaluate: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> Rendered:
         """Load `url`, wait for its load event and a quiet moment, and capture the whole page."""
         ws = self._page_socket()
         events: list[dict] = []
@@ -127,19 +148,24 @@ class Chromium:
             call("Page.navigate", url=url)
             wait_for("Page.loadEventFired")
             call("Runtime.evaluate", expression="new Promise(r => setTimeout(r, 200))", awaitPromise=True)
-            values = {name: call("Runtime.evaluate", expression=expr, returnByValue=True)["result"].get("value")
-                      for name, expr in (evaluate or {}).items()}
+            values = {
+                name: call("Runtime.evaluate", expression=expr, returnByValue=True)["result"].get("value")
+                for name, expr in (evaluate or {}).items()
+            }
             size = call("Page.getLayoutMetrics")["cssContentSize"]
             clip = {"x": 0, "y": 0, "width": width, "height": max(height, int(size["height"]))}
-            screenshot = call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                              clip={**clip, "scale": 1})["data"]
-            thumbnail = call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                             clip={**clip, "scale": 0.2})["data"]
+            screenshot = call(
+                "Page.captureScreenshot", format="png", captureBeyondViewport=True, clip={**clip, "scale": 1}
+            )["data"]
+            thumbnail = call(
+                "Page.captureScreenshot", format="png", captureBeyondViewport=True, clip={**clip, "scale": 0.2}
+            )["data"]
         finally:
             ws.close()
 
-        rendered = Rendered(url=url, screenshot=base64.b64decode(screenshot), thumbnail=base64.b64decode(thumbnail),
-                            values=values)
+        rendered = Rendered(
+            url=url, screenshot=base64.b64decode(screenshot), thumbnail=base64.b64decode(thumbnail), values=values
+        )
         for event in events:
             method, params = event.get("method"), event.get("params", {})
             if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
@@ -159,6 +185,7 @@ class Chromium:
 
 # --- PNG ----------------------------------------------------------------------------------------
 
+
 def png_size(data: bytes) -> tuple[int, int]:
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("not a PNG")
@@ -173,9 +200,9 @@ def png_pixels(data: bytes) -> tuple[int, int, list[tuple[int, ...]]]:
     if bit_depth != 8 or color_type not in (2, 6) or interlace:
         raise ValueError(f"unsupported PNG (depth {bit_depth}, colour type {color_type}, interlace {interlace})")
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         if kind == b"IDAT":
-            idat += data[pos + 8:pos + 8 + length]
+            idat += data[pos + 8 : pos + 8 + length]
         pos += 12 + length
     raw = zlib.decompress(idat)
     bpp = 4 if color_type == 6 else 3
@@ -184,7 +211,7 @@ def png_pixels(data: bytes) -> tuple[int, int, list[tuple[int, ...]]]:
     pixels = []
     for y in range(height):
         start = y * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         for i in range(stride):
             left = line[i - bpp] if i >= bpp else 0
             up = previous[i]
@@ -200,6 +227,6 @@ def png_pixels(data: bytes) -> tuple[int, int, list[tuple[int, ...]]]:
                 pa, pb, pc = abs(p - left), abs(p - up), abs(p - upper_left)
                 predictor = left if pa <= pb and pa <= pc else (up if pb <= pc else upper_left)
                 line[i] = (line[i] + predictor) & 0xFF
-        pixels.extend(tuple(line[x:x + 3]) for x in range(0, stride, bpp))
+        pixels.extend(tuple(line[x : x + 3]) for x in range(0, stride, bpp))
         previous = line
     return width, height, pixels

@@ -113,28 +113,54 @@ class DevToolsPage:
 
 
 def suite_manifest(name: str, url: str) -> str:
-    return json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite", "metadata": {"name": name},
-        "spec": {"parameters": {"base": url}, "flows": [
-            {"name": "browse", "requests": [{"name": "home", "url": "{{base}}/", "assertions": [
-                {"source": "response_status", "comparison": "equal", "value": 200}]}]},
-            {"name": "buy", "requests": [{"method": "POST", "url": "{{base}}/orders", "body": "{}"}]}]},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "TestSuite",
+            "metadata": {"name": name},
+            "spec": {
+                "parameters": {"base": url},
+                "flows": [
+                    {
+                        "name": "browse",
+                        "requests": [
+                            {
+                                "name": "home",
+                                "url": "{{base}}/",
+                                "assertions": [{"source": "response_status", "comparison": "equal", "value": 200}],
+                            }
+                        ],
+                    },
+                    {"name": "buy", "requests": [{"method": "POST", "url": "{{base}}/orders", "body": "{}"}]},
+                ],
+            },
+        }
+    )
 
 
 def loadtest_manifest(name: str, url: str) -> str:
-    return json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": name},
-        "spec": {"description": "checkout against a loopback target", "shards": 1, "baseUrl": url,
-                 "load": {"users": 2, "iterations": 5},
-                 "flows": [{"name": "browse", "requests": [{"name": "home", "url": "/"},
-                                                            {"name": "item", "url": "/items/1"}]}]},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "LoadTest",
+            "metadata": {"name": name},
+            "spec": {
+                "description": "checkout against a loopback target",
+                "shards": 1,
+                "baseUrl": url,
+                "load": {"users": 2, "iterations": 5},
+                "flows": [
+                    {"name": "browse", "requests": [{"name": "home", "url": "/"}, {"name": "item", "url": "/items/1"}]}
+                ],
+            },
+        }
+    )
 
 
 def request_run(cluster, namespace: str, kind: str, name: str, value: dict) -> str:
-    cluster.kubectl("annotate", kind, name, "-n", namespace, f"assay.dev/run-request={json.dumps(value)}",
-                    "--overwrite")
+    cluster.kubectl(
+        "annotate", kind, name, "-n", namespace, f"assay.dev/run-request={json.dumps(value)}", "--overwrite"
+    )
     uid = kubectl_json(cluster, "get", kind, name, "-n", namespace)["metadata"]["uid"]
     return run_id_for_request(name, uid, value["id"])
 
@@ -142,8 +168,10 @@ def request_run(cluster, namespace: str, kind: str, name: str, value: dict) -> s
 def monitor_run_finished(cluster, namespace: str, run_id: str):
     def check():
         last = ((kubectl_json(cluster, "get", "monitor", "health", "-n", namespace) or {}).get("status") or {}).get(
-            "lastRun") or {}
+            "lastRun"
+        ) or {}
         return last if last.get("runId") == run_id and last.get("result") else None
+
     return check
 
 
@@ -164,31 +192,43 @@ def project(cluster, gateway, tmp_path_factory):
     org = f"org-{uuid.uuid4().hex[:8]}"
     namespace = make_namespace(cluster, f"t-{uuid.uuid4().hex[:10]}", {"assay.dev/org": org})
     other = make_namespace(cluster, f"{namespace}-b", {"assay.dev/org": org})
-    operator = OperatorProcess(cluster, tmp_path_factory.mktemp("operator") / "operator.log", [namespace, other],
-                               gateway).start()
+    operator = OperatorProcess(
+        cluster, tmp_path_factory.mktemp("operator") / "operator.log", [namespace, other], gateway
+    ).start()
     try:
         with CountingTarget(delay=0.005) as target:
             credential = create_credential(cluster, namespace, "dashboard-viewer", scopes=("LOADTEST_LIST",))
-            for manifest in (monitor_manifest("health", target.url), suite_manifest("shop", target.url),
-                             loadtest_manifest("checkout", target.url)):
+            for manifest in (
+                monitor_manifest("health", target.url),
+                suite_manifest("shop", target.url),
+                loadtest_manifest("checkout", target.url),
+            ):
                 cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
             cluster.kubectl("apply", "-n", other, "-f", "-", input=monitor_manifest("hidden", target.url))
             suite_run = request_run(cluster, namespace, "testsuite", "shop", {"id": "s-1"})
             # Two passing monitor runs, then one against a closed port that fails.
             for request_id, params in (("m-1", {}), ("m-2", {}), ("m-3", {"base": "http://127.0.0.1:9"})):
                 run_id = request_run(cluster, namespace, "monitor", "health", {"id": request_id, "params": params})
-                cluster.wait_for(f"monitor run {request_id}", monitor_run_finished(cluster, namespace, run_id),
-                                 timeout=120)
+                cluster.wait_for(
+                    f"monitor run {request_id}", monitor_run_finished(cluster, namespace, run_id), timeout=120
+                )
 
             with closing(signed_in(cluster, gateway, *credential)) as api:
+
                 def everything_in():
                     body = api.get("/dashboard/api/overview").json()
                     loadtests, suites = body["loadTests"], body["suiteRuns"]
-                    done = (loadtests and loadtests[0]["reports"] and loadtests[0]["state"] == "passed"
-                            and any(r["runId"] == suite_run and r["state"] == "passed" for r in suites))
+                    done = (
+                        loadtests
+                        and loadtests[0]["reports"]
+                        and loadtests[0]["state"] == "passed"
+                        and any(r["runId"] == suite_run and r["state"] == "passed" for r in suites)
+                    )
                     return body if done else None
-                overview = cluster.wait_for("the load test's report and the suite run", everything_in, timeout=240,
-                                            interval=1)
+
+                overview = cluster.wait_for(
+                    "the load test's report and the suite run", everything_in, timeout=240, interval=1
+                )
             yield {"namespace": namespace, "other": other, "credential": credential, "overview": overview}
     finally:
         operator.stop()
@@ -198,7 +238,8 @@ def project(cluster, gateway, tmp_path_factory):
 
 
 def test_the_dashboard_renders_real_runs_without_errors_after_signing_in_through_the_form(
-        cluster, gateway, project, browser, tmp_path):
+    cluster, gateway, project, browser, tmp_path
+):
     namespace, (client_id, secret) = project["namespace"], project["credential"]
     overview = project["overview"]
     [monitor] = overview["monitors"]
@@ -219,33 +260,40 @@ def test_the_dashboard_renders_real_runs_without_errors_after_signing_in_through
         assert page.evaluate("document.cookie") == "", "the session cookie is HttpOnly"
 
         # The report archive downloads through the dashboard with the session.
-        download = page.evaluate("""(async () => {
+        download = page.evaluate(
+            """(async () => {
             const link = document.querySelector('#loadtests a.archive');
             const answer = await fetch(link.href);
             const bytes = new Uint8Array(await answer.arrayBuffer());
             return {href: link.getAttribute('href'), status: answer.status, type: answer.headers.get('content-type'),
                     zip: bytes[0] === 0x50 && bytes[1] === 0x4b, size: bytes.length};
-        })()""", await_promise=True)
+        })()""",
+            await_promise=True,
+        )
     finally:
         page.close()
     assert download["href"] == f"/dashboard/api/namespaces/{namespace}/loadtests/1/reports/1", download
     assert download["status"] == 200 and download["type"] == "application/zip" and download["zip"], download
 
-    rendered = browser.render(gateway.url + "/dashboard", height=1000, evaluate={
-        "title": "document.title",
-        "loadTests": "[...document.querySelectorAll('#loadtests tbody tr')].map(r => r.dataset.name)",
-        "loadTestBadges": "[...document.querySelectorAll('#loadtests tbody .badge')].map(b => b.textContent)",
-        "monitors": "[...document.querySelectorAll('article.monitor')].map(a => a.dataset.name)",
-        "chartPoints": "document.querySelectorAll('article.monitor svg.chart circle.point').length",
-        "failedPoints": "document.querySelectorAll('svg.chart circle.point.failed').length",
-        "chartLine": "document.querySelectorAll('svg.chart polyline.line').length",
-        "monitorBadge": "document.querySelector('article.monitor header .badge').textContent",
-        "suiteRuns": "[...document.querySelectorAll('#suiteruns tbody tr')].map(r => "
-                     "[r.cells[1].textContent, r.cells[3].textContent, r.cells[4].textContent])",
-        "relativeTimes": "[...document.querySelectorAll('#suiteruns time')].map(t => t.textContent)",
-        "namespaces": "[...document.querySelectorAll('#namespace option')].map(o => o.value)",
-        "text": "document.body.innerText",
-    })
+    rendered = browser.render(
+        gateway.url + "/dashboard",
+        height=1000,
+        evaluate={
+            "title": "document.title",
+            "loadTests": "[...document.querySelectorAll('#loadtests tbody tr')].map(r => r.dataset.name)",
+            "loadTestBadges": "[...document.querySelectorAll('#loadtests tbody .badge')].map(b => b.textContent)",
+            "monitors": "[...document.querySelectorAll('article.monitor')].map(a => a.dataset.name)",
+            "chartPoints": "document.querySelectorAll('article.monitor svg.chart circle.point').length",
+            "failedPoints": "document.querySelectorAll('svg.chart circle.point.failed').length",
+            "chartLine": "document.querySelectorAll('svg.chart polyline.line').length",
+            "monitorBadge": "document.querySelector('article.monitor header .badge').textContent",
+            "suiteRuns": "[...document.querySelectorAll('#suiteruns tbody tr')].map(r => "
+            "[r.cells[1].textContent, r.cells[3].textContent, r.cells[4].textContent])",
+            "relativeTimes": "[...document.querySelectorAll('#suiteruns time')].map(t => t.textContent)",
+            "namespaces": "[...document.querySelectorAll('#namespace option')].map(o => o.value)",
+            "text": "document.body.innerText",
+        },
+    )
     screenshot = tmp_path / "dashboard.png"
     screenshot.write_bytes(rendered.screenshot)
     shutil.copyfile(screenshot, SCREENSHOT_COPY)
@@ -275,7 +323,8 @@ def test_the_dashboard_renders_real_runs_without_errors_after_signing_in_through
 
 
 def test_the_open_page_picks_up_a_new_monitor_run_from_the_json_api_without_reloading(
-        cluster, gateway, project, browser):
+    cluster, gateway, project, browser
+):
     namespace, (client_id, secret) = project["namespace"], project["credential"]
     page = DevToolsPage(browser)
     try:
@@ -292,8 +341,11 @@ def test_the_open_page_picks_up_a_new_monitor_run_from_the_json_api_without_relo
 
         run_id = request_run(cluster, namespace, "monitor", "health", {"id": "m-4"})
         cluster.wait_for("monitor run m-4", monitor_run_finished(cluster, namespace, run_id), timeout=120)
-        state = page.poll(f"[{runs}, {points}, window.stillTheSamePage === true, document.body.dataset.fingerprint]",
-                          lambda v: v[0] == shown[0] + 1, timeout=90)
+        state = page.poll(
+            f"[{runs}, {points}, window.stillTheSamePage === true, document.body.dataset.fingerprint]",
+            lambda v: v[0] == shown[0] + 1,
+            timeout=90,
+        )
         assert state[:3] == [shown[0] + 1, shown[1] + 1, True], state
         assert state[3] != before
         assert page.errors() == []

@@ -63,8 +63,9 @@ def wait_for_leaks(server: TenantServer, seconds: float) -> list[dict]:
     return list(server.leaks)
 
 
-def test_a_tenant_page_cannot_read_the_dashboard_or_plant_its_cookie(cluster, namespace, gateway, two_tenants_operator,
-                                                                    browser):
+def test_a_tenant_page_cannot_read_the_dashboard_or_plant_its_cookie(
+    cluster, namespace, gateway, two_tenants_operator, browser
+):
     with TenantServer() as tenant, closing(DevToolsPage(browser)) as page:
         client_id, secret = create_credential(cluster, namespace, "viewer", scopes=("LOADTEST_LIST",))
         exposed = open_session(cluster, gateway, namespace, vng_token(cluster, gateway, namespace), tenant.url)
@@ -88,7 +89,7 @@ def test_a_tenant_page_cannot_read_the_dashboard_or_plant_its_cookie(cluster, na
         # In a frame of the dashboard, and as the top-level page: nothing runs.
         page.navigate(gateway.url + "/dashboard")
         page.evaluate(f"""(() => {{ const f = document.createElement('iframe');
-                                  f.src = {exposed + 'page'!r}; document.body.appendChild(f); }})()""")
+                                  f.src = {exposed + "page"!r}; document.body.appendChild(f); }})()""")
         page.call("Page.navigate", url=exposed + "page")
         assert wait_for_leaks(tenant, 6) == []
 

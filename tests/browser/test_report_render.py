@@ -48,8 +48,11 @@ def reports(tmp_path_factory) -> dict[str, Path]:
     for key, delay, label in (("a", 0.002, "v1.4 <baseline>"), ("b", 0.03, "v1.5 candidate")):
         shards = write_shards(run_engine(run_id=f"run-{key}", delay=delay), folder / key)
         merged = load_shards(shards, criteria=["p95 < 500ms", "error_rate < 1%"])
-        archives[key] = build_report_archive(merged, folder / f"report-{key}.zip",
-                                             meta={"loadTest": "shop-checkout", "label": label, "namespace": "perf"})
+        archives[key] = build_report_archive(
+            merged,
+            folder / f"report-{key}.zip",
+            meta={"loadTest": "shop-checkout", "label": label, "namespace": "perf"},
+        )
     _, long_run = make_run(run_id="run-long", shards=1, seconds=240, rate=12, criteria=CRITERIA, seed=11)
     archives["long"] = build_report_archive(long_run, folder / "report-long.zip", meta={"loadTest": "soak"})
     return archives
@@ -81,15 +84,18 @@ def _check_rendered(rendered: Rendered, path: Path) -> None:
 @pytest.mark.parametrize("run", ["a", "long"])
 def test_load_test_report_renders_without_errors(run, browser, reports, screenshot_dir, tmp_path):
     url = _open_from_zip(reports[run], tmp_path / "report")
-    rendered = browser.render(url, evaluate={
-        "title": "document.title",
-        "charts": "document.querySelectorAll('svg.chart').length",
-        "chartTitles": "[...document.querySelectorAll('svg.chart title[id]')].map(t => t.textContent)",
-        "requestRows": "document.querySelectorAll('#requests tbody tr').length",
-        "criteriaFailed": "document.querySelectorAll('#criteria td.fail').length",
-        "headersWithScope": "document.querySelectorAll('th[scope]').length === document.querySelectorAll('th').length",
-        "scripts": "document.scripts.length",
-    })
+    rendered = browser.render(
+        url,
+        evaluate={
+            "title": "document.title",
+            "charts": "document.querySelectorAll('svg.chart').length",
+            "chartTitles": "[...document.querySelectorAll('svg.chart title[id]')].map(t => t.textContent)",
+            "requestRows": "document.querySelectorAll('#requests tbody tr').length",
+            "criteriaFailed": "document.querySelectorAll('#criteria td.fail').length",
+            "headersWithScope": "document.querySelectorAll('th[scope]').length === document.querySelectorAll('th').length",
+            "scripts": "document.scripts.length",
+        },
+    )
     _check_rendered(rendered, screenshot_dir / f"load-test-report-{run}.png")
     values = rendered.values
     titles = {"a": "Load test report: v1.4 <baseline>", "long": "Load test report: soak · run-long"}
@@ -105,12 +111,15 @@ def test_load_test_report_renders_without_errors(run, browser, reports, screensh
 def test_comparison_report_renders_without_errors(browser, reports, screenshot_dir, tmp_path):
     archive = build_comparison_report(reports["b"], reports["a"], tmp_path / "comparison.zip")
     url = _open_from_zip(archive, tmp_path / "comparison")
-    rendered = browser.render(url, evaluate={
-        "subtitle": "document.querySelector('header .sub').textContent",
-        "overviewHeads": "[...document.querySelectorAll('#overview thead th')].map(t => t.textContent)",
-        "p50": "[...document.querySelectorAll('#overview tbody tr')].find(r => r.textContent.startsWith('p50'))"
-               ".lastElementChild.textContent",
-    })
+    rendered = browser.render(
+        url,
+        evaluate={
+            "subtitle": "document.querySelector('header .sub').textContent",
+            "overviewHeads": "[...document.querySelectorAll('#overview thead th')].map(t => t.textContent)",
+            "p50": "[...document.querySelectorAll('#overview tbody tr')].find(r => r.textContent.startsWith('p50'))"
+            ".lastElementChild.textContent",
+        },
+    )
     _check_rendered(rendered, screenshot_dir / "comparison-report.png")
     values = rendered.values
     assert values["subtitle"].startswith("Baseline v1.4 <baseline>")
@@ -121,10 +130,12 @@ def test_comparison_report_renders_without_errors(browser, reports, screenshot_d
 def test_the_render_check_sees_errors_and_foreign_requests(browser, tmp_path):
     """The error checks above are only worth something if they can fail."""
     page = tmp_path / "broken.html"
-    page.write_text("<!DOCTYPE html><html><head><title>broken</title>"
-                    '<link rel="stylesheet" href="http://127.0.0.1:9/missing.css"></head>'
-                    "<body><p>text</p><script>console.error('logged on purpose');"
-                    "undefinedFunction();</script></body></html>")
+    page.write_text(
+        "<!DOCTYPE html><html><head><title>broken</title>"
+        '<link rel="stylesheet" href="http://127.0.0.1:9/missing.css"></head>'
+        "<body><p>text</p><script>console.error('logged on purpose');"
+        "undefinedFunction();</script></body></html>"
+    )
     rendered = browser.render(page.as_uri())
     assert any("logged on purpose" in e for e in rendered.console_errors)
     assert any("undefinedFunction" in e for e in rendered.exceptions)

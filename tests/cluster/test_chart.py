@@ -63,19 +63,28 @@ spec:
 # the code that needs it). The test asks the real API server's authorizer about each one for
 # the chart's service accounts.
 OPERATOR_NEEDS = [
-    *[(verb, f"{plural}.assay.dev", "", "Kopf watches and patches (finalizer, progress); kube.read_custom")
-      for plural in ("loadtests", "testsuites", "monitors", "clientcredentials", "schedules")
-      for verb in ("get", "list", "watch", "patch")],
-    *[("patch", f"{plural}.assay.dev", "status", "kube.patch_status")
-      for plural in ("loadtests", "testsuites", "monitors", "clientcredentials", "schedules")],
-    *[("update", f"{plural}.assay.dev", "finalizers", "blockOwnerDeletion on run children")
-      for plural in ("loadtests", "testsuites", "monitors", "clientcredentials")],
+    *[
+        (verb, f"{plural}.assay.dev", "", "Kopf watches and patches (finalizer, progress); kube.read_custom")
+        for plural in ("loadtests", "testsuites", "monitors", "clientcredentials", "schedules")
+        for verb in ("get", "list", "watch", "patch")
+    ],
+    *[
+        ("patch", f"{plural}.assay.dev", "status", "kube.patch_status")
+        for plural in ("loadtests", "testsuites", "monitors", "clientcredentials", "schedules")
+    ],
+    *[
+        ("update", f"{plural}.assay.dev", "finalizers", "blockOwnerDeletion on run children")
+        for plural in ("loadtests", "testsuites", "monitors", "clientcredentials")
+    ],
     ("update", "cronjobs.batch", "finalizers", "blockOwnerDeletion on tick-group children"),
     ("create", "jobs.batch", "", "kube.create_if_absent(job)"),
     ("get", "jobs.batch", "", "kube.read_job"),
     ("list", "jobs.batch", "", "kube.list_jobs; @kopf.on.event jobs"),
     ("watch", "jobs.batch", "", "@kopf.on.event jobs"),
-    *[(verb, "cronjobs.batch", "", "schedule.py tick CronJobs") for verb in ("create", "get", "list", "update", "delete")],
+    *[
+        (verb, "cronjobs.batch", "", "schedule.py tick CronJobs")
+        for verb in ("create", "get", "list", "update", "delete")
+    ],
     *[(verb, "configmaps", "", "run specs, pools, tick members") for verb in ("create", "get", "update")],
     ("create", "secrets", "", "upload-token and ClientCredential Secrets"),
     ("get", "secrets", "", "clientcredential.read_namespaced_secret; runsecrets: referenced Secrets"),
@@ -84,14 +93,22 @@ OPERATOR_NEEDS = [
     ("list", "pods", "", "kube.list_job_pods"),
     ("get", "namespaces", "", "notify.py read_namespace"),
     ("create", "events", "", "Kopf posts handler failures"),
-    *[(verb, "clusterkopfpeerings.kopf.dev", "", "peering.ensure_peering_objects; Kopf keep-alive")
-      for verb in ("create", "get", "list", "watch", "patch")],
+    *[
+        (verb, "clusterkopfpeerings.kopf.dev", "", "peering.ensure_peering_objects; Kopf keep-alive")
+        for verb in ("create", "get", "list", "watch", "patch")
+    ],
     ("watch", "customresourcedefinitions.apiextensions.k8s.io", "", "Kopf resource observer"),
 ]
 OPERATOR_DENIED = [
-    ("list", "secrets", ""), ("delete", "jobs.batch", ""), ("create", "namespaces", ""),
-    ("delete", "loadtests.assay.dev", ""), ("update", "loadtests.assay.dev", ""), ("delete", "configmaps", ""),
-    ("create", "pods", ""), ("create", "clusterroles.rbac.authorization.k8s.io", ""), ("list", "nodes", ""),
+    ("list", "secrets", ""),
+    ("delete", "jobs.batch", ""),
+    ("create", "namespaces", ""),
+    ("delete", "loadtests.assay.dev", ""),
+    ("update", "loadtests.assay.dev", ""),
+    ("delete", "configmaps", ""),
+    ("create", "pods", ""),
+    ("create", "clusterroles.rbac.authorization.k8s.io", ""),
+    ("list", "nodes", ""),
 ]
 GATEWAY_NEEDS = [
     ("list", "clientcredentials.assay.dev", "", "auth/watch.py credential index"),
@@ -108,36 +125,55 @@ GATEWAY_NEEDS = [
     ("get", "testsuites.assay.dev", "", "services/suites.py"),
     ("list", "testsuites.assay.dev", "", "services/suites.py, vng.py, dashboard.py"),
     ("patch", "testsuites.assay.dev", "", "services/runs.py run-request annotation"),
-    *[(verb, "monitors.assay.dev", "", "services/runscope_tests.py")
-      for verb in ("get", "list", "create", "update", "patch", "delete")],
-    *[(verb, "schedules.assay.dev", "", "services/runscope_tests.py")
-      for verb in ("get", "list", "create", "update", "delete")],
+    *[
+        (verb, "monitors.assay.dev", "", "services/runscope_tests.py")
+        for verb in ("get", "list", "create", "update", "patch", "delete")
+    ],
+    *[
+        (verb, "schedules.assay.dev", "", "services/runscope_tests.py")
+        for verb in ("get", "list", "create", "update", "delete")
+    ],
     *[(verb, "configmaps", "", "Runscope shared environments; tick members") for verb in ("get", "create", "update")],
     ("get", "jobs.batch", "", "upload_grants.py: a tick's Job"),
 ]
 GATEWAY_DENIED = [
-    ("get", "secrets", ""), ("list", "secrets", ""), ("create", "jobs.batch", ""),
-    ("create", "clientcredentials.assay.dev", ""), ("patch", "loadtests.assay.dev", "status"),
-    ("delete", "loadtests.assay.dev", ""), ("list", "pods", ""), ("delete", "configmaps", ""),
-    ("patch", "monitors.assay.dev", "status"), ("create", "cronjobs.batch", ""),
+    ("get", "secrets", ""),
+    ("list", "secrets", ""),
+    ("create", "jobs.batch", ""),
+    ("create", "clientcredentials.assay.dev", ""),
+    ("patch", "loadtests.assay.dev", "status"),
+    ("delete", "loadtests.assay.dev", ""),
+    ("list", "pods", ""),
+    ("delete", "configmaps", ""),
+    ("patch", "monitors.assay.dev", "status"),
+    ("create", "cronjobs.batch", ""),
 ]
+
 
 @pytest.fixture(scope="module")
 def helm(cluster, tmp_path_factory):
     """Runs the pinned helm (hack/install-helm.sh) against the test cluster, with its own
     config and cache folders so that nothing of the user's helm setup is read or written."""
-    built = subprocess.run(["bash", str(REPO / "hack" / "install-helm.sh")], capture_output=True,
-                           text=True, timeout=900, check=True)
+    built = subprocess.run(
+        ["bash", str(REPO / "hack" / "install-helm.sh")], capture_output=True, text=True, timeout=900, check=True
+    )
     binary = Path(built.stdout.strip().splitlines()[-1]) / "helm"
     home = tmp_path_factory.mktemp("helm")
-    env = {**cluster.env, "HELM_CONFIG_HOME": str(home / "config"), "HELM_CACHE_HOME": str(home / "cache"),
-           "HELM_DATA_HOME": str(home / "data")}
+    env = {
+        **cluster.env,
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=300)
         if check and result.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
+
     return run
 
 
@@ -151,8 +187,9 @@ def by_kind(docs: list[dict], kind: str) -> list[dict]:
 
 
 def server_dry_run(cluster, namespace: str, docs: list[dict]) -> str:
-    result = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
-                             input=yaml.safe_dump_all(docs), check=False)
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(docs), check=False
+    )
     assert result.returncode == 0, f"the API server rejected the chart:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -173,17 +210,20 @@ def test_lint_is_clean_in_strict_mode(helm):
         assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("operator.replicas=-1", "at '/operator/replicas': minimum: got -1, want 1"),
-    ("replicas=-1", "additional properties 'replicas' not allowed"),
-    ("gateway.logFormat=xml", "/gateway/logFormat"),
-    ("keys.uploadKey=short", "/keys/uploadKey"),
-    ("runner.memoryLimit=lots", "/runner/memoryLimit"),
-    ("egress.allow={localhost}", "/egress/allow/0"),
-    ("gateway.exposedUrl=exposed.example.com", "/gateway/exposedUrl"),
-    ("runner.cpuLimit=all", "/runner/cpuLimit"),
-    ("gateway.uploadQuota.namespaceBytes=-1", "/gateway/uploadQuota/namespaceBytes"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("operator.replicas=-1", "at '/operator/replicas': minimum: got -1, want 1"),
+        ("replicas=-1", "additional properties 'replicas' not allowed"),
+        ("gateway.logFormat=xml", "/gateway/logFormat"),
+        ("keys.uploadKey=short", "/keys/uploadKey"),
+        ("runner.memoryLimit=lots", "/runner/memoryLimit"),
+        ("egress.allow={localhost}", "/egress/allow/0"),
+        ("gateway.exposedUrl=exposed.example.com", "/gateway/exposedUrl"),
+        ("runner.cpuLimit=all", "/runner/cpuLimit"),
+        ("gateway.uploadQuota.namespaceBytes=-1", "/gateway/uploadQuota/namespaceBytes"),
+    ],
+)
 def test_values_schema_rejects_a_bad_value(helm, setting, message):
     result = helm("template", "assay", str(CHART), "--set", setting, check=False)
     assert result.returncode != 0, f"--set {setting} was accepted"
@@ -194,9 +234,22 @@ def test_values_schema_rejects_a_bad_value(helm, setting, message):
 def test_default_render_is_accepted_by_the_api_server(cluster, helm, chart_crds, namespace):
     docs = render(helm, namespace)
     kinds = sorted(doc["kind"] for doc in docs)
-    assert kinds == sorted(["ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-                            "ClusterRoleBinding", "Deployment", "Deployment", "Service", "Service",
-                            "PersistentVolumeClaim", "Secret"])
+    assert kinds == sorted(
+        [
+            "ServiceAccount",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Deployment",
+            "Service",
+            "Service",
+            "PersistentVolumeClaim",
+            "Secret",
+        ]
+    )
     out = server_dry_run(cluster, namespace, docs)
     for doc in docs:
         assert f"{doc['metadata']['name']} created (server dry run)" in out, out
@@ -204,15 +257,16 @@ def test_default_render_is_accepted_by_the_api_server(cluster, helm, chart_crds,
 
 def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_crds, namespace):
     cluster.kubectl("apply", "--server-side", "-f", "-", input=SERVICEMONITOR_CRD)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/servicemonitors.monitoring.coreos.com")
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/servicemonitors.monitoring.coreos.com")
     docs = render(helm, namespace, "-f", str(CHART / "ci" / "all-features-values.yaml"))
     [ingress] = by_kind(docs, "Ingress")
     monitors = {m["metadata"]["name"]: m for m in by_kind(docs, "ServiceMonitor")}
     assert ingress["spec"]["rules"][0]["host"] == "assay.test.example"
     assert ingress["spec"]["tls"][0]["secretName"] == "assay-tls"
     assert monitors["assay-gateway"]["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
-    assert monitors["assay-operator"]["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    assert monitors["assay-operator"]["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s"}
+    ]
     assert monitors["assay-operator"]["metadata"]["labels"]["release"] == "prometheus"
     [gateway] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-gateway"]
     env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -220,8 +274,9 @@ def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_
     assert env["ASSAY_AUTHORIZATION_CODE_TTL_SECONDS"] == "120"
     assert env["ASSAY_EXPOSED_URL"] == "https://exposed.test.example"
     assert env["ASSAY_EGRESS_ALLOW"] == "10.20.0.0/16,10.0.5.7:8443" and env["ASSAY_EGRESS_DENY"] == "[fd00::]/8:443"
-    assert [env[f"ASSAY_UPLOAD_{scope}_MAX_{unit}"] for scope in ("RUN", "NAMESPACE") for unit in ("BYTES", "DOCUMENTS")] \
-        == ["536870912", "2000", "0", "50000"]
+    assert [
+        env[f"ASSAY_UPLOAD_{scope}_MAX_{unit}"] for scope in ("RUN", "NAMESPACE") for unit in ("BYTES", "DOCUMENTS")
+    ] == ["536870912", "2000", "0", "50000"]
     [operator] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-operator"]
     op_env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert op_env["ASSAY_SMTP_HOST"]["value"] == "smtp.test.example" and op_env["ASSAY_SMTP_PORT"]["value"] == "587"
@@ -236,7 +291,9 @@ def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_
     for deployment, settings in ((gateway, GatewaySettings), (operator, OperatorSettings)):
         names = [e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]]
         unknown = [n for n in names if n.startswith("ASSAY_") and n[6:].lower() not in settings.model_fields]
-        assert not unknown, f"{deployment['metadata']['name']} sets variables {settings.__name__} does not read: {unknown}"
+        assert not unknown, (
+            f"{deployment['metadata']['name']} sets variables {settings.__name__} does not read: {unknown}"
+        )
     out = server_dry_run(cluster, namespace, docs)
     assert "ingress.networking.k8s.io/assay-gateway created (server dry run)" in out
     assert "servicemonitor.monitoring.coreos.com/assay-gateway created (server dry run)" in out
@@ -244,9 +301,20 @@ def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_
 
 
 def test_images_keys_and_security_contexts_are_wired_through_values(helm):
-    docs = render(helm, "assay-system", "--set", "runner.image.repository=registry.example/assay-runner",
-                  "--set", "runner.image.tag=1.2.3", "--set", "operator.image.tag=1.2.3",
-                  "--set", "keys.existingSecret=my-keys", "--set", "runner.cpuLimit=500m")
+    docs = render(
+        helm,
+        "assay-system",
+        "--set",
+        "runner.image.repository=registry.example/assay-runner",
+        "--set",
+        "runner.image.tag=1.2.3",
+        "--set",
+        "operator.image.tag=1.2.3",
+        "--set",
+        "keys.existingSecret=my-keys",
+        "--set",
+        "runner.cpuLimit=500m",
+    )
     deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
     operator, gateway = deployments["assay-operator"], deployments["assay-gateway"]
     op = operator["spec"]["template"]["spec"]["containers"][0]
@@ -279,7 +347,9 @@ def test_images_keys_and_security_contexts_are_wired_through_values(helm):
     for service in by_kind(docs, "Service"):
         selector = service["spec"]["selector"].items()
         [target] = [d for d in deployments.values() if selector <= d["spec"]["template"]["metadata"]["labels"].items()]
-        names = {port["name"]: port["containerPort"] for port in target["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        names = {
+            port["name"]: port["containerPort"] for port in target["spec"]["template"]["spec"]["containers"][0]["ports"]
+        }
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in names, (service["metadata"]["name"], port)
 
@@ -290,14 +360,19 @@ def release(cluster, helm, chart_crds, namespace):
     has: this exercises what Helm and the API server do, not the images (which are not built
     here), and the node agent leaves them alone."""
     name = f"a{uuid.uuid4().hex[:8]}"
-    pending = ["--set", "operator.nodeSelector.assay\\.dev/never=scheduled",
-               "--set", "gateway.nodeSelector.assay\\.dev/never=scheduled"]
+    pending = [
+        "--set",
+        "operator.nodeSelector.assay\\.dev/never=scheduled",
+        "--set",
+        "gateway.nodeSelector.assay\\.dev/never=scheduled",
+    ]
     notes = helm("install", name, str(CHART), "--namespace", namespace, *pending).stdout
     yield name, pending, notes
     helm("uninstall", name, "--namespace", namespace, check=False)
     for component in ("operator", "gateway"):
-        cluster.kubectl("delete", "clusterrole,clusterrolebinding", f"{name}-assay-{component}",
-                        "--ignore-not-found", check=False)
+        cluster.kubectl(
+            "delete", "clusterrole,clusterrolebinding", f"{name}-assay-{component}", "--ignore-not-found", check=False
+        )
 
 
 def secret_keys(cluster, namespace: str, name: str) -> dict[str, str]:
@@ -313,18 +388,26 @@ def test_install_generates_keys_once_and_upgrade_keeps_them(cluster, helm, relea
     assert set(keys) == {"upload-key", "token-signing-key"}
     assert all(len(value) == 48 for value in keys.values())
     assert keys["upload-key"] != keys["token-signing-key"]
-    helm("upgrade", name, str(CHART), "--namespace", namespace, *pending,
-         "--set", "gateway.retentionDays=30")
+    helm("upgrade", name, str(CHART), "--namespace", namespace, *pending, "--set", "gateway.retentionDays=30")
     assert secret_keys(cluster, namespace, name) == keys
-    deployment = yaml.safe_load(cluster.kubectl("get", "deployment", f"{name}-assay-gateway", "-n", namespace,
-                                                "-o", "yaml").stdout)
+    deployment = yaml.safe_load(
+        cluster.kubectl("get", "deployment", f"{name}-assay-gateway", "-n", namespace, "-o", "yaml").stdout
+    )
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ASSAY_RETENTION_DAYS"] == "30"
 
 
 def can_i(cluster, namespace: str, account: str, verb: str, resource: str, subresource: str) -> bool:
-    args = ["auth", "can-i", verb, resource, "--as", f"system:serviceaccount:{namespace}:{account}",
-            "-n", "elsewhere"]  # a namespace the release is not in: the grants are cluster-wide
+    args = [
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        "--as",
+        f"system:serviceaccount:{namespace}:{account}",
+        "-n",
+        "elsewhere",
+    ]  # a namespace the release is not in: the grants are cluster-wide
     if subresource:
         args += ["--subresource", subresource]
     answer = cluster.kubectl(*args, check=False).stdout.strip()
@@ -332,18 +415,27 @@ def can_i(cluster, namespace: str, account: str, verb: str, resource: str, subre
     return answer == "yes"
 
 
-@pytest.mark.parametrize("component, needs, denied", [
-    ("operator", OPERATOR_NEEDS, OPERATOR_DENIED),
-    ("gateway", GATEWAY_NEEDS, GATEWAY_DENIED),
-])
+@pytest.mark.parametrize(
+    "component, needs, denied",
+    [
+        ("operator", OPERATOR_NEEDS, OPERATOR_DENIED),
+        ("gateway", GATEWAY_NEEDS, GATEWAY_DENIED),
+    ],
+)
 def test_rbac_grants_what_the_code_uses_and_no_more(cluster, release, namespace, component, needs, denied):
     name, _, _ = release
     account = f"{name}-assay-{component}"
-    missing = [(verb, resource, sub, why) for verb, resource, sub, why in needs
-               if not can_i(cluster, namespace, account, verb, resource, sub)]
+    missing = [
+        (verb, resource, sub, why)
+        for verb, resource, sub, why in needs
+        if not can_i(cluster, namespace, account, verb, resource, sub)
+    ]
     assert not missing, f"{component} lacks: {missing}"
-    granted = [(verb, resource, sub) for verb, resource, sub in denied
-               if can_i(cluster, namespace, account, verb, resource, sub)]
+    granted = [
+        (verb, resource, sub)
+        for verb, resource, sub in denied
+        if can_i(cluster, namespace, account, verb, resource, sub)
+    ]
     assert not granted, f"{component} is granted more than it uses: {granted}"
 
 
@@ -363,7 +455,9 @@ def test_crd_check_catches_a_stale_chart_copy_and_reference(tmp_path, monkeypatc
     monkeypatch.setattr(gen, "REFERENCE", reference)
     assert gen.drift() == ""
 
-    (chart_crds / "loadtests.yaml").write_text((chart_crds / "loadtests.yaml").read_text().replace("maximum: 64", "maximum: 65"))
+    (chart_crds / "loadtests.yaml").write_text(
+        (chart_crds / "loadtests.yaml").read_text().replace("maximum: 64", "maximum: 65")
+    )
     (chart_crds / "widgets.yaml").write_text("kind: CustomResourceDefinition\n")
     reference.write_text(reference.read_text().replace("| `spec.shards` |", "| `spec.shardz` |"))
     diff = gen.drift()
@@ -377,13 +471,20 @@ def as_service_account(cluster, namespace: str, account: str, path: Path) -> Clu
     """The cluster seen with a real token of `account` (TokenRequest), and nothing else."""
     token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration", "2h").stdout.strip()
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": "local", "user": account, "namespace": namespace}}],
-        "current-context": account,
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
+                "users": [{"name": account, "user": {"token": token}}],
+                "contexts": [
+                    {"name": account, "context": {"cluster": "local", "user": account, "namespace": namespace}}
+                ],
+                "current-context": account,
+            }
+        )
+    )
     return Cluster(kubeconfig=str(path), bin_dir=cluster.bin_dir, state_dir=cluster.state_dir)
 
 
@@ -395,27 +496,52 @@ def test_operator_and_gateway_work_with_only_the_charts_rbac(cluster, release, n
     name, _, _ = release
     org = f"org-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("label", "namespace", namespace, f"assay.dev/org={org}")
-    gateway = GatewayProcess(as_service_account(cluster, namespace, f"{name}-assay-gateway", tmp_path / "gw.kubeconfig"),
-                             tmp_path / "store", tmp_path / "gateway.log").start()
-    operator = OperatorProcess(as_service_account(cluster, namespace, f"{name}-assay-operator",
-                                                  tmp_path / "op.kubeconfig"),
-                               tmp_path / "operator.log", None, gateway).start()  # cluster-wide, as deployed
+    gateway = GatewayProcess(
+        as_service_account(cluster, namespace, f"{name}-assay-gateway", tmp_path / "gw.kubeconfig"),
+        tmp_path / "store",
+        tmp_path / "gateway.log",
+    ).start()
+    operator = OperatorProcess(
+        as_service_account(cluster, namespace, f"{name}-assay-operator", tmp_path / "op.kubeconfig"),
+        tmp_path / "operator.log",
+        None,
+        gateway,
+    ).start()  # cluster-wide, as deployed
     scopes = ("LOADTEST_LIST", "LOADTEST_STATUS", "LOADTEST_COPY_RUN")
     try:
         # Started before the credential's 60 s clock: a loaded machine can take a while to import.
         cluster.wait_for("the operator to start", lambda: "runner image" in operator.log(), timeout=120)
         with CountingTarget() as target:
             client_id, secret = create_credential(cluster, namespace, "chart-rbac", scopes=scopes)
-            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
-                "apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": "least-privilege"},
-                "spec": {"shards": 2, "baseUrl": target.url, "load": {"users": 2, "iterations": 3},
-                         "flows": [{"name": "home", "requests": [{"url": "/"}]}]}}))
+            cluster.kubectl(
+                "apply",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+                input=yaml.safe_dump(
+                    {
+                        "apiVersion": "assay.dev/v1alpha1",
+                        "kind": "LoadTest",
+                        "metadata": {"name": "least-privilege"},
+                        "spec": {
+                            "shards": 2,
+                            "baseUrl": target.url,
+                            "load": {"users": 2, "iterations": 3},
+                            "flows": [{"name": "home", "requests": [{"url": "/"}]}],
+                        },
+                    }
+                ),
+            )
             token = request_token(cluster, gateway, client_id, secret, scopes)
             base = f"{gateway.url}/public/api/v1/orgs/{org}/projects/{namespace}/loadTests"
             with httpx.Client(headers=bearer(token), timeout=30) as api:
+
                 def finished(number):
-                    return lambda: (lambda s: s if s["state"] in ("FINISHED", "FAILED") and s["latestReportNumber"]
-                                    else None)(api.get(f"{base}/{number}/status").json())
+                    return lambda: (
+                        lambda s: s if s["state"] in ("FINISHED", "FAILED") and s["latestReportNumber"] else None
+                    )(api.get(f"{base}/{number}/status").json())
+
                 listing = api.get(base)
                 assert listing.status_code == 200, listing.text
                 assert [(t["number"], t["name"]) for t in listing.json()["loadTests"]] == [(1, "least-privilege")]
@@ -429,25 +555,62 @@ def test_operator_and_gateway_work_with_only_the_charts_rbac(cluster, release, n
 
             # A Monitor run on request, and a Schedule becoming a tick CronJob that goes when
             # the Schedule does.
-            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all([
-                {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": "ping"},
-                 "spec": {"steps": [{"stepType": "request", "url": target.url + "/ping", "assertions": [
-                     {"source": "response_status", "comparison": "equal", "value": 200}]}]}},
-                {"apiVersion": "assay.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": "ping-often"},
-                 "spec": {"target": {"kind": "Monitor", "name": "ping"}, "interval": "5m"}},
-            ]))
+            cluster.kubectl(
+                "apply",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+                input=yaml.safe_dump_all(
+                    [
+                        {
+                            "apiVersion": "assay.dev/v1alpha1",
+                            "kind": "Monitor",
+                            "metadata": {"name": "ping"},
+                            "spec": {
+                                "steps": [
+                                    {
+                                        "stepType": "request",
+                                        "url": target.url + "/ping",
+                                        "assertions": [
+                                            {"source": "response_status", "comparison": "equal", "value": 200}
+                                        ],
+                                    }
+                                ]
+                            },
+                        },
+                        {
+                            "apiVersion": "assay.dev/v1alpha1",
+                            "kind": "Schedule",
+                            "metadata": {"name": "ping-often"},
+                            "spec": {"target": {"kind": "Monitor", "name": "ping"}, "interval": "5m"},
+                        },
+                    ]
+                ),
+            )
             cluster.kubectl("annotate", "monitor", "ping", "-n", namespace, "assay.dev/run-request=once")
-            monitor = cluster.wait_for("the Monitor run", lambda: (lambda s: s if s.get("lastRun", {}).get("result")
-                                       else None)(kubectl_json(cluster, "get", "monitor", "ping", "-n", namespace)
-                                                  .get("status") or {}), timeout=180)
+            monitor = cluster.wait_for(
+                "the Monitor run",
+                lambda: (lambda s: s if s.get("lastRun", {}).get("result") else None)(
+                    kubectl_json(cluster, "get", "monitor", "ping", "-n", namespace).get("status") or {}
+                ),
+                timeout=180,
+            )
             assert monitor["lastRun"]["result"] == "Passed", monitor
-            cronjob = cluster.wait_for("the Schedule's tick CronJob", lambda: (kubectl_json(
-                cluster, "get", "schedule", "ping-often", "-n", namespace).get("status") or {}).get("cronJobName"),
-                timeout=60)
+            cronjob = cluster.wait_for(
+                "the Schedule's tick CronJob",
+                lambda: (
+                    kubectl_json(cluster, "get", "schedule", "ping-often", "-n", namespace).get("status") or {}
+                ).get("cronJobName"),
+                timeout=60,
+            )
             assert kubectl_json(cluster, "get", "cronjob", cronjob, "-n", namespace)
             cluster.kubectl("delete", "schedule", "ping-often", "-n", namespace)
-            cluster.wait_for("the tick CronJob to be deleted", lambda: kubectl_json(
-                cluster, "get", "cronjob", cronjob, "-n", namespace) is None, timeout=60)
+            cluster.wait_for(
+                "the tick CronJob to be deleted",
+                lambda: kubectl_json(cluster, "get", "cronjob", cronjob, "-n", namespace) is None,
+                timeout=60,
+            )
         for process in (operator, gateway):
             denials = re.findall(r'cannot \w+ resource "[^"]+"[^,\']*', process.log())
             assert not denials, sorted(set(denials))

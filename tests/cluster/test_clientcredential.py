@@ -15,19 +15,26 @@ import pytest
 pytestmark = pytest.mark.cluster
 
 
-def credential_manifest(name: str, *, expires_at: datetime | None = None, level: str = "project",
-                        organization: str | None = None, scopes=("LOADTEST_LIST", "LOADTEST_STATUS"),
-                        grant_types=("client_credentials",), redirect_uris=()) -> str:
-    spec = {"displayName": f"{name} client", "level": level, "scopes": list(scopes),
-            "grantTypes": list(grant_types)}
+def credential_manifest(
+    name: str,
+    *,
+    expires_at: datetime | None = None,
+    level: str = "project",
+    organization: str | None = None,
+    scopes=("LOADTEST_LIST", "LOADTEST_STATUS"),
+    grant_types=("client_credentials",),
+    redirect_uris=(),
+) -> str:
+    spec = {"displayName": f"{name} client", "level": level, "scopes": list(scopes), "grantTypes": list(grant_types)}
     if expires_at:
         spec["expiresAt"] = expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     if organization:
         spec["organization"] = organization
     if redirect_uris:
         spec["redirectUris"] = list(redirect_uris)
-    return json.dumps({"apiVersion": "assay.dev/v1alpha1", "kind": "ClientCredential",
-                       "metadata": {"name": name}, "spec": spec})
+    return json.dumps(
+        {"apiVersion": "assay.dev/v1alpha1", "kind": "ClientCredential", "metadata": {"name": name}, "spec": spec}
+    )
 
 
 def get(cluster, kind: str, name: str, namespace: str) -> dict | None:
@@ -39,6 +46,7 @@ def wait_phase(cluster, name: str, namespace: str, phase: str, timeout: float = 
     def check():
         obj = get(cluster, "clientcredential", name, namespace) or {}
         return obj if (obj.get("status") or {}).get("phase") == phase else None
+
     return cluster.wait_for(f"{name} to be {phase}", check, timeout=timeout, interval=0.3)
 
 
@@ -72,8 +80,12 @@ def test_credential_gets_its_secret_once_and_keeps_only_the_hash(cluster, namesp
     obj, _, _ = read_secret(cluster, "ci-secret", namespace)
     assert obj.get("immutable") is True
     owner = obj["metadata"]["ownerReferences"][0]
-    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == \
-        ("ClientCredential", "ci", cred["metadata"]["uid"], True)
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "ClientCredential",
+        "ci",
+        cred["metadata"]["uid"],
+        True,
+    )
 
     # The plaintext is in the Secret and nowhere else.
     assert secret not in json.dumps(get(cluster, "clientcredential", "ci", namespace))
@@ -81,8 +93,9 @@ def test_credential_gets_its_secret_once_and_keeps_only_the_hash(cluster, namesp
     assert secret not in operator.log()
     assert client_id in operator.log()  # the id is public and is logged
 
-    found = cluster.kubectl("get", "clientcredentials", "-n", namespace, "-l",
-                            f"assay.dev/client-id={client_id}", "-o", "name").stdout.split()
+    found = cluster.kubectl(
+        "get", "clientcredentials", "-n", namespace, "-l", f"assay.dev/client-id={client_id}", "-o", "name"
+    ).stdout.split()
     assert found == ["clientcredential.assay.dev/ci"]
 
 
@@ -148,8 +161,16 @@ def test_expiry_that_passed_while_the_operator_was_down_is_caught_up(cluster, na
 
 def test_a_secret_it_does_not_control_is_never_adopted(cluster, namespace, operator):
     planted = "planted-secret-known-to-someone-else"
-    cluster.kubectl("create", "secret", "generic", "squat-secret", "-n", namespace,
-                    "--from-literal=client-id=ac_planted000000000000", f"--from-literal=client-secret={planted}")
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "squat-secret",
+        "-n",
+        namespace,
+        "--from-literal=client-id=ac_planted000000000000",
+        f"--from-literal=client-secret={planted}",
+    )
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=credential_manifest("squat"))
     time.sleep(4)
     status = get(cluster, "clientcredential", "squat", namespace).get("status") or {}
@@ -165,12 +186,24 @@ def test_a_secret_it_does_not_control_is_never_adopted(cluster, namespace, opera
 def test_deleting_the_credential_garbage_collects_its_secret(cluster, namespace, operator):
     create_credential(cluster, namespace, "gone")
     cluster.kubectl("delete", "clientcredential", "gone", "-n", namespace, "--timeout=30s")
-    cluster.wait_for("the credential's Secret to be garbage-collected",
-                     lambda: get(cluster, "secret", "gone-secret", namespace) is None, timeout=60)
+    cluster.wait_for(
+        "the credential's Secret to be garbage-collected",
+        lambda: get(cluster, "secret", "gone-secret", namespace) is None,
+        timeout=60,
+    )
 
 
 def test_spec_is_immutable(cluster, namespace, operator):
     create_credential(cluster, namespace, "fixed")
-    out = cluster.kubectl("patch", "clientcredential", "fixed", "-n", namespace, "--type=merge",
-                          "-p", json.dumps({"spec": {"scopes": ["LOADTEST_LIST", "LOADTEST_COPY_RUN"]}}), check=False)
+    out = cluster.kubectl(
+        "patch",
+        "clientcredential",
+        "fixed",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"scopes": ["LOADTEST_LIST", "LOADTEST_COPY_RUN"]}}),
+        check=False,
+    )
     assert out.returncode != 0 and "immutable" in out.stderr

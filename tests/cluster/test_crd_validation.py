@@ -28,8 +28,11 @@ flows:
 def manifest(kind: str, name: str, *spec_parts: str) -> str:
     """A manifest whose spec is the parts, each dedented on its own, one after the other."""
     spec = "\n".join(textwrap.dedent(part).strip("\n") for part in spec_parts)
-    return f"apiVersion: assay.dev/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n" + textwrap.indent(
-        spec, "  ") + "\n"
+    return (
+        f"apiVersion: assay.dev/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n"
+        + textwrap.indent(spec, "  ")
+        + "\n"
+    )
 
 
 def apply(cluster, namespace: str, text: str, check: bool = False):
@@ -53,7 +56,10 @@ INVALID = [
         id="request-step-without-url",
     ),
     pytest.param(
-        manifest("Monitor", "bad-comparison", """
+        manifest(
+            "Monitor",
+            "bad-comparison",
+            """
             steps:
               - stepType: request
                 url: http://127.0.0.1:8080/
@@ -61,12 +67,16 @@ INVALID = [
                   - source: response_status
                     comparison: is_equal
                     value: 200
-        """),
+        """,
+        ),
         ["spec.steps[0].assertions[0].comparison", "Unsupported value", "is_equal"],
         id="unknown-assertion-comparison",
     ),
     pytest.param(
-        manifest("Monitor", "json-only", """
+        manifest(
+            "Monitor",
+            "json-only",
+            """
             steps:
               - stepType: request
                 url: http://127.0.0.1:8080/
@@ -74,12 +84,16 @@ INVALID = [
                   - source: response_text
                     comparison: has_key
                     value: id
-        """),
+        """,
+        ),
         ["spec.steps[0].assertions[0].comparison", "need source response_json"],
         id="has-key-without-response-json",
     ),
     pytest.param(
-        manifest("Monitor", "inner-no-url", """
+        manifest(
+            "Monitor",
+            "inner-no-url",
+            """
             steps:
               - stepType: condition
                 leftValue: "1"
@@ -87,7 +101,8 @@ INVALID = [
                 rightValue: "1"
                 steps:
                   - stepType: request
-        """),
+        """,
+        ),
         ["spec.steps[0].steps[0].url", "Required value"],
         id="condition-inner-request-without-url",
     ),
@@ -97,14 +112,18 @@ INVALID = [
         id="pause-step-with-request-fields",
     ),
     pytest.param(
-        manifest("Monitor", "basic-no-user", """
+        manifest(
+            "Monitor",
+            "basic-no-user",
+            """
             steps:
               - stepType: request
                 url: http://127.0.0.1:8080/
                 auth:
                   authType: basic
                   password: secret
-        """),
+        """,
+        ),
         ["spec.steps[0].auth.username", "Required value"],
         id="basic-auth-without-username",
     ),
@@ -149,12 +168,17 @@ INVALID = [
         id="loadtest-criterion-without-unit",
     ),
     pytest.param(
-        manifest("LoadTest", "two-pool-sources", """
+        manifest(
+            "LoadTest",
+            "two-pool-sources",
+            """
             parameterPools:
               - name: users
                 csv: "a\\n1\\n"
                 configMapRef: {name: users, key: users.csv}
-        """, FLOWS),
+        """,
+            FLOWS,
+        ),
         ["spec.parameterPools[0]", "exactly one of csv or configMapRef"],
         id="parameter-pool-with-two-sources",
     ),
@@ -169,17 +193,27 @@ INVALID = [
         id="testsuite-without-flows",
     ),
     pytest.param(
-        manifest("ClientCredential", "org-no-org", "displayName: x\nlevel: org\nscopes: [vng]\ngrantTypes: [static_token]"),
+        manifest(
+            "ClientCredential", "org-no-org", "displayName: x\nlevel: org\nscopes: [vng]\ngrantTypes: [static_token]"
+        ),
         ["spec.organization", "Required value", "organization is required when level is org"],
         id="org-credential-without-organization",
     ),
     pytest.param(
-        manifest("ClientCredential", "bad-scope", "displayName: x\nscopes: [LOADTEST_DELETE]\ngrantTypes: [client_credentials]"),
+        manifest(
+            "ClientCredential",
+            "bad-scope",
+            "displayName: x\nscopes: [LOADTEST_DELETE]\ngrantTypes: [client_credentials]",
+        ),
         ["spec.scopes[0]", "Unsupported value"],
         id="credential-unknown-scope",
     ),
     pytest.param(
-        manifest("ClientCredential", "code-no-redirect", "displayName: x\nscopes: ['api:read']\ngrantTypes: [authorization_code]"),
+        manifest(
+            "ClientCredential",
+            "code-no-redirect",
+            "displayName: x\nscopes: ['api:read']\ngrantTypes: [authorization_code]",
+        ),
         ["spec.redirectUris", "must not be empty"],
         id="authorization-code-without-redirect-uris",
     ),
@@ -195,7 +229,9 @@ def test_api_server_rejects_invalid_resource_naming_the_field(cluster, namespace
 
 
 def test_client_credential_spec_cannot_be_changed(cluster, namespace):
-    original = manifest("ClientCredential", "ci", "displayName: CI\nscopes: [LOADTEST_LIST]\ngrantTypes: [client_credentials]")
+    original = manifest(
+        "ClientCredential", "ci", "displayName: CI\nscopes: [LOADTEST_LIST]\ngrantTypes: [client_credentials]"
+    )
     apply(cluster, namespace, original, check=True)
 
     result = apply(cluster, namespace, original.replace("displayName: CI", "displayName: CI pipeline"))
@@ -204,8 +240,17 @@ def test_client_credential_spec_cannot_be_changed(cluster, namespace):
     assert "spec: Invalid value" in result.stderr
     assert "ClientCredential spec is immutable; delete and recreate it" in result.stderr
     # Status stays writable: the operator records the phase after creation.
-    cluster.kubectl("patch", "clientcredential", "ci", "-n", namespace, "--subresource=status", "--type=merge",
-                    "-p", json.dumps({"status": {"phase": "Active"}}))
+    cluster.kubectl(
+        "patch",
+        "clientcredential",
+        "ci",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Active"}}),
+    )
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -214,21 +259,31 @@ def test_example_manifest_is_accepted_and_parses_back(cluster, namespace, path):
 
     for doc in yaml.safe_load_all(path.read_text()):
         kind = KINDS_BY_NAME[doc["kind"]]
-        stored = json.loads(cluster.kubectl("get", kind.crd_name, doc["metadata"]["name"], "-n", namespace,
-                                            "-o", "json").stdout)
+        stored = json.loads(
+            cluster.kubectl("get", kind.crd_name, doc["metadata"]["name"], "-n", namespace, "-o", "json").stdout
+        )
         # What the API server stored (with its defaults) is what the operator will parse.
         kind.resource.model_validate(stored)
 
 
 def test_api_server_applies_the_model_defaults(cluster, namespace):
     apply(cluster, namespace, manifest("LoadTest", "smoke", FLOWS), check=True)
-    apply(cluster, namespace, manifest("Monitor", "m", """
+    apply(
+        cluster,
+        namespace,
+        manifest(
+            "Monitor",
+            "m",
+            """
         steps:
           - stepType: pause
             duration: 1
         environments:
           - name: staging
-    """), check=True)
+    """,
+        ),
+        check=True,
+    )
 
     loadtest = json.loads(cluster.kubectl("get", "loadtest", "smoke", "-n", namespace, "-o", "json").stdout)["spec"]
     assert loadtest["shards"] == 1
@@ -244,7 +299,13 @@ def test_api_server_applies_the_model_defaults(cluster, namespace):
 
 def test_minimal_step_of_every_type_is_accepted(cluster, namespace):
     """Variant rules see no defaults of variant-only fields; they must not fail on absent ones."""
-    result = apply(cluster, namespace, manifest("Monitor", "every-step", """
+    result = apply(
+        cluster,
+        namespace,
+        manifest(
+            "Monitor",
+            "every-step",
+            """
         steps:
           - stepType: request
             url: http://127.0.0.1:8080/
@@ -271,18 +332,28 @@ def test_minimal_step_of_every_type_is_accepted(cluster, namespace):
           - stepType: request
             url: http://127.0.0.1:8080/
             auth: {authType: client_certificate}
-    """))
+    """,
+        ),
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_ghost_inspector_custom_start_url_needs_the_url(cluster, namespace):
-    result = apply(cluster, namespace, manifest("Monitor", "ghost", """
+    result = apply(
+        cluster,
+        namespace,
+        manifest(
+            "Monitor",
+            "ghost",
+            """
         steps:
           - stepType: ghost-inspector
             integrationId: i
             testId: t
             isCustomStartUrl: true
-    """))
+    """,
+        ),
+    )
     assert result.returncode != 0
     assert "spec.steps[0].startUrl: Required value" in result.stderr
 
@@ -292,5 +363,10 @@ def test_kubectl_lists_every_kind_under_the_assay_category(cluster, namespace):
         cluster.kubectl("apply", "-n", namespace, "-f", str(path))
     listed = cluster.kubectl("get", "assay", "-n", namespace, "-o", "name").stdout.split()
     assert {name.split("/")[0].split(".")[0] for name in listed} == {
-        "loadtest", "testsuite", "monitor", "schedule", "clientcredential"}
+        "loadtest",
+        "testsuite",
+        "monitor",
+        "schedule",
+        "clientcredential",
+    }
     assert cluster.kubectl("get", "lt,mon,ts,sched,cred", "-n", namespace, "-o", "name").stdout.strip()

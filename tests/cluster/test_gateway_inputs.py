@@ -35,8 +35,11 @@ class TunedGateway(GatewayProcess):
 
     @property
     def env(self) -> dict[str, str]:
-        return {**super().env, "ASSAY_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_SECONDS),
-                "ASSAY_UPLOAD_MAX_BYTES": str(UPLOAD_MAX_BYTES)}
+        return {
+            **super().env,
+            "ASSAY_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_SECONDS),
+            "ASSAY_UPLOAD_MAX_BYTES": str(UPLOAD_MAX_BYTES),
+        }
 
 
 @pytest.fixture
@@ -89,8 +92,9 @@ def read_answer(sock: socket.socket, timeout: float) -> tuple[int, dict[str, str
     return int(status_line.split()[1]), headers, body
 
 
-def post(port: int, path: str, headers: dict[str, str], body_chunks, *, method: str = "POST",
-         timeout: float = 30) -> Answer:
+def post(
+    port: int, path: str, headers: dict[str, str], body_chunks, *, method: str = "POST", timeout: float = 30
+) -> Answer:
     """Send the request head, then `body_chunks` (each one `send`) from another thread until they run
     out or the gateway hangs up, while this thread waits for the answer."""
     sock = socket.create_connection(("127.0.0.1", port))
@@ -142,8 +146,11 @@ def trickle(total: int, every: float):
 
 def runscope_error(answer: Answer, status: int, code: str) -> None:
     assert answer.status == status, (answer.status, answer.body)
-    assert answer.json() == {"data": None, "meta": {"status": "error"},
-                             "error": {"status": status, "code": code, "message": answer.json()["error"]["message"]}}
+    assert answer.json() == {
+        "data": None,
+        "meta": {"status": "error"},
+        "error": {"status": status, "code": code, "message": answer.json()["error"]["message"]},
+    }
 
 
 # --- bodies over their limit ------------------------------------------------------------------------
@@ -185,23 +192,33 @@ def test_huge_anonymous_bodies_are_refused_before_they_are_read(gateway):
     peak = peak_rss_bytes(gateway.proc.pid)
     grown = peak - before
     assert grown < 32 * MiB and peak < HUGE, f"the gateway's peak RSS grew by {grown / MiB:.1f} MiB"
-    print(f"peak RSS before {before / MiB:.1f} MiB, grown by {grown / MiB:.1f} MiB; answers in "
-          f"{max(a.seconds for a in answers):.2f} s at most; at most {max(a.sent for a in answers) / MiB:.1f} MiB "
-          f"sent of {HUGE / MiB:.0f} MiB", file=sys.stderr)
+    print(
+        f"peak RSS before {before / MiB:.1f} MiB, grown by {grown / MiB:.1f} MiB; answers in "
+        f"{max(a.seconds for a in answers):.2f} s at most; at most {max(a.sent for a in answers) / MiB:.1f} MiB "
+        f"sent of {HUGE / MiB:.0f} MiB",
+        file=sys.stderr,
+    )
 
 
 def test_a_trickling_body_is_cut_off_at_its_deadline(gateway):
     started = time.monotonic()
-    answer = post(gateway.port, "/radar/no-such-trigger/trigger",
-                  {"Content-Type": "application/json", "Content-Length": "1000"}, trickle(1000, every=0.2))
+    answer = post(
+        gateway.port,
+        "/radar/no-such-trigger/trigger",
+        {"Content-Type": "application/json", "Content-Length": "1000"},
+        trickle(1000, every=0.2),
+    )
     runscope_error(answer, 408, "request_timeout")
     assert BODY_TIMEOUT_SECONDS <= answer.seconds < BODY_TIMEOUT_SECONDS + 3
     assert answer.headers.get("connection") == "close"
     assert answer.sent < 30
     # The same without a Content-Length: chunks of one byte.
-    answer = post(gateway.port, "/oauth/token", {"Content-Type": "application/x-www-form-urlencoded",
-                                                 "Transfer-Encoding": "chunked"},
-                  (b"1\r\n" + piece + b"\r\n" for piece in trickle(1000, every=0.2)))
+    answer = post(
+        gateway.port,
+        "/oauth/token",
+        {"Content-Type": "application/x-www-form-urlencoded", "Transfer-Encoding": "chunked"},
+        (b"1\r\n" + piece + b"\r\n" for piece in trickle(1000, every=0.2)),
+    )
     assert answer.status == 408 and answer.json()["error"] == "request_timeout", answer.body
     assert time.monotonic() - started < 2 * BODY_TIMEOUT_SECONDS + 6
 
@@ -213,10 +230,15 @@ def test_result_uploads_keep_their_own_larger_limit(gateway):
     def headers(data: bytes, name: str = name) -> dict[str, str]:
         sha = hashlib.sha256(data).hexdigest()
         grant = RunGrant("shop", "TestSuite", "checkout", "uid-1", run_id)
-        return {"Authorization": f"Bearer {upload_token(gateway.UPLOAD_KEY, grant)}",
-                "X-Assay-Content-SHA256": sha, "Idempotency-Key": idempotency_key(run_id, name, sha),
-                "X-Assay-Kind": "TestSuite", "X-Assay-Project": "shop", "X-Assay-Owner-Name": "checkout",
-                "X-Assay-Owner-Uid": "uid-1"}
+        return {
+            "Authorization": f"Bearer {upload_token(gateway.UPLOAD_KEY, grant)}",
+            "X-Assay-Content-SHA256": sha,
+            "Idempotency-Key": idempotency_key(run_id, name, sha),
+            "X-Assay-Kind": "TestSuite",
+            "X-Assay-Project": "shop",
+            "X-Assay-Owner-Name": "checkout",
+            "X-Assay-Owner-Uid": "uid-1",
+        }
 
     # Over the gateway's 1 MiB default, under the upload limit: stored.
     data = json.dumps({"pad": "x" * (3 * MiB)}).encode()
@@ -224,17 +246,31 @@ def test_result_uploads_keep_their_own_larger_limit(gateway):
     assert stored.status_code == 201, stored.text
 
     # Over the upload limit, declared: refused before it is read, in the default shape.
-    answer = post(gateway.port, document_path(run_id, "big.json"),
-                  {**headers(b"big", "big.json"), "Content-Length": str(HUGE)}, declared(HUGE), method="PUT")
+    answer = post(
+        gateway.port,
+        document_path(run_id, "big.json"),
+        {**headers(b"big", "big.json"), "Content-Length": str(HUGE)},
+        declared(HUGE),
+        method="PUT",
+    )
     assert (answer.status, answer.json()["error"]) == (413, "too_large") and answer.sent < 64 * MiB
     # And chunked.
-    answer = post(gateway.port, document_path(run_id, "big.json"),
-                  {**headers(b"big", "big.json"), "Transfer-Encoding": "chunked"}, chunked(HUGE), method="PUT")
+    answer = post(
+        gateway.port,
+        document_path(run_id, "big.json"),
+        {**headers(b"big", "big.json"), "Transfer-Encoding": "chunked"},
+        chunked(HUGE),
+        method="PUT",
+    )
     assert (answer.status, answer.json()["error"]) == (413, "too_large") and answer.sent < 64 * MiB
 
     # A document name with a trailing newline is not a file name.
-    odd = httpx.put(gateway.url + document_path(run_id, "x.json") + "%0A", content=b"{}",
-                    headers=headers(b"{}", "x.json\n"), timeout=10)
+    odd = httpx.put(
+        gateway.url + document_path(run_id, "x.json") + "%0A",
+        content=b"{}",
+        headers=headers(b"{}", "x.json\n"),
+        timeout=10,
+    )
     assert (odd.status_code, odd.json()["error"]) == (400, "invalid_request"), odd.text
 
 
@@ -244,14 +280,25 @@ def test_an_aborted_body_is_one_log_line_and_no_traceback(gateway):
     aborted = [
         ("POST", "/radar/no-such-trigger/trigger", {"Content-Type": "application/json"}),
         ("POST", "/oauth/token", {"Content-Type": "application/x-www-form-urlencoded"}),
-        ("PUT", document_path(run_id, "shard-0.json"), {
-            "Authorization": f"Bearer {token}", "X-Assay-Content-SHA256": "0" * 64, "X-Assay-Kind": "LoadTest",
-            "X-Assay-Project": "shop"}),
+        (
+            "PUT",
+            document_path(run_id, "shard-0.json"),
+            {
+                "Authorization": f"Bearer {token}",
+                "X-Assay-Content-SHA256": "0" * 64,
+                "X-Assay-Kind": "LoadTest",
+                "X-Assay-Project": "shop",
+            },
+        ),
     ]
     for method, path, headers in aborted:
         with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
-            head = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{gateway.port}", "Content-Length: 5000",
-                    *(f"{k}: {v}" for k, v in headers.items())]
+            head = [
+                f"{method} {path} HTTP/1.1",
+                f"Host: 127.0.0.1:{gateway.port}",
+                "Content-Length: 5000",
+                *(f"{k}: {v}" for k, v in headers.items()),
+            ]
             sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"a" * 100)
             time.sleep(0.3)
     deadline = time.monotonic() + 10
@@ -267,23 +314,42 @@ def test_an_aborted_body_is_one_log_line_and_no_traceback(gateway):
 
 def test_deeply_nested_json_from_anonymous_clients_is_a_400_in_each_family(gateway):
     nested = b"[" * 50_000 + b"]" * 50_000
-    trigger = httpx.post(f"{gateway.url}/radar/no-such-trigger/trigger", content=nested,
-                         headers={"Content-Type": "application/json"}, timeout=10)
+    trigger = httpx.post(
+        f"{gateway.url}/radar/no-such-trigger/trigger",
+        content=nested,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     runscope_error(Answer(trigger.status_code, dict(trigger.headers), trigger.content, 0, 0), 400, "invalid_request")
     shallow_enough = b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}"
-    trigger = httpx.post(f"{gateway.url}/radar/no-such-trigger/trigger", content=shallow_enough,
-                         headers={"Content-Type": "application/json"}, timeout=10)
+    trigger = httpx.post(
+        f"{gateway.url}/radar/no-such-trigger/trigger",
+        content=shallow_enough,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert trigger.status_code == 400 and "nests deeper" in trigger.json()["error"]["message"]
 
-    token = httpx.post(f"{gateway.url}/oauth/token", content=b'{"a": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
-                       headers={"Content-Type": "application/json"}, timeout=10)
+    token = httpx.post(
+        f"{gateway.url}/oauth/token",
+        content=b'{"a": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert token.status_code == 400 and token.json()["error"] == "invalid_request", token.text
     assert set(token.json()) == {"error", "error_description"}
 
     run_id = "nested-1a2b3c4d"
-    labels = httpx.put(gateway.url + document_path(run_id, "shard-0.json"), content=b"{}", timeout=10, headers={
-        "Authorization": f"Bearer {upload_token(gateway.UPLOAD_KEY, RunGrant('shop', 'LoadTest', 'checkout', 'uid-1', run_id))}",
-        "X-Assay-Content-SHA256": hashlib.sha256(b"{}").hexdigest(), "X-Assay-Labels": "[" * 5000 + "]" * 5000})
+    labels = httpx.put(
+        gateway.url + document_path(run_id, "shard-0.json"),
+        content=b"{}",
+        timeout=10,
+        headers={
+            "Authorization": f"Bearer {upload_token(gateway.UPLOAD_KEY, RunGrant('shop', 'LoadTest', 'checkout', 'uid-1', run_id))}",
+            "X-Assay-Content-SHA256": hashlib.sha256(b"{}").hexdigest(),
+            "X-Assay-Labels": "[" * 5000 + "]" * 5000,
+        },
+    )
     assert (labels.status_code, labels.json()["error"]) == (400, "invalid_request"), labels.text
 
 
@@ -299,8 +365,9 @@ def team(cluster, namespace, gateway, tmp_path):
     cluster.kubectl("label", "namespace", namespace, f"assay.dev/org={name}")
     admin = make_namespace(cluster, f"{namespace}-admin", {"assay.dev/org-admin": name})
     operator = OperatorProcess(cluster, tmp_path / "operator.log", [namespace, admin], gateway).start()
-    client_id, secret = create_credential(cluster, admin, "inputs", scopes=RUNSCOPE_SCOPES, level="org",
-                                          organization=name)
+    client_id, secret = create_credential(
+        cluster, admin, "inputs", scopes=RUNSCOPE_SCOPES, level="org", organization=name
+    )
     token = request_token(cluster, gateway, client_id, secret, RUNSCOPE_SCOPES)
     yield {"name": name, "bucket": namespace, "auth": bearer(token)}
     operator.stop()
@@ -318,8 +385,12 @@ def test_nested_bodies_and_out_of_range_dates_are_runscope_400s(gateway, team):
     for body in (deep, deepest):
         people = httpx.put(f"{api}/teams/{team['name']}/people", content=body, headers=auth, timeout=10)
         runscope_error(as_answer(people), 400, "invalid_request")
-        created = httpx.post(f"{api}/buckets/{team['bucket']}/tests", content=body, timeout=10,
-                             headers={**auth, "Content-Type": "application/json"})
+        created = httpx.post(
+            f"{api}/buckets/{team['bucket']}/tests",
+            content=body,
+            timeout=10,
+            headers={**auth, "Content-Type": "application/json"},
+        )
         assert created.status_code == 400 and created.json()["error"]["status"] == 400, created.text
         if body is deep:
             assert "nests deeper than 64 levels" in created.json()["error"]["message"]
@@ -327,8 +398,13 @@ def test_nested_bodies_and_out_of_range_dates_are_runscope_400s(gateway, team):
     test = httpx.post(f"{api}/buckets/{team['bucket']}/tests", json={"name": "dates"}, headers=auth, timeout=10)
     assert test.status_code == 201, test.text
     results = f"{api}/buckets/{team['bucket']}/tests/{test.json()['data']['id']}/results"
-    for query in ({"since": "99999999999999"}, {"before": "-99999999999999"}, {"since": "1e308"},
-                  {"since": "nan"}, {"before": "inf"}):
+    for query in (
+        {"since": "99999999999999"},
+        {"before": "-99999999999999"},
+        {"since": "1e308"},
+        {"since": "nan"},
+        {"before": "inf"},
+    ):
         answer = httpx.get(results, params=query, headers=auth, timeout=10)
         assert answer.status_code in (200, 400), (query, answer.text)
         if answer.status_code == 400:
@@ -336,8 +412,13 @@ def test_nested_bodies_and_out_of_range_dates_are_runscope_400s(gateway, team):
         else:
             assert answer.json()["data"] == []
     for where in (f"/buckets/{team['bucket']}/requests", f"/teams/{team['name']}/requests"):
-        for query in ({"days": "99999999999"}, {"days": "9999999"}, {"from": "0001-01-01", "to": "9999-12-31"},
-                      {"date": "0001-01-01"}, {"from": "9999-12-31", "to": "9999-12-31"}):
+        for query in (
+            {"days": "99999999999"},
+            {"days": "9999999"},
+            {"from": "0001-01-01", "to": "9999-12-31"},
+            {"date": "0001-01-01"},
+            {"from": "9999-12-31", "to": "9999-12-31"},
+        ):
             answer = httpx.get(api + where, params=query, headers=auth, timeout=10)
             assert answer.status_code in (200, 400), (where, query, answer.text)
             if answer.status_code == 400:

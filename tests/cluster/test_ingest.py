@@ -31,8 +31,15 @@ def token_for(gateway, run_id: str) -> str:
 def shard_documents(run_id: str, shards: int = 2, seed: int = 1, pad: int = 0) -> list[bytes]:
     """The shards' metrics JSON; `pad` trailing spaces make a large body that still parses.
     Runs are dated a minute ago: the gateway's retention purges runs finished long ago."""
-    dicts, _ = make_run(run_id=run_id, shards=shards, seconds=3, rate=10, seed=seed, started=int(time.time()) - 60,
-                        criteria=[{"criterion": "p95 < 5s", "observed": 1.0, "passed": True}])
+    dicts, _ = make_run(
+        run_id=run_id,
+        shards=shards,
+        seconds=3,
+        rate=10,
+        seed=seed,
+        started=int(time.time()) - 60,
+        criteria=[{"criterion": "p95 < 5s", "observed": 1.0, "passed": True}],
+    )
     return [json.dumps(d).encode() + b" " * pad for d in dicts]
 
 
@@ -42,23 +49,32 @@ def meta(shards: int = 2) -> dict:
 
 def upload_all(url: str, gateway, run_id: str, documents: list[bytes]) -> list[dict]:
     client = UploadClient(url, run_id, token_for(gateway, run_id), retry_for=60)
-    return [client.upload("LoadTest", i, f"shard-{i}.json", data, meta(len(documents)))
-            for i, data in enumerate(documents)]
+    return [
+        client.upload("LoadTest", i, f"shard-{i}.json", data, meta(len(documents))) for i, data in enumerate(documents)
+    ]
 
 
 def stored(gateway, run_id: str) -> dict:
-    response = httpx.get(f"{gateway.url}/internal/v1/runs/{run_id}",
-                         headers={"Authorization": f"Bearer {token_for(gateway, run_id)}"})
+    response = httpx.get(
+        f"{gateway.url}/internal/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token_for(gateway, run_id)}"}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def put_headers(gateway, run_id: str, name: str, data: bytes, **extra) -> dict:
     sha = hashlib.sha256(data).hexdigest()
-    return {"Authorization": f"Bearer {token_for(gateway, run_id)}", "X-Assay-Content-SHA256": sha,
-            "Idempotency-Key": idempotency_key(run_id, name, sha), "X-Assay-Kind": "LoadTest",
-            "X-Assay-Project": PROJECT, "X-Assay-Owner-Name": "checkout", "X-Assay-Owner-Uid": LOADTEST_UID,
-            "X-Assay-Shards": "2", **extra}
+    return {
+        "Authorization": f"Bearer {token_for(gateway, run_id)}",
+        "X-Assay-Content-SHA256": sha,
+        "Idempotency-Key": idempotency_key(run_id, name, sha),
+        "X-Assay-Kind": "LoadTest",
+        "X-Assay-Project": PROJECT,
+        "X-Assay-Owner-Name": "checkout",
+        "X-Assay-Owner-Uid": LOADTEST_UID,
+        "X-Assay-Shards": "2",
+        **extra,
+    }
 
 
 def test_uploads_without_a_valid_token_are_refused_with_401(gateway):
@@ -67,8 +83,13 @@ def test_uploads_without_a_valid_token_are_refused_with_401(gateway):
     url = gateway.url + document_path(run_id, "shard-0.json")
     headers = put_headers(gateway, run_id, "shard-0.json", data)
     token = token_for(gateway, run_id)
-    for authorization in (None, "Bearer", "Basic " + token,
-                          "Bearer " + token[:-1] + ("1" if token[-1] == "0" else "0"), "Bearer " + token[:32]):
+    for authorization in (
+        None,
+        "Bearer",
+        "Basic " + token,
+        "Bearer " + token[:-1] + ("1" if token[-1] == "0" else "0"),
+        "Bearer " + token[:32],
+    ):
         sent = {k: v for k, v in headers.items() if k != "Authorization"}
         if authorization is not None:
             sent["Authorization"] = authorization
@@ -77,8 +98,13 @@ def test_uploads_without_a_valid_token_are_refused_with_401(gateway):
         assert response.json()["error"] == "unauthorized" and run_id in response.json()["message"]
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert httpx.get(f"{gateway.url}/internal/v1/runs/{run_id}").status_code == 401
-    assert httpx.get(f"{gateway.url}/internal/v1/runs/{run_id}", headers={
-        "Authorization": f"Bearer {token_for(gateway, run_id)}"}).status_code == 404  # nothing stored
+    assert (
+        httpx.get(
+            f"{gateway.url}/internal/v1/runs/{run_id}",
+            headers={"Authorization": f"Bearer {token_for(gateway, run_id)}"},
+        ).status_code
+        == 404
+    )  # nothing stored
 
 
 def test_a_truncated_upload_is_rejected_and_nothing_is_stored(gateway):
@@ -93,13 +119,20 @@ def test_a_truncated_upload_is_rejected_and_nothing_is_stored(gateway):
 
     # A connection that dies half-way through the body.
     with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
-        head = [f"PUT {document_path(run_id, 'shard-0.json')} HTTP/1.1", f"Host: 127.0.0.1:{gateway.port}",
-                f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+        head = [
+            f"PUT {document_path(run_id, 'shard-0.json')} HTTP/1.1",
+            f"Host: 127.0.0.1:{gateway.port}",
+            f"Content-Length: {len(data)}",
+            *(f"{k}: {v}" for k, v in headers.items()),
+            "",
+            "",
+        ]
         sock.sendall("\r\n".join(head).encode() + data[: len(data) // 2])
         time.sleep(0.5)
     time.sleep(0.5)
-    response = httpx.get(f"{gateway.url}/internal/v1/runs/{run_id}",
-                         headers={"Authorization": f"Bearer {token_for(gateway, run_id)}"})
+    response = httpx.get(
+        f"{gateway.url}/internal/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token_for(gateway, run_id)}"}
+    )
     assert response.status_code == 404, response.text
     assert not list((gateway.store_dir / "runs").glob(f"{run_id}/*shard-0.json"))
 
@@ -116,8 +149,11 @@ def test_a_repeated_upload_stores_one_record(gateway):
     assert (record["run"]["state"], record["run"]["shardsReceived"]) == ("running", 1)
     # Other bytes under the same name are refused, and the stored document stays.
     other = shard_documents(run_id, seed=7)[0]
-    response = httpx.put(gateway.url + document_path(run_id, "shard-0.json"), content=other,
-                         headers=put_headers(gateway, run_id, "shard-0.json", other))
+    response = httpx.put(
+        gateway.url + document_path(run_id, "shard-0.json"),
+        content=other,
+        headers=put_headers(gateway, run_id, "shard-0.json", other),
+    )
     assert response.status_code == 409 and response.json()["sha256"] == answers[0]["sha256"]
     assert stored(gateway, run_id)["documents"][0]["sha256"] == answers[0]["sha256"]
 
@@ -133,8 +169,7 @@ def test_all_shards_make_result_and_report_archive_1_and_the_next_run_gets_2(gat
     assert run["summary"]["throughputRps"] > 0
 
     upload_all(gateway.url, gateway, second_run, shard_documents(second_run, seed=2))
-    assert [(a["kind"], a["number"]) for a in stored(gateway, second_run)["archives"]] == \
-        [("report", 2), ("result", 2)]
+    assert [(a["kind"], a["number"]) for a in stored(gateway, second_run)["archives"]] == [("report", 2), ("result", 2)]
     with Store(gateway.store_dir) as store:
         assert store.get_archive(PROJECT, LOADTEST_UID, "result", 1).run_id == first_run
         assert store.get_archive(PROJECT, LOADTEST_UID, "report", 2).run_id == second_run
@@ -215,8 +250,9 @@ def _upload_in_background(client: UploadClient, index: int, data: bytes, shards:
 
 def assert_stored_exactly_once(gateway, run_id: str, documents: list[bytes], number: int = 1) -> None:
     record = stored(gateway, run_id)
-    assert [(d["name"], d["sha256"]) for d in record["documents"]] == \
-        [(f"shard-{i}.json", hashlib.sha256(d).hexdigest()) for i, d in enumerate(documents)]
+    assert [(d["name"], d["sha256"]) for d in record["documents"]] == [
+        (f"shard-{i}.json", hashlib.sha256(d).hexdigest()) for i, d in enumerate(documents)
+    ]
     assert (record["run"]["state"], record["run"]["shardsReceived"]) == ("succeeded", len(documents))
     assert [(a["kind"], a["number"]) for a in record["archives"]] == [("report", number), ("result", number)]
     with Store(gateway.store_dir) as store:
@@ -259,8 +295,9 @@ def test_killing_the_gateway_mid_upload_loses_nothing_and_the_retry_stores_it_ex
 def stored_nothing_yet(gateway, run_id: str, documents: list[bytes]) -> bool:
     """With the gateway dead, the store on disk holds the first shard only."""
     with Store(gateway.store_dir) as store:
-        return [d.name for d in store.list_documents(run_id)] == ["shard-0.json"] and \
-            store.list_archives(run_id=run_id) == []
+        return [d.name for d in store.list_documents(run_id)] == ["shard-0.json"] and store.list_archives(
+            run_id=run_id
+        ) == []
 
 
 def test_killing_the_gateway_as_the_last_shard_arrives_still_builds_the_archives_once(gateway):

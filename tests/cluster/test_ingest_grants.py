@@ -38,8 +38,12 @@ SETTINGS = OperatorSettings(gateway_url="http://gateway", upload_key=KEY)
 
 
 def suite(namespace: str, name: str, uid: str) -> dict:
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite",
-            "metadata": {"name": name, "namespace": namespace, "uid": uid}, "spec": {}}
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "TestSuite",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        "spec": {},
+    }
 
 
 def operators_token(owner: dict, run_id: str) -> str:
@@ -47,13 +51,21 @@ def operators_token(owner: dict, run_id: str) -> str:
     return base64.b64decode(build_upload_secret(owner, run_id, SETTINGS)["data"]["token"]).decode()
 
 
-def put(gateway, run_id: str, token: str, name: str = "suite-run.json", body: bytes | None = None,
-        **headers: str) -> httpx.Response:
+def put(
+    gateway, run_id: str, token: str, name: str = "suite-run.json", body: bytes | None = None, **headers: str
+) -> httpx.Response:
     body = body if body is not None else json.dumps({"id": run_id, "status": "PASSED", "progress": "1/1"}).encode()
     sha = hashlib.sha256(body).hexdigest()
-    return httpx.put(gateway.url + document_path(run_id, name), content=body, headers={
-        "Authorization": f"Bearer {token}", H_SHA256: sha, H_IDEMPOTENCY_KEY: idempotency_key(run_id, name, sha),
-        **headers})
+    return httpx.put(
+        gateway.url + document_path(run_id, name),
+        content=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            H_SHA256: sha,
+            H_IDEMPOTENCY_KEY: idempotency_key(run_id, name, sha),
+            **headers,
+        },
+    )
 
 
 def refused(answer: httpx.Response, status: int, says: str) -> None:
@@ -71,8 +83,12 @@ def test_a_tenants_run_token_cannot_file_results_under_another_tenants_owner_or_
 
     # My stuck run's genuine token, with headers naming tenant B's namespace and owner: on my
     # run, on theirs, and on a new run id.
-    as_b = {H_KIND: "TestSuite", H_PROJECT: "tenant-b", H_OWNER_NAME: "checkout",
-            H_OWNER_UID: theirs["metadata"]["uid"]}
+    as_b = {
+        H_KIND: "TestSuite",
+        H_PROJECT: "tenant-b",
+        H_OWNER_NAME: "checkout",
+        H_OWNER_UID: theirs["metadata"]["uid"],
+    }
     refused(put(gateway, my_run, my_token, **as_b), 403, "the upload token is for namespace 'tenant-a'")
     refused(put(gateway, my_run, my_token, **{H_OWNER_NAME: "checkout"}), 403, "owner name 'cart'")
     refused(put(gateway, their_run, my_token, **as_b), 403, f"for run {my_run}, not {their_run}")
@@ -83,18 +99,23 @@ def test_a_tenants_run_token_cannot_file_results_under_another_tenants_owner_or_
     # The token of the former format, HMAC(key, run id) alone, is not accepted any more.
     legacy = hmac.new(KEY.encode(), their_run.encode(), hashlib.sha256).hexdigest()
     refused(put(gateway, their_run, legacy, name="other.json"), 401, "a valid upload token")
-    refused(httpx.get(f"{gateway.url}/internal/v1/runs/{their_run}", headers={
-        "Authorization": f"Bearer {my_token}"}), 403, f"for run {my_run}")
+    refused(
+        httpx.get(f"{gateway.url}/internal/v1/runs/{their_run}", headers={"Authorization": f"Bearer {my_token}"}),
+        403,
+        f"for run {my_run}",
+    )
 
     # Tenant B's figures hold B's result only; my own run, with or without headers, is mine.
     answer = put(gateway, my_run, my_token, **{H_KIND: "TestSuite", H_PROJECT: "tenant-a"})
     assert answer.status_code == 201, answer.text
     assert (answer.json()["run"]["project"], answer.json()["run"]["ownerName"]) == ("tenant-a", "cart")
-    their = httpx.get(f"{gateway.url}/internal/v1/runs/{their_run}",
-                      headers={"Authorization": f"Bearer {their_token}"}).json()
+    their = httpx.get(
+        f"{gateway.url}/internal/v1/runs/{their_run}", headers={"Authorization": f"Bearer {their_token}"}
+    ).json()
     assert [d["name"] for d in their["documents"]] == ["suite-run.json"]
     assert (their["run"]["project"], their["run"]["ownerUid"]) == ("tenant-b", theirs["metadata"]["uid"])
     from assay.api.store import Store
+
     with Store(gateway.store_dir) as store:
         assert [r.run_id for r in store.list_runs(project="tenant-b")] == [their_run]
         assert store.get_run("checkout-forged00") is None
@@ -105,13 +126,22 @@ def test_a_token_for_one_run_cannot_write_another_run_of_the_same_owner(gateway)
     token_x = operators_token(owner, "cart-xxxx000000")
     refused(put(gateway, "cart-yyyy000000", token_x), 403, "for run cart-xxxx000000, not cart-yyyy000000")
     bearer = {"Authorization": f"Bearer {token_x}"}
-    refused(httpx.get(f"{gateway.url}/internal/v1/runs/cart-yyyy000000", headers=bearer), 403,
-            "for run cart-xxxx000000")
-    refused(httpx.put(f"{gateway.url}/internal/v1/runs/cart-yyyy000000/progress/0", content=b"{}", headers=bearer),
-            403, "for run cart-xxxx000000")
+    refused(
+        httpx.get(f"{gateway.url}/internal/v1/runs/cart-yyyy000000", headers=bearer), 403, "for run cart-xxxx000000"
+    )
+    refused(
+        httpx.put(f"{gateway.url}/internal/v1/runs/cart-yyyy000000/progress/0", content=b"{}", headers=bearer),
+        403,
+        "for run cart-xxxx000000",
+    )
     assert put(gateway, "cart-xxxx000000", token_x).status_code == 201
-    assert httpx.get(f"{gateway.url}/internal/v1/runs/cart-yyyy000000", headers={
-        "Authorization": f"Bearer {operators_token(owner, 'cart-yyyy000000')}"}).status_code == 404
+    assert (
+        httpx.get(
+            f"{gateway.url}/internal/v1/runs/cart-yyyy000000",
+            headers={"Authorization": f"Bearer {operators_token(owner, 'cart-yyyy000000')}"},
+        ).status_code
+        == 404
+    )
 
 
 # --- a tick group's token -------------------------------------------------------------------
@@ -122,16 +152,36 @@ SCHEDULE_UID = "5c4e0000-0000-4000-8000-000000000002"
 
 
 def member(namespace: str, name: str, uid: str) -> dict:
-    return {"schedule": {"name": f"every-{name}", "uid": SCHEDULE_UID}, "kind": "Monitor", "environment": None,
-            "monitor": {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
-                        "metadata": {"name": name, "namespace": namespace, "uid": uid}, "spec": {}},
-            "subtests": [], "location": None, "locationIndex": 0, "locations": 1}
+    return {
+        "schedule": {"name": f"every-{name}", "uid": SCHEDULE_UID},
+        "kind": "Monitor",
+        "environment": None,
+        "monitor": {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "spec": {},
+        },
+        "subtests": [],
+        "location": None,
+        "locationIndex": 0,
+        "locations": 1,
+    }
 
 
 def suspended_job(name: str, owner: dict | None) -> dict:
     meta = {"name": name, **({"ownerReferences": [owner]} if owner else {})}
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {"suspend": True, "template": {
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "runner", "image": "assay/runner:none"}]}}}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "suspend": True,
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "runner", "image": "assay/runner:none"}]}
+            },
+        },
+    }
 
 
 def apply(cluster, namespace: str, body: dict) -> dict:
@@ -144,14 +194,30 @@ def tick_group(cluster, namespace):
     """A suspended tick CronJob with one Monitor member, its members ConfigMap as the
     operator writes it, the Job of tick TICK, and a Job of the same naming that the
     CronJob does not own (made by hand in the namespace)."""
-    cronjob = apply(cluster, namespace, {
-        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": GROUP},
-        "spec": {"schedule": "* * * * *", "suspend": True, "jobTemplate": {"spec": suspended_job("x", None)["spec"]}}})
+    cronjob = apply(
+        cluster,
+        namespace,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": GROUP},
+            "spec": {
+                "schedule": "* * * * *",
+                "suspend": True,
+                "jobTemplate": {"spec": suspended_job("x", None)["spec"]},
+            },
+        },
+    )
     health = member(namespace, "health", "0a1b2c3d-0000-4000-8000-000000000001")
     group = Group(name=GROUP, cron="* * * * *", location=None, members=[health])
     apply(cluster, namespace, build_members_configmap(namespace, group, 8, cronjob))
-    owner = {"apiVersion": "batch/v1", "kind": "CronJob", "name": GROUP, "uid": cronjob["metadata"]["uid"],
-             "controller": True}
+    owner = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "name": GROUP,
+        "uid": cronjob["metadata"]["uid"],
+        "controller": True,
+    }
     apply(cluster, namespace, suspended_job(tick_job_name(GROUP, TICK), owner))
     apply(cluster, namespace, suspended_job(tick_job_name(GROUP, "29395999"), None))
     return health
@@ -163,34 +229,52 @@ def test_a_group_token_writes_only_the_runs_of_its_own_ticks_and_members(gateway
     result = json.dumps({"result": "pass", "started_at": 1, "finished_at": 2}).encode()
 
     def put_result(run: str, tick: str | None = TICK, with_token: str = token, **headers: str) -> httpx.Response:
-        return put(gateway, run, with_token, name="monitor-result.json", body=result, **{
-            H_KIND: "Monitor", H_PROJECT: namespace, **({H_TICK: tick} if tick else {}), **headers})
+        return put(
+            gateway,
+            run,
+            with_token,
+            name="monitor-result.json",
+            body=result,
+            **{H_KIND: "Monitor", H_PROJECT: namespace, **({H_TICK: tick} if tick else {}), **headers},
+        )
 
     not_a_member = member(namespace, "intruder", "0a1b2c3d-0000-4000-8000-0000000000ff")
     another_group = group_upload_token(KEY, namespace, "assay-tick-12345678")
     for answer, says in (
-            (put_result(member_run_id(not_a_member, TICK)), "is not a run of tick 29395567"),
-            (put_result("health-0123456789"), "is not a run of tick 29395567"),         # a requested run's id
-            (put_result(member_run_id(tick_group, "29395568")), "is not a run of tick 29395567"),  # another tick's
-            (put_result(member_run_id(tick_group, "29395568"), tick="29395568"), "tick 29395568"),  # with no Job
-            (put_result(member_run_id(tick_group, "29395999"), tick="29395999"),
-             "tick 29395999"),                                                        # a Job the CronJob does not own
-            (put_result(run_id, tick=None), "X-Assay-Tick is required"),
-            (put_result(run_id, with_token=another_group), f"{namespace}/assay-tick-12345678"),
-            (put_result(run_id, **{H_KIND: "LoadTest"}), "the upload token is for kind 'Monitor'"),
-            (put_result(run_id, **{H_OWNER_NAME: "intruder"}), "owner name 'health'")):
+        (put_result(member_run_id(not_a_member, TICK)), "is not a run of tick 29395567"),
+        (put_result("health-0123456789"), "is not a run of tick 29395567"),  # a requested run's id
+        (put_result(member_run_id(tick_group, "29395568")), "is not a run of tick 29395567"),  # another tick's
+        (put_result(member_run_id(tick_group, "29395568"), tick="29395568"), "tick 29395568"),  # with no Job
+        (
+            put_result(member_run_id(tick_group, "29395999"), tick="29395999"),
+            "tick 29395999",
+        ),  # a Job the CronJob does not own
+        (put_result(run_id, tick=None), "X-Assay-Tick is required"),
+        (put_result(run_id, with_token=another_group), f"{namespace}/assay-tick-12345678"),
+        (put_result(run_id, **{H_KIND: "LoadTest"}), "the upload token is for kind 'Monitor'"),
+        (put_result(run_id, **{H_OWNER_NAME: "intruder"}), "owner name 'health'"),
+    ):
         refused(answer, 403, says)
     bad_tick = put_result(run_id, tick="../../x")
     assert (bad_tick.status_code, bad_tick.json()["error"]) == (400, "invalid_request"), bad_tick.text
     other_namespace = group_upload_token(KEY, "tenant-b", GROUP)
-    refused(put_result(run_id, with_token=other_namespace, **{H_PROJECT: "tenant-b"}), 403,
-            f"is not a run of tick {TICK} of tenant-b/{GROUP}")
+    refused(
+        put_result(run_id, with_token=other_namespace, **{H_PROJECT: "tenant-b"}),
+        403,
+        f"is not a run of tick {TICK} of tenant-b/{GROUP}",
+    )
 
     answer = put_result(run_id)
     assert answer.status_code == 201, answer.text
     run = answer.json()["run"]
     assert (run["project"], run["kind"], run["ownerName"], run["ownerUid"], run["state"]) == (
-        namespace, "Monitor", "health", tick_group["monitor"]["metadata"]["uid"], "succeeded")
+        namespace,
+        "Monitor",
+        "health",
+        tick_group["monitor"]["metadata"]["uid"],
+        "succeeded",
+    )
     from assay.api.store import Store
+
     with Store(gateway.store_dir) as store:
         assert [r.run_id for r in store.list_runs()] == [run_id]

@@ -23,8 +23,12 @@ from tests.conftest import GatewayProcess
 
 pytestmark = pytest.mark.cluster
 
-QUOTAS = {"ASSAY_UPLOAD_RUN_MAX_DOCUMENTS": "3", "ASSAY_UPLOAD_RUN_MAX_BYTES": "10000",
-          "ASSAY_UPLOAD_NAMESPACE_MAX_BYTES": "25000", "ASSAY_UPLOAD_NAMESPACE_MAX_DOCUMENTS": "100"}
+QUOTAS = {
+    "ASSAY_UPLOAD_RUN_MAX_DOCUMENTS": "3",
+    "ASSAY_UPLOAD_RUN_MAX_BYTES": "10000",
+    "ASSAY_UPLOAD_NAMESPACE_MAX_BYTES": "25000",
+    "ASSAY_UPLOAD_NAMESPACE_MAX_DOCUMENTS": "100",
+}
 
 
 class QuotaGateway(GatewayProcess):
@@ -47,7 +51,7 @@ def put(gateway, namespace: str, run_id: str, name: str, size: int, chunked: boo
     sha = hashlib.sha256(data).hexdigest()
     token = upload_token(GatewayProcess.UPLOAD_KEY, RunGrant(namespace, "TestSuite", "cart", "uid-cart", run_id))
     headers = {"Authorization": f"Bearer {token}", H_SHA256: sha, H_IDEMPOTENCY_KEY: idempotency_key(run_id, name, sha)}
-    content = iter([data[:size // 2], data[size // 2:]]) if chunked else data
+    content = iter([data[: size // 2], data[size // 2 :]]) if chunked else data
     return httpx.put(gateway.url + document_path(run_id, name), content=content, headers=headers, timeout=30)
 
 
@@ -68,24 +72,42 @@ def test_uploads_past_the_run_and_namespace_quotas_are_refused_and_nothing_is_st
     for i in range(3):
         assert put(gateway, "quota-a", "cart-r1", f"log-{i}.json", 1000).status_code == 201
     for chunked in (False, True):
-        over_quota(put(gateway, "quota-a", "cart-r1", "log-3.json", 1000, chunked=chunked), "run_documents",
-                   "the upload quota of run cart-r1 is 3 documents; 3 are stored and one more document does not fit",
-                   3, 3, 1)
+        over_quota(
+            put(gateway, "quota-a", "cart-r1", "log-3.json", 1000, chunked=chunked),
+            "run_documents",
+            "the upload quota of run cart-r1 is 3 documents; 3 are stored and one more document does not fit",
+            3,
+            3,
+            1,
+        )
     assert files_of(gateway, "cart-r1") == ["log-0.json", "log-1.json", "log-2.json"]
 
     # Per run, bytes.
     assert put(gateway, "quota-a", "cart-r2", "big.json", 9000).status_code == 201
-    over_quota(put(gateway, "quota-a", "cart-r2", "more.json", 2000), "run_bytes",
-               "the upload quota of run cart-r2 is 10000 bytes; 9000 are stored and a document of 2000 bytes "
-               "does not fit", 10000, 9000, 2000)
+    over_quota(
+        put(gateway, "quota-a", "cart-r2", "more.json", 2000),
+        "run_bytes",
+        "the upload quota of run cart-r2 is 10000 bytes; 9000 are stored and a document of 2000 bytes does not fit",
+        10000,
+        9000,
+        2000,
+    )
 
     # Per namespace, bytes: 3000 + 9000 + 9000 stored, 5000 more do not fit, in a new run too.
     assert put(gateway, "quota-a", "cart-r3", "big.json", 9000).status_code == 201
-    message = ("the upload quota of namespace quota-a is 25000 bytes; 21000 are stored and a document of 5000 "
-               "bytes does not fit")
+    message = (
+        "the upload quota of namespace quota-a is 25000 bytes; 21000 are stored and a document of 5000 "
+        "bytes does not fit"
+    )
     for chunked in (False, True):
-        over_quota(put(gateway, "quota-a", "cart-r4", "big.json", 5000, chunked=chunked), "namespace_bytes",
-                   message, 25000, 21000, 5000)
+        over_quota(
+            put(gateway, "quota-a", "cart-r4", "big.json", 5000, chunked=chunked),
+            "namespace_bytes",
+            message,
+            25000,
+            21000,
+            5000,
+        )
     assert files_of(gateway, "cart-r4") == []
     with Store(gateway.store_dir) as store:
         assert store.get_run("cart-r4") is None and store.list_documents("cart-r4") == []

@@ -18,10 +18,17 @@ pytestmark = pytest.mark.cluster
 
 
 def test_a_running_loadtest_shows_growing_progress_and_finishes_with_the_targets_count(
-        cluster, namespace, gateway, operator_with_gateway):
+    cluster, namespace, gateway, operator_with_gateway
+):
     with CountingTarget(delay=0.01) as target:
-        cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                        input=loadtest_manifest("live", target.url, shards=2, users=2, duration="12s"))
+        cluster.kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input=loadtest_manifest("live", target.url, shards=2, users=2, duration="12s"),
+        )
         samples = []  # status.progress seen while the phase was Running
         deadline = time.monotonic() + 120
         while True:
@@ -46,8 +53,11 @@ def test_a_running_loadtest_shows_growing_progress_and_finishes_with_the_targets
         assert status["summary"]["requests"] >= max(requests)
         assert "progress" not in status  # the live figures end with the run
         # The timer's finalizer (Kopf stops a timer before deletion) goes with the Running phase.
-        cluster.wait_for("the LoadTest to lose its finalizer", lambda: not get(
-            cluster, "loadtest", "live", namespace)["metadata"].get("finalizers"), timeout=30)
+        cluster.wait_for(
+            "the LoadTest to lose its finalizer",
+            lambda: not get(cluster, "loadtest", "live", namespace)["metadata"].get("finalizers"),
+            timeout=30,
+        )
 
         run_id = status["runId"]
         uid = get(cluster, "loadtest", "live", namespace)["metadata"]["uid"]

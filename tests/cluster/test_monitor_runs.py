@@ -30,26 +30,31 @@ def region_agents(cluster, tmp_path_factory):
         yield {region: f"agent-{region}" for region in REGIONS}
 
 
-
-
 def monitor_manifest(name: str, url: str, *, regions=(), pause: int = 0) -> str:
-    steps = [{"stepType": "request", "url": "{{base}}/ping", "assertions": [
-        {"source": "response_status", "comparison": "equal", "value": 200}]}]
+    steps = [
+        {
+            "stepType": "request",
+            "url": "{{base}}/ping",
+            "assertions": [{"source": "response_status", "comparison": "equal", "value": 200}],
+        }
+    ]
     if pause:
         steps.insert(0, {"stepType": "pause", "duration": pause})
-    return json.dumps({
-        "apiVersion": "assay.dev/v1alpha1",
-        "kind": "Monitor",
-        "metadata": {"name": name},
-        "spec": {
-            "steps": steps,
-            "environments": [
-                {"name": "local", "initialVariables": {"base": url}},
-                {"name": "world", "id": "env-world", "initialVariables": {"base": url}, "regions": list(regions)},
-            ],
-            "defaultEnvironment": "local",
-        },
-    })
+    return json.dumps(
+        {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": name},
+            "spec": {
+                "steps": steps,
+                "environments": [
+                    {"name": "local", "initialVariables": {"base": url}},
+                    {"name": "world", "id": "env-world", "initialVariables": {"base": url}, "regions": list(regions)},
+                ],
+                "defaultEnvironment": "local",
+            },
+        }
+    )
 
 
 def get(cluster, kind: str, name: str, namespace: str) -> dict:
@@ -66,8 +71,9 @@ def request_run(cluster, namespace: str, name: str, value) -> str:
 
 
 def run_jobs(cluster, namespace: str, name: str) -> list[dict]:
-    out = cluster.kubectl("get", "jobs", "-n", namespace, "-l", f"assay.dev/kind=Monitor,assay.dev/name={name}",
-                          "-o", "json")
+    out = cluster.kubectl(
+        "get", "jobs", "-n", namespace, "-l", f"assay.dev/kind=Monitor,assay.dev/name={name}", "-o", "json"
+    )
     return json.loads(out.stdout)["items"]
 
 
@@ -81,6 +87,7 @@ def finished(cluster, namespace: str, name: str, run_id: str):
         status = get(cluster, "monitor", name, namespace).get("status") or {}
         last = status.get("lastRun") or {}
         return status if last.get("runId") == run_id and last.get("result") else None
+
     return check
 
 
@@ -100,8 +107,7 @@ def test_a_run_passes_then_a_run_with_other_params_fails_and_history_has_both(cl
         [job] = run_jobs(cluster, namespace, "health")
         assert job["metadata"]["name"] == first
 
-        second = request_run(cluster, namespace, "health",
-                             {"id": "r-2", "params": {"base": "http://127.0.0.1:9"}})
+        second = request_run(cluster, namespace, "health", {"id": "r-2", "params": {"base": "http://127.0.0.1:9"}})
         status = cluster.wait_for("the second run", finished(cluster, namespace, "health", second), timeout=90)
         assert status["lastRun"]["result"] == "Failed"
         assert [(e["runId"], e["result"]) for e in status["history"]] == [(second, "Failed"), (first, "Passed")]
@@ -111,8 +117,9 @@ def test_a_run_passes_then_a_run_with_other_params_fails_and_history_has_both(cl
 
 def test_a_run_in_two_regions_is_two_pods_on_nodes_of_those_regions(cluster, namespace, operator, region_agents):
     with CountingTarget() as target:
-        cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                        input=monitor_manifest("global", target.url, regions=REGIONS))
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=monitor_manifest("global", target.url, regions=REGIONS)
+        )
         run_id = request_run(cluster, namespace, "global", {"id": "r-1", "environment": "env-world"})
         status = cluster.wait_for("the run", finished(cluster, namespace, "global", run_id), timeout=90)
 
@@ -138,12 +145,18 @@ def test_a_run_in_two_regions_is_two_pods_on_nodes_of_those_regions(cluster, nam
 
 def test_operator_killed_mid_run_completes_the_regions_once(cluster, namespace, operator, region_agents):
     with CountingTarget() as target:
-        cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                        input=monitor_manifest("steady", target.url, regions=REGIONS, pause=4))
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=monitor_manifest("steady", target.url, regions=REGIONS, pause=4)
+        )
         run_id = request_run(cluster, namespace, "steady", {"id": "r-1", "environment": "world"})
-        cluster.wait_for("both region pods to run", lambda: len([
-            p for p in run_pods(cluster, namespace, run_id) if p["status"].get("phase") == "Running"]) == 2,
-            timeout=60, interval=0.2)
+        cluster.wait_for(
+            "both region pods to run",
+            lambda: (
+                len([p for p in run_pods(cluster, namespace, run_id) if p["status"].get("phase") == "Running"]) == 2
+            ),
+            timeout=60,
+            interval=0.2,
+        )
         uids = sorted(j["metadata"]["uid"] for j in run_jobs(cluster, namespace, "steady"))
         operator.kill()
         assert target.total == 0, "the run finished before the operator was killed; pause longer"
@@ -163,6 +176,7 @@ def test_an_unknown_environment_starts_nothing_and_says_why(cluster, namespace, 
     def refused():
         conditions = (get(cluster, "monitor", "where", namespace).get("status") or {}).get("conditions") or []
         return next((c for c in conditions if c["type"] == "RunRequest"), None)
+
     condition = cluster.wait_for("the RunRequest condition", refused, timeout=30)
     assert (condition["status"], condition["reason"]) == ("False", "InvalidRequest")
     assert "'mars'" in condition["message"] and "local, world" in condition["message"]
@@ -177,11 +191,13 @@ def _gateway_ready() -> bool:
 
 
 @pytest.mark.skipif(not _gateway_ready(), reason="the gateway's ingest router is not there yet")
-def test_with_the_gateway_each_regions_result_lands_in_the_store(cluster, namespace, region_agents, gateway,
-                                                                 operator_with_gateway):
+def test_with_the_gateway_each_regions_result_lands_in_the_store(
+    cluster, namespace, region_agents, gateway, operator_with_gateway
+):
     with CountingTarget() as target:
-        cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                        input=monitor_manifest("stored", target.url, regions=REGIONS))
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=monitor_manifest("stored", target.url, regions=REGIONS)
+        )
         run_id = request_run(cluster, namespace, "stored", {"id": "r-1", "environment": "world"})
         status = cluster.wait_for("the run", finished(cluster, namespace, "stored", run_id), timeout=90)
         assert status["lastRun"]["result"] == "Passed", status
@@ -191,12 +207,17 @@ def test_with_the_gateway_each_regions_result_lands_in_the_store(cluster, namesp
         # What the gateway says it holds for the run (the ingest endpoint takes the run's token)...
         uid = get(cluster, "monitor", "stored", namespace)["metadata"]["uid"]
         token = upload_token(GatewayProcess.UPLOAD_KEY, RunGrant(namespace, "Monitor", "stored", uid, run_id))
-        request = urllib.request.Request(f"{gateway.url}/internal/v1/runs/{run_id}",
-                                         headers={"Authorization": f"Bearer {token}"})
+        request = urllib.request.Request(
+            f"{gateway.url}/internal/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token}"}
+        )
         with urllib.request.urlopen(request, timeout=5) as answer:
             stored = json.load(answer)
         assert sorted(d["name"] for d in stored["documents"]) == [
-            "monitor-result-0.json", "monitor-result-1.json", "monitor-steps-0.json", "monitor-steps-1.json"]
+            "monitor-result-0.json",
+            "monitor-result-1.json",
+            "monitor-steps-0.json",
+            "monitor-steps-1.json",
+        ]
         assert (stored["run"]["kind"], stored["run"]["project"]) == ("Monitor", namespace), stored["run"]
         # ... and the Runscope-shaped results on its volume, one per region.
         results = [json.loads(p.read_text()) for p in gateway.store_dir.rglob("*-monitor-result-*.json")]

@@ -23,16 +23,32 @@ ANNOTATION = "assay.dev/run-request"
 
 
 def monitor_manifest(name: str, base: str, hooks: list[str], emails: dict) -> str:
-    return json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": name},
-        "spec": {
-            "displayName": "Health check",
-            "steps": [{"stepType": "request", "url": "{{base}}/ping", "assertions": [
-                {"source": "response_status", "comparison": "equal", "value": 200}]}],
-            "environments": [{"name": "local", "id": "env-local", "initialVariables": {"base": base},
-                              "webhooks": hooks, "emails": emails}],
-        },
-    })
+    return json.dumps(
+        {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": name},
+            "spec": {
+                "displayName": "Health check",
+                "steps": [
+                    {
+                        "stepType": "request",
+                        "url": "{{base}}/ping",
+                        "assertions": [{"source": "response_status", "comparison": "equal", "value": 200}],
+                    }
+                ],
+                "environments": [
+                    {
+                        "name": "local",
+                        "id": "env-local",
+                        "initialVariables": {"base": base},
+                        "webhooks": hooks,
+                        "emails": emails,
+                    }
+                ],
+            },
+        }
+    )
 
 
 def status_of(cluster, namespace: str, name: str) -> dict:
@@ -43,8 +59,7 @@ def status_of(cluster, namespace: str, name: str) -> dict:
 def run(cluster, namespace: str, name: str, request: dict) -> tuple[str, dict, float]:
     """Request a run and wait for its finished status; (run id, status, seconds it took)."""
     started = time.monotonic()
-    cluster.kubectl("annotate", "monitor", name, "-n", namespace, f"{ANNOTATION}={json.dumps(request)}",
-                    "--overwrite")
+    cluster.kubectl("annotate", "monitor", name, "-n", namespace, f"{ANNOTATION}={json.dumps(request)}", "--overwrite")
     uid = json.loads(cluster.kubectl("get", "monitor", name, "-n", namespace, "-o", "json").stdout)["metadata"]["uid"]
     run_id = run_id_for_request(name, uid, request["id"])
 
@@ -52,6 +67,7 @@ def run(cluster, namespace: str, name: str, request: dict) -> tuple[str, dict, f
         status = status_of(cluster, namespace, name)
         last = status.get("lastRun") or {}
         return status if last.get("runId") == run_id and last.get("result") else None
+
     status = cluster.wait_for(f"run {request['id']}", finished, timeout=120)
     return run_id, status, time.monotonic() - started
 
@@ -73,25 +89,42 @@ def test_webhooks_get_each_result_mail_follows_notify_on_and_metrics_count_the_r
     metrics_port = localkube.free_port()
     cluster.kubectl("annotate", "namespace", namespace, "assay.dev/team-emails=lead@example.com,ops@example.com")
     with CountingTarget() as target, WebhookReceiver(hang=60) as hooks, SmtpReceiver() as smtp:
-        operator = OperatorProcess(cluster, tmp_path / "operator.log", namespace, metrics_port=metrics_port, env={
-            "ASSAY_SMTP_HOST": "127.0.0.1", "ASSAY_SMTP_PORT": str(smtp.port),
-            "ASSAY_SMTP_FROM": "assay@example.com",
-            "ASSAY_WEBHOOK_TIMEOUT_SECONDS": "2", "ASSAY_WEBHOOK_ATTEMPTS": "2"}).start()
+        operator = OperatorProcess(
+            cluster,
+            tmp_path / "operator.log",
+            namespace,
+            metrics_port=metrics_port,
+            env={
+                "ASSAY_SMTP_HOST": "127.0.0.1",
+                "ASSAY_SMTP_PORT": str(smtp.port),
+                "ASSAY_SMTP_FROM": "assay@example.com",
+                "ASSAY_WEBHOOK_TIMEOUT_SECONDS": "2",
+                "ASSAY_WEBHOOK_ATTEMPTS": "2",
+            },
+        ).start()
         try:
             urls = [f"{hooks.url}/hang/token-1", f"{hooks.url}/fail/token-2", f"{hooks.url}/ok/token-3"]
             emails = {"notifyOn": "failures", "notifyAll": True, "recipients": [{"email": "ops@example.com"}]}
-            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=monitor_manifest("health", target.url, urls, emails))
+            cluster.kubectl(
+                "apply", "-n", namespace, "-f", "-", input=monitor_manifest("health", target.url, urls, emails)
+            )
 
             first_id, first, _ = run(cluster, namespace, "health", {"id": "r-1"})
-            second_id, second, second_took = run(cluster, namespace, "health",
-                                                 {"id": "r-2", "params": {"base": "http://127.0.0.1:9"}})
-            assert [(e["runId"], e["result"]) for e in second["history"]] == \
-                [(second_id, "Failed"), (first_id, "Passed")]
+            second_id, second, second_took = run(
+                cluster, namespace, "health", {"id": "r-2", "params": {"base": "http://127.0.0.1:9"}}
+            )
+            assert [(e["runId"], e["result"]) for e in second["history"]] == [
+                (second_id, "Failed"),
+                (first_id, "Passed"),
+            ]
             run_ids = [first_id, second_id]
 
             # Each result reached the working receiver once, in Runscope's field names.
-            posted = cluster.wait_for("both results at the webhook", lambda: (
-                bodies if len(bodies := hooks.bodies("/ok/token-3")) == 2 else None), timeout=60)
+            posted = cluster.wait_for(
+                "both results at the webhook",
+                lambda: bodies if len(bodies := hooks.bodies("/ok/token-3")) == 2 else None,
+                timeout=60,
+            )
             by_run = {b["test_run_id"]: b for b in posted}
             assert set(by_run) == set(run_ids)
             for run_id, result in zip(run_ids, ["pass", "fail"]):
@@ -107,8 +140,11 @@ def test_webhooks_get_each_result_mail_follows_notify_on_and_metrics_count_the_r
 
             # The 500 receiver was tried twice per run; the hanging one held both runs' posts
             # and still the second run finished and was recorded as usual.
-            cluster.wait_for("two attempts per run at the failing receiver",
-                             lambda: len(hooks.bodies("/fail/token-2")) == 4, timeout=60)
+            cluster.wait_for(
+                "two attempts per run at the failing receiver",
+                lambda: len(hooks.bodies("/fail/token-2")) == 4,
+                timeout=60,
+            )
             assert len(hooks.bodies("/hang/token-1")) >= 2
             assert second_took < 60, f"the second run took {second_took:.0f}s"
             assert sorted(status_of(cluster, namespace, "health")["notifiedRuns"]) == sorted(run_ids)
@@ -132,12 +168,16 @@ def test_webhooks_get_each_result_mail_follows_notify_on_and_metrics_count_the_r
             assert sample(text, "assay_monitor_last_result", **labels) == 0
             assert sample(text, "assay_monitor_success_ratio", **labels) == 0.5
             last_ms = second["lastRun"].get("responseTimeMs")
-            assert sample(text, "assay_monitor_response_time_seconds", **labels) == \
-                (last_ms / 1000 if last_ms is not None else None)
+            assert sample(text, "assay_monitor_response_time_seconds", **labels) == (
+                last_ms / 1000 if last_ms is not None else None
+            )
 
             cluster.kubectl("delete", "monitor", "health", "-n", namespace)
-            cluster.wait_for("the Monitor's series to go", lambda: sample(
-                metrics_text(metrics_port), "assay_monitor_last_result", **labels) is None, timeout=30)
+            cluster.wait_for(
+                "the Monitor's series to go",
+                lambda: sample(metrics_text(metrics_port), "assay_monitor_last_result", **labels) is None,
+                timeout=30,
+            )
         finally:
             operator.stop()
             print(operator.log()[-4000:])

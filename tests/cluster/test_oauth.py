@@ -67,14 +67,20 @@ def access_token(gateway, cred: dict, secret: str, scope: str | None = None) -> 
 
 def wait_until_gateway_knows(cluster, gateway, cred: dict, secret: str) -> None:
     """The gateway's index follows the API server through a watch: wait for the credential."""
-    cluster.wait_for("the gateway to index the credential",
-                     lambda: request_token(gateway, cred["status"]["clientId"], secret).status_code == 200,
-                     timeout=15, interval=0.2)
+    cluster.wait_for(
+        "the gateway to index the credential",
+        lambda: request_token(gateway, cred["status"]["clientId"], secret).status_code == 200,
+        timeout=15,
+        interval=0.2,
+    )
 
 
 def list_load_tests(gateway, token: str, org: str, project: str) -> httpx.Response:
-    return httpx.get(f"{gateway.url}/public/api/v1/orgs/{org}/projects/{project}/loadTests",
-                     headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    return httpx.get(
+        f"{gateway.url}/public/api/v1/orgs/{org}/projects/{project}/loadTests",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
 
 
 def settle(check, timeout: float = 3.0, interval: float = 0.05):
@@ -101,8 +107,12 @@ def test_token_with_the_real_secret_works_and_a_wrong_one_does_not(cluster, name
     assert "www-authenticate" in wrong.headers
 
     basic = base64.b64encode(f"{cred['status']['clientId']}:{secret}".encode()).decode()
-    via_basic = httpx.post(f"{gateway.url}/oauth/token", data={"grant_type": "client_credentials"},
-                           headers={"Authorization": f"Basic {basic}"}, timeout=10)
+    via_basic = httpx.post(
+        f"{gateway.url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {basic}"},
+        timeout=10,
+    )
     assert via_basic.status_code == 200, via_basic.text
 
     assert list_load_tests(gateway, body["access_token"], org, namespace).status_code == 200
@@ -117,13 +127,17 @@ def test_scopes_are_a_subset_of_the_credentials(cluster, namespace, org, operato
 
     token = access_token(gateway, cred, secret, "LOADTEST_LIST")
     assert list_load_tests(gateway, token, org, namespace).status_code == 200
-    status = httpx.get(f"{gateway.url}/public/api/v1/orgs/{org}/projects/{namespace}/loadTests/1/status",
-                       headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    status = httpx.get(
+        f"{gateway.url}/public/api/v1/orgs/{org}/projects/{namespace}/loadTests/1/status",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
     assert status.status_code == 403
 
 
-def test_project_credential_gets_nothing_of_another_project(cluster, namespace, org, sibling, stranger, operator,
-                                                           gateway):
+def test_project_credential_gets_nothing_of_another_project(
+    cluster, namespace, org, sibling, stranger, operator, gateway
+):
     cred, secret = create_credential(cluster, namespace, "project-a", scopes=XTC_SCOPES)
     wait_until_gateway_knows(cluster, gateway, cred, secret)
     token = access_token(gateway, cred, secret)
@@ -136,10 +150,10 @@ def test_project_credential_gets_nothing_of_another_project(cluster, namespace, 
     assert missing.json()["message"].replace("no-such-project", "?") == hidden.json()["message"].replace(sibling, "?")
 
 
-def test_org_credential_reaches_its_org_until_a_project_disables_it(cluster, namespace, org, sibling, stranger,
-                                                                    operator, gateway):
-    cred, secret = create_credential(cluster, namespace, "org-wide", level="org", organization=org,
-                                     scopes=XTC_SCOPES)
+def test_org_credential_reaches_its_org_until_a_project_disables_it(
+    cluster, namespace, org, sibling, stranger, operator, gateway
+):
+    cred, secret = create_credential(cluster, namespace, "org-wide", level="org", organization=org, scopes=XTC_SCOPES)
     wait_until_gateway_knows(cluster, gateway, cred, secret)
     token = access_token(gateway, cred, secret)
     assert list_load_tests(gateway, token, org, namespace).status_code == 200
@@ -159,8 +173,7 @@ def test_org_credential_reaches_its_org_until_a_project_disables_it(cluster, nam
 
 
 def test_org_credential_is_honoured_only_in_an_org_admin_namespace(cluster, namespace, org, operator, gateway):
-    cred, secret = create_credential(cluster, namespace, "org-admin", level="org", organization=org,
-                                     scopes=XTC_SCOPES)
+    cred, secret = create_credential(cluster, namespace, "org-admin", level="org", organization=org, scopes=XTC_SCOPES)
     wait_until_gateway_knows(cluster, gateway, cred, secret)
     token = access_token(gateway, cred, secret)
     cluster.kubectl("label", "namespace", namespace, "assay.dev/org-admin-")
@@ -171,8 +184,7 @@ def test_org_credential_is_honoured_only_in_an_org_admin_namespace(cluster, name
 
 def test_org_credential_for_another_org_is_not_honoured(cluster, namespace, org, stranger, operator, gateway):
     other = f"other-{org}"
-    cred, secret = create_credential(cluster, namespace, "grab", level="org", organization=other,
-                                     scopes=XTC_SCOPES)
+    cred, secret = create_credential(cluster, namespace, "grab", level="org", organization=other, scopes=XTC_SCOPES)
     time.sleep(1)
     refused = request_token(gateway, cred["status"]["clientId"], secret)
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
@@ -206,11 +218,22 @@ def test_deleting_the_credential_stops_its_tokens_at_once(cluster, namespace, or
 
 def test_runscope_web_flow_against_the_real_gateway(cluster, namespace, org, operator, gateway):
     callback = "https://app.example/cb"
-    cred, secret = create_credential(cluster, namespace, "webapp", scopes=("api:read", "test:read"),
-                                     grant_types=("authorization_code",), redirect_uris=(callback,))
+    cred, secret = create_credential(
+        cluster,
+        namespace,
+        "webapp",
+        scopes=("api:read", "test:read"),
+        grant_types=("authorization_code",),
+        redirect_uris=(callback,),
+    )
     client_id = cred["status"]["clientId"]
-    params = {"client_id": client_id, "redirect_uri": callback, "response_type": "code",
-              "scope": "api:read", "state": "s-123"}
+    params = {
+        "client_id": client_id,
+        "redirect_uri": callback,
+        "response_type": "code",
+        "scope": "api:read",
+        "state": "s-123",
+    }
 
     def authorize(auth=(client_id, secret)):
         return httpx.get(f"{gateway.url}/signin/oauth/authorize", params=params, auth=auth, timeout=10)
@@ -221,10 +244,19 @@ def test_runscope_web_flow_against_the_real_gateway(cluster, namespace, org, ope
     query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
     assert location.startswith(callback + "?") and query["state"] == "s-123"
 
-    exchange = {"client_id": client_id, "client_secret": secret, "code": query["code"],
-                "grant_type": "authorization_code", "redirect_uri": callback}
-    first = httpx.post(f"{gateway.url}/signin/oauth/access_token", params=exchange,
-                       headers={"Content-Type": "application/json"}, timeout=10)
+    exchange = {
+        "client_id": client_id,
+        "client_secret": secret,
+        "code": query["code"],
+        "grant_type": "authorization_code",
+        "redirect_uri": callback,
+    }
+    first = httpx.post(
+        f"{gateway.url}/signin/oauth/access_token",
+        params=exchange,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert first.status_code == 200, first.text
     assert first.json()["scope"] == "api:read" and first.json()["token_type"] == "bearer"
     again = httpx.post(f"{gateway.url}/signin/oauth/access_token", params=exchange, timeout=10)
@@ -233,34 +265,48 @@ def test_runscope_web_flow_against_the_real_gateway(cluster, namespace, org, ope
 
 
 def test_another_client_cannot_use_up_a_code_and_the_exchange_needs_the_redirect_uri(
-        cluster, namespace, org, operator, gateway):
+    cluster, namespace, org, operator, gateway
+):
     """RFC 6749 4.1.3 against the real gateway: a rival client holding the code (leaked in a log or
     a Referer) neither burns it nor revokes its tokens; leaving out redirect_uri is refused too,
     and neither costs the application its code."""
     callback = "https://app.example/cb"
-    creds = {name: create_credential(cluster, namespace, name, scopes=("api:read",),
-                                     grant_types=("authorization_code",), redirect_uris=(callback,))
-             for name in ("owner", "rival")}
+    creds = {
+        name: create_credential(
+            cluster,
+            namespace,
+            name,
+            scopes=("api:read",),
+            grant_types=("authorization_code",),
+            redirect_uris=(callback,),
+        )
+        for name in ("owner", "rival")
+    }
     (owner, owner_secret), (rival, rival_secret) = [(c["status"]["clientId"], secret) for c, secret in creds.values()]
     params = {"client_id": owner, "redirect_uri": callback, "response_type": "code", "scope": "api:read"}
 
     def new_code() -> str:
-        answer = httpx.get(f"{gateway.url}/signin/oauth/authorize", params=params, auth=(owner, owner_secret),
-                           timeout=10)
+        answer = httpx.get(
+            f"{gateway.url}/signin/oauth/authorize", params=params, auth=(owner, owner_secret), timeout=10
+        )
         assert answer.status_code == 302, answer.text
         return parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
 
     def exchange(code: str, client: str, secret: str, **extra) -> httpx.Response:
-        form = {"client_id": client, "client_secret": secret, "code": code, "grant_type": "authorization_code",
-                **extra}
+        form = {"client_id": client, "client_secret": secret, "code": code, "grant_type": "authorization_code", **extra}
         return httpx.post(f"{gateway.url}/signin/oauth/access_token", data=form, timeout=10)
 
-    cluster.wait_for("the gateway to index both clients", lambda: exchange(
-        "x", rival, rival_secret, redirect_uri=callback).json().get("error") == "invalid_grant", timeout=15)
+    cluster.wait_for(
+        "the gateway to index both clients",
+        lambda: exchange("x", rival, rival_secret, redirect_uri=callback).json().get("error") == "invalid_grant",
+        timeout=15,
+    )
     code = new_code()
-    for attempt in (exchange(code, rival, rival_secret, redirect_uri=callback),
-                    exchange(code, owner, owner_secret),
-                    exchange(code, owner, owner_secret, redirect_uri=callback + "/other")):
+    for attempt in (
+        exchange(code, rival, rival_secret, redirect_uri=callback),
+        exchange(code, owner, owner_secret),
+        exchange(code, owner, owner_secret, redirect_uri=callback + "/other"),
+    ):
         assert attempt.status_code == 400 and attempt.json()["error"] == "invalid_grant", attempt.text
     first = exchange(code, owner, owner_secret, redirect_uri=callback)
     assert first.status_code == 200, first.text
@@ -282,8 +328,7 @@ def test_tenancy_follows_real_namespaces_in_process(cluster, namespace, org, sib
     from assay.api.kube import KubeClient
     from assay.api.settings import GatewaySettings
 
-    cred, secret = create_credential(cluster, namespace, "org-direct", level="org", organization=org,
-                                     scopes=XTC_SCOPES)
+    cred, secret = create_credential(cluster, namespace, "org-direct", level="org", organization=org, scopes=XTC_SCOPES)
     settings = GatewaySettings(token_signing_key="in-process-test-key-0123456789abcdef", store_dir="/nonexistent")
     auth = Authenticator(settings, KubeClient(cluster.kubeconfig), None)
     auth.start()
@@ -297,8 +342,7 @@ def test_tenancy_follows_real_namespaces_in_process(cluster, namespace, org, sib
         with pytest.raises(ApiError):
             auth.tenancy.project_namespace(principal, org, stranger)
 
-        cluster.kubectl("annotate", "namespace", sibling,
-                        f"assay.dev/disabled-org-credentials={principal.client_id}")
+        cluster.kubectl("annotate", "namespace", sibling, f"assay.dev/disabled-org-credentials={principal.client_id}")
         settle(lambda: auth.tenancy.namespaces_for(principal) == [namespace])
         cluster.kubectl("label", "namespace", stranger, f"assay.dev/org={org}", "--overwrite")
         settle(lambda: stranger in auth.tenancy.namespaces_for(principal))

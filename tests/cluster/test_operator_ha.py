@@ -27,30 +27,62 @@ LOAD_USERS, LOAD_ITERATIONS = 2, 8
 
 def monitor_manifest(name: str, base: str, hook: str) -> dict:
     return {
-        "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": name},
-        "spec": {"steps": [{"stepType": "pause", "duration": 10},
-                           {"stepType": "request", "url": "{{base}}/ping", "assertions": [
-                               {"source": "response_status", "comparison": "equal", "value": 200}]}],
-                 "environments": [{"name": "local", "initialVariables": {"base": base}, "webhooks": [hook]}]},
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Monitor",
+        "metadata": {"name": name},
+        "spec": {
+            "steps": [
+                {"stepType": "pause", "duration": 10},
+                {
+                    "stepType": "request",
+                    "url": "{{base}}/ping",
+                    "assertions": [{"source": "response_status", "comparison": "equal", "value": 200}],
+                },
+            ],
+            "environments": [{"name": "local", "initialVariables": {"base": base}, "webhooks": [hook]}],
+        },
     }
 
 
 def suite_manifest(name: str, base: str) -> dict:
     return {
-        "apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite", "metadata": {"name": name},
-        "spec": {"parameters": {"base": base}, "flows": [
-            {"name": "browse", "requests": [{"url": "{{base}}/", "assertions": [
-                {"source": "response_status", "comparison": "equal", "value": 200}]}]},
-            {"name": "buy", "requests": [{"method": "POST", "url": "{{base}}/orders", "body": "{}"}]}]},
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "TestSuite",
+        "metadata": {"name": name},
+        "spec": {
+            "parameters": {"base": base},
+            "flows": [
+                {
+                    "name": "browse",
+                    "requests": [
+                        {
+                            "url": "{{base}}/",
+                            "assertions": [{"source": "response_status", "comparison": "equal", "value": 200}],
+                        }
+                    ],
+                },
+                {"name": "buy", "requests": [{"method": "POST", "url": "{{base}}/orders", "body": "{}"}]},
+            ],
+        },
     }
 
 
 def loadtest_manifest(name: str, base: str) -> dict:
     return {
-        "apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": name},
-        "spec": {"shards": 1, "baseUrl": base, "load": {"users": LOAD_USERS, "iterations": LOAD_ITERATIONS},
-                 "flows": [{"name": "browse", "requests": [{"name": "home", "url": "/"},
-                                                           {"name": "item", "method": "POST", "url": "/items"}]}]},
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "LoadTest",
+        "metadata": {"name": name},
+        "spec": {
+            "shards": 1,
+            "baseUrl": base,
+            "load": {"users": LOAD_USERS, "iterations": LOAD_ITERATIONS},
+            "flows": [
+                {
+                    "name": "browse",
+                    "requests": [{"name": "home", "url": "/"}, {"name": "item", "method": "POST", "url": "/items"}],
+                }
+            ],
+        },
     }
 
 
@@ -82,6 +114,7 @@ def finished_history(cluster, kind: str, namespace: str, name: str, count: int):
     def check():
         history = (get(cluster, kind, name, namespace).get("status") or {}).get("history") or []
         return history if len(history) == count and all(e.get("result") for e in history) else None
+
     return check
 
 
@@ -95,12 +128,18 @@ def metric(port: int, name: str, **labels) -> float | None:
 
 
 def test_killing_the_working_replica_mid_run_completes_every_run_exactly_once(cluster, namespace, tmp_path):
-    leader = OperatorProcess(cluster, tmp_path / "leader.log", namespace, peering=PEERING, priority=100,
-                             metrics_port=localkube.free_port())
-    standby = OperatorProcess(cluster, tmp_path / "standby.log", namespace, peering=PEERING, priority=50,
-                              metrics_port=localkube.free_port())
-    with CountingTarget() as monitor_target, CountingTarget(delay=4) as suite_target, \
-            CountingTarget(delay=0.5) as load_target, WebhookReceiver() as hooks:
+    leader = OperatorProcess(
+        cluster, tmp_path / "leader.log", namespace, peering=PEERING, priority=100, metrics_port=localkube.free_port()
+    )
+    standby = OperatorProcess(
+        cluster, tmp_path / "standby.log", namespace, peering=PEERING, priority=50, metrics_port=localkube.free_port()
+    )
+    with (
+        CountingTarget() as monitor_target,
+        CountingTarget(delay=4) as suite_target,
+        CountingTarget(delay=0.5) as load_target,
+        WebhookReceiver() as hooks,
+    ):
         try:
             leader.start()
             # Kopf starts paused and resumes once the peering shows no peer above it.
@@ -110,42 +149,61 @@ def test_killing_the_working_replica_mid_run_completes_every_run_exactly_once(cl
             time.sleep(2)
             assert "Resuming operations" not in standby.log(), "the standby works beside the leader"
 
-            for manifest in (monitor_manifest("alpha", monitor_target.url, f"{hooks.url}/hook"),
-                             monitor_manifest("beta", monitor_target.url, f"{hooks.url}/hook"),
-                             suite_manifest("shop", suite_target.url), loadtest_manifest("load", load_target.url)):
+            for manifest in (
+                monitor_manifest("alpha", monitor_target.url, f"{hooks.url}/hook"),
+                monitor_manifest("beta", monitor_target.url, f"{hooks.url}/hook"),
+                suite_manifest("shop", suite_target.url),
+                loadtest_manifest("load", load_target.url),
+            ):
                 cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
             alpha_1 = request_run(cluster, "monitor", namespace, "alpha", "r-1")
             beta_1 = request_run(cluster, "monitor", namespace, "beta", "r-1")
             suite_1 = request_run(cluster, "testsuite", namespace, "shop", "r-1")
-            cluster.wait_for("four runner pods running", lambda: running_pods(cluster, namespace) == 4,
-                             timeout=90, interval=0.3)
-            job_uids = sorted(j["metadata"]["uid"] for kind in ("Monitor", "TestSuite", "LoadTest")
-                              for j in jobs(cluster, namespace, kind))
+            cluster.wait_for(
+                "four runner pods running", lambda: running_pods(cluster, namespace) == 4, timeout=90, interval=0.3
+            )
+            job_uids = sorted(
+                j["metadata"]["uid"]
+                for kind in ("Monitor", "TestSuite", "LoadTest")
+                for j in jobs(cluster, namespace, kind)
+            )
             assert len(job_uids) == 4
             assert "Resuming operations" not in standby.log()
 
             leader.kill()
             killed = time.monotonic()
             assert monitor_target.total == 0, "the Monitor runs finished before the kill; pause longer"
-            cluster.wait_for("the standby to take over", lambda: "Resuming operations" in standby.log(),
-                             timeout=90, interval=0.2)
+            cluster.wait_for(
+                "the standby to take over", lambda: "Resuming operations" in standby.log(), timeout=90, interval=0.2
+            )
             handover = time.monotonic() - killed
             print(f"handover: {handover:.1f}s after SIGKILL")
             assert handover < 45
 
             for kind, name, count in (("monitor", "alpha", 1), ("monitor", "beta", 1), ("testsuite", "shop", 1)):
-                history = cluster.wait_for(f"{kind} {name}", finished_history(cluster, kind, namespace, name, count),
-                                           timeout=120)
+                history = cluster.wait_for(
+                    f"{kind} {name}", finished_history(cluster, kind, namespace, name, count), timeout=120
+                )
                 assert history[0]["runId"] == {"alpha": alpha_1, "beta": beta_1, "shop": suite_1}[name]
                 assert history[0]["result"] == "Passed", history
-            load = cluster.wait_for("the LoadTest", lambda: (s if (s := get(cluster, "loadtest", "load", namespace)
-                                                                    .get("status") or {}).get("result") else None),
-                                    timeout=120)
+            load = cluster.wait_for(
+                "the LoadTest",
+                lambda: (
+                    s if (s := get(cluster, "loadtest", "load", namespace).get("status") or {}).get("result") else None
+                ),
+                timeout=120,
+            )
             assert load["result"] == "Passed", load
 
             # Exactly once: the same four Jobs, each planned request made once.
-            assert sorted(j["metadata"]["uid"] for kind in ("Monitor", "TestSuite", "LoadTest")
-                          for j in jobs(cluster, namespace, kind)) == job_uids
+            assert (
+                sorted(
+                    j["metadata"]["uid"]
+                    for kind in ("Monitor", "TestSuite", "LoadTest")
+                    for j in jobs(cluster, namespace, kind)
+                )
+                == job_uids
+            )
             assert monitor_target.counts[("GET", "/ping")] == 2
             assert suite_target.counts == {("GET", "/"): 1, ("POST", "/orders"): 1}
             assert load_target.total == LOAD_USERS * LOAD_ITERATIONS * 2 == load["summary"]["requests"]
@@ -153,8 +211,9 @@ def test_killing_the_working_replica_mid_run_completes_every_run_exactly_once(cl
 
             # The new leader works on its own: a second run of alpha.
             alpha_2 = request_run(cluster, "monitor", namespace, "alpha", "r-2")
-            history = cluster.wait_for("alpha's second run", finished_history(cluster, "monitor", namespace,
-                                                                               "alpha", 2), timeout=120)
+            history = cluster.wait_for(
+                "alpha's second run", finished_history(cluster, "monitor", namespace, "alpha", 2), timeout=120
+            )
             assert [e["runId"] for e in history] == [alpha_2, alpha_1]
             assert len(jobs(cluster, namespace, "Monitor")) == 3
             assert monitor_target.counts[("GET", "/ping")] == 3

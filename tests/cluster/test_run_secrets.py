@@ -35,8 +35,12 @@ def credentials():
 
 @pytest.fixture
 def target(credentials):
-    with CredentialTarget(username=USERNAME, password=credentials["password"], client_id=CLIENT_ID,
-                          client_secret=credentials["client_secret"]) as server:
+    with CredentialTarget(
+        username=USERNAME,
+        password=credentials["password"],
+        client_id=CLIENT_ID,
+        client_secret=credentials["client_secret"],
+    ) as server:
         yield server
 
 
@@ -45,22 +49,40 @@ def create(cluster, namespace: str, document: dict) -> None:
 
 
 def credentials_secret(client_secret: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": CREDENTIALS_SECRET},
-            "stringData": {"client-secret": client_secret}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": CREDENTIALS_SECRET},
+        "stringData": {"client-secret": client_secret},
+    }
 
 
 def monitor(name: str, url: str, password: str, secret_name: str = CREDENTIALS_SECRET) -> dict:
     ok = [{"source": "response_status", "comparison": "equal", "value": 200}]
     return {
-        "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": name},
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Monitor",
+        "metadata": {"name": name},
         "spec": {
             "steps": [
-                {"stepType": "request", "url": "{{base}}/basic", "assertions": ok,
-                 "auth": {"authType": "basic", "username": USERNAME, "password": password}},
-                {"stepType": "request", "url": "{{base}}/protected", "assertions": ok,
-                 "auth": {"authType": "oauth_2", "grantType": "client_credentials", "clientId": CLIENT_ID,
-                          "accessTokenUrl": f"{url}/oauth/token",
-                          "clientSecretFrom": {"secretKeyRef": {"name": secret_name, "key": "client-secret"}}}},
+                {
+                    "stepType": "request",
+                    "url": "{{base}}/basic",
+                    "assertions": ok,
+                    "auth": {"authType": "basic", "username": USERNAME, "password": password},
+                },
+                {
+                    "stepType": "request",
+                    "url": "{{base}}/protected",
+                    "assertions": ok,
+                    "auth": {
+                        "authType": "oauth_2",
+                        "grantType": "client_credentials",
+                        "clientId": CLIENT_ID,
+                        "accessTokenUrl": f"{url}/oauth/token",
+                        "clientSecretFrom": {"secretKeyRef": {"name": secret_name, "key": "client-secret"}},
+                    },
+                },
             ],
             "environments": [{"name": "local", "initialVariables": {"base": url}}],
         },
@@ -70,24 +92,46 @@ def monitor(name: str, url: str, password: str, secret_name: str = CREDENTIALS_S
 def suite(name: str, url: str, password: str) -> dict:
     ok = [{"source": "response_status", "comparison": "equal", "value": 200}]
     return {
-        "apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite", "metadata": {"name": name},
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "TestSuite",
+        "metadata": {"name": name},
         "spec": {
             "parameters": {"base": url, "user": USERNAME},
             "secretParameters": [
                 {"name": "password", "value": password},
-                {"name": "clientSecret",
-                 "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": "client-secret"}}},
+                {
+                    "name": "clientSecret",
+                    "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": "client-secret"}},
+                },
             ],
-            "flows": [{"name": "authenticated", "requests": [
-                {"name": "basic", "url": "{{base}}/basic", "assertions": ok,
-                 "headers": {"Authorization": "Basic {{encode_base64({{user}}:{{password}})}}"}},
-                {"name": "token", "method": "POST", "url": "{{base}}/oauth/token", "assertions": ok,
-                 "headers": {"Content-Type": "application/x-www-form-urlencoded"},
-                 "body": f"grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={{{{clientSecret}}}}",
-                 "extract": [{"name": "token", "source": "response_json", "property": "access_token"}]},
-                {"name": "protected", "url": "{{base}}/protected", "assertions": ok,
-                 "headers": {"Authorization": "Bearer {{token}}"}},
-            ]}],
+            "flows": [
+                {
+                    "name": "authenticated",
+                    "requests": [
+                        {
+                            "name": "basic",
+                            "url": "{{base}}/basic",
+                            "assertions": ok,
+                            "headers": {"Authorization": "Basic {{encode_base64({{user}}:{{password}})}}"},
+                        },
+                        {
+                            "name": "token",
+                            "method": "POST",
+                            "url": "{{base}}/oauth/token",
+                            "assertions": ok,
+                            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+                            "body": f"grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={{{{clientSecret}}}}",
+                            "extract": [{"name": "token", "source": "response_json", "property": "access_token"}],
+                        },
+                        {
+                            "name": "protected",
+                            "url": "{{base}}/protected",
+                            "assertions": ok,
+                            "headers": {"Authorization": "Bearer {{token}}"},
+                        },
+                    ],
+                }
+            ],
         },
     }
 
@@ -105,6 +149,7 @@ def finished(cluster, namespace: str, kind: str, name: str, run_id: str):
     def check():
         last = (get(cluster, kind, name, namespace).get("status") or {}).get("lastRun") or {}
         return last if last.get("runId") == run_id and last.get("result") else None
+
     return check
 
 
@@ -141,8 +186,7 @@ def assert_nowhere_but_secrets(cluster, namespace: str, values: list[str]) -> di
 def assert_run_secret_owned_by_job(cluster, namespace: str, run_id: str, values: list[str]) -> None:
     job = get(cluster, "job", run_id, namespace)
     secret = get(cluster, "secret", f"{run_id}-secrets", namespace)
-    assert [(o["kind"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == \
-        [("Job", job["metadata"]["uid"])]
+    assert [(o["kind"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == [("Job", job["metadata"]["uid"])]
     held = {base64.b64decode(v).decode() for v in secret["data"].values()}
     assert set(values) <= held
     mounted = [v for v in job["spec"]["template"]["spec"]["volumes"] if "secret" in v]
@@ -150,7 +194,8 @@ def assert_run_secret_owned_by_job(cluster, namespace: str, run_id: str, values:
 
 
 def test_monitor_with_inline_and_referenced_secrets_passes_and_leaves_them_in_its_secret_only(
-        cluster, namespace, operator, credentials, target):
+    cluster, namespace, operator, credentials, target
+):
     create(cluster, namespace, credentials_secret(credentials["client_secret"]))
     create(cluster, namespace, monitor("login", target.url, credentials["password"]))
     run_id = request_run(cluster, namespace, "monitor", "login", "r-1")
@@ -167,12 +212,14 @@ def test_monitor_with_inline_and_referenced_secrets_passes_and_leaves_them_in_it
 
 
 def test_testsuite_with_inline_and_referenced_secret_parameters_passes_and_leaves_them_in_its_secret_only(
-        cluster, namespace, operator, credentials, target):
+    cluster, namespace, operator, credentials, target
+):
     create(cluster, namespace, credentials_secret(credentials["client_secret"]))
     create(cluster, namespace, suite("login-suite", target.url, credentials["password"]))
     run_id = request_run(cluster, namespace, "testsuite", "login-suite", "r-1")
-    last = cluster.wait_for("the suite run", finished(cluster, namespace, "testsuite", "login-suite", run_id),
-                            timeout=90)
+    last = cluster.wait_for(
+        "the suite run", finished(cluster, namespace, "testsuite", "login-suite", run_id), timeout=90
+    )
 
     assert last["result"] == "Passed", (last, operator.log()[-3000:])
     assert target.accepted == {"/basic": 1, "/oauth/token": 1, "/protected": 1}
@@ -184,7 +231,8 @@ def test_testsuite_with_inline_and_referenced_secret_parameters_passes_and_leave
 
 
 def test_a_missing_referenced_secret_holds_the_run_with_a_condition_until_it_exists(
-        cluster, namespace, operator, credentials, target):
+    cluster, namespace, operator, credentials, target
+):
     create(cluster, namespace, monitor("waiting", target.url, credentials["password"], secret_name="later"))
     run_id = request_run(cluster, namespace, "monitor", "waiting", "r-1")
 
@@ -200,25 +248,34 @@ def test_a_missing_referenced_secret_holds_the_run_with_a_condition_until_it_exi
     assert target.accepted == {} and target.refused == {}
 
     create(cluster, namespace, {**credentials_secret(credentials["client_secret"]), "metadata": {"name": "later"}})
-    last = cluster.wait_for("the run once the Secret exists",
-                            finished(cluster, namespace, "monitor", "waiting", run_id), timeout=90)
+    last = cluster.wait_for(
+        "the run once the Secret exists", finished(cluster, namespace, "monitor", "waiting", run_id), timeout=90
+    )
     assert last["result"] == "Passed", (last, operator.log()[-3000:])
     assert target.accepted == {"/basic": 1, "/oauth/token": 1, "/protected": 1}
 
 
 def schedule(name: str, kind: str, target: str) -> dict:
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": name},
-            "spec": {"target": {"kind": kind, "name": target}, "interval": "1m"}}
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": name},
+        "spec": {"target": {"kind": kind, "name": target}, "interval": "1m"},
+    }
 
 
 def test_scheduled_runs_take_secret_values_from_the_tick_groups_secret_not_its_configmap(
-        cluster, namespace, operator, credentials, target):
+    cluster, namespace, operator, credentials, target
+):
     create(cluster, namespace, credentials_secret(credentials["client_secret"]))
     create(cluster, namespace, monitor("login", target.url, credentials["password"]))
     create(cluster, namespace, suite("login-suite", target.url, credentials["password"]))
     create(cluster, namespace, monitor("waiting", target.url, credentials["password"], secret_name="later"))
-    for name, kind, target_name in (("every-login", "Monitor", "login"), ("every-suite", "TestSuite", "login-suite"),
-                                    ("every-waiting", "Monitor", "waiting")):
+    for name, kind, target_name in (
+        ("every-login", "Monitor", "login"),
+        ("every-suite", "TestSuite", "login-suite"),
+        ("every-waiting", "Monitor", "waiting"),
+    ):
         create(cluster, namespace, schedule(name, kind, target_name))
 
     def ready(name):
@@ -232,10 +289,13 @@ def test_scheduled_runs_take_secret_values_from_the_tick_groups_secret_not_its_c
     def scheduled(kind, name):
         last = (get(cluster, kind, name, namespace).get("status") or {}).get("lastRun") or {}
         return last if last.get("result") else None
-    monitor_run = cluster.wait_for("the Monitor's scheduled run", lambda: scheduled(
-        "monitor", "login"), timeout=150, interval=1)
-    suite_run = cluster.wait_for("the TestSuite's scheduled run", lambda: scheduled(
-        "testsuite", "login-suite"), timeout=60, interval=1)
+
+    monitor_run = cluster.wait_for(
+        "the Monitor's scheduled run", lambda: scheduled("monitor", "login"), timeout=150, interval=1
+    )
+    suite_run = cluster.wait_for(
+        "the TestSuite's scheduled run", lambda: scheduled("testsuite", "login-suite"), timeout=60, interval=1
+    )
     assert monitor_run["result"] == "Passed" and monitor_run["schedule"] == "every-login", monitor_run
     assert suite_run["result"] == "Passed", suite_run
     assert target.accepted["/protected"] >= 2 and not target.refused
@@ -245,8 +305,9 @@ def test_scheduled_runs_take_secret_values_from_the_tick_groups_secret_not_its_c
     [cronjob] = json.loads(cluster.kubectl("get", "cronjobs", "-n", namespace, "-o", "json").stdout)["items"]
     group = cronjob["metadata"]["name"]
     secret = get(cluster, "secret", f"{group}-secrets", namespace)
-    assert [(o["kind"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == \
-        [("CronJob", cronjob["metadata"]["uid"])]
+    assert [(o["kind"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == [
+        ("CronJob", cronjob["metadata"]["uid"])
+    ]
     assert set(values) <= {base64.b64decode(v).decode() for v in secret["data"].values()}
     volumes = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "secrets", "secret": {"secretName": f"{group}-secrets", "defaultMode": 420}} in volumes

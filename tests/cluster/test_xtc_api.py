@@ -24,13 +24,17 @@ from tests.support.targets import CountingTarget
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
-XTC_SCOPES = ("LOADTEST_LIST", "LOADTEST_STATUS", "LOADTEST_DETAILS", "LOADTEST_COPY_RUN",
-              "LOADTEST_REPORT_DOWNLOAD", "LOADTEST_RESULT_DOWNLOAD")
+XTC_SCOPES = (
+    "LOADTEST_LIST",
+    "LOADTEST_STATUS",
+    "LOADTEST_DETAILS",
+    "LOADTEST_COPY_RUN",
+    "LOADTEST_REPORT_DOWNLOAD",
+    "LOADTEST_RESULT_DOWNLOAD",
+)
 
 
 # --- fixtures: projects in an organization, an operator wired to the gateway ------------------------
-
-
 
 
 class Org:
@@ -70,16 +74,25 @@ def request_token(cluster, gateway, client_id: str, secret: str, scopes=XTC_SCOP
     return _request_token(cluster, gateway, client_id, secret, scopes)
 
 
-def loadtest_manifest(name: str, url: str, *, shards: int = 2, users: int = 2, iterations: int = 3,
-                      labels: dict | None = None) -> str:
-    return json.dumps({
-        "apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest",
-        "metadata": {"name": name, "labels": labels or {}},
-        "spec": {"description": "checkout against a loopback target", "shards": shards, "baseUrl": url,
-                 "load": {"users": users, "iterations": iterations},
-                 "flows": [{"name": "browse", "requests": [{"name": "home", "url": "/"},
-                                                            {"name": "item", "url": "/items/1"}]}]},
-    })
+def loadtest_manifest(
+    name: str, url: str, *, shards: int = 2, users: int = 2, iterations: int = 3, labels: dict | None = None
+) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "LoadTest",
+            "metadata": {"name": name, "labels": labels or {}},
+            "spec": {
+                "description": "checkout against a loopback target",
+                "shards": shards,
+                "baseUrl": url,
+                "load": {"users": users, "iterations": iterations},
+                "flows": [
+                    {"name": "browse", "requests": [{"name": "home", "url": "/"}, {"name": "item", "url": "/items/1"}]}
+                ],
+            },
+        }
+    )
 
 
 def project_url(gateway, org: str, project: str) -> str:
@@ -101,6 +114,7 @@ def poll(cluster, what: str, call, done, timeout: float = 120, interval: float =
     def check():
         box["last"] = call()
         return done(box["last"])
+
     try:
         cluster.wait_for(what, check, timeout=timeout, interval=interval)
     except AssertionError as exc:
@@ -115,8 +129,9 @@ def test_the_documented_curl_sequence_end_to_end(cluster, org, gateway, linked_o
     with CountingTarget() as target:
         # An administrator creates client credentials in the project and copies the secret.
         client_id, secret = create_credential(cluster, org.a, "xtc-ci")
-        cluster.kubectl("apply", "-n", org.a, "-f", "-", input=loadtest_manifest("checkout", target.url,
-                                                                                 labels={"team": "web"}))
+        cluster.kubectl(
+            "apply", "-n", org.a, "-f", "-", input=loadtest_manifest("checkout", target.url, labels={"team": "web"})
+        )
         # curl -X POST -d client_id=... -d client_secret=... -d grant_type=client_credentials -d scope=...
         token = request_token(cluster, gateway, client_id, secret)
         base = project_url(gateway, org.name, org.a)
@@ -143,8 +158,12 @@ def test_the_documented_curl_sequence_end_to_end(cluster, org, gateway, linked_o
             assert status.json()["state"] in ("NEW", "STARTING", "RUNNING", "FINISHED")
 
             # The original ran once; wait for it, so the copy's requests can be told apart.
-            poll(cluster, "load test 1 to finish", lambda: api.get(f"{base}/1/status").json(),
-                 lambda s: s["state"] == "FINISHED" and s["latestReportNumber"])
+            poll(
+                cluster,
+                "load test 1 to finish",
+                lambda: api.get(f"{base}/1/status").json(),
+                lambda s: s["state"] == "FINISHED" and s["latestReportNumber"],
+            )
             assert target.total == 2 * 3 * 2
 
             copy = api.post(f"{base}/1/runCopy")
@@ -153,8 +172,13 @@ def test_the_documented_curl_sequence_end_to_end(cluster, org, gateway, linked_o
             assert (made["number"], made["name"], made["copiedFrom"]) == (2, "checkout-2", 1)
             assert copy.headers["location"] == f"{base}/2" == made["links"]["details"]
 
-            final = poll(cluster, "the copy to run to completion", lambda: api.get(f"{base}/2/status").json(),
-                         lambda s: s["state"] in ("FINISHED", "FAILED") and s["latestReportNumber"], timeout=180)
+            final = poll(
+                cluster,
+                "the copy to run to completion",
+                lambda: api.get(f"{base}/2/status").json(),
+                lambda s: s["state"] in ("FINISHED", "FAILED") and s["latestReportNumber"],
+                timeout=180,
+            )
             assert (final["state"], final["result"]) == ("FINISHED", "PASSED"), final
             assert final["requests"] == 12 and final["failures"] == 0 and final["shards"]["succeeded"] == 2
             assert target.total == 2 * 12
@@ -185,7 +209,9 @@ def test_the_documented_curl_sequence_end_to_end(cluster, org, gateway, linked_o
 
             listing = api.get(base).json()["loadTests"]
             assert [(t["number"], t["name"], t["copiedFrom"]) for t in listing] == [
-                (1, "checkout", None), (2, "checkout-2", 1)]
+                (1, "checkout", None),
+                (2, "checkout-2", 1),
+            ]
 
         # The copy is an ordinary LoadTest: same spec, labelled with its number and its source's.
         original = kubectl_json(cluster, "get", "loadtest", "checkout", "-n", org.a)
@@ -193,15 +219,24 @@ def test_the_documented_curl_sequence_end_to_end(cluster, org, gateway, linked_o
         assert copy_cr["spec"] == original["spec"]
         labels = copy_cr["metadata"]["labels"]
         assert (labels["assay.dev/loadtest-number"], labels["assay.dev/copied-from-number"], labels["team"]) == (
-            "2", "1", "web")
+            "2",
+            "1",
+            "web",
+        )
 
 
 def test_loadtests_created_with_kubectl_are_numbered_in_creation_order(cluster, org, gateway, linked_operator):
     client_id, secret = create_credential(cluster, org.a, "numbers", scopes=("LOADTEST_LIST", "LOADTEST_DETAILS"))
     for name in ("first", "second", "third"):
         # One second apart: creation timestamps have second precision.
-        cluster.kubectl("apply", "-n", org.a, "-f", "-", input=loadtest_manifest(name, "http://127.0.0.1:9",
-                                                                                 shards=1, users=1, iterations=1))
+        cluster.kubectl(
+            "apply",
+            "-n",
+            org.a,
+            "-f",
+            "-",
+            input=loadtest_manifest(name, "http://127.0.0.1:9", shards=1, users=1, iterations=1),
+        )
         time.sleep(1.1)
     token = request_token(cluster, gateway, client_id, secret, ("LOADTEST_LIST", "LOADTEST_DETAILS"))
     base = project_url(gateway, org.name, org.a)
@@ -209,8 +244,14 @@ def test_loadtests_created_with_kubectl_are_numbered_in_creation_order(cluster, 
     third = httpx.get(f"{base}/3", headers=bearer(token), timeout=30)
     assert third.status_code == 200 and third.json()["name"] == "third"
     cluster.kubectl("delete", "loadtest", "second", "-n", org.a)
-    cluster.kubectl("apply", "-n", org.a, "-f", "-", input=loadtest_manifest("fourth", "http://127.0.0.1:9",
-                                                                             shards=1, users=1, iterations=1))
+    cluster.kubectl(
+        "apply",
+        "-n",
+        org.a,
+        "-f",
+        "-",
+        input=loadtest_manifest("fourth", "http://127.0.0.1:9", shards=1, users=1, iterations=1),
+    )
     listing = httpx.get(base, headers=bearer(token), timeout=30).json()["loadTests"]
     # A deleted load test's number is never given to another.
     assert [(t["number"], t["name"]) for t in listing] == [(1, "first"), (3, "third"), (4, "fourth")]
@@ -231,8 +272,14 @@ ENDPOINTS = {
 
 def test_each_endpoint_refuses_a_token_without_its_scope(cluster, org, gateway, linked_operator):
     client_id, secret = create_credential(cluster, org.a, "scoped")
-    cluster.kubectl("apply", "-n", org.a, "-f", "-", input=loadtest_manifest("idle", "http://127.0.0.1:9",
-                                                                             shards=1, users=1, iterations=1))
+    cluster.kubectl(
+        "apply",
+        "-n",
+        org.a,
+        "-f",
+        "-",
+        input=loadtest_manifest("idle", "http://127.0.0.1:9", shards=1, users=1, iterations=1),
+    )
     base = project_url(gateway, org.name, org.a)
     for scope, (method, path) in ENDPOINTS.items():
         others = [s for s in XTC_SCOPES if s != scope]
@@ -255,8 +302,14 @@ def test_each_endpoint_refuses_a_token_without_its_scope(cluster, org, gateway, 
 def test_project_credentials_see_nothing_of_another_project(cluster, org, gateway, linked_operator):
     client_id, secret = create_credential(cluster, org.a, "project-a")
     for project in (org.a, org.b):
-        cluster.kubectl("apply", "-n", project, "-f", "-", input=loadtest_manifest(
-            "secret-plan", "http://127.0.0.1:9", shards=1, users=1, iterations=1))
+        cluster.kubectl(
+            "apply",
+            "-n",
+            project,
+            "-f",
+            "-",
+            input=loadtest_manifest("secret-plan", "http://127.0.0.1:9", shards=1, users=1, iterations=1),
+        )
     token = request_token(cluster, gateway, client_id, secret)
     assert httpx.get(project_url(gateway, org.name, org.a), headers=bearer(token), timeout=30).status_code == 200
     other = project_url(gateway, org.name, org.b)
@@ -265,15 +318,22 @@ def test_project_credentials_see_nothing_of_another_project(cluster, org, gatewa
         assert org.b in body["message"] and "secret-plan" not in json.dumps(body)
     # Nothing was copied in project B, and a wrong org name hides project A too.
     assert [i["metadata"]["name"] for i in kubectl_json(cluster, "get", "loadtests", "-n", org.b)["items"]] == [
-        "secret-plan"]
+        "secret-plan"
+    ]
     assert_xtc_error(httpx.get(project_url(gateway, "other-org", org.a), headers=bearer(token), timeout=30), 404)
 
 
 def test_an_org_credential_disabled_in_a_project_gets_nothing_there(cluster, org, gateway, linked_operator):
     client_id, secret = create_credential(cluster, org.admin, "org-wide", level="org", organization=org.name)
     for project in (org.a, org.b):
-        cluster.kubectl("apply", "-n", project, "-f", "-", input=loadtest_manifest(
-            "plan", "http://127.0.0.1:9", shards=1, users=1, iterations=1))
+        cluster.kubectl(
+            "apply",
+            "-n",
+            project,
+            "-f",
+            "-",
+            input=loadtest_manifest("plan", "http://127.0.0.1:9", shards=1, users=1, iterations=1),
+        )
     token = request_token(cluster, gateway, client_id, secret)
     for project in (org.a, org.b):
         listing = httpx.get(project_url(gateway, org.name, project), headers=bearer(token), timeout=30)
@@ -281,8 +341,13 @@ def test_an_org_credential_disabled_in_a_project_gets_nothing_there(cluster, org
 
     cluster.kubectl("annotate", "namespace", org.b, f"assay.dev/disabled-org-credentials={client_id}")
     other = project_url(gateway, org.name, org.b)
-    poll(cluster, "the gateway to see the project disable the credential",
-         lambda: httpx.get(other, headers=bearer(token), timeout=30).status_code, lambda s: s == 404, timeout=30)
+    poll(
+        cluster,
+        "the gateway to see the project disable the credential",
+        lambda: httpx.get(other, headers=bearer(token), timeout=30).status_code,
+        lambda s: s == 404,
+        timeout=30,
+    )
     for method, path in ENDPOINTS.values():
         assert_xtc_error(httpx.request(method, other + path, headers=bearer(token), timeout=30), 404)
     # Project A did not disable it.
@@ -290,7 +355,9 @@ def test_an_org_credential_disabled_in_a_project_gets_nothing_there(cluster, org
 
 
 def test_an_expired_credential_gets_401(cluster, org, gateway, linked_operator):
-    expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=30)  # room for a busy machine to establish it
+    expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(
+        seconds=30
+    )  # room for a busy machine to establish it
     client_id, secret = create_credential(cluster, org.a, "short-lived", expires_at=expires)
     token = request_token(cluster, gateway, client_id, secret)
     base = project_url(gateway, org.name, org.a)
@@ -298,6 +365,8 @@ def test_an_expired_credential_gets_401(cluster, org, gateway, linked_operator):
     time.sleep(max((expires - datetime.now(timezone.utc)).total_seconds(), 0) + 1)
     body = assert_xtc_error(httpx.get(base, headers=bearer(token), timeout=30), 401)
     assert "expired" in body["message"]
-    assert httpx.post(gateway.url + "/oauth/token", data={"client_id": client_id, "client_secret": secret,
-                                                          "grant_type": "client_credentials"},
-                      timeout=30).status_code in (400, 401)
+    assert httpx.post(
+        gateway.url + "/oauth/token",
+        data={"client_id": client_id, "client_secret": secret, "grant_type": "client_credentials"},
+        timeout=30,
+    ).status_code in (400, 401)

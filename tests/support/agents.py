@@ -23,16 +23,34 @@ def node_agents(cluster, tmp_path_factory, labels_by_node: dict[str, dict[str, s
         workdir = tmp_path_factory.mktemp(node)
         log = open(workdir / "agent.log", "ab")
         label_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
-        procs.append(subprocess.Popen(
-            [sys.executable, str(REPO / "hack" / "nodeagent.py"), "--kubeconfig", cluster.kubeconfig,
-             "--node", node, *label_args, "--workdir", str(workdir / "pods")],
-            stdout=log, stderr=subprocess.STDOUT, env=cluster.env))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(REPO / "hack" / "nodeagent.py"),
+                    "--kubeconfig",
+                    cluster.kubeconfig,
+                    "--node",
+                    node,
+                    *label_args,
+                    "--workdir",
+                    str(workdir / "pods"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=cluster.env,
+            )
+        )
 
     def ready():
         items = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-        ready_nodes = {n["metadata"]["name"] for n in items if any(
-            c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
+        ready_nodes = {
+            n["metadata"]["name"]
+            for n in items
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
+        }
         return set(labels_by_node) <= ready_nodes
+
     try:
         cluster.wait_for("the extra node agents' nodes to be Ready", ready, timeout=60)
         yield

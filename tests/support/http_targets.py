@@ -56,7 +56,9 @@ XML_DOCUMENT = (
     b'<book id="b2"><title>Emma</title><price>5</price></book><empty/></catalog>'
 )
 
-PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\xff\xfe"
+PNG_BYTES = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\xff\xfe"
+)
 
 GHOST_API_KEY = "gi-secret-key"
 
@@ -100,8 +102,13 @@ class HttpTarget(LoopbackServer):
             def do_HEAD(self):
                 self._answer()
 
-            def reply(self, status: int, body: bytes = b"", content_type: str = "application/json",
-                      headers: list[tuple[str, str]] = ()):
+            def reply(
+                self,
+                status: int,
+                body: bytes = b"",
+                content_type: str = "application/json",
+                headers: list[tuple[str, str]] = (),
+            ):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
@@ -157,29 +164,38 @@ def route(handler, received: Received) -> None:
     elif path == "/headers/multi":
         handler.reply_json(200, {}, [("X-Multi", "a"), ("X-Multi", "b"), ("X-Request-Id", "req-123")])
     elif path == "/echo":
-        handler.reply_json(200, {
-            "method": received.method,
-            "path": received.path,
-            "query": received.query,
-            "headers": received.headers,
-            "body": received.body.decode("utf-8", errors="replace"),
-            "cookies": _cookies(received),
-        })
+        handler.reply_json(
+            200,
+            {
+                "method": received.method,
+                "path": received.path,
+                "query": received.query,
+                "headers": received.headers,
+                "body": received.body.decode("utf-8", errors="replace"),
+                "cookies": _cookies(received),
+            },
+        )
     elif path == "/cookies/set":
         handler.reply_json(200, {"set": first}, [("Set-Cookie", f"{k}={v}; Path=/") for k, v in first.items()])
     elif path == "/cookies":
         handler.reply_json(200, {"cookies": _cookies(received)})
     elif path.startswith("/ghost/tests/") and path.endswith("/execute/"):
-        test_id = path[len("/ghost/tests/"):-len("/execute/")]
+        test_id = path[len("/ghost/tests/") : -len("/execute/")]
         if first.get("apiKey") != GHOST_API_KEY:
             handler.reply_json(401, {"code": "ERROR", "message": "Invalid API key"})
             return
-        handler.reply_json(200, {"code": "SUCCESS", "data": {
-            "_id": f"result-{test_id}",
-            "test": {"_id": test_id},
-            "passing": test_id != "failing-test",
-            "startUrl": first.get("startUrl", "https://default.example"),
-            "screenshot": {"small": {"defaultUrl": f"https://shots.example/{test_id}.png"}},
-        }})
+        handler.reply_json(
+            200,
+            {
+                "code": "SUCCESS",
+                "data": {
+                    "_id": f"result-{test_id}",
+                    "test": {"_id": test_id},
+                    "passing": test_id != "failing-test",
+                    "startUrl": first.get("startUrl", "https://default.example"),
+                    "screenshot": {"small": {"defaultUrl": f"https://shots.example/{test_id}.png"}},
+                },
+            },
+        )
     else:
         handler.reply_json(404, {"error": f"no route {path}"})

@@ -24,8 +24,9 @@ def ingest_client(store_dir: Path, upload_key: str, **settings) -> Iterator[Test
     `settings` are further gateway settings (quotas). No cluster: a tick group's token is
     refused, its tick's runs cannot be read."""
     store = Store(store_dir)
-    settings = GatewaySettings(store_dir=store_dir, upload_key=SecretStr(upload_key), upload_max_bytes=1 << 20,
-                               **settings)
+    settings = GatewaySettings(
+        store_dir=store_dir, upload_key=SecretStr(upload_key), upload_max_bytes=1 << 20, **settings
+    )
     app = FastAPI()
     install_error_handlers(app)
     install_body_limits(app, settings)

@@ -35,8 +35,7 @@ class LoopbackServer:
         self.scheme = "https" if ssl_context else "http"
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         # A short poll keeps shutdown() quick; the default half second adds up over a suite.
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def __enter__(self):
         self._thread.start()
@@ -50,8 +49,9 @@ class LoopbackServer:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, owner: LoopbackServer, handler: type[BaseHTTPRequestHandler],
-                 ssl_context: Optional[ssl.SSLContext]):
+    def __init__(
+        self, owner: LoopbackServer, handler: type[BaseHTTPRequestHandler], ssl_context: Optional[ssl.SSLContext]
+    ):
         self.owner, self.ssl_context = owner, ssl_context
         super().__init__(("127.0.0.1", 0), handler)
 

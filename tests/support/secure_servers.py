@@ -104,16 +104,20 @@ def _build_certificate(
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )
     if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -332,8 +336,9 @@ class _OAuth1Validator(RequestValidator):
         self.server = server
         self.nonces: set[tuple[str, str, str]] = set()
 
-    def validate_timestamp_and_nonce(self, client_key, timestamp, nonce, request, request_token=None,
-                                     access_token=None):
+    def validate_timestamp_and_nonce(
+        self, client_key, timestamp, nonce, request, request_token=None, access_token=None
+    ):
         key = (client_key, timestamp, nonce)
         with self.server.lock:
             if key in self.nonces:
@@ -356,8 +361,13 @@ class OAuth1Server(RecordingServer):
     secret and, when the request carries an oauth_token, the access token and its secret.
     Answers where the signature was (`auth_header`, `query` or `body`) and the form fields."""
 
-    def __init__(self, consumer_key: str = "assay-consumer", consumer_secret: str = "consumer-secret-1",
-                 access_token: str = "assay-token", token_secret: str = "token-secret-1"):
+    def __init__(
+        self,
+        consumer_key: str = "assay-consumer",
+        consumer_secret: str = "consumer-secret-1",
+        access_token: str = "assay-token",
+        token_secret: str = "token-secret-1",
+    ):
         super().__init__()
         self.consumer_key, self.consumer_secret = consumer_key, consumer_secret
         self.access_token, self.token_secret = access_token, token_secret
@@ -379,8 +389,9 @@ class OAuth1Server(RecordingServer):
             location = "body"
         form = {}
         if "application/x-www-form-urlencoded" in (request.headers.get("Content-Type") or ""):
-            form = {k: v for k, v in parse_qsl(request.body.decode(), keep_blank_values=True)
-                    if not k.startswith("oauth_")}
+            form = {
+                k: v for k, v in parse_qsl(request.body.decode(), keep_blank_values=True) if not k.startswith("oauth_")
+            }
         return Reply(200, {"signature_location": location, "token": token, "form": form})
 
 
@@ -415,8 +426,14 @@ class OAuth2Server(RecordingServer):
     `GET /resource` needs a live access token as `Authorization: Bearer` or `?access_token=`.
     `tls=True` serves both over HTTPS with a self-signed certificate (`cert_path`)."""
 
-    def __init__(self, client_id: str = "assay-client", client_secret: str = "client-secret-1",
-                 users: Optional[dict[str, str]] = None, expires_in: int = 3600, tls: bool = False):
+    def __init__(
+        self,
+        client_id: str = "assay-client",
+        client_secret: str = "client-secret-1",
+        users: Optional[dict[str, str]] = None,
+        expires_in: int = 3600,
+        tls: bool = False,
+    ):
         super().__init__(certificate=self_signed_certificate() if tls else None)
         self.client_id, self.client_secret = client_id, client_secret
         self.users = {"ada": "lovelace"} if users is None else users
@@ -466,29 +483,35 @@ class OAuth2Server(RecordingServer):
             # RFC 6749 2.3.1: the client id and secret are form-encoded before base64.
             basic = (unquote_plus(raw[0]), unquote_plus(raw[1])) if raw else ("", "")
         if basic and "client_secret" in form:
-            return Reply(400, {"error": "invalid_request",
-                               "error_description": "more than one client authentication method"}), "both"
+            return Reply(
+                400, {"error": "invalid_request", "error_description": "more than one client authentication method"}
+            ), "both"
         client_auth = "basic_auth_header" if basic else ("body" if "client_secret" in form else "none")
         client_id, client_secret = basic or (form.get("client_id"), form.get("client_secret"))
         if (client_id, client_secret) != (self.client_id, self.client_secret):
-            return Reply(401, {"error": "invalid_client", "error_description": "client authentication failed"},
-                         {"WWW-Authenticate": 'Basic realm="token"'}), client_auth
+            return Reply(
+                401,
+                {"error": "invalid_client", "error_description": "client authentication failed"},
+                {"WWW-Authenticate": 'Basic realm="token"'},
+            ), client_auth
         scope = form.get("scope")
         if grant_type == "client_credentials":
             return Reply(200, self._issue(scope, refresh=False)), client_auth
         if grant_type == "password":
             username = form.get("username", "")
             if username not in self.users or self.users[username] != form.get("password"):
-                return Reply(400, {"error": "invalid_grant",
-                                   "error_description": "wrong username or password"}), client_auth
+                return Reply(
+                    400, {"error": "invalid_grant", "error_description": "wrong username or password"}
+                ), client_auth
             return Reply(200, self._issue(scope, refresh=True)), client_auth
         if grant_type == "refresh_token":
             with self.lock:
                 known = form.get("refresh_token", "") in self._refresh_tokens
                 original_scope = self._refresh_tokens.pop(form.get("refresh_token", ""), None)
             if not known:
-                return Reply(400, {"error": "invalid_grant",
-                                   "error_description": "unknown or used refresh token"}), client_auth
+                return Reply(
+                    400, {"error": "invalid_grant", "error_description": "unknown or used refresh token"}
+                ), client_auth
             return Reply(200, self._issue(scope or original_scope, refresh=True)), client_auth
         return Reply(400, {"error": "unsupported_grant_type"}), client_auth
 

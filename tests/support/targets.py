@@ -58,10 +58,10 @@ class CountingTarget(LoopbackServer):
 class CredentialTarget(LoopbackServer):
     """A loopback API that checks credentials, counting what it accepted and refused:
 
-        GET  /basic          200 for basic auth `username:password`, else 401
-        POST /oauth/token    the client-credentials grant for `client_id`/`client_secret` (in a
-                             basic-auth header or the form): 200 {"access_token", ...}, else 401
-        GET  /protected      200 for `Authorization: Bearer <the issued token>`, else 401
+    GET  /basic          200 for basic auth `username:password`, else 401
+    POST /oauth/token    the client-credentials grant for `client_id`/`client_secret` (in a
+                         basic-auth header or the form): 200 {"access_token", ...}, else 401
+    GET  /protected      200 for `Authorization: Bearer <the issued token>`, else 401
     """
 
     def __init__(self, *, username: str, password: str, client_id: str, client_secret: str):
@@ -93,9 +93,11 @@ class CredentialTarget(LoopbackServer):
                 elif self.command == "POST" and path == "/oauth/token":
                     form = parse_qs(body)
                     cid, secret = client_credentials(self.headers, form)
-                    ok = (form.get("grant_type") or [""])[0] == "client_credentials" and \
-                        hmac.compare_digest(cid.encode(), client_id.encode()) and \
-                        hmac.compare_digest(secret.encode(), client_secret.encode())
+                    ok = (
+                        (form.get("grant_type") or [""])[0] == "client_credentials"
+                        and hmac.compare_digest(cid.encode(), client_id.encode())
+                        and hmac.compare_digest(secret.encode(), client_secret.encode())
+                    )
                     document = {"access_token": target.token, "token_type": "bearer", "expires_in": 3600}
                 elif self.command == "GET" and path == "/protected":
                     ok = hmac.compare_digest(auth.encode(), f"Bearer {target.token}".encode())
@@ -114,4 +116,3 @@ class CredentialTarget(LoopbackServer):
             do_GET = do_POST = _answer
 
         super().__init__(Handler)
-

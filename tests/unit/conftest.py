@@ -16,6 +16,7 @@ def fetch():
     for the module so the many assertion and extraction cases share each response."""
     cache: dict[str, Exchange] = {}
     with HttpTarget() as target:
+
         async def get(path):
             async with make_client() as client:
                 return await send(client, "GET", target.url + path)

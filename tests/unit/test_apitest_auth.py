@@ -98,18 +98,30 @@ def test_basic_auth_replaces_an_authorization_header_of_the_step(session):
 
 
 def oauth1(server: OAuth1Server, signature_type: str = "auth_header", **overrides: Any) -> OAuth1Auth:
-    fields = dict(auth_type="oauth_1", consumer_key=server.consumer_key, consumer_secret=server.consumer_secret,
-                  access_token=server.access_token, token_secret=server.token_secret, signature_type=signature_type)
+    fields = dict(
+        auth_type="oauth_1",
+        consumer_key=server.consumer_key,
+        consumer_secret=server.consumer_secret,
+        access_token=server.access_token,
+        token_secret=server.token_secret,
+        signature_type=signature_type,
+    )
     return OAuth1Auth(**{**fields, **overrides})
 
 
 @pytest.mark.parametrize("signature_type", ["auth_header", "query", "body"])
 def test_oauth1_signature_of_a_form_post_is_accepted_in_each_location(session, signature_type):
     with OAuth1Server() as server:
-        [response] = send(session(), request(
-            "POST", server.url + "/items?page=2&q=a%20b", oauth1(server, signature_type),
-            content=b"name=Ada+Lovelace&tags=a&tags=b", headers={"Content-Type": FORM},
-        ))
+        [response] = send(
+            session(),
+            request(
+                "POST",
+                server.url + "/items?page=2&q=a%20b",
+                oauth1(server, signature_type),
+                content=b"name=Ada+Lovelace&tags=a&tags=b",
+                headers={"Content-Type": FORM},
+            ),
+        )
         received = server.requests[-1]
     assert response.status_code == 200, response.text
     assert response.json()["signature_location"] == signature_type
@@ -150,10 +162,13 @@ def test_oauth1_signature_with_a_wrong_secret_is_rejected(session, signature_typ
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize("kwargs, found", [
-    ({"json": {"a": 1}}, "application/json body"),
-    ({}, "empty body"),
-])
+@pytest.mark.parametrize(
+    "kwargs, found",
+    [
+        ({"json": {"a": 1}}, "application/json body"),
+        ({}, "empty body"),
+    ],
+)
 def test_oauth1_body_signature_refuses_a_request_without_form_body(session, kwargs, found):
     with OAuth1Server() as server:
         with pytest.raises(AuthError, match=f"form-encoded body .* has an? {found}") as error:
@@ -165,8 +180,9 @@ def test_oauth1_body_signature_refuses_a_request_without_form_body(session, kwar
 def test_oauth1_signing_logs_no_token_even_at_debug_level(session, caplog):
     caplog.set_level(logging.DEBUG)
     with OAuth1Server() as server:
-        [response] = send(session(), request("POST", server.url, oauth1(server), content=b"pin=1234",
-                                             headers={"Content-Type": FORM}))
+        [response] = send(
+            session(), request("POST", server.url, oauth1(server), content=b"pin=1234", headers={"Content-Type": FORM})
+        )
     assert response.status_code == 200
     assert server.access_token not in caplog.text
     assert "1234" not in caplog.text
@@ -180,15 +196,17 @@ def oauth2(**fields: Any) -> OAuth2Auth:
 
 
 def grant(server: OAuth2Server, grant_type: str, **fields: Any) -> OAuth2Auth:
-    defaults: dict[str, Any] = dict(access_token_url=server.token_url, client_id=server.client_id,
-                                    client_secret=server.client_secret)
+    defaults: dict[str, Any] = dict(
+        access_token_url=server.token_url, client_id=server.client_id, client_secret=server.client_secret
+    )
     if grant_type == "password_credentials":
         defaults.update(username="ada", password="lovelace")
     return oauth2(grant_type=grant_type, **{**defaults, **fields})
 
 
-@pytest.mark.parametrize("location, expected", [(None, "auth_header"), ("auth_header", "auth_header"),
-                                                ("query", "query")])
+@pytest.mark.parametrize(
+    "location, expected", [(None, "auth_header"), ("auth_header", "auth_header"), ("query", "query")]
+)
 def test_oauth2_access_token_is_sent_where_token_location_says(session, location, expected):
     with OAuth2Server() as server:
         auth = oauth2(access_token=server.issue_access_token(), token_location=location)
@@ -261,9 +279,14 @@ def test_expired_password_grant_token_is_renewed_with_its_refresh_token(session,
 
 def test_authorization_code_refresh_token_is_used_when_auto_refresh_is_on(session, clock):
     with OAuth2Server(expires_in=3600) as server:
-        auth = grant(server, "authorization_code", auth_url="https://idp.example/authorize",
-                     access_token="stale-access-token", refresh_token=server.seed_refresh_token(scope="read"),
-                     is_auto_refresh_token=True)
+        auth = grant(
+            server,
+            "authorization_code",
+            auth_url="https://idp.example/authorize",
+            access_token="stale-access-token",
+            refresh_token=server.seed_refresh_token(scope="read"),
+            is_auto_refresh_token=True,
+        )
         s = session()
         first = send(s, *[request("GET", server.resource_url, auth)] * 2)
         clock[0] += 3600
@@ -277,8 +300,13 @@ def test_authorization_code_refresh_token_is_used_when_auto_refresh_is_on(sessio
 
 def test_authorization_code_without_auto_refresh_uses_the_given_access_token(session):
     with OAuth2Server() as server:
-        auth = grant(server, "authorization_code", auth_url="https://idp.example/authorize",
-                     access_token=server.issue_access_token(), refresh_token=server.seed_refresh_token())
+        auth = grant(
+            server,
+            "authorization_code",
+            auth_url="https://idp.example/authorize",
+            access_token=server.issue_access_token(),
+            refresh_token=server.seed_refresh_token(),
+        )
         [response] = send(session(), request("GET", server.resource_url, auth))
     assert response.status_code == 200
     assert server.token_request_count() == 0
@@ -320,8 +348,13 @@ def test_token_endpoint_without_oauth_error_says_so(session):
 
 
 def test_unreachable_token_endpoint_fails_clearly(session):
-    auth = OAuth2Auth(auth_type="oauth_2", grant_type="client_credentials", client_id="c", client_secret="s",
-                      access_token_url="http://127.0.0.1:9/token")
+    auth = OAuth2Auth(
+        auth_type="oauth_2",
+        grant_type="client_credentials",
+        client_id="c",
+        client_secret="s",
+        access_token_url="http://127.0.0.1:9/token",
+    )
     with pytest.raises(AuthError, match=r"token request .* to http://127.0.0.1:9/token failed: ConnectError"):
         send(session(), request("GET", "http://127.0.0.1:9/resource", auth))
 
@@ -417,13 +450,20 @@ def test_client_certificate_auth_without_environment_certificate_fails_clearly(s
             send(session("", verify_ssl=False), request("GET", server.url, CLIENT_CERTIFICATE))
 
 
-@pytest.mark.parametrize("mangle, problem", [
-    pytest.param(lambda pem: pem[: pem.index("-----BEGIN PRIVATE KEY")], "holds no PEM private key",
-                 id="certificate-only"),
-    pytest.param(lambda pem: pem[pem.index("-----BEGIN PRIVATE KEY"):], "holds no PEM certificate", id="key-only"),
-    pytest.param(lambda pem: pem[: pem.index("-----BEGIN PRIVATE KEY")] + CertificateAuthority().issue("x").key_pem,
-                 "private key does not belong to the first certificate", id="someone-else's-key"),
-])
+@pytest.mark.parametrize(
+    "mangle, problem",
+    [
+        pytest.param(
+            lambda pem: pem[: pem.index("-----BEGIN PRIVATE KEY")], "holds no PEM private key", id="certificate-only"
+        ),
+        pytest.param(lambda pem: pem[pem.index("-----BEGIN PRIVATE KEY") :], "holds no PEM certificate", id="key-only"),
+        pytest.param(
+            lambda pem: pem[: pem.index("-----BEGIN PRIVATE KEY")] + CertificateAuthority().issue("x").key_pem,
+            "private key does not belong to the first certificate",
+            id="someone-else's-key",
+        ),
+    ],
+)
 def test_unusable_client_certificate_fails_only_the_requests_that_use_it(session, mangle, problem):
     with MutualTlsServer() as server, HttpsServer() as plain:
         s = session(mangle(server.issue_client_certificate()), verify_ssl=False)

@@ -25,8 +25,13 @@ def target():
 def cli(tmp_path, manifest: str, *args: str) -> subprocess.CompletedProcess:
     path = tmp_path / "manifest.yaml"
     path.write_text(textwrap.dedent(manifest))
-    return subprocess.run([sys.executable, "-m", "assay.runner", "run", str(path), *args],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-m", "assay.runner", "run", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
 
 
 MONITOR = """\
@@ -90,35 +95,53 @@ def test_a_failing_monitor_exits_1_and_says_why(tmp_path, target):
 
 
 def test_an_unreachable_target_exits_1(tmp_path):
-    done = cli(tmp_path, """\
+    done = cli(
+        tmp_path,
+        """\
         kind: Monitor
         metadata: {name: down}
         spec:
           steps: [{stepType: request, url: "http://127.0.0.1:9/"}]
-    """)
+    """,
+    )
     assert done.returncode == 1 and "connection refused" in done.stdout
 
 
-@pytest.mark.parametrize("manifest,args,message", [
-    ("""\
+@pytest.mark.parametrize(
+    "manifest,args,message",
+    [
+        (
+            """\
         kind: Monitor
         metadata: {name: m}
         spec:
           steps: [{stepType: request, url: "http://x/"}, {stepType: request, method: GET}]
-     """, (), "m: spec.steps[1].url: Field required"),
-    ("""\
+     """,
+            (),
+            "m: spec.steps[1].url: Field required",
+        ),
+        (
+            """\
         kind: Monitor
         metadata: {name: m}
         spec:
           steps: [{stepType: teleport}]
-     """, (), "spec.steps[0].stepType: unknown stepType 'teleport'"),
-    ("""\
+     """,
+            (),
+            "spec.steps[0].stepType: unknown stepType 'teleport'",
+        ),
+        (
+            """\
         kind: Monitor
         metadata: {name: m}
         spec:
           steps: [{stepType: request, url: "http://x/{{id"}]
-     """, (), "m: spec.steps[0].url: unclosed '{{'"),
-    ("""\
+     """,
+            (),
+            "m: spec.steps[0].url: unclosed '{{'",
+        ),
+        (
+            """\
         kind: Monitor
         metadata: {name: m}
         spec:
@@ -126,26 +149,42 @@ def test_an_unreachable_target_exits_1(tmp_path):
             - stepType: request
               url: "http://x/"
               assertions: [{source: response_status, comparison: has_key, value: a}]
-     """, (), "spec.steps[0].assertions[0].comparison: has_key, has_value and is_null need source response_json"),
-    ("""\
+     """,
+            (),
+            "spec.steps[0].assertions[0].comparison: has_key, has_value and is_null need source response_json",
+        ),
+        (
+            """\
         kind: Monitor
         metadata: {name: m}
         spec:
           steps: [{stepType: subtest, monitor: elsewhere}]
-     """, (), "m: spec.steps[0].monitor: no Monitor 'elsewhere' in"),
-    ("""\
+     """,
+            (),
+            "m: spec.steps[0].monitor: no Monitor 'elsewhere' in",
+        ),
+        (
+            """\
         kind: Monitor
         metadata: {name: m}
         spec:
           environments: [{name: local}]
           steps: [{stepType: request, url: "http://x/"}]
-     """, ("--env", "prod"), "--env: monitor 'm' has no environment 'prod' (has: local)"),
-    ("kind: Monitor\nspec: [\n", (), "manifest.yaml"),
-    ("""\
+     """,
+            ("--env", "prod"),
+            "--env: monitor 'm' has no environment 'prod' (has: local)",
+        ),
+        ("kind: Monitor\nspec: [\n", (), "manifest.yaml"),
+        (
+            """\
         kind: Schedule
         spec: {}
-     """, (), "kind 'Schedule' cannot be run here"),
-])
+     """,
+            (),
+            "kind 'Schedule' cannot be run here",
+        ),
+    ],
+)
 def test_a_bad_definition_exits_2_naming_the_field(tmp_path, manifest, args, message):
     done = cli(tmp_path, manifest, *args)
     assert done.returncode == 2, done.stdout + done.stderr
@@ -159,7 +198,9 @@ def test_a_bad_var_argument_is_a_usage_error(tmp_path, target):
 
 def test_a_testsuite_is_run_by_the_suite_runner(tmp_path, target):
     junit = tmp_path / "suite.xml"
-    done = cli(tmp_path, f"""\
+    done = cli(
+        tmp_path,
+        f"""\
         apiVersion: assay.dev/v1alpha1
         kind: TestSuite
         metadata: {{name: smoke-suite}}
@@ -171,7 +212,12 @@ def test_a_testsuite_is_run_by_the_suite_runner(tmp_path, target):
               requests:
                 - url: "{{{{base}}}}/json"
                   assertions: [{{source: response_json, property: status, comparison: equal, value: "{{{{want}}}}"}}]
-    """, "--var", "want=ok", "--junit", str(junit))
+    """,
+        "--var",
+        "want=ok",
+        "--junit",
+        str(junit),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "✓ read  PASSED" in done.stdout and done.stdout.splitlines()[-1].startswith("PASSED  smoke")
     assert ET.parse(junit).getroot().get("tests") == "1"
@@ -181,7 +227,9 @@ def test_a_testsuite_is_run_by_the_suite_runner(tmp_path, target):
 
 def test_a_loadtest_manifest_still_goes_to_the_load_engine(tmp_path, target):
     target.clear()
-    done = cli(tmp_path, f"""\
+    done = cli(
+        tmp_path,
+        f"""\
         kind: LoadTest
         metadata: {{name: lt}}
         spec:
@@ -189,7 +237,8 @@ def test_a_loadtest_manifest_still_goes_to_the_load_engine(tmp_path, target):
           baseUrl: "{target.url}"
           load: {{users: 2, iterations: 2}}
           flows: [{{name: f, requests: [{{url: /json}}]}}]
-    """)
+    """,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(target.received("/json")) == 4  # 2 users x 2 iterations, over both shards
 

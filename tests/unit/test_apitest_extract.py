@@ -1,6 +1,5 @@
 """Extraction from real responses: every source, JSON paths, XPath, and the errors."""
 
-
 import pytest
 
 from assay.runner.apitest.extract import ExtractionError, as_text, extract, json_path, parse_json_path
@@ -24,19 +23,22 @@ def test_headers_by_any_case_and_repeated_ones_joined(fetch):
     assert extract("response_headers", "X-Absent", exchange) is None
 
 
-@pytest.mark.parametrize("path,expected", [
-    ("data.items[0].id", 1),
-    ("data.items[1].name", "second"),
-    ("data.items.1.name", "second"),
-    ("data.items[-1].id", 2),
-    ("$.data.count", 2),
-    ("data.active", True),
-    ("data.nothing", None),
-    ('data.meta["a.b"]', "dotted"),
-    ("data.meta['numeric_text']", "42"),
-    ("status", "ok"),
-    ("", JSON_DOCUMENT),
-])
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("data.items[0].id", 1),
+        ("data.items[1].name", "second"),
+        ("data.items.1.name", "second"),
+        ("data.items[-1].id", 2),
+        ("$.data.count", 2),
+        ("data.active", True),
+        ("data.nothing", None),
+        ('data.meta["a.b"]', "dotted"),
+        ("data.meta['numeric_text']", "42"),
+        ("status", "ok"),
+        ("", JSON_DOCUMENT),
+    ],
+)
 def test_json_paths(fetch, path, expected):
     assert extract("response_json", path, fetch("/json")) == expected
 
@@ -47,15 +49,18 @@ def test_json_paths_into_a_top_level_array(fetch):
     assert extract("response_json", "[1]", exchange) == {"name": "one"}
 
 
-@pytest.mark.parametrize("path,message", [
-    ("data.missing", "no key 'missing' at data"),
-    ("data.items[7].id", "index 7 is out of range at data.items (2 items)"),
-    ("data.items.name", "data.items is an array, not an object with key 'name'"),
-    ("data.count.value", "data.count is int, it has no 'value'"),
-    ("data.nothing.x", "data.nothing is null"),
-    ("data..count", "cannot read"),
-    ("data[", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "path,message",
+    [
+        ("data.missing", "no key 'missing' at data"),
+        ("data.items[7].id", "index 7 is out of range at data.items (2 items)"),
+        ("data.items.name", "data.items is an array, not an object with key 'name'"),
+        ("data.count.value", "data.count is int, it has no 'value'"),
+        ("data.nothing.x", "data.nothing is null"),
+        ("data..count", "cannot read"),
+        ("data[", "cannot read"),
+    ],
+)
 def test_json_path_errors_say_where(fetch, path, message):
     with pytest.raises(ExtractionError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         extract("response_json", path, fetch("/json"))
@@ -66,16 +71,19 @@ def test_a_body_that_is_not_json_is_an_extraction_error(fetch):
         extract("response_json", "a", fetch("/text"))
 
 
-@pytest.mark.parametrize("xpath,expected", [
-    ("/catalog/book[1]/title", "Dune"),
-    ("//book[@id='b2']/title/text()", "Emma"),
-    ("/catalog/book[2]/@id", "b2"),
-    ("/catalog/@count", "2"),
-    ("count(//book)", 2),
-    ("sum(//price)", 14.99),
-    ("boolean(//book)", True),
-    ("/catalog/empty", ""),
-])
+@pytest.mark.parametrize(
+    "xpath,expected",
+    [
+        ("/catalog/book[1]/title", "Dune"),
+        ("//book[@id='b2']/title/text()", "Emma"),
+        ("/catalog/book[2]/@id", "b2"),
+        ("/catalog/@count", "2"),
+        ("count(//book)", 2),
+        ("sum(//price)", 14.99),
+        ("boolean(//book)", True),
+        ("/catalog/empty", ""),
+    ],
+)
 def test_xpath(fetch, xpath, expected):
     assert extract("response_xml", xpath, fetch("/xml")) == expected
 
@@ -106,7 +114,16 @@ def test_no_response_and_unknown_sources():
 
 def test_values_as_text():
     assert [as_text(v) for v in (None, "x", True, False, 3, 2.5, 439.0, [1, "a"], {"k": None})] == [
-        None, "x", "true", "false", "3", "2.5", "439.0", '[1,"a"]', '{"k":null}']
+        None,
+        "x",
+        "true",
+        "false",
+        "3",
+        "2.5",
+        "439.0",
+        '[1,"a"]',
+        '{"k":null}',
+    ]
 
 
 def test_parsed_paths_are_reused():

@@ -55,9 +55,14 @@ def test_a_reused_connection_spends_nothing_on_dns_or_dial(target):
 
 
 def test_the_request_is_recorded_as_sent(target):
-    exchange = run(_send(method="POST", url=f"{target.url}/echo?a=1&a=2",
-                         headers=[("X-Trace", "one"), ("X-Trace", "two"), ("Content-Type", "text/plain")],
-                         content="hello"))
+    exchange = run(
+        _send(
+            method="POST",
+            url=f"{target.url}/echo?a=1&a=2",
+            headers=[("X-Trace", "one"), ("X-Trace", "two"), ("Content-Type", "text/plain")],
+            content="hello",
+        )
+    )
     echoed = json.loads(exchange.body)
     assert echoed["method"] == "POST" and echoed["query"] == {"a": ["1", "2"]} and echoed["body"] == "hello"
     assert ("X-Trace", "one") in exchange.request_headers and ("X-Trace", "two") in exchange.request_headers

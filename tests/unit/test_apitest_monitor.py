@@ -44,8 +44,11 @@ def run(monitor, **kwargs):
 
 
 def env(target, **fields):
-    return {"name": fields.pop("name", "local"), "initialVariables": {"base": target.url, **fields.pop("variables", {})},
-            **fields}
+    return {
+        "name": fields.pop("name", "local"),
+        "initialVariables": {"base": target.url, **fields.pop("variables", {})},
+        **fields,
+    }
 
 
 def request(url, **fields):
@@ -70,21 +73,40 @@ def closed_port():
 
 
 def test_variables_flow_from_one_request_into_the_next(target):
-    m = make([
-        request("{{base}}/json", variables=[
-            {"name": "second_id", "source": "response_json", "property": "data.items[1].id"},
-            {"name": "ctype", "source": "response_headers", "property": "content-type"},
-            {"name": "code", "source": "response_status"},
-            {"name": "size", "source": "response_size"},
-            {"name": "took", "source": "response_time"},
-        ], assertions=[status_is(200)]),
-        request("{{base}}/xml", variables=[{"name": "title", "source": "response_xml", "property": "//book[2]/title"}]),
-        request("{{base}}/text", variables=[{"name": "text", "source": "response_text"}]),
-        request("{{base}}/echo?id={{second_id}}", method="POST", body='{"title": "{{title}}", "text": "{{text}}"}',
+    m = make(
+        [
+            request(
+                "{{base}}/json",
+                variables=[
+                    {"name": "second_id", "source": "response_json", "property": "data.items[1].id"},
+                    {"name": "ctype", "source": "response_headers", "property": "content-type"},
+                    {"name": "code", "source": "response_status"},
+                    {"name": "size", "source": "response_size"},
+                    {"name": "took", "source": "response_time"},
+                ],
+                assertions=[status_is(200)],
+            ),
+            request(
+                "{{base}}/xml", variables=[{"name": "title", "source": "response_xml", "property": "//book[2]/title"}]
+            ),
+            request("{{base}}/text", variables=[{"name": "text", "source": "response_text"}]),
+            request(
+                "{{base}}/echo?id={{second_id}}",
+                method="POST",
+                body='{"title": "{{title}}", "text": "{{text}}"}',
                 headers={"X-Code": ["{{code}}"], "Content-Type": ["application/json"]},
-                assertions=[{"source": "response_json", "property": "query.id[0]", "comparison": "equal",
-                             "value": "{{second_id}}"}]),
-    ], environments=[env(target)])
+                assertions=[
+                    {
+                        "source": "response_json",
+                        "property": "query.id[0]",
+                        "comparison": "equal",
+                        "value": "{{second_id}}",
+                    }
+                ],
+            ),
+        ],
+        environments=[env(target)],
+    )
     result = run(m)
     assert result.passed, result.to_runscope()
     sent = echoed(result.requests[3])
@@ -94,16 +116,31 @@ def test_variables_flow_from_one_request_into_the_next(target):
     assert float(result.variables["took"]) >= 0
     first = result.requests[0]
     assert [v.to_runscope() for v in first.variables][0] == {
-        "result": "pass", "source": "json", "property": "data.items[1].id", "name": "second_id", "value": "2",
-        "error": None}
+        "result": "pass",
+        "source": "json",
+        "property": "data.items[1].id",
+        "name": "second_id",
+        "value": "2",
+        "error": None,
+    }
     assert (first.variables_defined, first.variables_passed, first.variables_failed) == (5, 5, 0)
 
 
 def test_a_variable_that_cannot_be_extracted_fails_the_step(target):
-    result = run(make([request("{{base}}/json", variables=[
-        {"name": "nope", "source": "response_json", "property": "data.nope"},
-        {"name": "hdr", "source": "response_headers", "property": "X-Absent"},
-    ])], environments=[env(target)]))
+    result = run(
+        make(
+            [
+                request(
+                    "{{base}}/json",
+                    variables=[
+                        {"name": "nope", "source": "response_json", "property": "data.nope"},
+                        {"name": "hdr", "source": "response_headers", "property": "X-Absent"},
+                    ],
+                )
+            ],
+            environments=[env(target)],
+        )
+    )
     step = result.requests[0]
     assert step.result == "fail" and (step.variables_passed, step.variables_failed) == (0, 2)
     assert "no key 'nope'" in step.variables[0].error and "no header 'X-Absent'" in step.variables[1].error
@@ -111,17 +148,22 @@ def test_a_variable_that_cannot_be_extracted_fails_the_step(target):
 
 
 def test_form_bodies_and_repeated_headers(target):
-    result = run(make([request("{{base}}/echo", method="POST", form={"tag": ["a", "{{t}}"]},
-                               headers={"X-Multi": ["1", "2"]})],
-                      environments=[env(target, variables={"t": "b c"})]))
+    result = run(
+        make(
+            [request("{{base}}/echo", method="POST", form={"tag": ["a", "{{t}}"]}, headers={"X-Multi": ["1", "2"]})],
+            environments=[env(target, variables={"t": "b c"})],
+        )
+    )
     sent = echoed(result.requests[0])
     assert sent["body"] == "tag=a&tag=b+c"
     assert result.requests[0].detail.request.headers["X-Multi"] == ["1", "2"]
 
 
 def test_environment_variables_helpers_and_params(target):
-    m = make([request("{{base}}/echo?a={{a}}&b={{b}}&ts={{started}}")],
-             environments=[env(target, variables={"a": "from-env", "b": "from-env", "started": "{{timestamp}}"})])
+    m = make(
+        [request("{{base}}/echo?a={{a}}&b={{b}}&ts={{started}}")],
+        environments=[env(target, variables={"a": "from-env", "b": "from-env", "started": "{{timestamp}}"})],
+    )
     before = int(time.time())
     result = run(m, params={"b": "from-params"})
     query = echoed(result.requests[0])["query"]
@@ -130,8 +172,10 @@ def test_environment_variables_helpers_and_params(target):
 
 
 def test_environment_headers_are_merged_and_step_headers_win(target):
-    m = make([request("{{base}}/echo", headers={"x-shared": ["step"], "X-Step": ["s"]})],
-             environments=[env(target, headers={"X-Shared": ["env"], "X-Env": ["e"]})])
+    m = make(
+        [request("{{base}}/echo", headers={"x-shared": ["step"], "X-Step": ["s"]})],
+        environments=[env(target, headers={"X-Shared": ["env"], "X-Env": ["e"]})],
+    )
     headers = echoed(run(m).requests[0])["headers"]
     assert headers["X-Env"] == "e" and headers["X-Step"] == "s" and headers["x-shared"] == "step"
     assert "X-Shared" not in headers and headers["User-Agent"].startswith("assay-runner/")
@@ -139,44 +183,106 @@ def test_environment_headers_are_merged_and_step_headers_win(target):
 
 def test_step_auth_wins_over_environment_auth_and_auth_fields_are_templated(target):
     basic = {"authType": "basic", "username": "env-user", "password": "pw"}
-    m = make([
-        request("{{base}}/echo"),
-        request("{{base}}/echo", auth={"authType": "basic", "username": "{{who}}", "password": "pw"}),
-    ], environments=[env(target, auth=basic, variables={"who": "step-user"})])
+    m = make(
+        [
+            request("{{base}}/echo"),
+            request("{{base}}/echo", auth={"authType": "basic", "username": "{{who}}", "password": "pw"}),
+        ],
+        environments=[env(target, auth=basic, variables={"who": "step-user"})],
+    )
     result = run(m)
     sent = [base64.b64decode(echoed(s)["headers"]["Authorization"].split()[1]).decode() for s in result.requests]
     assert sent == ["env-user:pw", "step-user:pw"]
 
 
 def test_redirects_are_assertable_responses(target):
-    result = run(make([request("{{base}}/redirect?to=/text", assertions=[
-        status_is(302), {"source": "response_headers", "property": "Location", "comparison": "equal", "value": "/text"}])],
-        environments=[env(target)]))
+    result = run(
+        make(
+            [
+                request(
+                    "{{base}}/redirect?to=/text",
+                    assertions=[
+                        status_is(302),
+                        {"source": "response_headers", "property": "Location", "comparison": "equal", "value": "/text"},
+                    ],
+                )
+            ],
+            environments=[env(target)],
+        )
+    )
     assert result.passed and len(target.received("/text")) == 0
 
 
 # --- results -----------------------------------------------------------------------------------------
 
 RESULT_DETAIL_KEYS = {
-    "requests", "assertions_defined", "assertions_passed", "assertions_failed", "bucket_key", "started_at",
-    "variables_defined", "variables_passed", "variables_failed", "finished_at", "requests_executed", "agent",
-    "scripts_defined", "scripts_passed", "scripts_failed", "result", "test_id", "test_run_id", "parent_test_uuid",
-    "source", "region", "test_run_url", "environment_id", "environment_name", "run_by", "subtests_count",
-    "subtests_passed", "subtests_failed", "subtests_others", "agent_expired", "subtest_detail",
+    "requests",
+    "assertions_defined",
+    "assertions_passed",
+    "assertions_failed",
+    "bucket_key",
+    "started_at",
+    "variables_defined",
+    "variables_passed",
+    "variables_failed",
+    "finished_at",
+    "requests_executed",
+    "agent",
+    "scripts_defined",
+    "scripts_passed",
+    "scripts_failed",
+    "result",
+    "test_id",
+    "test_run_id",
+    "parent_test_uuid",
+    "source",
+    "region",
+    "test_run_url",
+    "environment_id",
+    "environment_name",
+    "run_by",
+    "subtests_count",
+    "subtests_passed",
+    "subtests_failed",
+    "subtests_others",
+    "agent_expired",
+    "subtest_detail",
 }
-SUBTEST_DETAIL_KEYS = {"name", "note", "result", "test_uuid", "test_run_uuid", "test_run_url", "started_at",
-                       "finished_at"}
-TIMING_KEYS = {"dns_lookup_ms", "dial_ms", "send_headers_ms", "send_body_ms", "wait_for_response_ms",
-               "receive_response_ms"}
+SUBTEST_DETAIL_KEYS = {
+    "name",
+    "note",
+    "result",
+    "test_uuid",
+    "test_run_uuid",
+    "test_run_url",
+    "started_at",
+    "finished_at",
+}
+TIMING_KEYS = {
+    "dns_lookup_ms",
+    "dial_ms",
+    "send_headers_ms",
+    "send_body_ms",
+    "wait_for_response_ms",
+    "receive_response_ms",
+}
 
 
 def test_the_result_has_the_shape_of_the_runscope_result_detail(target):
-    m = make([
-        request("{{base}}/json", id="step-1", variables=[{"name": "n", "source": "response_json", "property": "data.count"}],
-                assertions=[status_is(200), {"source": "response_time", "comparison": "is_less_than", "value": 60000}]),
-        {"stepType": "pause", "duration": 1, "id": "step-2"},
-        request("{{base}}/status/500", id="step-3", assertions=[status_is(200)]),
-    ], environments=[env(target, id="env-1", name="Prod Settings")], uid="test-uid")
+    m = make(
+        [
+            request(
+                "{{base}}/json",
+                id="step-1",
+                variables=[{"name": "n", "source": "response_json", "property": "data.count"}],
+                assertions=[status_is(200), {"source": "response_time", "comparison": "is_less_than", "value": 60000}],
+            ),
+            {"stepType": "pause", "duration": 1, "id": "step-2"},
+            request("{{base}}/status/500", id="step-3", assertions=[status_is(200)]),
+        ],
+        environments=[env(target, id="env-1", name="Prod Settings")],
+        uid="test-uid",
+    )
     result = run(m, run_id="run-1")
     data = result.to_runscope()
     assert set(data) == RESULT_DETAIL_KEYS and set(data["subtest_detail"]) == SUBTEST_DETAIL_KEYS
@@ -196,8 +302,12 @@ def test_the_result_has_the_shape_of_the_runscope_result_detail(target):
 
 
 def test_step_detail_has_headers_as_arrays_and_base64_for_binary_bodies(target):
-    result = run(make([request("{{base}}/binary?x=1&x=2", id="bin"), request("{{base}}/json", id="js")],
-                      environments=[env(target)]))
+    result = run(
+        make(
+            [request("{{base}}/binary?x=1&x=2", id="bin"), request("{{base}}/json", id="js")],
+            environments=[env(target)],
+        )
+    )
     detail = result.step_detail("bin")
     assert detail["uuid"] == "bin" and detail["bucket_key"] == "team-a"
     assert detail["response"]["body_encoding"] == "base64"
@@ -215,8 +325,9 @@ def test_step_detail_has_headers_as_arrays_and_base64_for_binary_bodies(target):
 
 
 def test_retry_and_webhooks_are_carried_for_the_operator(target):
-    m = make([request("{{base}}/json")], environments=[env(target, retryOnFailure=True,
-                                                           webhooks=["http://hooks.example/a"])])
+    m = make(
+        [request("{{base}}/json")], environments=[env(target, retryOnFailure=True, webhooks=["http://hooks.example/a"])]
+    )
     result = run(m)
     assert result.retry_on_failure and result.webhooks == ["http://hooks.example/a"]
     assert not run(make([request(f"{target.url}/json")])).retry_on_failure
@@ -224,11 +335,21 @@ def test_retry_and_webhooks_are_carried_for_the_operator(target):
 
 def test_progress_events_arrive_in_order(target):
     events = []
-    result = run(make([request("{{base}}/json"), {"stepType": "request", "url": "{{base}}/json", "skipped": True}],
-                      environments=[env(target)]), on_progress=events.append)
+    result = run(
+        make(
+            [request("{{base}}/json"), {"stepType": "request", "url": "{{base}}/json", "skipped": True}],
+            environments=[env(target)],
+        ),
+        on_progress=events.append,
+    )
     kinds = [(e.kind, e.step.path if e.step else None) for e in events]
-    assert kinds == [("run_started", None), ("step_started", "steps[0]"), ("step_finished", "steps[0]"),
-                     ("step_finished", "steps[1]"), ("run_finished", None)]
+    assert kinds == [
+        ("run_started", None),
+        ("step_started", "steps[0]"),
+        ("step_finished", "steps[0]"),
+        ("step_finished", "steps[1]"),
+        ("run_finished", None),
+    ]
     assert events[-1].run is result and events[2].step.result == "pass"
 
 
@@ -237,8 +358,15 @@ def test_progress_events_arrive_in_order(target):
 
 def test_an_unreachable_target_fails_its_step_and_the_run_goes_on(target):
     port = closed_port()
-    result = run(make([request(f"http://127.0.0.1:{port}/x", assertions=[status_is(200)]),
-                       request("{{base}}/json", assertions=[status_is(200)])], environments=[env(target)]))
+    result = run(
+        make(
+            [
+                request(f"http://127.0.0.1:{port}/x", assertions=[status_is(200)]),
+                request("{{base}}/json", assertions=[status_is(200)]),
+            ],
+            environments=[env(target)],
+        )
+    )
     down, up = result.requests
     assert down.result == "fail" and down.error.startswith("connection refused")
     assert down.assertions[0].error.startswith("no response") and down.timings is not None
@@ -247,12 +375,20 @@ def test_an_unreachable_target_fails_its_step_and_the_run_goes_on(target):
 
 
 def test_stop_on_failure_skips_every_later_step(target):
-    m = make([
-        request("{{base}}/status/503", assertions=[status_is(200)]),
-        request("{{base}}/json"),
-        {"stepType": "condition", "leftValue": "a", "comparison": "equal", "rightValue": "a",
-         "steps": [request("{{base}}/json")]},
-    ], environments=[env(target, stopOnFailure=True)])
+    m = make(
+        [
+            request("{{base}}/status/503", assertions=[status_is(200)]),
+            request("{{base}}/json"),
+            {
+                "stepType": "condition",
+                "leftValue": "a",
+                "comparison": "equal",
+                "rightValue": "a",
+                "steps": [request("{{base}}/json")],
+            },
+        ],
+        environments=[env(target, stopOnFailure=True)],
+    )
     result = run(m)
     assert [s.status for s in result.requests] == ["fail", "skipped", "skipped", "skipped"]
     assert result.requests[1].skip_reason == "stop on failure: steps[0] failed"
@@ -261,15 +397,26 @@ def test_stop_on_failure_skips_every_later_step(target):
 
 
 def test_without_stop_on_failure_later_steps_still_run(target):
-    result = run(make([request("{{base}}/status/503", assertions=[status_is(200)]), request("{{base}}/json")],
-                      environments=[env(target)]))
+    result = run(
+        make(
+            [request("{{base}}/status/503", assertions=[status_is(200)]), request("{{base}}/json")],
+            environments=[env(target)],
+        )
+    )
     assert [s.status for s in result.requests] == ["fail", "pass"]
 
 
 def test_skipped_steps_are_reported_and_not_sent(target):
-    result = run(make([request("{{base}}/json", skipped=True),
-                       {"stepType": "pause", "duration": 5, "skipped": True},
-                       request("{{base}}/text")], environments=[env(target)]))
+    result = run(
+        make(
+            [
+                request("{{base}}/json", skipped=True),
+                {"stepType": "pause", "duration": 5, "skipped": True},
+                request("{{base}}/text"),
+            ],
+            environments=[env(target)],
+        )
+    )
     assert [s.status for s in result.requests] == ["skipped", "skipped", "pass"]
     assert result.requests[0].skip_reason == "skipped in the test definition"
     assert len(target.received("/json")) == 0 and result.passed and result.duration_s < 4
@@ -293,8 +440,11 @@ def test_an_unknown_environment_is_refused():
 
 
 def test_the_default_environment_is_used_unless_one_is_named(target):
-    m = make([request("{{base}}/echo?e={{which}}")], default="b",
-             environments=[env(target, name="a", variables={"which": "a"}), env(target, name="b", variables={"which": "b"})])
+    m = make(
+        [request("{{base}}/echo?e={{which}}")],
+        default="b",
+        environments=[env(target, name="a", variables={"which": "a"}), env(target, name="b", variables={"which": "b"})],
+    )
     assert echoed(run(m).requests[0])["query"]["e"] == ["b"]
     assert echoed(run(m, environment="a").requests[0])["query"]["e"] == ["a"]
 
@@ -304,8 +454,10 @@ def test_the_default_environment_is_used_unless_one_is_named(target):
 
 @pytest.mark.parametrize("preserve", [True, False])
 def test_preserve_cookies_keeps_or_drops_cookies_between_steps(target, preserve):
-    m = make([request("{{base}}/cookies/set?session=abc"), request("{{base}}/cookies")],
-             environments=[env(target, preserveCookies=preserve)])
+    m = make(
+        [request("{{base}}/cookies/set?session=abc"), request("{{base}}/cookies")],
+        environments=[env(target, preserveCookies=preserve)],
+    )
     cookies = echoed(run(m).requests[1])["cookies"]
     assert cookies == ({"session": "abc"} if preserve else {})
 
@@ -313,21 +465,35 @@ def test_preserve_cookies_keeps_or_drops_cookies_between_steps(target, preserve)
 @pytest.mark.parametrize("verify", [True, False])
 def test_verify_ssl_decides_whether_a_self_signed_certificate_is_accepted(verify):
     with HttpsServer() as server:
-        result = run(make([request(f"{server.url}/x", assertions=[status_is(200)])],
-                          environments=[{"name": "tls", "verifySsl": verify}]))
+        result = run(
+            make(
+                [request(f"{server.url}/x", assertions=[status_is(200)])],
+                environments=[{"name": "tls", "verifySsl": verify}],
+            )
+        )
     step = result.requests[0]
     if verify:
-        assert step.result == "fail" and step.error.startswith("TLS error") and "CERTIFICATE_VERIFY_FAILED" in step.error
+        assert (
+            step.result == "fail" and step.error.startswith("TLS error") and "CERTIFICATE_VERIFY_FAILED" in step.error
+        )
     else:
         assert step.result == "pass"
 
 
 def test_the_environment_client_certificate_reaches_the_server_and_timings_still_come(target):
     with MutualTlsServer() as server:
-        m = make([request(f"{server.url}/who", auth={"authType": "client_certificate"},
-                          variables=[{"name": "cn", "source": "response_json", "property": "client_common_name"}])],
-                 environments=[{"name": "mtls", "verifySsl": False,
-                                "clientCertificate": server.issue_client_certificate("monitor-7")}])
+        m = make(
+            [
+                request(
+                    f"{server.url}/who",
+                    auth={"authType": "client_certificate"},
+                    variables=[{"name": "cn", "source": "response_json", "property": "client_common_name"}],
+                )
+            ],
+            environments=[
+                {"name": "mtls", "verifySsl": False, "clientCertificate": server.issue_client_certificate("monitor-7")}
+            ],
+        )
         result = run(m)
     step = result.requests[0]
     assert step.result == "pass" and result.variables["cn"] == "monitor-7"
@@ -344,13 +510,28 @@ def test_pause_waits_for_its_duration(target):
 
 
 def test_conditions_run_their_steps_only_when_they_hold(target):
-    m = make([
-        request("{{base}}/json", variables=[{"name": "count", "source": "response_json", "property": "data.count"}]),
-        {"stepType": "condition", "leftValue": "{{count}}", "comparison": "is_greater_than", "rightValue": "1",
-         "steps": [request("{{base}}/text", variables=[{"name": "t", "source": "response_text"}])]},
-        {"stepType": "condition", "leftValue": "{{count}}", "comparison": "equal", "rightValue": "3",
-         "steps": [request("{{base}}/xml"), {"stepType": "pause", "duration": 3}]},
-    ], environments=[env(target)])
+    m = make(
+        [
+            request(
+                "{{base}}/json", variables=[{"name": "count", "source": "response_json", "property": "data.count"}]
+            ),
+            {
+                "stepType": "condition",
+                "leftValue": "{{count}}",
+                "comparison": "is_greater_than",
+                "rightValue": "1",
+                "steps": [request("{{base}}/text", variables=[{"name": "t", "source": "response_text"}])],
+            },
+            {
+                "stepType": "condition",
+                "leftValue": "{{count}}",
+                "comparison": "equal",
+                "rightValue": "3",
+                "steps": [request("{{base}}/xml"), {"stepType": "pause", "duration": 3}],
+            },
+        ],
+        environments=[env(target)],
+    )
     result = run(m)
     _, met, inner, unmet, skipped_a, skipped_b = result.requests
     assert met.condition_met is True and met.name == "condition '2' is_greater_than '1'"
@@ -362,8 +543,20 @@ def test_conditions_run_their_steps_only_when_they_hold(target):
 
 
 def test_a_condition_with_a_broken_template_fails(target):
-    result = run(make([{"stepType": "condition", "leftValue": "{{x", "comparison": "equal", "rightValue": "1",
-                        "steps": [request("{{base}}/json")]}], environments=[env(target)]))
+    result = run(
+        make(
+            [
+                {
+                    "stepType": "condition",
+                    "leftValue": "{{x",
+                    "comparison": "equal",
+                    "rightValue": "1",
+                    "steps": [request("{{base}}/json")],
+                }
+            ],
+            environments=[env(target)],
+        )
+    )
     condition, inner = result.requests
     assert condition.result == "fail" and "spec.steps[0].leftValue" in condition.error and inner.skipped
 
@@ -372,24 +565,47 @@ def test_a_condition_with_a_broken_template_fails(target):
 
 
 def child_monitor(target, **kwargs):
-    return make([
-        request("{{base}}/echo?token={{token}}", variables=[
-            {"name": "echoed_token", "source": "response_json", "property": "query.token[0]"}]),
-        request("{{base}}/json", assertions=[status_is(kwargs.pop("status", 200))]),
-    ], name=kwargs.pop("name", "child"), environments=[env(target, variables={"token": "default"})], **kwargs)
+    return make(
+        [
+            request(
+                "{{base}}/echo?token={{token}}",
+                variables=[{"name": "echoed_token", "source": "response_json", "property": "query.token[0]"}],
+            ),
+            request("{{base}}/json", assertions=[status_is(kwargs.pop("status", 200))]),
+        ],
+        name=kwargs.pop("name", "child"),
+        environments=[env(target, variables={"token": "default"})],
+        **kwargs,
+    )
 
 
 def test_a_subtest_gets_params_and_gives_variables_back(target):
     child = child_monitor(target)
-    parent = make([
-        request("{{base}}/json", variables=[{"name": "name", "source": "response_json", "property": "data.items[0].name"}]),
-        {"stepType": "subtest", "monitor": "child", "params": [{"name": "token", "value": "t-{{name}}"}],
-         "assertions": [status_is(200), {"source": "response_json", "property": "result", "comparison": "equal",
-                                         "value": "pass"}],
-         "variables": [{"name": "from_child", "source": "response_json", "property": "variables.echoed_token"},
-                       {"name": "child_requests", "source": "response_json", "property": "requests_executed"}]},
-        request("{{base}}/echo?got={{from_child}}"),
-    ], name="parent", environments=[env(target)], uid="parent-uid")
+    parent = make(
+        [
+            request(
+                "{{base}}/json",
+                variables=[{"name": "name", "source": "response_json", "property": "data.items[0].name"}],
+            ),
+            {
+                "stepType": "subtest",
+                "monitor": "child",
+                "params": [{"name": "token", "value": "t-{{name}}"}],
+                "assertions": [
+                    status_is(200),
+                    {"source": "response_json", "property": "result", "comparison": "equal", "value": "pass"},
+                ],
+                "variables": [
+                    {"name": "from_child", "source": "response_json", "property": "variables.echoed_token"},
+                    {"name": "child_requests", "source": "response_json", "property": "requests_executed"},
+                ],
+            },
+            request("{{base}}/echo?got={{from_child}}"),
+        ],
+        name="parent",
+        environments=[env(target)],
+        uid="parent-uid",
+    )
     result = run(parent, resolve_monitor={"child": child}.__getitem__)
     assert result.passed, [s.error for s in result.requests]
     sub = result.requests[1]
@@ -413,16 +629,29 @@ def test_a_failing_subtest_answers_500_and_fails_its_step_unless_asserted(target
 
 
 def test_subtests_resolve_by_test_uuid_through_an_async_resolver_in_a_named_environment(target):
-    child = make([request("{{base}}/echo?which={{which}}")], name="child", uid="child-uid", environments=[
-        env(target, name="one", id="env-one", variables={"which": "one"}),
-        env(target, name="two", id="env-two", variables={"which": "two"})])
+    child = make(
+        [request("{{base}}/echo?which={{which}}")],
+        name="child",
+        uid="child-uid",
+        environments=[
+            env(target, name="one", id="env-one", variables={"which": "one"}),
+            env(target, name="two", id="env-two", variables={"which": "two"}),
+        ],
+    )
 
     async def resolve(key):
         return {"child-uid": child}[key]
 
-    parent = make([{"stepType": "subtest", "testUuid": "child-uid", "environmentUuid": "env-two",
-                    "variables": [{"name": "sent", "source": "response_json",
-                                   "property": "requests[0].url"}]}])
+    parent = make(
+        [
+            {
+                "stepType": "subtest",
+                "testUuid": "child-uid",
+                "environmentUuid": "env-two",
+                "variables": [{"name": "sent", "source": "response_json", "property": "requests[0].url"}],
+            }
+        ]
+    )
     result = run(parent, resolve_monitor=resolve)
     assert result.passed and result.variables["sent"].endswith("/echo?which=two")
     assert result.requests[0].subtest.environment_name == "two"
@@ -433,10 +662,17 @@ def test_subtest_problems_fail_the_step_with_a_reason(target):
     loop = make([{"stepType": "subtest", "monitor": "loop"}], name="loop")
     cases = [
         (make([{"stepType": "subtest", "monitor": "child"}]), None, "no way to look Monitors up"),
-        (make([{"stepType": "subtest", "monitor": "ghost"}]), {"child": child}.__getitem__, "subtest 'ghost' not found"),
+        (
+            make([{"stepType": "subtest", "monitor": "ghost"}]),
+            {"child": child}.__getitem__,
+            "subtest 'ghost' not found",
+        ),
         (loop, {"loop": loop}.__getitem__, "would recurse (loop -> loop)"),
-        (make([{"stepType": "subtest", "monitor": "child", "environmentUuid": "nope"}]), {"child": child}.__getitem__,
-         "spec.steps[0].environmentUuid: subtest 'child' has no environment 'nope'"),
+        (
+            make([{"stepType": "subtest", "monitor": "child", "environmentUuid": "nope"}]),
+            {"child": child}.__getitem__,
+            "spec.steps[0].environmentUuid: subtest 'child' has no environment 'nope'",
+        ),
     ]
     for parent, resolver, message in cases:
         result = run(parent, resolve_monitor=resolver)
@@ -452,13 +688,25 @@ def ghost(target):
 
 
 def test_ghost_inspector_steps_assert_and_extract_on_the_answer(target):
-    m = make([{"stepType": "ghost-inspector", "integrationId": "gi-1", "testId": "t-42", "isCustomStartUrl": True,
-               "startUrl": "{{base}}/start",
-               "assertions": [{"source": "response_json", "property": "data.passing", "comparison": "equal",
-                               "value": "true"}],
-               "variables": [{"name": "shot", "source": "response_json", "property": "data.screenshot.small.defaultUrl"},
-                             {"name": "start", "source": "response_json", "property": "data.startUrl"}]}],
-             environments=[env(target)])
+    m = make(
+        [
+            {
+                "stepType": "ghost-inspector",
+                "integrationId": "gi-1",
+                "testId": "t-42",
+                "isCustomStartUrl": True,
+                "startUrl": "{{base}}/start",
+                "assertions": [
+                    {"source": "response_json", "property": "data.passing", "comparison": "equal", "value": "true"}
+                ],
+                "variables": [
+                    {"name": "shot", "source": "response_json", "property": "data.screenshot.small.defaultUrl"},
+                    {"name": "start", "source": "response_json", "property": "data.startUrl"},
+                ],
+            }
+        ],
+        environments=[env(target)],
+    )
     result = run(m, integrations=ghost(target))
     step = result.requests[0]
     assert result.passed and result.variables["shot"] == "https://shots.example/t-42.png"
@@ -473,7 +721,9 @@ def test_ghost_inspector_failures(target):
     result = run(failing, integrations=ghost(target))
     assert result.requests[0].result == "fail" and "did not pass" in result.requests[0].error
     wrong_key = {"gi-1": GhostInspectorIntegration(api_key="wrong", base_url=f"{target.url}/ghost")}
-    result = run(make([{"stepType": "ghost-inspector", "integrationId": "gi-1", "testId": "t"}]), integrations=wrong_key)
+    result = run(
+        make([{"stepType": "ghost-inspector", "integrationId": "gi-1", "testId": "t"}]), integrations=wrong_key
+    )
     assert result.requests[0].result == "fail" and "answered 401" in result.requests[0].error
     missing = run(make([{"stepType": "ghost-inspector", "integrationId": "gi-9", "testId": "t"}]))
     assert missing.requests[0].result == "fail"
@@ -484,15 +734,22 @@ def test_ghost_inspector_failures(target):
 
 
 def test_scripts_run_before_and_after_requests_and_in_the_environment(target):
-    m = make([
-        request("{{base}}/echo?v={{from_env}}&p={{pre}}", before_scripts=[
-            "variables.set('pre', 'set-before');",
-            "request.headers['X-Added'] = ['by-script'];",
-        ], scripts=[
-            "var body = JSON.parse(response.body); variables.set('echoed', body.query.p[0]); log('status', response.status);",
-        ]),
-        request("{{base}}/echo?e={{echoed}}", scripts=["assert.equal(response.status, 201, 'wanted 201');"]),
-    ], environments=[env(target, script="variables.set('from_env', 'E'); log('env ran');")])
+    m = make(
+        [
+            request(
+                "{{base}}/echo?v={{from_env}}&p={{pre}}",
+                before_scripts=[
+                    "variables.set('pre', 'set-before');",
+                    "request.headers['X-Added'] = ['by-script'];",
+                ],
+                scripts=[
+                    "var body = JSON.parse(response.body); variables.set('echoed', body.query.p[0]); log('status', response.status);",
+                ],
+            ),
+            request("{{base}}/echo?e={{echoed}}", scripts=["assert.equal(response.status, 201, 'wanted 201');"]),
+        ],
+        environments=[env(target, script="variables.set('from_env', 'E'); log('env ran');")],
+    )
     result = run(m)
     first, second = result.requests
     sent = echoed(first)
@@ -505,18 +762,21 @@ def test_scripts_run_before_and_after_requests_and_in_the_environment(target):
 
 
 REGEX_ATTACK = 'log("matching"); /^(a+)+$/.test("a".repeat(40) + "b");'
-SCRIPT_LIMIT_S = 1.0   # ScriptRunner's default, what a Monitor run gets
+SCRIPT_LIMIT_S = 1.0  # ScriptRunner's default, what a Monitor run gets
 DEADLINE_MARGIN_S = 1.0
 """Per stopped script: the kill grace, a replacement worker's start, the run's own requests."""
 
 
 def test_a_backtracking_regex_fails_its_own_script_at_the_time_limit_and_the_run_goes_on(target):
-    m = make([
-        request("{{base}}/echo?step=1", before_scripts=[REGEX_ATTACK]),
-        request("{{base}}/echo?step=2", scripts=[REGEX_ATTACK, "log('after');"]),
-        request("{{base}}/echo?step=3", scripts=["assert.equal(response.status, 200); log('fine');"]),
-    ], environments=[env(target)])
-    run(make([request("{{base}}/json", scripts=["log(1)"])], environments=[env(target)]))   # workers started
+    m = make(
+        [
+            request("{{base}}/echo?step=1", before_scripts=[REGEX_ATTACK]),
+            request("{{base}}/echo?step=2", scripts=[REGEX_ATTACK, "log('after');"]),
+            request("{{base}}/echo?step=3", scripts=["assert.equal(response.status, 200); log('fine');"]),
+        ],
+        environments=[env(target)],
+    )
+    run(make([request("{{base}}/json", scripts=["log(1)"])], environments=[env(target)]))  # workers started
     started = time.perf_counter()
     result = run(m)
     elapsed = time.perf_counter() - started
@@ -525,7 +785,7 @@ def test_a_backtracking_regex_fails_its_own_script_at_the_time_limit_and_the_run
     first, second, third = result.requests
     limit_error = "script exceeded its 1.0 s time limit"
     assert first.scripts[0].error == limit_error and first.result == "fail"
-    assert echoed(first)["query"] == {"step": ["1"]}   # the request went out as defined
+    assert echoed(first)["query"] == {"step": ["1"]}  # the request went out as defined
     assert second.scripts[0].error == limit_error and second.result == "fail"
     assert second.scripts[1].result == "pass" and second.scripts[1].output == "after"
     assert third.result == "pass" and third.scripts[0].output == "fine"
@@ -533,8 +793,10 @@ def test_a_backtracking_regex_fails_its_own_script_at_the_time_limit_and_the_run
 
 
 def test_script_libraries_are_loaded_by_id(target):
-    m = make([request("{{base}}/echo?x={{x}}", before_scripts=["variables.set('x', shout('hi'));"])],
-             environments=[env(target, scriptLibrary=["lib-1"])])
+    m = make(
+        [request("{{base}}/echo?x={{x}}", before_scripts=["variables.set('x', shout('hi'));"])],
+        environments=[env(target, scriptLibrary=["lib-1"])],
+    )
     result = run(m, script_libraries={"lib-1": "function shout(s) { return s.toUpperCase(); }"})
     assert echoed(result.requests[0])["query"]["x"] == ["HI"]
     missing = run(m)
@@ -545,6 +807,7 @@ def test_a_failing_environment_script_fails_the_run(target):
     m = make([request("{{base}}/json")], environments=[env(target, script="throw new Error('boom');")])
     result = run(m)
     assert result.result == "fail" and "boom" in result.error and result.requests[0].result == "pass"
-    stopping = make([request("{{base}}/json")], environments=[env(target, script="throw new Error('x');",
-                                                                  stopOnFailure=True)])
+    stopping = make(
+        [request("{{base}}/json")], environments=[env(target, script="throw new Error('x');", stopOnFailure=True)]
+    )
     assert run(stopping).requests[0].skipped

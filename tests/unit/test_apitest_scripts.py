@@ -20,20 +20,30 @@ def run(source, variables=None, **kwargs) -> ScriptOutcome:
 
 
 def request(**changes):
-    base = {"method": "POST", "url": "https://api.example.com/v1/items?page=2&tag=a&tag=b",
-            "headers": {"Accept": ["*/*"], "Content-Type": ["application/json"]},
-            "body": '{"name": "widget"}'}
+    base = {
+        "method": "POST",
+        "url": "https://api.example.com/v1/items?page=2&tag=a&tag=b",
+        "headers": {"Accept": ["*/*"], "Content-Type": ["application/json"]},
+        "body": '{"name": "widget"}',
+    }
     return {**base, **changes}
 
 
 def response(**changes):
-    base = {"method": "POST", "url": "https://api.example.com/v1/items",
-            "status": 201, "headers": {"Content-Type": ["application/json"], "X-Request-Id": ["r-1"]},
-            "body": '{"id": 7, "tags": ["a", "b"]}', "response_time_ms": 41.5, "size_bytes": 30}
+    base = {
+        "method": "POST",
+        "url": "https://api.example.com/v1/items",
+        "status": 201,
+        "headers": {"Content-Type": ["application/json"], "X-Request-Id": ["r-1"]},
+        "body": '{"id": 7, "tags": ["a", "b"]}',
+        "response_time_ms": 41.5,
+        "size_bytes": 30,
+    }
     return {**base, **changes}
 
 
 # --- log and variables ----------------------------------------------------------------------
+
 
 def test_log_writes_one_line_per_call_with_objects_as_json():
     outcome = run("""
@@ -46,16 +56,26 @@ def test_log_writes_one_line_per_call_with_objects_as_json():
         log(new Error("bad"));
     """)
     assert outcome.passed, outcome.error
-    assert outcome.logs == ['plain text', '{"a":1,"b":[1,"x"]}', 'status 200 true null undefined',
-                            '[1,2]', '', '{ self: [Circular] }', 'Error: bad']
+    assert outcome.logs == [
+        "plain text",
+        '{"a":1,"b":[1,"x"]}',
+        "status 200 true null undefined",
+        "[1,2]",
+        "",
+        "{ self: [Circular] }",
+        "Error: bad",
+    ]
 
 
 def test_variables_get_set_round_trip_across_scripts():
-    first = run("""
+    first = run(
+        """
         log(variables.get("token"), typeof variables.get("missing"));
         variables.set("count", 3);
         variables.set("token", variables.get("token") + "-2");
-    """, variables={"token": "abc"})
+    """,
+        variables={"token": "abc"},
+    )
     assert first.passed, first.error
     assert first.logs == ["abc undefined"]
     assert first.variables == {"token": "abc-2", "count": "3"}
@@ -69,8 +89,13 @@ def test_variables_are_stored_as_strings():
         variables.set("n", 1.5); variables.set("b", false); variables.set("o", {a: 1});
         variables.set("nothing", undefined); variables.set(42, "numeric name");
     """)
-    assert outcome.variables == {"n": "1.5", "b": "false", "o": "[object Object]",
-                                 "nothing": "undefined", "42": "numeric name"}
+    assert outcome.variables == {
+        "n": "1.5",
+        "b": "false",
+        "o": "[object Object]",
+        "nothing": "undefined",
+        "42": "numeric name",
+    }
 
 
 def test_a_failing_script_keeps_what_it_logged_and_set_before_failing():
@@ -106,10 +131,16 @@ ASSERT_CASES = [
     ("assert.notEqual(3, 4)", "assert.notEqual(3, '3')", "expected 3 to not equal '3'"),
     ("assert.strictEqual(3, 3)", "assert.strictEqual(3, '3')", "expected 3 to equal '3'"),
     ("assert.notStrictEqual(3, '3')", "assert.notStrictEqual(3, 3)", "expected 3 to not equal 3"),
-    ("assert.deepEqual({a: [1, {b: 2}]}, {a: [1, {b: 2}]})", "assert.deepEqual({a: 1}, {a: 2})",
-     "expected { a: 1 } to deeply equal { a: 2 }"),
-    ("assert.notDeepEqual({a: 1}, {a: 2})", "assert.notDeepEqual([1], [1])",
-     "expected [ 1 ] to not deeply equal [ 1 ]"),
+    (
+        "assert.deepEqual({a: [1, {b: 2}]}, {a: [1, {b: 2}]})",
+        "assert.deepEqual({a: 1}, {a: 2})",
+        "expected { a: 1 } to deeply equal { a: 2 }",
+    ),
+    (
+        "assert.notDeepEqual({a: 1}, {a: 2})",
+        "assert.notDeepEqual([1], [1])",
+        "expected [ 1 ] to not deeply equal [ 1 ]",
+    ),
     ("assert.isTrue(true)", "assert.isTrue(1)", "expected 1 to be true"),
     ("assert.isNotTrue(1)", "assert.isNotTrue(true)", "expected true to not equal true"),
     ("assert.isFalse(false)", "assert.isFalse(0)", "expected 0 to be false"),
@@ -136,14 +167,22 @@ ASSERT_CASES = [
     ("assert.notTypeOf('x', 'number')", "assert.notTypeOf([], 'array')", "expected [] not to be an array"),
     ("assert.include('foobar', 'oba')", "assert.include('foobar', 'baz')", "expected 'foobar' to include 'baz'"),
     ("assert.include([1, 2], 2)", "assert.include([1, 2], 3)", "expected [ 1, 2 ] to include 3"),
-    ("assert.include({a: 1, b: 2}, {a: 1})", "assert.include({a: 1}, {a: 2})",
-     "expected { a: 1 } to include { a: 2 }"),
-    ("assert.notInclude('foobar', 'baz')", "assert.notInclude('foobar', 'foo')",
-     "expected 'foobar' to not include 'foo'"),
-    ("assert.deepInclude([{a: 1}], {a: 1})", "assert.deepInclude([{a: 1}], {a: 2})",
-     "expected [ { a: 1 } ] to deep include { a: 2 }"),
-    ("assert.lengthOf([1, 2], 2); assert.lengthOf('abc', 3)", "assert.lengthOf([1, 2], 3)",
-     "expected [ 1, 2 ] to have a length of 3 but got 2"),
+    ("assert.include({a: 1, b: 2}, {a: 1})", "assert.include({a: 1}, {a: 2})", "expected { a: 1 } to include { a: 2 }"),
+    (
+        "assert.notInclude('foobar', 'baz')",
+        "assert.notInclude('foobar', 'foo')",
+        "expected 'foobar' to not include 'foo'",
+    ),
+    (
+        "assert.deepInclude([{a: 1}], {a: 1})",
+        "assert.deepInclude([{a: 1}], {a: 2})",
+        "expected [ { a: 1 } ] to deep include { a: 2 }",
+    ),
+    (
+        "assert.lengthOf([1, 2], 2); assert.lengthOf('abc', 3)",
+        "assert.lengthOf([1, 2], 3)",
+        "expected [ 1, 2 ] to have a length of 3 but got 2",
+    ),
     ("assert.match('foo', /^f/)", "assert.match('foo', /^b/)", "expected 'foo' to match /^b/"),
     ("assert.notMatch('foo', /^b/)", "assert.notMatch('foo', /^f/)", "expected 'foo' not to match /^f/"),
     ("assert.isAbove(5, 2)", "assert.isAbove(2, 5)", "expected 2 to be above 5"),
@@ -153,19 +192,33 @@ ASSERT_CASES = [
     ("assert.closeTo(1.05, 1, 0.1)", "assert.closeTo(1.5, 1, 0.1)", "expected 1.5 to be close to 1 +/- 0.1"),
     ("assert.oneOf(1, [1, 2])", "assert.oneOf(5, [1, 2])", "expected 5 to be one of [ 1, 2 ]"),
     ("assert.property({a: 1}, 'a')", "assert.property({a: 1}, 'b')", "expected { a: 1 } to have property 'b'"),
-    ("assert.notProperty({a: 1}, 'b')", "assert.notProperty({a: 1}, 'a')",
-     "expected { a: 1 } to not have property 'a'"),
-    ("assert.propertyVal({a: 1}, 'a', 1)", "assert.propertyVal({a: 1}, 'a', 2)",
-     "expected { a: 1 } to have property 'a' of 2, but got 1"),
-    ("assert.notPropertyVal({a: 1}, 'a', 2)", "assert.notPropertyVal({a: 1}, 'a', 1)",
-     "expected { a: 1 } to not have property 'a' of 1"),
-    ("assert.deepPropertyVal({a: {b: 1}}, 'a', {b: 1})", "assert.deepPropertyVal({a: {b: 1}}, 'a', {b: 2})",
-     "expected { a: { b: 1 } } to have deep property 'a' of { b: 2 }, but got { b: 1 }"),
-    ("assert.isEmpty([]); assert.isEmpty(''); assert.isEmpty({})", "assert.isEmpty([1])",
-     "expected [ 1 ] to be empty"),
+    (
+        "assert.notProperty({a: 1}, 'b')",
+        "assert.notProperty({a: 1}, 'a')",
+        "expected { a: 1 } to not have property 'a'",
+    ),
+    (
+        "assert.propertyVal({a: 1}, 'a', 1)",
+        "assert.propertyVal({a: 1}, 'a', 2)",
+        "expected { a: 1 } to have property 'a' of 2, but got 1",
+    ),
+    (
+        "assert.notPropertyVal({a: 1}, 'a', 2)",
+        "assert.notPropertyVal({a: 1}, 'a', 1)",
+        "expected { a: 1 } to not have property 'a' of 1",
+    ),
+    (
+        "assert.deepPropertyVal({a: {b: 1}}, 'a', {b: 1})",
+        "assert.deepPropertyVal({a: {b: 1}}, 'a', {b: 2})",
+        "expected { a: { b: 1 } } to have deep property 'a' of { b: 2 }, but got { b: 1 }",
+    ),
+    ("assert.isEmpty([]); assert.isEmpty(''); assert.isEmpty({})", "assert.isEmpty([1])", "expected [ 1 ] to be empty"),
     ("assert.isNotEmpty('a')", "assert.isNotEmpty('')", "expected '' not to be empty"),
-    ("assert.hasAllKeys({a: 1, b: 2}, ['a', 'b'])", "assert.hasAllKeys({a: 1}, ['a', 'b'])",
-     "expected { a: 1 } to have keys 'a', and 'b'"),
+    (
+        "assert.hasAllKeys({a: 1, b: 2}, ['a', 'b'])",
+        "assert.hasAllKeys({a: 1}, ['a', 'b'])",
+        "expected { a: 1 } to have keys 'a', and 'b'",
+    ),
     ("assert.equal(1, 1, 'status')", "assert.equal(1, 2, 'status code')", "status code: expected 1 to equal 2"),
     ("true", "assert.fail('boom')", "boom"),
     ("true", "assert.fail()", "assert.fail()"),
@@ -188,9 +241,16 @@ EXPECT_CASES = [
     ("expect(200).to.equal(200)", "expect(201).to.equal(200)", "expected 201 to equal 200"),
     ("expect(200).to.not.equal(201)", "expect(200).to.not.equal(200)", "expected 200 to not equal 200"),
     ("expect('a').to.eq('a'); expect(1).equals(1)", "expect('1').to.equal(1)", "expected '1' to equal 1"),
-    ("expect({a: [1]}).to.deep.equal({a: [1]})", "expect({a: 1}).to.deep.equal({a: 2})",
-     "expected { a: 1 } to deeply equal { a: 2 }"),
-    ("expect([1, 2]).to.eql([1, 2])", "expect([1, 2]).to.not.eql([1, 2])", "expected [ 1, 2 ] to not deeply equal [ 1, 2 ]"),
+    (
+        "expect({a: [1]}).to.deep.equal({a: [1]})",
+        "expect({a: 1}).to.deep.equal({a: 2})",
+        "expected { a: 1 } to deeply equal { a: 2 }",
+    ),
+    (
+        "expect([1, 2]).to.eql([1, 2])",
+        "expect([1, 2]).to.not.eql([1, 2])",
+        "expected [ 1, 2 ] to not deeply equal [ 1, 2 ]",
+    ),
     ("expect(true).to.be.true", "expect(false).to.be.true", "expected false to be true"),
     ("expect(1).to.not.be.true", "expect(true).to.not.be.true", "expected true to be false"),
     ("expect(false).to.be.false", "expect(0).to.be.false", "expected 0 to be false"),
@@ -202,26 +262,53 @@ EXPECT_CASES = [
     ("expect(0).to.exist", "expect(undefined).to.exist", "expected undefined to exist"),
     ("expect([]).to.be.empty", "expect({a: 1}).to.be.empty", "expected { a: 1 } to be empty"),
     ("expect('x').to.not.be.empty", "expect('').to.not.be.empty", "expected '' not to be empty"),
-    ("expect('x').to.be.a('string'); expect([]).to.be.an('array')", "expect(1).to.be.a('string')",
-     "expected 1 to be a string"),
+    (
+        "expect('x').to.be.a('string'); expect([]).to.be.an('array')",
+        "expect(1).to.be.a('string')",
+        "expected 1 to be a string",
+    ),
     ("expect(1).to.not.be.a('string')", "expect('x').to.not.be.a('string')", "expected 'x' not to be a string"),
-    ("expect({id: 7}).to.have.property('id')", "expect({id: 7}).to.have.property('name')",
-     "expected { id: 7 } to have property 'name'"),
-    ("expect({id: 7}).to.have.property('id', 7)", "expect({id: 7}).to.have.property('id', 8)",
-     "expected { id: 7 } to have property 'id' of 8, but got 7"),
-    ("expect({a: {b: 1}}).to.have.property('a').that.has.property('b', 1)",
-     "expect({a: {b: 1}}).to.have.property('a').that.has.property('c')", "expected { b: 1 } to have property 'c'"),
-    ("expect({a: 1}).to.not.have.property('b')", "expect({a: 1}).to.not.have.property('a')",
-     "expected { a: 1 } to not have property 'a'"),
-    ("expect([1, 2]).to.include(2); expect('abc').to.contain('b')", "expect([1, 2]).to.include(3)",
-     "expected [ 1, 2 ] to include 3"),
+    (
+        "expect({id: 7}).to.have.property('id')",
+        "expect({id: 7}).to.have.property('name')",
+        "expected { id: 7 } to have property 'name'",
+    ),
+    (
+        "expect({id: 7}).to.have.property('id', 7)",
+        "expect({id: 7}).to.have.property('id', 8)",
+        "expected { id: 7 } to have property 'id' of 8, but got 7",
+    ),
+    (
+        "expect({a: {b: 1}}).to.have.property('a').that.has.property('b', 1)",
+        "expect({a: {b: 1}}).to.have.property('a').that.has.property('c')",
+        "expected { b: 1 } to have property 'c'",
+    ),
+    (
+        "expect({a: 1}).to.not.have.property('b')",
+        "expect({a: 1}).to.not.have.property('a')",
+        "expected { a: 1 } to not have property 'a'",
+    ),
+    (
+        "expect([1, 2]).to.include(2); expect('abc').to.contain('b')",
+        "expect([1, 2]).to.include(3)",
+        "expected [ 1, 2 ] to include 3",
+    ),
     ("expect('abc').to.not.include('d')", "expect('abc').to.not.include('a')", "expected 'abc' to not include 'a'"),
-    ("expect([{a: 1}]).to.deep.include({a: 1})", "expect([{a: 1}]).to.include({a: 1})",
-     "expected [ { a: 1 } ] to include { a: 1 }"),
-    ("expect([1, 2]).to.have.lengthOf(2); expect('ab').to.have.length(2)", "expect([1, 2]).to.have.lengthOf(3)",
-     "expected [ 1, 2 ] to have a length of 3 but got 2"),
-    ("expect([1]).to.not.have.lengthOf(2)", "expect([1]).to.not.have.lengthOf(1)",
-     "expected [ 1 ] to not have a length of 1"),
+    (
+        "expect([{a: 1}]).to.deep.include({a: 1})",
+        "expect([{a: 1}]).to.include({a: 1})",
+        "expected [ { a: 1 } ] to include { a: 1 }",
+    ),
+    (
+        "expect([1, 2]).to.have.lengthOf(2); expect('ab').to.have.length(2)",
+        "expect([1, 2]).to.have.lengthOf(3)",
+        "expected [ 1, 2 ] to have a length of 3 but got 2",
+    ),
+    (
+        "expect([1]).to.not.have.lengthOf(2)",
+        "expect([1]).to.not.have.lengthOf(1)",
+        "expected [ 1 ] to not have a length of 1",
+    ),
     ("expect(5).to.be.above(2)", "expect(2).to.be.above(5)", "expected 2 to be above 5"),
     ("expect(2).to.not.be.above(5)", "expect(6).to.not.be.above(5)", "expected 6 to be at most 5"),
     ("expect(2).to.be.below(5)", "expect(5).to.be.below(2)", "expected 5 to be below 2"),
@@ -230,14 +317,23 @@ EXPECT_CASES = [
     ("expect(2).to.be.within(1, 3)", "expect(5).to.be.within(1, 3)", "expected 5 to be within 1..3"),
     ("expect(1).to.be.above(0)", "expect('5').to.be.above(2)", "expected '5' to be a number or a date"),
     ("expect('foo').to.match(/^f/)", "expect('foo').to.match(/^b/)", "expected 'foo' to match /^b/"),
-    ("expect('foobar').to.have.string('oba')", "expect('foobar').to.have.string('baz')",
-     "expected 'foobar' to contain 'baz'"),
-    ("expect({a: 1, b: 2}).to.have.keys('a', 'b')", "expect({a: 1, b: 2}).to.have.keys('a')",
-     "expected { a: 1, b: 2 } to have key 'a'"),
+    (
+        "expect('foobar').to.have.string('oba')",
+        "expect('foobar').to.have.string('baz')",
+        "expected 'foobar' to contain 'baz'",
+    ),
+    (
+        "expect({a: 1, b: 2}).to.have.keys('a', 'b')",
+        "expect({a: 1, b: 2}).to.have.keys('a')",
+        "expected { a: 1, b: 2 } to have key 'a'",
+    ),
     ("expect(2).to.be.oneOf([1, 2])", "expect(3).to.be.oneOf([1, 2])", "expected 3 to be one of [ 1, 2 ]"),
     ("expect(1.01).to.be.closeTo(1, 0.1)", "expect(2).to.be.closeTo(1, 0.1)", "expected 2 to be close to 1 +/- 0.1"),
-    ("expect(4).to.satisfy(function even(n) { return n % 2 === 0; })",
-     "expect(3).to.satisfy(function even(n) { return n % 2 === 0; })", "expected 3 to satisfy [Function: even]"),
+    (
+        "expect(4).to.satisfy(function even(n) { return n % 2 === 0; })",
+        "expect(3).to.satisfy(function even(n) { return n % 2 === 0; })",
+        "expected 3 to satisfy [Function: even]",
+    ),
     ("expect(1, 'status').to.equal(1)", "expect(1, 'status').to.equal(2)", "status: expected 1 to equal 2"),
     ("chai.expect(1).to.equal(1); chai.assert.ok(1)", "chai.expect(1).to.equal(2)", "expected 1 to equal 2"),
 ]
@@ -253,11 +349,9 @@ def test_expect_chains_pass_and_fail_with_chai_messages(passing, failing, messag
 
 
 def test_large_values_are_abbreviated_in_messages():
-    outcome = run("var big = {}; for (var i = 0; i < 40; i++) big['key' + i] = i;\n"
-                  "assert.equal(big, 1)")
+    outcome = run("var big = {}; for (var i = 0; i < 40; i++) big['key' + i] = i;\nassert.equal(big, 1)")
     assert outcome.error == "AssertionError: expected { Object (key0, key1, ...) } to equal 1 (line 2)"
-    body = run("assert.include(response.body, 'needle')", request=request(),
-               response=response(body="x" * 5000))
+    body = run("assert.include(response.body, 'needle')", request=request(), response=response(body="x" * 5000))
     assert len(body.error) < 300 and "xxx..." in body.error
 
 
@@ -277,8 +371,10 @@ def test_scripts_may_replace_the_assertion_globals():
 
 # --- request and response -------------------------------------------------------------------
 
+
 def test_post_response_script_sees_runscope_names():
-    outcome = run("""
+    outcome = run(
+        """
         var data = JSON.parse(response.body);
         assert.equal(response.status, 201);
         assert.equal(response.reason, "Created");
@@ -288,7 +384,10 @@ def test_post_response_script_sees_runscope_names():
         expect(data.tags).to.have.lengthOf(2);
         variables.set("item_id", data.id);
         log(request.method, request.scheme, request.host, request.path, JSON.stringify(request.params));
-    """, request=request(), response=response())
+    """,
+        request=request(),
+        response=response(),
+    )
     assert outcome.passed, outcome.error
     assert outcome.variables == {"item_id": "7"}
     assert outcome.logs == ['POST https api.example.com /v1/items {"page":["2"],"tag":["a","b"]}']
@@ -306,24 +405,34 @@ def test_environment_script_has_neither_request_nor_response():
 
 
 def test_pre_request_script_changes_headers_and_the_engine_gets_them_back():
-    outcome = run("""
+    outcome = run(
+        """
         request.headers["Authorization"] = "Bearer " + variables.get("token");
         request.headers["Accept"] = ["application/json", "text/plain"];
         delete request.headers["Content-Type"];
         request.headers["X-Retry"] = 2;
-    """, variables={"token": "t0k"}, request=request())
+    """,
+        variables={"token": "t0k"},
+        request=request(),
+    )
     assert outcome.passed, outcome.error
     assert outcome.request["headers"] == {
-        "Accept": ["application/json", "text/plain"], "Authorization": ["Bearer t0k"], "X-Retry": ["2"]}
+        "Accept": ["application/json", "text/plain"],
+        "Authorization": ["Bearer t0k"],
+        "X-Retry": ["2"],
+    }
     assert outcome.request["url"] == request()["url"] and outcome.request["body"] == request()["body"]
 
 
 def test_pre_request_script_changes_method_url_and_body():
-    outcome = run("""
+    outcome = run(
+        """
         request.method = "PUT";
         request.url = request.url.replace("/v1/", "/v2/");
         var body = JSON.parse(request.body); body.signed = true; request.body = JSON.stringify(body);
-    """, request=request())
+    """,
+        request=request(),
+    )
     assert outcome.request["method"] == "PUT"
     assert outcome.request["url"] == "https://api.example.com/v2/items?page=2&tag=a&tag=b"
     assert json.loads(outcome.request["body"]) == {"name": "widget", "signed": True}
@@ -346,8 +455,13 @@ def test_params_and_form_changes_rebuild_the_url_and_body_unless_set_directly():
 
 
 def test_an_unmodified_request_comes_back_as_it_went_in():
-    original = {"method": "GET", "url": "https://h/x?b=2&a=1", "headers": {"Accept": "*/*"},
-                "body": None, "timeout_s": 5}
+    original = {
+        "method": "GET",
+        "url": "https://h/x?b=2&a=1",
+        "headers": {"Accept": "*/*"},
+        "body": None,
+        "timeout_s": 5,
+    }
     outcome = run("log(request.headers.Accept[0], JSON.stringify(request.body))", request=original)
     assert outcome.logs == ['*/* ""']
     assert outcome.request == original
@@ -358,15 +472,17 @@ def test_an_unmodified_request_comes_back_as_it_went_in():
 FAST_LIMITS = ScriptRunner(time_limit_s=0.25, memory_limit_bytes=8 * 1024 * 1024)
 
 
-@pytest.mark.parametrize("source,message", [
-    ("while (true) {}", "script exceeded its 0.25 s time limit"),
-    ("try { for (;;) {} } catch (e) { log('caught') }", "script exceeded its 0.25 s time limit"),
-    ("var a = []; while (true) a.push({n: a.length});", "script exceeded its 8 MiB memory limit"),
-    ("(function () { var s = 'x'; while (true) s = s + s; })()", "script exceeded its 8 MiB memory limit"),
-    ("var t = 'x'.repeat(1e9);", "script exceeded its 8 MiB memory limit"),
-    ("function down(n) { return down(n + 1) + 1; }\ndown(0);",
-     "script exceeded the maximum call stack size"),
-])
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        ("while (true) {}", "script exceeded its 0.25 s time limit"),
+        ("try { for (;;) {} } catch (e) { log('caught') }", "script exceeded its 0.25 s time limit"),
+        ("var a = []; while (true) a.push({n: a.length});", "script exceeded its 8 MiB memory limit"),
+        ("(function () { var s = 'x'; while (true) s = s + s; })()", "script exceeded its 8 MiB memory limit"),
+        ("var t = 'x'.repeat(1e9);", "script exceeded its 8 MiB memory limit"),
+        ("function down(n) { return down(n + 1) + 1; }\ndown(0);", "script exceeded the maximum call stack size"),
+    ],
+)
 def test_runaway_scripts_fail_clearly_and_the_next_script_is_unaffected(source, message):
     started = time.perf_counter()
     outcome = FAST_LIMITS.run("log('start'); globalThis.leak = 1;\n" + source, variables={"v": "1"})
@@ -379,8 +495,9 @@ def test_runaway_scripts_fail_clearly_and_the_next_script_is_unaffected(source, 
     # and the log goes with it.
     assert outcome.logs == ["start"] or ("time limit" in message and outcome.logs == [])
 
-    after = FAST_LIMITS.run("log(typeof leak); var a = []; for (var i = 0; i < 1000; i++) a.push(i); "
-                            "assert.lengthOf(a, 1000)", variables={})
+    after = FAST_LIMITS.run(
+        "log(typeof leak); var a = []; for (var i = 0; i < 1000; i++) a.push(i); assert.lengthOf(a, 1000)", variables={}
+    )
     assert after.passed, after.error
     assert after.logs == ["undefined"]
 
@@ -394,10 +511,11 @@ DEADLINE_MARGIN_S = 0.75
 def test_a_backtracking_regex_is_stopped_at_the_time_limit(kind):
     # QuickJS never interrupts its regex engine: in process, this ran until the Job deadline.
     kwargs = {"request": request()} if kind == "pre-request" else {"request": request(), "response": response()}
-    FAST_LIMITS.run("", variables={})   # a started worker: its start is not part of any deadline
+    FAST_LIMITS.run("", variables={})  # a started worker: its start is not part of any deadline
     started = time.perf_counter()
-    outcome = FAST_LIMITS.run(f"log('start'); variables.set('x', '1');\n{CATASTROPHIC_REGEX};",
-                              variables={"v": "1"}, **kwargs)
+    outcome = FAST_LIMITS.run(
+        f"log('start'); variables.set('x', '1');\n{CATASTROPHIC_REGEX};", variables={"v": "1"}, **kwargs
+    )
     elapsed = time.perf_counter() - started
     assert elapsed < FAST_LIMITS.time_limit_s + DEADLINE_MARGIN_S, elapsed
     assert not outcome.passed
@@ -411,9 +529,8 @@ def test_a_backtracking_regex_is_stopped_at_the_time_limit(kind):
 
 
 def test_a_regex_in_a_library_or_in_assertions_is_stopped_too():
-    runner = ScriptRunner(libraries=[f"var slow = function () {{ return {CATASTROPHIC_REGEX}; }};"],
-                          time_limit_s=0.25)
-    FAST_LIMITS.run("", variables={})   # a started worker: its start is not part of any deadline
+    runner = ScriptRunner(libraries=[f"var slow = function () {{ return {CATASTROPHIC_REGEX}; }};"], time_limit_s=0.25)
+    FAST_LIMITS.run("", variables={})  # a started worker: its start is not part of any deadline
     started = time.perf_counter()
     outcome = runner.run("slow()", variables={})
     assert time.perf_counter() - started < 0.25 + DEADLINE_MARGIN_S
@@ -428,6 +545,7 @@ def test_a_regex_in_a_library_or_in_assertions_is_stopped_too():
 def test_regex_scripts_on_several_threads_fail_alone_and_the_others_pass():
     def one(i):
         return i, FAST_LIMITS.run(CATASTROPHIC_REGEX if i % 3 == 0 else f"variables.set('i', {i})", variables={})
+
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(one, range(12)))
     for i, outcome in results:
@@ -444,7 +562,7 @@ def test_a_worker_killed_while_idle_is_replaced():
     idle = list(_workers()._idle)
     assert idle
     for worker in idle:
-        worker.process.kill()   # as the kernel's OOM killer would
+        worker.process.kill()  # as the kernel's OOM killer would
         worker.process.wait()
     outcome = run("log('fine')")
     assert outcome.passed and outcome.logs == ["fine"], outcome.error
@@ -454,7 +572,7 @@ def test_workers_see_none_of_the_runners_environment(monkeypatch):
     from assay.runner.apitest.scripts import _workers
 
     monkeypatch.setenv("ASSAY_UPLOAD_TOKEN", "secret-token")
-    _workers().close()   # the next run starts a worker now, with the token in the runner's environment
+    _workers().close()  # the next run starts a worker now, with the token in the runner's environment
     run("")
     pids = [worker.process.pid for worker in _workers()._idle]
     assert pids
@@ -464,15 +582,18 @@ def test_workers_see_none_of_the_runners_environment(monkeypatch):
 
 
 def test_the_memory_budget_is_on_top_of_large_inputs():
-    big_body = json.dumps({"items": ["x" * 100] * 100_000})   # ~10 MB
-    outcome = FAST_LIMITS.run("assert.isAbove(response.body.length, 1e6)", variables={},
-                              response=response(body=big_body))
+    big_body = json.dumps({"items": ["x" * 100] * 100_000})  # ~10 MB
+    outcome = FAST_LIMITS.run(
+        "assert.isAbove(response.body.length, 1e6)", variables={}, response=response(body=big_body)
+    )
     assert outcome.passed, outcome.error
 
 
 def test_nothing_leaks_from_one_script_to_the_next():
-    first = run("globalThis.shared = 1; var declared = 2; Array.prototype.evil = 3; "
-                "JSON.stringify = function () { return 'hijacked' };")
+    first = run(
+        "globalThis.shared = 1; var declared = 2; Array.prototype.evil = 3; "
+        "JSON.stringify = function () { return 'hijacked' };"
+    )
     assert first.passed
     second = run("log(typeof shared, typeof declared, typeof [].evil, JSON.stringify({a: 1}))")
     assert second.logs == ['undefined undefined undefined {"a":1}']
@@ -493,6 +614,7 @@ def test_tampering_with_builtins_cannot_corrupt_the_results():
 def test_runs_on_several_threads_at_once_stay_separate():
     def one(i):
         return run(f"variables.set('i', {i}); assert.equal(variables.get('i'), '{i}')")
+
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = list(pool.map(one, range(40)))
     assert all(o.passed for o in outcomes)
@@ -509,6 +631,7 @@ def test_the_engine_releases_the_gil_while_a_script_runs():
 
 
 # --- errors and libraries -------------------------------------------------------------------
+
 
 def test_syntax_errors_report_the_message_and_line():
     outcome = run("var a = 1;\nvar b = 2;\nvar c = (;\n")
@@ -528,10 +651,12 @@ def test_runtime_errors_report_the_line_and_the_calling_line():
 
 
 def test_libraries_are_loaded_before_every_script():
-    runner = ScriptRunner(libraries=[
-        "function sign(text) { return 'sig:' + encode_base64(text); }",
-        "const PREFIX = 'lib';\nvar counter = 0;",
-    ])
+    runner = ScriptRunner(
+        libraries=[
+            "function sign(text) { return 'sig:' + encode_base64(text); }",
+            "const PREFIX = 'lib';\nvar counter = 0;",
+        ]
+    )
     first = runner.run("counter++; log(PREFIX, sign('a'), counter)", variables={})
     assert first.passed, first.error
     assert first.logs == ["lib sig:YQ== 1"]
@@ -577,11 +702,13 @@ HOSTILE = [
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_strings_in_inputs_are_data_not_code(value):
-    outcome = run("log(variables.get('v')); log(request.headers['X-Evil'][0]); log(response.body);"
-                  "variables.set('copy', variables.get('v'));",
-                  variables={"v": value, value: "as a name"},
-                  request=request(headers={"X-Evil": [value]}),
-                  response=response(body=value))
+    outcome = run(
+        "log(variables.get('v')); log(request.headers['X-Evil'][0]); log(response.body);"
+        "variables.set('copy', variables.get('v'));",
+        variables={"v": value, value: "as a name"},
+        request=request(headers={"X-Evil": [value]}),
+        response=response(body=value),
+    )
     assert outcome.passed, outcome.error
     assert outcome.logs == [value, value, value]
     assert outcome.variables == {"v": value, value: "as a name", "copy": value}
@@ -599,10 +726,12 @@ def test_lone_surrogates_and_nul_characters_do_not_crash_the_engine():
 
 
 def test_scripts_have_no_host_access():
-    outcome = run("log([typeof require, typeof process, typeof std, typeof os, typeof print, "
-                  "typeof scriptArgs, typeof setTimeout, typeof XMLHttpRequest, typeof fetch].join(' '))")
+    outcome = run(
+        "log([typeof require, typeof process, typeof std, typeof os, typeof print, "
+        "typeof scriptArgs, typeof setTimeout, typeof XMLHttpRequest, typeof fetch].join(' '))"
+    )
     assert outcome.logs == [" ".join(["undefined"] * 9)]
     static_import = run("import * as os from 'os';")
     assert not static_import.passed and static_import.error.startswith("SyntaxError")
     dynamic = run("var p = import('os'); p.then(function () { log('loaded') }, function () { log('refused') });")
-    assert dynamic.logs == []   # promise jobs never run: scripts are synchronous
+    assert dynamic.logs == []  # promise jobs never run: scripts are synchronous

@@ -16,12 +16,32 @@ import pytest
 from assay.crds import TestSuite
 from assay.runner.apitest.suite import SuiteInputError, format_ms, parse_pool_csv, run_suite
 
-SUITE_RUN_KEYS = {"id", "description", "startTime", "endTime", "conf", "status", "displayName", "testSuiteId",
-                  "testSuiteFlowRuns", "progress", "successRate", "avgResTime"}
-SUITE_FLOW_ENTRY_KEYS = {"id", "startTime", "endTime", "conf", "description", "status", "numOfRequests",
-                         "avgResTime", "duration"}
-FLOW_RUN_KEYS = {"id", "description", "conf", "status", "startTime", "testSuiteFlowId", "testSuiteId",
-                 "requests"}
+SUITE_RUN_KEYS = {
+    "id",
+    "description",
+    "startTime",
+    "endTime",
+    "conf",
+    "status",
+    "displayName",
+    "testSuiteId",
+    "testSuiteFlowRuns",
+    "progress",
+    "successRate",
+    "avgResTime",
+}
+SUITE_FLOW_ENTRY_KEYS = {
+    "id",
+    "startTime",
+    "endTime",
+    "conf",
+    "description",
+    "status",
+    "numOfRequests",
+    "avgResTime",
+    "duration",
+}
+FLOW_RUN_KEYS = {"id", "description", "conf", "status", "startTime", "testSuiteFlowId", "testSuiteId", "requests"}
 REQUEST_KEYS = {"description", "method", "url", "status", "statusCode", "resTime", "assertions", "error"}
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there, so connecting is refused
@@ -57,8 +77,9 @@ class RecordingTarget:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
                 with lock:
-                    target.received.append(Received(self.command, self.path,
-                                                    {k.lower(): v for k, v in self.headers.items()}, body))
+                    target.received.append(
+                        Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                 path = urlsplit(self.path).path
                 status, extra = 200, {}
                 if path == "/login":
@@ -102,10 +123,12 @@ def target():
 
 
 def suite(flows: list[dict], **spec) -> TestSuite:
-    return TestSuite.model_validate({
-        "metadata": {"name": "checkout", "uid": "6f1c2c52-9a1e-4b57-9d0c-1d5e8f0c1a11"},
-        "spec": {"description": "Checkout API", **spec, "flows": flows},
-    })
+    return TestSuite.model_validate(
+        {
+            "metadata": {"name": "checkout", "uid": "6f1c2c52-9a1e-4b57-9d0c-1d5e8f0c1a11"},
+            "spec": {"description": "Checkout API", **spec, "flows": flows},
+        }
+    )
 
 
 def get(url: str, **request) -> dict:
@@ -126,11 +149,13 @@ def ticking_clock(step: float = 0.25, start: float = 1_700_000_000.0):
 
 
 def test_only_flows_with_the_ci_toggle_run_unless_force_all_flows(target):
-    s = suite([
-        {"name": "a", "requests": [get(f"{target.url}/a")]},
-        {"name": "b", "ciEnabled": False, "requests": [get(f"{target.url}/b")]},
-        {"name": "c", "requests": [get(f"{target.url}/c")]},
-    ])
+    s = suite(
+        [
+            {"name": "a", "requests": [get(f"{target.url}/a")]},
+            {"name": "b", "ciEnabled": False, "requests": [get(f"{target.url}/b")]},
+            {"name": "c", "requests": [get(f"{target.url}/c")]},
+        ]
+    )
     default = run(s)
     assert target.paths() == ["/a", "/c"]
     assert [f.description for f in default.flow_runs] == ["a", "c"]
@@ -155,9 +180,19 @@ def test_a_suite_without_any_ci_flow_is_refused_before_sending_anything(target):
 
 def test_flow_parameters_override_the_suites_and_override_parameters_win(target):
     s = suite(
-        [{"name": "p", "parameters": {"level": "flow", "pick": "flow"},
-          "requests": [get("{{host}}/p?level={{level}}&pick={{pick}}&who={{who}}",
-                           headers={"X-Pick": "{{pick}}"}, body=None)]}],
+        [
+            {
+                "name": "p",
+                "parameters": {"level": "flow", "pick": "flow"},
+                "requests": [
+                    get(
+                        "{{host}}/p?level={{level}}&pick={{pick}}&who={{who}}",
+                        headers={"X-Pick": "{{pick}}"},
+                        body=None,
+                    )
+                ],
+            }
+        ],
         parameters={"host": target.url, "level": "suite", "pick": "suite", "who": "suite"},
     )
     run(s, override_parameters={"pick": "override"})
@@ -169,11 +204,18 @@ def test_flow_parameters_override_the_suites_and_override_parameters_win(target)
 def test_an_extraction_sets_a_parameter_for_the_later_requests_of_its_flow_only(target):
     s = suite(
         [
-            {"name": "login", "requests": [
-                {"method": "POST", "url": "{{host}}/login?u=alice", "body": "hello",
-                 "extract": [{"name": "token", "source": "response_headers", "property": "X-Token"}]},
-                get("{{host}}/me?t={{token}}", headers={"Authorization": "Bearer {{token}}"}),
-            ]},
+            {
+                "name": "login",
+                "requests": [
+                    {
+                        "method": "POST",
+                        "url": "{{host}}/login?u=alice",
+                        "body": "hello",
+                        "extract": [{"name": "token", "source": "response_headers", "property": "X-Token"}],
+                    },
+                    get("{{host}}/me?t={{token}}", headers={"Authorization": "Bearer {{token}}"}),
+                ],
+            },
             {"name": "other flow", "requests": [get("{{host}}/other?t={{token}}")]},
         ],
         parameters={"host": target.url, "token": "none"},
@@ -188,9 +230,14 @@ def test_an_extraction_sets_a_parameter_for_the_later_requests_of_its_flow_only(
 
 def test_a_parameter_pool_runs_the_flow_once_per_row_with_that_rows_values(target):
     s = suite(
-        [{"name": "login", "parameterPool": {"name": "users", "csv": "user,role\nalice,admin\n\nbob,viewer\n"},
-          "requests": [get("{{host}}/login?u={{user}}&r={{role}}")]},
-         {"name": "after", "requests": [get("{{host}}/after")]}],
+        [
+            {
+                "name": "login",
+                "parameterPool": {"name": "users", "csv": "user,role\nalice,admin\n\nbob,viewer\n"},
+                "requests": [get("{{host}}/login?u={{user}}&r={{role}}")],
+            },
+            {"name": "after", "requests": [get("{{host}}/after")]},
+        ],
         parameters={"host": target.url},
     )
     result = run(s, run_id="run-1")
@@ -204,27 +251,44 @@ def test_a_parameter_pool_runs_the_flow_once_per_row_with_that_rows_values(targe
 
 
 def test_pool_values_win_over_override_parameters_as_in_loadmill(target):
-    s = suite([{"name": "f", "parameterPool": {"name": "users", "csv": "user\ncarol\n"},
-                "requests": [get(f"{target.url}/x?u={{{{user}}}}")]}])
+    s = suite(
+        [
+            {
+                "name": "f",
+                "parameterPool": {"name": "users", "csv": "user\ncarol\n"},
+                "requests": [get(f"{target.url}/x?u={{{{user}}}}")],
+            }
+        ]
+    )
     run(s, override_parameters={"user": "zed"})
     assert target.received[0].query == {"u": "carol"}
 
 
 def test_a_pool_held_in_a_config_map_must_be_resolved_before_the_run(target):
-    s = suite([{"name": "f", "parameterPool": {"name": "users", "configMapRef": {"name": "cm", "key": "k"}},
-                "requests": [get(f"{target.url}/x")]}])
+    s = suite(
+        [
+            {
+                "name": "f",
+                "parameterPool": {"name": "users", "configMapRef": {"name": "cm", "key": "k"}},
+                "requests": [get(f"{target.url}/x")],
+            }
+        ]
+    )
     with pytest.raises(SuiteInputError, match=r"flows\[0\].*'users'.*inline CSV only"):
         run(s)
     assert target.received == []
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("user,role\nalice\n", "line 2 has 1 fields"),
-    ("user\n", "no rows"),
-    ("", "empty"),
-    ("user,,role\na,b,c\n", "empty column"),
-    ("user,user\na,b\n", "repeats"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("user,role\nalice\n", "line 2 has 1 fields"),
+        ("user\n", "no rows"),
+        ("", "empty"),
+        ("user,,role\na,b,c\n", "empty column"),
+        ("user,user\na,b\n", "repeats"),
+    ],
+)
 def test_malformed_pools_are_refused_with_the_reason(text, problem):
     with pytest.raises(SuiteInputError, match=problem):
         parse_pool_csv(text, where="flows[0]")
@@ -233,13 +297,23 @@ def test_malformed_pools_are_refused_with_the_reason(text, problem):
 # --- failures ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stop_on_failure, expected_paths", [
-    (True, ["/one", "/status/500"]),
-    (False, ["/one", "/status/500", "/three"]),
-])
+@pytest.mark.parametrize(
+    "stop_on_failure, expected_paths",
+    [
+        (True, ["/one", "/status/500"]),
+        (False, ["/one", "/status/500", "/three"]),
+    ],
+)
 def test_stop_on_failure_skips_the_rest_of_the_flow(target, stop_on_failure, expected_paths):
-    s = suite([{"name": "f", "stopOnFailure": stop_on_failure, "requests": [
-        get(f"{target.url}/one"), get(f"{target.url}/status/500"), get(f"{target.url}/three")]}])
+    s = suite(
+        [
+            {
+                "name": "f",
+                "stopOnFailure": stop_on_failure,
+                "requests": [get(f"{target.url}/one"), get(f"{target.url}/status/500"), get(f"{target.url}/three")],
+            }
+        ]
+    )
     result = run(s)
     assert target.paths() == expected_paths
     [flow] = result.flow_runs
@@ -250,12 +324,28 @@ def test_stop_on_failure_skips_the_rest_of_the_flow(target, stop_on_failure, exp
 
 
 def test_a_failing_assertion_fails_its_flow_and_the_suite(target):
-    s = suite([
-        {"name": "good", "requests": [get(f"{target.url}/ok", assertions=[
-            {"source": "response_status", "comparison": "equal", "value": 200}])]},
-        {"name": "bad", "requests": [get(f"{target.url}/ok", assertions=[
-            {"source": "response_status", "comparison": "equal", "value": 201}])]},
-    ])
+    s = suite(
+        [
+            {
+                "name": "good",
+                "requests": [
+                    get(
+                        f"{target.url}/ok",
+                        assertions=[{"source": "response_status", "comparison": "equal", "value": 200}],
+                    )
+                ],
+            },
+            {
+                "name": "bad",
+                "requests": [
+                    get(
+                        f"{target.url}/ok",
+                        assertions=[{"source": "response_status", "comparison": "equal", "value": 201}],
+                    )
+                ],
+            },
+        ]
+    )
     result = run(s)
     out = result.to_loadmill()
     assert out["status"] == "FAILED" and not result.passed
@@ -267,8 +357,19 @@ def test_a_failing_assertion_fails_its_flow_and_the_suite(target):
 
 
 def test_an_asserted_error_status_is_the_assertions_call(target):
-    s = suite([{"name": "not found is expected", "requests": [get(f"{target.url}/status/404", assertions=[
-        {"source": "response_status", "comparison": "equal", "value": 404}])]}])
+    s = suite(
+        [
+            {
+                "name": "not found is expected",
+                "requests": [
+                    get(
+                        f"{target.url}/status/404",
+                        assertions=[{"source": "response_status", "comparison": "equal", "value": 404}],
+                    )
+                ],
+            }
+        ]
+    )
     assert run(s).passed
 
 
@@ -302,9 +403,12 @@ def test_a_relative_url_is_refused_with_a_hint():
 @pytest.mark.parametrize("use_cookies", [True, False])
 def test_use_cookies_shares_a_jar_within_a_flow_run_only(target, use_cookies):
     s = suite(
-        [{"name": "a", "requests": [get("{{host}}/login?u=alice"), get("{{host}}/cart")]},
-         {"name": "b", "requests": [get("{{host}}/cart")]}],
-        parameters={"host": target.url}, conf={"useCookies": use_cookies},
+        [
+            {"name": "a", "requests": [get("{{host}}/login?u=alice"), get("{{host}}/cart")]},
+            {"name": "b", "requests": [get("{{host}}/cart")]},
+        ],
+        parameters={"host": target.url},
+        conf={"useCookies": use_cookies},
     )
     result = run(s)
     assert result.to_loadmill()["conf"] == {"useCookies": use_cookies}
@@ -317,8 +421,20 @@ def test_use_cookies_shares_a_jar_within_a_flow_run_only(target, use_cookies):
 
 
 def test_result_shapes_have_loadmills_keys(target):
-    s = suite([{"name": "f", "id": "flow-1", "requests": [get(f"{target.url}/x", assertions=[
-        {"source": "response_status", "comparison": "equal", "value": 200}])]}])
+    s = suite(
+        [
+            {
+                "name": "f",
+                "id": "flow-1",
+                "requests": [
+                    get(
+                        f"{target.url}/x",
+                        assertions=[{"source": "response_status", "comparison": "equal", "value": 200}],
+                    )
+                ],
+            }
+        ]
+    )
     result = run(s, additional_description="build 42")
     out = result.to_loadmill()
     assert set(out) == SUITE_RUN_KEYS
@@ -328,7 +444,14 @@ def test_result_shapes_have_loadmills_keys(target):
     assert set(flow) == FLOW_RUN_KEYS
     assert set(flow["requests"][0]) == REQUEST_KEYS
     assert set(flow["requests"][0]["assertions"][0]) == {
-        "source", "property", "comparison", "targetValue", "actualValue", "result", "error"}
+        "source",
+        "property",
+        "comparison",
+        "targetValue",
+        "actualValue",
+        "result",
+        "error",
+    }
     assert out["description"] == "Checkout API build 42"
     assert out["testSuiteId"] == flow["testSuiteId"] == "6f1c2c52-9a1e-4b57-9d0c-1d5e8f0c1a11"
     assert flow["testSuiteFlowId"] == "flow-1"
@@ -339,11 +462,13 @@ def test_result_shapes_have_loadmills_keys(target):
 
 
 def test_success_rate_progress_and_times_are_formatted_as_loadmill_does(target):
-    s = suite([
-        {"name": "one", "requests": [get(f"{target.url}/1")]},
-        {"name": "two", "requests": [get(f"{target.url}/2")]},
-        {"name": "three", "requests": [get(f"{target.url}/status/503")]},
-    ])
+    s = suite(
+        [
+            {"name": "one", "requests": [get(f"{target.url}/1")]},
+            {"name": "two", "requests": [get(f"{target.url}/2")]},
+            {"name": "three", "requests": [get(f"{target.url}/status/503")]},
+        ]
+    )
     # The clock is read at the suite's start, each flow run's start and end, and the suite's end.
     out = run(s, clock=ticking_clock(0.25)).to_loadmill()
     assert out["progress"] == "3/3"
@@ -357,8 +482,9 @@ def test_success_rate_progress_and_times_are_formatted_as_loadmill_does(target):
 
 
 def test_flow_run_ids_derive_from_the_run_id_so_a_reupload_is_idempotent(target):
-    s = suite([{"name": "a", "requests": [get(f"{target.url}/a")]},
-               {"name": "b", "requests": [get(f"{target.url}/b")]}])
+    s = suite(
+        [{"name": "a", "requests": [get(f"{target.url}/a")]}, {"name": "b", "requests": [get(f"{target.url}/b")]}]
+    )
     first, again, other = run(s, run_id="r-1"), run(s, run_id="r-1"), run(s, run_id="r-2")
     assert first.id == "r-1"
     assert [f.id for f in first.flow_runs] == [f.id for f in again.flow_runs]
@@ -369,22 +495,35 @@ def test_flow_run_ids_derive_from_the_run_id_so_a_reupload_is_idempotent(target)
 
 
 def test_progress_is_reported_as_flow_runs_start_and_finish(target):
-    s = suite([{"name": "a", "requests": [get(f"{target.url}/a")]},
-               {"name": "b", "requests": [get(f"{target.url}/status/500")]}])
+    s = suite(
+        [
+            {"name": "a", "requests": [get(f"{target.url}/a")]},
+            {"name": "b", "requests": [get(f"{target.url}/status/500")]},
+        ]
+    )
     events = []
     run(s, on_progress=events.append)
     assert [(e["event"], e["description"], e["progress"]) for e in events] == [
-        ("flow_started", "a", "0/2"), ("flow_finished", "a", "1/2"),
-        ("flow_started", "b", "1/2"), ("flow_finished", "b", "2/2")]
+        ("flow_started", "a", "0/2"),
+        ("flow_finished", "a", "1/2"),
+        ("flow_started", "b", "1/2"),
+        ("flow_finished", "b", "2/2"),
+    ]
     assert [e.get("status") for e in events] == [None, "PASSED", None, "FAILED"]
     assert "status 500" in events[3]["failure"]
 
 
 def test_junit_cases_are_one_per_flow_run(target):
-    s = suite([{"name": "a", "requests": [get(f"{target.url}/a")]},
-               {"name": "b", "requests": [get(f"{target.url}/status/500")]}])
+    s = suite(
+        [
+            {"name": "a", "requests": [get(f"{target.url}/a")]},
+            {"name": "b", "requests": [get(f"{target.url}/status/500")]},
+        ]
+    )
     cases = run(s).junit_cases()
     assert [(c.classname, c.name, c.failure is None) for c in cases] == [
-        ("checkout", "a", True), ("checkout", "b", False)]
+        ("checkout", "a", True),
+        ("checkout", "b", False),
+    ]
     assert "status 500" in cases[1].failure
     assert cases[1].details.startswith(f"FAILED GET {target.url}/status/500 -> 500")

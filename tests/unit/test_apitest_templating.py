@@ -64,31 +64,46 @@ def test_encoding_and_hash_helpers():
     assert render("{{decode_url('a%2Fb')}}", v) == "a/b"
     assert render("{{md5('abc')}}", v) == hashlib.md5(b"abc").hexdigest()
     assert render("{{sha1(user)}}", v) == hashlib.sha1(b"ada").hexdigest()
-    assert render("{{sha256(\"a, b\")}}", v) == hashlib.sha256(b"a, b").hexdigest()
+    assert render('{{sha256("a, b")}}', v) == hashlib.sha256(b"a, b").hexdigest()
     assert render("{{hmac_sha256(secret, '{{user}}')}}", v) == hmac.new(b"k", b"{{user}}", hashlib.sha256).hexdigest()
     assert render("{{hmac_sha256(secret, {{user}}-1)}}", v) == hmac.new(b"k", b"ada-1", hashlib.sha256).hexdigest()
 
 
 def test_every_helper_is_documented():
-    assert set(HELPERS) >= {"timestamp", "utc_datetime", "random_int", "random_string", "uuid", "encode_base64",
-                            "decode_base64", "encode_url", "md5", "sha1", "sha256", "hmac_sha256",
-                            "format_timestamp"}
+    assert set(HELPERS) >= {
+        "timestamp",
+        "utc_datetime",
+        "random_int",
+        "random_string",
+        "uuid",
+        "encode_base64",
+        "decode_base64",
+        "encode_url",
+        "md5",
+        "sha1",
+        "sha256",
+        "hmac_sha256",
+        "format_timestamp",
+    }
     assert all(isinstance(doc, str) and doc for doc in HELPERS.values())
 
 
-@pytest.mark.parametrize("text,message", [
-    ("{{base}/x", "unclosed '{{'"),
-    ("a {{ }} b", "empty '{{}}'"),
-    ("{{shout('x')}}", "unknown helper 'shout'"),
-    ("{{md5('a', 'b')}}", "md5() takes 1 argument(s), got 2"),
-    ("{{hmac_sha256('k')}}", "hmac_sha256() takes 2 argument(s), got 1"),
-    ("{{random_int(1, x y)}}", "argument 2 (x y) must be a quoted literal"),
-    ("{{random_int(1, 'two')}}", "random_int(): argument 2 must be an integer"),
-    ("{{format_timestamp(1, YYYY-MM)}}", "must be a quoted literal"),
-    ("{{md5('abc)}}", "unterminated ' quote"),
-    ("{{md5('a'}}", "missing ')'"),
-    ("{{md5(,)}}", "argument 1 is empty"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("{{base}/x", "unclosed '{{'"),
+        ("a {{ }} b", "empty '{{}}'"),
+        ("{{shout('x')}}", "unknown helper 'shout'"),
+        ("{{md5('a', 'b')}}", "md5() takes 1 argument(s), got 2"),
+        ("{{hmac_sha256('k')}}", "hmac_sha256() takes 2 argument(s), got 1"),
+        ("{{random_int(1, x y)}}", "argument 2 (x y) must be a quoted literal"),
+        ("{{random_int(1, 'two')}}", "random_int(): argument 2 must be an integer"),
+        ("{{format_timestamp(1, YYYY-MM)}}", "must be a quoted literal"),
+        ("{{md5('abc)}}", "unterminated ' quote"),
+        ("{{md5('a'}}", "missing ')'"),
+        ("{{md5(,)}}", "argument 1 is empty"),
+    ],
+)
 def test_invalid_templates_raise_naming_the_field(text, message):
     with pytest.raises(TemplateError) as caught:
         check_template(text, "spec.steps[2].url")

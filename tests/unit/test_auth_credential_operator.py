@@ -11,14 +11,18 @@ from assay.crds.clientcredential import ClientCredentialSpec
 
 cc = importlib.import_module("assay.operator.clientcredential")
 
-OWNER = {"apiVersion": "assay.dev/v1alpha1", "kind": "ClientCredential",
-         "metadata": {"name": "ci", "namespace": "shop", "uid": "uid-1"}}
+OWNER = {
+    "apiVersion": "assay.dev/v1alpha1",
+    "kind": "ClientCredential",
+    "metadata": {"name": "ci", "namespace": "shop", "uid": "uid-1"},
+}
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 
 def spec(**extra) -> ClientCredentialSpec:
-    return ClientCredentialSpec.model_validate({"displayName": "CI", "scopes": ["LOADTEST_LIST"],
-                                                "grantTypes": ["client_credentials"], **extra})
+    return ClientCredentialSpec.model_validate(
+        {"displayName": "CI", "scopes": ["LOADTEST_LIST"], "grantTypes": ["client_credentials"], **extra}
+    )
 
 
 def test_secret_holds_id_and_secret_is_immutable_and_controlled_by_the_credential():
@@ -50,8 +54,9 @@ def test_status_has_the_hash_and_never_the_secret():
 
 
 def test_status_of_a_credential_past_its_expiry_is_expired():
-    status = cc.credential_status(spec(expiresAt=(NOW - timedelta(seconds=1)).isoformat()), "ac_abc", "sha256:x",
-                                  "ci-secret", 1, NOW)
+    status = cc.credential_status(
+        spec(expiresAt=(NOW - timedelta(seconds=1)).isoformat()), "ac_abc", "sha256:x", "ci-secret", 1, NOW
+    )
     assert status["phase"] == "Expired" and status["conditions"][0]["reason"] == "Expired"
     assert status["expiresAt"] == "2029-12-31T23:59:59Z"
 
@@ -70,8 +75,9 @@ def test_expiry_is_due_only_at_expires_at():
 def test_a_disabled_credential_stays_disabled():
     status = cc.credential_status(spec(), "ac_abc", "sha256:x", "ci-secret", 1, NOW, disabled=True)
     assert status["phase"] == "Disabled" and status["conditions"][0]["status"] == "False"
-    expired = cc.credential_status(spec(expiresAt="2000-01-01T00:00:00Z"), "ac_abc", "sha256:x", "ci-secret", 1,
-                                   NOW, disabled=True)
+    expired = cc.credential_status(
+        spec(expiresAt="2000-01-01T00:00:00Z"), "ac_abc", "sha256:x", "ci-secret", 1, NOW, disabled=True
+    )
     assert expired["phase"] == "Expired"
 
 

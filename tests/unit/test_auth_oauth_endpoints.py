@@ -24,9 +24,21 @@ SECRET = "s3cret-abcdefghijklmnopqrstuvwxyz0123456789AB"
 XTC = ["LOADTEST_LIST", "LOADTEST_STATUS", "LOADTEST_DETAILS"]
 
 
-def credential(name="ci", namespace="shop", client_id="ac_ci", *, scopes=XTC, uid=None,
-               grant_types=("client_credentials",), redirect_uris=(), expires_at=None, level="project",
-               organization=None, phase="Active", secret=SECRET) -> dict:
+def credential(
+    name="ci",
+    namespace="shop",
+    client_id="ac_ci",
+    *,
+    scopes=XTC,
+    uid=None,
+    grant_types=("client_credentials",),
+    redirect_uris=(),
+    expires_at=None,
+    level="project",
+    organization=None,
+    phase="Active",
+    secret=SECRET,
+) -> dict:
     spec = {"displayName": name, "scopes": list(scopes), "grantTypes": list(grant_types), "level": level}
     if redirect_uris:
         spec["redirectUris"] = list(redirect_uris)
@@ -34,8 +46,11 @@ def credential(name="ci", namespace="shop", client_id="ac_ci", *, scopes=XTC, ui
         spec["expiresAt"] = expires_at
     if organization:
         spec["organization"] = organization
-    return {"metadata": {"name": name, "namespace": namespace, "uid": uid or f"uid-{name}"}, "spec": spec,
-            "status": {"phase": phase, "clientId": client_id, "secretHash": hash_secret(secret)}}
+    return {
+        "metadata": {"name": name, "namespace": namespace, "uid": uid or f"uid-{name}"},
+        "spec": spec,
+        "status": {"phase": phase, "clientId": client_id, "secretHash": hash_secret(secret)},
+    }
 
 
 @pytest.fixture
@@ -57,8 +72,12 @@ def client(index):
 
     @app.get("/probe/list")
     def probe_list(principal: Principal = Depends(require_bearer("LOADTEST_LIST"))):
-        return {"client": principal.client_id, "scopes": sorted(principal.scopes), "org": principal.organization,
-                "projects": auth.tenancy.namespaces_for(principal)}
+        return {
+            "client": principal.client_id,
+            "scopes": sorted(principal.scopes),
+            "org": principal.organization,
+            "projects": auth.tenancy.namespaces_for(principal),
+        }
 
     @app.get("/probe/copy")
     def probe_copy(principal: Principal = Depends(require_bearer("LOADTEST_LIST", "LOADTEST_COPY_RUN"))):
@@ -128,8 +147,11 @@ def test_http_basic_client_authentication_is_accepted(client):
 
 
 def test_two_client_authentication_methods_at_once_are_refused(client):
-    response = client.post("/oauth/token", data={"grant_type": "client_credentials", "client_secret": SECRET},
-                           headers=basic("ac_ci", SECRET))
+    response = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_secret": SECRET},
+        headers=basic("ac_ci", SECRET),
+    )
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
 
 
@@ -149,8 +171,11 @@ def test_missing_grant_type_is_invalid_request(client):
 
 
 def test_repeated_parameters_are_invalid_request(client):
-    response = client.post("/oauth/token", content="grant_type=client_credentials&client_id=ac_ci&client_id=ac_ci"
-                           f"&client_secret={SECRET}", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = client.post(
+        "/oauth/token",
+        content=f"grant_type=client_credentials&client_id=ac_ci&client_id=ac_ci&client_secret={SECRET}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
 
 
@@ -268,14 +293,25 @@ CALLBACK = "https://app.example/callback?x=1"
 
 @pytest.fixture
 def web_app(index):
-    index.put_credential(credential(name="app", client_id="ac_app", scopes=["api:read", "test:read"],
-                                    grant_types=["authorization_code"], redirect_uris=[CALLBACK]))
+    index.put_credential(
+        credential(
+            name="app",
+            client_id="ac_app",
+            scopes=["api:read", "test:read"],
+            grant_types=["authorization_code"],
+            redirect_uris=[CALLBACK],
+        )
+    )
 
 
 def authorize(client, *, auth=("ac_app", SECRET), **params):
     query = {"client_id": "ac_app", "redirect_uri": CALLBACK, "response_type": "code", "state": "xyz", **params}
-    return client.get("/signin/oauth/authorize", params={k: v for k, v in query.items() if v is not None},
-                      headers=basic(*auth) if auth else {}, follow_redirects=False)
+    return client.get(
+        "/signin/oauth/authorize",
+        params={k: v for k, v in query.items() if v is not None},
+        headers=basic(*auth) if auth else {},
+        follow_redirects=False,
+    )
 
 
 def redirected(response) -> dict:
@@ -286,10 +322,19 @@ def redirected(response) -> dict:
 
 
 def exchange(client, code, **params):
-    query = {"client_id": "ac_app", "client_secret": SECRET, "code": code, "grant_type": "authorization_code",
-             "redirect_uri": CALLBACK, **params}
-    return client.post("/signin/oauth/access_token", params={k: v for k, v in query.items() if v is not None},
-                       headers={"Content-Type": "application/json"})
+    query = {
+        "client_id": "ac_app",
+        "client_secret": SECRET,
+        "code": code,
+        "grant_type": "authorization_code",
+        "redirect_uri": CALLBACK,
+        **params,
+    }
+    return client.post(
+        "/signin/oauth/access_token",
+        params={k: v for k, v in query.items() if v is not None},
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def test_web_flow_authorize_redirects_with_code_and_state_then_exchanges(client, web_app):
@@ -338,19 +383,24 @@ def test_code_exchange_checks_redirect_uri_and_client(client, web_app, index):
     code = redirected(authorize(client))["code"]
     assert exchange(client, code, redirect_uri="https://app.example/other").json()["error"] == "invalid_grant"
     code = redirected(authorize(client))["code"]
-    index.put_credential(credential(name="other", client_id="ac_other", grant_types=["authorization_code"],
-                                    redirect_uris=[CALLBACK]))
+    index.put_credential(
+        credential(name="other", client_id="ac_other", grant_types=["authorization_code"], redirect_uris=[CALLBACK])
+    )
     response = exchange(client, code, client_id="ac_other")
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
 
 def test_code_exchange_works_on_the_token_endpoint_too_and_needs_the_redirect_uri(client, web_app):
     code = redirected(authorize(client))["code"]
-    without = client.post("/oauth/token", data={"grant_type": "authorization_code", "code": code},
-                          headers=basic("ac_app", SECRET))
+    without = client.post(
+        "/oauth/token", data={"grant_type": "authorization_code", "code": code}, headers=basic("ac_app", SECRET)
+    )
     assert without.status_code == 400 and without.json()["error"] == "invalid_grant"
-    response = client.post("/oauth/token", data={"grant_type": "authorization_code", "code": code,
-                                                 "redirect_uri": CALLBACK}, headers=basic("ac_app", SECRET))
+    response = client.post(
+        "/oauth/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK},
+        headers=basic("ac_app", SECRET),
+    )
     assert response.status_code == 200, response.text
 
 

@@ -15,9 +15,20 @@ ORG_LABEL = "assay.dev/org"
 NOW = time.time()
 
 
-def credential(name, namespace, client_id, *, level="project", organization=None, phase="Active",
-               expires_at=None, uid=None, deleting=False, scopes=("LOADTEST_LIST",),
-               grant_types=("client_credentials",)) -> dict:
+def credential(
+    name,
+    namespace,
+    client_id,
+    *,
+    level="project",
+    organization=None,
+    phase="Active",
+    expires_at=None,
+    uid=None,
+    deleting=False,
+    scopes=("LOADTEST_LIST",),
+    grant_types=("client_credentials",),
+) -> dict:
     spec = {"displayName": name, "level": level, "scopes": list(scopes), "grantTypes": list(grant_types)}
     if organization:
         spec["organization"] = organization
@@ -26,8 +37,13 @@ def credential(name, namespace, client_id, *, level="project", organization=None
     meta = {"name": name, "namespace": namespace, "uid": uid or f"uid-{name}"}
     if deleting:
         meta["deletionTimestamp"] = "2030-01-01T00:00:00Z"
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "ClientCredential", "metadata": meta, "spec": spec,
-            "status": {"phase": phase, "clientId": client_id, "secretHash": hash_secret("s-" + client_id)}}
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "ClientCredential",
+        "metadata": meta,
+        "spec": spec,
+        "status": {"phase": phase, "clientId": client_id, "secretHash": hash_secret("s-" + client_id)},
+    }
 
 
 def namespace(name, org=None, org_admin=None, disabled=None) -> dict:
@@ -44,21 +60,25 @@ def namespace(name, org=None, org_admin=None, disabled=None) -> dict:
 @pytest.fixture
 def index() -> CredentialIndex:
     index = CredentialIndex(ORG_LABEL)
-    index.reset_namespaces([
-        namespace("acme-admin", org_admin="acme"),
-        namespace("shop", org="acme"),
-        namespace("blog", org="acme", disabled=" ac_org , ac_other"),
-        namespace("rival", org="globex"),
-        namespace("loose"),
-        namespace("squat", org="acme"),
-    ])
-    index.reset_credentials([
-        credential("org", "acme-admin", "ac_org", level="org", organization="acme"),
-        credential("shop-ci", "shop", "ac_shop"),
-        credential("blog-ci", "blog", "ac_blog"),
-        credential("loose-ci", "loose", "ac_loose"),
-        credential("forged-org", "squat", "ac_squat", level="org", organization="acme"),
-    ])
+    index.reset_namespaces(
+        [
+            namespace("acme-admin", org_admin="acme"),
+            namespace("shop", org="acme"),
+            namespace("blog", org="acme", disabled=" ac_org , ac_other"),
+            namespace("rival", org="globex"),
+            namespace("loose"),
+            namespace("squat", org="acme"),
+        ]
+    )
+    index.reset_credentials(
+        [
+            credential("org", "acme-admin", "ac_org", level="org", organization="acme"),
+            credential("shop-ci", "shop", "ac_shop"),
+            credential("blog-ci", "blog", "ac_blog"),
+            credential("loose-ci", "loose", "ac_loose"),
+            credential("forged-org", "squat", "ac_squat", level="org", organization="acme"),
+        ]
+    )
     return index
 
 
@@ -107,13 +127,16 @@ def test_active_credential_has_no_problem(index):
     assert credential_problem(index.credential("ac_shop"), index.namespace, NOW) is None
 
 
-@pytest.mark.parametrize("change, reason", [
-    (dict(phase="Expired"), "expired"),
-    (dict(phase="Disabled"), "disabled"),
-    (dict(phase=None), "not ready"),
-    (dict(deleting=True), "being deleted"),
-    (dict(expires_at="2000-01-01T00:00:00Z"), "expired"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (dict(phase="Expired"), "expired"),
+        (dict(phase="Disabled"), "disabled"),
+        (dict(phase=None), "not ready"),
+        (dict(deleting=True), "being deleted"),
+        (dict(expires_at="2000-01-01T00:00:00Z"), "expired"),
+    ],
+)
 def test_unusable_credentials_say_why(index, change, reason):
     index.put_credential(credential("shop-ci", "shop", "ac_shop", **change))
     assert reason in credential_problem(index.credential("ac_shop"), index.namespace, NOW)

@@ -8,8 +8,18 @@ import time
 import jwt
 import pytest
 
-from assay.api.auth.tokens import (AuthorizationCodes, ScopeError, TokenError, TokenSigner, format_static_token,
-                                   hash_secret, parse_scope, parse_static_token, resolve_scopes, secret_matches)
+from assay.api.auth.tokens import (
+    AuthorizationCodes,
+    ScopeError,
+    TokenError,
+    TokenSigner,
+    format_static_token,
+    hash_secret,
+    parse_scope,
+    parse_static_token,
+    resolve_scopes,
+    secret_matches,
+)
 
 operator_credentials = importlib.import_module("assay.operator.clientcredential")
 KEY = b"k" * 32
@@ -63,16 +73,23 @@ def test_tampered_claims_are_refused():
     signer = TokenSigner(KEY, 3600)
     token, _ = signer.issue("ac_x", "uid", ["A"])
     header, payload, signature = token.split(".")
-    forged_payload = jwt.encode({"sub": "ac_x", "scope": "A B C", "jti": "j", "iat": 1, "exp": 2**40,
-                                 "cred": "uid"}, b"x" * 32).split(".")[1]
+    forged_payload = jwt.encode(
+        {"sub": "ac_x", "scope": "A B C", "jti": "j", "iat": 1, "exp": 2**40, "cred": "uid"}, b"x" * 32
+    ).split(".")[1]
     with pytest.raises(TokenError):
         signer.verify(".".join([header, forged_payload, signature]))
 
 
 def test_unsigned_and_other_algorithm_tokens_are_refused():
     signer = TokenSigner(KEY, 3600)
-    claims = {"sub": "ac_x", "scope": "A", "jti": "j", "iat": int(time.time()), "exp": int(time.time()) + 60,
-              "cred": "uid"}
+    claims = {
+        "sub": "ac_x",
+        "scope": "A",
+        "jti": "j",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 60,
+        "cred": "uid",
+    }
     unsigned = jwt.encode(claims, None, algorithm="none", headers={"typ": "at+jwt"})
     with pytest.raises(TokenError):
         signer.verify(unsigned)
@@ -82,8 +99,14 @@ def test_unsigned_and_other_algorithm_tokens_are_refused():
 
 
 def test_a_jwt_of_another_type_is_not_an_access_token():
-    claims = {"sub": "ac_x", "scope": "A", "jti": "j", "iat": int(time.time()), "exp": int(time.time()) + 60,
-              "cred": "uid"}
+    claims = {
+        "sub": "ac_x",
+        "scope": "A",
+        "jti": "j",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 60,
+        "cred": "uid",
+    }
     other = jwt.encode(claims, KEY, algorithm="HS256")  # typ JWT
     with pytest.raises(TokenError, match="not an access token"):
         TokenSigner(KEY, 3600).verify(other)
@@ -102,16 +125,25 @@ def test_garbage_is_refused():
             TokenSigner(KEY, 3600).verify(junk)
 
 
-@pytest.mark.parametrize("value, expected", [
-    (None, ()), ("", ()), ("A", ("A",)), ("A  B", ("A", "B")), ("B A B", ("B", "A")),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (None, ()),
+        ("", ()),
+        ("A", ("A",)),
+        ("A  B", ("A", "B")),
+        ("B A B", ("B", "A")),
+    ],
+)
 def test_parse_scope_splits_on_spaces_and_drops_duplicates(value, expected):
     assert parse_scope(value) == expected
 
 
 def test_scope_subset_is_granted_in_the_credentials_order():
-    assert resolve_scopes("LOADTEST_STATUS LOADTEST_LIST", ("LOADTEST_LIST", "LOADTEST_STATUS", "X")) == \
-        ("LOADTEST_LIST", "LOADTEST_STATUS")
+    assert resolve_scopes("LOADTEST_STATUS LOADTEST_LIST", ("LOADTEST_LIST", "LOADTEST_STATUS", "X")) == (
+        "LOADTEST_LIST",
+        "LOADTEST_STATUS",
+    )
 
 
 def test_no_requested_scope_means_all_granted_scopes():
@@ -158,6 +190,7 @@ def only_for(client_id):
     def check(grant):
         if grant.client_id != client_id:
             raise PermissionError(grant.client_id)
+
     return check
 
 

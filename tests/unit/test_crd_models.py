@@ -213,8 +213,14 @@ def test_parameter_pool_flow_must_exist():
 
 
 def test_assertion_rejects_an_unknown_comparison():
-    flows = [{"name": "a", "requests": [{"url": "/", "assertions": [
-        {"source": "response_status", "comparison": "is_equal", "value": 200}]}]}]
+    flows = [
+        {
+            "name": "a",
+            "requests": [
+                {"url": "/", "assertions": [{"source": "response_status", "comparison": "is_equal", "value": 200}]}
+            ],
+        }
+    ]
     error = assert_rejected(LoadTestSpec, {"flows": flows}, "comparison")
     assert error_locations(error) == ["flows.0.requests.0.assertions.0.comparison"]
 
@@ -251,10 +257,19 @@ def test_conditions_do_not_nest():
 
 
 def test_condition_runs_embedded_steps():
-    spec = MonitorSpec.model_validate({"steps": [{
-        "stepType": "condition", "leftValue": "{{n}}", "comparison": "is_greater_than", "rightValue": "0",
-        "steps": [request_step(), {"stepType": "pause", "duration": 1}],
-    }]})
+    spec = MonitorSpec.model_validate(
+        {
+            "steps": [
+                {
+                    "stepType": "condition",
+                    "leftValue": "{{n}}",
+                    "comparison": "is_greater_than",
+                    "rightValue": "0",
+                    "steps": [request_step(), {"stepType": "pause", "duration": 1}],
+                }
+            ]
+        }
+    )
     assert [s.step_type for s in spec.steps[0].steps] == ["request", "pause"]
 
 
@@ -273,16 +288,27 @@ def test_assertion_rules(assertion, fragment):
 
 
 def test_assertion_value_is_int_or_string():
-    spec = MonitorSpec.model_validate({"steps": [request_step(assertions=[
-        {"source": "response_status", "comparison": "equal_number", "value": 200},
-        {"source": "response_json", "property": "ok", "comparison": "equal", "value": "true"},
-    ])]})
+    spec = MonitorSpec.model_validate(
+        {
+            "steps": [
+                request_step(
+                    assertions=[
+                        {"source": "response_status", "comparison": "equal_number", "value": 200},
+                        {"source": "response_json", "property": "ok", "comparison": "equal", "value": "true"},
+                    ]
+                )
+            ]
+        }
+    )
     assert [a.value for a in spec.steps[0].assertions] == [200, "true"]
 
 
 def test_variables_need_a_property_for_structured_sources():
-    assert_rejected(MonitorSpec, {"steps": [request_step(variables=[{"name": "v", "source": "response_json"}])]},
-                    "property is required")
+    assert_rejected(
+        MonitorSpec,
+        {"steps": [request_step(variables=[{"name": "v", "source": "response_json"}])]},
+        "property is required",
+    )
 
 
 def test_request_headers_are_lists_of_values():
@@ -308,17 +334,23 @@ def test_auth_required_fields_per_type(auth, fragment):
 
 
 def test_auth_types_parse_to_their_own_models():
-    spec = MonitorSpec.model_validate({"steps": [
-        request_step(auth={"authType": "basic", "username": "u", "password": "p"}),
-        request_step(auth={"authType": "oauth_2", "accessToken": "t", "tokenLocation": "auth_header"}),
-        request_step(auth={"authType": "client_certificate"}),
-    ]})
+    spec = MonitorSpec.model_validate(
+        {
+            "steps": [
+                request_step(auth={"authType": "basic", "username": "u", "password": "p"}),
+                request_step(auth={"authType": "oauth_2", "accessToken": "t", "tokenLocation": "auth_header"}),
+                request_step(auth={"authType": "client_certificate"}),
+            ]
+        }
+    )
     assert [type(s.auth).__name__ for s in spec.steps] == ["BasicAuth", "OAuth2Auth", "ClientCertificateAuth"]
 
 
 def test_subtest_needs_a_test():
     assert_rejected(MonitorSpec, {"steps": [{"stepType": "subtest"}]}, "testUuid or monitor")
-    MonitorSpec.model_validate({"steps": [{"stepType": "subtest", "monitor": "login", "params": [{"name": "a", "value": "1"}]}]})
+    MonitorSpec.model_validate(
+        {"steps": [{"stepType": "subtest", "monitor": "login", "params": [{"name": "a", "value": "1"}]}]}
+    )
 
 
 def test_ghost_inspector_custom_start_url_needs_the_url():
@@ -336,7 +368,12 @@ def test_default_environment_must_exist():
 
 def test_environment_defaults_follow_runscope():
     env = MonitorSpec.model_validate({"environments": [{"name": "a"}]}).environments[0]
-    assert (env.verify_ssl, env.preserve_cookies, env.retry_on_failure, env.stop_on_failure) == (True, False, False, False)
+    assert (env.verify_ssl, env.preserve_cookies, env.retry_on_failure, env.stop_on_failure) == (
+        True,
+        False,
+        False,
+        False,
+    )
 
 
 def test_threshold_notifications_need_a_threshold():
@@ -363,10 +400,14 @@ def test_testsuite_flows_default_to_ci_enabled_and_stop_on_failure():
 
 
 def test_testsuite_ci_flows_honour_the_ci_toggle():
-    spec = TestSuiteSpec.model_validate({"flows": [
-        {"name": "a", "requests": [{"url": "/"}]},
-        {"name": "b", "ciEnabled": False, "requests": [{"url": "/"}]},
-    ]})
+    spec = TestSuiteSpec.model_validate(
+        {
+            "flows": [
+                {"name": "a", "requests": [{"url": "/"}]},
+                {"name": "b", "ciEnabled": False, "requests": [{"url": "/"}]},
+            ]
+        }
+    )
     assert [f.name for f in spec.ci_flows()] == ["a"]
     assert [f.name for f in spec.ci_flows(force_all=True)] == ["a", "b"]
 
@@ -402,15 +443,33 @@ def test_schedule_interval_maps_to_a_cron_schedule(interval, cron):
     assert ScheduleSpec.model_validate({"target": TARGET, "interval": interval}).cron_schedule() == cron
 
 
-@pytest.mark.parametrize("interval", ["2m", "10m", "1w", "* * * *", "99 * * * *", "* 24 * * *", "* * 32 * *", "* * * 13 *",
-                                      "* * * * 8", "* * * * * *", "every 5 minutes", "* * * * *\n"])
+@pytest.mark.parametrize(
+    "interval",
+    [
+        "2m",
+        "10m",
+        "1w",
+        "* * * *",
+        "99 * * * *",
+        "* 24 * * *",
+        "* * 32 * *",
+        "* * * 13 *",
+        "* * * * 8",
+        "* * * * * *",
+        "every 5 minutes",
+        "* * * * *\n",
+    ],
+)
 def test_schedule_rejects_other_intervals(interval):
     assert_rejected(ScheduleSpec, {"target": TARGET, "interval": interval}, "interval")
 
 
 def test_schedule_environment_only_for_monitors():
-    assert_rejected(ScheduleSpec, {"target": {"kind": "TestSuite", "name": "s"}, "interval": "1h", "environment": "prod"},
-                    "environment")
+    assert_rejected(
+        ScheduleSpec,
+        {"target": {"kind": "TestSuite", "name": "s"}, "interval": "1h", "environment": "prod"},
+        "environment",
+    )
 
 
 def test_schedule_target_kind_is_monitor_or_testsuite():
@@ -452,17 +511,34 @@ def test_client_credential_rejects(change, fragment):
 
 
 def test_client_credential_accepts_every_documented_scope():
-    scopes = ["LOADTEST_LIST", "LOADTEST_STATUS", "LOADTEST_DETAILS", "LOADTEST_COPY_RUN",
-              "LOADTEST_REPORT_DOWNLOAD", "LOADTEST_RESULT_DOWNLOAD", "api:read", "bucket:auth_token",
-              "bucket:write", "message:write", "account:email", "team:read", "test:read", "test:write",
-              "loadmill", "vng"]
+    scopes = [
+        "LOADTEST_LIST",
+        "LOADTEST_STATUS",
+        "LOADTEST_DETAILS",
+        "LOADTEST_COPY_RUN",
+        "LOADTEST_REPORT_DOWNLOAD",
+        "LOADTEST_RESULT_DOWNLOAD",
+        "api:read",
+        "bucket:auth_token",
+        "bucket:write",
+        "message:write",
+        "account:email",
+        "team:read",
+        "test:read",
+        "test:write",
+        "loadmill",
+        "vng",
+    ]
     assert ClientCredentialSpec.model_validate({**CREDENTIAL, "scopes": scopes}).scopes == scopes
 
 
 def test_no_credential_schema_holds_a_plaintext_secret():
     crd = build_crd(KINDS_BY_NAME["ClientCredential"])
-    names = {name.lower() for _, node in walk(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
-             for name in node.get("properties", {})}
+    names = {
+        name.lower()
+        for _, node in walk(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+        for name in node.get("properties", {})
+    }
     assert not {n for n in names if "secret" in n} - {"secretref", "secrethash"}
 
 
@@ -530,9 +606,7 @@ def test_lists_around_cel_rules_are_bounded(kind, schema):
     """The API server multiplies a rule's cost by how often it can run; unbounded lists make
     that estimate exceed the budget."""
     for path, node in walk(schema):
-        if node.get("type") == "array" and any(
-            n.get("x-kubernetes-validations") for _, n in walk(node["items"])
-        ):
+        if node.get("type") == "array" and any(n.get("x-kubernetes-validations") for _, n in walk(node["items"])):
             assert "maxItems" in node, f"{kind.kind}{path} has CEL rules inside but no maxItems"
 
 
@@ -551,14 +625,19 @@ def test_status_schemas_carry_no_defaults():
 
 
 def test_client_credential_spec_is_immutable():
-    spec = build_crd(KINDS_BY_NAME["ClientCredential"])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec = build_crd(KINDS_BY_NAME["ClientCredential"])["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
+        "properties"
+    ]["spec"]
     assert {"rule": "self == oldSelf", "message": "ClientCredential spec is immutable; delete and recreate it"} in spec[
-        "x-kubernetes-validations"]
+        "x-kubernetes-validations"
+    ]
 
 
 def test_schema_defaults_satisfy_the_models():
     """A default the API server fills in must itself be valid, or every object would fail."""
-    spec = build_crd(KINDS_BY_NAME["LoadTest"])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec = build_crd(KINDS_BY_NAME["LoadTest"])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "spec"
+    ]
     LoadTestSpec.model_validate({"flows": FLOWS, "load": spec["properties"]["load"]["default"]})
 
 

@@ -18,11 +18,28 @@ from tests.support.targets import CountingTarget
 DEFAULT = EgressPolicy()
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "127.9.9.9", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-    "0.0.0.0", "224.0.0.1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-    "64:ff9b::a9fe:a9fe", "255.255.255.255", "198.18.0.1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.9.9.9",
+        "::1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "fd00::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",
+        "255.255.255.255",
+        "198.18.0.1",
+    ],
+)
 def test_addresses_that_are_not_public_are_denied_by_default(address):
     assert not DEFAULT.permits(address, 80)
 
@@ -33,15 +50,21 @@ def test_public_addresses_are_allowed_by_default(address):
 
 
 def test_the_allow_list_opens_ranges_and_ports_and_the_deny_list_wins():
-    policy = EgressPolicy.parse(allow="127.0.0.1:30000-40000, 10.0.0.0/8 [::1]:8080",
-                                deny="10.96.0.0/12, 8.8.8.8")
+    policy = EgressPolicy.parse(allow="127.0.0.1:30000-40000, 10.0.0.0/8 [::1]:8080", deny="10.96.0.0/12, 8.8.8.8")
     assert policy.permits("127.0.0.1", 30000) and policy.permits("127.0.0.1", 40000)
     assert not policy.permits("127.0.0.1", 2379) and not policy.permits("127.0.0.1", 40001)
     assert policy.permits("10.1.2.3", 5432) and not policy.permits("10.96.0.1", 443)
     assert policy.permits("::1", 8080) and not policy.permits("::1", 8081)
     assert not policy.permits("8.8.8.8", 53)
-    assert EgressPolicy.from_env({"ASSAY_EGRESS_ALLOW": "127.0.0.1:30000-40000, 10.0.0.0/8 [::1]:8080",
-                                  "ASSAY_EGRESS_DENY": "10.96.0.0/12, 8.8.8.8"}) == policy
+    assert (
+        EgressPolicy.from_env(
+            {
+                "ASSAY_EGRESS_ALLOW": "127.0.0.1:30000-40000, 10.0.0.0/8 [::1]:8080",
+                "ASSAY_EGRESS_DENY": "10.96.0.0/12, 8.8.8.8",
+            }
+        )
+        == policy
+    )
 
 
 @pytest.mark.parametrize("entry", ["localhost", "10.0.0.0/33", "127.0.0.1:0", "127.0.0.1:9-8", "[::1", "1.2.3.4:x"])
@@ -89,12 +112,15 @@ def test_a_redirect_to_a_denied_address_is_refused_at_its_hop():
             conn, _ = listener.accept()
             with conn:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/v3/kv/range\r\n"
-                             b"Content-Length: 0\r\nConnection: close\r\n\r\n" % denied_port)
+                conn.sendall(
+                    b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/v3/kv/range\r\n"
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n" % denied_port
+                )
 
         async def inspect():
-            outbound = Outbound(EgressPolicy.parse(allow=f"127.0.0.1:{allowed_port}"), per_tenant=2,
-                                deadline_seconds=10)
+            outbound = Outbound(
+                EgressPolicy.parse(allow=f"127.0.0.1:{allowed_port}"), per_tenant=2, deadline_seconds=10
+            )
             try:
                 server = asyncio.get_running_loop().run_in_executor(None, redirect_once)
                 with pytest.raises(InspectionInputError, match="may not reach"):
@@ -141,6 +167,7 @@ def test_runs_obey_the_policy_only_where_the_node_passes_one(monkeypatch):
     monkeypatch.setenv("ASSAY_EGRESS_ALLOW", "")
     assert EgressPolicy.for_runs() == DEFAULT
     with CountingTarget() as target:
+
         async def load_request(policy):
             client = HttpClient(policy=policy)
             try:

@@ -21,10 +21,22 @@ def samples(text: str, name: str) -> dict[tuple, float]:
 def test_metrics_count_requests_by_route_and_runs_by_state(tmp_path):
     store = Store(tmp_path / "store")
     store.upsert_run(RunRecord(run_id="a", kind="LoadTest", project="p", owner_name="x", owner_uid="u1"))
-    store.upsert_run(RunRecord(run_id="b", kind="LoadTest", project="p", owner_name="x", owner_uid="u1",
-                               state="succeeded", result="passed"))
-    store.upsert_run(RunRecord(run_id="c", kind="TestSuite", project="p", owner_name="s", owner_uid="u2",
-                               state="succeeded", result="failed"))
+    store.upsert_run(
+        RunRecord(
+            run_id="b", kind="LoadTest", project="p", owner_name="x", owner_uid="u1", state="succeeded", result="passed"
+        )
+    )
+    store.upsert_run(
+        RunRecord(
+            run_id="c",
+            kind="TestSuite",
+            project="p",
+            owner_name="s",
+            owner_uid="u2",
+            state="succeeded",
+            result="failed",
+        )
+    )
     app = FastAPI()
     metrics = GatewayMetrics(store)
     install_error_handlers(app)

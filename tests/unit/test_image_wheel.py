@@ -15,8 +15,12 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "runner-image" / "Dockerfile"
 
 # The distribution's folders and the import paths they map to (pyproject.toml package-dir).
-PACKAGE_FOLDERS = {"operator": "assay/operator", "api": "assay/api", "crds": "assay/crds",
-                   "runner-image/runner": "assay/runner"}
+PACKAGE_FOLDERS = {
+    "operator": "assay/operator",
+    "api": "assay/api",
+    "crds": "assay/crds",
+    "runner-image/runner": "assay/runner",
+}
 DATA_SUFFIXES = {".py", ".yaml", ".css", ".js"}
 
 
@@ -33,8 +37,9 @@ def build_stage_copies() -> list[tuple[list[str], str]]:
 
 
 def test_every_copied_path_is_let_through_by_dockerignore():
-    allowed = {line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
-               if line.startswith("!")}
+    allowed = {
+        line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    }
     assert (REPO / ".dockerignore").read_text().splitlines()[1] == "*", "the .dockerignore is an allowlist"
     for sources, _ in build_stage_copies():
         for source in sources:
@@ -51,9 +56,23 @@ def test_the_wheel_holds_every_module_and_data_file(tmp_path):
                 shutil.copytree(REPO / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             else:
                 shutil.copy(REPO / source, target)
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "--wheel-dir", str(tmp_path / "wheels"), str(context)],
-                           capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--wheel-dir",
+            str(tmp_path / "wheels"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr
     [wheel] = (tmp_path / "wheels").glob("assay-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -62,8 +81,11 @@ def test_the_wheel_holds_every_module_and_data_file(tmp_path):
     for folder, package in PACKAGE_FOLDERS.items():
         for path in (REPO / folder).rglob("*"):
             relative = path.relative_to(REPO / folder)
-            if path.suffix in DATA_SUFFIXES and "__pycache__" not in relative.parts \
-                    and not re.match(r"^(bench|tests?)/", relative.as_posix()):
+            if (
+                path.suffix in DATA_SUFFIXES
+                and "__pycache__" not in relative.parts
+                and not re.match(r"^(bench|tests?)/", relative.as_posix())
+            ):
                 expected.add(f"{package}/{relative.as_posix()}")
     missing = sorted(expected - names)
     assert not missing, f"the images would lack: {missing} (pyproject.toml packages / package-data?)"

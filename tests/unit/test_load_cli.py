@@ -19,26 +19,41 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def manifest(tmp_path: Path, url: str, **spec) -> Path:
-    doc = {"apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": "cli"},
-           "spec": {"baseUrl": url,
-                    "flows": [{"name": "a", "weight": 2, "requests": [{"name": "get a", "url": "/a"}]},
-                              {"name": "b", "requests": [{"name": "get b", "url": "/b"}]}],
-                    **spec}}
+    doc = {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "LoadTest",
+        "metadata": {"name": "cli"},
+        "spec": {
+            "baseUrl": url,
+            "flows": [
+                {"name": "a", "weight": 2, "requests": [{"name": "get a", "url": "/a"}]},
+                {"name": "b", "requests": [{"name": "get b", "url": "/b"}]},
+            ],
+            **spec,
+        },
+    }
     path = tmp_path / "loadtest.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
 
 def runner(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assay.runner", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "assay.runner", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_run_prints_progress_and_a_table_and_writes_the_merged_metrics(tmp_path):
     out = tmp_path / "metrics.json"
     with LoadTarget() as target:
-        path = manifest(tmp_path, target.url, shards=2, load={"users": 4, "duration": "2s"},
-                        criteria=["error_rate < 1%"])
+        path = manifest(
+            tmp_path, target.url, shards=2, load={"users": 4, "duration": "2s"}, criteria=["error_rate < 1%"]
+        )
         result = runner("run", str(path), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "req/s" in result.stderr and "p95" in result.stderr
@@ -69,8 +84,13 @@ def test_run_exits_1_when_a_criterion_fails(tmp_path):
 def test_a_pod_shard_writes_its_metrics_and_a_termination_message(tmp_path):
     log = tmp_path / "termination-log"
     results = tmp_path / "results"
-    env = {"ASSAY_TERMINATION_LOG": str(log), "ASSAY_RESULTS_DIR": str(results), "JOB_COMPLETION_INDEX": "1",
-           "ASSAY_SHARDS": "2", "ASSAY_RUN_ID": "run-42"}
+    env = {
+        "ASSAY_TERMINATION_LOG": str(log),
+        "ASSAY_RESULTS_DIR": str(results),
+        "JOB_COMPLETION_INDEX": "1",
+        "ASSAY_SHARDS": "2",
+        "ASSAY_RUN_ID": "run-42",
+    }
     with LoadTarget() as target:
         path = manifest(tmp_path, target.url, shards=2, load={"users": 4, "iterations": 3})
         result = runner("loadtest", "--spec", str(path), "--processes", "2", env=env)
@@ -87,8 +107,12 @@ def test_a_pod_shard_writes_its_metrics_and_a_termination_message(tmp_path):
 
 def test_a_pod_with_an_unrunnable_spec_says_why_in_its_termination_message(tmp_path):
     log = tmp_path / "termination-log"
-    path = manifest(tmp_path, "http://127.0.0.1:1", load={"iterations": 1},
-                    parameterPools=[{"name": "big", "configMapRef": {"name": "pools", "key": "big.csv"}}])
+    path = manifest(
+        tmp_path,
+        "http://127.0.0.1:1",
+        load={"iterations": 1},
+        parameterPools=[{"name": "big", "configMapRef": {"name": "pools", "key": "big.csv"}}],
+    )
     result = runner("loadtest", "--spec", str(path), env={"ASSAY_TERMINATION_LOG": str(log)})
     assert result.returncode == 2
     assert "ConfigMap pools/big.csv is not mounted" in json.loads(log.read_text())["error"]

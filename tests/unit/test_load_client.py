@@ -157,8 +157,7 @@ def test_head_204_and_304_have_no_body_and_keep_the_connection(run):
 def test_request_bodies_and_headers_arrive_intact(run):
     async def go():
         client = HttpClient()
-        response = await client.request("POST", target.url + "/p", headers={"X-Test": "yes"},
-                                        body='{"name": "Zoë"}')
+        response = await client.request("POST", target.url + "/p", headers={"X-Test": "yes"}, body='{"name": "Zoë"}')
         empty = await client.request("POST", target.url + "/p")
         await client.close()
         return response, empty
@@ -215,12 +214,14 @@ def test_tls_verifies_certificates_unless_told_not_to(run, tmp_path):
         assert caught.value.kind == "connect" and "TLS" in str(caught.value)
         assert run(get(HttpClient(verify_tls=False), "/unverified")) == 200
         assert run(get(HttpClient(ssl_context=trusting), "/trusted")) == 200
+
         # Keep-alive over TLS too.
         async def many():
             client = HttpClient(ssl_context=trusting)
             for _ in range(10):
                 assert (await client.request("GET", target.url + "/again")).status == 200
             await client.close()
+
         before = target.connections
         run(many())
         assert target.connections - before == 1

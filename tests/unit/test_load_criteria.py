@@ -26,8 +26,20 @@ def test_criteria_are_judged_on_the_merged_run():
     a = metrics_with([10_000] * 60, errors=0)
     b = metrics_with([10_000] * 35 + [900_000] * 5, errors=2, shard=1)
     whole = merge([a, b])
-    results = evaluate(["p95 < 20ms", "p99 < 1s", "max <= 1s", "avg < 100ms", "error_rate < 1%",
-                        "error_rate <= 2%", "rps >= 10", "rps > 10", "p50 < 10ms"], whole)
+    results = evaluate(
+        [
+            "p95 < 20ms",
+            "p99 < 1s",
+            "max <= 1s",
+            "avg < 100ms",
+            "error_rate < 1%",
+            "error_rate <= 2%",
+            "rps >= 10",
+            "rps > 10",
+            "p50 < 10ms",
+        ],
+        whole,
+    )
     observed = {r.criterion: r.observed for r in results}
     assert observed["p95 < 20ms"] == pytest.approx(10.0, rel=0.001)
     assert observed["p99 < 1s"] == pytest.approx(900.0, rel=0.001)
@@ -55,10 +67,15 @@ def test_watchdog_waits_for_enough_requests_then_judges_the_window():
 
 def test_a_target_answering_500_aborts_the_run_and_says_why():
     with LoadTarget(status=500) as target:
-        spec = LoadTestSpec.model_validate({
-            "baseUrl": target.url, "load": {"users": 4, "duration": "30s"}, "abortOnErrorRate": 20,
-            "criteria": ["error_rate < 5%"],
-            "flows": [{"name": "f", "thinkTime": "10ms", "requests": [{"url": "/"}]}]})
+        spec = LoadTestSpec.model_validate(
+            {
+                "baseUrl": target.url,
+                "load": {"users": 4, "duration": "30s"},
+                "abortOnErrorRate": 20,
+                "criteria": ["error_rate < 5%"],
+                "flows": [{"name": "f", "thinkTime": "10ms", "requests": [{"url": "/"}]}],
+            }
+        )
         started = time.monotonic()
         metrics = run(run_load_shard(spec, 0, 1))
         elapsed = time.monotonic() - started

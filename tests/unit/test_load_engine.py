@@ -17,10 +17,12 @@ from tests.unit.test_load_servers import LoadTarget
 
 def make_spec(url: str, load: dict, flows: list[dict] | None = None, **extra) -> LoadTestSpec:
     flows = flows or [
-        {"name": "browse", "weight": 3, "requests": [{"name": "list", "url": "/items"},
-                                                     {"name": "one", "url": "/items/1"}]},
-        {"name": "buy", "weight": 1, "requests": [{"name": "order", "method": "POST", "url": "/orders",
-                                                   "body": "{}"}]},
+        {
+            "name": "browse",
+            "weight": 3,
+            "requests": [{"name": "list", "url": "/items"}, {"name": "one", "url": "/items/1"}],
+        },
+        {"name": "buy", "weight": 1, "requests": [{"name": "order", "method": "POST", "url": "/orders", "body": "{}"}]},
     ]
     return LoadTestSpec.model_validate({"baseUrl": url, "load": load, "flows": flows, **extra})
 
@@ -65,11 +67,14 @@ def test_open_model_starts_exactly_the_scheduled_iterations():
     assert metrics.dropped_iterations == 0
 
 
-@pytest.mark.parametrize("load", [
-    {"users": 5, "iterations": 4},
-    {"users": 7, "duration": "1s"},
-    {"model": "open", "arrivalRate": 45, "duration": "1s"},
-])
+@pytest.mark.parametrize(
+    "load",
+    [
+        {"users": 5, "iterations": 4},
+        {"users": 7, "duration": "1s"},
+        {"model": "open", "arrivalRate": 45, "duration": "1s"},
+    ],
+)
 def test_three_shards_add_up_to_the_whole_per_request_name(load):
     with LoadTarget() as target:
         spec = make_spec(target.url, load, shards=3)
@@ -96,12 +101,28 @@ def test_open_model_iterations_split_exactly_across_shards():
 
 def test_parameter_pools_give_each_shard_its_own_rows_and_templates_render_them():
     csv = "user,password\n" + "".join(f"u{i},p{i}\n" for i in range(6))
-    flows = [{"name": "login", "requests": [{"name": "login", "method": "POST", "url": "/login/{{user}}",
-                                              "headers": {"X-User": "{{user}}"},
-                                              "body": '{"u": "{{user}}", "p": "{{password}}"}'}]}]
+    flows = [
+        {
+            "name": "login",
+            "requests": [
+                {
+                    "name": "login",
+                    "method": "POST",
+                    "url": "/login/{{user}}",
+                    "headers": {"X-User": "{{user}}"},
+                    "body": '{"u": "{{user}}", "p": "{{password}}"}',
+                }
+            ],
+        }
+    ]
     with LoadTarget() as target:
-        spec = make_spec(target.url, {"users": 3, "iterations": 2}, flows, shards=3,
-                         parameterPools=[{"name": "accounts", "csv": csv}])
+        spec = make_spec(
+            target.url,
+            {"users": 3, "iterations": 2},
+            flows,
+            shards=3,
+            parameterPools=[{"name": "accounts", "csv": csv}],
+        )
         for shard in range(3):
             run(run_load_shard(spec, shard, 3))
     paths = sorted(path for (_, path) in target.counts)
@@ -119,20 +140,48 @@ def test_extractions_feed_later_requests_and_assertions_fail_as_assertion_errors
     def status(method, path, received):
         return 404 if path == "/missing" else 200
 
-    flows = [{"name": "f", "requests": [
-        {"name": "login", "method": "POST", "url": "/login",
-         "extract": [{"name": "token", "source": "response_json", "property": "token"},
-                     {"name": "item", "source": "response_json", "property": "items[0].id"},
-                     {"name": "kind", "source": "response_headers", "property": "content-type"}]},
-        {"name": "item", "url": "/items/{{item}}?t={{token}}",
-         "assertions": [{"source": "response_json", "property": "path", "comparison": "contains",
-                         "value": "/items/{{item}}"}]},
-        {"name": "wrong", "url": "/other",
-         "assertions": [{"source": "response_json", "property": "path", "comparison": "equal", "value": "/nope"}]},
-        {"name": "expected 404", "url": "/missing",
-         "assertions": [{"source": "response_status", "comparison": "equal_number", "value": 404}]},
-        {"name": "plain 404", "url": "/missing"},
-    ]}]
+    flows = [
+        {
+            "name": "f",
+            "requests": [
+                {
+                    "name": "login",
+                    "method": "POST",
+                    "url": "/login",
+                    "extract": [
+                        {"name": "token", "source": "response_json", "property": "token"},
+                        {"name": "item", "source": "response_json", "property": "items[0].id"},
+                        {"name": "kind", "source": "response_headers", "property": "content-type"},
+                    ],
+                },
+                {
+                    "name": "item",
+                    "url": "/items/{{item}}?t={{token}}",
+                    "assertions": [
+                        {
+                            "source": "response_json",
+                            "property": "path",
+                            "comparison": "contains",
+                            "value": "/items/{{item}}",
+                        }
+                    ],
+                },
+                {
+                    "name": "wrong",
+                    "url": "/other",
+                    "assertions": [
+                        {"source": "response_json", "property": "path", "comparison": "equal", "value": "/nope"}
+                    ],
+                },
+                {
+                    "name": "expected 404",
+                    "url": "/missing",
+                    "assertions": [{"source": "response_status", "comparison": "equal_number", "value": 404}],
+                },
+                {"name": "plain 404", "url": "/missing"},
+            ],
+        }
+    ]
     with LoadTarget(body=body, status=status) as target:
         metrics = run(run_load_shard(make_spec(target.url, {"users": 2, "iterations": 3}, flows), 0, 1))
     assert target.counts[("GET", "/items/17?t=t-123")] == 6
@@ -142,8 +191,10 @@ def test_extractions_feed_later_requests_and_assertions_fail_as_assertion_errors
     assert sum(errors["expected 404"].values()) == 0
     assert errors["plain 404"]["status"] == 6
     # The first error of each kind is kept, to say what went wrong.
-    assert metrics.error_samples == {"assertion": "wrong: response_json path equal /nope",
-                                     "status": "plain 404: HTTP 404"}
+    assert metrics.error_samples == {
+        "assertion": "wrong: response_json path equal /nope",
+        "status": "plain 404: HTTP 404",
+    }
 
 
 def test_request_timeouts_are_timeout_errors_and_their_wait_is_recorded():
@@ -185,14 +236,44 @@ def test_progress_is_reported_about_once_a_second():
 
 def test_metrics_json_has_the_contract_keys():
     with LoadTarget() as target:
-        metrics = run(run_load_shard(make_spec(target.url, {"users": 1, "iterations": 2},
-                                               criteria=["p95 < 5s", "error_rate < 1%"]), 0, 1, run_id="run-7"))
+        metrics = run(
+            run_load_shard(
+                make_spec(target.url, {"users": 1, "iterations": 2}, criteria=["p95 < 5s", "error_rate < 1%"]),
+                0,
+                1,
+                run_id="run-7",
+            )
+        )
     doc = json.loads(metrics.to_json())
-    assert {"version", "runId", "shard", "shards", "startedAt", "finishedAt", "requests", "total", "timeline",
-            "criteria", "aborted", "abortReason"} <= set(doc)
+    assert {
+        "version",
+        "runId",
+        "shard",
+        "shards",
+        "startedAt",
+        "finishedAt",
+        "requests",
+        "total",
+        "timeline",
+        "criteria",
+        "aborted",
+        "abortReason",
+    } <= set(doc)
     assert doc["version"] == 1 and doc["runId"] == "run-7" and doc["aborted"] is False and doc["abortReason"] is None
-    stats_keys = {"count", "errors", "bytesSent", "bytesReceived", "histogram", "minMs", "meanMs", "p50Ms",
-                  "p90Ms", "p95Ms", "p99Ms", "maxMs"}
+    stats_keys = {
+        "count",
+        "errors",
+        "bytesSent",
+        "bytesReceived",
+        "histogram",
+        "minMs",
+        "meanMs",
+        "p50Ms",
+        "p90Ms",
+        "p95Ms",
+        "p99Ms",
+        "maxMs",
+    }
     assert set(doc["total"]) == stats_keys
     assert set(doc["total"]["errors"]) == {"status", "timeout", "connect", "assertion", "other"}
     entry = doc["timeline"][0]
@@ -202,7 +283,8 @@ def test_metrics_json_has_the_contract_keys():
 
 
 def test_a_relative_url_without_base_url_is_refused_before_the_run():
-    spec = LoadTestSpec.model_validate({"load": {"iterations": 1},
-                                        "flows": [{"name": "f", "requests": [{"url": "/x/{{id}}"}]}]})
+    spec = LoadTestSpec.model_validate(
+        {"load": {"iterations": 1}, "flows": [{"name": "f", "requests": [{"url": "/x/{{id}}"}]}]}
+    )
     with pytest.raises(LoadSpecError, match="baseUrl"):
         run(run_load_shard(spec, 0, 1))

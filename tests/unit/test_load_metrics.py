@@ -87,16 +87,20 @@ def shard_metrics(shard: int, start: int, counts: list[int], rng: random.Random)
     for offset, n in enumerate(counts):
         rec.active = rec.peak = shard + 1
         for _ in range(n):
-            rec.record(rng.randrange(2), start + offset, rng.randint(100, 90_000), 50, 70,
-                       rng.choice([-1, -1, -1, 0, 1]))
+            rec.record(
+                rng.randrange(2), start + offset, rng.randint(100, 90_000), 50, 70, rng.choice([-1, -1, -1, 0, 1])
+            )
     rec.finish(start + len(counts) - 0.5)
     return rec.metrics(run_id="run", shard=shard, shards=3, finished_at=start + len(counts) - 0.5)
 
 
 def test_merge_adds_counts_and_histograms_and_aligns_timelines_on_epoch_seconds():
     rng = random.Random(7)
-    parts = [shard_metrics(0, 2000, [10, 20, 30], rng), shard_metrics(1, 2001, [5, 5], rng),
-             shard_metrics(2, 2000, [1, 0, 0, 7], rng)]
+    parts = [
+        shard_metrics(0, 2000, [10, 20, 30], rng),
+        shard_metrics(1, 2001, [5, 5], rng),
+        shard_metrics(2, 2000, [1, 0, 0, 7], rng),
+    ]
     merged = merge([ShardMetrics.from_json(p.to_json()) for p in parts])
     assert merged.total.count == 78
     assert merged.started_at == 2000.5 and merged.finished_at == 2003.5

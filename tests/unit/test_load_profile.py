@@ -29,8 +29,9 @@ def profile(**fields) -> LoadProfile:
 
 
 def test_open_arrivals_follow_the_integral_of_the_rate():
-    schedule = OpenSchedule.from_profile(profile(model="open", arrivalRate=100, rampUp="2s", duration="3s",
-                                                 rampDown="1s"))
+    schedule = OpenSchedule.from_profile(
+        profile(model="open", arrivalRate=100, rampUp="2s", duration="3s", rampDown="1s")
+    )
     times = [t for _, t in schedule.arrivals()]
     assert len(times) == schedule.total() == 100 + 300 + 50
     assert times == sorted(times) and times[0] == 0.0 and times[-1] < 6.0
@@ -42,9 +43,14 @@ def test_open_arrivals_follow_the_integral_of_the_rate():
 
 
 def test_open_stages_ramp_between_rates():
-    schedule = OpenSchedule.from_profile(profile(model="open", arrivalRate=10, duration="1s",
-                                                 stages=[{"duration": "2s", "target": 30},
-                                                         {"duration": "1s", "target": 30}]))
+    schedule = OpenSchedule.from_profile(
+        profile(
+            model="open",
+            arrivalRate=10,
+            duration="1s",
+            stages=[{"duration": "2s", "target": 30}, {"duration": "1s", "target": 30}],
+        )
+    )
     assert schedule.total() == 10 + 40 + 30
     assert [schedule.curve.level(t) for t in (0.5, 1.0, 2.0, 3.5)] == [10, 10, 20, 30]
 
@@ -76,9 +82,9 @@ def test_closed_iterations_without_duration_hold_until_done():
 
 
 def test_closed_stages_add_and_remove_users():
-    schedule = ClosedSchedule.from_profile(profile(users=2, duration="1s",
-                                                   stages=[{"duration": "2s", "target": 6},
-                                                           {"duration": "2s", "target": 0}]))
+    schedule = ClosedSchedule.from_profile(
+        profile(users=2, duration="1s", stages=[{"duration": "2s", "target": 6}, {"duration": "2s", "target": 0}])
+    )
     assert schedule.users == 6
     # Up from 2 to 6 over 1..3 s, down to 0 over 3..5 s: user 5 runs while the level is above 5.
     assert schedule.windows(5) == [(pytest.approx(2.5), pytest.approx(3 + 1 / 3))]
@@ -89,8 +95,14 @@ def test_closed_stages_add_and_remove_users():
 
 
 def _spec(url: str, load: dict, think: str = "0s") -> LoadTestSpec:
-    return LoadTestSpec.model_validate({"baseUrl": url, "load": load, "requestTimeout": "5s",
-                                        "flows": [{"name": "f", "thinkTime": think, "requests": [{"url": "/"}]}]})
+    return LoadTestSpec.model_validate(
+        {
+            "baseUrl": url,
+            "load": load,
+            "requestTimeout": "5s",
+            "flows": [{"name": "f", "thinkTime": think, "requests": [{"url": "/"}]}],
+        }
+    )
 
 
 # How late an arrival may reach the target on a loaded CI machine, and how early (the two clocks
@@ -143,8 +155,12 @@ def check_closed_ramp(load: dict, think: str) -> None:
         # A user starts or stops up to TYPICAL_LAG_S late: the second's peak lies between the
         # schedule's peak over the second less that lag and over the second plus that lag.
         low, high = peak(start, start + 1 - TYPICAL_LAG_S), peak(start - TYPICAL_LAG_S, start + 1)
-        assert low - 1 <= entry.active_users <= high + 1, (entry.second - int(metrics.started_at),
-                                                          entry.active_users, low, high)
+        assert low - 1 <= entry.active_users <= high + 1, (
+            entry.second - int(metrics.started_at),
+            entry.active_users,
+            low,
+            high,
+        )
 
 
 def test_open_model_arrivals_follow_a_short_ramp():
@@ -157,8 +173,16 @@ def test_closed_model_active_users_follow_a_short_ramp():
 
 @pytest.mark.slow
 def test_open_model_arrivals_follow_a_twenty_second_profile():
-    check_open_accuracy({"model": "open", "arrivalRate": 300, "rampUp": "5s", "duration": "10s",
-                         "stages": [{"duration": "3s", "target": 100}], "rampDown": "2s"})
+    check_open_accuracy(
+        {
+            "model": "open",
+            "arrivalRate": 300,
+            "rampUp": "5s",
+            "duration": "10s",
+            "stages": [{"duration": "3s", "target": 100}],
+            "rampDown": "2s",
+        }
+    )
 
 
 @pytest.mark.slow

@@ -32,17 +32,26 @@ def self_signed_cert(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -57,9 +66,17 @@ class LoadTarget:
     tls      (cert, key) PEM paths: serve HTTPS
     """
 
-    def __init__(self, *, status: int | Callable = 200, delay: float = 0.0, body: bytes | Callable = b'{"ok": true}',
-                 chunked: bool = False, close: bool = False, tls: Optional[tuple[Path, Path]] = None,
-                 headers: Optional[dict[str, str]] = None):
+    def __init__(
+        self,
+        *,
+        status: int | Callable = 200,
+        delay: float = 0.0,
+        body: bytes | Callable = b'{"ok": true}',
+        chunked: bool = False,
+        close: bool = False,
+        tls: Optional[tuple[Path, Path]] = None,
+        headers: Optional[dict[str, str]] = None,
+    ):
         self.counts: Counter[tuple[str, str]] = Counter()
         self.arrivals: list[float] = []
         self.connections = 0
@@ -100,7 +117,7 @@ class LoadTarget:
                     self.end_headers()
                     if self.command != "HEAD":
                         for i in range(0, len(payload), 7):
-                            piece = payload[i:i + 7]
+                            piece = payload[i : i + 7]
                             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                             self.wfile.flush()
                         self.wfile.write(b"0\r\n\r\n")

@@ -67,8 +67,9 @@ def test_shard_summaries_merge_to_the_p95_of_all_requests():
 
 
 def test_old_summaries_without_histograms_still_merge():
-    old = ShardSummary.from_message('{"shard": 0, "requests": 4, "failures": 1, "min_ms": 1.0, "max_ms": 3.0,'
-                                    ' "total_ms": 8.0}')
+    old = ShardSummary.from_message(
+        '{"shard": 0, "requests": 4, "failures": 1, "min_ms": 1.0, "max_ms": 3.0, "total_ms": 8.0}'
+    )
     new = shard([2000, 4000]).summary()
     total = merge([old, new])
     assert total.requests == 6 and total.failures == 1 and total.p95_ms is not None
@@ -80,7 +81,11 @@ def test_criteria_can_be_judged_on_merged_summaries():
     total = merge(ShardSummary.from_message(p.summary().to_message()) for p in parts)
     results = judge(total, ["p95 < 20ms", "p99 < 100ms", "error_rate < 2%", "rps >= 20", "avg < 50ms"])
     assert [(r["criterion"], r["passed"]) for r in results] == [
-        ("p95 < 20ms", True), ("p99 < 100ms", False), ("error_rate < 2%", True), ("rps >= 20", False),
-        ("avg < 50ms", True)]
+        ("p95 < 20ms", True),
+        ("p99 < 100ms", False),
+        ("error_rate < 2%", True),
+        ("rps >= 20", False),
+        ("avg < 50ms", True),
+    ]
     assert results[3]["observed"] == round(100 / 7, 3)
     assert judge(ShardSummary(), ["p95 < 1s"]) == [{"criterion": "p95 < 1s", "observed": None, "passed": False}]

@@ -33,10 +33,14 @@ def test_relative_urls_join_the_base_url():
 
 
 def spec(url, users, iterations, weights=(1,), shards=1):
-    return LoadTestSpec.model_validate({
-        "shards": shards, "baseUrl": url, "load": {"users": users, "iterations": iterations},
-        "flows": [{"name": f"f{i}", "weight": w, "requests": [{"url": f"/f{i}"}]} for i, w in enumerate(weights)],
-    })
+    return LoadTestSpec.model_validate(
+        {
+            "shards": shards,
+            "baseUrl": url,
+            "load": {"users": users, "iterations": iterations},
+            "flows": [{"name": f"f{i}", "weight": w, "requests": [{"url": f"/f{i}"}]} for i, w in enumerate(weights)],
+        }
+    )
 
 
 def summary_of(s, shard, shards):

@@ -24,7 +24,11 @@ def parse_lock(path: Path) -> dict[str, dict]:
     for line in path.read_text().splitlines():
         if pin := re.match(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+?)(?:\s*;\s*(.*?))?\s*\\?$", line):
             current = pins[canonicalize_name(pin[1])] = {
-                "version": pin[2], "marker": (pin[3] or "").strip(), "hashes": 0, "via": set()}
+                "version": pin[2],
+                "marker": (pin[3] or "").strip(),
+                "hashes": 0,
+                "via": set(),
+            }
         elif current is not None and line.strip().startswith("--hash="):
             current["hashes"] += 1
         elif current is not None and (via := re.match(r"^\s*#\s+(?:via\s+)?(.+)$", line)):
@@ -65,8 +69,11 @@ def test_the_lock_pins_exactly_what_pyproject_declares(lock, extras):
 
 def test_the_runtime_pins_are_the_same_in_both_locks():
     runtime, dev = parse_lock(REPO / "requirements.txt"), parse_lock(REPO / "requirements-dev.txt")
-    differ = {name: (pin["version"], dev.get(name, {}).get("version"))
-              for name, pin in runtime.items() if dev.get(name, {}).get("version") != pin["version"]}
+    differ = {
+        name: (pin["version"], dev.get(name, {}).get("version"))
+        for name, pin in runtime.items()
+        if dev.get(name, {}).get("version") != pin["version"]
+    }
     assert not differ, f"runtime pins differ between the locks: {differ}"
 
 

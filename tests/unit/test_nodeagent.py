@@ -33,18 +33,29 @@ INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 def make_pod(**spec) -> dict:
     return {
-        "metadata": {"name": "run-0-abcde", "namespace": "team", "uid": "1234-5678",
-                     "labels": {"app": "runner"}, "annotations": {INDEX_ANNOTATION: "3"}},
-        "spec": {"nodeName": "assay-local", "serviceAccountName": "default",
-                 "containers": [{"name": "runner", "image": "assay/runner:test"}], **spec},
+        "metadata": {
+            "name": "run-0-abcde",
+            "namespace": "team",
+            "uid": "1234-5678",
+            "labels": {"app": "runner"},
+            "annotations": {INDEX_ANNOTATION: "3"},
+        },
+        "spec": {
+            "nodeName": "assay-local",
+            "serviceAccountName": "default",
+            "containers": [{"name": "runner", "image": "assay/runner:test"}],
+            **spec,
+        },
     }
 
 
 def lookup_from(objects: dict) -> na.Lookup:
     """A Lookup over {(kind, name): {key: text}}."""
+
     def lookup(kind, name):
         data = objects.get((kind, name))
         return None if data is None else {key: value.encode() for key, value in data.items()}
+
     return lookup
 
 
@@ -54,17 +65,20 @@ NO_OBJECTS = lookup_from({})
 # $(VAR) expansion
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("$(A)/x", "alpha/x"),
-    ("$(A)$(B)", "alphabeta"),
-    ("$(UNDEFINED)", "$(UNDEFINED)"),
-    ("$$(A)", "$(A)"),
-    ("cost $5", "cost $5"),
-    ("ends with $", "ends with $"),
-    ("$(A", "$(A"),
-    ("$()", "$()"),
-    ("no variables", "no variables"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("$(A)/x", "alpha/x"),
+        ("$(A)$(B)", "alphabeta"),
+        ("$(UNDEFINED)", "$(UNDEFINED)"),
+        ("$$(A)", "$(A)"),
+        ("cost $5", "cost $5"),
+        ("ends with $", "ends with $"),
+        ("$(A", "$(A"),
+        ("$()", "$()"),
+        ("no variables", "no variables"),
+    ],
+)
 def test_expand_vars_follows_kubernetes_rules(text, expected):
     assert na.expand_vars(text, {"A": "alpha", "B": "beta"}) == expected
 
@@ -72,18 +86,21 @@ def test_expand_vars_follows_kubernetes_rules(text, expected):
 # Downward API
 
 
-@pytest.mark.parametrize("field_path, expected", [
-    ("metadata.name", "run-0-abcde"),
-    ("metadata.namespace", "team"),
-    ("metadata.uid", "1234-5678"),
-    ("metadata.labels['app']", "runner"),
-    (f"metadata.annotations['{INDEX_ANNOTATION}']", "3"),
-    ("metadata.annotations['absent']", ""),
-    ("spec.nodeName", "assay-local"),
-    ("spec.serviceAccountName", "default"),
-    ("status.podIP", "127.0.0.1"),
-    ("status.hostIP", "127.0.0.1"),
-])
+@pytest.mark.parametrize(
+    "field_path, expected",
+    [
+        ("metadata.name", "run-0-abcde"),
+        ("metadata.namespace", "team"),
+        ("metadata.uid", "1234-5678"),
+        ("metadata.labels['app']", "runner"),
+        (f"metadata.annotations['{INDEX_ANNOTATION}']", "3"),
+        ("metadata.annotations['absent']", ""),
+        ("spec.nodeName", "assay-local"),
+        ("spec.serviceAccountName", "default"),
+        ("status.podIP", "127.0.0.1"),
+        ("status.hostIP", "127.0.0.1"),
+    ],
+)
 def test_field_ref_resolves_downward_api_paths(field_path, expected):
     assert na.resolve_field_ref(make_pod(), field_path) == expected
 
@@ -103,30 +120,43 @@ def test_field_ref_rejects_unknown_paths():
 
 
 def test_env_gives_indexed_job_pods_their_completion_index():
-    container = {"name": "runner", "env": [{"name": "JOB_COMPLETION_INDEX", "valueFrom": {
-        "fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}}}]}
+    container = {
+        "name": "runner",
+        "env": [
+            {
+                "name": "JOB_COMPLETION_INDEX",
+                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}},
+            }
+        ],
+    }
     assert na.resolve_env(make_pod(), container, NO_OBJECTS) == {"JOB_COMPLETION_INDEX": "3"}
 
 
 def test_env_applies_env_from_first_then_env_in_order():
-    lookup = lookup_from({("configmap", "settings"): {"MODE": "load", "LEVEL": "info"},
-                          ("secret", "creds"): {"token": "s3cret"}})
+    lookup = lookup_from(
+        {("configmap", "settings"): {"MODE": "load", "LEVEL": "info"}, ("secret", "creds"): {"token": "s3cret"}}
+    )
     container = {
-        "envFrom": [{"configMapRef": {"name": "settings"}},
-                    {"secretRef": {"name": "creds"}, "prefix": "CREDS_"}],
+        "envFrom": [{"configMapRef": {"name": "settings"}}, {"secretRef": {"name": "creds"}, "prefix": "CREDS_"}],
         "env": [
             {"name": "LEVEL", "value": "debug"},
             {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "WHO", "value": "$(POD)/$(MODE)/$(LATER)"},
             {"name": "LATER", "value": "too late"},
             {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
-            {"name": "GONE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope",
-                                                               "optional": True}}},
+            {"name": "GONE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope", "optional": True}}},
         ],
     }
     env = na.resolve_env(make_pod(), container, lookup)
-    assert env == {"MODE": "load", "LEVEL": "debug", "CREDS_token": "s3cret", "POD": "run-0-abcde",
-                   "WHO": "run-0-abcde/load/$(LATER)", "LATER": "too late", "TOKEN": "s3cret"}
+    assert env == {
+        "MODE": "load",
+        "LEVEL": "debug",
+        "CREDS_token": "s3cret",
+        "POD": "run-0-abcde",
+        "WHO": "run-0-abcde/load/$(LATER)",
+        "LATER": "too late",
+        "TOKEN": "s3cret",
+    }
 
 
 def test_env_waits_for_a_missing_config_map_unless_optional():
@@ -145,13 +175,21 @@ def test_env_rejects_resource_field_refs():
 
 def test_env_values_naming_a_mounted_path_point_to_the_local_copy():
     path_map = {"/dev/termination-log": "/pods/p/termination-log", "/etc/assay/run": "/pods/p/volumes/spec"}
-    container = {"env": [{"name": "LOG", "value": "/dev/termination-log"},
-                         {"name": "DIR", "value": "/etc/assay/run"},
-                         {"name": "SPEC", "value": "$(DIR)/manifest.json"},
-                         {"name": "OTHER", "value": "/etc/assay/runs"}]}
+    container = {
+        "env": [
+            {"name": "LOG", "value": "/dev/termination-log"},
+            {"name": "DIR", "value": "/etc/assay/run"},
+            {"name": "SPEC", "value": "$(DIR)/manifest.json"},
+            {"name": "OTHER", "value": "/etc/assay/runs"},
+        ]
+    }
     env = na.resolve_env(make_pod(), container, NO_OBJECTS, path_map)
-    assert env == {"LOG": "/pods/p/termination-log", "DIR": "/pods/p/volumes/spec",
-                   "SPEC": "/pods/p/volumes/spec/manifest.json", "OTHER": "/etc/assay/runs"}
+    assert env == {
+        "LOG": "/pods/p/termination-log",
+        "DIR": "/pods/p/volumes/spec",
+        "SPEC": "/pods/p/volumes/spec/manifest.json",
+        "OTHER": "/etc/assay/runs",
+    }
 
 
 # Paths
@@ -160,23 +198,30 @@ def test_env_values_naming_a_mounted_path_point_to_the_local_copy():
 PATHS = {"/data": "/local/data", "/data/inner": "/local/inner", "/dev/termination-log": "/local/tl"}
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("/data", "/local/data"),
-    ("/data/file.txt", "/local/data/file.txt"),
-    ("/data/inner/x", "/local/inner/x"),
-    ("/database", "/database"),
-    ("/dev/termination-log", "/local/tl"),
-    ("--out=/data/x", "--out=/data/x"),
-    ("relative/data", "relative/data"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("/data", "/local/data"),
+        ("/data/file.txt", "/local/data/file.txt"),
+        ("/data/inner/x", "/local/inner/x"),
+        ("/database", "/database"),
+        ("/dev/termination-log", "/local/tl"),
+        ("--out=/data/x", "--out=/data/x"),
+        ("relative/data", "relative/data"),
+    ],
+)
 def test_remap_path_rewrites_whole_leading_mount_paths(value, expected):
     assert na.remap_path(value, PATHS) == expected
 
 
 def test_path_map_covers_mounts_with_sub_paths_and_the_termination_file(tmp_path):
-    container = {"terminationMessagePath": "/tmp/message",
-                 "volumeMounts": [{"name": "spec", "mountPath": "/etc/assay/run/"},
-                                  {"name": "cache", "mountPath": "/cache", "subPath": "shard-1"}]}
+    container = {
+        "terminationMessagePath": "/tmp/message",
+        "volumeMounts": [
+            {"name": "spec", "mountPath": "/etc/assay/run/"},
+            {"name": "cache", "mountPath": "/cache", "subPath": "shard-1"},
+        ],
+    }
     volume_dirs = {"spec": tmp_path / "volumes/spec", "cache": tmp_path / "volumes/cache"}
     assert na.build_path_map(container, volume_dirs, tmp_path) == {
         "/tmp/message": str(tmp_path / "termination-log"),
@@ -215,9 +260,17 @@ def test_working_dir_is_remapped_or_the_pod_dir(tmp_path):
 def test_config_map_volume_holds_all_keys_or_the_listed_items():
     lookup = lookup_from({("configmap", "spec"): {"manifest.json": "{}", "other": "x"}})
     assert na.volume_files({"name": "v", "configMap": {"name": "spec"}}, make_pod(), lookup) == {
-        "manifest.json": (b"{}", 0o644), "other": (b"x", 0o644)}
-    items = {"name": "v", "configMap": {"name": "spec", "defaultMode": 0o755,
-                                        "items": [{"key": "other", "path": "bin/run", "mode": 0o700}]}}
+        "manifest.json": (b"{}", 0o644),
+        "other": (b"x", 0o644),
+    }
+    items = {
+        "name": "v",
+        "configMap": {
+            "name": "spec",
+            "defaultMode": 0o755,
+            "items": [{"key": "other", "path": "bin/run", "mode": 0o700}],
+        },
+    }
     assert na.volume_files(items, make_pod(), lookup) == {"bin/run": (b"x", 0o700)}
 
 
@@ -235,22 +288,35 @@ def test_missing_config_map_volume_waits():
 
 
 def test_downward_api_volume_writes_field_values():
-    volume = {"name": "v", "downwardAPI": {"items": [
-        {"path": "index", "fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}},
-        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}
+    volume = {
+        "name": "v",
+        "downwardAPI": {
+            "items": [
+                {"path": "index", "fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}},
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            ]
+        },
+    }
     assert na.volume_files(volume, make_pod(), NO_OBJECTS) == {
-        "index": (b"3", 0o644), "labels": (b'app="runner"', 0o644)}
+        "index": (b"3", 0o644),
+        "labels": (b'app="runner"', 0o644),
+    }
 
 
 def test_projected_service_account_volume_skips_the_token():
     lookup = lookup_from({("configmap", "kube-root-ca.crt"): {"ca.crt": "PEM"}})
-    volume = {"name": "kube-api-access-x", "projected": {"defaultMode": 0o644, "sources": [
-        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
-        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
-    ]}}
-    assert na.volume_files(volume, make_pod(), lookup) == {"ca.crt": (b"PEM", 0o644),
-                                                           "namespace": (b"team", 0o644)}
+    volume = {
+        "name": "kube-api-access-x",
+        "projected": {
+            "defaultMode": 0o644,
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            ],
+        },
+    }
+    assert na.volume_files(volume, make_pod(), lookup) == {"ca.crt": (b"PEM", 0o644), "namespace": (b"team", 0o644)}
 
 
 def test_unsupported_volume_types_are_named():
@@ -277,16 +343,22 @@ def test_node_fits_when_the_node_selector_matches_its_labels():
     assert not na.node_fits(unscheduled(nodeSelector={REGION: "eu1"}), LABELS)
 
 
-@pytest.mark.parametrize("expressions, fits", [
-    ([{"key": REGION, "operator": "In", "values": ["us1", "us2"]}], True),
-    ([{"key": REGION, "operator": "NotIn", "values": ["us1"]}], False),
-    ([{"key": "gpu", "operator": "DoesNotExist"}], True),
-    ([{"key": "gpu", "operator": "Exists"}], False),
-    ([], False),
-])
+@pytest.mark.parametrize(
+    "expressions, fits",
+    [
+        ([{"key": REGION, "operator": "In", "values": ["us1", "us2"]}], True),
+        ([{"key": REGION, "operator": "NotIn", "values": ["us1"]}], False),
+        ([{"key": "gpu", "operator": "DoesNotExist"}], True),
+        ([{"key": "gpu", "operator": "Exists"}], False),
+        ([], False),
+    ],
+)
 def test_node_fits_required_node_affinity(expressions, fits):
-    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": expressions}]}}}
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": expressions}]}
+        }
+    }
     assert na.node_fits(unscheduled(affinity=affinity), LABELS) is fits
 
 
@@ -309,13 +381,30 @@ CONTAINER = {"name": "runner", "image": "assay/runner:test"}
 def test_running_status_reports_the_pod_ip_conditions_and_a_running_container():
     patch = na.build_running_status(CONTAINER, start_time="T0", started_at="T1", restart_count=0, pid=42)
     status = patch["status"]
-    assert (status["phase"], status["startTime"], status["podIP"], status["hostIP"]) == \
-        ("Running", "T0", "127.0.0.1", "127.0.0.1")
+    assert (status["phase"], status["startTime"], status["podIP"], status["hostIP"]) == (
+        "Running",
+        "T0",
+        "127.0.0.1",
+        "127.0.0.1",
+    )
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "PodScheduled": "True", "Initialized": "True", "ContainersReady": "True", "Ready": "True"}
-    assert status["containerStatuses"] == [{
-        "name": "runner", "image": "assay/runner:test", "imageID": "", "containerID": "nodeagent://42",
-        "ready": True, "started": True, "restartCount": 0, "state": {"running": {"startedAt": "T1"}}}]
+        "PodScheduled": "True",
+        "Initialized": "True",
+        "ContainersReady": "True",
+        "Ready": "True",
+    }
+    assert status["containerStatuses"] == [
+        {
+            "name": "runner",
+            "image": "assay/runner:test",
+            "imageID": "",
+            "containerID": "nodeagent://42",
+            "ready": True,
+            "started": True,
+            "restartCount": 0,
+            "state": {"running": {"startedAt": "T1"}},
+        }
+    ]
 
 
 @pytest.mark.parametrize("exit_code, phase, reason", [(0, "Succeeded", "Completed"), (3, "Failed", "Error")])
@@ -324,25 +413,44 @@ def test_terminated_status_maps_the_exit_code_to_the_phase(exit_code, phase, rea
     status = na.build_terminated_status(CONTAINER, terminated, restart_count=1)["status"]
     assert status["phase"] == phase
     assert "reason" not in status
-    assert status["containerStatuses"][0]["state"] == {"terminated": {
-        "exitCode": exit_code, "reason": reason, "message": "report", "startedAt": "T1", "finishedAt": "T2"}}
+    assert status["containerStatuses"][0]["state"] == {
+        "terminated": {
+            "exitCode": exit_code,
+            "reason": reason,
+            "message": "report",
+            "startedAt": "T1",
+            "finishedAt": "T2",
+        }
+    }
     assert status["containerStatuses"][0]["restartCount"] == 1
     assert {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]} == {
-        "ContainersReady": ("False", "PodCompleted"), "Ready": ("False", "PodCompleted")}
+        "ContainersReady": ("False", "PodCompleted"),
+        "Ready": ("False", "PodCompleted"),
+    }
 
 
 def test_pod_failures_carry_their_reason_on_the_pod_and_the_container():
     terminated = na.terminated_state(128, "cannot run 'x': No such file or directory", "T", "T", reason="StartError")
     status = na.build_terminated_status(CONTAINER, terminated, restart_count=0, pod_reason="StartError")["status"]
-    assert (status["phase"], status["reason"], status["message"]) == \
-        ("Failed", "StartError", "cannot run 'x': No such file or directory")
+    assert (status["phase"], status["reason"], status["message"]) == (
+        "Failed",
+        "StartError",
+        "cannot run 'x': No such file or directory",
+    )
     assert status["containerStatuses"][0]["state"]["terminated"]["reason"] == "StartError"
 
 
 def test_waiting_status_keeps_the_last_termination():
     last = na.terminated_state(1, "", "T1", "T2")
-    status = na.build_waiting_status(CONTAINER, phase="Running", reason="CrashLoopBackOff", message="back-off",
-                                     now="T3", restart_count=2, last_state=last)["status"]
+    status = na.build_waiting_status(
+        CONTAINER,
+        phase="Running",
+        reason="CrashLoopBackOff",
+        message="back-off",
+        now="T3",
+        restart_count=2,
+        last_state=last,
+    )["status"]
     container = status["containerStatuses"][0]
     assert status["phase"] == "Running"
     assert container["state"] == {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}

@@ -15,9 +15,16 @@ from assay.runner.egress import EgressPolicy
 from tests.support.targets import CountingTarget
 
 OWNER = {"metadata": {"name": "health", "namespace": "team-a", "uid": "u-1"}, "spec": {"displayName": "Health"}}
-ENTRY = {"runId": "health-r1", "phase": "Succeeded", "result": "Failed", "environment": "world",
-         "regions": ["us1", "eu1"], "startTime": "2026-11-23T10:00:00Z", "completionTime": "2026-11-23T10:00:05Z",
-         "responseTimeMs": 42}
+ENTRY = {
+    "runId": "health-r1",
+    "phase": "Succeeded",
+    "result": "Failed",
+    "environment": "world",
+    "regions": ["us1", "eu1"],
+    "startTime": "2026-11-23T10:00:00Z",
+    "completionTime": "2026-11-23T10:00:05Z",
+    "responseTimeMs": 42,
+}
 
 
 def test_the_payload_uses_runscopes_webhook_field_names():
@@ -39,9 +46,13 @@ def test_the_payload_uses_runscopes_webhook_field_names():
 def test_run_counts_add_up_the_pods_summaries_and_skip_pods_without_one():
     def pod(message):
         return {"status": {"containerStatuses": [{"state": {"terminated": {"message": message}}}]}}
-    pods = [pod(json.dumps({"requests_executed": 2, "assertions_passed": 3, "assertions_failed": 0})),
-            pod(json.dumps({"requests_executed": 1, "assertions_passed": 1, "assertions_failed": 1})),
-            pod("not json"), {"status": {}}]
+
+    pods = [
+        pod(json.dumps({"requests_executed": 2, "assertions_passed": 3, "assertions_failed": 0})),
+        pod(json.dumps({"requests_executed": 1, "assertions_passed": 1, "assertions_failed": 1})),
+        pod("not json"),
+        {"status": {}},
+    ]
     assert run_counts(pods) == {"requests_executed": 3, "assertions_passed": 4, "assertions_failed": 1}
 
 
@@ -69,10 +80,24 @@ LOOPBACK = EgressPolicy.parse(allow="127.0.0.1")
 def test_a_receiver_the_policy_denies_gets_nothing_and_is_not_retried(caplog):
     waits = []
     with CountingTarget() as target, caplog.at_level(logging.INFO):
-        assert not post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"),
-                               sleep=waits.append, policy=EgressPolicy())
-        assert not post_result(f"http://localhost:{target.port}/h", {}, timeout=2, attempts=3,
-                               logger=logging.getLogger("t"), sleep=waits.append, policy=EgressPolicy())
+        assert not post_result(
+            target.url + "/h",
+            {},
+            timeout=2,
+            attempts=3,
+            logger=logging.getLogger("t"),
+            sleep=waits.append,
+            policy=EgressPolicy(),
+        )
+        assert not post_result(
+            f"http://localhost:{target.port}/h",
+            {},
+            timeout=2,
+            attempts=3,
+            logger=logging.getLogger("t"),
+            sleep=waits.append,
+            policy=EgressPolicy(),
+        )
     assert target.total == 0 and waits == []
     assert "egress policy" in caplog.text
 
@@ -80,8 +105,15 @@ def test_a_receiver_the_policy_denies_gets_nothing_and_is_not_retried(caplog):
 def test_a_5xx_is_retried_and_logged_by_host_only(caplog):
     waits = []
     with CountingTarget(status=500) as target, caplog.at_level(logging.INFO):
-        ok = post_result(target.url + "/hook/secret-token", {"a": 1}, timeout=2, attempts=3,
-                         logger=logging.getLogger("t"), sleep=waits.append, policy=LOOPBACK)
+        ok = post_result(
+            target.url + "/hook/secret-token",
+            {"a": 1},
+            timeout=2,
+            attempts=3,
+            logger=logging.getLogger("t"),
+            sleep=waits.append,
+            policy=LOOPBACK,
+        )
     assert not ok
     assert target.counts[("POST", "/hook/secret-token")] == 3
     assert waits == [1.0, 2.0]
@@ -90,38 +122,68 @@ def test_a_5xx_is_retried_and_logged_by_host_only(caplog):
 
 def test_a_4xx_is_final_and_a_2xx_delivers_once():
     with CountingTarget(status=404) as target:
-        assert not post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"),
-                               sleep=lambda s: None, policy=LOOPBACK)
+        assert not post_result(
+            target.url + "/h",
+            {},
+            timeout=2,
+            attempts=3,
+            logger=logging.getLogger("t"),
+            sleep=lambda s: None,
+            policy=LOOPBACK,
+        )
         assert target.total == 1
     with CountingTarget() as target:
-        assert post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"),
-                           policy=LOOPBACK)
+        assert post_result(target.url + "/h", {}, timeout=2, attempts=3, logger=logging.getLogger("t"), policy=LOOPBACK)
         assert target.total == 1
 
 
 def test_an_unreachable_receiver_is_retried_then_given_up():
     waits = []
-    assert not post_result("http://127.0.0.1:9/h", {}, timeout=1, attempts=2, logger=logging.getLogger("t"),
-                           sleep=waits.append, policy=LOOPBACK)
+    assert not post_result(
+        "http://127.0.0.1:9/h",
+        {},
+        timeout=1,
+        attempts=2,
+        logger=logging.getLogger("t"),
+        sleep=waits.append,
+        policy=LOOPBACK,
+    )
     assert waits == [1.0]
 
 
 def test_monitor_figures_come_from_the_finished_runs_of_the_history():
-    status = {"history": [{"runId": "r4", "phase": "Running"},
-                          {"runId": "r3", "result": "Failed", "responseTimeMs": 250},
-                          {"runId": "r2", "result": "Passed"}, {"runId": "r1", "result": "Passed"},
-                          {"runId": "r0", "result": "Passed"}]}
-    assert metrics.monitor_figures(status) == {"last_result": 0.0, "response_time_seconds": 0.25,
-                                               "success_ratio": 0.75}
+    status = {
+        "history": [
+            {"runId": "r4", "phase": "Running"},
+            {"runId": "r3", "result": "Failed", "responseTimeMs": 250},
+            {"runId": "r2", "result": "Passed"},
+            {"runId": "r1", "result": "Passed"},
+            {"runId": "r0", "result": "Passed"},
+        ]
+    }
+    assert metrics.monitor_figures(status) == {"last_result": 0.0, "response_time_seconds": 0.25, "success_ratio": 0.75}
     assert metrics.monitor_figures({"history": [{"runId": "r1", "phase": "Running"}]}) == {}
 
 
 def test_the_monitor_run_entry_has_the_regions_mean_response_time():
     def piece(location, ms):
-        return Piece(job_name=f"j-{location}", location=location, phase="Succeeded", failure=None,
-                     summary={"result": "pass", "response_time_ms": ms}, start=None, end="2026-11-23T10:00:05Z")
-    run = Run(run_id="r1", request_id="x", requested_at="2026-11-23T10:00:00.000000Z", environment="world",
-              pieces=[piece("us1", 40), piece("eu1", 61)])
+        return Piece(
+            job_name=f"j-{location}",
+            location=location,
+            phase="Succeeded",
+            failure=None,
+            summary={"result": "pass", "response_time_ms": ms},
+            start=None,
+            end="2026-11-23T10:00:05Z",
+        )
+
+    run = Run(
+        run_id="r1",
+        request_id="x",
+        requested_at="2026-11-23T10:00:00.000000Z",
+        environment="world",
+        pieces=[piece("us1", 40), piece("eu1", 61)],
+    )
     entry = monitor_run(run)
     assert entry["responseTimeMs"] == 50
     run.pieces = [piece("us1", None)]
@@ -136,6 +198,7 @@ def test_handler_failures_count_as_reconcile_errors_by_kind():
         rec = logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
         rec.k8s_ref = {"kind": "Monitor"}
         return rec
+
     counter.handle(record("Handler 'run_requested' failed with an exception and will try again in 60 seconds: x"))
     counter.handle(record("Handler 'run_requested' failed temporarily: y"))
     counter.handle(record("Handler 'run_requested' succeeded.", logging.INFO))

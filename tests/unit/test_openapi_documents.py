@@ -56,8 +56,11 @@ def test_each_family_has_a_valid_document_with_its_error_shape(client, family, e
         assert "422" not in operation["responses"], (method, path)
         for status, answer in operation["responses"].items():
             if status.startswith("4"):
-                assert answer["content"]["application/json"]["schema"] == {
-                    "$ref": f"#/components/schemas/{error}"}, (method, path, status)
+                assert answer["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{error}"}, (
+                    method,
+                    path,
+                    status,
+                )
 
 
 def test_documents_hold_only_their_familys_paths(client):
@@ -66,8 +69,12 @@ def test_documents_hold_only_their_familys_paths(client):
     assert "/api/v1/labels" in paths["loadmill"] and not any("sessiontypes" in p for p in paths["loadmill"])
     assert "/api/v1/sessiontypes/" in paths["vng"] and "/api/v1/labels" not in paths["vng"]
     assert not any(p.startswith("/vng/exposed") for p in paths["vng"])
-    assert {"/", "/buckets/{bucket_key}/tests/{test_id}/results", "/teams/{team_id}/people",
-            "/radar/{trigger_id}/trigger"} <= paths["runscope"]
+    assert {
+        "/",
+        "/buckets/{bucket_key}/tests/{test_id}/results",
+        "/teams/{team_id}/people",
+        "/radar/{trigger_id}/trigger",
+    } <= paths["runscope"]
     assert client.get("/public/api/json").json() == client.get("/openapi/xtc.json").json()
     missing = client.get("/openapi/graphql.json")
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
@@ -76,9 +83,12 @@ def test_documents_hold_only_their_familys_paths(client):
 def test_security_comes_from_each_operations_token_dependency(client):
     runscope_doc = client.get("/openapi/runscope.json").json()["paths"]
     assert runscope_doc["/teams/{team_id}/roles"]["post"]["security"] == [
-        {"runscopeOAuth2": ["bucket:write", "team:read"]}, {"bearerAuth": []}]
+        {"runscopeOAuth2": ["bucket:write", "team:read"]},
+        {"bearerAuth": []},
+    ]
     assert runscope_doc["/buckets/{bucket_key}/tests"]["get"]["security"][0] == {
-        "runscopeOAuth2": ["api:read", "test:read"]}
+        "runscopeOAuth2": ["api:read", "test:read"]
+    }
     trigger = runscope_doc["/radar/{trigger_id}/trigger"]
     assert trigger["get"]["security"] == trigger["post"]["security"] == []
     assert "401" not in trigger["post"]["responses"] and "201" in trigger["post"]["responses"]
@@ -89,8 +99,11 @@ def test_security_comes_from_each_operations_token_dependency(client):
     loadmill_doc = client.get("/openapi/loadmill.json").json()
     assert loadmill_doc["paths"]["/api/v1/labels"]["get"]["security"] == [{"loadmillToken": []}]
     assert loadmill_doc["components"]["securitySchemes"]["loadmillToken"] == {
-        "type": "apiKey", "in": "header", "name": "Authorization",
-        "description": "The static API token of a ClientCredential with the `loadmill` scope, without a scheme."}
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "The static API token of a ClientCredential with the `loadmill` scope, without a scheme.",
+    }
     pools = loadmill_doc["paths"]["/api/v1/test-suites/{suiteId}/flows/{flowId}/pools"]["patch"]
     assert set(pools["requestBody"]["content"]) == {"text/csv"} and {"413", "415"} <= set(pools["responses"])
 
@@ -98,7 +111,6 @@ def test_security_comes_from_each_operations_token_dependency(client):
 def test_a_path_with_a_control_character_is_a_400_in_the_familys_shape(client):
     # A trailing newline used to match the route without it: the session list for a session id.
     response = client.get("/api/v1/testsessions/%0A", headers={"Authorization": "Token x.y"})
-    assert response.status_code == 400 and response.json() == {
-        "detail": "the path must not contain control characters"}
+    assert response.status_code == 400 and response.json() == {"detail": "the path must not contain control characters"}
     xtc_answer = client.get("/public/api/v1/orgs/a/projects/b/loadTests%0A")
     assert xtc_answer.status_code == 400 and xtc_answer.json()["code"] == "invalid_request"

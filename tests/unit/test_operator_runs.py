@@ -21,19 +21,25 @@ from assay.operator.settings import OperatorSettings
 
 UID = "6f1c2d3e-aaaa-bbbb-cccc-000011112222"
 SUITE = {
-    "apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite",
+    "apiVersion": "assay.dev/v1alpha1",
+    "kind": "TestSuite",
     "metadata": {"name": "checkout", "namespace": "shop", "uid": UID, "generation": 1},
     "spec": {"flows": [{"name": "buy", "requests": [{"url": "http://127.0.0.1:1/"}]}]},
 }
 MONITOR = {
-    "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
+    "apiVersion": "assay.dev/v1alpha1",
+    "kind": "Monitor",
     "metadata": {"name": "health", "namespace": "shop", "uid": UID, "generation": 1},
     "spec": {
         "steps": [{"stepType": "request", "url": "http://127.0.0.1:1/"}],
         "environments": [
             {"name": "staging", "id": "env-1"},
-            {"name": "prod", "id": "env-2", "regions": ["us1", "eu1"],
-             "remoteAgents": [{"name": "dc-berlin", "uuid": "a-1"}]},
+            {
+                "name": "prod",
+                "id": "env-2",
+                "regions": ["us1", "eu1"],
+                "remoteAgents": [{"name": "dc-berlin", "uuid": "a-1"}],
+            },
         ],
         "defaultEnvironment": "staging",
     },
@@ -54,13 +60,24 @@ def test_a_plain_annotation_value_is_the_request_id():
 
 
 def test_the_gateways_json_request_carries_the_run_options():
-    value = json.dumps({"id": "r-7", "forceAllFlows": True, "additionalDescription": "nightly",
-                        "overrideParameters": {"baseUrl": "https://staging", "retries": 3}})
+    value = json.dumps(
+        {
+            "id": "r-7",
+            "forceAllFlows": True,
+            "additionalDescription": "nightly",
+            "overrideParameters": {"baseUrl": "https://staging", "retries": 3},
+        }
+    )
     request = parse_run_request({"assay.dev/run-request": value}, SuiteRunRequest)
-    assert request.options() == {"forceAllFlows": True, "additionalDescription": "nightly",
-                                 "overrideParameters": {"baseUrl": "https://staging", "retries": "3"}}
-    request = parse_run_request({"assay.dev/run-request": json.dumps(
-        {"id": 42, "environment": "env-2", "params": {"user": "alice"}})}, MonitorRunRequest)
+    assert request.options() == {
+        "forceAllFlows": True,
+        "additionalDescription": "nightly",
+        "overrideParameters": {"baseUrl": "https://staging", "retries": "3"},
+    }
+    request = parse_run_request(
+        {"assay.dev/run-request": json.dumps({"id": 42, "environment": "env-2", "params": {"user": "alice"}})},
+        MonitorRunRequest,
+    )
     assert (request.id, request.environment, request.params) == ("42", "env-2", {"user": "alice"})
 
 
@@ -70,12 +87,15 @@ def test_no_annotation_is_no_request():
     assert parse_run_request({"assay.dev/run-request": "  "}, SuiteRunRequest) is None
 
 
-@pytest.mark.parametrize("value, says", [
-    ('{"id": "x", "forceAllFlow": true}', "forceAllFlow"),
-    ('{"forceAllFlows": true}', "id"),
-    ('{"id": "x"', "not valid JSON"),
-    ('{"id": ""}', "id"),
-])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ('{"id": "x", "forceAllFlow": true}', "forceAllFlow"),
+        ('{"forceAllFlows": true}', "id"),
+        ('{"id": "x"', "not valid JSON"),
+        ('{"id": ""}', "id"),
+    ],
+)
 def test_an_unusable_request_says_what_is_wrong(value, says):
     with pytest.raises(InvalidRunRequest, match=says):
         parse_run_request({"assay.dev/run-request": value}, SuiteRunRequest)
@@ -115,8 +135,11 @@ def test_a_monitor_run_in_two_regions_and_an_agent_is_one_job_per_location():
     run_id = run_id_for_request("health", UID, "r-1")
     assert [j["metadata"]["name"] for j in jobs] == [f"{run_id}-us1", f"{run_id}-eu1", f"{run_id}-agent-dc-berlin"]
     selectors = [j["spec"]["template"]["spec"]["nodeSelector"] for j in jobs]
-    assert selectors == [{"topology.kubernetes.io/region": "us1"}, {"topology.kubernetes.io/region": "eu1"},
-                         {"assay.dev/agent": "dc-berlin"}]
+    assert selectors == [
+        {"topology.kubernetes.io/region": "us1"},
+        {"topology.kubernetes.io/region": "eu1"},
+        {"assay.dev/agent": "dc-berlin"},
+    ]
     envs = [{e["name"]: e.get("value") for e in j["spec"]["template"]["spec"]["containers"][0]["env"]} for j in jobs]
     assert [e.get("ASSAY_REGION") for e in envs] == ["us1", "eu1", None]
     assert envs[2]["ASSAY_AGENT"] == "dc-berlin"
@@ -135,7 +158,9 @@ def test_a_monitor_without_regions_runs_one_job_anywhere_in_its_default_environm
     [job] = build_jobs(owner, plan, OperatorSettings())
     assert job["metadata"]["name"] == run_id_for_request("health", UID, "r-1")
     assert "nodeSelector" not in job["spec"]["template"]["spec"]
-    assert build_jobs(owner, plan, OperatorSettings(run_job_ttl_seconds=600))[0]["spec"]["ttlSecondsAfterFinished"] == 600
+    assert (
+        build_jobs(owner, plan, OperatorSettings(run_job_ttl_seconds=600))[0]["spec"]["ttlSecondsAfterFinished"] == 600
+    )
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][:1] == ["monitor"]
 
 
@@ -154,9 +179,15 @@ def test_a_region_that_cannot_be_a_node_label_is_refused():
 def test_subtests_are_resolved_transitively_by_name_or_uid():
     def monitor(name, uid, targets):
         steps = [{"stepType": "subtest", **target} for target in targets] or [
-            {"stepType": "request", "url": "http://x/"}]
-        return {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
-                "metadata": {"name": name, "namespace": "shop", "uid": uid}, "spec": {"steps": steps}}
+            {"stepType": "request", "url": "http://x/"}
+        ]
+        return {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": name, "namespace": "shop", "uid": uid},
+            "spec": {"steps": steps},
+        }
+
     main = monitor("main", "u-main", [{"monitor": "login"}])
     login = monitor("login", "u-login", [{"testUuid": "u-token"}])
     token = monitor("token", "u-token", [{"monitor": "main"}])  # a cycle back to main
@@ -173,14 +204,25 @@ def test_the_spec_configmap_freezes_the_plan_and_the_manifest():
     assert RunPlan.from_json(json.loads(configmap["data"]["plan.json"])) == plan
     assert json.loads(configmap["data"]["manifest.json"])["metadata"]["uid"] == UID
     assert jobs[0]["spec"]["template"]["spec"]["containers"][0]["args"] == [
-        "testsuite", "--spec", "/etc/assay/run/manifest.json"]
+        "testsuite",
+        "--spec",
+        "/etc/assay/run/manifest.json",
+    ]
 
 
 # --- status from Jobs and pods --------------------------------------------------------------
 
 
-def job(run_id, requested_at, *, location=None, complete=None, start="2026-01-01T00:00:00Z",
-        end="2026-01-01T00:00:05Z", environment=None):
+def job(
+    run_id,
+    requested_at,
+    *,
+    location=None,
+    complete=None,
+    start="2026-01-01T00:00:00Z",
+    end="2026-01-01T00:00:05Z",
+    environment=None,
+):
     name = run_id if location is None else f"{run_id}-{location}"
     labels = {"assay.dev/run-id": run_id, **({"assay.dev/location": location} if location else {})}
     annotations = {"assay.dev/request-id": "r", "assay.dev/requested-at": requested_at}
@@ -188,19 +230,43 @@ def job(run_id, requested_at, *, location=None, complete=None, start="2026-01-01
         annotations["assay.dev/environment"] = environment
     status = {"startTime": start, "active": 1}
     if complete == "Complete":
-        status = {"startTime": start, "completionTime": end, "succeeded": 1,
-                  "conditions": [{"type": "Complete", "status": "True"}]}
+        status = {
+            "startTime": start,
+            "completionTime": end,
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}],
+        }
     elif complete == "Failed":
-        status = {"startTime": start, "failed": 1, "conditions": [
-            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too slow",
-             "lastTransitionTime": end}]}
+        status = {
+            "startTime": start,
+            "failed": 1,
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "DeadlineExceeded",
+                    "message": "too slow",
+                    "lastTransitionTime": end,
+                }
+            ],
+        }
     return {"metadata": {"name": name, "labels": labels, "annotations": annotations}, "status": status}
 
 
 def pod(summary, phase="Succeeded", exit_code=0):
     message = json.dumps(summary) if isinstance(summary, dict) else summary
-    return {"status": {"phase": phase, "containerStatuses": [{"state": {"terminated": {
-        "exitCode": exit_code, "message": message, "finishedAt": "2026-01-01T00:00:05Z"}}}]}}
+    return {
+        "status": {
+            "phase": phase,
+            "containerStatuses": [
+                {
+                    "state": {
+                        "terminated": {"exitCode": exit_code, "message": message, "finishedAt": "2026-01-01T00:00:05Z"}
+                    }
+                }
+            ],
+        }
+    }
 
 
 def pods_from(mapping):
@@ -209,12 +275,21 @@ def pods_from(mapping):
     def pods(job_name):
         calls.append(job_name)
         return mapping.get(job_name, [])
+
     pods.calls = calls
     return pods
 
 
-SUITE_PASSED = {"status": "PASSED", "progress": "2/2", "success_rate": 100.0, "flow_runs": 2, "passed": 2,
-                "failed": 0, "started_at": 1767225601.5, "finished_at": 1767225603.0}
+SUITE_PASSED = {
+    "status": "PASSED",
+    "progress": "2/2",
+    "success_rate": 100.0,
+    "flow_runs": 2,
+    "passed": 2,
+    "failed": 0,
+    "started_at": 1767225601.5,
+    "finished_at": 1767225603.0,
+}
 SUITE_FAILED = {**SUITE_PASSED, "status": "FAILED", "success_rate": 50.0, "passed": 1, "failed": 1}
 
 
@@ -228,20 +303,30 @@ def test_a_new_suite_run_is_pending_then_passed_with_its_flow_run_counts():
     assert conditions["RunRequest"]["status"] == "True" and conditions["RunRequest"]["reason"] == "Started"
 
     jobs = [job("s-1", "2026-01-01T00:00:00.5Z", complete="Complete")]
-    done = history_status("TestSuite", jobs, pods_from({"s-1": [pod(SUITE_PASSED)]}), running,
-                          RequestState(run_id="s-1"), limit=10)
-    assert done["lastRun"] == {"runId": "s-1", "phase": "Succeeded", "result": "Passed",
-                               "startTime": "2026-01-01T00:00:01Z", "completionTime": "2026-01-01T00:00:03Z",
-                               "counts": {"total": 2, "passed": 2, "failed": 0}}
+    done = history_status(
+        "TestSuite", jobs, pods_from({"s-1": [pod(SUITE_PASSED)]}), running, RequestState(run_id="s-1"), limit=10
+    )
+    assert done["lastRun"] == {
+        "runId": "s-1",
+        "phase": "Succeeded",
+        "result": "Passed",
+        "startTime": "2026-01-01T00:00:01Z",
+        "completionTime": "2026-01-01T00:00:03Z",
+        "counts": {"total": 2, "passed": 2, "failed": 0},
+    }
     complete = {c["type"]: c for c in done["conditions"]}["Complete"]
-    assert (complete["status"], complete["reason"], complete["lastTransitionTime"]) == \
-        ("True", "Passed", "2026-01-01T00:00:03Z")
+    assert (complete["status"], complete["reason"], complete["lastTransitionTime"]) == (
+        "True",
+        "Passed",
+        "2026-01-01T00:00:03Z",
+    )
 
 
 def test_history_is_newest_first_bounded_and_finished_runs_are_not_recomputed():
     jobs = [job(f"s-{i}", f"2026-01-01T00:00:0{i}.000000Z", complete="Complete") for i in range(5)]
-    current = {"history": [{"runId": "s-1", "phase": "Succeeded", "result": "Failed",
-                            "startTime": "2026-01-01T00:00:01Z"}]}
+    current = {
+        "history": [{"runId": "s-1", "phase": "Succeeded", "result": "Failed", "startTime": "2026-01-01T00:00:01Z"}]
+    }
     pods = pods_from({f"s-{i}": [pod(SUITE_PASSED)] for i in range(5)})
     status = history_status("TestSuite", jobs, pods, current, RequestState(run_id="s-4"), limit=3)
     assert [e["runId"] for e in status["history"]] == ["s-4", "s-3", "s-2"]
@@ -254,8 +339,7 @@ def test_history_is_newest_first_bounded_and_finished_runs_are_not_recomputed():
 
 def test_a_failed_suite_run_says_how_many_flow_runs_failed():
     jobs = [job("s-1", "2026-01-01T00:00:00.5Z", complete="Complete")]
-    status = history_status("TestSuite", jobs, pods_from({"s-1": [pod(SUITE_FAILED)]}), {}, RequestState(),
-                            limit=10)
+    status = history_status("TestSuite", jobs, pods_from({"s-1": [pod(SUITE_FAILED)]}), {}, RequestState(), limit=10)
     assert (status["lastRun"]["phase"], status["lastRun"]["result"]) == ("Succeeded", "Failed")
     assert status["lastRun"]["counts"] == {"total": 2, "passed": 1, "failed": 1}
     assert status["lastRun"]["message"] == "1 of 2 flow runs failed"
@@ -265,21 +349,27 @@ def test_a_failed_suite_run_says_how_many_flow_runs_failed():
 
 def test_a_runner_that_left_no_summary_fails_the_run_with_the_jobs_reason():
     jobs = [job("s-1", "2026-01-01T00:00:00.5Z", complete="Failed")]
-    status = history_status("TestSuite", jobs, pods_from({"s-1": [pod("", phase="Failed", exit_code=137)]}), {},
-                            RequestState(), limit=10)
+    status = history_status(
+        "TestSuite", jobs, pods_from({"s-1": [pod("", phase="Failed", exit_code=137)]}), {}, RequestState(), limit=10
+    )
     assert (status["lastRun"]["phase"], status["lastRun"]["result"]) == ("Failed", "Failed")
     assert "exited 137" in status["lastRun"]["message"]
     assert status["conditions"][0]["message"] == status["lastRun"]["message"]
 
 
 def test_a_recorded_run_whose_job_was_deleted_stays_and_an_unfinished_one_fails():
-    current = {"lastRun": {"runId": "s-2", "phase": "Running", "startTime": "2026-01-01T00:00:02Z"},
-               "history": [{"runId": "s-2", "phase": "Running", "startTime": "2026-01-01T00:00:02Z"},
-                           {"runId": "s-1", "phase": "Succeeded", "result": "Passed",
-                            "startTime": "2026-01-01T00:00:01Z"}]}
+    current = {
+        "lastRun": {"runId": "s-2", "phase": "Running", "startTime": "2026-01-01T00:00:02Z"},
+        "history": [
+            {"runId": "s-2", "phase": "Running", "startTime": "2026-01-01T00:00:02Z"},
+            {"runId": "s-1", "phase": "Succeeded", "result": "Passed", "startTime": "2026-01-01T00:00:01Z"},
+        ],
+    }
     status = history_status("TestSuite", [], pods_from({}), current, RequestState(), limit=10)
-    assert [(e["runId"], e["phase"], e.get("result")) for e in status["history"]] == \
-        [("s-2", "Failed", "Failed"), ("s-1", "Succeeded", "Passed")]
+    assert [(e["runId"], e["phase"], e.get("result")) for e in status["history"]] == [
+        ("s-2", "Failed", "Failed"),
+        ("s-1", "Succeeded", "Passed"),
+    ]
     assert "deleted" in status["conditions"][0]["message"]
 
 
@@ -299,19 +389,44 @@ def test_conditions_of_other_writers_are_kept():
 
 
 def test_a_monitor_run_in_two_regions_passes_only_when_both_pass_and_says_which_failed():
-    jobs = [job("m-1", "2026-01-01T00:00:00.5Z", location=loc, complete="Complete", environment="prod")
-            for loc in ("us1", "eu1")]
-    passed = {"result": "pass", "started_at": 1767225601.0, "finished_at": 1767225602.0,
-              "assertions_passed": 2, "assertions_failed": 0}
-    pods = {"m-1-us1": [pod({**passed, "region": "us1"})],
-            "m-1-eu1": [pod({**passed, "region": "eu1", "result": "fail", "finished_at": 1767225604.0,
-                             "assertions_passed": 1, "assertions_failed": 1})]}
+    jobs = [
+        job("m-1", "2026-01-01T00:00:00.5Z", location=loc, complete="Complete", environment="prod")
+        for loc in ("us1", "eu1")
+    ]
+    passed = {
+        "result": "pass",
+        "started_at": 1767225601.0,
+        "finished_at": 1767225602.0,
+        "assertions_passed": 2,
+        "assertions_failed": 0,
+    }
+    pods = {
+        "m-1-us1": [pod({**passed, "region": "us1"})],
+        "m-1-eu1": [
+            pod(
+                {
+                    **passed,
+                    "region": "eu1",
+                    "result": "fail",
+                    "finished_at": 1767225604.0,
+                    "assertions_passed": 1,
+                    "assertions_failed": 1,
+                }
+            )
+        ],
+    }
     status = history_status("Monitor", jobs, pods_from(pods), {}, RequestState(run_id="m-1"), limit=10)
-    assert status["lastRun"] == {"runId": "m-1", "environment": "prod", "regions": ["eu1", "us1"],
-                                 "phase": "Succeeded", "result": "Failed",
-                                 "startTime": "2026-01-01T00:00:01Z", "completionTime": "2026-01-01T00:00:04Z",
-                                 "counts": {"total": 4, "passed": 3, "failed": 1},
-                                 "message": "eu1: failed, us1: passed"}
+    assert status["lastRun"] == {
+        "runId": "m-1",
+        "environment": "prod",
+        "regions": ["eu1", "us1"],
+        "phase": "Succeeded",
+        "result": "Failed",
+        "startTime": "2026-01-01T00:00:01Z",
+        "completionTime": "2026-01-01T00:00:04Z",
+        "counts": {"total": 4, "passed": 3, "failed": 1},
+        "message": "eu1: failed, us1: passed",
+    }
     complete = {c["type"]: c for c in status["conditions"]}["Complete"]
     assert complete["message"] == "eu1: failed, us1: passed"
     pods["m-1-eu1"] = [pod({**passed, "region": "eu1"})]
@@ -320,8 +435,10 @@ def test_a_monitor_run_in_two_regions_passes_only_when_both_pass_and_says_which_
 
 
 def test_a_monitor_run_is_running_while_one_region_still_runs():
-    jobs = [job("m-1", "2026-01-01T00:00:00.5Z", location="us1", complete="Complete"),
-            job("m-1", "2026-01-01T00:00:00.5Z", location="eu1")]
+    jobs = [
+        job("m-1", "2026-01-01T00:00:00.5Z", location="us1", complete="Complete"),
+        job("m-1", "2026-01-01T00:00:00.5Z", location="eu1"),
+    ]
     pods = {"m-1-us1": [pod({"result": "pass"})], "m-1-eu1": []}
     status = history_status("Monitor", jobs, pods_from(pods), {}, RequestState(), limit=10)
     assert status["lastRun"]["phase"] == "Running"
@@ -331,10 +448,12 @@ def test_a_monitor_run_is_running_while_one_region_still_runs():
 def test_status_is_reconstructable_from_the_same_world():
     jobs = [job("s-1", "2026-01-01T00:00:00.5Z", complete="Complete")]
     pods = pods_from({"s-1": [pod(SUITE_PASSED)]})
-    first = history_status("TestSuite", jobs, pods, {}, RequestState(run_id="s-1"), limit=10, generation=3,
-                           now="2026-01-01T00:00:09Z")
-    second = history_status("TestSuite", jobs, pods, first, RequestState(run_id="s-1"), limit=10, generation=3,
-                            now="2026-01-01T00:10:00Z")
+    first = history_status(
+        "TestSuite", jobs, pods, {}, RequestState(run_id="s-1"), limit=10, generation=3, now="2026-01-01T00:00:09Z"
+    )
+    second = history_status(
+        "TestSuite", jobs, pods, first, RequestState(run_id="s-1"), limit=10, generation=3, now="2026-01-01T00:10:00Z"
+    )
     assert first == second
 
 

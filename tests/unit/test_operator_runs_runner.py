@@ -55,6 +55,7 @@ def gateway():
     yield fake
     fake.close()
 
+
 TOKEN = upload_token("k" * 32, RunGrant("team-a", "Monitor", "shop", "uid-1", "shop-0123456789"))
 
 
@@ -62,12 +63,24 @@ TOKEN = upload_token("k" * 32, RunGrant("team-a", "Monitor", "shop", "uid-1", "s
 def pod_env(monkeypatch, tmp_path):
     """The environment the operator gives a run's pod (runjob.build_runner_job)."""
     termination = tmp_path / "termination-log"
-    for name, value in {"ASSAY_TERMINATION_LOG": str(termination), "ASSAY_RUN_ID": "shop-0123456789",
-                        "ASSAY_PROJECT": "team-a", "ASSAY_OWNER_NAME": "shop", "ASSAY_OWNER_UID": "uid-1",
-                        "ASSAY_SHARDS": "1"}.items():
+    for name, value in {
+        "ASSAY_TERMINATION_LOG": str(termination),
+        "ASSAY_RUN_ID": "shop-0123456789",
+        "ASSAY_PROJECT": "team-a",
+        "ASSAY_OWNER_NAME": "shop",
+        "ASSAY_OWNER_UID": "uid-1",
+        "ASSAY_SHARDS": "1",
+    }.items():
         monkeypatch.setenv(name, value)
-    for name in ("ASSAY_GATEWAY_URL", "ASSAY_UPLOAD_TOKEN", "ASSAY_REGION", "ASSAY_AGENT", "ASSAY_SHARD_INDEX",
-                 "ASSAY_RUN_OPTIONS", "JOB_COMPLETION_INDEX"):
+    for name in (
+        "ASSAY_GATEWAY_URL",
+        "ASSAY_UPLOAD_TOKEN",
+        "ASSAY_REGION",
+        "ASSAY_AGENT",
+        "ASSAY_SHARD_INDEX",
+        "ASSAY_RUN_OPTIONS",
+        "JOB_COMPLETION_INDEX",
+    ):
         monkeypatch.delenv(name, raising=False)
     return termination
 
@@ -79,32 +92,68 @@ def write(tmp_path, document) -> str:
 
 
 def suite(url: str) -> dict:
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite",
-            "metadata": {"name": "shop", "namespace": "team-a", "uid": "uid-1"},
-            "spec": {"parameters": {"base": url}, "flows": [
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "TestSuite",
+        "metadata": {"name": "shop", "namespace": "team-a", "uid": "uid-1"},
+        "spec": {
+            "parameters": {"base": url},
+            "flows": [
                 {"name": "home", "requests": [{"url": "{{base}}/"}]},
-                {"name": "manual", "ciEnabled": False, "requests": [{"url": "{{base}}/manual"}]}]}}
+                {"name": "manual", "ciEnabled": False, "requests": [{"url": "{{base}}/manual"}]},
+            ],
+        },
+    }
 
 
 def monitor(url: str) -> dict:
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
-            "metadata": {"name": "health", "namespace": "team-a", "uid": "uid-2"},
-            "spec": {"steps": [{"stepType": "request", "url": "{{base}}/ping", "assertions": [
-                {"source": "response_status", "comparison": "equal", "value": 200}]},
-                {"stepType": "subtest", "monitor": "login"}],
-                "environments": [{"name": "prod", "initialVariables": {"base": url}, "regions": ["us1", "eu1"]}]}}
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Monitor",
+        "metadata": {"name": "health", "namespace": "team-a", "uid": "uid-2"},
+        "spec": {
+            "steps": [
+                {
+                    "stepType": "request",
+                    "url": "{{base}}/ping",
+                    "assertions": [{"source": "response_status", "comparison": "equal", "value": 200}],
+                },
+                {"stepType": "subtest", "monitor": "login"},
+            ],
+            "environments": [{"name": "prod", "initialVariables": {"base": url}, "regions": ["us1", "eu1"]}],
+        },
+    }
 
 
 def as_finished_pod(termination) -> dict:
-    return {"status": {"phase": "Succeeded", "containerStatuses": [{"state": {"terminated": {
-        "exitCode": 0, "message": termination.read_text(), "finishedAt": "2026-01-01T00:00:05Z"}}}]}}
+    return {
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [
+                {
+                    "state": {
+                        "terminated": {
+                            "exitCode": 0,
+                            "message": termination.read_text(),
+                            "finishedAt": "2026-01-01T00:00:05Z",
+                        }
+                    }
+                }
+            ],
+        }
+    }
 
 
 def finished_job(name: str, location: str | None = None) -> dict:
     labels = {"assay.dev/run-id": "shop-0123456789", **({"assay.dev/location": location} if location else {})}
-    return {"metadata": {"name": name, "labels": labels, "annotations": {
-        "assay.dev/requested-at": "2026-01-01T00:00:00.000001Z"}},
-        "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    return {
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {"assay.dev/requested-at": "2026-01-01T00:00:00.000001Z"},
+        },
+        "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+    }
 
 
 def test_a_suite_pod_runs_its_options_and_leaves_a_summary_the_operator_reads(tmp_path, pod_env, monkeypatch):
@@ -114,8 +163,14 @@ def test_a_suite_pod_runs_its_options_and_leaves_a_summary_the_operator_reads(tm
         assert dict(target.counts) == {("GET", "/"): 1, ("GET", "/manual"): 1}
     summary = json.loads(pod_env.read_text())
     assert summary["status"] == "PASSED" and summary["progress"] == "2/2" and summary["flow_runs"] == 2
-    status = history_status("TestSuite", [finished_job("shop-0123456789")],
-                            lambda _: [as_finished_pod(pod_env)], {}, RequestState(), limit=10)
+    status = history_status(
+        "TestSuite",
+        [finished_job("shop-0123456789")],
+        lambda _: [as_finished_pod(pod_env)],
+        {},
+        RequestState(),
+        limit=10,
+    )
     assert status["lastRun"]["result"] == "Passed"
     assert status["lastRun"]["counts"] == {"total": 2, "passed": 2, "failed": 0}
 
@@ -137,17 +192,25 @@ def test_a_suite_that_cannot_run_exits_2_with_the_reason_in_the_summary(tmp_path
     assert summary["status"] == "FAILED" and summary["error"]
 
 
-def test_a_monitor_pod_runs_in_its_region_with_subtests_and_uploads_its_runscope_result(tmp_path, pod_env,
-                                                                                         monkeypatch, gateway):
-    login = {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
-             "metadata": {"name": "login", "namespace": "team-a", "uid": "uid-3"},
-             "spec": {"steps": [{"stepType": "request", "url": "{{base}}/login"}]}}
+def test_a_monitor_pod_runs_in_its_region_with_subtests_and_uploads_its_runscope_result(
+    tmp_path, pod_env, monkeypatch, gateway
+):
+    login = {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Monitor",
+        "metadata": {"name": "login", "namespace": "team-a", "uid": "uid-3"},
+        "spec": {"steps": [{"stepType": "request", "url": "{{base}}/login"}]},
+    }
     subtests = tmp_path / "subtests.json"
     subtests.write_text(json.dumps([login]))
-    for name, value in {"ASSAY_RUN_OPTIONS": json.dumps({"environment": "prod", "params": {}}),
-                        "ASSAY_REGION": "eu1", "ASSAY_SHARD_INDEX": "1", "ASSAY_SHARDS": "2",
-                        "ASSAY_GATEWAY_URL": gateway.url,
-                        "ASSAY_UPLOAD_TOKEN": TOKEN}.items():
+    for name, value in {
+        "ASSAY_RUN_OPTIONS": json.dumps({"environment": "prod", "params": {}}),
+        "ASSAY_REGION": "eu1",
+        "ASSAY_SHARD_INDEX": "1",
+        "ASSAY_SHARDS": "2",
+        "ASSAY_GATEWAY_URL": gateway.url,
+        "ASSAY_UPLOAD_TOKEN": TOKEN,
+    }.items():
         monkeypatch.setenv(name, value)
     with CountingTarget() as target:
         document = monitor(target.url)
@@ -182,8 +245,12 @@ def test_a_suite_result_is_uploaded_as_suite_run_json_in_loadmills_shape(tmp_pat
     [(path, (_, body))] = gateway.documents.items()
     assert path.endswith("/runs/shop-0123456789/documents/suite-run.json")
     run = json.loads(body)
-    assert (run["id"], run["status"], run["progress"], run["testSuiteId"]) == ("shop-0123456789", "PASSED", "1/1",
-                                                                               "uid-1")
+    assert (run["id"], run["status"], run["progress"], run["testSuiteId"]) == (
+        "shop-0123456789",
+        "PASSED",
+        "1/1",
+        "uid-1",
+    )
 
 
 def test_an_upload_that_fails_is_reported_but_the_run_result_stands(tmp_path, pod_env, monkeypatch):
@@ -192,19 +259,27 @@ def test_an_upload_that_fails_is_reported_but_the_run_result_stands(tmp_path, po
 
     def gateway_down(*args, **kwargs):
         raise UploadError("uploading suite-run.json failed after 9 attempts: ConnectError")
+
     monkeypatch.setattr(UploadClient, "upload", gateway_down)
     with CountingTarget() as target:
         assert main(["testsuite", "--spec", write(tmp_path, suite(target.url))]) == 0
     summary = json.loads(pod_env.read_text())
     assert summary["status"] == "PASSED" and "upload" in summary["upload_error"]
-    status = history_status("TestSuite", [finished_job("shop-0123456789")],
-                            lambda _: [as_finished_pod(pod_env)], {}, RequestState(), limit=10)
+    status = history_status(
+        "TestSuite",
+        [finished_job("shop-0123456789")],
+        lambda _: [as_finished_pod(pod_env)],
+        {},
+        RequestState(),
+        limit=10,
+    )
     assert status["lastRun"]["result"] == "Passed"
     assert "result upload failed" in status["conditions"][0]["message"]
 
 
 def test_the_summary_always_fits_the_termination_message():
-    text = summary_message({"status": "FAILED", "error": "x" * 100_000, "upload_error": "y" * 100_000,
-                             "started_at": None})
+    text = summary_message(
+        {"status": "FAILED", "error": "x" * 100_000, "upload_error": "y" * 100_000, "started_at": None}
+    )
     assert len(text.encode()) <= 4096
     assert "started_at" not in json.loads(text)

@@ -77,13 +77,29 @@ def test_the_object_a_caller_has_saves_the_first_read_and_too_many_conflicts_rai
 
 
 def test_a_condition_keeps_its_transition_time_until_its_status_changes():
-    first = status.set_condition([{"type": "Other", "status": "True"}], "Ready", "False", "Pending", "wait",
-                                 now="2026-01-01T00:00:00Z", generation=1)
-    assert first == [{"type": "Other", "status": "True"},
-                     {"type": "Ready", "status": "False", "reason": "Pending", "message": "wait",
-                      "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]
-    reworded = status.set_condition(first, "Ready", "False", "Suspended", "other words", now="2026-01-02T00:00:00Z",
-                                    generation=2)
+    first = status.set_condition(
+        [{"type": "Other", "status": "True"}],
+        "Ready",
+        "False",
+        "Pending",
+        "wait",
+        now="2026-01-01T00:00:00Z",
+        generation=1,
+    )
+    assert first == [
+        {"type": "Other", "status": "True"},
+        {
+            "type": "Ready",
+            "status": "False",
+            "reason": "Pending",
+            "message": "wait",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+            "observedGeneration": 1,
+        },
+    ]
+    reworded = status.set_condition(
+        first, "Ready", "False", "Suspended", "other words", now="2026-01-02T00:00:00Z", generation=2
+    )
     assert reworded[-1]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
     assert (reworded[-1]["reason"], reworded[-1]["observedGeneration"]) == ("Suspended", 2)
     flipped = status.set_condition(reworded, "Ready", "True", "Scheduled", "ok", now="2026-01-03T00:00:00Z")
@@ -97,9 +113,16 @@ def test_a_bad_spec_is_a_false_condition_then_a_permanent_error(cluster):
     error = status.reject_spec("LoadTest", "ns", "m", "Complete", "invalid spec: shards", "2026-01-01T00:00:00Z")
     assert isinstance(error, kopf.PermanentError) and str(error) == "invalid spec: shards"
     [(_, _, written)] = cluster.writes
-    assert written["conditions"] == [{"type": "Complete", "status": "False", "reason": "InvalidSpec",
-                                      "message": "invalid spec: shards", "lastTransitionTime": "2026-01-01T00:00:00Z",
-                                      "observedGeneration": 3}]
+    assert written["conditions"] == [
+        {
+            "type": "Complete",
+            "status": "False",
+            "reason": "InvalidSpec",
+            "message": "invalid spec: shards",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+            "observedGeneration": 3,
+        }
+    ]
     status.reject_spec("LoadTest", "ns", "m", "Complete", "invalid spec: shards", "2026-01-02T00:00:00Z")
     assert len(cluster.writes) == 1  # said already: no second write
 
@@ -107,8 +130,9 @@ def test_a_bad_spec_is_a_false_condition_then_a_permanent_error(cluster):
 @pytest.mark.parametrize("plans, spec", [(monitorruns, {"environments": "none"}), (suiteruns, {"flows": "none"})])
 def test_a_requested_run_of_a_bad_spec_says_so_in_its_run_request_condition(plans, spec):
     owner = {"metadata": {"name": "x", "uid": "u", "annotations": {RUN_REQUEST_ANNOTATION: "r-1"}}, "spec": spec}
-    rebuilt = history_status("Monitor", [], lambda job: [], {}, plans.request_state(owner), limit=10,
-                             now="2026-01-01T00:00:00Z")
+    rebuilt = history_status(
+        "Monitor", [], lambda job: [], {}, plans.request_state(owner), limit=10, now="2026-01-01T00:00:00Z"
+    )
     [condition] = rebuilt["conditions"]
     assert (condition["type"], condition["status"], condition["reason"]) == ("RunRequest", "False", "InvalidSpec")
     assert condition["message"].startswith("invalid spec: ")
@@ -121,18 +145,24 @@ def test_every_typed_api_shares_one_client():
 
 def test_run_jobs_and_tick_cronjobs_have_the_same_pod_template_apart_from_what_they_run():
     settings = OperatorSettings(runner_service_account="runner")
-    owner = {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
-             "metadata": {"name": "m", "namespace": "ns", "uid": "u"}, "spec": {}}
+    owner = {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Monitor",
+        "metadata": {"name": "m", "namespace": "ns", "uid": "u"},
+        "spec": {},
+    }
     job = build_runner_job(owner, "m-1", 1, settings, ["monitor"], node_selector={"r": "eu"})
     group = Group(name="assay-tick-0123abcd", cron="* * * * *", location=None, members=[{}])
     cronjob = build_tick_cronjob("ns", group, settings)
     run_pod = job["spec"]["template"]["spec"]
     tick_pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     differ = {"volumes", "nodeSelector"}
-    assert {k: v for k, v in run_pod.items() if k not in differ | {"containers"}} == \
-        {k: v for k, v in tick_pod.items() if k not in differ | {"containers"}}
+    assert {k: v for k, v in run_pod.items() if k not in differ | {"containers"}} == {
+        k: v for k, v in tick_pod.items() if k not in differ | {"containers"}
+    }
     [run_container], [tick_container] = run_pod["containers"], tick_pod["containers"]
     own = {"args", "env", "volumeMounts", "terminationMessagePolicy"}
-    assert {k: v for k, v in run_container.items() if k not in own} == \
-        {k: v for k, v in tick_container.items() if k not in own}
+    assert {k: v for k, v in run_container.items() if k not in own} == {
+        k: v for k, v in tick_container.items() if k not in own
+    }
     assert run_pod["serviceAccountName"] == "runner" and run_pod["nodeSelector"] == {"r": "eu"}

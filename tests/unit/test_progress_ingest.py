@@ -58,19 +58,25 @@ def test_shards_put_their_progress_and_the_run_shows_each_and_the_merge(gateway)
 
 def test_a_finished_run_refuses_progress_and_shows_none(gateway):
     gateway.put(f"/internal/v1/runs/{RUN}/progress/0", content=body(40), headers=auth())
-    gateway.store.upsert_run(RunRecord(run_id=RUN, kind="LoadTest", project="shop", owner_name="checkout",
-                                       owner_uid="uid-1", state="succeeded"))
+    gateway.store.upsert_run(
+        RunRecord(
+            run_id=RUN, kind="LoadTest", project="shop", owner_name="checkout", owner_uid="uid-1", state="succeeded"
+        )
+    )
     late = gateway.put(f"/internal/v1/runs/{RUN}/progress/0", content=body(41), headers=auth())
     assert late.status_code == 409 and late.json()["error"] == "run_finished"
     assert gateway.get(f"/internal/v1/runs/{RUN}", headers=auth()).json()["progress"] is None
 
 
-@pytest.mark.parametrize("content, status, code", [
-    (b"{not json", 400, "invalid_request"),
-    (b'{"requests": -1}', 400, "invalid_request"),
-    (b'{"windowHistogram": "bm90IGEgaGlzdG9ncmFt"}', 400, "invalid_request"),
-    (b'{"requests": 1, "pad": "' + b"x" * PROGRESS_MAX_BYTES + b'"}', 413, "too_large"),
-])
+@pytest.mark.parametrize(
+    "content, status, code",
+    [
+        (b"{not json", 400, "invalid_request"),
+        (b'{"requests": -1}', 400, "invalid_request"),
+        (b'{"windowHistogram": "bm90IGEgaGlzdG9ncmFt"}', 400, "invalid_request"),
+        (b'{"requests": 1, "pad": "' + b"x" * PROGRESS_MAX_BYTES + b'"}', 413, "too_large"),
+    ],
+)
 def test_a_bad_report_is_refused_and_stores_nothing(gateway, content, status, code):
     answer = gateway.put(f"/internal/v1/runs/{RUN}/progress/0", content=content, headers=auth())
     assert (answer.status_code, answer.json()["error"]) == (status, code), answer.text
@@ -96,17 +102,30 @@ def test_a_loadtest_pod_pushes_growing_progress_while_it_runs_and_none_remains_a
     from tests.unit.test_load_servers import LoadTarget
 
     run_id = "live-1a2b3c4d"
-    env = {"ASSAY_GATEWAY_URL": ingest_gateway.url, "ASSAY_UPLOAD_TOKEN": upload_token("k", RunGrant("shop", "LoadTest", "live", "lt-uid", run_id)),
-           "ASSAY_RUN_ID": run_id, "ASSAY_PROJECT": "shop", "ASSAY_OWNER_KIND": "LoadTest",
-           "ASSAY_OWNER_NAME": "live", "ASSAY_OWNER_UID": "lt-uid", "ASSAY_SHARDS": "1",
-           "JOB_COMPLETION_INDEX": "0", "ASSAY_TERMINATION_LOG": str(tmp_path / "termination-log")}
+    env = {
+        "ASSAY_GATEWAY_URL": ingest_gateway.url,
+        "ASSAY_UPLOAD_TOKEN": upload_token("k", RunGrant("shop", "LoadTest", "live", "lt-uid", run_id)),
+        "ASSAY_RUN_ID": run_id,
+        "ASSAY_PROJECT": "shop",
+        "ASSAY_OWNER_KIND": "LoadTest",
+        "ASSAY_OWNER_NAME": "live",
+        "ASSAY_OWNER_UID": "lt-uid",
+        "ASSAY_SHARDS": "1",
+        "JOB_COMPLETION_INDEX": "0",
+        "ASSAY_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
     store = ingest_gateway.store
     seen = []
     with LoadTarget(delay=0.01) as target:
         path = manifest(tmp_path, target.url, shards=1, load={"users": 2, "duration": "5s"})
-        proc = subprocess.Popen([sys.executable, "-m", "assay.runner", "loadtest", "--spec", str(path)],
-                                cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "assay.runner", "loadtest", "--spec", str(path)],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         while proc.poll() is None:
             rows = store.list_progress(run_id)
             if rows:
@@ -132,11 +151,26 @@ def test_the_operator_maps_the_merged_view_onto_status_progress():
 
     assert progress_status({"progress": None}) is None
     assert progress_status({}) is None
-    merged = {"requests": 85, "errors": 2, "rps": 17.5, "p95Ms": 12.3, "activeUsers": 4, "shardsReporting": 2,
-              "shardsDone": 0, "updatedAt": 1_700_000_000.6}
+    merged = {
+        "requests": 85,
+        "errors": 2,
+        "rps": 17.5,
+        "p95Ms": 12.3,
+        "activeUsers": 4,
+        "shardsReporting": 2,
+        "shardsDone": 0,
+        "updatedAt": 1_700_000_000.6,
+    }
     status = progress_status({"progress": {"shards": [], "merged": merged}})
-    assert status == {"requests": 85, "errors": 2, "rps": 17.5, "p95Ms": 12.3, "activeUsers": 4,
-                      "shardsReporting": 2, "updatedAt": "2023-11-14T22:13:20Z"}
+    assert status == {
+        "requests": 85,
+        "errors": 2,
+        "rps": 17.5,
+        "p95Ms": 12.3,
+        "activeUsers": 4,
+        "shardsReporting": 2,
+        "updatedAt": "2023-11-14T22:13:20Z",
+    }
     LoadTestStatus.model_validate({"phase": "Running", "progress": status})  # what the CRD declares
     # An idle window: p95Ms is sent as null, so the merge patch removes the previous value.
     idle = progress_status({"progress": {"merged": {**merged, "p95Ms": None}}})

@@ -19,13 +19,23 @@ from assay.runner.progress import ProgressPusher, combine, pusher_for
 RUN = "checkout-1a2b3c4d"
 
 
-def progress(requests: int, latencies_ms=(), *, errors: int = 0, users: int = 2, window_s: int = 5,
-             elapsed: float = 3.0) -> Progress:
+def progress(
+    requests: int, latencies_ms=(), *, errors: int = 0, users: int = 2, window_s: int = 5, elapsed: float = 3.0
+) -> Progress:
     window = Histogram()
     window.record_many(int(ms * 1000) for ms in latencies_ms)
-    return Progress(shard=0, elapsed_s=elapsed, second=int(time.time()), active_users=users, requests=requests,
-                    errors=errors, window_s=window_s, window_requests=len(latencies_ms), window_errors=0,
-                    window_histogram=window)
+    return Progress(
+        shard=0,
+        elapsed_s=elapsed,
+        second=int(time.time()),
+        active_users=users,
+        requests=requests,
+        errors=errors,
+        window_s=window_s,
+        window_requests=len(latencies_ms),
+        window_errors=0,
+        window_histogram=window,
+    )
 
 
 class Gateway:
@@ -91,12 +101,15 @@ def test_the_pusher_thread_pushes_every_interval_while_the_shard_runs():
     assert gateway.bodies[-1]["done"]
 
 
-@pytest.mark.parametrize("answer", [
-    lambda request: httpx.Response(503, text="busy"),
-    lambda request: httpx.Response(401, json={"error": "unauthorized"}),
-    lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused", request=request)),
-    lambda request: (_ for _ in ()).throw(RuntimeError("a bug in the transport")),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda request: httpx.Response(503, text="busy"),
+        lambda request: httpx.Response(401, json={"error": "unauthorized"}),
+        lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused", request=request)),
+        lambda request: (_ for _ in ()).throw(RuntimeError("a bug in the transport")),
+    ],
+)
 def test_a_failing_gateway_never_reaches_the_run_and_is_logged_once(answer):
     logged = []
     gateway = Gateway(answer)
@@ -157,8 +170,9 @@ def test_a_pod_shard_over_two_processes_hands_each_ones_progress_to_the_pusher(t
     with LoadTarget() as target:
         path = manifest(tmp_path, target.url, shards=1, load={"users": 2, "duration": "2s"})
         spec = loadtest_spec(load_manifest(str(path)), str(path))
-        metrics = run_pod_shard(spec, 0, 1, processes=2,
-                                on_progress=lambda unit, p: seen.setdefault(unit, []).append(p.requests))
+        metrics = run_pod_shard(
+            spec, 0, 1, processes=2, on_progress=lambda unit, p: seen.setdefault(unit, []).append(p.requests)
+        )
     assert sorted(seen) == [0, 1]
     final = combine([progress(seen[0][-1]), progress(seen[1][-1])])
     assert final.requests == metrics.total.count == target.total

@@ -20,21 +20,29 @@ def store(tmp_path):
         yield s
 
 
-def report(requests: int, errors: int = 0, *, latencies_ms=(), window_s: int = 5, users: int = 2,
-           done: bool = False) -> dict:
+def report(
+    requests: int, errors: int = 0, *, latencies_ms=(), window_s: int = 5, users: int = 2, done: bool = False
+) -> dict:
     """A shard's report as the gateway stores it, its window holding `latencies_ms`."""
     window = Histogram()
     window.record_many(int(ms * 1000) for ms in latencies_ms)
     return ShardProgress(
-        requests=requests, errors=errors, active_users=users, window_s=window_s, window_requests=len(latencies_ms),
-        rps=len(latencies_ms) / window_s, p95_ms=window.value_at_percentile(95) / 1000 if window.total else None,
-        window_histogram=window.encode() if window.total else None, done=done,
+        requests=requests,
+        errors=errors,
+        active_users=users,
+        window_s=window_s,
+        window_requests=len(latencies_ms),
+        rps=len(latencies_ms) / window_s,
+        p95_ms=window.value_at_percentile(95) / 1000 if window.total else None,
+        window_histogram=window.encode() if window.total else None,
+        done=done,
     ).model_dump(mode="json", by_alias=True)
 
 
 def loadtest_run(state: str = "running") -> RunRecord:
-    return RunRecord(run_id=RUN, kind="LoadTest", project="shop", owner_name="checkout", owner_uid="uid-1",
-                     state=state, shards=2)
+    return RunRecord(
+        run_id=RUN, kind="LoadTest", project="shop", owner_name="checkout", owner_uid="uid-1", state=state, shards=2
+    )
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -95,8 +103,13 @@ def test_no_reports_merge_to_nothing():
 def test_counts_and_throughput_add_and_p95_comes_from_the_merged_windows():
     fast = [10.0] * 97  # shard 0: every request 10 ms
     slow = [200.0] * 3  # shard 1: every request 200 ms
-    merged = merge_progress([record(0, report(900, 3, latencies_ms=fast, users=4), 999.0),
-                             record(1, report(100, 1, latencies_ms=slow, users=1), 1000.0)], now=1000.5)
+    merged = merge_progress(
+        [
+            record(0, report(900, 3, latencies_ms=fast, users=4), 999.0),
+            record(1, report(100, 1, latencies_ms=slow, users=1), 1000.0),
+        ],
+        now=1000.5,
+    )
     assert (merged["requests"], merged["errors"], merged["activeUsers"]) == (1000, 4, 5)
     assert merged["rps"] == pytest.approx((97 + 3) / 5)
     assert (merged["shardsReporting"], merged["shardsDone"], merged["updatedAt"]) == (2, 0, 1000.0)
@@ -111,8 +124,9 @@ def test_counts_and_throughput_add_and_p95_comes_from_the_merged_windows():
 def test_p95_is_of_the_union_when_the_tail_is_split_across_shards():
     a = [float(ms) for ms in range(1, 101)]  # 1..100 ms
     b = [float(ms) for ms in range(101, 201)]  # 101..200 ms
-    merged = merge_progress([record(0, report(100, latencies_ms=a)), record(1, report(100, latencies_ms=b))],
-                            now=1000.0)
+    merged = merge_progress(
+        [record(0, report(100, latencies_ms=a)), record(1, report(100, latencies_ms=b))], now=1000.0
+    )
     assert merged["p95Ms"] == pytest.approx(190.0, rel=0.01)  # 95% of 1..200
 
 
@@ -120,8 +134,10 @@ def test_finished_and_silent_shards_keep_their_totals_but_add_no_throughput():
     running = report(50, latencies_ms=[5.0] * 20, users=3)
     done = report(80, 2, latencies_ms=[900.0] * 20, users=0, done=True)
     silent = report(30, latencies_ms=[900.0] * 20, users=3)
-    merged = merge_progress([record(0, running, 1000.0), record(1, done, 1000.0),
-                             record(2, silent, 1000.0 - STALE_AFTER_SECONDS - 1)], now=1000.0)
+    merged = merge_progress(
+        [record(0, running, 1000.0), record(1, done, 1000.0), record(2, silent, 1000.0 - STALE_AFTER_SECONDS - 1)],
+        now=1000.0,
+    )
     assert (merged["requests"], merged["errors"]) == (160, 2)
     assert (merged["rps"], merged["activeUsers"], merged["shardsReporting"], merged["shardsDone"]) == (4.0, 3, 1, 1)
     assert merged["p95Ms"] < 6  # the 900 ms windows are over

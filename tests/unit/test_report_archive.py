@@ -11,13 +11,21 @@ import zipfile
 
 import pytest
 
-from assay.runner.report import (ArchiveError, build_report_archive, build_result_archive, read_report,
-                                 summarize, verify_result_archive)
+from assay.runner.report import (
+    ArchiveError,
+    build_report_archive,
+    build_result_archive,
+    read_report,
+    summarize,
+    verify_result_archive,
+)
 from tests.unit.test_report_factory import ERROR_KINDS, START, make_run, write_shards
 
 META = {"loadTest": "shop-checkout", "label": "nightly", "createdAt": "2024-01-02T03:04:05Z"}
-CRITERIA = [{"criterion": "p95 < 100 ms", "observed": "81 ms", "passed": True},
-            {"criterion": "errors < 1 %", "observed": "2.3 %", "passed": False}]
+CRITERIA = [
+    {"criterion": "p95 < 100 ms", "observed": "81 ms", "passed": True},
+    {"criterion": "errors < 1 %", "observed": "2.3 %", "passed": False},
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +46,19 @@ def _csv_rows(archive, name):
 
 # --- result archive -----------------------------------------------------------------------------
 
+
 def test_result_archive_holds_every_shard_file_unchanged_with_a_manifest(run, tmp_path):
     shards, _ = run
     paths = write_shards(shards, tmp_path / "in")
     archive = build_result_archive(list(reversed(paths)), tmp_path / "out" / "result.zip", meta=META)
 
     with zipfile.ZipFile(archive) as zf:
-        assert zf.namelist() == ["manifest.json", "shards/shard-0000.json", "shards/shard-0001.json",
-                                 "shards/shard-0002.json"]
+        assert zf.namelist() == [
+            "manifest.json",
+            "shards/shard-0000.json",
+            "shards/shard-0001.json",
+            "shards/shard-0002.json",
+        ]
         manifest = json.loads(zf.read("manifest.json"))
         for entry, path in zip(manifest["files"], paths):
             assert zf.read(entry["path"]) == path.read_bytes()
@@ -85,6 +98,7 @@ def test_result_archive_refuses_shards_of_different_runs_or_the_same_shard_twice
 
 
 # --- report archive -----------------------------------------------------------------------------
+
 
 def test_report_archive_has_the_static_report_files_in_a_fixed_order(report_zip):
     with zipfile.ZipFile(report_zip) as zf:
@@ -144,8 +158,9 @@ def test_timeline_csv_has_one_row_per_second_with_the_merged_numbers(run, report
 def test_errors_csv_lists_every_non_zero_error_count(run, report_zip):
     _, merged = run
     rows = _csv_rows(report_zip, "errors.csv")
-    expected = {(name, kind): n for name, stats in merged["requests"].items()
-                for kind, n in stats["errors"].items() if n}
+    expected = {
+        (name, kind): n for name, stats in merged["requests"].items() for kind, n in stats["errors"].items() if n
+    }
     assert {(r["name"], r["kind"]): int(r["count"]) for r in rows if r["scope"] == "request"} == expected
     totals = {r["kind"]: int(r["count"]) for r in rows if r["scope"] == "total"}
     assert totals == {k: n for k, n in merged["total"]["errors"].items() if n}
@@ -195,6 +210,7 @@ def test_read_report_refuses_other_zips(run, tmp_path):
 
 # --- summary edge cases -------------------------------------------------------------------------
 
+
 def test_summary_reads_epoch_times_and_marks_aborted_runs():
     _, merged = make_run(seconds=3)
     merged.update(startedAt=START, finishedAt=(START + 3) * 1000, aborted=True, abortReason="target unreachable")
@@ -206,11 +222,33 @@ def test_summary_reads_epoch_times_and_marks_aborted_runs():
 
 
 def test_summary_of_a_run_without_requests_has_no_rates_or_percentiles():
-    empty = {"version": 1, "runId": "r", "shard": 0, "shards": 1, "startedAt": None, "finishedAt": None,
-             "requests": {}, "total": {"count": 0, "errors": dict.fromkeys(ERROR_KINDS, 0), "bytesSent": 0,
-                                       "bytesReceived": 0, "histogram": "", "minMs": None, "meanMs": None,
-                                       "p50Ms": None, "p90Ms": None, "p95Ms": None, "p99Ms": None, "maxMs": None},
-             "timeline": [], "criteria": [], "aborted": False, "abortReason": None}
+    empty = {
+        "version": 1,
+        "runId": "r",
+        "shard": 0,
+        "shards": 1,
+        "startedAt": None,
+        "finishedAt": None,
+        "requests": {},
+        "total": {
+            "count": 0,
+            "errors": dict.fromkeys(ERROR_KINDS, 0),
+            "bytesSent": 0,
+            "bytesReceived": 0,
+            "histogram": "",
+            "minMs": None,
+            "meanMs": None,
+            "p50Ms": None,
+            "p90Ms": None,
+            "p95Ms": None,
+            "p99Ms": None,
+            "maxMs": None,
+        },
+        "timeline": [],
+        "criteria": [],
+        "aborted": False,
+        "abortReason": None,
+    }
     summary = summarize(empty)
     assert summary["total"]["throughputRps"] is None and summary["total"]["p99Ms"] is None
     assert summary["total"]["errorRatePct"] == 0.0

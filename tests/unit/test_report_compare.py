@@ -58,18 +58,38 @@ def test_total_deltas_are_absolute_and_relative_to_the_baseline(older):
     meas = _with_total(older, throughputRps=40.0, errorRatePct=1.0, p50Ms=10.05, p95Ms=120.0, p99Ms=150.0, maxMs=400.0)
     meas["run"] = {**meas["run"], "startedAt": "2030-01-01T00:00:00Z", "runId": "later"}
     total = compare(meas, base)["total"]
-    assert total["throughputRps"] == {"baseline": 50.0, "measurement": 40.0, "delta": -10.0, "deltaPct": -20.0,
-                                      "verdict": "worse"}
-    assert total["errorRatePct"] == {"baseline": 2.0, "measurement": 1.0, "delta": -1.0, "deltaPct": -50.0,
-                                  "verdict": "better"}
+    assert total["throughputRps"] == {
+        "baseline": 50.0,
+        "measurement": 40.0,
+        "delta": -10.0,
+        "deltaPct": -20.0,
+        "verdict": "worse",
+    }
+    assert total["errorRatePct"] == {
+        "baseline": 2.0,
+        "measurement": 1.0,
+        "delta": -1.0,
+        "deltaPct": -50.0,
+        "verdict": "better",
+    }
     assert total["p50Ms"]["delta"] == 0.05 and total["p50Ms"]["deltaPct"] == 0.5
     assert total["p50Ms"]["verdict"] == "unchanged"  # within the ±1 % band
-    assert total["p95Ms"] == {"baseline": 100.0, "measurement": 120.0, "delta": 20.0, "deltaPct": 20.0,
-                              "verdict": "worse"}
+    assert total["p95Ms"] == {
+        "baseline": 100.0,
+        "measurement": 120.0,
+        "delta": 20.0,
+        "deltaPct": 20.0,
+        "verdict": "worse",
+    }
     assert total["p99Ms"]["delta"] == -50.0 and total["p99Ms"]["deltaPct"] == -25.0
     assert total["p99Ms"]["verdict"] == "better"
-    assert total["maxMs"] == {"baseline": 400.0, "measurement": 400.0, "delta": 0.0, "deltaPct": 0.0,
-                              "verdict": "unchanged"}
+    assert total["maxMs"] == {
+        "baseline": 400.0,
+        "measurement": 400.0,
+        "delta": 0.0,
+        "deltaPct": 0.0,
+        "verdict": "unchanged",
+    }
 
 
 def test_per_request_deltas_use_each_requests_own_numbers(older, newer):
@@ -93,14 +113,17 @@ def test_requests_in_only_one_run_are_listed_without_deltas(older, newer):
     assert rows["GET /new"]["p95Ms"]["verdict"] == "n/a"
 
 
-@pytest.mark.parametrize("baseline,measurement,higher_is_better,expected", [
-    (100, 110, True, (10, 10.0, "better")),
-    (100, 110, False, (10, 10.0, "worse")),
-    (100, 100.5, False, (0.5, 0.5, "unchanged")),
-    (0, 0, False, (0, 0.0, "unchanged")),
-    (0, 0.01, False, (0.01, None, "worse")),  # from no errors to some: no percentage, still worse
-    (None, 5, False, (None, None, "n/a")),
-])
+@pytest.mark.parametrize(
+    "baseline,measurement,higher_is_better,expected",
+    [
+        (100, 110, True, (10, 10.0, "better")),
+        (100, 110, False, (10, 10.0, "worse")),
+        (100, 100.5, False, (0.5, 0.5, "unchanged")),
+        (0, 0, False, (0, 0.0, "unchanged")),
+        (0, 0.01, False, (0.01, None, "worse")),  # from no errors to some: no percentage, still worse
+        (None, 5, False, (None, None, "n/a")),
+    ],
+)
 def test_delta_direction_and_neutral_band(baseline, measurement, higher_is_better, expected):
     d = delta(baseline, measurement, higher_is_better=higher_is_better)
     assert (d["delta"], d["deltaPct"], d["verdict"]) == expected

@@ -75,24 +75,44 @@ def _metrics(run_id, shard, shards, started, seconds, samples, users, criteria, 
         per_name = {name: s for (sec, name), s in samples.items() if sec == second}
         for name, s in per_name.items():
             by_name[name].extend(s)
-        timeline.append({
-            "second": second,
-            "requests": {name: stats_of(s) for name, s in sorted(per_name.items())},
-            "total": stats_of([x for s in per_name.values() for x in s]),
-            "activeUsers": users(second - started),
-        })
+        timeline.append(
+            {
+                "second": second,
+                "requests": {name: stats_of(s) for name, s in sorted(per_name.items())},
+                "total": stats_of([x for s in per_name.values() for x in s]),
+                "activeUsers": users(second - started),
+            }
+        )
     return {
-        "version": 1, "runId": run_id, "shard": shard, "shards": shards,
-        "startedAt": iso(started), "finishedAt": iso(started + seconds),
+        "version": 1,
+        "runId": run_id,
+        "shard": shard,
+        "shards": shards,
+        "startedAt": iso(started),
+        "finishedAt": iso(started + seconds),
         "requests": {name: stats_of(s) for name, s in sorted(by_name.items())},
         "total": stats_of([x for s in by_name.values() for x in s]),
-        "timeline": timeline, "criteria": criteria, "aborted": aborted, "abortReason": reason,
+        "timeline": timeline,
+        "criteria": criteria,
+        "aborted": aborted,
+        "abortReason": reason,
     }
 
 
-def make_run(*, run_id: str = "run-a", shards: int = 2, seconds: int = 12, started: int = START,
-             rate: int = 20, requests: dict | None = None, slowdown: float = 1.0, error_rate: float = 0.02,
-             users: int = 8, seed: int = 1, criteria: list | None = None) -> tuple[list[dict], dict]:
+def make_run(
+    *,
+    run_id: str = "run-a",
+    shards: int = 2,
+    seconds: int = 12,
+    started: int = START,
+    rate: int = 20,
+    requests: dict | None = None,
+    slowdown: float = 1.0,
+    error_rate: float = 0.02,
+    users: int = 8,
+    seed: int = 1,
+    criteria: list | None = None,
+) -> tuple[list[dict], dict]:
     """(shard metrics dicts, merged metrics dict) of a synthetic run.
 
     Each shard sends about `rate` requests a second, split over `requests` by share, with
@@ -120,8 +140,9 @@ def make_run(*, run_id: str = "run-a", shards: int = 2, seconds: int = 12, start
                 samples[(second, name)].append(sample)
                 all_samples[(second, name)].append(sample)
         shard_users = users // shards + (1 if shard < users % shards else 0)
-        shard_dicts.append(_metrics(run_id, shard, shards, started, seconds, samples,
-                                    users_at(shard_users), criteria or []))
+        shard_dicts.append(
+            _metrics(run_id, shard, shards, started, seconds, samples, users_at(shard_users), criteria or [])
+        )
 
     def all_users(elapsed):
         return sum(users_at(users // shards + (1 if s < users % shards else 0))(elapsed) for s in range(shards))
@@ -140,8 +161,15 @@ def write_shards(shard_dicts: list[dict], folder: Path) -> list[Path]:
     return paths
 
 
-def run_engine(*, run_id: str, delay: float, shards: int = 2, users: int = 4, duration: str = "3s",
-               criteria: tuple[str, ...] = ("p95 < 500ms", "error_rate < 1%")) -> list[dict]:
+def run_engine(
+    *,
+    run_id: str,
+    delay: float,
+    shards: int = 2,
+    users: int = 4,
+    duration: str = "3s",
+    criteria: tuple[str, ...] = ("p95 < 500ms", "error_rate < 1%"),
+) -> list[dict]:
     """A real, short load test: the load engine's shards, all at once in this process,
     against a loopback target answering after `delay` seconds; the shards' metrics dicts."""
     import asyncio
@@ -151,14 +179,22 @@ def run_engine(*, run_id: str, delay: float, shards: int = 2, users: int = 4, du
     from tests.support.targets import CountingTarget
 
     with CountingTarget(delay=delay) as target:
-        spec = LoadTestSpec.model_validate({
-            "baseUrl": target.url,
-            "load": {"users": users, "duration": duration, "rampUp": "1s"},
-            "flows": [{"name": "shop", "requests": [
-                {"name": "GET /items", "url": "/items"},
-                {"name": "POST /orders", "method": "POST", "url": "/orders", "body": "{}"}]}],
-            "criteria": list(criteria),
-        })
+        spec = LoadTestSpec.model_validate(
+            {
+                "baseUrl": target.url,
+                "load": {"users": users, "duration": duration, "rampUp": "1s"},
+                "flows": [
+                    {
+                        "name": "shop",
+                        "requests": [
+                            {"name": "GET /items", "url": "/items"},
+                            {"name": "POST /orders", "method": "POST", "url": "/orders", "body": "{}"},
+                        ],
+                    }
+                ],
+                "criteria": list(criteria),
+            }
+        )
 
         async def all_shards():
             return await asyncio.gather(*(run_load_shard(spec, i, shards, run_id=run_id) for i in range(shards)))
@@ -168,12 +204,37 @@ def run_engine(*, run_id: str, delay: float, shards: int = 2, users: int = 4, du
 
 # --- the fixtures keep the contract -----------------------------------------------------------
 
+
 def test_synthetic_shards_follow_the_metrics_contract():
     shards, merged = make_run(shards=3, seconds=5)
-    keys = {"version", "runId", "shard", "shards", "startedAt", "finishedAt", "requests", "total",
-            "timeline", "criteria", "aborted", "abortReason"}
-    stats_keys = {"count", "errors", "bytesSent", "bytesReceived", "histogram",
-                  "minMs", "meanMs", "p50Ms", "p90Ms", "p95Ms", "p99Ms", "maxMs"}
+    keys = {
+        "version",
+        "runId",
+        "shard",
+        "shards",
+        "startedAt",
+        "finishedAt",
+        "requests",
+        "total",
+        "timeline",
+        "criteria",
+        "aborted",
+        "abortReason",
+    }
+    stats_keys = {
+        "count",
+        "errors",
+        "bytesSent",
+        "bytesReceived",
+        "histogram",
+        "minMs",
+        "meanMs",
+        "p50Ms",
+        "p90Ms",
+        "p95Ms",
+        "p99Ms",
+        "maxMs",
+    }
     for data in [*shards, merged]:
         assert set(data) == keys
         assert set(data["total"]) == stats_keys
@@ -207,9 +268,11 @@ def test_synthetic_merge_is_what_the_load_engine_merge_gives():
     shards, expected = make_run(shards=3, seconds=4)
     merged = merge(ShardMetrics.from_json(json.dumps(s)) for s in shards).to_dict()
     assert merged["startedAt"].startswith(expected["startedAt"][:-1])
-    for ours, theirs in [(expected["total"], merged["total"]),
-                         *((expected["requests"][n], merged["requests"][n]) for n in expected["requests"]),
-                         *((a["total"], b["total"]) for a, b in zip(expected["timeline"], merged["timeline"]))]:
+    for ours, theirs in [
+        (expected["total"], merged["total"]),
+        *((expected["requests"][n], merged["requests"][n]) for n in expected["requests"]),
+        *((a["total"], b["total"]) for a, b in zip(expected["timeline"], merged["timeline"])),
+    ]:
         for key in ("count", "errors", "bytesSent", "bytesReceived", "p50Ms", "p90Ms", "p95Ms", "p99Ms"):
             assert ours[key] == theirs[key], key
     assert [e["activeUsers"] for e in merged["timeline"]] == [e["activeUsers"] for e in expected["timeline"]]

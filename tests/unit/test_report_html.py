@@ -13,17 +13,24 @@ from assay.runner.report.compare import render_comparison
 from assay.runner.report.html import render_report
 from tests.unit.test_report_factory import ERROR_KINDS, START, make_run
 
-CRITERIA = [{"criterion": "p95 < 300ms", "observed": 81.599, "passed": True},
-            {"criterion": "error_rate < 1%", "observed": 2.391, "passed": False},
-            {"criterion": "rps >= 100", "observed": None, "passed": False}]
+CRITERIA = [
+    {"criterion": "p95 < 300ms", "observed": 81.599, "passed": True},
+    {"criterion": "error_rate < 1%", "observed": 2.391, "passed": False},
+    {"criterion": "rps >= 100", "observed": None, "passed": False},
+]
 
 
 @pytest.fixture(scope="module")
 def summary():
-    _, merged = make_run(seconds=8, criteria=CRITERIA,
-                         requests={"GET /a?x=<script>alert(1)</script>": (10.0, 1), "POST /b & c": (30.0, 1)})
-    return summarize(merged, {"loadTest": "shop", "label": 'v2 "rc"', "target": "http://shop.example/",
-                              "createdAt": "2024-01-01T00:00:00Z"})
+    _, merged = make_run(
+        seconds=8,
+        criteria=CRITERIA,
+        requests={"GET /a?x=<script>alert(1)</script>": (10.0, 1), "POST /b & c": (30.0, 1)},
+    )
+    return summarize(
+        merged,
+        {"loadTest": "shop", "label": 'v2 "rc"', "target": "http://shop.example/", "createdAt": "2024-01-01T00:00:00Z"},
+    )
 
 
 class Collector(HTMLParser):
@@ -83,16 +90,35 @@ def test_every_table_header_cell_has_a_scope(summary):
 
 
 def test_a_run_without_requests_still_renders():
-    empty_stats = {"count": 0, "errors": dict.fromkeys(ERROR_KINDS, 0), "bytesSent": 0, "bytesReceived": 0,
-                   "histogram": "", **dict.fromkeys(("minMs", "meanMs", "p50Ms", "p90Ms", "p95Ms", "p99Ms", "maxMs"))}
-    merged = {"version": 1, "runId": "r", "shard": None, "shards": 1, "startedAt": None, "finishedAt": None,
-              "requests": {}, "total": empty_stats, "timeline": [], "criteria": [], "aborted": True,
-              "abortReason": "no target", "droppedIterations": 0}
+    empty_stats = {
+        "count": 0,
+        "errors": dict.fromkeys(ERROR_KINDS, 0),
+        "bytesSent": 0,
+        "bytesReceived": 0,
+        "histogram": "",
+        **dict.fromkeys(("minMs", "meanMs", "p50Ms", "p90Ms", "p95Ms", "p99Ms", "maxMs")),
+    }
+    merged = {
+        "version": 1,
+        "runId": "r",
+        "shard": None,
+        "shards": 1,
+        "startedAt": None,
+        "finishedAt": None,
+        "requests": {},
+        "total": empty_stats,
+        "timeline": [],
+        "criteria": [],
+        "aborted": True,
+        "abortReason": "no target",
+        "droppedIterations": 0,
+    }
     text = " ".join(parse(render_report(summarize(merged))).text)
     assert "No requests were recorded." in text and "Aborted" in text and "no target" in text
 
 
 # --- charts -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("span,step", [(0.7, 0.2), (8, 2), (37, 10), (420, 100), (0, 1.0)])
 def test_value_ticks_are_round_numbers(span, step):
@@ -105,15 +131,21 @@ def test_time_ticks_fall_on_whole_seconds_minutes_and_hours():
 
 
 def test_missing_values_break_the_line_instead_of_dropping_to_zero():
-    svg = line_chart(chart_id="c", title="t", description="d", y_label="ms",
-                     series=[Series("p95", "#000", [(0, 1), (1, 2), (2, None), (3, 4), (4, 5), (5, None), (6, 7)])])
+    svg = line_chart(
+        chart_id="c",
+        title="t",
+        description="d",
+        y_label="ms",
+        series=[Series("p95", "#000", [(0, 1), (1, 2), (2, None), (3, 4), (4, 5), (5, None), (6, 7)])],
+    )
     assert svg.count("<polyline") == 2 and svg.count("<circle") == 1
 
 
 def test_a_chart_without_data_says_so():
-    svg = line_chart(chart_id="c", title="Latency", description="d", y_label="ms",
-                     series=[Series("p95", "#000", [(0, None)])])
-    assert "No data" in svg and "<polyline" not in svg and "<title id=\"c-title\">Latency</title>" in svg
+    svg = line_chart(
+        chart_id="c", title="Latency", description="d", y_label="ms", series=[Series("p95", "#000", [(0, None)])]
+    )
+    assert "No data" in svg and "<polyline" not in svg and '<title id="c-title">Latency</title>' in svg
 
 
 def test_chart_points_stay_inside_the_plot():

@@ -11,16 +11,22 @@ from assay.api.services.runscope_mapping import last_run_to_runscope
 from assay.api.services.suites import loadmill_status
 from assay.crds import LoadTestStatus, MonitorRun, RunCounts, RunState, SuiteRun
 
-FINISHED = {"runId": "s-2", "phase": "Succeeded", "result": "Failed", "startTime": "2026-01-01T00:00:00Z",
-            "completionTime": "2026-01-01T00:00:04Z", "counts": {"total": 4, "passed": 3, "failed": 1},
-            "message": "1 of 4 flow runs failed"}
+FINISHED = {
+    "runId": "s-2",
+    "phase": "Succeeded",
+    "result": "Failed",
+    "startTime": "2026-01-01T00:00:00Z",
+    "completionTime": "2026-01-01T00:00:04Z",
+    "counts": {"total": 4, "passed": 3, "failed": 1},
+    "message": "1 of 4 flow runs failed",
+}
 RUNNING = {"runId": "s-3", "phase": "Running", "startTime": "2026-01-01T00:01:00Z"}
 
 
 def test_every_kind_shares_the_run_fields():
     shared = list(RunState.model_fields)
     for model in (SuiteRun, MonitorRun, LoadTestStatus):
-        assert list(model.model_fields)[:len(shared)] == shared
+        assert list(model.model_fields)[: len(shared)] == shared
     assert SuiteRun.model_validate(FINISHED).to_k8s() == FINISHED
     with pytest.raises(ValidationError):
         SuiteRun.model_validate({**FINISHED, "result": "PASSED"})
@@ -35,8 +41,11 @@ def test_progress_and_success_rate_derive_from_the_counts():
 
 
 def test_loadmill_spells_the_result_and_running_without_one():
-    assert [loadmill_status(e) for e in (FINISHED, {**FINISHED, "result": "Passed"}, RUNNING)] == \
-        ["FAILED", "PASSED", "RUNNING"]
+    assert [loadmill_status(e) for e in (FINISHED, {**FINISHED, "result": "Passed"}, RUNNING)] == [
+        "FAILED",
+        "PASSED",
+        "RUNNING",
+    ]
 
 
 def test_the_dashboard_reads_suite_runs_from_the_records():
@@ -48,17 +57,30 @@ def test_the_dashboard_reads_suite_runs_from_the_records():
 
 
 def test_the_dashboard_and_runscope_read_monitor_runs_from_the_records():
-    passed = {"runId": "m-1", "phase": "Succeeded", "result": "Passed", "startTime": "2026-01-01T00:00:00Z",
-              "completionTime": "2026-01-01T00:00:02Z", "environment": "prod", "responseTimeMs": 40}
+    passed = {
+        "runId": "m-1",
+        "phase": "Succeeded",
+        "result": "Passed",
+        "startTime": "2026-01-01T00:00:00Z",
+        "completionTime": "2026-01-01T00:00:02Z",
+        "environment": "prod",
+        "responseTimeMs": 40,
+    }
     working = {"runId": "m-2", "phase": "Pending", "startTime": "2026-01-01T00:01:00Z", "environment": "prod"}
     runs = monitor_runs({"lastRun": working, "history": [working, passed]}, [])
-    assert [(r["runId"], r["result"], r["finishedAt"]) for r in runs] == \
-        [("m-2", "running", None), ("m-1", "passed", "2026-01-01T00:00:02Z")]
+    assert [(r["runId"], r["result"], r["finishedAt"]) for r in runs] == [
+        ("m-2", "running", None),
+        ("m-1", "passed", "2026-01-01T00:00:02Z"),
+    ]
 
     spec = {"environments": [{"name": "prod", "id": "env-1"}]}
     done = last_run_to_runscope({"lastRun": passed}, spec, "team-a", "t-1", "http://gw")
-    assert (done["status"], done["result"], done["started_at"], done["finished_at"]) == \
-        ("completed", "pass", 1767225600.0, 1767225602.0)
+    assert (done["status"], done["result"], done["started_at"], done["finished_at"]) == (
+        "completed",
+        "pass",
+        1767225600.0,
+        1767225602.0,
+    )
     assert done["environment_id"] == "env-1"
     pending = last_run_to_runscope({"lastRun": working}, spec, "team-a", "t-1", "http://gw")
     assert (pending["status"], pending["result"], pending["finished_at"]) == ("working", "working", None)

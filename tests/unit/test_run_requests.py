@@ -26,8 +26,12 @@ from assay.crds.runrequest import (
 
 
 def test_the_annotation_is_what_the_operator_reads():
-    suite = SuiteRunRequest(id="r-1", force_all_flows=True, additional_description="nightly",
-                            override_parameters={"baseUrl": "https://staging.test", "n": "3"})
+    suite = SuiteRunRequest(
+        id="r-1",
+        force_all_flows=True,
+        additional_description="nightly",
+        override_parameters={"baseUrl": "https://staging.test", "n": "3"},
+    )
     value = suite.annotation()
     assert parse_run_request({RUN_REQUEST_ANNOTATION: value}, SuiteRunRequest) == suite
     assert set(json.loads(value)) == {"id", "forceAllFlows", "additionalDescription", "overrideParameters"}
@@ -35,8 +39,10 @@ def test_the_annotation_is_what_the_operator_reads():
     assert json.loads(monitor.annotation()) == {"id": "r-2", "params": {"user": "alice"}}
     assert parse_run_request({RUN_REQUEST_ANNOTATION: monitor.annotation()}, MonitorRunRequest) == monitor
     with_environment = MonitorRunRequest(id="r-3", environment="env-1")
-    assert parse_run_request({RUN_REQUEST_ANNOTATION: with_environment.annotation()},
-                             MonitorRunRequest) == with_environment
+    assert (
+        parse_run_request({RUN_REQUEST_ANNOTATION: with_environment.annotation()}, MonitorRunRequest)
+        == with_environment
+    )
 
 
 def test_the_request_id_is_read_whatever_the_options():
@@ -48,8 +54,10 @@ def test_the_request_id_is_read_whatever_the_options():
 
 def owner(annotation: str | None = None, status: dict | None = None, version: str = "1") -> dict:
     annotations = {RUN_REQUEST_ANNOTATION: annotation} if annotation else {}
-    return {"metadata": {"name": "checkout", "uid": "u-1", "resourceVersion": version, "annotations": annotations},
-            "status": status or {}}
+    return {
+        "metadata": {"name": "checkout", "uid": "u-1", "resourceVersion": version, "annotations": annotations},
+        "status": status or {},
+    }
 
 
 def test_a_request_is_pending_until_the_operator_records_its_run():
@@ -145,8 +153,11 @@ def test_a_request_that_stays_pending_is_refused_with_retry_after():
     runs = RunRequests(kube, sleep=waits.append, pending_wait=0)
     with pytest.raises(Conflict) as refused:
         ask(runs)
-    assert (refused.value.status, refused.value.message, refused.value.headers) == \
-        (409, "still busy", {"Retry-After": "2"})
+    assert (refused.value.status, refused.value.message, refused.value.headers) == (
+        409,
+        "still busy",
+        {"Retry-After": "2"},
+    )
     assert kube.patches == [] and written(kube).id == "earlier"
 
 
@@ -189,14 +200,18 @@ def test_an_object_that_keeps_changing_is_the_familys_conflict():
 
     with pytest.raises(Conflict) as refused:
         update(lambda: {}, lambda current: 1, write, exhausted="kept changing", retry_after=1)
-    assert (refused.value.status, refused.value.message, refused.value.headers) == \
-        (409, "kept changing", {"Retry-After": "1"})
+    assert (refused.value.status, refused.value.message, refused.value.headers) == (
+        409,
+        "kept changing",
+        {"Retry-After": "1"},
+    )
     assert len(writes) > 1
 
 
 def test_the_loop_passes_other_errors_and_the_written_result_through():
-    assert update(lambda: {"v": 1}, lambda current: current["v"] + 1, lambda current, change: change,
-                  exhausted="x") == 2
+    assert (
+        update(lambda: {"v": 1}, lambda current: current["v"] + 1, lambda current, change: change, exhausted="x") == 2
+    )
 
     def write(current, change):
         raise InvalidInput("refused")

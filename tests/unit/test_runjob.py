@@ -12,8 +12,11 @@ LOADTEST = {
     "apiVersion": "assay.dev/v1alpha1",
     "kind": "LoadTest",
     "metadata": {"name": "checkout", "namespace": "shop", "uid": "0b7e3c2a-1111-2222-3333-444455556666"},
-    "spec": {"shards": 3, "load": {"users": 6, "iterations": 2},
-             "flows": [{"name": "f", "requests": [{"url": "http://127.0.0.1:1/"}]}]},
+    "spec": {
+        "shards": 3,
+        "load": {"users": 6, "iterations": 2},
+        "flows": [{"name": "f", "requests": [{"url": "http://127.0.0.1:1/"}]}],
+    },
 }
 
 
@@ -35,8 +38,14 @@ def test_job_is_indexed_with_one_pod_per_shard_and_no_retries():
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
     assert spec["backoffLimit"] == 0
     owner = job["metadata"]["ownerReferences"][0]
-    assert owner == {"apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest", "name": "checkout",
-                     "uid": LOADTEST["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    assert owner == {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "LoadTest",
+        "name": "checkout",
+        "uid": LOADTEST["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     labels = spec["template"]["metadata"]["labels"]
     assert labels["assay.dev/run-id"] == run_id and labels["assay.dev/kind"] == "LoadTest"
     container = spec["template"]["spec"]["containers"][0]
@@ -46,8 +55,12 @@ def test_job_is_indexed_with_one_pod_per_shard_and_no_retries():
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["ASSAY_TERMINATION_LOG"] == container["terminationMessagePath"]
     assert env["ASSAY_SHARDS"] == "3" and env["ASSAY_RUN_ID"] == run_id
-    assert (env["ASSAY_PROJECT"], env["ASSAY_OWNER_KIND"], env["ASSAY_OWNER_NAME"], env["ASSAY_OWNER_UID"]) \
-        == ("shop", "LoadTest", "checkout", LOADTEST["metadata"]["uid"])
+    assert (env["ASSAY_PROJECT"], env["ASSAY_OWNER_KIND"], env["ASSAY_OWNER_NAME"], env["ASSAY_OWNER_UID"]) == (
+        "shop",
+        "LoadTest",
+        "checkout",
+        LOADTEST["metadata"]["uid"],
+    )
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     volume = spec["template"]["spec"]["volumes"][0]
@@ -66,8 +79,11 @@ UPLOADS = OperatorSettings(runner_image="img:1", gateway_url="http://gw.assay.sv
 
 
 def test_without_gateway_or_key_the_runner_gets_no_upload_settings():
-    for settings in (OperatorSettings(), OperatorSettings(gateway_url="http://gw:8000"),
-                     OperatorSettings(upload_key="k" * 32)):
+    for settings in (
+        OperatorSettings(),
+        OperatorSettings(gateway_url="http://gw:8000"),
+        OperatorSettings(upload_key="k" * 32),
+    ):
         assert not settings.uploads_enabled
         job = build_runner_job(LOADTEST, "checkout-0b7e3c2a", 3, settings, ["loadtest"])
         names = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -79,11 +95,19 @@ def test_with_gateway_and_key_the_runner_gets_the_gateway_and_its_runs_token_fro
     job = build_runner_job(LOADTEST, run_id, 3, UPLOADS, ["loadtest"])
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ASSAY_GATEWAY_URL"]["value"] == "http://gw.assay.svc:8000"
-    assert env["ASSAY_UPLOAD_TOKEN"] == {"name": "ASSAY_UPLOAD_TOKEN", "valueFrom": {"secretKeyRef": {
-        "name": upload_secret_name_for(run_id), "key": "token"}}}
+    assert env["ASSAY_UPLOAD_TOKEN"] == {
+        "name": "ASSAY_UPLOAD_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": upload_secret_name_for(run_id), "key": "token"}},
+    }
     assert upload_secret_name_for(run_id) == "checkout-0b7e3c2a-upload"
-    for name in ("ASSAY_RUN_ID", "ASSAY_PROJECT", "ASSAY_OWNER_KIND", "ASSAY_OWNER_NAME", "ASSAY_OWNER_UID",
-                 "ASSAY_SHARDS"):
+    for name in (
+        "ASSAY_RUN_ID",
+        "ASSAY_PROJECT",
+        "ASSAY_OWNER_KIND",
+        "ASSAY_OWNER_NAME",
+        "ASSAY_OWNER_UID",
+        "ASSAY_SHARDS",
+    ):
         assert name in env
 
 
@@ -101,9 +125,17 @@ def test_upload_secret_holds_the_token_of_the_run_and_its_owner_and_belongs_to_t
 
 
 def test_a_region_job_is_named_after_the_run_and_region_and_selects_the_regions_nodes():
-    job = build_runner_job(LOADTEST, "checkout-0b7e3c2a", 1, OperatorSettings(), ["monitor"], location="eu1",
-                           node_selector={"topology.kubernetes.io/region": "eu1"}, run_shards=2,
-                           env={"ASSAY_REGION": "eu1"})
+    job = build_runner_job(
+        LOADTEST,
+        "checkout-0b7e3c2a",
+        1,
+        OperatorSettings(),
+        ["monitor"],
+        location="eu1",
+        node_selector={"topology.kubernetes.io/region": "eu1"},
+        run_shards=2,
+        env={"ASSAY_REGION": "eu1"},
+    )
     assert job["metadata"]["name"] == job_name_for("checkout-0b7e3c2a", "eu1") == "checkout-0b7e3c2a-eu1"
     pod = job["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"topology.kubernetes.io/region": "eu1"}
@@ -121,19 +153,38 @@ def test_configmap_parameter_pools_are_mounted_where_the_runner_reads_them():
     from assay.operator.runjob import build_runner_job
     from assay.operator.settings import OperatorSettings
 
-    owner = {"apiVersion": "assay.dev/v1alpha1", "kind": "LoadTest",
-             "metadata": {"name": "lt", "namespace": "ns", "uid": "u"}, "spec": {}}
-    job = build_runner_job(owner, "lt-u", 2, OperatorSettings(), ["loadtest"],
-                           pool_config_maps=[("users", "a.csv"), ("users", "b.csv"), ("cards", "c.csv")])
+    owner = {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "LoadTest",
+        "metadata": {"name": "lt", "namespace": "ns", "uid": "u"},
+        "spec": {},
+    }
+    job = build_runner_job(
+        owner,
+        "lt-u",
+        2,
+        OperatorSettings(),
+        ["loadtest"],
+        pool_config_maps=[("users", "a.csv"), ("users", "b.csv"), ("cards", "c.csv")],
+    )
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert {"name": "ASSAY_POOLS_DIR", "value": "/etc/assay/pools"} in container["env"]
     assert {"name": "pools", "mountPath": "/etc/assay/pools", "readOnly": True} in container["volumeMounts"]
-    assert pod["volumes"][1] == {"name": "pools", "projected": {"sources": [
-        {"configMap": {"name": "cards", "items": [{"key": "c.csv", "path": "cards/c.csv"}]}},
-        {"configMap": {"name": "users", "items": [{"key": "a.csv", "path": "users/a.csv"},
-                                                  {"key": "b.csv", "path": "users/b.csv"}]}},
-    ]}}
+    assert pod["volumes"][1] == {
+        "name": "pools",
+        "projected": {
+            "sources": [
+                {"configMap": {"name": "cards", "items": [{"key": "c.csv", "path": "cards/c.csv"}]}},
+                {
+                    "configMap": {
+                        "name": "users",
+                        "items": [{"key": "a.csv", "path": "users/a.csv"}, {"key": "b.csv", "path": "users/b.csv"}],
+                    }
+                },
+            ]
+        },
+    }
 
 
 def test_run_pods_carry_cpu_and_memory_limits():

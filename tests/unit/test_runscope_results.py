@@ -34,8 +34,15 @@ BASE = "https://gw.example"
 
 
 def piece(doc: dict, run_id="health-0123456789", index=0, steps=None) -> Piece:
-    run = RunRecord(run_id=run_id, kind="Monitor", project="shop", owner_name="health", owner_uid="m-uid",
-                    state="succeeded", shards=2)
+    run = RunRecord(
+        run_id=run_id,
+        kind="Monitor",
+        project="shop",
+        owner_name="health",
+        owner_uid="m-uid",
+        state="succeeded",
+        shards=2,
+    )
     return Piece(run=run, index=index, doc=doc, steps=steps)
 
 
@@ -43,12 +50,24 @@ def test_a_list_item_is_the_documented_header_with_the_result_url_and_no_request
     item = result_summary(piece(result_doc()), BASE)
     assert "requests" not in item and "source" not in item
     assert item["test_run_url"] == f"{BASE}/buckets/shop/tests/m-uid/results/health-0123456789"
-    assert (item["region"], item["result"], item["requests_executed"], item["assertions_passed"]) == \
-        ("us1", "pass", 1, 1)
+    assert (item["region"], item["result"], item["requests_executed"], item["assertions_passed"]) == (
+        "us1",
+        "pass",
+        1,
+        1,
+    )
     assert "subtest_detail" not in item and item["agent_expired"] is False
     with_subtests = result_summary(piece(result_doc()), BASE, subtests=True)
     assert with_subtests["subtests_count"] == 0 and set(with_subtests["subtest_detail"]) == {
-        "name", "note", "result", "test_uuid", "test_run_uuid", "test_run_url", "started_at", "finished_at"}
+        "name",
+        "note",
+        "result",
+        "test_uuid",
+        "test_run_uuid",
+        "test_run_url",
+        "started_at",
+        "finished_at",
+    }
 
 
 def test_the_detail_keeps_every_step_and_steps_that_sent_nothing_are_null():
@@ -122,9 +141,16 @@ def test_usage_periods_default_to_the_last_day():
     assert day_bounds(date.max, date.max)[1] - day_bounds(date.max, date.max)[0] == 86400
     assert usage_window(today, days=36_600)[0] == date(1919, 9, 1)
     # days=1738865699 overflowed the date arithmetic (a 500).
-    for bad in ({"from_": "2019-10-01"}, {"date_": "15/11/2019"}, {"days": 0}, {"days": 36_601},
-                {"days": 1_738_865_699},
-                {"from_": "2019-10-03", "to": "2019-10-02"}, {"date_": "2019-02-30"}, {"date_": "2019-11-01\n"}):
+    for bad in (
+        {"from_": "2019-10-01"},
+        {"date_": "15/11/2019"},
+        {"days": 0},
+        {"days": 36_601},
+        {"days": 1_738_865_699},
+        {"from_": "2019-10-03", "to": "2019-10-02"},
+        {"date_": "2019-02-30"},
+        {"date_": "2019-11-01\n"},
+    ):
         with pytest.raises(InvalidInput):
             usage_window(today, **bad)
 
@@ -139,27 +165,45 @@ def test_a_run_in_two_regions_is_two_results_and_the_detail_picks_a_region(store
     ingest = ResultIngest(store)
     t = time.time() - 1000  # results are recorded as they arrive, after they started
     upload(ingest, "health-1111111111", "monitor-result.json", result_doc(run_id="health-1111111111", started=t), 1)
-    upload(ingest, "health-2222222222", "monitor-result-0.json",
-           result_doc(run_id="health-2222222222", region="us1", started=t + 100), 2)
-    upload(ingest, "health-2222222222", "monitor-result-1.json",
-           result_doc(run_id="health-2222222222", region="eu1", started=t + 101, result="fail"), 2)
+    upload(
+        ingest,
+        "health-2222222222",
+        "monitor-result-0.json",
+        result_doc(run_id="health-2222222222", region="us1", started=t + 100),
+        2,
+    )
+    upload(
+        ingest,
+        "health-2222222222",
+        "monitor-result-1.json",
+        result_doc(run_id="health-2222222222", region="eu1", started=t + 101, result="fail"),
+        2,
+    )
     results = RunscopeResults(store, BASE)
 
     items = results.list_results("shop", "m-uid", count=10, since=None, before=None, subtests=False)
     assert [(i["test_run_id"], i["region"], i["result"]) for i in items] == [
-        ("health-2222222222", "eu1", "fail"), ("health-2222222222", "us1", "pass"),
-        ("health-1111111111", "us1", "pass")]
+        ("health-2222222222", "eu1", "fail"),
+        ("health-2222222222", "us1", "pass"),
+        ("health-1111111111", "us1", "pass"),
+    ]
     assert results.list_results("shop", "m-uid", count=1, since=t, before=None, subtests=False)[0]["region"] == "eu1"
     assert results.result("shop", "m-uid", "health-2222222222", "eu1")["result"] == "fail"
     assert results.result("shop", "m-uid", "health-2222222222")["region"] == "us1"
     assert results.result("shop", "m-uid", "latest")["test_run_id"] == "health-2222222222"
-    for args in (("shop", "m-uid", "health-2222222222", "ap1"), ("shop", "other-uid", "health-1111111111", None),
-                 ("other", "m-uid", "health-1111111111", None), ("shop", "m-uid", "../etc", None)):
+    for args in (
+        ("shop", "m-uid", "health-2222222222", "ap1"),
+        ("shop", "other-uid", "health-1111111111", None),
+        ("other", "m-uid", "health-1111111111", None),
+        ("shop", "m-uid", "../etc", None),
+    ):
         with pytest.raises(NotFound):
             results.result(*args)
     older = results.list_results("shop", "m-uid", count=10, since=None, before=t + 101, subtests=False)
-    assert [(i["test_run_id"], i["region"]) for i in older] == [("health-2222222222", "us1"),
-                                                                ("health-1111111111", "us1")]
+    assert [(i["test_run_id"], i["region"]) for i in older] == [
+        ("health-2222222222", "us1"),
+        ("health-1111111111", "us1"),
+    ]
     today = datetime.fromtimestamp(t + 101, timezone.utc).date()
     assert results.bucket_usage("shop", today - timedelta(days=1), today)["requests_count"] == 3
     assert results.bucket_usage("shop", date(2019, 11, 14), date(2019, 11, 15))["requests_count"] == 0
@@ -173,6 +217,7 @@ def test_the_window_is_exclusive_at_both_ends_newest_first_and_counted(store):
 
     def window(**kw):
         return [i["started_at"] for i in results.list_results("shop", "m-uid", subtests=False, **kw)]
+
     assert window(since=10, before=40, count=10) == [30, 20]
     assert window(since=None, before=None, count=3) == [40, 30, 20]
 
@@ -182,8 +227,13 @@ def test_purged_runs_leave_the_list_and_the_counts(tmp_path):
         ingest = ResultIngest(store)
         t = time.time() - 1000
         for n in range(2):
-            upload(ingest, f"health-{n:010d}", "monitor-result.json",
-                   result_doc(run_id=f"health-{n:010d}", started=t + n), 1)
+            upload(
+                ingest,
+                f"health-{n:010d}",
+                "monitor-result.json",
+                result_doc(run_id=f"health-{n:010d}", started=t + n),
+                1,
+            )
         with store._write() as tx:
             tx.execute("UPDATE runs SET finished_at = 0 WHERE run_id = 'health-0000000000'")
         assert store.purge_expired() == 1
@@ -218,6 +268,7 @@ def document_reads(monkeypatch):
         found = [p for p in opened if runs in p.resolve().parents]
         opened.clear()
         return found
+
     return reads
 
 
@@ -244,10 +295,16 @@ def test_results_of_a_store_from_before_the_index_are_listed_after_the_upgrade(t
         t = time.time() - 1000
         upload(ingest, "health-1111111111", "monitor-result.json", result_doc(run_id="health-1111111111", started=t), 1)
         for i, region in enumerate(("us1", "eu1")):
-            upload(ingest, "health-2222222222", f"monitor-result-{i}.json",
-                   result_doc(run_id="health-2222222222", region=region, started=t + 100 + i), 2)
-        expected = RunscopeResults(old, BASE).list_results("shop", "m-uid", count=10, since=None, before=None,
-                                                           subtests=True)
+            upload(
+                ingest,
+                "health-2222222222",
+                f"monitor-result-{i}.json",
+                result_doc(run_id="health-2222222222", region=region, started=t + 100 + i),
+                2,
+            )
+        expected = RunscopeResults(old, BASE).list_results(
+            "shop", "m-uid", count=10, since=None, before=None, subtests=True
+        )
     # What the gateway before the index left: the same tables without monitor_results, version 1.
     with sqlite3.connect(root / "index.sqlite3") as db:
         db.execute("DROP TABLE monitor_results")
@@ -281,8 +338,13 @@ def busy_store(tmp_path_factory):
                 starts.append(started)
             run_id, started = f"health-{n + 8:010d}", now - 86400 + 17.0 * (n + 8)
             for i, region in enumerate(("us1", "eu1")):
-                upload(ingest, run_id, f"monitor-result-{i}.json",
-                       result_doc(run_id=run_id, region=region, started=started + i), 2)
+                upload(
+                    ingest,
+                    run_id,
+                    f"monitor-result-{i}.json",
+                    result_doc(run_id=run_id, region=region, started=started + i),
+                    2,
+                )
                 starts.append(started + i)
         yield store, now, starts
 
@@ -295,6 +357,7 @@ def vm_steps(store: Store, call) -> int:
     def count():
         steps[0] += 1
         return 0
+
     conn = store._conn()
     conn.set_progress_handler(count, 1)
     try:
@@ -304,21 +367,25 @@ def vm_steps(store: Store, call) -> int:
     return steps[0]
 
 
-def test_a_page_of_thousands_of_results_reads_no_document_and_a_bounded_part_of_the_index(busy_store,
-                                                                                           document_reads):
+def test_a_page_of_thousands_of_results_reads_no_document_and_a_bounded_part_of_the_index(busy_store, document_reads):
     store, now, starts = busy_store
     results = RunscopeResults(store, BASE)
     assert store._conn().execute("SELECT COUNT(*) FROM monitor_results").fetchone()[0] == MANY
 
     def page(**kw):
-        return results.list_results("shop", "m-uid", subtests=False, **{"count": 10, "since": None, "before": None,
-                                                                          **kw})
+        return results.list_results(
+            "shop", "m-uid", subtests=False, **{"count": 10, "since": None, "before": None, **kw}
+        )
+
     document_reads(store)
     first = page()
     assert document_reads(store) == []
     assert [i["started_at"] for i in first] == sorted((i["started_at"] for i in first), reverse=True)
     assert [(i["test_run_id"], i["region"]) for i in first[:3]] == [
-        (f"health-{MANY - 2:010d}", "eu1"), (f"health-{MANY - 2:010d}", "us1"), (f"health-{MANY - 3:010d}", "us1")]
+        (f"health-{MANY - 2:010d}", "eu1"),
+        (f"health-{MANY - 2:010d}", "us1"),
+        (f"health-{MANY - 3:010d}", "us1"),
+    ]
     middle = page(before=now - 43200, count=50)
     assert document_reads(store) == []
     assert [i["started_at"] for i in middle] == sorted((t for t in starts if t < now - 43200), reverse=True)[:50]

@@ -17,16 +17,19 @@ NOW = dt.datetime(2026, 11, 23, 10, 7, 30, tzinfo=dt.timezone.utc)
 CHUNK = 2
 
 
-@pytest.mark.parametrize("interval, cron", [
-    ("1m", "* * * * *"),
-    ("5m", "2-59/5 * * * *"),
-    ("15m", "7-59/15 * * * *"),
-    ("30m", "7-59/30 * * * *"),
-    ("1h", "7 * * * *"),
-    ("6h", "7 4-23/6 * * *"),
-    ("1d", "7 10 * * *"),
-    ("*/10 8-18 * * MON-FRI", "*/10 8-18 * * MON-FRI"),
-])
+@pytest.mark.parametrize(
+    "interval, cron",
+    [
+        ("1m", "* * * * *"),
+        ("5m", "2-59/5 * * * *"),
+        ("15m", "7-59/15 * * * *"),
+        ("30m", "7-59/30 * * * *"),
+        ("1h", "7 * * * *"),
+        ("6h", "7 4-23/6 * * *"),
+        ("1d", "7 10 * * *"),
+        ("*/10 8-18 * * MON-FRI", "*/10 8-18 * * MON-FRI"),
+    ],
+)
 def test_an_interval_is_anchored_at_the_minute_it_started_and_a_cron_expression_is_kept(interval, cron):
     assert anchored_cron(interval, NOW) == cron
 
@@ -46,31 +49,56 @@ def monitor(name: str, uid: str, regions=(), subtest: str | None = None) -> dict
     steps = [{"stepType": "request", "url": "http://127.0.0.1:1/"}]
     if subtest:
         steps.append({"stepType": "subtest", "monitor": subtest})
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
-            "metadata": {"name": name, "namespace": "ns", "uid": uid},
-            "spec": {"steps": steps, "environments": [
-                {"name": "local"}, {"name": "world", "regions": list(regions)}], "defaultEnvironment": "local"}}
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Monitor",
+        "metadata": {"name": name, "namespace": "ns", "uid": uid},
+        "spec": {
+            "steps": steps,
+            "environments": [{"name": "local"}, {"name": "world", "regions": list(regions)}],
+            "defaultEnvironment": "local",
+        },
+    }
 
 
-def schedule(name: str, uid: str, target: str, interval: str = "1m", *, environment=None, suspend=False,
-             generation=1, status=None) -> dict:
+def schedule(
+    name: str,
+    uid: str,
+    target: str,
+    interval: str = "1m",
+    *,
+    environment=None,
+    suspend=False,
+    generation=1,
+    status=None,
+) -> dict:
     spec = {"target": {"kind": "Monitor", "name": target}, "interval": interval, "suspend": suspend}
     if environment:
         spec["environment"] = environment
-    return {"apiVersion": "assay.dev/v1alpha1", "kind": "Schedule",
-            "metadata": {"name": name, "namespace": "ns", "uid": uid, "generation": generation},
-            "spec": spec, "status": status or {}}
+    return {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": name, "namespace": "ns", "uid": uid, "generation": generation},
+        "spec": spec,
+        "status": status or {},
+    }
 
 
-MONITORS = [monitor("a", "aaaaaaaa-1"), monitor("b", "bbbbbbbb-1", regions=["us1", "eu1"], subtest="a"),
-            monitor("c", "cccccccc-1")]
+MONITORS = [
+    monitor("a", "aaaaaaaa-1"),
+    monitor("b", "bbbbbbbb-1", regions=["us1", "eu1"], subtest="a"),
+    monitor("c", "cccccccc-1"),
+]
 
 
 def test_schedules_with_the_same_timing_and_place_share_one_group_and_suspended_ones_are_in_none():
-    schedules = [schedule("sa", "5a000000-1", "a"), schedule("sc", "5c000000-1", "c"),
-                 schedule("sb", "5b000000-1", "b", environment="world"),
-                 schedule("off", "50000000-1", "a", suspend=True),
-                 schedule("lost", "51000000-1", "nobody")]
+    schedules = [
+        schedule("sa", "5a000000-1", "a"),
+        schedule("sc", "5c000000-1", "c"),
+        schedule("sb", "5b000000-1", "b", environment="world"),
+        schedule("off", "50000000-1", "a", suspend=True),
+        schedule("lost", "51000000-1", "nobody"),
+    ]
     groups, placements = plan_groups("ns", schedules, MONITORS, NOW)
 
     anywhere = groups[group_name("* * * * *", None)]
@@ -91,10 +119,10 @@ def test_schedules_with_the_same_timing_and_place_share_one_group_and_suspended_
 
 def test_a_changed_schedule_is_anchored_now_and_an_unchanged_one_keeps_its_anchor():
     old = "2026-11-23T09:03:00Z"
-    kept = schedule("kept", "k0000000-1", "a", "5m", generation=2,
-                    status={"anchorTime": old, "observedGeneration": 2})
-    changed = schedule("changed", "c0000000-1", "c", "5m", generation=3,
-                       status={"anchorTime": old, "observedGeneration": 2})
+    kept = schedule("kept", "k0000000-1", "a", "5m", generation=2, status={"anchorTime": old, "observedGeneration": 2})
+    changed = schedule(
+        "changed", "c0000000-1", "c", "5m", generation=3, status={"anchorTime": old, "observedGeneration": 2}
+    )
     groups, placements = plan_groups("ns", [kept, changed], MONITORS, NOW)
     assert placements["k0000000-1"].cron == "3-59/5 * * * *"
     assert placements["c0000000-1"].cron == "2-59/5 * * * *"
@@ -122,20 +150,21 @@ def test_the_cronjob_runs_ceil_members_over_chunk_pods_per_tick_one_at_a_time_wi
     assert spec["successfulJobsHistoryLimit"] == spec["failedJobsHistoryLimit"] == settings.tick_history_limit
     assert spec["startingDeadlineSeconds"] == settings.tick_starting_deadline_seconds
     job = spec["jobTemplate"]["spec"]
-    assert (job["completionMode"], job["completions"], job["parallelism"], job["backoffLimit"]) == \
-        ("Indexed", 3, 3, 0)
+    assert (job["completionMode"], job["completions"], job["parallelism"], job["backoffLimit"]) == ("Indexed", 3, 3, 0)
     container = job["template"]["spec"]["containers"][0]
     assert container["args"] == ["batch", "--spec", "/etc/assay/tick"]
     env = {e["name"]: e for e in container["env"]}
-    assert env["ASSAY_JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
-        "metadata.labels['batch.kubernetes.io/job-name']"
+    assert (
+        env["ASSAY_JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['batch.kubernetes.io/job-name']"
+    )
     assert env["ASSAY_UPLOAD_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == f"{group.name}-upload"
     # Every member Schedule owns the CronJob: it goes when the last of them goes.
     assert sorted(r["name"] for r in cronjob["metadata"]["ownerReferences"]) == [f"s{i}" for i in range(5)]
     assert not any(r["controller"] for r in cronjob["metadata"]["ownerReferences"])
 
-    configmap = build_members_configmap("ns", group, CHUNK, {**cronjob, "metadata": {**cronjob["metadata"],
-                                                                                  "uid": "cj-uid"}})
+    configmap = build_members_configmap(
+        "ns", group, CHUNK, {**cronjob, "metadata": {**cronjob["metadata"], "uid": "cj-uid"}}
+    )
     document = members_of(configmap)
     assert document["chunk"] == CHUNK and len(document["members"]) == 5
     assert configmap["metadata"]["ownerReferences"][0]["uid"] == "cj-uid"
@@ -156,11 +185,13 @@ def test_tick_pods_carry_cpu_and_memory_limits():
     (group,) = groups.values()
     settings = OperatorSettings(runner_cpu_limit="750m", runner_memory_limit="768Mi")
     container = build_tick_cronjob("ns", group, settings)["spec"]["jobTemplate"]["spec"]["template"]["spec"][
-        "containers"][0]
+        "containers"
+    ][0]
     assert container["resources"]["limits"] == {"cpu": "750m", "memory": "768Mi"}
     assert container["resources"]["requests"] == {"cpu": "250m", "memory": "256Mi"}
-    defaults = build_tick_cronjob("ns", group, OperatorSettings())["spec"]["jobTemplate"]["spec"]["template"][
-        "spec"]["containers"][0]["resources"]
+    defaults = build_tick_cronjob("ns", group, OperatorSettings())["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]["resources"]
     assert defaults["limits"] == {"cpu": "1", "memory": "1Gi"}
 
 
@@ -182,14 +213,18 @@ def test_the_schedule_status_names_its_cronjob_and_says_why_when_it_cannot_run()
     assert (ready["status"], ready["reason"]) == ("False", "TargetNotFound")
     assert "Monitor 'nobody' does not exist" in ready["message"]
     # The same condition again keeps its transition time: the status is stable.
-    again = schedule_status({**schedules[1], "status": lost}, placements["51000000-1"], cronjobs,
-                            NOW + dt.timedelta(minutes=5))
+    again = schedule_status(
+        {**schedules[1], "status": lost}, placements["51000000-1"], cronjobs, NOW + dt.timedelta(minutes=5)
+    )
     assert again["conditions"] == lost["conditions"]
 
 
-SUITE = {"apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite",
-         "metadata": {"name": "checkout", "namespace": "ns", "uid": "d0000000-1"},
-         "spec": {"flows": [{"name": "buy", "requests": [{"url": "http://127.0.0.1:1/"}]}]}}
+SUITE = {
+    "apiVersion": "assay.dev/v1alpha1",
+    "kind": "TestSuite",
+    "metadata": {"name": "checkout", "namespace": "ns", "uid": "d0000000-1"},
+    "spec": {"flows": [{"name": "buy", "requests": [{"url": "http://127.0.0.1:1/"}]}]},
+}
 
 
 def suite_schedule(name: str, uid: str, target: str, **kwargs) -> dict:
@@ -199,21 +234,32 @@ def suite_schedule(name: str, uid: str, target: str, **kwargs) -> dict:
 
 
 def test_a_testsuite_schedule_joins_the_any_node_group_of_its_timing_and_waits_for_its_pools():
-    schedules = [schedule("sa", "5a000000-1", "a"), suite_schedule("ss", "55000000-1", "checkout"),
-                 suite_schedule("pools", "56000000-1", "pooled"), suite_schedule("lost", "57000000-1", "gone")]
-    groups, placements = plan_groups("ns", schedules, MONITORS, NOW, [SUITE],
-                                     {"pooled": "spec.flows[0].parameterPool: waiting for ConfigMap 'users'"})
+    schedules = [
+        schedule("sa", "5a000000-1", "a"),
+        suite_schedule("ss", "55000000-1", "checkout"),
+        suite_schedule("pools", "56000000-1", "pooled"),
+        suite_schedule("lost", "57000000-1", "gone"),
+    ]
+    groups, placements = plan_groups(
+        "ns",
+        schedules,
+        MONITORS,
+        NOW,
+        [SUITE],
+        {"pooled": "spec.flows[0].parameterPool: waiting for ConfigMap 'users'"},
+    )
     (group,) = groups.values()
-    assert [(m["kind"], m.get("testSuite", m.get("monitor"))["metadata"]["name"]) for m in group.members] == \
-        [("Monitor", "a"), ("TestSuite", "checkout")]
+    assert [(m["kind"], m.get("testSuite", m.get("monitor"))["metadata"]["name"]) for m in group.members] == [
+        ("Monitor", "a"),
+        ("TestSuite", "checkout"),
+    ]
     assert placements["55000000-1"].cron_jobs == (group.name,)
     assert (placements["56000000-1"].reason, placements["57000000-1"].reason) == ("Pending", "TargetNotFound")
 
 
 def test_a_group_of_thousands_of_monitors_fits_one_configmap():
     many = [monitor(f"m{i:05d}", f"{i:08x}-aaaa-bbbb-cccc-000011112222") for i in range(4000)]
-    schedules = [schedule(f"every-m{i:05d}", f"{i:08x}-5555-bbbb-cccc-000011112222", f"m{i:05d}")
-                 for i in range(4000)]
+    schedules = [schedule(f"every-m{i:05d}", f"{i:08x}-5555-bbbb-cccc-000011112222", f"m{i:05d}") for i in range(4000)]
     groups, _ = plan_groups("ns", schedules, many, NOW)
     (group,) = groups.values()
     configmap = build_members_configmap("ns", group, 64, {"metadata": {"name": group.name, "uid": "u"}})

@@ -61,26 +61,53 @@ def test_the_largest_chunk_of_worst_case_outcomes_fits_a_termination_message():
 
 
 def member(name: str, uid: str, url: str, schedule_uid: str = SCHEDULE_UID, environment=None) -> dict:
-    return {"schedule": {"name": f"every-{name}", "uid": schedule_uid}, "environment": environment,
-            "monitor": {"apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
-                        "metadata": {"name": name, "namespace": "ns", "uid": uid},
-                        "spec": {"steps": [{"stepType": "request", "url": f"{url}/{name}", "assertions": [
-                            {"source": "response_status", "comparison": "equal", "value": 200}]}],
-                            "environments": [{"name": "local"}]}},
-            "subtests": [], "location": None, "locationIndex": 0, "locations": 1}
+    return {
+        "schedule": {"name": f"every-{name}", "uid": schedule_uid},
+        "environment": environment,
+        "monitor": {
+            "apiVersion": "assay.dev/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": name, "namespace": "ns", "uid": uid},
+            "spec": {
+                "steps": [
+                    {
+                        "stepType": "request",
+                        "url": f"{url}/{name}",
+                        "assertions": [{"source": "response_status", "comparison": "equal", "value": 200}],
+                    }
+                ],
+                "environments": [{"name": "local"}],
+            },
+        },
+        "subtests": [],
+        "location": None,
+        "locationIndex": 0,
+        "locations": 1,
+    }
 
 
 def test_a_batch_pod_runs_only_its_chunk_concurrently_and_reports_each_member(tmp_path):
     with CountingTarget(delay=0.5) as target:
         members = [member(f"m{i}", f"{i:08x}-0000-4000-8000-000000000000", target.url) for i in range(5)]
         members[4]["monitor"]["spec"]["steps"][0]["url"] = "http://127.0.0.1:1/refused"
-        (tmp_path / "members.json").write_text(json.dumps({"group": "g", "namespace": "ns", "chunk": 3,
-                                                           "members": members}))
-        env = {**os.environ, "JOB_COMPLETION_INDEX": "1", "ASSAY_JOB_NAME": JOB,
-               "ASSAY_TERMINATION_LOG": str(tmp_path / "message")}
+        (tmp_path / "members.json").write_text(
+            json.dumps({"group": "g", "namespace": "ns", "chunk": 3, "members": members})
+        )
+        env = {
+            **os.environ,
+            "JOB_COMPLETION_INDEX": "1",
+            "ASSAY_JOB_NAME": JOB,
+            "ASSAY_TERMINATION_LOG": str(tmp_path / "message"),
+        }
         env.pop("ASSAY_GATEWAY_URL", None)
-        done = subprocess.run([sys.executable, "-m", "assay.runner", "batch", "--spec", str(tmp_path)],
-                              env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "assay.runner", "batch", "--spec", str(tmp_path)],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 0, done.stderr
     outcomes, error = decode_outcomes((tmp_path / "message").read_text())
     assert error is None
@@ -92,14 +119,23 @@ def test_a_batch_pod_runs_only_its_chunk_concurrently_and_reports_each_member(tm
 
 
 def terminated_pod(index: int, message: str) -> dict:
-    return {"metadata": {"name": f"{JOB}-{index}-abcde",
-                         "annotations": {"batch.kubernetes.io/job-completion-index": str(index)}},
-            "status": {"containerStatuses": [{"state": {"terminated": {
-                "exitCode": 0, "message": message, "finishedAt": "2026-11-23T10:00:09Z"}}}]}}
+    return {
+        "metadata": {
+            "name": f"{JOB}-{index}-abcde",
+            "annotations": {"batch.kubernetes.io/job-completion-index": str(index)},
+        },
+        "status": {
+            "containerStatuses": [
+                {"state": {"terminated": {"exitCode": 0, "message": message, "finishedAt": "2026-11-23T10:00:09Z"}}}
+            ]
+        },
+    }
 
 
-MONITOR = {"metadata": {"name": "health", "uid": MONITOR_UID},
-           "spec": {"environments": [{"name": "local"}, {"name": "prod"}], "defaultEnvironment": "local"}}
+MONITOR = {
+    "metadata": {"name": "health", "uid": MONITOR_UID},
+    "spec": {"environments": [{"name": "local"}, {"name": "prod"}], "defaultEnvironment": "local"},
+}
 SCHEDULE = {"metadata": {"name": "every-minute", "uid": SCHEDULE_UID}, "spec": {"environment": "prod"}}
 
 
@@ -116,18 +152,29 @@ def test_a_tick_outcome_becomes_a_monitor_run_with_the_schedule_and_the_runners_
     assert (kind, name) == ("Monitor", "health")
     assert entry == {
         "runId": run_id_for_request("health", MONITOR_UID, f"schedule:{SCHEDULE_UID}:29395567"),
-        "phase": "Succeeded", "result": "Passed",
-        "startTime": "2025-11-23T10:00:00Z", "completionTime": "2025-11-23T10:00:03Z",
-        "environment": "prod", "responseTimeMs": 42, "schedule": "every-minute",
+        "phase": "Succeeded",
+        "result": "Passed",
+        "startTime": "2025-11-23T10:00:00Z",
+        "completionTime": "2025-11-23T10:00:03Z",
+        "environment": "prod",
+        "responseTimeMs": 42,
+        "schedule": "every-minute",
         "message": "run health-5155f5ddfa scheduled by every-minute: passed",
     }
 
 
 def test_a_failed_scheduled_run_is_retried_once_where_the_environment_asks_for_it():
-    monitor = {"metadata": {"name": "shop", "uid": MONITOR_UID}, "spec": {"environments": [
-        {"name": "prod", "retryOnFailure": True}, {"name": "staging"}]}}
-    failed = {"runId": "shop-0123456789", "phase": "Succeeded", "result": "Failed", "schedule": "every-shop",
-              "environment": "prod"}
+    monitor = {
+        "metadata": {"name": "shop", "uid": MONITOR_UID},
+        "spec": {"environments": [{"name": "prod", "retryOnFailure": True}, {"name": "staging"}]},
+    }
+    failed = {
+        "runId": "shop-0123456789",
+        "phase": "Succeeded",
+        "result": "Failed",
+        "schedule": "every-shop",
+        "environment": "prod",
+    }
     request = retry_request(monitor, failed)
     assert (request.id, request.environment) == ("retry:shop-0123456789", "prod")
     # The same failed run always asks for the same retry, so reading the tick again starts nothing new.
@@ -155,8 +202,11 @@ def test_a_run_is_recorded_once_and_the_same_run_from_another_region_merges():
 
     merged = with_scheduled_run(status, eu1, limit=3)
     assert merged["lastRun"]["regions"] == ["eu1", "us1"] and merged["lastRun"]["result"] == "Failed"
-    assert merged["lastRun"]["message"] == merged["conditions"][0]["message"] == \
-        f"run {us1['runId']} scheduled by every-minute in eu1, us1: failed"
+    assert (
+        merged["lastRun"]["message"]
+        == merged["conditions"][0]["message"]
+        == f"run {us1['runId']} scheduled by every-minute in eu1, us1: failed"
+    )
     assert len(merged["history"]) == 1 and merged["conditions"][0]["reason"] == "Failed"
     assert with_scheduled_run(merged, us1, limit=3) is None
 
@@ -187,18 +237,24 @@ def test_a_backtracking_regex_fails_its_monitor_at_the_time_limit_and_the_others
         step["beforeScripts"], step["scripts"] = [attack], [attack]
         for other in members[1:]:
             other["monitor"]["spec"]["steps"][0]["scripts"] = ["assert.equal(response.status, 200);"]
-        (tmp_path / "members.json").write_text(json.dumps({"group": "g", "namespace": "ns", "chunk": 3,
-                                                           "members": members}))
+        (tmp_path / "members.json").write_text(
+            json.dumps({"group": "g", "namespace": "ns", "chunk": 3, "members": members})
+        )
         env = {**os.environ, "ASSAY_JOB_NAME": JOB, "ASSAY_TERMINATION_LOG": str(tmp_path / "message")}
         env.pop("ASSAY_GATEWAY_URL", None)
-        done = subprocess.run([sys.executable, "-m", "assay.runner", "batch", "--spec", str(tmp_path)],
-                              env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "assay.runner", "batch", "--spec", str(tmp_path)],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         counts = dict(target.counts)
     assert done.returncode == 0, done.stderr
     outcomes, error = decode_outcomes((tmp_path / "message").read_text())
     assert error is None
-    assert [(o.owner_uid, o.passed) for o in outcomes] == [("00000000", False), ("00000001", True),
-                                                           ("00000002", True)]
+    assert [(o.owner_uid, o.passed) for o in outcomes] == [("00000000", False), ("00000001", True), ("00000002", True)]
     # Two scripts stopped at the 1 s limit (plus the kill grace, whole seconds); the other
     # members did not wait for them. In process, the first script held the pod (and with it
     # the other members) until the Job deadline.
@@ -221,30 +277,48 @@ def gateway(tmp_path):
 def put(client, run_id: str, token: str, project: str = "ns", kind: str = "Monitor", tick: str | None = None):
     body = json.dumps({"result": "pass", "started_at": 1, "finished_at": 2}).encode()
     sha = hashlib.sha256(body).hexdigest()
-    return client.put(f"/internal/v1/runs/{run_id}/documents/monitor-result.json", content=body, headers={
-        "Authorization": f"Bearer {token}", H_SHA256: sha, H_IDEMPOTENCY_KEY:
-        idempotency_key(run_id, "monitor-result.json", sha), H_KIND: kind, H_PROJECT: project,
-        H_OWNER_NAME: "health", H_OWNER_UID: MONITOR_UID, **({H_TICK: tick} if tick else {})})
+    return client.put(
+        f"/internal/v1/runs/{run_id}/documents/monitor-result.json",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            H_SHA256: sha,
+            H_IDEMPOTENCY_KEY: idempotency_key(run_id, "monitor-result.json", sha),
+            H_KIND: kind,
+            H_PROJECT: project,
+            H_OWNER_NAME: "health",
+            H_OWNER_UID: MONITOR_UID,
+            **({H_TICK: tick} if tick else {}),
+        },
+    )
 
 
 def test_a_group_token_is_refused_unless_genuine_and_writes_only_the_runs_of_its_ticks(gateway):
     """Without a cluster the gateway cannot find the tick's Job and members, so even a genuine
     group token writes nothing (tests/cluster/test_ingest_grants.py has the cluster's side)."""
     token = group_upload_token(KEY, "ns", "assay-tick-1234abcd")
-    for answer in (put(gateway, "x-3", token[:-1] + ("0" if token[-1] != "0" else "1")),
-                   put(gateway, "x-4", group_upload_token("wrong key", "ns", "assay-tick-1234abcd"))):
+    for answer in (
+        put(gateway, "x-3", token[:-1] + ("0" if token[-1] != "0" else "1")),
+        put(gateway, "x-4", group_upload_token("wrong key", "ns", "assay-tick-1234abcd")),
+    ):
         assert answer.status_code == 401, answer.text
         assert answer.json()["error"] == "unauthorized"
-    for answer, says in ((put(gateway, "health-0123456789", token), "X-Assay-Tick is required"),
-                         (put(gateway, "health-0123456789", token, tick="29395567"), "not a run of tick 29395567")):
+    for answer, says in (
+        (put(gateway, "health-0123456789", token), "X-Assay-Tick is required"),
+        (put(gateway, "health-0123456789", token, tick="29395567"), "not a run of tick 29395567"),
+    ):
         assert answer.status_code == 403, answer.text
         assert says in answer.json()["message"]
     assert gateway.store.get_run("health-0123456789") is None
 
 
 def test_the_runs_of_a_tick_are_its_members_runs_as_the_batch_computes_them():
-    document = {"group": "assay-tick-1234abcd", "namespace": "ns", "chunk": 8,
-                "members": [member("health", MONITOR_UID, "http://127.0.0.1:1")]}
+    document = {
+        "group": "assay-tick-1234abcd",
+        "namespace": "ns",
+        "chunk": 8,
+        "members": [member("health", MONITOR_UID, "http://127.0.0.1:1")],
+    }
     runs = tick_runs(document, "29395567")
     run_id = run_id_for_request("health", MONITOR_UID, f"schedule:{SCHEDULE_UID}:29395567")
     assert runs == {run_id: RunGrant("ns", "Monitor", "health", MONITOR_UID, run_id)}
@@ -258,17 +332,32 @@ SUITE_UID = "7e570000-0000-4000-8000-000000000003"
 
 def test_a_testsuite_member_runs_in_the_batch_and_its_run_is_recorded_as_a_suite_run(tmp_path):
     with CountingTarget() as target:
-        suite = {"schedule": {"name": "nightly", "uid": SCHEDULE_UID}, "kind": "TestSuite", "location": None,
-                 "locationIndex": 0, "locations": 1,
-                 "testSuite": {"apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite",
-                               "metadata": {"name": "checkout", "namespace": "ns", "uid": SUITE_UID},
-                               "spec": {"flows": [{"name": "buy", "requests": [{"url": f"{target.url}/buy"}]}]}}}
-        (tmp_path / "members.json").write_text(json.dumps({"group": "g", "namespace": "ns", "chunk": 8,
-                                                           "members": [suite]}))
+        suite = {
+            "schedule": {"name": "nightly", "uid": SCHEDULE_UID},
+            "kind": "TestSuite",
+            "location": None,
+            "locationIndex": 0,
+            "locations": 1,
+            "testSuite": {
+                "apiVersion": "assay.dev/v1alpha1",
+                "kind": "TestSuite",
+                "metadata": {"name": "checkout", "namespace": "ns", "uid": SUITE_UID},
+                "spec": {"flows": [{"name": "buy", "requests": [{"url": f"{target.url}/buy"}]}]},
+            },
+        }
+        (tmp_path / "members.json").write_text(
+            json.dumps({"group": "g", "namespace": "ns", "chunk": 8, "members": [suite]})
+        )
         env = {**os.environ, "ASSAY_JOB_NAME": JOB, "ASSAY_TERMINATION_LOG": str(tmp_path / "message")}
         env.pop("ASSAY_GATEWAY_URL", None)
-        done = subprocess.run([sys.executable, "-m", "assay.runner", "batch", "--spec", str(tmp_path)],
-                              env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "assay.runner", "batch", "--spec", str(tmp_path)],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 0, done.stderr
     assert target.counts[("GET", "/buy")] == 1
     outcomes, _ = decode_outcomes((tmp_path / "message").read_text())

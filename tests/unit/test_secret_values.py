@@ -21,8 +21,13 @@ from assay.operator import tickobjects, tickplan
 from assay.operator.diffbase import SecretFreeDiffBaseStorage, essence_without_secrets
 from assay.operator.runjob import build_runner_job
 from assay.operator.runs import RunPlan, build_run_objects
-from assay.operator.runsecrets import (MissingSecret, build_values_secret, job_owner_reference, move_secrets,
-                                      resolve_values)
+from assay.operator.runsecrets import (
+    MissingSecret,
+    build_values_secret,
+    job_owner_reference,
+    move_secrets,
+    resolve_values,
+)
 from assay.operator.settings import OperatorSettings
 from assay.runner.apitest.monitor import run_monitor
 from assay.runner.apitest.suite import run_suite
@@ -35,20 +40,39 @@ REF = {"secretKeyRef": {"name": "api-credentials", "key": "client-secret"}}
 
 def monitor_manifest(name="login", uid="u-login", secret="api-credentials") -> dict:
     return {
-        "apiVersion": "assay.dev/v1alpha1", "kind": "Monitor",
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "Monitor",
         "metadata": {"name": name, "namespace": "team-a", "uid": uid},
         "spec": {
             "steps": [
-                {"stepType": "request", "url": "{{base}}/a",
-                 "auth": {"authType": "basic", "username": "demo", "password": PASSWORD}},
-                {"stepType": "condition", "leftValue": "1", "comparison": "equal", "rightValue": "1", "steps": [
-                    {"stepType": "request", "url": "{{base}}/b",
-                     "auth": {"authType": "oauth_2", "grantType": "client_credentials", "clientId": "c",
-                              "accessTokenUrl": "http://127.0.0.1:9/token",
-                              "clientSecretFrom": {"secretKeyRef": {"name": secret, "key": "client-secret"}}}}]},
+                {
+                    "stepType": "request",
+                    "url": "{{base}}/a",
+                    "auth": {"authType": "basic", "username": "demo", "password": PASSWORD},
+                },
+                {
+                    "stepType": "condition",
+                    "leftValue": "1",
+                    "comparison": "equal",
+                    "rightValue": "1",
+                    "steps": [
+                        {
+                            "stepType": "request",
+                            "url": "{{base}}/b",
+                            "auth": {
+                                "authType": "oauth_2",
+                                "grantType": "client_credentials",
+                                "clientId": "c",
+                                "accessTokenUrl": "http://127.0.0.1:9/token",
+                                "clientSecretFrom": {"secretKeyRef": {"name": secret, "key": "client-secret"}},
+                            },
+                        }
+                    ],
+                },
             ],
-            "environments": [{"name": "local", "clientCertificate": CERT,
-                              "secretVariables": [{"name": "token", "value": TOKEN}]}],
+            "environments": [
+                {"name": "local", "clientCertificate": CERT, "secretVariables": [{"name": "token", "value": TOKEN}]}
+            ],
         },
     }
 
@@ -70,16 +94,29 @@ def test_a_secret_field_takes_a_value_or_a_secret_reference_but_not_both():
     oauth1 = {"authType": "oauth_1", "consumerKey": "k"}
     with pytest.raises(ValidationError, match="consumerSecret or consumerSecretFrom"):
         MonitorSpec.model_validate({"steps": [{"stepType": "request", "url": "http://x", "auth": oauth1}]})
-    MonitorSpec.model_validate({"steps": [{"stepType": "request", "url": "http://x",
-                                           "auth": {**oauth1, "consumerSecretFrom": REF}}]})
+    MonitorSpec.model_validate(
+        {"steps": [{"stepType": "request", "url": "http://x", "auth": {**oauth1, "consumerSecretFrom": REF}}]}
+    )
 
 
 def test_the_documentation_names_every_secret_field_the_models_declare():
-    models = [m for module in (common, monitor, testsuite) for m in vars(module).values()
-              if isinstance(m, type) and issubclass(m, common.AssayModel)]
+    models = [
+        m
+        for module in (common, monitor, testsuite)
+        for m in vars(module).values()
+        if isinstance(m, type) and issubclass(m, common.AssayModel)
+    ]
     declared = {to_camel(name) for model in models for name in secrets.secret_names(model)}
-    assert declared == {"password", "consumerSecret", "tokenSecret", "accessToken", "clientSecret",
-                        "refreshToken", "clientCertificate", "value"}
+    assert declared == {
+        "password",
+        "consumerSecret",
+        "tokenSecret",
+        "accessToken",
+        "clientSecret",
+        "refreshToken",
+        "clientCertificate",
+        "value",
+    }
     assert all(f"`{name}`" in secrets.__doc__ for name in declared - {"value"})
 
 
@@ -102,7 +139,8 @@ def test_moved_manifests_refer_to_the_run_secret_and_the_runner_fills_them_back_
     text = json.dumps(moved)
     assert PASSWORD not in text and CERT not in text and TOKEN not in text and "api-credentials" not in text
     assert moved["spec"]["steps"][0]["auth"]["passwordFrom"] == {
-        "secretKeyRef": {"name": "run-1-secrets", "key": "manifest.spec.steps.0.auth.password"}}
+        "secretKeyRef": {"name": "run-1-secrets", "key": "manifest.spec.steps.0.auth.password"}
+    }
     assert original["spec"]["steps"][0]["auth"]["password"] == PASSWORD  # the input is left alone
 
     files = {"manifest." + f.key: f.value or CLIENT_SECRET for f in fields}
@@ -135,13 +173,17 @@ def test_the_runner_reads_secret_values_from_its_mounted_folder(tmp_path, monkey
 
 def test_a_runs_documents_move_their_secrets_under_prefixed_keys_and_other_files_stay():
     plan = {"runId": "r"}
-    moved, fields = move_secrets({"manifest": monitor_manifest(), "plan.json": plan,
-                                  "subtests.json": [monitor_manifest("sub", "u-sub")]}, "run-1-secrets")
+    moved, fields = move_secrets(
+        {"manifest": monitor_manifest(), "plan.json": plan, "subtests.json": [monitor_manifest("sub", "u-sub")]},
+        "run-1-secrets",
+    )
     assert moved["plan.json"] is plan
     assert "manifest.spec.steps.0.auth.password" in fields
     assert "subtests.0.spec.steps.0.auth.password" in fields
-    assert moved["subtests.json"][0]["spec"]["steps"][0]["auth"]["passwordFrom"]["secretKeyRef"]["key"] == \
-        "subtests.0.spec.steps.0.auth.password"
+    assert (
+        moved["subtests.json"][0]["spec"]["steps"][0]["auth"]["passwordFrom"]["secretKeyRef"]["key"]
+        == "subtests.0.spec.steps.0.auth.password"
+    )
 
     values = resolve_values(fields, reader({"api-credentials": {"client-secret": CLIENT_SECRET}}))
     assert values["manifest.spec.steps.0.auth.password"] == PASSWORD
@@ -150,8 +192,11 @@ def test_a_runs_documents_move_their_secrets_under_prefixed_keys_and_other_files
 
 def test_a_missing_secret_or_key_names_the_field_and_the_secret():
     _, fields = move_secrets({"manifest": monitor_manifest()}, "run-1-secrets")
-    with pytest.raises(MissingSecret, match=r"spec\.steps\[1\]\.steps\[0\]\.auth\.clientSecretFrom: "
-                                            r"Secret 'api-credentials' does not exist"):
+    with pytest.raises(
+        MissingSecret,
+        match=r"spec\.steps\[1\]\.steps\[0\]\.auth\.clientSecretFrom: "
+        r"Secret 'api-credentials' does not exist",
+    ):
         resolve_values(fields, reader({}))
     with pytest.raises(MissingSecret, match="Secret 'api-credentials' has no key 'client-secret'"):
         resolve_values(fields, reader({"api-credentials": {"other": "x"}}))
@@ -164,8 +209,9 @@ def test_the_run_configmap_holds_no_secret_value_and_the_job_mounts_the_run_secr
     owner = monitor_manifest()
     moved, fields = move_secrets({"manifest": owner}, "run-1-secrets")
     plan = RunPlan(run_id="run-1", request_id="r-1", runner_args=["monitor"], options={})
-    configmap, _, [job] = build_run_objects(owner, plan, moved["manifest"], OperatorSettings(),
-                                            secret_name="run-1-secrets")
+    configmap, _, [job] = build_run_objects(
+        owner, plan, moved["manifest"], OperatorSettings(), secret_name="run-1-secrets"
+    )
     assert not any(v in json.dumps(configmap) for v in (PASSWORD, CERT, TOKEN))
     pod = job["spec"]["template"]["spec"]
     assert {"name": "secrets", "secret": {"secretName": "run-1-secrets"}} in pod["volumes"]
@@ -189,20 +235,35 @@ def _group(*members) -> tickplan.Group:
 
 
 def test_tick_members_refer_to_the_group_secret_and_one_with_a_missing_secret_leaves_the_group():
-    suite = {"apiVersion": "assay.dev/v1alpha1", "kind": "TestSuite", "metadata": {"name": "s", "uid": "u-s"},
-             "spec": {"secretParameters": [{"name": "password", "value": PASSWORD}],
-                      "flows": [{"name": "f", "requests": [{"url": "http://x"}]}]}}
+    suite = {
+        "apiVersion": "assay.dev/v1alpha1",
+        "kind": "TestSuite",
+        "metadata": {"name": "s", "uid": "u-s"},
+        "spec": {
+            "secretParameters": [{"name": "password", "value": PASSWORD}],
+            "flows": [{"name": "f", "requests": [{"url": "http://x"}]}],
+        },
+    }
     group = _group(
-        {"schedule": {"name": "s1", "uid": "s-1"}, "kind": "Monitor", "monitor": monitor_manifest(),
-         "subtests": [monitor_manifest("sub", "u-sub")]},
-        {"schedule": {"name": "s2", "uid": "s-2"}, "kind": "Monitor", "monitor": monitor_manifest("m2", "u-m2", secret="gone"),
-         "subtests": []},
+        {
+            "schedule": {"name": "s1", "uid": "s-1"},
+            "kind": "Monitor",
+            "monitor": monitor_manifest(),
+            "subtests": [monitor_manifest("sub", "u-sub")],
+        },
+        {
+            "schedule": {"name": "s2", "uid": "s-2"},
+            "kind": "Monitor",
+            "monitor": monitor_manifest("m2", "u-m2", secret="gone"),
+            "subtests": [],
+        },
         {"schedule": {"name": "s3", "uid": "s-3"}, "kind": "TestSuite", "testSuite": suite},
     )
     read = reader({"api-credentials": {"client-secret": CLIENT_SECRET}})
     values, problems = tickplan.move_member_secrets(group, read)
-    assert problems == {"s-2": ("SecretNotFound", "spec.steps[1].steps[0].auth.clientSecretFrom: "
-                                                  "Secret 'gone' does not exist")}
+    assert problems == {
+        "s-2": ("SecretNotFound", "spec.steps[1].steps[0].auth.clientSecretFrom: Secret 'gone' does not exist")
+    }
     assert [m["schedule"]["uid"] for m in group.members] == ["s-1", "s-3"]
     assert values["members.0.monitor.spec.steps.0.auth.password"] == PASSWORD
     assert values["members.0.subtests.0.spec.steps.1.steps.0.auth.clientSecret"] == CLIENT_SECRET
@@ -252,20 +313,39 @@ def target():
 
 
 def test_a_monitor_sends_secret_variables_and_its_result_leaves_them_out(target):
-    monitor = Monitor.model_validate({"metadata": {"name": "m"}, "spec": {
-        "steps": [{"stepType": "request", "url": "{{base}}/echo", "headers": {"X-Token": ["{{token}}"]}}],
-        "environments": [{"name": "local", "initialVariables": {"base": target.url, "token": "plain"},
-                          "secretVariables": [{"name": "token", "value": TOKEN}]}]}})
+    monitor = Monitor.model_validate(
+        {
+            "metadata": {"name": "m"},
+            "spec": {
+                "steps": [{"stepType": "request", "url": "{{base}}/echo", "headers": {"X-Token": ["{{token}}"]}}],
+                "environments": [
+                    {
+                        "name": "local",
+                        "initialVariables": {"base": target.url, "token": "plain"},
+                        "secretVariables": [{"name": "token", "value": TOKEN}],
+                    }
+                ],
+            },
+        }
+    )
     result = asyncio.run(run_monitor(monitor))
     assert target.received("/echo")[-1].header("X-Token") == TOKEN
     assert "token" not in result.variables and result.variables["base"] == target.url
 
 
 def test_a_suite_sends_secret_parameters_and_its_flow_conf_leaves_them_out(target):
-    suite = TestSuite.model_validate({"metadata": {"name": "s"}, "spec": {
-        "parameters": {"base": target.url},
-        "secretParameters": [{"name": "password", "value": PASSWORD}],
-        "flows": [{"name": "f", "requests": [{"url": "{{base}}/echo", "headers": {"X-Password": "{{password}}"}}]}]}})
+    suite = TestSuite.model_validate(
+        {
+            "metadata": {"name": "s"},
+            "spec": {
+                "parameters": {"base": target.url},
+                "secretParameters": [{"name": "password", "value": PASSWORD}],
+                "flows": [
+                    {"name": "f", "requests": [{"url": "{{base}}/echo", "headers": {"X-Password": "{{password}}"}}]}
+                ],
+            },
+        }
+    )
     result = asyncio.run(run_suite(suite))
     assert target.received("/echo")[-1].header("X-Password") == PASSWORD
     assert result.passed

@@ -42,6 +42,7 @@ def all_files(root: Path) -> list[Path]:
 
 # --- numbers ------------------------------------------------------------------------------------
 
+
 def test_number_for_allocates_once_and_then_returns_the_same_number(store):
     assert store.number_for("shop", "loadtest", "uid-a") == 1
     assert store.number_for("shop", "loadtest", "uid-b") == 2
@@ -117,16 +118,23 @@ def test_processes_sharing_the_store_allocate_distinct_numbers(tmp_path):
 
 # --- runs ---------------------------------------------------------------------------------------
 
+
 def test_upsert_run_creates_and_merges_without_moving_a_finished_run_back(store):
     created = store.upsert_run(run("r1", created_at=100.0, summary={"a": 1}, labels={"x": "1"}))
     assert created.state == "pending" and created.created_at == 100.0
-    running = store.upsert_run(run("r1", state="running", started_at=110.0, created_at=150.0, shards=2,
-                                   shards_received=1, summary={"b": 2}))
+    running = store.upsert_run(
+        run("r1", state="running", started_at=110.0, created_at=150.0, shards=2, shards_received=1, summary={"b": 2})
+    )
     assert (running.state, running.created_at, running.started_at) == ("running", 100.0, 110.0)
     assert running.summary == {"a": 1, "b": 2} and running.labels == {"x": "1"}
     done = store.upsert_run(run("r1", state="succeeded", result="passed", finished_at=200.0, shards_received=2))
-    assert (done.state, done.result, done.finished_at, done.shards, done.shards_received) == \
-        ("succeeded", "passed", 200.0, 2, 2)
+    assert (done.state, done.result, done.finished_at, done.shards, done.shards_received) == (
+        "succeeded",
+        "passed",
+        200.0,
+        2,
+        2,
+    )
     late = store.upsert_run(run("r1", state="running", shards_received=1, summary={"c": 3}))
     assert (late.state, late.result, late.finished_at, late.shards_received) == ("succeeded", "passed", 200.0, 2)
     assert late.summary == {"a": 1, "b": 2, "c": 3}
@@ -159,8 +167,15 @@ def test_upsert_run_refuses_unknown_states_and_unsafe_ids(store):
 
 def test_list_runs_is_newest_first_with_filters_and_paging(store):
     for i in range(10):
-        store.upsert_run(run(f"r{i}", created_at=1000.0 + i, project="shop" if i % 2 else "billing",
-                             kind="LoadTest" if i < 5 else "Monitor", owner_uid=f"uid-{i % 3}"))
+        store.upsert_run(
+            run(
+                f"r{i}",
+                created_at=1000.0 + i,
+                project="shop" if i % 2 else "billing",
+                kind="LoadTest" if i < 5 else "Monitor",
+                owner_uid=f"uid-{i % 3}",
+            )
+        )
     assert [r.run_id for r in store.list_runs()] == [f"r{i}" for i in range(9, -1, -1)]
     assert [r.run_id for r in store.list_runs(limit=3)] == ["r9", "r8", "r7"]
     assert [r.run_id for r in store.list_runs(limit=3, offset=3)] == ["r6", "r5", "r4"]
@@ -173,14 +188,17 @@ def test_list_runs_is_newest_first_with_filters_and_paging(store):
 
 def test_list_runs_uses_the_indexes(store):
     conn = store._conn()
-    for sql, args in (("SELECT * FROM runs WHERE project=? ORDER BY created_at DESC, run_id DESC", ("shop",)),
-                      ("SELECT * FROM runs WHERE owner_uid=? ORDER BY created_at DESC, run_id DESC", ("u",)),
-                      ("SELECT * FROM runs ORDER BY created_at DESC, run_id DESC", ())):
+    for sql, args in (
+        ("SELECT * FROM runs WHERE project=? ORDER BY created_at DESC, run_id DESC", ("shop",)),
+        ("SELECT * FROM runs WHERE owner_uid=? ORDER BY created_at DESC, run_id DESC", ("u",)),
+        ("SELECT * FROM runs ORDER BY created_at DESC, run_id DESC", ()),
+    ):
         plan = " ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
         assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
 
 
 # --- documents ----------------------------------------------------------------------------------
+
 
 def test_put_document_is_idempotent_and_different_bytes_replace(store):
     first = store.put_document("r1", "shard-0.json", b'{"a": 1}')
@@ -242,8 +260,13 @@ CRASH_SCRIPT = textwrap.dedent("""
 
 def crash_inside(root: Path, what: str, point: str) -> None:
     """Run the write `what` in a child and SIGKILL it while it waits at `point`."""
-    child = subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT, str(root), what, point], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASH_SCRIPT, str(root), what, point],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = child.stdout.readline()
         assert line.strip() == "inside", child.stderr.read()
@@ -299,6 +322,7 @@ def test_an_archive_killed_between_file_and_index_is_completed_once_by_the_retry
 
 # --- archives -----------------------------------------------------------------------------------
 
+
 def test_archives_are_numbered_per_load_test_and_kind_and_idempotent_per_run(store, tmp_path):
     source = tmp_path / "a.zip"
     source.write_bytes(b"zip-1")
@@ -314,8 +338,12 @@ def test_archives_are_numbered_per_load_test_and_kind_and_idempotent_per_run(sto
     assert store.get_archive("shop", "lt-1", "result", 2).run_id == "run-2"
     assert store.get_archive("shop", "lt-1", "result", 3) is None
     assert [(a.kind, a.number) for a in store.list_archives(run_id="run-1")] == [("report", 1), ("result", 1)]
-    assert [(a.run_id, a.kind) for a in store.list_archives(loadtest_uid="lt-1")] == \
-        [("run-4", "result"), ("run-1", "report"), ("run-1", "result"), ("run-2", "result")]
+    assert [(a.run_id, a.kind) for a in store.list_archives(loadtest_uid="lt-1")] == [
+        ("run-4", "result"),
+        ("run-1", "report"),
+        ("run-1", "result"),
+        ("run-2", "result"),
+    ]
     assert store.key_for_number("shop", archive_counter("result", "lt-1"), 2) == "run-2"
 
 
@@ -332,8 +360,14 @@ def test_threads_adding_the_same_archive_register_it_once(store, tmp_path):
         sources.append(tmp_path / f"s{i}.zip")
         sources[-1].write_bytes(f"zip-{i}".encode())
     results = []
-    threads = [threading.Thread(target=lambda s=s: results.append(
-        store.add_archive("run-1", "result", s, loadtest_uid="lt", project="shop"))) for s in sources]
+    threads = [
+        threading.Thread(
+            target=lambda s=s: results.append(
+                store.add_archive("run-1", "result", s, loadtest_uid="lt", project="shop")
+            )
+        )
+        for s in sources
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -346,6 +380,7 @@ def test_threads_adding_the_same_archive_register_it_once(store, tmp_path):
 
 
 # --- records ------------------------------------------------------------------------------------
+
 
 def test_records_put_get_list_and_delete(store):
     store.put_record("teams", "t1", {"name": "one"})
@@ -362,6 +397,7 @@ def test_records_put_get_list_and_delete(store):
 
 
 # --- retention ----------------------------------------------------------------------------------
+
 
 def test_purge_removes_runs_finished_before_the_retention_with_their_files(tmp_path):
     now = 1_800_000_000.0
@@ -406,6 +442,7 @@ def test_an_interrupted_purge_finishes_on_the_next_call(tmp_path, monkeypatch):
 
         def die(path):
             raise KeyboardInterrupt  # the rows are gone; the process dies before the folder
+
         monkeypatch.setattr(files, "remove_tree", die)
         with pytest.raises(KeyboardInterrupt):
             s.purge_expired(now=10 * DAY)

@@ -30,11 +30,16 @@ def test_the_upload_token_names_its_run_and_owner_under_an_hmac_of_all_of_them()
     assert upload_token("key", GRANT) == upload_token(b"key", GRANT) == expected
     assert verify_upload_token("key", expected) == GRANT
     mac = expected.rpartition(":")[2]
-    for forged in (f"run.v2:other/LoadTest/checkout/uid-1/{RUN}:{mac}",    # another namespace, same MAC
-                   f"run.v2:shop/LoadTest/checkout/uid-1/other-run:{mac}",  # another run
-                   upload_token("other key", GRANT),
-                   hmac.new(b"key", RUN.encode(), hashlib.sha256).hexdigest(),  # the former, unbound format
-                   f"run.v3:shop/LoadTest/checkout/uid-1/{RUN}:{mac}", "", ":", "run.v2:::"):
+    for forged in (
+        f"run.v2:other/LoadTest/checkout/uid-1/{RUN}:{mac}",  # another namespace, same MAC
+        f"run.v2:shop/LoadTest/checkout/uid-1/other-run:{mac}",  # another run
+        upload_token("other key", GRANT),
+        hmac.new(b"key", RUN.encode(), hashlib.sha256).hexdigest(),  # the former, unbound format
+        f"run.v3:shop/LoadTest/checkout/uid-1/{RUN}:{mac}",
+        "",
+        ":",
+        "run.v2:::",
+    ):
         assert verify_upload_token("key", forged) is None, forged
     with pytest.raises(ValueError):
         upload_token("", GRANT)
@@ -46,8 +51,17 @@ def test_idempotency_key_depends_on_run_name_and_content():
     sha = hashlib.sha256(b"x").hexdigest()
     key = idempotency_key(RUN, "shard-0.json", sha)
     assert key == idempotency_key(RUN, "shard-0.json", sha)
-    assert len({key, idempotency_key(RUN, "shard-1.json", sha), idempotency_key("other", "shard-0.json", sha),
-                idempotency_key(RUN, "shard-0.json", hashlib.sha256(b"y").hexdigest())}) == 4
+    assert (
+        len(
+            {
+                key,
+                idempotency_key(RUN, "shard-1.json", sha),
+                idempotency_key("other", "shard-0.json", sha),
+                idempotency_key(RUN, "shard-0.json", hashlib.sha256(b"y").hexdigest()),
+            }
+        )
+        == 4
+    )
 
 
 class Scripted:
@@ -91,6 +105,7 @@ def scripted():
     def make(script, port=0):
         servers.append(Scripted(script, port))
         return servers[-1]
+
     yield make
     for s in servers:
         s.close()
@@ -102,8 +117,7 @@ def client(url: str, **kwargs) -> UploadClient:
 
 def test_upload_sends_the_document_with_its_checksum_identity_and_metadata(scripted):
     server = scripted([(201, {"created": True})])
-    answer = client(server.url).upload("LoadTest", 0, "shard-0.json", b'{"a":1}',
-                                       {**META, "labels": {"team": "web"}})
+    answer = client(server.url).upload("LoadTest", 0, "shard-0.json", b'{"a":1}', {**META, "labels": {"team": "web"}})
     assert answer == {"created": True}
     (request,) = server.received
     sha = hashlib.sha256(b'{"a":1}').hexdigest()
@@ -114,8 +128,11 @@ def test_upload_sends_the_document_with_its_checksum_identity_and_metadata(scrip
     assert headers["x-assay-content-sha256"] == sha
     assert headers["idempotency-key"] == idempotency_key(RUN, "shard-0.json", sha)
     assert (headers["x-assay-kind"], headers["x-assay-shard"], headers["x-assay-shards"]) == ("LoadTest", "0", "1")
-    assert (headers["x-assay-project"], headers["x-assay-owner-name"], headers["x-assay-owner-uid"]) == \
-        ("shop", "checkout", "uid-1")
+    assert (headers["x-assay-project"], headers["x-assay-owner-name"], headers["x-assay-owner-uid"]) == (
+        "shop",
+        "checkout",
+        "uid-1",
+    )
     assert json.loads(headers["x-assay-labels"]) == {"team": "web"}
 
 
@@ -148,8 +165,9 @@ def test_retries_stop_after_the_deadline_with_a_clear_message():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     waits = []
-    up = UploadClient(f"http://127.0.0.1:{port}", RUN, "t", retry_for=0.5, sleep=lambda s: (waits.append(s),
-                                                                                           time.sleep(s)))
+    up = UploadClient(
+        f"http://127.0.0.1:{port}", RUN, "t", retry_for=0.5, sleep=lambda s: (waits.append(s), time.sleep(s))
+    )
     started = time.monotonic()
     with pytest.raises(UploadError, match=f"uploading shard-0.json of run {RUN} .* failed after .* attempts"):
         up.upload("LoadTest", 0, "shard-0.json", b"{}", META)
@@ -169,6 +187,7 @@ def test_a_gateway_that_comes_up_late_still_gets_the_upload(scripted):
 
 
 # --- against the real ingest router --------------------------------------------------------------
+
 
 @pytest.fixture
 def ingest_gateway(tmp_path):
@@ -203,8 +222,12 @@ def ingest_gateway(tmp_path):
 
 
 def test_the_client_and_the_ingest_router_agree_on_the_wire_format(ingest_gateway):
-    up = UploadClient(ingest_gateway.url, "smoke-1",
-                      upload_token("k", RunGrant("shop", "TestSuite", "smoke", "ts-uid", "smoke-1")), retry_for=5)
+    up = UploadClient(
+        ingest_gateway.url,
+        "smoke-1",
+        upload_token("k", RunGrant("shop", "TestSuite", "smoke", "ts-uid", "smoke-1")),
+        retry_for=5,
+    )
     meta = {"project": "shop", "owner_name": "smoke", "owner_uid": "ts-uid", "labels": {"ci": "true"}}
     first = up.upload("TestSuite", None, "result.json", b'{"passed": true}', meta)
     again = up.upload("TestSuite", None, "result.json", b'{"passed": true}', meta)
@@ -217,23 +240,34 @@ def test_the_client_and_the_ingest_router_agree_on_the_wire_format(ingest_gatewa
     with pytest.raises(UploadError, match="413"):
         up.upload("TestSuite", None, "big.json", b"x" * (2 << 20), meta)
     with pytest.raises(UploadError, match="403 forbidden: the upload token is for run smoke-2, not smoke-1"):
-        UploadClient(ingest_gateway.url, "smoke-1",
-                     upload_token("k", RunGrant("shop", "TestSuite", "smoke", "ts-uid", "smoke-2")), retry_for=5).upload(
-            "TestSuite", None, "other.json", b"{}", meta)
+        UploadClient(
+            ingest_gateway.url,
+            "smoke-1",
+            upload_token("k", RunGrant("shop", "TestSuite", "smoke", "ts-uid", "smoke-2")),
+            retry_for=5,
+        ).upload("TestSuite", None, "other.json", b"{}", meta)
     assert [d.name for d in ingest_gateway.store.list_documents("smoke-1")] == ["result.json"]
 
 
 # --- the runner's loadtest command -------------------------------------------------------------
+
 
 def test_loadtest_pods_upload_their_shards_and_the_gateway_builds_the_archives(ingest_gateway, tmp_path):
     from tests.unit.test_load_cli import manifest, runner
     from tests.unit.test_load_servers import LoadTarget
 
     run_id = "cli-1a2b3c4d"
-    env = {"ASSAY_GATEWAY_URL": ingest_gateway.url, "ASSAY_UPLOAD_TOKEN": upload_token("k", RunGrant("shop", "LoadTest", "cli", "lt-uid", run_id)),
-           "ASSAY_RUN_ID": run_id, "ASSAY_PROJECT": "shop", "ASSAY_OWNER_KIND": "LoadTest",
-           "ASSAY_OWNER_NAME": "cli", "ASSAY_OWNER_UID": "lt-uid", "ASSAY_SHARDS": "2",
-           "ASSAY_TERMINATION_LOG": str(tmp_path / "termination-log")}
+    env = {
+        "ASSAY_GATEWAY_URL": ingest_gateway.url,
+        "ASSAY_UPLOAD_TOKEN": upload_token("k", RunGrant("shop", "LoadTest", "cli", "lt-uid", run_id)),
+        "ASSAY_RUN_ID": run_id,
+        "ASSAY_PROJECT": "shop",
+        "ASSAY_OWNER_KIND": "LoadTest",
+        "ASSAY_OWNER_NAME": "cli",
+        "ASSAY_OWNER_UID": "lt-uid",
+        "ASSAY_SHARDS": "2",
+        "ASSAY_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
     with LoadTarget() as target:
         path = manifest(tmp_path, target.url, shards=2, load={"users": 2, "iterations": 2})
         for index in (0, 1):
@@ -251,10 +285,17 @@ def test_a_loadtest_pod_whose_upload_is_refused_fails_and_says_why(ingest_gatewa
     from tests.unit.test_load_servers import LoadTarget
 
     log = tmp_path / "termination-log"
-    env = {"ASSAY_GATEWAY_URL": ingest_gateway.url, "ASSAY_UPLOAD_TOKEN": "not-the-token",
-           "ASSAY_RUN_ID": "cli-1a2b3c4d", "ASSAY_PROJECT": "shop", "ASSAY_OWNER_KIND": "LoadTest",
-           "ASSAY_OWNER_NAME": "cli", "ASSAY_OWNER_UID": "lt-uid", "ASSAY_SHARDS": "1",
-           "ASSAY_TERMINATION_LOG": str(log)}
+    env = {
+        "ASSAY_GATEWAY_URL": ingest_gateway.url,
+        "ASSAY_UPLOAD_TOKEN": "not-the-token",
+        "ASSAY_RUN_ID": "cli-1a2b3c4d",
+        "ASSAY_PROJECT": "shop",
+        "ASSAY_OWNER_KIND": "LoadTest",
+        "ASSAY_OWNER_NAME": "cli",
+        "ASSAY_OWNER_UID": "lt-uid",
+        "ASSAY_SHARDS": "1",
+        "ASSAY_TERMINATION_LOG": str(log),
+    }
     with LoadTarget() as target:
         path = manifest(tmp_path, target.url, load={"users": 1, "iterations": 1})
         result = runner("loadtest", "--spec", str(path), env=env)

@@ -12,10 +12,18 @@ from assay.api.services.openapi_inspector import (
     pointer,
 )
 
-VALID = {"openapi": "3.0.3", "info": {"title": "Quotes", "version": "1"},
-         "paths": {"/quotes/{id}": {"get": {"parameters": [{"name": "id", "in": "path", "required": True,
-                                                            "schema": {"type": "integer"}}],
-                                            "responses": {"200": {"description": "a quote"}}}}}}
+VALID = {
+    "openapi": "3.0.3",
+    "info": {"title": "Quotes", "version": "1"},
+    "paths": {
+        "/quotes/{id}": {
+            "get": {
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "a quote"}},
+            }
+        }
+    },
+}
 
 
 def test_a_valid_document_satisfies():
@@ -24,31 +32,54 @@ def test_a_valid_document_satisfies():
 
 
 def test_each_error_is_reported_with_its_place():
-    broken = {"openapi": "3.0.3", "info": {"title": "Quotes"},
-              "paths": {"/quotes": {"get": {"description": "no responses"}}}}
+    broken = {
+        "openapi": "3.0.3",
+        "info": {"title": "Quotes"},
+        "paths": {"/quotes": {"get": {"description": "no responses"}}},
+    }
     errors = inspect_document(broken).errors
-    assert {"path": "/info", "message": "'version' is a required property"} in errors or \
-        any(e["path"] == "/info" and "version" in e["message"] for e in errors), errors
+    assert {"path": "/info", "message": "'version' is a required property"} in errors or any(
+        e["path"] == "/info" and "version" in e["message"] for e in errors
+    ), errors
     assert any(e["path"] == "/paths/~1quotes/get" and "responses" in e["message"] for e in errors), errors
     assert all("\n" not in e["message"] for e in errors)
     assert not inspect_document(broken).satisfied
 
 
 def test_semantic_errors_are_placed_at_the_operation_they_name():
-    document = {**VALID, "paths": {"/quotes/{id}": {"get": {"operationId": "q", "responses": {
-        "200": {"description": "x"}}}}, "/all": {"get": {"operationId": "q", "responses": {
-            "200": {"description": "x"}}}}}}
+    document = {
+        **VALID,
+        "paths": {
+            "/quotes/{id}": {"get": {"operationId": "q", "responses": {"200": {"description": "x"}}}},
+            "/all": {"get": {"operationId": "q", "responses": {"200": {"description": "x"}}}},
+        },
+    }
     errors = inspect_document(document).errors
-    assert {"path": "/paths/~1quotes~1{id}/get",
-            "message": "Path parameter 'id' for 'get' operation in '/quotes/{id}' was not resolved"} in errors
+    assert {
+        "path": "/paths/~1quotes~1{id}/get",
+        "message": "Path parameter 'id' for 'get' operation in '/quotes/{id}' was not resolved",
+    } in errors
     assert len([e for e in errors if "Path parameter" in e["message"]]) == 1
     assert any(e["path"] == "/paths/~1all/get" and "not unique" in e["message"] for e in errors), errors
 
 
 def test_remote_references_are_not_followed():
-    document = {**VALID, "components": {"schemas": {"Quote": {"$ref": "file:///etc/passwd"}}},
-                "paths": {"/q": {"get": {"responses": {"200": {"description": "x", "content": {
-                    "application/json": {"schema": {"$ref": "file:///etc/passwd"}}}}}}}}}
+    document = {
+        **VALID,
+        "components": {"schemas": {"Quote": {"$ref": "file:///etc/passwd"}}},
+        "paths": {
+            "/q": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "description": "x",
+                            "content": {"application/json": {"schema": {"$ref": "file:///etc/passwd"}}},
+                        }
+                    }
+                }
+            }
+        },
+    }
     errors = inspect_document(document).errors
     assert any("file:///etc/passwd" in e["message"] for e in errors), errors
 

@@ -27,28 +27,52 @@ def suite(annotations: dict) -> dict:
 
 
 def call(n, method, path, status=200, body=b'{"ok": true}', service="quotes", **extra) -> dict:
-    return {"n": n, "service": service, "method": method, "path": path, "url": "http://t" + path, "status": status,
-            "responseHeaders": [["Content-Type", "application/json"]], "responseBody": body.decode(),
-            "responseBodyEncoding": "text", **extra}
+    return {
+        "n": n,
+        "service": service,
+        "method": method,
+        "path": path,
+        "url": "http://t" + path,
+        "status": status,
+        "responseHeaders": [["Content-Type", "application/json"]],
+        "responseBody": body.decode(),
+        "responseBodyEncoding": "text",
+        **extra,
+    }
 
 
 SPEC = {
     "parameters": {"expected": "ok"},
-    "flows": [{"name": "quotes", "requests": [
-        {"method": "POST", "url": "{{quotes}}/quotes", "assertions": [
-            {"source": "response_status", "comparison": "equal", "value": 201}]},
-        {"url": "{{quotes}}/quotes/{{id}}?expand=true", "assertions": [
-            {"source": "response_json", "property": "ok", "comparison": "equal", "value": "true"}]},
-        {"method": "DELETE", "url": "http://127.0.0.1:9090/tokens/{token}"},
-    ]}],
+    "flows": [
+        {
+            "name": "quotes",
+            "requests": [
+                {
+                    "method": "POST",
+                    "url": "{{quotes}}/quotes",
+                    "assertions": [{"source": "response_status", "comparison": "equal", "value": 201}],
+                },
+                {
+                    "url": "{{quotes}}/quotes/{{id}}?expand=true",
+                    "assertions": [
+                        {"source": "response_json", "property": "ok", "comparison": "equal", "value": "true"}
+                    ],
+                },
+                {"method": "DELETE", "url": "http://127.0.0.1:9090/tokens/{token}"},
+            ],
+        }
+    ],
 }
 
 
 def test_services_come_from_the_annotation_and_bad_ones_say_why():
     assert session_type_services(suite({"assay.dev/vng-services": json.dumps(SERVICES)})) == SERVICES
-    for bad, words in [({}, "missing"), ({"assay.dev/vng-services": "{"}, "not JSON"),
-                       ({"assay.dev/vng-services": '{"a": "ftp://x"}'}, "http(s)"),
-                       ({"assay.dev/vng-services": '{"a b": "http://x"}'}, "service name")]:
+    for bad, words in [
+        ({}, "missing"),
+        ({"assay.dev/vng-services": "{"}, "not JSON"),
+        ({"assay.dev/vng-services": '{"a": "ftp://x"}'}, "http(s)"),
+        ({"assay.dev/vng-services": '{"a b": "http://x"}'}, "service name"),
+    ]:
         with pytest.raises(SessionTypeError, match=words.replace("(", r"\(").replace(")", r"\)")):
             session_type_services(suite(bad))
 
@@ -68,14 +92,18 @@ def test_placeholders_match_one_segment():
     assert not case_matches(case, {"method": "GET", "service": "quotes", "path": "/quotes/7/8/items/2"})
     assert not case_matches(case, {"method": "GET", "service": "auth", "path": "/quotes/7/items/2"})
     assert not case_matches(case, {"method": "POST", "service": "quotes", "path": "/quotes/7/items/2"})
-    assert not case_matches({**case, "pattern": path_pattern("/a.b")}, {"method": "GET", "service": "quotes",
-                                                                        "path": "/axb"})
+    assert not case_matches(
+        {**case, "pattern": path_pattern("/a.b")}, {"method": "GET", "service": "quotes", "path": "/axb"}
+    )
 
 
 def test_scenario_cases_are_the_suites_requests():
     cases = scenario_cases(SPEC, SERVICES)
     assert [(c["http_method"], c["url"], c["vng_endpoint"]) for c in cases] == [
-        ("POST", "/quotes", "quotes"), ("GET", "/quotes/{id}", "quotes"), ("DELETE", "/tokens/{token}", "auth")]
+        ("POST", "/quotes", "quotes"),
+        ("GET", "/quotes/{id}", "quotes"),
+        ("DELETE", "/tokens/{token}", "auth"),
+    ]
     assert cases[0]["assertions"] == [{"source": "response_status", "comparison": "equal", "value": 201}]
     with pytest.raises(SessionTypeError, match="not valid"):
         scenario_cases({"flows": []}, SERVICES)
@@ -83,8 +111,12 @@ def test_scenario_cases_are_the_suites_requests():
 
 def test_every_case_called_and_passing_is_success():
     cases = scenario_cases(SPEC, SERVICES)
-    calls = [call(1, "POST", "/quotes", 201), call(2, "GET", "/quotes/5"),
-             call(3, "DELETE", "/tokens/abc", 204, b"", service="auth"), call(4, "GET", "/unrelated", 500)]
+    calls = [
+        call(1, "POST", "/quotes", 201),
+        call(2, "GET", "/quotes/5"),
+        call(3, "DELETE", "/tokens/abc", 204, b"", service="auth"),
+        call(4, "GET", "/unrelated", 500),
+    ]
     result = session_result(cases, calls, {"expected": "ok"})
     assert result["result"] == "success", result
     assert [e["result"] for e in result["report"]] == ["success"] * 3
@@ -103,8 +135,9 @@ def test_a_missing_call_a_4xx_or_a_failed_assertion_fails_the_session():
     assert post["result"] == "failed" and post["assertions"][0]["result"] == "fail"
     assert get["result"] == "failed" and "false" in get["assertions"][0]["actual_value"]
     assert delete["result"] is None and delete["reasons"] == ["not called"]
-    transport = session_result(cases[2:], [call(1, "DELETE", "/tokens/x", service="auth", status=None,
-                                                error="ConnectError")], {})
+    transport = session_result(
+        cases[2:], [call(1, "DELETE", "/tokens/x", service="auth", status=None, error="ConnectError")], {}
+    )
     assert transport["result"] == "failed" and "no answer" in transport["report"][0]["reasons"][0]
     generic = session_result(cases[2:], [call(1, "DELETE", "/tokens/x", 404, service="auth")], {})
     assert generic["report"][0]["reasons"] == ["call 1: HTTP 404"]
@@ -119,19 +152,29 @@ def test_sandbox_counts_only_the_latest_matching_call():
 
 
 def test_session_view_lists_exposed_urls_per_service():
-    record = {"id": 3, "uuid": "0b1c", "sessionType": {"name": "Demo"}, "started": 0, "stopped": None,
-              "status": "running", "services": SERVICES}
+    record = {
+        "id": 3,
+        "uuid": "0b1c",
+        "sessionType": {"name": "Demo"},
+        "started": 0,
+        "stopped": None,
+        "status": "running",
+        "services": SERVICES,
+    }
     view = session_view(record, "https://gw.example/")
     assert view["exposedurl_set"] == [
         {"vng_endpoint": "quotes", "exposed_url": "https://gw.example/vng/exposed/0b1c/quotes/"},
-        {"vng_endpoint": "auth", "exposed_url": "https://gw.example/vng/exposed/0b1c/auth/"}]
+        {"vng_endpoint": "auth", "exposed_url": "https://gw.example/vng/exposed/0b1c/auth/"},
+    ]
     assert view["exposed_urls"] == [u["exposed_url"] for u in view["exposedurl_set"]]
     assert view["started"] == "1970-01-01T00:00:00Z" and view["stopped"] is None
 
 
 def test_provider_endpoints_in_either_place_and_drf_field_errors():
     assert provider_endpoints({"endpoints": [{"name": "quotes", "value": "http://x"}]}) == (
-        [{"name": "quotes", "value": "http://x"}], None)
+        [{"name": "quotes", "value": "http://x"}],
+        None,
+    )
     env = {"name": "staging", "endpoints": [{"name": "quotes", "value": "http://y"}]}
     assert provider_endpoints({"environment": env}) == ([{"name": "quotes", "value": "http://y"}], env)
     with pytest.raises(FieldErrors) as bad:

@@ -8,12 +8,16 @@ from assay.api.services.shields import badge, badge_svg, wants_svg
 
 
 def test_badge_is_the_shields_endpoint_format():
-    assert badge("Success", "green") == {"schemaVersion": 1, "label": "API Test Platform", "message": "Success",
-                                         "color": "green"}
+    assert badge("Success", "green") == {
+        "schemaVersion": 1,
+        "label": "API Test Platform",
+        "message": "Success",
+        "color": "green",
+    }
 
 
 def test_svg_is_well_formed_and_escapes_text():
-    svg = badge_svg(badge("<Failed & \"late\">", "red", label="a&b"))
+    svg = badge_svg(badge('<Failed & "late">', "red", label="a&b"))
     root = ET.fromstring(svg)
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]

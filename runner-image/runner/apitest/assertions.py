@@ -116,21 +116,34 @@ def render_target(value: Union[int, str, None], variables: Mapping[str, str], fi
     return render(value, variables, field=field) if isinstance(value, str) else value
 
 
-def evaluate(assertion: Assertion, exchange: Exchange, variables: Mapping[str, str], *,
-             field: str = "") -> AssertionResult:
+def evaluate(
+    assertion: Assertion, exchange: Exchange, variables: Mapping[str, str], *, field: str = ""
+) -> AssertionResult:
     """Check one assertion against the exchange; never raises for bad data, the result says."""
     source = RESULT_SOURCES.get(assertion.source, assertion.source)
     comparison = RESULT_COMPARISONS.get(assertion.comparison, assertion.comparison)
     try:
         target = render_target(assertion.value, variables, field=f"{field}.value" if field else "value")
     except TemplateError as exc:
-        return AssertionResult(result="fail", source=source, property=assertion.property,
-                               comparison=comparison, target_value=assertion.value, error=str(exc))
+        return AssertionResult(
+            result="fail",
+            source=source,
+            property=assertion.property,
+            comparison=comparison,
+            target_value=assertion.value,
+            error=str(exc),
+        )
     try:
         actual = extract(assertion.source, assertion.property, exchange)
     except ExtractionError as exc:
-        return AssertionResult(result="fail", source=source, property=assertion.property,
-                               comparison=comparison, target_value=target, error=str(exc))
+        return AssertionResult(
+            result="fail",
+            source=source,
+            property=assertion.property,
+            comparison=comparison,
+            target_value=target,
+            error=str(exc),
+        )
     problem = compare(assertion.comparison, actual, target)
     return AssertionResult(
         result="pass" if problem is None else "fail",

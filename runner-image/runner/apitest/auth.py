@@ -256,8 +256,7 @@ class AuthSession:
         try:
             # A bare Request, not client.build_request(): the run's cookies and default headers
             # are not for the token endpoint. No redirects: the credentials go where configured.
-            request = httpx.Request("POST", auth.access_token_url, headers=headers,
-                                    content=urlencode(fields).encode())
+            request = httpx.Request("POST", auth.access_token_url, headers=headers, content=urlencode(fields).encode())
             started = _now()
             response = await client.send(request, follow_redirects=False)
         except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as exc:
@@ -267,12 +266,13 @@ class AuthSession:
         body = _token_response_fields(response)
         access_token = body.get("access_token")
         if not response.is_success or not isinstance(access_token, str) or not access_token:
-            raise AuthError(f"{what} to {where} failed: HTTP {response.status_code} {response.reason_phrase}, "
-                            f"{_oauth2_error(response, body)}")
+            raise AuthError(
+                f"{what} to {where} failed: HTTP {response.status_code} {response.reason_phrase}, "
+                f"{_oauth2_error(response, body)}"
+            )
         token_type = body.get("token_type")
         if isinstance(token_type, str) and token_type.lower() != "bearer":
-            raise AuthError(f"{what} to {where} returned token_type {token_type!r}; "
-                            "only Bearer tokens can be sent")
+            raise AuthError(f"{what} to {where} returned token_type {token_type!r}; only Bearer tokens can be sent")
         refresh_token = body.get("refresh_token")
         return _Token(
             access_token=access_token,
@@ -388,10 +388,12 @@ def _with_query_params(url: httpx.URL, params: list[tuple[str, str]]) -> httpx.U
 
 def _with_content(request: httpx.Request, content: bytes) -> httpx.Request:
     """A copy of `request` with another body (and so another Content-Length)."""
-    headers = [(k, v) for k, v in request.headers.multi_items()
-               if k.lower() not in ("content-length", "transfer-encoding")]
-    return httpx.Request(request.method, request.url, headers=headers, content=content,
-                         extensions=dict(request.extensions))
+    headers = [
+        (k, v) for k, v in request.headers.multi_items() if k.lower() not in ("content-length", "transfer-encoding")
+    ]
+    return httpx.Request(
+        request.method, request.url, headers=headers, content=content, extensions=dict(request.extensions)
+    )
 
 
 def _without_secrets(url: str) -> str:

@@ -114,8 +114,9 @@ def json_path(document: Any, path: str) -> Any:
             if index is None:
                 raise ExtractionError(f"JSON path {path!r}: {where} is an array, not an object with key {step!r}")
             if not -len(current) <= index < len(current):
-                raise ExtractionError(f"JSON path {path!r}: index {index} is out of range at {where} "
-                                      f"({len(current)} items)")
+                raise ExtractionError(
+                    f"JSON path {path!r}: index {index} is out of range at {where} ({len(current)} items)"
+                )
             current = current[index]
         elif isinstance(current, dict):
             key = str(step)
@@ -181,4 +182,3 @@ def as_text(value: Any) -> Optional[str]:
     if isinstance(value, (int, float)):
         return repr(value) if isinstance(value, float) else str(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-

@@ -53,8 +53,21 @@ class Exchange:
     """One executed request and its response (or the transport error instead of it)."""
 
     __slots__ = (
-        "method", "url", "request_headers", "request_body", "status", "reason", "response_headers",
-        "body", "response_time_ms", "timings", "error", "started_at", "finished_at", "_json", "_text",
+        "method",
+        "url",
+        "request_headers",
+        "request_body",
+        "status",
+        "reason",
+        "response_headers",
+        "body",
+        "response_time_ms",
+        "timings",
+        "error",
+        "started_at",
+        "finished_at",
+        "_json",
+        "_text",
     )
 
     def __init__(
@@ -89,13 +102,28 @@ class Exchange:
         self._text: Optional[str] = None
 
     @classmethod
-    def from_json(cls, document: Any, *, status: int, url: str = "", method: str = "",
-                  response_time_ms: float = 0.0, started_at: Optional[float] = None) -> Exchange:
+    def from_json(
+        cls,
+        document: Any,
+        *,
+        status: int,
+        url: str = "",
+        method: str = "",
+        response_time_ms: float = 0.0,
+        started_at: Optional[float] = None,
+    ) -> Exchange:
         """A response made from a document, for steps whose "response" is not HTTP (subtests)."""
         body = json.dumps(document).encode()
-        exchange = cls(method, url, status=status, reason="OK" if status < 400 else "Error",
-                       response_headers=[("Content-Type", "application/json")], body=body,
-                       response_time_ms=response_time_ms, started_at=started_at)
+        exchange = cls(
+            method,
+            url,
+            status=status,
+            reason="OK" if status < 400 else "Error",
+            response_headers=[("Content-Type", "application/json")],
+            body=body,
+            response_time_ms=response_time_ms,
+            started_at=started_at,
+        )
         exchange._json = document
         return exchange
 
@@ -191,8 +219,17 @@ def _record_dns(ms: float) -> None:
         trace.dns_ms = ms
 
 
-_TRANSPORT_KWARGS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "retries", "local_address",
-                     "socket_options")
+_TRANSPORT_KWARGS = (
+    "verify",
+    "cert",
+    "trust_env",
+    "http1",
+    "http2",
+    "limits",
+    "retries",
+    "local_address",
+    "socket_options",
+)
 
 
 def make_client(**kwargs: Any) -> httpx.AsyncClient:
@@ -218,8 +255,11 @@ def _install_resolver(transport: httpx.AsyncBaseTransport) -> None:
     # Where the run was given an egress policy (a run in the gateway's or operator's network
     # position, see assay.runner.egress), every connection is checked against it too.
     policy = EgressPolicy.for_runs()
-    candidates = [transport] if isinstance(transport, httpx.AsyncHTTPTransport) else [
-        value for value in vars(transport).values() if isinstance(value, httpx.AsyncHTTPTransport)]
+    candidates = (
+        [transport]
+        if isinstance(transport, httpx.AsyncHTTPTransport)
+        else [value for value in vars(transport).values() if isinstance(value, httpx.AsyncHTTPTransport)]
+    )
     for http_transport in candidates:
         backend = getattr(getattr(http_transport, "_pool", None), "_network_backend", None)
         if not isinstance(backend, ResolvingBackend):
@@ -247,8 +287,10 @@ def describe_transport_error(exc: BaseException) -> str:
     detail = "; ".join(reasons) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         kind = {
-            httpx.ConnectTimeout: "connect timeout", httpx.ReadTimeout: "read timeout",
-            httpx.WriteTimeout: "write timeout", httpx.PoolTimeout: "pool timeout",
+            httpx.ConnectTimeout: "connect timeout",
+            httpx.ReadTimeout: "read timeout",
+            httpx.WriteTimeout: "write timeout",
+            httpx.PoolTimeout: "pool timeout",
         }.get(type(exc), "timeout")
         return f"{kind}: {detail}" if reasons else kind
     if any(isinstance(link, ssl.SSLError) for link in chain):
@@ -293,8 +335,9 @@ async def send(
     started_at = time.time()
     if request is None:
         try:
-            request = client.build_request(method, url, headers=headers, content=content,
-                                           data=form if content is None else None)
+            request = client.build_request(
+                method, url, headers=headers, content=content, data=form if content is None else None
+            )
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as exc:
             return Exchange(method, url, error=describe_transport_error(exc), started_at=started_at)
     if timeout is not None:
@@ -309,9 +352,17 @@ async def send(
     # httpcore sometimes lets that surface as a bare ssl.SSLError rather than an httpx error.
     except (httpx.HTTPError, ssl.SSLError) as exc:
         elapsed = (time.perf_counter() - began) * 1000.0
-        return Exchange(request.method, str(request.url), request_headers=_header_pairs(request.headers),
-                        request_body=_request_body(request), response_time_ms=elapsed, timings=trace.timings(),
-                        error=describe_transport_error(exc), started_at=started_at, finished_at=time.time())
+        return Exchange(
+            request.method,
+            str(request.url),
+            request_headers=_header_pairs(request.headers),
+            request_body=_request_body(request),
+            response_time_ms=elapsed,
+            timings=trace.timings(),
+            error=describe_transport_error(exc),
+            started_at=started_at,
+            finished_at=time.time(),
+        )
     finally:
         _active_trace.reset(token)
     elapsed = (time.perf_counter() - began) * 1000.0

@@ -135,9 +135,18 @@ async def run_monitor(
     does not have."""
     env = environment_for(monitor, environment)
     run = _Run(
-        monitor, env, params=params, resolve_monitor=resolve_monitor, integrations=integrations,
-        on_progress=on_progress, auth_provider=auth_provider, script_runner=script_runner,
-        script_libraries=script_libraries, run_id=run_id, request_timeout=request_timeout, call_stack=(),
+        monitor,
+        env,
+        params=params,
+        resolve_monitor=resolve_monitor,
+        integrations=integrations,
+        on_progress=on_progress,
+        auth_provider=auth_provider,
+        script_runner=script_runner,
+        script_libraries=script_libraries,
+        run_id=run_id,
+        request_timeout=request_timeout,
+        call_stack=(),
     )
     return await run.execute()
 
@@ -212,14 +221,18 @@ class _Run:
             webhooks=list(env.webhooks) if env else [],
         )
         self.session = session = (self.auth_provider or AuthSession)(
-            env.client_certificate if env else None, env.verify_ssl if env else True)
+            env.client_certificate if env else None, env.verify_ssl if env else True
+        )
         try:
             self._start_variables()
         except TemplateError as exc:
             self.result.error = str(exc)
             self.stop_reason = "the run could not start"
-        client_kwargs = {"timeout": self.request_timeout, "headers": {"User-Agent": USER_AGENT},
-                         **session.client_kwargs()}
+        client_kwargs = {
+            "timeout": self.request_timeout,
+            "headers": {"User-Agent": USER_AGENT},
+            **session.client_kwargs(),
+        }
         async with make_client(**client_kwargs) as client:
             self.client = client
             if env is not None and env.script and self.stop_reason is None:
@@ -245,8 +258,7 @@ class _Run:
     def _start_variables(self) -> None:
         if self.env is not None:
             for name, value in self.env.initial_variables.items():
-                self.variables[name] = render(value, self.variables,
-                                              field=f"{self.env_path}.initialVariables.{name}")
+                self.variables[name] = render(value, self.variables, field=f"{self.env_path}.initialVariables.{name}")
             # Secret values are taken as they are: a secret is data, not a template.
             self.variables.update({v.name: v.value or "" for v in self.env.secret_variables})
         self.variables.update({k: str(v) for k, v in self.params.items()})
@@ -268,8 +280,13 @@ class _Run:
     # --- steps ----------------------------------------------------------------------------------
 
     async def _step(self, step: Any, path: str, parent: Optional[StepResult]) -> StepResult:
-        result = StepResult(uuid=step.id or str(uuid.uuid4()), step_type=step.step_type, name=_label(step),
-                            path=path, parent_uuid=parent.uuid if parent else None)
+        result = StepResult(
+            uuid=step.id or str(uuid.uuid4()),
+            step_type=step.step_type,
+            name=_label(step),
+            path=path,
+            parent_uuid=parent.uuid if parent else None,
+        )
         if self.stop_reason is not None or step.skipped:
             return self._skip(step, result, self.stop_reason or "skipped in the test definition")
         self._emit("step_started", result)
@@ -324,8 +341,9 @@ class _Run:
 
         def add(name: str, values: list[str], prefix: str) -> None:
             rendered_name = render(name, v, field=f"{prefix}.{name}")
-            headers.extend((rendered_name, render(value, v, field=f"{prefix}.{name}[{i}]"))
-                           for i, value in enumerate(values))
+            headers.extend(
+                (rendered_name, render(value, v, field=f"{prefix}.{name}[{i}]")) for i, value in enumerate(values)
+            )
 
         if self.env is not None and self.env.headers:
             replaced = {name.lower() for name in step.headers}
@@ -337,9 +355,12 @@ class _Run:
         body = render(step.body, v, field=f"{where}.body") if step.body else None
         form = None
         if step.form and body is None:
-            form = {render(name, v, field=f"{where}.form.{name}"):
-                    [render(value, v, field=f"{where}.form.{name}[{i}]") for i, value in enumerate(values)]
-                    for name, values in step.form.items()}
+            form = {
+                render(name, v, field=f"{where}.form.{name}"): [
+                    render(value, v, field=f"{where}.form.{name}[{i}]") for i, value in enumerate(values)
+                ]
+                for name, values in step.form.items()
+            }
         return _Rendered(step.method, render(step.url, v, field=f"{where}.url").strip(), headers, body, form)
 
     async def _request(self, step: RequestStep, result: StepResult, where: str) -> None:
@@ -371,23 +392,23 @@ class _Run:
         self._apply_checks(step.variables, step.assertions, exchange, result, where)
         if step.scripts:
             if exchange.status is None:
-                result.scripts.extend(ScriptResult(result="fail", error="not run: no response")
-                                      for _ in step.scripts)
+                result.scripts.extend(ScriptResult(result="fail", error="not run: no response") for _ in step.scripts)
             else:
                 request_view = rendered.script_view()
                 for source in step.scripts:
-                    result.scripts.append(await self._run_script(source, request=request_view,
-                                                                 response=_response_view(exchange)))
+                    result.scripts.append(
+                        await self._run_script(source, request=request_view, response=_response_view(exchange))
+                    )
         result.count()
 
-    async def _send(self, step: RequestStep, rendered: _Rendered, result: StepResult,
-                    where: str) -> Optional[Exchange]:
+    async def _send(self, step: RequestStep, rendered: _Rendered, result: StepResult, where: str) -> Optional[Exchange]:
         client = self.client
         if not (self.env is not None and self.env.preserve_cookies):
             client.cookies.clear()
         try:
-            request = client.build_request(rendered.method, rendered.url, headers=rendered.headers,
-                                           content=rendered.body, data=rendered.form)
+            request = client.build_request(
+                rendered.method, rendered.url, headers=rendered.headers, content=rendered.body, data=rendered.form
+            )
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
             result.error = f"{where}.url: invalid URL {rendered.url!r}: {exc}"
             return None
@@ -402,28 +423,35 @@ class _Run:
                 return None
         return await send(client, request=request)
 
-    def _apply_checks(self, variables: list[Variable], assertions: list[Assertion], exchange: Exchange,
-                      result: StepResult, where: str) -> None:
+    def _apply_checks(
+        self, variables: list[Variable], assertions: list[Assertion], exchange: Exchange, result: StepResult, where: str
+    ) -> None:
         for variable in variables:
             result.variables.append(self._extract_variable(variable, exchange))
         for index, assertion in enumerate(assertions):
-            result.assertions.append(evaluate(assertion, exchange, self.variables,
-                                              field=f"{where}.assertions[{index}]"))
+            result.assertions.append(
+                evaluate(assertion, exchange, self.variables, field=f"{where}.assertions[{index}]")
+            )
 
     def _extract_variable(self, variable: Variable, exchange: Exchange) -> VariableResult:
         source = RESULT_SOURCES.get(variable.source, variable.source)
         try:
             value = extract(variable.source, variable.property, exchange)
         except ExtractionError as exc:
-            return VariableResult(result="fail", source=source, property=variable.property, name=variable.name,
-                                  error=str(exc))
+            return VariableResult(
+                result="fail", source=source, property=variable.property, name=variable.name, error=str(exc)
+            )
         if value is None and variable.source == "response_headers":
-            return VariableResult(result="fail", source=source, property=variable.property, name=variable.name,
-                                  error=f"response has no header {variable.property!r}")
+            return VariableResult(
+                result="fail",
+                source=source,
+                property=variable.property,
+                name=variable.name,
+                error=f"response has no header {variable.property!r}",
+            )
         text = as_text(value)
         self.variables[variable.name] = "" if text is None else text
-        return VariableResult(result="pass", source=source, property=variable.property, name=variable.name,
-                              value=text)
+        return VariableResult(result="pass", source=source, property=variable.property, name=variable.name, value=text)
 
     # scripts ------------------------------------------------------------------------------------
 
@@ -443,19 +471,24 @@ class _Run:
         result, _ = await self._run_script_with_request(source, request=request, response=response)
         return result
 
-    async def _run_script_with_request(self, source: str, *, request: Optional[dict],
-                                       response: Optional[dict]) -> tuple[ScriptResult, Optional[dict]]:
+    async def _run_script_with_request(
+        self, source: str, *, request: Optional[dict], response: Optional[dict]
+    ) -> tuple[ScriptResult, Optional[dict]]:
         """The script's result and the request as it left it (pre-request scripts may change it).
         The script runs on a thread: the other runs of the event loop (a tick pod's Monitors)
         go on while it runs, up to its time limit."""
         try:
-            outcome = await asyncio.to_thread(self._scripts().run, source, variables=dict(self.variables),
-                                              request=request, response=response)
+            outcome = await asyncio.to_thread(
+                self._scripts().run, source, variables=dict(self.variables), request=request, response=response
+            )
         except Exception as exc:  # a missing library or a broken runner fails the script, not the run
             return ScriptResult(result="fail", error=f"script not run: {exc}"), request
         self.variables = {str(k): "" if v is None else str(v) for k, v in outcome.variables.items()}
-        result = ScriptResult(result="pass" if outcome.passed else "fail", output="\n".join(outcome.logs),
-                              error=None if outcome.passed else (outcome.error or "script failed"))
+        result = ScriptResult(
+            result="pass" if outcome.passed else "fail",
+            output="\n".join(outcome.logs),
+            error=None if outcome.passed else (outcome.error or "script failed"),
+        )
         return result, getattr(outcome, "request", None) or request
 
     # condition ----------------------------------------------------------------------------------
@@ -478,8 +511,10 @@ class _Run:
 
     async def _subtest(self, step: SubtestStep, result: StepResult, where: str) -> None:
         target = step.monitor or step.test_uuid or ""
-        params = {p.name: render(p.value, self.variables, field=f"{where}.params[{i}].value")
-                  for i, p in enumerate(step.params)}
+        params = {
+            p.name: render(p.value, self.variables, field=f"{where}.params[{i}].value")
+            for i, p in enumerate(step.params)
+        }
         started_at = time.time()
         sub_result = await self._run_subtest(step, target, params, result, where)
         if sub_result is None:
@@ -487,17 +522,22 @@ class _Run:
             return
         result.subtest = sub_result
         document = {**sub_result.to_runscope(), "variables": dict(sub_result.variables)}
-        exchange = Exchange.from_json(document, status=200 if sub_result.passed else 500,
-                                      url=f"subtest:{target}", response_time_ms=sub_result.duration_s * 1000.0,
-                                      started_at=started_at)
+        exchange = Exchange.from_json(
+            document,
+            status=200 if sub_result.passed else 500,
+            url=f"subtest:{target}",
+            response_time_ms=sub_result.duration_s * 1000.0,
+            started_at=started_at,
+        )
         result.status_code, result.response_time_ms = exchange.status, exchange.response_time_ms
         self._apply_checks(step.variables, step.assertions, exchange, result, where)
         if not step.assertions and not sub_result.passed:
             result.error = f"subtest {target!r} failed"
         result.count()
 
-    async def _run_subtest(self, step: SubtestStep, target: str, params: dict[str, str], result: StepResult,
-                           where: str) -> Optional[RunResult]:
+    async def _run_subtest(
+        self, step: SubtestStep, target: str, params: dict[str, str], result: StepResult, where: str
+    ) -> Optional[RunResult]:
         if self.resolve_monitor is None:
             result.error = f"{where}: cannot run subtest {target!r}: no way to look Monitors up here"
             return None
@@ -524,17 +564,31 @@ class _Run:
                 return None
             env_name = env.name
         child = _Run(
-            sub, environment_for(sub, env_name), params=params, resolve_monitor=self.resolve_monitor,
-            integrations=self.integrations, on_progress=None, auth_provider=self.auth_provider, script_runner=None,
-            script_libraries=self.script_libraries, run_id=None, request_timeout=self.request_timeout, call_stack=chain,
+            sub,
+            environment_for(sub, env_name),
+            params=params,
+            resolve_monitor=self.resolve_monitor,
+            integrations=self.integrations,
+            on_progress=None,
+            auth_provider=self.auth_provider,
+            script_runner=None,
+            script_libraries=self.script_libraries,
+            run_id=None,
+            request_timeout=self.request_timeout,
+            call_stack=chain,
         )
         sub_result = await child.execute()
         sub_result.parent_test_uuid = self.result.test_id
         sub_result.source = "subtest"
         sub_result.subtest_detail = SubtestDetail(
-            name=sub_result.test_name, note=step.note or None, result=sub_result.result, test_uuid=sub_result.test_id,
-            test_run_uuid=sub_result.test_run_id, test_run_url=sub_result.test_run_url,
-            started_at=sub_result.started_at, finished_at=sub_result.finished_at,
+            name=sub_result.test_name,
+            note=step.note or None,
+            result=sub_result.result,
+            test_uuid=sub_result.test_id,
+            test_run_uuid=sub_result.test_run_id,
+            test_run_url=sub_result.test_run_url,
+            started_at=sub_result.started_at,
+            finished_at=sub_result.finished_at,
         )
         return sub_result
 
@@ -543,8 +597,9 @@ class _Run:
     async def _ghost_inspector(self, step: GhostInspectorStep, result: StepResult, where: str) -> None:
         integration = self.integrations.get(step.integration_id)
         if integration is None:
-            result.error = (f"{where}.integrationId: no Ghost Inspector integration {step.integration_id!r} "
-                            f"is configured")
+            result.error = (
+                f"{where}.integrationId: no Ghost Inspector integration {step.integration_id!r} is configured"
+            )
             result.count()
             return
         query = {"apiKey": integration.api_key}
@@ -578,7 +633,8 @@ def _ghost_inspector_verdict(exchange: Exchange) -> Optional[str]:
 
 def _redact_api_key(url: str, api_key: str) -> str:
     return url.replace(f"apiKey={api_key}", "apiKey=REDACTED").replace(
-        f"apiKey={urlencode({'': api_key})[1:]}", "apiKey=REDACTED")
+        f"apiKey={urlencode({'': api_key})[1:]}", "apiKey=REDACTED"
+    )
 
 
 def _response_view(exchange: Exchange) -> dict[str, Any]:
@@ -586,9 +642,14 @@ def _response_view(exchange: Exchange) -> dict[str, Any]:
     for name, value in exchange.response_headers:
         grouped.setdefault(name, []).append(value)
     return {
-        "method": exchange.method, "url": exchange.url, "status": exchange.status, "reason": exchange.reason,
+        "method": exchange.method,
+        "url": exchange.url,
+        "status": exchange.status,
+        "reason": exchange.reason,
         "headers": grouped,
-        "body": exchange.text, "response_time_ms": exchange.response_time_ms, "size_bytes": exchange.size,
+        "body": exchange.text,
+        "response_time_ms": exchange.response_time_ms,
+        "size_bytes": exchange.size,
     }
 
 
@@ -601,8 +662,13 @@ def _render_auth(auth: Any, variables: Mapping[str, str], where: str) -> Any:
 
 
 def _nested(inner: Any, parent: StepResult, index: int) -> StepResult:
-    return StepResult(uuid=inner.id or str(uuid.uuid4()), step_type=inner.step_type, name=_label(inner),
-                      path=f"{parent.path}.steps[{index}]", parent_uuid=parent.uuid)
+    return StepResult(
+        uuid=inner.id or str(uuid.uuid4()),
+        step_type=inner.step_type,
+        name=_label(inner),
+        path=f"{parent.path}.steps[{index}]",
+        parent_uuid=parent.uuid,
+    )
 
 
 def _label(step: Any) -> str:

@@ -86,12 +86,13 @@ def totals_line(result: RunResult) -> str:
     name = result.test_name or result.test_id or "monitor"
     env = f" ({result.environment_name})" if result.environment_name else ""
     verdict = {"pass": "PASS", "fail": "FAIL"}.get(result.result, result.result.upper())
-    parts = [f"{len(steps)} steps", f"{count['pass']} passed", f"{count['fail']} failed",
-             f"{count['skipped']} skipped"]
+    parts = [f"{len(steps)} steps", f"{count['pass']} passed", f"{count['fail']} failed", f"{count['skipped']} skipped"]
     if count["not_run"]:
         parts.append(f"{count['not_run']} conditions not met")
-    return (f"{verdict}  {name}{env}: {', '.join(parts)} · assertions {result.assertions_passed}/"
-            f"{result.assertions_defined} · requests {result.requests_executed} · {result.duration_s:.2f} s")
+    return (
+        f"{verdict}  {name}{env}: {', '.join(parts)} · assertions {result.assertions_passed}/"
+        f"{result.assertions_defined} · requests {result.requests_executed} · {result.duration_s:.2f} s"
+    )
 
 
 def run_header(result: RunResult) -> str:
@@ -151,29 +152,40 @@ def junit_xml(result: RunResult) -> str:
     """One <testsuite> for the run, one <testcase> per step (nested steps included)."""
     name = result.test_name or result.test_id or "monitor"
     steps = result.requests
-    suite = ET.Element("testsuite", {
-        "name": name,
-        "tests": str(len(steps)),
-        "failures": str(sum(1 for s in steps if s.failed and not s.error)),
-        "errors": str(sum(1 for s in steps if s.failed and s.error) + (1 if result.error else 0)),
-        "skipped": str(sum(1 for s in steps if s.status in ("skipped", "not_run"))),
-        "time": f"{result.duration_s:.3f}",
-        "timestamp": datetime.fromtimestamp(result.started_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
-    })
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": name,
+            "tests": str(len(steps)),
+            "failures": str(sum(1 for s in steps if s.failed and not s.error)),
+            "errors": str(sum(1 for s in steps if s.failed and s.error) + (1 if result.error else 0)),
+            "skipped": str(sum(1 for s in steps if s.status in ("skipped", "not_run"))),
+            "time": f"{result.duration_s:.3f}",
+            "timestamp": datetime.fromtimestamp(result.started_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
     properties = ET.SubElement(suite, "properties")
-    for key, value in (("test_run_id", result.test_run_id), ("test_id", result.test_id),
-                       ("environment", result.environment_name), ("result", result.result)):
+    for key, value in (
+        ("test_run_id", result.test_run_id),
+        ("test_id", result.test_id),
+        ("environment", result.environment_name),
+        ("result", result.result),
+    ):
         if value:
             ET.SubElement(properties, "property", {"name": key, "value": str(value)})
     if result.error:
         case = ET.SubElement(suite, "testcase", {"classname": name, "name": "environment", "time": "0"})
         ET.SubElement(case, "error", {"message": result.error, "type": "environment"})
     for step in steps:
-        case = ET.SubElement(suite, "testcase", {
-            "classname": name,
-            "name": f"{step.path} {step.name}",
-            "time": f"{step.duration_ms / 1000:.3f}",
-        })
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": name,
+                "name": f"{step.path} {step.name}",
+                "time": f"{step.duration_ms / 1000:.3f}",
+            },
+        )
         if step.status == "skipped":
             ET.SubElement(case, "skipped", {"message": step.skip_reason or "skipped"})
         elif step.status == "not_run":
@@ -198,29 +210,38 @@ def format_suite(summary: Mapping[str, Any], *, flows: bool = True) -> str:
     for flow in (summary.get("testSuiteFlowRuns", []) or []) if flows else []:
         status = flow.get("status", "")
         mark = {"PASSED": "✓", "FAILED": "✗"}.get(status, "–")
-        extras = [f"{flow['numOfRequests']} requests" if flow.get("numOfRequests") is not None else "",
-                  str(flow.get("duration") or "")]
+        extras = [
+            f"{flow['numOfRequests']} requests" if flow.get("numOfRequests") is not None else "",
+            str(flow.get("duration") or ""),
+        ]
         extras = [e for e in extras if e]
-        lines.append(f"{mark} {flow.get('description') or flow.get('id', '')}  {status}"
-                     + (f"  ({', '.join(extras)})" if extras else ""))
+        lines.append(
+            f"{mark} {flow.get('description') or flow.get('id', '')}  {status}"
+            + (f"  ({', '.join(extras)})" if extras else "")
+        )
     if lines:
         lines.append("")
-    lines.append(f"{summary.get('status', '?')}  {summary.get('description') or summary.get('id', 'suite')}: "
-                 f"flows {summary.get('progress', '-')} · success rate {summary.get('successRate', '-')} · "
-                 f"avg flow duration {summary.get('avgResTime', '-')}")
+    lines.append(
+        f"{summary.get('status', '?')}  {summary.get('description') or summary.get('id', 'suite')}: "
+        f"flows {summary.get('progress', '-')} · success rate {summary.get('successRate', '-')} · "
+        f"avg flow duration {summary.get('avgResTime', '-')}"
+    )
     return "\n".join(lines)
 
 
 def suite_junit_xml(suite_name: str, cases: list[Any]) -> str:
     """JUnit for a suite run from its `junit_cases()`: one testcase per flow run."""
-    suite = ET.Element("testsuite", {
-        "name": suite_name,
-        "tests": str(len(cases)),
-        "failures": str(sum(1 for c in cases if c.failure)),
-        "errors": "0",
-        "skipped": "0",
-        "time": f"{sum(c.time for c in cases):.3f}",
-    })
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": suite_name,
+            "tests": str(len(cases)),
+            "failures": str(sum(1 for c in cases if c.failure)),
+            "errors": "0",
+            "skipped": "0",
+            "time": f"{sum(c.time for c in cases):.3f}",
+        },
+    )
     for c in cases:
         case = ET.SubElement(suite, "testcase", {"classname": c.classname, "name": c.name, "time": f"{c.time:.3f}"})
         if c.failure:

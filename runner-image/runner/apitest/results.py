@@ -168,17 +168,26 @@ class StepDetail(_ResultModel):
         parts = urlsplit(exchange.url)
         body, encoding = encode_body(exchange.request_body)
         request = RequestDetail(
-            body=body, body_encoding=encoding, headers=group_headers(exchange.request_headers),
-            host=parts.hostname or "", method=exchange.method,
-            params=parse_qs(parts.query, keep_blank_values=True), path=parts.path or "/",
-            scheme=parts.scheme, timestamp=exchange.started_at,
+            body=body,
+            body_encoding=encoding,
+            headers=group_headers(exchange.request_headers),
+            host=parts.hostname or "",
+            method=exchange.method,
+            params=parse_qs(parts.query, keep_blank_values=True),
+            path=parts.path or "/",
+            scheme=parts.scheme,
+            timestamp=exchange.started_at,
         )
         response = None
         if exchange.status is not None:
             body, encoding = encode_body(exchange.body)
             response = ResponseDetail(
-                body=body, body_encoding=encoding, headers=group_headers(exchange.response_headers),
-                reason=exchange.reason, size_bytes=exchange.size, status=exchange.status,
+                body=body,
+                body_encoding=encoding,
+                headers=group_headers(exchange.response_headers),
+                reason=exchange.reason,
+                size_bytes=exchange.size,
+                status=exchange.status,
                 timestamp=exchange.finished_at,
             )
         return cls(bucket_key=bucket_key, uuid=uuid, request=request, response=response)
@@ -190,10 +199,23 @@ class StepDetail(_ResultModel):
 # --- one step (an item of requests[]) ----------------------------------------------------------
 
 RUNSCOPE_REQUEST_KEYS = (
-    "url", "method", "uuid", "result", "variables", "assertions", "scripts",
-    "assertions_defined", "assertions_passed", "assertions_failed",
-    "variables_defined", "variables_passed", "variables_failed",
-    "scripts_defined", "scripts_passed", "scripts_failed", "timings",
+    "url",
+    "method",
+    "uuid",
+    "result",
+    "variables",
+    "assertions",
+    "scripts",
+    "assertions_defined",
+    "assertions_passed",
+    "assertions_failed",
+    "variables_defined",
+    "variables_passed",
+    "variables_failed",
+    "scripts_defined",
+    "scripts_passed",
+    "scripts_failed",
+    "timings",
 )
 
 StepStatus = Literal["pass", "fail", "skipped", "not_run"]
@@ -311,9 +333,15 @@ class SubtestDetail(_ResultModel):
 RunOutcome = Literal["pass", "fail", "working"]
 
 _RUN_COUNTERS = (
-    "assertions_defined", "assertions_passed", "assertions_failed",
-    "variables_defined", "variables_passed", "variables_failed",
-    "scripts_defined", "scripts_passed", "scripts_failed",
+    "assertions_defined",
+    "assertions_passed",
+    "assertions_failed",
+    "variables_defined",
+    "variables_passed",
+    "variables_failed",
+    "scripts_defined",
+    "scripts_passed",
+    "scripts_failed",
 )
 
 
@@ -445,8 +473,7 @@ class RunResult(_ResultModel):
 
     def to_runscope(self) -> dict[str, Any]:
         """The `data` object of Test Result Detail."""
-        return {"requests": [step.to_runscope() for step in self.requests], **self._header(),
-                "source": self.source}
+        return {"requests": [step.to_runscope() for step in self.requests], **self._header(), "source": self.source}
 
     def to_runscope_summary(self) -> dict[str, Any]:
         """One item of Test Result List."""

@@ -54,7 +54,7 @@ def prepare() -> None:
 
 def _new_context() -> quickjs.Context:
     ctx = quickjs.Context()
-    ctx.set("__assay_assertions", _ASSERTIONS)   # compiled only if the script asserts
+    ctx.set("__assay_assertions", _ASSERTIONS)  # compiled only if the script asserts
     return ctx
 
 
@@ -77,7 +77,7 @@ class _Run:
         self._use_budget()
         try:
             ctx.eval(_PRELUDE)
-        except quickjs.JSException as exc:   # only a limit can stop the prelude: inputs too big
+        except quickjs.JSException as exc:  # only a limit can stop the prelude: inputs too big
             return {"inputs_error": self._describe(str(exc))}
         ctx.set_memory_limit(ctx.memory()["malloc_size"] + self.memory_limit_bytes)
 
@@ -116,7 +116,7 @@ class _Run:
             return self._describe(str(exc), stack_overflow=True)
         except quickjs.JSException as exc:
             return self._describe(str(exc))
-        except (ValueError, UnicodeError) as exc:   # NUL characters, lone surrogates
+        except (ValueError, UnicodeError) as exc:  # NUL characters, lone surrogates
             return f"the script text cannot be run: {exc}"
         return None
 
@@ -144,14 +144,14 @@ def _split_js_error(text: str) -> tuple[str, list[tuple[str | None, int]]]:
     first_frame = next((i for i, line in enumerate(lines) if _FRAME.match(line)), len(lines))
     message_lines = lines[:first_frame]
     if first_frame == len(lines) and len(message_lines) > 1 and message_lines[-1] == "undefined":
-        message_lines.pop()   # a thrown non-Error: the binding appends its (missing) stack
+        message_lines.pop()  # a thrown non-Error: the binding appends its (missing) stack
     frames = []
     for line in lines[first_frame:]:
         match = _FRAME.match(line)
         if not match or match["file"] != "<input>" or match["line"] is None:
             continue
         name = match["name"]
-        if name is not None and name.startswith("assay_"):   # the prelude's own functions
+        if name is not None and name.startswith("assay_"):  # the prelude's own functions
             continue
         frames.append((name, int(match["line"])))
     return "\n".join(message_lines).strip() or "script failed", frames

@@ -114,12 +114,12 @@ set) to come first where it can."""
 
 @dataclass
 class ScriptOutcome:
-    variables: dict[str, str]          # all variables after the script
+    variables: dict[str, str]  # all variables after the script
     logs: list[str]
     passed: bool
-    error: str | None                  # None when passed
+    error: str | None  # None when passed
     duration_ms: float
-    request: dict | None = None        # the (possibly modified) request, for before_scripts
+    request: dict | None = None  # the (possibly modified) request, for before_scripts
     # `request` is filled whenever a request was passed in; only a pre-request script's
     # changes mean anything, so the engine applies it for before_scripts only.
 
@@ -128,8 +128,9 @@ class ScriptRunner:
     """Runs Runscope-style scripts; stateless between runs and safe to share between threads
     (each run gets a fresh engine in one of the shared script workers)."""
 
-    def __init__(self, libraries: Sequence[str] = (), time_limit_s: float = 1.0,
-                 memory_limit_bytes: int = 32 * 1024 * 1024):
+    def __init__(
+        self, libraries: Sequence[str] = (), time_limit_s: float = 1.0, memory_limit_bytes: int = 32 * 1024 * 1024
+    ):
         if time_limit_s <= 0:
             raise ValueError("time_limit_s must be positive")
         if memory_limit_bytes <= 0:
@@ -140,8 +141,9 @@ class ScriptRunner:
         self.time_limit_s = float(time_limit_s)
         self.memory_limit_bytes = int(memory_limit_bytes)
 
-    def run(self, source: str, *, variables: dict[str, str], request: dict | None = None,
-            response: dict | None = None) -> ScriptOutcome:
+    def run(
+        self, source: str, *, variables: dict[str, str], request: dict | None = None, response: dict | None = None
+    ) -> ScriptOutcome:
         started = time.perf_counter()
         request_view = _request_view(request) if request is not None else None
         payload = {
@@ -158,9 +160,14 @@ class ScriptRunner:
             changed = results.get("request")
             if changed is not None:
                 outcome_request = _apply_request_changes(request, request_view, changed)
-        return ScriptOutcome(variables=results["variables"], logs=results["logs"],
-                             passed=error is None, error=error, duration_ms=_ms_since(started),
-                             request=outcome_request)
+        return ScriptOutcome(
+            variables=results["variables"],
+            logs=results["logs"],
+            passed=error is None,
+            error=error,
+            duration_ms=_ms_since(started),
+            request=outcome_request,
+        )
 
     def _evaluate(self, source: str, inputs: str) -> dict:
         """The engine's reply (script_engine.evaluate), or an error of the run as a whole."""
@@ -179,8 +186,15 @@ class ScriptRunner:
     def _request(self, source: str, inputs: str) -> bytes:
         """The engine's request: the code and the limits as one JSON line, then the inputs
         (ASCII JSON text, so neither part holds a raw newline)."""
-        job = json.dumps({"source": source, "libraries": self.libraries, "time_limit_s": self.time_limit_s,
-                          "memory_limit_bytes": self.memory_limit_bytes}, ensure_ascii=True)
+        job = json.dumps(
+            {
+                "source": source,
+                "libraries": self.libraries,
+                "time_limit_s": self.time_limit_s,
+                "memory_limit_bytes": self.memory_limit_bytes,
+            },
+            ensure_ascii=True,
+        )
         return f"{job}\n{inputs}".encode("ascii")
 
 
@@ -193,7 +207,7 @@ def _error_and_results(reply: dict, initial_variables: dict[str, str]) -> tuple[
     error = reply.get("error")
     if "results_error" in reply:
         return error or f"could not read the script's results: {reply['results_error']}", nothing
-    if "results" not in reply:   # the worker was stopped or died
+    if "results" not in reply:  # the worker was stopped or died
         return error, nothing
     try:
         results = _read_results(reply["results"])
@@ -216,6 +230,7 @@ def _workers() -> WorkerPool:
 
 
 # --- what goes in -------------------------------------------------------------------------
+
 
 def _text(value) -> str:
     if value is None:
@@ -291,6 +306,7 @@ def _response_view(response: Mapping) -> dict:
 
 # --- what comes out -----------------------------------------------------------------------
 
+
 def _clean(text: str) -> str:
     """A JS string may hold lone surrogates; they become U+FFFD so the text encodes."""
     try:
@@ -302,7 +318,8 @@ def _clean(text: str) -> str:
 
 def _checked_lists(value) -> dict[str, list[str]]:
     if not isinstance(value, dict) or not all(
-            isinstance(v, list) and all(isinstance(s, str) for s in v) for v in value.values()):
+        isinstance(v, list) and all(isinstance(s, str) for s in v) for v in value.values()
+    ):
         raise ValueError("malformed request from the script")
     return {_clean(k): [_clean(s) for s in v] for k, v in value.items()}
 
@@ -317,8 +334,10 @@ def _read_results(raw) -> dict:
         raise ValueError("malformed variables from the script")
     if not isinstance(logs, list) or not all(isinstance(line, str) for line in logs):
         raise ValueError("malformed log from the script")
-    results = {"variables": {_clean(k): _clean(v) for k, v in variables.items()},
-               "logs": [_clean(line) for line in logs]}
+    results = {
+        "variables": {_clean(k): _clean(v) for k, v in variables.items()},
+        "logs": [_clean(line) for line in logs],
+    }
     if "request_error" in data:
         results["error"] = f"could not read the modified request: {data['request_error']}"
     request = data.get("request")
@@ -340,8 +359,15 @@ def _apply_request_changes(original: Mapping, before: dict, after: dict) -> dict
     result = dict(original)
     url = after["url"]
     if url == before["url"] and any(after[k] != before[k] for k in ("scheme", "host", "path", "params")):
-        url = urlunsplit((after["scheme"], after["host"], after["path"],
-                          _lists_to_query(after["params"]), urlsplit(before["url"]).fragment))
+        url = urlunsplit(
+            (
+                after["scheme"],
+                after["host"],
+                after["path"],
+                _lists_to_query(after["params"]),
+                urlsplit(before["url"]).fragment,
+            )
+        )
     body = after["body"]
     if body == before["body"] and after["form"] != before["form"]:
         body = _lists_to_query(after["form"])

@@ -119,8 +119,7 @@ class RequestResult:
         reasons = [self.error] if self.error else []
         reasons += [
             f"assertion {a['source']}{'.' + a['property'] if a['property'] else ''} {a['comparison']}"
-            f" {a['targetValue']!r} failed (actual {a['actualValue']!r})"
-            + (f": {a['error']}" if a["error"] else "")
+            f" {a['targetValue']!r} failed (actual {a['actualValue']!r})" + (f": {a['error']}" if a["error"] else "")
             for a in self.assertions
             if a["result"] != "pass"
         ]
@@ -158,8 +157,9 @@ class FlowRunResult:
 
     @property
     def avg_res_time_ms(self) -> int:
-        times = [r.response_time_ms for r in self.requests
-                 if r.status_code is not None and r.response_time_ms is not None]
+        times = [
+            r.response_time_ms for r in self.requests if r.status_code is not None and r.response_time_ms is not None
+        ]
         return round(sum(times) / len(times)) if times else 0
 
     def failure_text(self) -> Optional[str]:
@@ -327,8 +327,7 @@ def parse_pool_csv(text: str, *, where: str) -> list[dict[str, str]]:
     rows = []
     for number, values in enumerate(lines[1:], start=2):
         if len(values) != len(header):
-            raise SuiteInputError(
-                f"{where}: CSV line {number} has {len(values)} fields, the header has {len(header)}")
+            raise SuiteInputError(f"{where}: CSV line {number} has {len(values)} fields, the header has {len(header)}")
         rows.append(dict(zip(header, values)))
     return rows
 
@@ -338,7 +337,8 @@ def _pool_rows(pool: ParameterPool, where: str) -> list[dict[str, str]]:
         raise SuiteInputError(
             f"{where}: parameter pool {pool.name!r} refers to ConfigMap "
             f"{pool.config_map_ref.name if pool.config_map_ref else '?'!r}; the runner accepts "
-            "inline CSV only (the operator resolves configMapRef into csv before the run)")
+            "inline CSV only (the operator resolves configMapRef into csv before the run)"
+        )
     return parse_pool_csv(pool.csv, where=f"{where} parameter pool {pool.name!r}")
 
 
@@ -354,7 +354,8 @@ def _plan(suite: TestSuite, force_all_flows: bool) -> list[_PlannedFlowRun]:
         planned += [_PlannedFlowRun(index, flow, row, n, len(rows)) for n, row in enumerate(rows, start=1)]
     if not planned:
         raise SuiteInputError(
-            "no flow to run: every flow has the CI toggle (ciEnabled) off; run with forceAllFlows to run them all")
+            "no flow to run: every flow has the CI toggle (ciEnabled) off; run with forceAllFlows to run them all"
+        )
     return planned
 
 
@@ -374,8 +375,11 @@ def _flow_conf(planned: _PlannedFlowRun, parameters: dict[str, str], use_cookies
     conf["parameters"] = dict(parameters)
     conf["useCookies"] = use_cookies
     if planned.flow.parameter_pool is not None:
-        conf["parameterPool"] = {"name": planned.flow.parameter_pool.name,
-                                 "row": planned.row_number, "rows": planned.row_count}
+        conf["parameterPool"] = {
+            "name": planned.flow.parameter_pool.name,
+            "row": planned.row_number,
+            "rows": planned.row_count,
+        }
     return conf
 
 
@@ -445,12 +449,17 @@ def _epoch_ms(clock: Callable[[], float]) -> int:
     return _round_half_up(clock() * 1000)
 
 
-def _notify(on_progress: Optional[ProgressCallback], event: str, suite_run: SuiteRunResult,
-            flow_run: FlowRunResult) -> None:
+def _notify(
+    on_progress: Optional[ProgressCallback], event: str, suite_run: SuiteRunResult, flow_run: FlowRunResult
+) -> None:
     if on_progress is None:
         return
-    message = {"event": event, "flowRunId": flow_run.id, "description": flow_run.description,
-               "progress": suite_run.progress}
+    message = {
+        "event": event,
+        "flowRunId": flow_run.id,
+        "description": flow_run.description,
+        "progress": suite_run.progress,
+    }
     if event == "flow_finished":
         message["status"] = flow_run.status
         message["duration"] = format_ms(flow_run.duration_ms or 0)
@@ -465,15 +474,17 @@ def _cookie_jar(use_cookies: bool) -> CookieJar:
     return CookieJar() if use_cookies else CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
-async def _run_flow(plan: _PlannedFlowRun, parameters: dict[str, str], use_cookies: bool,
-                    flow_run: FlowRunResult) -> None:
+async def _run_flow(
+    plan: _PlannedFlowRun, parameters: dict[str, str], use_cookies: bool, flow_run: FlowRunResult
+) -> None:
     variables = dict(parameters)  # extractions write here: they last for this flow run only
     stopped = False
     async with make_client(cookies=_cookie_jar(use_cookies)) as client:
         for index, request in enumerate(plan.flow.requests):
             if stopped:
-                flow_run.requests.append(RequestResult(
-                    name=_request_name(request), method=request.method, url=request.url, status="SKIPPED"))
+                flow_run.requests.append(
+                    RequestResult(name=_request_name(request), method=request.method, url=request.url, status="SKIPPED")
+                )
                 continue
             where = f"spec.flows[{plan.flow_index}].requests[{index}]"
             outcome = await _run_request(client, request, variables, where)
@@ -485,21 +496,25 @@ def _request_name(request: HttpRequest) -> str:
     return request.name or f"{request.method} {request.url}"
 
 
-async def _run_request(client: httpx.AsyncClient, request: HttpRequest, variables: dict[str, str],
-                       where: str) -> RequestResult:
+async def _run_request(
+    client: httpx.AsyncClient, request: HttpRequest, variables: dict[str, str], where: str
+) -> RequestResult:
     outcome = RequestResult(name=_request_name(request), method=request.method, url=request.url, status="FAILED")
     try:
         outcome.url = render(request.url, variables, field=f"{where}.url")
-        headers = {render(name, variables, field=f"{where}.headers"):
-                   render(value, variables, field=f"{where}.headers.{name}")
-                   for name, value in request.headers.items()}
+        headers = {
+            render(name, variables, field=f"{where}.headers"): render(value, variables, field=f"{where}.headers.{name}")
+            for name, value in request.headers.items()
+        }
         body = None if request.body is None else render(request.body, variables, field=f"{where}.body")
     except TemplateError as exc:
         outcome.error = str(exc)
         return outcome
     if not outcome.url.startswith(("http://", "https://")):
-        outcome.error = (f"{where}.url: {outcome.url!r} is not an absolute http(s) URL; a TestSuite has no "
-                         "base URL, so put it in a parameter, e.g. {{baseUrl}}/path")
+        outcome.error = (
+            f"{where}.url: {outcome.url!r} is not an absolute http(s) URL; a TestSuite has no "
+            "base URL, so put it in a parameter, e.g. {{baseUrl}}/path"
+        )
         return outcome
 
     timeout = parse_duration(request.timeout) if request.timeout else None  # None: the client's default
@@ -520,15 +535,17 @@ async def _run_request(client: httpx.AsyncClient, request: HttpRequest, variable
             errors.append(f"{where}.extract {variable.name!r}: {exc}")
     for number, assertion in enumerate(request.assertions):
         checked = evaluate(assertion, exchange, variables, field=f"{where}.assertions[{number}]")
-        outcome.assertions.append({
-            "source": assertion.source,
-            "property": assertion.property,
-            "comparison": assertion.comparison,
-            "targetValue": _reportable(checked.target_value),
-            "actualValue": _reportable(checked.actual_value),
-            "result": checked.result,
-            "error": checked.error,
-        })
+        outcome.assertions.append(
+            {
+                "source": assertion.source,
+                "property": assertion.property,
+                "comparison": assertion.comparison,
+                "targetValue": _reportable(checked.target_value),
+                "actualValue": _reportable(checked.actual_value),
+                "result": checked.result,
+                "error": checked.error,
+            }
+        )
     checks_status = any(a.source == "response_status" for a in request.assertions)
     if exchange.status is not None and exchange.status >= 400 and not checks_status:
         errors.append(f"status {exchange.status}")

@@ -92,8 +92,19 @@ def _decode_base64(value: str) -> str:
 
 # Moment.js-style tokens, as Runscope documents format_timestamp; longest first.
 _TIME_TOKENS = {
-    "YYYY": "%Y", "YY": "%y", "MMMM": "%B", "MMM": "%b", "MM": "%m", "DD": "%d",
-    "dddd": "%A", "ddd": "%a", "HH": "%H", "hh": "%I", "mm": "%M", "ss": "%S", "A": "%p",
+    "YYYY": "%Y",
+    "YY": "%y",
+    "MMMM": "%B",
+    "MMM": "%b",
+    "MM": "%m",
+    "DD": "%d",
+    "dddd": "%A",
+    "ddd": "%a",
+    "HH": "%H",
+    "hh": "%I",
+    "mm": "%M",
+    "ss": "%S",
+    "A": "%p",
 }
 _TIME_TOKEN_RE = re.compile(r"\[[^\]]*\]|SSS|X|x|Z|" + "|".join(sorted(_TIME_TOKENS, key=len, reverse=True)))
 
@@ -135,33 +146,39 @@ class Helper:
 
 
 _HELPERS: dict[str, Helper] = {
-    "timestamp": Helper(lambda: str(int(time.time())), 0, 0,
-                        "the current Unix time in whole seconds, e.g. 1700000000"),
-    "timestamp_ms": Helper(lambda: str(int(time.time() * 1000)), 0, 0,
-                           "the current Unix time in milliseconds"),
-    "utc_datetime": Helper(_utc_datetime, 0, 0,
-                           "the current UTC time in ISO 8601, e.g. 2024-05-01T12:30:00.123Z"),
+    "timestamp": Helper(lambda: str(int(time.time())), 0, 0, "the current Unix time in whole seconds, e.g. 1700000000"),
+    "timestamp_ms": Helper(lambda: str(int(time.time() * 1000)), 0, 0, "the current Unix time in milliseconds"),
+    "utc_datetime": Helper(_utc_datetime, 0, 0, "the current UTC time in ISO 8601, e.g. 2024-05-01T12:30:00.123Z"),
     "uuid": Helper(lambda: str(uuid_module.uuid4()), 0, 0, "a random UUID (version 4)"),
-    "random_int": Helper(_random_int, 0, 2,
-                         "random_int: a random integer in [0, 2^64-1]; random_int(a, b): in [a, b]"),
-    "random_string": Helper(_random_string, 0, 1,
-                            "random_string(n): n random letters and digits (16 without n)"),
-    "encode_base64": Helper(lambda v: base64.b64encode(v.encode("utf-8")).decode("ascii"), 1, 1,
-                            "encode_base64(value): value as base64"),
+    "random_int": Helper(_random_int, 0, 2, "random_int: a random integer in [0, 2^64-1]; random_int(a, b): in [a, b]"),
+    "random_string": Helper(_random_string, 0, 1, "random_string(n): n random letters and digits (16 without n)"),
+    "encode_base64": Helper(
+        lambda v: base64.b64encode(v.encode("utf-8")).decode("ascii"), 1, 1, "encode_base64(value): value as base64"
+    ),
     "decode_base64": Helper(_decode_base64, 1, 1, "decode_base64(value): base64 value decoded as UTF-8"),
-    "encode_url": Helper(lambda v: quote(v, safe=""), 1, 1,
-                         "encode_url(value): value percent-encoded for a URL (every reserved character)"),
+    "encode_url": Helper(
+        lambda v: quote(v, safe=""),
+        1,
+        1,
+        "encode_url(value): value percent-encoded for a URL (every reserved character)",
+    ),
     "decode_url": Helper(unquote, 1, 1, "decode_url(value): percent-decoding of value"),
     "md5": Helper(_hex_digest("md5"), 1, 1, "md5(value): hex MD5 digest of value"),
     "sha1": Helper(_hex_digest("sha1"), 1, 1, "sha1(value): hex SHA-1 digest of value"),
     "sha256": Helper(_hex_digest("sha256"), 1, 1, "sha256(value): hex SHA-256 digest of value"),
     "hmac_sha256": Helper(
         lambda key, value: hmac.new(key.encode("utf-8"), value.encode("utf-8"), hashlib.sha256).hexdigest(),
-        2, 2, "hmac_sha256(key, value): hex HMAC-SHA256 of value with key"),
+        2,
+        2,
+        "hmac_sha256(key, value): hex HMAC-SHA256 of value with key",
+    ),
     "format_timestamp": Helper(
-        _format_timestamp, 2, 2,
+        _format_timestamp,
+        2,
+        2,
         "format_timestamp(seconds, format): the Unix time in UTC, formatted with the tokens "
-        "YYYY YY MMMM MMM MM DD dddd ddd HH hh mm ss SSS A Z X x; [text] is literal"),
+        "YYYY YY MMMM MMM MM DD dddd ddd HH hh mm ss SSS A Z X x; [text] is literal",
+    ),
 }
 
 HELPERS: dict[str, str] = {name: helper.doc for name, helper in _HELPERS.items()}
@@ -218,7 +235,7 @@ def _parse(text: str) -> tuple[_Part, ...]:
         if opening > position:
             parts.append(text[position:opening])
         close = _closing_braces(text, opening + 2)
-        parts.append(_parse_expression(text[opening + 2:close].strip()))
+        parts.append(_parse_expression(text[opening + 2 : close].strip()))
         position = close + 2
 
 
@@ -234,11 +251,12 @@ def _parse_expression(expression: str) -> Union[_Var, _Call]:
         raise _SyntaxProblem(f"unknown helper {name!r} (known: {', '.join(sorted(_HELPERS))})")
     if not expression.endswith(")"):
         raise _SyntaxProblem(f"{name}(: missing ')'")
-    inner = expression[call.end():-1]
+    inner = expression[call.end() : -1]
     args = tuple(_parse_argument(name, raw.strip(), i + 1) for i, raw in enumerate(_split_arguments(name, inner)))
     if not helper.min_args <= len(args) <= helper.max_args:
-        wanted = (str(helper.min_args) if helper.min_args == helper.max_args
-                  else f"{helper.min_args} to {helper.max_args}")
+        wanted = (
+            str(helper.min_args) if helper.min_args == helper.max_args else f"{helper.min_args} to {helper.max_args}"
+        )
         raise _SyntaxProblem(f"{name}() takes {wanted} argument(s), got {len(args)}")
     if name in ("random_int", "random_string"):
         for i, arg in enumerate(args):
@@ -256,7 +274,7 @@ def _split_arguments(helper: str, inner: str) -> list[str]:
         char = inner[i]
         if quote_char:
             if char == "\\" and i + 1 < len(inner):
-                current.append(inner[i:i + 2])
+                current.append(inner[i : i + 2])
                 i += 2
                 continue
             if char == quote_char:
@@ -300,8 +318,10 @@ def _parse_argument(helper: str, raw: str, position: int) -> _Arg:
         return _parse(raw)
     if _IDENTIFIER.fullmatch(raw):
         return _Var(raw)
-    raise _SyntaxProblem(f"{helper}(): argument {position} ({raw}) must be a quoted literal, "
-                         f"a number, a variable name or a {{{{template}}}}")
+    raise _SyntaxProblem(
+        f"{helper}(): argument {position} ({raw}) must be a quoted literal, "
+        f"a number, a variable name or a {{{{template}}}}"
+    )
 
 
 # --- rendering ------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ from .extract import ExtractionError, parse_json_path
 from .templating import TemplateError, check_template
 
 # Discriminator values pydantic puts into error locations after a tagged union's position.
-_UNION_TAGS = frozenset({"request", "pause", "condition", "subtest", "ghost-inspector",
-                         "basic", "oauth_1", "oauth_2", "client_certificate"})
+_UNION_TAGS = frozenset(
+    {"request", "pause", "condition", "subtest", "ghost-inspector", "basic", "oauth_1", "oauth_2", "client_certificate"}
+)
 
 
 def format_location(loc: Iterable[Any], prefix: str = "spec") -> str:
@@ -49,8 +50,10 @@ def format_validation_error(exc: ValidationError, prefix: str = "spec") -> list[
             ctx = error.get("ctx", {})
             tag_field = "stepType" if "step" in str(ctx.get("discriminator", "")) else "authType"
             if error["type"] == "union_tag_invalid":
-                lines.append(f"{where}.{tag_field}: unknown {tag_field} {ctx.get('tag')!r} "
-                             f"(expected one of {ctx.get('expected_tags')})")
+                lines.append(
+                    f"{where}.{tag_field}: unknown {tag_field} {ctx.get('tag')!r} "
+                    f"(expected one of {ctx.get('expected_tags')})"
+                )
             else:
                 lines.append(f"{where}.{tag_field}: required")
             continue

@@ -97,8 +97,14 @@ class WorkerPool:
     def __init__(self, module_file: str, function: str, size: int, prepare: str | None = None):
         if size < 1:
             raise ValueError("a pool needs at least one worker")
-        self._argv = [sys.executable, "-I", os.path.abspath(__file__), os.path.abspath(module_file), function,
-                      *([prepare] if prepare else [])]
+        self._argv = [
+            sys.executable,
+            "-I",
+            os.path.abspath(__file__),
+            os.path.abspath(module_file),
+            function,
+            *([prepare] if prepare else []),
+        ]
         self._size = size
         self._slots = threading.BoundedSemaphore(size)
         self._idle: list[_Worker] = []
@@ -124,14 +130,14 @@ class WorkerPool:
         try:
             self._give_back(_Worker(self._argv))
         except WorkerFailed:
-            pass   # the next call starts one, and reports it if that fails too
+            pass  # the next call starts one, and reports it if that fails too
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
             if len(self._idle) < self._size:
                 self._idle.append(worker)
                 return
-        worker.kill()   # a replacement and a call's own start raced: one is enough
+        worker.kill()  # a replacement and a call's own start raced: one is enough
 
     def _take(self) -> _Worker:
         with self._lock:
@@ -139,7 +145,7 @@ class WorkerPool:
                 worker = self._idle.pop()
                 if worker.process.poll() is None:
                     return worker
-                worker.kill()   # died while idle (the kernel's OOM killer): only its pipes are left
+                worker.kill()  # died while idle (the kernel's OOM killer): only its pipes are left
         return _Worker(self._argv)
 
     def close(self) -> None:
@@ -154,7 +160,7 @@ def serve(handle: Callable[[bytes], bytes], prepare: Callable[[], None] | None =
     """The worker's side: answer requests until the runner goes away."""
     requests = Connection(os.dup(0), writable=False)
     replies = Connection(os.dup(1), readable=False)
-    os.dup2(2, 1)   # stray output must not corrupt the reply frames
+    os.dup2(2, 1)  # stray output must not corrupt the reply frames
     if prepare:
         prepare()
     replies.send_bytes(READY)

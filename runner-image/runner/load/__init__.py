@@ -18,5 +18,14 @@ from .criteria import AbortWatchdog, evaluate
 from .engine import LoadSpecError, Progress, run, run_load_shard
 from .metrics import ShardMetrics, Stats, merge
 
-__all__ = ["AbortWatchdog", "LoadSpecError", "Progress", "ShardMetrics", "Stats", "evaluate", "merge", "run",
-           "run_load_shard"]
+__all__ = [
+    "AbortWatchdog",
+    "LoadSpecError",
+    "Progress",
+    "ShardMetrics",
+    "Stats",
+    "evaluate",
+    "merge",
+    "run",
+    "run_load_shard",
+]

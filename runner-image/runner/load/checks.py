@@ -194,8 +194,10 @@ COMPARISONS: dict[str, Callable[[Any, str], bool]] = {
     "is_greater_than": lambda a, e: _numbers(a, e, lambda x, y: x > y),
     "is_greater_than_or_equal": lambda a, e: _numbers(a, e, lambda x, y: x >= y),
     "has_key": lambda a, e: isinstance(a, dict) and e in a,
-    "has_value": lambda a, e: (isinstance(a, dict) and any(as_text(v) == e for v in a.values()))
-    or (isinstance(a, list) and any(as_text(v) == e for v in a)),
+    "has_value": lambda a, e: (
+        (isinstance(a, dict) and any(as_text(v) == e for v in a.values()))
+        or (isinstance(a, list) and any(as_text(v) == e for v in a))
+    ),
     "is_null": lambda a, e: a is None,
 }
 

@@ -77,36 +77,53 @@ class ProgressBoard:
         errors = sum(p.window_errors for p in parts)
         p95 = f"{window.value_at_percentile(95.0) / 1000.0:8.1f} ms" if window.total else "       - ms"
         elapsed = time.time() - self.started
-        return (f"[{elapsed:6.1f}s] users {sum(p.active_users for p in parts):6d}  "
-                f"{requests / window_s:9.1f} req/s  errors {errors / window_s:7.1f}/s  p95 {p95}  "
-                f"| total {sum(p.requests for p in parts)} requests, {sum(p.errors for p in parts)} errors")
+        return (
+            f"[{elapsed:6.1f}s] users {sum(p.active_users for p in parts):6d}  "
+            f"{requests / window_s:9.1f} req/s  errors {errors / window_s:7.1f}/s  p95 {p95}  "
+            f"| total {sum(p.requests for p in parts)} requests, {sum(p.errors for p in parts)} errors"
+        )
 
 
-async def _run_units(spec: LoadTestSpec, units: list[Unit], run_id: str, verify_tls: bool,
-                     report: Callable[[int, Progress], None]) -> list[ShardMetrics]:
+async def _run_units(
+    spec: LoadTestSpec, units: list[Unit], run_id: str, verify_tls: bool, report: Callable[[int, Progress], None]
+) -> list[ShardMetrics]:
     import asyncio
 
     def reporter(i: int):
         return lambda progress: report(i, progress)
 
-    return list(await asyncio.gather(*(
-        run_load_shard(spec, shard, shards, run_id=run_id, on_progress=reporter(i), verify_tls=verify_tls)
-        for i, (shard, shards) in enumerate(units))))
+    return list(
+        await asyncio.gather(
+            *(
+                run_load_shard(spec, shard, shards, run_id=run_id, on_progress=reporter(i), verify_tls=verify_tls)
+                for i, (shard, shards) in enumerate(units)
+            )
+        )
+    )
 
 
 def _child(spec_json: str, units: list[Unit], run_id: str, verify_tls: bool, offset: int, queue) -> None:
     try:
         spec = LoadTestSpec.model_validate_json(spec_json)
-        results = run(_run_units(spec, units, run_id, verify_tls,
-                                 lambda i, progress: queue.put(("progress", offset + i, progress))))
+        results = run(
+            _run_units(
+                spec, units, run_id, verify_tls, lambda i, progress: queue.put(("progress", offset + i, progress))
+            )
+        )
         queue.put(("result", offset, [m.to_dict() for m in results]))
     except BaseException as exc:  # the parent must hear about it, whatever it was
         queue.put(("error", offset, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
 
-def run_processes(spec: LoadTestSpec, plan: list[list[Unit]], *, run_id: str = "", verify_tls: bool = True,
-                  progress_out: Optional[TextIO] = sys.stderr,
-                  on_progress: Optional[Callable[[int, Progress], None]] = None) -> list[ShardMetrics]:
+def run_processes(
+    spec: LoadTestSpec,
+    plan: list[list[Unit]],
+    *,
+    run_id: str = "",
+    verify_tls: bool = True,
+    progress_out: Optional[TextIO] = sys.stderr,
+    on_progress: Optional[Callable[[int, Progress], None]] = None,
+) -> list[ShardMetrics]:
     """Run `plan` (one list of units per process) and return every unit's metrics;
     `on_progress(unit, progress)` hears every unit's progress, as the printed line does."""
     check_spec(spec)
@@ -127,8 +144,9 @@ def run_processes(spec: LoadTestSpec, plan: list[list[Unit]], *, run_id: str = "
     spec_json = spec.model_dump_json(by_alias=True)
     children, offset = [], 0
     for units_of_process in plan:
-        child = context.Process(target=_child, args=(spec_json, units_of_process, run_id, verify_tls, offset, queue),
-                                daemon=True)
+        child = context.Process(
+            target=_child, args=(spec_json, units_of_process, run_id, verify_tls, offset, queue), daemon=True
+        )
         child.start()
         children.append(child)
         offset += len(units_of_process)
@@ -169,24 +187,30 @@ def _ms(value: Optional[float]) -> str:
 def table(metrics: ShardMetrics) -> str:
     """The final table: one row per request name and the total, then the criteria."""
     duration = metrics.duration_s or 0.0
-    header = (f"{'request':<32} {'count':>9} {'errors':>7} {'req/s':>9} {'min':>8} {'mean':>8} {'p50':>8} "
-              f"{'p90':>8} {'p95':>8} {'p99':>8} {'max':>8}  (ms)")
+    header = (
+        f"{'request':<32} {'count':>9} {'errors':>7} {'req/s':>9} {'min':>8} {'mean':>8} {'p50':>8} "
+        f"{'p90':>8} {'p95':>8} {'p99':>8} {'max':>8}  (ms)"
+    )
     lines = [header, "-" * len(header)]
 
     def row(name: str, stats) -> str:
         fig = stats.to_dict()
         rps = stats.count / duration if duration else 0.0
-        return (f"{name[:32]:<32} {stats.count:>9} {stats.error_count:>7} {rps:>9.1f} {_ms(fig['minMs']):>8} "
-                f"{_ms(fig['meanMs']):>8} {_ms(fig['p50Ms']):>8} {_ms(fig['p90Ms']):>8} {_ms(fig['p95Ms']):>8} "
-                f"{_ms(fig['p99Ms']):>8} {_ms(fig['maxMs']):>8}")
+        return (
+            f"{name[:32]:<32} {stats.count:>9} {stats.error_count:>7} {rps:>9.1f} {_ms(fig['minMs']):>8} "
+            f"{_ms(fig['meanMs']):>8} {_ms(fig['p50Ms']):>8} {_ms(fig['p90Ms']):>8} {_ms(fig['p95Ms']):>8} "
+            f"{_ms(fig['p99Ms']):>8} {_ms(fig['maxMs']):>8}"
+        )
 
     for name, stats in metrics.requests.items():
         lines.append(row(name, stats))
     lines.append(row("total", metrics.total))
     kinds = ", ".join(f"{kind} {n}" for kind, n in metrics.total.errors_by_kind().items() if n)
-    lines.append(f"duration {duration:.1f} s" + (f"; errors: {kinds}" if kinds else "; no errors")
-                 + (f"; {metrics.dropped_iterations} iterations dropped (max users busy)"
-                    if metrics.dropped_iterations else ""))
+    lines.append(
+        f"duration {duration:.1f} s"
+        + (f"; errors: {kinds}" if kinds else "; no errors")
+        + (f"; {metrics.dropped_iterations} iterations dropped (max users busy)" if metrics.dropped_iterations else "")
+    )
     for kind, message in metrics.error_samples.items():
         lines.append(f"first {kind} error: {message}")
     for result in metrics.criteria:
@@ -207,14 +231,24 @@ def write_json(path: str | Path, metrics: ShardMetrics) -> None:
 # --- the two commands -------------------------------------------------------------------------
 
 
-def run_pod_shard(spec: LoadTestSpec, shard: int, shards: int, *, run_id: str = "", processes: int = 1,
-                  out: Optional[str] = None, results_dir: Optional[str] = None, verify_tls: bool = True,
-                  on_progress: Optional[Callable[[int, Progress], None]] = None) -> ShardMetrics:
+def run_pod_shard(
+    spec: LoadTestSpec,
+    shard: int,
+    shards: int,
+    *,
+    run_id: str = "",
+    processes: int = 1,
+    out: Optional[str] = None,
+    results_dir: Optional[str] = None,
+    verify_tls: bool = True,
+    on_progress: Optional[Callable[[int, Progress], None]] = None,
+) -> ShardMetrics:
     """Run shard `shard` of `shards` (over `processes` processes) and write its metrics to `out`
     and to `results_dir`/shard-<shard>.json; `on_progress(process, progress)` hears each
     process's progress about once a second."""
-    parts = run_processes(spec, sub_shards(shard, shards, processes), run_id=run_id, verify_tls=verify_tls,
-                          on_progress=on_progress)
+    parts = run_processes(
+        spec, sub_shards(shard, shards, processes), run_id=run_id, verify_tls=verify_tls, on_progress=on_progress
+    )
     metrics = parts[0] if len(parts) == 1 else merge(parts, shard=shard, shards=shards)
     metrics.shard, metrics.shards, metrics.run_id = shard, shards, run_id
     metrics.criteria = criteria_module.evaluate(spec.parsed_criteria(), metrics)
@@ -226,16 +260,21 @@ def run_pod_shard(spec: LoadTestSpec, shard: int, shards: int, *, run_id: str = 
     return metrics
 
 
-def run_local(spec: LoadTestSpec, *, processes: int = 1, out: Optional[str] = None, run_id: str = "local",
-              verify_tls: bool = True) -> tuple[ShardMetrics, int]:
+def run_local(
+    spec: LoadTestSpec, *, processes: int = 1, out: Optional[str] = None, run_id: str = "local", verify_tls: bool = True
+) -> tuple[ShardMetrics, int]:
     """Run every shard at once, merged and judged; returns the metrics and the exit status."""
     parts = run_processes(spec, all_shards(spec.shards, processes), run_id=run_id, verify_tls=verify_tls)
     metrics = merge(parts, shards=spec.shards)
     metrics.criteria = criteria_module.evaluate(spec.parsed_criteria(), metrics)
     if out:
         write_json(out, metrics)
-    failed = (metrics.aborted or metrics.total.count == 0 or bool(criteria_module.failed(metrics.criteria))
-              or (not metrics.criteria and metrics.total.error_count > 0))
+    failed = (
+        metrics.aborted
+        or metrics.total.count == 0
+        or bool(criteria_module.failed(metrics.criteria))
+        or (not metrics.criteria and metrics.total.error_count > 0)
+    )
     return metrics, 1 if failed else 0
 
 

@@ -114,8 +114,13 @@ class PreparedRequest:
         self.head = method == "HEAD"
 
 
-def encode_request(method: str, origin: Origin, target: str, headers: dict[str, str] | list[tuple[str, str]] = (),
-                   body: bytes | str | None = None) -> PreparedRequest:
+def encode_request(
+    method: str,
+    origin: Origin,
+    target: str,
+    headers: dict[str, str] | list[tuple[str, str]] = (),
+    body: bytes | str | None = None,
+) -> PreparedRequest:
     """The bytes of one request. Host, User-Agent and Content-Length are added unless the
     caller's headers set them; a body goes with Content-Length (never chunked)."""
     if isinstance(body, str):
@@ -139,8 +144,9 @@ def encode_request(method: str, origin: Origin, target: str, headers: dict[str, 
     return PreparedRequest(method, origin, head + (body or b""))
 
 
-def prepare(method: str, url: str, headers: dict[str, str] | list[tuple[str, str]] = (),
-            body: bytes | str | None = None) -> PreparedRequest:
+def prepare(
+    method: str, url: str, headers: dict[str, str] | list[tuple[str, str]] = (), body: bytes | str | None = None
+) -> PreparedRequest:
     origin, target = split_url(url)
     return encode_request(method, origin, target, headers, body)
 
@@ -310,8 +316,14 @@ class HttpClient:
     one entirely (tests pass one that trusts their own CA). With an egress `policy`, only the
     addresses it permits are connected to (checked once per origin, off the hot path)."""
 
-    def __init__(self, *, connect_timeout: float = 10.0, verify_tls: bool = True,
-                 ssl_context: Optional[ssl_module.SSLContext] = None, policy: Optional[EgressPolicy] = None):
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 10.0,
+        verify_tls: bool = True,
+        ssl_context: Optional[ssl_module.SSLContext] = None,
+        policy: Optional[EgressPolicy] = None,
+    ):
         self.connect_timeout = connect_timeout
         self._policy = policy
         self._ssl = ssl_context
@@ -341,8 +353,9 @@ class HttpClient:
             if self._policy is not None:
                 infos = [info for info in infos if self._policy.permits(info[4][0], origin.port)]
                 if not infos:
-                    raise RequestError(CONNECT, f"{origin.host_header} is not an address Assay may connect to "
-                                                "(egress policy)")
+                    raise RequestError(
+                        CONNECT, f"{origin.host_header} is not an address Assay may connect to (egress policy)"
+                    )
             family, _, _, _, sockaddr = infos[0]
             address = self._addresses[origin.key] = (family, sockaddr[0])
         return address
@@ -355,8 +368,13 @@ class HttpClient:
                 family, host = await self._resolve(loop, origin)
                 if origin.tls:
                     _, conn = await loop.create_connection(
-                        lambda: _Connection(loop), host, origin.port, family=family,
-                        ssl=self._ssl_context(), server_hostname=origin.host)
+                        lambda: _Connection(loop),
+                        host,
+                        origin.port,
+                        family=family,
+                        ssl=self._ssl_context(),
+                        server_hostname=origin.host,
+                    )
                 else:
                     _, conn = await loop.create_connection(lambda: _Connection(loop), host, origin.port, family=family)
         except TimeoutError:
@@ -419,8 +437,16 @@ class HttpClient:
                 self._all.discard(conn)
             return response
 
-    async def request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
-                      body: bytes | str | None = None, timeout: float = 30.0, keep_body: bool = True) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes | str | None = None,
+        timeout: float = 30.0,
+        keep_body: bool = True,
+    ) -> Response:
         """Convenience for one-off requests: prepare and send."""
         return await self.send(prepare(method, url, headers or {}, body), timeout, keep_body)
 

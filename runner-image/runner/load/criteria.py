@@ -79,6 +79,8 @@ class AbortWatchdog:
         rate = 100.0 * failures / requests
         if rate > self.threshold:
             span = len(self._seconds)
-            return (f"error rate {rate:.1f}% ({failures} of {requests} requests in the last {span} s) "
-                    f"exceeded abortOnErrorRate {self.threshold:g}%")
+            return (
+                f"error rate {rate:.1f}% ({failures} of {requests} requests in the last {span} s) "
+                f"exceeded abortOnErrorRate {self.threshold:g}%"
+            )
         return None

@@ -54,8 +54,18 @@ from assay.crds.loadtest import LoadParameterPool, LoadRequest, LoadTestSpec
 from ..egress import EgressPolicy
 from . import criteria as criteria_module
 from .checks import CompiledAssertion, CompiledExtraction, ResponseView, needs_body
-from .client import (ASSERTION, CONNECT, ERROR_KINDS, OTHER, STATUS, HttpClient, PreparedRequest, RequestError,
-                     encode_request, split_url)
+from .client import (
+    ASSERTION,
+    CONNECT,
+    ERROR_KINDS,
+    OTHER,
+    STATUS,
+    HttpClient,
+    PreparedRequest,
+    RequestError,
+    encode_request,
+    split_url,
+)
 from .metrics import Recorder, ShardMetrics
 from .profile import ClosedSchedule, OpenSchedule, weighted_order
 from .template import Template
@@ -102,8 +112,10 @@ class Progress:
 
     def line(self) -> str:
         p95 = f"{self.p95_ms:.1f} ms" if self.p95_ms is not None else "-"
-        return (f"[{self.elapsed_s:6.1f}s] users {self.active_users:5d}  {self.rps:9.1f} req/s  "
-                f"errors {self.window_errors}/{self.window_requests} (total {self.errors})  p95 {p95}")
+        return (
+            f"[{self.elapsed_s:6.1f}s] users {self.active_users:5d}  {self.rps:9.1f} req/s  "
+            f"errors {self.window_errors}/{self.window_requests} (total {self.errors})  p95 {p95}"
+        )
 
 
 def resolve_url(base_url: Optional[str], url: str) -> str:
@@ -118,8 +130,21 @@ def resolve_url(base_url: Optional[str], url: str) -> str:
 class _Request:
     """A LoadRequest ready for the hot path: its bytes when nothing is templated."""
 
-    __slots__ = ("name", "index", "method", "timeout", "static", "url", "headers", "body", "keep_body",
-                 "assertions", "extractions", "status_asserted", "checks")
+    __slots__ = (
+        "name",
+        "index",
+        "method",
+        "timeout",
+        "static",
+        "url",
+        "headers",
+        "body",
+        "keep_body",
+        "assertions",
+        "extractions",
+        "status_asserted",
+        "checks",
+    )
 
     def __init__(self, request: LoadRequest, index: int, base_url: Optional[str], default_timeout: float):
         self.name = request.name or f"{request.method} {request.url}"
@@ -134,15 +159,19 @@ class _Request:
         self.status_asserted = any(a.source == "response_status" for a in request.assertions)
         self.keep_body = needs_body(request.assertions, request.extract)
         self.checks = bool(self.assertions or self.extractions)
-        static = self.url.is_static and all(t.is_static for _, t in self.headers) and (
-            self.body is None or self.body.is_static)
+        static = (
+            self.url.is_static
+            and all(t.is_static for _, t in self.headers)
+            and (self.body is None or self.body.is_static)
+        )
         self.static = self._render({}) if static else None
         if static is False:
             # Catch a URL that can never work now, not once per request.
             prefix = self.url.static_prefix()
             if prefix and not prefix.startswith(("http://", "https://")):
-                raise LoadSpecError(f"request {self.name!r}: URL {request.url!r} is not absolute "
-                                    "and the spec has no baseUrl")
+                raise LoadSpecError(
+                    f"request {self.name!r}: URL {request.url!r} is not absolute and the spec has no baseUrl"
+                )
 
     def _render(self, variables: dict[str, str]) -> PreparedRequest:
         try:
@@ -185,8 +214,10 @@ def read_pool_csv(pool: LoadParameterPool) -> str:
     folder = os.environ.get(POOLS_DIR_ENV)
     path = Path(folder, ref.name, ref.key) if folder else None
     if path is None or not path.is_file():
-        raise LoadSpecError(f"parameter pool {pool.name!r}: ConfigMap {ref.name}/{ref.key} is not mounted "
-                            f"(expected ${POOLS_DIR_ENV}/{ref.name}/{ref.key})")
+        raise LoadSpecError(
+            f"parameter pool {pool.name!r}: ConfigMap {ref.name}/{ref.key} is not mounted "
+            f"(expected ${POOLS_DIR_ENV}/{ref.name}/{ref.key})"
+        )
     return path.read_text()
 
 
@@ -225,8 +256,14 @@ def _compile(spec: LoadTestSpec, shard: int, shards: int) -> tuple[list[_Flow], 
                 index[name] = len(names)
                 names.append(name)
             requests.append(_Request(request, index[name], spec.base_url, default_timeout))
-        flows.append(_Flow(flow.name, requests, parse_duration(flow.think_time),
-                           [p for scope, p in pools if scope is None or scope == flow.name]))
+        flows.append(
+            _Flow(
+                flow.name,
+                requests,
+                parse_duration(flow.think_time),
+                [p for scope, p in pools if scope is None or scope == flow.name],
+            )
+        )
     return flows, names
 
 
@@ -239,8 +276,15 @@ def check_spec(spec: LoadTestSpec) -> None:
 
 
 class _ShardRun:
-    def __init__(self, spec: LoadTestSpec, shard: int, shards: int, run_id: str,
-                 on_progress: Optional[Callable[[Progress], None]], client: HttpClient):
+    def __init__(
+        self,
+        spec: LoadTestSpec,
+        shard: int,
+        shards: int,
+        run_id: str,
+        on_progress: Optional[Callable[[Progress], None]],
+        client: HttpClient,
+    ):
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
         self.spec, self.shard, self.shards, self.run_id = spec, shard, shards, run_id
@@ -457,10 +501,17 @@ class _ShardRun:
             window.add(stats.histogram)
         total = self.recorder.total
         return Progress(
-            shard=self.shard, elapsed_s=now - self.t0, second=int(now + self.offset),
-            active_users=self.recorder.active, requests=total.count, errors=total.error_count,
-            window_s=len(recent), window_requests=sum(s.count for _, s in recent),
-            window_errors=sum(s.error_count for _, s in recent), window_histogram=window)
+            shard=self.shard,
+            elapsed_s=now - self.t0,
+            second=int(now + self.offset),
+            active_users=self.recorder.active,
+            requests=total.count,
+            errors=total.error_count,
+            window_s=len(recent),
+            window_requests=sum(s.count for _, s in recent),
+            window_errors=sum(s.error_count for _, s in recent),
+            window_histogram=window,
+        )
 
     async def _ticker(self) -> None:
         while True:
@@ -494,22 +545,37 @@ class _ShardRun:
             await asyncio.gather(ticker, stopped, body, return_exceptions=True)
         finished = time.perf_counter()
         self.recorder.finish(finished + self.offset)
-        metrics = self.recorder.metrics(run_id=self.run_id, shard=self.shard, shards=self.shards,
-                                        finished_at=finished + self.offset, aborted=self.aborted,
-                                        abort_reason=self.abort_reason, dropped_iterations=self.dropped,
-                                        error_samples=self.error_samples)
+        metrics = self.recorder.metrics(
+            run_id=self.run_id,
+            shard=self.shard,
+            shards=self.shards,
+            finished_at=finished + self.offset,
+            aborted=self.aborted,
+            abort_reason=self.abort_reason,
+            dropped_iterations=self.dropped,
+            error_samples=self.error_samples,
+        )
         metrics.criteria = criteria_module.evaluate(self.spec.parsed_criteria(), metrics)
         if self.on_progress is not None:
             self.on_progress(self.progress(finished))
         return metrics
 
 
-async def run_load_shard(spec: LoadTestSpec, shard: int, shards: int, *, run_id: str = "",
-                         on_progress: Optional[Callable[[Progress], None]] = None, verify_tls: bool = True,
-                         ssl_context: Optional[ssl.SSLContext] = None, connect_timeout: float = 10.0) -> ShardMetrics:
+async def run_load_shard(
+    spec: LoadTestSpec,
+    shard: int,
+    shards: int,
+    *,
+    run_id: str = "",
+    on_progress: Optional[Callable[[Progress], None]] = None,
+    verify_tls: bool = True,
+    ssl_context: Optional[ssl.SSLContext] = None,
+    connect_timeout: float = 10.0,
+) -> ShardMetrics:
     """Run shard `shard` (0-based) of `shards` of the load test and return what it measured."""
-    client = HttpClient(connect_timeout=connect_timeout, verify_tls=verify_tls, ssl_context=ssl_context,
-                        policy=EgressPolicy.for_runs())
+    client = HttpClient(
+        connect_timeout=connect_timeout, verify_tls=verify_tls, ssl_context=ssl_context, policy=EgressPolicy.for_runs()
+    )
     try:
         return await _ShardRun(spec, shard, shards, run_id, on_progress, client).run()
     finally:
@@ -529,4 +595,3 @@ def run(coro):
     """Run a coroutine to completion on a fresh (uvloop) event loop."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(coro)
-

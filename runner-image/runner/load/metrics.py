@@ -54,8 +54,15 @@ class Stats:
 
     __slots__ = ("count", "errors", "bytes_sent", "bytes_received", "_histogram", "_encoded", "_figures")
 
-    def __init__(self, count: int = 0, errors: Optional[list[int]] = None, bytes_sent: int = 0,
-                 bytes_received: int = 0, histogram: Optional[Histogram] = None, encoded: Optional[str] = None):
+    def __init__(
+        self,
+        count: int = 0,
+        errors: Optional[list[int]] = None,
+        bytes_sent: int = 0,
+        bytes_received: int = 0,
+        histogram: Optional[Histogram] = None,
+        encoded: Optional[str] = None,
+    ):
         self.count = count
         self.errors = errors if errors is not None else [0] * len(ERROR_KINDS)
         self.bytes_sent = bytes_sent
@@ -127,8 +134,15 @@ class Stats:
         if not (self.count and h.total):
             return dict.fromkeys(("minMs", "meanMs", "p50Ms", "p90Ms", "p95Ms", "p99Ms", "maxMs"))
         p50, p90, p95, p99 = h.values_at_percentiles([p for _, p in PERCENTILES])
-        return {"minMs": _ms(h.min()), "meanMs": round(h.mean() / 1000.0, 3), "p50Ms": _ms(p50),
-                "p90Ms": _ms(p90), "p95Ms": _ms(p95), "p99Ms": _ms(p99), "maxMs": _ms(h.max())}
+        return {
+            "minMs": _ms(h.min()),
+            "meanMs": round(h.mean() / 1000.0, 3),
+            "p50Ms": _ms(p50),
+            "p90Ms": _ms(p90),
+            "p95Ms": _ms(p95),
+            "p99Ms": _ms(p99),
+            "maxMs": _ms(h.max()),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         if self._encoded is None:
@@ -147,11 +161,13 @@ class Stats:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Stats:
         errors = data.get("errors") or {}
-        return cls(count=int(data.get("count") or 0),
-                   errors=[int(errors.get(kind) or 0) for kind in ERROR_KINDS],
-                   bytes_sent=int(data.get("bytesSent") or 0),
-                   bytes_received=int(data.get("bytesReceived") or 0),
-                   encoded=data.get("histogram") or None)
+        return cls(
+            count=int(data.get("count") or 0),
+            errors=[int(errors.get(kind) or 0) for kind in ERROR_KINDS],
+            bytes_sent=int(data.get("bytesSent") or 0),
+            bytes_received=int(data.get("bytesReceived") or 0),
+            encoded=data.get("histogram") or None,
+        )
 
     def __repr__(self) -> str:
         return f"Stats(count={self.count}, errors={self.errors_by_kind()})"
@@ -169,15 +185,21 @@ class TimelineEntry:
     active_users: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"second": self.second, "requests": {n: s.to_dict() for n, s in self.requests.items()},
-                "total": self.total.to_dict(), "activeUsers": self.active_users}
+        return {
+            "second": self.second,
+            "requests": {n: s.to_dict() for n, s in self.requests.items()},
+            "total": self.total.to_dict(),
+            "activeUsers": self.active_users,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TimelineEntry:
-        return cls(second=int(data["second"]),
-                   requests={n: Stats.from_dict(s) for n, s in (data.get("requests") or {}).items()},
-                   total=Stats.from_dict(data.get("total") or {}),
-                   active_users=int(data.get("activeUsers") or 0))
+        return cls(
+            second=int(data["second"]),
+            requests={n: Stats.from_dict(s) for n, s in (data.get("requests") or {}).items()},
+            total=Stats.from_dict(data.get("total") or {}),
+            active_users=int(data.get("activeUsers") or 0),
+        )
 
 
 @dataclass
@@ -223,10 +245,16 @@ class ShardMetrics:
     def summary(self) -> ShardSummary:
         """The termination-message view of the shard's metrics."""
         total = self.total
-        summary = ShardSummary(shard=self.shard, requests=total.count, failures=total.error_count,
-                               errors={kind: n for kind, n in total.errors_by_kind().items() if n},
-                               started_at=self.started_at, finished_at=self.finished_at,
-                               aborted=self.aborted or None, abort_reason=self.abort_reason)
+        summary = ShardSummary(
+            shard=self.shard,
+            requests=total.count,
+            failures=total.error_count,
+            errors={kind: n for kind, n in total.errors_by_kind().items() if n},
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            aborted=self.aborted or None,
+            abort_reason=self.abort_reason,
+        )
         if total.count:
             hist = total.histogram
             summary.min_ms = round(hist.min() / 1000.0, 3)
@@ -271,8 +299,10 @@ class ShardMetrics:
             requests={n: Stats.from_dict(s) for n, s in (data.get("requests") or {}).items()},
             total=Stats.from_dict(data.get("total") or {}),
             timeline=[TimelineEntry.from_dict(e) for e in data.get("timeline") or []],
-            criteria=[CriterionResult(c["criterion"], c.get("observed"), bool(c.get("passed")))
-                      for c in data.get("criteria") or []],
+            criteria=[
+                CriterionResult(c["criterion"], c.get("observed"), bool(c.get("passed")))
+                for c in data.get("criteria") or []
+            ],
             aborted=bool(data.get("aborted")),
             abort_reason=data.get("abortReason"),
             dropped_iterations=int(data.get("droppedIterations") or 0),
@@ -304,8 +334,11 @@ def merge(parts: Iterable[ShardMetrics], *, shard: Optional[int] = None, shards:
     The result's `shard` is None (all shards) unless given; criteria are left empty for the
     caller to evaluate on the merged whole (criteria.evaluate)."""
     parts = list(parts)
-    out = ShardMetrics(run_id=next((p.run_id for p in parts if p.run_id), ""), shard=shard,
-                       shards=shards if shards is not None else max((p.shards for p in parts), default=1))
+    out = ShardMetrics(
+        run_id=next((p.run_id for p in parts if p.run_id), ""),
+        shard=shard,
+        shards=shards if shards is not None else max((p.shards for p in parts), default=1),
+    )
     starts = [p.started_at for p in parts if p.started_at is not None]
     finishes = [p.finished_at for p in parts if p.finished_at is not None]
     out.started_at = min(starts) if starts else None
@@ -441,8 +474,9 @@ class Recorder:
 
     def metrics(self, **fields) -> ShardMetrics:
         requests = {name: stats for name, stats in self.totals.items() if stats.count}
-        return ShardMetrics(requests=requests, total=self.total, timeline=self.timeline,
-                            started_at=self.started_at, **fields)
+        return ShardMetrics(
+            requests=requests, total=self.total, timeline=self.timeline, started_at=self.started_at, **fields
+        )
 
 
 def error_index(kind: Optional[str]) -> int:

@@ -1,11 +1,11 @@
 """`python -m assay.runner.report`: build a run's archives, or compare two report archives.
 
-    python -m assay.runner.report build SHARD.json... --out DIR [--spec LOADTEST.yaml]
-                                  [--criterion TEXT ...] [--load-test NAME] [--label TEXT]
-        merge the per-shard metrics, judge the criteria (the manifest's and --criterion's) on
-        the merged whole, and write DIR/result-<run>.zip and DIR/report-<run>.zip
-    python -m assay.runner.report compare A.zip B.zip --out FILE.zip [--reverse]
-        compare two report archives; the run that started first is the baseline unless --reverse
+python -m assay.runner.report build SHARD.json... --out DIR [--spec LOADTEST.yaml]
+                              [--criterion TEXT ...] [--load-test NAME] [--label TEXT]
+    merge the per-shard metrics, judge the criteria (the manifest's and --criterion's) on
+    the merged whole, and write DIR/result-<run>.zip and DIR/report-<run>.zip
+python -m assay.runner.report compare A.zip B.zip --out FILE.zip [--reverse]
+    compare two report archives; the run that started first is the baseline unless --reverse
 """
 
 from __future__ import annotations
@@ -51,10 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     build = commands.add_parser("build", help="write the result and report archives of a run's shard metrics")
     build.add_argument("shards", nargs="+", type=Path, metavar="SHARD.json")
     build.add_argument("--out", type=Path, required=True, metavar="DIR")
-    build.add_argument("--spec", type=Path, metavar="LOADTEST.yaml",
-                       help="the LoadTest manifest: its criteria are judged, its name shown")
-    build.add_argument("--criterion", action="append", default=[], metavar="TEXT",
-                       help="a pass criterion such as 'p95 < 300ms' (repeatable)")
+    build.add_argument(
+        "--spec",
+        type=Path,
+        metavar="LOADTEST.yaml",
+        help="the LoadTest manifest: its criteria are judged, its name shown",
+    )
+    build.add_argument(
+        "--criterion",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a pass criterion such as 'p95 < 300ms' (repeatable)",
+    )
     build.add_argument("--load-test", help="the load test's name, shown in the report (default: the manifest's)")
     build.add_argument("--label", help="a custom report label, shown in comparisons")
     build.add_argument("--run-id", help="the run id (default: the one in the metrics)")

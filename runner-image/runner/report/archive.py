@@ -35,6 +35,7 @@ class ArchiveError(ValueError):
 
 # --- result archive -----------------------------------------------------------------------------
 
+
 def _read_shard(path: Path) -> tuple[bytes, dict]:
     content = path.read_bytes()
     try:
@@ -78,12 +79,16 @@ def build_result_archive(shard_files: list[Path], out: Path, *, meta: Mapping) -
         "label": meta.get("label"),
         "shards": meta.get("shards") or max((s[3].get("shards") or 0 for s in shards), default=0) or len(shards),
         "createdAt": created_at,
-        "files": [{"path": name, "source": path.name, "bytes": len(content),
-                   "sha256": hashlib.sha256(content).hexdigest()} for name, path, content in entries],
+        "files": [
+            {"path": name, "source": path.name, "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+            for name, path, content in entries
+        ],
     }
     return write_zip_atomically(
-        out, [("manifest.json", json_bytes(manifest)), *((name, content) for name, _, content in entries)],
-        created_at=created_at)
+        out,
+        [("manifest.json", json_bytes(manifest)), *((name, content) for name, _, content in entries)],
+        created_at=created_at,
+    )
 
 
 def verify_result_archive(archive: Path) -> dict:
@@ -99,6 +104,7 @@ def verify_result_archive(archive: Path) -> dict:
 
 
 # --- report archive -----------------------------------------------------------------------------
+
 
 def build_report_archive(merged: Any, out: Path, *, meta: Mapping) -> Path:
     """Zip the static report of merged metrics (a dict or the load engine's object); returns `out`."""

@@ -74,8 +74,15 @@ def _segments(points: Sequence[tuple[float, float | None]]) -> list[list[tuple[f
     return [s for s in segments if s]
 
 
-def line_chart(*, chart_id: str, title: str, description: str, series: Sequence[Series],
-               y_label: str, y_format: Callable[[float], str] = format_number) -> str:
+def line_chart(
+    *,
+    chart_id: str,
+    title: str,
+    description: str,
+    series: Sequence[Series],
+    y_label: str,
+    y_format: Callable[[float], str] = format_number,
+) -> str:
     """An accessible SVG line chart over elapsed seconds; empty data gives a labelled frame."""
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
@@ -89,8 +96,10 @@ def line_chart(*, chart_id: str, title: str, description: str, series: Sequence[
     ]
     if not ys:
         parts.append(f'<rect class="frame" x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" height="{plot_h}"/>')
-        parts.append(f'<text class="empty" x="{MARGIN_LEFT + plot_w / 2}" y="{MARGIN_TOP + plot_h / 2}" '
-                     f'text-anchor="middle">No data</text></svg>')
+        parts.append(
+            f'<text class="empty" x="{MARGIN_LEFT + plot_w / 2}" y="{MARGIN_TOP + plot_h / 2}" '
+            f'text-anchor="middle">No data</text></svg>'
+        )
         return "".join(parts)
 
     x_min, x_max = min(xs), max(xs)
@@ -110,35 +119,48 @@ def line_chart(*, chart_id: str, title: str, description: str, series: Sequence[
     while tick <= y_max + y_step / 2:
         y = py(tick)
         parts.append(f'<line class="grid" x1="{MARGIN_LEFT}" x2="{MARGIN_LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="tick" x="{MARGIN_LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">'
-                     f'{escape(y_format(tick))}</text>')
+        parts.append(
+            f'<text class="tick" x="{MARGIN_LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{escape(y_format(tick))}</text>"
+        )
         tick += y_step
     first_x = math.ceil(x_min / x_step) * x_step
     tick = first_x
     while tick <= x_max + 1e-9:
         x = px(tick)
-        parts.append(f'<line class="grid grid-x" x1="{x:.1f}" x2="{x:.1f}" '
-                     f'y1="{MARGIN_TOP}" y2="{MARGIN_TOP + plot_h}"/>')
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{MARGIN_TOP + plot_h + 18}" text-anchor="middle">'
-                     f'{format_elapsed(tick)}</text>')
+        parts.append(
+            f'<line class="grid grid-x" x1="{x:.1f}" x2="{x:.1f}" y1="{MARGIN_TOP}" y2="{MARGIN_TOP + plot_h}"/>'
+        )
+        parts.append(
+            f'<text class="tick" x="{x:.1f}" y="{MARGIN_TOP + plot_h + 18}" text-anchor="middle">'
+            f"{format_elapsed(tick)}</text>"
+        )
         tick += x_step
-    parts.append(f'<line class="axis" x1="{MARGIN_LEFT}" x2="{MARGIN_LEFT + plot_w}" '
-                 f'y1="{MARGIN_TOP + plot_h}" y2="{MARGIN_TOP + plot_h}"/>')
-    parts.append(f'<text class="axis-label" x="{MARGIN_LEFT + plot_w / 2}" y="{HEIGHT - 4}" '
-                 f'text-anchor="middle">elapsed time</text>')
-    parts.append(f'<text class="axis-label" transform="translate(14 {MARGIN_TOP + plot_h / 2}) rotate(-90)" '
-                 f'text-anchor="middle">{escape(y_label)}</text>')
+    parts.append(
+        f'<line class="axis" x1="{MARGIN_LEFT}" x2="{MARGIN_LEFT + plot_w}" '
+        f'y1="{MARGIN_TOP + plot_h}" y2="{MARGIN_TOP + plot_h}"/>'
+    )
+    parts.append(
+        f'<text class="axis-label" x="{MARGIN_LEFT + plot_w / 2}" y="{HEIGHT - 4}" '
+        f'text-anchor="middle">elapsed time</text>'
+    )
+    parts.append(
+        f'<text class="axis-label" transform="translate(14 {MARGIN_TOP + plot_h / 2}) rotate(-90)" '
+        f'text-anchor="middle">{escape(y_label)}</text>'
+    )
 
     for s in series:
         dash = ' stroke-dasharray="6 4"' if s.dashed else ""
         for segment in _segments(s.points):
             if len(segment) == 1:
-                (x, y), = segment
+                ((x, y),) = segment
                 parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{s.color}"/>')
                 continue
             coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in segment)
-            parts.append(f'<polyline class="line" fill="none" stroke="{s.color}"{dash} points="{coords}">'
-                         f'<title>{escape(s.name)}</title></polyline>')
+            parts.append(
+                f'<polyline class="line" fill="none" stroke="{s.color}"{dash} points="{coords}">'
+                f"<title>{escape(s.name)}</title></polyline>"
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -146,5 +168,7 @@ def line_chart(*, chart_id: str, title: str, description: str, series: Sequence[
 def legend(series: Sequence[Series]) -> str:
     items = "".join(
         f'<li><span class="swatch{" dashed" if s.dashed else ""}" style="border-color:{s.color}"></span>'
-        f"{escape(s.name)}</li>" for s in series)
+        f"{escape(s.name)}</li>"
+        for s in series
+    )
     return f'<ul class="legend">{items}</ul>'

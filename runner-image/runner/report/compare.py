@@ -102,14 +102,25 @@ def order_runs(a: dict, b: dict, *, reverse: bool = False) -> tuple[dict, dict]:
 
 def _run_info(summary: Mapping) -> dict:
     run = summary["run"]
-    return {"label": display_label(run), "customLabel": run.get("label"), "loadTest": run.get("loadTest"),
-            "runId": run.get("runId"), "startedAt": run.get("startedAt"), "durationS": run.get("durationS"),
-            "requests": summary["total"]["count"], "verdict": summary["verdict"]}
+    return {
+        "label": display_label(run),
+        "customLabel": run.get("label"),
+        "loadTest": run.get("loadTest"),
+        "runId": run.get("runId"),
+        "startedAt": run.get("startedAt"),
+        "durationS": run.get("durationS"),
+        "requests": summary["total"]["count"],
+        "verdict": summary["verdict"],
+    }
 
 
 def _compare_rows(base: Mapping | None, meas: Mapping | None) -> dict:
-    return {m.key: delta(base.get(m.key) if base else None, meas.get(m.key) if meas else None,
-                         higher_is_better=m.higher_is_better) for m in METRICS}
+    return {
+        m.key: delta(
+            base.get(m.key) if base else None, meas.get(m.key) if meas else None, higher_is_better=m.higher_is_better
+        )
+        for m in METRICS
+    }
 
 
 def compare(report_a: Any, report_b: Any, *, reverse: bool = False) -> dict:
@@ -119,10 +130,10 @@ def compare(report_a: Any, report_b: Any, *, reverse: bool = False) -> dict:
     meas_rows = {r["name"]: r for r in measurement["requests"]}
     requests = []
     for name in sorted(base_rows.keys() | meas_rows.keys()):
-        presence = "both" if name in base_rows and name in meas_rows else (
-            "baseline" if name in base_rows else "measurement")
-        requests.append({"name": name, "presence": presence,
-                         **_compare_rows(base_rows.get(name), meas_rows.get(name))})
+        presence = (
+            "both" if name in base_rows and name in meas_rows else ("baseline" if name in base_rows else "measurement")
+        )
+        requests.append({"name": name, "presence": presence, **_compare_rows(base_rows.get(name), meas_rows.get(name))})
     return {
         "version": 1,
         "kind": COMPARISON_KIND,
@@ -130,8 +141,9 @@ def compare(report_a: Any, report_b: Any, *, reverse: bool = False) -> dict:
         "neutralBandPct": NEUTRAL_BAND_PCT,
         "baseline": _run_info(baseline),
         "measurement": _run_info(measurement),
-        "metrics": [{"key": m.key, "title": m.title, "unit": m.unit, "higherIsBetter": m.higher_is_better}
-                    for m in METRICS],
+        "metrics": [
+            {"key": m.key, "title": m.title, "unit": m.unit, "higherIsBetter": m.higher_is_better} for m in METRICS
+        ],
         "total": _compare_rows(baseline["total"], measurement["total"]),
         "requests": requests,
     }
@@ -163,9 +175,14 @@ def _runs_table(c: Mapping) -> str:
             f'<td class="text">{escape(str(info["loadTest"] or DASH))}</td>'
             f'<td class="text">{escape(str(info["runId"] or DASH))}</td>'
             f'<td class="text">{escape(fmt_time(info["startedAt"]))}</td><td>{fmt_duration(info["durationS"])}</td>'
-            f'<td>{fmt_int(info["requests"])}</td><td class="text">{VERDICT_TEXT.get(info["verdict"], DASH)}</td></tr>')
-    return table(caption="The two runs compared", rows=rows, text_columns=(0, 1, 2, 3, 4, 7),
-                 head=["Role", "Label", "Load test", "Run id", "Started", "Duration", "Requests", "Result"])
+            f'<td>{fmt_int(info["requests"])}</td><td class="text">{VERDICT_TEXT.get(info["verdict"], DASH)}</td></tr>'
+        )
+    return table(
+        caption="The two runs compared",
+        rows=rows,
+        text_columns=(0, 1, 2, 3, 4, 7),
+        head=["Role", "Label", "Load test", "Run id", "Started", "Duration", "Requests", "Result"],
+    )
 
 
 def _labels(c: Mapping) -> tuple[str, str]:
@@ -174,10 +191,13 @@ def _labels(c: Mapping) -> tuple[str, str]:
 
 def _overview(c: Mapping) -> str:
     base, meas = _labels(c)
-    rows = [f'<tr><th scope="row">{escape(m.title)} ({escape(m.unit)})</th>{_delta_cells(m, c["total"][m.key])}</tr>'
-            for m in METRICS]
-    return table(caption="All requests together", head=["Metric", base, meas, "Change", "Change %"], rows=rows,
-                 css_class="fixed")
+    rows = [
+        f'<tr><th scope="row">{escape(m.title)} ({escape(m.unit)})</th>{_delta_cells(m, c["total"][m.key])}</tr>'
+        for m in METRICS
+    ]
+    return table(
+        caption="All requests together", head=["Metric", base, meas, "Change", "Change %"], rows=rows, css_class="fixed"
+    )
 
 
 def _metric_table(c: Mapping, metric: Metric) -> str:
@@ -187,9 +207,13 @@ def _metric_table(c: Mapping, metric: Metric) -> str:
         note = {"baseline": " (baseline only)", "measurement": " (measurement only)"}.get(r["presence"], "")
         rows.append(f'<tr><th scope="row">{escape(r["name"])}{note}</th>{_delta_cells(metric, r[metric.key])}</tr>')
     foot = [f'<tr><th scope="row">Total</th>{_delta_cells(metric, c["total"][metric.key])}</tr>']
-    return (f'<h3 id="m-{metric.key}">{escape(metric.title)} ({escape(metric.unit)})</h3>'
-            + table(caption=f"{metric.title} per request name", rows=rows, foot=foot,
-                    head=["Request", base, meas, "Change", "Change %"], css_class="fixed"))
+    return f'<h3 id="m-{metric.key}">{escape(metric.title)} ({escape(metric.unit)})</h3>' + table(
+        caption=f"{metric.title} per request name",
+        rows=rows,
+        foot=foot,
+        head=["Request", base, meas, "Change", "Change %"],
+        css_class="fixed",
+    )
 
 
 def render_comparison(c: Mapping) -> str:
@@ -201,21 +225,33 @@ def render_comparison(c: Mapping) -> str:
         order_note = "Reverse order: the run that started later is the baseline."
     else:
         order_note = "Reverse order: baseline and measurement run swapped."
-    subtitle = (f"Baseline <strong>{escape(base['label'])}</strong> ({escape(fmt_time(base['startedAt']))}) "
-                f"→ measurement <strong>{escape(meas['label'])}</strong> ({escape(fmt_time(meas['startedAt']))})")
-    legend = (f'<p class="note">{escape(order_note)} <span class="badge better">▲ better</span>'
-              f'<span class="badge worse">▼ worse</span> Changes within ±{c["neutralBandPct"]:g} % of the baseline '
-              "count as unchanged. Higher throughput is better; lower error rates and response times are better. "
-              "Error rate changes are in percentage points (pp).</p>")
-    body = "".join([
-        section("runs", "Runs", legend + _runs_table(c)),
-        section("overview", "Overview", _overview(c)),
-        section("per-request", "Per request", "".join(_metric_table(c, m) for m in METRICS)),
-    ])
+    subtitle = (
+        f"Baseline <strong>{escape(base['label'])}</strong> ({escape(fmt_time(base['startedAt']))}) "
+        f"→ measurement <strong>{escape(meas['label'])}</strong> ({escape(fmt_time(meas['startedAt']))})"
+    )
+    legend = (
+        f'<p class="note">{escape(order_note)} <span class="badge better">▲ better</span>'
+        f'<span class="badge worse">▼ worse</span> Changes within ±{c["neutralBandPct"]:g} % of the baseline '
+        "count as unchanged. Higher throughput is better; lower error rates and response times are better. "
+        "Error rate changes are in percentage points (pp).</p>"
+    )
+    body = "".join(
+        [
+            section("runs", "Runs", legend + _runs_table(c)),
+            section("overview", "Overview", _overview(c)),
+            section("per-request", "Per request", "".join(_metric_table(c, m) for m in METRICS)),
+        ]
+    )
     nav = [("runs", "Runs"), ("overview", "Overview"), ("per-request", "Per request")]
     nav += [(f"m-{m.key}", m.title) for m in METRICS]
-    return page(title=f"Comparison: {base['label']} vs {meas['label']}", heading="Comparison report",
-                subtitle=subtitle, nav=nav, body=body, footer="Assay comparison report · data: comparison.json")
+    return page(
+        title=f"Comparison: {base['label']} vs {meas['label']}",
+        heading="Comparison report",
+        subtitle=subtitle,
+        nav=nav,
+        body=body,
+        footer="Assay comparison report · data: comparison.json",
+    )
 
 
 def build_comparison_report(report_a: Any, report_b: Any, out: Path, *, reverse: bool = False) -> Path:

@@ -150,8 +150,8 @@ def fmt_time(iso: str | None) -> str:
 
 # --- page parts ---------------------------------------------------------------------------------
 
-def page(*, title: str, heading: str, subtitle: str, nav: Iterable[tuple[str, str]], body: str,
-         footer: str) -> str:
+
+def page(*, title: str, heading: str, subtitle: str, nav: Iterable[tuple[str, str]], body: str, footer: str) -> str:
     links = "".join(f'<a href="#{anchor}">{escape(text)}</a>' for anchor, text in nav)
     return (
         "<!DOCTYPE html>\n"
@@ -165,32 +165,46 @@ def page(*, title: str, heading: str, subtitle: str, nav: Iterable[tuple[str, st
 
 
 def section(anchor: str, title: str, content: str) -> str:
-    return (f'<section id="{anchor}" aria-labelledby="{anchor}-h">'
-            f'<h2 id="{anchor}-h">{escape(title)}</h2>{content}</section>')
+    return (
+        f'<section id="{anchor}" aria-labelledby="{anchor}-h">'
+        f'<h2 id="{anchor}-h">{escape(title)}</h2>{content}</section>'
+    )
 
 
-def table(*, caption: str, head: list[str], rows: list[str], foot: list[str] = (),
-          text_columns: Iterable[int] = (0,), css_class: str = "") -> str:
+def table(
+    *,
+    caption: str,
+    head: list[str],
+    rows: list[str],
+    foot: list[str] = (),
+    text_columns: Iterable[int] = (0,),
+    css_class: str = "",
+) -> str:
     """`head` cells are column titles (plain text), left-aligned for `text_columns` and
     right-aligned (numbers) otherwise; `rows`/`foot` are ready `<tr>` markup."""
     text_columns = set(text_columns)
-    ths = "".join(f'<th scope="col"{" class=text" if i in text_columns else ""}>{escape(h)}</th>'
-                  for i, h in enumerate(head))
+    ths = "".join(
+        f'<th scope="col"{" class=text" if i in text_columns else ""}>{escape(h)}</th>' for i, h in enumerate(head)
+    )
     tfoot = f"<tfoot>{''.join(foot)}</tfoot>" if foot else ""
     css = f' class="{css_class}"' if css_class else ""
-    return (f'<div class="table-wrap"><table{css}><caption>{escape(caption)}</caption>'
-            f"<thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody>{tfoot}</table></div>")
+    return (
+        f'<div class="table-wrap"><table{css}><caption>{escape(caption)}</caption>'
+        f"<thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody>{tfoot}</table></div>"
+    )
 
 
 def card(label: str, value: str, unit: str = "") -> str:
     unit_html = f'<span class="unit">{escape(unit)}</span>' if unit else ""
-    return (f'<div class="card"><div class="label">{escape(label)}</div>'
-            f'<div class="value">{escape(value)}{unit_html}</div></div>')
+    return (
+        f'<div class="card"><div class="label">{escape(label)}</div>'
+        f'<div class="value">{escape(value)}{unit_html}</div></div>'
+    )
 
 
 def figure(chart_id: str, title: str, description: str, series: list[Series], y_label: str) -> str:
     svg = line_chart(chart_id=chart_id, title=title, description=description, series=series, y_label=y_label)
-    return f'<figure><figcaption>{escape(title)}</figcaption>{legend(series)}{svg}</figure>'
+    return f"<figure><figcaption>{escape(title)}</figcaption>{legend(series)}{svg}</figure>"
 
 
 VERDICT_TEXT = {"passed": "Passed", "failed": "Failed", "aborted": "Aborted"}
@@ -198,20 +212,27 @@ VERDICT_TEXT = {"passed": "Passed", "failed": "Failed", "aborted": "Aborted"}
 
 # --- the report ---------------------------------------------------------------------------------
 
+
 def _summary_cards(s: Mapping) -> str:
     total, run = s["total"], s["run"]
-    return '<div class="cards">' + "".join([
-        card("Requests", fmt_int(total["count"])),
-        card("Throughput", fmt_rate(total["throughputRps"]), "req/s"),
-        card("Errors", fmt_int(total["errors"])),
-        card("Error rate", fmt_pct(total["errorRatePct"])),
-        card("Median (p50)", fmt_ms(total["p50Ms"]), "ms"),
-        card("p95", fmt_ms(total["p95Ms"]), "ms"),
-        card("p99", fmt_ms(total["p99Ms"]), "ms"),
-        card("Max", fmt_ms(total["maxMs"]), "ms"),
-        card("Duration", fmt_duration(run["durationS"])),
-        card("Peak users", fmt_int(run["peakUsers"])),
-    ]) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(
+            [
+                card("Requests", fmt_int(total["count"])),
+                card("Throughput", fmt_rate(total["throughputRps"]), "req/s"),
+                card("Errors", fmt_int(total["errors"])),
+                card("Error rate", fmt_pct(total["errorRatePct"])),
+                card("Median (p50)", fmt_ms(total["p50Ms"]), "ms"),
+                card("p95", fmt_ms(total["p95Ms"]), "ms"),
+                card("p99", fmt_ms(total["p99Ms"]), "ms"),
+                card("Max", fmt_ms(total["maxMs"]), "ms"),
+                card("Duration", fmt_duration(run["durationS"])),
+                card("Peak users", fmt_int(run["peakUsers"])),
+            ]
+        )
+        + "</div>"
+    )
 
 
 def _observed(criterion: str, observed: object) -> str:
@@ -237,11 +258,16 @@ def _criteria(s: Mapping) -> str:
     for c in s["criteria"]:
         result = '<td class="text pass">✓ Passed</td>' if c["passed"] else '<td class="text fail">✗ Failed</td>'
         observed = escape(_observed(str(c["criterion"]), c["observed"]))
-        rows.append(f'<tr><th scope="row">{escape(str(c["criterion"]))}</th>'
-                    f'<td class="text">{observed}</td>{result}</tr>')
+        rows.append(
+            f'<tr><th scope="row">{escape(str(c["criterion"]))}</th><td class="text">{observed}</td>{result}</tr>'
+        )
     passed = sum(1 for c in s["criteria"] if c["passed"])
-    return table(caption=f"{passed} of {len(s['criteria'])} criteria passed",
-                 head=["Criterion", "Observed", "Result"], rows=rows, text_columns=(0, 1, 2))
+    return table(
+        caption=f"{passed} of {len(s['criteria'])} criteria passed",
+        head=["Criterion", "Observed", "Result"],
+        rows=rows,
+        text_columns=(0, 1, 2),
+    )
 
 
 def _charts(s: Mapping) -> str:
@@ -261,23 +287,43 @@ def _charts(s: Mapping) -> str:
     users = [Series("active users", COLORS["blue"], list(zip(x, (t["activeUsers"] for t in timeline))))]
     peak_rps = max(t["requests"] for t in timeline)
     p99s = [t["p99Ms"] for t in timeline if t["p99Ms"] is not None]
-    return "".join([
-        figure("chart-throughput", "Throughput over time",
-               f"Requests and errors per second over {len(timeline)} seconds; peak {peak_rps} requests/s, "
-               f"{sum(t['errors'] for t in timeline)} errors in all.", throughput, "per second"),
-        figure("chart-latency", "Response time over time",
-               "Per-second p50, p95 and p99 response times in milliseconds"
-               + (f"; highest p99 {fmt_ms(max(p99s))} ms." if p99s else "."), latency, "milliseconds"),
-        figure("chart-users", "Active users over time",
-               f"Concurrently active virtual users per second; peak {fmt_int(s['run']['peakUsers'])}.",
-               users, "users"),
-    ])
+    return "".join(
+        [
+            figure(
+                "chart-throughput",
+                "Throughput over time",
+                f"Requests and errors per second over {len(timeline)} seconds; peak {peak_rps} requests/s, "
+                f"{sum(t['errors'] for t in timeline)} errors in all.",
+                throughput,
+                "per second",
+            ),
+            figure(
+                "chart-latency",
+                "Response time over time",
+                "Per-second p50, p95 and p99 response times in milliseconds"
+                + (f"; highest p99 {fmt_ms(max(p99s))} ms." if p99s else "."),
+                latency,
+                "milliseconds",
+            ),
+            figure(
+                "chart-users",
+                "Active users over time",
+                f"Concurrently active virtual users per second; peak {fmt_int(s['run']['peakUsers'])}.",
+                users,
+                "users",
+            ),
+        ]
+    )
 
 
 def _request_cells(row: Mapping) -> str:
-    cells = [fmt_int(row["count"]), fmt_int(row["errors"]), fmt_pct(row["errorRatePct"]),
-             fmt_rate(row["throughputRps"]),
-             *(fmt_ms(row[f]) for f in ("minMs", "meanMs", "p50Ms", "p90Ms", "p95Ms", "p99Ms", "maxMs"))]
+    cells = [
+        fmt_int(row["count"]),
+        fmt_int(row["errors"]),
+        fmt_pct(row["errorRatePct"]),
+        fmt_rate(row["throughputRps"]),
+        *(fmt_ms(row[f]) for f in ("minMs", "meanMs", "p50Ms", "p90Ms", "p95Ms", "p99Ms", "maxMs")),
+    ]
     return "".join(f"<td>{c}</td>" for c in cells)
 
 
@@ -286,8 +332,20 @@ def _requests(s: Mapping) -> str:
         return '<p class="note">No requests were recorded.</p>'
     rows = [f'<tr><th scope="row">{escape(r["name"])}</th>{_request_cells(r)}</tr>' for r in s["requests"]]
     foot = [f'<tr><th scope="row">Total</th>{_request_cells(s["total"])}</tr>']
-    head = ["Request", "Count", "Errors", "Error rate", "Throughput (req/s)", "Min (ms)", "Mean (ms)",
-            "p50 (ms)", "p90 (ms)", "p95 (ms)", "p99 (ms)", "Max (ms)"]
+    head = [
+        "Request",
+        "Count",
+        "Errors",
+        "Error rate",
+        "Throughput (req/s)",
+        "Min (ms)",
+        "Mean (ms)",
+        "p50 (ms)",
+        "p90 (ms)",
+        "p95 (ms)",
+        "p99 (ms)",
+        "Max (ms)",
+    ]
     return table(caption="Response times in milliseconds, per request name", head=head, rows=rows, foot=foot)
 
 
@@ -303,22 +361,30 @@ def _error_cells(row: Mapping) -> str:
 def _errors(s: Mapping) -> str:
     if not s["total"]["errors"]:
         return '<p class="note">No request failed.</p>'
-    rows = [f'<tr><th scope="row">{escape(r["name"])}</th>{_error_cells(r)}</tr>'
-            for r in s["requests"] if r["errors"]]
+    rows = [f'<tr><th scope="row">{escape(r["name"])}</th>{_error_cells(r)}</tr>' for r in s["requests"] if r["errors"]]
     foot = [f'<tr><th scope="row">Total</th>{_error_cells(s["total"])}</tr>']
     head = ["Request", "HTTP status", "Timeout", "Connect", "Assertion", "Other", "All errors", "Error rate"]
-    return table(caption="Failed requests by kind of error; requests without errors are left out",
-                 head=head, rows=rows, foot=foot)
+    return table(
+        caption="Failed requests by kind of error; requests without errors are left out",
+        head=head,
+        rows=rows,
+        foot=foot,
+    )
 
 
 def _metadata(s: Mapping) -> str:
     run, total = s["run"], s["total"]
     items = [
-        ("Load test", run["loadTest"]), ("Label", run["label"]), ("Run id", run["runId"]),
+        ("Load test", run["loadTest"]),
+        ("Label", run["label"]),
+        ("Run id", run["runId"]),
         ("Result", VERDICT_TEXT[s["verdict"]]),
-        ("Started", fmt_time(run["startedAt"])), ("Finished", fmt_time(run["finishedAt"])),
-        ("Duration", fmt_duration(run["durationS"])), ("Shards", run["shards"]),
-        ("Bytes sent", fmt_bytes(total["bytesSent"])), ("Bytes received", fmt_bytes(total["bytesReceived"])),
+        ("Started", fmt_time(run["startedAt"])),
+        ("Finished", fmt_time(run["finishedAt"])),
+        ("Duration", fmt_duration(run["durationS"])),
+        ("Shards", run["shards"]),
+        ("Bytes sent", fmt_bytes(total["bytesSent"])),
+        ("Bytes received", fmt_bytes(total["bytesReceived"])),
     ]
     if run["aborted"]:
         items.append(("Abort reason", run["abortReason"] or "not given"))
@@ -342,16 +408,30 @@ def render_report(summary: Mapping) -> str:
     sub += f" · started {escape(fmt_time(run['startedAt']))} · {escape(fmt_duration(run['durationS']))}"
     if run["aborted"]:
         sub += f" · aborted: {escape(run['abortReason'] or 'no reason given')}"
-    body = "".join([
-        section("summary", "Summary", _summary_cards(summary)),
-        section("criteria", "Pass criteria", _criteria(summary)),
-        section("charts", "Over time", _charts(summary)),
-        section("requests", "Requests", _requests(summary)),
-        section("errors", "Errors", _errors(summary)),
-        section("run", "Run", _metadata(summary)),
-    ])
-    nav = [("summary", "Summary"), ("criteria", "Criteria"), ("charts", "Over time"), ("requests", "Requests"),
-           ("errors", "Errors"), ("run", "Run")]
-    return page(title=f"Load test report: {label}", heading=heading, subtitle=sub, nav=nav, body=body,
-                footer=f"Assay load test report · run {escape(str(run['runId']))} · "
-                       "data: report.json, requests.csv, timeline.csv, errors.csv")
+    body = "".join(
+        [
+            section("summary", "Summary", _summary_cards(summary)),
+            section("criteria", "Pass criteria", _criteria(summary)),
+            section("charts", "Over time", _charts(summary)),
+            section("requests", "Requests", _requests(summary)),
+            section("errors", "Errors", _errors(summary)),
+            section("run", "Run", _metadata(summary)),
+        ]
+    )
+    nav = [
+        ("summary", "Summary"),
+        ("criteria", "Criteria"),
+        ("charts", "Over time"),
+        ("requests", "Requests"),
+        ("errors", "Errors"),
+        ("run", "Run"),
+    ]
+    return page(
+        title=f"Load test report: {label}",
+        heading=heading,
+        subtitle=sub,
+        nav=nav,
+        body=body,
+        footer=f"Assay load test report · run {escape(str(run['runId']))} · "
+        "data: report.json, requests.csv, timeline.csv, errors.csv",
+    )

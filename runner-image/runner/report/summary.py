@@ -96,14 +96,16 @@ def summarize(merged: Any, meta: Mapping | None = None) -> dict:
     for entry in sorted(metrics.get("timeline") or [], key=lambda e: e["second"]):
         total = entry.get("total") or {}
         count = int(total.get("count") or 0)
-        timeline.append({
-            "second": entry["second"],
-            "elapsedS": round(entry["second"] - origin, 3) if origin is not None else None,
-            "activeUsers": entry.get("activeUsers"),
-            "requests": count,
-            "errors": error_count(total),
-            **{field: (total.get(field) if count else None) for field in ("p50Ms", "p95Ms", "p99Ms", "maxMs")},
-        })
+        timeline.append(
+            {
+                "second": entry["second"],
+                "elapsedS": round(entry["second"] - origin, 3) if origin is not None else None,
+                "activeUsers": entry.get("activeUsers"),
+                "requests": count,
+                "errors": error_count(total),
+                **{field: (total.get(field) if count else None) for field in ("p50Ms", "p95Ms", "p99Ms", "maxMs")},
+            }
+        )
     return {
         "version": SUMMARY_VERSION,
         "kind": SUMMARY_KIND,
@@ -124,8 +126,7 @@ def summarize(merged: Any, meta: Mapping | None = None) -> dict:
         },
         "verdict": verdict(aborted=aborted, criteria=criteria),
         "total": _row(None, metrics.get("total") or {}, duration_s),
-        "requests": [_row(name, stats, duration_s)
-                     for name, stats in sorted((metrics.get("requests") or {}).items())],
+        "requests": [_row(name, stats, duration_s) for name, stats in sorted((metrics.get("requests") or {}).items())],
         "criteria": criteria,
         "timeline": timeline,
     }
@@ -141,6 +142,7 @@ def display_label(run: Mapping) -> str:
 
 # --- CSV tables -------------------------------------------------------------------------------
 
+
 def _csv(header: list[str], rows: list[list]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -150,17 +152,38 @@ def _csv(header: list[str], rows: list[list]) -> bytes:
     return buffer.getvalue().encode()
 
 
-REQUEST_COLUMNS = ["scope", "name", "count", "errors", "errorRatePct", "throughputRps", *LATENCY_FIELDS,
-                   "bytesSent", "bytesReceived", *(f"errors_{kind}" for kind in ERROR_KINDS)]
+REQUEST_COLUMNS = [
+    "scope",
+    "name",
+    "count",
+    "errors",
+    "errorRatePct",
+    "throughputRps",
+    *LATENCY_FIELDS,
+    "bytesSent",
+    "bytesReceived",
+    *(f"errors_{kind}" for kind in ERROR_KINDS),
+]
 
 
 def requests_csv(summary: Mapping) -> bytes:
     """One row per request name, then the total (scope `total`, no name)."""
     rows = []
     for scope, row in [*(("request", r) for r in summary["requests"]), ("total", summary["total"])]:
-        rows.append([scope, row["name"], row["count"], row["errors"], row["errorRatePct"], row["throughputRps"],
-                     *(row[f] for f in LATENCY_FIELDS), row["bytesSent"], row["bytesReceived"],
-                     *(row["errorsByKind"].get(kind, 0) for kind in ERROR_KINDS)])
+        rows.append(
+            [
+                scope,
+                row["name"],
+                row["count"],
+                row["errors"],
+                row["errorRatePct"],
+                row["throughputRps"],
+                *(row[f] for f in LATENCY_FIELDS),
+                row["bytesSent"],
+                row["bytesReceived"],
+                *(row["errorsByKind"].get(kind, 0) for kind in ERROR_KINDS),
+            ]
+        )
     return _csv(REQUEST_COLUMNS, rows)
 
 
