@@ -73,6 +73,11 @@ class Run(RunState):
     run_id: str
 
 
+def verdict(passed: bool) -> RunResult:
+    """The result of a run that ran to the end; the runner's summary says it so too."""
+    return "Passed" if passed else "Failed"
+
+
 def has_finished(entry: dict) -> bool:
     """Whether a run as stored (camelCase dict) has finished: it has a verdict."""
     return entry.get("result") is not None

@@ -13,7 +13,8 @@ arrives at the same status from the same world, and tests feed it plain dicts.
   an unfinished one is recomputed from its Jobs and pods. A recorded run whose Jobs were
   deleted stays in the history; if it had not finished, it is reported failed.
 * Each runner pod reports a small JSON summary in its termination message (written by
-  `python -m assay.runner testsuite|monitor`): TestSuite {"status", "progress",
+  `python -m assay.runner testsuite|monitor`), its `result` the verdict as a run record says it
+  (Passed/Failed, assay.crds.runs.verdict): TestSuite {"result", "progress",
   "success_rate", "flow_runs", "passed", "failed", "started_at", "finished_at", "error"};
   Monitor {"result", "region", "agent", "environment", "requests_executed",
   "response_time_ms" (mean over the sent requests), "assertions_passed", "assertions_failed",
@@ -158,7 +159,7 @@ def suite_run(run: Run) -> dict:
         "startTime": (piece.start if piece else None) or _seconds_iso(run.requested_at),
     }
     if piece is not None and piece.phase in TERMINAL_PHASES:
-        ok = piece.phase == "Succeeded" and summary.get("status") == "PASSED" and not summary.get("error")
+        ok = piece.phase == "Succeeded" and summary.get("result") == "Passed" and not summary.get("error")
         entry["result"] = "Passed" if ok else "Failed"
         entry["completionTime"] = piece.end
         message = summary.get("error") or (piece.failure if piece.phase == "Failed" else None)
@@ -217,7 +218,7 @@ def monitor_run(run: Run) -> dict:
     verdicts = []
     for piece in run.pieces:
         summary = piece.summary or {}
-        passed = piece.phase == "Succeeded" and summary.get("result") == "pass" and not summary.get("error")
+        passed = piece.phase == "Succeeded" and summary.get("result") == "Passed" and not summary.get("error")
         why = _upload_note(summary.get("error") or (piece.failure if piece.phase == "Failed" else None), summary)
         verdicts.append((piece.location, passed, why))
     entry["result"] = "Passed" if all(v[1] for v in verdicts) else "Failed"

@@ -311,7 +311,7 @@ def cmd_testsuite(args: argparse.Namespace) -> int:
         manifest = load_documents(args.spec)[0]
         options = settings.run_options_object()
     except ValueError as exc:
-        return _finish(settings, {"status": "FAILED", "error": f"{args.spec}: {exc}"}, 2)
+        return _finish(settings, {"result": "Failed", "error": f"{args.spec}: {exc}"}, 2)
     run_id = settings.run_id
 
     def progress(message: dict) -> None:
@@ -336,11 +336,11 @@ def cmd_testsuite(args: argparse.Namespace) -> int:
             )
         )
     except DefinitionError as exc:
-        return _finish(settings, {"status": "FAILED", "error": f"{args.spec}: {exc}"}, 2)
+        return _finish(settings, {"result": "Failed", "error": f"{args.spec}: {exc}"}, 2)
     except CannotRun as exc:
-        return _finish(settings, {"status": "FAILED", "error": str(exc)}, 2)
+        return _finish(settings, {"result": "Failed", "error": str(exc)}, 2)
     summary = {**run.summary, "upload_error": run.upload_error}
-    print(f"assay-runner: {summary['status']}, {summary['passed']}/{summary['flow_runs']} flow runs passed", flush=True)
+    print(f"assay-runner: {summary['result']}, {summary['passed']}/{summary['flow_runs']} flow runs passed", flush=True)
     return _finish(settings, summary, 0)
 
 
@@ -355,7 +355,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             subtests = [with_run_secrets(d, args.subtests) for d in json.loads(Path(args.subtests).read_text())]
         options = settings.run_options_object()
     except ValueError as exc:
-        return _finish(settings, {**base, "result": "fail", "error": f"{args.spec}: {exc}"}, 2)
+        return _finish(settings, {**base, "result": "Failed", "error": f"{args.spec}: {exc}"}, 2)
     run_id = settings.run_id
     index = settings.shard_index if settings.shard_index is not None else settings.job_completion_index or 0
     where = f" in {region or agent}" if region or agent else ""
@@ -376,9 +376,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             )
         )
     except DefinitionError as exc:
-        return _finish(settings, {**base, "result": "fail", "error": f"{args.spec}: {exc}"}, 2)
+        return _finish(settings, {**base, "result": "Failed", "error": f"{args.spec}: {exc}"}, 2)
     except CannotRun as exc:
-        return _finish(settings, {**base, "result": "fail", "error": str(exc)}, 2)
+        return _finish(settings, {**base, "result": "Failed", "error": str(exc)}, 2)
     result = run.result
     print(
         f"assay-runner: {result.result}, {result.assertions_passed}/{result.assertions_defined} assertions passed",

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from assay.crds.contracts.runner_settings import RunnerSettings
+from assay.crds.runs import verdict
 from assay.crds.contracts.tick import (
     MAX_FIGURE,
     MEMBERS_FILE,
@@ -83,7 +84,7 @@ async def run_member(member: dict, tick: str, namespace: str, settings: RunnerSe
     except Exception as exc:  # noqa: BLE001  (one member's failure must not cost the others their runs)
         print(f"assay-runner: {meta.get('name')}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         passed, ms, finished = False, None, time.time()
-    print(f"assay-runner: {meta.get('name')} run {run_id}: {'pass' if passed else 'fail'}", flush=True)
+    print(f"assay-runner: {meta.get('name')} run {run_id}: {verdict(passed).lower()}", flush=True)
     return Outcome(
         meta["uid"][:UID_PREFIX],
         schedule_uid[:UID_PREFIX],

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from assay.crds.runs import verdict
 from assay.crds.contracts.runner_settings import RunnerSettings
 
 from .upload import RETRY_FOR_SECONDS, UploadClient, UploadError
@@ -201,7 +202,7 @@ async def _monitor(
     summary = {
         "region": settings.region,
         "agent": settings.agent,
-        "result": result.result,
+        "result": verdict(result.passed and not result.error),
         "environment": result.environment_name,
         "requests_executed": result.requests_executed,
         "response_time_ms": response_time_ms,
@@ -251,7 +252,7 @@ async def _suite(
     finished = result.end_time / 1000 if result.end_time is not None else None
     done = result.finished_flow_runs
     summary = {
-        "status": result.status,
+        "result": verdict(result.passed),
         "progress": result.progress,
         "success_rate": round(result.success_rate, 2),
         "flow_runs": len(result.flow_runs),

@@ -137,7 +137,7 @@ def test_a_run_in_two_regions_is_two_pods_on_nodes_of_those_regions(cluster, nam
             node = get(cluster, "node", pod["spec"]["nodeName"], "default")
             assert node["metadata"]["labels"][REGION_LABEL] == region
             summary = termination_summary(pod)
-            assert summary["region"] == region and summary["result"] == "pass"
+            assert summary["region"] == region and summary["result"] == "Passed"
         assert target.counts[("GET", "/ping")] == 2
         complete = {c["type"]: c for c in status["conditions"]}["Complete"]
         assert complete["message"] == status["lastRun"]["message"] == ", ".join(f"{r}: passed" for r in sorted(REGIONS))

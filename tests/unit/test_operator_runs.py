@@ -281,7 +281,7 @@ def pods_from(mapping):
 
 
 SUITE_PASSED = {
-    "status": "PASSED",
+    "result": "Passed",
     "progress": "2/2",
     "success_rate": 100.0,
     "flow_runs": 2,
@@ -290,7 +290,7 @@ SUITE_PASSED = {
     "started_at": 1767225601.5,
     "finished_at": 1767225603.0,
 }
-SUITE_FAILED = {**SUITE_PASSED, "status": "FAILED", "success_rate": 50.0, "passed": 1, "failed": 1}
+SUITE_FAILED = {**SUITE_PASSED, "result": "Failed", "success_rate": 50.0, "passed": 1, "failed": 1}
 
 
 def test_a_new_suite_run_is_pending_then_passed_with_its_flow_run_counts():
@@ -394,7 +394,7 @@ def test_a_monitor_run_in_two_regions_passes_only_when_both_pass_and_says_which_
         for loc in ("us1", "eu1")
     ]
     passed = {
-        "result": "pass",
+        "result": "Passed",
         "started_at": 1767225601.0,
         "finished_at": 1767225602.0,
         "assertions_passed": 2,
@@ -407,7 +407,7 @@ def test_a_monitor_run_in_two_regions_passes_only_when_both_pass_and_says_which_
                 {
                     **passed,
                     "region": "eu1",
-                    "result": "fail",
+                    "result": "Failed",
                     "finished_at": 1767225604.0,
                     "assertions_passed": 1,
                     "assertions_failed": 1,
@@ -439,7 +439,7 @@ def test_a_monitor_run_is_running_while_one_region_still_runs():
         job("m-1", "2026-01-01T00:00:00.5Z", location="us1", complete="Complete"),
         job("m-1", "2026-01-01T00:00:00.5Z", location="eu1"),
     ]
-    pods = {"m-1-us1": [pod({"result": "pass"})], "m-1-eu1": []}
+    pods = {"m-1-us1": [pod({"result": "Passed"})], "m-1-eu1": []}
     status = history_status("Monitor", jobs, pods_from(pods), {}, RequestState(), limit=10)
     assert status["lastRun"]["phase"] == "Running"
     assert "result" not in status["lastRun"] and "completionTime" not in status["lastRun"]

@@ -162,7 +162,7 @@ def test_a_suite_pod_runs_its_options_and_leaves_a_summary_the_operator_reads(tm
         assert main(["testsuite", "--spec", write(tmp_path, suite(target.url))]) == 0
         assert dict(target.counts) == {("GET", "/"): 1, ("GET", "/manual"): 1}
     summary = json.loads(pod_env.read_text())
-    assert summary["status"] == "PASSED" and summary["progress"] == "2/2" and summary["flow_runs"] == 2
+    assert summary["result"] == "Passed" and summary["progress"] == "2/2" and summary["flow_runs"] == 2
     status = history_status(
         "TestSuite",
         [finished_job("shop-0123456789")],
@@ -181,7 +181,7 @@ def test_a_failing_suite_still_exits_0_and_its_summary_says_failed(tmp_path, pod
         assert main(["testsuite", "--spec", write(tmp_path, suite(target.url))]) == 0
         assert target.total == 0
     summary = json.loads(pod_env.read_text())
-    assert (summary["status"], summary["failed"], summary["passed"]) == ("FAILED", 1, 0)
+    assert (summary["result"], summary["failed"], summary["passed"]) == ("Failed", 1, 0)
 
 
 def test_a_suite_that_cannot_run_exits_2_with_the_reason_in_the_summary(tmp_path, pod_env):
@@ -189,7 +189,7 @@ def test_a_suite_that_cannot_run_exits_2_with_the_reason_in_the_summary(tmp_path
     document["spec"]["flows"] = [{**f, "ciEnabled": False} for f in document["spec"]["flows"]]
     assert main(["testsuite", "--spec", write(tmp_path, document)]) == 2
     summary = json.loads(pod_env.read_text())
-    assert summary["status"] == "FAILED" and summary["error"]
+    assert summary["result"] == "Failed" and summary["error"]
 
 
 def test_a_monitor_pod_runs_in_its_region_with_subtests_and_uploads_its_runscope_result(
@@ -219,7 +219,7 @@ def test_a_monitor_pod_runs_in_its_region_with_subtests_and_uploads_its_runscope
         assert dict(target.counts) == {("GET", "/ping"): 1, ("GET", "/login"): 1}
 
     summary = json.loads(pod_env.read_text())
-    assert (summary["region"], summary["result"], summary["environment"]) == ("eu1", "pass", "prod")
+    assert (summary["region"], summary["result"], summary["environment"]) == ("eu1", "Passed", "prod")
     base = "/internal/v1/runs/shop-0123456789/documents"
     # The step details first, then the result, which finishes the run at the gateway.
     assert list(gateway.documents) == [f"{base}/monitor-steps-1.json", f"{base}/monitor-result-1.json"]
@@ -264,7 +264,7 @@ def test_an_upload_that_fails_is_reported_but_the_run_result_stands(tmp_path, po
     with CountingTarget() as target:
         assert main(["testsuite", "--spec", write(tmp_path, suite(target.url))]) == 0
     summary = json.loads(pod_env.read_text())
-    assert summary["status"] == "PASSED" and "upload" in summary["upload_error"]
+    assert summary["result"] == "Passed" and "upload" in summary["upload_error"]
     status = history_status(
         "TestSuite",
         [finished_job("shop-0123456789")],
@@ -279,7 +279,7 @@ def test_an_upload_that_fails_is_reported_but_the_run_result_stands(tmp_path, po
 
 def test_the_summary_always_fits_the_termination_message():
     text = summary_message(
-        {"status": "FAILED", "error": "x" * 100_000, "upload_error": "y" * 100_000, "started_at": None}
+        {"result": "Failed", "error": "x" * 100_000, "upload_error": "y" * 100_000, "started_at": None}
     )
     assert len(text.encode()) <= 4096
     assert "started_at" not in json.loads(text)
