@@ -9,7 +9,8 @@ Monitor. Its value is either a plain request id:
 or a JSON object with the id and the run's options:
 
     TestSuite  {"id": "<request id>", "forceAllFlows": false, "additionalDescription": "nightly",
-                "overrideParameters": {"baseUrl": "https://staging.example"}}
+                "overrideParameters": {"baseUrl": "https://staging.example"},
+                "labels": ["smoke"], "pool": "staging-users"}
     Monitor    {"id": "<request id>", "environment": "<environment name or id>",
                 "params": {"user": "alice"}}
 
@@ -93,14 +94,23 @@ class SuiteRunRequest(_Request):
     force_all_flows: bool = False
     additional_description: str = Field("", max_length=1024)
     override_parameters: dict[str, str] = {}
+    labels: list[Annotated[str, StringConstraints(min_length=1, max_length=253)]] | None = Field(None, max_length=50)
+    """Run only the flows carrying one of these labels (TestSuiteSpec.ci_flows)."""
+    pool: str | None = Field(None, min_length=1, max_length=253)
+    """Run flows over their parameter pool only if it has this name (SuiteFlow.pool_for_run)."""
 
     def options(self) -> dict:
         """What the runner reads from ASSAY_RUN_OPTIONS."""
-        return {
+        options: dict = {
             "forceAllFlows": self.force_all_flows,
             "additionalDescription": self.additional_description,
             "overrideParameters": dict(self.override_parameters),
         }
+        if self.labels:
+            options["labels"] = list(self.labels)
+        if self.pool is not None:
+            options["pool"] = self.pool
+        return options
 
 
 class MonitorRunRequest(_Request):

@@ -46,6 +46,14 @@ class SuiteFlow(AssayModel):
     """Skip the flow's remaining requests after the first failing one."""
     requests: Annotated[list[HttpRequest], Field(min_length=1, max_length=MAX_REQUESTS)]
 
+    def pool_for_run(self, pool: Optional[str] = None) -> Optional[ParameterPool]:
+        """The parameter pool a run uses: the flow's own, or, when the run names a pool
+        (Loadmill's `pool`), the flow's only if it has that name; a flow whose pool has another
+        name runs once, without a pool."""
+        if pool is None or (self.parameter_pool is not None and self.parameter_pool.name == pool):
+            return self.parameter_pool
+        return None
+
 
 class TestSuiteSpec(AssayModel):
     """The flows of the suite and the parameters they start with."""
@@ -63,9 +71,15 @@ class TestSuiteSpec(AssayModel):
     conf: SuiteConf = SuiteConf()
     flows: Annotated[list[SuiteFlow], Field(min_length=1, max_length=MAX_FLOWS)]
 
-    def ci_flows(self, force_all: bool = False) -> list[SuiteFlow]:
-        """The flows a run executes: those with the CI toggle on, or all with forceAllFlows."""
-        return list(self.flows) if force_all else [f for f in self.flows if f.ci_enabled]
+    def ci_flows(self, force_all: bool = False, labels: Optional[list[str]] = None) -> list[SuiteFlow]:
+        """The flows a run executes: those with the CI toggle on, or all with forceAllFlows;
+        when the run names labels (Loadmill's `labels`), only those of them that carry one of
+        the labels (the suite's own labels count for each of its flows)."""
+        flows = list(self.flows) if force_all else [f for f in self.flows if f.ci_enabled]
+        if labels:
+            wanted = set(labels)
+            flows = [f for f in flows if wanted & {*self.labels, *f.labels}]
+        return flows
 
 
 class SuiteRun(Run):

@@ -2,7 +2,7 @@
 
 A run is requested with the `assay.dev/run-request` annotation (assay.crds.runrequest has the
 contract): a request id, or `{"id", "forceAllFlows", "additionalDescription",
-"overrideParameters"}` as the gateway's Loadmill API writes it. The run is one Job,
+"overrideParameters", "labels", "pool"}` as the gateway's Loadmill API writes it. The run is one Job,
 `<run-id>`, running `python -m assay.runner testsuite`; its status (`lastRun`, `history`) is
 rebuilt from the Jobs on every change (runs.py, runhistory.py); suiteruns.py plans it.
 """

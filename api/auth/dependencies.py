@@ -11,6 +11,8 @@ not in step with the API server.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 
 from fastapi import Request
@@ -24,9 +26,10 @@ SCOPES_ATTRIBUTE = "assay_token_scopes"
 """Set on the dependencies below: the scopes their token must carry, for the OpenAPI documents."""
 
 STATIC_TOKEN_FAMILIES = {
-    # family: (Authorization scheme or None for the bare token, the scope the token must carry)
-    "loadmill": (None, "loadmill"),
-    "vng": ("token", "vng"),
+    # family: (Authorization scheme or None for the bare token, the scope the token must carry,
+    #          whether `Basic base64("<token>:")` is accepted too)
+    "loadmill": (None, "loadmill", True),
+    "vng": ("token", "vng", False),
 }
 
 
@@ -94,14 +97,28 @@ def require_bearer(*scopes: str) -> Callable[..., Principal]:
     return bearer_principal
 
 
+def basic_token(credentials: str) -> str | None:
+    """The token of `Basic base64("<token>:")`, as Loadmill's CLI sends it (the token as the
+    user, an empty password); None when the credentials are not of that form."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    user, colon, password = decoded.partition(":")
+    if not colon or password or not user:
+        return None
+    return user
+
+
 def require_static_token(family: str) -> Callable[..., Principal]:
     """A static API token (`<client-id>.<client-secret>`, see tokens.format_static_token) of a
     credential with the static_token grant and the family's scope:
-    - "loadmill": `Authorization: <token>` (the bare token, as Loadmill clients send it);
+    - "loadmill": `Authorization: <token>` (the bare token, as the REST API documents it) or
+      `Authorization: Basic base64("<token>:")` (as Loadmill's CLI and node module send it);
     - "vng": `Authorization: Token <token>`."""
     if family not in STATIC_TOKEN_FAMILIES:
         raise ValueError(f"unknown static-token family {family!r}; known: {sorted(STATIC_TOKEN_FAMILIES)}")
-    scheme, scope = STATIC_TOKEN_FAMILIES[family]
+    scheme, scope, basic = STATIC_TOKEN_FAMILIES[family]
     challenge_scheme = "Token"
     needed = frozenset({scope})
 
@@ -109,7 +126,14 @@ def require_static_token(family: str) -> Callable[..., Principal]:
         header = request.headers.get("authorization", "").strip()
         if not header:
             raise _unauthorized(challenge_scheme, "an API token is required in the Authorization header", None)
-        if scheme is None:
+        given, _, credentials = header.partition(" ")
+        if basic and given.lower() == "basic":
+            token = basic_token(credentials) or ""
+            if not token:
+                raise _unauthorized(
+                    challenge_scheme, 'expected Authorization: Basic base64("<token>:")', "invalid_request"
+                )
+        elif scheme is None:
             token = header
         else:
             given, _, token = header.partition(" ")

@@ -100,7 +100,8 @@ def loadmill_status(entry: dict) -> str:
 
 def flow_run_view(entry: dict, suite_run: dict) -> dict:
     """A flow run in Loadmill's "Get Test Suite Flow Run" shape, from its entry in the suite run
-    (which also has endTime, numOfRequests, avgResTime and duration: kept, as extensions)."""
+    (which also has endTime, numOfRequests, avgResTime and duration: kept, as extensions), with
+    the `result` and `redactableResult` Loadmill's CLI reports a failed flow from."""
     conf = entry.get("conf") or {}
     return {
         "id": entry.get("id"),
@@ -114,6 +115,10 @@ def flow_run_view(entry: dict, suite_run: dict) -> dict:
         "numOfRequests": entry.get("numOfRequests"),
         "avgResTime": entry.get("avgResTime"),
         "duration": entry.get("duration"),
+        # Runs uploaded before flow runs carried their per-request detail have none.
+        "result": entry.get("result") or {},
+        "redactableResult": entry.get("redactableResult") or [],
+        "requests": entry.get("requests") or [],
     }
 
 
@@ -177,9 +182,13 @@ class SuiteService:
         force_all_flows: bool = False,
         additional_description: str = "",
         override_parameters: Optional[dict[str, str]] = None,
+        labels: Optional[list[str]] = None,
+        pool: Optional[str] = None,
         requester: str = "",
     ) -> str:
-        """Ask the operator to run the suite; returns the run id the run will have."""
+        """Ask the operator to run the suite; returns the run id the run will have. `labels`
+        narrow the run to the flows carrying one of them, `pool` names the parameter pool
+        flows run over (TestSuiteSpec.ci_flows, SuiteFlow.pool_for_run)."""
         overrides = dict(override_parameters or {})
         if len(additional_description) > MAX_ADDITIONAL_DESCRIPTION:
             raise InvalidInput(f"additionalDescription: at most {MAX_ADDITIONAL_DESCRIPTION} characters")
@@ -187,7 +196,7 @@ class SuiteService:
             raise TooLarge(f"overrideParameters: at most {MAX_OVERRIDES_BYTES} bytes of JSON")
         suite = self.find(namespace, ref)
         meta = suite["metadata"]
-        flows = self._flows_to_run(suite, force_all_flows)
+        flows = self.flows_to_run(suite, force_all_flows, labels or None, pool)
         run_id = self.runs.request(
             "TestSuite",
             namespace,
@@ -196,6 +205,8 @@ class SuiteService:
                 "force_all_flows": force_all_flows,
                 "additional_description": additional_description,
                 "override_parameters": overrides,
+                "labels": list(labels) if labels else None,
+                "pool": pool,
             },
             owner=suite,
             busy="the previous run request of this test suite has not started yet (is the operator running?); "
@@ -223,17 +234,25 @@ class SuiteService:
         return run_id
 
     @staticmethod
-    def _flows_to_run(suite: dict, force_all_flows: bool) -> int:
+    def flows_to_run(
+        suite: dict, force_all_flows: bool, labels: Optional[list[str]] = None, pool: Optional[str] = None
+    ) -> int:
+        """How many flows a run of the suite with these options runs; InvalidInput if none, or
+        if `pool` names no pool of those flows."""
         try:
             spec = TestSuiteSpec.model_validate(suite.get("spec") or {})
         except ValueError as exc:
             raise InvalidInput(f"test suite {suite['metadata']['name']!r} is not valid: {exc}") from None
-        flows = spec.ci_flows(force_all_flows)
+        flows = spec.ci_flows(force_all_flows, labels)
+        if not flows and labels and spec.ci_flows(force_all_flows):
+            raise InvalidInput(f"no flow to run: no flow of the suite carries a label of {labels}")
         if not flows:
             raise InvalidInput(
                 "no flow to run: every flow of the suite has the CI toggle off; "
                 "run with forceAllFlows=true to run them all"
             )
+        if pool is not None and not any(f.pool_for_run(pool) for f in flows):
+            raise InvalidInput(f"pool: no flow to run has a parameter pool named {pool!r}")
         return len(flows)
 
     # reading runs

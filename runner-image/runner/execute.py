@@ -149,7 +149,7 @@ async def execute(
     """Run a Monitor (with the Monitors its subtests name) or a TestSuite, and upload its
     result documents. `manifest` and `subtests` have their secret values filled in; `options`
     are a run request's options (Monitor: environment, params; TestSuite: forceAllFlows,
-    overrideParameters, additionalDescription); `index` of `locations` is the Monitor run's
+    overrideParameters, additionalDescription, labels, pool); `index` of `locations` is the Monitor run's
     location. Raises DefinitionError or CannotRun when the run cannot start."""
     if kind == "TestSuite":
         execution, documents = await _suite(manifest, run_id, options, on_progress)
@@ -241,6 +241,8 @@ async def _suite(
         result = await run_suite(
             suite,
             force_all_flows=bool(options.get("forceAllFlows")),
+            labels=[str(label) for label in options.get("labels") or []] or None,
+            pool=str(options["pool"]) if options.get("pool") is not None else None,
             override_parameters=text_params(options.get("overrideParameters")),
             additional_description=str(options.get("additionalDescription") or ""),
             run_id=run_id,

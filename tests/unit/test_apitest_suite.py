@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from assay.crds import TestSuite
-from assay.runner.apitest.suite import SuiteInputError, format_ms, parse_pool_csv, run_suite
+from assay.runner.apitest.suite import SuiteInputError, SuiteRunResult, format_ms, parse_pool_csv, run_suite
 
 SUITE_RUN_KEYS = {
     "id",
@@ -31,6 +31,9 @@ SUITE_RUN_KEYS = {
     "avgResTime",
 }
 SUITE_FLOW_ENTRY_KEYS = {
+    "result",
+    "redactableResult",
+    "requests",
     "id",
     "startTime",
     "endTime",
@@ -166,6 +169,98 @@ def test_only_flows_with_the_ci_toggle_run_unless_force_all_flows(target):
     assert target.paths() == ["/a", "/b", "/c"]
     assert [f.description for f in forced.flow_runs] == ["a", "b", "c"]
     assert forced.passed
+
+
+def test_labels_narrow_the_run_to_flows_carrying_one_and_suite_labels_count_for_every_flow(target):
+    flows = [
+        {"name": "a", "labels": ["smoke"], "requests": [get(f"{target.url}/a")]},
+        {"name": "b", "labels": ["nightly"], "requests": [get(f"{target.url}/b")]},
+        {"name": "c", "ciEnabled": False, "labels": ["smoke"], "requests": [get(f"{target.url}/c")]},
+    ]
+    assert [f.description for f in run(suite(flows), labels=["smoke"]).flow_runs] == ["a"]
+    forced = run(suite(flows), labels=["smoke", "other"], force_all_flows=True)
+    assert [f.description for f in forced.flow_runs] == ["a", "c"]
+    assert [f.description for f in run(suite(flows, labels=["team"]), labels=["team"]).flow_runs] == ["a", "b"]
+    target.received.clear()
+    with pytest.raises(SuiteInputError, match="label"):
+        run(suite(flows), labels=["nope"])
+    assert target.received == []
+
+
+def test_a_named_pool_is_used_only_by_flows_whose_pool_has_that_name(target):
+    s = suite(
+        [
+            {
+                "name": "staging",
+                "parameterPool": {"name": "staging-users", "csv": "u\nann\nbob\n"},
+                "requests": [get("{{host}}/s?u={{u}}")],
+            },
+            {
+                "name": "prod",
+                "parameters": {"u": "default"},
+                "parameterPool": {"name": "prod-users", "csv": "u\ncid\n"},
+                "requests": [get("{{host}}/p?u={{u}}")],
+            },
+        ],
+        parameters={"host": target.url},
+    )
+    result = run(s, pool="staging-users")
+    assert [r.path for r in target.received] == ["/s?u=ann", "/s?u=bob", "/p?u=default"]
+    assert [f.description for f in result.flow_runs] == ["staging (row 1/2)", "staging (row 2/2)", "prod"]
+    assert "parameterPool" not in result.flow_runs[2].conf
+
+
+def test_a_failed_flow_run_reports_its_requests_as_loadmills_cli_reads_them(target):
+    s = suite(
+        [
+            {
+                "name": "f",
+                "stopOnFailure": False,
+                "requests": [
+                    get(
+                        f"{target.url}/ok",
+                        name="check ok",
+                        assertions=[
+                            {"source": "response_json", "property": "ok", "comparison": "equal", "value": "false"},
+                            {"source": "response_status", "comparison": "equal", "value": 200},
+                        ],
+                    ),
+                    get(f"{target.url}/status/500"),
+                    get(f"{target.url}/fine"),
+                ],
+            }
+        ]
+    )
+    entry = run(s).flow_runs[0].to_suite_entry()
+    result, redactable = entry["result"], entry["redactableResult"]
+    assert [r["url"] for r in result["resolvedRequests"]] == [
+        f"{target.url}/ok",
+        f"{target.url}/status/500",
+        f"{target.url}/fine",
+    ]
+    assert result["resolvedRequests"][0]["assert"] == {
+        "0": {"check": "response_json.ok", "equals": "false"},
+        "1": {"check": "response_status", "equals": 200},
+    }
+    assert result["failures"] == {
+        "0": {"numFailures": 1, "histogram": {"0": 1}},
+        "1": {"numFailures": 1, "histogram": {"status 500": 1}},
+    }
+    assert redactable[0] == {"postParameters": [{"response_json.ok": "true"}, {"response_status": "200"}]}
+    assert [r["status"] for r in entry["requests"]] == ["FAILED", "FAILED", "PASSED"]
+
+
+def test_junit_from_the_uploaded_document_is_the_runs_own(target):
+    s = suite(
+        [
+            {"name": "good", "requests": [get(f"{target.url}/a")]},
+            {"name": "bad", "requests": [get(f"{target.url}/status/503")]},
+        ]
+    )
+    result = run(s, run_id="run-9")
+    again = SuiteRunResult.from_loadmill(result.to_loadmill(), "checkout")
+    assert again.junit_cases() == result.junit_cases()
+    assert again.junit_cases()[1].failure.endswith("status 503")
 
 
 def test_a_suite_without_any_ci_flow_is_refused_before_sending_anything(target):

@@ -280,6 +280,25 @@ def test_static_token_needs_the_static_grant_and_the_right_secret(client, index)
     assert client.get("/probe/loadmill", headers={"Authorization": wrong}).status_code == 401
 
 
+def test_loadmill_takes_the_static_token_as_the_basic_user_with_an_empty_password(client, index):
+    index.put_credential(credential(scopes=["loadmill", "vng"], grant_types=["static_token"]))
+    static = format_static_token("ac_ci", SECRET)
+    ok = client.get("/probe/loadmill", headers=basic(static, ""))
+    assert ok.status_code == 200 and ok.json() == {"client": "ac_ci"}
+    for refused in (
+        basic(format_static_token("ac_ci", "nope"), ""),  # the secret is still checked
+        basic(static, "x"),  # a password is not the Loadmill form
+        basic("", static),
+        {"Authorization": "Basic not-base64!"},
+        {"Authorization": "Basic "},
+    ):
+        response = client.get("/probe/loadmill", headers=refused)
+        assert response.status_code == 401, refused
+        assert SECRET not in response.text
+    # Only the Loadmill family reads the Basic form.
+    assert client.get("/probe/vng", headers=basic(static, "")).status_code == 401
+
+
 def test_a_static_token_is_not_a_bearer_token(client, index):
     index.put_credential(credential(grant_types=["static_token", "client_credentials"]))
     static = format_static_token("ac_ci", SECRET)

@@ -412,6 +412,29 @@ def test_testsuite_ci_flows_honour_the_ci_toggle():
     assert [f.name for f in spec.ci_flows(force_all=True)] == ["a", "b"]
 
 
+def test_testsuite_run_labels_and_pool_select_flows_and_pools():
+    spec = TestSuiteSpec.model_validate(
+        {
+            "labels": ["team"],
+            "flows": [
+                {"name": "a", "labels": ["smoke"], "requests": [{"url": "/"}]},
+                {
+                    "name": "b",
+                    "labels": ["nightly"],
+                    "parameterPool": {"name": "users", "csv": "u\nann\n"},
+                    "requests": [{"url": "/"}],
+                },
+            ],
+        }
+    )
+    assert [f.name for f in spec.ci_flows(labels=["smoke"])] == ["a"]
+    assert [f.name for f in spec.ci_flows(labels=["team"])] == ["a", "b"]
+    assert spec.ci_flows(labels=["nope"]) == []
+    b = spec.flows[1]
+    assert b.pool_for_run() is b.pool_for_run("users") is b.parameter_pool
+    assert b.pool_for_run("other") is None and spec.flows[0].pool_for_run("users") is None
+
+
 def test_testsuite_needs_flows():
     assert_rejected(TestSuiteSpec, {"flows": []}, "flows")
 

@@ -97,7 +97,7 @@ def test_security_comes_from_each_operations_token_dependency(client):
     assert vng_doc["/api/v1/testsessions/"]["post"]["security"] == [{"vngToken": []}]
     assert vng_doc["/api/v1/provider-run-shield/{uuid}"]["get"]["security"] == []
     loadmill_doc = client.get("/openapi/loadmill.json").json()
-    assert loadmill_doc["paths"]["/api/v1/labels"]["get"]["security"] == [{"loadmillToken": []}]
+    assert loadmill_doc["paths"]["/api/v1/labels"]["get"]["security"] == [{"loadmillToken": []}, {"loadmillBasic": []}]
     assert loadmill_doc["components"]["securitySchemes"]["loadmillToken"] == {
         "type": "apiKey",
         "in": "header",

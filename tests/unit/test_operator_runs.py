@@ -74,6 +74,15 @@ def test_the_gateways_json_request_carries_the_run_options():
         "additionalDescription": "nightly",
         "overrideParameters": {"baseUrl": "https://staging", "retries": "3"},
     }
+    selective = SuiteRunRequest(id="r-8", labels=["smoke"], pool="staging-users")
+    again = parse_run_request({"assay.dev/run-request": selective.annotation()}, SuiteRunRequest)
+    assert again == selective and again.options() == {
+        "forceAllFlows": False,
+        "additionalDescription": "",
+        "overrideParameters": {},
+        "labels": ["smoke"],
+        "pool": "staging-users",
+    }
     request = parse_run_request(
         {"assay.dev/run-request": json.dumps({"id": 42, "environment": "env-2", "params": {"user": "alice"}})},
         MonitorRunRequest,

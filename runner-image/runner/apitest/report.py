@@ -231,6 +231,25 @@ def format_suite(summary: Mapping[str, Any], *, flows: bool = True) -> str:
 
 def suite_junit_xml(suite_name: str, cases: list[Any]) -> str:
     """JUnit for a suite run from its `junit_cases()`: one testcase per flow run."""
+    suite = _junit_suite(suite_name, cases)
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def suites_junit_xml(name: str, suites: list[tuple[str, list[Any]]]) -> str:
+    """JUnit for several suite runs (a test plan's): a <testsuites> of suite_junit_xml's suites."""
+    root = ET.Element("testsuites", {"name": name})
+    for suite_name, cases in suites:
+        root.append(_junit_suite(suite_name, cases))
+    counts = [(len(cases), sum(1 for c in cases if c.failure), sum(c.time for c in cases)) for _, cases in suites]
+    root.set("tests", str(sum(c[0] for c in counts)))
+    root.set("failures", str(sum(c[1] for c in counts)))
+    root.set("time", f"{sum(c[2] for c in counts):.3f}")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _junit_suite(suite_name: str, cases: list[Any]) -> ET.Element:
     suite = ET.Element(
         "testsuite",
         {
@@ -248,5 +267,4 @@ def suite_junit_xml(suite_name: str, cases: list[Any]) -> str:
             ET.SubElement(case, "failure", {"message": c.failure, "type": "flow"}).text = c.details
         elif c.details:
             ET.SubElement(case, "system-out").text = c.details
-    ET.indent(suite)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    return suite

@@ -1,7 +1,10 @@
 """Running a TestSuite as Loadmill runs a test suite: one suite run made of flow runs.
 
 A run takes the suite's flows in order — those with the CI toggle on, or all of them with
-`force_all_flows` (Loadmill's `forceAllFlows`) — and runs each flow's requests in order.
+`force_all_flows` (Loadmill's `forceAllFlows`), narrowed to the flows carrying one of the
+run's `labels` if it names any (`TestSuiteSpec.ci_flows`) — and runs each flow's requests in
+order. A run naming a `pool` runs a flow over its parameter pool only if the pool has that
+name (`SuiteFlow.pool_for_run`).
 The result has Loadmill's shapes (seeds/002, "Get Test Suite Run" and "Get Test Suite Flow
 Run"): `SuiteRunResult.to_loadmill()` and `FlowRunResult.to_loadmill()`.
 
@@ -72,6 +75,16 @@ from .templating import TemplateError, render
 MAX_REPORTED_VALUE = 1000
 """Characters of an assertion's actual or target value kept in the report."""
 
+LOADMILL_ASSERT_OPERATORS = {
+    "equal": "equals",
+    "not_equal": "notEquals",
+    "contains": "contains",
+    "does_not_contain": "notContains",
+    "is_greater_than": "greater",
+    "is_less_than": "lesser",
+}
+"""Assay comparisons Loadmill's reporters can name; any other is reported as a bare check."""
+
 RunStatus = Literal["PASSED", "FAILED", "RUNNING"]
 RequestStatus = Literal["PASSED", "FAILED", "SKIPPED"]
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -109,6 +122,20 @@ class RequestResult:
             "assertions": self.assertions,
             "error": self.error,
         }
+
+    @classmethod
+    def from_loadmill(cls, data: Mapping[str, Any]) -> "RequestResult":
+        """The request back from its `to_loadmill()` form (a stored suite run)."""
+        return cls(
+            name=str(data.get("description") or ""),
+            method=str(data.get("method") or ""),
+            url=str(data.get("url") or ""),
+            status=data.get("status") or "FAILED",
+            status_code=data.get("statusCode"),
+            response_time_ms=data.get("resTime"),
+            assertions=list(data.get("assertions") or []),
+            error=data.get("error"),
+        )
 
     def failure_text(self) -> str:
         """The request and why it failed, in one line."""
@@ -180,9 +207,38 @@ class FlowRunResult:
             "requests": [r.to_loadmill() for r in self.requests],
         }
 
+    def loadmill_result(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(`result`, `redactableResult`) as Loadmill's clients read a flow run to report its
+        failures: `result.resolvedRequests[i]` (description, method, url, `assert` keyed by
+        name), `result.failures[i]` (`numFailures`, `histogram` of failed assertion names and
+        errors) and `redactableResult[i].postParameters` (the actual values, by check)."""
+        resolved, failures, redactable = [], {}, []
+        for index, request in enumerate(self.requests):
+            asserts, actual, histogram = {}, [], {}
+            for number, assertion in enumerate(request.assertions):
+                check = assertion["source"] + (f".{assertion['property']}" if assertion.get("property") else "")
+                operator = LOADMILL_ASSERT_OPERATORS.get(assertion["comparison"])
+                asserts[str(number)] = {"check": check, **({operator: assertion["targetValue"]} if operator else {})}
+                actual.append({check: assertion["actualValue"]})
+                if assertion["result"] != "pass":
+                    histogram[str(number)] = 1
+            if request.status == "FAILED":
+                if request.error:
+                    histogram[request.error] = 1
+                elif not histogram:
+                    histogram[request.reasons()] = 1
+                failures[str(index)] = {"numFailures": 1, "histogram": histogram}
+            resolved.append(
+                {"description": request.name, "method": request.method, "url": request.url, "assert": asserts}
+            )
+            redactable.append({"postParameters": actual})
+        return {"resolvedRequests": resolved, "failures": failures}, redactable
+
     def to_suite_entry(self) -> dict[str, Any]:
-        """The flow run as an item of a suite run's `testSuiteFlowRuns`."""
+        """The flow run as an item of a suite run's `testSuiteFlowRuns`, with `result` and
+        `redactableResult` (loadmill_result) and `requests`."""
         duration = self.duration_ms
+        result, redactable = self.loadmill_result()
         return {
             "id": self.id,
             "startTime": self.start_time,
@@ -193,6 +249,9 @@ class FlowRunResult:
             "numOfRequests": self.num_of_requests,
             "avgResTime": self.avg_res_time_ms,
             "duration": None if duration is None else format_ms(duration),
+            "result": result,
+            "redactableResult": redactable,
+            "requests": [r.to_loadmill() for r in self.requests],
         }
 
 
@@ -249,6 +308,40 @@ class SuiteRunResult:
         """Mean duration of the finished flow runs (see the module docstring)."""
         durations = [f.duration_ms for f in self.finished_flow_runs if f.duration_ms is not None]
         return round(sum(durations) / len(durations)) if durations else 0
+
+    @classmethod
+    def from_loadmill(cls, document: Mapping[str, Any], suite_name: str) -> "SuiteRunResult":
+        """The suite run back from its `to_loadmill()` document (what the runner uploads), as
+        far as reports need it: flow runs with their requests, times and statuses."""
+        result = cls(
+            id=str(document.get("id") or ""),
+            suite_name=suite_name,
+            suite_id=document.get("testSuiteId"),
+            description=str(document.get("description") or ""),
+            display_name=str(document.get("displayName") or ""),
+            use_cookies=bool((document.get("conf") or {}).get("useCookies", True)),
+            total_flow_runs=len(document.get("testSuiteFlowRuns") or []),
+            status=document.get("status") or "RUNNING",
+            start_time=document.get("startTime"),
+            end_time=document.get("endTime"),
+        )
+        for index, entry in enumerate(document.get("testSuiteFlowRuns") or []):
+            result.flow_runs.append(
+                FlowRunResult(
+                    id=str(entry.get("id") or ""),
+                    description=str(entry.get("description") or ""),
+                    flow_index=index,
+                    flow_id=(entry.get("conf") or {}).get("id"),
+                    suite_id=result.suite_id,
+                    conf=entry.get("conf") or {},
+                    num_of_requests=int(entry.get("numOfRequests") or 0),
+                    status=entry.get("status") or "RUNNING",
+                    start_time=entry.get("startTime"),
+                    end_time=entry.get("endTime"),
+                    requests=[RequestResult.from_loadmill(r) for r in entry.get("requests") or []],
+                )
+            )
+        return result
 
     def to_loadmill(self) -> dict[str, Any]:
         """Loadmill's "Get Test Suite Run" shape."""
@@ -307,6 +400,8 @@ class _PlannedFlowRun:
     row_number: int = 0
     """1-based row of the parameter pool, 0 without a pool."""
     row_count: int = 0
+    pool: Optional[ParameterPool] = None
+    """The pool the rows come from (SuiteFlow.pool_for_run)."""
 
 
 def parse_pool_csv(text: str, *, where: str) -> list[dict[str, str]]:
@@ -342,17 +437,23 @@ def _pool_rows(pool: ParameterPool, where: str) -> list[dict[str, str]]:
     return parse_pool_csv(pool.csv, where=f"{where} parameter pool {pool.name!r}")
 
 
-def _plan(suite: TestSuite, force_all_flows: bool) -> list[_PlannedFlowRun]:
+def _plan(
+    suite: TestSuite, force_all_flows: bool, labels: Optional[list[str]] = None, pool: Optional[str] = None
+) -> list[_PlannedFlowRun]:
     planned = []
+    selected = {id(flow) for flow in suite.spec.ci_flows(force_all_flows, labels)}
     for index, flow in enumerate(suite.spec.flows):
-        if not (flow.ci_enabled or force_all_flows):
+        if id(flow) not in selected:
             continue
-        if flow.parameter_pool is None:
+        flow_pool = flow.pool_for_run(pool)
+        if flow_pool is None:
             planned.append(_PlannedFlowRun(index, flow))
             continue
-        rows = _pool_rows(flow.parameter_pool, f"spec.flows[{index}] ({flow.name!r})")
-        planned += [_PlannedFlowRun(index, flow, row, n, len(rows)) for n, row in enumerate(rows, start=1)]
+        rows = _pool_rows(flow_pool, f"spec.flows[{index}] ({flow.name!r})")
+        planned += [_PlannedFlowRun(index, flow, row, n, len(rows), flow_pool) for n, row in enumerate(rows, start=1)]
     if not planned:
+        if labels:
+            raise SuiteInputError(f"no flow to run: no flow selected for this run carries a label of {labels}")
         raise SuiteInputError(
             "no flow to run: every flow has the CI toggle (ciEnabled) off; run with forceAllFlows to run them all"
         )
@@ -374,9 +475,9 @@ def _flow_conf(planned: _PlannedFlowRun, parameters: dict[str, str], use_cookies
     conf.pop("parameterPool", None)
     conf["parameters"] = dict(parameters)
     conf["useCookies"] = use_cookies
-    if planned.flow.parameter_pool is not None:
+    if planned.pool is not None:
         conf["parameterPool"] = {
-            "name": planned.flow.parameter_pool.name,
+            "name": planned.pool.name,
             "row": planned.row_number,
             "rows": planned.row_count,
         }
@@ -390,6 +491,8 @@ async def run_suite(
     suite: TestSuite,
     *,
     force_all_flows: bool = False,
+    labels: Optional[list[str]] = None,
+    pool: Optional[str] = None,
     override_parameters: Optional[Mapping[str, str]] = None,
     additional_description: str = "",
     run_id: Optional[str] = None,
@@ -402,7 +505,7 @@ async def run_suite(
     Raises SuiteInputError, before sending anything, when no flow is selected or a parameter
     pool cannot be used. `on_progress` receives `{"event": "flow_started" | "flow_finished",
     ...}` as each flow run starts and ends. `clock` gives epoch seconds."""
-    planned = _plan(suite, force_all_flows)
+    planned = _plan(suite, force_all_flows, labels, pool)
     overrides = {name: str(value) for name, value in (override_parameters or {}).items()}
     spec = suite.spec
     use_cookies = spec.conf.use_cookies
