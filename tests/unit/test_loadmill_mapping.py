@@ -16,6 +16,7 @@ from assay.api.services.loadmill import (
     template,
     used_seconds,
 )
+from assay.api.services.loadmill_runs import plan_status
 from assay.api.services.suites import (
     MAX_POOL_BYTES,
     flow_run_view,
@@ -276,3 +277,11 @@ def test_csv_pools_are_checked_like_the_runner_reads_them():
 def test_label_ids_are_uuid5_of_the_text():
     assert label_id("smoke") == label_id("smoke") != label_id("Smoke")
     assert uuid.UUID(label_id("smoke")).version == 5
+
+
+def test_a_plan_run_is_running_until_every_suite_run_ended_and_passes_only_if_all_passed():
+    assert plan_status([{"status": "PASSED"}, {"status": "RUNNING"}]) == "RUNNING"
+    assert plan_status([{"status": "FAILED"}, {"status": "RUNNING"}]) == "RUNNING"
+    assert plan_status([{"status": "PASSED"}, {"status": "FAILED"}]) == "FAILED"
+    assert plan_status([{"status": "PASSED"}, {"status": "PASSED"}]) == "PASSED"
+    assert plan_status([]) == "FAILED"
