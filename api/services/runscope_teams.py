@@ -131,11 +131,20 @@ def person_detail(person: dict, role_name: Optional[str]) -> dict:
 def team_creator(people: Iterable[dict], principal) -> dict:
     """Team Request Count's `creator_*`: the team's first member; while it has none, the
     credential asking, which is the team's own (its members are records, its credentials are
-    who acts for it; a test's `created_by` is a credential too)."""
+    who acts for it; a test's `created_by` is a credential too). The e-mail, as the people
+    list's, only for tokens with account:email."""
     first = min(people, key=lambda p: p["created_at"], default=None)
     if first is not None:
-        return {"creator_name": first["name"], "creator_email": first["email"], "creator_id": first["id"]}
-    return {"creator_name": principal.credential, "creator_email": principal.email, "creator_id": principal.client_id}
+        creator = {"creator_name": first["name"], "creator_email": first["email"], "creator_id": first["id"]}
+    else:
+        creator = {
+            "creator_name": principal.credential,
+            "creator_email": principal.email,
+            "creator_id": principal.client_id,
+        }
+    if "account:email" not in principal.scopes:
+        creator["creator_email"] = None
+    return creator
 
 
 def group_detail(group: dict, people: dict[str, dict]) -> dict:
