@@ -44,6 +44,7 @@ IMMUTABLE_MESSAGE = "ClientCredential spec is immutable; delete and recreate it"
 
 
 SECRET_HASH_PREFIX = "sha256:"
+EMAIL_PATTERN = r"^[^@\s,]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
 
 
 def hash_secret(secret: str) -> str:
@@ -75,6 +76,9 @@ class ClientCredentialSpec(AssayModel):
     """Callback URLs for authorization_code."""
     expires_at: Optional[datetime] = None
     """After this the credential stops working; never when unset."""
+    email: Optional[Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)]] = None
+    """The contact e-mail of the client's owner: the Runscope account's `email` (to tokens
+    with account:email), and the author's e-mail of the tests and revisions it writes."""
 
     validation_rules = (
         Rule(cel="self == oldSelf", message=IMMUTABLE_MESSAGE),

@@ -300,6 +300,10 @@ class Recipient(AssayModel):
     id: Optional[str] = None
 
 
+DEFAULT_NOTIFY_THRESHOLD = 1
+"""The failures in a row that threshold and switch wait for when notifyThreshold is unset."""
+
+
 class Emails(AssayModel):
     """Email notifications after runs."""
 
@@ -322,12 +326,28 @@ class Emails(AssayModel):
     )
 
 
+NOTIFYING_INTEGRATIONS = ("slack", "microsoft_teams", "pagerduty", "webhook")
+"""The integration types the operator sends each finished run to (operator/integrations.py)."""
+
+
 class Integration(AssayModel):
-    """A third-party service (PagerDuty, Slack, ...) notified of runs."""
+    """A third-party service notified of runs, as Runscope's environments name them. The
+    operator sends every finished run to a `slack` or `microsoft_teams` incoming webhook
+    (`url`), a `webhook` (`url`, the body environment webhooks get) and `pagerduty` (Events
+    API v2 with `routingKey`: a failed run triggers an alert, a passed one resolves it; `url`
+    only to use another Events API endpoint). Other types are listed, not sent to."""
 
     id: str
     integration_type: Optional[str] = None
     description: Optional[str] = None
+    url: Optional[Annotated[str, StringConstraints(max_length=2048)]] = None
+    """The incoming-webhook URL; a secret, since such URLs carry their token."""
+    url_from: Optional[SecretSource] = None
+    routing_key: Optional[Annotated[str, StringConstraints(max_length=128)]] = None
+    """PagerDuty's integration (routing) key."""
+    routing_key_from: Optional[SecretSource] = None
+
+    validation_rules = (secret_rule("url"), secret_rule("routing_key"))
 
 
 class Environment(AssayModel):

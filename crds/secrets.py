@@ -14,7 +14,8 @@ auth:
 
 The secret fields: basic-auth `password`; OAuth 1 `consumerSecret` and `tokenSecret`; OAuth 2
 `accessToken`, `clientSecret`, `password` and `refreshToken`; an environment's
-`clientCertificate` (PEM certificate and key). Variables and parameters that are secrets go
+`clientCertificate` (PEM certificate and key); an integration's `url` and `routingKey` (the
+operator reads these itself when it notifies, see operator/integrations.py). Variables and parameters that are secrets go
 in a Monitor environment's `secretVariables` and a TestSuite's `secretParameters`, each
 `{name, value}` or `{name, valueFrom}`; they are used as `{{name}}` like the others, and run
 reports leave them out.

@@ -13,12 +13,25 @@ from email.message import EmailMessage
 from .settings import OperatorSettings
 
 
+def _verdict(run: dict) -> str:
+    return "passed" if run["result"] == "pass" else "failed"
+
+
+def _where(run: dict) -> str:
+    return f" in {run['environment_name']}" if run.get("environment_name") else ""
+
+
+def headline(run: dict) -> str:
+    """One line about a run (`notify.result_payload`): "Health check failed in local"; the
+    mail's subject and the chat integrations' message say it so."""
+    return f"{run['test_name']} {_verdict(run)}{_where(run)}"
+
+
 def build_message(run: dict, recipients: list[str], sender: str) -> EmailMessage:
     """The mail for one run, from the webhook payload (`notify.result_payload`)."""
-    verdict = "passed" if run["result"] == "pass" else "failed"
-    where = f" in {run['environment_name']}" if run.get("environment_name") else ""
+    verdict, where = _verdict(run), _where(run)
     message = EmailMessage()
-    message["Subject"] = f"[Assay] {run['test_name']} {verdict}{where}"
+    message["Subject"] = f"[Assay] {headline(run)}"
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     lines = [

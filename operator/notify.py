@@ -1,7 +1,8 @@
-"""Notifications after Monitor runs: the environment's webhooks and e-mails.
+"""Notifications after Monitor runs: the environment's webhooks, e-mails and integrations
+(Slack, Microsoft Teams, PagerDuty, generic webhooks: integrations.py).
 
 Which runs: a run notifies through the environment it ran in (`lastRun.environment`).
-Webhooks get every finished run. E-mail follows Runscope's `notifyOn`, computed from the
+Webhooks and integrations get every finished run. E-mail follows Runscope's `notifyOn`, computed from the
 status history (newest first):
 
 * all: every run; failures: every failed run;
@@ -39,11 +40,11 @@ from concurrent.futures import ThreadPoolExecutor
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from assay.crds.monitor import MAX_HISTORY, Emails, Environment, MonitorSpec, runscope_result
+from assay.crds.monitor import DEFAULT_NOTIFY_THRESHOLD, MAX_HISTORY, Emails, Environment, MonitorSpec, runscope_result
 from assay.crds.runs import has_finished
 from assay.runner.egress import EgressPolicy
 
-from . import kube, mail, webhooks
+from . import integrations, kube, mail, webhooks
 from .names import LABEL_RUN_ID
 from .runstatus import terminated_state
 from .settings import OperatorSettings, get_settings
@@ -100,7 +101,7 @@ def wants_mail(emails: Emails | None, history: list[dict], run_id: str) -> bool:
     if emails is None:
         return False
     streak, before = failure_streaks(history, run_id)
-    threshold = emails.notify_threshold or 1
+    threshold = emails.notify_threshold or DEFAULT_NOTIFY_THRESHOLD
     if emails.notify_on == "all":
         return True
     if emails.notify_on == "failures":
@@ -111,8 +112,11 @@ def wants_mail(emails: Emails | None, history: list[dict], run_id: str) -> bool:
 
 
 def has_notifications(spec: dict) -> bool:
-    """Whether any environment of a Monitor spec (as a dict) has webhooks or e-mails."""
-    return any(env.get("webhooks") or env.get("emails") for env in spec.get("environments") or [])
+    """Whether any environment of a Monitor spec (as a dict) has webhooks, e-mails or
+    integrations."""
+    return any(
+        env.get("webhooks") or env.get("emails") or env.get("integrations") for env in spec.get("environments") or []
+    )
 
 
 def team_addresses(namespace: dict | None) -> list[str]:
@@ -198,7 +202,8 @@ def _environment(owner: dict, name: str | None) -> Environment | None:
 
 
 def has_something_to_send(owner: dict, run_id: str, mail_enabled: bool) -> bool:
-    """Whether the run's environment posts webhooks or, with mail enabled, wants mail for it."""
+    """Whether the run's environment posts webhooks, has integrations to send to or, with
+    mail enabled, wants mail for it."""
     status = owner.get("status") or {}
     entry = next((e for e in status.get("history") or [] if e.get("runId") == run_id), None)
     if entry is None or not has_finished(entry):
@@ -206,7 +211,11 @@ def has_something_to_send(owner: dict, run_id: str, mail_enabled: bool) -> bool:
     env = _environment(owner, entry.get("environment"))
     if env is None:
         return False
-    return bool(env.webhooks) or (mail_enabled and wants_mail(env.emails, status.get("history") or [], run_id))
+    return (
+        bool(env.webhooks)
+        or bool(integrations.notifying(env))
+        or (mail_enabled and wants_mail(env.emails, status.get("history") or [], run_id))
+    )
 
 
 def _complete_message(status: dict, run_id: str) -> str | None:
@@ -263,7 +272,14 @@ class Notifier:
         payload = result_payload(owner, entry, env, run_counts(pods), _complete_message(status, run_id))
         where = f"{namespace}/{name}"
         for url in env.webhooks:
-            self._sends.submit(self._post, where, url, payload)
+            self._sends.submit(self._post, where, run_id, url, payload)
+        for integration in integrations.notifying(env):
+            try:
+                sending = integrations.delivery(integration, payload, _secret_reader(namespace))
+            except integrations.Unusable as exc:
+                log.warning(f"{where}: run {run_id} not sent to {integration.integration_type} {integration.id}: {exc}")
+                continue
+            self._sends.submit(self._post, where, run_id, sending.url, sending.body)
         if self._mail_wanted(env, status, run_id):
             self._sends.submit(self._mail, where, owner, env.emails, payload)
 
@@ -297,17 +313,17 @@ class Notifier:
     def _mail_wanted(self, env: Environment, status: dict, run_id: str) -> bool:
         return bool(self.settings.smtp_host) and wants_mail(env.emails, status.get("history") or [], run_id)
 
-    def _post(self, where: str, url: str, payload: dict) -> None:
+    def _post(self, where: str, run_id: str, url: str, body: dict) -> None:
         delivered = webhooks.post_result(
             url,
-            payload,
+            body,
             timeout=self.settings.webhook_timeout_seconds,
             attempts=self.settings.webhook_attempts,
             logger=log,
             policy=self._egress,
         )
         if delivered:
-            log.info(f"{where}: run {payload['test_run_id']} posted to {webhooks.url_host(url)}")
+            log.info(f"{where}: run {run_id} posted to {webhooks.url_host(url)}")
 
     def _mail(self, where: str, owner: dict, emails: Emails, payload: dict) -> None:
         if not self.settings.smtp_host:
@@ -326,6 +342,17 @@ class Notifier:
     def shutdown(self) -> None:
         self._claims.shutdown(wait=False, cancel_futures=True)
         self._sends.shutdown(wait=False, cancel_futures=True)
+
+
+def _secret_reader(namespace: str) -> integrations.SecretReader:
+    def read(name: str, key: str) -> str | None:
+        try:
+            value = (kube.read_secret_data(namespace, name) or {}).get(key)
+            return value.decode() if value is not None else None
+        except (ApiException, UnicodeDecodeError):  # unreadable is unavailable: skip, do not fail the run's others
+            return None
+
+    return read
 
 
 def namespace_team(namespace: str) -> list[str]:

@@ -41,6 +41,7 @@ class CredentialRecord:
     """Epoch seconds, from the spec: the gateway does not wait for the operator's phase flip."""
     deleting: bool
     """deletionTimestamp is set: revoked at once, even while a finalizer holds the object."""
+    email: str | None = None
 
     @property
     def key(self) -> str:
@@ -82,6 +83,7 @@ def credential_record(obj: dict) -> CredentialRecord | None:
         redirect_uris=tuple(spec.redirect_uris),
         expires_at=spec.expires_at.timestamp() if spec.expires_at else None,
         deleting=bool(meta.get("deletionTimestamp")),
+        email=spec.email,
     )
 
 

@@ -27,6 +27,8 @@ class Principal:
     namespace: str
     """Where the credential lives."""
     scopes: frozenset[str]
+    email: str | None = None
+    """The credential's contact e-mail (spec.email), if it has one."""
 
 
 def credential_problem(record: CredentialRecord, namespace_of: NamespaceLookup, now: float) -> str | None:
@@ -65,6 +67,7 @@ def principal_for(record: CredentialRecord, namespace_of: NamespaceLookup, scope
         organization=organization,
         namespace=record.namespace,
         scopes=frozenset(scopes),
+        email=record.email,
     )
 
 

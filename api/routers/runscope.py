@@ -21,7 +21,7 @@ from .. import openapi
 from ..auth import Principal, require_bearer
 from ..bodies import JsonBody, json_document
 from ..services import InvalidInput
-from ..services.runscope_buckets import RunscopeBuckets
+from ..services.runscope_buckets import UTILIZATION_THRESHOLD, RunscopeBuckets
 from ..services.runscope_tests import RunscopeTests
 from .runscope_wire import FAMILY, JSON_OBJECT_BODY, bucket_namespace, deleted, install_error_shape, ok, render_error
 
@@ -85,7 +85,21 @@ def build_router(services) -> APIRouter:
         buckets.delete(principal, ns(principal, bucket_key))
         return deleted()
 
-    add("GET", BUCKETS, "", bucket_detail)
+    def bucket_detail_v1(
+        bucket_key: str,
+        list_utilizations_gt: int = Query(UTILIZATION_THRESHOLD, ge=0, le=100),
+        principal: Principal = Depends(READ),
+    ):
+        namespace = ns(principal, bucket_key)
+        return ok(
+            {
+                **buckets.bucket(namespace),
+                "locations_utilization_%": buckets.locations_utilization(namespace, list_utilizations_gt),
+            }
+        )
+
+    add("GET", BUCKETS[:1], "", bucket_detail)
+    add("GET", BUCKETS[1:], "", bucket_detail_v1)
     add("DELETE", BUCKETS, "", bucket_delete)
 
     # --- tests ---------------------------------------------------------------------------

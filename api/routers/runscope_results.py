@@ -26,8 +26,8 @@ from .. import openapi
 from ..auth import Principal, require_bearer
 from ..services import NotFound
 from ..services.runscope_results import ALL, RunscopeResults, check_count, usage_window
-from ..services.runscope_teams import team_buckets
-from ..services.runscope_tests import monitor_by_test_id
+from ..services.runscope_teams import RunscopeTeams, team_buckets, team_creator
+from ..services.runscope_tests import created_by, monitor_by_test_id
 from .runscope_wire import FAMILY, bucket_namespace, install_error_shape, ok
 
 
@@ -51,14 +51,22 @@ def route(router: APIRouter, path: str, **kwargs) -> Callable:
 
 def build_router(services) -> APIRouter:
     results = RunscopeResults(services.store, services.settings.public_url)
+    teams = RunscopeTeams(services.store)
     router = APIRouter(tags=["runscope"])
     test_reader = require_bearer("api:read", "test:read")
 
-    def test_namespace(principal: Principal, bucket_key: str, test_id: str) -> str:
+    def test_monitor(principal: Principal, bucket_key: str, test_id: str) -> tuple[str, dict]:
         namespace = bucket_namespace(services, principal, bucket_key)
-        if monitor_by_test_id(services.kube, namespace, test_id) is None:
+        monitor = monitor_by_test_id(services.kube, namespace, test_id)
+        if monitor is None:
             raise NotFound(f"test {test_id!r} not found in bucket {bucket_key!r}")
-        return namespace
+        return namespace, monitor
+
+    def test_namespace(principal: Principal, bucket_key: str, test_id: str) -> str:
+        return test_monitor(principal, bucket_key, test_id)[0]
+
+    def run_by(monitor: dict) -> Optional[str]:
+        return (created_by(monitor) or {}).get("name")
 
     @route(router, "/buckets/{bucket_key}/tests/{test_id}/results")
     async def list_results(
@@ -73,8 +81,10 @@ def build_router(services) -> APIRouter:
         count = check_count(count)
 
         def answer():
-            namespace = test_namespace(principal, bucket_key, test_id)
-            return results.list_results(namespace, test_id, count=count, since=since, before=before, subtests=subtests)
+            namespace, monitor = test_monitor(principal, bucket_key, test_id)
+            return results.list_results(
+                namespace, test_id, count=count, since=since, before=before, subtests=subtests, run_by=run_by(monitor)
+            )
 
         return ok(await run_in_threadpool(answer))
 
@@ -87,8 +97,8 @@ def build_router(services) -> APIRouter:
         principal: Principal = Depends(test_reader),
     ):
         def answer():
-            namespace = test_namespace(principal, bucket_key, test_id)
-            return results.result(namespace, test_id, test_run_id, region)
+            namespace, monitor = test_monitor(principal, bucket_key, test_id)
+            return results.result(namespace, test_id, test_run_id, region, run_by=run_by(monitor))
 
         return ok(await run_in_threadpool(answer))
 
@@ -170,9 +180,7 @@ def build_router(services) -> APIRouter:
                 "requests_count": sum(b["requests_count"] for b in per_bucket),
                 "from_date": start.isoformat(),
                 "to_date": end.isoformat(),
-                "creator_name": None,
-                "creator_email": None,
-                "creator_id": None,
+                **team_creator(teams.people(team_id), principal),
                 "buckets": per_bucket,
             }
 

@@ -7,7 +7,9 @@ own team: a project credential is one bucket. The namespace holding the credenti
 never deleted through the API, whatever its annotations say.
 
 Regions are the values of the nodes' `topology.kubernetes.io/region` label: where Monitor
-environments can run (operator/monitor.py turns a region into a node selector).
+environments can run (operator/monitor.py turns a region into a node selector). A location's
+utilization is the share of the bucket's tests running there now: there is no per-location
+concurrency limit to measure against, so a bucket's tests are its capacity.
 """
 
 from __future__ import annotations
@@ -21,12 +23,17 @@ from kubernetes.client.rest import ApiException
 from ..auth import Principal
 from ..errors import ApiError
 from . import InvalidInput
+from .runscope_tests import PLURAL as MONITOR_PLURAL
 
 BUCKET_NAME_ANNOTATION = "assay.dev/bucket-name"
 DEFAULT_BUCKET_ANNOTATION = "assay.dev/default-bucket"
 REGION_LABEL = "topology.kubernetes.io/region"
 LOCATION_ANNOTATION = "assay.dev/region-location"
 MAX_BUCKET_NAME = 256
+IN_PROGRESS = ("Pending", "Running")
+REMOTE_LOCATION = "remote"
+UTILIZATION_THRESHOLD = 85
+"""list_utilizations_gt when the request names none, as the document says."""
 KEY_LENGTH = 12
 
 
@@ -103,8 +110,24 @@ class RunscopeBuckets:
             else [],
         }
         if with_email:
-            account["email"] = None  # credentials have no e-mail address
+            account["email"] = principal.email
         return account
+
+    def locations_utilization(self, namespace: str, at_least: int = UTILIZATION_THRESHOLD) -> dict[str, int]:
+        """The v1 bucket detail's `locations_utilization_%`: per location (a region's location
+        name, `remote` for remote agents), the percent of the bucket's tests with a run in
+        progress there now; only locations at or over `at_least` (list_utilizations_gt)."""
+        monitors = self.kube.list(MONITOR_PLURAL, namespace)
+        names = {r["region_code"]: r["location"] for r in self.regions()}
+        busy: dict[str, int] = {}
+        for monitor in monitors:
+            last = (monitor.get("status") or {}).get("lastRun") or {}
+            if last.get("phase") not in IN_PROGRESS:
+                continue
+            for where in {names.get(region, REMOTE_LOCATION) for region in last.get("regions") or []}:
+                busy[where] = busy.get(where, 0) + 1
+        percents = {where: round(100 * n / len(monitors)) for where, n in busy.items()}
+        return {where: pct for where, pct in sorted(percents.items()) if pct >= at_least}
 
     def regions(self) -> list[dict]:
         regions: dict[str, dict] = {}

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from pydantic import TypeAdapter, ValidationError
 
-from assay.crds.monitor import Environment, MonitorSpec, Step, runscope_result
+from assay.crds.monitor import DEFAULT_NOTIFY_THRESHOLD, Emails, Environment, MonitorSpec, Step, runscope_result
 from assay.crds.schedule import INTERVALS
 
 from . import InvalidInput
@@ -46,6 +46,11 @@ RESPONSE_ONLY_ENV_FIELDS = ("test_id", "created_at", "exported_at", "version")
 DEFAULT_ENVIRONMENT_NAME = "Test Settings"
 """Runscope gives every new test one environment of this name."""
 STEP_ADAPTER = TypeAdapter(Step)
+DOCUMENTED_INTEGRATION_FIELDS = ("id", "integration_type", "description")
+UNSET_EMAILS = Emails(notify_threshold=DEFAULT_NOTIFY_THRESHOLD)
+"""What an environment without notification settings shows, as Runscope shows a new test's:
+nobody to notify (the threshold is the one the operator applies when none is set). Shown,
+not stored: a stored `emails` would make the operator look at every run of the test."""
 
 
 def new_id() -> str:
@@ -164,6 +169,14 @@ def environment_to_runscope(env: dict, test_id: Optional[str]) -> dict:
     model = Environment.model_validate(env)
     out = model.model_dump(mode="json")
     out["auth"] = out["auth"] or {}
+    if out["emails"] is None:
+        out["emails"] = UNSET_EMAILS.model_dump(mode="json")
+    # Where the operator sends a run (url, routing key) shows only when set: an integration
+    # otherwise looks as the document shows it.
+    out["integrations"] = [
+        {k: v for k, v in item.items() if v is not None or k in DOCUMENTED_INTEGRATION_FIELDS}
+        for item in out["integrations"]
+    ]
     out["test_id"] = test_id
     return out
 

@@ -63,7 +63,10 @@ def result_url(base_url: str, bucket_key: str, test_id: str, run_id: str) -> str
     return f"{base_url.rstrip('/')}/buckets/{bucket_key}/tests/{test_id}/results/{run_id}"
 
 
-def _header(piece: Piece, base_url: str) -> dict[str, Any]:
+def _header(piece: Piece, base_url: str, run_by: Optional[str]) -> dict[str, Any]:
+    """`run_by` answers for a run whose document names nobody: Runscope attributes runs
+    (scheduled ones too) to a person, and here that is the test's creator. A run that is not a
+    subtest's is its own tree's root, so its parent test is its own test."""
     doc, run = piece.doc, piece.run
     test_id = doc.get("test_id") or run.owner_uid
     bucket_key = doc.get("bucket_key") or run.project
@@ -74,12 +77,16 @@ def _header(piece: Piece, base_url: str) -> dict[str, Any]:
         "test_run_id": run.run_id,
         "test_run_url": result_url(base_url, bucket_key, test_id, run.run_id),
         "agent_expired": bool(doc.get("agent_expired", False)),
+        "parent_test_uuid": doc.get("parent_test_uuid") or test_id,
+        "run_by": doc.get("run_by") or run_by,
     }
 
 
-def result_summary(piece: Piece, base_url: str, *, subtests: bool = False) -> dict[str, Any]:
+def result_summary(
+    piece: Piece, base_url: str, *, subtests: bool = False, run_by: Optional[str] = None
+) -> dict[str, Any]:
     """An item of Test Result List; the subtest fields only when asked for (`subtests=true`)."""
-    out = _header(piece, base_url)
+    out = _header(piece, base_url, run_by)
     out.pop("requests", None)
     out.pop("source", None)
     if not subtests:
@@ -88,9 +95,9 @@ def result_summary(piece: Piece, base_url: str, *, subtests: bool = False) -> di
     return out
 
 
-def result_detail(piece: Piece, base_url: str) -> dict[str, Any]:
+def result_detail(piece: Piece, base_url: str, *, run_by: Optional[str] = None) -> dict[str, Any]:
     """The `data` of Test Result Detail."""
-    out = _header(piece, base_url)
+    out = _header(piece, base_url, run_by)
     out.setdefault("requests", [])
     return out
 
@@ -156,9 +163,11 @@ def _period_figures(points: list[tuple[float, bool, Optional[float]]]) -> dict[s
     }
 
 
-def _change(now: Optional[float], before: Optional[float]) -> Optional[float]:
+def _change(now: Optional[float], before: Optional[float]) -> float:
+    """The relative change; 0.0 when there is nothing to compare (no runs in either period):
+    the field is a number in every answer the document shows, and no measured change is none."""
     if now is None or not before:
-        return None
+        return 0.0
     return (now - before) / before
 
 
@@ -191,7 +200,7 @@ def result_metrics(
 ) -> dict[str, Any]:
     """Test Metrics: one `response_times` point per interval of the timeframe that has runs,
     this period's percentiles and run count, and their relative change from the period before
-    (null when that period had nothing to compare with)."""
+    (0.0 when either period had nothing to compare with)."""
     length, width = timeframe_widths(timeframe)
     start, previous_start = now - length, now - 2 * length
     this_period, last_period = [], []
@@ -313,11 +322,15 @@ class RunscopeResults:
         since: Optional[float],
         before: Optional[float],
         subtests: bool,
+        run_by: Optional[str] = None,
     ) -> list[dict]:
         listed = self.store.list_monitor_results(namespace, test_id, since=since, before=before, limit=count)
         return [
             result_summary(
-                Piece(run=run, index=result.location or 0, doc=result.header), self.base_url, subtests=subtests
+                Piece(run=run, index=result.location or 0, doc=result.header),
+                self.base_url,
+                subtests=subtests,
+                run_by=run_by,
             )
             for run, result in listed
         ]
@@ -353,8 +366,10 @@ class RunscopeResults:
         steps = json_object(self.store.get_document(run.run_id, steps_name(chosen.name))) if with_steps else None
         return Piece(run=run, index=chosen.location or 0, doc=doc, steps=steps)
 
-    def result(self, namespace: str, test_id: str, run_id: str, region: Optional[str] = None) -> dict:
-        return result_detail(self._piece(namespace, test_id, run_id, region), self.base_url)
+    def result(
+        self, namespace: str, test_id: str, run_id: str, region: Optional[str] = None, run_by: Optional[str] = None
+    ) -> dict:
+        return result_detail(self._piece(namespace, test_id, run_id, region), self.base_url, run_by=run_by)
 
     def step(self, namespace: str, test_id: str, run_id: str, step_id: str, region: Optional[str] = None) -> dict:
         detail = step_detail(self._piece(namespace, test_id, run_id, region, with_steps=True), step_id)

@@ -101,12 +101,14 @@ def team_buckets(principal, namespaces: Iterable, team_id: str, *, write: bool =
 
 
 def person_item(person: dict, role_name: Optional[str], *, with_email: bool) -> dict:
-    """An item of Team Members List; the e-mail only for tokens with account:email."""
+    """An item of Team Members List; the e-mail only for tokens with account:email. People
+    join a team here without signing in anywhere, so joining is their last sign-in until a
+    record says otherwise (Runscope lists only people who have signed in)."""
     out = {
         "name": person["name"],
         "created_at": rfc2822(person["created_at"]),
         "id": person["id"],
-        "last_login_at": rfc2822(person.get("last_login_at")),
+        "last_login_at": rfc2822(person.get("last_login_at") or person["created_at"]),
         "role_name": role_name,
         "uuid": person["id"],
     }
@@ -124,6 +126,25 @@ def person_detail(person: dict, role_name: Optional[str]) -> dict:
         "created_at": int(person["created_at"]),
         "role_name": role_name,
     }
+
+
+def team_creator(people: Iterable[dict], principal) -> dict:
+    """Team Request Count's `creator_*`: the team's first member; while it has none, the
+    credential asking, which is the team's own (its members are records, its credentials are
+    who acts for it; a test's `created_by` is a credential too). The e-mail, as the people
+    list's, only for tokens with account:email."""
+    first = min(people, key=lambda p: p["created_at"], default=None)
+    if first is not None:
+        creator = {"creator_name": first["name"], "creator_email": first["email"], "creator_id": first["id"]}
+    else:
+        creator = {
+            "creator_name": principal.credential,
+            "creator_email": principal.email,
+            "creator_id": principal.client_id,
+        }
+    if "account:email" not in principal.scopes:
+        creator["creator_email"] = None
+    return creator
 
 
 def group_detail(group: dict, people: dict[str, dict]) -> dict:

@@ -60,6 +60,17 @@ def monitor_by_test_id(kube, namespace: str, test_id: str) -> Optional[dict]:
     return None
 
 
+def created_by(monitor: dict) -> Optional[dict]:
+    """The test's `created_by` (email, name, id), as the API stored it when it created the
+    Monitor; None for a Monitor applied some other way."""
+    text = ((monitor.get("metadata") or {}).get("annotations") or {}).get(CREATED_BY_ANNOTATION)
+    try:
+        author = json.loads(text or "null")
+    except ValueError:
+        return None
+    return author if isinstance(author, dict) else None
+
+
 def monitor_name_for(display_name: str) -> str:
     """A DNS-label Monitor name from a Runscope test name: a slug plus a random suffix."""
     slug = re.sub(r"[^a-z0-9]+", "-", display_name.lower()).strip("-")[:40].strip("-") or "test"
@@ -103,16 +114,12 @@ class RunscopeTests:
 
     def summary(self, monitor: dict) -> dict:
         meta, spec = monitor["metadata"], monitor.get("spec") or {}
-        try:
-            created_by = json.loads((meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION) or "null")
-        except ValueError:
-            created_by = None
         return {
             "id": meta["uid"],
             "name": spec.get("displayName") or meta["name"],
             "description": spec.get("description") or None,
             "created_at": int(mapping.epoch(meta.get("creationTimestamp")) or 0),
-            "created_by": created_by,
+            "created_by": created_by(monitor),
             "default_environment_id": mapping.default_environment_id(spec),
             "last_run": mapping.last_run_to_runscope(
                 monitor.get("status") or {}, spec, meta["namespace"], meta["uid"], self.public_url
@@ -205,7 +212,7 @@ class RunscopeTests:
 
     @staticmethod
     def _author(principal: Principal) -> dict:
-        return {"email": None, "name": principal.credential, "id": principal.client_id}
+        return {"email": principal.email, "name": principal.credential, "id": principal.client_id}
 
     def _revision(
         self, namespace: str, monitor: dict, principal: Principal, item_type: str, environment_id: Optional[str] = None
@@ -216,7 +223,7 @@ class RunscopeTests:
             "item_type": item_type,
             "author_uuid": principal.client_id,
             "author_name": principal.credential,
-            "author_email": None,
+            "author_email": principal.email,
             "organization_id": principal.organization,
             "bucket_key": namespace,
             "source": "api",

@@ -181,3 +181,67 @@ def test_webhooks_get_each_result_mail_follows_notify_on_and_metrics_count_the_r
         finally:
             operator.stop()
             print(operator.log()[-4000:])
+
+
+def test_integrations_get_each_run_in_their_services_shapes(cluster, namespace, tmp_path):
+    with CountingTarget() as target, WebhookReceiver() as receiver:
+        # Slack's URL carries its token: it comes from a Secret, as the operator reads it itself.
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "slack-hook",
+            "-n",
+            namespace,
+            f"--from-literal=url={receiver.url}/slack/T0/B0/token-s",
+        )
+        integrations = [
+            {
+                "id": "i-slack",
+                "integrationType": "slack",
+                "urlFrom": {"secretKeyRef": {"name": "slack-hook", "key": "url"}},
+            },
+            {"id": "i-teams", "integrationType": "microsoft_teams", "url": f"{receiver.url}/teams/token-t"},
+            {
+                "id": "i-pd",
+                "integrationType": "pagerduty",
+                "routingKey": "R0UTING",
+                "url": f"{receiver.url}/pd/v2/enqueue",
+            },
+            {"id": "i-hook", "integrationType": "webhook", "url": f"{receiver.url}/hook/token-w"},
+            {"id": "i-gi", "integrationType": "ghost_inspector", "description": "listed, not sent to"},
+        ]
+        manifest = json.loads(monitor_manifest("chat", target.url, [], None))
+        manifest["spec"]["environments"][0].pop("emails")
+        manifest["spec"]["environments"][0]["integrations"] = integrations
+        operator = OperatorProcess(cluster, tmp_path / "operator.log", namespace).start()
+        try:
+            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+            passed_id, _, _ = run(cluster, namespace, "chat", {"id": "r-1"})
+            failed_id, _, _ = run(cluster, namespace, "chat", {"id": "r-2", "params": {"base": "http://127.0.0.1:9"}})
+
+            def all_posts():
+                paths = ("/slack/T0/B0/token-s", "/teams/token-t", "/pd/v2/enqueue", "/hook/token-w")
+                got = {p: receiver.bodies(p) for p in paths}
+                return got if all(len(b) == 2 for b in got.values()) else None
+
+            posts = cluster.wait_for("both runs at every integration", all_posts, timeout=90)
+            slack = {b["attachments"][0]["fields"][3]["value"]: b for b in posts["/slack/T0/B0/token-s"]}
+            assert slack[failed_id]["text"] == "Health check failed in local"
+            assert slack[passed_id]["attachments"][0]["color"] == "#2EB886"
+            teams = {b["summary"]: b for b in posts["/teams/token-t"]}
+            assert set(teams) == {"Health check passed in local", "Health check failed in local"}
+            assert all(b["@type"] == "MessageCard" and b["sections"][0]["facts"] for b in teams.values())
+            pagerduty = {b["event_action"]: b for b in posts["/pd/v2/enqueue"]}
+            assert set(pagerduty) == {"trigger", "resolve"}
+            assert pagerduty["trigger"]["routing_key"] == pagerduty["resolve"]["routing_key"] == "R0UTING"
+            assert pagerduty["trigger"]["dedup_key"] == pagerduty["resolve"]["dedup_key"]
+            assert pagerduty["trigger"]["payload"]["severity"] == "error"
+            assert pagerduty["trigger"]["payload"]["custom_details"]["Run"] == failed_id
+            hooks = {b["test_run_id"]: b["result"] for b in posts["/hook/token-w"]}
+            assert hooks == {passed_id: "pass", failed_id: "fail"}
+            assert len(receiver.posts) == 8  # the ghost_inspector integration got nothing
+            assert "token-" not in operator.log()
+        finally:
+            operator.stop()
+            print(operator.log()[-4000:])

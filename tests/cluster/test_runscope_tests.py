@@ -71,9 +71,9 @@ def assert_error(result: tuple[int, dict | None], status: int) -> dict:
     return doc["error"]
 
 
-def team_client(cluster, gateway, namespace, org, name="team", scopes=ALL_SCOPES, level="org") -> Runscope:
+def team_client(cluster, gateway, namespace, org, name="team", scopes=ALL_SCOPES, level="org", email=None) -> Runscope:
     client_id, secret = create_credential(
-        cluster, namespace, name, scopes=scopes, level=level, organization=org if level == "org" else None
+        cluster, namespace, name, scopes=scopes, level=level, organization=org if level == "org" else None, email=email
     )
     return Runscope(gateway, request_token(cluster, gateway, client_id, secret, scopes))
 
@@ -473,6 +473,11 @@ def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_
         assert all(results[i]["result"] == "pass" for i in (run["test_run_id"], tick["runId"]))
         triggered = team.ok("GET", f"{base}/results/{run['test_run_id']}")
         assert triggered["environment_name"] == "Inherits" and triggered["requests"][0]["result"] == "pass"
+        # Typed as the document shows them: the test is its own parent, its creator ran it.
+        for shown in (triggered, results[run["test_run_id"]], results[tick["runId"]]):
+            assert (shown["parent_test_uuid"], shown["run_by"]) == (test_id, f"{namespace}/team"), shown
         code, metrics = team.call("GET", f"{base}/metrics", params={"timeframe": "hour"})
         assert code == 200 and metrics["this_time_period"]["total_test_runs"] >= 2, metrics
         assert metrics["this_time_period"]["response_time_50th_percentile"] > 0
+        # The hour before had no runs: no change, still a number.
+        assert set(metrics["change_from_last_period"].values()) == {0.0}, metrics

@@ -35,11 +35,14 @@ def create_credential(
     organization: str | None = None,
     expires_at: datetime | None = None,
     grant_types=("client_credentials",),
+    email: str | None = None,
 ) -> tuple[str, str]:
     """A ClientCredential, applied and established by the operator; (client id, secret)."""
     spec = {"displayName": name, "level": level, "scopes": list(scopes), "grantTypes": list(grant_types)}
     if organization:
         spec["organization"] = organization
+    if email:
+        spec["email"] = email
     if expires_at:
         spec["expiresAt"] = expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     cluster.kubectl(

@@ -132,7 +132,10 @@ def test_environment_from_the_document_round_trips():
             "recipients": [{"email": "grace@example.com", "name": "Grace Hopper", "id": "4ee1"}],
         },
         "initial_variables": {"my_variable": "some value", "count": 3},
-        "integrations": [],
+        "integrations": [
+            {"description": "Pagerduty Account", "integration_type": "pagerduty", "id": "53776d9a"},
+            {"integration_type": "slack", "id": "s-1", "url": "https://hooks.slack.example/T0/B0/x"},
+        ],
         "name": "Remote Settings",
         "parent_environment_id": None,
         "preserve_cookies": False,
@@ -152,12 +155,22 @@ def test_environment_from_the_document_round_trips():
     out = mapping.environment_to_runscope(env, "test-1")
     assert out["test_id"] == "test-1" and out["regions"] == ["us1", "jp1"] and out["auth"]["username"] == "u"
     assert out["emails"]["recipients"][0]["email"] == "grace@example.com" and out["id"] == env["id"]
+    # As the document shows an integration; where the operator sends runs only when set.
+    assert out["integrations"] == [
+        {"description": "Pagerduty Account", "integration_type": "pagerduty", "id": "53776d9a"},
+        {"description": None, "integration_type": "slack", "id": "s-1", "url": "https://hooks.slack.example/T0/B0/x"},
+    ]
 
 
 def test_a_new_test_gets_a_default_environment_and_put_keeps_what_is_omitted():
     spec = mapping.test_spec_from_runscope({"name": "Sample Name", "description": "My test description"})
     assert spec["displayName"] == "Sample Name" and spec["environments"][0]["name"] == "Test Settings"
     assert mapping.default_environment_id(spec) == spec["environments"][0]["id"]
+    # Shown as the document shows a new test's environment, but not stored: the operator
+    # would otherwise weigh every run of every test for e-mail.
+    assert "emails" not in spec["environments"][0]
+    shown = mapping.environment_to_runscope(spec["environments"][0], "test-1")
+    assert shown["emails"] == {"notify_all": False, "notify_on": "all", "notify_threshold": 1, "recipients": []}
     changed = mapping.modified_spec(spec, {"description": "new"})
     assert changed["displayName"] == "Sample Name" and changed["description"] == "new"
     with pytest.raises(InvalidInput):

@@ -89,6 +89,18 @@ def test_a_step_detail_is_rebuilt_from_the_url_without_stored_details_and_served
     assert step_detail(piece(result_doc(), steps=stored), "step-0")["response"] == {"status": 200}
 
 
+def test_a_run_names_who_ran_it_and_its_parent_test():
+    item = result_summary(piece(result_doc()), BASE, run_by="shop/team")
+    detail = result_detail(piece(result_doc()), BASE, run_by="shop/team")
+    for out in (item, detail):
+        # A top-level run is its own tree's root; the test's creator stands for who ran it.
+        assert (out["parent_test_uuid"], out["run_by"]) == ("m-uid", "shop/team")
+    sub = result_detail(
+        piece({**result_doc(), "parent_test_uuid": "parent-uid", "run_by": "Jane Doe"}), BASE, run_by="x"
+    )
+    assert (sub["parent_test_uuid"], sub["run_by"]) == ("parent-uid", "Jane Doe")
+
+
 def test_counts_are_checked():
     assert check_count(None) == 10 and check_count(50) == 50
     for bad in (0, 51):
@@ -122,7 +134,13 @@ def test_metrics_bucket_the_period_and_compare_it_with_the_one_before():
 
     eu = metrics_document(docs, now=now, timeframe="day", region="eu1")
     assert eu["this_time_period"]["total_test_runs"] == 1
-    assert eu["change_from_last_period"]["total_test_runs"] is None  # nothing before to compare with
+    # Nothing before to compare with: no change, as a number like every other change.
+    assert eu["change_from_last_period"] == {
+        "response_time_50th_percentile": 0.0,
+        "response_time_95th_percentile": 0.0,
+        "response_time_99th_percentile": 0.0,
+        "total_test_runs": 0.0,
+    }
     assert metrics_document(docs, now=now, environment_uuid="other")["response_times"] == []
     hour = metrics_document(docs, now=now, timeframe="hour")
     assert [p["timestamp"] for p in hour["response_times"]] == [now - 600]

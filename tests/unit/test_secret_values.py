@@ -116,6 +116,8 @@ def test_the_documentation_names_every_secret_field_the_models_declare():
         "refreshToken",
         "clientCertificate",
         "value",
+        "url",
+        "routingKey",
     }
     assert all(f"`{name}`" in secrets.__doc__ for name in declared - {"value"})
 
