@@ -17,7 +17,9 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import openapi
 from ..auth import Principal
+from ..auth.policy import can_reach
 from ..errors import ApiError
+from ..kube import NotFound as KubeNotFound
 
 # Paths the Runscope API owns, for its error shape. The root resource ("/") is Runscope's too,
 # but registering "/" would claim every other family's unknown paths; its handler cannot fail.
@@ -118,7 +120,16 @@ def install_error_shape(app: FastAPI) -> None:
 
 
 def bucket_namespace(services, principal: Principal, bucket_key: str) -> str:
-    """The namespace behind `bucket_key`, if this principal reaches it; else a 404."""
-    if bucket_key in services.auth.tenancy.namespaces_for(principal):
+    """The namespace behind `bucket_key`, if this principal reaches it; else a 404.
+
+    The tenancy index follows a watch and may not have seen a bucket created a moment ago (by
+    this replica or another), so a key it does not know is looked up on the API server once."""
+    index = services.auth.tenancy.index
+    if index.namespace(bucket_key) is None:
+        try:
+            index.put_namespace(services.kube.namespace(bucket_key))
+        except KubeNotFound:
+            pass
+    if can_reach(principal, index.namespace(bucket_key)):
         return bucket_key
     raise ApiError(404, f"bucket {bucket_key!r} not found", "not_found")

@@ -28,6 +28,11 @@ from ..store.monitor_results import ResultFigures, json_object
 from . import InvalidInput, NotFound
 
 KIND = "Monitor"
+RUN_SOURCES = "runscope-run-sources"
+"""Store collection: how a run the gateway asked for started (`trigger`), by run id. The
+gateway asks for every requested Monitor run; a run it did not ask for came from a schedule
+(or a retry of a scheduled run), or from a run request written by hand, shown as scheduled too."""
+SCHEDULED = "scheduled"
 DEFAULT_COUNT = 10
 MAX_COUNT = 50
 SUBTEST_KEYS = ("subtests_count", "subtests_passed", "subtests_failed", "subtests_others", "subtest_detail")
@@ -54,6 +59,8 @@ class Piece:
     doc: dict
     steps: Optional[dict] = None
     """Step details by step uuid, when the runner stored them (`monitor-steps[-<i>].json`)."""
+    source: Optional[str] = None
+    """How the run started (RUN_SOURCES); the runner's own `source` (a subtest's) wins."""
 
 
 # --- pure: presentation ------------------------------------------------------------------------
@@ -74,6 +81,7 @@ def _header(piece: Piece, base_url: str) -> dict[str, Any]:
         "test_run_id": run.run_id,
         "test_run_url": result_url(base_url, bucket_key, test_id, run.run_id),
         "agent_expired": bool(doc.get("agent_expired", False)),
+        "source": doc.get("source") or piece.source,
     }
 
 
@@ -81,7 +89,6 @@ def result_summary(piece: Piece, base_url: str, *, subtests: bool = False) -> di
     """An item of Test Result List; the subtest fields only when asked for (`subtests=true`)."""
     out = _header(piece, base_url)
     out.pop("requests", None)
-    out.pop("source", None)
     if not subtests:
         for key in SUBTEST_KEYS:
             out.pop(key, None)
@@ -299,6 +306,14 @@ def steps_name(result_name: str) -> str:
     return result_name.replace("monitor-result", "monitor-steps", 1)
 
 
+def record_source(store: Store, namespace: str, run_id: str, source: str) -> None:
+    store.put_record(RUN_SOURCES, run_id, {"source": source}, project=namespace)
+
+
+def run_source(store: Store, run_id: str) -> str:
+    return (store.get_record(RUN_SOURCES, run_id) or {}).get("source") or SCHEDULED
+
+
 class RunscopeResults:
     def __init__(self, store: Store, base_url: str):
         self.store = store
@@ -317,7 +332,14 @@ class RunscopeResults:
         listed = self.store.list_monitor_results(namespace, test_id, since=since, before=before, limit=count)
         return [
             result_summary(
-                Piece(run=run, index=result.location or 0, doc=result.header), self.base_url, subtests=subtests
+                Piece(
+                    run=run,
+                    index=result.location or 0,
+                    doc=result.header,
+                    source=run_source(self.store, run.run_id),
+                ),
+                self.base_url,
+                subtests=subtests,
             )
             for run, result in listed
         ]
@@ -351,7 +373,9 @@ class RunscopeResults:
         if doc is None:
             raise NotFound(f"test run {run_id!r} not found")
         steps = json_object(self.store.get_document(run.run_id, steps_name(chosen.name))) if with_steps else None
-        return Piece(run=run, index=chosen.location or 0, doc=doc, steps=steps)
+        return Piece(
+            run=run, index=chosen.location or 0, doc=doc, steps=steps, source=run_source(self.store, run.run_id)
+        )
 
     def result(self, namespace: str, test_id: str, run_id: str, region: Optional[str] = None) -> dict:
         return result_detail(self._piece(namespace, test_id, run_id, region), self.base_url)
