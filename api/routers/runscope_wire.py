@@ -10,6 +10,7 @@ learns nothing about buckets it cannot use.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -88,6 +89,9 @@ FAMILY = openapi.ApiFamily(
     },
 )
 
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""A key that cannot name a namespace is not looked up on the API server."""
+
 JSON_OBJECT_BODY = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
 """For endpoints that read their JSON body themselves (whatever the Content-Type)."""
 
@@ -125,7 +129,7 @@ def bucket_namespace(services, principal: Principal, bucket_key: str) -> str:
     The tenancy index follows a watch and may not have seen a bucket created a moment ago (by
     this replica or another), so a key it does not know is looked up on the API server once."""
     index = services.auth.tenancy.index
-    if index.namespace(bucket_key) is None:
+    if index.namespace(bucket_key) is None and NAMESPACE_NAME.fullmatch(bucket_key):
         try:
             index.put_namespace(services.kube.namespace(bucket_key))
         except KubeNotFound:

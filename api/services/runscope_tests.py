@@ -73,6 +73,11 @@ def trigger_id_for(key: bytes, monitor_uid: str) -> str:
     return str(uuid.UUID(bytes=digest[:16]))
 
 
+def same_id(expected: str, given: str) -> bool:
+    """Constant-time equality; as bytes, since a path may carry any character."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
 def _invalid_from_api(exc: ApiException) -> InvalidInput:
     try:
         message = json.loads(exc.body).get("message") or str(exc.reason)
@@ -521,7 +526,7 @@ class RunscopeTests:
         found = None
         for monitor in self.kube.list(PLURAL):
             # No early exit: every trigger call costs the same whatever it matches.
-            if hmac.compare_digest(trigger_id_for(self.trigger_key, monitor["metadata"]["uid"]), trigger_id):
+            if same_id(trigger_id_for(self.trigger_key, monitor["metadata"]["uid"]), trigger_id):
                 found = monitor
         return found
 
@@ -545,7 +550,7 @@ class RunscopeTests:
         failing the others."""
         found = None
         for namespace in self.kube.namespaces():
-            if hmac.compare_digest(self.bucket_trigger_id(namespace), trigger_id):
+            if same_id(self.bucket_trigger_id(namespace), trigger_id):
                 found = namespace
         if found is None or found["metadata"].get("deletionTimestamp"):
             raise NotFound("trigger not found")

@@ -84,6 +84,9 @@ def test_steps_tests_schedules_and_environments_as_clients_read_them(
     assert reader.ok("GET", f"/v1/buckets/{namespace}/test/{first['id']}/steps") == steps
     assert team.ok("GET", f"{base}/{first['id']}")["steps"] == steps
     assert_error(team.call("GET", f"/buckets/{stranger}/tests/{first['id']}/steps"), 404)
+    api_only = team_client(cluster, gateway, namespace, org, "api-only", ("api:read",))
+    assert_error(api_only.call("GET", f"{base}/{first['id']}/steps"), 403)
+    assert_error(reader.call("POST", f"{base}/{first['id']}/steps", {"step_type": "pause", "duration": 1}), 403)
     assert_error(team.call("GET", f"{base}/not-a-test/steps"), 404)
 
     # Environments keep the HTTP version settings.
@@ -146,5 +149,6 @@ def test_the_bucket_trigger_asks_for_a_run_of_each_test(cluster, namespace, org,
     }
     assert requested == {tests[0]["id"]}
 
-    unknown = httpx.get(trigger_url.replace("/bucket/", "/bucket/0"), timeout=10)
-    assert unknown.status_code == 404 and unknown.json()["error"]["status"] == 404
+    for wrong in (trigger_url.replace("/bucket/", "/bucket/0"), f"{gateway.url}/radar/bucket/%25%C2%8E/trigger"):
+        unknown = httpx.get(wrong, timeout=10)
+        assert unknown.status_code == 404 and unknown.json()["error"]["status"] == 404

@@ -113,10 +113,11 @@ def test_a_bucket_the_index_has_not_seen_yet_is_read_from_the_api_server():
     assert bucket_namespace(services, TEAM, "fresh") == "fresh"
     assert bucket_namespace(services, TEAM, "fresh") == "fresh"
     assert kube.reads == ["fresh"]  # known from then on
-    for key in ("rival", "dying", "nowhere"):
+    for key in ("rival", "dying", "nowhere", "Not/A Namespace", "x" * 64):
         with pytest.raises(ApiError) as caught:
             bucket_namespace(services, TEAM, key)
         assert caught.value.status == 404
+    assert kube.reads == ["fresh", "rival", "dying", "nowhere"]
 
 
 def test_created_buckets_are_reachable_at_once_and_deleted_ones_gone_at_once():

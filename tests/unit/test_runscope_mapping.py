@@ -8,7 +8,7 @@ import pytest
 
 from assay.api.services import InvalidInput
 from assay.api.services import runscope_mapping as mapping
-from assay.api.services.runscope_tests import trigger_id_for
+from assay.api.services.runscope_tests import same_id, trigger_id_for
 from assay.crds.monitor import MonitorSpec, inherit_environment
 from assay.crds.runrequest import MonitorRunRequest
 from assay.operator.monitorruns import plan_run, with_parent_environments
@@ -247,6 +247,7 @@ def test_trigger_ids_are_keyed_and_per_monitor():
     one = trigger_id_for(b"key", "uid-1")
     assert one == trigger_id_for(b"key", "uid-1") and one != trigger_id_for(b"key", "uid-2")
     assert one != trigger_id_for(b"other", "uid-1") and len(one) == 36
+    assert same_id(one, trigger_id_for(b"key", "uid-1")) and not same_id(one, "%\u008e")
 
 
 def test_a_test_environment_inherits_its_shared_parent_when_the_run_is_planned():
