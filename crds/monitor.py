@@ -368,6 +368,10 @@ class Environment(AssayModel):
     verify_ssl: bool = True
     preserve_cookies: bool = False
     """Keep cookies between the steps of a run."""
+    http_version_support: Optional[Annotated[str, StringConstraints(max_length=32)]] = None
+    """Runscope's HTTP version setting, kept as written for API clients; runs do not read it."""
+    force_h2c: bool = False
+    """Runscope's cleartext HTTP/2 setting, kept as written for API clients; runs do not read it."""
     retry_on_failure: bool = False
     """Run once more right after a failed scheduled run."""
     stop_on_failure: bool = False

@@ -144,6 +144,11 @@ class CredentialIndex:
                 self._put(obj)
 
     def put_namespace(self, obj: dict) -> None:
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            # A terminating namespace is gone for every API: it lingers for seconds while its
+            # objects are removed, and nothing new can be created in it.
+            self.drop_namespace(obj)
+            return
         record = namespace_record(obj, self.org_label)
         with self._lock:
             self._namespaces[record.name] = record
@@ -153,7 +158,14 @@ class CredentialIndex:
             self._namespaces.pop((obj.get("metadata") or {}).get("name"), None)
 
     def reset_namespaces(self, objs: Iterable[dict]) -> None:
-        records = {r.name: r for r in (namespace_record(o, self.org_label) for o in objs)}
+        records = {
+            r.name: r
+            for r in (
+                namespace_record(o, self.org_label)
+                for o in objs
+                if not (o.get("metadata") or {}).get("deletionTimestamp")
+            )
+        }
         with self._lock:
             self._namespaces = records
 

@@ -41,7 +41,7 @@ WRITE_TESTS = require_bearer("test:write")
 
 def build_router(services) -> APIRouter:
     tests = RunscopeTests(services.kube, services.store, services.settings)
-    buckets = RunscopeBuckets(services.kube, services.auth.tenancy, services.settings)
+    buckets = RunscopeBuckets(services.kube, services.auth.tenancy, services.settings, tests.bucket_trigger_url)
     public_url = services.settings.public_url.rstrip("/")
     router = APIRouter(tags=["runscope"])
 
@@ -140,8 +140,12 @@ def build_router(services) -> APIRouter:
 
     # --- steps ---------------------------------------------------------------------------
 
+    def step_list(bucket_key: str, test_id: str, principal: Principal = Depends(READ_TESTS)):
+        return ok(tests.steps(tests.monitor(ns(principal, bucket_key), test_id)))
+
     def step_add(bucket_key: str, test_id: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)):
-        return ok(tests.detail(tests.add_step(ns(principal, bucket_key), test_id, body, principal)), status=201)
+        # The live API answers the test's steps, the new one last; clients read it from there.
+        return ok(tests.steps(tests.add_step(ns(principal, bucket_key), test_id, body, principal)), status=201)
 
     def step_reorder(bucket_key: str, test_id: str, body: JsonBody = None, principal: Principal = Depends(WRITE_TESTS)):
         return ok(tests.reorder_steps(ns(principal, bucket_key), test_id, body, principal))
@@ -158,6 +162,7 @@ def build_router(services) -> APIRouter:
         tests.delete_step(ns(principal, bucket_key), test_id, step_id, principal)
         return deleted()
 
+    add("GET", TESTS, "/steps", step_list)
     add("POST", TESTS, "/steps", step_add)
     add("PUT", TESTS, "/steps", step_reorder)
     add("GET", TESTS, "/steps/{step_id}", step_detail)
@@ -211,7 +216,7 @@ def build_router(services) -> APIRouter:
         return ok(tests.modify_shared_environment(ns(principal, bucket_key), environment_id, body))
 
     def shared_delete(bucket_key: str, environment_id: str, principal: Principal = Depends(WRITE_TESTS)):
-        tests.delete_shared_environment(ns(principal, bucket_key), environment_id)
+        tests.delete_shared_environment(ns(principal, bucket_key), environment_id, principal)
         return deleted()
 
     add("GET", BUCKETS, "/environments", shared_list)
@@ -269,12 +274,24 @@ def build_router(services) -> APIRouter:
         openapi_extra=JSON_OBJECT_BODY,
     )
     async def trigger(trigger_id: str, request: Request):
+        return await start(tests.trigger, trigger_id, request)
+
+    @router.api_route(
+        TRIGGER_PREFIX + "bucket/{trigger_id}/trigger",
+        methods=["GET", "POST"],
+        status_code=201,
+        openapi_extra=JSON_OBJECT_BODY,
+    )
+    async def bucket_trigger(trigger_id: str, request: Request):
+        return await start(tests.trigger_bucket, trigger_id, request)
+
+    async def start(run: Callable, trigger_id: str, request: Request):
         values = dict(request.query_params)
         if request.method == "POST":
             values.update(await trigger_body(request))
         environment = values.pop(TRIGGER_CONTROL + "environment", None)
         params = {k: v for k, v in values.items() if not k.startswith(TRIGGER_CONTROL)}
-        return ok(await run_in_threadpool(tests.trigger, trigger_id, params, environment or None), status=201)
+        return ok(await run_in_threadpool(run, trigger_id, params, environment or None), status=201)
 
     return router
 

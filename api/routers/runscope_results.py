@@ -124,6 +124,7 @@ def build_router(services) -> APIRouter:
         timeframe: str = "day",
         environment_uuid: str = ALL,
         region: str = ALL,
+        marshal_result: bool = False,
         principal: Principal = Depends(test_reader),
     ):
         def answer():
@@ -137,8 +138,10 @@ def build_router(services) -> APIRouter:
                 region=region,
             )
 
-        # The document shows the metrics object itself, without the envelope.
-        return await run_in_threadpool(answer)
+        # The document shows the metrics object itself, without the envelope; API clients ask
+        # for the envelope with marshal_result=true.
+        metrics = await run_in_threadpool(answer)
+        return ok(metrics) if marshal_result else metrics
 
     def period(date: Optional[str], days: Optional[int], from_: Optional[str], to: Optional[str]):
         today = datetime.now(timezone.utc).date()

@@ -1,6 +1,7 @@
 """The Runscope API's team administration (seeds/003: Teams, Integrations, Agents, Role Based
 Access Control, Bucket Custom Emails).
 
+    /teams/{team_id}                         GET
     /teams/{team_id}/people                  GET list (page, count), PUT assign a role
     /teams/{team_id}/people/{email}          GET, DELETE
     /teams/{team_id}/people/{email}/groups   GET
@@ -39,6 +40,7 @@ from ..services.runscope_teams import (
     monitor_integrations,
     node_ready,
     team_buckets,
+    team_detail,
 )
 from .runscope_results import spellings
 from .runscope_wire import FAMILY, JSON_OBJECT_BODY, bucket_namespace, deleted, install_error_shape, ok
@@ -82,6 +84,10 @@ def build_router(services) -> APIRouter:
             return work()
 
         return await run_in_threadpool(call)
+
+    @route("/teams/{team_id}", "GET")
+    async def team(team_id: str, principal: Principal = Depends(reader)):
+        return ok(await in_team(principal, team_id, lambda: team_detail(team_id)))
 
     # people ------------------------------------------------------------------------------------------
 
@@ -201,8 +207,7 @@ def build_router(services) -> APIRouter:
             buckets = buckets_of(principal, team_id)
             return monitor_integrations(m for key in buckets for m in services.kube.list("monitors", key))
 
-        # The document shows the list itself, without the envelope.
-        return await run_in_threadpool(work)
+        return ok(await run_in_threadpool(work))
 
     @route("/teams/{team_id}/agents", "GET")
     async def agents(team_id: str, principal: Principal = Depends(reader)):

@@ -10,6 +10,7 @@ learns nothing about buckets it cannot use.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,7 +18,9 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import openapi
 from ..auth import Principal
+from ..auth.policy import can_reach
 from ..errors import ApiError
+from ..kube import NotFound as KubeNotFound
 
 # Paths the Runscope API owns, for its error shape. The root resource ("/") is Runscope's too,
 # but registering "/" would claim every other family's unknown paths; its handler cannot fail.
@@ -86,6 +89,9 @@ FAMILY = openapi.ApiFamily(
     },
 )
 
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""A key that cannot name a namespace is not looked up on the API server."""
+
 JSON_OBJECT_BODY = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
 """For endpoints that read their JSON body themselves (whatever the Content-Type)."""
 
@@ -118,7 +124,16 @@ def install_error_shape(app: FastAPI) -> None:
 
 
 def bucket_namespace(services, principal: Principal, bucket_key: str) -> str:
-    """The namespace behind `bucket_key`, if this principal reaches it; else a 404."""
-    if bucket_key in services.auth.tenancy.namespaces_for(principal):
+    """The namespace behind `bucket_key`, if this principal reaches it; else a 404.
+
+    The tenancy index follows a watch and may not have seen a bucket created a moment ago (by
+    this replica or another), so a key it does not know is looked up on the API server once."""
+    index = services.auth.tenancy.index
+    if index.namespace(bucket_key) is None and NAMESPACE_NAME.fullmatch(bucket_key):
+        try:
+            index.put_namespace(services.kube.namespace(bucket_key))
+        except KubeNotFound:
+            pass
+    if can_reach(principal, index.namespace(bucket_key)):
         return bucket_key
     raise ApiError(404, f"bucket {bucket_key!r} not found", "not_found")

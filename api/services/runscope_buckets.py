@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from typing import Optional
+from typing import Callable, Optional
 
 from kubernetes.client.rest import ApiException
 
@@ -24,6 +24,7 @@ from ..auth import Principal
 from ..errors import ApiError
 from . import InvalidInput
 from .runscope_tests import PLURAL as MONITOR_PLURAL
+from .runscope_mapping import epoch
 
 BUCKET_NAME_ANNOTATION = "assay.dev/bucket-name"
 DEFAULT_BUCKET_ANNOTATION = "assay.dev/default-bucket"
@@ -43,34 +44,47 @@ def new_bucket_key() -> str:
     return secrets.choice(string.ascii_lowercase) + "".join(secrets.choice(alphabet) for _ in range(KEY_LENGTH - 1))
 
 
-def bucket_of(namespace: dict, org_label: str) -> dict:
+def bucket_of(namespace: dict, org_label: str, public_url: str, trigger_url: str) -> dict:
+    """A bucket as Runscope shows it; `id` beside `uuid` and the URLs are what API clients read."""
     meta = namespace["metadata"]
     annotations, team = meta.get("annotations") or {}, (meta.get("labels") or {}).get(org_label)
+    url = f"{public_url}/buckets/{meta['name']}"
     return {
         "auth_token": None,
+        "collections_url": f"{url}/collections",
+        "created_at": int(epoch(meta.get("creationTimestamp")) or 0),
         "default": annotations.get(DEFAULT_BUCKET_ANNOTATION) == "true",
+        "is_private": False,
         "key": meta["name"],
+        "messages_url": f"{url}/messages",
         "name": annotations.get(BUCKET_NAME_ANNOTATION) or meta["name"],
-        "team": {"name": team, "uuid": team} if team else None,
+        "team": {"id": team, "name": team, "uuid": team} if team else None,
+        "tests_url": f"{url}/tests",
+        "trigger_url": trigger_url,
         "verify_ssl": True,
     }
 
 
 class RunscopeBuckets:
-    def __init__(self, kube, tenancy, settings):
+    def __init__(self, kube, tenancy, settings, trigger_url: Callable[[dict], str]):
+        """`trigger_url(namespace)` is the bucket's trigger URL (services/runscope_tests.py)."""
         self.kube, self.tenancy, self.org_label = kube, tenancy, settings.org_label
+        self.public_url, self.trigger_url = settings.public_url.rstrip("/"), trigger_url
+
+    def _bucket(self, namespace: dict) -> dict:
+        return bucket_of(namespace, self.org_label, self.public_url, self.trigger_url(namespace))
 
     def buckets(self, principal: Principal) -> list[dict]:
         reachable = set(self.tenancy.namespaces_for(principal))
         namespaces = sorted(self.kube.namespaces(), key=lambda n: n["metadata"]["name"])
         return [
-            bucket_of(ns, self.org_label)
+            self._bucket(ns)
             for ns in namespaces
             if ns["metadata"]["name"] in reachable and not ns["metadata"].get("deletionTimestamp")
         ]
 
     def bucket(self, namespace: str) -> dict:
-        return bucket_of(self.kube.namespace(namespace), self.org_label)
+        return self._bucket(self.kube.namespace(namespace))
 
     def create(self, principal: Principal, name: Optional[str], team_uuid: Optional[str]) -> dict:
         if not name or not name.strip() or len(name) > MAX_BUCKET_NAME:
@@ -84,7 +98,9 @@ class RunscopeBuckets:
                 created = self.kube.create_namespace(
                     new_bucket_key(), {self.org_label: team_uuid}, {BUCKET_NAME_ANNOTATION: name}
                 )
-                return bucket_of(created, self.org_label)
+                # Usable at once from here, before the index's watch reports it.
+                self.tenancy.index.put_namespace(created)
+                return self._bucket(created)
             except ApiException as exc:
                 if exc.status != 409:  # 409: the generated key exists; draw another
                     raise
@@ -99,13 +115,15 @@ class RunscopeBuckets:
         if namespace == principal.namespace:
             raise InvalidInput("the bucket holding this token's credential cannot be deleted through the API")
         self.kube.delete_namespace(namespace)
+        self.tenancy.index.drop_namespace(ns)
 
     @staticmethod
     def account(principal: Principal, with_email: bool) -> dict:
         account = {
+            "id": principal.credential_uid,
             "name": principal.credential,
             "uuid": principal.credential_uid,
-            "teams": [{"uuid": principal.organization, "name": principal.organization}]
+            "teams": [{"id": principal.organization, "uuid": principal.organization, "name": principal.organization}]
             if principal.organization
             else [],
         }

@@ -51,6 +51,10 @@ UNSET_EMAILS = Emails(notify_threshold=DEFAULT_NOTIFY_THRESHOLD)
 """What an environment without notification settings shows, as Runscope shows a new test's:
 nobody to notify (the threshold is the one the operator applies when none is set). Shown,
 not stored: a stored `emails` would make the operator look at every run of the test."""
+LIVE_INTERVALS = {interval: f"{float(interval[:-1])}{interval[-1]}" for interval in INTERVALS}
+"""How the live API writes each interval back ("1h" as "1.0h"); clients compare with these."""
+INTERVAL_OF = {**{interval: interval for interval in INTERVALS}, **{live: i for i, live in LIVE_INTERVALS.items()}}
+"""Either spelling, as a Schedule's interval."""
 
 
 def new_id() -> str:
@@ -328,9 +332,10 @@ def schedule_spec_from_runscope(doc: Any, monitor_name: str, spec: dict) -> dict
     """A Runscope schedule document as a Schedule spec targeting the Monitor."""
     if not isinstance(doc, dict):
         raise InvalidInput("a schedule must be a JSON object")
-    interval, env_id = doc.get("interval"), doc.get("environment_id")
-    if interval not in INTERVALS:
-        raise InvalidInput(f"interval: must be one of {', '.join(INTERVALS)}")
+    given, env_id = doc.get("interval"), doc.get("environment_id")
+    interval = INTERVAL_OF.get(given) if isinstance(given, str) else None
+    if interval is None:
+        raise InvalidInput(f"interval: must be one of {', '.join([*INTERVALS, *LIVE_INTERVALS.values()])}")
     if not isinstance(env_id, str) or environment_by_id(spec, env_id) is None:
         raise InvalidInput(f"environment_id: the test has no environment {env_id!r}")
     note = doc.get("note") or ""
@@ -374,7 +379,7 @@ def schedule_to_runscope(schedule: dict) -> dict:
     spec = schedule.get("spec") or {}
     return {
         "environment_id": spec.get("environment"),
-        "interval": spec.get("interval"),
+        "interval": LIVE_INTERVALS.get(spec.get("interval"), spec.get("interval")),
         "note": spec.get("note", ""),
         "id": schedule["metadata"]["uid"],
     }
@@ -386,6 +391,7 @@ def last_run_to_runscope(status: dict, spec: dict, bucket_key: str, test_id: str
         return None
     result = runscope_result(run)
     return {
+        "id": run.get("runId"),
         "test_run_id": run.get("runId"),
         "status": "working" if result == "working" else "completed",
         "result": result,

@@ -28,6 +28,11 @@ from ..store.monitor_results import ResultFigures, json_object
 from . import InvalidInput, NotFound
 
 KIND = "Monitor"
+RUN_SOURCES = "runscope-run-sources"
+"""Store collection: how a run the gateway asked for started (`trigger`), by run id. The
+gateway asks for every requested Monitor run; a run it did not ask for came from a schedule
+(or a retry of a scheduled run), or from a run request written by hand, shown as scheduled too."""
+SCHEDULED = "scheduled"
 DEFAULT_COUNT = 10
 MAX_COUNT = 50
 SUBTEST_KEYS = ("subtests_count", "subtests_passed", "subtests_failed", "subtests_others", "subtest_detail")
@@ -54,6 +59,8 @@ class Piece:
     doc: dict
     steps: Optional[dict] = None
     """Step details by step uuid, when the runner stored them (`monitor-steps[-<i>].json`)."""
+    source: Optional[str] = None
+    """How the run started (RUN_SOURCES); the runner's own `source` (a subtest's) wins."""
 
 
 # --- pure: presentation ------------------------------------------------------------------------
@@ -79,6 +86,7 @@ def _header(piece: Piece, base_url: str, run_by: Optional[str]) -> dict[str, Any
         "agent_expired": bool(doc.get("agent_expired", False)),
         "parent_test_uuid": doc.get("parent_test_uuid") or test_id,
         "run_by": doc.get("run_by") or run_by,
+        "source": doc.get("source") or piece.source,
     }
 
 
@@ -88,7 +96,6 @@ def result_summary(
     """An item of Test Result List; the subtest fields only when asked for (`subtests=true`)."""
     out = _header(piece, base_url, run_by)
     out.pop("requests", None)
-    out.pop("source", None)
     if not subtests:
         for key in SUBTEST_KEYS:
             out.pop(key, None)
@@ -308,6 +315,14 @@ def steps_name(result_name: str) -> str:
     return result_name.replace("monitor-result", "monitor-steps", 1)
 
 
+def record_source(store: Store, namespace: str, run_id: str, source: str) -> None:
+    store.put_record(RUN_SOURCES, run_id, {"source": source}, project=namespace)
+
+
+def run_source(store: Store, run_id: str) -> str:
+    return (store.get_record(RUN_SOURCES, run_id) or {}).get("source") or SCHEDULED
+
+
 class RunscopeResults:
     def __init__(self, store: Store, base_url: str):
         self.store = store
@@ -327,7 +342,12 @@ class RunscopeResults:
         listed = self.store.list_monitor_results(namespace, test_id, since=since, before=before, limit=count)
         return [
             result_summary(
-                Piece(run=run, index=result.location or 0, doc=result.header),
+                Piece(
+                    run=run,
+                    index=result.location or 0,
+                    doc=result.header,
+                    source=run_source(self.store, run.run_id),
+                ),
                 self.base_url,
                 subtests=subtests,
                 run_by=run_by,
@@ -364,7 +384,9 @@ class RunscopeResults:
         if doc is None:
             raise NotFound(f"test run {run_id!r} not found")
         steps = json_object(self.store.get_document(run.run_id, steps_name(chosen.name))) if with_steps else None
-        return Piece(run=run, index=chosen.location or 0, doc=doc, steps=steps)
+        return Piece(
+            run=run, index=chosen.location or 0, doc=doc, steps=steps, source=run_source(self.store, run.run_id)
+        )
 
     def result(
         self, namespace: str, test_id: str, run_id: str, region: Optional[str] = None, run_by: Optional[str] = None

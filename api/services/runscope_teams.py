@@ -33,6 +33,39 @@ MAX_PEOPLE_PAGE = 200
 _EMAIL = re.compile(r"[^@\s,]{1,64}@([A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+)")
 _DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
 _PERMISSION = re.compile(r"[a-z_]+(?::[a-z_]+){1,3}")
+PERMISSIONS = (
+    "team:billing:view",
+    "team:billing:modify",
+    "team:people:view",
+    "team:people:modify",
+    "team:people:invite",
+    "team:buckets:modify",
+    "team:buckets:add",
+    "team:gateway_agent:allow",
+    "team:radar_agent:allow",
+    "team:connected_services:modify",
+    "team:connected_services:delete",
+    "team:name:modify",
+    "team:usage:view",
+    "bucket:tests:view",
+    "bucket:tests:execute",
+    "bucket:tests:modify",
+    "bucket:tests:delete",
+    "bucket:tests:share",
+    "bucket:tests:schedule",
+    "bucket:tests:export",
+    "bucket:shared_environment:modify",
+    "team:groups:view",
+    "team:groups:modify",
+    "team:script_library:delete",
+    "team:script_library:modify",
+    "team:secrets:view",
+    "team:secrets:modify",
+    "team:file_upload:modify",
+)
+"""The document's permissions, in its order."""
+BUILT_IN_ROLES = {"Administrators": PERMISSIONS}
+"""Roles every team has from the start, listed before its own; they cannot be changed or deleted."""
 
 
 def check_email(value: Any, what: str = "email") -> str:
@@ -162,6 +195,23 @@ def group_detail(group: dict, people: dict[str, dict]) -> dict:
     }
 
 
+def built_in_roles(team_id: str) -> list[dict]:
+    """The team's built-in roles, with uuids that are the same for the team on every replica."""
+    return [
+        {
+            "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"assay:runscope-role:{team_id}:{name}")),
+            "name": name,
+            "permissions": list(permissions),
+        }
+        for name, permissions in BUILT_IN_ROLES.items()
+    ]
+
+
+def team_detail(team_id: str) -> dict:
+    """A team is an organization; its name is its id (`uuid` beside `id`, as clients read either)."""
+    return {"id": team_id, "uuid": team_id, "name": team_id}
+
+
 def role_detail(role: dict) -> dict:
     return {"name": role["name"], "permissions": role["permissions"], "uuid": role["uuid"]}
 
@@ -198,6 +248,7 @@ def monitor_integrations(monitors: Iterable[dict]) -> list[dict]:
                 if integration.get("id") and integration["id"] not in found:
                     found[integration["id"]] = {
                         "description": integration.get("description") or "",
+                        "id": integration["id"],
                         "type": integration.get("integrationType") or "",
                         "uuid": integration["id"],
                     }
@@ -244,8 +295,20 @@ class RunscopeTeams:
     def role_name(self, team_id: str, role_uuid: Optional[str]) -> Optional[str]:
         if not role_uuid:
             return None
-        role = self.store.get_record(ROLES, self._key(team_id, role_uuid))
+        role = self._built_in_role(team_id, role_uuid) or self.store.get_record(ROLES, self._key(team_id, role_uuid))
         return role["name"] if role else None
+
+    @staticmethod
+    def _built_in_role(team_id: str, role_uuid: Any) -> Optional[dict]:
+        return next((r for r in built_in_roles(team_id) if r["uuid"] == role_uuid), None)
+
+    def _referenced_role(self, team_id: str, role_uuid: Any) -> dict:
+        return self._built_in_role(team_id, role_uuid) or self._referenced(ROLES, team_id, role_uuid, "role_uuid")
+
+    def _changeable_role(self, team_id: str, role_id: str) -> dict:
+        if self._built_in_role(team_id, role_id):
+            raise InvalidInput(f"role {role_id!r} is built in; it cannot be changed or deleted")
+        return self._get(ROLES, team_id, role_id, "role")
 
     def person_by_email(self, team_id: str, email: str) -> dict:
         wanted = email.strip().lower()
@@ -285,7 +348,7 @@ class RunscopeTeams:
             raise InvalidInput("emails must be a list of e-mail addresses (or one string, separated by commas)")
         role_uuid = body.get("role_uuid") or None
         if role_uuid is not None:
-            self._referenced(ROLES, team_id, role_uuid, "role_uuid")
+            self._referenced_role(team_id, role_uuid)
         group_uuids = check_uuids(body.get("group_uuids"), "group_uuids")
         groups = [self._referenced(GROUPS, team_id, g, "group_uuids") for g in group_uuids]
         present = {p["email"] for p in self.people(team_id)}
@@ -334,7 +397,7 @@ class RunscopeTeams:
         role_uuid = body.get("role_uuid")
         if not isinstance(role_uuid, str) or not role_uuid:
             raise InvalidInput("role_uuid is required")
-        role = self._referenced(ROLES, team_id, role_uuid, "role_uuid")
+        role = self._referenced_role(team_id, role_uuid)
         user_uuids = check_uuids(body.get("user_uuids"), "user_uuids")
         if not user_uuids:
             raise InvalidInput("user_uuids must list at least one person")
@@ -402,7 +465,8 @@ class RunscopeTeams:
     # roles -----------------------------------------------------------------------------------------
 
     def roles(self, team_id: str) -> list[dict]:
-        return [role_detail(r) for r in self.store.list_records(ROLES, project=team_id)]
+        stored = self.store.list_records(ROLES, project=team_id)
+        return [role_detail(r) for r in [*built_in_roles(team_id), *stored]]
 
     def create_role(self, team_id: str, body: dict) -> dict:
         role = {
@@ -413,10 +477,10 @@ class RunscopeTeams:
         return role_detail(self._put(ROLES, team_id, role["uuid"], role))
 
     def role(self, team_id: str, role_id: str) -> dict:
-        return role_detail(self._get(ROLES, team_id, role_id, "role"))
+        return role_detail(self._built_in_role(team_id, role_id) or self._get(ROLES, team_id, role_id, "role"))
 
     def modify_role(self, team_id: str, role_id: str, body: dict) -> dict:
-        role = self._get(ROLES, team_id, role_id, "role")
+        role = self._changeable_role(team_id, role_id)
         if "name" not in body and "permissions" not in body:
             raise InvalidInput("give permissions (and/or name) to change")
         if "name" in body:
@@ -427,7 +491,7 @@ class RunscopeTeams:
 
     def delete_role(self, team_id: str, role_id: str) -> None:
         """People who had the role keep their membership, without a role."""
-        self._get(ROLES, team_id, role_id, "role")
+        self._changeable_role(team_id, role_id)
         for person in self.people(team_id):
             if person.get("role_uuid") == role_id:
                 self._put(PEOPLE, team_id, person["id"], {**person, "role_uuid": None})

@@ -14,7 +14,8 @@ api/services/runs.py.
 
 The trigger id is HMAC(signing key, "runscope-trigger/" + Monitor uid), shaped as a UUID: a
 capability secret nobody stores, so the gateway finds a Monitor from it by computing each
-Monitor's id and comparing in constant time.
+Monitor's id and comparing in constant time. A bucket's trigger id is the same over
+"bucket/" + the namespace's uid, and runs each of its tests.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from kubernetes.client.rest import ApiException
 from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP, inherit_environment
 
 from ..auth import Principal
-from . import InvalidInput, NotFound, update
+from . import Conflict, InvalidInput, NotFound, update
 from . import runscope_mapping as mapping
+from .runscope_results import record_source
 from .runs import RunRequests
 
 PLURAL = "monitors"
@@ -82,6 +84,11 @@ def trigger_id_for(key: bytes, monitor_uid: str) -> str:
     return str(uuid.UUID(bytes=digest[:16]))
 
 
+def same_id(expected: str, given: str) -> bool:
+    """Constant-time equality; as bytes, since a path may carry any character."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
 def _invalid_from_api(exc: ApiException) -> InvalidInput:
     try:
         message = json.loads(exc.body).get("message") or str(exc.reason)
@@ -107,7 +114,8 @@ class RunscopeTests:
         return monitor
 
     def monitors(self, namespace: str) -> list[dict]:
-        return sorted(self.kube.list(PLURAL, namespace), key=_creation_order)
+        """Newest first, as Runscope lists a bucket's tests."""
+        return sorted(self.kube.list(PLURAL, namespace), key=_creation_order, reverse=True)
 
     def trigger_url(self, monitor: dict) -> str:
         return f"{self.public_url}/radar/{trigger_id_for(self.trigger_key, monitor['metadata']['uid'])}/trigger"
@@ -124,16 +132,16 @@ class RunscopeTests:
             "last_run": mapping.last_run_to_runscope(
                 monitor.get("status") or {}, spec, meta["namespace"], meta["uid"], self.public_url
             ),
+            "trigger_url": self.trigger_url(monitor),
         }
 
     def detail(self, monitor: dict) -> dict:
         meta, spec = monitor["metadata"], monitor.get("spec") or {}
         return {
             **self.summary(monitor),
-            "steps": [mapping.step_to_runscope(s) for s in spec.get("steps") or []],
+            "steps": self.steps(monitor),
             "environments": [mapping.environment_to_runscope(e, meta["uid"]) for e in spec.get("environments") or []],
             "schedules": [mapping.schedule_to_runscope(s) for s in self._schedules_of(monitor)],
-            "trigger_url": self.trigger_url(monitor),
         }
 
     def list_tests(self, namespace: str, count: int, offset: int) -> list[dict]:
@@ -268,6 +276,10 @@ class RunscopeTests:
             namespace, test_id, lambda spec: {**spec, "steps": [*(spec.get("steps") or []), step]}, principal
         )
 
+    @staticmethod
+    def steps(monitor: dict) -> list[dict]:
+        return [mapping.step_to_runscope(s) for s in (monitor.get("spec") or {}).get("steps") or []]
+
     def step(self, namespace: str, test_id: str, step_id: str) -> dict:
         return mapping.step_to_runscope(self._find_step(self.monitor(namespace, test_id).get("spec") or {}, step_id))
 
@@ -297,7 +309,7 @@ class RunscopeTests:
             lambda spec: {**spec, "steps": mapping.reordered_steps(spec.get("steps") or [], order)},
             principal,
         )
-        return [mapping.step_to_runscope(s) for s in monitor["spec"].get("steps") or []]
+        return self.steps(monitor)
 
     # --- test environments ----------------------------------------------------------------
 
@@ -427,12 +439,24 @@ class RunscopeTests:
         self._write_shared(namespace, change)
         return mapping.environment_to_runscope(env, None)
 
-    def delete_shared_environment(self, namespace: str, env_id: str) -> None:
-        def change(envs: dict) -> None:
-            if envs.pop(env_id, None) is None:
-                raise NotFound(f"environment {env_id!r} not found")
+    def delete_shared_environment(self, namespace: str, env_id: str, principal: Principal) -> None:
+        """Deletes the bucket's shared environment `env_id`, or else the test environment of
+        that id: clients delete either kind through the bucket's path."""
+        if env_id in self._shared(namespace)[1]:
 
-        self._write_shared(namespace, change)
+            def change(envs: dict) -> None:
+                if envs.pop(env_id, None) is None:
+                    raise NotFound(f"environment {env_id!r} not found")
+
+            self._write_shared(namespace, change)
+            return
+        owner = next(
+            (m for m in self.kube.list(PLURAL, namespace) if mapping.environment_by_id(m.get("spec") or {}, env_id)),
+            None,
+        )
+        if owner is None:
+            raise NotFound(f"environment {env_id!r} not found")
+        self.delete_environment(namespace, owner["metadata"]["uid"], env_id, principal)
 
     # --- schedules ------------------------------------------------------------------------
 
@@ -509,14 +533,46 @@ class RunscopeTests:
         found = None
         for monitor in self.kube.list(PLURAL):
             # No early exit: every trigger call costs the same whatever it matches.
-            if hmac.compare_digest(trigger_id_for(self.trigger_key, monitor["metadata"]["uid"]), trigger_id):
+            if same_id(trigger_id_for(self.trigger_key, monitor["metadata"]["uid"]), trigger_id):
                 found = monitor
         return found
 
     def trigger(self, trigger_id: str, params: dict[str, str], environment: Optional[str]) -> dict:
         monitor = self.monitor_by_trigger_id(trigger_id)
-        if monitor is None or not ((monitor.get("spec") or {}).get("trigger") or {}).get("enabled", True):
+        if monitor is None or not _trigger_enabled(monitor):
             raise NotFound("trigger not found")
+        meta = monitor["metadata"]
+        runs = self._start(monitor, params, environment)
+        return _trigger_answer(runs, 0, f"{self.public_url}/buckets/{meta['namespace']}/tests/{meta['uid']}/results")
+
+    def bucket_trigger_id(self, namespace: dict) -> str:
+        return trigger_id_for(self.trigger_key, "bucket/" + namespace["metadata"]["uid"])
+
+    def bucket_trigger_url(self, namespace: dict) -> str:
+        return f"{self.public_url}/radar/bucket/{self.bucket_trigger_id(namespace)}/trigger"
+
+    def trigger_bucket(self, trigger_id: str, params: dict[str, str], environment: Optional[str]) -> dict:
+        """Runs every test of the bucket whose trigger is enabled; a test without the environment
+        named, or whose previous run has not started yet, counts as a failed run instead of
+        failing the others."""
+        found = None
+        for namespace in self.kube.namespaces():
+            if same_id(self.bucket_trigger_id(namespace), trigger_id):
+                found = namespace
+        if found is None or found["metadata"].get("deletionTimestamp"):
+            raise NotFound("trigger not found")
+        name = found["metadata"]["name"]
+        runs, failed = [], 0
+        for monitor in self.monitors(name):
+            if not _trigger_enabled(monitor):
+                continue
+            try:
+                runs.extend(self._start(monitor, params, environment))
+            except (InvalidInput, Conflict):
+                failed += 1
+        return _trigger_answer(runs, failed, f"{self.public_url}/buckets/{name}/tests")
+
+    def _start(self, monitor: dict, params: dict[str, str], environment: Optional[str]) -> list[dict]:
         namespace, spec = monitor["metadata"]["namespace"], monitor.get("spec") or {}
         if environment is not None:
             env = next((e for e in spec.get("environments") or [] if environment in (e.get("id"), e.get("name"))), None)
@@ -535,8 +591,9 @@ class RunscopeTests:
             owner=monitor,
             busy="the previous run of this test has not started yet; try again shortly",
         )
+        record_source(self.store, namespace, run_id, "trigger")
         test_url = f"{self.public_url}/buckets/{namespace}/tests/{meta['uid']}"
-        runs = [
+        return [
             {
                 "agent": None,
                 "bucket_key": namespace,
@@ -554,7 +611,20 @@ class RunscopeTests:
             }
             for region in ((env or {}).get("regions") or [None])
         ]
-        return {"runs": runs, "runs_started": len(runs), "runs_failed": 0}
+
+
+def _trigger_enabled(monitor: dict) -> bool:
+    return ((monitor.get("spec") or {}).get("trigger") or {}).get("enabled", True)
+
+
+def _trigger_answer(runs: list[dict], failed: int, results_url: str) -> dict:
+    return {
+        "runs": runs,
+        "runs_started": len(runs),
+        "runs_failed": failed,
+        "runs_total": len(runs) + failed,
+        "consolidated_test_results_url": results_url,
+    }
 
 
 def _creation_order(monitor: dict) -> tuple:

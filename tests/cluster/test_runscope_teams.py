@@ -119,10 +119,12 @@ def test_people_invites_groups_and_roles_round_trip_in_the_store(cluster, team, 
     admins = success(
         httpx.post(f"{api}/roles", json={"name": "Administrator", "permissions": []}, headers=admin, timeout=10), 201
     )
-    assert [r["uuid"] for r in success(httpx.get(f"{api}/roles", headers=admin, timeout=10))] == [
-        viewer["uuid"],
-        admins["uuid"],
-    ]
+    built_in, *own = success(httpx.get(f"{api}/roles", headers=admin, timeout=10))
+    assert [r["uuid"] for r in own] == [viewer["uuid"], admins["uuid"]]
+    assert built_in["name"] == "Administrators" and "team:people:modify" in built_in["permissions"]
+    assert success(httpx.get(f"{api}/roles/{built_in['uuid']}", headers=admin, timeout=10)) == built_in
+    runscope_error(httpx.put(f"{api}/roles/{built_in['uuid']}", json={"name": "x"}, headers=admin, timeout=10), 400)
+    runscope_error(httpx.delete(f"{api}/roles/{built_in['uuid']}", headers=admin, timeout=10), 400)
 
     # Groups: create (empty), list.
     group = success(httpx.post(f"{api}/groups", json={"name": "My New Team Group"}, headers=admin, timeout=10), 201)
@@ -224,7 +226,10 @@ def test_people_invites_groups_and_roles_round_trip_in_the_store(cluster, team, 
     # A gateway restarted on the same store has every record.
     gateway.stop()
     gateway.start()
-    assert [r["name"] for r in success(httpx.get(f"{api}/roles", headers=admin, timeout=10))] == ["Administrator"]
+    assert [r["name"] for r in success(httpx.get(f"{api}/roles", headers=admin, timeout=10))] == [
+        "Administrators",
+        "Administrator",
+    ]
 
     # Bad bodies and unknown ids.
     for method, path, body in (
@@ -340,11 +345,10 @@ def test_email_domains_custom_emails_agents_and_integrations(cluster, team, gate
             }
         ),
     )
-    integrations = httpx.get(f"{api}/integrations", headers=admin, timeout=10)
-    assert integrations.status_code == 200
-    assert integrations.json() == [
+    assert success(httpx.get(f"{api}/integrations", headers=admin, timeout=10)) == [
         {
             "description": "PagerDuty: Production Alerts",
+            "id": "cf95026e-8951-4ae1-83a7-699243678490",
             "type": "pagerduty",
             "uuid": "cf95026e-8951-4ae1-83a7-699243678490",
         }
@@ -359,11 +363,16 @@ def test_only_the_teams_own_principals_reach_it_and_writes_take_an_org_credentia
     stranger = bearer(request_token(cluster, gateway, stranger_id, stranger_secret, ADMIN_SCOPES))
     no_team_scope = bearer(request_token(cluster, gateway, member_id, member_secret, ("api:read",)))
 
-    assert success(httpx.get(f"{api}/roles", headers=member, timeout=10)) == []
+    assert [r["name"] for r in success(httpx.get(f"{api}/roles", headers=member, timeout=10))] == ["Administrators"]
     runscope_error(
         httpx.post(f"{api}/roles", json={"name": "Viewer", "permissions": []}, headers=member, timeout=10), 403
     )  # a bucket's credential reads its team, changes nothing
-    for path in ("/roles", "/people", "/groups", "/email-domains", "/integrations", "/agents"):
+    assert success(httpx.get(api, headers=member, timeout=10)) == {
+        "id": team["name"],
+        "uuid": team["name"],
+        "name": team["name"],
+    }
+    for path in ("", "/roles", "/people", "/groups", "/email-domains", "/integrations", "/agents"):
         runscope_error(httpx.get(api + path, headers=stranger, timeout=10), 404)
         runscope_error(httpx.get(api + path, headers=no_team_scope, timeout=10), 403)
         runscope_error(httpx.get(api + path, timeout=10), 401)

@@ -85,7 +85,7 @@ def test_root_account_regions_and_buckets(cluster, namespace, org, stranger, ope
     root = team.ok("GET", "/")
     assert root == {"bucket_list_url": f"{gateway.url}/buckets", "current_account_url": f"{gateway.url}/account"}
     account = team.ok("GET", "/account")
-    assert account["teams"] == [{"uuid": org, "name": org}] and account["name"] == f"{namespace}/team"
+    assert account["teams"] == [{"id": org, "uuid": org, "name": org}] and account["name"] == f"{namespace}/team"
     nodes = kubectl_json(cluster, "get", "nodes")["items"]
     labelled = {n["metadata"]["labels"].get("topology.kubernetes.io/region") for n in nodes} - {None}
     regions = team.ok("GET", "/regions")["regions"]
@@ -94,7 +94,7 @@ def test_root_account_regions_and_buckets(cluster, namespace, org, stranger, ope
 
     listed = {b["key"]: b for b in team.ok("GET", "/buckets")}
     assert namespace in listed and stranger not in listed
-    assert listed[namespace]["team"] == {"name": org, "uuid": org} and listed[namespace]["default"] is False
+    assert listed[namespace]["team"] == {"id": org, "name": org, "uuid": org} and listed[namespace]["default"] is False
 
     created = team.ok("POST", "/buckets", params={"name": "Mobile Apps", "team_uuid": org}, status=201)
     key = created["key"]
@@ -166,14 +166,15 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
     many = team.ok("POST", f"/v1/buckets/{namespace}/tests", [{"name": "Two"}, {"name": "Three"}], status=201)
     assert [t["name"] for t in many] == ["Two", "Three"]
     listed = team.ok("GET", base, params={"count": 2, "offset": 1})
-    assert [t["name"] for t in listed] == ["Two", "Three"]
+    assert [t["name"] for t in listed] == ["Two", "Sample Name"]  # newest first
+    assert listed[1]["trigger_url"] == test["trigger_url"]
     assert len(reader.ok("GET", base)) == 3
     changed = team.ok("PUT", f"/buckets/{namespace}/test/{test_id}", {"name": "Renamed"})
     assert changed["name"] == "Renamed" and changed["description"] == "My test description"
 
     # steps of every type, detail, modify, delete, reorder
     after_add = team.ok("POST", f"{base}/{test_id}/steps", request_step("https://yourapihere.com/"), status=201)
-    assert after_add["id"] == test_id and len(after_add["steps"]) == 1
+    assert [s["url"] for s in after_add] == ["https://yourapihere.com/"]
     team.ok("POST", f"{base}/{test_id}/steps", {"step_type": "pause", "duration": 5}, status=201)
     team.ok(
         "POST",
@@ -203,7 +204,8 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
         f"{base}/{test_id}/steps",
         {"step_type": "subtest", "test_uuid": many[0]["id"], "params": [{"name": "foo", "value": "{{bar}}"}]},
         status=201,
-    )["steps"]
+    )
+    assert team.ok("GET", f"{base}/{test_id}/steps") == steps
     assert [s["step_type"] for s in steps] == ["request", "pause", "condition", "ghost-inspector", "subtest"]
     ids = [s["id"] for s in steps]
     inner = [s["id"] for s in steps[2]["steps"]]
@@ -281,7 +283,7 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
     )
     assert again["id"] != v1["id"]
     v0 = team.ok("POST", f"{base}/{test_id}/schedules", {"environment_id": env["id"], "interval": "5m"}, status=201)
-    assert v0["id"] in (v1["id"], again["id"]) and v0["interval"] == "5m"
+    assert v0["id"] in (v1["id"], again["id"]) and v0["interval"] == "5.0m"
     schedule = kubectl_json(cluster, "get", "schedules", "-n", namespace)["items"]
     mine = {s["metadata"]["uid"]: s for s in schedule}
     assert mine[v1["id"]]["spec"]["target"]["kind"] == "Monitor"
@@ -291,9 +293,9 @@ def test_tests_steps_environments_schedules_and_revisions(cluster, namespace, or
         team.ok(
             "PUT",
             f"{base}/{test_id}/schedules/{v1['id']}",
-            {"environment_id": env["id"], "interval": "15m", "note": "n"},
+            {"environment_id": env["id"], "interval": "15.0m", "note": "n"},
         )["interval"]
-        == "15m"
+        == "15.0m"
     )
     assert (
         kubectl_json(cluster, "get", "schedule", mine[v1["id"]]["metadata"]["name"], "-n", namespace)["metadata"][
@@ -419,7 +421,8 @@ def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_
         )
         assert response.status_code == 201, response.text
         started = response.json()["data"]
-        assert started["runs_started"] == 1 and started["runs_failed"] == 0
+        assert started["runs_started"] == 1 and started["runs_failed"] == 0 and started["runs_total"] == 1
+        assert started["consolidated_test_results_url"] == f"{gateway.url}{base}/results"
         run = started["runs"][0]
         assert run["test_id"] == test_id and run["environment_id"] == env["id"]
         assert run["variables"] == {"who": "runscope"}
@@ -439,6 +442,8 @@ def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_
         assert target.counts[("GET", "/ping?who=runscope")] >= 1
         detail = team.ok("GET", base)
         assert detail["last_run"]["test_run_id"] == run["test_run_id"] and detail["last_run"]["result"] == "pass"
+        listed = [t for t in team.ok("GET", f"/buckets/{namespace}/tests") if t["id"] == test_id]
+        assert listed[0]["last_run"]["id"] == run["test_run_id"]
         # A GET of the trigger URL starts a run too, its query string as variables.
         by_get = httpx.get(trigger_url, params={"runscope_environment": env["id"], "who": "get"}, timeout=30)
         assert by_get.status_code == 201 and by_get.json()["data"]["runs_started"] == 1, by_get.text
@@ -471,6 +476,7 @@ def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_
 
         results = cluster.wait_for("both results in the store", both_stored, timeout=60)
         assert all(results[i]["result"] == "pass" for i in (run["test_run_id"], tick["runId"]))
+        assert (results[run["test_run_id"]]["source"], results[tick["runId"]]["source"]) == ("trigger", "scheduled")
         triggered = team.ok("GET", f"{base}/results/{run['test_run_id']}")
         assert triggered["environment_name"] == "Inherits" and triggered["requests"][0]["result"] == "pass"
         # Typed as the document shows them: the test is its own parent, its creator ran it.
@@ -481,3 +487,7 @@ def test_a_scheduled_and_triggered_test_runs_with_its_inherited_environment_and_
         assert metrics["this_time_period"]["response_time_50th_percentile"] > 0
         # The hour before had no runs: no change, still a number.
         assert set(metrics["change_from_last_period"].values()) == {0.0}, metrics
+        assert triggered["source"] == "trigger"
+        assert team.ok("GET", f"{base}/results/{tick['runId']}")["source"] == "scheduled"
+        enveloped = team.ok("GET", f"{base}/metrics", params={"timeframe": "hour", "marshal_result": "true"})
+        assert enveloped["this_time_period"]["total_test_runs"] >= 2

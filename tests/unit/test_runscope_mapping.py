@@ -8,7 +8,7 @@ import pytest
 
 from assay.api.services import InvalidInput
 from assay.api.services import runscope_mapping as mapping
-from assay.api.services.runscope_tests import trigger_id_for
+from assay.api.services.runscope_tests import same_id, trigger_id_for
 from assay.crds.monitor import MonitorSpec, inherit_environment
 from assay.crds.runrequest import MonitorRunRequest
 from assay.operator.monitorruns import plan_run, with_parent_environments
@@ -210,15 +210,57 @@ def test_schedules_take_runscope_intervals_and_an_environment_of_the_test():
     assert mapping.schedule_spec_from_runscope(
         {"environment_id": env_id, "interval": "1m", "note": "n"}, "t-1", spec
     ) == {"target": {"kind": "Monitor", "name": "t-1"}, "interval": "1m", "environment": env_id, "note": "n"}
-    for bad in ({"environment_id": env_id, "interval": "2m"}, {"environment_id": "other", "interval": "1h"}, {}):
+    for bad in (
+        {"environment_id": env_id, "interval": "2m"},
+        {"environment_id": env_id, "interval": "2.0m"},
+        {"environment_id": env_id, "interval": ["1m"]},
+        {"environment_id": "other", "interval": "1h"},
+        {},
+    ):
         with pytest.raises(InvalidInput):
             mapping.schedule_spec_from_runscope(bad, "t-1", spec)
+
+
+@pytest.mark.parametrize(
+    "given, stored, shown",
+    [
+        ("1m", "1m", "1.0m"),
+        ("5m", "5m", "5.0m"),
+        ("15m", "15m", "15.0m"),
+        ("30m", "30m", "30.0m"),
+        ("1h", "1h", "1.0h"),
+        ("6h", "6h", "6.0h"),
+        ("1d", "1d", "1.0d"),
+        ("1.0h", "1h", "1.0h"),
+        ("6.0h", "6h", "6.0h"),
+        ("1.0d", "1d", "1.0d"),
+        ("30.0m", "30m", "30.0m"),
+    ],
+)
+def test_schedule_intervals_are_read_back_as_the_live_api_writes_them_and_taken_in_either_form(given, stored, shown):
+    spec = mapping.test_spec_from_runscope({"name": "t"})
+    env_id = spec["environments"][0]["id"]
+    schedule_spec = mapping.schedule_spec_from_runscope({"environment_id": env_id, "interval": given}, "t-1", spec)
+    assert schedule_spec["interval"] == stored
+    assert mapping.schedule_to_runscope({"spec": schedule_spec, "metadata": {"uid": "s1"}})["interval"] == shown
+
+
+def test_a_cron_interval_written_with_kubectl_reads_back_as_written():
+    schedule = {"spec": {"interval": "*/10 * * * *", "environment": "e1"}, "metadata": {"uid": "s1"}}
+    assert mapping.schedule_to_runscope(schedule)["interval"] == "*/10 * * * *"
+
+
+def test_a_last_run_carries_its_id_under_both_names():
+    run = {"runId": "shop-1", "result": "Passed", "startTime": "2026-01-01T00:00:00Z"}
+    last = mapping.last_run_to_runscope({"lastRun": run}, {}, "team-a", "t-1", "http://gw")
+    assert last["id"] == last["test_run_id"] == "shop-1"
 
 
 def test_trigger_ids_are_keyed_and_per_monitor():
     one = trigger_id_for(b"key", "uid-1")
     assert one == trigger_id_for(b"key", "uid-1") and one != trigger_id_for(b"key", "uid-2")
     assert one != trigger_id_for(b"other", "uid-1") and len(one) == 36
+    assert same_id(one, trigger_id_for(b"key", "uid-1")) and not same_id(one, "%\u008e")
 
 
 def test_a_test_environment_inherits_its_shared_parent_when_the_run_is_planned():
@@ -259,7 +301,7 @@ def test_a_schedule_is_owned_by_its_monitor():
     ]
     assert mapping.schedule_to_runscope({**manifest, "metadata": {**manifest["metadata"], "uid": "s1"}}) == {
         "environment_id": "e1",
-        "interval": "1m",
+        "interval": "1.0m",
         "note": "",
         "id": "s1",
     }

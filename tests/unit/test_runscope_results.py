@@ -19,6 +19,7 @@ from assay.api.services.runscope_results import (
     RunscopeResults,
     check_count,
     percentile,
+    record_source,
     result_detail,
     result_summary,
     step_detail,
@@ -48,7 +49,7 @@ def piece(doc: dict, run_id="health-0123456789", index=0, steps=None) -> Piece:
 
 def test_a_list_item_is_the_documented_header_with_the_result_url_and_no_requests():
     item = result_summary(piece(result_doc()), BASE)
-    assert "requests" not in item and "source" not in item
+    assert "requests" not in item and item["source"] is None
     assert item["test_run_url"] == f"{BASE}/buckets/shop/tests/m-uid/results/health-0123456789"
     assert (item["region"], item["result"], item["requests_executed"], item["assertions_passed"]) == (
         "us1",
@@ -76,6 +77,11 @@ def test_the_detail_keeps_every_step_and_steps_that_sent_nothing_are_null():
     assert detail["requests"][2]["result"] is None and detail["requests"][2]["url"] is None
     assert detail["requests"][0]["timings"]["wait_for_response_ms"] == 39.0
     assert detail["source"] is None and detail["test_run_id"] == "health-0123456789"
+    triggered = result_detail(Piece(**{**piece(result_doc()).__dict__, "source": "trigger"}), BASE)
+    assert triggered["source"] == "trigger"
+    ran_as_subtest = piece(result_doc())
+    ran_as_subtest.doc["source"] = "subtest"
+    assert result_summary(Piece(**{**ran_as_subtest.__dict__, "source": "trigger"}), BASE)["source"] == "subtest"
 
 
 def test_a_step_detail_is_rebuilt_from_the_url_without_stored_details_and_served_as_stored_with_them():
@@ -198,16 +204,19 @@ def test_a_run_in_two_regions_is_two_results_and_the_detail_picks_a_region(store
         2,
     )
     results = RunscopeResults(store, BASE)
+    record_source(store, "shop", "health-2222222222", "trigger")
 
     items = results.list_results("shop", "m-uid", count=10, since=None, before=None, subtests=False)
-    assert [(i["test_run_id"], i["region"], i["result"]) for i in items] == [
-        ("health-2222222222", "eu1", "fail"),
-        ("health-2222222222", "us1", "pass"),
-        ("health-1111111111", "us1", "pass"),
+    assert [(i["test_run_id"], i["region"], i["result"], i["source"]) for i in items] == [
+        ("health-2222222222", "eu1", "fail", "trigger"),
+        ("health-2222222222", "us1", "pass", "trigger"),
+        ("health-1111111111", "us1", "pass", "scheduled"),
     ]
+    assert results.result("shop", "m-uid", "health-1111111111")["source"] == "scheduled"
     assert results.list_results("shop", "m-uid", count=1, since=t, before=None, subtests=False)[0]["region"] == "eu1"
     assert results.result("shop", "m-uid", "health-2222222222", "eu1")["result"] == "fail"
     assert results.result("shop", "m-uid", "health-2222222222")["region"] == "us1"
+    assert results.result("shop", "m-uid", "health-2222222222")["source"] == "trigger"
     assert results.result("shop", "m-uid", "latest")["test_run_id"] == "health-2222222222"
     for args in (
         ("shop", "m-uid", "health-2222222222", "ap1"),
