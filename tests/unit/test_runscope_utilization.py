@@ -51,7 +51,7 @@ def test_a_location_s_utilization_is_the_share_of_the_bucket_s_tests_running_the
     assert buckets.locations_utilization("shop", 0) == {"EU Frankfurt": 20, "US Virginia": 40, "remote": 20}
     assert buckets.locations_utilization("shop", 21) == {"US Virginia": 40}
     assert buckets.locations_utilization("shop") == {}  # the document's default threshold, 85
-    assert RunscopeBuckets(FakeKube([]), None, SimpleNamespace(org_label="x")).locations_utilization("shop", 0) == {}
+    assert RunscopeBuckets(FakeKube([]), None, settings, lambda ns: "").locations_utilization("shop", 0) == {}
 
 
 def principal(*scopes: str) -> Principal:
