@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 LOCK_ARGS ?= --upgrade
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help deps lock kube helm browser crds check-crds check test test-unit test-cluster up down status demo kind-e2e clean
+.PHONY: help deps jslibs lock kube helm browser crds check-crds check test test-unit test-cluster up down status demo kind-e2e clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
@@ -18,6 +18,7 @@ help:
 	@echo "make check       the guard rails: ruff format and lint, the import contracts, mypy on crds/, CRDs up to date"
 	@echo "make test PYTEST_ARGS='-m \"not slow\"'   skip the long accuracy runs"
 	@echo "make up / down   start / stop the local stack (control plane, node agent, operator)"
+	@echo "make jslibs      vendor the JavaScript libraries scripts get (CryptoJS, Underscore, Moment)"
 	@echo "make crds        regenerate crds/*.yaml from the models"
 	@echo "make lock        refresh requirements*.lock to the newest releases pyproject.toml allows"
 
@@ -29,7 +30,12 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	  "$$uv" pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $@
 
-deps: $(STAMP)
+deps: $(STAMP) jslibs
+
+# CryptoJS, Underscore and Moment for scripts, from the npm registry exactly as
+# runner-image/runner/apitest/jslibs/package-lock.json pins them (needs Node.js and npm).
+jslibs:
+	@bash hack/vendor-js.sh
 
 lock:
 	bash hack/lock.sh $(LOCK_ARGS)

@@ -3,6 +3,8 @@ subtests, Ghost Inspector, scripts, and the Runscope-shaped result."""
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import socket
 import time
@@ -801,6 +803,25 @@ def test_script_libraries_are_loaded_by_id(target):
     assert echoed(result.requests[0])["query"]["x"] == ["HI"]
     missing = run(m)
     assert missing.requests[0].result == "fail" and "'lib-1' is not available" in missing.requests[0].scripts[0].error
+
+
+def test_a_pre_request_script_signs_the_request_with_crypto_js_and_dates_it_with_moment(target):
+    signer = """
+        var date = moment.utc(variables.get('issued'), 'X').format('ddd, DD MMM YYYY HH:mm:ss [GMT]');
+        var signed = _.map([request.method, request.path, date], String).join('\\n');
+        request.headers['Date'] = date;
+        request.headers['X-Signature'] = CryptoJS.enc.Base64.stringify(CryptoJS.HmacSHA256(signed, variables.get('key')));
+    """
+    m = make(
+        [request("{{base}}/echo", method="PUT", before_scripts=[signer])],
+        environments=[env(target, variables={"key": "s3cret", "issued": "1700000000"})],
+    )
+    result = run(m)
+    assert result.passed, result.requests[0].scripts[0].error
+    headers = echoed(result.requests[0])["headers"]
+    assert headers["Date"] == "Tue, 14 Nov 2023 22:13:20 GMT"
+    expected = hmac.new(b"s3cret", f"PUT\n/echo\n{headers['Date']}".encode(), hashlib.sha256).digest()
+    assert headers["X-Signature"] == base64.b64encode(expected).decode()
 
 
 def test_a_failing_environment_script_fails_the_run(target):

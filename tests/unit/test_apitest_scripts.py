@@ -3,14 +3,22 @@ messages, pre-request changes, limits (also against what the engine cannot inter
 isolation, libraries and hostile input. The per-script cost: hack/bench/script_overhead.py.
 """
 
+import base64
+import hashlib
+import hmac
 import json
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
+from assay.runner.apitest import script_engine
 from assay.runner.apitest.scripts import ScriptOutcome, ScriptRunner
+from assay.runner.apitest.workers import WorkerPool
 
 RUNNER = ScriptRunner()
 
@@ -683,6 +691,171 @@ def test_runner_arguments_are_checked():
         ScriptRunner(memory_limit_bytes=0)
     with pytest.raises(TypeError):
         ScriptRunner(libraries="var a = 1;")
+
+
+# --- bundled libraries: CryptoJS, Underscore, Moment ---------------------------------------
+
+
+def test_crypto_js_signatures_match_pythons_hmac_and_hashes():
+    outcome = run(
+        """
+        var message = variables.get('method') + '\\n' + variables.get('path') + '\\n' + variables.get('body');
+        var sig = CryptoJS.HmacSHA256(message, variables.get('secret'));
+        variables.set('b64', CryptoJS.enc.Base64.stringify(sig));
+        variables.set('hex', sig.toString(CryptoJS.enc.Hex));
+        variables.set('sha1', CryptoJS.SHA1('caf\u00e9').toString());
+        variables.set('md5', CryptoJS.MD5('x').toString());
+        variables.set('utf8', CryptoJS.enc.Base64.parse('Y2Fmw6k=').toString(CryptoJS.enc.Utf8));
+        var key = CryptoJS.enc.Hex.parse('000102030405060708090a0b0c0d0e0f'), iv = key;
+        var sealed = CryptoJS.AES.encrypt('secret text', key, {iv: iv}).toString();
+        variables.set('aes', CryptoJS.AES.decrypt(sealed, key, {iv: iv}).toString(CryptoJS.enc.Utf8));
+    """,
+        variables={"method": "POST", "path": "/v1/items", "body": '{"a":1}', "secret": "k\u00e9y"},
+    )
+    assert outcome.passed, outcome.error
+    digest = hmac.new("k\u00e9y".encode(), b'POST\n/v1/items\n{"a":1}', hashlib.sha256).digest()
+    assert outcome.variables["b64"] == base64.b64encode(digest).decode()
+    assert outcome.variables["hex"] == digest.hex()
+    assert outcome.variables["sha1"] == hashlib.sha1("caf\u00e9".encode()).hexdigest()
+    assert outcome.variables["md5"] == hashlib.md5(b"x").hexdigest()
+    assert outcome.variables["utf8"] == "caf\u00e9"
+    assert outcome.variables["aes"] == "secret text"
+
+
+def test_underscore_iterates_and_transforms():
+    outcome = run(
+        """
+        var items = JSON.parse(response.body).items, seen = [];
+        _.each(items, function (item, i) { seen.push(i + ':' + item.name); });
+        _.each({b: 2, a: 1}, function (value, key) { seen.push(key + '=' + value); });
+        log(seen.join(' '));
+        log(_.map(items, function (item) { return item.price * 2; }));
+        log(_.pluck(_.filter(items, function (item) { return item.price > 1; }), 'name'));
+        log(_.findWhere(items, {name: 'b'}).price, _.sortBy(items, 'price')[0].name, _.uniq([1, 1, 2]));
+        log(_.template('<%= name %> costs <%- price %>')(items[0]), _.VERSION);
+    """,
+        response=response(body=json.dumps({"items": [{"name": "a", "price": 3}, {"name": "b", "price": 1}]})),
+    )
+    assert outcome.passed, outcome.error
+    assert outcome.logs == ["0:a 1:b b=2 a=1", "[6,2]", '["a"]', "1 b [1,2]", "a costs 3 1.13.8"]
+
+
+def test_moment_formats_parses_and_does_arithmetic():
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    outcome = run("""
+        variables.set('now', moment().format());
+        variables.set('utc', moment.utc('2024-03-05T10:20:30Z').format('dddd, MMMM Do YYYY, HH:mm:ss'));
+        variables.set('parsed', moment('05/03/2024 07:08', 'DD/MM/YYYY HH:mm').format('YYYY-MM-DDTHH:mm'));
+        variables.set('unix', moment.unix(1700000000).utc().toISOString());
+        variables.set('next', moment.utc('2024-02-28').add(1, 'days').add(1, 'months').format('YYYY-MM-DD'));
+        variables.set('strict', moment('2024-13-40', 'YYYY-MM-DD', true).isValid());
+        variables.set('diff', moment.utc('2024-03-05').diff(moment.utc('2024-03-01'), 'hours'));
+        variables.set('version', moment.version);
+    """)
+    assert outcome.passed, outcome.error
+    now = datetime.fromisoformat(outcome.variables["now"])
+    assert before <= now <= datetime.now(timezone.utc) + timedelta(seconds=1)
+    assert outcome.variables["utc"] == "Tuesday, March 5th 2024, 10:20:30"
+    assert outcome.variables["parsed"] == "2024-03-05T07:08"
+    assert outcome.variables["unix"] == "2023-11-14T22:13:20.000Z"
+    assert outcome.variables["next"] == "2024-03-29"
+    assert (outcome.variables["strict"], outcome.variables["diff"]) == ("false", "96")
+    assert outcome.variables["version"] == "2.31.0"
+
+
+def test_bundled_libraries_are_evaluated_only_when_a_script_touches_them():
+    probe = (
+        "function kind(name) { return 'get' in Object.getOwnPropertyDescriptor(globalThis, name) ? 'lazy' : 'loaded'; }"
+    )
+    outcome = run(
+        probe + "\nlog(kind('CryptoJS'), kind('_'), kind('moment')); CryptoJS.MD5('');\n"
+        "log(kind('CryptoJS'), kind('_'), kind('moment'))"
+    )
+    assert outcome.passed, outcome.error
+    assert outcome.logs == ["lazy lazy lazy", "loaded lazy lazy"]
+    assert run(probe + "\nlog(kind('CryptoJS'))").logs == ["lazy"]  # every run starts afresh
+
+    # Only code that names a library gets its source: one only a script library names counts.
+    unnamed = run("globalThis['Crypto' + 'JS'].MD5('')")
+    assert unnamed.error.startswith(
+        "ReferenceError: CryptoJS is loaded only for code that names it: write CryptoJS in the script or a script library"
+    ), unnamed.error
+    named_by_library = ScriptRunner(libraries=["// uses CryptoJS"]).run(
+        "log(globalThis['Crypto' + 'JS'].MD5('').toString())", variables={}
+    )
+    assert named_by_library.logs == [hashlib.md5(b"").hexdigest()], named_by_library.error
+
+
+def test_scripts_and_libraries_may_define_the_same_names_and_module_systems():
+    runner = ScriptRunner(
+        libraries=[
+            "var _ = {mine: true};",
+            "var module = {exports: {}}, exports = module.exports; function define() { throw new Error('amd'); }"
+            " define.amd = true;",
+        ]
+    )
+    outcome = runner.run(
+        "log(_.mine, typeof moment.utc, typeof module.exports.HmacSHA256);"
+        "moment = 'replaced'; log(moment, CryptoJS.MD5('').toString().length)",
+        variables={},
+    )
+    assert outcome.passed, outcome.error
+    assert outcome.logs == ["true function undefined", "replaced 32"]
+    broken = run("CryptoJS.HmacSHA256 = null; _.map = null;")
+    assert broken.passed
+    assert run("log(typeof CryptoJS.HmacSHA256, typeof _.map)").logs == ["function function"]
+
+
+def test_all_bundled_libraries_fit_the_tightest_limits_and_the_limits_still_hold():
+    outcome = FAST_LIMITS.run(
+        "log(CryptoJS.SHA256('a').toString().length, _.size([1, 2]), moment.utc(0).year())", variables={}
+    )
+    assert outcome.passed, outcome.error
+    assert outcome.logs == ["64 2 1970"]
+    blown = FAST_LIMITS.run(
+        "CryptoJS.MD5(''); _.size([]); moment(); var a = []; while (true) a.push({});", variables={}
+    )
+    assert blown.error.startswith("script exceeded its 8 MiB memory limit"), blown.error
+    looping = FAST_LIMITS.run("moment(); while (true) {}", variables={})
+    assert looping.error.startswith("script exceeded its 0.25 s time limit"), looping.error
+
+
+def test_the_pins_are_vendored_with_mit_licences():
+    jslibs = Path(script_engine.JSLIBS_DIR)
+    lock = json.loads((jslibs / "package-lock.json").read_text())["packages"]
+    libraries = script_engine.bundled_libraries()
+    assert [lib.name for lib in libraries] == ["CryptoJS", "_", "moment"]
+    for lib in libraries:
+        locked = lock[f"node_modules/{lib.package}"]
+        assert (locked["version"], locked["license"]) == (lib.version, "MIT")
+        assert locked["integrity"].startswith("sha512-")
+        assert lib.source is not None and lib.source.isascii(), f"{lib.name}: run bash hack/vendor-js.sh"
+        licence = (jslibs / "vendor" / f"{lib.package}.LICENSE").read_text()
+        assert "Permission is hereby granted, free of charge" in licence  # the MIT licence's text
+
+
+def test_without_the_vendored_files_scripts_work_and_a_library_names_the_install_command(tmp_path):
+    # The engine as a runner installed without the vendoring step has it.
+    (tmp_path / "jslibs").mkdir()
+    shutil.copy(script_engine.__file__, tmp_path / "script_engine.py")
+    shutil.copy(Path(script_engine.JSLIBS_DIR) / "package.json", tmp_path / "jslibs" / "package.json")
+    pool = WorkerPool(str(tmp_path / "script_engine.py"), "evaluate", 1, prepare="prepare")
+    inputs = json.dumps({"variables": {}, "request": None, "response": None})
+    try:
+        plain = json.loads(pool.call(RUNNER._request("log(1 + 1)", inputs), 5))
+        assert plain["error"] is None and json.loads(plain["results"])["logs"] == ["2"]
+        for source, library in [
+            ("\nvar s = CryptoJS.MD5('');", "CryptoJS (crypto-js 4.2.0)"),
+            ("_.map([], String)", "_ (underscore 1.13.8)"),
+            ("moment()", "moment (moment 2.31.0)"),
+        ]:
+            reply = json.loads(pool.call(RUNNER._request(source, inputs), 5))
+            assert reply["error"].startswith(
+                f"ReferenceError: {library} is not installed in this runner: "
+                "run make deps (or bash hack/vendor-js.sh) in the Assay repository"
+            ), reply["error"]
+    finally:
+        pool.close()
 
 
 # --- hostile input and sandboxing -----------------------------------------------------------

@@ -13,17 +13,23 @@ Time: the prelude, the libraries and the script share `time_limit_s` of CPU time
 measures it with `clock()`, the worker's own CPU time); reading the results back gets up to
 READ_BACK_S more. QuickJS checks that limit in its interpreter loop, not inside its regular
 expression engine: the worker's caller enforces a wall-clock deadline on top (`scripts`).
+
+The bundled libraries (`CryptoJS`, `_`, `moment`: jslibs/package.json names them, and
+hack/vendor-js.sh puts their files in jslibs/vendor/) are read once per worker, copied into a
+run's context when its code names them and evaluated when it first touches them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
+from dataclasses import dataclass
 
 import quickjs
 
-__all__ = ["READ_BACK_S", "evaluate", "prepare", "time_limit_message"]
+__all__ = ["BUNDLED_INSTALL_COMMAND", "READ_BACK_S", "bundled_libraries", "evaluate", "prepare", "time_limit_message"]
 
 MiB = 1024 * 1024
 READ_BACK_S = 0.1
@@ -55,11 +61,73 @@ def prepare() -> None:
 def _new_context() -> quickjs.Context:
     ctx = quickjs.Context()
     ctx.set("__assay_assertions", _ASSERTIONS)  # compiled only if the script asserts
+    ctx.set("__assay_bundled", _BUNDLED_INDEX)
     return ctx
 
 
 def _take_context() -> quickjs.Context:
     return _prepared.pop() if _prepared else _new_context()
+
+
+# --- bundled libraries ----------------------------------------------------------------------
+
+JSLIBS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jslibs")
+BUNDLED_INSTALL_COMMAND = "make deps (or bash hack/vendor-js.sh) in the Assay repository"
+
+
+@dataclass(frozen=True)
+class BundledLibrary:
+    """One library of jslibs/package.json's assayGlobals: `name` is the global scripts use,
+    `source` the vendored file as ASCII text, or None when it has not been vendored."""
+
+    name: str
+    package: str
+    version: str
+    source: str | None
+
+    @property
+    def missing_message(self) -> str:
+        return (
+            f"{self.name} ({self.package} {self.version}) is not installed in this runner: "
+            f"run {BUNDLED_INSTALL_COMMAND}"
+        )
+
+
+def bundled_libraries() -> list[BundledLibrary]:
+    with open(os.path.join(JSLIBS_DIR, "package.json"), encoding="utf-8") as file:
+        manifest = json.load(file)
+    libraries = []
+    for name, path in manifest["assayGlobals"].items():
+        package = path.split("/")[0]
+        try:
+            with open(os.path.join(JSLIBS_DIR, "vendor", os.path.basename(path)), encoding="utf-8") as file:
+                source: str | None = _ascii_source(file.read())
+        except FileNotFoundError:
+            source = None
+        libraries.append(BundledLibrary(name, package, manifest["dependencies"][package], source))
+    return libraries
+
+
+def _ascii_source(source: str) -> str:
+    """The same program with every non-ASCII character as a \\u escape (valid in strings, regular
+    expressions, identifiers and comments alike): QuickJS stores a string with any non-ASCII
+    character at two bytes a character, and copying it into each context costs four times
+    as much."""
+    return re.sub(
+        r"[^\x00-\x7f]",
+        lambda m: "".join(f"\\u{unit:04x}" for unit in _utf16_units(m[0])),
+        source,
+    )
+
+
+def _utf16_units(char: str) -> list[int]:
+    data = char.encode("utf-16-be")
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+# Read once per worker; the prelude defines the globals from this index in every context.
+_BUNDLED = bundled_libraries()
+_BUNDLED_INDEX = json.dumps([[lib.name, None if lib.source is not None else lib.missing_message] for lib in _BUNDLED])
 
 
 class _Run:
@@ -74,6 +142,12 @@ class _Run:
         # ASCII-only JSON: the binding truncates strings at NUL and crashes on lone
         # surrogates in `Context.set`, and json.dumps escaped both.
         ctx.set("__assay_input", inputs)
+        # Evaluated only if the script touches the global (the prelude's getters): all three
+        # cost about 14 ms of CPU, many times a small script's whole run. Copying a source in
+        # costs about a third of the rest of a run, so only what the code names is copied.
+        for number, library in enumerate(_BUNDLED):
+            if library.source is not None and any(library.name in text for text in (source, *libraries)):
+                ctx.set(f"__assay_bundled_{number}", library.source)
         self._use_budget()
         try:
             ctx.eval(_PRELUDE)
@@ -337,6 +411,34 @@ _PRELUDE = r"""
     defineProperty(global, name, {
       get: lazyGetters[name],
       set: function assay_lazy_set(value) { assay_define_global(name, value); },
+      configurable: true, enumerable: false
+    });
+  });
+
+  // ---- bundled libraries (CryptoJS, _, moment), evaluated on first use ----
+  // Each costs milliseconds to evaluate, many times a small script's whole run, so only a run
+  // that touches one pays for it (once: the library then replaces its getter). A script or
+  // script library assigning the name (its own `_`, say) keeps its value.
+  var bundled = JSON.parse(global.__assay_bundled);
+  delete global.__assay_bundled;
+  bundled.forEach(function assay_bundled_global(entry, number) {
+    var name = entry[0], missing = entry[1], key = '__assay_bundled_' + number;
+    var source = global[key];
+    delete global[key];
+    defineProperty(global, name, {
+      get: function assay_bundled_get() {
+        if (missing !== null) throw new ReferenceError(missing);
+        if (source === undefined) {
+          throw new ReferenceError(name + ' is loaded only for code that names it: write ' + name + ' in the script or a script library');
+        }
+        // A plain global first: a UMD build reads the name before assigning it.
+        assay_define_global(name, undefined);
+        // Shadowing the module systems' names makes every build take its browser branch,
+        // which assigns the global, even after a script library defined `module` or `define`.
+        indirectEval('(function (exports, module, define, require) {\n' + source + '\n}).call(this)');
+        return global[name];
+      },
+      set: function assay_bundled_set(value) { assay_define_global(name, value); },
       configurable: true, enumerable: false
     });
   });

@@ -58,15 +58,29 @@ shown in full up to 120 characters (Chai abbreviates past 40, which leaves a mon
 saying ``{ Object (id, name, ...) }``), and strings longer than 200 characters are cut, so an
 assertion on a large body does not put the whole body into the result.
 
-Not provided (Runscope bundles them): CryptoJS, Underscore, Moment, Marked and the ``hmac``
-helpers. Script libraries can supply what a team needs.
+Bundled libraries (as in Runscope)
+----------------------------------
+``CryptoJS`` (crypto-js), ``_`` (Underscore) and ``moment`` (Moment, English locale only), at the
+versions runner-image/runner/apitest/jslibs/package-lock.json pins; `make deps` (or
+hack/vendor-js.sh) vendors them from the npm registry and the runner image does the same. A
+run evaluates a library the first time its script (or a script library) touches the global,
+and only then: a script that uses none pays nothing, and the library's time (CryptoJS about
+8 ms, Moment 5, Underscore 2) and memory (about 1 MiB for all three) count against the
+script's limits. A library is there only when the script or a script library names it in its
+text (``CryptoJS.MD5``, not ``globalThis['Crypto' + 'JS']``): copying the sources into every
+run would cost a third of a small script's run. A script or script library may define the same name (its own ``_``, say)
+and keeps its value. Without the vendored files a script that touches one fails with
+"ReferenceError: CryptoJS (crypto-js 4.2.0) is not installed in this runner: run make deps
+...". The sandbox has no secure random source, so CryptoJS functions that need randomness
+(``CryptoJS.lib.WordArray.random``, AES with a passphrase rather than a key and IV) fail.
+Not provided: Marked and the ``hmac`` helpers; script libraries can supply what a team needs.
 
 Isolation and limits
 --------------------
 Scripts run in worker processes (`workers`, at most WORKERS at once per runner process, each
 started with an empty environment and without the runner's package), each run in a fresh
 QuickJS context there (`script_engine`): libraries, then the script, then the results are
-read back; nothing survives into the next run. Inputs go in as one JSON text set as a global
+read back; nothing survives into the next run (a bundled library a script changed included). Inputs go in as one JSON text set as a global
 string (never spliced into source code) and results come out as one JSON text. Limits:
 
 * time: ``time_limit_s`` for the whole run. Inside the worker QuickJS interrupts JavaScript
