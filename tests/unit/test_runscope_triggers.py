@@ -76,7 +76,10 @@ class Kube:
         ]
 
     def namespace(self, name):
-        return {"metadata": {"name": name, "labels": {"assay.dev/org": "acme"}}}
+        return {"metadata": {"name": name, "uid": "ns-uid", "labels": {"assay.dev/org": "acme"}}}
+
+    def namespaces(self):
+        return [self.namespace("shop")]
 
     def read_config_map(self, namespace, name):
         return None
@@ -177,3 +180,13 @@ def test_a_batch_is_one_run_per_set_and_a_bad_set_starts_none(tests, kube):
     assert len(kube.requests) == 2
     with pytest.raises(NotFound):
         tests.trigger_batch("00000000-0000-0000-0000-000000000000", [TriggerSet()])
+
+
+def test_the_bucket_trigger_passes_the_region_to_each_test_and_counts_one_it_cannot_place(tests, kube):
+    bucket_id = tests.bucket_trigger_id(kube.namespace("shop"))
+    started = tests.trigger_bucket(bucket_id, TriggerSet.of([("runscope_region", "ap1")]))
+    assert [(r["region"], r["test_id"]) for r in started["runs"]] == [("ap1", UID)]
+    assert kube.requests[0]["regions"] == ["ap1"]
+    refused = tests.trigger_bucket(bucket_id, TriggerSet.of([("runscope_region", "mars1")]))
+    assert (refused["runs_started"], refused["runs_failed"], refused["runs_total"]) == (0, 1, 1)
+    assert len(kube.requests) == 1
