@@ -12,7 +12,7 @@ or a JSON object with the id and the run's options:
                 "overrideParameters": {"baseUrl": "https://staging.example"},
                 "labels": ["smoke"], "pool": "staging-users"}
     Monitor    {"id": "<request id>", "environment": "<environment name or id>",
-                "params": {"user": "alice"}}
+                "params": {"user": "alice"}, "regions": ["us1"], "remoteAgents": ["lab-1"]}
 
 Every field but `id` is optional; unknown fields are refused. The request id is any string of
 1 to 253 characters the requester chooses (a timestamp, a UUID, a Git commit): the run id is
@@ -40,6 +40,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic.alias_generators import to_camel
 
 RUN_REQUEST_ANNOTATION = "assay.dev/run-request"
+REGION_LABEL = "topology.kubernetes.io/region"
+AGENT_LABEL = "assay.dev/agent"
+"""The node labels a Monitor run's regions and remote agents select its nodes by."""
 RUN_REQUEST_CONDITION = "RunRequest"
 """The owner's status condition about its request: True started, False refused, Unknown pending."""
 MAX_NAME = 63
@@ -76,6 +79,8 @@ def run_id_for_request(name: str, uid: str, request_id: str) -> str:
 
 
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=253, strip_whitespace=True)]
+NodeLabelValue = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+"""A region code or a remote agent's name: a node label value (operator/monitorruns.py)."""
 
 
 class _Request(BaseModel):
@@ -120,6 +125,16 @@ class MonitorRunRequest(_Request):
     """An environment's name or id; the Monitor's default environment when unset."""
     params: dict[str, str] = {}
     """Variables that override the environment's initial variables."""
+    regions: list[NodeLabelValue] | None = Field(None, max_length=20)
+    """Run in these regions instead of the environment's (Runscope's `runscope_region`)."""
+    remote_agents: list[NodeLabelValue] | None = Field(None, max_length=20)
+    """Run on these remote agents (their names) instead of the environment's
+    (`runscope_agent`). Either field set replaces both of the environment's lists: a run
+    asked for in one region runs on none of the environment's agents, and the reverse."""
+
+    def places(self) -> bool:
+        """Whether the request says where to run, rather than leaving it to the environment."""
+        return self.regions is not None or self.remote_agents is not None
 
 
 RunRequest = Union[SuiteRunRequest, MonitorRunRequest]

@@ -34,7 +34,7 @@ from assay.crds.monitor import (
     SubtestStep,
     inherit_environment,
 )
-from assay.crds.runrequest import InvalidRunRequest, MonitorRunRequest, parse_run_request
+from assay.crds.runrequest import AGENT_LABEL, REGION_LABEL, InvalidRunRequest, MonitorRunRequest, parse_run_request
 
 from . import kube
 from .names import run_id_for_request
@@ -44,8 +44,6 @@ from .runs import Location, RunPlan, recorded_run_ids, start_run
 from .status import INVALID_SPEC
 
 PLURAL = "monitors"
-REGION_LABEL = "topology.kubernetes.io/region"
-AGENT_LABEL = "assay.dev/agent"
 SUBTESTS_FILE = "subtests.json"
 MAX_SUBTEST_DEPTH = 10
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -66,21 +64,25 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
-def locations_for(env: Environment | None) -> list[Location]:
-    """One Location per region and remote agent of the environment, as node selectors."""
-    if env is None:
+def locations_for(env: Environment | None, request: MonitorRunRequest | None = None) -> list[Location]:
+    """One Location per region and remote agent of the environment, as node selectors; the
+    request's regions and agents instead when it names any (`MonitorRunRequest.places`)."""
+    if request is not None and request.places():
+        where, regions, agents = "the run request", list(request.regions or []), list(request.remote_agents or [])
+    elif env is not None:
+        where, regions, agents = f"environment {env.name!r}", list(env.regions), [a.name for a in env.remote_agents]
+    else:
         return []
-    wanted = [(region, REGION_LABEL, region, env_name("region"), _slug(region)) for region in env.regions]
+    wanted = [(region, REGION_LABEL, region, env_name("region"), _slug(region)) for region in regions]
     wanted += [
-        (f"remote agent {agent.name!r}", AGENT_LABEL, agent.name, env_name("agent"), f"agent-{_slug(agent.name)}")
-        for agent in env.remote_agents
+        (f"remote agent {agent!r}", AGENT_LABEL, agent, env_name("agent"), f"agent-{_slug(agent)}") for agent in agents
     ]
     locations, seen = [], set()
     for what, label, value, variable, name in wanted:
         if not _LABEL_VALUE.match(value) or not name or name == "agent-" or len(name) > 63:
-            raise InvalidRunRequest(f"environment {env.name!r}: {what} is not a valid node label value")
+            raise InvalidRunRequest(f"{where}: {what} is not a valid node label value")
         if name in seen:
-            raise InvalidRunRequest(f"environment {env.name!r}: {what} appears twice")
+            raise InvalidRunRequest(f"{where}: {what} appears twice")
         seen.add(name)
         locations.append(Location(name=name, node_selector={label: value}, env={variable: value}))
     return locations
@@ -122,8 +124,8 @@ def with_parent_environments(owner: dict, shared: dict | None) -> dict:
 
 
 def plan_run(owner: dict, request: MonitorRunRequest, requested_at: str = "") -> RunPlan:
-    """Raises InvalidRunRequest for an environment the Monitor does not have, or one whose
-    regions cannot be node labels."""
+    """Raises InvalidRunRequest for an environment the Monitor does not have, or regions or
+    agents (the environment's or the request's) that cannot be node labels."""
     meta = owner["metadata"]
     env = find_environment(_spec(owner), request.environment)
     return RunPlan(
@@ -131,7 +133,7 @@ def plan_run(owner: dict, request: MonitorRunRequest, requested_at: str = "") ->
         request_id=request.id,
         runner_args=["monitor", "--subtests", f"{SPEC_MOUNT}/{SUBTESTS_FILE}"],
         options={"environment": env.name if env else None, "params": dict(request.params)},
-        locations=locations_for(env),
+        locations=locations_for(env, request),
         environment=env.name if env else None,
         requested_at=requested_at,
     )

@@ -1,11 +1,12 @@
 """The Runscope API (seeds/003), part one: the root resource, account, regions, buckets,
-tests, steps, environments (test and shared), schedules, revisions and the trigger URL.
+tests, steps, environments (test and shared), schedules, revisions and the trigger URLs (a
+test's, its batch URL and a bucket's).
 
 Paths are accepted as the document spells them, with and without `/v1` and with `/tests/` or
 `/test/`; `POST .../schedules` differs between the two versions (services/runscope_tests.py).
 Reads need `api:read` (and `test:read` for tests), changes to tests `test:write`, creating a
 bucket `message:write` and deleting one `bucket:write`, as the document describes the scopes.
-The trigger URL needs no token: its id is the capability. Every answer is Runscope's envelope
+The trigger URLs need no token: the id is the capability. Every answer is Runscope's envelope
 (runscope_wire), errors included.
 """
 
@@ -22,14 +23,23 @@ from ..auth import Principal, require_bearer
 from ..bodies import JsonBody, json_document
 from ..services import InvalidInput
 from ..services.runscope_buckets import UTILIZATION_THRESHOLD, RunscopeBuckets
-from ..services.runscope_tests import RunscopeTests
-from .runscope_wire import FAMILY, JSON_OBJECT_BODY, bucket_namespace, deleted, install_error_shape, ok, render_error
+from ..services.runscope_tests import MAX_BATCH, TRIGGER_CONTROL, RunscopeTests, TriggerSet
+from .runscope_wire import (
+    FAMILY,
+    JSON_ARRAY_BODY,
+    JSON_OBJECT_BODY,
+    bucket_namespace,
+    deleted,
+    install_error_shape,
+    ok,
+    render_error,
+)
 
 BUCKETS = ("/buckets/{bucket_key}", "/v1/buckets/{bucket_key}")
 TESTS = tuple(f"{bucket}/{tests}/{{test_id}}" for bucket in BUCKETS for tests in ("tests", "test"))
 TRIGGER_PREFIX = "/radar/"
-TRIGGER_CONTROL = "runscope_"
-"""Trigger parameters with this prefix steer the run (runscope_environment); the rest are variables."""
+LISTABLE = (TRIGGER_CONTROL + "region", TRIGGER_CONTROL + "agent")
+"""Trigger parameters a JSON body may give as a list."""
 
 STATUS_OF = {"GET": 200, "PUT": 200, "POST": 201, "DELETE": 204}
 """What each method's handlers answer (ok(..., status=201), deleted()), for the OpenAPI document."""
@@ -285,29 +295,57 @@ def build_router(services) -> APIRouter:
     async def bucket_trigger(trigger_id: str, request: Request):
         return await start(tests.trigger_bucket, trigger_id, request)
 
+    @router.post(TRIGGER_PREFIX + "{trigger_id}/batch", status_code=201, openapi_extra=JSON_ARRAY_BODY)
+    async def batch_trigger(trigger_id: str, request: Request):
+        query = list(request.query_params.multi_items())
+        sets = [TriggerSet.of(query, pairs) for pairs in await batch_body(request)]
+        return ok(await run_in_threadpool(tests.trigger_batch, trigger_id, sets), status=201)
+
     async def start(run: Callable, trigger_id: str, request: Request):
-        values = dict(request.query_params)
-        if request.method == "POST":
-            values.update(await trigger_body(request))
-        environment = values.pop(TRIGGER_CONTROL + "environment", None)
-        params = {k: v for k, v in values.items() if not k.startswith(TRIGGER_CONTROL)}
-        return ok(await run_in_threadpool(run, trigger_id, params, environment or None), status=201)
+        body = await trigger_body(request) if request.method == "POST" else []
+        parameters = TriggerSet.of(request.query_params.multi_items(), body)
+        return ok(await run_in_threadpool(run, trigger_id, parameters), status=201)
 
     return router
 
 
-async def trigger_body(request: Request) -> dict[str, str]:
-    """Variables in a trigger's POST body: a JSON object or a form; values become text."""
+async def trigger_body(request: Request) -> list[tuple[str, str]]:
+    """Parameters in a trigger's POST body: a JSON object or a form."""
     raw = await request.body()
     if not raw.strip():
-        return {}
+        return []
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type == "application/x-www-form-urlencoded":
-        return dict(parse_qsl(raw.decode(errors="replace")))
+        return parse_qsl(raw.decode(errors="replace"))
     document = json_document(raw)
     if not isinstance(document, dict):
         raise InvalidInput("the body must be a JSON object of variables")
-    return {str(k): v if isinstance(v, str) else ("" if v is None else str(v)) for k, v in document.items()}
+    return parameter_pairs(document)
+
+
+async def batch_body(request: Request) -> list[list[tuple[str, str]]]:
+    """The batch trigger's body: a JSON array of 1 to MAX_BATCH objects, one run each."""
+    document = json_document(await request.body())
+    if not isinstance(document, list) or not all(isinstance(item, dict) for item in document):
+        raise InvalidInput("the body must be a JSON array of objects, one per run")
+    if not 1 <= len(document) <= MAX_BATCH:
+        raise InvalidInput(f"a batch holds 1 to {MAX_BATCH} runs, not {len(document)}")
+    return [parameter_pairs(item) for item in document]
+
+
+def parameter_pairs(document: dict) -> list[tuple[str, str]]:
+    """A JSON object's parameters as text; a list of regions or agents is one pair each."""
+    pairs = []
+    for key, value in document.items():
+        if key in LISTABLE and isinstance(value, list):
+            pairs += [(key, as_text(v)) for v in value]
+        else:
+            pairs.append((str(key), as_text(value)))
+    return pairs
+
+
+def as_text(value) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
 
 
 def install(app: FastAPI, services) -> None:

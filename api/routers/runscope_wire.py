@@ -94,6 +94,9 @@ NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 JSON_OBJECT_BODY = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
 """For endpoints that read their JSON body themselves (whatever the Content-Type)."""
+JSON_ARRAY_BODY = {
+    "requestBody": {"content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}
+}
 
 
 def ok(data: Any, status: int = 200, **meta: Any) -> JSONResponse:

@@ -20,6 +20,8 @@ from typing import Callable, Optional
 
 from kubernetes.client.rest import ApiException
 
+from assay.crds.runrequest import REGION_LABEL
+
 from ..auth import Principal
 from ..errors import ApiError
 from . import InvalidInput
@@ -28,7 +30,6 @@ from .runscope_mapping import epoch
 
 BUCKET_NAME_ANNOTATION = "assay.dev/bucket-name"
 DEFAULT_BUCKET_ANNOTATION = "assay.dev/default-bucket"
-REGION_LABEL = "topology.kubernetes.io/region"
 LOCATION_ANNOTATION = "assay.dev/region-location"
 MAX_BUCKET_NAME = 256
 IN_PROGRESS = ("Pending", "Running")

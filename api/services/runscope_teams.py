@@ -22,13 +22,14 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any, Iterable, Optional
 
+from assay.crds.runrequest import AGENT_LABEL
+
 from ..errors import ApiError
 from ..store import Store
 from . import Conflict, InvalidInput, NotFound
 
 PEOPLE, INVITES, GROUPS, ROLES = "runscope-people", "runscope-invites", "runscope-groups", "runscope-roles"
 EMAIL_DOMAINS, CUSTOM_EMAILS = "runscope-email-domains", "runscope-custom-emails"
-AGENT_LABEL = "assay.dev/agent"
 MAX_PEOPLE_PAGE = 200
 _EMAIL = re.compile(r"[^@\s,]{1,64}@([A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+)")
 _DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")

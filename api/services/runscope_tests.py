@@ -15,7 +15,9 @@ api/services/runs.py.
 The trigger id is HMAC(signing key, "runscope-trigger/" + Monitor uid), shaped as a UUID: a
 capability secret nobody stores, so the gateway finds a Monitor from it by computing each
 Monitor's id and comparing in constant time. A bucket's trigger id is the same over
-"bucket/" + the namespace's uid, and runs each of its tests.
+"bucket/" + the namespace's uid, and runs each of its tests. A trigger's parameters
+(TriggerSet) pick the environment and, optionally, the regions and remote agents the run goes
+to instead of the environment's (MonitorRunRequest.places).
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import re
 import secrets
 import time
 import uuid
-from typing import Any, Callable, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional
 
 from kubernetes.client.rest import ApiException
 
 from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP, inherit_environment
+from assay.crds.runrequest import AGENT_LABEL, REGION_LABEL
 
 from ..auth import Principal
 from . import Conflict, InvalidInput, NotFound, update
@@ -49,6 +53,42 @@ CREATED_AT_ANNOTATION = "assay.dev/created-at"
 tests of one multi-test create in their order."""
 MAX_BUCKET_ENVIRONMENTS = 100
 _PROCESS_KEY = secrets.token_bytes(32)
+TRIGGER_CONTROL = "runscope_"
+"""Trigger parameters with this prefix steer the run (TriggerSet); the rest are variables."""
+MAX_BATCH = 50
+"""Runs one batch trigger may ask for, as Runscope's batch trigger URL takes."""
+
+
+@dataclass
+class TriggerSet:
+    """One run's parameters at a trigger URL: `runscope_environment` (an id or a name),
+    `runscope_region` and `runscope_agent` (each repeatable or comma-separated; None when not
+    given, so the environment's apply) and the initial variables. Other `runscope_`
+    parameters (`runscope_notification_url`) are reserved and ignored."""
+
+    environment: Optional[str] = None
+    regions: Optional[list[str]] = None
+    agents: Optional[list[str]] = None
+    params: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, *sources: Iterable[tuple[str, str]]) -> "TriggerSet":
+        """The parameters of `sources` (the query, then a body); a later source's value of a
+        parameter replaces an earlier one's."""
+        run = cls()
+        for pairs in sources:
+            given: dict[str, list[str]] = {}
+            for key, value in pairs:
+                if key == TRIGGER_CONTROL + "environment":
+                    run.environment = value or None
+                elif key in (TRIGGER_CONTROL + "region", TRIGGER_CONTROL + "agent"):
+                    listed = given.setdefault(key, [])
+                    listed += [p.strip() for p in value.split(",") if p.strip() and p.strip() not in listed]
+                elif not key.startswith(TRIGGER_CONTROL):
+                    run.params[key] = value
+            run.regions = given.get(TRIGGER_CONTROL + "region") or run.regions
+            run.agents = given.get(TRIGGER_CONTROL + "agent") or run.agents
+        return run
 
 
 def monitor_by_test_id(kube, namespace: str, test_id: str) -> Optional[dict]:
@@ -537,13 +577,34 @@ class RunscopeTests:
                 found = monitor
         return found
 
-    def trigger(self, trigger_id: str, params: dict[str, str], environment: Optional[str]) -> dict:
+    def trigger(self, trigger_id: str, run: TriggerSet) -> dict:
+        monitor = self._triggered_monitor(trigger_id)
+        meta = monitor["metadata"]
+        runs = self._request(monitor, self._plan(monitor, run))
+        return _trigger_answer(runs, 0, f"{self.public_url}/buckets/{meta['namespace']}/tests/{meta['uid']}/results")
+
+    def trigger_batch(self, trigger_id: str, sets: list[TriggerSet]) -> dict:
+        """One run per set, in order. Every set is planned before any run is asked for, so a
+        set naming an unknown environment, region or agent starts nothing; a run whose
+        request cannot be placed in time (`RunRequests`) counts as failed."""
+        monitor = self._triggered_monitor(trigger_id)
+        meta = monitor["metadata"]
+        plans = [self._plan(monitor, run) for run in sets]
+        runs, failed = [], 0
+        for index, plan in enumerate(plans):
+            try:
+                runs.extend(self._request(monitor, plan, just_read=index == 0))
+            except Conflict:
+                failed += 1
+        return _trigger_answer(
+            runs, failed, f"{self.public_url}/buckets/{meta['namespace']}/tests/{meta['uid']}/results"
+        )
+
+    def _triggered_monitor(self, trigger_id: str) -> dict:
         monitor = self.monitor_by_trigger_id(trigger_id)
         if monitor is None or not _trigger_enabled(monitor):
             raise NotFound("trigger not found")
-        meta = monitor["metadata"]
-        runs = self._start(monitor, params, environment)
-        return _trigger_answer(runs, 0, f"{self.public_url}/buckets/{meta['namespace']}/tests/{meta['uid']}/results")
+        return monitor
 
     def bucket_trigger_id(self, namespace: dict) -> str:
         return trigger_id_for(self.trigger_key, "bucket/" + namespace["metadata"]["uid"])
@@ -551,10 +612,10 @@ class RunscopeTests:
     def bucket_trigger_url(self, namespace: dict) -> str:
         return f"{self.public_url}/radar/bucket/{self.bucket_trigger_id(namespace)}/trigger"
 
-    def trigger_bucket(self, trigger_id: str, params: dict[str, str], environment: Optional[str]) -> dict:
+    def trigger_bucket(self, trigger_id: str, run: TriggerSet) -> dict:
         """Runs every test of the bucket whose trigger is enabled; a test without the environment
-        named, or whose previous run has not started yet, counts as a failed run instead of
-        failing the others."""
+        named (or the region or agent), or whose previous run has not started yet, counts as a
+        failed run instead of failing the others."""
         found = None
         for namespace in self.kube.namespaces():
             if same_id(self.bucket_trigger_id(namespace), trigger_id):
@@ -567,38 +628,86 @@ class RunscopeTests:
             if not _trigger_enabled(monitor):
                 continue
             try:
-                runs.extend(self._start(monitor, params, environment))
+                runs.extend(self._request(monitor, self._plan(monitor, run)))
             except (InvalidInput, Conflict):
                 failed += 1
         return _trigger_answer(runs, failed, f"{self.public_url}/buckets/{name}/tests")
 
-    def _start(self, monitor: dict, params: dict[str, str], environment: Optional[str]) -> list[dict]:
+    def _plan(self, monitor: dict, run: TriggerSet) -> dict:
+        """The run request's options and where the run goes, for `monitor` and one parameter
+        set; raises InvalidInput for an environment, region or agent it cannot run in."""
         namespace, spec = monitor["metadata"]["namespace"], monitor.get("spec") or {}
-        if environment is not None:
-            env = next((e for e in spec.get("environments") or [] if environment in (e.get("id"), e.get("name"))), None)
+        if run.environment is not None:
+            envs = spec.get("environments") or []
+            # A shared environment's id (the bucket trigger's documented form) names the test's
+            # environment inheriting from it.
+            env = next((e for e in envs if run.environment in (e.get("id"), e.get("name"))), None) or next(
+                (e for e in envs if e.get("parentEnvironmentId") == run.environment), None
+            )
             if env is None:
-                raise InvalidInput(f"runscope_environment: the test has no environment {environment!r}")
+                raise InvalidInput(f"runscope_environment: the test has no environment {run.environment!r}")
         else:
             env = mapping.environment_by_id(spec, mapping.default_environment_id(spec) or "")
         if env and env.get("parentEnvironmentId"):
             env = inherit_environment(env, self._shared(namespace)[1].get(env["parentEnvironmentId"]))
-        meta = monitor["metadata"]
+        env = env or {}
+        env_agents = [a for a in env.get("remoteAgents") or [] if isinstance(a, dict) and a.get("name")]
+        # Each agent as (node label value, the id the answer shows).
+        agents = [(a["name"], a.get("uuid") or a["name"]) for a in env_agents]
+        regions = list(env.get("regions") or [])
+        placed = run.regions is not None or run.agents is not None
+        if placed:
+            # Either parameter replaces both of the environment's lists (MonitorRunRequest.places).
+            known = set(regions) | (self._node_regions() if run.regions else set())
+            regions, agents = list(run.regions or []), [self._agent(namespace, env_agents, a) for a in run.agents or []]
+            for region in regions:
+                if region not in known:
+                    raise InvalidInput(f"runscope_region: there is no region {region!r}")
+        options: dict[str, Any] = {"environment": env.get("id") or None, "params": run.params}
+        if placed:
+            options["regions"], options["remoteAgents"] = regions, [name for name, _ in agents]
+        places = [(region, None) for region in regions] + [(None, shown) for _, shown in agents]
+        return {"options": options, "env": env, "places": places or [(None, None)], "params": run.params}
+
+    def _node_regions(self) -> set[str]:
+        return {(n["metadata"].get("labels") or {}).get(REGION_LABEL) for n in self.kube.nodes(REGION_LABEL)} - {None}
+
+    def _agent(self, namespace: str, env_agents: list[dict], wanted: str) -> tuple[str, str]:
+        """A remote agent by the environment's uuid or name for it, or one of the bucket's
+        team's agent nodes by its agent id (the node's uid, as the team's agents list shows
+        it) or name; never another team's."""
+        for agent in env_agents:
+            if wanted in (agent.get("uuid"), agent["name"]):
+                return agent["name"], agent.get("uuid") or agent["name"]
+        team = ((self.kube.namespace(namespace).get("metadata") or {}).get("labels") or {}).get(self.settings.org_label)
+        if team:
+            for node in self.kube.nodes(f"{AGENT_LABEL},{self.settings.org_label}={team}"):
+                meta = node["metadata"]
+                name = (meta.get("labels") or {}).get(AGENT_LABEL)
+                if wanted in (meta.get("uid"), name):
+                    return name, meta.get("uid") or name
+        raise InvalidInput(f"runscope_agent: there is no remote agent {wanted!r}")
+
+    def _request(self, monitor: dict, plan: dict, *, just_read: bool = True) -> list[dict]:
+        """`just_read`: `monitor` is as the API server has it now, which spares a read."""
+        namespace, spec, meta = monitor["metadata"]["namespace"], monitor.get("spec") or {}, monitor["metadata"]
         run_id = self.runs.request(
             "Monitor",
             namespace,
             meta["name"],
-            {"environment": (env or {}).get("id") or None, "params": params},
-            owner=monitor,
+            plan["options"],
+            owner=monitor if just_read else None,
             busy="the previous run of this test has not started yet; try again shortly",
         )
         record_source(self.store, namespace, run_id, "trigger")
         test_url = f"{self.public_url}/buckets/{namespace}/tests/{meta['uid']}"
+        env = plan["env"]
         return [
             {
-                "agent": None,
+                "agent": agent,
                 "bucket_key": namespace,
-                "environment_id": env.get("id") if env else None,
-                "environment_name": env.get("name") if env else None,
+                "environment_id": env.get("id"),
+                "environment_name": env.get("name"),
                 "region": region,
                 "status": "init",
                 "test_id": meta["uid"],
@@ -607,9 +716,9 @@ class RunscopeTests:
                 "test_run_url": f"{test_url}/results/{run_id}",
                 "test_url": test_url,
                 "url": f"{test_url}/results/{run_id}",
-                "variables": params,
+                "variables": plan["params"],
             }
-            for region in ((env or {}).get("regions") or [None])
+            for region, agent in plan["places"]
         ]
 
 

@@ -160,6 +160,23 @@ def test_a_monitor_run_in_two_regions_and_an_agent_is_one_job_per_location():
     assert all(j["spec"]["ttlSecondsAfterFinished"] == 3600 for j in jobs)
 
 
+def test_a_request_naming_regions_or_agents_runs_there_instead_of_the_environments_locations():
+    def locations(**where):
+        request = parse_run_request(
+            annotated(MONITOR, json.dumps({"id": "r", "environment": "prod", **where}))["metadata"]["annotations"],
+            MonitorRunRequest,
+        )
+        return [(loc.name, loc.node_selector) for loc in monitor_kind.plan_run(MONITOR, request).locations]
+
+    assert locations(regions=["eu1"]) == [("eu1", {"topology.kubernetes.io/region": "eu1"})]
+    # An agent the environment does not list runs on that agent's nodes, and in no region.
+    assert locations(remoteAgents=["lab"]) == [("agent-lab", {"assay.dev/agent": "lab"})]
+    assert [name for name, _ in locations(regions=["ap1"], remoteAgents=["dc-berlin"])] == ["ap1", "agent-dc-berlin"]
+    assert len(locations()) == 3
+    state = monitor_kind.request_state(annotated(MONITOR, '{"id": "r", "regions": ["us east"]}'))
+    assert "the run request" in state.error and "not a valid node label value" in state.error
+
+
 def test_a_monitor_without_regions_runs_one_job_anywhere_in_its_default_environment():
     owner = annotated(MONITOR, "r-1")
     plan = monitor_kind.plan_run(owner, MonitorRunRequest(id="r-1"))

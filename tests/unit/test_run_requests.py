@@ -43,6 +43,10 @@ def test_the_annotation_is_what_the_operator_reads():
         parse_run_request({RUN_REQUEST_ANNOTATION: with_environment.annotation()}, MonitorRunRequest)
         == with_environment
     )
+    placed = MonitorRunRequest(id="r-4", regions=["us1"], remote_agents=[])
+    assert json.loads(placed.annotation()) == {"id": "r-4", "params": {}, "regions": ["us1"], "remoteAgents": []}
+    assert parse_run_request({RUN_REQUEST_ANNOTATION: placed.annotation()}, MonitorRunRequest) == placed
+    assert placed.places() and not monitor.places()
 
 
 def test_the_request_id_is_read_whatever_the_options():
