@@ -81,3 +81,40 @@ def verdict(passed: bool) -> RunResult:
 def has_finished(entry: dict) -> bool:
     """Whether a run as stored (camelCase dict) has finished: it has a verdict."""
     return entry.get("result") is not None
+
+
+# How v1alpha1 spelled runs before this record, for statuses written by an older operator.
+_OLD_VERDICTS = {"PASSED": "Passed", "FAILED": "Failed", "pass": "Passed", "fail": "Failed"}
+_OLD_STATES = {*_OLD_VERDICTS, "RUNNING", "working"}
+_OLD_FIELDS = ("status", "startedAt", "finishedAt", "endTime", "successRate", "progress")
+
+
+def upgraded(entry: dict) -> dict:
+    """A stored run entry in this record's fields. An older operator wrote TestSuite runs as
+    `status` PASSED/FAILED/RUNNING with `endTime`, Monitor runs as `result` pass/fail/working
+    with `startedAt`/`finishedAt`; the API server now refuses those values, so a status that
+    still holds one could never be written again. Today's entries come back unchanged."""
+    state = entry.get("status") if "status" in entry else entry.get("result")
+    if state not in _OLD_STATES and not any(k in entry for k in _OLD_FIELDS):
+        return entry
+    verdict = _OLD_VERDICTS.get(state) if state in _OLD_STATES else entry.get("result")
+    record = {k: v for k, v in entry.items() if k not in _OLD_FIELDS}
+    record.update(
+        result=verdict,
+        phase=entry.get("phase") or ("Succeeded" if verdict else "Running"),
+        startTime=entry.get("startTime") or entry.get("startedAt"),
+        completionTime=entry.get("completionTime") or entry.get("endTime") or entry.get("finishedAt"),
+    )
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def upgraded_runs(status: dict) -> dict:
+    """The `lastRun` and `history` of a TestSuite's or Monitor's status that `upgraded` changes
+    (empty when there is nothing to upgrade)."""
+    changed: dict = {}
+    if status.get("lastRun") and upgraded(status["lastRun"]) != status["lastRun"]:
+        changed["lastRun"] = upgraded(status["lastRun"])
+    history = [upgraded(e) for e in status.get("history") or []]
+    if history != (status.get("history") or []):
+        changed["history"] = history
+    return changed

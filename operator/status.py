@@ -16,6 +16,7 @@ from typing import Callable
 import kopf
 
 from assay.crds.contracts import optimistic
+from assay.crds.runs import upgraded_runs
 
 from . import kube
 
@@ -27,6 +28,7 @@ PLURALS = {
     "ClientCredential": "clientcredentials",
 }
 INVALID_SPEC = "InvalidSpec"
+UPGRADED_KINDS = ("Monitor", "TestSuite")
 MAX_MESSAGE = 1000
 
 
@@ -60,7 +62,16 @@ def update_status(
         return reads.pop() if reads else kube.read_custom(plural, namespace, name)
 
     def change(obj: dict | None) -> dict | None:
-        return None if obj is None else compute(obj)
+        if obj is None:
+            return None
+        # Runs an older operator recorded are written back in today's record with whatever
+        # this write changes: the API server would refuse any status write while they remain.
+        stored = obj.get("status") or {}
+        carried = upgraded_runs(stored) if kind in UPGRADED_KINDS else {}
+        status = compute({**obj, "status": {**stored, **carried}} if carried else obj)
+        if status is None and not carried:
+            return None
+        return {**carried, **(status or {})}
 
     def write(obj: dict, status: dict) -> Written:
         before = obj.get("status") or {}

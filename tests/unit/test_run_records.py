@@ -86,3 +86,49 @@ def test_the_dashboard_and_runscope_read_monitor_runs_from_the_records():
     assert (pending["status"], pending["result"], pending["finished_at"]) == ("working", "working", None)
     failed = last_run_to_runscope({"lastRun": {**passed, "result": "Failed"}}, spec, "team-a", "t-1", "http://gw")
     assert failed["result"] == "fail"
+
+
+def test_runs_an_older_operator_recorded_read_as_todays_records():
+    from assay.crds import MonitorStatus, TestSuiteStatus
+    from assay.crds.runs import upgraded, upgraded_runs
+
+    suite = {
+        "runId": "s-1",
+        "status": "PASSED",
+        "startTime": "2026-01-01T00:00:00Z",
+        "endTime": "2026-01-01T00:00:05Z",
+        "progress": "2/2",
+        "successRate": 100.0,
+    }
+    running = {"runId": "s-2", "status": "RUNNING", "startTime": "2026-01-01T00:01:00Z", "progress": "0/2"}
+    monitor = {
+        "runId": "m-1",
+        "result": "fail",
+        "startedAt": "2026-01-01T00:00:00Z",
+        "finishedAt": "2026-01-01T00:00:02Z",
+        "environment": "prod",
+        "responseTimeMs": 8,
+    }
+    assert upgraded(suite) == {
+        "runId": "s-1",
+        "phase": "Succeeded",
+        "result": "Passed",
+        "startTime": "2026-01-01T00:00:00Z",
+        "completionTime": "2026-01-01T00:00:05Z",
+    }
+    assert upgraded(running) == {"runId": "s-2", "phase": "Running", "startTime": "2026-01-01T00:01:00Z"}
+    assert upgraded(monitor) == {
+        "runId": "m-1",
+        "phase": "Succeeded",
+        "result": "Failed",
+        "environment": "prod",
+        "responseTimeMs": 8,
+        "startTime": "2026-01-01T00:00:00Z",
+        "completionTime": "2026-01-01T00:00:02Z",
+    }
+    # What the upgrade writes is valid under today's models; today's records are left alone.
+    changed = upgraded_runs({"lastRun": suite, "history": [running, suite]})
+    TestSuiteStatus.model_validate(changed)
+    MonitorStatus.model_validate({"history": [upgraded(monitor)]})
+    assert upgraded(FINISHED) is FINISHED
+    assert upgraded_runs({"lastRun": FINISHED, "history": [FINISHED]}) == {}
