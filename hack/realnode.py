@@ -107,7 +107,10 @@ def base_dir(state_dir: Path) -> Path:
 
 
 def _run(*argv: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=check, capture_output=True, text=True, input=input)
+    result = subprocess.run(argv, capture_output=True, text=True, input=input)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"realnode: {' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
 
 
 # --- certificates -------------------------------------------------------------------------
@@ -517,7 +520,9 @@ def corefile(kubeconfig: Path, health_port: int) -> str:
 def up(state_dir: Path = localkube.DEFAULT_DIR, log=print) -> NodeState:
     state_dir = state_dir.resolve()
     existing = NodeState.load(state_dir)
-    if existing and set(existing.pids) == set(STOP_ORDER) and all(map(localkube._alive, existing.pids.values())):
+    control = localkube.ClusterState.load(state_dir)
+    pids = [*(existing.pids.values() if existing else []), *(control.pids.values() if control else [])]
+    if existing and set(existing.pids) == set(STOP_ORDER) and control and all(map(localkube._alive, pids)):
         log(f"realnode: already running, kubeconfig {existing.kubeconfig}")
         return existing
     owner = link_alias(NODE_BRIDGE)

@@ -84,6 +84,26 @@ spec: {{selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}
     assert "serving on :8080" in realnode.kubectl("logs", "web", "-n", node_namespace).stdout
 
 
+def test_pods_reach_the_api_server_through_the_kubernetes_service(realnode, node_namespace):
+    # In-cluster clients use https://kubernetes.default; plain HTTP to it gets the API
+    # server's own TLS refusal, which only the API server behind the Service can send.
+    realnode.kubectl(
+        "run",
+        "api",
+        "-n",
+        node_namespace,
+        f"--image={realnode.tiny_image}",
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--",
+        "fetch",
+        "http://kubernetes.default:443/",
+    )
+    realnode.wait_for("the pod to finish", lambda: phase(realnode, node_namespace, "api") in ("Succeeded", "Failed"))
+    logs = realnode.kubectl("logs", "api", "-n", node_namespace).stdout
+    assert logs.startswith("400 Client sent an HTTP request to an HTTPS server"), logs
+
+
 def test_pods_reach_nothing_off_the_machine(realnode, node_namespace):
     # TEST-NET-1: no pod, Service or node address covers it, so the forward guard drops it.
     realnode.kubectl(
