@@ -355,3 +355,21 @@ def test_a_shard_without_unique_rows_runs_no_iteration_rather_than_reuse_another
         spec = pool_spec(app.url, {"users": 3, "iterations": 2, "shards": 3}, 2, mode="unique")
         counts = [run(run_load_shard(spec, shard, 3)).total.count for shard in range(3)]
     assert counts == [1, 1, 0] and sent_rows(app) == {"0": 1, "1": 1}
+
+
+@pytest.mark.parametrize(
+    "load", [{"users": 2, "iterations": 5}, {"model": "open", "arrivalRate": 20, "duration": "1s"}]
+)
+def test_iterations_under_way_finish_when_the_unique_rows_run_out(load):
+    with App() as app:
+        spec = spec_of(
+            app.url,
+            [{"name": "a", "url": "/page?n={{n}}"}, {"name": "b", "url": "/slow?n={{n}}"}],
+            load,
+            parameterPools=[{"name": "ids", "csv": "n\n0\n1\n2\n", "mode": "unique"}],
+        )
+        metrics = run(run_load_shard(spec, 0, 1))
+    assert not metrics.aborted
+    assert sorted((r["path"], r["query"]["n"]) for r in app.seen) == sorted(
+        (path, str(n)) for n in range(3) for path in ("/page", "/slow")
+    )

@@ -32,9 +32,11 @@ whole chain: its time, its bytes, and the hops in the `redirects` count.
 Think time (constant or drawn from a distribution: profile.think_sampler) follows every
 request of a flow in the closed model (so a one-request flow paces too); in the open model
 it separates the requests of an iteration, and the arrival rate paces the iterations. A
-flow's `pacing` makes a closed-model iteration last at least that long. When the profile ends no new request starts; requests in flight
-complete (or time out), so every request the target saw is counted. An abort stops new
-requests at once and gives those in flight `ABORT_GRACE_SECONDS` before cancelling them.
+flow's `pacing` makes a closed-model iteration last at least that long. When the profile
+ends no new request starts; requests in flight complete (or time out), so every request
+the target saw is counted. An abort stops new requests at once and gives those in flight
+`ABORT_GRACE_SECONDS` before cancelling them. A `unique` pool whose rows run out either
+aborts (`whenExhausted: fail`) or lets the iterations under way finish and starts no more.
 
 `on_progress` is called about once a second with a `Progress`: throughput, errors and the
 p95 of the last few seconds.
@@ -50,9 +52,8 @@ import os
 import ssl
 import sys
 import time
-from collections.abc import Mapping
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -275,7 +276,14 @@ class _Pool:
 class _Flow:
     __slots__ = ("name", "requests", "think", "draw_think", "pacing", "pools")
 
-    def __init__(self, name: str, requests: list[_Request], think, pools: list[_Pool], pacing: Optional[float] = None):
+    def __init__(
+        self,
+        name: str,
+        requests: list[_Request],
+        think: float | Callable[[], float],
+        pools: list[_Pool],
+        pacing: Optional[float] = None,
+    ):
         self.name, self.requests, self.pools, self.pacing = name, requests, pools, pacing
         # A constant think time stays a number: no call per pause.
         self.think, self.draw_think = (0.0, think) if callable(think) else (think, None)
@@ -372,6 +380,8 @@ class _ShardRun:
         self.flows, self.names = _compile(spec, shard, shards)
         self.order = weighted_order([flow.weight for flow in spec.flows])
         self.stopping = False
+        self.draining = False
+        """No new iterations (a unique pool ran out); those under way finish."""
         self.aborted = False
         self.abort_reason: Optional[str] = None
         self.dropped = 0
@@ -508,7 +518,7 @@ class _ShardRun:
         return jar
 
     def _exhausted(self, pool: _Pool) -> None:
-        if self.stopping:
+        if self.stopping or self.draining:
             return
         message = f"parameter pool {pool.name!r}: all {len(pool.rows)} unique rows of shard {self.shard} are used"
         if pool.fail_when_exhausted:
@@ -516,7 +526,7 @@ class _ShardRun:
         else:
             # Not an error: the run ends as a run that had no more data would.
             print(f"assay-runner: {message}; no new iterations", file=sys.stderr)
-            self.stopping = True
+            self.draining = True
 
     # -- closed model ------------------------------------------------------------------------
 
@@ -532,14 +542,18 @@ class _ShardRun:
             delay = self.t0 + start - perf()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if self.stopping:
+            if self.stopping or self.draining:
                 return
             stop_at = self.t0 + stop
             rec.active += 1
             if rec.active > rec.peak:
                 rec.peak = rec.active
             try:
-                while not self.stopping and perf() < stop_at and (iterations is None or done < iterations):
+                while (
+                    not (self.stopping or self.draining)
+                    and perf() < stop_at
+                    and (iterations is None or done < iterations)
+                ):
                     jar = await self._iteration(flows[order[(user + done) % cycle]], None, stop_at, True, local, jar)
                     if clear:
                         jar = None
@@ -571,7 +585,7 @@ class _ShardRun:
             delay = due - perf()
             if delay > 0.0005:
                 await asyncio.sleep(delay)
-            if self.stopping:
+            if self.stopping or self.draining:
                 break
             job = (number, due)
             while idle:
