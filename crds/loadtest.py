@@ -66,9 +66,13 @@ class ThinkTime(AssayModel):
 
     distribution: Literal["constant", "uniform", "normal", "exponential"] = "constant"
     mean: Optional[Duration] = None
+    """The pause of constant, the average of normal and exponential."""
     std_dev: Optional[Duration] = None
+    """normal: the standard deviation."""
     min: Optional[Duration] = None
+    """The shortest pause drawn (uniform: required)."""
     max: Optional[Duration] = None
+    """The longest pause drawn (uniform: required)."""
 
     validation_rules = (
         Rule(
