@@ -84,3 +84,15 @@ def test_secure_cookies_go_over_https_only_and_httponly_changes_nothing():
 def test_values_with_equals_signs_and_quotes_are_kept_as_sent():
     jar = jar_with("t=a=b==; Path=/", 'q="x y"; Path=/')
     assert jar.header("shop.example.com", "/", False, NOW) == 't=a=b==; q="x y"'
+
+
+def test_a_refreshed_cookie_keeps_living_and_a_changed_one_is_sent_at_once():
+    jar = jar_with("sid=1; Path=/; Max-Age=10")
+    assert jar.header("shop.example.com", "/", False, NOW) == "sid=1"
+    jar.store(["sid=1; Path=/; Max-Age=10"], "shop.example.com", "/", now=NOW + 8)
+    assert jar.header("shop.example.com", "/", False, NOW + 15) == "sid=1"
+    assert jar.header("shop.example.com", "/", False, NOW + 18) is None
+    jar.store(["sid=2; Path=/"], "shop.example.com", "/", now=NOW + 20)
+    assert jar.header("shop.example.com", "/", False, NOW + 20) == "sid=2"
+    jar.store(["sid=3; Path=/"], "shop.example.com", "/", now=NOW + 21)
+    assert jar.header("shop.example.com", "/", False, NOW + 21) == "sid=3"
