@@ -14,9 +14,10 @@ listed after it):
     client     HttpClient, RequestError, prepare(): HTTP/1.1 on asyncio Protocols + httptools
     histogram  Histogram: sparse HdrHistogram with the HdrHistogram V2 wire encoding
 
-Templates are the API-test engine's (`assay.runner.apitest.templating`: variables and
-helpers such as `{{uuid}}` or `{{hmac_sha256(key, body)}}`), compiled once per run
-(CompiledTemplate) so that a request without `{{` costs nothing and plain variables a join.
+Templates are the API-test engine's language (`assay.runner.templating`, shared by both
+engines: variables and helpers such as `{{uuid}}` or `{{hmac_sha256(key, body)}}`),
+compiled once per run (CompiledTemplate) so that a request without `{{` costs nothing and
+plain variables a join.
 """
 
 from .criteria import AbortWatchdog, evaluate

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 from assay.crds.common import Assertion, Variable
 
 from .client import Response
-from ..apitest.templating import CompiledTemplate
+from ..templating import CompiledTemplate
 
 MISSING = object()
 """What a source yields for something that is not in the response."""

@@ -64,7 +64,7 @@ from assay.crds.contracts.histogram import Histogram
 from assay.crds.contracts.runner_settings import env_name
 from assay.crds.loadtest import LoadParameterPool, LoadRequest, LoadTestSpec
 
-from ..apitest.templating import CompiledTemplate, TemplateError
+from ..templating import CompiledTemplate, TemplateError
 from ..egress import EgressPolicy
 from . import criteria as criteria_module
 from .checks import CompiledAssertion, CompiledExtraction, ResponseView, needs_body
@@ -172,6 +172,21 @@ def redirected(request: PreparedRequest, status: int, location: str) -> Prepared
     if origin.key != request.origin.key:
         headers = [(n, v) for n, v in headers if n.lower() not in _CROSS_ORIGIN_DROPPED]
     return encode_request(method, origin, target, headers, body)
+
+
+def pause(seconds: float) -> asyncio.Future:
+    """`await pause(s)` is `await asyncio.sleep(s)` without sleep's own coroutine: a virtual
+    user in think time is a few hundred bytes smaller, which 10,000 of them notice. (A
+    cancelled pause leaves its timer to fire into the cancelled future, harmlessly.)"""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    loop.call_later(seconds, _wake, future)
+    return future
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 # --- the compiled plan ------------------------------------------------------------------------
@@ -510,11 +525,11 @@ class _ShardRun:
                 remaining = stop_at - perf()
                 if remaining <= 0:
                     return jar
-                await asyncio.sleep(think if think < remaining else remaining)
+                await pause(think if think < remaining else remaining)
         if closed and flow.pacing is not None:
             wait = min(began + flow.pacing, stop_at) - perf()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await pause(wait)
         return jar
 
     def _exhausted(self, pool: _Pool) -> None:
@@ -541,7 +556,7 @@ class _ShardRun:
         for start, stop in windows:
             delay = self.t0 + start - perf()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await pause(delay)
             if self.stopping or self.draining:
                 return
             stop_at = self.t0 + stop

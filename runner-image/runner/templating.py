@@ -1,4 +1,5 @@
-"""`{{name}}` templates, as Runscope renders them in requests, assertions and conditions.
+"""`{{name}}` templates, as Runscope renders them: the one template language of the API-test
+engine (requests, assertions, conditions) and the load engine (requests, assertion values).
 
 Syntax
     `{{name}}`             the value of variable `name`; an unknown variable renders as ""
