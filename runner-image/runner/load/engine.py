@@ -210,6 +210,7 @@ class _Request:
         "status_asserted",
         "checks",
         "max_redirects",
+        "fixed_url",
     )
 
     def __init__(
@@ -239,6 +240,13 @@ class _Request:
         self.status_asserted = any(a.source == "response_status" for a in request.assertions)
         self.keep_body = needs_body(request.assertions, request.extract)
         self.checks = bool(self.assertions or self.extractions)
+        self.fixed_url = None
+        if self.url.is_static:
+            # Only headers or the body vary: the URL is parsed once, not per request.
+            try:
+                self.fixed_url = split_url(self.url.text)
+            except ValueError as exc:
+                raise LoadSpecError(f"request {self.name!r}: {exc}") from None
         static = (
             self.url.is_static
             and all(t.is_static for _, t in self.headers)
@@ -255,7 +263,7 @@ class _Request:
 
     def _render(self, variables: Mapping[str, str]) -> PreparedRequest:
         try:
-            origin, target = split_url(self.url.render(variables))
+            origin, target = self.fixed_url or split_url(self.url.render(variables))
             headers = [(name, t.render(variables)) for name, t in self.headers]
             body = self.body.render(variables) if self.body is not None else None
             return encode_request(self.method, origin, target, headers, body)
