@@ -199,8 +199,9 @@ class LoadParameterPool(ParameterPool):
     in the open model every iteration is a new user); unique: every row is used at most
     once in the whole run (row i belongs to shard i % shards), see `whenExhausted`."""
     when_exhausted: Optional[Literal["stop", "fail"]] = None
-    """unique mode, when a shard has used all its rows: stop (when unset) starts no more iterations and
-    ends the run normally; fail aborts the run (its result is failed) naming the pool."""
+    """unique mode, when a shard has used all its rows: stop (when unset) lets the iterations
+    under way finish, starts no more and ends the run normally; fail aborts the run (result
+    Aborted, the message naming the pool)."""
 
 
 # --- pass/fail criteria -----------------------------------------------------------------------
