@@ -435,6 +435,7 @@ class _ShardRun:
         t0 = start if due is None or due > start else due
         sent = received = hops = 0
         error = -1
+        timeout = req.timeout
         try:
             while True:
                 data = None
@@ -444,7 +445,7 @@ class _ShardRun:
                         data = prepared.with_cookie(cookie)
                 size = len(data if data is not None else prepared.data)
                 try:
-                    response = await self.client.send(prepared, req.timeout - (perf() - start), req.keep_body, data)
+                    response = await self.client.send(prepared, timeout, req.keep_body, data)
                 except RequestError as exc:
                     if exc.kind != CONNECT:
                         sent += size
@@ -465,6 +466,7 @@ class _ShardRun:
                 except ValueError as exc:
                     raise RequestError(OTHER, f"redirect to {location!r}: {exc}") from None
                 hops += 1
+                timeout = req.timeout - (perf() - start)
         except RequestError as exc:
             end = perf()
             error = _KIND[exc.kind]
