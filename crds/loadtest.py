@@ -21,6 +21,7 @@ from .common import (
     Rule,
     StatusModel,
     Url,
+    parse_duration,
 )
 from .runs import RunState
 from .schema import CrdKind, PrinterColumn
@@ -31,8 +32,77 @@ MAX_STAGES = 50
 MAX_POOLS = 20
 MAX_CRITERIA = 20
 
-LoadRequest = HttpRequest
-"""A request of a load-test flow; the same shape as every other Assay HTTP request."""
+MAX_REDIRECTS = 50
+
+
+class LoadRequest(HttpRequest):
+    """A request of a load-test flow: every other Assay HTTP request's shape, plus how it
+    follows redirects."""
+
+    max_redirects: Optional[int] = Field(default=None, ge=0, le=MAX_REDIRECTS)
+    """Redirects this request follows; overrides the test's `maxRedirects`, 0 turns following off."""
+
+
+class CookieSettings(AssayModel):
+    """Each virtual user keeps its own cookie jar, as a browser would (RFC 6265)."""
+
+    enabled: bool = True
+    """Store the cookies responses set and send them back on the user's later requests."""
+    clear_each_iteration: bool = False
+    """Start every iteration with an empty jar (a new visitor each time) instead of keeping
+    the user's cookies for the whole run."""
+
+
+def _seconds(text: Optional[str]) -> float:
+    return parse_duration(text) if text else 0.0
+
+
+class ThinkTime(AssayModel):
+    """A think time drawn anew for every pause.
+
+    constant: always `mean`; uniform: between `min` and `max`; normal: around `mean` with
+    `stdDev`; exponential: averaging `mean` (many short pauses, a few long ones). `min` and
+    `max` also bound the normal and exponential draws; a draw is never below zero."""
+
+    distribution: Literal["constant", "uniform", "normal", "exponential"] = "constant"
+    mean: Optional[Duration] = None
+    """The pause of constant, the average of normal and exponential."""
+    std_dev: Optional[Duration] = None
+    """normal: the standard deviation."""
+    min: Optional[Duration] = None
+    """The shortest pause drawn (uniform: required)."""
+    max: Optional[Duration] = None
+    """The longest pause drawn (uniform: required)."""
+
+    validation_rules = (
+        Rule(
+            cel="self.distribution == 'uniform' || has(self.mean)",
+            check=lambda t: t.distribution == "uniform" or t.mean is not None,
+            message="constant, normal and exponential think times need mean",
+            field_path=".mean",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="self.distribution != 'uniform' || (has(self.min) && has(self.max))",
+            check=lambda t: t.distribution != "uniform" or (t.min is not None and t.max is not None),
+            message="a uniform think time needs min and max",
+            field_path=".max",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="self.distribution != 'normal' || has(self.stdDev)",
+            check=lambda t: t.distribution != "normal" or t.std_dev is not None,
+            message="a normal think time needs stdDev",
+            field_path=".stdDev",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!has(self.min) || !has(self.max) || duration(self.min) <= duration(self.max)",
+            check=lambda t: t.min is None or t.max is None or _seconds(t.min) <= _seconds(t.max),
+            message="min must not be greater than max",
+            field_path=".max",
+        ),
+    )
 
 
 class Stage(AssayModel):
@@ -99,8 +169,23 @@ class Flow(AssayModel):
     weight: int = Field(default=1, ge=1)
     """Relative share of iterations that run this flow."""
     think_time: Duration = "0s"
-    """Pause between consecutive requests of the flow."""
+    """Pause between consecutive requests of the flow; the short form of a constant `think`."""
+    think: Optional[ThinkTime] = None
+    """A think time drawn from a distribution for every pause, e.g.
+    `{distribution: uniform, min: 1s, max: 3s}`; instead of `thinkTime`."""
+    pacing: Optional[Duration] = None
+    """Closed model: an iteration of this flow takes at least this long; a user whose
+    iteration ends sooner waits out the rest before starting the next."""
     requests: Annotated[list[LoadRequest], Field(min_length=1, max_length=MAX_REQUESTS)]
+
+    validation_rules = (
+        Rule(
+            cel="!has(self.think) || !has(self.thinkTime) || self.thinkTime == '0s'",
+            check=lambda f: f.think is None or _seconds(f.think_time) == 0,
+            message="set thinkTime or think, not both",
+            field_path=".think",
+        ),
+    )
 
 
 class LoadParameterPool(ParameterPool):
@@ -108,6 +193,15 @@ class LoadParameterPool(ParameterPool):
 
     flow: Optional[Annotated[str, StringConstraints(max_length=128)]] = None
     """Only this flow draws from the pool; all flows do when unset."""
+    mode: Optional[Literal["per_iteration", "per_user", "unique"]] = None
+    """per_iteration (when unset): every iteration takes the next row, starting over after the last;
+    per_user: a virtual user keeps one row for the whole run (user k has row k, wrapping;
+    in the open model every iteration is a new user); unique: every row is used at most
+    once in the whole run (row i belongs to shard i % shards), see `whenExhausted`."""
+    when_exhausted: Optional[Literal["stop", "fail"]] = None
+    """unique mode, when a shard has used all its rows: stop (when unset) lets the iterations
+    under way finish, starts no more and ends the run normally; fail aborts the run (result
+    Aborted, the message naming the pool)."""
 
 
 # --- pass/fail criteria -----------------------------------------------------------------------
@@ -177,6 +271,11 @@ class LoadTestSpec(AssayModel):
     """Abort the run when the error rate (percent) exceeds this."""
     request_timeout: Duration = "30s"
     """Timeout of a request that sets none itself."""
+    cookies: CookieSettings = CookieSettings()
+    """The virtual users' cookie jars: on by default."""
+    max_redirects: int = Field(default=10, ge=0, le=MAX_REDIRECTS)
+    """Redirects (301, 302, 303, 307, 308) a request follows before its response counts as
+    it is; 0 turns following off. The request's time and bytes cover the whole chain."""
 
     validation_rules = (
         Rule(

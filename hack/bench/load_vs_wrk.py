@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The Assay load engine side by side with wrk and Locust, against the same loopback target.
 
-    python hack/bench/load_vs_wrk.py [--duration 10] [--users 50] [--skip-locust] [--json OUT]
+    python hack/bench/load_vs_wrk.py [--duration 10] [--users 50] [--skip-locust] [--scenario]
+                                     [--skip-extra | --skip-scaling] [--json OUT]
 
 One run of each, in turn, against nginx serving a small static file (a uvloop Python server
 when nginx is missing), the target pinned to core 0 and each load tool to core 1:
@@ -10,6 +11,10 @@ when nginx is missing), the target pinned to core 0 and each load tool to core 1
     locust   taskset -c 1 locust --headless -u 50 -r 50 -t 10s (FastHttpUser, no wait)
     assay    taskset -c 1 python -m assay.runner run bench.yaml  (50 closed-model users, 10 s,
              latency histograms and status checks on, as always)
+    scenario (--scenario) the same 50 users as users: each keeps the session cookie the
+             target sets on every response (a refreshed session) and sends it back, sends
+             an `X-User: user-{{user}}` header templated from a per_user pool, and checks
+             one JSON path of the body; the ratio is to plain wrk, which does none of this
 
 then prints requests/s and the ratio to wrk. And two engine-only measurements:
 
@@ -42,6 +47,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 BODY = b"Hello from the Assay benchmark target.\n" * 3  # 117 bytes
+SCENARIO_BODY = b'{"ok": true, "user": {"id": 17, "name": "bench"}, "items": [1, 2, 3]}\n'
 
 
 def free_port() -> int:
@@ -90,6 +96,10 @@ http {{
         listen 127.0.0.1:{port} backlog=4096;
         root {dir}/www;
         location / {{ }}
+        location = /scenario.json {{
+            default_type application/json;
+            add_header Set-Cookie "sid=bench-session; Path=/; Max-Age=3600";
+        }}
     }}
 }}
 """
@@ -119,8 +129,9 @@ class Target:
         self.port = free_port()
         (workdir / "www").mkdir()
         (workdir / "www" / "index.txt").write_bytes(BODY)
-        # nginx started as root serves as `nobody`, which must be able to read the file.
-        for path in (workdir, workdir / "www", workdir / "www" / "index.txt"):
+        (workdir / "www" / "scenario.json").write_bytes(SCENARIO_BODY)
+        # nginx started as root serves as `nobody`, which must be able to read the files.
+        for path in (workdir, workdir / "www", workdir / "www" / "index.txt", workdir / "www" / "scenario.json"):
             path.chmod(0o755)
         self.url = f"http://127.0.0.1:{self.port}/index.txt"
         self.kind = "nginx" if have("nginx") else "python-uvloop"
@@ -268,11 +279,50 @@ def loadtest_yaml(url: str, users: int, duration: str, think: str = "0s", ramp_u
         """)
 
 
+def scenario_yaml(url: str, users: int, duration: str) -> str:
+    rows = "".join(f"        {k}\n" for k in range(users))
+    return (
+        textwrap.dedent(f"""\
+        apiVersion: assay.dev/v1alpha1
+        kind: LoadTest
+        metadata: {{name: bench-scenario}}
+        spec:
+          load: {{model: closed, users: {users}, duration: {duration}}}
+          requestTimeout: 10s
+          flows:
+            - name: read
+              requests:
+                - name: scenario
+                  url: "{url}"
+                  headers: {{X-User: "user-{{{{user}}}}"}}
+                  assertions:
+                    - {{source: response_json, property: user.id, comparison: equal_number, value: 17}}
+          parameterPools:
+            - name: users
+              mode: per_user
+              csv: |
+                user
+        """)
+        + rows
+    )
+
+
 def run_assay(
-    url: str, users: int, duration: int, workdir: Path, *, processes: int = 1, cores: str = "1", label: str = "assay"
+    url: str,
+    users: int,
+    duration: int,
+    workdir: Path,
+    *,
+    processes: int = 1,
+    cores: str = "1",
+    label: str = "assay",
+    scenario: bool = False,
 ) -> dict:
     spec = workdir / f"{label}.yaml"
-    spec.write_text(loadtest_yaml(url, users, f"{duration}s"))
+    if scenario:
+        spec.write_text(scenario_yaml(url.rsplit("/", 1)[0] + "/scenario.json", users, f"{duration}s"))
+    else:
+        spec.write_text(loadtest_yaml(url, users, f"{duration}s"))
     out = workdir / f"{label}.json"
     args = [PYTHON, "-m", "assay.runner", "run", str(spec), "--out", str(out), "--processes", str(processes)]
     result = subprocess.run(pinned(cores, args), capture_output=True, text=True, timeout=duration + 120, cwd=REPO)
@@ -354,6 +404,8 @@ def main() -> int:
     parser.add_argument("--memory-users", type=int, default=10_000)
     parser.add_argument("--skip-locust", action="store_true")
     parser.add_argument("--skip-extra", action="store_true", help="only wrk / locust / assay")
+    parser.add_argument("--skip-scaling", action="store_true", help="no 2-process runs")
+    parser.add_argument("--scenario", action="store_true", help="also the scenario run (cookies, check, template)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     if not have("wrk"):
@@ -374,6 +426,18 @@ def main() -> int:
             if not args.skip_locust and Path(PYTHON).with_name("locust").exists():
                 rows.append(measured(target, lambda: run_locust(base, args.users, args.duration, workdir)))
             rows.append(measured(target, lambda: run_assay(target.url, args.users, args.duration, workdir)))
+            if args.scenario:
+                if target.kind != "nginx":
+                    print("the scenario run needs nginx (hack/bench/install.sh): skipped", file=sys.stderr)
+                else:
+                    rows.append(
+                        measured(
+                            target,
+                            lambda: run_assay(
+                                target.url, args.users, args.duration, workdir, label="scenario", scenario=True
+                            ),
+                        )
+                    )
             wrk_rps = rows[0]["rps"]
             print(
                 f"\n{'tool':<10} {'requests/s':>12} {'vs wrk':>8} {'p99':>10} {'errors':>7} {'tool CPU':>9} "
@@ -397,7 +461,8 @@ def main() -> int:
                     f"{memory['per_user_bytes'] / 1024:.2f} KiB per virtual user "
                     f"({memory['rps_while_full']:.0f} req/s while full, {memory['errors']} errors)"
                 )
-                one = rows[-1]
+            if not args.skip_extra and not args.skip_scaling:
+                one = next(row for row in rows if row["tool"] == "assay")
                 two_same = measured(
                     target,
                     lambda: run_assay(

@@ -183,6 +183,46 @@ INVALID = [
         id="parameter-pool-with-two-sources",
     ),
     pytest.param(
+        manifest(
+            "LoadTest",
+            "uniform-without-max",
+            """
+            flows:
+              - name: browse
+                think: {distribution: uniform, min: 1s}
+                requests:
+                  - url: http://127.0.0.1:8080/products
+        """,
+        ),
+        ["spec.flows[0].think.max", "Required value", "a uniform think time needs min and max"],
+        id="loadtest-uniform-think-time-without-max",
+    ),
+    pytest.param(
+        manifest(
+            "LoadTest",
+            "think-min-over-max",
+            """
+            flows:
+              - name: browse
+                think: {distribution: normal, mean: 2s, stdDev: 1s, min: 3s, max: 1s}
+                requests:
+                  - url: http://127.0.0.1:8080/products
+        """,
+        ),
+        ["spec.flows[0].think.max", "min must not be greater than max"],
+        id="loadtest-think-time-min-over-max",
+    ),
+    pytest.param(
+        manifest("LoadTest", "many-redirects", "maxRedirects: 51", FLOWS),
+        ["spec.maxRedirects", "less than or equal to 50"],
+        id="loadtest-too-many-redirects",
+    ),
+    pytest.param(
+        manifest("LoadTest", "pool-mode", "parameterPools: [{name: u, csv: 'a\\n1\\n', mode: shared}]", FLOWS),
+        ["spec.parameterPools[0].mode", "Unsupported value"],
+        id="loadtest-unknown-pool-mode",
+    ),
+    pytest.param(
         manifest("LoadTest", "bogus-field", "bogus: 1", FLOWS),
         ['unknown field "spec.bogus"'],
         id="loadtest-unknown-field",

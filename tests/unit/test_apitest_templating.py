@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from assay.runner.apitest.templating import HELPERS, TemplateError, check_template, render
+from assay.runner.templating import HELPERS, TemplateError, check_template, render
 
 
 def test_variables_are_replaced_and_unknown_ones_render_empty():

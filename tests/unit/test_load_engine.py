@@ -265,6 +265,7 @@ def test_metrics_json_has_the_contract_keys():
         "errors",
         "bytesSent",
         "bytesReceived",
+        "redirects",
         "histogram",
         "minMs",
         "meanMs",

@@ -3,6 +3,7 @@
 Layers, each importing only those before it:
 
     templating   `{{name}}` and helpers              render, check_template, TemplateError, HELPERS
+                 (assay.runner.templating, the language the load engine speaks too)
     http         one request, timed                   Exchange, send, make_client
     extract      values out of an Exchange            extract, ExtractionError
     results      Runscope-shaped result models        RunResult, StepResult, AssertionResult, ...
@@ -21,7 +22,7 @@ from .extract import ExtractionError, extract
 from .http import Exchange, make_client, send
 from .monitor import GhostInspectorIntegration, ProgressEvent, UnknownEnvironment, run_monitor
 from .results import AssertionResult, RunResult, ScriptResult, StepDetail, StepResult, VariableResult
-from .templating import HELPERS, TemplateError, check_template, render
+from ..templating import HELPERS, TemplateError, check_template, render
 from .validate import validate_monitor
 
 __all__ = [

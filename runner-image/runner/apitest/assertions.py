@@ -25,7 +25,7 @@ from assay.crds import Assertion
 from .extract import ExtractionError, as_text, extract
 from .http import Exchange
 from .results import RESULT_COMPARISONS, RESULT_SOURCES, AssertionResult
-from .templating import TemplateError, render
+from ..templating import TemplateError, render
 
 
 def _number(value: Any) -> Optional[float]:

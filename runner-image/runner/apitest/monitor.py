@@ -65,7 +65,7 @@ from .results import (
     Timings,
     VariableResult,
 )
-from .templating import TemplateError, render
+from ..templating import TemplateError, render
 
 MAX_SUBTEST_DEPTH = 10
 USER_AGENT = "assay-runner/1.0"

@@ -70,7 +70,7 @@ from assay.crds.testsuite import SuiteFlow, TestSuite
 from .assertions import evaluate
 from .extract import ExtractionError, as_text, extract
 from .http import make_client, send
-from .templating import TemplateError, render
+from ..templating import TemplateError, render
 
 MAX_REPORTED_VALUE = 1000
 """Characters of an assertion's actual or target value kept in the report."""

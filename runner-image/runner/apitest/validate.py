@@ -19,7 +19,7 @@ from assay.crds import Monitor
 from assay.crds.monitor import ConditionStep, Environment, GhostInspectorStep, RequestStep, SubtestStep
 
 from .extract import ExtractionError, parse_json_path
-from .templating import TemplateError, check_template
+from ..templating import TemplateError, check_template
 
 # Discriminator values pydantic puts into error locations after a tagged union's position.
 _UNION_TAGS = frozenset(

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 from assay.crds.common import Assertion, Variable
 
 from .client import Response
-from .template import Template
+from ..templating import CompiledTemplate
 
 MISSING = object()
 """What a source yields for something that is not in the response."""
@@ -209,7 +209,7 @@ class CompiledAssertion:
         self.source = assertion.source
         self.read = _source(assertion.source, assertion.property)
         self.compare = COMPARISONS[assertion.comparison]
-        self.expected = Template("" if assertion.value is None else str(assertion.value))
+        self.expected = CompiledTemplate("" if assertion.value is None else str(assertion.value))
         where = f" {assertion.property}" if assertion.property else ""
         value = "" if assertion.value is None else f" {assertion.value}"
         self.text = f"{assertion.source}{where} {assertion.comparison}{value}"

@@ -1,9 +1,10 @@
 """A small, fast HTTP/1.1 client for load generation: asyncio Protocols and httptools.
 
 Why not httpx or aiohttp: a load generator spends its CPU in the client, and the general
-clients spend most of theirs on features a load test does not use (cookies, redirects,
-streaming, HTTP/2, middleware). This one does one thing: send a request whose bytes are
-usually ready in advance, and parse the response with httptools (llhttp, in C).
+clients spend most of theirs on features a load test does not use (streaming, HTTP/2,
+middleware). This one does one thing: send a request whose bytes are usually ready in
+advance, and parse the response with httptools (llhttp, in C). Cookies and redirects are
+the engine's (engine.py, cookies.py): they change which bytes go out, not how.
 
 What it does
 - One keep-alive connection pool per origin (scheme, host, port); a connection carries one
@@ -105,13 +106,43 @@ def split_url(url: str) -> tuple[Origin, str]:
 
 
 class PreparedRequest:
-    """A request as it goes on the wire: its origin and its bytes."""
+    """A request as it goes on the wire: its origin and its bytes, and the parts it was made
+    of (target, headers, body) for a redirect to be built from."""
 
-    __slots__ = ("method", "origin", "data", "head")
+    __slots__ = ("method", "origin", "data", "head", "target", "headers", "body", "head_end")
 
-    def __init__(self, method: str, origin: Origin, data: bytes):
+    def __init__(
+        self,
+        method: str,
+        origin: Origin,
+        data: bytes,
+        target: str = "/",
+        headers: list[tuple[str, str]] | None = None,
+        body: Optional[bytes] = None,
+        head_end: int = -1,
+    ):
         self.method, self.origin, self.data = method, origin, data
         self.head = method == "HEAD"
+        self.target, self.headers, self.body = target, headers or [], body
+        self.head_end = head_end
+        """Where the blank line that ends the header block starts in `data`."""
+
+    @property
+    def path(self) -> str:
+        """The target without its query, as cookie paths are matched."""
+        cut = self.target.find("?")
+        return self.target if cut < 0 else self.target[:cut]
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin.scheme}://{self.origin.host_header}{self.target}"
+
+    def with_cookie(self, value: str) -> bytes:
+        """The request's bytes with a Cookie header added."""
+        if "\r" in value or "\n" in value:
+            raise ValueError("cookie contains a line break")
+        cut = self.head_end
+        return self.data[:cut] + b"\r\nCookie: " + value.encode() + self.data[cut:]
 
 
 def encode_request(
@@ -141,7 +172,7 @@ def encode_request(
         lines.append(f"Content-Length: {len(body or b'')}")
     # Non-ASCII header text goes out as UTF-8, as browsers and curl send it.
     head = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    return PreparedRequest(method, origin, head + (body or b""))
+    return PreparedRequest(method, origin, head + (body or b""), target, items, body, len(head) - 4)
 
 
 def prepare(
@@ -194,8 +225,8 @@ class _Connection(asyncio.Protocol):
         self.waiter: Optional[asyncio.Future] = None
         self.keep_body = False
         self.head = False
-        self.headers: list = []
-        self.body: list = []
+        self.headers: Optional[list] = []
+        self.body: Optional[list] = []
         self.received = 0
         self.status = 0
         self.headers_done = False
@@ -287,6 +318,10 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             body = b"".join(self.body) if self.keep_body else None
             waiter.set_result(Response(self.status, self.headers, body, self.received))
+            # An idle pooled connection must not hold its last response (its headers are
+            # most of an idle virtual user's memory); bytes arriving now find no waiter and
+            # close the connection, and a stray parser callback fails the same way.
+            self.waiter = self.headers = self.body = None
 
     def _fail(self, exc: Exception):
         waiter = self.waiter
@@ -390,8 +425,13 @@ class HttpClient:
         self._all.add(conn)
         return conn
 
-    async def send(self, request: PreparedRequest, timeout: float, keep_body: bool = False) -> Response:
-        """Send one request and wait for its complete response (RequestError on failure)."""
+    async def send(
+        self, request: PreparedRequest, timeout: float, keep_body: bool = False, data: Optional[bytes] = None
+    ) -> Response:
+        """Send one request and wait for its complete response (RequestError on failure).
+        `data` replaces the request's bytes (the same request with a Cookie header)."""
+        if data is None:
+            data = request.data
         idle = self._idle.get(request.origin.key)
         if idle is None:
             idle = self._idle[request.origin.key] = []
@@ -408,7 +448,7 @@ class HttpClient:
             conn = await self._connect(request.origin, timeout)
             timeout -= loop.time() - started
         while True:
-            waiter = conn.start(request.data, keep_body, request.head)
+            waiter = conn.start(data, keep_body, request.head)
             timer = loop.call_later(max(timeout, 0.0), conn.on_timeout)
             try:
                 response = await waiter

@@ -10,20 +10,33 @@ judged on this shard alone (the caller re-judges the merged run).
 
 Per iteration: a flow is chosen by weight (smooth weighted round-robin over the global
 user or iteration number, so the mix is exact, not random), every pool that applies to the
-flow gives its next row, and the flow's requests run in order. Each request renders its
-`{{variables}}` (pool columns and earlier extractions of the same iteration), is sent,
-checked and recorded:
+flow gives its row (the next one, the user's own, or the next never-used one: the pool's
+`mode`), and the flow's requests run in order. Each request renders its templates (the
+API-test engine's `{{variables}}` and helpers, compiled once per run: pool columns and
+earlier extractions of the same iteration), is sent, checked and recorded:
 
 - no response: error kind `connect`, `timeout` or `other` (client.py);
 - status >= 400: `status` - unless the request asserts on response_status itself, in which
   case its assertions decide (a test may expect a 404);
-- a failed assertion: `assertion`.
+- a failed assertion: `assertion` (status, header, JSON path, body text, ...: checks.py).
 
-Think time follows every request of a flow in the closed model (so a one-request flow
-paces too); in the open model it separates the requests of an iteration, and the arrival
-rate paces the iterations. When the profile ends no new request starts; requests in flight
-complete (or time out), so every request the target saw is counted. An abort stops new
-requests at once and gives those in flight `ABORT_GRACE_SECONDS` before cancelling them.
+Sessions: each virtual user has a cookie jar (cookies.py), made on the first Set-Cookie it
+gets, so a user that never receives a cookie costs nothing; the user's requests carry the
+cookies that match them. In the open model every iteration is a new visitor with a new
+jar; `cookies.clearEachIteration` makes the closed model's users start each iteration
+empty too. Redirects (301/302/303 become a GET without body, 307/308 repeat the method
+and body) are followed up to `maxRedirects`, each hop a request of its own to the client
+(so another origin goes through the egress policy like any); the recorded request is the
+whole chain: its time, its bytes, and the hops in the `redirects` count.
+
+Think time (constant or drawn from a distribution: profile.think_sampler) follows every
+request of a flow in the closed model (so a one-request flow paces too); in the open model
+it separates the requests of an iteration, and the arrival rate paces the iterations. A
+flow's `pacing` makes a closed-model iteration last at least that long. When the profile
+ends no new request starts; requests in flight complete (or time out), so every request
+the target saw is counted. An abort stops new requests at once and gives those in flight
+`ABORT_GRACE_SECONDS` before cancelling them. A `unique` pool whose rows run out either
+aborts (`whenExhausted: fail`) or lets the iterations under way finish and starts no more.
 
 `on_progress` is called about once a second with a `Progress`: throughput, errors and the
 p95 of the last few seconds.
@@ -40,7 +53,7 @@ import ssl
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -51,9 +64,11 @@ from assay.crds.contracts.histogram import Histogram
 from assay.crds.contracts.runner_settings import env_name
 from assay.crds.loadtest import LoadParameterPool, LoadRequest, LoadTestSpec
 
+from ..templating import CompiledTemplate, TemplateError
 from ..egress import EgressPolicy
 from . import criteria as criteria_module
 from .checks import CompiledAssertion, CompiledExtraction, ResponseView, needs_body
+from .cookies import CookieJar
 from .client import (
     ASSERTION,
     CONNECT,
@@ -67,8 +82,7 @@ from .client import (
     split_url,
 )
 from .metrics import Recorder, ShardMetrics
-from .profile import ClosedSchedule, OpenSchedule, weighted_order
-from .template import Template
+from .profile import ClosedSchedule, OpenSchedule, think_sampler, weighted_order
 
 ABORT_GRACE_SECONDS = 2.0
 PROGRESS_WINDOW_SECONDS = 5
@@ -77,6 +91,7 @@ POOLS_DIR_ENV = env_name("pools_dir")
 
 _KIND = {kind: i for i, kind in enumerate(ERROR_KINDS)}
 _STATUS, _ASSERTION, _OTHER, _CONNECT = _KIND[STATUS], _KIND[ASSERTION], _KIND[OTHER], _KIND[CONNECT]
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class LoadSpecError(ValueError):
@@ -124,6 +139,56 @@ def resolve_url(base_url: Optional[str], url: str) -> str:
     return url
 
 
+def set_cookies(raw_headers: list) -> Optional[list[str]]:
+    """A response's Set-Cookie values, None when it has none."""
+    found = None
+    for name, value in raw_headers:
+        if len(name) == 10 and name.lower() == b"set-cookie":
+            if found is None:
+                found = []
+            found.append(value.decode("latin-1"))
+    return found
+
+
+def _location(raw_headers: list) -> Optional[str]:
+    for name, value in raw_headers:
+        if len(name) == 8 and name.lower() == b"location":
+            return value.decode("latin-1").strip()
+    return None
+
+
+# Credentials a user set for one origin are not handed to another one a redirect points to.
+_CROSS_ORIGIN_DROPPED = frozenset({"authorization", "cookie", "proxy-authorization", "host"})
+
+
+def redirected(request: PreparedRequest, status: int, location: str) -> PreparedRequest:
+    """The request a redirect asks for: 301/302/303 as a GET without body (HEAD stays HEAD),
+    307/308 with the same method and body (ValueError for a Location that is not http(s))."""
+    origin, target = split_url(urljoin(request.url, location))
+    method, body, headers = request.method, request.body, request.headers
+    if status in (301, 302, 303) and method != "HEAD":
+        method, body = "GET", None
+        headers = [(n, v) for n, v in headers if n.lower() != "content-type"]
+    if origin.key != request.origin.key:
+        headers = [(n, v) for n, v in headers if n.lower() not in _CROSS_ORIGIN_DROPPED]
+    return encode_request(method, origin, target, headers, body)
+
+
+def pause(seconds: float) -> asyncio.Future:
+    """`await pause(s)` is `await asyncio.sleep(s)` without sleep's own coroutine: a virtual
+    user in think time is a few hundred bytes smaller, which 10,000 of them notice. (A
+    cancelled pause leaves its timer to fire into the cancelled future, harmlessly.)"""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    loop.call_later(seconds, _wake, future)
+    return future
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 # --- the compiled plan ------------------------------------------------------------------------
 
 
@@ -144,21 +209,44 @@ class _Request:
         "extractions",
         "status_asserted",
         "checks",
+        "max_redirects",
+        "fixed_url",
     )
 
-    def __init__(self, request: LoadRequest, index: int, base_url: Optional[str], default_timeout: float):
+    def __init__(
+        self,
+        request: LoadRequest,
+        index: int,
+        base_url: Optional[str],
+        default_timeout: float,
+        max_redirects: int,
+        field: str,
+    ):
         self.name = request.name or f"{request.method} {request.url}"
         self.index = index
         self.method = request.method
         self.timeout = parse_duration(request.timeout) if request.timeout else default_timeout
-        self.url = Template(resolve_url(base_url, request.url))
-        self.headers = [(name, Template(value)) for name, value in request.headers.items()]
-        self.body = Template(request.body) if request.body is not None else None
+        self.max_redirects = request.max_redirects if request.max_redirects is not None else max_redirects
+        try:
+            self.url = CompiledTemplate(resolve_url(base_url, request.url), f"{field}.url")
+            self.headers = [
+                (name, CompiledTemplate(value, f"{field}.headers.{name}")) for name, value in request.headers.items()
+            ]
+            self.body = CompiledTemplate(request.body, f"{field}.body") if request.body is not None else None
+        except TemplateError as exc:
+            raise LoadSpecError(f"request {self.name!r}: {exc}") from None
         self.assertions = [CompiledAssertion(a) for a in request.assertions]
         self.extractions = [CompiledExtraction(v) for v in request.extract]
         self.status_asserted = any(a.source == "response_status" for a in request.assertions)
         self.keep_body = needs_body(request.assertions, request.extract)
         self.checks = bool(self.assertions or self.extractions)
+        self.fixed_url = None
+        if self.url.is_static:
+            # Only headers or the body vary: the URL is parsed once, not per request.
+            try:
+                self.fixed_url = split_url(self.url.text)
+            except ValueError as exc:
+                raise LoadSpecError(f"request {self.name!r}: {exc}") from None
         static = (
             self.url.is_static
             and all(t.is_static for _, t in self.headers)
@@ -173,38 +261,55 @@ class _Request:
                     f"request {self.name!r}: URL {request.url!r} is not absolute and the spec has no baseUrl"
                 )
 
-    def _render(self, variables: dict[str, str]) -> PreparedRequest:
+    def _render(self, variables: Mapping[str, str]) -> PreparedRequest:
         try:
-            origin, target = split_url(self.url.render(variables))
+            origin, target = self.fixed_url or split_url(self.url.render(variables))
             headers = [(name, t.render(variables)) for name, t in self.headers]
             body = self.body.render(variables) if self.body is not None else None
             return encode_request(self.method, origin, target, headers, body)
         except ValueError as exc:
             raise LoadSpecError(f"request {self.name!r}: {exc}") from None
 
-    def prepare(self, variables: dict[str, str]) -> PreparedRequest:
+    def prepare(self, variables: Mapping[str, str]) -> PreparedRequest:
         return self.static if self.static is not None else self._render(variables)
 
 
 class _Pool:
-    """This shard's rows of a parameter pool, handed out in turn."""
+    """This shard's rows of a parameter pool, handed out as its mode says."""
 
-    __slots__ = ("name", "rows", "next")
+    __slots__ = ("name", "rows", "next", "per_user", "unique", "fail_when_exhausted")
 
-    def __init__(self, name: str, rows: list[dict[str, str]]):
+    def __init__(self, name: str, rows: list[dict[str, str]], mode: str = "per_iteration", fail: bool = False):
         self.name, self.rows, self.next = name, rows, 0
+        self.per_user, self.unique, self.fail_when_exhausted = mode == "per_user", mode == "unique", fail
 
-    def draw(self) -> dict[str, str]:
-        row = self.rows[self.next % len(self.rows)]
+    def draw(self, user: Optional[int]) -> Optional[dict[str, str]]:
+        """The row for an iteration of local user `user` (None in the open model); None
+        when a unique pool has no row left."""
+        rows = self.rows
+        if self.per_user and user is not None:
+            return rows[user % len(rows)]
+        if self.unique and self.next >= len(rows):
+            return None
+        row = rows[self.next % len(rows)]
         self.next += 1
         return row
 
 
 class _Flow:
-    __slots__ = ("name", "requests", "think", "pools")
+    __slots__ = ("name", "requests", "think", "draw_think", "pacing", "pools")
 
-    def __init__(self, name: str, requests: list[_Request], think: float, pools: list[_Pool]):
-        self.name, self.requests, self.think, self.pools = name, requests, think, pools
+    def __init__(
+        self,
+        name: str,
+        requests: list[_Request],
+        think: float | Callable[[], float],
+        pools: list[_Pool],
+        pacing: Optional[float] = None,
+    ):
+        self.name, self.requests, self.pools, self.pacing = name, requests, pools, pacing
+        # A constant think time stays a number: no call per pause.
+        self.think, self.draw_think = (0.0, think) if callable(think) else (think, None)
 
 
 def read_pool_csv(pool: LoadParameterPool) -> str:
@@ -230,11 +335,12 @@ def pool_rows(text: str) -> list[dict[str, str]]:
     return [{name: (row[i] if i < len(row) else "") for i, name in enumerate(header)} for row in rows[1:]]
 
 
-def shard_slice(rows: list, shard: int, shards: int) -> list:
+def shard_slice(rows: list, shard: int, shards: int, share: bool = True) -> list:
     """Row i goes to shard i % shards; a shard left with none (fewer rows than shards)
-    shares all rows rather than running without parameters."""
+    shares all rows rather than running without parameters, unless `share` is off (rows
+    that must never be used twice)."""
     mine = rows[shard::shards]
-    return mine or rows
+    return mine or (rows if share else [])
 
 
 def _compile(spec: LoadTestSpec, shard: int, shards: int) -> tuple[list[_Flow], list[str]]:
@@ -246,22 +352,26 @@ def _compile(spec: LoadTestSpec, shard: int, shards: int) -> tuple[list[_Flow], 
         rows = pool_rows(read_pool_csv(pool))
         if not rows:
             raise LoadSpecError(f"parameter pool {pool.name!r} has no rows")
-        pools.append((pool.flow, _Pool(pool.name, shard_slice(rows, shard, shards))))
+        mode = pool.mode or "per_iteration"
+        mine = shard_slice(rows, shard, shards, share=mode != "unique")
+        pools.append((pool.flow, _Pool(pool.name, mine, mode, pool.when_exhausted == "fail")))
     flows = []
-    for flow in spec.flows:
+    for f, flow in enumerate(spec.flows):
         requests = []
-        for request in flow.requests:
+        for r, request in enumerate(flow.requests):
             name = request.name or f"{request.method} {request.url}"
             if name not in index:
                 index[name] = len(names)
                 names.append(name)
-            requests.append(_Request(request, index[name], spec.base_url, default_timeout))
+            field = f"spec.flows[{f}].requests[{r}]"
+            requests.append(_Request(request, index[name], spec.base_url, default_timeout, spec.max_redirects, field))
         flows.append(
             _Flow(
                 flow.name,
                 requests,
-                parse_duration(flow.think_time),
+                think_sampler(flow),
                 [p for scope, p in pools if scope is None or scope == flow.name],
+                parse_duration(flow.pacing) if flow.pacing else None,
             )
         )
     return flows, names
@@ -293,17 +403,25 @@ class _ShardRun:
         self.flows, self.names = _compile(spec, shard, shards)
         self.order = weighted_order([flow.weight for flow in spec.flows])
         self.stopping = False
+        self.draining = False
+        """No new iterations (a unique pool ran out); those under way finish."""
         self.aborted = False
         self.abort_reason: Optional[str] = None
         self.dropped = 0
         self.error_samples: dict[str, str] = {}
+        self.cookies = spec.cookies.enabled
+        self.clear_cookies = spec.cookies.clear_each_iteration
         self._stop = asyncio.Event()
         threshold = spec.abort_on_error_rate
         self.watchdog = criteria_module.AbortWatchdog(threshold) if threshold is not None else None
 
     # -- one request -------------------------------------------------------------------------
 
-    async def _send(self, req: _Request, variables: dict[str, str], due: Optional[float]) -> None:
+    async def _send(
+        self, req: _Request, variables: dict[str, str], due: Optional[float], jar: Optional[CookieJar]
+    ) -> Optional[CookieJar]:
+        """Send, check and record one request (and its redirects); returns the user's cookie
+        jar, made here when the first cookie arrives."""
         perf = time.perf_counter
         try:
             prepared = req.prepare(variables)
@@ -311,20 +429,47 @@ class _ShardRun:
             now = perf()
             self._sample(OTHER, str(exc))
             self.recorder.record(req.index, int(now + self.offset), 0, 0, 0, _OTHER)
-            return
+            return jar
         start = perf()
         # Open model: the first request of an iteration counts from when it was due.
         t0 = start if due is None or due > start else due
-        sent = len(prepared.data)
-        received = 0
+        sent = received = hops = 0
         error = -1
+        timeout = req.timeout
         try:
-            response = await self.client.send(prepared, req.timeout, req.keep_body)
+            while True:
+                data = None
+                if jar is not None:
+                    cookie = jar.header(prepared.origin.host, prepared.path, prepared.origin.tls)
+                    if cookie is not None:
+                        data = prepared.with_cookie(cookie)
+                size = len(data if data is not None else prepared.data)
+                try:
+                    response = await self.client.send(prepared, timeout, req.keep_body, data)
+                except RequestError as exc:
+                    if exc.kind != CONNECT:
+                        sent += size
+                    raise
+                sent += size
+                received += response.bytes_received
+                if self.cookies and (values := set_cookies(response.raw_headers)) is not None:
+                    if jar is None:
+                        jar = CookieJar()
+                    jar.store(values, prepared.origin.host, prepared.path)
+                if response.status not in _REDIRECTS or hops >= req.max_redirects:
+                    break
+                location = _location(response.raw_headers)
+                if location is None:
+                    break
+                try:
+                    prepared = redirected(prepared, response.status, location)
+                except ValueError as exc:
+                    raise RequestError(OTHER, f"redirect to {location!r}: {exc}") from None
+                hops += 1
+                timeout = req.timeout - (perf() - start)
         except RequestError as exc:
             end = perf()
             error = _KIND[exc.kind]
-            if error == _CONNECT:
-                sent = 0
             if exc.kind not in self.error_samples:
                 self._sample(exc.kind, f"{req.name}: {exc}")
         except Exception as exc:  # a client bug must cost one request, not the whole run
@@ -334,7 +479,6 @@ class _ShardRun:
                 self._sample(OTHER, f"{req.name}: {type(exc).__name__}: {exc}")
         else:
             end = perf()
-            received = response.bytes_received
             if not req.status_asserted and response.status >= 400:
                 error = _STATUS
                 if STATUS not in self.error_samples:
@@ -350,28 +494,64 @@ class _ShardRun:
                             if ASSERTION not in self.error_samples:
                                 self._sample(ASSERTION, f"{req.name}: {assertion.text}")
                             break
-        self.recorder.record(req.index, int(end + self.offset), int((end - t0) * 1_000_000), sent, received, error)
+        self.recorder.record(
+            req.index, int(end + self.offset), int((end - t0) * 1_000_000), sent, received, error, hops
+        )
+        return jar
 
     def _sample(self, kind: str, message: str) -> None:
         """The first error of each kind, to tell the user what went wrong, not only how often."""
         self.error_samples.setdefault(kind, message[:300])
 
-    async def _iteration(self, flow: _Flow, due: Optional[float], stop_at: float, think_after_last: bool) -> None:
+    async def _iteration(
+        self,
+        flow: _Flow,
+        due: Optional[float],
+        stop_at: float,
+        closed: bool,
+        user: Optional[int] = None,
+        jar: Optional[CookieJar] = None,
+    ) -> Optional[CookieJar]:
+        """One iteration of `flow` for local user `user` (closed model) with its cookie jar;
+        returns the jar as the iteration left it."""
         variables: dict[str, str] = {}
         for pool in flow.pools:
-            variables.update(pool.draw())
+            row = pool.draw(user)
+            if row is None:
+                self._exhausted(pool)
+                return jar
+            variables.update(row)
         perf = time.perf_counter
-        think = flow.think
+        began = perf()
+        think, draw = flow.think, flow.draw_think
         last = len(flow.requests) - 1
         for i, req in enumerate(flow.requests):
             if self.stopping or perf() >= stop_at:
-                return
-            await self._send(req, variables, due if i == 0 else None)
-            if think and (think_after_last or i < last):
+                return jar
+            jar = await self._send(req, variables, due if i == 0 else None, jar)
+            if draw is not None:
+                think = draw()
+            if think and (closed or i < last):
                 remaining = stop_at - perf()
                 if remaining <= 0:
-                    return
-                await asyncio.sleep(think if think < remaining else remaining)
+                    return jar
+                await pause(think if think < remaining else remaining)
+        if closed and flow.pacing is not None:
+            wait = min(began + flow.pacing, stop_at) - perf()
+            if wait > 0:
+                await pause(wait)
+        return jar
+
+    def _exhausted(self, pool: _Pool) -> None:
+        if self.stopping or self.draining:
+            return
+        message = f"parameter pool {pool.name!r}: all {len(pool.rows)} unique rows of shard {self.shard} are used"
+        if pool.fail_when_exhausted:
+            self.abort(message)
+        else:
+            # Not an error: the run ends as a run that had no more data would.
+            print(f"assay-runner: {message}; no new iterations", file=sys.stderr)
+            self.draining = True
 
     # -- closed model ------------------------------------------------------------------------
 
@@ -379,20 +559,29 @@ class _ShardRun:
         perf = time.perf_counter
         rec = self.recorder
         flows, order, cycle = self.flows, self.order, len(self.order)
+        local = user // self.shards  # pools' per_user rows: user k has row k
+        clear = self.clear_cookies
+        jar: Optional[CookieJar] = None
         done = 0
         for start, stop in windows:
             delay = self.t0 + start - perf()
             if delay > 0:
-                await asyncio.sleep(delay)
-            if self.stopping:
+                await pause(delay)
+            if self.stopping or self.draining:
                 return
             stop_at = self.t0 + stop
             rec.active += 1
             if rec.active > rec.peak:
                 rec.peak = rec.active
             try:
-                while not self.stopping and perf() < stop_at and (iterations is None or done < iterations):
-                    await self._iteration(flows[order[(user + done) % cycle]], None, stop_at, True)
+                while (
+                    not (self.stopping or self.draining)
+                    and perf() < stop_at
+                    and (iterations is None or done < iterations)
+                ):
+                    jar = await self._iteration(flows[order[(user + done) % cycle]], None, stop_at, True, local, jar)
+                    if clear:
+                        jar = None
                     done += 1
             finally:
                 rec.active -= 1
@@ -421,7 +610,7 @@ class _ShardRun:
             delay = due - perf()
             if delay > 0.0005:
                 await asyncio.sleep(delay)
-            if self.stopping:
+            if self.stopping or self.draining:
                 break
             job = (number, due)
             while idle:

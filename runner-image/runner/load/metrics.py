@@ -16,8 +16,11 @@ operator are written against these keys):
      "criteria": [{"criterion", "observed", "passed"}], "aborted", "abortReason",
      "droppedIterations", "errorSamples": {KIND: first message}}
     STATS = {"count", "errors": {"status", "timeout", "connect", "assertion", "other"},
-             "bytesSent", "bytesReceived", "histogram" (base64 HdrHistogram V2, µs),
+             "bytesSent", "bytesReceived", "redirects", "histogram" (base64 HdrHistogram V2, µs),
              "minMs", "meanMs", "p50Ms", "p90Ms", "p95Ms", "p99Ms", "maxMs"}
+
+`redirects` counts the redirect hops the requests followed (a request and its redirects
+count as one request; its latency and bytes cover the whole chain). Read as 0 when absent.
 
 The millisecond figures are derived from the histogram (null when count is 0), for readers
 without an HdrHistogram library; a merge recomputes them from the merged histograms.
@@ -52,7 +55,7 @@ class Stats:
     The histogram is decoded from JSON only when someone needs it (a merge, a percentile),
     so reading a long run's timeline costs little."""
 
-    __slots__ = ("count", "errors", "bytes_sent", "bytes_received", "_histogram", "_encoded", "_figures")
+    __slots__ = ("count", "errors", "bytes_sent", "bytes_received", "redirects", "_histogram", "_encoded", "_figures")
 
     def __init__(
         self,
@@ -62,8 +65,10 @@ class Stats:
         bytes_received: int = 0,
         histogram: Optional[Histogram] = None,
         encoded: Optional[str] = None,
+        redirects: int = 0,
     ):
         self.count = count
+        self.redirects = redirects
         self.errors = errors if errors is not None else [0] * len(ERROR_KINDS)
         self.bytes_sent = bytes_sent
         self.bytes_received = bytes_received
@@ -94,6 +99,7 @@ class Stats:
         self.errors = [a + b for a, b in zip(self.errors, other.errors)]
         self.bytes_sent += other.bytes_sent
         self.bytes_received += other.bytes_received
+        self.redirects += other.redirects
         # A compacted `other` (a timeline second, a shard read from JSON) is decoded for the
         # addition only, not kept decoded: merging a long run must not hold every second's
         # histogram in memory at once.
@@ -154,6 +160,7 @@ class Stats:
             "errors": self.errors_by_kind(),
             "bytesSent": self.bytes_sent,
             "bytesReceived": self.bytes_received,
+            "redirects": self.redirects,
             "histogram": self._encoded,
             **self._figures,
         }
@@ -167,6 +174,7 @@ class Stats:
             bytes_sent=int(data.get("bytesSent") or 0),
             bytes_received=int(data.get("bytesReceived") or 0),
             encoded=data.get("histogram") or None,
+            redirects=int(data.get("redirects") or 0),
         )
 
     def __repr__(self) -> str:
@@ -384,13 +392,14 @@ def _add_named(into: dict[str, Stats], more: dict[str, Stats]) -> None:
 class _Bucket:
     """One request name's raw samples in the current second."""
 
-    __slots__ = ("latencies", "errors", "sent", "received")
+    __slots__ = ("latencies", "errors", "sent", "received", "redirects")
 
     def __init__(self):
         self.latencies: list[int] = []
         self.errors = [0] * len(ERROR_KINDS)
         self.sent = 0
         self.received = 0
+        self.redirects = 0
 
 
 class Recorder:
@@ -420,8 +429,11 @@ class Recorder:
     def index(self, name: str) -> int:
         return self.names.index(name)
 
-    def record(self, index: int, second: int, latency_us: int, sent: int, received: int, error: int) -> None:
-        """One request: `error` is -1 for success or the index of its kind in ERROR_KINDS."""
+    def record(
+        self, index: int, second: int, latency_us: int, sent: int, received: int, error: int, redirects: int = 0
+    ) -> None:
+        """One request: `error` is -1 for success or the index of its kind in ERROR_KINDS;
+        `redirects` the hops it followed."""
         if second != self.second and second > self.second:
             self.advance(second)
         bucket = self.buckets[index]
@@ -430,6 +442,8 @@ class Recorder:
         bucket.received += received
         if error >= 0:
             bucket.errors[error] += 1
+        if redirects:
+            bucket.redirects += redirects
 
     def advance(self, second: int) -> None:
         """Close every second before `second`; seconds without requests close empty."""
@@ -454,7 +468,14 @@ class Recorder:
                         continue
                     histogram = Histogram()
                     histogram.record_many(bucket.latencies)
-                    stats = Stats(len(bucket.latencies), bucket.errors, bucket.sent, bucket.received, histogram)
+                    stats = Stats(
+                        len(bucket.latencies),
+                        bucket.errors,
+                        bucket.sent,
+                        bucket.received,
+                        histogram,
+                        redirects=bucket.redirects,
+                    )
                     entry.requests[name] = stats
                     entry.total.add(stats)
                     self.totals[name].add(stats)

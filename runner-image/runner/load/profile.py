@@ -30,17 +30,21 @@ Sharding: the users, and the iterations of the open model, are dealt out round-r
 shard s of S takes every number k with k % S == s - so the shards' shares add up to the
 whole at every instant (rates are divided, counts never rounded twice), and a run of S
 shards is the same run as one shard, split.
+
+Think time (`think_sampler`): a flow's pause is a constant or a draw from its distribution
+(uniform, normal, exponential), bounded by its min and max and never below zero.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Optional
 
 from assay.crds.common import parse_duration
-from assay.crds.loadtest import LoadProfile
+from assay.crds.loadtest import Flow, LoadProfile
 
 INFINITY = math.inf
 _EPSILON = 1e-9  # float noise in areas must not add or drop an iteration
@@ -246,3 +250,25 @@ class OpenSchedule:
     @property
     def end(self) -> float:
         return self.curve.end
+
+
+def think_sampler(flow: Flow) -> float | Callable[[], float]:
+    """The flow's think time in seconds: a number when it is constant, else a function that
+    draws one pause."""
+    think = flow.think
+    if think is None:
+        return parse_duration(flow.think_time)
+    seconds = {name: parse_duration(v) for name in ("mean", "std_dev", "min", "max") if (v := getattr(think, name))}
+    low, high = seconds.get("min", 0.0), seconds.get("max", INFINITY)
+    mean = seconds.get("mean", 0.0)
+    if think.distribution == "constant":
+        return min(max(mean, low), high)
+    if think.distribution == "uniform":
+        return lambda: random.uniform(low, high)
+    if think.distribution == "normal":
+        deviation = seconds.get("std_dev", 0.0)
+        return lambda: min(max(random.gauss(mean, deviation), low), high)
+    if mean <= 0:
+        return low
+    rate = 1.0 / mean
+    return lambda: min(max(random.expovariate(rate), low), high)

@@ -1,4 +1,5 @@
-"""`{{name}}` templates, as Runscope renders them in requests, assertions and conditions.
+"""`{{name}}` templates, as Runscope renders them: the one template language of the API-test
+engine (requests, assertions, conditions) and the load engine (requests, assertion values).
 
 Syntax
     `{{name}}`             the value of variable `name`; an unknown variable renders as ""
@@ -17,6 +18,10 @@ Errors: an unclosed `{{`, an empty `{{}}`, an unknown helper, a wrong number of 
 an argument that cannot be used raise `TemplateError`, whose message names the field. The
 syntax is checked once per distinct text (`check_template` at validation time) and parsed
 templates are cached, so rendering the same step again costs a dictionary lookup.
+
+`CompiledTemplate` is the same language parsed once for a text rendered thousands of times a
+second (the load engine's requests and assertion values): no `{{` renders as itself, plain
+variables by one join, helpers through the same rendering as `render`.
 """
 
 from __future__ import annotations
@@ -377,3 +382,62 @@ def check_template(text: str, field: str = "") -> None:
 
 def has_template(text: str) -> bool:
     return "{{" in text
+
+
+class CompiledTemplate:
+    """A template parsed once, for a text rendered many times (the load engine's requests).
+
+    Text without `{{` renders as itself; text with only variables renders by one join over
+    literal and name slots, with no per-part type checks; helpers take the general path."""
+
+    __slots__ = ("text", "parts", "names", "_parsed", "field")
+
+    def __init__(self, text: str, field: str = ""):
+        self.text, self.field = text, field
+        try:
+            parsed = _parse(text) if "{{" in text else (text,)
+        except _SyntaxProblem as exc:
+            raise TemplateError(field, str(exc)) from None
+        if all(isinstance(p, str) or (isinstance(p, _Var) and p.name not in _HELPERS) for p in parsed):
+            slots = [""]
+            for part in parsed:
+                if isinstance(part, str):
+                    slots[-1] += part
+                else:
+                    slots += [part.name, ""]
+            # literal, name, literal, ...: the names sit at the odd positions
+            self.parts: tuple[str, ...] = tuple(slots)
+            self.names: tuple[str, ...] = tuple(slots[1::2])
+            self._parsed: Optional[tuple[_Part, ...]] = None
+        else:
+            first = parsed[0]
+            self.parts = (first if isinstance(first, str) else "",)
+            self.names = tuple(p.name for p in parsed if isinstance(p, _Var))
+            self._parsed = parsed
+
+    @property
+    def is_static(self) -> bool:
+        return self._parsed is None and not self.names
+
+    def render(self, variables: Mapping[str, str]) -> str:
+        if self._parsed is not None:
+            try:
+                return _render_parts(self._parsed, variables)
+            except _SyntaxProblem as exc:
+                raise TemplateError(self.field, str(exc)) from None
+        if not self.names:
+            return self.text
+        parts = self.parts
+        out = [parts[0]]
+        get = variables.get
+        for i in range(1, len(parts), 2):
+            out.append(get(parts[i], ""))
+            out.append(parts[i + 1])
+        return "".join(out)
+
+    def static_prefix(self) -> str:
+        """The text before the first `{{`."""
+        return self.parts[0]
+
+    def __repr__(self) -> str:
+        return f"CompiledTemplate({self.text!r})"
