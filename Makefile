@@ -11,7 +11,7 @@ LOCK_ARGS ?= --upgrade
 NODES ?= agents
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help deps jslibs lock kube node helm browser crds check-crds check test test-unit test-cluster up down status demo kind-e2e clean
+.PHONY: help deps jslibs lock kube node helm browser xlt crds check-crds check test test-unit test-cluster up down status demo kind-e2e clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
@@ -22,6 +22,7 @@ help:
 	@echo "make up / down   start / stop the local stack (control plane, node agent, operator)"
 	@echo "make up NODES=real   the same with a real node: containerd, kubelet, kube-proxy, CoreDNS (needs root)"
 	@echo "make jslibs      vendor the JavaScript libraries scripts get (CryptoJS, Underscore, Moment)"
+	@echo "make xlt         fetch Xceptance XLT (Maven Central) for the XLT report test"
 	@echo "make crds        regenerate crds/*.yaml from the models"
 	@echo "make lock        refresh requirements*.lock to the newest releases pyproject.toml allows"
 
@@ -59,6 +60,11 @@ helm:
 browser:
 	@bash hack/install-browser.sh >/dev/null
 
+# Xceptance XLT from Maven Central (needs Java 17+ and Maven), for the test that runs XLT's
+# report generator on a result archive's XLT layout (tests/unit/test_xlt_report.py).
+xlt:
+	@bash hack/install-xlt.sh >/dev/null
+
 crds: deps
 	$(BIN)/python hack/gen_crds.py
 
@@ -75,7 +81,7 @@ check: deps
 	  $(BIN)/python hack/gen_crds.py --check || failed="$$failed gen_crds"; \
 	  if [ -n "$$failed" ]; then echo "make check failed:$$failed" >&2; exit 1; fi
 
-test: deps kube node helm browser
+test: deps kube node helm browser xlt
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: deps

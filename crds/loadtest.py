@@ -53,6 +53,17 @@ class CookieSettings(AssayModel):
     the user's cookies for the whole run."""
 
 
+class TimerSettings(AssayModel):
+    """Timer records of single requests and iterations, kept for the result archive's XLT
+    layout (`xlt/<shard>/<flow>/<user>/timers.csv`, which Xceptance XLT's report generator reads)."""
+
+    enabled: bool = False
+    """Keep a record per request and per iteration. Off, the metrics are histograms only."""
+    max_records: int = Field(default=100_000, ge=1, le=1_000_000)
+    """Records a shard keeps at most; beyond that they are a uniform sample of this size, so
+    counts taken from them fall short while their percentiles stay within sampling error."""
+
+
 def _seconds(text: Optional[str]) -> float:
     return parse_duration(text) if text else 0.0
 
@@ -276,6 +287,8 @@ class LoadTestSpec(AssayModel):
     max_redirects: int = Field(default=10, ge=0, le=MAX_REDIRECTS)
     """Redirects (301, 302, 303, 307, 308) a request follows before its response counts as
     it is; 0 turns following off. The request's time and bytes cover the whole chain."""
+    timers: TimerSettings = TimerSettings()
+    """Per-request timer records for the XLT layout of the result archive: off by default."""
 
     validation_rules = (
         Rule(

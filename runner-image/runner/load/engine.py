@@ -81,7 +81,7 @@ from .client import (
     encode_request,
     split_url,
 )
-from .metrics import Recorder, ShardMetrics
+from .metrics import Recorder, ShardMetrics, TimerLog
 from .profile import ClosedSchedule, OpenSchedule, think_sampler, weighted_order
 
 ABORT_GRACE_SECONDS = 2.0
@@ -211,6 +211,7 @@ class _Request:
         "checks",
         "max_redirects",
         "fixed_url",
+        "flow",
     )
 
     def __init__(
@@ -224,6 +225,8 @@ class _Request:
     ):
         self.name = request.name or f"{request.method} {request.url}"
         self.index = index
+        self.flow = 0
+        """The index of the flow this request belongs to (set by _compile)."""
         self.method = request.method
         self.timeout = parse_duration(request.timeout) if request.timeout else default_timeout
         self.max_redirects = request.max_redirects if request.max_redirects is not None else max_redirects
@@ -297,7 +300,7 @@ class _Pool:
 
 
 class _Flow:
-    __slots__ = ("name", "requests", "think", "draw_think", "pacing", "pools")
+    __slots__ = ("name", "requests", "think", "draw_think", "pacing", "pools", "index")
 
     def __init__(
         self,
@@ -306,8 +309,10 @@ class _Flow:
         think: float | Callable[[], float],
         pools: list[_Pool],
         pacing: Optional[float] = None,
+        index: int = 0,
     ):
         self.name, self.requests, self.pools, self.pacing = name, requests, pools, pacing
+        self.index = index
         # A constant think time stays a number: no call per pause.
         self.think, self.draw_think = (0.0, think) if callable(think) else (think, None)
 
@@ -365,6 +370,7 @@ def _compile(spec: LoadTestSpec, shard: int, shards: int) -> tuple[list[_Flow], 
                 names.append(name)
             field = f"spec.flows[{f}].requests[{r}]"
             requests.append(_Request(request, index[name], spec.base_url, default_timeout, spec.max_redirects, field))
+            requests[-1].flow = f
         flows.append(
             _Flow(
                 flow.name,
@@ -372,6 +378,7 @@ def _compile(spec: LoadTestSpec, shard: int, shards: int) -> tuple[list[_Flow], 
                 think_sampler(flow),
                 [p for scope, p in pools if scope is None or scope == flow.name],
                 parse_duration(flow.pacing) if flow.pacing else None,
+                f,
             )
         )
     return flows, names
@@ -412,16 +419,22 @@ class _ShardRun:
         self.cookies = spec.cookies.enabled
         self.clear_cookies = spec.cookies.clear_each_iteration
         self._stop = asyncio.Event()
+        self.timers: Optional[TimerLog] = None
+        if spec.timers.enabled:
+            self.timers = TimerLog(self.names, [flow.name for flow in spec.flows], spec.timers.max_records)
+        self.last_error = -1
         threshold = spec.abort_on_error_rate
         self.watchdog = criteria_module.AbortWatchdog(threshold) if threshold is not None else None
 
     # -- one request -------------------------------------------------------------------------
 
     async def _send(
-        self, req: _Request, variables: dict[str, str], due: Optional[float], jar: Optional[CookieJar]
+        self, req: _Request, variables: dict[str, str], due: Optional[float], jar: Optional[CookieJar], user: int = 0
     ) -> Optional[CookieJar]:
-        """Send, check and record one request (and its redirects); returns the user's cookie
-        jar, made here when the first cookie arrives."""
+        """Send, check and record one request (and its redirects) of virtual user `user`;
+        returns the user's cookie jar, made here when the first cookie arrives. `last_error`
+        holds the request's outcome when this returns: nothing runs between this return and
+        the caller's next line, so the caller reads its own request's outcome."""
         perf = time.perf_counter
         try:
             prepared = req.prepare(variables)
@@ -429,11 +442,14 @@ class _ShardRun:
             now = perf()
             self._sample(OTHER, str(exc))
             self.recorder.record(req.index, int(now + self.offset), 0, 0, 0, _OTHER)
+            if self.timers is not None:
+                self.timers.request(req.index, req.flow, user, int((now + self.offset) * 1000), 0, _OTHER, 0, 0, 0)
+            self.last_error = _OTHER
             return jar
         start = perf()
         # Open model: the first request of an iteration counts from when it was due.
         t0 = start if due is None or due > start else due
-        sent = received = hops = 0
+        sent = received = hops = status = 0
         error = -1
         timeout = req.timeout
         try:
@@ -451,6 +467,7 @@ class _ShardRun:
                         sent += size
                     raise
                 sent += size
+                status = response.status
                 received += response.bytes_received
                 if self.cookies and (values := set_cookies(response.raw_headers)) is not None:
                     if jar is None:
@@ -494,9 +511,13 @@ class _ShardRun:
                             if ASSERTION not in self.error_samples:
                                 self._sample(ASSERTION, f"{req.name}: {assertion.text}")
                             break
-        self.recorder.record(
-            req.index, int(end + self.offset), int((end - t0) * 1_000_000), sent, received, error, hops
-        )
+        runtime_us = int((end - t0) * 1_000_000)
+        self.recorder.record(req.index, int(end + self.offset), runtime_us, sent, received, error, hops)
+        if self.timers is not None:
+            self.timers.request(
+                req.index, req.flow, user, int((t0 + self.offset) * 1000), runtime_us, error, status, sent, received
+            )
+        self.last_error = error
         return jar
 
     def _sample(self, kind: str, message: str) -> None:
@@ -511,9 +532,11 @@ class _ShardRun:
         closed: bool,
         user: Optional[int] = None,
         jar: Optional[CookieJar] = None,
+        vuser: int = 0,
     ) -> Optional[CookieJar]:
         """One iteration of `flow` for local user `user` (closed model) with its cookie jar;
-        returns the jar as the iteration left it."""
+        returns the jar as the iteration left it. `vuser` numbers the user in timer records:
+        the virtual user (closed model) or the worker that ran the iteration (open model)."""
         variables: dict[str, str] = {}
         for pool in flow.pools:
             row = pool.draw(user)
@@ -525,17 +548,32 @@ class _ShardRun:
         began = perf()
         think, draw = flow.think, flow.draw_think
         last = len(flow.requests) - 1
-        for i, req in enumerate(flow.requests):
-            if self.stopping or perf() >= stop_at:
-                return jar
-            jar = await self._send(req, variables, due if i == 0 else None, jar)
-            if draw is not None:
-                think = draw()
-            if think and (closed or i < last):
-                remaining = stop_at - perf()
-                if remaining <= 0:
+        timers = self.timers
+        sent = failed = False
+        # The iteration's `T` record runs from its first request (or when it was due) to its
+        # last step, think times included as XLT counts them, pacing not.
+        try:
+            for i, req in enumerate(flow.requests):
+                if self.stopping or perf() >= stop_at:
                     return jar
-                await pause(think if think < remaining else remaining)
+                jar = await self._send(req, variables, due if i == 0 else None, jar, vuser)
+                sent = True
+                if self.last_error >= 0:
+                    failed = True
+                if draw is not None:
+                    think = draw()
+                if think and (closed or i < last):
+                    remaining = stop_at - perf()
+                    if remaining <= 0:
+                        return jar
+                    await pause(think if think < remaining else remaining)
+        finally:
+            if timers is not None and sent:
+                first = began if due is None or due > began else due
+                now = perf()
+                timers.iteration(
+                    flow.index, vuser, int((first + self.offset) * 1000), int((now - first) * 1_000_000), failed
+                )
         if closed and flow.pacing is not None:
             wait = min(began + flow.pacing, stop_at) - perf()
             if wait > 0:
@@ -579,7 +617,9 @@ class _ShardRun:
                     and perf() < stop_at
                     and (iterations is None or done < iterations)
                 ):
-                    jar = await self._iteration(flows[order[(user + done) % cycle]], None, stop_at, True, local, jar)
+                    jar = await self._iteration(
+                        flows[order[(user + done) % cycle]], None, stop_at, True, local, jar, user
+                    )
                     if clear:
                         jar = None
                     done += 1
@@ -620,7 +660,7 @@ class _ShardRun:
                     break
             else:
                 if cap is None or len(workers) < cap:
-                    workers.append(loop.create_task(self._open_worker(job, idle)))
+                    workers.append(loop.create_task(self._open_worker(job, idle, len(workers))))
                 else:
                     self.backlog.append(job)
         # Iterations still queued when the schedule ends never got a user: dropped.
@@ -637,7 +677,7 @@ class _ShardRun:
                 task.cancel()
             raise
 
-    async def _open_worker(self, job: Optional[tuple[int, float]], idle: list[asyncio.Future]) -> None:
+    async def _open_worker(self, job: Optional[tuple[int, float]], idle: list[asyncio.Future], worker: int = 0) -> None:
         rec = self.recorder
         loop = asyncio.get_running_loop()
         flows, order, cycle = self.flows, self.order, len(self.order)
@@ -647,7 +687,7 @@ class _ShardRun:
             if rec.active > rec.peak:
                 rec.peak = rec.active
             try:
-                await self._iteration(flows[order[number % cycle]], due, self.open_end, False)
+                await self._iteration(flows[order[number % cycle]], due, self.open_end, False, vuser=worker)
             finally:
                 rec.active -= 1
             if self.backlog:
@@ -744,6 +784,7 @@ class _ShardRun:
             dropped_iterations=self.dropped,
             error_samples=self.error_samples,
         )
+        metrics.timers = self.timers
         metrics.criteria = criteria_module.evaluate(self.spec.parsed_criteria(), metrics)
         if self.on_progress is not None:
             self.on_progress(self.progress(finished))

@@ -27,11 +27,26 @@ without an HdrHistogram library; a merge recomputes them from the merged histogr
 A timeline second is the epoch second in which requests completed; `activeUsers` is the
 most virtual users (closed model) or iterations (open model) running at once in it.
 `merge` adds histograms and counts and aligns timelines on the epoch second.
+
+With `spec.timers.enabled` the shard also keeps one timer record per request and per
+iteration (`TimerLog`), for the result archive's XLT layout (assay.runner.report.xlt):
+
+    "timers": {"names": [REQUEST NAME], "flows": [FLOW NAME], "seen": n, "cap": n,
+               "records": base64(gzip(CSV))}
+    CSV line:  R,NAME_INDEX,FLOW_INDEX,USER,START_MS,RUNTIME_US,ERROR_KIND_INDEX(-1 ok),STATUS,SENT,RECEIVED
+               T,FLOW_INDEX,USER,START_MS,RUNTIME_US,FAILED(0/1)
+
+Up to `cap` records are kept exactly; beyond it the log is a uniform sample (reservoir) of
+`cap` of the `seen` records, so counts from the records fall short while their percentiles
+stay within sampling error.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
+import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -238,6 +253,8 @@ class ShardMetrics:
     """Open model: arrivals that never started because max_users were all busy."""
     error_samples: dict[str, str] = field(default_factory=dict)
     """The first error message of each kind, e.g. {"connect": "GET /: cannot connect to ..."}."""
+    timers: Optional[TimerLog] = None
+    """Per-request and per-iteration records, when the spec asks for them."""
 
     @property
     def duration_s(self) -> Optional[float]:
@@ -287,6 +304,7 @@ class ShardMetrics:
             "abortReason": self.abort_reason,
             "droppedIterations": self.dropped_iterations,
             "errorSamples": self.error_samples,
+            **({"timers": self.timers.to_dict()} if self.timers is not None else {}),
         }
 
     def to_json(self, indent: Optional[int] = None) -> str:
@@ -315,6 +333,7 @@ class ShardMetrics:
             abort_reason=data.get("abortReason"),
             dropped_iterations=int(data.get("droppedIterations") or 0),
             error_samples=dict(data.get("errorSamples") or {}),
+            timers=TimerLog.from_dict(data["timers"]) if data.get("timers") else None,
         )
 
 
@@ -370,6 +389,10 @@ def merge(parts: Iterable[ShardMetrics], *, shard: Optional[int] = None, shards:
         out.dropped_iterations += part.dropped_iterations
         for kind, message in part.error_samples.items():
             out.error_samples.setdefault(kind, message)
+        if part.timers is not None:
+            if out.timers is None:
+                out.timers = TimerLog(part.timers.names, part.timers.flows, 0)
+            out.timers.extend(part.timers)
     out.timeline = [seconds[s] for s in sorted(seconds)]
     for entry in out.timeline:
         for stats in entry.requests.values():
@@ -384,6 +407,81 @@ def _add_named(into: dict[str, Stats], more: dict[str, Stats]) -> None:
         if mine is None:
             mine = into[name] = Stats()
         mine.add(stats)
+
+
+class TimerLog:
+    """Timer records of single requests (`R`) and iterations (`T`): at most `cap` kept, a
+    uniform sample of all `seen` beyond that.
+
+    A record is a tuple as the CSV line above has it: R
+    records have 10 fields, T records 6. Appending a tuple is the whole per-request cost until
+    the cap is reached; past it, one random draw per record."""
+
+    __slots__ = ("names", "flows", "cap", "seen", "records", "_random")
+
+    def __init__(self, names: list[str], flows: list[str], cap: int):
+        self.names, self.flows, self.cap = list(names), list(flows), cap
+        self.seen = 0
+        self.records: list[tuple] = []
+        self._random = random.Random()
+
+    @property
+    def sampled(self) -> bool:
+        return self.seen > len(self.records)
+
+    def _add(self, record: tuple) -> None:
+        self.seen += 1
+        if len(self.records) < self.cap:
+            self.records.append(record)
+        else:
+            j = self._random.randrange(self.seen)
+            if j < self.cap:
+                self.records[j] = record
+
+    def request(
+        self,
+        index: int,
+        flow: int,
+        user: int,
+        start_ms: int,
+        runtime_us: int,
+        error: int,
+        status: int,
+        sent: int,
+        received: int,
+    ) -> None:
+        self._add(("R", index, flow, user, start_ms, runtime_us, error, status, sent, received))
+
+    def iteration(self, flow: int, user: int, start_ms: int, runtime_us: int, failed: bool) -> None:
+        self._add(("T", flow, user, start_ms, runtime_us, 1 if failed else 0))
+
+    def extend(self, other: TimerLog) -> None:
+        """Add another process's log of the same shard (same names, same flows)."""
+        if other.names != self.names or other.flows != self.flows:
+            raise ValueError("timer logs of different request or flow names do not merge")
+        self.seen += other.seen
+        self.cap += other.cap
+        self.records.extend(other.records)
+
+    def to_dict(self) -> dict[str, Any]:
+        text = "".join(",".join(map(str, r)) + "\n" for r in self.records)
+        return {
+            "names": self.names,
+            "flows": self.flows,
+            "seen": self.seen,
+            "cap": self.cap,
+            "records": base64.b64encode(gzip.compress(text.encode(), 6, mtime=0)).decode(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TimerLog:
+        log = cls(data.get("names") or [], data.get("flows") or [], int(data.get("cap") or 0))
+        text = gzip.decompress(base64.b64decode(data.get("records") or "")).decode() if data.get("records") else ""
+        for line in text.splitlines():
+            kind, *fields = line.split(",")
+            log.records.append((kind, *map(int, fields)))
+        log.seen = max(int(data.get("seen") or 0), len(log.records))
+        return log
 
 
 # --- the hot path -----------------------------------------------------------------------------

@@ -2,7 +2,11 @@
 
 * The result archive keeps the raw per-shard metrics exactly as the runners wrote them, with
   a manifest (run, load test, shard count, creation time, SHA-256 of every file), so a report
-  can be rebuilt or audited later.
+  can be rebuilt or audited later. When the shards kept timer records (`spec.timers`), it also
+  holds them in Xceptance XLT's result layout under `xlt/`
+  (`xlt/<shard-NNNN>/<flow>/<user>/timers.csv`, see xlt.py): extract `xlt/` and run XLT's
+  report generator on it (README.md). The manifest's `xlt` says per shard how many records
+  were seen and kept; `sampled` means XLT's counts fall short of the report's.
 * The report archive is the static report: `index.html` (open it from the zip, no network
   needed), `report.json` (the summary comparison reports are built from) and three CSV tables.
 
@@ -24,6 +28,7 @@ from typing import Any
 from ._zip import json_bytes, now_iso, write_zip_atomically
 from .html import render_report
 from .summary import SUMMARY_KIND, errors_csv, requests_csv, summarize, timeline_csv
+from .xlt import shard_timer_files
 
 RESULT_ARCHIVE_KIND = "assay-result-archive"
 REPORT_FILES = ("index.html", "report.json", "requests.csv", "timeline.csv", "errors.csv")
@@ -51,8 +56,9 @@ def build_result_archive(shard_files: list[Path], out: Path, *, meta: Mapping) -
     """Zip the raw per-shard metrics files with a manifest; returns `out`.
 
     Shard files are stored as `shards/shard-NNNN.json` by shard number, whatever they were
-    called; the manifest records each file's original name and SHA-256. Files from different
-    runs, or two files for the same shard, are refused."""
+    called, their timer records as XLT's `xlt/.../timers.csv`; the manifest records each
+    file's original name and SHA-256. Files from different runs, or two files for the same
+    shard, are refused."""
     if not shard_files:
         raise ArchiveError("a result archive needs at least one shard file")
     shards = []
@@ -71,6 +77,12 @@ def build_result_archive(shard_files: list[Path], out: Path, *, meta: Mapping) -
 
     created_at = meta.get("createdAt") or now_iso()
     entries = [(f"shards/shard-{number:04d}.json", path, content) for number, path, content, _ in shards]
+    xlt = []
+    for number, path, _, data in shards:
+        if data.get("timers"):
+            files, info = shard_timer_files(number, data["timers"])
+            entries.extend((name, path, content) for name, content in files)
+            xlt.append(info)
     manifest = {
         "version": 1,
         "kind": RESULT_ARCHIVE_KIND,
@@ -83,6 +95,7 @@ def build_result_archive(shard_files: list[Path], out: Path, *, meta: Mapping) -
             {"path": name, "source": path.name, "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
             for name, path, content in entries
         ],
+        **({"xlt": xlt} if xlt else {}),
     }
     return write_zip_atomically(
         out,
