@@ -222,3 +222,22 @@ def test_the_timer_logs_of_a_shards_processes_merge_into_one():
     merged = merge(parts, shard=0)
     assert merged.timers is not None and merged.timers.seen == 14 and merged.timers.cap == 10
     assert sorted(r[3] for r in merged.timers.records) == [0] * 5 + [1] * 5 and merged.timers.sampled
+
+
+def test_open_model_records_every_request_and_one_transaction_per_arrival():
+    with LoadTarget(delay=0.01) as target:
+        load = LoadTestSpec.model_validate(
+            {
+                "baseUrl": target.url,
+                "load": {"model": "open", "arrivalRate": 40, "duration": "1s"},
+                "timers": {"enabled": True},
+                "flows": [{"name": "f", "requests": [{"url": "/a"}, {"url": "/b"}]}],
+            }
+        )
+        metrics = run(run_load_shard(load, 0, 1))
+    assert metrics.timers is not None
+    requests = [r for r in metrics.timers.records if r[0] == "R"]
+    transactions = [r for r in metrics.timers.records if r[0] == "T"]
+    assert len(requests) == metrics.total.count == target.total == 2 * len(transactions) == 80
+    # The user number is the worker that ran the iteration: a few, not one per arrival.
+    assert {r[3] for r in requests} == {t[2] for t in transactions} and len({t[2] for t in transactions}) < 10

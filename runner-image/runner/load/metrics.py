@@ -47,6 +47,7 @@ import base64
 import gzip
 import json
 import random
+from array import array
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -409,34 +410,52 @@ def _add_named(into: dict[str, Stats], more: dict[str, Stats]) -> None:
         mine.add(stats)
 
 
+_STRIDE = 10
+_KINDS = ("R", "T")
+
+
 class TimerLog:
     """Timer records of single requests (`R`) and iterations (`T`): at most `cap` kept, a
     uniform sample of all `seen` beyond that.
 
-    A record is a tuple as the CSV line above has it: R
-    records have 10 fields, T records 6. Appending a tuple is the whole per-request cost until
-    the cap is reached; past it, one random draw per record."""
+    `records` gives them as tuples as the CSV line above has them (R records 10 fields, T
+    records 6). They are stored flat in one array of 64-bit integers, 10 per record: 80 bytes
+    where a tuple of ints takes about 200, and nothing for the garbage collector to walk.
+    A record costs about 0.5 µs on the hot path."""
 
-    __slots__ = ("names", "flows", "cap", "seen", "records", "_random")
+    __slots__ = ("names", "flows", "cap", "seen", "_data", "_random")
 
     def __init__(self, names: list[str], flows: list[str], cap: int):
         self.names, self.flows, self.cap = list(names), list(flows), cap
         self.seen = 0
-        self.records: list[tuple] = []
+        self._data = array("q")
         self._random = random.Random()
+
+    def __len__(self) -> int:
+        return len(self._data) // _STRIDE
 
     @property
     def sampled(self) -> bool:
-        return self.seen > len(self.records)
+        return self.seen > len(self)
 
-    def _add(self, record: tuple) -> None:
+    @property
+    def records(self) -> list[tuple]:
+        data = self._data
+        out: list[tuple] = []
+        for at in range(0, len(data), _STRIDE):
+            kind = data[at]
+            fields = data[at + 1 : at + (_STRIDE if kind == 0 else 6)]
+            out.append((_KINDS[kind], *fields))
+        return out
+
+    def _add(self, record: tuple[int, ...]) -> None:
         self.seen += 1
-        if len(self.records) < self.cap:
-            self.records.append(record)
+        if len(self._data) < self.cap * _STRIDE:
+            self._data.extend(record)
         else:
             j = self._random.randrange(self.seen)
             if j < self.cap:
-                self.records[j] = record
+                self._data[j * _STRIDE : (j + 1) * _STRIDE] = array("q", record)
 
     def request(
         self,
@@ -450,10 +469,10 @@ class TimerLog:
         sent: int,
         received: int,
     ) -> None:
-        self._add(("R", index, flow, user, start_ms, runtime_us, error, status, sent, received))
+        self._add((0, index, flow, user, start_ms, runtime_us, error, status, sent, received))
 
     def iteration(self, flow: int, user: int, start_ms: int, runtime_us: int, failed: bool) -> None:
-        self._add(("T", flow, user, start_ms, runtime_us, 1 if failed else 0))
+        self._add((1, flow, user, start_ms, runtime_us, 1 if failed else 0, 0, 0, 0, 0))
 
     def extend(self, other: TimerLog) -> None:
         """Add another process's log of the same shard (same names, same flows)."""
@@ -461,7 +480,7 @@ class TimerLog:
             raise ValueError("timer logs of different request or flow names do not merge")
         self.seen += other.seen
         self.cap += other.cap
-        self.records.extend(other.records)
+        self._data.extend(other._data)
 
     def to_dict(self) -> dict[str, Any]:
         text = "".join(",".join(map(str, r)) + "\n" for r in self.records)
@@ -479,8 +498,9 @@ class TimerLog:
         text = gzip.decompress(base64.b64decode(data.get("records") or "")).decode() if data.get("records") else ""
         for line in text.splitlines():
             kind, *fields = line.split(",")
-            log.records.append((kind, *map(int, fields)))
-        log.seen = max(int(data.get("seen") or 0), len(log.records))
+            row = [_KINDS.index(kind), *map(int, fields)]
+            log._data.extend(row + [0] * (_STRIDE - len(row)))
+        log.seen = max(int(data.get("seen") or 0), len(log))
         return log
 
 

@@ -2,6 +2,7 @@
 
     load_shards(shard_files, criteria=())               the load engine's merge, criteria judged
     build_result_archive(shard_files, out, meta=...)   raw per-shard metrics + manifest.json
+                                                       (+ xlt/: timer records in XLT's layout, xlt.py)
     build_report_archive(merged, out, meta=...)        index.html, report.json and CSV tables
     read_report(archive)                               a report archive's report.json
     build_comparison_report(a, b, out, reverse=False)  the older run as baseline, or reversed

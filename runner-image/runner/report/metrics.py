@@ -9,7 +9,7 @@ as the dict it serialises to, and only read it:
      "requests": {NAME: STATS}, "total": STATS,
      "timeline": [{"second": EPOCH, "requests": {NAME: STATS}, "total": STATS, "activeUsers"}],
      "criteria": [{"criterion", "observed", "passed"}], "aborted", "abortReason",
-     "droppedIterations"}
+     "droppedIterations", "timers" (only with spec.timers: the result archive's XLT records)}
 
     STATS = {"count", "errors": {"status", "timeout", "connect", "assertion", "other"},
              "bytesSent", "bytesReceived", "histogram" (base64 HdrHistogram of µs),
@@ -50,7 +50,12 @@ def load_shards(paths: Iterable[Path], *, criteria: Sequence[str] = ()) -> Any:
     shards = []
     for path in paths:
         try:
-            shards.append(ShardMetrics.from_json(Path(path).read_bytes()))
+            data = json.loads(Path(path).read_bytes())
+            # The timer records are for the result archive's XLT layout, which reads the shard
+            # files itself: the merged view has no use for them, decoded or added up.
+            if isinstance(data, dict):
+                data.pop("timers", None)
+            shards.append(ShardMetrics.from_json(data))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}: not load-test shard metrics ({exc})") from None
     if not shards:
