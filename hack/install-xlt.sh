@@ -38,8 +38,9 @@ cat >"$scratch/pom.xml" <<POM
   </dependencies>
 </project>
 POM
-# The Maven repository lives in the cache too, so the user's ~/.m2 stays untouched.
-mvn -q -B -f "$scratch/pom.xml" -Dmaven.repo.local="$CACHE/m2" \
+# A scratch Maven repository, removed with the rest: the user's ~/.m2 stays untouched and
+# the cache holds the jars once.
+mvn -q -B -Dstyle.color=never -f "$scratch/pom.xml" -Dmaven.repo.local="$scratch/m2" \
   dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$scratch/out/lib" >&2
 rm -rf "$DIR"
 mv "$scratch/out" "$DIR"
