@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 LOCK_ARGS ?= --upgrade
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help deps jslibs lock kube helm browser crds check-crds check test test-unit test-cluster up down status demo kind-e2e clean
+.PHONY: help deps jslibs lock kube helm browser crds check-crds check test test-unit test-cluster up down status demo kind-e2e images clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
@@ -18,6 +18,7 @@ help:
 	@echo "make check       the guard rails: ruff format and lint, the import contracts, mypy on crds/, CRDs up to date"
 	@echo "make test PYTEST_ARGS='-m \"not slow\"'   skip the long accuracy runs"
 	@echo "make up / down   start / stop the local stack (control plane, node agent, operator)"
+	@echo "make images      build the operator, gateway and runner images with buildah, no registry needed (hack/build-images.sh)"
 	@echo "make jslibs      vendor the JavaScript libraries scripts get (CryptoJS, Underscore, Moment)"
 	@echo "make crds        regenerate crds/*.yaml from the models"
 	@echo "make lock        refresh requirements*.lock to the newest releases pyproject.toml allows"
@@ -90,6 +91,12 @@ demo: deps kube
 
 kind-e2e: deps
 	@bash hack/kind-e2e.sh
+
+# The three images from runner-image/Dockerfile with buildah, on base images made from Debian
+# packages, exported as docker-archives into ~/.cache/assay/images (see hack/build-images.sh).
+images:
+	@bash hack/install-image-tools.sh
+	@bash hack/build-images.sh
 
 clean: down
 	rm -rf .assay $(VENV)
