@@ -7,9 +7,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 LOCK_ARGS ?= --upgrade
+# make up NODES=real: a real node (containerd, kubelet, kube-proxy, CoreDNS) instead of the agents.
+NODES ?= agents
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help deps jslibs lock kube helm browser crds check-crds check test test-unit test-cluster up down status demo kind-e2e clean
+.PHONY: help deps jslibs lock kube node helm browser crds check-crds check test test-unit test-cluster up down status demo kind-e2e clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
@@ -18,6 +20,7 @@ help:
 	@echo "make check       the guard rails: ruff format and lint, the import contracts, mypy on crds/, CRDs up to date"
 	@echo "make test PYTEST_ARGS='-m \"not slow\"'   skip the long accuracy runs"
 	@echo "make up / down   start / stop the local stack (control plane, node agent, operator)"
+	@echo "make up NODES=real   the same with a real node: containerd, kubelet, kube-proxy, CoreDNS (needs root)"
 	@echo "make jslibs      vendor the JavaScript libraries scripts get (CryptoJS, Underscore, Moment)"
 	@echo "make crds        regenerate crds/*.yaml from the models"
 	@echo "make lock        refresh requirements*.lock to the newest releases pyproject.toml allows"
@@ -43,6 +46,11 @@ lock:
 kube:
 	@bash hack/build-kube.sh >/dev/null
 
+# What a real node runs (hack/realnode.py): containerd, runc, CNI plugins, kubelet, kube-proxy,
+# kube-scheduler, CoreDNS and the local pause image; for make up NODES=real and the e2e tests.
+node:
+	@bash hack/install-node.sh
+
 # A pinned helm built from its Go module, for the chart tests (tests/cluster/test_chart.py).
 helm:
 	@bash hack/install-helm.sh >/dev/null
@@ -67,17 +75,17 @@ check: deps
 	  $(BIN)/python hack/gen_crds.py --check || failed="$$failed gen_crds"; \
 	  if [ -n "$$failed" ]; then echo "make check failed:$$failed" >&2; exit 1; fi
 
-test: deps kube helm browser
+test: deps kube node helm browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: deps
 	$(BIN)/pytest -m "not cluster and not slow" $(PYTEST_ARGS)
 
-test-cluster: deps kube helm
+test-cluster: deps kube node helm
 	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
-up: deps kube
-	@bash hack/stack.sh up
+up: deps kube $(if $(filter real,$(NODES)),node)
+	@NODES=$(NODES) bash hack/stack.sh up
 
 down:
 	@bash hack/stack.sh down

@@ -2,13 +2,17 @@
 # Builds pinned kube-apiserver, kube-controller-manager, kubectl and etcd from their Go
 # modules (through the Go module proxy) into a cache outside the repository. A warm cache
 # makes this a no-op, so every entry point (make up, make test, CI) can call it freely.
+# With --node it also builds what a real node runs (kubelet, kube-scheduler, kube-proxy; see
+# hack/realnode.py), into the same folder; without it the control-plane path stays as short.
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
 CACHE="${ASSAY_CACHE:-$HOME/.cache/assay}"
 BIN="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION/bin"
-WANT=(kube-apiserver kube-controller-manager kubectl etcd)
+KUBE_CMDS=(kube-apiserver kube-controller-manager kubectl)
+if [ "${1:-}" = "--node" ]; then KUBE_CMDS+=(kubelet kube-scheduler kube-proxy); shift; fi
+WANT=("${KUBE_CMDS[@]}" etcd)
 
 have_all() { for b in "${WANT[@]}"; do [ -x "$BIN/$b" ] || return 1; done; }
 
@@ -43,7 +47,7 @@ build_kube() {
     mv go.mod.tmp go.mod
   fi
   local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
-  for b in kube-apiserver kube-controller-manager kubectl; do
+  for b in "${KUBE_CMDS[@]}"; do
     [ -x "$BIN/$b" ] && continue
     log "building $b $KUBE_VERSION"
     go build -trimpath -ldflags "$ldflags" -o "$BIN/$b.tmp" "k8s.io/kubernetes/cmd/$b"

@@ -47,6 +47,9 @@ SERVICE_IP = "10.0.0.1"
 CONTROLLERS = (
     "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route,-persistentvolume-expander"
 )
+# A real node (hack/realnode.py) heartbeats like any kubelet, and registers tainted not-ready
+# until the node lifecycle controller sees it Ready.
+CONTROLLERS_REAL_NODE = CONTROLLERS.replace(",-nodelifecycle", "")
 DEFAULT_AGENTS = ["assay-local=topology.kubernetes.io/region=local"]
 
 
@@ -58,6 +61,9 @@ class ClusterState:
     etcd_url: str
     pids: dict[str, int] = field(default_factory=dict)
     agents: list[str] = field(default_factory=list)
+    # Set when the control plane serves a real node: the address (on the node's bridge) the
+    # API server binds and advertises instead of loopback, so that pods reach it.
+    node_ip: str = ""
 
     @classmethod
     def load(cls, state_dir: Path) -> ClusterState | None:
@@ -171,8 +177,9 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def generate_pki(pki: Path) -> None:
-    """CA, API server serving cert, client certs, and the service-account signing key."""
+def generate_pki(pki: Path, node_ip: str = "") -> None:
+    """CA, API server serving cert, client certs, and the service-account signing key; with a
+    real node's address also the API server's client cert for kubelets."""
     pki.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = _issue(None, None, _name("assay-local-ca"), ca=True)
     _write_key(pki / "ca.key", ca_key)
@@ -186,13 +193,14 @@ def generate_pki(pki: Path) -> None:
         "kubernetes.default",
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
-    ]
+    ] + ([node_ip] if node_ip else [])
     key, cert = _issue(ca_key, ca_cert.subject, _name("kube-apiserver"), sans=sans, server=True)
     _write_key(pki / "apiserver.key", key)
     _write_cert(pki / "apiserver.crt", cert)
     for stem, cn, org in [
         ("admin", "assay-admin", "system:masters"),
         ("controller-manager", "system:kube-controller-manager", None),
+        ("kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
     ]:
         key, cert = _issue(ca_key, ca_cert.subject, _name(cn, org), client=True)
         _write_key(pki / f"{stem}.key", key)
@@ -316,9 +324,35 @@ def start_etcd(bins: Path, data: Path, logs: Path) -> tuple[int, str]:
     return pid, url
 
 
-def start_apiserver(bins: Path, pki: Path, etcd_url: str, logs: Path) -> tuple[int, str]:
+def pki_serves(pki: Path, address: str) -> bool:
+    """Whether the API server's certificate is valid for `address`."""
+    try:
+        cert = x509.load_pem_x509_certificate((pki / "apiserver.crt").read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, x509.ExtensionNotFound):
+        return False
+    return ipaddress.ip_address(address) in sans.get_values_for_type(x509.IPAddress)
+
+
+def real_node_flags(pki: Path) -> list[str]:
+    # Node authorization gives a kubelet exactly its own node's objects; `kubectl logs/exec`
+    # reach the kubelet by its InternalIP with a client cert, and check its serving cert.
+    return [
+        "--kubelet-preferred-address-types",
+        "InternalIP",
+        "--kubelet-client-certificate",
+        str(pki / "kubelet-client.crt"),
+        "--kubelet-client-key",
+        str(pki / "kubelet-client.key"),
+        "--kubelet-certificate-authority",
+        str(pki / "ca.crt"),
+    ]
+
+
+def start_apiserver(bins: Path, pki: Path, etcd_url: str, logs: Path, node_ip: str = "") -> tuple[int, str]:
     port = free_port()
-    api_url = f"https://127.0.0.1:{port}"
+    host = node_ip or "127.0.0.1"
+    api_url = f"https://{host}:{port}"
     pid = _spawn(
         "kube-apiserver",
         [
@@ -326,9 +360,9 @@ def start_apiserver(bins: Path, pki: Path, etcd_url: str, logs: Path) -> tuple[i
             "--etcd-servers",
             etcd_url,
             "--bind-address",
-            "127.0.0.1",
+            host,
             "--advertise-address",
-            "127.0.0.1",
+            host,
             "--secure-port",
             str(port),
             "--tls-cert-file",
@@ -346,19 +380,22 @@ def start_apiserver(bins: Path, pki: Path, etcd_url: str, logs: Path) -> tuple[i
             "--service-cluster-ip-range",
             SERVICE_CIDR,
             "--authorization-mode",
-            "RBAC",
+            "Node,RBAC" if node_ip else "RBAC",
             "--allow-privileged=true",
             "--enable-priority-and-fairness=false",
             "--profiling=false",
             "--v=1",
-        ],
+        ]
+        + (real_node_flags(pki) if node_ip else []),
         logs,
     )
     _wait("kube-apiserver", lambda: _https_ok(api_url + "/readyz", pki), 120, logs, "kube-apiserver", pid)
     return pid, api_url
 
 
-def start_controller_manager(bins: Path, pki: Path, state_dir: Path, api_url: str, logs: Path) -> int:
+def start_controller_manager(
+    bins: Path, pki: Path, state_dir: Path, api_url: str, logs: Path, controllers: str = CONTROLLERS
+) -> int:
     kubeconfig = state_dir / "controller-manager.kubeconfig"
     write_kubeconfig(kubeconfig, pki, api_url, "system:kube-controller-manager", "controller-manager")
     return _spawn(
@@ -381,7 +418,7 @@ def start_controller_manager(bins: Path, pki: Path, state_dir: Path, api_url: st
             str(pki / "ca.crt"),
             "--use-service-account-credentials=true",
             "--controllers",
-            CONTROLLERS,
+            controllers,
             "--leader-elect=false",
             "--v=1",
         ],
@@ -439,31 +476,34 @@ def parse_agent(spec: str) -> tuple[str, list[str]]:
     return name, [label for label in labels.split(",") if label]
 
 
-def up(state_dir: Path = DEFAULT_DIR, agents: list[str] | None = None, log=print) -> ClusterState:
+def up(state_dir: Path = DEFAULT_DIR, agents: list[str] | None = None, log=print, node_ip: str = "") -> ClusterState:
+    """Start the control plane (and the node agents); with `node_ip`, the variant a real node
+    (hack/realnode.py) joins: no agents, the API server on that address."""
     state_dir = state_dir.resolve()
     existing = ClusterState.load(state_dir)
-    if existing and all(_alive(pid) for pid in existing.pids.values()):
+    if existing and existing.node_ip == node_ip and all(_alive(pid) for pid in existing.pids.values()):
         log(f"localkube: already running, kubeconfig {existing.kubeconfig}")
         return existing
     if existing:
         down(state_dir, log=log)
-    agents = DEFAULT_AGENTS if agents is None else agents
+    agents = DEFAULT_AGENTS if agents is None and not node_ip else agents or []
     started = time.monotonic()
     bins = kube_bin_dir()
     pki, logs, data = state_dir / "pki", state_dir / "logs", state_dir / "data"
     for d in (logs, data):
         d.mkdir(parents=True, exist_ok=True)
-    if not (pki / "sa.key").exists():
-        generate_pki(pki)
+    if not (pki / "sa.key").exists() or (node_ip and not pki_serves(pki, node_ip)):
+        generate_pki(pki, node_ip)
     kubeconfig = state_dir / "kubeconfig"
-    state = ClusterState(dir=str(state_dir), kubeconfig=str(kubeconfig), api_url="", etcd_url="")
+    state = ClusterState(dir=str(state_dir), kubeconfig=str(kubeconfig), api_url="", etcd_url="", node_ip=node_ip)
     try:
         state.pids["etcd"], state.etcd_url = start_etcd(bins, data, logs)
         state.save()
-        state.pids["kube-apiserver"], state.api_url = start_apiserver(bins, pki, state.etcd_url, logs)
+        state.pids["kube-apiserver"], state.api_url = start_apiserver(bins, pki, state.etcd_url, logs, node_ip)
         state.save()
         write_kubeconfig(kubeconfig, pki, state.api_url, "assay-admin", "admin")
-        kcm = start_controller_manager(bins, pki, state_dir, state.api_url, logs)
+        controllers = CONTROLLERS_REAL_NODE if node_ip else CONTROLLERS
+        kcm = start_controller_manager(bins, pki, state_dir, state.api_url, logs, controllers)
         state.pids["kube-controller-manager"] = kcm
         state.save()
         _wait(

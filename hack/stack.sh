@@ -4,6 +4,9 @@
 # operator in the background, wired together with generated keys. `up` writes .assay/env for
 # shells and tools:
 #   set -a; . .assay/env; set +a; kubectl get loadtests
+# NODES=real (make up NODES=real) runs a real node instead of the agents (hack/realnode.py:
+# containerd, kubelet, kube-scheduler, kube-proxy, CoreDNS); the gateway and operator stay
+# host processes. `down` and `status` follow whichever mode is up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=$(realpath -m "${ASSAY_STATE_DIR:-.assay}")
@@ -23,6 +26,9 @@ AGENTS=(--agent "assay-local=topology.kubernetes.io/region=local"
         --agent "assay-us1=topology.kubernetes.io/region=us1"
         --agent "assay-eu1=topology.kubernetes.io/region=eu1")
 
+NODES=${NODES:-agents}
+case "$NODES" in agents|real) ;; *) echo "stack: NODES must be agents or real, not $NODES" >&2; exit 2 ;; esac
+
 pid_of() { [ -f "$STATE/$1.pid" ] && cat "$STATE/$1.pid" || true; }
 running() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
@@ -34,6 +40,26 @@ stop() {
     echo "stack: $1 stopped"
   fi
   rm -f "$STATE/$1.pid"
+}
+
+fail() { echo "stack: $*" >&2; exit 1; }
+
+# Who listens on a TCP port, as ss tells it (empty when the port is free).
+holder() { ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -1; }
+port_free() { "$PY" -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
+
+# Up means: the process we started is alive after its check passed (a check another process
+# could answer, e.g. on a port taken since, proves nothing on its own).
+wait_up() {
+  local part=$1 url=$2 pid; pid=$(pid_of "$part")
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || fail "the $part exited during start-up; see $STATE/logs/$part.log"
+    curl -fs "$url" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -fs "$url" >/dev/null 2>&1 || fail "the $part did not answer $url; see $STATE/logs/$part.log"
+  sleep 0.3
+  kill -0 "$pid" 2>/dev/null || fail "the $part exited after start-up; see $STATE/logs/$part.log"
 }
 
 # Keys shared by the gateway and the operator, made once per state folder; never printed.
@@ -48,7 +74,21 @@ key() {
 
 case "${1:-}" in
   up)
-    "$PY" hack/localkube.py up --dir "$STATE" "${AGENTS[@]}"
+    if ! running gateway && ! port_free "$GATEWAY_PORT"; then
+      who=$(holder "$GATEWAY_PORT")
+      fail "port $GATEWAY_PORT for the gateway is taken${who:+ by $who}; free it or set ASSAY_GATEWAY_PORT"
+    fi
+    if [ "$NODES" = real ]; then
+      "$PY" hack/realnode.py up --dir "$STATE"
+      # The app images, when hack/build-images.sh (assay/operator, gateway, runner) is there.
+      if [ -f hack/build-images.sh ]; then
+        SOCK=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["containerd_socket"])' "$STATE/realnode.json")
+        bash hack/build-images.sh --load "$SOCK" >>"$STATE/logs/images.log" 2>&1 \
+          || echo "stack: the app images were not loaded (see $STATE/logs/images.log); the node runs what is imported" >&2
+      fi
+    else
+      "$PY" hack/localkube.py up --dir "$STATE" "${AGENTS[@]}"
+    fi
     BIN=$(bash hack/build-kube.sh)
     export KUBECONFIG="$STATE/kubeconfig" PATH="$BIN:$PATH"
     kubectl apply --server-side -f crds/ >/dev/null
@@ -59,13 +99,19 @@ case "${1:-}" in
         ASSAY_TOKEN_SIGNING_KEY="$(key signing-key)" ASSAY_KUBECONFIG="$KUBECONFIG" ASSAY_LOG_FORMAT=text \
         setsid "$PY" -m assay.api --port "$GATEWAY_PORT" >>"$STATE/logs/gateway.log" 2>&1 < /dev/null &
       echo $! > "$STATE/gateway.pid"
-      for _ in $(seq 100); do curl -fs "$GATEWAY_URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-      curl -fs "$GATEWAY_URL/healthz" >/dev/null || { echo "stack: the gateway did not start; see $STATE/logs/gateway.log" >&2; exit 1; }
+      wait_up gateway "$GATEWAY_URL/healthz"
+      # The listener must be the gateway's, not another process's on the same port.
+      if who=$(holder "$GATEWAY_PORT") && [ -n "$who" ] && [[ "$who" != *"pid=$(pid_of gateway),"* ]]; then
+        fail "port $GATEWAY_PORT answers, but from $who, not the gateway; see $STATE/logs/gateway.log"
+      fi
     fi
     if ! running operator; then
+      # kopf's liveness endpoint answers once the operator has started.
+      LIVENESS="http://127.0.0.1:$("$PY" -c 'import sys; sys.path.insert(0, "hack"); import localkube; print(localkube.free_port())')/healthz"
       ASSAY_GATEWAY_URL="$GATEWAY_URL" ASSAY_UPLOAD_KEY="$UPLOAD_KEY" \
-        setsid "$PY" -m assay.operator >>"$STATE/logs/operator.log" 2>&1 < /dev/null &
+        setsid "$PY" -m assay.operator --liveness "$LIVENESS" >>"$STATE/logs/operator.log" 2>&1 < /dev/null &
       echo $! > "$STATE/operator.pid"
+      wait_up operator "$LIVENESS"
     fi
     cat > "$STATE/env" <<ENV
 KUBECONFIG=$STATE/kubeconfig
@@ -79,7 +125,10 @@ ENV
     stop operator
     stop gateway
     if [ -f "$STATE/demo-api.pid" ]; then kill "$(cat "$STATE/demo-api.pid")" 2>/dev/null || true; rm -f "$STATE/demo-api.pid"; fi
-    if [ -x "$PY" ]; then "$PY" hack/localkube.py down --dir "$STATE"; fi
+    if [ -x "$PY" ]; then
+      if [ -f "$STATE/realnode.json" ]; then "$PY" hack/realnode.py down --dir "$STATE"; fi
+      "$PY" hack/localkube.py down --dir "$STATE"
+    fi
     rm -f "$STATE/env"
     ;;
   status)
@@ -87,6 +136,7 @@ ENV
       if running $part; then printf '%-28s pid %s running\n' $part "$(pid_of $part)"; else printf '%-28s not running\n' $part; fi
     done
     "$PY" hack/localkube.py status --dir "$STATE"
+    if [ -f "$STATE/realnode.json" ]; then "$PY" hack/realnode.py status --dir "$STATE"; fi
     ;;
   *) echo "usage: hack/stack.sh up|down|status" >&2; exit 2 ;;
 esac

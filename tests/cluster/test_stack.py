@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -78,3 +80,37 @@ def test_stack_up_serves_loadtests_and_down_leaves_no_process(tmp_path, cluster)
     left = {name: pid for name, pid in pids.items() if alive(pid)}
     assert not left, f"still running after make down: {left}"
     assert not (tmp_path / "state" / "env").exists()
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_stack_up_refuses_a_taken_gateway_port(tmp_path, cluster):
+    # Another process holds the gateway's port: `up` must say so, and leave no .assay/env
+    # pointing at that process.
+    squatter = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port := localkube.free_port())],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {**os.environ, "ASSAY_STATE_DIR": str(tmp_path / "state"), "ASSAY_GATEWAY_PORT": str(port)}
+    try:
+        cluster.wait_for("the squatter to listen", lambda: not port_free(port))
+        up = subprocess.run(
+            ["bash", "hack/stack.sh", "up"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        subprocess.run(["bash", "hack/stack.sh", "down"], cwd=REPO, env=env, capture_output=True, timeout=120)
+        squatter.terminate()
+        squatter.wait(10)
+    assert up.returncode != 0, up.stdout
+    assert f"port {port} for the gateway is taken by" in up.stderr, up.stderr
+    assert f"pid={squatter.pid}," in up.stderr, up.stderr
+    assert not (tmp_path / "state" / "env").exists()
+    assert not (tmp_path / "state" / "gateway.pid").exists()
