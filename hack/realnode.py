@@ -545,7 +545,10 @@ def up(state_dir: Path = localkube.DEFAULT_DIR, log=print) -> NodeState:
     state.save()
 
     def wait(name: str, check, timeout: float) -> None:
-        localkube._wait(name, check, timeout, logs, name, state.pids[name])
+        try:
+            localkube._wait(name, check, timeout, logs, name, state.pids[name])
+        except (RuntimeError, TimeoutError) as e:
+            raise RuntimeError(f"realnode: {name} did not start (log: {logs / name}.log): {e}") from None
 
     def spawn(name: str, argv: list[str]) -> None:
         state.pids[name] = localkube._spawn(name, argv, logs)

@@ -34,7 +34,7 @@ def test_pod_runs_in_a_container_with_a_pod_ip(realnode, node_namespace):
     ip = pod["status"]["podIP"]
     prefix = realnode.pod_cidr.rsplit(".", 2)[0] + "."
     assert ip.startswith(prefix) and ip != realnode.node_ip, ip
-    # A container of containerd's, not a host process: runc knows it by the pod's container ID.
+    # A container, not a host process: containerd runs it as a task under its container ID.
     container_id = pod["status"]["containerStatuses"][0]["containerID"]
     assert container_id.startswith("containerd://")
     tasks = subprocess.run(
