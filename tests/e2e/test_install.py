@@ -278,7 +278,8 @@ def demo_api(kube: Kube) -> None:
                         "demo_api.Handler); s.daemon_threads = True; s.serve_forever()",
                     ],
                     "ports": [{"containerPort": 8080}],
-                    "readinessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 2},
+                    # Not an HTTP probe: the counters are the LoadTest's, GET /health included.
+                    "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2},
                     "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
@@ -784,13 +785,27 @@ def test_helm_uninstall_leaves_what_the_chart_readme_says(release):
         for p in ("loadtests", "monitors", "schedules", "testsuites", "clientcredentials")
     } <= set(crds)
     assert kube.get("clusterkopfpeering", "assay") is not None
-    # The projects' resources stay, and with no operator left, deleting them still finishes.
-    assert kube.get("loadtest", "demo-shop", "-n", PROJECT) is not None
+    # The projects' resources stay; a LoadTest without the finalizer goes without the operator.
+    assert kube.get("loadtest", "demo-shop", "-n", PROJECT)["metadata"].get("finalizers") is None
     kube.kubectl("delete", "loadtest", "demo-shop", "-n", PROJECT, "--timeout=30s")
-    # A Schedule's tick CronJob stays too, owned by its Schedules, and goes with them.
-    cronjob = kube.get("schedule", "accounts-api-staging", "-n", PROJECT)["status"]["cronJobName"]
+    # A Schedule keeps Kopf's finalizer (its resync timer), so with no operator its deletion
+    # waits until the finalizer is taken off by hand; its tick CronJob, owned by it, goes with it.
+    schedule = kube.get("schedule", "accounts-api-staging", "-n", PROJECT)
+    assert schedule["metadata"]["finalizers"] == ["assay.dev/operator"]
+    cronjob = schedule["status"]["cronJobName"]
     assert kube.get("cronjob", cronjob, "-n", PROJECT) is not None
-    kube.kubectl("delete", "schedules", "--all", "-n", PROJECT, "--timeout=30s")
+    stuck = kube.kubectl("delete", "schedules", "--all", "-n", PROJECT, "--timeout=5s", check=False)
+    assert stuck.returncode != 0 and kube.get("schedule", "accounts-api-staging", "-n", PROJECT) is not None
+    kube.kubectl(
+        "patch",
+        "schedule",
+        "accounts-api-staging",
+        "-n",
+        PROJECT,
+        "--type=merge",
+        "-p",
+        '{"metadata":{"finalizers":null}}',
+    )
     kube.wait_for(
         "the tick CronJob to go with its Schedule",
         lambda: kube.get("cronjob", cronjob, "-n", PROJECT) is None,
