@@ -11,7 +11,7 @@ LOCK_ARGS ?= --upgrade
 NODES ?= agents
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help deps jslibs lock kube node helm browser crds check-crds check test test-unit test-cluster up down status demo kind-e2e clean
+.PHONY: help deps jslibs lock kube node helm browser crds check-crds check test test-unit test-cluster up down status demo kind-e2e images clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
@@ -21,6 +21,7 @@ help:
 	@echo "make test PYTEST_ARGS='-m \"not slow\"'   skip the long accuracy runs"
 	@echo "make up / down   start / stop the local stack (control plane, node agent, operator)"
 	@echo "make up NODES=real   the same with a real node: containerd, kubelet, kube-proxy, CoreDNS (needs root)"
+	@echo "make images      build the operator, gateway and runner images with buildah, no registry needed (hack/build-images.sh)"
 	@echo "make jslibs      vendor the JavaScript libraries scripts get (CryptoJS, Underscore, Moment)"
 	@echo "make crds        regenerate crds/*.yaml from the models"
 	@echo "make lock        refresh requirements*.lock to the newest releases pyproject.toml allows"
@@ -75,7 +76,7 @@ check: deps
 	  $(BIN)/python hack/gen_crds.py --check || failed="$$failed gen_crds"; \
 	  if [ -n "$$failed" ]; then echo "make check failed:$$failed" >&2; exit 1; fi
 
-test: deps kube node helm browser
+test: deps kube node helm browser images
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: deps
@@ -98,6 +99,12 @@ demo: deps kube
 
 kind-e2e: deps
 	@bash hack/kind-e2e.sh
+
+# The three images from runner-image/Dockerfile with buildah, on base images made from Debian
+# packages, exported as docker-archives into ~/.cache/assay/images (see hack/build-images.sh).
+images:
+	@bash hack/install-image-tools.sh
+	@bash hack/build-images.sh
 
 clean: down
 	rm -rf .assay $(VENV)
