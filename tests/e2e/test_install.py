@@ -19,6 +19,7 @@ two operator replicas. One release serves every scenario of this module, in orde
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import re
@@ -399,6 +400,38 @@ def test_pods_run_as_10001_on_a_read_only_root_ready_through_their_probes(releas
     kube.exec(
         SYSTEM, op, "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz')"
     )
+
+
+SOURCES = {"operator": "operator", "api": "api", "crds": "crds", "runner": "runner-image/runner"}
+
+
+def test_the_images_hold_this_trees_code(release):
+    """Every Python file of the packages, in the operator and gateway containers, is the one in
+    this checkout: a stale image would test old code."""
+    wanted = {
+        f"{package}/{path.relative_to(REPO / folder)}": hashlib.sha256(path.read_bytes()).hexdigest()
+        for package, folder in SOURCES.items()
+        for path in (REPO / folder).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    script = (
+        "import hashlib, json, os, sys, assay.crds\n"
+        "root = os.path.dirname(os.path.dirname(assay.crds.__file__))\n"
+        "out = {}\n"
+        "for rel in json.load(sys.stdin):\n"
+        "    p = os.path.join(root, rel)\n"
+        "    out[rel] = hashlib.sha256(open(p, 'rb').read()).hexdigest() if os.path.exists(p) else None\n"
+        "print(json.dumps(out))\n"
+    )
+    kube = release.kube
+    for component in ("operator", "gateway"):
+        pod = kube.ready_pods(component)[0]["metadata"]["name"]
+        out = kube.kubectl(
+            "exec", "-i", "-n", SYSTEM, pod, "--", "python", "-c", script, input=json.dumps(list(wanted))
+        )
+        found = json.loads(out.stdout)
+        stale = sorted(rel for rel, digest in wanted.items() if found[rel] != digest)
+        assert not stale, f"the {component} image holds other code than this checkout in: {stale}"
 
 
 def cgroup_memory_limit(kube: Kube, namespace: str, pod: str) -> int:
