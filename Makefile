@@ -82,7 +82,7 @@ check: deps
 	  $(BIN)/python hack/gen_crds.py --check || failed="$$failed gen_crds"; \
 	  if [ -n "$$failed" ]; then echo "make check failed:$$failed" >&2; exit 1; fi
 
-test: deps kube node helm browser xlt
+test: deps kube node helm browser xlt images
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: deps

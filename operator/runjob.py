@@ -158,7 +158,9 @@ def runner_pod_template(
         "env": env,
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": termination_message_policy,
-        "volumeMounts": mounts,
+        # The root is read-only; /tmp (HOME) takes what must be a file, e.g. a client
+        # certificate that ssl loads only from a path (runner/apitest/auth.py).
+        "volumeMounts": [*mounts, {"name": "tmp", "mountPath": "/tmp"}],
         "resources": settings.runner_resources,
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -169,7 +171,7 @@ def runner_pod_template(
     pod_spec = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": volumes,
+        "volumes": [*volumes, {"name": "tmp", "emptyDir": {}}],
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,

@@ -222,7 +222,7 @@ def test_the_run_configmap_holds_no_secret_value_and_the_job_mounts_the_run_secr
     assert {"name": "ASSAY_SECRETS_DIR", "value": "/etc/assay/secrets"} in container["env"]
     # A run without secret values mounts nothing.
     plain = build_runner_job(owner, "run-2", 1, OperatorSettings(), ["monitor"])
-    assert [v["name"] for v in plain["spec"]["template"]["spec"]["volumes"]] == ["spec"]
+    assert [v["name"] for v in plain["spec"]["template"]["spec"]["volumes"]] == ["spec", "tmp"]
 
     values = resolve_values(fields, reader({"api-credentials": {"client-secret": CLIENT_SECRET}}))
     job_object = {"metadata": {"name": "run-1", "uid": "job-uid"}}
