@@ -179,11 +179,12 @@ build() {
   for n in "${NAMES[@]}"; do
     say "building $(ref "$n")"
     logged "build $n" "${BUILDAH[@]}" bud --layers --pull=false --isolation chroot --network host \
-      --build-arg PYTHON_IMAGE="$PYTHON_REF" --build-arg NODE_IMAGE="$NODE_REF" \
-      -f runner-image/Dockerfile --target "$n" -t "$(ref "$n")" .
+      --build-arg PYTHON_IMAGE="$PYTHON_REF" --build-arg NODE_IMAGE="$NODE_REF" --build-arg ASSAY_SOURCES="$HASH" \
+      --iidfile "$OUT/$n.iid" -f runner-image/Dockerfile --target "$n" -t "$(ref "$n")" .
     say "exporting $(archive "$n")"
     rm -f "$(archive "$n")"
-    logged "export $n" "${BUILDAH[@]}" push "$(ref "$n")" "docker-archive:$(archive "$n"):$(ref "$n")"
+    # By image ID: the tag is shared with builds of other checkouts on this machine.
+    logged "export $n" "${BUILDAH[@]}" push "$(cat "$OUT/$n.iid")" "docker-archive:$(archive "$n"):$(ref "$n")"
     touch "$(archive "$n").complete"
   done
   # Archives of older inputs are of no further use.
@@ -260,6 +261,14 @@ PYTHON_KEY=$(base_key "$PYTHON_PKGS")
 NODE_KEY=$(base_key "$PYTHON_KEY" "$NODE_PKGS")
 HASH=$(inputs_hash)
 OUT="$WORK/$HASH"
+
+# One build or load at a time per cache: builds from two checkouts share buildah's store.
+mkdir -p "$WORK"
+exec 9>"$WORK/.lock"
+if ! flock -n 9; then
+  say "waiting for another build using $WORK"
+  flock 9
+fi
 
 case "${1:-}" in
   "") build ;;

@@ -4,10 +4,11 @@
 //
 //	pause                   (no arguments) block until SIGTERM/SIGINT, reaping orphans
 //	serve PORT TEXT         answer every HTTP request with TEXT and the pod's hostname
-//	fetch URL               GET URL once, print the body, exit non-zero on failure
+//	fetch URL               GET URL (a refused connection is retried for 10 s), print the body, exit non-zero on failure
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -52,7 +53,13 @@ func serve(port, text string) {
 
 func fetch(url string) {
 	client := http.Client{Timeout: 10 * time.Second}
+	// A Service's rules reach kube-proxy a moment after its endpoint turns ready: a refused
+	// connection is retried for a few seconds, as `curl --retry-connrefused` would.
 	resp, err := client.Get(url)
+	for try := 0; err != nil && errors.Is(err, syscall.ECONNREFUSED) && try < 20; try++ {
+		time.Sleep(500 * time.Millisecond)
+		resp, err = client.Get(url)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -53,7 +53,11 @@ kind: Pod
 metadata: {{name: web, labels: {{app: web}}}}
 spec:
   containers:
-  - {{name: web, image: {realnode.tiny_image}, imagePullPolicy: Never, args: [serve, "8080", greetings]}}
+  - name: web
+    image: {realnode.tiny_image}
+    imagePullPolicy: Never
+    args: [serve, "8080", greetings]
+    readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
 ---
 apiVersion: v1
 kind: Service
@@ -62,6 +66,19 @@ spec: {{selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}
 """
     realnode.kubectl("apply", "-n", node_namespace, "-f", "-", input=manifest)
     realnode.wait_for("the server pod", lambda: phase(realnode, node_namespace, "web") == "Running")
+    realnode.wait_for(
+        "the Service's endpoint",
+        lambda: realnode.kubectl(
+            "get",
+            "endpointslices",
+            "-n",
+            node_namespace,
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
+        ).stdout.strip(),
+    )
     url = f"http://web.{node_namespace}.svc.{realnode.cluster_domain}/"
     realnode.kubectl(
         "run",
