@@ -11,7 +11,7 @@ LOCK_ARGS ?= --upgrade
 NODES ?= agents
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help deps jslibs lock kube node helm browser xlt crds check-crds check test test-unit test-cluster up down status demo kind-e2e images clean
+.PHONY: help deps jslibs lock kube node helm promtool browser xlt crds check-crds check test test-unit test-cluster up down status demo kind-e2e images clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
@@ -24,6 +24,7 @@ help:
 	@echo "make images      build the operator, gateway and runner images with buildah, no registry needed (hack/build-images.sh)"
 	@echo "make jslibs      vendor the JavaScript libraries scripts get (CryptoJS, Underscore, Moment)"
 	@echo "make xlt         fetch Xceptance XLT (Maven Central) for the XLT report test"
+	@echo "make promtool    build the pinned promtool that checks the chart's alerting rules (hack/install-promtool.sh)"
 	@echo "make crds        regenerate crds/*.yaml from the models"
 	@echo "make lock        refresh requirements*.lock to the newest releases pyproject.toml allows"
 
@@ -57,6 +58,11 @@ node:
 helm:
 	@bash hack/install-helm.sh >/dev/null
 
+# A pinned promtool built from Prometheus's Go module, for the chart's alerting rules
+# (tests/cluster/test_chart_monitoring.py runs `promtool check rules` and `promtool test rules`).
+promtool:
+	@bash hack/install-promtool.sh >/dev/null
+
 # Debian's chromium, for the tests that render reports in a real browser.
 browser:
 	@bash hack/install-browser.sh >/dev/null
@@ -82,7 +88,7 @@ check: deps
 	  $(BIN)/python hack/gen_crds.py --check || failed="$$failed gen_crds"; \
 	  if [ -n "$$failed" ]; then echo "make check failed:$$failed" >&2; exit 1; fi
 
-test: deps kube node helm browser xlt images
+test: deps kube node helm promtool browser xlt images
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: deps

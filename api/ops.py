@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 
 from .logs import log_fields
+from .store.progress import STALE_AFTER_SECONDS, merge_progress
 
 log = logging.getLogger("assay.api.access")
 
@@ -28,6 +29,43 @@ class RunsByState:
         yield family
 
 
+class LoadTestProgress:
+    """`assay_loadtest_*` by namespace and loadtest: a running LoadTest's live figures, merged
+    from its shards' latest reports (store/progress.py) at scrape time. Only load tests with a
+    shard that reported in the last STALE_AFTER_SECONDS have series, and a run's reports are
+    deleted when it finishes, so the series end with the run and their number is bounded by
+    the load tests running at once."""
+
+    FIGURES = (
+        ("requests", "assay_loadtest_requests", "Requests sent so far by the running load test's shards"),
+        ("errors", "assay_loadtest_errors", "Failed requests so far of the running load test"),
+        ("rps", "assay_loadtest_requests_per_second", "Throughput of the running load test's reporting shards"),
+        ("p95Ms", "assay_loadtest_p95_seconds", "95th percentile latency of the shards' last seconds"),
+        ("activeUsers", "assay_loadtest_active_users", "Virtual users of the running load test"),
+        ("shardsReporting", "assay_loadtest_shards_reporting", "Shards of the load test still reporting"),
+    )
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def collect(self):
+        families = {
+            key: GaugeMetricFamily(name, help, labels=["namespace", "loadtest"]) for key, name, help in self.FIGURES
+        }
+        now = time.time()
+        for run in self.store.runs_with_progress():
+            if run.kind != "LoadTest":
+                continue
+            merged = merge_progress(self.store.list_progress(run.run_id), now=now)
+            if merged is None or now - merged["updatedAt"] > STALE_AFTER_SECONDS:
+                continue
+            for key, family in families.items():
+                value = merged[key]
+                if value is not None:
+                    family.add_metric([run.project, run.owner_name], value / 1000.0 if key == "p95Ms" else value)
+        yield from families.values()
+
+
 class GatewayMetrics:
     """The gateway's Prometheus metrics, in a registry of its own so that several apps in one
     process (tests) do not collide."""
@@ -36,6 +74,7 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         if store is not None:
             self.registry.register(RunsByState(store))
+            self.registry.register(LoadTestProgress(store))
         self.requests = Counter(
             "assay_gateway_requests_total",
             "HTTP requests handled",

@@ -9,6 +9,14 @@
   assay_monitor_success_ratio: passed / finished runs in status.history. These three are
   read from each Monitor's status whenever it changes (so a new leader has them at once) and
   removed when the Monitor is deleted.
+* assay_monitor_consecutive_failures{namespace,monitor}: how many of the newest finished runs
+  in status.history did not pass, counted from the newest (so capped by the history's length).
+* assay_schedule_last_run_timestamp_seconds{namespace,schedule,target_kind,target}: the
+  Schedule's CronJobs' lastScheduleTime, or its anchorTime before the first run (a Schedule
+  that never ran is overdue from there); assay_schedule_interval_seconds: the length of its
+  Runscope interval (absent for cron expressions, whose gaps vary). Set by the pass that writes
+  the Schedules' status, for every Schedule not suspended; a namespace's series are replaced
+  on each pass, so deleted and suspended Schedules lose theirs.
 
 Outcomes are a run's `result` in lower case: passed, failed, aborted.
 """
@@ -21,6 +29,7 @@ import logging
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from assay.crds.runs import has_finished
+from assay.crds.schedule import interval_seconds
 
 RUNS = Counter("assay_operator_runs_total", "Finished runs by kind and outcome.", ["kind", "outcome"])
 RUN_DURATION = Histogram(
@@ -43,7 +52,21 @@ MONITOR_SUCCESS_RATIO = Gauge(
     "Passed share of the finished runs in the Monitor's status history.",
     ["namespace", "monitor"],
 )
-_MONITOR_GAUGES = (MONITOR_LAST_RESULT, MONITOR_RESPONSE_TIME, MONITOR_SUCCESS_RATIO)
+MONITOR_CONSECUTIVE_FAILURES = Gauge(
+    "assay_monitor_consecutive_failures",
+    "Finished runs in a row, newest first, that did not pass.",
+    ["namespace", "monitor"],
+)
+_MONITOR_GAUGES = (MONITOR_LAST_RESULT, MONITOR_RESPONSE_TIME, MONITOR_SUCCESS_RATIO, MONITOR_CONSECUTIVE_FAILURES)
+_MONITOR_FIGURES = ("last_result", "response_time_seconds", "success_ratio", "consecutive_failures")
+_SCHEDULE_LABELS = ["namespace", "schedule", "target_kind", "target"]
+SCHEDULE_LAST_RUN = Gauge(
+    "assay_schedule_last_run_timestamp_seconds",
+    "The Schedule's last run (its anchor time before the first), Unix time.",
+    _SCHEDULE_LABELS,
+)
+SCHEDULE_INTERVAL = Gauge("assay_schedule_interval_seconds", "The length of the Schedule's interval.", _SCHEDULE_LABELS)
+_schedule_series: dict[str, set[tuple[str, ...]]] = {}
 
 
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
@@ -71,7 +94,8 @@ def run_finished(kind: str, result: str, duration_seconds: float | None) -> None
 
 def monitor_figures(status: dict) -> dict:
     """The per-Monitor gauges' values from its status: `last_result`, `response_time_seconds`,
-    `success_ratio`, each absent when the status has nothing to say about it."""
+    `success_ratio`, `consecutive_failures`, each absent when the status has nothing to say
+    about it."""
     finished = [e for e in status.get("history") or [] if has_finished(e)]
     figures: dict[str, float] = {}
     if finished:
@@ -80,12 +104,14 @@ def monitor_figures(status: dict) -> dict:
         if isinstance(last.get("responseTimeMs"), (int, float)):
             figures["response_time_seconds"] = last["responseTimeMs"] / 1000.0
         figures["success_ratio"] = sum(e["result"] == "Passed" for e in finished) / len(finished)
+        failures = next((i for i, e in enumerate(finished) if e["result"] == "Passed"), len(finished))
+        figures["consecutive_failures"] = float(failures)
     return figures
 
 
 def monitor_observed(namespace: str, name: str, status: dict) -> None:
     figures = monitor_figures(status)
-    for gauge, key in zip(_MONITOR_GAUGES, ("last_result", "response_time_seconds", "success_ratio")):
+    for gauge, key in zip(_MONITOR_GAUGES, _MONITOR_FIGURES):
         if key in figures:
             gauge.labels(namespace=namespace, monitor=name).set(figures[key])
         else:
@@ -97,11 +123,44 @@ def monitor_deleted(namespace: str, name: str) -> None:
         _remove(gauge, namespace, name)
 
 
-def _remove(gauge: Gauge, namespace: str, name: str) -> None:
+def _remove(gauge: Gauge, *labels: str) -> None:
     try:
-        gauge.remove(namespace, name)
+        gauge.remove(*labels)
     except KeyError:
         pass
+
+
+def schedules_observed(namespace: str, schedules: list[dict]) -> None:
+    """The namespace's Schedule gauges from its Schedules as their status now is (each dict
+    a Schedule with the status just written); series of Schedules not in the list go."""
+    seen: set[tuple[str, ...]] = set()
+    for schedule in schedules:
+        spec, status = schedule.get("spec") or {}, schedule.get("status") or {}
+        if spec.get("suspend"):
+            continue
+        target = spec.get("target") or {}
+        labels = (namespace, schedule["metadata"]["name"], target.get("kind", ""), target.get("name", ""))
+        last = _epoch(status.get("lastScheduleTime") or status.get("anchorTime"))
+        if last is None:
+            continue
+        seen.add(labels)
+        SCHEDULE_LAST_RUN.labels(*labels).set(last)
+        interval = interval_seconds(spec.get("interval", ""))
+        if interval is None:
+            _remove(SCHEDULE_INTERVAL, *labels)
+        else:
+            SCHEDULE_INTERVAL.labels(*labels).set(interval)
+    for labels in _schedule_series.get(namespace, set()) - seen:
+        _remove(SCHEDULE_LAST_RUN, *labels)
+        _remove(SCHEDULE_INTERVAL, *labels)
+    _schedule_series[namespace] = seen
+
+
+def _epoch(time: str | None) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp() if time else None
+    except ValueError:
+        return None
 
 
 class HandlerErrorCounter(logging.Handler):

@@ -25,7 +25,7 @@ from kubernetes.client.rest import ApiException
 
 from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP
 
-from . import kube
+from . import kube, metrics
 from .monitorruns import with_parent_environments
 from .names import GROUP, LABEL_TICK_GROUP, VERSION
 from .runsecrets import build_values_secret, namespace_reader
@@ -151,10 +151,14 @@ def reconcile_groups(
     for name in set(existing) - set(groups):
         kube.delete_cronjob(namespace, name)
         log.info(f"{namespace}/{name}: tick group removed (no members)")
+    observed = []
     for schedule in schedules:
         placement = placements.get(schedule["metadata"]["uid"])
         if placement is not None:
             _write_schedule_status(schedule, placement, cronjobs, now)
+            status = schedule_status(schedule, placement, cronjobs, now)
+            observed.append({**schedule, "status": {**(schedule.get("status") or {}), **status}})
+    metrics.schedules_observed(namespace, observed)
     return groups
 
 

@@ -904,6 +904,19 @@ class Store:
             for row in rows
         ]
 
+    def runs_with_progress(self) -> list[RunRecord]:
+        """The unfinished runs that have live progress, for the gateway's metrics."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT * FROM runs WHERE run_id IN (SELECT DISTINCT run_id FROM run_progress) "
+                f"AND state NOT IN ({', '.join('?' for _ in FINISHED_STATES)}) ORDER BY run_id",
+                tuple(FINISHED_STATES),
+            )
+            .fetchall()
+        )
+        return [self._run_from_row(row) for row in rows]
+
     # --- small JSON records -------------------------------------------------------------------
 
     def put_record(self, collection: str, key: str, doc: dict, *, project: str | None = None) -> None:

@@ -59,6 +59,47 @@ spec:
                       interval: {type: string}
 """
 
+# The same for the chart's PrometheusRule.
+PROMETHEUSRULE_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: prometheusrules.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules, singular: prometheusrule}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                groups:
+                  type: array
+                  items:
+                    type: object
+                    required: [name, rules]
+                    properties:
+                      name: {type: string}
+                      rules:
+                        type: array
+                        items:
+                          type: object
+                          required: [expr]
+                          properties:
+                            alert: {type: string}
+                            expr: {x-kubernetes-int-or-string: true}
+                            for: {type: string}
+                            labels: {type: object, additionalProperties: {type: string}}
+                            annotations: {type: object, additionalProperties: {type: string}}
+"""
+
 # What the code does with the Kubernetes API, per component: (verb, resource, subresource,
 # the code that needs it). The test asks the real API server's authorizer about each one for
 # the chart's service accounts.
@@ -256,8 +297,15 @@ def test_default_render_is_accepted_by_the_api_server(cluster, helm, chart_crds,
 
 
 def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_crds, namespace):
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=SERVICEMONITOR_CRD)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/servicemonitors.monitoring.coreos.com")
+    for crd in (SERVICEMONITOR_CRD, PROMETHEUSRULE_CRD):
+        cluster.kubectl("apply", "--server-side", "-f", "-", input=crd)
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+    )
     docs = render(helm, namespace, "-f", str(CHART / "ci" / "all-features-values.yaml"))
     [ingress] = by_kind(docs, "Ingress")
     monitors = {m["metadata"]["name"]: m for m in by_kind(docs, "ServiceMonitor")}
@@ -298,6 +346,8 @@ def test_all_features_render_is_accepted_by_the_api_server(cluster, helm, chart_
     assert "ingress.networking.k8s.io/assay-gateway created (server dry run)" in out
     assert "servicemonitor.monitoring.coreos.com/assay-gateway created (server dry run)" in out
     assert "servicemonitor.monitoring.coreos.com/assay-operator created (server dry run)" in out
+    assert "prometheusrule.monitoring.coreos.com/assay created (server dry run)" in out
+    assert "configmap/assay-dashboard created (server dry run)" in out
 
 
 def test_images_keys_and_security_contexts_are_wired_through_values(helm):

@@ -1,11 +1,16 @@
-"""/healthz and /metrics: request metrics by route and runs by state from the real store."""
+"""/healthz and /metrics: request metrics by route, runs by state and running load tests'
+progress from the real store."""
 
+import time
+
+import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 from fastapi import FastAPI
 
 from assay.api.errors import install_error_handlers
-from assay.api.ops import GatewayMetrics, install_request_metrics, ops_router
+from assay.api.ops import GatewayMetrics, LoadTestProgress, install_request_metrics, ops_router
 from assay.api.store import RunRecord, Store
 
 
@@ -61,3 +66,42 @@ def test_metrics_count_requests_by_route_and_runs_by_state(tmp_path):
     assert runs[(("kind", "LoadTest"), ("state", "succeeded"))] == 1
     assert runs[(("kind", "TestSuite"), ("state", "succeeded"))] == 1
     store.close()
+
+
+def test_running_load_tests_have_progress_gauges_that_end_with_the_run(tmp_path):
+    from tests.unit.test_progress_store import report
+
+    from assay.api.store.progress import STALE_AFTER_SECONDS
+
+    store = Store(tmp_path / "store")
+    for run_id, name in (("lt-1", "checkout"), ("lt-2", "search")):
+        store.upsert_run(RunRecord(run_id=run_id, kind="LoadTest", project="shop", owner_name=name, owner_uid=run_id))
+    now = time.time()
+    store.put_progress("lt-1", 0, report(100, 4, latencies_ms=[10] * 19 + [200], users=3), now=now)
+    store.put_progress("lt-1", 1, report(50, 1, latencies_ms=[10] * 20, users=2), now=now)
+    # A run that went quiet has no series, though its reports are still stored.
+    store.put_progress("lt-2", 0, report(9), now=now - STALE_AFTER_SECONDS - 1)
+    metrics = GatewayMetrics(store)
+
+    def gauges() -> dict[str, dict[tuple, float]]:
+        text = generate_latest(metrics.registry).decode()
+        names = [name for _, name, _ in LoadTestProgress.FIGURES]
+        return {name: samples(text, name) for name in names}
+
+    checkout = (("loadtest", "checkout"), ("namespace", "shop"))
+    figures = gauges()
+    assert {name: values.get(checkout) for name, values in figures.items()} == {
+        "assay_loadtest_requests": 150,
+        "assay_loadtest_errors": 5,
+        "assay_loadtest_requests_per_second": 8.0,
+        "assay_loadtest_p95_seconds": pytest.approx(0.010, rel=0.01),  # HdrHistogram, 2 digits
+        "assay_loadtest_active_users": 5,
+        "assay_loadtest_shards_reporting": 2,
+    }
+    assert all(list(values) == [checkout] for values in figures.values())
+    store.upsert_run(
+        RunRecord(
+            run_id="lt-1", kind="LoadTest", project="shop", owner_name="checkout", owner_uid="lt-1", state="succeeded"
+        )
+    )
+    assert all(values == {} for values in gauges().values())

@@ -161,8 +161,49 @@ def test_monitor_figures_come_from_the_finished_runs_of_the_history():
             {"runId": "r0", "result": "Passed"},
         ]
     }
-    assert metrics.monitor_figures(status) == {"last_result": 0.0, "response_time_seconds": 0.25, "success_ratio": 0.75}
+    assert metrics.monitor_figures(status) == {
+        "last_result": 0.0,
+        "response_time_seconds": 0.25,
+        "success_ratio": 0.75,
+        "consecutive_failures": 1.0,
+    }
     assert metrics.monitor_figures({"history": [{"runId": "r1", "phase": "Running"}]}) == {}
+    # Counted from the newest finished run to the first that passed, Aborted runs included.
+    results = ["Failed", "Aborted", "Failed", "Passed", "Failed"]
+    failing = {"history": [{"runId": f"r{i}", "result": r} for i, r in enumerate(results)]}
+    assert metrics.monitor_figures(failing)["consecutive_failures"] == 3
+    all_failed = {"history": [{"runId": f"r{i}", "result": "Failed"} for i in range(2)]}
+    assert metrics.monitor_figures(all_failed)["consecutive_failures"] == 2
+
+
+def test_schedule_gauges_cover_the_namespaces_running_schedules_only():
+    def schedule(name, interval, status, suspend=False):
+        spec = {"target": {"kind": "Monitor", "name": "m"}, "interval": interval, "suspend": suspend}
+        return {"metadata": {"name": name}, "spec": spec, "status": status}
+
+    def value(gauge, name):
+        labels = ("ns-sched", name, "Monitor", "m")
+        return gauge._metrics[labels]._value.get() if labels in gauge._metrics else None
+
+    metrics.schedules_observed(
+        "ns-sched",
+        [
+            schedule("ran", "5m", {"lastScheduleTime": "2026-01-01T00:05:00Z", "anchorTime": "2026-01-01T00:00:00Z"}),
+            schedule("new", "1h", {"anchorTime": "2026-01-01T00:00:00Z"}),
+            schedule("cron", "*/10 8-18 * * MON-FRI", {"anchorTime": "2026-01-01T00:00:00Z"}),
+            schedule("paused", "5m", {"anchorTime": "2026-01-01T00:00:00Z"}, suspend=True),
+        ],
+    )
+    assert value(metrics.SCHEDULE_LAST_RUN, "ran") == 1767225900
+    assert value(metrics.SCHEDULE_INTERVAL, "ran") == 300
+    assert value(metrics.SCHEDULE_LAST_RUN, "new") == 1767225600
+    assert value(metrics.SCHEDULE_INTERVAL, "new") == 3600
+    assert value(metrics.SCHEDULE_LAST_RUN, "cron") == 1767225600
+    assert value(metrics.SCHEDULE_INTERVAL, "cron") is None
+    assert value(metrics.SCHEDULE_LAST_RUN, "paused") is None
+    metrics.schedules_observed("ns-sched", [schedule("new", "1h", {"anchorTime": "2026-01-01T00:00:00Z"})])
+    assert value(metrics.SCHEDULE_LAST_RUN, "ran") is None and value(metrics.SCHEDULE_INTERVAL, "ran") is None
+    assert value(metrics.SCHEDULE_LAST_RUN, "new") == 1767225600
 
 
 def test_the_monitor_run_entry_has_the_regions_mean_response_time():
