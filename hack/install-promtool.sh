@@ -23,8 +23,8 @@ echo "install-promtool: building promtool $PROMTOOL_VERSION" >&2
 scratch=$(mktemp -d "$CACHE/.promtool-build.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 # promtool --version prints this; `go install` alone leaves it empty.
-minor="${PROMTOOL_VERSION#v0.}"
-release="${minor:0:1}.$((10#${minor:1:2})).${minor##*.}"
+tag="${PROMTOOL_VERSION#v0.}"
+release="${tag:0:1}.$((10#${tag:1:2})).${tag##*.}"
 ldflags="-s -w -X github.com/prometheus/common/version.Version=$release"
 CGO_ENABLED=0 GOTOOLCHAIN=local GOBIN="$scratch" go install -trimpath -ldflags "$ldflags" "$module"
 mv "$scratch/promtool" "$BIN/promtool"

@@ -113,7 +113,10 @@ def scraped(cluster, tmp_path_factory) -> dict[str, str]:
         cluster.kubectl("annotate", "monitor", "waiting", "-n", namespace, f"{RUN_REQUEST_ANNOTATION}=req-1")
 
         def ready():
-            text = metrics_text(f"http://127.0.0.1:{port}")
+            try:
+                text = metrics_text(f"http://127.0.0.1:{port}")
+            except OSError:
+                return None  # the operator is still starting
             names = {
                 (s.name, s.labels.get("monitor") or s.labels.get("schedule") or s.labels.get("kind"))
                 for s in samples(text)
@@ -267,6 +270,14 @@ def test_rules_pass_promtool_on_the_exported_series(helm, promtool, scraped, tmp
     result = subprocess.run([str(promtool), "test", "rules", str(tests)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
+
+    # The cases tell the rules apart: two in a row alerting is caught.
+    [failing_rule] = [r for r in rule["spec"]["groups"][0]["rules"] if r["alert"] == "AssayMonitorFailing"]
+    failing_rule["expr"] = failing_rule["expr"].replace(">= 3", ">= 2")
+    assert failing_rule["expr"].endswith(">= 2")
+    rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    result = subprocess.run([str(promtool), "test", "rules", str(tests)], capture_output=True, text=True)
+    assert result.returncode != 0 and "AssayMonitorFailing" in result.stdout + result.stderr, result.stdout
 
 
 FUNCTIONS_AND_KEYWORDS = {
