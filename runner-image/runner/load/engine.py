@@ -174,6 +174,34 @@ def redirected(request: PreparedRequest, status: int, location: str) -> Prepared
     return encode_request(method, origin, target, headers, body)
 
 
+class RedirectCache:
+    """The requests redirects ask for, built once per (request, status, Location): the hop a
+    redirect makes is the same for every user that gets it (a login's 302 to /home), and
+    building it (URL join, parse, quoting, encoding) costs more than the hop's round trip.
+    A PreparedRequest is never changed once made, so the same one serves every user.
+    Bounded: a Location that varies (a nonce in it) refills the cache instead of growing it;
+    large requests are not kept, their bytes would stay alive with them."""
+
+    __slots__ = ("entries", "size", "largest")
+
+    def __init__(self, size: int = 1024, largest: int = 4096):
+        self.entries: dict[tuple, PreparedRequest] = {}
+        self.size, self.largest = size, largest
+
+    def get(self, request: PreparedRequest, status: int, location: str) -> PreparedRequest:
+        if len(request.data) > self.largest:
+            return redirected(request, status, location)
+        # The bytes hold the method, target, headers and body; the origin's key adds the scheme.
+        key = (request.origin.key, request.data, status, location)
+        hop = self.entries.get(key)
+        if hop is None:
+            hop = redirected(request, status, location)
+            if len(self.entries) >= self.size:
+                self.entries.clear()
+            self.entries[key] = hop
+        return hop
+
+
 def pause(seconds: float) -> asyncio.Future:
     """`await pause(s)` is `await asyncio.sleep(s)` without sleep's own coroutine: a virtual
     user in think time is a few hundred bytes smaller, which 10,000 of them notice. (A
@@ -408,6 +436,7 @@ class _ShardRun:
         self.aborted = False
         self.abort_reason: Optional[str] = None
         self.dropped = 0
+        self.redirects = RedirectCache()
         self.error_samples: dict[str, str] = {}
         self.cookies = spec.cookies.enabled
         self.clear_cookies = spec.cookies.clear_each_iteration
@@ -462,7 +491,7 @@ class _ShardRun:
                 if location is None:
                     break
                 try:
-                    prepared = redirected(prepared, response.status, location)
+                    prepared = self.redirects.get(prepared, response.status, location)
                 except ValueError as exc:
                     raise RequestError(OTHER, f"redirect to {location!r}: {exc}") from None
                 hops += 1
