@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from assay.crds.loadtest import Flow, LoadTestSpec
 from assay.runner.load import run, run_load_shard
-from assay.runner.load.engine import LoadSpecError
+from assay.runner.load.client import prepare
+from assay.runner.load.engine import LoadSpecError, RedirectCache
 from assay.runner.load.profile import think_sampler
 from tests.support.loopback import LoopbackServer, QuietHandler
 
@@ -178,6 +179,35 @@ def test_redirect_methods_follow_the_status(status, method, kept):
     assert metrics.total.error_count == 0, metrics.error_samples
     echo = app.seen[-1]
     assert echo["path"] == "/echo" and echo["method"] == method and echo["body"] == ("payload" if kept else "")
+
+
+def test_a_redirect_built_once_still_carries_each_users_own_headers():
+    with App() as app:
+        spec = spec_of(
+            app.url,
+            [{"name": "r", "url": "/to/302", "headers": {"X-User": "{{user}}"}}],
+            {"users": 3, "iterations": 2},
+            parameterPools=[{"name": "u", "mode": "per_user", "csv": "user\na\nb\nc\n"}],
+        )
+        metrics = run(run_load_shard(spec, 0, 1))
+    assert metrics.total.error_count == 0, metrics.error_samples
+    assert metrics.total.redirects == 6
+    echoes = [r for r in app.seen if r["path"] == "/echo"]
+    assert Counter(r["headers"]["X-User"] for r in echoes) == {"a": 2, "b": 2, "c": 2}
+
+
+def test_the_redirect_cache_stays_bounded_and_keeps_no_large_request():
+    cache = RedirectCache(size=2, largest=200)
+    request = prepare("GET", "http://127.0.0.1:8080/to/302", {"X-User": "a"})
+    hop = cache.get(request, 302, "/echo")
+    assert hop.url == "http://127.0.0.1:8080/echo" and ("X-User", "a") in hop.headers
+    assert cache.get(request, 302, "/echo") is hop
+    # Another scheme is another origin: the same bytes do not share the hop.
+    assert cache.get(prepare("GET", "https://127.0.0.1:8080/to/302", {"X-User": "a"}), 302, "/echo").origin.tls
+    cache.get(request, 302, "/elsewhere")
+    assert len(cache.entries) == 1  # full at 2: emptied, then the new one
+    large = prepare("POST", "http://127.0.0.1:8080/to/307", body="x" * 300)
+    assert cache.get(large, 307, "/echo").body == b"x" * 300 and len(cache.entries) == 1
 
 
 def test_redirects_stop_at_the_limit_and_can_be_turned_off_per_request():
