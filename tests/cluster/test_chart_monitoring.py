@@ -322,7 +322,11 @@ def test_dashboard_queries_only_exported_metrics(helm, scraped):  # noqa: F811
             unknown = names - exported - {"up"}
             assert not unknown, f"{panel['title']!r} queries {unknown}, which nothing exports"
             used |= names
-    assert {"assay_loadtest_requests_per_second", "assay_monitor_success_ratio", "assay_gateway_requests_total"} <= used
+    assert {
+        "assay_loadtests_requests_per_second",
+        "assay_monitor_success_ratio",
+        "assay_gateway_requests_total",
+    } <= used
 
 
 def test_dashboard_label_and_rule_settings_are_values(helm):  # noqa: F811

@@ -68,19 +68,20 @@ def test_metrics_count_requests_by_route_and_runs_by_state(tmp_path):
     store.close()
 
 
-def test_running_load_tests_have_progress_gauges_that_end_with_the_run(tmp_path):
+def test_running_load_tests_progress_gauges_sum_the_runs_name_no_tenant_and_end_with_the_run(tmp_path):
     from tests.unit.test_progress_store import report
 
     from assay.api.store.progress import STALE_AFTER_SECONDS
 
     store = Store(tmp_path / "store")
-    for run_id, name in (("lt-1", "checkout"), ("lt-2", "search")):
-        store.upsert_run(RunRecord(run_id=run_id, kind="LoadTest", project="shop", owner_name=name, owner_uid=run_id))
+    for run_id, project, name in (("lt-1", "shop", "checkout"), ("lt-2", "shop", "search"), ("lt-3", "bank", "login")):
+        store.upsert_run(RunRecord(run_id=run_id, kind="LoadTest", project=project, owner_name=name, owner_uid=run_id))
     now = time.time()
     store.put_progress("lt-1", 0, report(100, 4, latencies_ms=[10] * 19 + [200], users=3), now=now)
     store.put_progress("lt-1", 1, report(50, 1, latencies_ms=[10] * 20, users=2), now=now)
     # A run that went quiet has no series, though its reports are still stored.
     store.put_progress("lt-2", 0, report(9), now=now - STALE_AFTER_SECONDS - 1)
+    store.put_progress("lt-3", 0, report(30, 2, latencies_ms=[40] * 10, users=4), now=now)
     metrics = GatewayMetrics(store)
 
     def gauges() -> dict[str, dict[tuple, float]]:
@@ -88,20 +89,24 @@ def test_running_load_tests_have_progress_gauges_that_end_with_the_run(tmp_path)
         names = [name for _, name, _ in LoadTestProgress.FIGURES]
         return {name: samples(text, name) for name in names}
 
-    checkout = (("loadtest", "checkout"), ("namespace", "shop"))
     figures = gauges()
-    assert {name: values.get(checkout) for name, values in figures.items()} == {
-        "assay_loadtest_requests": 150,
-        "assay_loadtest_errors": 5,
-        "assay_loadtest_requests_per_second": 8.0,
-        "assay_loadtest_p95_seconds": pytest.approx(0.010, rel=0.01),  # HdrHistogram, 2 digits
-        "assay_loadtest_active_users": 5,
-        "assay_loadtest_shards_reporting": 2,
+    # lt-1's two shards and lt-3 together, p95 the higher one's; lt-2 went quiet and is not counted.
+    assert {name: values.get(()) for name, values in figures.items()} == {
+        "assay_loadtests_running": 2,
+        "assay_loadtests_requests": 180,
+        "assay_loadtests_errors": 7,
+        "assay_loadtests_requests_per_second": 10.0,
+        "assay_loadtests_p95_seconds_max": pytest.approx(0.040, rel=0.01),  # HdrHistogram, 2 digits
+        "assay_loadtests_active_users": 9,
+        "assay_loadtests_shards_reporting": 3,
     }
-    assert all(list(values) == [checkout] for values in figures.values())
-    store.upsert_run(
-        RunRecord(
-            run_id="lt-1", kind="LoadTest", project="shop", owner_name="checkout", owner_uid="lt-1", state="succeeded"
+    # /metrics answers anyone who reaches the gateway: no tenant's names in it.
+    text = generate_latest(metrics.registry).decode()
+    assert not [word for word in ("shop", "bank", "checkout", "search", "login") if word in text]
+    for run_id, project, name in (("lt-1", "shop", "checkout"), ("lt-3", "bank", "login")):
+        store.upsert_run(
+            RunRecord(
+                run_id=run_id, kind="LoadTest", project=project, owner_name=name, owner_uid=run_id, state="succeeded"
+            )
         )
-    )
-    assert all(values == {} for values in gauges().values())
+    assert all(values == {(): 0} for values in gauges().values())
