@@ -10,7 +10,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.credentials import make_namespace
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,14 +73,7 @@ class Cluster:
 
     def wait_for(self, what: str, check, timeout: float = 60, interval: float = 0.5):
         """Poll `check` until it returns something truthy; fail with `what` on timeout."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        return wait_for(what, check, timeout, interval)
 
 
 @pytest.fixture(scope="session")

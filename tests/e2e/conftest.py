@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack"))
 import realnode as stack  # noqa: E402
+
+from tests.support.waiting import wait_for  # noqa: E402
 
 
 @dataclass
@@ -50,7 +51,9 @@ class RealNode:
             input=input,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def load_image(self, archive: str | Path) -> None:
@@ -61,14 +64,7 @@ class RealNode:
         )
 
     def wait_for(self, what: str, check, timeout: float = 90, interval: float = 0.5):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        return wait_for(what, check, timeout, interval)
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ from assay.crds.contracts.upload import RunGrant, upload_token
 from assay.operator.__main__ import peering_priority
 from tests.conftest import localkube
 from tests.support.credentials import bearer, create_credential, request_token
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -75,12 +76,7 @@ class Kube:
         self.kubectl_path = realnode.bin_dir / "kubectl"
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120):
-        out = subprocess.run(
-            [str(self.kubectl_path), *args], input=input, text=True, capture_output=True, env=self.env, timeout=timeout
-        )
-        if check and out.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-        return out
+        return self.node.kubectl(*args, input=input, check=check, timeout=timeout)
 
     def get(self, *args: str) -> dict | None:
         out = self.kubectl("get", *args, "-o", "json", check=False)
@@ -104,16 +100,7 @@ class Kube:
         return "\n".join(out)
 
     def wait_for(self, what: str, check, timeout: float = 120, interval: float = 1.0, namespaces=(SYSTEM, PROJECT)):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(
-            f"timed out after {timeout}s waiting for {what} (last: {last!r})\n{self.diagnostics(namespaces)}"
-        )
+        return wait_for(what, check, timeout, interval, describe=lambda: self.diagnostics(namespaces))
 
     def pods(self, component: str) -> list[dict]:
         return self.items("pods", "-n", SYSTEM, "-l", f"app.kubernetes.io/component={component}")

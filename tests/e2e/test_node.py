@@ -46,6 +46,22 @@ def test_pod_runs_in_a_container_with_a_pod_ip(realnode, node_namespace):
     assert container_id.removeprefix("containerd://") in tasks
 
 
+def fetch_in_pod(realnode: RealNode, namespace: str, name: str, url: str) -> None:
+    """A pod of the tiny image that GETs `url` once (`kubectl logs` has what it got)."""
+    realnode.kubectl(
+        "run",
+        name,
+        "-n",
+        namespace,
+        f"--image={realnode.tiny_image}",
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--",
+        "fetch",
+        url,
+    )
+
+
 def test_pod_reaches_a_service_by_dns_name_and_logs_are_readable(realnode, node_namespace):
     manifest = f"""
 apiVersion: v1
@@ -80,18 +96,7 @@ spec: {{selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}
         ).stdout.strip(),
     )
     url = f"http://web.{node_namespace}.svc.{realnode.cluster_domain}/"
-    realnode.kubectl(
-        "run",
-        "client",
-        "-n",
-        node_namespace,
-        f"--image={realnode.tiny_image}",
-        "--image-pull-policy=Never",
-        "--restart=Never",
-        "--",
-        "fetch",
-        url,
-    )
+    fetch_in_pod(realnode, node_namespace, "client", url)
     realnode.wait_for(
         "the client pod to finish", lambda: phase(realnode, node_namespace, "client") in ("Succeeded", "Failed")
     )
@@ -104,18 +109,7 @@ spec: {{selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}
 def test_pods_reach_the_api_server_through_the_kubernetes_service(realnode, node_namespace):
     # In-cluster clients use https://kubernetes.default; plain HTTP to it gets the API
     # server's own TLS refusal, which only the API server behind the Service can send.
-    realnode.kubectl(
-        "run",
-        "api",
-        "-n",
-        node_namespace,
-        f"--image={realnode.tiny_image}",
-        "--image-pull-policy=Never",
-        "--restart=Never",
-        "--",
-        "fetch",
-        "http://kubernetes.default:443/",
-    )
+    fetch_in_pod(realnode, node_namespace, "api", "http://kubernetes.default:443/")
     realnode.wait_for("the pod to finish", lambda: phase(realnode, node_namespace, "api") in ("Succeeded", "Failed"))
     logs = realnode.kubectl("logs", "api", "-n", node_namespace).stdout
     assert logs.startswith("400 Client sent an HTTP request to an HTTPS server"), logs
@@ -123,18 +117,7 @@ def test_pods_reach_the_api_server_through_the_kubernetes_service(realnode, node
 
 def test_pods_reach_nothing_off_the_machine(realnode, node_namespace):
     # TEST-NET-1: no pod, Service or node address covers it, so the forward guard drops it.
-    realnode.kubectl(
-        "run",
-        "outside",
-        "-n",
-        node_namespace,
-        f"--image={realnode.tiny_image}",
-        "--image-pull-policy=Never",
-        "--restart=Never",
-        "--",
-        "fetch",
-        "http://192.0.2.1/",
-    )
+    fetch_in_pod(realnode, node_namespace, "outside", "http://192.0.2.1/")
     realnode.wait_for("the pod to fail", lambda: phase(realnode, node_namespace, "outside") == "Failed", timeout=60)
     assert "Client.Timeout exceeded" in realnode.kubectl("logs", "outside", "-n", node_namespace).stdout
 
