@@ -17,6 +17,12 @@ class NotFound(LookupError):
     pass
 
 
+def present(items: list[dict]) -> list[dict]:
+    """`items` without those being deleted: a DELETE the API answered is gone to its caller,
+    even while a finalizer (the operator's) still holds the object."""
+    return [item for item in items if not (item.get("metadata") or {}).get("deletionTimestamp")]
+
+
 class KubeClient:
     def __init__(self, kubeconfig: Path | None = None):
         if kubeconfig:

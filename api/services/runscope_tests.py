@@ -38,6 +38,7 @@ from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP, inherit_environmen
 from assay.crds.runrequest import AGENT_LABEL, REGION_LABEL
 
 from ..auth import Principal
+from ..kube import present
 from . import Conflict, InvalidInput, NotFound, update
 from . import runscope_mapping as mapping
 from .runscope_results import record_source
@@ -96,7 +97,7 @@ def monitor_by_test_id(kube, namespace: str, test_id: str) -> Optional[dict]:
 
     Custom resources cannot be selected by uid on the server, so this lists the namespace's
     Monitors; a bucket holds tens of tests, not thousands."""
-    for monitor in kube.list(PLURAL, namespace):
+    for monitor in present(kube.list(PLURAL, namespace)):
         if monitor.get("metadata", {}).get("uid") == test_id:
             return monitor
     return None
@@ -155,7 +156,7 @@ class RunscopeTests:
 
     def monitors(self, namespace: str) -> list[dict]:
         """Newest first, as Runscope lists a bucket's tests."""
-        return sorted(self.kube.list(PLURAL, namespace), key=_creation_order, reverse=True)
+        return sorted(present(self.kube.list(PLURAL, namespace)), key=_creation_order, reverse=True)
 
     def trigger_url(self, monitor: dict) -> str:
         return f"{self.public_url}/radar/{trigger_id_for(self.trigger_key, monitor['metadata']['uid'])}/trigger"
@@ -504,7 +505,7 @@ class RunscopeTests:
         meta = monitor["metadata"]
         return [
             s
-            for s in self.kube.list(SCHEDULES, meta["namespace"])
+            for s in present(self.kube.list(SCHEDULES, meta["namespace"]))
             if (s.get("spec") or {}).get("target") == {"kind": "Monitor", "name": meta["name"]}
             or any(ref.get("uid") == meta["uid"] for ref in s["metadata"].get("ownerReferences") or [])
         ]
