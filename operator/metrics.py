@@ -23,13 +23,13 @@ Outcomes are a run's `result` in lower case: passed, failed, aborted.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from assay.crds.runs import has_finished
 from assay.crds.schedule import interval_seconds
+from assay.crds.times import epoch
 
 RUNS = Counter("assay_operator_runs_total", "Finished runs by kind and outcome.", ["kind", "outcome"])
 RUN_DURATION = Histogram(
@@ -72,18 +72,6 @@ _schedule_series: dict[str, set[tuple[str, ...]]] = {}
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
     """/metrics on 0.0.0.0:`port`, from a daemon thread."""
     start_http_server(port, registry=registry)
-
-
-def seconds_between(start: str | None, end: str | None) -> float | None:
-    """Seconds between two RFC 3339 times as the status writes them; None if either is missing."""
-    if not start or not end:
-        return None
-    try:
-        first = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
-        last = dt.datetime.fromisoformat(end.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return max(0.0, (last - first).total_seconds())
 
 
 def run_finished(kind: str, result: str, duration_seconds: float | None) -> None:
@@ -140,7 +128,7 @@ def schedules_observed(namespace: str, schedules: list[dict]) -> None:
             continue
         target = spec.get("target") or {}
         labels = (namespace, schedule["metadata"]["name"], target.get("kind", ""), target.get("name", ""))
-        last = _epoch(status.get("lastScheduleTime") or status.get("anchorTime"))
+        last = epoch(status.get("lastScheduleTime") or status.get("anchorTime"))
         if last is None:
             continue
         seen.add(labels)
@@ -154,13 +142,6 @@ def schedules_observed(namespace: str, schedules: list[dict]) -> None:
         _remove(SCHEDULE_LAST_RUN, *labels)
         _remove(SCHEDULE_INTERVAL, *labels)
     _schedule_series[namespace] = seen
-
-
-def _epoch(time: str | None) -> float | None:
-    try:
-        return dt.datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp() if time else None
-    except ValueError:
-        return None
 
 
 class HandlerErrorCounter(logging.Handler):

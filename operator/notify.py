@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from assay.crds.monitor import DEFAULT_NOTIFY_THRESHOLD, MAX_HISTORY, Emails, Environment, MonitorSpec, runscope_result
 from assay.crds.runs import has_finished
+from assay.crds.times import epoch
 from assay.runner.egress import EgressPolicy
 
 from . import integrations, kube, mail, webhooks
@@ -130,15 +131,6 @@ def recipients(emails: Emails, team: list[str]) -> list[str]:
     return list(dict.fromkeys(a for a in wanted if a))
 
 
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def result_payload(
     owner: dict, entry: dict, env: Environment | None, counts: dict | None = None, message: str | None = None
 ) -> dict:
@@ -162,8 +154,8 @@ def result_payload(
         "test_run_url": None,
         "trigger_url": None,
         "result": runscope_result(entry),
-        "started_at": _epoch(entry.get("startTime")),
-        "finished_at": _epoch(entry.get("completionTime")),
+        "started_at": epoch(entry.get("startTime")),
+        "finished_at": epoch(entry.get("completionTime")),
         "agent": None,
         "agent_name": None,
         "region": regions[0] if regions else None,

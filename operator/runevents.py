@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from assay.crds.runs import has_finished
+from assay.crds.times import seconds_between
 
 from . import metrics, notify
 
@@ -39,7 +40,7 @@ def finished_runs(kind: str, before: dict, after: dict) -> list[tuple[str, str, 
             found[run_id] = (
                 run_id,
                 entry["result"],
-                metrics.seconds_between(entry.get("startTime"), entry.get("completionTime")),
+                seconds_between(entry.get("startTime"), entry.get("completionTime")),
             )
     return list(found.values())
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from assay.crds.runs import has_finished
+from assay.crds.times import iso
 
 from .names import (
     ENVIRONMENT_ANNOTATION,
@@ -37,7 +38,7 @@ from .names import (
     REQUEST_ID_ANNOTATION,
     REQUESTED_AT_ANNOTATION,
 )
-from .runstatus import TERMINAL_PHASES, iso, job_condition, job_phase, terminated_state
+from .runstatus import TERMINAL_PHASES, job_condition, job_phase, terminated_state
 from .status import set_condition, short
 
 COMPLETE = "Complete"
@@ -87,12 +88,6 @@ def _summary(pods: list[dict]) -> dict | None:
     return latest[1] if latest else None
 
 
-def _epoch_iso(value) -> str | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return None
-
-
 def piece_of(job: dict, pods: list[dict]) -> Piece:
     phase, failure = job_phase(job, pods)
     summary = _summary(pods)
@@ -108,8 +103,8 @@ def piece_of(job: dict, pods: list[dict]) -> Piece:
         phase=phase,
         failure=failure,
         summary=summary,
-        start=_epoch_iso((summary or {}).get("started_at")) or iso(status.get("startTime")),
-        end=_epoch_iso((summary or {}).get("finished_at")) or end,
+        start=iso((summary or {}).get("started_at")) or iso(status.get("startTime")),
+        end=iso((summary or {}).get("finished_at")) or end,
     )
 
 

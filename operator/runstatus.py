@@ -8,9 +8,9 @@ arrives at the same status from the same world, and tests feed it YAML fixtures.
 
 from __future__ import annotations
 
-import datetime as dt
 
 from assay.crds.contracts.summary import ShardSummary, judge, merge
+from assay.crds.times import iso
 
 from .status import set_condition
 
@@ -79,14 +79,6 @@ def _result(phase: str, summary: ShardSummary, verdicts: list[dict], has_criteri
     if has_criteria:
         return "Failed" if any(not v["passed"] for v in verdicts) else "Passed"
     return "Failed" if summary.failures else "Passed"
-
-
-def iso(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return str(value)
 
 
 def loadtest_status(

@@ -27,6 +27,7 @@ from assay.crds.common import error_summary
 from assay.crds.monitor import MonitorSpec
 from assay.crds.runrequest import InvalidRunRequest
 from assay.crds.schedule import ScheduleSpec, anchored_cron, interval_seconds
+from assay.crds.times import iso, parse_time
 
 from .monitorruns import find_environment, locations_for, resolve_subtests, subtest_targets
 from .runjob import manifest_of
@@ -37,21 +38,6 @@ from .tickobjects import values_secret_name
 
 TICK_PREFIX = "assay-tick"
 READY = "Ready"
-
-
-def parse_time(value) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
-        return value
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def iso(moment: dt.datetime | None) -> str | None:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
 def anchor_of(schedule: dict, now: dt.datetime) -> dt.datetime:

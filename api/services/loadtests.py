@@ -36,6 +36,7 @@ from typing import Any, Optional
 from kubernetes.client.rest import ApiException
 
 from assay.crds.runrequest import fit_name
+from assay.crds.times import iso, parse_time
 
 from . import Conflict, NotFound
 
@@ -50,32 +51,6 @@ ANNOTATION_RESERVATION = "assay.dev/number-reservation"
 ANNOTATION_ORIGINAL = "assay.dev/original-name"
 ANNOTATION_COPIED_FROM = "assay.dev/copied-from"
 OWN_PREFIX = "assay.dev/"
-
-
-def iso(value: Any) -> Optional[str]:
-    """An API-server or epoch timestamp as ISO 8601 UTC with a Z, or None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return str(value)
-
-
-def parse_time(value: Any) -> Optional[dt.datetime]:
-    if value is None or value == "":
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
-    try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def epoch_ms(value: Any) -> Optional[int]:

@@ -21,12 +21,12 @@ from typing import Callable, Optional
 from kubernetes.client.rest import ApiException
 
 from assay.crds.runrequest import REGION_LABEL
+from assay.crds.times import epoch
 
 from ..auth import Principal
 from ..errors import ApiError
 from . import InvalidInput
 from .runscope_tests import PLURAL as MONITOR_PLURAL
-from .runscope_mapping import epoch
 
 BUCKET_NAME_ANNOTATION = "assay.dev/bucket-name"
 DEFAULT_BUCKET_ANNOTATION = "assay.dev/default-bucket"

@@ -11,13 +11,13 @@ embedded step and environment without one gets a uuid4. Nothing here does I/O.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, Optional
 
 from pydantic import TypeAdapter, ValidationError
 
 from assay.crds.monitor import DEFAULT_NOTIFY_THRESHOLD, Emails, Environment, MonitorSpec, Step, runscope_result
 from assay.crds.schedule import INTERVALS
+from assay.crds.times import epoch
 
 from . import InvalidInput
 
@@ -320,12 +320,6 @@ def reordered_steps(steps: list[dict], order: Any) -> list[dict]:
     if missing:
         raise InvalidInput(f"the order omits step id(s) {', '.join(missing)}")
     return out
-
-
-def epoch(timestamp: Optional[str]) -> Optional[float]:
-    if not timestamp:
-        return None
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def schedule_spec_from_runscope(doc: Any, monitor_name: str, spec: dict) -> dict:

@@ -36,6 +36,7 @@ from kubernetes.client.rest import ApiException
 
 from assay.crds.monitor import SHARED_ENVIRONMENTS_CONFIGMAP, inherit_environment
 from assay.crds.runrequest import AGENT_LABEL, REGION_LABEL
+from assay.crds.times import epoch
 
 from ..auth import Principal
 from ..kube import present
@@ -167,7 +168,7 @@ class RunscopeTests:
             "id": meta["uid"],
             "name": spec.get("displayName") or meta["name"],
             "description": spec.get("description") or None,
-            "created_at": int(mapping.epoch(meta.get("creationTimestamp")) or 0),
+            "created_at": int(epoch(meta.get("creationTimestamp")) or 0),
             "created_by": created_by(monitor),
             "default_environment_id": mapping.default_environment_id(spec),
             "last_run": mapping.last_run_to_runscope(

@@ -56,6 +56,7 @@ from typing import Any, Optional
 
 from assay.crds.contracts.histogram import Histogram
 from assay.crds.contracts.summary import SUMMARY_DIGITS, ShardSummary
+from assay.crds.times import epoch
 
 from .client import ERROR_KINDS
 
@@ -321,8 +322,8 @@ class ShardMetrics:
             run_id=data.get("runId") or "",
             shard=data.get("shard"),
             shards=int(data.get("shards") or 1),
-            started_at=_epoch(data.get("startedAt")),
-            finished_at=_epoch(data.get("finishedAt")),
+            started_at=epoch(data.get("startedAt")),
+            finished_at=epoch(data.get("finishedAt")),
             requests={n: Stats.from_dict(s) for n, s in (data.get("requests") or {}).items()},
             total=Stats.from_dict(data.get("total") or {}),
             timeline=[TimelineEntry.from_dict(e) for e in data.get("timeline") or []],
@@ -342,17 +343,6 @@ def _iso(epoch: Optional[float]) -> Optional[str]:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _epoch(value: Any) -> Optional[float]:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
 
 
 def merge(parts: Iterable[ShardMetrics], *, shard: Optional[int] = None, shards: Optional[int] = None) -> ShardMetrics:

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from assay.crds.times import epoch
+
 ERROR_KINDS = ("status", "timeout", "connect", "assertion", "other")
 PERCENTILES = (("p50Ms", 50.0), ("p90Ms", 90.0), ("p95Ms", 95.0), ("p99Ms", 99.0))
 
@@ -82,10 +84,7 @@ def epoch_seconds(value: Any) -> float | None:
         return float(text)
     except ValueError:
         pass
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    return epoch(text)
 
 
 def iso_utc(seconds: float | None) -> str | None:
