@@ -237,7 +237,7 @@ def exchange(step: dict, detail: Optional[dict]) -> str:
 
 
 def step_section(position: int, count: int, step: dict, detail: Optional[dict], anchor: str) -> str:
-    state = STEP_STATE.get(step.get("result") or "", "skipped")
+    state = STEP_STATE.get(step.get("result") or "", "other")
     title = f"{step.get('method') or ''} {step.get('url') or ''}".strip() or "step without a request"
     return (
         f'<article class="step {escape(state)}" id="{escape(anchor)}" data-result="{escape(state)}">'

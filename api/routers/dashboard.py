@@ -1,4 +1,4 @@
-"""The dashboard: a read-only web page at /dashboard and the JSON API it refreshes from.
+"""The dashboard: web pages under /dashboard and the JSON API the overview refreshes from.
 
     GET  /dashboard/login                     the sign-in form (client id + secret)
     POST /dashboard/login                     sign in: a session cookie, then /dashboard
