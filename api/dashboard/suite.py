@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
 
@@ -98,7 +99,8 @@ def suite_run_page(namespace: str, run: dict, suite_name: str, current: Session,
         + (f'<p class="error" role="alert">{escape(str(error))}</p>' if error else "")
         + ("".join(flow_section(f, i) for i, f in ordered) or '<p class="empty">No flow has reported yet.</p>')
     )
-    trail = [("Overview", "/dashboard"), (f"{namespace} suite runs", "/dashboard#suiteruns")]
+    runs_of_namespace = "/dashboard?" + urlencode({"namespace": namespace}) + "#suiteruns"
+    trail = [("Overview", "/dashboard"), (f"{namespace} suite runs", runs_of_namespace)]
     trail.append((str(run.get("id") or ""), suite_run_url(namespace, str(run.get("id") or ""))))
     return subpage("Suite run", current.principal.client_id, trail, body, nonce)
 

@@ -166,6 +166,11 @@ def click(page: DevToolsPage, selector: str) -> None:
     page.wait_for_load()
 
 
+def press(page: DevToolsPage, key: str, code: int, text: str = "") -> None:
+    for kind in ("keyDown", "keyUp"):
+        page.call("Input.dispatchKeyEvent", type=kind, key=key, code=key, windowsVirtualKeyCode=code, text=text)
+
+
 def annotation(cluster, namespace: str, kind: str, name: str) -> str:
     meta = kubectl_json(cluster, "get", kind, name, "-n", namespace)["metadata"]
     return (meta.get("annotations") or {}).get("assay.dev/run-request", "")
@@ -223,7 +228,17 @@ def test_each_action_works_from_the_page_with_its_scope(cluster, gateway, projec
     try:
         before = annotation(cluster, ns, "monitor", "health")
         page.navigate(gateway.url + pages(project)["monitor"])
-        click(page, "form.action[action$='/run'] button")
+        # By keyboard alone: Tab to the button, Enter to submit.
+        for _ in range(12):
+            press(page, "Tab", 9)
+            if page.evaluate("document.activeElement.textContent") == "Run now":
+                break
+        assert page.evaluate("document.activeElement.closest('form.action') !== null"), (
+            "Run now is not reachable by Tab"
+        )
+        page.events.clear()
+        press(page, "Enter", 13, "\r")
+        page.wait_for_load()
         assert page.evaluate("location.pathname") == pages(project)["monitor"], "back to the Monitor (PRG)"
         assert annotation(cluster, ns, "monitor", "health") != before
 
