@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from ..bodies import body_limit
 from ..errors import ApiError
 from ..kube import NotFound as KubeNotFound
 from ..services import Conflict, NotFound
@@ -83,7 +84,7 @@ def register(router: APIRouter, ctx: PageContext) -> None:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await request.body() if content_type == "application/x-www-form-urlencoded" else b""
         try:
-            form = dict(parse_qsl(body[:MAX_FORM_BYTES].decode("utf-8"), keep_blank_values=True))
+            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         except (UnicodeDecodeError, ValueError):
             form = {}
         if not ctx.sessions.action_token_matches(current, form.get(TOKEN_FIELD, "")):
@@ -92,6 +93,7 @@ def register(router: APIRouter, ctx: PageContext) -> None:
             raise ApiError(403, f"the signed-in credential lacks the {scope} scope", "forbidden")
 
     @router.post("/dashboard/monitors/{namespace}/{name}/run")
+    @body_limit(MAX_FORM_BYTES)
     async def run_monitor(namespace: Namespace, name: Name, request: Request, current: Session = Depends(ctx.session)):
         await allowed(request, current, RUN_MONITOR)
         namespace = ctx.reachable_namespace(current, namespace)
@@ -109,6 +111,7 @@ def register(router: APIRouter, ctx: PageContext) -> None:
         return back_to(monitor_url(namespace, name))
 
     @router.post("/dashboard/suites/{namespace}/{name}/run")
+    @body_limit(MAX_FORM_BYTES)
     async def run_suite(namespace: Namespace, name: Name, request: Request, current: Session = Depends(ctx.session)):
         await allowed(request, current, RUN_SUITE)
         namespace = ctx.reachable_namespace(current, namespace)
@@ -116,6 +119,7 @@ def register(router: APIRouter, ctx: PageContext) -> None:
         return back_to("/dashboard?" + urlencode({"namespace": namespace}) + "#suiteruns")
 
     @router.post("/dashboard/loadtests/{namespace}/{number}/copy")
+    @body_limit(MAX_FORM_BYTES)
     async def copy_loadtest(
         namespace: Namespace, number: Number, request: Request, current: Session = Depends(ctx.session)
     ):
@@ -125,6 +129,7 @@ def register(router: APIRouter, ctx: PageContext) -> None:
         return back_to("/dashboard?" + urlencode({"namespace": namespace}) + "#loadtests")
 
     @router.post("/dashboard/schedules/{namespace}/{name}/{verb}")
+    @body_limit(MAX_FORM_BYTES)
     async def suspend_schedule(
         namespace: Namespace, name: Name, verb: str, request: Request, current: Session = Depends(ctx.session)
     ):
