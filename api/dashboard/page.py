@@ -34,6 +34,14 @@ def content_security_policy(nonce: str) -> str:
 # --- small pieces -------------------------------------------------------------------------------------
 
 
+def monitor_url(namespace: str, name: str) -> str:
+    return f"/dashboard/monitors/{namespace}/{name}"
+
+
+def suite_run_url(namespace: str, run_id: str) -> str:
+    return f"/dashboard/suites/{namespace}/runs/{run_id}"
+
+
 def badge(state: str | None) -> str:
     state = state or "pending"
     return f'<span class="badge {BADGE_CLASS.get(state, "idle")}">{escape(state)}</span>'
@@ -88,7 +96,7 @@ def archive_links(loadtest: dict) -> str:
 # --- sections -------------------------------------------------------------------------------------------
 
 
-def loadtests_section(loadtests: list[dict], now: dt.datetime) -> str:
+def loadtests_section(loadtests: list[dict], now: dt.datetime, controls=None) -> str:
     if not loadtests:
         return '<section id="loadtests"><h2>Load tests</h2><p class="empty">No load tests.</p></section>'
     rows = []
@@ -97,7 +105,8 @@ def loadtests_section(loadtests: list[dict], now: dt.datetime) -> str:
         rows.append(
             f'<tr data-name="{escape(lt["namespace"])}/{escape(lt["name"])}">'
             f'<td>{escape(lt["namespace"])}</td><td class="num">{lt["number"]}</td>'
-            f"<td><strong>{escape(lt['name'])}</strong>{note}</td><td>{badge(lt['state'])}</td>"
+            f"<td><strong>{escape(lt['name'])}</strong>{note}{controls(lt) if controls else ''}</td>"
+            f"<td>{badge(lt['state'])}</td>"
             f'<td class="num">{number(lt["requests"])}</td><td class="num">{number(lt["failures"])}</td>'
             f'<td class="num">{number(lt["p95Ms"], " ms", 1)}</td><td>{when(lt["startedAt"], now)}</td>'
             f'<td class="num">{duration(lt["durationSeconds"])}</td><td>{archive_links(lt)}</td></tr>'
@@ -113,13 +122,15 @@ def loadtests_section(loadtests: list[dict], now: dt.datetime) -> str:
 
 def monitor_card(monitor: dict, now: dt.datetime) -> str:
     label = f"{monitor['namespace']}/{monitor['name']}"
+    home = monitor_url(monitor["namespace"], monitor["name"])
     strip = "".join(
         f'<span class="dot {BADGE_CLASS.get(r["result"], "idle")}" title="{escape(r["runId"])}: '
         f'{escape(r["result"])}"></span>'
         for r in reversed(monitor["runs"])
     )
     rows = "".join(
-        f"<tr><td>{when(r['startedAt'], now)}</td><td>{badge(r['result'])}</td>"
+        f'<tr><td><a href="{escape(home)}/runs/{escape(r["runId"])}">{when(r["startedAt"], now)}</a></td>'
+        f"<td>{badge(r['result'])}</td>"
         f'<td class="num">{number(r["responseTimeMs"], " ms")}</td>'
         f"<td>{escape(r['environment'] or '')}</td><td>{escape(', '.join(r['regions']))}</td>"
         f"<td>{'schedule ' + escape(r['schedule']) if r['schedule'] else 'request'}</td></tr>"
@@ -127,7 +138,7 @@ def monitor_card(monitor: dict, now: dt.datetime) -> str:
     )
     pass_rate = number(monitor["passRate"], " %", 1)
     return (
-        f'<article class="monitor" data-name="{escape(label)}"><header><h3>{escape(monitor["displayName"])}</h3>'
+        f'<article class="monitor" data-name="{escape(label)}"><header><h3><a href="{escape(home)}">{escape(monitor["displayName"])}</a></h3>'
         f'<span class="ns">{escape(monitor["namespace"])}</span>{badge(monitor["lastResult"])}</header>'
         f'<p class="facts">last run {when(monitor["lastRunAt"], now)} · {monitor["runCount"]} runs · '
         f"{pass_rate} passed · mean response {number(monitor['avgResponseTimeMs'], ' ms', 1)}</p>"
@@ -148,7 +159,8 @@ def suites_section(runs: list[dict], now: dt.datetime) -> str:
         return '<section id="suiteruns"><h2>Suite runs</h2><p class="empty">No suite runs.</p></section>'
     rows = "".join(
         f"<tr><td>{escape(r['namespace'])}</td><td><strong>{escape(r['suite'])}</strong></td>"
-        f'<td class="mono">{escape(r["runId"])}</td><td>{badge(r["state"])}</td>'
+        f'<td class="mono"><a href="{escape(suite_run_url(r["namespace"], r["runId"]))}">{escape(r["runId"])}</a></td>'
+        f"<td>{badge(r['state'])}</td>"
         f'<td class="num">{escape(r["progress"] or "–")}</td><td class="num">{number(r["successRate"], " %", 1)}</td>'
         f'<td>{when(r["startedAt"], now)}</td><td class="num">{duration(r["durationSeconds"])}</td></tr>'
         for r in runs
@@ -187,22 +199,35 @@ def document(title: str, body: str, nonce: str, *, script: bool = False, attribu
     )
 
 
-def dashboard_page(overview: dict, signed_in_as: str, nonce: str, now: dt.datetime | None = None) -> str:
+def top_bar(signed_in_as: str, middle: str = "") -> str:
+    return (
+        '<header class="top"><h1><a href="/dashboard">Assay</a></h1>'
+        '<nav aria-label="Pages"><a href="/dashboard">Overview</a> <a href="/dashboard/schedules">Schedules</a></nav>'
+        f'{middle}<div class="who">signed in as <strong>{escape(signed_in_as)}</strong>'
+        '<form method="post" action="/dashboard/logout"><button type="submit">Log out</button></form></div></header>'
+    )
+
+
+def subpage(title: str, signed_in_as: str, trail: list[tuple[str, str]], body: str, nonce: str) -> str:
+    """A page below the overview: the same top bar, a breadcrumb trail of (label, URL) and
+    `body`; no script, as nothing on it refreshes."""
+    crumbs = " / ".join(f'<a href="{escape(url)}">{escape(label)}</a>' for label, url in trail)
+    main = f'<main id="content"><nav class="trail" aria-label="Breadcrumb">{crumbs}</nav>{body}</main>'
+    return document(f"{title} · Assay dashboard", top_bar(signed_in_as) + main, nonce)
+
+
+def dashboard_page(overview: dict, signed_in_as: str, nonce: str, now: dt.datetime | None = None, controls=None) -> str:
+    """`controls(loadtest)`: the actions the session may take on a load test, as HTML."""
     now = now or dt.datetime.now(dt.timezone.utc)
     selected = overview["namespace"]
     api = "/dashboard/api/overview" + (f"?{urlencode({'namespace': selected})}" if selected else "")
     count = len(overview["namespaces"])
     scope = escape(selected) if selected else f"{count} namespace{'' if count == 1 else 's'}"
-    header = (
-        '<header class="top"><h1>Assay</h1>'
-        f"{namespace_filter(overview['namespaces'], selected)}"
-        f'<div class="who">signed in as <strong>{escape(signed_in_as)}</strong>'
-        '<form method="post" action="/dashboard/logout"><button type="submit">Log out</button></form></div></header>'
-    )
+    header = top_bar(signed_in_as, namespace_filter(overview["namespaces"], selected))
     main = (
         f'<main id="content"><p class="scope">Showing {scope} · updated {when(overview["generatedAt"], now)}'
         "</p>"
-        f"{loadtests_section(overview['loadTests'], now)}{monitors_section(overview['monitors'], now)}"
+        f"{loadtests_section(overview['loadTests'], now, controls)}{monitors_section(overview['monitors'], now)}"
         f"{suites_section(overview['suiteRuns'], now)}</main>"
     )
     attributes = f' data-api="{escape(api)}" data-fingerprint="{escape(overview["fingerprint"])}"'

@@ -10,10 +10,17 @@ checked). A session lasts `SESSION_SECONDS` from login (less if the token TTL is
 The login form carries a random value that must match a cookie set with the form
 (double-submit), and a POST whose Origin is another site's is refused: nobody can log a
 browser in from elsewhere. Logout is a POST too; nothing changes state on a GET.
+
+A signed-in page's actions (actions.py) are POSTs carrying the session's action token in a
+hidden field: an HMAC of the session cookie, which a page of another site can neither read nor
+compute, compared in constant time, on top of the same-origin check and the SameSite cookie.
+What they may do follows the credential's own scopes (`Session.scopes`), read afresh on every
+request, though the session token itself carries none.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -36,6 +43,9 @@ PATH = "/dashboard"
 class Session:
     principal: Principal
     expires_at: int
+    scopes: frozenset[str] = frozenset()
+    """The credential's scopes: which actions the pages offer and accept."""
+    action_token: str = ""
 
 
 class SessionExpired(Exception):
@@ -123,4 +133,14 @@ class DashboardSessions:
             principal = self.auth.verify_access_token(token)
         except AuthError as exc:
             raise SessionExpired(exc.message) from None
-        return Session(principal=principal, expires_at=expires_at)
+        record = self.auth.lookup_client(principal.client_id)
+        scopes = frozenset(record.scopes) if record is not None else frozenset()
+        return Session(principal=principal, expires_at=expires_at, scopes=scopes, action_token=action_token(token))
+
+    @staticmethod
+    def action_token_matches(current: Session, presented: str) -> bool:
+        return bool(current.action_token) and hmac.compare_digest(current.action_token.encode(), presented.encode())
+
+
+def action_token(session_cookie: str) -> str:
+    return hmac.new(session_cookie.encode(), b"assay-dashboard-action", hashlib.sha256).hexdigest()

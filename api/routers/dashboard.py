@@ -1,4 +1,4 @@
-"""The dashboard: a read-only web page at /dashboard and the JSON API it refreshes from.
+"""The dashboard: web pages under /dashboard and the JSON API the overview refreshes from.
 
     GET  /dashboard/login                     the sign-in form (client id + secret)
     POST /dashboard/login                     sign in: a session cookie, then /dashboard
@@ -9,6 +9,10 @@
     GET  /dashboard/api/namespaces/{ns}/monitors/{name}             one Monitor, longer history
     GET  /dashboard/api/namespaces/{ns}/loadtests/{n}/reports/{a}   a report archive (zip)
     GET  /dashboard/api/namespaces/{ns}/loadtests/{n}/results/{a}   a result archive (zip)
+    GET  /dashboard/monitors/{ns}/{name}[/runs/{run}]  a Monitor; one run, every step (monitor.py)
+    GET  /dashboard/suites/{ns}/runs/{run}             a TestSuite run, every flow (suite.py)
+    GET  /dashboard/schedules[?namespace=]             what runs when (schedules.py)
+    POST /dashboard/.../run, .../copy, .../suspend     actions, by the credential's scopes (actions.py)
 
 Without a session the page redirects to the sign-in form and the API answers 401
 (`{"error", "message"}`). A namespace the session does not reach answers 404 exactly like a
@@ -18,15 +22,19 @@ missing one. Sessions: dashboard/session.py; data: services/dashboard.py.
 from __future__ import annotations
 
 import secrets
+from functools import partial
 from typing import Annotated, Optional
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import AuthError, NotReady
 from ..bodies import body_limit
+from ..dashboard import actions, schedules, suite
+from ..dashboard import monitor as monitor_pages
+from ..dashboard.context import Name, Namespace, Number, PageContext
 from ..dashboard.page import content_security_policy, dashboard_page, error_page, login_page
 from ..dashboard.session import DashboardSessions, Session, SessionExpired
 from ..errors import ApiError
@@ -35,12 +43,6 @@ from ..services.dashboard import DashboardService
 PREFIX = "/dashboard"
 API_PREFIX = PREFIX + "/api"
 MAX_FORM_BYTES = 8192
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-
-Namespace = Annotated[str, Path(min_length=1, max_length=63, pattern=DNS_LABEL)]
-Name = Annotated[str, Path(min_length=1, max_length=253, pattern=DNS_NAME)]
-Number = Annotated[int, Path(ge=1, le=2**31 - 1)]
 NamespaceFilter = Annotated[Optional[str], Query(max_length=63)]
 
 
@@ -101,6 +103,17 @@ def build_router(services) -> APIRouter:
     def reachable_namespace(current: Session, namespace: str) -> str:
         return namespaces_in_view(current, namespace)[0][0]
 
+    context = PageContext(
+        services=services,
+        sessions=sessions,
+        session=session,
+        reachable_namespace=reachable_namespace,
+        namespaces=lambda current: tenancy.namespaces_for(current.principal),
+        html=html,
+    )
+    for pages in (monitor_pages, suite, schedules, actions):
+        pages.register(router, context)
+
     # --- signing in and out -----------------------------------------------------------------------
 
     def login_form(error: Optional[str] = None, status: int = 200, client_id: str = "") -> Response:
@@ -159,7 +172,8 @@ def build_router(services) -> APIRouter:
     def page(namespace: NamespaceFilter = None, current: Session = Depends(session)) -> Response:
         data = overview(current, namespace)
         who = current.principal.client_id
-        return html(lambda nonce: dashboard_page(data, who, nonce))
+        controls = partial(actions.copy_loadtest_button, current)
+        return html(lambda nonce: dashboard_page(data, who, nonce, controls=controls))
 
     # --- the JSON API -----------------------------------------------------------------------------
 

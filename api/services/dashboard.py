@@ -165,6 +165,7 @@ def monitor_view(namespace: str, monitor: dict, store_runs: list[RunRecord], sho
     return {
         "namespace": namespace,
         "name": meta.get("name", ""),
+        "uid": meta.get("uid"),
         "displayName": spec.get("displayName") or meta.get("name", ""),
         "description": spec.get("description") or "",
         "lastResult": runs[0]["result"] if runs else None,

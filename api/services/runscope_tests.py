@@ -39,6 +39,7 @@ from assay.crds.runrequest import AGENT_LABEL, REGION_LABEL
 from assay.crds.times import epoch
 
 from ..auth import Principal
+from ..kube import NotFound as KubeNotFound
 from ..kube import present
 from . import Conflict, InvalidInput, NotFound, update
 from . import runscope_mapping as mapping
@@ -547,6 +548,15 @@ class RunscopeTests:
         spec = mapping.schedule_spec_from_runscope(body, monitor["metadata"]["name"], monitor.get("spec") or {})
         # A new spec bumps the Schedule's generation; the operator restarts the interval from now.
         return self._write_schedule(namespace, schedule["metadata"]["name"], spec)
+
+    def suspend_schedule(self, namespace: str, name: str, suspend: bool) -> dict:
+        """Suspend or resume any Schedule of the namespace (a TestSuite's too) through the one
+        Schedule write; NotFound when there is none of that name."""
+        try:
+            self.kube.get(SCHEDULES, namespace, name)
+        except KubeNotFound:
+            raise NotFound(f"schedule {name!r} not found") from None
+        return self._write_schedule(namespace, name, {"suspend": suspend})
 
     def _write_schedule(self, namespace: str, name: str, spec: dict) -> dict:
         def write(current: dict, body: dict) -> dict:
