@@ -280,6 +280,10 @@ class LoadTestSpec(AssayModel):
     Metrics: p50 p90 p95 p99 max avg (with ms or s), error_rate (percent), rps."""
     abort_on_error_rate: Optional[float] = Field(default=None, ge=0, le=100)
     """Abort the run when the error rate (percent) exceeds this."""
+    abort: bool = False
+    """Set to true on a running load test to stop it early: its shards start no new requests,
+    report what they measured, and the run ends Aborted. Shards hear of it with their next
+    progress report to the gateway (every 2 s), so it needs result uploads (the default)."""
     request_timeout: Duration = "30s"
     """Timeout of a request that sets none itself."""
     cookies: CookieSettings = CookieSettings()

@@ -1,9 +1,10 @@
 """What a signed-in page may change: run a Monitor now, run a TestSuite, copy and run a load
-test, suspend or resume a Schedule.
+test, abort a running one, suspend or resume a Schedule.
 
     POST /dashboard/monitors/{ns}/{name}/run               test:write          Runscope's trigger URL
     POST /dashboard/suites/{ns}/{name}/run                 loadmill            Loadmill's suite run
     POST /dashboard/loadtests/{ns}/{number}/copy           LOADTEST_COPY_RUN   XTC's runCopy
+    POST /dashboard/loadtests/{ns}/{number}/abort          LOADTEST_COPY_RUN   the LoadTest's spec.abort
     POST /dashboard/schedules/{ns}/{name}/{suspend|resume} test:write          the Schedule write
 
 Each calls the service operation its REST API calls. A button shows only when the
@@ -56,9 +57,13 @@ def run_suite_button(current: Session, namespace: str, name: str) -> str:
     return button(current, RUN_SUITE, f"/dashboard/suites/{namespace}/{name}/run", "Run suite")
 
 
-def copy_loadtest_button(current: Session, loadtest: dict) -> str:
-    url = f"/dashboard/loadtests/{loadtest['namespace']}/{loadtest['number']}/copy"
-    return button(current, COPY_LOADTEST, url, "Copy and run")
+def loadtest_buttons(current: Session, loadtest: dict) -> str:
+    """Copy and run; Abort too while it runs (who may start runs may stop them)."""
+    url = f"/dashboard/loadtests/{loadtest['namespace']}/{loadtest['number']}"
+    buttons = button(current, COPY_LOADTEST, f"{url}/copy", "Copy and run")
+    if loadtest.get("state") in ("pending", "running"):
+        buttons += button(current, COPY_LOADTEST, f"{url}/abort", "Abort")
+    return buttons
 
 
 def schedule_button(current: Session, namespace: str, name: str, suspended: bool) -> str:
@@ -126,6 +131,16 @@ def register(router: APIRouter, ctx: PageContext) -> None:
         await allowed(request, current, COPY_LOADTEST)
         namespace = ctx.reachable_namespace(current, namespace)
         await run_in_threadpool(loadtests.run_copy, namespace, number)
+        return back_to("/dashboard?" + urlencode({"namespace": namespace}) + "#loadtests")
+
+    @router.post("/dashboard/loadtests/{namespace}/{number}/abort")
+    @body_limit(MAX_FORM_BYTES)
+    async def abort_loadtest(
+        namespace: Namespace, number: Number, request: Request, current: Session = Depends(ctx.session)
+    ):
+        await allowed(request, current, COPY_LOADTEST)
+        namespace = ctx.reachable_namespace(current, namespace)
+        await run_in_threadpool(loadtests.abort, namespace, number)
         return back_to("/dashboard?" + urlencode({"namespace": namespace}) + "#loadtests")
 
     @router.post("/dashboard/schedules/{namespace}/{name}/{verb}")

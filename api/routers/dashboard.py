@@ -172,7 +172,7 @@ def build_router(services) -> APIRouter:
     def page(namespace: NamespaceFilter = None, current: Session = Depends(session)) -> Response:
         data = overview(current, namespace)
         who = current.principal.client_id
-        controls = partial(actions.copy_loadtest_button, current)
+        controls = partial(actions.loadtest_buttons, current)
         return html(lambda nonce: dashboard_page(data, who, nonce, controls=controls))
 
     # --- the JSON API -----------------------------------------------------------------------------

@@ -19,7 +19,8 @@ be ASSAY_UPLOAD_MAX_BYTES large and take ASSAY_UPLOAD_TIMEOUT_SECONDS to arrive 
 enforces both). Errors have the default shape `{"error", "message"}`.
 
 The progress PUT's body is a small JSON object (assay.crds.contracts.progress.ShardProgress) that
-replaces the shard's previous one: 204 stored, 409 `run_finished` (the run's final figures
+replaces the shard's previous one: 204 stored, 200 stored with `{"abort": reason}` when the
+LoadTest's `spec.abort` is set (the shard stops early and reports), 409 `run_finished` (the run's final figures
 exist; live ones are dropped when it finishes and not taken after), 400/401/413. The GET
 shows them as `progress`: `{"shards": [each shard's latest report], "merged": all shards
 as one}` (api/store/progress.py says how they merge), or null when there are none. The
@@ -49,6 +50,8 @@ from assay.crds.contracts.upload import (
 
 from ..bodies import body_limit, json_document
 from ..errors import ApiError
+from ..kube import NotFound
+from ..services.loadtests import PLURAL as LOADTEST_PLURAL
 from ..store import (
     DocumentConflict,
     Invalid,
@@ -156,7 +159,7 @@ def install(app: FastAPI, services) -> None:
     @app.put(PREFIX + "/{run_id}/progress/{shard}", include_in_schema=False)
     @body_limit(PROGRESS_MAX_BYTES)
     async def put_progress(run_id: str, shard: int, request: Request):
-        await run_in_threadpool(authorize, request, run_id)
+        grant = await run_in_threadpool(authorize, request, run_id)
         if not 0 <= shard < MAX_SHARDS:
             raise ApiError(400, f"shard must be 0..{MAX_SHARDS - 1}, not {shard}", code="invalid_request")
         body = await request.body()
@@ -180,7 +183,19 @@ def install(app: FastAPI, services) -> None:
             raise ApiError(
                 409, f"run {run_id} has finished; its final figures replace the live ones", code="run_finished"
             )
+        if await run_in_threadpool(abort_requested, grant):
+            return JSONResponse({"abort": "aborted on request (spec.abort)"})
         return Response(status_code=204)
+
+    def abort_requested(grant: RunGrant) -> bool:
+        """Whether the grant's LoadTest, the same object (uid), has `spec.abort` set."""
+        if grant.kind != "LoadTest" or services.kube is None:  # no cluster: nothing to ask
+            return False
+        try:
+            loadtest = services.kube.get(LOADTEST_PLURAL, grant.namespace, grant.owner_name)
+        except NotFound:
+            return False
+        return loadtest["metadata"].get("uid") == grant.owner_uid and bool((loadtest.get("spec") or {}).get("abort"))
 
     @app.get(PREFIX + "/{run_id}", include_in_schema=False)
     def get_run(run_id: str, request: Request):

@@ -133,7 +133,8 @@ def build_copy(source: dict, number: int, source_number: int, reservation: str, 
                 ANNOTATION_RESERVATION: reservation,
             },
         },
-        "spec": copy_module.deepcopy(source.get("spec") or {}),
+        # A copy of an aborted load test runs: it is a new run, not the stopped one.
+        "spec": {k: v for k, v in copy_module.deepcopy(source.get("spec") or {}).items() if k != "abort"},
     }
 
 
@@ -282,6 +283,15 @@ class LoadTestService:
                 number_now = self._number_of(namespace, created)
             return source, NumberedLoadTest(number_now, created)
         raise Conflict(f"could not find a free name for the copy of load test {number}; try again")
+
+    def abort(self, namespace: str, number: int) -> NumberedLoadTest:
+        """Set load test `number`'s `spec.abort`: its shards stop at their next progress report
+        and the run ends Aborted with what it measured (api/routers/ingest.py tells them)."""
+        item = self.get(namespace, number)
+        if (item.resource.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            raise Conflict(f"load test {number} has finished already")
+        patched = self.kube.patch(PLURAL, namespace, item.resource["metadata"]["name"], {"spec": {"abort": True}})
+        return NumberedLoadTest(number, patched)
 
     # archives and run records
 

@@ -82,6 +82,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
                 results_dir=settings.results_dir,
                 verify_tls=not args.insecure,
                 on_progress=pusher.update if pusher else None,
+                abort_requested=(lambda: pusher.abort_reason) if pusher else None,
             )
     except load_cli.LoadSpecError as exc:
         write_termination_message(settings, ShardSummary(shard=index, error=str(exc)).to_message())

@@ -11,6 +11,9 @@ the engine's event loop only stores the newest `Progress` (a dict assignment und
 and the thread does the encoding and the HTTP. Pushing is fire-and-forget: one attempt with
 a short timeout, no retry (the next push carries newer figures), and no failure ever reaches
 the run. A failure is logged once, and again only after a push has succeeded.
+
+The gateway's answer carries one instruction back: `{"abort": reason}` once someone set the
+LoadTest's `spec.abort`; `abort_reason` keeps it for the engine, which asks once a second.
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ class ProgressPusher:
         self.log = log or (lambda _message: None)
         self.pushed = 0
         """Pushes the gateway accepted."""
+        self.abort_reason: Optional[str] = None
+        """Why the gateway asked this shard to abort, once it did."""
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._client = httpx.Client(timeout=timeout, transport=transport)
         self._latest: dict[int, Progress] = {}
@@ -138,6 +143,8 @@ class ProgressPusher:
             return self._failed(f"HTTP {response.status_code}: {response.text[:200]}")
         self._sent_version = version
         self.pushed += 1
+        if response.status_code == 200 and self.abort_reason is None:
+            self.abort_reason = _abort_reason(response)
         if self._failing:
             self._failing = False
             self.log(f"progress reaches {self.url} again")
@@ -151,6 +158,14 @@ class ProgressPusher:
                 f"trying again every {self.interval:g}s"
             )
         return False
+
+
+def _abort_reason(response: httpx.Response) -> Optional[str]:
+    try:
+        reason = response.json().get("abort")
+    except (ValueError, AttributeError):  # an answer from something else than the gateway
+        return None
+    return str(reason)[:255] if reason else None
 
 
 def pusher_for(

@@ -67,3 +67,40 @@ def test_a_running_loadtest_shows_growing_progress_and_finishes_with_the_targets
         stored = answer.json()
         assert stored["progress"] is None  # dropped when the run finished
         assert stored["run"]["summary"]["requests"] == target.total
+
+
+def test_a_loadtest_whose_spec_abort_is_set_stops_early_and_ends_aborted_with_what_it_measured(
+    cluster, namespace, gateway, operator_with_gateway
+):
+    with CountingTarget(delay=0.01) as target:
+        cluster.kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input=loadtest_manifest("stopped", target.url, shards=2, users=2, duration="300s"),
+        )
+        cluster.wait_for(
+            "the LoadTest to show live progress",
+            lambda: ((get(cluster, "loadtest", "stopped", namespace) or {}).get("status") or {}).get("progress"),
+            timeout=120,
+        )
+        asked = time.monotonic()
+        cluster.kubectl(
+            "patch", "loadtest", "stopped", "-n", namespace, "--type", "merge", "-p", '{"spec":{"abort":true}}'
+        )
+        cluster.wait_for(
+            "the aborted LoadTest to finish",
+            lambda: (
+                ((get(cluster, "loadtest", "stopped", namespace) or {}).get("status") or {}).get("phase")
+                in ("Succeeded", "Failed")
+            ),
+            timeout=90,
+        )
+        took = time.monotonic() - asked
+        status = get(cluster, "loadtest", "stopped", namespace)["status"]
+    assert took < 60, took  # not the 300 s the spec asked for
+    assert status["result"] == "Aborted", status
+    assert "aborted on request" in status.get("message", ""), status
+    assert 0 < status["summary"]["requests"] == target.total  # every shard reported what it sent

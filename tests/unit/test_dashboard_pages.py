@@ -71,10 +71,14 @@ def test_the_figures_split_success_and_percentiles_by_region_and_window():
 
 
 def test_a_button_shows_only_with_its_scope_and_carries_the_sessions_token():
-    lt = {"namespace": "ns", "number": 3}
-    assert actions.copy_loadtest_button(session("LOADTEST_LIST"), lt) == ""
-    button = actions.copy_loadtest_button(session("LOADTEST_COPY_RUN"), lt)
+    lt = {"namespace": "ns", "number": 3, "state": "passed"}
+    assert actions.loadtest_buttons(session("LOADTEST_LIST"), lt) == ""
+    button = actions.loadtest_buttons(session("LOADTEST_COPY_RUN"), lt)
     assert 'action="/dashboard/loadtests/ns/3/copy"' in button and action_token("cookie") in button
+    assert "/abort" not in button, "a finished load test has nothing to abort"
+    running = actions.loadtest_buttons(session("LOADTEST_COPY_RUN"), {**lt, "state": "running"})
+    assert 'action="/dashboard/loadtests/ns/3/abort"' in running
+    assert actions.loadtest_buttons(session("LOADTEST_LIST"), {**lt, "state": "running"}) == ""
     assert actions.run_monitor_button(session("test:read"), "ns", "health") == ""
     assert "Run now" in actions.run_monitor_button(session("test:write"), "ns", "health")
 

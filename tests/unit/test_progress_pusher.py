@@ -176,3 +176,42 @@ def test_a_pod_shard_over_two_processes_hands_each_ones_progress_to_the_pusher(t
     assert sorted(seen) == [0, 1]
     final = combine([progress(seen[0][-1]), progress(seen[1][-1])])
     assert final.requests == metrics.total.count == target.total
+
+
+def test_the_gateways_abort_answer_is_kept_for_the_engine():
+    answers = iter(
+        [httpx.Response(204), httpx.Response(200, text="not json"), httpx.Response(200, json={"abort": "x"})]
+    )
+    gateway = Gateway(lambda request: next(answers))
+    pusher = gateway.pusher()
+    for requests in (1, 2):
+        pusher.update(0, progress(requests, [5.0]))
+        assert pusher.push() is True and pusher.abort_reason is None
+    pusher.update(0, progress(3, [5.0]))
+    assert pusher.push() is True and pusher.abort_reason == "x"
+    pusher.stop(final=False)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_pod_shard_asked_to_abort_stops_within_seconds_with_what_it_measured(tmp_path, processes):
+    from assay.runner.load.cli import run_pod_shard
+    from assay.runner.manifest import load_manifest, loadtest_spec
+    from tests.unit.test_load_cli import manifest
+    from tests.unit.test_load_servers import LoadTarget
+
+    asked = time.monotonic() + 1.5
+    with LoadTarget() as target:
+        path = manifest(tmp_path, target.url, shards=1, load={"users": 2, "duration": "60s"})
+        spec = loadtest_spec(load_manifest(str(path)), str(path))
+        started = time.monotonic()
+        metrics = run_pod_shard(
+            spec,
+            0,
+            1,
+            processes=processes,
+            abort_requested=lambda: "aborted on request" if time.monotonic() > asked else None,
+        )
+        took = time.monotonic() - started
+    assert took < 10, took
+    assert metrics.aborted and metrics.abort_reason.endswith("aborted on request")
+    assert 0 < metrics.total.count == target.total

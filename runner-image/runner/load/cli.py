@@ -85,7 +85,12 @@ class ProgressBoard:
 
 
 async def _run_units(
-    spec: LoadTestSpec, units: list[Unit], run_id: str, verify_tls: bool, report: Callable[[int, Progress], None]
+    spec: LoadTestSpec,
+    units: list[Unit],
+    run_id: str,
+    verify_tls: bool,
+    report: Callable[[int, Progress], None],
+    abort_requested: Optional[Callable[[], Optional[str]]] = None,
 ) -> list[ShardMetrics]:
     import asyncio
 
@@ -95,19 +100,32 @@ async def _run_units(
     return list(
         await asyncio.gather(
             *(
-                run_load_shard(spec, shard, shards, run_id=run_id, on_progress=reporter(i), verify_tls=verify_tls)
+                run_load_shard(
+                    spec,
+                    shard,
+                    shards,
+                    run_id=run_id,
+                    on_progress=reporter(i),
+                    verify_tls=verify_tls,
+                    abort_requested=abort_requested,
+                )
                 for i, (shard, shards) in enumerate(units)
             )
         )
     )
 
 
-def _child(spec_json: str, units: list[Unit], run_id: str, verify_tls: bool, offset: int, queue) -> None:
+def _child(spec_json: str, units: list[Unit], run_id: str, verify_tls: bool, offset: int, queue, abort_reason) -> None:
     try:
         spec = LoadTestSpec.model_validate_json(spec_json)
         results = run(
             _run_units(
-                spec, units, run_id, verify_tls, lambda i, progress: queue.put(("progress", offset + i, progress))
+                spec,
+                units,
+                run_id,
+                verify_tls,
+                lambda i, progress: queue.put(("progress", offset + i, progress)),
+                lambda: abort_reason.value.decode("utf-8", "replace") or None,
             )
         )
         queue.put(("result", offset, [m.to_dict() for m in results]))
@@ -123,9 +141,11 @@ def run_processes(
     verify_tls: bool = True,
     progress_out: Optional[TextIO] = sys.stderr,
     on_progress: Optional[Callable[[int, Progress], None]] = None,
+    abort_requested: Optional[Callable[[], Optional[str]]] = None,
 ) -> list[ShardMetrics]:
     """Run `plan` (one list of units per process) and return every unit's metrics;
-    `on_progress(unit, progress)` hears every unit's progress, as the printed line does."""
+    `on_progress(unit, progress)` hears every unit's progress, as the printed line does;
+    `abort_requested()` returns why to abort the run early, or None (run_load_shard)."""
     check_spec(spec)
     units = sum(len(p) for p in plan)
     board = ProgressBoard(units, progress_out) if progress_out is not None else None
@@ -137,15 +157,19 @@ def run_processes(
             on_progress(i, progress)
 
     if len(plan) == 1:
-        return run(_run_units(spec, plan[0], run_id, verify_tls, report))
+        return run(_run_units(spec, plan[0], run_id, verify_tls, report, abort_requested))
 
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     queue = context.Queue()
+    # The processes hear an abort through shared memory: the reason, empty until there is one.
+    abort_reason = context.Array("c", 256, lock=False)
     spec_json = spec.model_dump_json(by_alias=True)
     children, offset = [], 0
     for units_of_process in plan:
         child = context.Process(
-            target=_child, args=(spec_json, units_of_process, run_id, verify_tls, offset, queue), daemon=True
+            target=_child,
+            args=(spec_json, units_of_process, run_id, verify_tls, offset, queue, abort_reason),
+            daemon=True,
         )
         child.start()
         children.append(child)
@@ -154,6 +178,8 @@ def run_processes(
     failure = None
     try:
         while len(results) < len(children) and failure is None:
+            if abort_requested is not None and not abort_reason.value and (reason := abort_requested()):
+                abort_reason.value = reason.encode()[:255]
             try:
                 kind, where, payload = queue.get(timeout=1.0)
             except Exception:  # queue.Empty: see whether a child died without a word
@@ -242,12 +268,18 @@ def run_pod_shard(
     results_dir: Optional[str] = None,
     verify_tls: bool = True,
     on_progress: Optional[Callable[[int, Progress], None]] = None,
+    abort_requested: Optional[Callable[[], Optional[str]]] = None,
 ) -> ShardMetrics:
     """Run shard `shard` of `shards` (over `processes` processes) and write its metrics to `out`
     and to `results_dir`/shard-<shard>.json; `on_progress(process, progress)` hears each
-    process's progress about once a second."""
+    process's progress about once a second; `abort_requested` as in run_processes."""
     parts = run_processes(
-        spec, sub_shards(shard, shards, processes), run_id=run_id, verify_tls=verify_tls, on_progress=on_progress
+        spec,
+        sub_shards(shard, shards, processes),
+        run_id=run_id,
+        verify_tls=verify_tls,
+        on_progress=on_progress,
+        abort_requested=abort_requested,
     )
     metrics = parts[0] if len(parts) == 1 else merge(parts, shard=shard, shards=shards)
     metrics.shard, metrics.shards, metrics.run_id = shard, shards, run_id

@@ -433,11 +433,13 @@ class _ShardRun:
         run_id: str,
         on_progress: Optional[Callable[[Progress], None]],
         client: HttpClient,
+        abort_requested: Optional[Callable[[], Optional[str]]] = None,
     ):
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
         self.spec, self.shard, self.shards, self.run_id = spec, shard, shards, run_id
         self.on_progress = on_progress
+        self.abort_requested = abort_requested
         self.client = client
         self.flows, self.names = _compile(spec, shard, shards)
         self.order = weighted_order([flow.weight for flow in spec.flows])
@@ -754,6 +756,8 @@ class _ShardRun:
                 reason = self.watchdog.observe(entry.total.count, entry.total.error_count)
                 if reason:
                     self.abort(reason)
+        if self.abort_requested is not None and not self.aborted and (reason := self.abort_requested()):
+            self.abort(reason)
         if self.on_progress is not None:
             try:
                 self.on_progress(self.progress(now))
@@ -840,13 +844,16 @@ async def run_load_shard(
     verify_tls: bool = True,
     ssl_context: Optional[ssl.SSLContext] = None,
     connect_timeout: float = 10.0,
+    abort_requested: Optional[Callable[[], Optional[str]]] = None,
 ) -> ShardMetrics:
-    """Run shard `shard` (0-based) of `shards` of the load test and return what it measured."""
+    """Run shard `shard` (0-based) of `shards` of the load test and return what it measured.
+    `abort_requested()`, asked once a second, returns why to abort (someone asked: the
+    LoadTest's `spec.abort`), or None."""
     client = HttpClient(
         connect_timeout=connect_timeout, verify_tls=verify_tls, ssl_context=ssl_context, policy=EgressPolicy.for_runs()
     )
     try:
-        return await _ShardRun(spec, shard, shards, run_id, on_progress, client).run()
+        return await _ShardRun(spec, shard, shards, run_id, on_progress, client, abort_requested).run()
     finally:
         await client.close()
 
