@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make demo`: the local stack (control plane, node agents per region, operator, gateway), a
-# small demo API, the manifests of examples/ (a sharded LoadTest, a Monitor on a 1-minute
-# Schedule, a TestSuite), the XTC API flow against the gateway, and where to look afterwards.
+# `make demo`: the local stack (control plane, node agents per region, operator, gateway, the
+# demo API), the manifests of examples/ (a sharded LoadTest with a ramp and a hold, watched on
+# its live dashboard page, a Monitor on a 1-minute Schedule, a TestSuite), the XTC API flow
+# against the gateway, and where to look afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -21,18 +22,12 @@ wait_for() {
   for _ in $(seq "$seconds"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
   fail "$what (waited ${seconds}s)"
 }
-examples() { sed "s#http://127.0.0.1:8080#http://127.0.0.1:$PORT#g" "examples/$1"; }
+examples() { sed "s#http://127.0.0.1:18080#http://127.0.0.1:$PORT#g" "examples/$1"; }
 
-say "starting the local stack (make up)"
-bash hack/stack.sh up
+say "starting the local stack and the demo API (make up)"
+DEMO_PORT=$PORT bash hack/stack.sh up
 set -a; . .assay/env; set +a
 GW=$ASSAY_GATEWAY_URL
-
-if ! curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
-  setsid "$PY" hack/demo_api.py --port "$PORT" >> .assay/logs/demo-api.log 2>&1 < /dev/null &
-  echo $! > .assay/demo-api.pid
-  wait_for 10 "the demo API to start" curl -fs "http://127.0.0.1:$PORT/health"
-fi
 # Requests to the LoadTest's paths only: the Monitor and the TestSuite call /api/*.
 count() { curl -fs "http://127.0.0.1:$PORT/stats" | json 'sum(n for k, n in d["requests"].items() if k in ("GET /items", "GET /items/1", "GET /health"))'; }
 
@@ -63,6 +58,17 @@ request=demo-$(date +%s)
 kubectl -n $NS annotate monitor accounts-api assay.dev/run-request=$request --overwrite >/dev/null
 kubectl -n $NS annotate testsuite user-service assay.dev/run-request=$request --overwrite >/dev/null
 
+secret_name() { kubectl -n $NS get clientcredential demo-xtc -o jsonpath='{.status.secretRef.name}' | grep -q .; }
+wait_for 60 "the client credential" secret_name
+SECRET=$(kubectl -n $NS get clientcredential demo-xtc -o jsonpath='{.status.secretRef.name}')
+CLIENT_ID=$(kubectl -n $NS get secret "$SECRET" -o jsonpath='{.data.client-id}' | base64 -d)
+CLIENT_SECRET=$(kubectl -n $NS get secret "$SECRET" -o jsonpath='{.data.client-secret}' | base64 -d)
+started() { case "$(kubectl -n $NS get loadtest demo-shop -o jsonpath='{.status.phase}')" in Running|Succeeded|Failed) return 0;; esac; return 1; }
+wait_for 120 "the LoadTest to start" started
+say "the LoadTest runs for about 25 s; watch it live on its dashboard page:"
+echo "  $GW/dashboard/loadtests/$NS/demo-shop"
+echo "  (sign in with client id $CLIENT_ID and the secret in"
+echo "   kubectl -n $NS get secret $SECRET -o jsonpath='{.data.client-secret}' | base64 -d)"
 say "waiting for the LoadTest (kubectl -n $NS get loadtests -w)"
 phase_is_final() { case "$(kubectl -n $NS get loadtest demo-shop -o jsonpath='{.status.phase}')" in Succeeded|Failed) return 0;; esac; return 1; }
 wait_for 300 "the LoadTest to finish" phase_is_final
@@ -74,11 +80,6 @@ say "the LoadTest counted $requests requests; the demo API received $received."
 [ "$requests" = "$received" ] || fail "the counts differ"
 
 say "the XTC API: token, list, status, run a copy, download its report"
-secret_name() { kubectl -n $NS get clientcredential demo-xtc -o jsonpath='{.status.secretRef.name}' | grep -q .; }
-wait_for 60 "the client credential" secret_name
-SECRET=$(kubectl -n $NS get clientcredential demo-xtc -o jsonpath='{.status.secretRef.name}')
-CLIENT_ID=$(kubectl -n $NS get secret "$SECRET" -o jsonpath='{.data.client-id}' | base64 -d)
-CLIENT_SECRET=$(kubectl -n $NS get secret "$SECRET" -o jsonpath='{.data.client-secret}' | base64 -d)
 token() {
   curl -fs "$GW/oauth/token" -d grant_type=client_credentials -d "client_id=$CLIENT_ID" \
     --data-urlencode "client_secret=$CLIENT_SECRET" -d "scope=LOADTEST_LIST LOADTEST_STATUS LOADTEST_COPY_RUN LOADTEST_REPORT_DOWNLOAD" \
@@ -121,6 +122,7 @@ echo
 say "finished in $(( $(date +%s) - start ))s. Where to look:"
 echo "  dashboard        $GW/dashboard   (sign in with client id $CLIENT_ID and the secret in"
 echo "                   kubectl -n $NS get secret $SECRET -o jsonpath='{.data.client-secret}' | base64 -d)"
+echo "  the load test    $GW/dashboard/loadtests/$NS/demo-shop?a=$number&b=$copy   (its curves; the copy compared)"
 echo "  report archive   $OUT/report-$copy.zip   (unzip it and open index.html)"
 echo "  the cluster      set -a; . .assay/env; set +a"
 echo "                   kubectl -n $NS get loadtests,monitors,testsuites,schedules"

@@ -1,8 +1,10 @@
-"""A small demo API for `make demo`: what the manifests in examples/ call.
+"""A small demo API for `make up` and `make demo`: what the manifests in examples/ call.
 
-    python hack/demo_api.py [--port 8080]
+    python hack/demo_api.py [--port 18080]
 
-    GET  /health, /items, /items/<n>           the LoadTest examples
+    GET  /health, /items, /items/<n>           the LoadTest examples (loadtest-quick.yaml)
+    GET  /api/products, /api/products/<n>      loadtest.yaml: browse
+    POST /api/cart/items, /api/orders          loadtest.yaml: check out (201, an order's Location)
     POST /api/login -> access_token            the Monitor example (accounts-api)
     GET  /api/account, /api/orders             (Bearer token from /api/login)
     POST /api/users, GET /api/users/<id>       the TestSuite example (user-service)
@@ -37,10 +39,12 @@ class Handler(BaseHTTPRequestHandler):
     # would add ~40 ms to every response.
     disable_nagle_algorithm = True
 
-    def _send(self, status: int, payload, content_type: str = "application/json") -> None:
+    def _send(self, status: int, payload, content_type: str = "application/json", location: str = "") -> None:
         body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if location:
+            self.send_header("Location", location)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -76,6 +80,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, ITEMS[int(path[7:]) - 1])
         elif path in ("/api/account", "/api/orders") and not self._authorized():
             self._send(401, {"error": "a Bearer token from POST /api/login is required"})
+        elif path == "/api/products":
+            self._send(200, {"items": ITEMS, "page": 1})
+        elif path.startswith("/api/products/") and path[14:].isdigit() and 1 <= int(path[14:]) <= len(ITEMS):
+            self._send(200, ITEMS[int(path[14:]) - 1])
         elif path == "/api/account":
             self._send(200, {"email": "monitor@example.com", "roles": ["customer"], "order_count": len(ORDERS)})
         elif path == "/api/orders":
@@ -108,6 +116,10 @@ class Handler(BaseHTTPRequestHandler):
                 user = {**document, "id": str(len(users) + 1)}
                 users[user["id"]] = user
             self._send(201, user)
+        elif path == "/api/orders":
+            with lock:
+                number = counts["POST /api/orders"]
+            self._send(201, {"id": f"o-{number}"}, location=f"/api/orders/o-{number}")
         elif path.startswith("/hooks/"):
             with lock:
                 hooks.append({"hook": path[7:], "body": document})
@@ -121,7 +133,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=18080)
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True

@@ -103,7 +103,7 @@ spec: {selector: {app: demo-api}, ports: [{port: 8080, targetPort: 8080}]}
 YAML
 "$KUBECTL" -n "$NS" wait --for=condition=Ready pod/demo-api --timeout=120s >/dev/null || fail "the demo API did not start"
 API="http://demo-api.$NS.svc:8080"
-examples() { sed "s#http://127.0.0.1:8080#$API#g" "examples/$1"; }
+examples() { sed "s#http://127.0.0.1:18080#$API#g" "examples/$1"; }
 # The demo API's counters, read from inside the cluster.
 stats() { "$KUBECTL" -n "$NS" exec demo-api -- python -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/stats').read().decode())"; }
 count() { stats | json 'sum(n for k, n in d["requests"].items() if k in ("GET /items", "GET /items/1", "GET /health"))'; }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The local stack for development: control plane + node agents (hack/localkube.py; one per
-# region: local, us1, eu1), the CRDs, the gateway (uvicorn, store in .assay/store) and the
-# operator in the background, wired together with generated keys. `up` writes .assay/env for
-# shells and tools:
+# region: local, us1, eu1), the CRDs, the gateway (uvicorn, store in .assay/store), the
+# operator and the demo API every example in examples/ targets (hack/demo_api.py on
+# 127.0.0.1:$DEMO_PORT, 18080) in the background, wired together with generated keys. `up`
+# writes .assay/env for shells and tools:
 #   set -a; . .assay/env; set +a; kubectl get loadtests
 # NODES=real (make up NODES=real) runs a real node instead of the agents (hack/realnode.py:
 # containerd, kubelet, kube-scheduler, kube-proxy, CoreDNS); the gateway and operator stay
@@ -15,11 +16,12 @@ mkdir -p "$STATE/logs"
 
 GATEWAY_PORT=${ASSAY_GATEWAY_PORT:-18000}
 GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+DEMO_PORT=${DEMO_PORT:-18080}
 # The egress policy (assay.runner.egress) of the gateway, the operator and the node agents' pods:
 # loopback servers on ephemeral ports (test targets) and the demo API, never the stack's own
 # listeners (they take ports below the ephemeral range, hack/localkube.py free_port).
 if [ -z "${ASSAY_EGRESS_ALLOW+set}" ]; then
-  ASSAY_EGRESS_ALLOW="127.0.0.1:${DEMO_PORT:-18080},$("$PY" -c 'import sys; sys.path.insert(0, "hack"); import localkube; print(localkube.egress_allow())')"
+  ASSAY_EGRESS_ALLOW="127.0.0.1:$DEMO_PORT,$("$PY" -c 'import sys; sys.path.insert(0, "hack"); import localkube; print(localkube.egress_allow())')"
 fi
 export ASSAY_EGRESS_ALLOW
 AGENTS=(--agent "assay-local=topology.kubernetes.io/region=local"
@@ -113,6 +115,17 @@ case "${1:-}" in
       echo $! > "$STATE/operator.pid"
       wait_up operator "$LIVENESS"
     fi
+    # The examples' target; another process already answering its /health (a demo API of a
+    # stack started before) serves as well.
+    if ! running demo-api && ! curl -fs "http://127.0.0.1:$DEMO_PORT/health" >/dev/null 2>&1; then
+      if ! port_free "$DEMO_PORT"; then
+        who=$(holder "$DEMO_PORT")
+        fail "port $DEMO_PORT for the demo API is taken${who:+ by $who}; free it or set DEMO_PORT"
+      fi
+      setsid "$PY" hack/demo_api.py --port "$DEMO_PORT" >>"$STATE/logs/demo-api.log" 2>&1 < /dev/null &
+      echo $! > "$STATE/demo-api.pid"
+      wait_up demo-api "http://127.0.0.1:$DEMO_PORT/health"
+    fi
     cat > "$STATE/env" <<ENV
 KUBECONFIG=$STATE/kubeconfig
 PATH=$BIN:\$PATH
@@ -120,11 +133,12 @@ ASSAY_GATEWAY_URL=$GATEWAY_URL
 ENV
     echo "stack: up. Use it with:  set -a; . $STATE/env; set +a; kubectl get loadtests -A"
     echo "stack: gateway on $GATEWAY_URL (store in $STATE/store); logs in $STATE/logs/"
+    echo "stack: the demo API the examples target on http://127.0.0.1:$DEMO_PORT"
     ;;
   down)
     stop operator
     stop gateway
-    if [ -f "$STATE/demo-api.pid" ]; then kill "$(cat "$STATE/demo-api.pid")" 2>/dev/null || true; rm -f "$STATE/demo-api.pid"; fi
+    stop demo-api
     if [ -x "$PY" ]; then
       if [ -f "$STATE/realnode.json" ]; then "$PY" hack/realnode.py down --dir "$STATE"; fi
       "$PY" hack/localkube.py down --dir "$STATE"
@@ -132,7 +146,7 @@ ENV
     rm -f "$STATE/env"
     ;;
   status)
-    for part in operator gateway; do
+    for part in operator gateway demo-api; do
       if running $part; then printf '%-28s pid %s running\n' $part "$(pid_of $part)"; else printf '%-28s not running\n' $part; fi
     done
     "$PY" hack/localkube.py status --dir "$STATE"

@@ -11,7 +11,7 @@ import datetime as dt
 from functools import lru_cache
 from html import escape
 from importlib import resources
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from ..services.loadtests import parse_time
 from .chart import response_time_chart
@@ -84,6 +84,11 @@ def number(value, unit: str = "", digits: int = 0) -> str:
     return f"{value:,.{digits}f}{unit}"
 
 
+def loadtest_url(namespace: str, name: str) -> str:
+    """The load test's own page (loadtest.py)."""
+    return f"/dashboard/loadtests/{quote(namespace)}/{quote(name)}"
+
+
 def archive_links(loadtest: dict) -> str:
     links = [
         f'<a class="archive" href="{escape(a["url"])}" download>{kind} {a["number"]}</a>'
@@ -105,8 +110,8 @@ def loadtests_section(loadtests: list[dict], now: dt.datetime, controls=None) ->
         rows.append(
             f'<tr data-name="{escape(lt["namespace"])}/{escape(lt["name"])}">'
             f'<td>{escape(lt["namespace"])}</td><td class="num">{lt["number"]}</td>'
-            f"<td><strong>{escape(lt['name'])}</strong>{note}{controls(lt) if controls else ''}</td>"
-            f"<td>{badge(lt['state'])}</td>"
+            f'<td><a href="{escape(loadtest_url(lt["namespace"], lt["name"]))}"><strong>{escape(lt["name"])}</strong></a>'
+            f"{note}{controls(lt) if controls else ''}</td><td>{badge(lt['state'])}</td>"
             f'<td class="num">{number(lt["requests"])}</td><td class="num">{number(lt["failures"])}</td>'
             f'<td class="num">{number(lt["p95Ms"], " ms", 1)}</td><td>{when(lt["startedAt"], now)}</td>'
             f'<td class="num">{duration(lt["durationSeconds"])}</td><td>{archive_links(lt)}</td></tr>'

@@ -4,6 +4,7 @@
     POST /dashboard/login                     sign in: a session cookie, then /dashboard
     POST /dashboard/logout                    sign out
     GET  /dashboard[?namespace=]              the page: load tests, monitors, suite runs
+    GET  /dashboard/loadtests/{ns}/{name}[?a=&b=]   one load test, live; two of its runs compared
     GET  /dashboard/api/namespaces            the namespaces this session reaches
     GET  /dashboard/api/overview[?namespace=] what the page shows, as JSON
     GET  /dashboard/api/namespaces/{ns}/monitors/{name}             one Monitor, longer history
@@ -12,7 +13,10 @@
     GET  /dashboard/monitors/{ns}/{name}[/runs/{run}]  a Monitor; one run, every step (monitor.py)
     GET  /dashboard/suites/{ns}/runs/{run}             a TestSuite run, every flow (suite.py)
     GET  /dashboard/schedules[?namespace=]             what runs when (schedules.py)
-    POST /dashboard/.../run, .../copy, .../suspend     actions, by the credential's scopes (actions.py)
+    POST /dashboard/.../run, .../copy, .../abort, .../suspend   actions, by the credential's scopes (actions.py)
+    GET  /dashboard/api/namespaces/{ns}/loadtests/{n}/reports/{a}/html   its HTML report
+    GET  /dashboard/api/namespaces/{ns}/loadtests/{name}                 one load test's page, as JSON
+    GET  /dashboard/api/namespaces/{ns}/loadtests/{name}/comparison?a=&b=  two of its runs compared
 
 Without a session the page redirects to the sign-in form and the API answers 401
 (`{"error", "message"}`). A namespace the session does not reach answers 404 exactly like a
@@ -22,6 +26,7 @@ missing one. Sessions: dashboard/session.py; data: services/dashboard.py.
 from __future__ import annotations
 
 import secrets
+import zipfile
 from functools import partial
 from typing import Annotated, Optional
 from urllib.parse import parse_qsl
@@ -35,15 +40,20 @@ from ..bodies import body_limit
 from ..dashboard import actions, schedules, suite
 from ..dashboard import monitor as monitor_pages
 from ..dashboard.context import Name, Namespace, Number, PageContext
+from ..dashboard.loadtest import loadtest_page
 from ..dashboard.page import content_security_policy, dashboard_page, error_page, login_page
 from ..dashboard.session import DashboardSessions, Session, SessionExpired
 from ..errors import ApiError
 from ..services.dashboard import DashboardService
+from ..services.dashboard_loadtest import LoadTestPages, NotComparable
 
 PREFIX = "/dashboard"
 API_PREFIX = PREFIX + "/api"
 MAX_FORM_BYTES = 8192
 NamespaceFilter = Annotated[Optional[str], Query(max_length=63)]
+RunNumber = Annotated[Optional[int], Query(ge=1, le=2**31 - 1)]
+REPORT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
+"""The report archive's index.html: self-contained, inline styles, no script."""
 
 
 def secured(response: Response, nonce: str | None = None) -> Response:
@@ -76,6 +86,7 @@ def render_error(request: Request, status: int, code: str, message: str) -> Resp
 def build_router(services) -> APIRouter:
     sessions = DashboardSessions(services.auth, services.settings.public_url)
     dashboard = DashboardService(services.kube, services.store)
+    loadtest_pages = LoadTestPages(dashboard.loadtests, services.store)
     tenancy = services.auth.tenancy
     router = APIRouter(include_in_schema=False)
 
@@ -174,6 +185,67 @@ def build_router(services) -> APIRouter:
         who = current.principal.client_id
         controls = partial(actions.loadtest_buttons, current)
         return html(lambda nonce: dashboard_page(data, who, nonce, controls=controls))
+
+    # --- one load test -------------------------------------------------------------------------------
+
+    def loadtest_view(current: Session, namespace: str, name: str) -> dict:
+        view = loadtest_pages.view(reachable_namespace(current, namespace), name)
+        if view is None:
+            raise ApiError(404, f"no load test {name!r} in namespace {namespace!r}", "not_found")
+        return view
+
+    def comparison(namespace: str, name: str, a: Optional[int], b: Optional[int]) -> dict:
+        if a is None or b is None or a == b:
+            raise ApiError(400, "pick two different runs to compare (a and b)", "invalid_request")
+        try:
+            compared = loadtest_pages.compare(namespace, name, a, b)
+        except NotComparable as exc:
+            raise ApiError(409, str(exc), "not_comparable") from None
+        if compared is None:
+            raise ApiError(404, f"runs {a} and {b} are not both runs of load test {name!r}", "not_found")
+        return compared
+
+    @router.get(PREFIX + "/loadtests/{namespace}/{name}")
+    def loadtest(
+        namespace: Namespace, name: Name, a: RunNumber = None, b: RunNumber = None, current: Session = Depends(session)
+    ) -> Response:
+        view = loadtest_view(current, namespace, name)
+        compared, problem = None, None
+        if a is not None or b is not None:
+            try:
+                compared = comparison(namespace, name, a, b)
+            except ApiError as exc:
+                problem = exc.message
+        who = current.principal.client_id
+        return html(
+            lambda nonce: loadtest_page(
+                view, who, nonce, comparison=compared, comparison_problem=problem, picked=(a, b)
+            )
+        )
+
+    @router.get(API_PREFIX + "/namespaces/{namespace}/loadtests/{name}")
+    def loadtest_json(namespace: Namespace, name: Name, current: Session = Depends(session)) -> Response:
+        return secured(JSONResponse(loadtest_view(current, namespace, name)))
+
+    @router.get(API_PREFIX + "/namespaces/{namespace}/loadtests/{name}/comparison")
+    def comparison_json(
+        namespace: Namespace, name: Name, a: RunNumber = None, b: RunNumber = None, current: Session = Depends(session)
+    ) -> Response:
+        return secured(JSONResponse(comparison(reachable_namespace(current, namespace), name, a, b)))
+
+    @router.get(API_PREFIX + "/namespaces/{namespace}/loadtests/{number}/reports/{archive}/html")
+    def report_html(
+        namespace: Namespace, number: Number, archive: Number, current: Session = Depends(session)
+    ) -> Response:
+        _, record = dashboard.archive(reachable_namespace(current, namespace), number, "report", archive)
+        try:
+            with zipfile.ZipFile(record.path) as zf:
+                page = zf.read("index.html")
+        except (zipfile.BadZipFile, KeyError, OSError):
+            raise ApiError(404, f"report archive {archive} has no HTML report", "not_found") from None
+        response = secured(HTMLResponse(page))
+        response.headers["Content-Security-Policy"] = REPORT_POLICY
+        return response
 
     # --- the JSON API -----------------------------------------------------------------------------
 

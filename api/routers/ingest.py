@@ -24,7 +24,8 @@ LoadTest's `spec.abort` is set (the shard stops early and reports), 409 `run_fin
 exist; live ones are dropped when it finishes and not taken after), 400/401/413. The GET
 shows them as `progress`: `{"shards": [each shard's latest report], "merged": all shards
 as one}` (api/store/progress.py says how they merge), or null when there are none. The
-operator reads `merged` into a running LoadTest's `status.progress`.
+operator reads `merged` into a running LoadTest's `status.progress`; each stored report also
+adds, at most every few seconds, a merged sample to the run's live curve (the dashboard's).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from ..store import (
     merge_progress,
     shard_view,
 )
+from ..store.progress import MAX_SAMPLES, SAMPLE_SECONDS, progress_sample
 from ..store.results import MAX_SHARDS
 from ..upload_grants import TickRuns, grant_for
 
@@ -174,10 +176,16 @@ def install(app: FastAPI, services) -> None:
                 ) from None
             except ValueError as exc:
                 raise ApiError(400, f"windowHistogram: {exc}", code="invalid_request") from None
+            store = services.store
             try:
-                return services.store.put_progress(run_id, shard, progress.model_dump(mode="json", by_alias=True))
+                if not store.put_progress(run_id, shard, progress.model_dump(mode="json", by_alias=True)):
+                    return False
             except ValueError as exc:  # a run id that is not a safe name
                 raise ApiError(400, str(exc), code="invalid_request") from None
+            sample = progress_sample(store.list_progress(run_id))
+            if sample is not None:
+                store.add_progress_sample(run_id, sample, min_interval=SAMPLE_SECONDS, keep=MAX_SAMPLES)
+            return True
 
         if not await run_in_threadpool(store_progress):
             raise ApiError(

@@ -11,7 +11,9 @@ documents.
 
 A running load test's live progress (`run_progress`, one row per shard, replaced on every
 report) is the exception to the rules below: it is small, lives only until its run finishes,
-and losing the last report in a crash costs nothing but a few seconds of figures.
+and losing the last report in a crash costs nothing but a few seconds of figures. So are the
+run's live samples (`run_progress_samples`, a bounded ring of merged figures over time, kept
+with the run so its live chart outlasts the end of the run).
 
 Durability rules, so that a crash at any instant loses nothing that was acknowledged and
 leaves nothing half-written behind:
@@ -143,6 +145,15 @@ CREATE TABLE IF NOT EXISTS run_progress (
     doc TEXT NOT NULL,
     updated_at REAL NOT NULL,
     PRIMARY KEY (run_id, shard)
+);
+
+-- Merged live figures of a load test run over time (progress.py progress_sample), at most
+-- one per SAMPLE_SECONDS and MAX_SAMPLES per run, purged with the run.
+CREATE TABLE IF NOT EXISTS run_progress_samples (
+    run_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (run_id, at)
 );
 
 -- One row per Monitor result document (monitor_results.py): what the result list, metrics
@@ -904,6 +915,37 @@ class Store:
             for row in rows
         ]
 
+    def add_progress_sample(
+        self, run_id: str, doc: dict, *, min_interval: float, keep: int, now: float | None = None
+    ) -> bool:
+        """Append `doc` to the run's samples unless the newest is younger than `min_interval`
+        seconds; only the newest `keep` stay. True when it was appended."""
+        check_component(run_id, "run id")
+        now = time.time() if now is None else now
+        with self._write() as tx:
+            newest = tx.execute("SELECT MAX(at) FROM run_progress_samples WHERE run_id=?", (run_id,)).fetchone()[0]
+            if newest is not None and now - newest < min_interval:
+                return False
+            tx.execute(
+                "INSERT OR REPLACE INTO run_progress_samples (run_id, at, doc) VALUES (?, ?, ?)",
+                (run_id, now, json.dumps(doc, separators=(",", ":"))),
+            )
+            tx.execute(
+                "DELETE FROM run_progress_samples WHERE run_id=? AND at NOT IN "
+                "(SELECT at FROM run_progress_samples WHERE run_id=? ORDER BY at DESC LIMIT ?)",
+                (run_id, run_id, keep),
+            )
+        return True
+
+    def list_progress_samples(self, run_id: str) -> list[dict]:
+        """The run's samples, oldest first, each with its time as `at` (epoch seconds)."""
+        rows = (
+            self._conn()
+            .execute("SELECT at, doc FROM run_progress_samples WHERE run_id=? ORDER BY at", (run_id,))
+            .fetchall()
+        )
+        return [{**json.loads(doc), "at": at} for at, doc in rows]
+
     def runs_with_progress(self) -> list[RunRecord]:
         """The unfinished runs that have live progress, for the gateway's metrics."""
         rows = (
@@ -971,6 +1013,11 @@ class Store:
         purged = 0
         with self._write() as tx:
             tx.execute("DELETE FROM run_progress WHERE updated_at < ?", (now - PROGRESS_MAX_AGE_SECONDS,))
+            # Samples of a run the store never recorded (its shards reported, nothing else came).
+            tx.execute(
+                "DELETE FROM run_progress_samples WHERE at < ? AND run_id NOT IN (SELECT run_id FROM runs)",
+                (now - PROGRESS_MAX_AGE_SECONDS,),
+            )
         if self.retention_days and self.retention_days > 0:
             cutoff = now - self.retention_days * 86400.0
             with self._write() as tx:
@@ -982,7 +1029,7 @@ class Store:
                 ]
                 for run_id in ids:
                     tx.execute("INSERT OR IGNORE INTO purge_queue (run_id) VALUES (?)", (run_id,))
-                    for table in ("monitor_results", "documents", "archives", "runs"):
+                    for table in ("monitor_results", "documents", "archives", "run_progress_samples", "runs"):
                         tx.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
             purged = len(ids)
         for (run_id,) in self._conn().execute("SELECT run_id FROM purge_queue").fetchall():

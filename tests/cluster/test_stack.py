@@ -30,8 +30,13 @@ def alive(pid: int) -> bool:
 
 def test_stack_up_serves_loadtests_and_down_leaves_no_process(tmp_path, cluster):
     # `cluster` only guarantees the binaries are built; this test runs a stack of its own.
-    port = localkube.free_port()
-    env = {**os.environ, "ASSAY_STATE_DIR": str(tmp_path / "state"), "ASSAY_GATEWAY_PORT": str(port)}
+    port, demo_port = localkube.free_port(), localkube.free_port()
+    env = {
+        **os.environ,
+        "ASSAY_STATE_DIR": str(tmp_path / "state"),
+        "ASSAY_GATEWAY_PORT": str(port),
+        "DEMO_PORT": str(demo_port),
+    }
     up = subprocess.run(["bash", "hack/stack.sh", "up"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -47,6 +52,9 @@ def test_stack_up_serves_loadtests_and_down_leaves_no_process(tmp_path, cluster)
         assert get.returncode == 0, get.stderr
         assert stack_env["ASSAY_GATEWAY_URL"] == f"http://127.0.0.1:{port}"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        # The examples' target, for a first `kubectl apply -f examples/loadtest.yaml` by hand.
+        products = httpx.get(f"http://127.0.0.1:{demo_port}/api/products?page=1", timeout=10)
+        assert products.status_code == 200 and products.json()["items"][0]["id"] == 1
 
         def regions():
             nodes = subprocess.run(
@@ -68,9 +76,9 @@ def test_stack_up_serves_loadtests_and_down_leaves_no_process(tmp_path, cluster)
 
         cluster.wait_for("a node agent per region", regions, timeout=60)
         pids = json.loads((tmp_path / "state" / "localkube.json").read_text())["pids"]
-        for part in ("operator", "gateway"):
+        for part in ("operator", "gateway", "demo-api"):
             pids[part] = int((tmp_path / "state" / f"{part}.pid").read_text())
-        assert set(pids) >= {"etcd", "kube-apiserver", "kube-controller-manager", "operator", "gateway"}
+        assert set(pids) >= {"etcd", "kube-apiserver", "kube-controller-manager", "operator", "gateway", "demo-api"}
         assert all(alive(pid) for pid in pids.values())
     finally:
         down = subprocess.run(

@@ -291,7 +291,7 @@ def demo_api(kube: Kube) -> None:
 
 def example(name: str) -> list[dict]:
     """The examples/ manifests, pointed at the demo API's Service."""
-    text = (REPO / "examples" / name).read_text().replace("http://127.0.0.1:8080", API)
+    text = (REPO / "examples" / name).read_text().replace("http://127.0.0.1:18080", API)
     return [d for d in yaml.safe_load_all(text) if d]
 
 

@@ -56,6 +56,17 @@ def test_shards_put_their_progress_and_the_run_shows_each_and_the_merge(gateway)
     assert merged["updatedAt"] == pytest.approx(time.time(), abs=10)
 
 
+def test_reports_add_one_merged_sample_per_interval_to_the_runs_live_curve(gateway):
+    for shard, requests in ((0, 40), (1, 30), (0, 55)):  # well within one interval
+        assert (
+            gateway.put(f"/internal/v1/runs/{RUN}/progress/{shard}", content=body(requests), headers=auth()).status_code
+            == 204
+        )
+    [sample] = gateway.store.list_progress_samples(RUN)
+    assert sample["requests"] == 40 and sample["p50Ms"] == pytest.approx(10.0, rel=0.01)
+    assert sample["at"] == pytest.approx(time.time(), abs=10)
+
+
 def test_a_finished_run_refuses_progress_and_shows_none(gateway):
     gateway.put(f"/internal/v1/runs/{RUN}/progress/0", content=body(40), headers=auth())
     gateway.store.upsert_run(

@@ -3,10 +3,12 @@ when the run finishes and refused after; and all shards merged into one view."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from assay.api.store import ProgressRecord, RunRecord, Store, merge_progress
-from assay.api.store.progress import STALE_AFTER_SECONDS
+from assay.api.store.progress import STALE_AFTER_SECONDS, progress_sample
 from assay.api.store.store import PROGRESS_MAX_AGE_SECONDS
 from assay.crds.contracts.histogram import Histogram
 from assay.crds.contracts.progress import ShardProgress
@@ -146,3 +148,41 @@ def test_finished_and_silent_shards_keep_their_totals_but_add_no_throughput():
 def test_an_idle_window_has_no_p95():
     merged = merge_progress([record(0, report(10, latencies_ms=[]))], now=1000.0)
     assert merged["p95Ms"] is None and merged["rps"] == 0 and merged["requests"] == 10
+
+
+# --- the live samples -----------------------------------------------------------------------------
+
+
+def test_a_sample_adds_errors_per_second_and_p50_p99_of_the_merged_windows():
+    a = {**report(100, 5, latencies_ms=[float(ms) for ms in range(1, 101)]), "windowErrors": 5}
+    b = {**report(100, 0, latencies_ms=[float(ms) for ms in range(101, 201)], window_s=2), "windowErrors": 0}
+    sample = progress_sample([record(0, a), record(1, b)], now=1000.0)
+    assert sample["errorsPerSecond"] == pytest.approx(5 / 5)
+    assert sample["p50Ms"] == pytest.approx(100.0, rel=0.01)
+    assert sample["p95Ms"] == pytest.approx(190.0, rel=0.01)
+    assert sample["p99Ms"] == pytest.approx(198.0, rel=0.01)
+    merged = merge_progress([record(0, a), record(1, b)], now=1000.0)
+    assert {k: v for k, v in sample.items() if k in merged} == merged
+    assert set(sample) - set(merged) == {"errorsPerSecond", "p50Ms", "p99Ms"}
+
+
+def test_samples_are_spaced_bounded_and_purged_with_their_run(store):
+    for second in range(0, 20):  # two shards reporting every second: one sample per 2 s
+        for shard in (0, 1):
+            store.add_progress_sample(RUN, {"rps": second}, min_interval=2.0, keep=5, now=100.0 + second + shard / 10)
+    samples = store.list_progress_samples(RUN)
+    assert [s["rps"] for s in samples] == [10, 12, 14, 16, 18]  # the newest 5, oldest first
+    assert [s["at"] for s in samples] == [110.0, 112.0, 114.0, 116.0, 118.0]
+    store.upsert_run(loadtest_run("succeeded"))
+    assert len(store.list_progress_samples(RUN)) == 5, "the finished run keeps its curve"
+    store.retention_days = 1
+    store.purge_expired(now=time.time() + 2 * 86400)
+    assert store.list_progress_samples(RUN) == []
+
+
+def test_samples_of_a_run_never_recorded_go_after_a_day(store):
+    store.add_progress_sample(RUN, {"rps": 1}, min_interval=2.0, keep=5, now=1000.0)
+    store.purge_expired(now=1000.0 + PROGRESS_MAX_AGE_SECONDS - 1)
+    assert len(store.list_progress_samples(RUN)) == 1
+    store.purge_expired(now=1000.0 + PROGRESS_MAX_AGE_SECONDS + 1)
+    assert store.list_progress_samples(RUN) == []
