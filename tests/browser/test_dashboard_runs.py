@@ -28,6 +28,7 @@ from tests.browser.test_dashboard import (
     suite_manifest,
 )
 from tests.cluster.test_dashboard_api import signed_in
+from tests.cluster.test_loadtest_run import loadtest_manifest as run_manifest
 from tests.conftest import GatewayProcess, OperatorProcess
 from tests.support.credentials import create_credential, kubectl_json, make_namespace
 from tests.support.targets import CountingTarget
@@ -133,6 +134,7 @@ def project(cluster, gateway, tmp_path_factory):
                 "outsider": outsider,
                 "monitor_run": monitor_run,
                 "suite_run": suite_run,
+                "target_url": target.url,
             }
     finally:
         operator.stop()
@@ -252,6 +254,24 @@ def test_each_action_works_from_the_page_with_its_scope(cluster, gateway, projec
         assert page.evaluate("location.hash") == "#loadtests"
         names = [i["metadata"]["name"] for i in kubectl_json(cluster, "get", "loadtests", "-n", ns)["items"]]
         assert len(names) == 2 and "checkout" in names, names
+        assert (
+            page.evaluate(f"""document.querySelector('#loadtests tr[data-name="{ns}/checkout"] [action$="/abort"]')""")
+            is None
+        ), "a finished load test offers no Abort"
+
+        def soak_status() -> dict:
+            return kubectl_json(cluster, "get", "loadtest", "soak", "-n", ns).get("status") or {}
+
+        soak = run_manifest("soak", project["target_url"], shards=1, users=1, duration="300s")
+        cluster.kubectl("apply", "-n", ns, "-f", "-", input=soak)
+        cluster.wait_for("the soak LoadTest to run", lambda: soak_status().get("progress"), timeout=120)
+        page.navigate(gateway.url + f"/dashboard?namespace={ns}")
+        click(page, f'#loadtests tr[data-name="{ns}/soak"] form[action$="/abort"] button')
+        assert page.evaluate("location.hash") == "#loadtests"
+        assert kubectl_json(cluster, "get", "loadtest", "soak", "-n", ns)["spec"]["abort"] is True
+        cluster.wait_for(
+            "the soak LoadTest to end Aborted", lambda: soak_status().get("result") == "Aborted", timeout=90
+        )
 
         page.navigate(gateway.url + pages(project)["schedules"])
         click(page, "#schedule-nightly form.action button")
@@ -295,6 +315,7 @@ def test_without_the_scope_no_button_shows_and_a_forged_post_is_refused(cluster,
         f"/dashboard/suites/{ns}/shop/run",
         f"/dashboard/loadtests/{ns}/1/copy",
         f"/dashboard/schedules/{ns}/nightly/suspend",
+        f"/dashboard/loadtests/{ns}/1/abort",
     ]
     with closing(signed_in(cluster, gateway, *project["viewer"])) as viewer:
         token = session_token(viewer)
@@ -308,7 +329,7 @@ def test_without_the_scope_no_button_shows_and_a_forged_post_is_refused(cluster,
         assert foreign.status_code == 403
         assert actor.post(actions[3], data={"action_token": token[:-1] + "0"}).status_code == 403
     assert kubectl_json(cluster, "get", "schedule", "nightly", "-n", ns)["spec"].get("suspend") is not True
-    assert len(kubectl_json(cluster, "get", "loadtests", "-n", ns)["items"]) <= 2
+    assert len(kubectl_json(cluster, "get", "loadtests", "-n", ns)["items"]) <= 3
 
 
 def test_another_tenant_gets_404_for_every_page_and_action(cluster, gateway, project):
@@ -322,6 +343,7 @@ def test_another_tenant_gets_404_for_every_page_and_action(cluster, gateway, pro
             f"/dashboard/monitors/{ns}/health/run",
             f"/dashboard/suites/{ns}/shop/run",
             f"/dashboard/loadtests/{ns}/1/copy",
+            f"/dashboard/loadtests/{ns}/1/abort",
             f"/dashboard/schedules/{ns}/nightly/suspend",
         ):
             assert outsider.post(path, data={"action_token": token}).status_code == 404, path
