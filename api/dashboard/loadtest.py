@@ -16,7 +16,7 @@ import json
 from html import escape
 from urllib.parse import quote
 
-from .page import archive_links, asset, badge, document, duration, loadtest_url, number
+from .page import archive_links, asset, badge, breadcrumbs, document, duration, loadtest_url, number, top_bar
 
 METRIC_ROWS = (("throughputRps", "Throughput", " req/s", 1), ("errorRatePct", "Error rate", " %", 2))
 LATENCY_COLUMNS = (("p50Ms", "p50"), ("p95Ms", "p95"), ("p99Ms", "p99"), ("maxMs", "max"))
@@ -193,13 +193,16 @@ def loadtest_page(
     comparison: dict | None = None,
     comparison_problem: str | None = None,
     picked: tuple[int | None, int | None] = (None, None),
+    controls: str = "",
 ) -> str:
-    header = (
-        '<header class="top"><h1><a href="/dashboard">Assay</a></h1>'
-        f'<nav class="crumbs"><a href="/dashboard?namespace={quote(view["namespace"])}">'
-        f"{escape(view['namespace'])}</a> / load test #{view['number']}</nav>"
-        f'<div class="who">signed in as <strong>{escape(signed_in_as)}</strong>'
-        '<form method="post" action="/dashboard/logout"><button type="submit">Log out</button></form></div></header>'
+    """`controls`: the actions the session may take on this load test, as HTML."""
+    namespace = view["namespace"]
+    trail = breadcrumbs(
+        [
+            ("Overview", "/dashboard"),
+            (namespace, f"/dashboard?namespace={quote(namespace)}"),
+            (f"load test #{view['number']}", loadtest_url(namespace, view["name"])),
+        ]
     )
     load = view["load"]
     profile = ", ".join(f"{escape(str(k))} {escape(str(v))}" for k, v in load.items()) or "default load"
@@ -212,7 +215,7 @@ def loadtest_page(
         "</section>"
     )
     main = (
-        f'<main id="content"><h2 class="title">{escape(view["name"])} {badge(view["state"])}</h2>'
+        f'<main id="content">{trail}<div class="title"><h2>{escape(view["name"])} {badge(view["state"])}</h2>{controls}</div>'
         f'<p class="facts">{escape(view["description"])} · {view["shards"]} shard(s) · {profile} · '
         f"duration {duration(view['durationSeconds'])}</p>{note}"
         f"{live_section()}{final}{archives}{runs_section(view, picked)}"
@@ -223,4 +226,6 @@ def loadtest_page(
         f'<style nonce="{nonce}">{asset("loadtest.css")}</style><script nonce="{nonce}">{asset("loadtest.js")}</script>'
     )
     attributes = f' data-api="{escape(api_url(view["namespace"], view["name"]))}"'
-    return document(f"{view['name']} · Assay load test", header + main + data + script, nonce, attributes=attributes)
+    return document(
+        f"{view['name']} · Assay load test", top_bar(signed_in_as) + main + data + script, nonce, attributes=attributes
+    )

@@ -213,11 +213,15 @@ def top_bar(signed_in_as: str, middle: str = "") -> str:
     )
 
 
+def breadcrumbs(trail: list[tuple[str, str]]) -> str:
+    crumbs = " / ".join(f'<a href="{escape(url)}">{escape(label)}</a>' for label, url in trail)
+    return f'<nav class="trail" aria-label="Breadcrumb">{crumbs}</nav>'
+
+
 def subpage(title: str, signed_in_as: str, trail: list[tuple[str, str]], body: str, nonce: str) -> str:
     """A page below the overview: the same top bar, a breadcrumb trail of (label, URL) and
     `body`; no script, as nothing on it refreshes."""
-    crumbs = " / ".join(f'<a href="{escape(url)}">{escape(label)}</a>' for label, url in trail)
-    main = f'<main id="content"><nav class="trail" aria-label="Breadcrumb">{crumbs}</nav>{body}</main>'
+    main = f'<main id="content">{breadcrumbs(trail)}{body}</main>'
     return document(f"{title} · Assay dashboard", top_bar(signed_in_as) + main, nonce)
 
 

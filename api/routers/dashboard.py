@@ -219,7 +219,13 @@ def build_router(services) -> APIRouter:
         who = current.principal.client_id
         return html(
             lambda nonce: loadtest_page(
-                view, who, nonce, comparison=compared, comparison_problem=problem, picked=(a, b)
+                view,
+                who,
+                nonce,
+                comparison=compared,
+                comparison_problem=problem,
+                picked=(a, b),
+                controls=actions.loadtest_buttons(current, view),
             )
         )
 

@@ -249,6 +249,13 @@ def test_two_runs_compare_in_the_page(cluster, gateway, project, browser, tmp_pa
         assert shown["requests"] == ["home", "item"], shown
         assert set(shown["verdicts"]) <= {"better", "worse", "unchanged", "n/a"}, shown
         save(tmp_path, "loadtest-comparison", screenshot(page))
+        # On a phone: nothing but the tables (which scroll in their own box) is wider than the screen.
+        page.call("Emulation.setDeviceMetricsOverride", width=390, height=900, deviceScaleFactor=1, mobile=True)
+        page.events.clear()
+        page.call("Page.reload")
+        page.wait_for_load()
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the load test page scrolls sideways by {overflow} px at 390 px"
         assert page.errors() == []
         assert foreign_requests(page, gateway) == []
     finally:
