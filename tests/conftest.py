@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.credentials import make_namespace
+from tests.support.postgres import PostgresServer
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -263,3 +264,34 @@ def two_tenants_operator(cluster, namespace, other_account, gateway, tmp_path):
     yield proc
     proc.stop()
     print(proc.log()[-4000:], file=sys.stderr)
+
+
+# --- the store's index: SQLite, and PostgreSQL on a throwaway server ------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def database_url(request) -> str | None:
+    """Where a test's store keeps its index: None for SQLite in the store's folder, else a
+    PostgreSQL schema of its own. Stores opened with the same URL share the index, as the
+    replicas of one gateway do."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres").fresh_url()
+
+
+@pytest.fixture
+def make_store(database_url):
+    """Store(root, ...) on the parametrized index."""
+    from assay.api.store import Store
+
+    def make(root: Path, **kwargs):
+        return Store(root, database_url=database_url, **kwargs)
+
+    return make

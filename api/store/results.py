@@ -84,14 +84,15 @@ class ResultIngest:
 
     @contextlib.contextmanager
     def _run_lock(self, run_id: str) -> Iterator[None]:
-        """Serialises the work on one run inside this process (other processes are kept
-        apart by the store's transactions; this only saves building an archive twice).
+        """Serialises the work on one run inside this process, and, on PostgreSQL, across the
+        replicas (`Store.run_lock`), so a run's archives are built once; elsewhere the store's
+        transactions keep processes apart, and a second build is only registered once.
         A run's lock lives while someone holds or waits for it."""
         with self._locks_guard:
             entry = self._locks.setdefault(run_id, [threading.Lock(), 0])
             entry[1] += 1
         try:
-            with entry[0]:
+            with entry[0], self.store.run_lock(run_id):
                 yield
         finally:
             with self._locks_guard:

@@ -28,6 +28,7 @@ from assay.api.services.runscope_results import (
     usage_window,
 )
 from assay.api.store import ResultIngest, RunRecord, Store
+from assay.api.store import backends
 from assay.api.store import store as store_module
 from tests.support.monitor_results import result_doc, upload
 
@@ -344,7 +345,7 @@ def test_results_of_a_store_from_before_the_index_are_listed_after_the_upgrade(t
         today = datetime.fromtimestamp(t, timezone.utc).date()
         assert results.bucket_usage("shop", today - timedelta(days=1), today)["requests_count"] == 3
     with Store(root) as again:  # the upgrade ran once: the version says so
-        assert again._conn().execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+        assert again._conn().execute("PRAGMA user_version").fetchone()[0] == backends.SCHEMA_VERSION
 
 
 MANY = 5000
