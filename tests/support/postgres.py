@@ -25,7 +25,9 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
+        """fsync as a production server does (benchmarks); tests go without."""
         self.bin_dir = Path(
             subprocess.run(
                 ["bash", str(REPO / "hack" / "install-postgres.sh")], check=True, capture_output=True, text=True
@@ -49,11 +51,10 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         self._run("initdb", "-D", str(self.data), "-U", "assay", "-A", "trust", "-E", "UTF8", "--no-sync")
-        # Durability is not what these tests are about: no fsync keeps a test's schema cheap.
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
-        )
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=400"
+        if not self.durable:
+            # Durability is not what the tests are about: no fsync keeps a test's schema cheap.
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "server.log"), "-w", "start")
         return self
 

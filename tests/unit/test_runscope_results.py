@@ -181,8 +181,8 @@ def test_usage_periods_default_to_the_last_day():
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "store") as s:
+def store(tmp_path, make_store):
+    with make_store(tmp_path / "store") as s:
         yield s
 
 
@@ -250,8 +250,8 @@ def test_the_window_is_exclusive_at_both_ends_newest_first_and_counted(store):
     assert window(since=None, before=None, count=3) == [40, 30, 20]
 
 
-def test_purged_runs_leave_the_list_and_the_counts(tmp_path):
-    with Store(tmp_path / "store", retention_days=1) as store:
+def test_purged_runs_leave_the_list_and_the_counts(tmp_path, make_store):
+    with make_store(tmp_path / "store", retention_days=1) as store:
         ingest = ResultIngest(store)
         t = time.time() - 1000
         for n in range(2):

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from assay.api.auth.tokens import AuthorizationGrant, StoredAuthorizationCodes
-from assay.api.store import ResultIngest, Store
+from assay.api.store import ResultIngest, Store, backends
 from tests.unit.test_store_ingest import shard_uploads
 
 
@@ -142,3 +142,16 @@ def test_stored_codes_expire_and_are_bounded(replicas):
         codes.issue("ac_x", "uid", "https://cb", ())
     now[0] += 61  # the outstanding ones expire and make room
     codes.issue("ac_x", "uid", "https://cb", ())
+
+
+@pytest.mark.postgresql
+def test_replicas_starting_together_on_a_new_database_migrate_it_once(tmp_path, postgres):
+    url = postgres.fresh_url()
+    stores = race(4, lambda i: Store(tmp_path / "store", database_url=url))
+    try:
+        applied = stores[0]._conn().execute("SELECT COUNT(*) FROM _yoyo_migration").fetchone()[0]
+        assert applied == len(list(backends.MIGRATIONS.glob("*.sql")))
+        assert [s.number_for("shop", "loadtest", f"k{i}") for i, s in enumerate(stores)] == [1, 2, 3, 4]
+    finally:
+        for store in stores:
+            store.close()
