@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.credentials import make_namespace
 from tests.support.postgres import PostgresServer
+from tests.support.s3 import S3Server
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -295,3 +296,25 @@ def make_store(database_url):
         return Store(root, database_url=database_url, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """SeaweedFS's S3 gateway; its credentials in this process's environment, where boto3
+    (and every child process) finds them."""
+    server = S3Server().start()
+    saved = {name: os.environ.get(name) for name in server.env}
+    os.environ.update(server.env)
+    yield server
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.stop()
+
+
+@pytest.fixture
+def objects_url(s3) -> str:
+    """A bucket of the test's own."""
+    return s3.fresh_url()

@@ -1,10 +1,14 @@
 """The result store: files on the persistent volume, indexed by SQLite on the same volume
-(the default) or by PostgreSQL, which several gateway replicas share (backends.py).
+(the default); or, for several gateway replicas, indexed by PostgreSQL (backends.py), with the
+documents and archives in S3-compatible object storage (objects.py) or on a shared volume.
 
     <root>/index.sqlite3                       the SQLite index (WAL, synchronous=FULL)
     <root>/runs/<run id>/<sha256[:16]>-<name>  a run's documents (shard metrics, results)
     <root>/runs/<run id>/archives/<kind>-<n>.zip   a run's result / report archive, number n
     <root>/staging/                            scratch space for archives being built
+
+In S3 the objects have the same keys (runs/...) under the bucket's prefix, and <root>/cache/
+holds the copies served as files (downloads, the shard merge).
 
 Monitor result documents also have a row in `monitor_results` (monitor_results.py), written
 in the document's transaction, so lists, metrics and request counts read the index, not the
@@ -17,9 +21,9 @@ and losing the last report in a crash costs nothing but a few seconds of figures
 Durability rules, so that a crash at any instant loses nothing that was acknowledged and
 leaves nothing half-written behind:
 
-* Files are written atomically (files.py) *before* the row that points at them commits; the
-  row is the commit point. A crash in between leaves an unreferenced file, never a row that
-  points at a missing or partial one.
+* Files and objects are written whole (files.py, one PUT) *before* the row that points at
+  them commits; the row is the commit point. A crash in between leaves an unreferenced file,
+  never a row that points at a missing or partial one.
 * A document's file name carries its content hash, so the file a row points at is never
   rewritten: replacing a document writes a new file, switches the row, then deletes the old.
 * Every read-modify-write of the index is one transaction that takes the index's write lock
@@ -50,6 +54,7 @@ from .monitor_results import INSERT as _INSERT_MONITOR_RESULT
 from .monitor_results import RELIST as _RELIST_MONITOR_RESULTS
 from .monitor_results import MonitorResultRecord, ResultFigures, record_from_row
 from .backends import index_for, upsert
+from .objects import objects_for
 from .quota import Quota, QuotaExceeded, Usage
 
 _INDEX_BATCH = 500
@@ -164,9 +169,12 @@ class ArchiveRecord:
     """"result" | "report"."""
     number: int
     path: Path
+    """On the volume, the archive's file; with S3, where `Store.local_file` caches it."""
     size: int
     sha256: str
     created_at: float
+    key: str = ""
+    """The object's key: its path under the store's folder or in the bucket."""
 
     def to_dict(self) -> dict:
         return {
@@ -186,9 +194,12 @@ class DocumentRecord:
     run_id: str
     name: str
     path: Path
+    """On the volume, the document's file; with S3, where `Store.local_file` caches it."""
     size: int
     sha256: str
     created_at: float
+    key: str = ""
+    """The object's key: its path under the store's folder or in the bucket."""
 
     def to_dict(self) -> dict:
         return {"name": self.name, "size": self.size, "sha256": self.sha256, "createdAt": self.created_at}
@@ -250,15 +261,20 @@ def _merge_runs(old: RunRecord, new: RunRecord, now: float) -> RunRecord:
 
 
 class Store:
-    def __init__(self, root: Path, *, retention_days: int = 90, database_url: str | None = None):
-        """Documents and archives under `root`; the index in SQLite there too, or in the
-        PostgreSQL database at `database_url` (backends.py), whose schema is brought up to date."""
+    def __init__(
+        self, root: Path, *, retention_days: int = 90, database_url: str | None = None, objects_url: str | None = None
+    ):
+        """Documents and archives under `root`, or in the S3 bucket of `objects_url`
+        (objects.py); the index in SQLite under `root`, or in the PostgreSQL database at
+        `database_url` (backends.py), whose schema is brought up to date."""
         self.root = Path(root)
         self.retention_days = retention_days
         files.ensure_dir(self.root)
         self.index = index_for(self.root, database_url)
-        self.runs_dir = files.ensure_dir(self.root / "runs")
-        self.staging_dir = files.ensure_dir(self.root / "staging")
+        self.objects = objects_for(self.root, objects_url)
+        self.runs_dir = self.root / "runs"
+        self.staging_dir = self.objects.staging_dir
+        """Local scratch space, for archives being built, whichever the objects' place."""
         self._local = threading.local()
         self._connections: list = []
         self._connections_lock = threading.Lock()
@@ -283,9 +299,8 @@ class Store:
                     (after, _INDEX_BATCH),
                 ).fetchall()
                 for row in rows:
-                    try:
-                        data = self._abs(row["path"]).read_bytes()
-                    except FileNotFoundError:
+                    data = self.objects.get(row["path"])
+                    if data is None:
                         continue
                     record = MonitorResultRecord.of(row["run_id"], row["name"], row["project"], row["owner_uid"], data)
                     if record is not None:
@@ -344,14 +359,23 @@ class Store:
     def __exit__(self, *_exc) -> None:
         self.close()
 
-    def _abs(self, relative: str) -> Path:
-        return self.root / relative
+    @staticmethod
+    def _run_key(run_id: str) -> str:
+        return f"runs/{check_component(run_id, 'run id')}"
 
-    def _rel(self, path: Path) -> str:
-        return str(Path(path).relative_to(self.root))
+    def local_file(self, record: DocumentRecord | ArchiveRecord) -> Path:
+        """A file on this machine with the document's or archive's bytes: its own on the volume,
+        a cached copy of the object in S3 (FileNotFoundError when the object is gone)."""
+        try:
+            return self.objects.local_file(record.key)
+        except Exception as exc:
+            if self.objects.exists(record.key):
+                raise
+            raise FileNotFoundError(record.key) from exc
 
-    def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / check_component(run_id, "run id")
+    def stored(self, record: DocumentRecord | ArchiveRecord) -> bool:
+        """Whether the bytes the record names are there."""
+        return self.objects.exists(record.key)
 
     # --- numbers ----------------------------------------------------------------------------
 
@@ -502,10 +526,11 @@ class Store:
         return DocumentRecord(
             run_id=row["run_id"],
             name=row["name"],
-            path=self._abs(row["path"]),
+            path=self.objects.path(row["path"]),
             size=row["size"],
             sha256=row["sha256"],
             created_at=row["created_at"],
+            key=row["path"],
         )
 
     def document_info(self, run_id: str, name: str) -> DocumentRecord | None:
@@ -556,12 +581,12 @@ class Store:
         check_component(name, "document name")
         sha256 = hashlib.sha256(data).hexdigest()
         current = self.document_info(run_id, name)
-        if current and current.sha256 == sha256 and current.path.exists() and monitor_result is None:
+        if current and current.sha256 == sha256 and self.stored(current) and monitor_result is None:
             return current.path
         if quota is not None and current is None:
             self.check_quota(quota, run_id, project, len(data))
-        path = self.run_dir(run_id) / f"{sha256[:16]}-{name}"
-        files.write_atomically(path, data)
+        key = f"{self._run_key(run_id)}/{sha256[:16]}-{name}"
+        self.objects.put(key, data)
         replaced = None
         try:
             with self._write() as tx:
@@ -571,30 +596,22 @@ class Store:
                 if quota is not None and row is None:
                     self.check_quota(quota, run_id, project, len(data), tx)
                 if row is None or row["sha256"] != sha256:
-                    if row is not None and row["path"] != self._rel(path):
-                        replaced = self._abs(row["path"])
-                    tx.execute(
-                        _UPSERT_DOCUMENT,
-                        (run_id, name, self._rel(path), len(data), sha256, time.time(), project),
-                    )
+                    if row is not None and row["path"] != key:
+                        replaced = row["path"]
+                    tx.execute(_UPSERT_DOCUMENT, (run_id, name, key, len(data), sha256, time.time(), project))
                 if monitor_result is not None:
                     tx.execute(_INSERT_MONITOR_RESULT, monitor_result.row())
                     self._relist_monitor_results(tx, run_id)
         except QuotaExceeded:
-            files.discard(path)
+            self.objects.delete(key)
             raise
         if replaced is not None:
-            files.discard(replaced)
-        return path
+            self.objects.delete(replaced)
+        return self.objects.path(key)
 
     def get_document(self, run_id: str, name: str) -> bytes | None:
         info = self.document_info(run_id, name)
-        if info is None:
-            return None
-        try:
-            return info.path.read_bytes()
-        except FileNotFoundError:
-            return None
+        return None if info is None else self.objects.get(info.key)
 
     # --- Monitor results (the index of their documents) ---------------------------------------
 
@@ -686,10 +703,11 @@ class Store:
             loadtest_uid=row["loadtest_uid"],
             kind=row["kind"],
             number=row["number"],
-            path=self._abs(row["path"]),
+            path=self.objects.path(row["path"]),
             size=row["size"],
             sha256=row["sha256"],
             created_at=row["created_at"],
+            key=row["path"],
         )
 
     def get_run_archive(self, run_id: str, kind: str) -> ArchiveRecord | None:
@@ -707,23 +725,22 @@ class Store:
         existing = self.get_run_archive(run_id, kind)
         if existing is None:
             number = self.number_for(project, archive_counter(kind, loadtest_uid), run_id)
-            folder = self.run_dir(run_id) / "archives"
-            tmp, size, sha256 = files.stage_copy(Path(source), folder)
-            path = folder / f"{kind}-{number}.zip"
+            key = f"{self._run_key(run_id)}/archives/{kind}-{number}.zip"
+            staged, size, sha256 = self.objects.stage(Path(source), key)
             try:
                 with self._write() as tx:
                     row = tx.execute("SELECT * FROM archives WHERE run_id=? AND kind=?", (run_id, kind)).fetchone()
                     if row is None:
-                        # Renamed inside the transaction: a racing writer of the same archive
-                        # waits for our commit and then finds the row instead of renaming over us.
-                        files.commit_staged(tmp, path)
+                        # Put in place inside the transaction: a racing writer of the same archive
+                        # waits for our commit and then finds the row instead of writing over us.
+                        self.objects.commit(staged, key)
                         tx.execute(
                             "INSERT INTO archives (run_id, kind, project, loadtest_uid, number, path, size, "
                             "sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (run_id, kind, project, loadtest_uid, number, self._rel(path), size, sha256, time.time()),
+                            (run_id, kind, project, loadtest_uid, number, key, size, sha256, time.time()),
                         )
             finally:
-                files.discard(tmp)
+                self.objects.discard(staged)
             existing = self.get_run_archive(run_id, kind)
         if move:
             files.discard(Path(source))
@@ -933,7 +950,7 @@ class Store:
                         tx.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
             purged = len(ids)
         for (run_id,) in self._conn().execute("SELECT run_id FROM purge_queue").fetchall():
-            files.remove_tree(self.runs_dir / run_id)
+            self.objects.delete_run(run_id)
             with self._write() as tx:
                 tx.execute("DELETE FROM purge_queue WHERE run_id=?", (run_id,))
         self.sweep_temporaries(now)
@@ -942,28 +959,8 @@ class Store:
     def sweep_temporaries(self, now: float | None = None, max_age: float = TEMPORARY_MAX_AGE_SECONDS) -> int:
         """Remove what interrupted writes left behind, once older than `max_age` (younger
         ones may belong to a write in progress): temporary files, staging folders, and files
-        renamed into place whose index row never committed."""
+        or objects put in place whose index row never committed."""
         now = time.time() if now is None else now
         conn = self._conn()
         referenced = {row[0] for row in conn.execute("SELECT path FROM documents UNION ALL SELECT path FROM archives")}
-        candidates = [*self.staging_dir.iterdir()]
-        for run_dir in self.runs_dir.iterdir():
-            if run_dir.is_dir():
-                candidates += [p for p in run_dir.iterdir() if p.is_file()]
-                if (run_dir / "archives").is_dir():
-                    candidates += list((run_dir / "archives").iterdir())
-        removed = 0
-        for path in candidates:
-            if path.is_file() and self._rel(path) in referenced:
-                continue
-            try:
-                if now - path.stat().st_mtime < max_age:
-                    continue
-            except FileNotFoundError:
-                continue
-            if path.is_dir():
-                files.remove_tree(path)
-            else:
-                files.discard(path)
-            removed += 1
-        return removed
+        return self.objects.sweep(referenced, now, max_age)

@@ -1,17 +1,18 @@
-"""The store's index on SQLite and on PostgreSQL, side by side: result ingest per second, and the
-latency of the run list and of one run's status with many runs.
+"""The store on SQLite and files (the default), on PostgreSQL and files, and on PostgreSQL and S3,
+side by side: result ingest per second, and the latency of the run list and of one run's status
+with many runs.
 
     .venv/bin/python hack/bench/store_backends.py [--runs 10000] [--uploads 1000] [--threads 8]
                                                   [--n 2000] [--json OUT]
 
 PostgreSQL is Debian's (hack/install-postgres.sh), a throwaway server on a loopback port with
-fsync on, as a production one runs (SQLite runs with synchronous=FULL, as the gateway's does).
-For each index:
+fsync on, as a production one runs (SQLite runs with synchronous=FULL, as the gateway's does);
+S3 is SeaweedFS (hack/install-seaweedfs.sh), also on loopback. For each:
 
 * ingest: `--uploads` Monitor results through the real write path (`ResultIngest.accept`, what
   the gateway's ingest endpoint calls), from `--threads` threads (FastAPI's pool does the
-  same); on PostgreSQL once with one store and once with two stores over the same database (two
-  replicas, half the threads each): uploads per second in all, and per replica;
+  same); on PostgreSQL also with two stores over the same database (and bucket), as two
+  replicas taking half the uploads each: uploads per second in all, and per replica;
 * reads, with `--runs` runs of 50 projects in the index: `--n` calls each of the first page of a
   project's runs (50, newest first; what the load-test list reads), the first page of all runs,
   and one run by id (a run's status): p50 and p99 in ms, one thread.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -35,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from assay.api.store import ResultIngest, Store, Upload  # noqa: E402
 from assay.api.store.store import _UPSERT_RUN  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
+from tests.support.s3 import S3Server  # noqa: E402
 
 PROJECTS = [f"team-{i}" for i in range(50)]
 
@@ -110,7 +113,7 @@ def bench(name: str, make, args) -> dict:
     out: dict = {"index": name}
     with make() as store:
         out["ingestPerS"] = round(ingest([store], args.uploads, args.threads, 0), 1)
-    if name == "postgresql":
+    if name != "sqlite":
         replicas = [make(), make()]
         try:
             total = ingest(replicas, args.uploads, args.threads, args.uploads)
@@ -140,12 +143,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "sqlite"
         results.append(bench("sqlite", lambda: Store(root), args))
-        server = PostgresServer(durable=True).start()
+        server, s3 = PostgresServer(durable=True).start(), S3Server().start()
+        os.environ.update(s3.env)
         try:
             url = server.fresh_url()
             results.append(bench("postgresql", lambda: Store(Path(tmp) / "pg", database_url=url), args))
+            url, objects = server.fresh_url(), s3.fresh_url()
+            results.append(bench("pg+s3", lambda: Store(Path(tmp) / "s3", database_url=url, objects_url=objects), args))
         finally:
             server.stop()
+            s3.stop()
     print(f"{'index':<11} {'ingest/s':>9} {'2 replicas/s':>13} {'list p50/p99 ms':>17} {'list all':>14} {'status':>14}")
     for r in results:
         two = (
