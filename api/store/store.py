@@ -363,6 +363,10 @@ class Store:
     def _run_key(run_id: str) -> str:
         return f"runs/{check_component(run_id, 'run id')}"
 
+    def run_dir(self, run_id: str) -> Path:
+        """The run's folder of files on the volume (with S3, of cached copies)."""
+        return self.objects.path(self._run_key(run_id))
+
     def local_file(self, record: DocumentRecord | ArchiveRecord) -> Path:
         """A file on this machine with the document's or archive's bytes: its own on the volume,
         a cached copy of the object in S3 (FileNotFoundError when the object is gone)."""
