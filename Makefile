@@ -11,7 +11,7 @@ LOCK_ARGS ?= --upgrade
 NODES ?= agents
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help deps jslibs lock kube node helm promtool browser xlt crds check-crds check test test-unit test-cluster up down status demo kind-e2e images clean
+.PHONY: help deps jslibs lock kube node helm promtool browser xlt postgres seaweedfs crds check-crds check test test-unit test-cluster up down status demo kind-e2e images clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
@@ -63,6 +63,16 @@ helm:
 promtool:
 	@bash hack/install-promtool.sh >/dev/null
 
+# Debian's PostgreSQL server binaries, for the store's tests on PostgreSQL (they start their own
+# throwaway server; hack/install-postgres.sh creates no cluster).
+postgres:
+	@bash hack/install-postgres.sh >/dev/null
+
+# A pinned SeaweedFS `weed` built from its Go module (~9 minutes once, then cached), the S3
+# server of the store's tests on object storage (tests/support/s3.py).
+seaweedfs:
+	@bash hack/install-seaweedfs.sh >/dev/null
+
 # Debian's chromium, for the tests that render reports in a real browser.
 browser:
 	@bash hack/install-browser.sh >/dev/null
@@ -88,10 +98,10 @@ check: deps
 	  $(BIN)/python hack/gen_crds.py --check || failed="$$failed gen_crds"; \
 	  if [ -n "$$failed" ]; then echo "make check failed:$$failed" >&2; exit 1; fi
 
-test: deps kube node helm promtool browser xlt images
+test: deps kube node helm promtool browser xlt postgres seaweedfs images
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: deps
+test-unit: deps postgres seaweedfs
 	$(BIN)/pytest -m "not cluster and not slow" $(PYTEST_ARGS)
 
 test-cluster: deps kube node helm

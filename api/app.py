@@ -55,7 +55,13 @@ class Services:
 
 def build_services(settings: GatewaySettings) -> Services:
     kube = KubeClient(settings.kubeconfig)
-    store = Store(settings.store_dir, retention_days=settings.retention_days)
+    database_url = settings.database_url.get_secret_value() if settings.database_url else None
+    store = Store(
+        settings.store_dir,
+        retention_days=settings.retention_days,
+        database_url=database_url,
+        objects_url=settings.objects_url,
+    )
     outbound = Outbound(
         EgressPolicy.parse(settings.egress_allow, settings.egress_deny),
         per_tenant=settings.outbound_per_tenant,

@@ -14,7 +14,19 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASSAY_")
 
     store_dir: Path = Path("/var/lib/assay")
-    """The persistent volume: result files, archives and the SQLite index live here."""
+    """The persistent volume: result files and archives live here unless objects_url names a
+    bucket (then it holds local copies and scratch space only), and the SQLite index unless
+    database_url names a PostgreSQL one."""
+    database_url: SecretStr | None = None
+    """postgresql://user@host:port/database[?schema=name&sslmode=...]: the store's index in
+    PostgreSQL 14+, which several gateway replicas share (api/store/backends.py); its schema is
+    migrated at start-up. The password may be in the URL or in PGPASSWORD. Unset: SQLite in
+    store_dir, for one replica."""
+    objects_url: str | None = None
+    """s3://bucket[/prefix][?endpoint=https://host:port&region=name]: result documents and
+    archives in S3-compatible object storage (api/store/objects.py), with the credentials in
+    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or boto3's other sources). Unset: files in
+    store_dir."""
     public_url: str = "http://127.0.0.1:8000"
     """How clients reach the gateway; used in links the APIs return (trigger URLs, result URLs)."""
     token_signing_key: SecretStr | None = None

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.credentials import make_namespace
+from tests.support.postgres import PostgresServer
+from tests.support.s3 import S3Server
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -263,3 +265,56 @@ def two_tenants_operator(cluster, namespace, other_account, gateway, tmp_path):
     yield proc
     proc.stop()
     print(proc.log()[-4000:], file=sys.stderr)
+
+
+# --- the store's index: SQLite, and PostgreSQL on a throwaway server ------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def database_url(request) -> str | None:
+    """Where a test's store keeps its index: None for SQLite in the store's folder, else a
+    PostgreSQL schema of its own. Stores opened with the same URL share the index, as the
+    replicas of one gateway do."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres").fresh_url()
+
+
+@pytest.fixture
+def make_store(database_url):
+    """Store(root, ...) on the parametrized index."""
+    from assay.api.store import Store
+
+    def make(root: Path, **kwargs):
+        return Store(root, database_url=database_url, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """SeaweedFS's S3 gateway; its credentials in this process's environment, where boto3
+    (and every child process) finds them."""
+    server = S3Server().start()
+    saved = {name: os.environ.get(name) for name in server.env}
+    os.environ.update(server.env)
+    yield server
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.stop()
+
+
+@pytest.fixture
+def objects_url(s3) -> str:
+    """A bucket of the test's own."""
+    return s3.fresh_url()

@@ -50,8 +50,9 @@ Operational notes
     namespaces) and on namespaces; nobody but the operator may write
     clientcredentials/status (it holds the hash). Disabling org credentials in a project
     means patching the namespace's annotation, which needs patch on that namespace.
-    Authorization codes of the Runscope web flow live in the gateway process (60 s): run one
-    replica or use session affinity for the flow.
+    Authorization codes of the Runscope web flow (60 s) and the tokens revoked for a replayed
+    code live in the store's index (api/store), so every gateway replica sharing it honours
+    them: a code is used once, whichever replica receives the exchange.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from .tenancy import Tenancy
 from .tokens import (
     AuthorizationCodes,
     AuthorizationGrant,
+    StoredAuthorizationCodes,
     TokenError,
     TokenSigner,
     parse_static_token,
@@ -60,7 +61,9 @@ class Authenticator:
     def __init__(self, settings, kube, store=None, *, index: CredentialIndex | None = None, clock=time.time):
         self.settings = settings
         self.kube = kube
-        self.store = store  # reserved: authorization codes shared between replicas
+        self.store = store
+        """Where authorization codes and revoked tokens live, shared by the gateway's replicas;
+        without one (tests of other parts), in this process."""
         self.index = index or CredentialIndex(settings.org_label)
         self.tenancy = Tenancy(self.index)
         key = settings.token_signing_key.get_secret_value().encode() if settings.token_signing_key else None
@@ -72,7 +75,8 @@ class Authenticator:
         elif len(key) < 32:
             log.warning("ASSAY_TOKEN_SIGNING_KEY is shorter than 32 bytes; use at least 32 random bytes")
         self.signer = TokenSigner(key or secrets.token_bytes(32), settings.token_ttl_seconds)
-        self.codes = AuthorizationCodes(settings.authorization_code_ttl_seconds)
+        ttl = settings.authorization_code_ttl_seconds
+        self.codes = AuthorizationCodes(ttl) if store is None else StoredAuthorizationCodes(store, ttl)
         self._clock = clock
         self._revoked: dict[str, int] = {}  # jti -> exp, for tokens of replayed authorization codes
         self._revoked_lock = threading.Lock()
@@ -175,9 +179,7 @@ class Authenticator:
             claims = self.signer.verify(token)
         except TokenError as exc:
             raise AuthError("invalid_token", str(exc)) from None
-        with self._revoked_lock:
-            revoked = claims.jti in self._revoked
-        if revoked:
+        if self._revoked_token(claims.jti):
             raise AuthError("invalid_token", "the access token was revoked")
         record = self._current(claims.client_id, claims.credential_uid)
         return principal_for(record, self.index.namespace, set(claims.scopes) & set(record.scopes))
@@ -231,8 +233,17 @@ class Authenticator:
         if redirect_uri is not None and redirect_uri != grant.redirect_uri:
             raise AuthError("invalid_grant", "redirect_uri does not match the authorization request")
 
+    def _revoked_token(self, jti: str) -> bool:
+        if self.store is not None:
+            return self.store.token_revoked(jti)
+        with self._revoked_lock:
+            return jti in self._revoked
+
     def _revoke(self, tokens: list[tuple[str, int]]) -> None:
         now = int(self._clock())
+        if self.store is not None:
+            self.store.revoke_tokens(tokens, now)
+            return
         with self._revoked_lock:
             for jti, exp in tokens:
                 self._revoked[jti] = exp

@@ -181,12 +181,16 @@ class _Redeemed:
     token_ids: list[tuple[str, int]]
 
 
+def _code_key(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
 class AuthorizationCodes:
     """Outstanding codes, kept in this process: 256 random bits each, stored under their hash,
     valid `ttl` seconds, redeemable once. A second redemption fails and returns the token ids
     issued on the first, which the caller revokes (RFC 6749 4.1.2: a replayed code means it
-    leaked). In memory means per replica: the web flow needs one gateway replica or session
-    affinity for its 60 seconds."""
+    leaked). In memory means per process; the gateway keeps them in its store instead
+    (StoredAuthorizationCodes), which every replica shares."""
 
     MAX_OUTSTANDING = 10_000
 
@@ -197,9 +201,7 @@ class AuthorizationCodes:
         self._open: dict[str, AuthorizationGrant] = {}
         self._redeemed: dict[str, _Redeemed] = {}
 
-    @staticmethod
-    def _key(code: str) -> str:
-        return hashlib.sha256(code.encode()).hexdigest()
+    _key = staticmethod(_code_key)
 
     def _prune(self, now: float) -> None:
         for table in (self._open, self._redeemed):
@@ -246,3 +248,47 @@ class AuthorizationCodes:
             redeemed = self._redeemed.get(self._key(code))
             if redeemed is not None:
                 redeemed.token_ids.append((jti, expires_at))
+
+
+class StoredAuthorizationCodes:
+    """AuthorizationCodes kept in the store's index (Store.add_code, redeem_code): a code one
+    replica issued is redeemed once by whichever replica receives the exchange, the use-once
+    decided by the index's write transaction; times are wall-clock, as replicas share them."""
+
+    MAX_OUTSTANDING = AuthorizationCodes.MAX_OUTSTANDING
+
+    def __init__(self, store, ttl_seconds: float, clock=time.time):
+        self.store = store
+        self.ttl = ttl_seconds
+        self._clock = clock
+
+    def issue(self, client_id: str, credential_uid: str, redirect_uri: str, scopes: Sequence[str]) -> str:
+        code = secrets.token_urlsafe(32)
+        now = self._clock()
+        grant = {"client_id": client_id, "credential_uid": credential_uid, "redirect_uri": redirect_uri}
+        grant["scopes"] = list(scopes)
+        if not self.store.add_code(
+            _code_key(code), grant, now + self.ttl, now=now, max_outstanding=self.MAX_OUTSTANDING
+        ):
+            raise OverflowError("too many outstanding authorization codes")
+        return code
+
+    def redeem(
+        self, code: str, check: Callable[[AuthorizationGrant], None]
+    ) -> tuple[AuthorizationGrant | None, list[tuple[str, int]]]:
+        """As AuthorizationCodes.redeem."""
+
+        def grant_of(doc: dict, expires_at: float = 0.0) -> AuthorizationGrant:
+            return AuthorizationGrant(
+                doc["client_id"], doc["credential_uid"], doc["redirect_uri"], tuple(doc["scopes"]), expires_at
+            )
+
+        doc, first, tokens = self.store.redeem_code(
+            _code_key(code), now=self._clock(), keep_for=self.ttl, check=lambda doc: check(grant_of(doc))
+        )
+        if doc is None:
+            return None, []
+        return (grant_of(doc), []) if first else (None, tokens)
+
+    def record_token(self, code: str, jti: str, expires_at: int) -> None:
+        self.store.add_code_token(_code_key(code), jti, expires_at)

@@ -30,7 +30,7 @@ import copy as copy_module
 import datetime as dt
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from kubernetes.client.rest import ApiException
@@ -313,9 +313,14 @@ class LoadTestService:
 
     def archive(self, namespace: str, item: NumberedLoadTest, kind: str, number: int):
         record = self.store.get_archive(namespace, item.uid, kind, number)
-        if record is None or record.path is None or not _exists(record.path):
+        try:
+            # The file a download serves: in S3, a local copy of the object.
+            path = None if record is None else self.store.local_file(record)
+        except FileNotFoundError:
+            path = None
+        if record is None or path is None or not _exists(path):
             raise NotFound(f"no {kind} archive {number} for load test {item.number}")
-        return record
+        return replace(record, path=path)
 
     def run_record(self, item: NumberedLoadTest):
         run_id = item.status.get("runId")

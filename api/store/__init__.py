@@ -1,6 +1,9 @@
-"""The result store on the persistent volume: atomically written files indexed by SQLite.
+"""The result store: documents and archives, indexed by a database.
 
-    Store(root, retention_days=90)      runs, per-project numbers, documents, archives, records
+    Store(root, retention_days=90,      runs, per-project numbers, documents, archives, records,
+          database_url=None,            authorization codes and revoked tokens; the index in
+          objects_url=None)             SQLite under root or in PostgreSQL (backends.py), the
+                                        documents as files under root or in S3 (objects.py)
     RunRecord, ArchiveRecord, DocumentRecord
     ResultIngest(store)                 what an upload from a runner does (results.py)
     Invalid, DocumentConflict,          why an upload is refused: the store's own errors, which

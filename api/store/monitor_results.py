@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .backends import upsert
+
 RESULT_NAME = re.compile(r"^monitor-result(?:-(\d{1,5}))?\.json$")
 STEPS_KEY = "requests"
 
@@ -154,28 +156,47 @@ class MonitorResultRecord:
         )
 
 
-INSERT = (
-    "INSERT OR REPLACE INTO monitor_results (run_id, name, project, owner_uid, location, started_at, result, "
-    "environment_id, region, requests_executed, response_time_ms, header, listed, listed_at, run_created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0)"
+INSERT = upsert(
+    "monitor_results",
+    (
+        "run_id",
+        "name",
+        "project",
+        "owner_uid",
+        "location",
+        "started_at",
+        "result",
+        "environment_id",
+        "region",
+        "requests_executed",
+        "response_time_ms",
+        "header",
+        "listed",
+        "listed_at",
+        "run_created_at",
+    ),
+    ("run_id", "name"),
+    values=["?"] * 12 + ["0", "0", "0"],
 )
 """A new row is listed by RELIST, once its run is recorded."""
 
 RELIST = """
 UPDATE monitor_results SET
-    listed = CASE WHEN r.shards <= 1 THEN monitor_results.location IS NULL
-                  ELSE monitor_results.location IS NOT NULL AND monitor_results.location < r.shards END,
+    listed = CASE WHEN r.shards <= 1 THEN CASE WHEN monitor_results.location IS NULL THEN 1 ELSE 0 END
+                  WHEN monitor_results.location IS NOT NULL AND monitor_results.location < r.shards THEN 1
+                  ELSE 0 END,
     listed_at = COALESCE(monitor_results.started_at, r.started_at, r.created_at),
     run_created_at = r.created_at
 FROM runs AS r
-WHERE r.run_id = monitor_results.run_id AND r.kind = 'Monitor' AND r.project = +monitor_results.project
-  AND r.owner_uid = +monitor_results.owner_uid
+WHERE r.run_id = monitor_results.run_id AND r.kind = 'Monitor' AND r.project = {plus}monitor_results.project
+  AND r.owner_uid = {plus}monitor_results.owner_uid
 """
 """Brings rows in line with their run: whether they are listed, when a result without a start
 of its own counts as started (its run's start, else the run's creation), and the run's
 creation, which orders results that started at the same time. Callers add a condition on
-`monitor_results.run_id`; the unary `+` keeps SQLite from reaching the rows through a test's
-whole history (monitor_results_by_test) instead of by run id."""
+`monitor_results.run_id`; `{plus}` is the database's planner hint (backends.py): SQLite's unary
+`+` keeps it from reaching the rows through a test's whole history (monitor_results_by_test)
+instead of by run id."""
 
 
 def record_from_row(row) -> MonitorResultRecord:

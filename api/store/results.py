@@ -84,14 +84,15 @@ class ResultIngest:
 
     @contextlib.contextmanager
     def _run_lock(self, run_id: str) -> Iterator[None]:
-        """Serialises the work on one run inside this process (other processes are kept
-        apart by the store's transactions; this only saves building an archive twice).
+        """Serialises the work on one run inside this process, and, on PostgreSQL, across the
+        replicas (`Store.run_lock`), so a run's archives are built once; elsewhere the store's
+        transactions keep processes apart, and a second build is only registered once.
         A run's lock lives while someone holds or waits for it."""
         with self._locks_guard:
             entry = self._locks.setdefault(run_id, [threading.Lock(), 0])
             entry[1] += 1
         try:
-            with entry[0]:
+            with entry[0], self.store.run_lock(run_id):
                 yield
         finally:
             with self._locks_guard:
@@ -115,7 +116,7 @@ class ResultIngest:
                     f"(sha256 {stored.sha256}); a stored document is never replaced",
                     sha256=stored.sha256,
                 )
-            created = stored is None or not stored.path.exists()
+            created = stored is None or not self.store.stored(stored)
             if created:
                 self.store.put_document(
                     upload.run_id,
@@ -279,8 +280,7 @@ class ResultIngest:
             )
         )
 
-    @staticmethod
-    def _merge(run: RunRecord, shards: dict[int, DocumentRecord], staging: Path):
+    def _merge(self, run: RunRecord, shards: dict[int, DocumentRecord], staging: Path):
         """The merged metrics of the stored shards, with the criteria judged on the whole, and
         the archive metadata. Everything comes from the stored files, so a rebuild after a
         crash gives the same archives (the creation time is the run's last finish)."""
@@ -291,7 +291,7 @@ class ResultIngest:
         paths = []
         for index, doc in sorted(shards.items()):
             link = staging / f"shard-{index}.json"  # the archive records this name, not the store's
-            link.symlink_to(doc.path)
+            link.symlink_to(self.store.local_file(doc))
             paths.append(link)
         first = ShardMetrics.from_json(paths[0].read_bytes())
         criteria = [c.criterion for c in first.criteria]  # every shard judged the same spec criteria

@@ -1,9 +1,14 @@
-"""The result store: files on the persistent volume, indexed by SQLite on the same volume.
+"""The result store: files on the persistent volume, indexed by SQLite on the same volume
+(the default); or, for several gateway replicas, indexed by PostgreSQL (backends.py), with the
+documents and archives in S3-compatible object storage (objects.py) or on a shared volume.
 
-    <root>/index.sqlite3                       the index (WAL, synchronous=FULL)
+    <root>/index.sqlite3                       the SQLite index (WAL, synchronous=FULL)
     <root>/runs/<run id>/<sha256[:16]>-<name>  a run's documents (shard metrics, results)
     <root>/runs/<run id>/archives/<kind>-<n>.zip   a run's result / report archive, number n
     <root>/staging/                            scratch space for archives being built
+
+In S3 the objects have the same keys (runs/...) under the bucket's prefix, and <root>/cache/
+holds the copies served as files (downloads, the shard merge).
 
 Monitor result documents also have a row in `monitor_results` (monitor_results.py), written
 in the document's transaction, so lists, metrics and request counts read the index, not the
@@ -18,18 +23,19 @@ with the run so its live chart outlasts the end of the run).
 Durability rules, so that a crash at any instant loses nothing that was acknowledged and
 leaves nothing half-written behind:
 
-* Files are written atomically (files.py) *before* the row that points at them commits; the
-  row is the commit point. A crash in between leaves an unreferenced file, never a row that
-  points at a missing or partial one.
+* Files and objects are written whole (files.py, one PUT) *before* the row that points at
+  them commits; the row is the commit point. A crash in between leaves an unreferenced file,
+  never a row that points at a missing or partial one.
 * A document's file name carries its content hash, so the file a row points at is never
   rewritten: replacing a document writes a new file, switches the row, then deletes the old.
-* Every read-modify-write of the index is one `BEGIN IMMEDIATE` transaction, which takes
-  SQLite's write lock up front, so threads (FastAPI's pool) and processes never interleave
-  an allocation or a merge.
+* Every read-modify-write of the index is one transaction that takes the index's write lock
+  up front (`_write`: SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), so threads
+  (FastAPI's pool), processes and replicas never interleave an allocation or a merge.
 * Numbers (XTC load test, result, report numbers) live in `counters` and are never deleted,
   so a number is allocated once and never reused, even after its run is purged.
 
-One SQLite connection per thread; all are closed by `close()`.
+Authorization codes and revoked tokens live in the index too, so every process and replica
+sharing it honours them. One database connection per thread; all are closed by `close()`.
 """
 
 from __future__ import annotations
@@ -38,10 +44,9 @@ import hashlib
 import json
 import math
 import re
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,11 +55,10 @@ from . import files
 from .monitor_results import INSERT as _INSERT_MONITOR_RESULT
 from .monitor_results import RELIST as _RELIST_MONITOR_RESULTS
 from .monitor_results import MonitorResultRecord, ResultFigures, record_from_row
+from .backends import index_for, upsert
+from .objects import objects_for
 from .quota import Quota, QuotaExceeded, Usage
 
-SCHEMA_VERSION = 3
-"""2: documents carry their run's project, which upload quotas count by. 3: monitor_results,
-filled from the stored documents on the first start after the upgrade."""
 _INDEX_BATCH = 500
 FINISHED_STATES = frozenset({"succeeded", "failed"})
 RUN_STATES = ("pending", "running", "succeeded", "failed")
@@ -65,140 +69,32 @@ TEMPORARY_MAX_AGE_SECONDS = 3600.0
 PROGRESS_MAX_AGE_SECONDS = 86400.0
 """Progress no shard has updated for this long belongs to a run that died unfinished."""
 
+_UPSERT_RUN = upsert(
+    "runs",
+    (
+        "run_id",
+        "kind",
+        "project",
+        "owner_name",
+        "owner_uid",
+        "state",
+        "result",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "shards",
+        "shards_received",
+        "summary",
+        "labels",
+        "updated_at",
+    ),
+    ("run_id",),
+)
+_UPSERT_DOCUMENT = upsert(
+    "documents", ("run_id", "name", "path", "size", "sha256", "created_at", "project"), ("run_id", "name")
+)
+
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    project TEXT NOT NULL,
-    owner_name TEXT NOT NULL,
-    owner_uid TEXT NOT NULL,
-    state TEXT NOT NULL,
-    result TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    shards INTEGER NOT NULL,
-    shards_received INTEGER NOT NULL,
-    summary TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, run_id DESC);
-CREATE INDEX IF NOT EXISTS runs_by_project ON runs (project, created_at DESC, run_id DESC);
-CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner_uid, created_at DESC, run_id DESC);
-CREATE INDEX IF NOT EXISTS runs_by_kind ON runs (kind, created_at DESC, run_id DESC);
-CREATE INDEX IF NOT EXISTS runs_by_finished ON runs (finished_at);
-
-CREATE TABLE IF NOT EXISTS counters (
-    project TEXT NOT NULL,
-    counter TEXT NOT NULL,
-    key TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (project, counter, key),
-    UNIQUE (project, counter, number)
-);
-
-CREATE TABLE IF NOT EXISTS documents (
-    run_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    project TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (run_id, name)
-);
-
-CREATE TABLE IF NOT EXISTS archives (
-    run_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    project TEXT NOT NULL,
-    loadtest_uid TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (run_id, kind),
-    UNIQUE (project, loadtest_uid, kind, number)
-);
-
-CREATE TABLE IF NOT EXISTS records (
-    collection TEXT NOT NULL,
-    key TEXT NOT NULL,
-    project TEXT,
-    doc TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (collection, key)
-);
-CREATE INDEX IF NOT EXISTS records_by_project ON records (collection, project, created_at);
-
--- The latest progress report of each shard of a running load test, deleted when the run
--- finishes (upsert_run) or goes quiet for a day (purge_expired).
-CREATE TABLE IF NOT EXISTS run_progress (
-    run_id TEXT NOT NULL,
-    shard INTEGER NOT NULL,
-    doc TEXT NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (run_id, shard)
-);
-
--- Merged live figures of a load test run over time (progress.py progress_sample), at most
--- one per SAMPLE_SECONDS and MAX_SAMPLES per run, purged with the run.
-CREATE TABLE IF NOT EXISTS run_progress_samples (
-    run_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    doc TEXT NOT NULL,
-    PRIMARY KEY (run_id, at)
-);
-
--- One row per Monitor result document (monitor_results.py): what the result list, metrics
--- and request counts read instead of the documents.
-CREATE TABLE IF NOT EXISTS monitor_results (
-    run_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    project TEXT NOT NULL,
-    owner_uid TEXT NOT NULL,
-    location INTEGER,
-    started_at REAL,
-    result TEXT,
-    environment_id TEXT,
-    region TEXT,
-    requests_executed INTEGER NOT NULL,
-    response_time_ms REAL,
-    header TEXT NOT NULL,
-    listed INTEGER NOT NULL,
-    listed_at REAL NOT NULL,
-    run_created_at REAL NOT NULL,
-    PRIMARY KEY (run_id, name)
-);
--- In the list's order, so a page is the first rows of one range.
-CREATE INDEX IF NOT EXISTS monitor_results_by_test ON monitor_results
-    (project, owner_uid, listed, listed_at DESC, run_created_at DESC, run_id DESC, location);
-CREATE INDEX IF NOT EXISTS monitor_results_by_start
-    ON monitor_results (project, listed, started_at, requests_executed);
-
--- Runs whose rows are deleted but whose folders may not be yet: a purge interrupted
--- between the two finishes here next time.
-CREATE TABLE IF NOT EXISTS purge_queue (run_id TEXT PRIMARY KEY);
-"""
-
-
-def _add_document_projects(tx: sqlite3.Connection) -> None:
-    """Schema 1 to 2: a project column on documents, filled from their runs."""
-    columns = {row["name"] for row in tx.execute("PRAGMA table_info(documents)")}
-    if "project" not in columns:
-        tx.execute("ALTER TABLE documents ADD COLUMN project TEXT NOT NULL DEFAULT ''")
-        tx.execute(
-            "UPDATE documents SET project = COALESCE((SELECT project FROM runs "
-            "WHERE runs.run_id = documents.run_id), '')"
-        )
-    # With the size, a namespace's usage is summed from the index alone.
-    tx.execute("CREATE INDEX IF NOT EXISTS documents_by_project ON documents (project, size)")
 
 
 class StoreError(Exception):
@@ -275,9 +171,12 @@ class ArchiveRecord:
     """"result" | "report"."""
     number: int
     path: Path
+    """On the volume, the archive's file; with S3, where `Store.local_file` caches it."""
     size: int
     sha256: str
     created_at: float
+    key: str = ""
+    """The object's key: its path under the store's folder or in the bucket."""
 
     def to_dict(self) -> dict:
         return {
@@ -297,9 +196,12 @@ class DocumentRecord:
     run_id: str
     name: str
     path: Path
+    """On the volume, the document's file; with S3, where `Store.local_file` caches it."""
     size: int
     sha256: str
     created_at: float
+    key: str = ""
+    """The object's key: its path under the store's folder or in the bucket."""
 
     def to_dict(self) -> dict:
         return {"name": self.name, "size": self.size, "sha256": self.sha256, "createdAt": self.created_at}
@@ -361,35 +263,26 @@ def _merge_runs(old: RunRecord, new: RunRecord, now: float) -> RunRecord:
 
 
 class Store:
-    def __init__(self, root: Path, *, retention_days: int = 90):
+    def __init__(
+        self, root: Path, *, retention_days: int = 90, database_url: str | None = None, objects_url: str | None = None
+    ):
+        """Documents and archives under `root`, or in the S3 bucket of `objects_url`
+        (objects.py); the index in SQLite under `root`, or in the PostgreSQL database at
+        `database_url` (backends.py), whose schema is brought up to date."""
         self.root = Path(root)
         self.retention_days = retention_days
         files.ensure_dir(self.root)
-        self.db_path = self.root / "index.sqlite3"
-        self.runs_dir = files.ensure_dir(self.root / "runs")
-        self.staging_dir = files.ensure_dir(self.root / "staging")
+        self.index = index_for(self.root, database_url)
+        self.objects = objects_for(self.root, objects_url)
+        self.runs_dir = self.root / "runs"
+        self.staging_dir = self.objects.staging_dir
+        """Local scratch space, for archives being built, whichever the objects' place."""
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list = []
         self._connections_lock = threading.Lock()
         self._closed = False
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        with self._write() as tx:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    tx.execute(statement)
-            version = tx.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.db_path} has schema version {version}; this gateway knows "
-                    f"up to {SCHEMA_VERSION}: upgrade the gateway"
-                )
-            _add_document_projects(tx)
-        if version < SCHEMA_VERSION:
-            if version < 3:
-                self._index_monitor_results()
-            with self._write() as tx:
-                tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._relist = _RELIST_MONITOR_RESULTS.format(plus=self.index.plus)
+        self.index.migrate(self)
 
     def _index_monitor_results(self) -> None:
         """Index the Monitor result documents stored before `monitor_results` existed, reading
@@ -408,9 +301,8 @@ class Store:
                     (after, _INDEX_BATCH),
                 ).fetchall()
                 for row in rows:
-                    try:
-                        data = self._abs(row["path"]).read_bytes()
-                    except FileNotFoundError:
+                    data = self.objects.get(row["path"])
+                    if data is None:
                         continue
                     record = MonitorResultRecord.of(row["run_id"], row["name"], row["project"], row["owner_uid"], data)
                     if record is not None:
@@ -419,36 +311,39 @@ class Store:
                 break
             after = rows[-1]["rowid"]
         with self._write() as tx:
-            tx.execute(_RELIST_MONITOR_RESULTS)
+            tx.execute(self._relist)
 
     # --- connections and transactions -------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self):
         if self._closed:
             raise StoreError("the store is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            # isolation_level=None: we say where transactions begin (BEGIN IMMEDIATE).
-            conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA foreign_keys=ON")
+            conn = self.index.connect()
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator:
+        """One read-modify-write of the index, serialised with every other (backends.py)."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        self.index.begin(conn)
         try:
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    @contextmanager
+    def run_lock(self, run_id: str) -> Iterator[None]:
+        """Keeps the other processes sharing this index off the run's work (building its
+        archives) while held; with SQLite, which one process per volume uses, it holds nothing."""
+        with self.index.run_lock(self._conn(), run_id):
+            yield
 
     def close(self) -> None:
         with self._connections_lock:
@@ -457,7 +352,7 @@ class Store:
         for conn in connections:
             try:
                 conn.close()
-            except sqlite3.ProgrammingError:
+            except self.index.connection_errors:
                 pass
 
     def __enter__(self) -> Store:
@@ -466,14 +361,27 @@ class Store:
     def __exit__(self, *_exc) -> None:
         self.close()
 
-    def _abs(self, relative: str) -> Path:
-        return self.root / relative
-
-    def _rel(self, path: Path) -> str:
-        return str(Path(path).relative_to(self.root))
+    @staticmethod
+    def _run_key(run_id: str) -> str:
+        return f"runs/{check_component(run_id, 'run id')}"
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / check_component(run_id, "run id")
+        """The run's folder of files on the volume (with S3, of cached copies)."""
+        return self.objects.path(self._run_key(run_id))
+
+    def local_file(self, record: DocumentRecord | ArchiveRecord) -> Path:
+        """A file on this machine with the document's or archive's bytes: its own on the volume,
+        a cached copy of the object in S3 (FileNotFoundError when the object is gone)."""
+        try:
+            return self.objects.local_file(record.key)
+        except Exception as exc:
+            if self.objects.exists(record.key):
+                raise
+            raise FileNotFoundError(record.key) from exc
+
+    def stored(self, record: DocumentRecord | ArchiveRecord) -> bool:
+        """Whether the bytes the record names are there."""
+        return self.objects.exists(record.key)
 
     # --- numbers ----------------------------------------------------------------------------
 
@@ -490,7 +398,7 @@ class Store:
             return self._allocate(tx, project, counter, key)
 
     @staticmethod
-    def _allocate(tx: sqlite3.Connection, project: str, counter: str, key: str) -> int:
+    def _allocate(tx, project: str, counter: str, key: str) -> int:
         row = tx.execute(
             "SELECT number FROM counters WHERE project=? AND counter=? AND key=?", (project, counter, key)
         ).fetchone()
@@ -516,7 +424,7 @@ class Store:
     # --- runs -------------------------------------------------------------------------------
 
     @staticmethod
-    def _run_from_row(row: sqlite3.Row) -> RunRecord:
+    def _run_from_row(row) -> RunRecord:
         return RunRecord(
             run_id=row["run_id"],
             kind=row["kind"],
@@ -554,9 +462,7 @@ class Store:
             else:
                 merged = _merge_runs(self._run_from_row(row), run, now)
             tx.execute(
-                "INSERT OR REPLACE INTO runs (run_id, kind, project, owner_name, owner_uid, state, result, "
-                "created_at, started_at, finished_at, shards, shards_received, summary, labels, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _UPSERT_RUN,
                 (
                     merged.run_id,
                     merged.kind,
@@ -622,14 +528,15 @@ class Store:
 
     # --- documents --------------------------------------------------------------------------
 
-    def _document_from_row(self, row: sqlite3.Row) -> DocumentRecord:
+    def _document_from_row(self, row) -> DocumentRecord:
         return DocumentRecord(
             run_id=row["run_id"],
             name=row["name"],
-            path=self._abs(row["path"]),
+            path=self.objects.path(row["path"]),
             size=row["size"],
             sha256=row["sha256"],
             created_at=row["created_at"],
+            key=row["path"],
         )
 
     def document_info(self, run_id: str, name: str) -> DocumentRecord | None:
@@ -647,20 +554,18 @@ class Store:
         )
         return [self._document_from_row(row) for row in rows]
 
-    def usage(self, run_id: str, project: str, conn: sqlite3.Connection | None = None) -> tuple[Usage, Usage]:
+    def usage(self, run_id: str, project: str, conn=None) -> tuple[Usage, Usage]:
         """The documents stored for the run, and for the namespace `project`."""
         conn = conn or self._conn()
         run = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM documents WHERE run_id=?", (run_id,)
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM documents WHERE run_id=?", (run_id,)
         ).fetchone()
         namespace = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM documents WHERE project=?", (project,)
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM documents WHERE project=?", (project,)
         ).fetchone()
         return Usage(run[0], run[1]), Usage(namespace[0], namespace[1])
 
-    def check_quota(
-        self, quota: Quota, run_id: str, project: str, size: int, conn: sqlite3.Connection | None = None
-    ) -> None:
+    def check_quota(self, quota: Quota, run_id: str, project: str, size: int, conn=None) -> None:
         """Raise QuotaExceeded when a new document of `size` bytes does not fit the run's or the namespace's quota."""
         quota.check(run_id, project, *self.usage(run_id, project, conn), size)
 
@@ -682,12 +587,12 @@ class Store:
         check_component(name, "document name")
         sha256 = hashlib.sha256(data).hexdigest()
         current = self.document_info(run_id, name)
-        if current and current.sha256 == sha256 and current.path.exists() and monitor_result is None:
+        if current and current.sha256 == sha256 and self.stored(current) and monitor_result is None:
             return current.path
         if quota is not None and current is None:
             self.check_quota(quota, run_id, project, len(data))
-        path = self.run_dir(run_id) / f"{sha256[:16]}-{name}"
-        files.write_atomically(path, data)
+        key = f"{self._run_key(run_id)}/{sha256[:16]}-{name}"
+        self.objects.put(key, data)
         replaced = None
         try:
             with self._write() as tx:
@@ -697,37 +602,27 @@ class Store:
                 if quota is not None and row is None:
                     self.check_quota(quota, run_id, project, len(data), tx)
                 if row is None or row["sha256"] != sha256:
-                    if row is not None and row["path"] != self._rel(path):
-                        replaced = self._abs(row["path"])
-                    tx.execute(
-                        "INSERT OR REPLACE INTO documents (run_id, name, path, size, sha256, created_at, "
-                        "project) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, name, self._rel(path), len(data), sha256, time.time(), project),
-                    )
+                    if row is not None and row["path"] != key:
+                        replaced = row["path"]
+                    tx.execute(_UPSERT_DOCUMENT, (run_id, name, key, len(data), sha256, time.time(), project))
                 if monitor_result is not None:
                     tx.execute(_INSERT_MONITOR_RESULT, monitor_result.row())
                     self._relist_monitor_results(tx, run_id)
         except QuotaExceeded:
-            files.discard(path)
+            self.objects.delete(key)
             raise
         if replaced is not None:
-            files.discard(replaced)
-        return path
+            self.objects.delete(replaced)
+        return self.objects.path(key)
 
     def get_document(self, run_id: str, name: str) -> bytes | None:
         info = self.document_info(run_id, name)
-        if info is None:
-            return None
-        try:
-            return info.path.read_bytes()
-        except FileNotFoundError:
-            return None
+        return None if info is None else self.objects.get(info.key)
 
     # --- Monitor results (the index of their documents) ---------------------------------------
 
-    @staticmethod
-    def _relist_monitor_results(tx: sqlite3.Connection, run_id: str) -> None:
-        tx.execute(_RELIST_MONITOR_RESULTS + " AND monitor_results.run_id = ?", (run_id,))
+    def _relist_monitor_results(self, tx, run_id: str) -> None:
+        tx.execute(self._relist + " AND monitor_results.run_id = ?", (run_id,))
 
     def list_monitor_results(
         self, project: str, owner_uid: str, *, since: float | None = None, before: float | None = None, limit: int = 10
@@ -768,7 +663,7 @@ class Store:
         row = (
             self._conn()
             .execute(
-                "SELECT * FROM runs r INDEXED BY runs_by_owner WHERE r.owner_uid = ? AND r.project = ? "
+                f"SELECT * FROM runs r {self.index.indexed_by('runs_by_owner')} WHERE r.owner_uid = ? AND r.project = ? "
                 "AND r.kind = 'Monitor' AND EXISTS "
                 "(SELECT 1 FROM monitor_results p WHERE p.run_id = r.run_id AND p.listed = 1) "
                 "ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1",
@@ -798,7 +693,7 @@ class Store:
         return (
             self._conn()
             .execute(
-                "SELECT COALESCE(SUM(requests_executed), 0) FROM monitor_results "
+                "SELECT CAST(COALESCE(SUM(requests_executed), 0) AS BIGINT) FROM monitor_results "
                 "WHERE project = ? AND listed = 1 AND started_at >= ? AND started_at < ?",
                 (project, since, before),
             )
@@ -807,17 +702,18 @@ class Store:
 
     # --- archives ---------------------------------------------------------------------------
 
-    def _archive_from_row(self, row: sqlite3.Row) -> ArchiveRecord:
+    def _archive_from_row(self, row) -> ArchiveRecord:
         return ArchiveRecord(
             run_id=row["run_id"],
             project=row["project"],
             loadtest_uid=row["loadtest_uid"],
             kind=row["kind"],
             number=row["number"],
-            path=self._abs(row["path"]),
+            path=self.objects.path(row["path"]),
             size=row["size"],
             sha256=row["sha256"],
             created_at=row["created_at"],
+            key=row["path"],
         )
 
     def get_run_archive(self, run_id: str, kind: str) -> ArchiveRecord | None:
@@ -835,23 +731,22 @@ class Store:
         existing = self.get_run_archive(run_id, kind)
         if existing is None:
             number = self.number_for(project, archive_counter(kind, loadtest_uid), run_id)
-            folder = self.run_dir(run_id) / "archives"
-            tmp, size, sha256 = files.stage_copy(Path(source), folder)
-            path = folder / f"{kind}-{number}.zip"
+            key = f"{self._run_key(run_id)}/archives/{kind}-{number}.zip"
+            staged, size, sha256 = self.objects.stage(Path(source), key)
             try:
                 with self._write() as tx:
                     row = tx.execute("SELECT * FROM archives WHERE run_id=? AND kind=?", (run_id, kind)).fetchone()
                     if row is None:
-                        # Renamed inside the transaction: a racing writer of the same archive
-                        # waits for our commit and then finds the row instead of renaming over us.
-                        files.commit_staged(tmp, path)
+                        # Put in place inside the transaction: a racing writer of the same archive
+                        # waits for our commit and then finds the row instead of writing over us.
+                        self.objects.commit(staged, key)
                         tx.execute(
                             "INSERT INTO archives (run_id, kind, project, loadtest_uid, number, path, size, "
                             "sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (run_id, kind, project, loadtest_uid, number, self._rel(path), size, sha256, time.time()),
+                            (run_id, kind, project, loadtest_uid, number, key, size, sha256, time.time()),
                         )
             finally:
-                files.discard(tmp)
+                self.objects.discard(staged)
             existing = self.get_run_archive(run_id, kind)
         if move:
             files.discard(Path(source))
@@ -927,7 +822,7 @@ class Store:
             if newest is not None and now - newest < min_interval:
                 return False
             tx.execute(
-                "INSERT OR REPLACE INTO run_progress_samples (run_id, at, doc) VALUES (?, ?, ?)",
+                upsert("run_progress_samples", ("run_id", "at", "doc"), ("run_id", "at")),
                 (run_id, now, json.dumps(doc, separators=(",", ":"))),
             )
             tx.execute(
@@ -999,6 +894,70 @@ class Store:
         with self._write() as tx:
             return tx.execute("DELETE FROM records WHERE collection=? AND key=?", (collection, key)).rowcount > 0
 
+    # --- authorization codes and revoked tokens (shared by every process of the index) -----------
+
+    def add_code(self, code_hash: str, grant: dict, expires_at: float, *, now: float, max_outstanding: int) -> bool:
+        """Store an authorization code's grant under the code's hash, valid until `expires_at`;
+        False (nothing stored) when `max_outstanding` unredeemed codes are valid already."""
+        with self._write() as tx:
+            tx.execute("DELETE FROM authorization_codes WHERE expires_at <= ?", (now,))
+            outstanding = tx.execute("SELECT COUNT(*) FROM authorization_codes WHERE redeemed = 0").fetchone()[0]
+            if outstanding >= max_outstanding:
+                return False
+            tx.execute(
+                "INSERT INTO authorization_codes (code_hash, grant_doc, expires_at, redeemed, tokens) "
+                "VALUES (?, ?, ?, 0, '[]')",
+                (code_hash, json.dumps(grant), expires_at),
+            )
+        return True
+
+    def redeem_code(
+        self, code_hash: str, *, now: float, keep_for: float, check: Callable[[dict], None]
+    ) -> tuple[dict | None, bool, list[tuple[str, int]]]:
+        """Use up the code, once: (grant, True, []) the first time, after which its record is
+        kept `keep_for` seconds more; (grant, False, token ids recorded for it) on a replay;
+        (None, False, []) for an unknown or expired code. `check(grant)` runs first in the same
+        transaction; when it raises, the code stays as it was."""
+        with self._write() as tx:
+            row = tx.execute(
+                "SELECT grant_doc, redeemed, tokens FROM authorization_codes WHERE code_hash = ? AND expires_at > ?",
+                (code_hash, now),
+            ).fetchone()
+            if row is None:
+                return None, False, []
+            grant = json.loads(row["grant_doc"])
+            check(grant)
+            if row["redeemed"]:
+                return grant, False, [(jti, exp) for jti, exp in json.loads(row["tokens"])]
+            tx.execute(
+                "UPDATE authorization_codes SET redeemed = 1, expires_at = expires_at + ? WHERE code_hash = ?",
+                (keep_for, code_hash),
+            )
+        return grant, True, []
+
+    def add_code_token(self, code_hash: str, jti: str, expires_at: int) -> None:
+        """Record a token issued for a redeemed code, for its revocation should the code be replayed."""
+        with self._write() as tx:
+            row = tx.execute("SELECT tokens FROM authorization_codes WHERE code_hash = ?", (code_hash,)).fetchone()
+            if row is not None:
+                tokens = [*json.loads(row["tokens"]), [jti, expires_at]]
+                tx.execute(
+                    "UPDATE authorization_codes SET tokens = ? WHERE code_hash = ?", (json.dumps(tokens), code_hash)
+                )
+
+    def revoke_tokens(self, tokens: list[tuple[str, int]], now: float) -> None:
+        """Revoke the tokens (jti, expiry) until they expire; forget those expired."""
+        with self._write() as tx:
+            for jti, expires_at in tokens:
+                tx.execute(
+                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (jti, expires_at),
+                )
+            tx.execute("DELETE FROM revoked_tokens WHERE expires_at <= ?", (now,))
+
+    def token_revoked(self, jti: str) -> bool:
+        return self._conn().execute("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)).fetchone() is not None
+
     # --- retention --------------------------------------------------------------------------
 
     def purge_expired(self, now: float | None = None) -> int:
@@ -1028,12 +987,12 @@ class Store:
                     )
                 ]
                 for run_id in ids:
-                    tx.execute("INSERT OR IGNORE INTO purge_queue (run_id) VALUES (?)", (run_id,))
+                    tx.execute("INSERT INTO purge_queue (run_id) VALUES (?) ON CONFLICT DO NOTHING", (run_id,))
                     for table in ("monitor_results", "documents", "archives", "run_progress_samples", "runs"):
                         tx.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
             purged = len(ids)
         for (run_id,) in self._conn().execute("SELECT run_id FROM purge_queue").fetchall():
-            files.remove_tree(self.runs_dir / run_id)
+            self.objects.delete_run(run_id)
             with self._write() as tx:
                 tx.execute("DELETE FROM purge_queue WHERE run_id=?", (run_id,))
         self.sweep_temporaries(now)
@@ -1042,28 +1001,8 @@ class Store:
     def sweep_temporaries(self, now: float | None = None, max_age: float = TEMPORARY_MAX_AGE_SECONDS) -> int:
         """Remove what interrupted writes left behind, once older than `max_age` (younger
         ones may belong to a write in progress): temporary files, staging folders, and files
-        renamed into place whose index row never committed."""
+        or objects put in place whose index row never committed."""
         now = time.time() if now is None else now
         conn = self._conn()
         referenced = {row[0] for row in conn.execute("SELECT path FROM documents UNION ALL SELECT path FROM archives")}
-        candidates = [*self.staging_dir.iterdir()]
-        for run_dir in self.runs_dir.iterdir():
-            if run_dir.is_dir():
-                candidates += [p for p in run_dir.iterdir() if p.is_file()]
-                if (run_dir / "archives").is_dir():
-                    candidates += list((run_dir / "archives").iterdir())
-        removed = 0
-        for path in candidates:
-            if path.is_file() and self._rel(path) in referenced:
-                continue
-            try:
-                if now - path.stat().st_mtime < max_age:
-                    continue
-            except FileNotFoundError:
-                continue
-            if path.is_dir():
-                files.remove_tree(path)
-            else:
-                files.discard(path)
-            removed += 1
-        return removed
+        return self.objects.sweep(referenced, now, max_age)

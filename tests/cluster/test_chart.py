@@ -263,6 +263,12 @@ def test_lint_is_clean_in_strict_mode(helm):
         ("gateway.exposedUrl=exposed.example.com", "/gateway/exposedUrl"),
         ("runner.cpuLimit=all", "/runner/cpuLimit"),
         ("gateway.uploadQuota.namespaceBytes=-1", "/gateway/uploadQuota/namespaceBytes"),
+        ("gateway.store.index=mysql", "/gateway/store/index"),
+        ("gateway.store.index=postgresql", "at '/gateway/store/postgresql/host': minLength: got 0, want 1"),
+        ("gateway.replicas=2", "at '/gateway/replicas': 'anyOf' failed"),  # SQLite has one writer
+        ("gateway.store.postgresql.port=0", "/gateway/store/postgresql/port"),
+        ("gateway.store.objects=s3", "at '/gateway/store/s3/bucket': minLength: got 0, want 3"),
+        ("gateway.store.s3.endpoint=weed:8333", "/gateway/store/s3/endpoint"),
     ],
 )
 def test_values_schema_rejects_a_bad_value(helm, setting, message):
@@ -270,6 +276,48 @@ def test_values_schema_rejects_a_bad_value(helm, setting, message):
     assert result.returncode != 0, f"--set {setting} was accepted"
     assert "don't meet the specifications of the schema" in result.stderr
     assert message in result.stderr
+
+
+def test_the_postgresql_index_runs_three_gateway_replicas_with_its_credentials_from_a_secret(helm):
+    postgresql = ["--set", "gateway.store.index=postgresql", "--set", "gateway.store.postgresql.host=pg.db.svc"]
+    postgresql += ["--set", "gateway.store.postgresql.existingSecret=assay-db"]
+    docs = render(helm, "assay-system", *postgresql, "--set", "gateway.persistence.accessMode=ReadWriteMany")
+    gateway = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-gateway")
+    assert gateway["spec"]["replicas"] == 3 and gateway["spec"]["strategy"] == {"type": "RollingUpdate"}
+    env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ASSAY_DATABASE_URL"]["value"] == "postgresql://pg.db.svc:5432/assay?sslmode=prefer"
+    assert env["PGUSER"]["valueFrom"]["secretKeyRef"] == {"name": "assay-db", "key": "username"}
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "assay-db", "key": "password"}
+    [claim] = by_kind(docs, "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    scaled = render(helm, "assay-system", *postgresql, "--set", "gateway.replicas=5")
+    assert (
+        next(d for d in by_kind(scaled, "Deployment") if d["metadata"]["name"] == "assay-gateway")["spec"]["replicas"]
+        == 5
+    )
+    default = render(helm, "assay-system")
+    gateway = next(d for d in by_kind(default, "Deployment") if d["metadata"]["name"] == "assay-gateway")
+    assert gateway["spec"]["replicas"] == 1 and gateway["spec"]["strategy"] == {"type": "Recreate"}
+    names = {e["name"] for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert not names & {"ASSAY_DATABASE_URL", "PGUSER", "PGPASSWORD", "ASSAY_OBJECTS_URL", "AWS_ACCESS_KEY_ID"}
+
+
+def test_objects_in_s3_take_their_credentials_from_a_secret_and_with_postgresql_need_no_volume(helm):
+    s3 = ["--set", "gateway.store.objects=s3", "--set", "gateway.store.s3.bucket=assay-results"]
+    s3 += ["--set", "gateway.store.s3.existingSecret=assay-s3", "--set", "gateway.store.s3.endpoint=http://weed:8333"]
+    postgresql = ["--set", "gateway.store.index=postgresql", "--set", "gateway.store.postgresql.host=pg"]
+    postgresql += ["--set", "gateway.store.postgresql.existingSecret=assay-db"]
+    docs = render(helm, "assay-system", *s3, *postgresql)
+    gateway = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "assay-gateway")
+    env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ASSAY_OBJECTS_URL"]["value"] == "s3://assay-results/assay?region=us-east-1&endpoint=http://weed:8333"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "assay-s3", "key": "access-key-id"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "assay-s3", "key": "secret-access-key"}
+    volumes = {v["name"]: v for v in gateway["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["store"] == {"name": "store", "emptyDir": {}} and not by_kind(docs, "PersistentVolumeClaim")
+    # The SQLite index still lives on the volume.
+    docs = render(helm, "assay-system", *s3)
+    assert by_kind(docs, "PersistentVolumeClaim")
 
 
 def test_default_render_is_accepted_by_the_api_server(cluster, helm, chart_crds, namespace):

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from assay.api.errors import install_error_handlers
 from assay.api.ops import GatewayMetrics, LoadTestProgress, install_request_metrics, ops_router
-from assay.api.store import RunRecord, Store
+from assay.api.store import RunRecord
 
 
 def samples(text: str, name: str) -> dict[tuple, float]:
@@ -23,8 +23,8 @@ def samples(text: str, name: str) -> dict[tuple, float]:
     return out
 
 
-def test_metrics_count_requests_by_route_and_runs_by_state(tmp_path):
-    store = Store(tmp_path / "store")
+def test_metrics_count_requests_by_route_and_runs_by_state(tmp_path, make_store):
+    store = make_store(tmp_path / "store")
     store.upsert_run(RunRecord(run_id="a", kind="LoadTest", project="p", owner_name="x", owner_uid="u1"))
     store.upsert_run(
         RunRecord(
@@ -68,12 +68,12 @@ def test_metrics_count_requests_by_route_and_runs_by_state(tmp_path):
     store.close()
 
 
-def test_running_load_tests_progress_gauges_sum_the_runs_name_no_tenant_and_end_with_the_run(tmp_path):
+def test_running_load_tests_progress_gauges_sum_the_runs_name_no_tenant_and_end_with_the_run(tmp_path, make_store):
     from tests.unit.test_progress_store import report
 
     from assay.api.store.progress import STALE_AFTER_SECONDS
 
-    store = Store(tmp_path / "store")
+    store = make_store(tmp_path / "store")
     for run_id, project, name in (("lt-1", "shop", "checkout"), ("lt-2", "shop", "search"), ("lt-3", "bank", "login")):
         store.upsert_run(RunRecord(run_id=run_id, kind="LoadTest", project=project, owner_name=name, owner_uid=run_id))
     now = time.time()

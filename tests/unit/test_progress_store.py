@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from assay.api.store import ProgressRecord, RunRecord, Store, merge_progress
+from assay.api.store import ProgressRecord, RunRecord, merge_progress
 from assay.api.store.progress import STALE_AFTER_SECONDS, progress_sample
 from assay.api.store.store import PROGRESS_MAX_AGE_SECONDS
 from assay.crds.contracts.histogram import Histogram
@@ -17,8 +17,8 @@ RUN = "checkout-1a2b3c4d"
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "store") as s:
+def store(tmp_path, make_store):
+    with make_store(tmp_path / "store") as s:
         yield s
 
 

@@ -28,6 +28,7 @@ from assay.api.services.runscope_results import (
     usage_window,
 )
 from assay.api.store import ResultIngest, RunRecord, Store
+from assay.api.store import backends
 from assay.api.store import store as store_module
 from tests.support.monitor_results import result_doc, upload
 
@@ -180,8 +181,8 @@ def test_usage_periods_default_to_the_last_day():
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "store") as s:
+def store(tmp_path, make_store):
+    with make_store(tmp_path / "store") as s:
         yield s
 
 
@@ -249,8 +250,8 @@ def test_the_window_is_exclusive_at_both_ends_newest_first_and_counted(store):
     assert window(since=None, before=None, count=3) == [40, 30, 20]
 
 
-def test_purged_runs_leave_the_list_and_the_counts(tmp_path):
-    with Store(tmp_path / "store", retention_days=1) as store:
+def test_purged_runs_leave_the_list_and_the_counts(tmp_path, make_store):
+    with make_store(tmp_path / "store", retention_days=1) as store:
         ingest = ResultIngest(store)
         t = time.time() - 1000
         for n in range(2):
@@ -344,7 +345,7 @@ def test_results_of_a_store_from_before_the_index_are_listed_after_the_upgrade(t
         today = datetime.fromtimestamp(t, timezone.utc).date()
         assert results.bucket_usage("shop", today - timedelta(days=1), today)["requests_count"] == 3
     with Store(root) as again:  # the upgrade ran once: the version says so
-        assert again._conn().execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+        assert again._conn().execute("PRAGMA user_version").fetchone()[0] == backends.SCHEMA_VERSION
 
 
 MANY = 5000

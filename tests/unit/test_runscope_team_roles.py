@@ -6,12 +6,11 @@ import pytest
 
 from assay.api.services import InvalidInput, NotFound
 from assay.api.services.runscope_teams import PERMISSIONS, RunscopeTeams, built_in_roles
-from assay.api.store import Store
 
 
 @pytest.fixture
-def teams(tmp_path):
-    with Store(tmp_path / "store") as store:
+def teams(tmp_path, make_store):
+    with make_store(tmp_path / "store") as store:
         yield RunscopeTeams(store)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -25,7 +26,14 @@ DAY = 86400.0
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, make_store):
+    with make_store(tmp_path / "store") as s:
+        yield s
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    """For what only SQLite has: its query plans, its pragmas."""
     with Store(tmp_path / "store") as s:
         yield s
 
@@ -62,11 +70,11 @@ def test_numbers_are_independent_per_project_and_per_counter(store):
     assert store.key_for_number("shop", "report/a", 1) == "run-1"
 
 
-def test_numbers_survive_reopening_the_store(tmp_path):
-    with Store(tmp_path / "s") as first:
+def test_numbers_survive_reopening_the_store(tmp_path, make_store):
+    with make_store(tmp_path / "s") as first:
         first.number_for("shop", "loadtest", "a")
         first.number_for("shop", "loadtest", "b")
-    with Store(tmp_path / "s") as again:
+    with make_store(tmp_path / "s") as again:
         assert again.number_for("shop", "loadtest", "b") == 2
         assert again.number_for("shop", "loadtest", "c") == 3
 
@@ -98,16 +106,18 @@ def test_threads_allocating_numbers_get_no_duplicates_and_no_gaps(store):
     assert sorted(n for numbers in results.values() for n in numbers) == list(range(1, 201))
 
 
-def _allocate_in_process(root: str, worker: int, queue) -> None:
-    with Store(Path(root)) as s:
+def _allocate_in_process(root: str, database_url: str | None, worker: int, queue) -> None:
+    with Store(Path(root), database_url=database_url) as s:
         queue.put([s.number_for("shop", "loadtest", f"w{worker}-{i}") for i in range(30)])
 
 
-def test_processes_sharing_the_store_allocate_distinct_numbers(tmp_path):
-    Store(tmp_path / "s").close()
+def test_processes_sharing_the_store_allocate_distinct_numbers(tmp_path, make_store, database_url):
+    make_store(tmp_path / "s").close()
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_allocate_in_process, args=(str(tmp_path / "s"), w, queue)) for w in range(3)]
+    procs = [
+        ctx.Process(target=_allocate_in_process, args=(str(tmp_path / "s"), database_url, w, queue)) for w in range(3)
+    ]
     for p in procs:
         p.start()
     numbers = [n for _ in procs for n in queue.get(timeout=60)]
@@ -186,8 +196,8 @@ def test_list_runs_is_newest_first_with_filters_and_paging(store):
     assert store.list_runs(project="nobody") == []
 
 
-def test_list_runs_uses_the_indexes(store):
-    conn = store._conn()
+def test_list_runs_uses_the_indexes(sqlite_store):
+    conn = sqlite_store._conn()
     for sql, args in (
         ("SELECT * FROM runs WHERE project=? ORDER BY created_at DESC, run_id DESC", ("shop",)),
         ("SELECT * FROM runs WHERE owner_uid=? ORDER BY created_at DESC, run_id DESC", ("u",)),
@@ -236,7 +246,7 @@ CRASH_SCRIPT = textwrap.dedent("""
     from assay.api.store import Store, files
 
     root, what, point = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    store = Store(root)
+    store = Store(root, database_url=os.environ.get("ASSAY_DATABASE_URL") or None)
 
     def hang(*args, **kwargs):
         print("inside", flush=True)
@@ -258,11 +268,12 @@ CRASH_SCRIPT = textwrap.dedent("""
 """)
 
 
-def crash_inside(root: Path, what: str, point: str) -> None:
+def crash_inside(root: Path, what: str, point: str, database_url: str | None) -> None:
     """Run the write `what` in a child and SIGKILL it while it waits at `point`."""
     child = subprocess.Popen(
         [sys.executable, "-c", CRASH_SCRIPT, str(root), what, point],
         cwd=REPO,
+        env={**os.environ, "ASSAY_DATABASE_URL": database_url or ""},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -275,12 +286,12 @@ def crash_inside(root: Path, what: str, point: str) -> None:
         child.wait(10)
 
 
-def test_a_writer_killed_mid_write_leaves_no_partial_document(tmp_path):
+def test_a_writer_killed_mid_write_leaves_no_partial_document(tmp_path, make_store, database_url):
     root = tmp_path / "store"
-    with Store(root) as s:
+    with make_store(root) as s:
         s.put_document("r1", "big.json", b"old")
-    crash_inside(root, "document", "fsync")
-    with Store(root) as s:
+    crash_inside(root, "document", "fsync", database_url)
+    with make_store(root) as s:
         assert s.get_document("r1", "big.json") == b"old"
         leftovers = [p for p in all_files(root) if p.name.startswith(".tmp-")]
         assert leftovers, "the crash should have left its temporary file"
@@ -288,32 +299,34 @@ def test_a_writer_killed_mid_write_leaves_no_partial_document(tmp_path):
         assert [p.name for p in all_files(root)] == [s.document_info("r1", "big.json").path.name]
 
 
-def test_a_writer_killed_after_the_rename_but_before_the_index_commit_keeps_the_old_document(tmp_path):
+def test_a_writer_killed_after_the_rename_but_before_the_index_commit_keeps_the_old_document(
+    tmp_path, make_store, database_url
+):
     root = tmp_path / "store"
-    with Store(root) as s:
+    with make_store(root) as s:
         s.put_document("r1", "big.json", b"old")
-    crash_inside(root, "document", "after_rename")
-    with Store(root) as s:
+    crash_inside(root, "document", "after_rename", database_url)
+    with make_store(root) as s:
         assert s.get_document("r1", "big.json") == b"old"
         assert [d.size for d in s.list_documents("r1")] == [3]
         assert len(all_files(root)) == 2, "the new file is in place but not referenced"
         assert s.sweep_temporaries() == 0, "too young: it could be a write in progress"
         assert s.sweep_temporaries(now=time.time() + 2 * 3600) == 1
         assert len(all_files(root)) == 1 and s.get_document("r1", "big.json") == b"old"
-        crash_inside(root, "document", "after_rename")
+        crash_inside(root, "document", "after_rename", database_url)
         data = b"n" * (8 << 20)
         s.put_document("r1", "big.json", data)
         assert s.get_document("r1", "big.json") == data
         assert len(all_files(root)) == 1, "the old version is gone once the new one is committed"
 
 
-def test_an_archive_killed_between_file_and_index_is_completed_once_by_the_retry(tmp_path):
+def test_an_archive_killed_between_file_and_index_is_completed_once_by_the_retry(tmp_path, make_store, database_url):
     root = tmp_path / "store"
     (tmp_path / "source.zip").write_bytes(b"PK-archive")
-    Store(root).close()
+    make_store(root).close()
     # Killed inside the index transaction, with the archive file already renamed into place.
-    crash_inside(root, "archive", "after_rename")
-    with Store(root) as s:
+    crash_inside(root, "archive", "after_rename", database_url)
+    with make_store(root) as s:
         assert s.list_archives() == []
         record = s.add_archive("r1", "result", tmp_path / "source.zip", loadtest_uid="lt-1", project="shop")
         assert record.number == 1 and record.path.read_bytes() == b"PK-archive"
@@ -399,9 +412,9 @@ def test_records_put_get_list_and_delete(store):
 # --- retention ----------------------------------------------------------------------------------
 
 
-def test_purge_removes_runs_finished_before_the_retention_with_their_files(tmp_path):
+def test_purge_removes_runs_finished_before_the_retention_with_their_files(tmp_path, make_store):
     now = 1_800_000_000.0
-    with Store(tmp_path / "s", retention_days=30) as s:
+    with make_store(tmp_path / "s", retention_days=30) as s:
         source = tmp_path / "a.zip"
         source.write_bytes(b"zip")
         s.upsert_run(run("old", state="succeeded", created_at=now - 40 * DAY, finished_at=now - 31 * DAY))
@@ -425,17 +438,17 @@ def test_purge_removes_runs_finished_before_the_retention_with_their_files(tmp_p
         assert s.purge_expired(now=now) == 0
 
 
-def test_retention_zero_keeps_everything(tmp_path):
-    with Store(tmp_path / "s", retention_days=0) as s:
+def test_retention_zero_keeps_everything(tmp_path, make_store):
+    with make_store(tmp_path / "s", retention_days=0) as s:
         s.upsert_run(run("old", state="succeeded", finished_at=1.0, created_at=1.0))
         assert s.purge_expired(now=time.time()) == 0
         assert s.get_run("old") is not None
 
 
-def test_an_interrupted_purge_finishes_on_the_next_call(tmp_path, monkeypatch):
+def test_an_interrupted_purge_finishes_on_the_next_call(tmp_path, monkeypatch, make_store):
     from assay.api.store import files
 
-    with Store(tmp_path / "s", retention_days=1) as s:
+    with make_store(tmp_path / "s", retention_days=1) as s:
         s.upsert_run(run("old", state="succeeded", finished_at=1.0, created_at=1.0))
         s.put_document("old", "shard-0.json", b"{}")
         real = s.runs_dir
@@ -452,11 +465,11 @@ def test_an_interrupted_purge_finishes_on_the_next_call(tmp_path, monkeypatch):
         assert not (real / "old").exists()
 
 
-def test_store_files_are_world_readable_and_the_index_is_wal(store):
-    path = store.put_document("r1", "a.json", b"{}")
+def test_store_files_are_world_readable_and_the_index_is_wal(sqlite_store):
+    path = sqlite_store.put_document("r1", "a.json", b"{}")
     assert oct(path.stat().st_mode & 0o777) == "0o644"
-    assert store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert sqlite_store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert sqlite_store._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_a_component_with_a_trailing_newline_is_not_a_file_name():

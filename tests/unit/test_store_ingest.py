@@ -5,6 +5,7 @@ tests/cluster/test_ingest.py)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -54,8 +55,8 @@ def shard_uploads(
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "store") as s:
+def store(tmp_path, make_store):
+    with make_store(tmp_path / "store") as s:
         yield s
 
 
@@ -195,10 +196,10 @@ def test_an_upload_for_another_project_or_owner_of_the_run_is_refused(store):
     assert store.get_document("checkout-aaaa", "shard-1.json") is None
 
 
-def test_last_shards_arriving_together_build_the_archives_once(tmp_path):
+def test_last_shards_arriving_together_build_the_archives_once(tmp_path, make_store):
     # Two ingests on two stores over the same folder: like two gateway processes, so the
     # in-process lock does not help and the store's transactions must.
-    stores = [Store(tmp_path / "store"), Store(tmp_path / "store")]
+    stores = [make_store(tmp_path / "store"), make_store(tmp_path / "store")]
     try:
         ingests = [ResultIngest(s) for s in stores]
         for attempt in range(3):
@@ -235,7 +236,7 @@ CRASH_SCRIPT = textwrap.dedent("""
     from assay.api.store import ResultIngest, Store, Upload
 
     root, crash_after = Path(sys.argv[1]), sys.argv[2]
-    store = Store(root)
+    store = Store(root, database_url=os.environ.get("ASSAY_DATABASE_URL") or None)
     ingest = ResultIngest(store)
     real_add = store.add_archive
     real_upsert = store.upsert_run
@@ -258,9 +259,11 @@ CRASH_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("crash_after", ["result", "report", "archives"])
-def test_a_gateway_dying_between_the_steps_of_finishing_a_run_is_completed_exactly_once(tmp_path, crash_after):
+def test_a_gateway_dying_between_the_steps_of_finishing_a_run_is_completed_exactly_once(
+    tmp_path, crash_after, make_store, database_url
+):
     root = tmp_path / "store"
-    Store(root).close()
+    make_store(root).close()
     uploads = shard_uploads("checkout-aaaa")
     lines = "".join(json.dumps({**u.__dict__, "data": u.data.decode()}) + "\n" for u in uploads)
     child = subprocess.run(
@@ -269,10 +272,11 @@ def test_a_gateway_dying_between_the_steps_of_finishing_a_run_is_completed_exact
         text=True,
         capture_output=True,
         cwd=REPO,
+        env={**os.environ, "ASSAY_DATABASE_URL": database_url or ""},
         timeout=120,
     )
     assert child.returncode == 9, child.stderr
-    with Store(root) as store:
+    with make_store(root) as store:
         run = store.get_run("checkout-aaaa")
         assert run.state == "running" and run.shards_received == 2
         # The runner's retry of its last shard (or recover() at start-up) finishes the run.
@@ -286,9 +290,9 @@ def test_a_gateway_dying_between_the_steps_of_finishing_a_run_is_completed_exact
         assert [(a.kind, a.number) for a in accepted.archives] == [("report", 2), ("result", 2)]
 
 
-def test_recover_finishes_runs_left_complete_but_unfinished(tmp_path):
+def test_recover_finishes_runs_left_complete_but_unfinished(tmp_path, make_store, database_url):
     root = tmp_path / "store"
-    Store(root).close()
+    make_store(root).close()
     uploads = shard_uploads("checkout-aaaa")
     lines = "".join(json.dumps({**u.__dict__, "data": u.data.decode()}) + "\n" for u in uploads)
     subprocess.run(
@@ -297,9 +301,10 @@ def test_recover_finishes_runs_left_complete_but_unfinished(tmp_path):
         text=True,
         capture_output=True,
         cwd=REPO,
+        env={**os.environ, "ASSAY_DATABASE_URL": database_url or ""},
         timeout=120,
     )
-    with Store(root) as store:
+    with make_store(root) as store:
         assert ResultIngest(store).recover() == ["checkout-aaaa"]
         assert store.get_run("checkout-aaaa").state == "succeeded"
         assert [(a.kind, a.number) for a in store.list_archives()] == [("report", 1), ("result", 1)]
@@ -439,10 +444,10 @@ def suite_upload(run_id: str, name: str, size: int, project: str = "shop") -> Up
     )
 
 
-def test_racing_uploads_cannot_pass_a_quota_together_and_the_losers_leave_no_file(tmp_path):
+def test_racing_uploads_cannot_pass_a_quota_together_and_the_losers_leave_no_file(tmp_path, make_store):
     # Two stores over the same folder, like two gateway processes: only the transaction that
     # records a document can tell how many are stored.
-    stores = [Store(tmp_path / "store"), Store(tmp_path / "store")]
+    stores = [make_store(tmp_path / "store"), make_store(tmp_path / "store")]
     quota = Quota(namespace_documents=5, namespace_bytes=10_000)
     try:
         ingests = [ResultIngest(s, quota=quota) for s in stores]
