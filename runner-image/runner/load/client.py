@@ -217,6 +217,24 @@ class Response:
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: at most one request in flight."""
 
+    # A connection per virtual user: slots keep an idle user's memory low (no __dict__).
+    __slots__ = (
+        "loop",
+        "transport",
+        "parser",
+        "closed",
+        "waiter",
+        "keep_body",
+        "head",
+        "headers",
+        "body",
+        "received",
+        "status",
+        "headers_done",
+        "keep_alive",
+        "fresh_parser",
+    )
+
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.transport: Optional[asyncio.Transport] = None
