@@ -245,7 +245,7 @@ def seed_store(store_dir: Path, runs: int, uids: dict[str, str], log) -> float:
     return time.perf_counter() - started
 
 
-def start_gateway(store_dir: Path, kubeconfig: str, port: int, log_path: Path) -> subprocess.Popen:
+def start_gateway(store_dir: Path, kubeconfig: str, port: int, log_path: Path, cached: bool) -> subprocess.Popen:
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -256,6 +256,7 @@ def start_gateway(store_dir: Path, kubeconfig: str, port: int, log_path: Path) -
         "ASSAY_KUBECONFIG": kubeconfig,
         "ASSAY_LOG_FORMAT": "json",
         "ASSAY_RETENTION_DAYS": "0",
+        "ASSAY_WATCH_CACHE": "true" if cached else "false",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "assay.api", "--port", str(port)],
@@ -297,6 +298,46 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))]
 
 
+def measure_gateway(url: str, client_id: str, client_secret: str, args) -> list[dict]:
+    token = wait_for(
+        "an access token",
+        lambda: (lambda r: r.json().get("access_token") if r.status_code == 200 else None)(
+            httpx.post(
+                url + "/oauth/token",
+                data={
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                    "grant_type": "client_credentials",
+                    "scope": SCOPES,
+                },
+            )
+        ),
+    )
+    base = f"{url}/public/api/v1/orgs/{ORG}/projects/{PROJECT}/loadTests"
+    rows = []
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        listing = client.get(base).json()
+        numbers = [t["number"] for t in listing["loadTests"]]
+        assert len(numbers) == args.loadtests, listing
+        for label, urls in (
+            ("GET /loadTests", [base]),
+            ("GET /loadTests/{n}/status", [f"{base}/{n}/status" for n in numbers]),
+        ):
+            samples = measure(client, urls, args.n, args.warmup)
+            rows.append(
+                {
+                    "endpoint": label,
+                    "requests": len(samples),
+                    "p50Ms": percentile(samples, 50),
+                    "p99Ms": percentile(samples, 99),
+                    "meanMs": statistics.fmean(samples),
+                    "maxMs": max(samples),
+                    "rps": len(samples) / (sum(samples) / 1000),
+                }
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10_000, help="runs seeded into the store")
@@ -327,58 +368,31 @@ def main() -> None:
         seed_seconds = seed_store(work / "store", args.runs, uids, log)
         log(f"  {seed_seconds:.1f}s")
 
-        port = _load_localkube().free_port() if localkube is None else localkube.free_port()
-        gateway = start_gateway(work / "store", kubeconfig, port, work / "gateway.log")
-        url = f"http://127.0.0.1:{port}"
-        token = wait_for(
-            "an access token",
-            lambda: (lambda r: r.json().get("access_token") if r.status_code == 200 else None)(
-                httpx.post(
-                    url + "/oauth/token",
-                    data={
-                        "client_id": client_id,
-                        "client_secret": client_secret,
-                        "grant_type": "client_credentials",
-                        "scope": SCOPES,
-                    },
-                )
-            ),
-        )
-        base = f"{url}/public/api/v1/orgs/{ORG}/projects/{PROJECT}/loadTests"
-        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-            listing = client.get(base).json()
-            numbers = [t["number"] for t in listing["loadTests"]]
-            assert len(numbers) == args.loadtests, listing
-            rows = []
-            for label, urls in (
-                ("GET /loadTests", [base]),
-                ("GET /loadTests/{n}/status", [f"{base}/{n}/status" for n in numbers]),
-            ):
-                samples = measure(client, urls, args.n, args.warmup)
-                rows.append(
-                    {
-                        "endpoint": label,
-                        "requests": len(samples),
-                        "p50Ms": percentile(samples, 50),
-                        "p99Ms": percentile(samples, 99),
-                        "meanMs": statistics.fmean(samples),
-                        "maxMs": max(samples),
-                        "rps": len(samples) / (sum(samples) / 1000),
-                    }
-                )
+        rows = []
+        for mode, cached in (("direct", False), ("cache", True)):
+            port = _load_localkube().free_port() if localkube is None else localkube.free_port()
+            gateway = start_gateway(work / "store", kubeconfig, port, work / f"gateway-{mode}.log", cached)
+            rows += [
+                {"mode": mode, **row}
+                for row in measure_gateway(f"http://127.0.0.1:{port}", client_id, client_secret, args)
+            ]
+            gateway.terminate()
+            gateway.wait(15)
+            gateway = None
         print(
             f"\nXTC gateway latency: {args.runs:,} runs and {2 * args.runs:,} archives in the store, "
-            f"{args.loadtests} LoadTests, one request at a time, {args.n} requests each\n"
+            f"{args.loadtests} LoadTests, one request at a time, {args.n} requests each; LoadTests read "
+            "from the API server on every call (direct) and from the watch-fed cache (cache)\n"
         )
         print(
-            f"| {'endpoint':<26} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'mean ms':>7} | "
+            f"| {'endpoint':<26} | {'reads':<6} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'mean ms':>7} | "
             f"{'max ms':>7} | {'req/s':>6} |"
         )
-        print(f"|{'-' * 28}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 8}|")
-        for row in rows:
+        print(f"|{'-' * 28}|{'-' * 8}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 8}|")
+        for row in sorted(rows, key=lambda r: (r["endpoint"], r["mode"] != "direct")):
             print(
-                f"| {row['endpoint']:<26} | {row['requests']:>8} | {row['p50Ms']:>7.2f} | {row['p99Ms']:>7.2f} | "
-                f"{row['meanMs']:>7.2f} | {row['maxMs']:>7.2f} | {row['rps']:>6.0f} |"
+                f"| {row['endpoint']:<26} | {row['mode']:<6} | {row['requests']:>8} | {row['p50Ms']:>7.2f} | "
+                f"{row['p99Ms']:>7.2f} | {row['meanMs']:>7.2f} | {row['maxMs']:>7.2f} | {row['rps']:>6.0f} |"
             )
         if args.json:
             Path(args.json).write_text(
