@@ -52,9 +52,9 @@ def status_written(kind: str, owner: dict, before: dict, after: dict, logger: lo
         runs = finished_runs(kind, before or {}, after or {})
         for _, result, duration in runs:
             metrics.run_finished(kind, result, duration)
-        if kind == "Monitor" and runs:
-            # Most Monitors send nothing: asking the owner as written spares the notifier a
-            # read of each of them per run (10,000 a minute at scale).
+        if kind == "Monitor" and runs and notify.has_notifications(owner.get("spec") or {}):
+            # Most Monitors send nothing: asking the owner as written (as monitor.monitor_seen
+            # does) spares the notifier a read of each of them per run (10,000 a minute at scale).
             written = {**owner, "status": {**before, **after}}
             mail = bool(get_settings().smtp_host)
             wanted = [run_id for run_id, _, _ in runs if notify.has_something_to_send(written, run_id, mail)]

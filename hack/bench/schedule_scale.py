@@ -38,6 +38,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -126,9 +127,10 @@ def schedule(name: str, target: str) -> dict:
 
 
 def apply(kube: Kube, namespace: str, objects: list[dict]) -> None:
+    # create, not apply: the namespaces are new, and apply would read each object first.
     for start in range(0, len(objects), 250):
         kube(
-            "apply",
+            "create",
             "-n",
             namespace,
             "-f",
@@ -152,8 +154,8 @@ class Load:
     """CPU and requests between two moments: the API server's from its /metrics, a local
     process's from /proc, the machine's from /proc/stat."""
 
-    def __init__(self, kube: Kube, operator_pid: int):
-        self.kube, self.operator_pid = kube, operator_pid
+    def __init__(self, kube: Kube, operator_pid: int, pods_pid: int | None = None):
+        self.kube, self.operator_pid, self.pods_pid = kube, operator_pid, pods_pid
 
     def sample(self) -> dict:
         cpu, requests = 0.0, {}
@@ -170,6 +172,8 @@ class Load:
             "apiserver_cpu": cpu,
             "requests": requests,
             "operator_cpu": _process_cpu(self.operator_pid),
+            "pods_cpu": _process_cpu(self.pods_pid, children=True) if self.pods_pid else 0.0,
+            "self_cpu": sum(os.times()[:2]),
             "machine_busy": sum(fields) - fields[3] - fields[4],  # all but idle and iowait
             "machine_all": sum(fields),
             "at": time.monotonic(),
@@ -183,39 +187,116 @@ class Load:
             "apiserver_cpu_s": round(after["apiserver_cpu"] - before["apiserver_cpu"], 1),
             "requests": {v: int(n) for v, n in sorted(requests.items()) if n >= 1},
             "operator_cpu_s": round(after["operator_cpu"] - before["operator_cpu"], 1),
+            "pods_cpu_s": round(after["pods_cpu"] - before["pods_cpu"], 1),
+            "writer_cpu_s": round(after["self_cpu"] - before["self_cpu"], 1),
             "machine_busy_cores": round((after["machine_busy"] - before["machine_busy"]) / ticks * os.cpu_count(), 2)
             if ticks
             else 0.0,
         }
 
 
-def _process_cpu(pid: int) -> float:
+def _process_cpu(pid: int, children: bool = False) -> float:
+    """utime + stime; with `children`, also of the children it has reaped (the node agent's
+    pods, each a local process)."""
     with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        fields = [int(v) for v in stat.read().rsplit(")", 1)[1].split()[11:15]]
+    return sum(fields if children else fields[:2]) / os.sysconf("SC_CLK_TCK")
 
 
-def create_all(kube: Kube, namespaces: dict[str, list[str]], url: str) -> None:
+def create_all(kube: Kube, namespaces: dict[str, list[str]], url: str, schedules: bool = True) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     def one(namespace: str) -> None:
         new_namespace(kube, namespace)
         names = namespaces[namespace]
         apply(kube, namespace, [monitor(name, url) for name in names])
-        apply(kube, namespace, [schedule(f"every-{name}", name) for name in names])
+        if schedules:
+            apply(kube, namespace, [schedule(f"every-{name}", name) for name in names])
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(one, namespaces))
 
 
+def split(prefix: str, n: int, per_namespace: int) -> dict[str, list[str]]:
+    count = -(-n // per_namespace)
+    return {
+        f"{prefix}-{n}-{k}": [f"m{i:05d}" for i in range(k * per_namespace, min(n, (k + 1) * per_namespace))]
+        for k in range(count)
+    }
+
+
+def run_entry(name: str, minute: str) -> dict:
+    return {
+        "runId": f"{name}-{minute}",
+        "phase": "Succeeded",
+        "result": "Passed",
+        "startTime": f"{minute}:01Z",
+        "completionTime": f"{minute}:02Z",
+        "responseTimeMs": 3,
+        "schedule": f"every-{name}",
+        "message": f"run {name}-{minute} scheduled by every-{name}: passed",
+    }
+
+
+def measure_recording(kube: Kube, n: int, url: str, per_namespace: int, load: Load) -> dict:
+    """N runs recorded by the operator's own write path (ticks.write_runs: the shared, bounded
+    writers on the one client), as for N namespaces' ticks finishing at once, with no tick
+    pods competing for the CPU: what recording alone costs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import kubernetes
+
+    from assay.operator import kube as operator_kube
+    from assay.operator import ticks
+    from assay.operator.settings import get_settings
+
+    namespaces = split("record", n, per_namespace)
+    t0 = time.monotonic()
+    create_all(kube, namespaces, url, schedules=False)
+    operator_kube.load_cluster_config = lambda: kubernetes.config.load_kube_config(config_file=kube.env["KUBECONFIG"])
+    operator_kube.configure()
+    listed = {}
+    for namespace in namespaces:
+        listed[namespace] = {
+            ("Monitor", m["metadata"]["name"]): m for m in operator_kube.list_custom("monitors", namespace)
+        }
+    log(f"N={n}: created in {len(namespaces)} namespace(s) in {time.monotonic() - t0:.0f}s")
+    time.sleep(10)  # the operator's handling of the creations settles
+    minute = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M")
+    before = load.sample()
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(namespaces)) as tick_handlers:
+        written = sum(
+            tick_handlers.map(
+                lambda ns: ticks.write_runs(
+                    ns, [("Monitor", m, run_entry(m, minute)) for m in namespaces[ns]], listed[ns], _log
+                ),
+                namespaces,
+            )
+        )
+    seconds = time.monotonic() - started
+    after = load.sample()
+    for namespace in namespaces:
+        kube("delete", "namespace", namespace, "--wait=false")
+    return {
+        "n": n,
+        "namespaces": len(namespaces),
+        "writers": get_settings().status_writers,
+        "written": written,
+        "seconds": round(seconds, 1),
+        "per_second": round(written / seconds),
+        **Load.between(before, after),
+    }
+
+
+_log = logging.getLogger("bench")
+
+
 def measure_ticks(kube: Kube, n: int, url: str, per_namespace: int, load: Load) -> dict:
     from assay.crds.contracts.tick import members_of
 
-    count = -(-n // per_namespace)
-    namespaces = {
-        f"tick-{n}-{k}": [f"m{i:05d}" for i in range(k * per_namespace, min(n, (k + 1) * per_namespace))]
-        for k in range(count)
-    }
+    namespaces = split("tick", n, per_namespace)
+    count = len(namespaces)
     t0 = time.monotonic()
     create_all(kube, namespaces, url)
 
@@ -321,10 +402,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,2000,5000,10000")
     parser.add_argument("--per-namespace", type=int, default=1000, help="Monitors per namespace")
     parser.add_argument("--per-pod", type=int, default=0, help="Monitors run one pod each, for comparison")
+    parser.add_argument(
+        "--record-only",
+        action="store_true",
+        help="no Schedules or tick pods: N runs recorded at once by the operator's write path",
+    )
     parser.add_argument("--kubeconfig", help="an existing cluster instead of a fresh local one")
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args()
-    localkube, state_dir = None, None
+    localkube, state_dir, pods_pid = None, None, None
     if args.kubeconfig:
         kube, kubeconfig = Kube(args.kubeconfig, None), args.kubeconfig
     else:
@@ -333,6 +419,7 @@ def main() -> None:
         state = localkube.up(state_dir, log=log)
         kubeconfig = state.kubeconfig
         kube = Kube(kubeconfig, localkube.kube_bin_dir())
+        pods_pid = next((pid for name, pid in state.pids.items() if name.startswith("nodeagent-")), None)
     operator = None
     try:
         crds = sorted(str(p) for p in (REPO / "crds").glob("*.yaml"))
@@ -349,8 +436,32 @@ def main() -> None:
         from assay.operator.settings import OperatorSettings
 
         chunk = OperatorSettings().tick_chunk
-        load = Load(kube, operator.pid)
+        load = Load(kube, operator.pid, pods_pid)
         rows, per_pod = [], None
+        if args.record_only:
+            for n in (int(s) for s in args.sizes.split(",") if s):
+                row = measure_recording(kube, n, "http://127.0.0.1:9", args.per_namespace, load)
+                log(f"recording: {row}")
+                rows.append(row)
+            print(
+                f"\nN runs recorded at once by ticks.write_runs, {args.per_namespace} Monitors per namespace, "
+                "one tick handler per namespace, no tick pods:\n"
+            )
+            print(
+                "| Monitors | namespaces | writers | all written s | statuses/s | API server CPU s "
+                "| API server requests (by verb) | writer CPU s | operator CPU s (its watch events) | machine busy cores |"
+            )
+            print("|---|---|---|---|---|---|---|---|---|---|")
+            for r in rows:
+                verbs = ", ".join(f"{v} {c:,}" for v, c in r["requests"].items())
+                print(
+                    f"| {r['n']:,} | {r['namespaces']} | {r['writers']} | {r['seconds']} | {r['per_second']:,} | "
+                    f"{r['apiserver_cpu_s']} | {sum(r['requests'].values()):,} ({verbs}) | {r['writer_cpu_s']} | "
+                    f"{r['operator_cpu_s']} | {r['machine_busy_cores']} |"
+                )
+            if args.json:
+                Path(args.json).write_text(json.dumps({"recording": rows}, indent=2))
+            return
         with CountingTarget() as target:
             if args.per_pod:
                 per_pod = measure_per_pod(kube, args.per_pod, target.url)
@@ -368,15 +479,16 @@ def main() -> None:
         print(
             "| Monitors | namespaces | pods per tick | tick s (slowest Job start -> complete) "
             "| recorded s (after the minute) | all recorded in the minute | passed | API server CPU s "
-            "| API server requests (by verb) | operator CPU s | machine busy cores |"
+            "| API server requests (by verb) | operator CPU s | tick pods CPU s | machine busy cores |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             verbs = ", ".join(f"{v} {c:,}" for v, c in r["requests"].items())
             print(
                 f"| {r['n']:,} | {r['namespaces']} | {r['pods']} | {r['tick_s']} | {r['recorded_s']} | "
                 f"{'yes' if r['in_minute'] else 'no'} | {r['passed']:,}/{r['n']:,} | {r['apiserver_cpu_s']} | "
-                f"{sum(r['requests'].values()):,} ({verbs}) | {r['operator_cpu_s']} | {r['machine_busy_cores']} |"
+                f"{sum(r['requests'].values()):,} ({verbs}) | {r['operator_cpu_s']} | {r['pods_cpu_s']} | "
+                f"{r['machine_busy_cores']} |"
             )
         fits = [r["n"] for r in rows if r["in_minute"]]
         print(f"\nLargest N recorded inside the minute: {max(fits) if fits else 'none'}")
