@@ -344,7 +344,8 @@ class WatchCache(ResourceWatcher):
 
     def list(self, namespace: str | None, label_selector: str = "") -> list[dict] | None:
         """The objects as the API server would list them; None when the cache cannot answer
-        (not listed yet, its watch broken, or a selector it does not read)."""
+        (not listed yet, its watch broken, or a selector it does not read). The objects are
+        the cache's own, shared with every caller: read them, never change them."""
         wanted = parse_selector(label_selector)
         if wanted is None or not self.serving:
             return None

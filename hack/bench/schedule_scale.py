@@ -319,7 +319,7 @@ def measure_ticks(kube: Kube, n: int, url: str, per_namespace: int, load: Load) 
     def recorded():
         done, monitors = 0, []
         for namespace in namespaces:
-            listed = kube.items("monitor", namespace)
+            listed = kube.items("monitor", namespace, "--show-managed-fields")
             monitors += listed
             done += sum(
                 1
