@@ -1,7 +1,8 @@
 """How many Monitors the operator runs every minute: scheduled ticks versus one pod per run.
 
     .venv/bin/python hack/bench/schedule_scale.py [--sizes 1000,2000,5000,10000] [--per-namespace 1000]
-                                                  [--per-pod 0] [--kubeconfig FILE] [--json OUT]
+                                                  [--record-only] [--per-pod 0] [--kubeconfig FILE]
+                                                  [--json OUT]
 
 What it sets up, all real: a fresh control plane (`hack/localkube.py` in a temporary folder:
 etcd, kube-apiserver, kube-controller-manager with its CronJob controller, one node agent
@@ -26,6 +27,12 @@ the operator has put every Monitor into its namespace's tick group, the next min
   its /metrics, the operator's CPU seconds (/proc), and the machine's busy cores.
 
 The namespaces are then deleted (the CronJobs go with them) before the next size.
+
+With --record-only there are no Schedules and no tick pods: N runs are recorded at once
+through the operator's own write path (ticks.write_runs, its shared bounded writers on its
+one client, called from this process with one thread per namespace as the tick Job handlers
+would), with the same load figures and this process's CPU as the writer's: what recording
+costs alone. The results are in operator/README.md ("Scale, measured").
 
 For comparison, --per-pod Monitors are run the existing way, one requested run each
 (`assay.dev/run-request`, one Job and pod per Monitor), all requested at once: the time
@@ -470,8 +477,6 @@ def main() -> None:
                 row = measure_ticks(kube, n, target.url, args.per_namespace, load)
                 log(f"ticks: {row}")
                 rows.append(row)
-                if not row["in_minute"]:
-                    break
         print(
             f"\nScheduled Monitors, all on 1m, {args.per_namespace} per namespace (chunk {chunk} per pod; "
             "load from the scheduled minute to the last status recorded):\n"
