@@ -19,6 +19,7 @@ from .bodies import install_body_limits
 from .errors import install_error_handlers
 from .kube import KubeClient
 from .ops import GatewayMetrics, install_request_metrics, ops_router
+from .services.loadtests import PLURAL as LOADTESTS
 from .services.outbound import Outbound
 from .routers import dashboard, ingest, loadmill, oauth, runscope, runscope_results, runscope_teams, vng, xtc
 from .settings import GatewaySettings
@@ -54,7 +55,7 @@ class Services:
 
 
 def build_services(settings: GatewaySettings) -> Services:
-    kube = KubeClient(settings.kubeconfig)
+    kube = KubeClient(settings.kubeconfig, cached=(LOADTESTS,) if settings.watch_cache else ())
     database_url = settings.database_url.get_secret_value() if settings.database_url else None
     store = Store(
         settings.store_dir,

@@ -71,6 +71,9 @@ class GatewaySettings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     kubeconfig: Path | None = None
     """Out-of-cluster only; in a pod the service account is used."""
+    watch_cache: bool = True
+    """LoadTest lists and statuses are read from a cache a watch keeps current (kube.WatchCache);
+    false reads the API server on every call."""
 
 
 @lru_cache

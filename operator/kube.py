@@ -16,9 +16,10 @@ from kubernetes.client.rest import ApiException
 
 from .names import GROUP, VERSION
 
-POOL_SIZE = 32
-"""Connections kept open: Kopf's handler threads and the tick writers (ticks.WRITERS) share
-them; past it urllib3 opens extra connections and drops them after use."""
+POOL_SIZE = 96
+"""Connections kept open: Kopf's handler threads and the tick writers (at most 64,
+settings.status_writers) share them; past it urllib3 opens extra connections and drops them
+after use."""
 
 _client: kubernetes.client.ApiClient | None = None
 _apis: dict[type, object] = {}

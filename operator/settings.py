@@ -53,6 +53,9 @@ class OperatorSettings(BaseSettings):
     """A tick the CronJob controller could not start within this many seconds is skipped."""
     tick_history_limit: int = Field(2, ge=1, le=10)
     """Finished tick Jobs the CronJob keeps (successful and failed each)."""
+    status_writers: int = Field(16, ge=1, le=64)
+    """Status writes of finished ticks in flight at once, over every namespace's ticks together
+    (ticks.py): the bound on what recording a tick asks of the API server at any moment."""
 
     # Notifications after each Monitor run (notify.py): webhooks and e-mail.
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)

@@ -11,6 +11,11 @@ finished runs without Jobs of the Monitor's own.
 
 A tick pod that left no outcomes (killed, out of memory) records nothing for its members;
 the Job's failure is logged.
+
+The writes of every tick, whichever namespace it ran in, share one pool of
+settings.status_writers threads (`write_runs`): ticks of many namespaces finishing in the
+same minute are written concurrently, and never more at once than that bound, over the one
+connection pool of kube.py.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import kopf
@@ -36,7 +42,6 @@ from .tickresults import outcomes_of, retry_request, tick_entries, with_schedule
 MONITORS = "monitors"
 SUITES = "testsuites"
 SCHEDULES = "schedules"
-WRITERS = 8
 REMEMBERED_JOBS = 1000
 
 
@@ -60,12 +65,44 @@ def record_run(
     return True
 
 
+_writers: ThreadPoolExecutor | None = None
+_writers_lock = threading.Lock()
+
+
+def writers() -> ThreadPoolExecutor:
+    global _writers
+    with _writers_lock:
+        if _writers is None:
+            _writers = ThreadPoolExecutor(get_settings().status_writers, thread_name_prefix="assay-status")
+        return _writers
+
+
+def write_runs(namespace: str, entries: list[tuple[str, str, dict]], listed: dict, logger: logging.Logger) -> int:
+    """Record each (kind, owner name, entry) on the shared writers; how many were written.
+    `listed` has the owners as listed, by (kind, name)."""
+    limit = get_settings().run_history_limit
+    futures = [
+        writers().submit(record_run, namespace, kind, name, entry, limit, logger, listed.get((kind, name)))
+        for kind, name, entry in entries
+    ]
+    written, failed = 0, None
+    for future in futures:
+        try:
+            written += future.result()
+        except Exception as exc:  # noqa: BLE001  (the others are written; the first failure is raised)
+            failed = failed or exc
+    if failed is not None:
+        raise failed
+    return written
+
+
 _done: collections.OrderedDict[str, None] = collections.OrderedDict()
 _done_lock = threading.Lock()
 
 
 def record_tick(namespace: str, job: dict, logger: logging.Logger) -> int:
     """Record every member run of a finished tick Job; returns how many were written."""
+    started = time.monotonic()
     pods = kube.list_job_pods(namespace, job["metadata"]["name"])
     outcomes, problems = outcomes_of(pods)
     for problem in problems:
@@ -79,10 +116,10 @@ def record_tick(namespace: str, job: dict, logger: logging.Logger) -> int:
         for o in owners
     }
     entries = tick_entries(job, outcomes, monitors, kube.list_custom(SCHEDULES, namespace), suites)
-    limit = get_settings().run_history_limit
-    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        written = sum(pool.map(lambda item: record_run(namespace, *item, limit, logger, listed.get(item[:2])), entries))
-    logger.info(f"tick {job['metadata']['name']}: {len(outcomes)} runs, {written} recorded")
+    written = write_runs(namespace, entries, listed, logger)
+    logger.info(
+        f"tick {job['metadata']['name']}: {len(outcomes)} runs, {written} recorded in {time.monotonic() - started:.1f}s"
+    )
     for kind, name, entry in entries:
         monitor = listed.get((kind, name)) if kind == "Monitor" else None
         request = retry_request(monitor, entry) if monitor is not None else None

@@ -1,25 +1,38 @@
-"""How many Monitors one namespace can run every minute: scheduled ticks versus one pod per run.
+"""How many Monitors the operator runs every minute: scheduled ticks versus one pod per run.
 
-    .venv/bin/python hack/bench/schedule_scale.py [--sizes 50,200,500,1000] [--per-pod 20]
-                                                  [--kubeconfig FILE] [--json OUT]
+    .venv/bin/python hack/bench/schedule_scale.py [--sizes 1000,2000,5000,10000] [--per-namespace 1000]
+                                                  [--record-only] [--per-pod 0] [--kubeconfig FILE]
+                                                  [--json OUT]
 
 What it sets up, all real: a fresh control plane (`hack/localkube.py` in a temporary folder:
 etcd, kube-apiserver, kube-controller-manager with its CronJob controller, one node agent
 running pods as local processes), the CRDs, the operator (`python -m assay.operator`, all
 namespaces, no gateway: results go to the Monitors' status only) and a loopback HTTP target.
 
-For each N of --sizes, in a namespace of its own: N Monitors, each one GET to the target with
-a status assertion, and N Schedules on `1m`. Once the operator has put all N into the tick
-group's ConfigMap, the next tick the CronJob controller starts is measured:
+For each N of --sizes, spread over ceil(N / --per-namespace) namespaces of their own: N
+Monitors, each one GET to the target with a status assertion, and N Schedules on `1m`. Once
+the operator has put every Monitor into its namespace's tick group, the next minute's ticks
+(one Job per namespace, all scheduled for the same minute) are measured:
 
-* pods: the tick Job's pods (ceil(N / chunk));
-* tick s: the Job's startTime -> completionTime (pod start, N runs, termination messages);
-* recorded s: the tick's scheduled minute -> the moment every Monitor's status.lastRun is
-  that tick's run (the Job's creation, the runs, and N status writes by the operator);
+* pods: the tick Jobs' pods (ceil(N / chunk) per namespace);
+* tick s: the slowest Job's startTime -> completionTime (pod start, the runs, termination
+  messages);
+* recorded s: the scheduled minute -> the last Monitor's status write of that tick's run
+  (the Jobs' creation, the runs, and N status writes by the operator), to the second, from
+  the status writes' managedFields times;
 * in the minute: every Monitor recorded within 60 s of the scheduled minute, so the next
-  tick finds nothing left over.
+  tick finds nothing left over;
+* from the scheduled minute to the last status recorded: the API server's CPU seconds
+  (`process_cpu_seconds_total`) and its requests by verb (`apiserver_request_total`) from
+  its /metrics, the operator's CPU seconds (/proc), and the machine's busy cores.
 
-The namespace is then deleted (the CronJob goes with it) before the next size.
+The namespaces are then deleted (the CronJobs go with them) before the next size.
+
+With --record-only there are no Schedules and no tick pods: N runs are recorded at once
+through the operator's own write path (ticks.write_runs, its shared bounded writers on its
+one client, called from this process with one thread per namespace as the tick Job handlers
+would), with the same load figures and this process's CPU as the writer's: what recording
+costs alone. The results are in operator/README.md ("Scale, measured").
 
 For comparison, --per-pod Monitors are run the existing way, one requested run each
 (`assay.dev/run-request`, one Job and pod per Monitor), all requested at once: the time
@@ -32,6 +45,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -120,9 +134,10 @@ def schedule(name: str, target: str) -> dict:
 
 
 def apply(kube: Kube, namespace: str, objects: list[dict]) -> None:
+    # create, not apply: the namespaces are new, and apply would read each object first.
     for start in range(0, len(objects), 250):
         kube(
-            "apply",
+            "create",
             "-n",
             namespace,
             "-f",
@@ -142,69 +157,224 @@ def new_namespace(kube: Kube, name: str) -> None:
     )
 
 
-def measure_ticks(kube: Kube, n: int, url: str) -> dict:
-    namespace = f"tick-{n}"
-    new_namespace(kube, namespace)
-    names = [f"m{i:04d}" for i in range(n)]
+class Load:
+    """CPU and requests between two moments: the API server's from its /metrics, a local
+    process's from /proc, the machine's from /proc/stat."""
+
+    def __init__(self, kube: Kube, operator_pid: int, pods_pid: int | None = None):
+        self.kube, self.operator_pid, self.pods_pid = kube, operator_pid, pods_pid
+
+    def sample(self) -> dict:
+        cpu, requests = 0.0, {}
+        for line in self.kube("get", "--raw", "/metrics").splitlines():
+            if line.startswith("process_cpu_seconds_total "):
+                cpu = float(line.split()[1])
+            elif line.startswith("apiserver_request_total{"):
+                labels, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
+                verb = next((p.split("=", 1)[1].strip('"') for p in labels.split(",") if p.startswith("verb=")), "?")
+                requests[verb] = requests.get(verb, 0) + float(value)
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        return {
+            "apiserver_cpu": cpu,
+            "requests": requests,
+            "operator_cpu": _process_cpu(self.operator_pid),
+            "pods_cpu": _process_cpu(self.pods_pid, children=True) if self.pods_pid else 0.0,
+            "self_cpu": sum(os.times()[:2]),
+            "machine_busy": sum(fields) - fields[3] - fields[4],  # all but idle and iowait
+            "machine_all": sum(fields),
+            "at": time.monotonic(),
+        }
+
+    @staticmethod
+    def between(before: dict, after: dict) -> dict:
+        requests = {v: after["requests"].get(v, 0) - before["requests"].get(v, 0) for v in after["requests"]}
+        ticks = after["machine_all"] - before["machine_all"]
+        return {
+            "apiserver_cpu_s": round(after["apiserver_cpu"] - before["apiserver_cpu"], 1),
+            "requests": {v: int(n) for v, n in sorted(requests.items()) if n >= 1},
+            "operator_cpu_s": round(after["operator_cpu"] - before["operator_cpu"], 1),
+            "pods_cpu_s": round(after["pods_cpu"] - before["pods_cpu"], 1),
+            "writer_cpu_s": round(after["self_cpu"] - before["self_cpu"], 1),
+            "machine_busy_cores": round((after["machine_busy"] - before["machine_busy"]) / ticks * os.cpu_count(), 2)
+            if ticks
+            else 0.0,
+        }
+
+
+def _process_cpu(pid: int, children: bool = False) -> float:
+    """utime + stime; with `children`, also of the children it has reaped (the node agent's
+    pods, each a local process)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = [int(v) for v in stat.read().rsplit(")", 1)[1].split()[11:15]]
+    return sum(fields if children else fields[:2]) / os.sysconf("SC_CLK_TCK")
+
+
+def create_all(kube: Kube, namespaces: dict[str, list[str]], url: str, schedules: bool = True) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(namespace: str) -> None:
+        new_namespace(kube, namespace)
+        names = namespaces[namespace]
+        apply(kube, namespace, [monitor(name, url) for name in names])
+        if schedules:
+            apply(kube, namespace, [schedule(f"every-{name}", name) for name in names])
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(one, namespaces))
+
+
+def split(prefix: str, n: int, per_namespace: int) -> dict[str, list[str]]:
+    count = -(-n // per_namespace)
+    return {
+        f"{prefix}-{n}-{k}": [f"m{i:05d}" for i in range(k * per_namespace, min(n, (k + 1) * per_namespace))]
+        for k in range(count)
+    }
+
+
+def run_entry(name: str, minute: str) -> dict:
+    return {
+        "runId": f"{name}-{minute}",
+        "phase": "Succeeded",
+        "result": "Passed",
+        "startTime": f"{minute}:01Z",
+        "completionTime": f"{minute}:02Z",
+        "responseTimeMs": 3,
+        "schedule": f"every-{name}",
+        "message": f"run {name}-{minute} scheduled by every-{name}: passed",
+    }
+
+
+def measure_recording(kube: Kube, n: int, url: str, per_namespace: int, load: Load) -> dict:
+    """N runs recorded by the operator's own write path (ticks.write_runs: the shared, bounded
+    writers on the one client), as for N namespaces' ticks finishing at once, with no tick
+    pods competing for the CPU: what recording alone costs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import kubernetes
+
+    from assay.operator import kube as operator_kube
+    from assay.operator import ticks
+    from assay.operator.settings import get_settings
+
+    namespaces = split("record", n, per_namespace)
     t0 = time.monotonic()
-    apply(kube, namespace, [monitor(name, url) for name in names])
-    apply(kube, namespace, [schedule(f"every-{name}", name) for name in names])
-
-    def grouped():
-        from assay.crds.contracts.tick import members_of
-
-        maps = kube.items("configmap", namespace, "-l", "assay.dev/tick-group")
-        return maps and len(members_of(maps[0])["members"]) == n
-
-    wait_for(f"all {n} Monitors in the tick group", grouped, timeout=600, interval=2)
-    ready_at = dt.datetime.now(dt.timezone.utc)
-    log(f"N={n}: created and grouped in {time.monotonic() - t0:.0f}s")
-
-    def next_job():
-        jobs = [
-            j
-            for j in kube.items("job", namespace, "-l", "assay.dev/tick-group")
-            if parse(j["metadata"]["creationTimestamp"]) > ready_at
-        ]
-        return min(jobs, key=lambda j: j["metadata"]["creationTimestamp"]) if jobs else None
-
-    job = wait_for("the next tick Job", next_job, timeout=150)
-    job_name = job["metadata"]["name"]
-    scheduled = dt.datetime.fromtimestamp(int(job_name.rsplit("-", 1)[1]) * 60, dt.timezone.utc)
-
-    def recorded():
-        monitors = kube.items("monitor", namespace)
-        done = sum(
-            1
-            for m in monitors
-            if ((m.get("status") or {}).get("lastRun") or {}).get("schedule")
-            and ((m["status"]["lastRun"].get("startTime") or "") >= scheduled.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    create_all(kube, namespaces, url, schedules=False)
+    operator_kube.load_cluster_config = lambda: kubernetes.config.load_kube_config(config_file=kube.env["KUBECONFIG"])
+    operator_kube.configure()
+    listed = {}
+    for namespace in namespaces:
+        listed[namespace] = {
+            ("Monitor", m["metadata"]["name"]): m for m in operator_kube.list_custom("monitors", namespace)
+        }
+    log(f"N={n}: created in {len(namespaces)} namespace(s) in {time.monotonic() - t0:.0f}s")
+    time.sleep(10)  # the operator's handling of the creations settles
+    minute = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M")
+    before = load.sample()
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(namespaces)) as tick_handlers:
+        written = sum(
+            tick_handlers.map(
+                lambda ns: ticks.write_runs(
+                    ns, [("Monitor", m, run_entry(m, minute)) for m in namespaces[ns]], listed[ns], _log
+                ),
+                namespaces,
+            )
         )
-        return done == n and (dt.datetime.now(dt.timezone.utc), monitors)
-
-    recorded_at, monitors = wait_for(f"all {n} runs of tick {job_name} recorded", recorded, timeout=600, interval=2)
-    job = json.loads(kube("get", "job", job_name, "-n", namespace, "-o", "json"))
-    pods = kube.items("pod", namespace, "-l", f"batch.kubernetes.io/job-name={job_name}")
-    status = job.get("status") or {}
-    tick_s = (
-        (parse(status["completionTime"]) - parse(status["startTime"])).total_seconds()
-        if status.get("completionTime")
-        else float("nan")
-    )
-    recorded_s = (recorded_at - scheduled).total_seconds()
-    passed = sum(1 for m in monitors if m["status"]["lastRun"]["result"] == "Passed")
-    # The namespace's deletion takes the CronJob with it (deleting thousands of Schedules
-    # one by one first would take minutes).
-    kube("delete", "namespace", namespace, "--wait=false")
+    seconds = time.monotonic() - started
+    after = load.sample()
+    for namespace in namespaces:
+        kube("delete", "namespace", namespace, "--wait=false")
     return {
         "n": n,
-        "pods": len(pods),
-        "completions": job["spec"]["completions"],
+        "namespaces": len(namespaces),
+        "writers": get_settings().status_writers,
+        "written": written,
+        "seconds": round(seconds, 1),
+        "per_second": round(written / seconds),
+        **Load.between(before, after),
+    }
+
+
+_log = logging.getLogger("bench")
+
+
+def measure_ticks(kube: Kube, n: int, url: str, per_namespace: int, load: Load) -> dict:
+    from assay.crds.contracts.tick import members_of
+
+    namespaces = split("tick", n, per_namespace)
+    count = len(namespaces)
+    t0 = time.monotonic()
+    create_all(kube, namespaces, url)
+
+    def grouped():
+        members = 0
+        for namespace in namespaces:
+            maps = kube.items("configmap", namespace, "-l", "assay.dev/tick-group")
+            members += sum(len(members_of(m)["members"]) for m in maps)
+        return members == n
+
+    wait_for(f"all {n} Monitors in their tick groups", grouped, timeout=1800, interval=5)
+    ready_at = dt.datetime.now(dt.timezone.utc)
+    log(f"N={n}: created and grouped in {count} namespace(s) in {time.monotonic() - t0:.0f}s")
+    # The first minute that starts after every group is in place: its ticks are the measured ones.
+    scheduled = ready_at.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    time.sleep(max(0.0, (scheduled - dt.datetime.now(dt.timezone.utc)).total_seconds() - 2))
+    before = load.sample()
+    stamp = scheduled.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def recorded():
+        done, monitors = 0, []
+        for namespace in namespaces:
+            listed = kube.items("monitor", namespace, "--show-managed-fields")
+            monitors += listed
+            done += sum(
+                1
+                for m in listed
+                if ((m.get("status") or {}).get("lastRun") or {}).get("schedule")
+                and (m["status"]["lastRun"].get("startTime") or "") >= stamp
+            )
+        return done == n and monitors
+
+    monitors = wait_for(f"all {n} runs of the {stamp} ticks recorded", recorded, timeout=900, interval=2)
+    after = load.sample()
+    # When the last status was written, to the second, from the API server's own record of
+    # each status write, not from when this loop happened to look.
+    recorded_at = max(
+        parse(f["time"])
+        for m in monitors
+        for f in m["metadata"].get("managedFields") or []
+        if f.get("subresource") == "status" and f.get("time")
+    )
+    tick_s, pods = 0.0, 0
+    for namespace in namespaces:
+        for job in kube.items("job", namespace, "-l", "assay.dev/tick-group"):
+            if tick_of_name(job["metadata"]["name"]) != scheduled:
+                continue
+            status = job.get("status") or {}
+            if status.get("completionTime"):
+                tick_s = max(tick_s, (parse(status["completionTime"]) - parse(status["startTime"])).total_seconds())
+            pods += job["spec"]["completions"]
+    recorded_s = (recorded_at - scheduled).total_seconds()
+    passed = sum(1 for m in monitors if m["status"]["lastRun"]["result"] == "Passed")
+    # A namespace's deletion takes its CronJob with it (deleting thousands of Schedules one
+    # by one first would take minutes).
+    for namespace in namespaces:
+        kube("delete", "namespace", namespace, "--wait=false")
+    return {
+        "n": n,
+        "namespaces": count,
+        "pods": pods,
         "tick_s": round(tick_s, 1),
         "recorded_s": round(recorded_s, 1),
         "in_minute": recorded_s <= 60,
         "passed": passed,
+        **Load.between(before, after),
     }
+
+
+def tick_of_name(job_name: str) -> dt.datetime:
+    return dt.datetime.fromtimestamp(int(job_name.rsplit("-", 1)[1]) * 60, dt.timezone.utc)
 
 
 def measure_per_pod(kube: Kube, n: int, url: str) -> dict:
@@ -236,12 +406,18 @@ def measure_per_pod(kube: Kube, n: int, url: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="50,200,500,1000")
-    parser.add_argument("--per-pod", type=int, default=20, help="Monitors run one pod each, for comparison")
+    parser.add_argument("--sizes", default="1000,2000,5000,10000")
+    parser.add_argument("--per-namespace", type=int, default=1000, help="Monitors per namespace")
+    parser.add_argument("--per-pod", type=int, default=0, help="Monitors run one pod each, for comparison")
+    parser.add_argument(
+        "--record-only",
+        action="store_true",
+        help="no Schedules or tick pods: N runs recorded at once by the operator's write path",
+    )
     parser.add_argument("--kubeconfig", help="an existing cluster instead of a fresh local one")
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args()
-    localkube, state_dir = None, None
+    localkube, state_dir, pods_pid = None, None, None
     if args.kubeconfig:
         kube, kubeconfig = Kube(args.kubeconfig, None), args.kubeconfig
     else:
@@ -250,6 +426,7 @@ def main() -> None:
         state = localkube.up(state_dir, log=log)
         kubeconfig = state.kubeconfig
         kube = Kube(kubeconfig, localkube.kube_bin_dir())
+        pods_pid = next((pid for name, pid in state.pids.items() if name.startswith("nodeagent-")), None)
     operator = None
     try:
         crds = sorted(str(p) for p in (REPO / "crds").glob("*.yaml"))
@@ -266,27 +443,57 @@ def main() -> None:
         from assay.operator.settings import OperatorSettings
 
         chunk = OperatorSettings().tick_chunk
+        load = Load(kube, operator.pid, pods_pid)
         rows, per_pod = [], None
+        if args.record_only:
+            for n in (int(s) for s in args.sizes.split(",") if s):
+                row = measure_recording(kube, n, "http://127.0.0.1:9", args.per_namespace, load)
+                log(f"recording: {row}")
+                rows.append(row)
+            print(
+                f"\nN runs recorded at once by ticks.write_runs, {args.per_namespace} Monitors per namespace, "
+                "one tick handler per namespace, no tick pods:\n"
+            )
+            print(
+                "| Monitors | namespaces | writers | all written s | statuses/s | API server CPU s "
+                "| API server requests (by verb) | writer CPU s | operator CPU s (its watch events) | machine busy cores |"
+            )
+            print("|---|---|---|---|---|---|---|---|---|---|")
+            for r in rows:
+                verbs = ", ".join(f"{v} {c:,}" for v, c in r["requests"].items())
+                print(
+                    f"| {r['n']:,} | {r['namespaces']} | {r['writers']} | {r['seconds']} | {r['per_second']:,} | "
+                    f"{r['apiserver_cpu_s']} | {sum(r['requests'].values()):,} ({verbs}) | {r['writer_cpu_s']} | "
+                    f"{r['operator_cpu_s']} | {r['machine_busy_cores']} |"
+                )
+            if args.json:
+                Path(args.json).write_text(json.dumps({"recording": rows}, indent=2))
+            return
         with CountingTarget() as target:
             if args.per_pod:
                 per_pod = measure_per_pod(kube, args.per_pod, target.url)
                 log(f"one pod per Monitor: {per_pod}")
             for n in (int(s) for s in args.sizes.split(",") if s):
-                row = measure_ticks(kube, n, target.url)
+                row = measure_ticks(kube, n, target.url, args.per_namespace, load)
                 log(f"ticks: {row}")
                 rows.append(row)
-                if not row["in_minute"]:
-                    break
-        print(f"\nScheduled Monitors, all on 1m in one namespace (chunk {chunk} per pod):\n")
         print(
-            "| Monitors | pods per tick | tick s (Job start -> complete) | recorded s (after the minute) "
-            "| all recorded in the minute | passed |"
+            f"\nScheduled Monitors, all on 1m, {args.per_namespace} per namespace (chunk {chunk} per pod; "
+            "load from the scheduled minute to the last status recorded):\n"
         )
-        print("|---|---|---|---|---|---|")
+        print(
+            "| Monitors | namespaces | pods per tick | tick s (slowest Job start -> complete) "
+            "| recorded s (after the minute) | all recorded in the minute | passed | API server CPU s "
+            "| API server requests (by verb) | operator CPU s | tick pods CPU s | machine busy cores |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
+            verbs = ", ".join(f"{v} {c:,}" for v, c in r["requests"].items())
             print(
-                f"| {r['n']} | {r['pods']} | {r['tick_s']} | {r['recorded_s']} | "
-                f"{'yes' if r['in_minute'] else 'no'} | {r['passed']}/{r['n']} |"
+                f"| {r['n']:,} | {r['namespaces']} | {r['pods']} | {r['tick_s']} | {r['recorded_s']} | "
+                f"{'yes' if r['in_minute'] else 'no'} | {r['passed']:,}/{r['n']:,} | {r['apiserver_cpu_s']} | "
+                f"{sum(r['requests'].values()):,} ({verbs}) | {r['operator_cpu_s']} | {r['pods_cpu_s']} | "
+                f"{r['machine_busy_cores']} |"
             )
         fits = [r["n"] for r in rows if r["in_minute"]]
         print(f"\nLargest N recorded inside the minute: {max(fits) if fits else 'none'}")
@@ -303,7 +510,11 @@ def main() -> None:
                     f"(~{(per_pod['pods'] / per_pod['n']) / (ticks['pods'] / ticks['n']):.0f}x fewer)"
                 )
         if args.json:
-            Path(args.json).write_text(json.dumps({"chunk": chunk, "ticks": rows, "per_pod": per_pod}, indent=2))
+            Path(args.json).write_text(
+                json.dumps(
+                    {"chunk": chunk, "per_namespace": args.per_namespace, "ticks": rows, "per_pod": per_pod}, indent=2
+                )
+            )
     finally:
         if operator:
             operator.terminate()

@@ -163,6 +163,7 @@ GATEWAY_NEEDS = [
     ("create", "loadtests.assay.dev", "", "services/loadtests.py, services/loadmill.py"),
     ("get", "loadtests.assay.dev", "", "services/loadmill.py"),
     ("list", "loadtests.assay.dev", "", "services/loadtests.py, dashboard.py"),
+    ("watch", "loadtests.assay.dev", "", "kube.py WatchCache of LoadTests"),
     ("get", "testsuites.assay.dev", "", "services/suites.py"),
     ("list", "testsuites.assay.dev", "", "services/suites.py, vng.py, dashboard.py"),
     ("patch", "testsuites.assay.dev", "", "services/runs.py run-request annotation"),

@@ -184,3 +184,29 @@ def test_peering_objects_one_cluster_object_or_one_per_named_namespace():
         ("KopfPeering", "team-a"),
         ("KopfPeering", "team-b"),
     ]
+
+
+def test_only_a_run_with_something_to_send_reaches_the_notifier(monkeypatch):
+    import logging
+
+    from assay.operator import notify, runevents
+
+    submitted = []
+
+    class Recording:
+        def submit(self, namespace, name, run_ids):
+            submitted.append((name, run_ids))
+
+    monkeypatch.setattr(notify, "notifier", lambda: Recording())
+    run = {"runId": "r1", "phase": "Succeeded", "result": "Failed", "completionTime": "2026-11-23T10:00:01Z"}
+    after = {"lastRun": run, "history": [run]}
+
+    def owner(name: str, environment: dict) -> dict:
+        steps = [{"stepType": "request", "url": "http://127.0.0.1:9/"}]
+        spec = {"steps": steps, "environments": [{"name": "local", **environment}]}
+        return {"metadata": {"name": name, "namespace": "ns"}, "spec": spec}
+
+    logger = logging.getLogger("test")
+    runevents.status_written("Monitor", owner("quiet", {}), {}, after, logger)
+    runevents.status_written("Monitor", owner("hooked", {"webhooks": ["http://127.0.0.1:9/hook"]}), {}, after, logger)
+    assert submitted == [("hooked", ["r1"])]
