@@ -83,6 +83,7 @@ from .client import (
 )
 from .metrics import Recorder, ShardMetrics, TimerLog
 from .profile import ClosedSchedule, OpenSchedule, think_sampler, weighted_order
+from .wheel import Sleepers
 
 ABORT_GRACE_SECONDS = 2.0
 PROGRESS_WINDOW_SECONDS = 5
@@ -200,21 +201,6 @@ class RedirectCache:
                 self.entries.clear()
             self.entries[key] = hop
         return hop
-
-
-def pause(seconds: float) -> asyncio.Future:
-    """`await pause(s)` is `await asyncio.sleep(s)` without sleep's own coroutine: a virtual
-    user in think time is a few hundred bytes smaller, which 10,000 of them notice. (A
-    cancelled pause leaves its timer to fire into the cancelled future, harmlessly.)"""
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-    loop.call_later(seconds, _wake, future)
-    return future
-
-
-def _wake(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 # --- the compiled plan ------------------------------------------------------------------------
@@ -450,6 +436,7 @@ class _ShardRun:
         self.abort_reason: Optional[str] = None
         self.dropped = 0
         self.redirects = RedirectCache()
+        self.pause = Sleepers().pause
         self.error_samples: dict[str, str] = {}
         self.cookies = spec.cookies.enabled
         self.clear_cookies = spec.cookies.clear_each_iteration
@@ -601,7 +588,7 @@ class _ShardRun:
                     remaining = stop_at - perf()
                     if remaining <= 0:
                         return jar
-                    await pause(think if think < remaining else remaining)
+                    await self.pause(think if think < remaining else remaining)
         finally:
             if timers is not None and sent:
                 first = began if due is None or due > began else due
@@ -612,7 +599,7 @@ class _ShardRun:
         if closed and flow.pacing is not None:
             wait = min(began + flow.pacing, stop_at) - perf()
             if wait > 0:
-                await pause(wait)
+                await self.pause(wait)
         return jar
 
     def _exhausted(self, pool: _Pool) -> None:
@@ -641,7 +628,7 @@ class _ShardRun:
         for start, stop in windows:
             delay = self.t0 + start - perf()
             if delay > 0:
-                await pause(delay)
+                await self.pause(delay)
             if self.stopping or self.draining:
                 return
             stop_at = self.t0 + stop
