@@ -59,6 +59,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from assay.crds.times import epoch
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 BODY = b"Hello from the Assay benchmark target.\n" * 3  # 117 bytes
@@ -547,8 +549,7 @@ def run_assay(
         raise RuntimeError(f"assay run failed: {err[-2000:]}")
     metrics = json.loads(out.read_text())
     total = metrics["total"]
-    started = _epoch(metrics["startedAt"])
-    finished = _epoch(metrics["finishedAt"])
+    started, finished = epoch(metrics["startedAt"]), epoch(metrics["finishedAt"])
     command = f"taskset -c {cores} python -m assay.runner run {spec.name} --processes {processes}"
     return {
         "tool": label,
@@ -562,12 +563,6 @@ def run_assay(
         "errors": sum(total["errors"].values()),
         "note": "cookie jar, X-User header from a per_user pool, JSON path check" if workload == "scenario" else "",
     }
-
-
-def _epoch(text: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 # --- memory per virtual user ------------------------------------------------------------------
