@@ -188,7 +188,8 @@ def test_a_failed_monitor_run_shows_the_failing_assertion_and_every_page_renders
         assert page.evaluate("location.pathname") == pages(project)["monitor"]
         click(page, f"#runs a[href$='{project['monitor_run']}']")
         assert page.evaluate("location.pathname") == pages(project)["monitor-run"]
-        page.evaluate("location.reload()")
+        page.events.clear()  # else the last navigation's load event would end the wait at once
+        page.call("Page.reload")
         page.wait_for_load()
         step = page.evaluate("""(() => {
             const step = document.querySelector('article.step');
@@ -207,7 +208,8 @@ def test_a_failed_monitor_run_shows_the_failing_assertion_and_every_page_renders
     assert "sup3r-s3cret" not in step["html"] and "<redacted>" in step["text"]
     assert "<b>trace</b>" in step["text"], "a header value shows as text, not markup"
 
-    for name, path in pages(project).items():
+    overview = {"overview": f"/dashboard?namespace={project['namespace']}"}
+    for name, path in {**pages(project), **overview}.items():
         for width in (1280, 390):
             rendered = browser.render(gateway.url + path, width=width, height=900, evaluate={"m": MEASURE})
             assert rendered.problems == [], f"{name}: {rendered.problems}"
