@@ -29,6 +29,7 @@ from typing import Optional
 
 from assay.crds.loadtest import parse_criterion
 
+from . import NotFound
 from .dashboard import loadtest_state, loadtest_view, moment
 from .loadtests import LoadTestService, NumberedLoadTest, copy_root_name, parse_time
 
@@ -118,8 +119,10 @@ class LoadTestPages:
 
         for archive in reversed([a for a in self.loadtests.archives(namespace, item) if a.kind == "report"]):
             try:
-                return read_report(archive.path), archive.number
-            except (ArchiveError, OSError):
+                # archive(): a local file also when the archive is an object in S3.
+                path = self.loadtests.archive(namespace, item, "report", archive.number).path
+                return read_report(path), archive.number
+            except (ArchiveError, OSError, NotFound):
                 continue
         return None, None
 
