@@ -117,11 +117,11 @@ def loadtests_section(loadtests: list[dict], now: dt.datetime, controls=None) ->
             f'<td class="num">{duration(lt["durationSeconds"])}</td><td>{archive_links(lt)}</td></tr>'
         )
     return (
-        '<section id="loadtests"><h2>Load tests</h2><table><thead><tr>'
+        '<section id="loadtests"><h2>Load tests</h2><div class="scroll"><table><thead><tr>'
         '<th scope="col">Namespace</th><th scope="col">#</th><th scope="col">Name</th>'
         '<th scope="col">State</th><th scope="col">Requests</th><th scope="col">Failures</th>'
         '<th scope="col">p95</th><th scope="col">Started</th><th scope="col">Duration</th>'
-        f'<th scope="col">Archives</th></tr></thead><tbody>{"".join(rows)}</tbody></table></section>'
+        f'<th scope="col">Archives</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div></section>'
     )
 
 
@@ -148,9 +148,9 @@ def monitor_card(monitor: dict, now: dt.datetime) -> str:
         f'<p class="facts">last run {when(monitor["lastRunAt"], now)} · {monitor["runCount"]} runs · '
         f"{pass_rate} passed · mean response {number(monitor['avgResponseTimeMs'], ' ms', 1)}</p>"
         f'<div class="strip">{strip}</div>{response_time_chart(monitor["responseTimes"], label)}'
-        '<table class="runs"><thead><tr><th scope="col">Run</th><th scope="col">Result</th>'
+        '<div class="scroll"><table class="runs"><thead><tr><th scope="col">Run</th><th scope="col">Result</th>'
         '<th scope="col">Response</th><th scope="col">Environment</th><th scope="col">Regions</th>'
-        f'<th scope="col">Started by</th></tr></thead><tbody>{rows}</tbody></table></article>'
+        f'<th scope="col">Started by</th></tr></thead><tbody>{rows}</tbody></table></div></article>'
     )
 
 
@@ -171,10 +171,10 @@ def suites_section(runs: list[dict], now: dt.datetime) -> str:
         for r in runs
     )
     return (
-        '<section id="suiteruns"><h2>Suite runs</h2><table><thead><tr><th scope="col">Namespace</th>'
+        '<section id="suiteruns"><h2>Suite runs</h2><div class="scroll"><table><thead><tr><th scope="col">Namespace</th>'
         '<th scope="col">Suite</th><th scope="col">Run</th><th scope="col">State</th>'
         '<th scope="col">Flows</th><th scope="col">Success</th><th scope="col">Started</th>'
-        f'<th scope="col">Duration</th></tr></thead><tbody>{rows}</tbody></table></section>'
+        f'<th scope="col">Duration</th></tr></thead><tbody>{rows}</tbody></table></div></section>'
     )
 
 
