@@ -51,6 +51,9 @@ class KubeClient:
         self.caches = {plural: WatchCache(self.custom, plural) for plural in cached}
 
     def get(self, plural: str, namespace: str, name: str) -> dict:
+        cache = self.caches.get(plural)
+        if cache is not None and (item := cache.start().get(namespace, name)) is not None:
+            return item
         try:
             return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
         except ApiException as exc:
@@ -357,6 +360,14 @@ class WatchCache(ResourceWatcher):
             ]
         # In the API server's order: by storage key, `<namespace>/<name>`.
         return sorted(items, key=lambda i: f"{i['metadata'].get('namespace', '')}/{i['metadata']['name']}")
+
+    def get(self, namespace: str, name: str) -> dict | None:
+        """The object, shared as `list` shares it; None when the cache cannot answer or has not
+        seen it (it may be newer than the watch: the caller reads the API server)."""
+        if not self.serving:
+            return None
+        with self._lock:
+            return self._items.get((namespace, name))
 
     def remember(self, obj: dict) -> None:
         with self._lock:
