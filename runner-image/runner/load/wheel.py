@@ -12,6 +12,7 @@ An item fires at the end of its slot: at most one slot late, never early.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Hashable
 
 
@@ -25,7 +26,11 @@ class TimerWheel:
 
     def add(self, loop: asyncio.AbstractEventLoop, item: Hashable, delay: float, step_ms: int = 10) -> int:
         """Slots are `step_ms` milliseconds wide; the slot is the deadline in milliseconds."""
-        slot = -(-int((loop.time() + delay) * 1000) // step_ms) * step_ms
+        # Rounded up, never down: 46565.271 + 0.003 is 46565.27399.. in floats, and truncating
+        # that to whole milliseconds would fire a millisecond early. The nanosecond of slack
+        # absorbs only that float error.
+        deadline_ms = math.ceil((loop.time() + delay) * 1000 - 1e-6)
+        slot = -(-deadline_ms // step_ms) * step_ms
         members = self._slots.get(slot)
         if members is None:
             members = self._slots[slot] = set()
