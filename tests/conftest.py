@@ -6,6 +6,7 @@ built by hack/) starts once per test session in a temporary folder and stops at 
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import os
 import subprocess
@@ -187,19 +188,35 @@ def operator(cluster: Cluster, namespace: str, tmp_path: Path):
 
 class GatewayProcess(ManagedProcess):
     """`python -m assay.api` as a real uvicorn process on a free loopback port, with its store
-    in a temporary folder; killable and restartable on the same store."""
+    in a temporary folder; killable and restartable on the same store.
+
+    With `--gateway-store=postgresql` every gateway keeps its index in a PostgreSQL schema
+    and its documents in an S3 bucket of its own (`servers`, set for the session), so the
+    same tests run the gateway on either backend."""
 
     UPLOAD_KEY = "test-upload-key-0123456789abcdef"
     SIGNING_KEY = "test-token-signing-key-0123456789abcdef"
+    servers: tuple[PostgresServer, S3Server] | None = None
 
-    def __init__(self, cluster: Cluster, store_dir: Path, log_path: Path):
+    def __init__(
+        self, cluster: Cluster, store_dir: Path, log_path: Path, *, shared: tuple[str, str, S3Server] | None = None
+    ):
+        """`shared` (a database URL, an objects URL, their S3 server) makes this gateway a
+        replica of others started with the same."""
         self.cluster, self.store_dir, self.log_path = cluster, store_dir, log_path
         self.port = localkube.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.database_url = self.objects_url = self.s3 = None
+        if shared is not None:
+            self.database_url, self.objects_url, self.s3 = shared
+        elif self.servers is not None:
+            postgres, self.s3 = self.servers
+            self.database_url, self.objects_url = postgres.fresh_url(), self.s3.fresh_url()
 
     @property
     def env(self) -> dict[str, str]:
+        backend = {"ASSAY_DATABASE_URL": self.database_url, "ASSAY_OBJECTS_URL": self.objects_url}
         return {
             **self.cluster.env,
             "ASSAY_STORE_DIR": str(self.store_dir),
@@ -207,7 +224,30 @@ class GatewayProcess(ManagedProcess):
             "ASSAY_UPLOAD_KEY": self.UPLOAD_KEY,
             "ASSAY_TOKEN_SIGNING_KEY": self.SIGNING_KEY,
             "ASSAY_KUBECONFIG": self.cluster.kubeconfig,
+            **{name: value for name, value in backend.items() if value},
         }
+
+    def open_store(self):
+        """The gateway's store, opened beside it as another replica would: for tests that look
+        at what was stored."""
+        from assay.api.store import Store
+
+        return Store(self.store_dir, database_url=self.database_url, objects_url=self.objects_url)
+
+    def stored_keys(self, pattern: str) -> list[str]:
+        """The keys of the stored documents and archives matching `pattern` (fnmatch, where `*`
+        spans folders too), on the volume or in the bucket."""
+        if self.s3 is not None:
+            keys = self.s3.keys(self.objects_url)
+        else:
+            keys = [str(p.relative_to(self.store_dir)) for p in (self.store_dir / "runs").rglob("*") if p.is_file()]
+        return sorted(key for key in keys if fnmatch.fnmatchcase(key, pattern))
+
+    def read_object(self, key: str) -> bytes:
+        with self.open_store() as store:
+            data = store.objects.get(key)
+        assert data is not None, f"no stored object {key}"
+        return data
 
     def start(self) -> GatewayProcess:
         import urllib.request
@@ -318,3 +358,32 @@ def s3():
 def objects_url(s3) -> str:
     """A bucket of the test's own."""
     return s3.fresh_url()
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--gateway-store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the gateways the tests start keep their store in SQLite and files (the default) "
+        "or in PostgreSQL and S3, on servers the suite starts",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """On PostgreSQL and S3 the tests that start a gateway run; the rest would repeat the
+    default run unchanged."""
+    if config.getoption("--gateway-store") == "sqlite":
+        return
+    selected = [item for item in items if "gateway" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in selected])
+    items[:] = selected
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gateway_store(request):
+    """Every GatewayProcess on the backend `--gateway-store` names."""
+    if request.config.getoption("--gateway-store") == "postgresql":
+        GatewayProcess.servers = (request.getfixturevalue("postgres"), request.getfixturevalue("s3"))
+    yield request.config.getoption("--gateway-store")
+    GatewayProcess.servers = None

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from assay.api.store import Store, archive_counter
+from assay.api.store import archive_counter
 from assay.crds.contracts.upload import RunGrant, document_path, idempotency_key, upload_token
 from assay.runner.upload import UploadClient
 from tests.unit.test_report_factory import make_run
@@ -134,7 +134,7 @@ def test_a_truncated_upload_is_rejected_and_nothing_is_stored(gateway):
         f"{gateway.url}/internal/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token_for(gateway, run_id)}"}
     )
     assert response.status_code == 404, response.text
-    assert not list((gateway.store_dir / "runs").glob(f"{run_id}/*shard-0.json"))
+    assert not gateway.stored_keys(f"runs/{run_id}/*shard-0.json")
 
 
 def test_a_repeated_upload_stores_one_record(gateway):
@@ -170,7 +170,7 @@ def test_all_shards_make_result_and_report_archive_1_and_the_next_run_gets_2(gat
 
     upload_all(gateway.url, gateway, second_run, shard_documents(second_run, seed=2))
     assert [(a["kind"], a["number"]) for a in stored(gateway, second_run)["archives"]] == [("report", 2), ("result", 2)]
-    with Store(gateway.store_dir) as store:
+    with gateway.open_store() as store:
         assert store.get_archive(PROJECT, LOADTEST_UID, "result", 1).run_id == first_run
         assert store.get_archive(PROJECT, LOADTEST_UID, "report", 2).run_id == second_run
         assert len(store.list_archives(loadtest_uid=LOADTEST_UID)) == 4
@@ -255,7 +255,7 @@ def assert_stored_exactly_once(gateway, run_id: str, documents: list[bytes], num
     ]
     assert (record["run"]["state"], record["run"]["shardsReceived"]) == ("succeeded", len(documents))
     assert [(a["kind"], a["number"]) for a in record["archives"]] == [("report", number), ("result", number)]
-    with Store(gateway.store_dir) as store:
+    with gateway.open_store() as store:
         for kind in ("result", "report"):
             # Exactly one number was ever allocated for this run's archives.
             assert store.key_for_number(PROJECT, archive_counter(kind, LOADTEST_UID), number) == run_id
@@ -294,7 +294,7 @@ def test_killing_the_gateway_mid_upload_loses_nothing_and_the_retry_stores_it_ex
 
 def stored_nothing_yet(gateway, run_id: str, documents: list[bytes]) -> bool:
     """With the gateway dead, the store on disk holds the first shard only."""
-    with Store(gateway.store_dir) as store:
+    with gateway.open_store() as store:
         return [d.name for d in store.list_documents(run_id)] == ["shard-0.json"] and store.list_archives(
             run_id=run_id
         ) == []

@@ -114,9 +114,8 @@ def test_a_tenants_run_token_cannot_file_results_under_another_tenants_owner_or_
     ).json()
     assert [d["name"] for d in their["documents"]] == ["suite-run.json"]
     assert (their["run"]["project"], their["run"]["ownerUid"]) == ("tenant-b", theirs["metadata"]["uid"])
-    from assay.api.store import Store
 
-    with Store(gateway.store_dir) as store:
+    with gateway.open_store() as store:
         assert [r.run_id for r in store.list_runs(project="tenant-b")] == [their_run]
         assert store.get_run("checkout-forged00") is None
 
@@ -274,7 +273,6 @@ def test_a_group_token_writes_only_the_runs_of_its_own_ticks_and_members(gateway
         tick_group["monitor"]["metadata"]["uid"],
         "succeeded",
     )
-    from assay.api.store import Store
 
-    with Store(gateway.store_dir) as store:
+    with gateway.open_store() as store:
         assert [r.run_id for r in store.list_runs()] == [run_id]

@@ -10,7 +10,6 @@ import hashlib
 import httpx
 import pytest
 
-from assay.api.store import Store
 from assay.crds.contracts.upload import (
     H_IDEMPOTENCY_KEY,
     H_SHA256,
@@ -63,8 +62,8 @@ def over_quota(answer: httpx.Response, quota: str, message: str, limit: int, use
 
 
 def files_of(gateway, run_id: str) -> list[str]:
-    folder = gateway.store_dir / "runs" / run_id
-    return sorted(p.name.split("-", 1)[1] for p in folder.iterdir() if p.is_file()) if folder.exists() else []
+    keys = [key for key in gateway.stored_keys(f"runs/{run_id}/*") if key.count("/") == 2]  # not archives/
+    return sorted(key.rsplit("/", 1)[1].split("-", 1)[1] for key in keys)
 
 
 def test_uploads_past_the_run_and_namespace_quotas_are_refused_and_nothing_is_stored(gateway):
@@ -109,7 +108,7 @@ def test_uploads_past_the_run_and_namespace_quotas_are_refused_and_nothing_is_st
             5000,
         )
     assert files_of(gateway, "cart-r4") == []
-    with Store(gateway.store_dir) as store:
+    with gateway.open_store() as store:
         assert store.get_run("cart-r4") is None and store.list_documents("cart-r4") == []
     # Another namespace has its own quota.
     assert put(gateway, "quota-b", "cart-r5", "big.json", 5000).status_code == 201
@@ -121,7 +120,7 @@ def test_uploads_past_the_run_and_namespace_quotas_are_refused_and_nothing_is_st
     over_quota(put(gateway, "quota-a", "cart-r4", "big.json", 5000), "namespace_bytes", message, 25000, 21000, 5000)
     assert put(gateway, "quota-a", "cart-r1", "log-0.json", 1000).status_code == 200
     assert put(gateway, "quota-a", "cart-r4", "small.json", 4000).status_code == 201  # what still fits
-    with Store(gateway.store_dir) as store:
+    with gateway.open_store() as store:
         assert [d.name for d in store.list_documents("cart-r4")] == ["small.json"]
         assert [d.name for d in store.list_documents("cart-r2")] == ["big.json"]
         assert store.usage("cart-r4", "quota-a")[1].bytes == 25000

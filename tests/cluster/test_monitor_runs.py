@@ -220,7 +220,7 @@ def test_with_the_gateway_each_regions_result_lands_in_the_store(
         ]
         assert (stored["run"]["kind"], stored["run"]["project"]) == ("Monitor", namespace), stored["run"]
         # ... and the Runscope-shaped results on its volume, one per region.
-        results = [json.loads(p.read_text()) for p in gateway.store_dir.rglob("*-monitor-result-*.json")]
+        results = [json.loads(gateway.read_object(key)) for key in gateway.stored_keys("*-monitor-result-*.json")]
         assert sorted(r["region"] for r in results) == sorted(REGIONS)
         assert all(r["test_run_id"] == run_id and r["result"] == "pass" for r in results)
         assert all(r["environment_name"] == "world" and r["requests"] for r in results)

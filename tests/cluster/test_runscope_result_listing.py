@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from assay.api.store import ResultIngest, Store
+from assay.api.store import ResultIngest
 from tests.conftest import OperatorProcess
 from tests.support.credentials import bearer, create_credential, make_namespace, request_token
 from tests.support.monitor_results import result_doc, upload
@@ -69,7 +69,7 @@ def tenants(cluster, namespace, gateway, tmp_path):
 def seed(gateway, bucket: str, test_id: str, count: int, now: float, prefix: str) -> list[str]:
     """`count` results started over the last day, newest last; their run ids."""
     run_ids = []
-    with Store(gateway.store_dir) as store:
+    with gateway.open_store() as store:
         ingest = ResultIngest(store)
         for n in range(count):
             run_id = f"{prefix}-{n:010d}"

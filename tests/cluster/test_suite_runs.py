@@ -181,8 +181,8 @@ def test_with_the_gateway_the_suite_run_lands_in_the_store_and_every_run_gets_an
         with urllib.request.urlopen(request, timeout=5) as answer:
             stored = json.load(answer)
         assert [d["name"] for d in stored["documents"]] == ["suite-run.json"]
-        [path] = gateway.store_dir.rglob("*-suite-run.json")
-        document = json.loads(path.read_text())
+        [key] = gateway.stored_keys("*-suite-run.json")
+        document = json.loads(gateway.read_object(key))
         assert (document["id"], document["status"], document["progress"]) == (run_id, "PASSED", "2/2")
         assert [f["status"] for f in document["testSuiteFlowRuns"]] == ["PASSED", "PASSED"]
 

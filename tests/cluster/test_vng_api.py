@@ -14,7 +14,6 @@ import xml.etree.ElementTree as ET
 import httpx
 import pytest
 
-from assay.api.store import Store
 from tests.support.credentials import create_credential
 from tests.support.http_targets import HttpTarget
 
@@ -211,7 +210,7 @@ def test_consumer_session_forwards_records_and_reports(cluster, namespace, gatew
         )
 
     # Every exchange is in the gateway's store, the target's credentials redacted.
-    with Store(gateway.store_dir) as store:
+    with gateway.open_store() as store:
         calls = store.list_records(f"vng-calls/{session['uuid']}", project=namespace)
     assert [(c["method"], c["path"], c["status"]) for c in calls] == [("POST", "/echo", 200), ("GET", "/json", 200)]
     assert ["authorization", "<redacted>"] in [[k.lower(), v] for k, v in calls[0]["requestHeaders"]]

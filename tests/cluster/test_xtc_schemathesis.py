@@ -21,7 +21,7 @@ import zipfile
 import httpx
 import pytest
 
-from assay.api.store import RunRecord, Store
+from assay.api.store import RunRecord
 from tests.conftest import OperatorProcess
 from tests.support.fuzzing import assert_no_failures, run_schemathesis
 
@@ -129,7 +129,7 @@ def test_no_generated_input_gets_a_server_error(cluster, fuzz_project, gateway, 
     uid = json.loads(cluster.kubectl("get", "loadtest", "seeded", "-n", project, "-o", "json").stdout)["metadata"][
         "uid"
     ]
-    store = Store(gateway.store_dir)
+    store = gateway.open_store()
     try:
         store.upsert_run(
             RunRecord(
