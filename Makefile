@@ -11,7 +11,7 @@ LOCK_ARGS ?= --upgrade
 NODES ?= agents
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help deps jslibs lock kube node helm promtool browser xlt postgres seaweedfs crds check-crds check test test-unit test-cluster up down status demo kind-e2e images clean
+.PHONY: help deps jslibs lock kube node helm promtool browser xlt postgres seaweedfs crds check-crds check test test-unit test-cluster test-postgresql up down status demo kind-e2e images clean
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
@@ -98,8 +98,14 @@ check: deps
 	  $(BIN)/python hack/gen_crds.py --check || failed="$$failed gen_crds"; \
 	  if [ -n "$$failed" ]; then echo "make check failed:$$failed" >&2; exit 1; fi
 
+# Twice: everything on the default store, then every test that starts a gateway again with
+# its store on PostgreSQL + S3 (servers the suite starts).
 test: deps kube node helm promtool browser xlt postgres seaweedfs images
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --gateway-store=postgresql $(PYTEST_ARGS)
+
+test-postgresql: deps kube helm browser postgres seaweedfs
+	$(BIN)/pytest --gateway-store=postgresql $(PYTEST_ARGS)
 
 test-unit: deps postgres seaweedfs
 	$(BIN)/pytest -m "not cluster and not slow" $(PYTEST_ARGS)
