@@ -15,7 +15,8 @@ export UV_PYTHON_DOWNLOADS := never
 
 help:
 	@echo "make demo        run a sharded LoadTest end to end on the local control plane"
-	@echo "make test        install everything needed and run the test suite"
+	@echo "make test        install everything needed and run the test suite (then the gateway's tests on PostgreSQL + S3)"
+	@echo "make test-postgresql   only the gateway's tests, on PostgreSQL + S3"
 	@echo "make test-unit   only the tests that need no cluster"
 	@echo "make check       the guard rails: ruff format and lint, the import contracts, mypy on crds/, CRDs up to date"
 	@echo "make test PYTEST_ARGS='-m \"not slow\"'   skip the long accuracy runs"
