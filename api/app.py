@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -28,10 +29,16 @@ from .store import Store
 
 log = logging.getLogger("assay.api")
 PURGE_INTERVAL_SECONDS = 3600
+PURGE_FIRST_DELAY_SECONDS = (60, 300)
 
 
 async def purge_expired_forever(store: Store) -> None:
-    """Retention: hourly is plenty for a limit counted in days, and each purge is resumable."""
+    """Retention: hourly is plenty for a limit counted in days, and each purge is resumable.
+    The first purge waits a minute or a few: a purge reads every stored object's key (in S3,
+    tens of thousands of listed keys parsed for seconds of CPU), which would slow the first
+    requests of a gateway just (re)started, and replicas restarted together by a rollout
+    spread their purges instead of all listing the bucket at once."""
+    await asyncio.sleep(random.uniform(*PURGE_FIRST_DELAY_SECONDS))
     while True:
         try:
             purged = await run_in_threadpool(store.purge_expired)

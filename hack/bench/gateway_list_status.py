@@ -70,6 +70,11 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.support.postgres import PostgresServer  # noqa: E402
+from tests.support.s3 import S3Server  # noqa: E402
+
 ORG = "bench-org"
 PROJECT = "bench"
 UPLOAD_KEY = "bench-upload-key-0123456789abcdef"
@@ -206,13 +211,17 @@ def setup_cluster(kubectl: Kubectl, names: list[str], log) -> tuple[str, str, di
     return client_id, client_secret, uids
 
 
-def seed_store(store_dir: Path, runs: int, uids: dict[str, str], log) -> float:
-    sys.path.insert(0, str(REPO))
+def seed_store(store_dir: Path, backend: dict[str, str], runs: int, uids: dict[str, str], log) -> float:
     from assay.api.store import RunRecord, Store
 
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="bench-zip-"))
-    store = Store(store_dir, retention_days=0)
+    store = Store(
+        store_dir,
+        retention_days=0,
+        database_url=backend.get("ASSAY_DATABASE_URL"),
+        objects_url=backend.get("ASSAY_OBJECTS_URL"),
+    )
     try:
         owners = list(uids.items())
         now = time.time()
@@ -261,10 +270,28 @@ def seed_store(store_dir: Path, runs: int, uids: dict[str, str], log) -> float:
     return time.perf_counter() - started
 
 
-def start_gateway(store_dir: Path, kubeconfig: str, port: int, log_path: Path, cached: bool) -> subprocess.Popen:
+def settle_postgres(url: str) -> None:
+    """What a database in service has and one just bulk-loaded lacks: planner statistics for
+    the new rows and their writes checkpointed, so neither autovacuum's analyze nor a
+    checkpoint lands in the middle of the measurement."""
+    import psycopg
+
+    base, _, query = url.partition("?")
+    schema = dict(part.split("=", 1) for part in query.split("&") if part).get("schema")
+    with psycopg.connect(base, autocommit=True) as conn:
+        if schema:
+            conn.execute(f"SET search_path TO {schema}")
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+
+
+def start_gateway(
+    store_dir: Path, backend: dict[str, str], kubeconfig: str, port: int, log_path: Path, cached: bool
+) -> subprocess.Popen:
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
+        **backend,
         "ASSAY_STORE_DIR": str(store_dir),
         "ASSAY_PUBLIC_URL": url,
         "ASSAY_UPLOAD_KEY": UPLOAD_KEY,
@@ -361,8 +388,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="timed requests per endpoint")
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--kubeconfig", help="use this cluster instead of starting hack/localkube.py")
+    parser.add_argument(
+        "--backends",
+        default="sqlite,postgresql",
+        help="the stores to measure, one after the other: sqlite (SQLite and files) and postgresql "
+        "(PostgreSQL and S3, on servers started for the run)",
+    )
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not backends or set(backends) - {"sqlite", "postgresql"}:
+        parser.error("--backends takes sqlite, postgresql or both")
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -370,6 +406,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="assay-bench-gateway-"))
     localkube = None
     gateway = None
+    servers: list = []
     try:
         if args.kubeconfig:
             kubeconfig, bin_dir = args.kubeconfig, None
@@ -380,35 +417,47 @@ def main() -> None:
         kubectl = Kubectl(kubeconfig, bin_dir)
         names = [f"checkout-{i}" for i in range(1, args.loadtests + 1)]
         client_id, client_secret, uids = setup_cluster(kubectl, names, log)
-        log(f"seeding {args.runs} runs with their archives")
-        seed_seconds = seed_store(work / "store", args.runs, uids, log)
-        log(f"  {seed_seconds:.1f}s")
-
         rows = []
-        for mode, cached in (("direct", False), ("cache", True)):
-            port = _load_localkube().free_port() if localkube is None else localkube.free_port()
-            gateway = start_gateway(work / "store", kubeconfig, port, work / f"gateway-{mode}.log", cached)
-            rows += [
-                {"mode": mode, **row}
-                for row in measure_gateway(f"http://127.0.0.1:{port}", client_id, client_secret, args)
-            ]
-            gateway.terminate()
-            gateway.wait(15)
-            gateway = None
+        for name in backends:
+            backend: dict[str, str] = {}
+            if name == "postgresql":
+                log("starting PostgreSQL and SeaweedFS's S3")
+                postgres, s3 = PostgresServer(durable=True).start(), S3Server().start()
+                servers += [postgres, s3]
+                os.environ.update(s3.env)  # boto3's credentials, here and in the gateway
+                backend = {"ASSAY_DATABASE_URL": postgres.fresh_url(), "ASSAY_OBJECTS_URL": s3.fresh_url()}
+            store_dir = work / f"store-{name}"
+            log(f"seeding {args.runs} runs with their archives ({name})")
+            seed_seconds = seed_store(store_dir, backend, args.runs, uids, log)
+            log(f"  {seed_seconds:.1f}s")
+            if name == "postgresql":
+                settle_postgres(backend["ASSAY_DATABASE_URL"])
+            for mode, cached in (("direct", False), ("cache", True)):
+                port = _load_localkube().free_port() if localkube is None else localkube.free_port()
+                log_path = work / f"gateway-{name}-{mode}.log"
+                gateway = start_gateway(store_dir, backend, kubeconfig, port, log_path, cached)
+                rows += [
+                    {"backend": name, "mode": mode, **row}
+                    for row in measure_gateway(f"http://127.0.0.1:{port}", client_id, client_secret, args)
+                ]
+                gateway.terminate()
+                gateway.wait(15)
+                gateway = None
         print(
             f"\nXTC gateway latency: {args.runs:,} runs and {2 * args.runs:,} archives in the store, "
             f"{args.loadtests} LoadTests, one request at a time, {args.n} requests each; LoadTests read "
             "from the API server on every call (direct) and from the watch-fed cache (cache)\n"
         )
         print(
-            f"| {'endpoint':<26} | {'reads':<6} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'mean ms':>7} | "
-            f"{'max ms':>7} | {'req/s':>6} |"
+            f"| {'endpoint':<26} | {'store':<10} | {'reads':<6} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | "
+            f"{'mean ms':>7} | {'max ms':>7} | {'req/s':>6} |"
         )
-        print(f"|{'-' * 28}|{'-' * 8}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 8}|")
-        for row in sorted(rows, key=lambda r: (r["endpoint"], r["mode"] != "direct")):
+        print(f"|{'-' * 28}|{'-' * 12}|{'-' * 8}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 8}|")
+        for row in sorted(rows, key=lambda r: (r["endpoint"], backends.index(r["backend"]), r["mode"] != "direct")):
             print(
-                f"| {row['endpoint']:<26} | {row['mode']:<6} | {row['requests']:>8} | {row['p50Ms']:>7.2f} | "
-                f"{row['p99Ms']:>7.2f} | {row['meanMs']:>7.2f} | {row['maxMs']:>7.2f} | {row['rps']:>6.0f} |"
+                f"| {row['endpoint']:<26} | {row['backend']:<10} | {row['mode']:<6} | {row['requests']:>8} | "
+                f"{row['p50Ms']:>7.2f} | {row['p99Ms']:>7.2f} | {row['meanMs']:>7.2f} | {row['maxMs']:>7.2f} | "
+                f"{row['rps']:>6.0f} |"
             )
         if args.json:
             Path(args.json).write_text(
@@ -421,6 +470,8 @@ def main() -> None:
                 gateway.wait(15)
             except subprocess.TimeoutExpired:
                 gateway.kill()
+        for server in servers:
+            server.stop()
         if localkube is not None:
             localkube.down(work / "localkube", log=log)
         shutil.rmtree(work, ignore_errors=True)
