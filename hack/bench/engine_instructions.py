@@ -18,12 +18,15 @@ spec's compilation and the final metrics cancel out). wrk: `wrk -t1 -cUSERS` for
 `wrk-seconds` and twice that, the same difference.
 
 One user by default: each request is then one wake of the event loop, and the count does not
-depend on how many responses a wake finds. With 50 users that depends on how promptly the
-target answers, that is on how busy the machine is: runs of the same code differed by up to
-10 %, where one user's differ by well under 1 % (PYTHONHASHSEED fixed). The ratio to wrk is
-the instruction-count companion of load_vs_wrk.py's CPU ratio, without the kernel's share
-(the syscalls, about the same for both), which is most of wrk's CPU time: so the instruction
-ratio is far above the CPU-time ratio, and it is for comparing versions of the engine.
+depend on how many responses a wake finds (with 50 users that depends on how promptly the
+target answers). What still moves with the machine's load is the work done per wall-clock
+interval (such as the timer wheel's timer per 10 ms slot), which valgrind's slowdown makes
+weigh per request: on a busy 2-core machine runs of the same code at different times differed
+by up to 15 %. Compare two versions in runs made side by side (a second checkout with its
+own venv, both started at once). The ratio to wrk is the instruction-count companion of
+load_vs_wrk.py's CPU ratio, without the kernel's share (the syscalls, about the same for
+both), which is most of wrk's CPU time: so the instruction ratio is far above the CPU-time
+ratio, and it is for comparing versions of the engine, not tools.
 """
 
 from __future__ import annotations

@@ -455,7 +455,20 @@ def test_json_bodies_parse_as_json_loads_parses_them_whatever_their_encoding():
         except ValueError as exc:
             return type(exc)
 
-    bodies = [b'{"a": 1}', b"  [1]", b"1", b"12", b'"\xed\xa0\x80"', b'{"a": 1} x', b"\xff\xfe", b"{\x00", b""]
+    bodies = [b'{"a": 1}', b"  [1]", b"[1] ", b"1", b"12", b'"\xed\xa0\x80"', b'{"a": 1} x', b'{"a": 1}}', b"[1,]"]
+    bodies += [
+        b'{"a": "\\x"}',
+        b"nul",
+        b"-Infinity",
+        b"\xff\xfe",
+        b"{\x00",
+        b"",
+        b"\xc3(",
+        b'{"a": {"b": [1, 2.5e3, null]}}\n',
+        b" \t\r\n",
+        b"\n{} \n",
+        b"{}\x0c",
+    ]
     bodies += [codecs.BOM_UTF8 + b'{"a":1}'] + ['{"a":"ü"}'.encode(e) for e in ("utf-16", "utf-16-le", "utf-32")]
     for body in bodies:
         assert outcome(_loads, body) == outcome(json.loads, body), body
