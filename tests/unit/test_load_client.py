@@ -269,3 +269,50 @@ def test_a_connect_that_hangs_is_a_connect_error_after_the_connect_timeout(run):
             sock.close()
     assert by_connect_timeout.value.kind == "connect" and "timed out after 0.3s" in str(by_connect_timeout.value)
     assert by_request_timeout.value.kind == "timeout"
+
+
+# An interim 103 first (with an empty line before the answer, which llhttp skips), field
+# values with tabs and trailing spaces, names in any case, Set-Cookie repeated.
+_FIELDS_HEAD = (
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n\r\n"
+    b"HTTP/1.1 302 Found\r\nSet-Cookie:\ta=1 \r\nLOCATION:  /next \r\nset-cookie: b=2\r\n"
+)
+_FIELDS = [(b"Set-Cookie", b"a=1 "), (b"LOCATION", b"/next "), (b"set-cookie", b"b=2")]
+
+
+@pytest.mark.parametrize(
+    "framing, extra, trailers",
+    [
+        (b"Content-Length: 2\r\n\r\nok", [(b"Content-Length", b"2")], []),
+        (
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 7\r\nSet-Cookie: c=3\r\n\r\n",
+            [(b"Transfer-Encoding", b"chunked")],
+            [(b"X-Sum", b"7"), (b"Set-Cookie", b"c=3")],
+        ),
+    ],
+    ids=["length", "chunked-with-trailers"],
+)
+@pytest.mark.parametrize("pieces", [False, True], ids=["at-once", "in-pieces"])
+def test_header_fields_are_what_llhttp_reads_trailers_included(run, framing, extra, trailers, pieces):
+    async def go():
+        client = HttpClient()
+        first = await client.request("GET", target.url + "/")
+        await client.close()
+        return first
+
+    raw = _FIELDS_HEAD + framing
+    if pieces:
+        # The head alone, then the rest cut inside the lines that follow it.
+        cut = raw.index(b"\r\n\r\n", len(_FIELDS_HEAD)) + 4
+        mid = (cut + 1 + len(raw)) // 2
+        raw = [piece for piece in (raw[:cut], raw[cut : cut + 1], raw[cut + 1 : mid], raw[mid:]) if piece]
+    with RawTarget(raw) as target:
+        response = run(go())
+    fields = _FIELDS + extra + trailers
+    cookies = ["a=1 ", "b=2"] + [v.decode() for n, v in trailers if n == b"Set-Cookie"]
+    # Asked before and after the fields are parsed: the same answers.
+    assert (response.status, response.body) == (302, b"ok")
+    assert response.set_cookies() == cookies and response.location() == "/next"
+    assert response.raw_headers == fields
+    assert response.set_cookies() == cookies and response.location() == "/next"
+    assert response.header("location") == "/next " and "link" not in response.headers

@@ -4,6 +4,7 @@ the parameter pools' row modes."""
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import hmac
 import itertools
@@ -403,3 +404,71 @@ def test_iterations_under_way_finish_when_the_unique_rows_run_out(load):
     assert sorted((r["path"], r["query"]["n"]) for r in app.seen) == sorted(
         (path, str(n)) for n in range(3) for path in ("/page", "/slow")
     )
+
+
+@pytest.mark.parametrize(
+    "method, headers, body, fills",
+    [
+        ("GET", {"X-User": "user-{{user}}"}, None, True),
+        ("POST", {"Host": "{{host}}", "X-A": "ä {{user}}!", "X-B": "fixed", "X-C": "{{user}}{{user}}"}, "{}", True),
+        ("PUT", {"User-Agent": "{{user}}"}, "", True),
+        # Content-Length is the encoder's own: the general path drops the header.
+        ("POST", {"Content-Length": "{{user}}", "X-A": "{{user}}"}, "abc", False),
+    ],
+)
+def test_templated_header_values_fill_in_the_bytes_the_general_encoder_makes(method, headers, body, fills):
+    from assay.crds.loadtest import LoadRequest
+    from assay.runner.load.engine import _Request
+
+    spec = {"url": "http://127.0.0.1:1/p?q=1", "method": method, "headers": headers, "body": body}
+    request = _Request(LoadRequest.model_validate(spec), 0, None, 10.0, 5, "spec")
+    assert (request.pieces is not None) is fills
+    for variables in ({"user": "7", "host": "h:1"}, {"user": "Zoë ∑", "host": ""}, {}):
+        made, general = request.prepare(variables), request._render(variables)
+        assert made.data == general.data and made.head_end == general.head_end
+        assert made.headers == general.headers and made.body == general.body
+        assert (made.method, made.origin, made.target) == (general.method, general.origin, general.target)
+    with pytest.raises(LoadSpecError) as fill:
+        request.prepare({"user": "a\r\nX-Evil: 1", "host": "h"})
+    with pytest.raises(LoadSpecError) as render:
+        request._render({"user": "a\r\nX-Evil: 1", "host": "h"})
+    assert str(fill.value) == str(render.value)
+
+
+def test_assertions_with_fixed_values_judge_as_the_general_comparison():
+    from assay.runner.load.checks import COMPARISONS, MISSING, _fixed
+
+    actuals = [MISSING, None, True, 0, 17, 17.0, -2.5, "17", " 17 ", "abc", "", [], [17, "a"], {}, {"a": 1}]
+    for comparison, compare in COMPARISONS.items():
+        for expected in ["17", "17.0", "-2.5", "a", "", "abc", "x1", "nan"]:
+            fixed = _fixed(comparison, expected)
+            for actual in actuals:
+                assert bool(fixed(actual)) == bool(compare(actual, expected)), (comparison, expected, actual)
+
+
+def test_json_bodies_parse_as_json_loads_parses_them_whatever_their_encoding():
+    from assay.runner.load.checks import _loads
+
+    def outcome(parse, body):
+        try:
+            return parse(body)
+        except ValueError as exc:
+            return type(exc)
+
+    bodies = [b'{"a": 1}', b"  [1]", b"[1] ", b"1", b"12", b'"\xed\xa0\x80"', b'{"a": 1} x', b'{"a": 1}}', b"[1,]"]
+    bodies += [
+        b'{"a": "\\x"}',
+        b"nul",
+        b"-Infinity",
+        b"\xff\xfe",
+        b"{\x00",
+        b"",
+        b"\xc3(",
+        b'{"a": {"b": [1, 2.5e3, null]}}\n',
+        b" \t\r\n",
+        b"\n{} \n",
+        b"{}\x0c",
+    ]
+    bodies += [codecs.BOM_UTF8 + b'{"a":1}'] + ['{"a":"ü"}'.encode(e) for e in ("utf-16", "utf-16-le", "utf-32")]
+    for body in bodies:
+        assert outcome(_loads, body) == outcome(json.loads, body), body

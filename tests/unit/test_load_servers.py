@@ -168,9 +168,10 @@ class LoadTarget:
 
 class RawTarget:
     """A TCP server that answers every request with fixed bytes, for framings http.server
-    cannot produce (a body ended by closing the connection, a server that hangs up)."""
+    cannot produce (a body ended by closing the connection, a server that hangs up); a list
+    of pieces is sent piece by piece, 20 ms apart, so that each arrives on its own."""
 
-    def __init__(self, response: bytes | None, *, close_after: bool = True):
+    def __init__(self, response: bytes | list[bytes] | None, *, close_after: bool = True):
         self.response, self.close_after = response, close_after
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -197,7 +198,11 @@ class RawTarget:
                 if not chunk:
                     return
                 data += chunk
-            if self.response is not None:
+            if isinstance(self.response, list):
+                for piece in self.response:
+                    conn.sendall(piece)
+                    time.sleep(0.02)
+            elif self.response is not None:
                 conn.sendall(self.response)
             if self.close_after:
                 conn.shutdown(socket.SHUT_WR)

@@ -14,6 +14,10 @@ What it does
   encoded once for the whole run.
 - Responses framed by Content-Length, chunked encoding or the end of the connection; HEAD,
   1xx, 204 and 304 responses have no body.
+- Header fields cost nothing until asked for: llhttp checks the head without calling back per
+  field, the response keeps the head's bytes, and Set-Cookie and Location are found by a
+  search of them; all fields (`raw_headers`) come from a parser of their own, and a chunked
+  body's trailer fields, read as the body arrives, follow them.
 - `Connection: close` (or HTTP/1.0 without keep-alive) closes the connection after the
   response. A pooled connection the server closed while idle is dropped; if the server closes
   a reused connection before sending any byte of the response, the request is sent once more
@@ -183,14 +187,100 @@ def prepare(
     return encode_request(method, origin, target, headers, body)
 
 
+class _Fields:
+    """The header fields of one response as llhttp gives them, from a parser of its own (the
+    connection's parser does not call back per header: most responses are never asked for
+    theirs); with a chunked body, its trailer fields follow."""
+
+    __slots__ = ("fields", "parser", "done")
+
+    def __init__(self):
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.done = False
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_header(self, name: bytes, value: bytes):
+        self.fields.append((name, value))
+
+    def on_message_complete(self):
+        self.done = True
+
+    def feed(self, data: bytes) -> None:
+        if not self.done:
+            try:
+                self.parser.feed_data(data)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+                # The connection's parser accepted these bytes: what follows the fields (an
+                # upgrade, bytes after the message) is none of theirs.
+                self.done = True
+
+
+def header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    fields = _Fields()
+    fields.feed(head)
+    return fields.fields
+
+
+_SET_COOKIE = b"\r\nset-cookie:"
+_LOCATION = b"\r\nlocation:"
+
+
+def _field_values(head: bytes, lower: bytes, key: bytes, at: int) -> list[str]:
+    """The values of the field that `key` (CRLF, the name in lower case, colon) starts, the
+    first at `at` in `lower` (the head in lower case, so that names match in any case: a
+    search in C, not a regex or a loop per field), as llhttp reads them from a head it has
+    accepted: every line ends in CRLF, the first is the status line, no space comes before
+    the colon, and a value is what follows the colon and its spaces and tabs."""
+    values = []
+    while at >= 0:
+        start = at + len(key)
+        end = head.find(b"\r", start)
+        values.append(head[start:end].lstrip(b" \t").decode("latin-1"))
+        at = lower.find(key, end)
+    return values
+
+
 class Response:
-    """A complete response. `body` is None unless the caller asked to keep it."""
+    """A complete response. `body` is None unless the caller asked to keep it; `head` holds
+    the status line and header fields as received, parsed into `raw_headers` when asked."""
 
-    __slots__ = ("status", "raw_headers", "body", "bytes_received", "_headers")
+    __slots__ = ("status", "head", "body", "bytes_received", "_raw", "_headers")
 
-    def __init__(self, status: int, raw_headers: list, body: Optional[bytes], bytes_received: int):
-        self.status, self.raw_headers, self.body, self.bytes_received = status, raw_headers, body, bytes_received
+    def __init__(
+        self, status: int, head: bytes, body: Optional[bytes], bytes_received: int, raw_headers: Optional[list] = None
+    ):
+        self.status, self.head, self.body, self.bytes_received = status, head, body, bytes_received
+        self._raw = raw_headers
         self._headers = None
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """(name, value) of each field in order, trailer fields of a chunked body included."""
+        if self._raw is None:
+            self._raw = header_fields(self.head)
+        return self._raw
+
+    def set_cookies(self) -> Optional[list[str]]:
+        """The Set-Cookie values, None when there is none."""
+        if self._raw is None:
+            lower = self.head.lower()
+            # find, not `in`: bytes' `in` tries the needle as an integer first, which costs
+            # more than the search.
+            at = lower.find(_SET_COOKIE)
+            return _field_values(self.head, lower, _SET_COOKIE, at) if at >= 0 else None
+        values = [v.decode("latin-1") for n, v in self._raw if len(n) == 10 and n.lower() == b"set-cookie"]
+        return values or None
+
+    def location(self) -> Optional[str]:
+        """The first Location value, stripped; None without one."""
+        if self._raw is None:
+            lower = self.head.lower()
+            at = lower.find(_LOCATION)
+            return _field_values(self.head, lower, _LOCATION, at)[0].strip() if at >= 0 else None
+        for name, value in self._raw:
+            if len(name) == 8 and name.lower() == b"location":
+                return value.decode("latin-1").strip()
+        return None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -227,7 +317,11 @@ class _Connection(asyncio.Protocol):
         "waiter",
         "keep_body",
         "head",
-        "headers",
+        "pending",
+        "collecting",
+        "head_start",
+        "response_head",
+        "fields",
         "body",
         "received",
         "status",
@@ -244,8 +338,15 @@ class _Connection(asyncio.Protocol):
         self.waiter: Optional[asyncio.Future] = None
         self.keep_body = False
         self.head = False
-        self.headers: Optional[list] = []
-        self.body: Optional[list] = []
+        self.pending: Optional[bytes] = None
+        self.collecting = False
+        """The response's bytes are kept in `pending` until its body shows its framing (the
+        head alone is not searched for it): a chunked body may have trailer fields."""
+        self.head_start = 0
+        self.response_head = b""
+        self.fields: Optional[_Fields] = None
+        """A chunked response's fields, trailers included."""
+        self.body: Optional[list] = None
         self.received = 0
         self.status = 0
         self.headers_done = False
@@ -264,6 +365,11 @@ class _Connection(asyncio.Protocol):
             self._close()
             return
         self.received += len(data)
+        if self.collecting:
+            pending = self.pending
+            self.pending = data if pending is None else pending + data
+        elif self.fields is not None:
+            self.fields.feed(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -288,12 +394,18 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------------------------
 
-    def on_header(self, name: bytes, value: bytes):
-        self.headers.append((name, value))
-
     def on_headers_complete(self):
         self.status = self.parser.get_status_code()
         self.headers_done = True
+        data = self.pending
+        # llhttp skips empty lines before a status line; the head starts at the status line.
+        start = len(data) - len(data.lstrip(b"\r\n")) if data[0] in (13, 10) else 0
+        end = data.find(b"\r\n\r\n", start) + 4
+        self.response_head = data[start:end]
+        self.head_start = start
+        if self.status < 200:
+            # An interim response (103 Early Hints): the real one follows, maybe in these bytes.
+            self.pending = data[end:] or None
         if self.head and self.status >= 200:
             # llhttp does not know the request was HEAD and would wait for the body that
             # Content-Length announces; the response is complete, the parser is not reusable.
@@ -301,14 +413,24 @@ class _Connection(asyncio.Protocol):
             self.fresh_parser = True
             self._complete()
 
+    def on_chunk_header(self):
+        if self.collecting:
+            # A chunked body, which trailer fields may follow: a parser of their own reads
+            # the message from its start.
+            self.collecting = False
+            self.fields = _Fields()
+            self.fields.feed(self.pending[self.head_start :])
+            self.pending = None
+
     def on_body(self, body: bytes):
+        if self.collecting:
+            self.collecting = False  # not chunked: the head has all the fields
+            self.pending = None
         if self.keep_body:
             self.body.append(body)
 
     def on_message_complete(self):
         if 100 <= self.status < 200 and self.status != 101:
-            # An interim response (103 Early Hints): the real one follows.
-            self.headers = []
             self.headers_done = False
             return
         self.keep_alive = self.parser.should_keep_alive()
@@ -322,7 +444,9 @@ class _Connection(asyncio.Protocol):
             self.fresh_parser = False
         self.waiter = waiter = self.loop.create_future()
         self.keep_body, self.head = keep_body, head
-        self.headers, self.body = [], []
+        self.pending = self.fields = None
+        self.collecting = True
+        self.body = [] if keep_body else None
         self.received = self.status = 0
         self.headers_done = False
         self.transport.write(data)
@@ -336,11 +460,14 @@ class _Connection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             body = b"".join(self.body) if self.keep_body else None
-            waiter.set_result(Response(self.status, self.headers, body, self.received))
-            # An idle pooled connection must not hold its last response (its headers are
-            # most of an idle virtual user's memory); bytes arriving now find no waiter and
-            # close the connection, and a stray parser callback fails the same way.
-            self.waiter = self.headers = self.body = None
+            fields = self.fields.fields if self.fields is not None else None
+            waiter.set_result(Response(self.status, self.response_head, body, self.received, fields))
+            # An idle pooled connection must not hold its last response (its head is most of
+            # an idle virtual user's memory); bytes arriving now find no waiter and close the
+            # connection, and a stray parser callback fails the same way.
+            self.waiter = self.body = self.fields = self.pending = None
+            self.collecting = False
+            self.response_head = b""
 
     def _fail(self, exc: Exception):
         waiter = self.waiter
@@ -356,7 +483,7 @@ class _Connection(asyncio.Protocol):
         """Whether the body ends with the connection: no Content-Length, not chunked."""
         if self.status in (204, 304) or self.head:
             return False
-        for name, value in self.headers:
+        for name, value in header_fields(self.response_head):
             lname = name.lower()
             if lname == b"content-length" or (lname == b"transfer-encoding" and b"chunked" in value.lower()):
                 return False
@@ -469,7 +596,7 @@ class HttpClient:
             timeout -= loop.time() - started
         while True:
             waiter = conn.start(data, keep_body, request.head)
-            slot = self._deadlines.add(loop, conn, max(timeout, 0.0))
+            slot = self._deadlines.add(loop, conn, timeout if timeout > 0.0 else 0.0)
             try:
                 response = await waiter
             except _StaleConnection:

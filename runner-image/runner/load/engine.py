@@ -140,24 +140,6 @@ def resolve_url(base_url: Optional[str], url: str) -> str:
     return url
 
 
-def set_cookies(raw_headers: list) -> Optional[list[str]]:
-    """A response's Set-Cookie values, None when it has none."""
-    found = None
-    for name, value in raw_headers:
-        if len(name) == 10 and name.lower() == b"set-cookie":
-            if found is None:
-                found = []
-            found.append(value.decode("latin-1"))
-    return found
-
-
-def _location(raw_headers: list) -> Optional[str]:
-    for name, value in raw_headers:
-        if len(name) == 8 and name.lower() == b"location":
-            return value.decode("latin-1").strip()
-    return None
-
-
 # Credentials a user set for one origin are not handed to another one a redirect points to.
 _CROSS_ORIGIN_DROPPED = frozenset({"authorization", "cookie", "proxy-authorization", "host"})
 
@@ -207,7 +189,8 @@ class RedirectCache:
 
 
 class _Request:
-    """A LoadRequest ready for the hot path: its bytes when nothing is templated."""
+    """A LoadRequest ready for the hot path: its bytes when nothing is templated, and the
+    bytes around the values when only header values are."""
 
     __slots__ = (
         "name",
@@ -226,6 +209,7 @@ class _Request:
         "max_redirects",
         "fixed_url",
         "flow",
+        "pieces",
     )
 
     def __init__(
@@ -270,6 +254,9 @@ class _Request:
             and (self.body is None or self.body.is_static)
         )
         self.static = self._render({}) if static else None
+        self.pieces = None
+        if not static and self.fixed_url is not None and (self.body is None or self.body.is_static):
+            self.pieces = self._pieces()
         if static is False:
             # Catch a URL that can never work now, not once per request.
             prefix = self.url.static_prefix()
@@ -287,8 +274,55 @@ class _Request:
         except ValueError as exc:
             raise LoadSpecError(f"request {self.name!r}: {exc}") from None
 
+    def _pieces(self) -> Optional[tuple[list[bytes], list[int], Optional[bytes]]]:
+        """When only header values vary: the request's bytes around them, encoded once (with
+        a mark for each varying value, then split at the marks), the index of each varying
+        header, and the body; None when the marks do not come out one each, in order."""
+        origin, target = self.fixed_url
+        marked = [(name, t.text if t.is_static else f"\x00{i}\x00") for i, (name, t) in enumerate(self.headers)]
+        try:
+            body = self.body.text if self.body is not None else None
+            request = encode_request(self.method, origin, target, marked, body)
+        except ValueError:
+            return None
+        pieces, varying, rest = [], [], request.data
+        for i, (_, t) in enumerate(self.headers):
+            if not t.is_static:
+                before, mark, rest = rest.partition(f"\x00{i}\x00".encode())
+                if not mark:
+                    return None
+                pieces.append(before)
+                varying.append(i)
+        if b"\x00" in rest or any(b"\x00" in piece for piece in pieces):
+            return None
+        pieces.append(rest)
+        return pieces, varying, request.body
+
+    def _fill(self, variables: Mapping[str, str]) -> PreparedRequest:
+        """What _render makes, from the pieces: only the varying values are encoded."""
+        pieces, varying, body = self.pieces
+        try:
+            headers = [(name, t.render(variables)) for name, t in self.headers]
+            out = [pieces[0]]
+            for k, i in enumerate(varying, 1):
+                name, value = headers[i]
+                if "\r" in value or "\n" in value:
+                    raise ValueError(f"header {name!r} contains a line break")
+                out.append(value.encode())
+                out.append(pieces[k])
+        except ValueError as exc:
+            raise LoadSpecError(f"request {self.name!r}: {exc}") from None
+        data = b"".join(out)
+        origin, target = self.fixed_url
+        head_end = len(data) - (len(body) if body else 0) - 4
+        return PreparedRequest(self.method, origin, data, target, headers, body, head_end)
+
     def prepare(self, variables: Mapping[str, str]) -> PreparedRequest:
-        return self.static if self.static is not None else self._render(variables)
+        if self.static is not None:
+            return self.static
+        if self.pieces is not None:
+            return self._fill(variables)
+        return self._render(variables)
 
 
 class _Pool:
@@ -459,7 +493,7 @@ class _ShardRun:
         the caller's next line, so the caller reads its own request's outcome."""
         perf = time.perf_counter
         try:
-            prepared = req.prepare(variables)
+            prepared = req.static if req.static is not None else req.prepare(variables)
         except LoadSpecError as exc:
             now = perf()
             self._sample(OTHER, str(exc))
@@ -476,9 +510,10 @@ class _ShardRun:
         timeout = req.timeout
         try:
             while True:
-                data = None
+                data = path = None
                 if jar is not None:
-                    cookie = jar.header(prepared.origin.host, prepared.path, prepared.origin.tls)
+                    path = prepared.path
+                    cookie = jar.header(prepared.origin.host, path, prepared.origin.tls)
                     if cookie is not None:
                         data = prepared.with_cookie(cookie)
                 size = len(data if data is not None else prepared.data)
@@ -491,13 +526,13 @@ class _ShardRun:
                 sent += size
                 status = response.status
                 received += response.bytes_received
-                if self.cookies and (values := set_cookies(response.raw_headers)) is not None:
+                if self.cookies and (values := response.set_cookies()) is not None:
                     if jar is None:
                         jar = CookieJar()
-                    jar.store(values, prepared.origin.host, prepared.path)
+                    jar.store(values, prepared.origin.host, path if path is not None else prepared.path)
                 if response.status not in _REDIRECTS or hops >= req.max_redirects:
                     break
-                location = _location(response.raw_headers)
+                location = response.location()
                 if location is None:
                     break
                 try:
