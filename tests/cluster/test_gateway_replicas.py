@@ -228,7 +228,6 @@ def test_a_replica_killed_during_code_exchanges_lets_no_code_buy_two_tokens(clus
         for future in futures:
             future.result(timeout=60)
     assert unanswered, "the kill interrupted no exchange"
-    assert len(unanswered) < len(codes)
 
     # The client retries what got no answer on another replica: a code the dead replica never
     # redeemed buys its token now; one it redeemed is refused (its answer was lost with it).
