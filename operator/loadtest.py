@@ -51,7 +51,7 @@ def _validated_spec(spec: dict, namespace: str, name: str) -> LoadTestSpec:
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
-def start_run(body, spec, name, namespace, uid, status, patch, logger, **_):
+def start_run(body, spec, name, namespace, uid, status, logger, **_):
     if status.get("phase") in TERMINAL_PHASES:
         return
     parsed = _validated_spec(spec, namespace, name)
@@ -75,9 +75,19 @@ def start_run(body, spec, name, namespace, uid, status, patch, logger, **_):
     if created:
         logger.info(f"run {run_id}: started {parsed.shards} shard(s)")
     if status.get("runId") != run_id:
-        patch.status["runId"] = run_id
-        patch.status["jobName"] = job_name_for(run_id)
-        patch.status.setdefault("phase", status.get("phase") or "Pending")
+        # Through the one status path, onto the object as read: the Job's mirror may have
+        # written Running meanwhile, which a blind patch of Pending would undo (and the
+        # progress timer, which runs while Running, would stop with it).
+        update_status(KIND, namespace, name, lambda loadtest: first_run_status(loadtest, run_id))
+
+
+def first_run_status(loadtest: dict, run_id: str) -> dict | None:
+    """The run's id and Job on a LoadTest that has not recorded them yet; its phase Pending
+    unless the mirror already set one."""
+    current = loadtest.get("status") or {}
+    if current.get("runId") == run_id:
+        return None
+    return {"runId": run_id, "jobName": job_name_for(run_id), "phase": current.get("phase") or "Pending"}
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_KIND: KIND})

@@ -158,3 +158,18 @@ def test_the_mirror_removes_progress_with_the_final_status(world, monkeypatch):
     handlers.mirror_job(body=running, namespace="shop", type="MODIFIED", logger=logging.getLogger("test"))
     ((name, status, _),) = world.patches
     assert status["phase"] == "Running" and "progress" not in status  # the timer's field, untouched
+
+
+def test_the_first_run_status_never_undoes_a_phase_the_mirror_wrote():
+    # The creation handler records the run id after the Job exists; the Job's mirror may have
+    # written the run (phase Running) first.
+    fresh = {"metadata": {"name": "live"}, "status": {}}
+    assert handlers.first_run_status(fresh, RUN) == {
+        "runId": RUN,
+        "jobName": handlers.job_name_for(RUN),
+        "phase": "Pending",
+    }
+    mirrored = {"metadata": {"name": "live"}, "status": {"runId": RUN, "jobName": "j", "phase": "Running"}}
+    assert handlers.first_run_status(mirrored, RUN) is None
+    phase_only = {"metadata": {"name": "live"}, "status": {"phase": "Running"}}
+    assert handlers.first_run_status(phase_only, RUN)["phase"] == "Running"
