@@ -25,6 +25,7 @@ from assay.runner.upload import UploadClient
 from tests.cluster.test_clientcredential import create_credential
 from tests.cluster.test_ingest import LOADTEST_UID, PROJECT, meta, shard_documents, token_for
 from tests.conftest import GatewayProcess
+from tests.support.tcp import pipe
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgresql, pytest.mark.s3]
 
@@ -83,28 +84,13 @@ class Balancer:
             client.close()
             return
         upstream.settimeout(None)
-        threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
-        self._pipe(client, upstream, port)
+        threading.Thread(target=pipe, args=(upstream, client, self.chunk), daemon=True).start()
+        pipe(client, upstream, self.chunk, lambda sent: self._paced(port, sent))
 
-    def _pipe(self, source: socket.socket, target: socket.socket, port: int | None) -> None:
-        sent = 0
-        try:
-            while data := source.recv(self.chunk):
-                target.sendall(data)
-                if port is not None:
-                    sent += len(data)
-                    if sent >= self.trigger:
-                        self.mid_upload[port].set()
-                    time.sleep(self.pause)
-        except OSError:
-            pass
-        finally:
-            for s in (source, target):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+    def _paced(self, port: int, sent: int) -> None:
+        if sent >= self.trigger:
+            self.mid_upload[port].set()
+        time.sleep(self.pause)
 
     def close(self) -> None:
         self.listener.close()

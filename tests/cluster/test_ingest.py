@@ -16,6 +16,7 @@ import pytest
 from assay.api.store import archive_counter
 from assay.crds.contracts.upload import RunGrant, document_path, idempotency_key, upload_token
 from assay.runner.upload import UploadClient
+from tests.support.tcp import pipe
 from tests.unit.test_report_factory import make_run
 
 pytestmark = pytest.mark.cluster
@@ -206,28 +207,13 @@ class SlowProxy:
             client.close()  # the gateway is down: the client sees the connection drop
             return
         upstream.settimeout(None)
-        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-        self._pipe(client, upstream, slow)
+        threading.Thread(target=pipe, args=(upstream, client, self.chunk), daemon=True).start()
+        pipe(client, upstream, self.chunk, self._slowly if slow else None)
 
-    def _pipe(self, source: socket.socket, target: socket.socket, slow: bool):
-        sent = 0
-        try:
-            while data := source.recv(self.chunk):
-                target.sendall(data)
-                sent += len(data)
-                if slow:
-                    if sent >= self.trigger_bytes:
-                        self.forwarded.set()
-                    time.sleep(self.pause)
-        except OSError:
-            pass
-        finally:
-            for s in (source, target):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+    def _slowly(self, sent: int) -> None:
+        if sent >= self.trigger_bytes:
+            self.forwarded.set()
+        time.sleep(self.pause)
 
     def close(self):
         self._closing = True
